@@ -1,0 +1,28 @@
+# Two commands on a fresh machine:  `make serve`  and  `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: venv serve test bench clean
+
+$(BIN)/pickwise: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/pickwise
+
+venv: $(BIN)/pickwise
+
+## Start the service on the shipped default registry and predictor.
+serve: venv
+	HF_HUB_OFFLINE=1 $(BIN)/pickwise serve --host $(HOST) --port $(PORT)
+
+## Run the whole test suite (what CI runs).
+test: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info
