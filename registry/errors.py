@@ -1,0 +1,69 @@
+"""Registry errors that say where the problem is: file, model, field (and line when known).
+
+A load collects every problem it finds before raising, so one run of
+`pickwise models validate` lists all of them instead of one per attempt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def display_path(path: Path | str | None) -> str:
+    """A path as a person wants to read it: relative to the working directory when it lies under it."""
+    if path is None:
+        return "<input>"
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class RegistryIssue:
+    """One problem: where it is (file, model, field, line) and what was expected."""
+
+    message: str
+    file: Path | None = None
+    model: str | None = None
+    field: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file is not None:
+            parts.append(display_path(self.file) + (f":{self.line}" if self.line is not None else ""))
+        if self.model is not None:
+            parts.append(f"model '{self.model}'")
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class RegistryError(ValueError):
+    """A registry could not be loaded or changed; `.errors` lists every problem found.
+
+    `.file`, `.model` and `.field` are those of the first problem, for callers that
+    only want one; `str()` lists all of them, one per line.
+    """
+
+    def __init__(self, errors: "list[RegistryIssue] | RegistryIssue | str", *, file=None, model=None, field=None):
+        if isinstance(errors, str):
+            errors = RegistryIssue(errors, file=Path(file) if file is not None else None, model=model, field=field)
+        if isinstance(errors, RegistryIssue):
+            errors = [errors]
+        if not errors:
+            raise ValueError("RegistryError needs at least one issue")
+        self.errors: list[RegistryIssue] = list(errors)
+        first = self.errors[0]
+        self.file, self.model, self.field, self.line = first.file, first.model, first.field, first.line
+        super().__init__("\n".join(str(e) for e in self.errors) if len(self.errors) > 1 else str(first))
+
+
+class UnknownModelError(RegistryError, KeyError):
+    """A name or alias that no model in the registry answers to."""
+
+    def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
+        return ValueError.__str__(self)

@@ -1,0 +1,50 @@
+"""Pre-call cost and latency of sending a prompt to a model, from the registry alone.
+
+The model is deliberately simple because the inputs (list prices, typical
+answer length, a few latency figures) are all that is known before the call:
+
+    cost    = prompt_tokens * input_per_million / 1e6
+            + output_tokens * output_per_million / 1e6 + per_request
+    latency = ttft_ms + output_tokens / output_tokens_per_s * 1000
+
+`output_tokens` defaults to the model's `expected_output_tokens`. Prefill time
+is taken as part of `ttft_ms` (no separate per-prompt-token term): for the
+prompt lengths routers see, it is small next to time to first token.
+"""
+from __future__ import annotations
+
+from .schema import ModelSpec
+
+
+def _output_tokens(spec: ModelSpec, output_tokens: int | None) -> int:
+    out = spec.expected_output_tokens if output_tokens is None else output_tokens
+    if out < 0:
+        raise ValueError(f"output_tokens must be >= 0, got {out}")
+    return out
+
+
+def _check_prompt(prompt_tokens: int) -> None:
+    if prompt_tokens < 0:
+        raise ValueError(f"prompt_tokens must be >= 0, got {prompt_tokens}")
+
+
+def estimate_cost_usd(spec: ModelSpec, prompt_tokens: int, output_tokens: int | None = None) -> float:
+    """USD for one call: input and output tokens at the model's list prices plus its per-request fee."""
+    _check_prompt(prompt_tokens)
+    out = _output_tokens(spec, output_tokens)
+    price = spec.pricing
+    return prompt_tokens * price.input_per_million / 1e6 + out * price.output_per_million / 1e6 + price.per_request
+
+
+def estimate_latency_ms(spec: ModelSpec, prompt_tokens: int, output_tokens: int | None = None) -> float:
+    """Milliseconds until the answer is complete: time to first token plus decode time."""
+    _check_prompt(prompt_tokens)
+    out = _output_tokens(spec, output_tokens)
+    return spec.latency.ttft_ms + out / spec.latency.output_tokens_per_s * 1000.0
+
+
+def fits_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int | None = None) -> bool:
+    """Whether prompt plus answer fit the context window and the answer fits max_output_tokens."""
+    _check_prompt(prompt_tokens)
+    out = _output_tokens(spec, output_tokens)
+    return out <= spec.max_output_tokens and prompt_tokens + out <= spec.context_window

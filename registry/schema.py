@@ -1,0 +1,90 @@
+"""The registry's data model: what one model entry in a registry YAML file may say.
+
+Every model is frozen and forbids unknown keys, so a typo in a YAML file
+(`input_per_milion`) is an error naming the key instead of a silently ignored
+field that leaves a price at its default.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    """Base for every registry model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pricing(_Strict):
+    """USD prices. Per-million-token prices because that is how providers publish them."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    per_request: float = Field(default=0.0, ge=0)
+
+
+class Latency(_Strict):
+    """Time to first token and decode speed; `estimated` marks our guesses vs. measurements."""
+
+    ttft_ms: float = Field(ge=0)
+    output_tokens_per_s: float = Field(gt=0)
+    estimated: bool = False
+
+
+class ProbeResult(_Strict):
+    """One scored answer of the model to one prompt of the probe set."""
+
+    prompt_id: str = Field(min_length=1)
+    score: float = Field(ge=0, le=1)
+
+
+class Probe(_Strict):
+    """Cold-start evidence about a model the predictor was not trained on.
+
+    `results` (a CSV/JSONL path relative to the YAML file, or inline rows) is the
+    strongest evidence; `benchmark_score` and `similar_to` are fallback priors.
+    """
+
+    results: str | list[ProbeResult] | None = None
+    benchmark_score: float | None = Field(default=None, ge=0, le=1)
+    similar_to: str | None = Field(default=None, min_length=1)
+
+
+class ModelSpec(_Strict):
+    """One routable model: identity, prices, speed, limits and optional probe evidence."""
+
+    name: str = Field(min_length=1)
+    provider: str = Field(min_length=1)
+    aliases: tuple[str, ...] = ()
+    pricing: Pricing
+    latency: Latency
+    context_window: int = Field(gt=0)
+    max_output_tokens: int = Field(gt=0)
+    expected_output_tokens: int = Field(gt=0)
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    probe: Probe | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _limits_are_consistent(self) -> "ModelSpec":
+        # Caught here because each value alone is valid but together they cannot be served.
+        if self.max_output_tokens > self.context_window:
+            raise ValueError(
+                f"max_output_tokens ({self.max_output_tokens}) exceeds context_window ({self.context_window})"
+            )
+        if self.expected_output_tokens > self.max_output_tokens:
+            raise ValueError(
+                f"expected_output_tokens ({self.expected_output_tokens}) exceeds "
+                f"max_output_tokens ({self.max_output_tokens})"
+            )
+        empty = [a for a in self.aliases if not a.strip()]
+        if empty or not self.name.strip():
+            raise ValueError("name and aliases must not be blank")
+        if self.name in self.aliases or len(set(self.aliases)) != len(self.aliases):
+            raise ValueError("aliases must be distinct and differ from the model's name")
+        return self
+
+    def all_names(self) -> tuple[str, ...]:
+        """The name followed by every alias: all the strings that select this model."""
+        return (self.name, *self.aliases)

@@ -1,0 +1,72 @@
+"""An immutable, versioned view of one loaded registry directory.
+
+Readers hold a snapshot for the length of a request; reloads build a new one
+and swap the reference, so a reader never sees half of an update.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from .errors import RegistryIssue, UnknownModelError
+from .schema import ModelSpec
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    """All models of a registry (disabled ones too), sorted by name, plus where each came from.
+
+    `version` is a content hash of the YAML files and the probe-result files they
+    reference, so two snapshots with the same version hold the same data.
+    """
+
+    models: tuple[ModelSpec, ...]
+    version: str
+    directory: Path
+    _files: Mapping[str, Path] = field(repr=False, default_factory=dict)
+    _probe_scores: Mapping[str, Mapping[str, float]] = field(repr=False, default_factory=dict)
+    _by_name: Mapping[str, ModelSpec] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_name = {n: spec for spec in self.models for n in spec.all_names()}
+        object.__setattr__(self, "_by_name", MappingProxyType(by_name))
+        object.__setattr__(self, "_files", MappingProxyType(dict(self._files)))
+        frozen_scores = {k: MappingProxyType(dict(v)) for k, v in self._probe_scores.items()}
+        object.__setattr__(self, "_probe_scores", MappingProxyType(frozen_scores))
+
+    def get(self, name_or_alias: str) -> ModelSpec:
+        """The model with this name or alias; UnknownModelError (a KeyError and RegistryError) otherwise."""
+        try:
+            return self._by_name[name_or_alias]
+        except (KeyError, TypeError):
+            known = ", ".join(s.name for s in self.models[:8]) + (", ..." if len(self.models) > 8 else "")
+            error = UnknownModelError(
+                RegistryIssue(f"unknown model '{name_or_alias}' (registry {self.directory} has: {known})")
+            )
+            error.model = name_or_alias
+            raise error from None
+
+    def __contains__(self, name_or_alias: object) -> bool:
+        return isinstance(name_or_alias, str) and name_or_alias in self._by_name
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def names(self) -> tuple[str, ...]:
+        """Canonical names of every model, sorted."""
+        return tuple(s.name for s in self.models)
+
+    def enabled(self) -> tuple[ModelSpec, ...]:
+        """The models a router may pick: those with `enabled: true`."""
+        return tuple(s for s in self.models if s.enabled)
+
+    def source_file(self, name: str) -> Path:
+        """The YAML file that defines the model with this name or alias."""
+        return self._files[self.get(name).name]
+
+    def probe_scores(self, name: str) -> dict[str, float] | None:
+        """Validated probe results (prompt_id -> score) of the model, or None if it has none."""
+        scores = self._probe_scores.get(self.get(name).name)
+        return dict(scores) if scores is not None else None

@@ -1,0 +1,156 @@
+"""The live registry behind the CLI and the service: one snapshot at a time, safe writes.
+
+Readers take `registry.snapshot` (a plain attribute read, never blocked).
+Writers (reload, add, remove) hold one lock, validate the whole resulting
+registry *before* touching disk, write with temp file + os.replace so a crash
+never leaves a half-written YAML file, and only then swap the snapshot.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import RegistryError, RegistryIssue
+from .loader import load_registry, parse_registry_text
+from .schema import ModelSpec
+from .snapshot import RegistrySnapshot
+from .yaml_edit import remove_list_item
+from .yaml_source import parse_yaml
+
+
+def safe_file_stem(name: str) -> str:
+    """A file-name-safe stem for a model name (`mistralai/Mixtral-8x7B` -> `mistralai_Mixtral-8x7B`)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return stem or "model"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a dot-prefixed temp file in the same directory and os.replace.
+
+    The temp file is a dotfile so a concurrent load never mistakes it for a registry file.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _to_yaml(data: Any) -> str:
+    """YAML text for a model given as data (one mapping, or a list that validation will then reject)."""
+    data = dict(data) if isinstance(data, Mapping) else data
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None)
+
+
+class Registry:
+    """Thread-safe holder of the current RegistrySnapshot of one directory."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self._directory = Path(directory)
+        self._lock = threading.Lock()
+        self._snapshot: RegistrySnapshot = load_registry(self._directory)
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
+    def snapshot(self) -> RegistrySnapshot:
+        """The current snapshot; swapped as a whole by reload/add/remove."""
+        return self._snapshot
+
+    def reload(self) -> RegistrySnapshot:
+        """Re-read the directory; on any error raise RegistryError and keep serving the old snapshot."""
+        with self._lock:
+            self._snapshot = load_registry(self._directory)
+            return self._snapshot
+
+    def _new_model_text(self, spec_or_text: Any, fmt: str | None) -> str:
+        if isinstance(spec_or_text, ModelSpec):
+            return _to_yaml(spec_or_text.model_dump(mode="json", exclude_none=True))
+        if isinstance(spec_or_text, Mapping):
+            return _to_yaml(spec_or_text)
+        if not isinstance(spec_or_text, str):
+            raise TypeError(f"add_model takes a ModelSpec, a mapping or text, not {type(spec_or_text).__name__}")
+        if fmt == "json":
+            try:
+                return _to_yaml(json.loads(spec_or_text))
+            except json.JSONDecodeError as exc:
+                raise RegistryError(RegistryIssue(f"invalid JSON: {exc.msg}", line=exc.lineno)) from None
+        if fmt not in (None, "yaml"):
+            raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
+        return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included
+
+    def add_model(self, spec_or_text: Any, *, fmt: str | None = None) -> ModelSpec:
+        """Validate one new model against the registry and write it to its own new file.
+
+        Refuses a model whose name or alias is already taken; never rewrites another file.
+        """
+        text = self._new_model_text(spec_or_text, fmt)
+        with self._lock:
+            issues: list[RegistryIssue] = []
+            entries = parse_registry_text(text, Path("<new model>"), issues)
+            if issues:
+                raise RegistryError(issues)
+            if len(entries) != 1:
+                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})"))
+            spec = entries[0].spec
+            current = self._snapshot
+            for name in spec.all_names():
+                if name in current:
+                    owner = current.get(name)
+                    raise RegistryError(RegistryIssue(
+                        f"'{name}' is already taken by model '{owner.name}' in "
+                        f"{current.source_file(owner.name).name}; remove that model first to replace it",
+                        model=spec.name,
+                    ))
+            target = self._free_path(spec.name)
+            data = text.encode("utf-8")
+            snapshot = load_registry(self._directory, overlay={target.name: data})
+            write_atomically(target, data)
+            self._snapshot = snapshot
+            return snapshot.get(spec.name)
+
+    def _free_path(self, name: str) -> Path:
+        stem = safe_file_stem(name)
+        path, n = self._directory / f"{stem}.yaml", 1
+        while path.exists() or path.with_suffix(".yml").exists():
+            n += 1
+            path = self._directory / f"{stem}-{n}.yaml"
+        return path
+
+    def remove_model(self, name_or_alias: str) -> ModelSpec:
+        """Remove one model: delete its file if it is alone there, else rewrite that file without it."""
+        with self._lock:
+            current = self._snapshot
+            spec = current.get(name_or_alias)
+            if len(current) == 1:
+                raise RegistryError(RegistryIssue("refusing to remove the registry's last model", model=spec.name))
+            path = current.source_file(spec.name)
+            text = path.read_text(encoding="utf-8")
+            data = parse_yaml(text).data
+            if isinstance(data, list) and len(data) > 1:
+                index = next(i for i, raw in enumerate(data) if isinstance(raw, dict) and raw.get("name") == spec.name)
+                new_bytes: bytes | None = remove_list_item(text, index).encode("utf-8")
+            else:
+                new_bytes = None
+            snapshot = load_registry(self._directory, overlay={path.name: new_bytes})
+            if new_bytes is None:
+                path.unlink()
+            else:
+                write_atomically(path, new_bytes)
+            self._snapshot = snapshot
+            return spec
+

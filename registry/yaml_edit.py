@@ -1,0 +1,48 @@
+"""Remove one model from a multi-model YAML file while keeping everyone else's text and comments.
+
+Re-dumping the remaining models would throw away every comment in the file
+(the shipped registry explains its prices in comments), so we cut the item's
+lines out instead, and fall back to a plain dump only if the cut would not
+yield exactly the remaining models.
+"""
+from __future__ import annotations
+
+import yaml
+
+from .yaml_source import parse_yaml
+
+
+def _last_line(node: yaml.Node) -> int:
+    """0-based last line holding text of this node (block scalars end at column 0 of the next line)."""
+    if isinstance(node, yaml.ScalarNode) or getattr(node, "flow_style", False):
+        end = node.end_mark
+        return end.line if end.column > 0 else end.line - 1
+    children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+    return max((_last_line(c) for c in children), default=node.start_mark.line)
+
+
+def _comment_block_start(lines: list[str], line: int) -> int:
+    """First line of the run of comment lines directly above `line` (no blank line between)."""
+    while line > 0 and lines[line - 1].lstrip().startswith("#"):
+        line -= 1
+    return line
+
+
+def remove_list_item(text: str, index: int) -> str:
+    """The file text without item `index` of its top-level list (and the comments just above it)."""
+    parsed = parse_yaml(text)
+    items = parsed.data
+    if not isinstance(items, list) or not 0 <= index < len(items):
+        raise ValueError(f"no list item #{index + 1} in this file")
+    remaining = items[:index] + items[index + 1:]
+    nodes = parsed.node.value
+    lines = text.splitlines(keepends=True)
+    start = _comment_block_start(lines, nodes[0].start_mark.line) if index == 0 else _last_line(nodes[index - 1]) + 1
+    end = _last_line(nodes[index]) + 1
+    candidate = "".join(lines[:start] + lines[end:])
+    try:
+        if parse_yaml(candidate).data == remaining:
+            return candidate
+    except ValueError:
+        pass
+    return yaml.safe_dump(remaining, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,87 @@
+"""Parse a registry YAML text once, keeping the node tree so errors can cite line numbers.
+
+`yaml.safe_load` alone loses positions and silently keeps the last of two equal
+keys; composing the node tree first gives both the line of every value and a
+way to reject duplicate keys (a second `pricing:` is almost always a mistake).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+
+class YamlSyntaxError(ValueError):
+    """Invalid YAML: `.line` (1-based) and `.column` say where the parser gave up."""
+
+    def __init__(self, message: str, line: int | None, column: int | None = None):
+        super().__init__(message)
+        self.line, self.column = line, column
+
+
+@dataclass(frozen=True)
+class ParsedYaml:
+    """The loaded Python data plus its node tree (None for an empty document)."""
+
+    data: Any
+    node: yaml.Node | None
+
+    def line_of(self, path: tuple[Any, ...]) -> int | None:
+        """1-based line of the value at `path` (keys and list indexes); the deepest known ancestor if absent."""
+        node, line = self.node, None
+        if node is not None:
+            line = node.start_mark.line + 1
+        for step in path:
+            node = _child(node, step)
+            if node is None:
+                break
+            line = node.start_mark.line + 1
+        return line
+
+
+def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+        return node.value[step]
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(step):
+                return value
+    return None
+
+
+def _reject_duplicate_keys(node: yaml.Node | None) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    raise YamlSyntaxError(
+                        f"duplicate key '{key.value}' (first on line {seen[key.value]})", line, key.start_mark.column + 1
+                    )
+                seen[key.value] = line
+            _reject_duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(item)
+
+
+def parse_yaml(text: str) -> ParsedYaml:
+    """Safe-load one YAML document, raising YamlSyntaxError with the line on bad syntax or duplicate keys."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        _reject_duplicate_keys(node)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise YamlSyntaxError(
+            f"invalid YAML: {problem}", mark.line + 1 if mark else None, mark.column + 1 if mark else None
+        ) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(f"invalid YAML: {exc}", None) from None
+    finally:
+        loader.dispose()
+    return ParsedYaml(data=data, node=node)
