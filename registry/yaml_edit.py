@@ -37,7 +37,12 @@ def remove_list_item(text: str, index: int) -> str:
     remaining = items[:index] + items[index + 1:]
     nodes = parsed.node.value
     lines = text.splitlines(keepends=True)
-    start = _comment_block_start(lines, nodes[0].start_mark.line) if index == 0 else _last_line(nodes[index - 1]) + 1
+    if index == 0:
+        # Comments just above the first item are its own, unless they open the file: then they are the header.
+        start = _comment_block_start(lines, nodes[0].start_mark.line)
+        start = nodes[0].start_mark.line if start == 0 else start
+    else:
+        start = _last_line(nodes[index - 1]) + 1
     end = _last_line(nodes[index]) + 1
     candidate = "".join(lines[:start] + lines[end:])
     try:

@@ -1,0 +1,151 @@
+"""`pickwise models list|show|validate|add|remove`: read and edit a model registry from the shell.
+
+Every sub-command takes `--registry DIR` (default: the shipped registry). Registry
+problems are printed one per line, naming file, model and field, with a non-zero
+exit code and no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from api.cli import CliError, add_registry_option
+from registry import ModelSpec, Registry, RegistryError, default_registry_dir, load_registry
+from registry.errors import display_path
+
+
+def _registry_dir(args: argparse.Namespace) -> Path:
+    return Path(args.registry) if args.registry else default_registry_dir()
+
+
+def _open_registry(args: argparse.Namespace) -> Registry:
+    try:
+        return Registry(_registry_dir(args))
+    except RegistryError as exc:
+        raise CliError(f"registry {_registry_dir(args)} is invalid:\n{exc}") from None
+
+
+def _row(spec: ModelSpec) -> dict:
+    return {
+        "name": spec.name,
+        "provider": spec.provider,
+        "input_per_million": spec.pricing.input_per_million,
+        "output_per_million": spec.pricing.output_per_million,
+        "ttft_ms": spec.latency.ttft_ms,
+        "context_window": spec.context_window,
+        "enabled": spec.enabled,
+    }
+
+
+def format_table(specs: tuple[ModelSpec, ...]) -> str:
+    """A plain-text table, columns sized to their content."""
+    header = ("NAME", "PROVIDER", "$/M IN", "$/M OUT", "TTFT ms", "CONTEXT", "ENABLED")
+    rows = [
+        (s.name, s.provider, f"{s.pricing.input_per_million:g}", f"{s.pricing.output_per_million:g}",
+         f"{s.latency.ttft_ms:g}", f"{s.context_window:,}", "yes" if s.enabled else "no")
+        for s in specs
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = {2, 3, 4, 5}
+    lines = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    snapshot = _open_registry(args).snapshot
+    specs = snapshot.enabled() if args.enabled_only else snapshot.models
+    if args.json:
+        print(json.dumps({"version": snapshot.version, "models": [_row(s) for s in specs]}, indent=2))
+    else:
+        print(format_table(specs))
+        print(f"\n{len(specs)} models, registry {snapshot.directory}, version {snapshot.version}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    snapshot = _open_registry(args).snapshot
+    try:
+        spec = snapshot.get(args.name)
+    except KeyError as exc:
+        raise CliError(str(exc)) from None
+    print(f"# {display_path(snapshot.source_file(spec.name))}")
+    print(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False,
+                         default_flow_style=None, allow_unicode=True), end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    directory = Path(args.directory) if args.directory else _registry_dir(args)
+    try:
+        snapshot = load_registry(directory)
+    except RegistryError as exc:
+        for issue in exc.errors:
+            print(issue)
+        raise CliError(f"{len(exc.errors)} error(s) in registry {directory}", code=1) from None
+    print(f"OK: {len(snapshot)} models, version {snapshot.version}")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    registry = _open_registry(args)
+    fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+    try:
+        spec = registry.add_model(text, fmt=fmt)
+    except RegistryError as exc:
+        raise CliError(f"not added ({path}):\n{exc}") from None
+    print(f"added model '{spec.name}' to {display_path(registry.snapshot.source_file(spec.name))} "
+          f"(registry version {registry.snapshot.version})")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    registry = _open_registry(args)
+    try:
+        file = registry.snapshot.source_file(args.name)
+        spec = registry.remove_model(args.name)
+    except RegistryError as exc:
+        raise CliError(f"not removed:\n{exc}") from None
+    action = "rewrote" if file.exists() else "deleted"
+    print(f"removed model '{spec.name}' ({action} {display_path(file)}; registry version {registry.snapshot.version})")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list, show, validate, add or remove registry models")
+    sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
+    sub.required = True
+
+    p = sub.add_parser("list", help="table of all models (name, provider, prices, ttft, context, enabled)")
+    add_registry_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--enabled-only", action="store_true", help="only models with enabled: true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="print one model's YAML (by name or alias)")
+    add_registry_option(p)
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("validate", help="check a registry directory; print every error")
+    add_registry_option(p)
+    p.add_argument("directory", metavar="DIR", nargs="?", help="registry to check (default: --registry)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("add", help="add the model in FILE (.yaml or .json) as a new registry file")
+    add_registry_option(p)
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("remove", help="remove a model (by name or alias)")
+    add_registry_option(p)
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_remove)

@@ -1,0 +1,93 @@
+"""`pickwise models ...` through api.cli.main: exit codes and what a person reads."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from api.cli import main
+from registry_samples import make_registry, model, write
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_table_and_json(tmp_path, capsys):
+    make_registry(tmp_path)
+    code, out, _ = run(capsys, "models", "list", "--registry", str(tmp_path))
+    assert code == 0
+    header, first = out.splitlines()[:2]
+    assert header.split() == ["NAME", "PROVIDER", "$/M", "IN", "$/M", "OUT", "TTFT", "ms", "CONTEXT", "ENABLED"]
+    assert first.split() == ["alpha", "acme", "1", "2", "300", "8,192", "yes"]
+    code, out, _ = run(capsys, "models", "list", "--json", "--registry", str(tmp_path))
+    data = json.loads(out)
+    assert code == 0 and [m["name"] for m in data["models"]] == ["alpha", "beta", "gamma/large"]
+
+
+def test_list_default_registry(capsys):
+    code, out, _ = run(capsys, "models", "list")
+    assert code == 0 and "gpt-4-1106-preview" in out
+
+
+def test_show_by_alias_prints_yaml(tmp_path, capsys):
+    make_registry(tmp_path)
+    code, out, _ = run(capsys, "models", "show", "a1", "--registry", str(tmp_path))
+    assert code == 0 and yaml.safe_load(out)["name"] == "alpha"
+
+
+def test_show_unknown_model(tmp_path, capsys):
+    make_registry(tmp_path)
+    code, out, err = run(capsys, "models", "show", "ghost", "--registry", str(tmp_path))
+    assert code == 2 and "unknown model 'ghost'" in err and "Traceback" not in err
+
+
+def test_validate_ok_and_default(tmp_path, capsys):
+    make_registry(tmp_path)
+    code, out, _ = run(capsys, "models", "validate", str(tmp_path))
+    assert code == 0 and out.startswith("OK: 3 models, version ")
+    code, out, _ = run(capsys, "models", "validate")
+    assert code == 0 and out.startswith("OK: ")
+
+
+def test_validate_broken_yaml_lists_every_error(tmp_path, capsys):
+    make_registry(tmp_path)
+    write(tmp_path, "broken.yaml", "- name: x\n  pricing: {input_per_million: 1\n")
+    write(tmp_path, "neg.yaml", model("neg", pricing={"input_per_million": -1, "output_per_million": 1}))
+    code, out, err = run(capsys, "models", "validate", str(tmp_path))
+    assert code == 1
+    assert "broken.yaml:" in out and "invalid YAML" in out
+    assert "model 'neg': field 'pricing.input_per_million': expected a number >= 0, got -1" in out
+    assert "2 error(s)" in err and "Traceback" not in err
+
+
+def test_add_then_remove(tmp_path, capsys):
+    reg = make_registry(tmp_path / "reg")
+    new = write(tmp_path, "new.yaml", model("vendor/new"))
+    code, out, _ = run(capsys, "models", "add", str(new), "--registry", str(reg))
+    assert code == 0 and "added model 'vendor/new'" in out and (reg / "vendor_new.yaml").exists()
+    code, out, err = run(capsys, "models", "add", str(new), "--registry", str(reg))
+    assert code == 2 and "already taken" in err
+    code, out, _ = run(capsys, "models", "remove", "vendor/new", "--registry", str(reg))
+    assert code == 0 and "removed model 'vendor/new'" in out and "deleted" in out
+    code, out, _ = run(capsys, "models", "remove", "beta", "--registry", str(reg))
+    assert code == 0 and "rewrote" in out
+
+
+def test_add_bad_input(tmp_path, capsys):
+    reg = make_registry(tmp_path / "reg")
+    code, _, err = run(capsys, "models", "add", str(tmp_path / "missing.yaml"), "--registry", str(reg))
+    assert code == 2 and "cannot read" in err
+    bad = write(tmp_path, "bad.json", json.dumps(model("b", context_window=-3)))
+    code, _, err = run(capsys, "models", "add", str(bad), "--registry", str(reg))
+    assert code == 2 and "field 'context_window': expected a number > 0, got -3" in err
+
+
+def test_remove_unknown_and_bad_registry(tmp_path, capsys):
+    reg = make_registry(tmp_path / "reg")
+    code, _, err = run(capsys, "models", "remove", "ghost", "--registry", str(reg))
+    assert code == 2 and "unknown model 'ghost'" in err
+    code, _, err = run(capsys, "models", "list", "--registry", str(tmp_path / "nowhere"))
+    assert code == 2 and "registry directory not found" in err

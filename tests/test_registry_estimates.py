@@ -1,0 +1,49 @@
+"""Cost/latency arithmetic, context fit and the stated token counter."""
+from __future__ import annotations
+
+import pytest
+
+from registry import (TOKENIZER_NAME, ModelSpec, count_tokens, count_tokens_batch, estimate_cost_usd,
+                      estimate_latency_ms, fits_context)
+from registry_samples import model
+
+SPEC = ModelSpec.model_validate(model(
+    "m", pricing={"input_per_million": 3.0, "output_per_million": 15.0, "per_request": 0.001},
+    latency={"ttft_ms": 400, "output_tokens_per_s": 50}, context_window=4096, max_output_tokens=1000,
+    expected_output_tokens=200,
+))
+
+
+def test_cost_uses_expected_output_tokens_by_default():
+    assert estimate_cost_usd(SPEC, 1000) == pytest.approx(1000 * 3 / 1e6 + 200 * 15 / 1e6 + 0.001)
+    assert estimate_cost_usd(SPEC, 1000, 10) == pytest.approx(0.003 + 0.00015 + 0.001)
+    assert estimate_cost_usd(SPEC, 0, 0) == pytest.approx(0.001)
+
+
+def test_latency_is_ttft_plus_decode_time():
+    assert estimate_latency_ms(SPEC, 1000) == pytest.approx(400 + 200 / 50 * 1000)
+    assert estimate_latency_ms(SPEC, 1000, 0) == pytest.approx(400)
+
+
+def test_fits_context():
+    assert fits_context(SPEC, 3896)          # 3896 + 200 == 4096
+    assert not fits_context(SPEC, 3897)
+    assert not fits_context(SPEC, 10, 1001)  # over max_output_tokens
+    assert fits_context(SPEC, 3096, 1000)
+
+
+def test_negative_token_counts_are_rejected():
+    with pytest.raises(ValueError, match="prompt_tokens must be >= 0"):
+        estimate_cost_usd(SPEC, -1)
+    with pytest.raises(ValueError, match="output_tokens must be >= 0"):
+        estimate_latency_ms(SPEC, 1, -5)
+
+
+def test_token_counter_is_wordpiece_without_special_tokens_or_truncation():
+    assert "WordPiece" in TOKENIZER_NAME
+    assert count_tokens("") == 0
+    assert count_tokens("Hello world") == 2
+    assert count_tokens("word " * 5000) == 5000  # no 128/512-token truncation
+    texts = ["Hello world", "", "unbelievably tokenised"]
+    assert count_tokens_batch(texts) == [count_tokens(t) for t in texts]
+    assert count_tokens_batch([]) == []

@@ -1,0 +1,177 @@
+"""Loading a registry directory and every validation error it reports."""
+from __future__ import annotations
+
+import pytest
+
+from registry import RegistryError, RegistrySnapshot, UnknownModelError, load_registry
+from registry_samples import make_registry, model, write
+
+
+def load_error(directory) -> RegistryError:
+    with pytest.raises(RegistryError) as info:
+        load_registry(directory)
+    return info.value
+
+
+def test_loads_single_and_list_files_sorted_with_aliases(tmp_path):
+    snap = load_registry(make_registry(tmp_path))
+    assert isinstance(snap, RegistrySnapshot)
+    assert [m.name for m in snap.models] == ["alpha", "beta", "gamma/large"]
+    assert snap.get("a1").name == "alpha" and "a1" in snap and "zzz" not in snap
+    assert snap.source_file("gamma/large") == tmp_path / "b.yaml"
+    assert snap.get("alpha").pricing.per_request == 0.0 and snap.get("alpha").latency.estimated is False
+    assert snap.probe_scores("alpha") is None
+    assert len(snap.enabled()) == 3 and len(snap.version) == 16
+
+
+def test_disabled_models_are_kept_but_not_enabled(tmp_path):
+    write(tmp_path, "m.yaml", [model("on"), model("off", enabled=False)])
+    snap = load_registry(tmp_path)
+    assert snap.names() == ("off", "on") and [m.name for m in snap.enabled()] == ["on"]
+
+
+def test_unknown_model_error_names_it(tmp_path):
+    snap = load_registry(make_registry(tmp_path))
+    with pytest.raises(UnknownModelError, match="unknown model 'nope'") as info:
+        snap.get("nope")
+    assert isinstance(info.value, KeyError) and info.value.model == "nope"
+
+
+def test_snapshot_is_immutable(tmp_path):
+    snap = load_registry(make_registry(tmp_path))
+    with pytest.raises(Exception):
+        snap.version = "x"
+    with pytest.raises(Exception):
+        snap.models[0].name = "x"
+
+
+def test_ignores_dotfiles_and_other_suffixes(tmp_path):
+    make_registry(tmp_path)
+    write(tmp_path, ".a.yaml.123.tmp", "garbage: [")
+    write(tmp_path, ".hidden.yaml", "garbage: [")
+    write(tmp_path, "README.txt", "not yaml: [")
+    write(tmp_path, "c.yml", model("delta"))
+    assert "delta" in load_registry(tmp_path)
+
+
+def test_unknown_key(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", pricing={"input_per_million": 1, "output_per_million": 2, "input_per_milion": 3}))
+    err = load_error(tmp_path)
+    assert (err.model, err.field) == ("m1", "pricing.input_per_milion")
+    assert "m.yaml:" in str(err) and "unknown key (allowed: input_per_million, output_per_million, per_request)" in str(err)
+
+
+def test_unknown_top_level_key(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", colour="blue"))
+    assert "model 'm1': field 'colour': unknown key (allowed: name, provider" in str(load_error(tmp_path))
+
+
+def test_negative_price_message_names_file_model_field(tmp_path):
+    write(tmp_path, "openai.yaml", model("gpt-4o", pricing={"input_per_million": -1, "output_per_million": 2}))
+    err = load_error(tmp_path)
+    assert err.file.name == "openai.yaml" and err.model == "gpt-4o" and err.field == "pricing.input_per_million"
+    assert str(err).endswith("model 'gpt-4o': field 'pricing.input_per_million': expected a number >= 0, got -1")
+    assert "openai.yaml:4:" in str(err)  # line of the bad value
+
+
+def test_missing_price(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", pricing={"input_per_million": 1}))
+    err = load_error(tmp_path)
+    assert "model 'm1': field 'pricing.output_per_million': required field is missing" in str(err)
+
+
+def test_missing_pricing_section(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", pricing=None))
+    assert "field 'pricing': required field is missing" in str(load_error(tmp_path))
+
+
+def test_bad_type(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", context_window="big"))
+    err = load_error(tmp_path)
+    assert err.field == "context_window" and "expected a whole number, got 'big'" in str(err)
+
+
+def test_all_errors_of_a_load_are_collected(tmp_path):
+    write(tmp_path, "a.yaml", model("m1", context_window="big", enabled="maybe"))
+    write(tmp_path, "b.yaml", model("m2", latency={"ttft_ms": 1, "output_tokens_per_s": 0}))
+    err = load_error(tmp_path)
+    fields = sorted((e.file.name, e.field) for e in err.errors)
+    assert fields == [("a.yaml", "context_window"), ("a.yaml", "enabled"), ("b.yaml", "latency.output_tokens_per_s")]
+    assert "expected a number > 0, got 0" in str(err) and len(str(err).splitlines()) == 3
+
+
+def test_empty_file(tmp_path):
+    write(tmp_path, "empty.yaml", "# nothing here\n")
+    err = load_error(tmp_path)
+    assert err.file.name == "empty.yaml" and "file is empty" in str(err)
+
+
+def test_invalid_yaml_syntax_gives_line(tmp_path):
+    write(tmp_path, "bad.yaml", "- name: x\n  pricing: {input_per_million: 1,\n  latency: [\n")
+    err = load_error(tmp_path)
+    assert err.line is not None and "bad.yaml:" in str(err) and "invalid YAML" in str(err)
+
+
+def test_duplicate_key_in_a_mapping(tmp_path):
+    write(tmp_path, "dup.yaml", "name: a\nname: b\n")
+    assert "dup.yaml:2: duplicate key 'name' (first on line 1)" in str(load_error(tmp_path))
+
+
+def test_file_that_is_not_a_mapping_or_list(tmp_path):
+    write(tmp_path, "scalar.yaml", "just a string\n")
+    assert "scalar.yaml:1: expected a model mapping or a list of model mappings, got str" in str(load_error(tmp_path))
+
+
+def test_list_item_that_is_not_a_mapping(tmp_path):
+    write(tmp_path, "list.yaml", [model("ok"), "oops"])
+    assert "list item #2: expected a model mapping, got str" in str(load_error(tmp_path))
+
+
+def test_duplicate_name_across_files_names_both(tmp_path):
+    write(tmp_path, "one.yaml", model("same"))
+    write(tmp_path, "two.yaml", model("same"))
+    err = load_error(tmp_path)
+    assert err.file.name == "two.yaml" and err.field == "name"
+    assert "name 'same' is already used by model 'same' in one.yaml (duplicate in two.yaml)" in str(err)
+
+
+def test_duplicate_alias_across_files(tmp_path):
+    write(tmp_path, "one.yaml", model("first", aliases=["shared"]))
+    write(tmp_path, "two.yaml", model("second", aliases=["x", "first"]))
+    err = load_error(tmp_path)
+    assert (err.model, err.field) == ("second", "aliases[1]")
+    assert "alias 'first' is already used by model 'first' in one.yaml (duplicate in two.yaml)" in str(err)
+
+
+def test_alias_repeating_own_name(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", aliases=["m1"]))
+    assert "aliases must be distinct and differ from the model's name" in str(load_error(tmp_path))
+
+
+def test_limits_must_be_consistent(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", context_window=512, max_output_tokens=1024))
+    assert "model 'm1': max_output_tokens (1024) exceeds context_window (512)" in str(load_error(tmp_path))
+
+
+def test_similar_to_pointing_nowhere(tmp_path):
+    pytest.importorskip("registry.probes", reason="the loader hands every probe section to registry.probes")
+    write(tmp_path, "m.yaml", [model("m1"), model("m2", probe={"similar_to": "ghost"})])
+    err = load_error(tmp_path)
+    assert (err.model, err.field) == ("m2", "probe.similar_to")
+    assert "similar_to 'ghost' is not a model name or alias in this registry" in str(err)
+
+
+def test_missing_directory_and_directory_without_yaml(tmp_path):
+    assert "registry directory not found" in str(load_error(tmp_path / "nope"))
+    assert "no *.yaml or *.yml files" in str(load_error(tmp_path))
+
+
+def test_version_changes_with_content_only(tmp_path):
+    make_registry(tmp_path)
+    v1 = load_registry(tmp_path).version
+    assert load_registry(tmp_path).version == v1
+    write(tmp_path, "a.yaml", model("alpha", aliases=["a1"], expected_output_tokens=101))
+    v2 = load_registry(tmp_path).version
+    assert v2 != v1
+    (tmp_path / "a.yaml").rename(tmp_path / "renamed.yaml")
+    assert load_registry(tmp_path).version != v2

@@ -1,0 +1,150 @@
+"""The live Registry: atomic add/remove, reload keeping the old snapshot on error, concurrent readers."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import yaml
+
+from registry import ModelSpec, Registry, RegistryError
+from registry_samples import make_registry, model, write
+
+
+def file_state(directory):
+    """name -> (bytes, mtime_ns) of every file, to prove untouched files stay untouched."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.iterdir()}
+
+
+def test_add_writes_one_new_file_and_leaves_others_untouched(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    before, old_version = file_state(tmp_path), reg.snapshot.version
+    text = "# my model\n" + yaml.safe_dump(model("org/new-model", aliases=["nm"]))
+    spec = reg.add_model(text)
+    after = file_state(tmp_path)
+    assert set(after) - set(before) == {"org_new-model.yaml"}
+    assert {k: after[k] for k in before} == before
+    assert (tmp_path / "org_new-model.yaml").read_text() == text  # written as given, comment kept
+    assert spec.name == "org/new-model" and reg.snapshot.get("nm") == spec
+    assert reg.snapshot.version != old_version
+    assert reg.reload().version == reg.snapshot.version  # same bytes on disk as validated
+
+
+def test_add_accepts_spec_and_json(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    reg.add_model(ModelSpec.model_validate(model("from-spec")))
+    reg.add_model(json.dumps(model("from-json")), fmt="json")
+    assert "from-spec" in Registry(tmp_path).snapshot and "from-json" in Registry(tmp_path).snapshot
+
+
+def test_add_refuses_existing_name_or_alias_and_writes_nothing(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    before = file_state(tmp_path)
+    with pytest.raises(RegistryError, match="'a1' is already taken by model 'alpha' in a.yaml"):
+        reg.add_model(model("other", aliases=["a1"]))
+    with pytest.raises(RegistryError, match="'beta' is already taken"):
+        reg.add_model(model("beta"))
+    assert file_state(tmp_path) == before
+
+
+def test_add_invalid_model_reports_field_and_writes_nothing(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    before = file_state(tmp_path)
+    with pytest.raises(RegistryError) as info:
+        reg.add_model(yaml.safe_dump(model("bad", pricing={"input_per_million": -5, "output_per_million": 1})))
+    assert info.value.field == "pricing.input_per_million" and "expected a number >= 0, got -5" in str(info.value)
+    with pytest.raises(RegistryError, match="add one model at a time"):
+        reg.add_model(yaml.safe_dump([model("x1"), model("x2")]))
+    with pytest.raises(RegistryError, match="invalid JSON"):
+        reg.add_model("{nope", fmt="json")
+    assert file_state(tmp_path) == before
+
+
+def test_add_never_reuses_a_taken_file_name(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    reg.add_model(model("a"))  # a.yaml already holds 'alpha'
+    assert (tmp_path / "a-2.yaml").exists() and reg.snapshot.source_file("a").name == "a-2.yaml"
+
+
+def test_remove_single_model_file_deletes_it(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    b_before = file_state(tmp_path)["b.yaml"]
+    assert reg.remove_model("a1").name == "alpha"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.yaml"]
+    assert file_state(tmp_path)["b.yaml"] == b_before
+    assert "alpha" not in reg.snapshot and "alpha" not in Registry(tmp_path).snapshot
+
+
+def test_remove_from_multi_model_file_rewrites_only_that_file(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    a_before = file_state(tmp_path)["a.yaml"]
+    reg.remove_model("beta")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "b.yaml"]  # no temp files left
+    assert file_state(tmp_path)["a.yaml"] == a_before
+    text = (tmp_path / "b.yaml").read_text()
+    assert text.startswith("# two models\n") and "beta" not in text
+    assert Registry(tmp_path).snapshot.names() == ("alpha", "gamma/large")
+
+
+def test_remove_keeps_other_models_comments(tmp_path):
+    write(tmp_path, "m.yaml", "# header\n\n# about one\n- " + yaml.safe_dump(model("one")).replace("\n", "\n  ").rstrip()
+          + "\n# about two\n- " + yaml.safe_dump(model("two")).replace("\n", "\n  ").rstrip() + "\n")
+    Registry(tmp_path).remove_model("one")
+    text = (tmp_path / "m.yaml").read_text()
+    assert "# header" in text and "# about two" in text and "# about one" not in text
+
+
+def test_remove_unknown_and_last_model(tmp_path):
+    write(tmp_path, "m.yaml", model("only"))
+    reg = Registry(tmp_path)
+    with pytest.raises(KeyError, match="unknown model 'ghost'"):
+        reg.remove_model("ghost")
+    with pytest.raises(RegistryError, match="last model"):
+        reg.remove_model("only")
+    assert (tmp_path / "m.yaml").exists()
+
+
+def test_remove_refused_when_another_model_depends_on_it(tmp_path):
+    pytest.importorskip("registry.probes", reason="the loader hands every probe section to registry.probes")
+    write(tmp_path, "m.yaml", [model("base"), model("child", probe={"similar_to": "base"})])
+    reg = Registry(tmp_path)
+    before = file_state(tmp_path)
+    with pytest.raises(RegistryError, match="similar_to 'base'"):
+        reg.remove_model("base")
+    assert file_state(tmp_path) == before and "base" in reg.snapshot
+
+
+def test_reload_keeps_old_snapshot_on_error(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    old = reg.snapshot
+    write(tmp_path, "a.yaml", "- name: alpha\n  pricing: [\n")
+    with pytest.raises(RegistryError, match="a.yaml"):
+        reg.reload()
+    assert reg.snapshot is old and reg.snapshot.get("alpha")
+    write(tmp_path, "a.yaml", model("alpha2"))
+    new = reg.reload()
+    assert reg.snapshot is new and "alpha2" in new and new.version != old.version
+
+
+def test_readers_see_whole_snapshots_during_writes(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    seen, stop = set(), threading.Event()
+
+    def read():
+        while not stop.is_set():
+            snap = reg.snapshot
+            seen.add((snap.version, len(snap.models)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(5):
+            reg.add_model(model(f"extra{i}"))
+    finally:
+        stop.set()
+        reader.join()
+    sizes_by_version = {}
+    for version, size in seen:
+        sizes_by_version.setdefault(version, set()).add(size)
+    assert all(len(sizes) == 1 for sizes in sizes_by_version.values())
+    assert len(reg.snapshot.models) == 8
