@@ -1,0 +1,125 @@
+"""pydantic types that cross the selector's boundary (API, CLI, JSON files)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Objective = Literal["min_cost", "max_quality", "balanced"]
+OnInfeasible = Literal["error", "cheapest", "best_quality"]
+
+
+class SelectionConstraints(BaseModel):
+    """What one request asks of the chosen model (or parallel set of models)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_quality: float | None = Field(None, ge=0.0, le=1.0, description="floor on predicted (set) quality")
+    max_latency_ms: float | None = Field(None, gt=0.0, description="cap on latency (a set's latency is its slowest member)")
+    max_cost_usd: float | None = Field(None, ge=0.0, description="cap on estimated cost (a set's cost is the sum)")
+    objective: Objective = "min_cost"
+    willingness_to_pay: float | None = Field(
+        None, ge=0.0, description="lambda for 'balanced': USD the caller would pay for +1.0 quality"
+    )
+    max_models: int = Field(1, ge=1, le=3, description="call up to this many models in parallel")
+    models: list[str] | None = Field(None, description="allow-list (names or aliases)")
+    exclude: list[str] = Field(default_factory=list, description="deny-list (names or aliases)")
+    expected_output_tokens: int | None = Field(None, ge=0, description="override each model's expected output length")
+    on_infeasible: OnInfeasible = "error"
+
+    @model_validator(mode="after")
+    def _balanced_needs_lambda(self) -> "SelectionConstraints":
+        if self.objective == "balanced" and self.willingness_to_pay is None:
+            raise ValueError("objective 'balanced' needs willingness_to_pay (USD per unit of quality)")
+        return self
+
+
+class Candidate(BaseModel):
+    """One model's figures for one prompt, as the selector sees them."""
+
+    name: str
+    quality: float = Field(ge=0.0, le=1.0)
+    cost_usd: float = Field(ge=0.0)
+    latency_ms: float = Field(ge=0.0)
+    fits_context: bool = True
+    enabled: bool = True
+    aliases: list[str] = Field(default_factory=list)
+    low_confidence: str | None = Field(None, description="why the quality is a fallback prior, if it is")
+
+    @field_validator("quality", "cost_usd", "latency_ms")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        return v
+
+
+class CandidateReport(BaseModel):
+    """A candidate's figures in a decision, with the constraints that ruled it out (if any)."""
+
+    name: str
+    quality: float
+    cost_usd: float
+    latency_ms: float
+    fits_context: bool
+    low_confidence: str | None = None
+    excluded_by: list[str] = Field(default_factory=list)
+    chosen: bool = False
+
+
+class Decision(BaseModel):
+    """The chosen model or parallel set, with its predicted figures and every candidate's.
+
+    Set quality is 1 - prod(1 - q_m): the probability that at least one member answers well,
+    assuming members fail independently. Errors of LLMs on the same prompt are positively
+    correlated in practice, so this is optimistic for sets; single-model figures are unaffected.
+    """
+
+    chosen: list[str]
+    quality: float
+    cost_usd: float
+    latency_ms: float
+    objective: Objective
+    objective_value: float
+    method: Literal["scan", "enumeration", "ilp"]
+    fallback: OnInfeasible | None = None
+    violates: list[str] = Field(default_factory=list, description="constraints a fallback choice breaks")
+    low_confidence: dict[str, str] = Field(default_factory=dict)
+    candidates: list[CandidateReport]
+
+
+class BatchPlan(BaseModel):
+    """A model per prompt, its totals and how close to optimal it is proven to be."""
+
+    objective: Literal["max_quality", "min_cost"]
+    assignment: list[int] = Field(description="index into model_names for each prompt")
+    model_names: list[str]
+    total_cost: float
+    quality_sum: float
+    quality_mean: float
+    count_per_model: dict[str, int]
+    budget: float | None = None
+    min_avg_quality: float | None = None
+    solver: str
+    bound: float = Field(description="proven bound on the objective (max quality sum, or min total cost)")
+    gap: float = Field(description="certified relative gap |bound - value| / |bound|")
+    status: Literal["optimal", "within_gap", "time_limit", "empty"]
+    seconds: float
+    notes: list[str] = Field(default_factory=list)
+
+    def assigned_models(self) -> list[str]:
+        return [self.model_names[j] for j in self.assignment]
+
+
+class UniversePlan(BaseModel):
+    """A pool of models chosen to maximise the expected best-model quality on a workload sample."""
+
+    models: list[str]
+    mean_best_quality: float = Field(description="mean over prompts of the pool's best predicted quality")
+    mean_cost: float | None = Field(None, description="mean per-prompt cost when each prompt goes to its pool model")
+    share: dict[str, float] = Field(description="fraction of prompts each pool model serves")
+    bound: float = Field(description="proven upper bound on mean_best_quality for any admissible pool")
+    gap: float
+    solver: str
+    status: str
+    seconds: float
