@@ -1,0 +1,80 @@
+"""`pickwise` entry point: builds the argument parser from the command modules and runs one."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Sub-command modules under api.commands, each with `register(subparsers)`.
+COMMAND_MODULES = (
+    "models",     # models list|show|validate|add|remove
+    "predictor",  # train, predict, eval
+    "planning",   # plan, universe
+    "service",    # serve, select
+    "probe",      # probe export|score
+)
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2 (or `.code`)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def add_registry_option(parser: argparse.ArgumentParser) -> None:
+    """The shared `--registry DIR` option; defaults to the shipped registry."""
+    parser.add_argument(
+        "--registry",
+        metavar="DIR",
+        default=None,
+        help="registry directory (default: the shipped registry, registry/defaults)",
+    )
+
+
+def add_artifact_option(parser: argparse.ArgumentParser) -> None:
+    """The shared `--artifact DIR` option; defaults to the shipped predictor."""
+    parser.add_argument(
+        "--artifact",
+        metavar="DIR",
+        default=None,
+        help="predictor artifact directory (default: the shipped one, predictor/artifacts/default)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pickwise",
+        description="Pick the cheapest LLM that answers each prompt well.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"api.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"api.commands.{name}":
+                continue  # that command group is not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
