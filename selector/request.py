@@ -1,0 +1,214 @@
+"""Per-request model (or model-set) selection: filters, exact fast paths, the ILP, fallbacks.
+
+The default path is exact and fast: with one model it is a vectorised scan, with up to three
+parallel models over at most ENUMERATION_LIMIT candidates it enumerates every set (34k triples
+for 60 models, well under a millisecond in numpy). Larger pools, or method='ilp', use the
+integer program in selector.request_ilp, which the tests check against the enumeration.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+
+from selector.errors import InfeasibleSelection, SelectorInputError
+from selector.request_ilp import solve_set_ilp
+from selector.sets import cost_limit, floor_limit, log_miss, member_sum, set_quality, subsets
+from selector.types import Candidate, CandidateReport, Decision, SelectionConstraints
+
+ENUMERATION_LIMIT = 60
+# Constraints that say "never call this model here" (a fallback must respect them too) ...
+HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window")
+# ... and the ones a fallback may break.
+SOFT_REASONS = ("latency cap", "cost cap", "quality floor")
+
+Method = Literal["auto", "scan", "enumeration", "ilp"]
+
+
+class _Pool:
+    """The candidates as parallel arrays, for vectorised filtering and scoring."""
+
+    def __init__(self, candidates: Sequence[Candidate]):
+        self.candidates = list(candidates)
+        self.names = [c.name for c in candidates]
+        self.quality = np.array([c.quality for c in candidates], dtype=np.float64)
+        self.cost = np.array([c.cost_usd for c in candidates], dtype=np.float64)
+        self.latency = np.array([c.latency_ms for c in candidates], dtype=np.float64)
+        self.fits = np.array([c.fits_context for c in candidates], dtype=bool)
+        self.enabled = np.array([c.enabled for c in candidates], dtype=bool)
+        if len(set(self.names)) != len(self.names):
+            dup = sorted({n for n in self.names if self.names.count(n) > 1})
+            raise SelectorInputError(f"duplicate candidate model(s): {', '.join(dup)}")
+        bad = ~(np.isfinite(self.quality) & (self.quality >= 0) & (self.quality <= 1))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SelectorInputError(f"candidate {self.names[i]} has quality {self.quality[i]!r}, expected a number in [0, 1]")
+
+    def resolve(self, names: Sequence[str], what: str) -> np.ndarray:
+        """Mask of candidates named (by name or alias) in an allow- or deny-list."""
+        lookup = {}
+        for i, c in enumerate(self.candidates):
+            for key in (c.name, *c.aliases):
+                lookup[key] = i
+        mask = np.zeros(len(self.names), dtype=bool)
+        unknown = [n for n in names if n not in lookup]
+        if unknown:
+            raise SelectorInputError(f"unknown model(s) in {what}: {', '.join(unknown)}")
+        mask[[lookup[n] for n in names]] = True
+        return mask
+
+
+def _exclusions(pool: _Pool, cons: SelectionConstraints) -> list[list[str]]:
+    """Per candidate, every constraint that rules it out on its own."""
+    n = len(pool.names)
+    checks: list[tuple[str, np.ndarray]] = [("disabled", ~pool.enabled)]
+    if cons.exclude:
+        checks.append(("deny-list", pool.resolve(cons.exclude, "exclude (deny-list)")))
+    if cons.models is not None:
+        checks.append(("not in allow-list", ~pool.resolve(cons.models, "models (allow-list)")))
+    checks.append(("context window", ~pool.fits))
+    if cons.max_latency_ms is not None:
+        checks.append(("latency cap", pool.latency > cons.max_latency_ms))
+    if cons.max_cost_usd is not None:  # costs are >= 0, so a set costs at least each member
+        checks.append(("cost cap", pool.cost > cost_limit(cons.max_cost_usd)))
+    if cons.min_quality is not None and cons.max_models == 1:
+        checks.append(("quality floor", log_miss(pool.quality) > floor_limit(cons.min_quality)))
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    for label, mask in checks:
+        for i in np.flatnonzero(mask).tolist():
+            reasons[i].append(label)
+    return reasons
+
+
+def _objective(cons: SelectionConstraints, quality, cost):
+    """(value, sort key to minimise) for arrays of set qualities and costs."""
+    if cons.objective == "min_cost":
+        return cost, cost
+    if cons.objective == "max_quality":
+        return quality, -quality
+    value = quality - cons.willingness_to_pay * cost
+    return value, -value
+
+
+def _best_set(pool: _Pool, idx: np.ndarray, cons: SelectionConstraints, method: str) -> list[int] | None:
+    """Exact optimum over sets of size 1..max_models drawn from candidate indices `idx`."""
+    q, c, lm = pool.quality[idx], pool.cost[idx], log_miss(pool.quality[idx])
+    k = min(cons.max_models, idx.size)
+    if method == "ilp":
+        local = solve_set_ilp(q, c, k=k, min_quality=cons.min_quality, max_cost=cons.max_cost_usd,
+                              objective=cons.objective, willingness_to_pay=cons.willingness_to_pay)
+        return None if local is None else idx[local].tolist()
+    q_lim, c_lim = floor_limit(cons.min_quality), cost_limit(cons.max_cost_usd)
+    best_key, best = None, None
+    for size in range(1, k + 1):
+        combos = subsets(idx.size, size)
+        s_log, s_cost = member_sum(lm, combos), member_sum(c, combos)
+        rows = np.flatnonzero((s_log <= q_lim) & (s_cost <= c_lim))
+        if not rows.size:
+            continue
+        s_q, s_cost = set_quality(s_log[rows]), s_cost[rows]
+        _, key = _objective(cons, s_q, s_cost)
+        # Ties: lower objective key, then higher quality, then cheaper; smaller sets win (seen first).
+        ties = np.flatnonzero(key == key.min())
+        j = ties[np.lexsort((s_cost[ties], -s_q[ties]))[0]] if ties.size > 1 else ties[0]
+        cand_key = (key[j], -s_q[j], s_cost[j])
+        if best_key is None or cand_key < best_key:
+            best_key, best = cand_key, idx[combos[:, rows[j]]].tolist()
+    return best
+
+
+def _set_blockers(pool: _Pool, idx: np.ndarray, cons: SelectionConstraints) -> dict[int, list[str]]:
+    """Why each individually admissible model still belongs to no feasible set (max_models > 1).
+
+    The best quality a set containing m can reach is m plus the k-1 best others; if that misses
+    the floor, the floor blocks m, otherwise every set that reaches the floor breaks the cost cap.
+    """
+    lm = log_miss(pool.quality[idx])
+    k = min(cons.max_models, idx.size)
+    out = {}
+    for pos, i in enumerate(idx.tolist()):
+        others = np.delete(lm, pos)
+        best_log = lm[pos] + np.sort(others)[: k - 1].sum()
+        out[i] = ["quality floor"] if best_log > floor_limit(cons.min_quality) else ["cost cap"]
+    return out
+
+
+def select_models(
+    candidates: Sequence[Candidate], constraints: SelectionConstraints, *, method: Method = "auto"
+) -> Decision:
+    """Choose the model (or parallel set of up to `max_models`) for one request.
+
+    Raises InfeasibleSelection (with the constraints blocking each model) when nothing fits and
+    `on_infeasible` is 'error', or when even a fallback has no model allowed by the hard
+    constraints (lists, disabled, context window).
+    """
+    pool = _Pool(candidates)
+    cons = constraints
+    reasons = _exclusions(pool, cons)
+    feasible = np.array([not r for r in reasons], dtype=bool)
+    idx = np.flatnonzero(feasible)
+    if method == "auto":
+        method = "scan" if cons.max_models == 1 else ("enumeration" if idx.size <= ENUMERATION_LIMIT else "ilp")
+    if method == "scan" and cons.max_models != 1:
+        raise SelectorInputError("method 'scan' handles max_models = 1 only")
+    chosen = _best_set(pool, idx, cons, method) if idx.size else None
+    fallback, violates = None, []
+    if chosen is None:
+        if cons.max_models > 1 and idx.size:
+            for i, why in _set_blockers(pool, idx, cons).items():
+                reasons[i] = why
+        blocking = {pool.names[i]: reasons[i] for i in range(len(pool.names))}
+        if cons.on_infeasible == "error":
+            raise InfeasibleSelection(blocking)
+        chosen, violates = _fallback(pool, reasons, cons)
+        if chosen is None:
+            raise InfeasibleSelection(blocking, InfeasibleSelection._describe(blocking)
+                                      + f"; no model passes the hard constraints for fallback '{cons.on_infeasible}'")
+        fallback = cons.on_infeasible
+    return _decision(pool, reasons, chosen, cons, method, fallback, violates)
+
+
+def _fallback(pool: _Pool, reasons: list[list[str]], cons: SelectionConstraints) -> tuple[list[int] | None, list[str]]:
+    """The cheapest or best single model among those no hard constraint forbids."""
+    hard_ok = np.array([not any(r in HARD_REASONS for r in why) for why in reasons], dtype=bool)
+    if not hard_ok.any():
+        return None, []
+    idx = np.flatnonzero(hard_ok)
+    if cons.on_infeasible == "cheapest":
+        i = idx[np.lexsort((-pool.quality[idx], pool.cost[idx]))[0]]
+    else:
+        i = idx[np.lexsort((pool.cost[idx], -pool.quality[idx]))[0]]
+    broken = [r for r in reasons[i] if r in SOFT_REASONS]
+    if cons.min_quality is not None and pool.quality[i] < cons.min_quality and "quality floor" not in broken:
+        broken.append("quality floor")
+    return [int(i)], broken
+
+
+def _decision(pool, reasons, chosen, cons, method, fallback, violates) -> Decision:
+    members = np.array(chosen, dtype=np.intp)
+    quality = float(set_quality(log_miss(pool.quality[members]).sum()))
+    cost = float(pool.cost[members].sum())
+    value, _ = _objective(cons, np.float64(quality), np.float64(cost))
+    chosen_set = set(chosen)
+    reports = [
+        CandidateReport.model_construct(
+            name=c.name, quality=c.quality, cost_usd=c.cost_usd, latency_ms=c.latency_ms,
+            fits_context=c.fits_context, low_confidence=c.low_confidence, excluded_by=reasons[i],
+            chosen=i in chosen_set,
+        )
+        for i, c in enumerate(pool.candidates)
+    ]
+    return Decision.model_construct(
+        chosen=[pool.names[i] for i in chosen],
+        quality=quality,
+        cost_usd=cost,
+        latency_ms=float(pool.latency[members].max()),
+        objective=cons.objective,
+        objective_value=float(value),
+        method=method,
+        fallback=fallback,
+        violates=violates,
+        low_confidence={pool.names[i]: pool.candidates[i].low_confidence for i in chosen
+                        if pool.candidates[i].low_confidence},
+        candidates=reports,
+    )
