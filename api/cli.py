@@ -9,7 +9,8 @@ import sys
 # Sub-command modules under api.commands, each with `register(subparsers)`.
 COMMAND_MODULES = (
     "models",     # models list|show|validate|add|remove
-    "predictor",  # train, predict, eval
+    "predictor",  # train, predict
+    "evaluate",   # eval
     "planning",   # plan, universe
     "service",    # serve, select
     "probe",      # probe export|score

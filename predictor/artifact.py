@@ -46,6 +46,7 @@ def save_artifact(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".artifact-", dir=out_dir.parent))
+    tmp.chmod(0o755)
     try:
         if model.config.lora_layers > 0 and hasattr(model.encoder, "peft_config"):
             model.encoder.save_pretrained(str(tmp / ADAPTER_DIR))

@@ -32,10 +32,13 @@ def load_tokenizer(path: str | None = None):
 
 
 def load_backbone(path: str | None = None):
-    """The pretrained BertModel (fp32, eval mode)."""
+    """The pretrained BertModel (fp32, eval mode).
+
+    Eager attention: on CPU with padded batches it measured ~1.3x faster than SDPA here.
+    """
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(path or backbone_path()))
+    model = AutoModel.from_pretrained(str(path or backbone_path()), attn_implementation="eager")
     return model.eval()
 
 

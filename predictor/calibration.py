@@ -36,4 +36,4 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
         return loss
 
     opt.step(closure)
-    return float(log_t.exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(0.05, 20.0))

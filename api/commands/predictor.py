@@ -1,0 +1,139 @@
+"""`pickwise train` and `pickwise predict`: thin front-ends over predictor.train / predictor.inference."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from api.cli import CliError, add_artifact_option, add_registry_option
+from api.jsonl import open_output, read_prompt_lines
+
+PRICED_TABLES = (
+    "mmlu_pro_25models.parquet",
+    "routerbench_subset_arc_mbpp_winogrande_11models.parquet",
+    "mmlu57_gsm8k_9models.parquet",
+    "llmrouter_dcrouter_9models.parquet",
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a predictor artifact from routing tables")
+    p.add_argument("--data", nargs="+", metavar="TABLE.parquet",
+                   help="routing tables (default: the four priced tables in ../shared/data)")
+    p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lora-layers", type=int, default=1, help="top transformer layers tuned with LoRA")
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--dim", type=int, default=64, help="size of prompt and model vectors")
+    p.add_argument("--max-len", type=int, default=128, help="tokens read per prompt (head + tail)")
+    p.add_argument("--patience", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
+    p.add_argument("--max-rows-per-table", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--no-progress", action="store_true")
+    add_registry_option(p)
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("predict", help="predict per-model quality for prompts in a JSONL file")
+    p.add_argument("--input", required=True, metavar="prompts.jsonl", help='lines {"id": str, "prompt": str}; - for stdin')
+    p.add_argument("--models", default=None, metavar="A,B", help="models to score (default: every enabled registry model)")
+    p.add_argument("--output", default="-", metavar="FILE", help="output JSONL (default stdout)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--no-progress", action="store_true")
+    add_registry_option(p)
+    add_artifact_option(p)
+    p.set_defaults(func=run_predict)
+
+
+def resolve_tables(paths: list[str] | None) -> list[Path]:
+    from predictor.data import default_data_dir
+
+    chosen = [Path(p) for p in paths] if paths else [default_data_dir() / name for name in PRICED_TABLES]
+    missing = [str(p) for p in chosen if not p.exists()]
+    if missing:
+        raise CliError(f"data table(s) not found: {', '.join(missing)}")
+    return chosen
+
+
+def load_snapshot(directory):
+    from registry import RegistryError, default_registry_dir, load_registry
+
+    try:
+        return load_registry(directory or default_registry_dir())
+    except RegistryError as exc:
+        raise CliError(f"registry {directory or default_registry_dir()}: {exc}") from exc
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from predictor.data import load_table
+    from predictor.model import ModelConfig
+    from predictor.train import TrainConfig, train
+
+    tables = [load_table(p) for p in resolve_tables(args.data)]
+    snapshot = load_snapshot(args.registry)
+    config = TrainConfig(
+        model=ModelConfig(dim=args.dim, lora_layers=args.lora_layers, lora_r=args.lora_r,
+                          lora_alpha=2 * args.lora_r, max_len=args.max_len),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        seed=args.seed,
+        exclude_models=tuple(m for m in args.exclude_models.split(",") if m),
+        max_rows_per_table=args.max_rows_per_table,
+    )
+    probe = None
+    try:
+        from registry.probe_set import load_probe_set
+
+        entries = load_probe_set()
+        probe = ([e.prompt_id for e in entries], [e.prompt for e in entries])
+    except (ImportError, FileNotFoundError):
+        print("note: no probe set found; probe vectors will be computed when first needed", file=sys.stderr)
+    result = train(tables, args.out, config, snapshot=snapshot, device=args.device,
+                   progress=not args.no_progress, probe_prompts=probe)
+    meta = result.meta
+    print(json.dumps({"out": args.out, "models": len(meta["model_names"]), "rows": meta["rows"],
+                      "best_epoch": meta["best_epoch"], "validation": meta["validation"],
+                      "train_seconds": meta["train_seconds"]}, indent=2))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from predictor.artifact import ArtifactError
+    from predictor.inference import load_predictor
+
+    lines = read_prompt_lines(args.input)
+    snapshot = load_snapshot(args.registry)
+    if args.models:
+        names = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in names if m not in snapshot]
+        if unknown:
+            raise CliError(f"unknown model(s) {', '.join(unknown)}: not in registry {snapshot.directory}")
+        models = [snapshot.get(m) for m in names]
+    else:
+        models = list(snapshot.enabled())
+    try:
+        predictor = load_predictor(args.artifact)
+    except (ArtifactError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from exc
+    quality, truncated = predictor.predict_detailed(
+        [line.prompt for line in lines], models, snapshot=snapshot,
+        progress=not args.no_progress, batch_size=args.batch_size,
+    )
+    low = predictor.low_confidence(models, snapshot)
+    with open_output(args.output) as out:
+        for line, row, cut in zip(lines, quality, truncated):
+            record = {"id": line.id, "quality": {m.name: round(float(p), 6) for m, p in zip(models, row)}}
+            if cut:
+                record["truncated"] = True
+            if low:
+                record["low_confidence"] = sorted(low)
+            out.write(json.dumps(record) + "\n")
+    n_cut = sum(truncated)
+    print(f"predicted {len(lines)} prompts x {len(models)} models"
+          + (f"; {n_cut} prompts longer than the model's input were cut (head + tail kept)" if n_cut else ""),
+          file=sys.stderr)
+    return 0

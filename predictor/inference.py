@@ -1,0 +1,250 @@
+"""QualityPredictor: calibrated P(model answers well) for prompts x registered models.
+
+A registered model is scored through a model vector (e, b):
+- trained-in models (by name or alias) use the vectors learned in training;
+- a new model with probe results gets vectors fitted to those results (`predictor.coldstart`),
+  cached by the content of its results, so registering it needs no retraining;
+- a model with only a prior (`similar_to`, `benchmark_score`) or nothing at all gets a prior
+  vector and is reported as low-confidence.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from predictor.artifact import (
+    artifact_version,
+    default_artifact_dir,
+    load_model,
+    read_probe_vectors,
+    read_splits,
+)
+from predictor.backbone import encode_texts, length_buckets, load_backbone, load_tokenizer, pad_batch
+from predictor.data import RoutingTable, split_labels
+
+MAX_PROMPT_CHARS = 200_000  # longer input is cut before tokenising (the model reads 128 tokens anyway)
+
+
+@torch.no_grad()
+def encode_prompt_vectors(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    device="cpu",
+    max_len: int = 128,
+    head_frac: float = 0.4,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[np.ndarray, list[bool]]:
+    """Prompt vectors u [N, dim] and which prompts were cut to `max_len` tokens.
+
+    Batched in length buckets, so short prompts are not padded to the longest one.
+    """
+    model.eval()
+    texts = [p[:MAX_PROMPT_CHARS] for p in prompts]
+    encoded = encode_texts(tokenizer, texts, max_len, head_frac)
+    out = np.zeros((len(texts), model.config.dim), dtype=np.float32)
+    buckets = length_buckets([len(x) for x in encoded.ids], batch_size)
+    for batch in tqdm(buckets, desc="predicting", disable=not progress, leave=False, unit="batch"):
+        input_ids, mask = pad_batch([encoded.ids[i] for i in batch])
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        pooled = model.top(model.stem(input_ids, mask), mask)
+        out[batch] = model.prompt_vectors(pooled).float().cpu().numpy()
+    return out, encoded.truncated
+
+
+@dataclass(frozen=True)
+class ModelVector:
+    """How one registered model is scored: its vector, bias, and why it is low-confidence (if it is)."""
+
+    name: str
+    vector: np.ndarray
+    bias: float
+    source: str  # "trained" | "probe" | "similar_to" | "benchmark_score" | "population"
+    low_confidence: str | None = None
+
+
+class QualityPredictor:
+    """Loads an artifact once; thread-safe `predict` (torch inference runs without shared mutable state)."""
+
+    def __init__(self, model, tokenizer, meta: dict, directory: Path, device="cpu"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.directory = Path(directory)
+        self.device = torch.device(device)
+        self.version = artifact_version(directory)
+        self.model_names: list[str] = list(meta["model_names"])
+        self.temperature = float(meta["temperature"])
+        self._index = {name: j for j, name in enumerate(self.model_names)}
+        for alias, name in meta.get("aliases", {}).items():
+            self._index.setdefault(alias, self._index[name])
+        self._vectors = model.model_vectors.detach().cpu().numpy().astype(np.float64)
+        self._bias = model.model_bias.detach().cpu().numpy().astype(np.float64)
+        self._probe = read_probe_vectors(directory)
+        self._fitted: dict[str, tuple[np.ndarray, float]] = {}
+        self._lock = threading.Lock()
+
+    # ---- scoring -------------------------------------------------------------------------
+    def prompt_vectors(
+        self, prompts: Sequence[str], progress: bool = False, batch_size: int = 64
+    ) -> tuple[np.ndarray, list[bool]]:
+        cfg = self.model.config
+        return encode_prompt_vectors(
+            self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress
+        )
+
+    def predict(
+        self,
+        prompts: Sequence[str],
+        models: Sequence,
+        *,
+        snapshot=None,
+        progress: bool = False,
+        batch_size: int = 64,
+    ) -> np.ndarray:
+        """Calibrated probabilities [len(prompts), len(models)].
+
+        `models` holds names/aliases of trained models or registry ModelSpecs (then `snapshot`
+        supplies probe results of models the artifact never saw).
+        """
+        return self.predict_detailed(prompts, models, snapshot=snapshot, progress=progress, batch_size=batch_size)[0]
+
+    def predict_detailed(
+        self, prompts: Sequence[str], models: Sequence, *, snapshot=None, progress: bool = False, batch_size: int = 64
+    ) -> tuple[np.ndarray, list[bool]]:
+        """`predict` plus, per prompt, whether it was cut to the model's input length."""
+        vectors = [self.model_vector(m, snapshot) for m in models]
+        if not prompts:
+            return np.zeros((0, len(vectors))), []
+        u, truncated = self.prompt_vectors(prompts, progress=progress, batch_size=batch_size)
+        return self.probabilities(u.astype(np.float64), vectors), truncated
+
+    def probabilities(self, u: np.ndarray, vectors: Sequence[ModelVector]) -> np.ndarray:
+        """sigmoid((u . e + b) / T) for precomputed prompt vectors."""
+        if not vectors:
+            return np.zeros((len(u), 0))
+        e = np.stack([v.vector for v in vectors])
+        b = np.array([v.bias for v in vectors])
+        return 1.0 / (1.0 + np.exp(-(u @ e.T + b) / self.temperature))
+
+    def low_confidence(self, models: Sequence, snapshot=None) -> dict[str, str]:
+        """{model name: reason} for models scored from a prior rather than from results."""
+        out = {}
+        for m in models:
+            vec = self.model_vector(m, snapshot)
+            if vec.low_confidence:
+                out[vec.name] = vec.low_confidence
+        return out
+
+    # ---- model vectors ---------------------------------------------------------------------
+    def trained_index(self, name: str) -> int | None:
+        return self._index.get(name)
+
+    def model_vector(self, model, snapshot=None) -> ModelVector:
+        if isinstance(model, str):
+            j = self._index.get(model)
+            if j is None:
+                raise KeyError(
+                    f"model {model!r} is not in the predictor artifact ({len(self.model_names)} trained models); "
+                    "pass its registry entry (with probe results) instead of its name"
+                )
+            return ModelVector(model, self._vectors[j], float(self._bias[j]), "trained")
+        for name in model.all_names():
+            j = self._index.get(name)
+            if j is not None:
+                return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained")
+        scores = snapshot.probe_scores(model.name) if snapshot is not None else None
+        if scores is None and model.probe is not None and isinstance(model.probe.results, list):
+            scores = {r.prompt_id: r.score for r in model.probe.results}
+        if scores:
+            vector, bias = self.fit_probe(scores)
+            return ModelVector(model.name, vector, bias, "probe")
+        probe = model.probe
+        if probe is not None and probe.similar_to:
+            target = snapshot.get(probe.similar_to) if snapshot is not None else probe.similar_to
+            base = self.model_vector(target, snapshot)
+            return ModelVector(model.name, base.vector, base.bias, "similar_to",
+                               f"no probe results; scored like {probe.similar_to!r}")
+        from predictor.coldstart import population_prior
+
+        vector, bias = population_prior(self._vectors, self._bias)
+        if probe is not None and probe.benchmark_score is not None:
+            bias = self.bias_for_mean(vector, probe.benchmark_score)
+            return ModelVector(model.name, vector, bias, "benchmark_score",
+                               f"no probe results; prior from benchmark_score={probe.benchmark_score}")
+        return ModelVector(model.name, vector, bias, "population",
+                           "no probe results or prior: scored as an average model")
+
+    def fit_probe(self, scores: dict[str, float]) -> tuple[np.ndarray, float]:
+        """Vectors for a new model from its probe results; cached by the results' content."""
+        key = hashlib.sha256(json.dumps(sorted(scores.items())).encode()).hexdigest()
+        with self._lock:
+            if key in self._fitted:
+                return self._fitted[key]
+        from predictor.coldstart import fit_model_vector
+
+        ids, u = self.probe_vectors()
+        position = {pid: i for i, pid in enumerate(ids)}
+        known = [pid for pid in scores if pid in position]
+        if not known:
+            raise ValueError("none of the probe results' prompt ids are in this artifact's probe set")
+        rows = np.array([position[pid] for pid in known])
+        targets = np.array([scores[pid] for pid in known], dtype=np.float64)
+        fitted = fit_model_vector(u[rows], targets, self._vectors, self._bias, self.temperature)
+        with self._lock:
+            self._fitted[key] = fitted
+        return fitted
+
+    def probe_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Prompt vectors of the probe set: stored in the artifact, else computed once now."""
+        with self._lock:
+            if self._probe is None:
+                from registry.probe_set import load_probe_set
+
+                entries = load_probe_set()
+                u, _ = self.prompt_vectors([e.prompt for e in entries])
+                self._probe = ([e.prompt_id for e in entries], u)
+            return self._probe[0], np.asarray(self._probe[1], dtype=np.float64)
+
+    def bias_for_mean(self, vector: np.ndarray, mean_quality: float) -> float:
+        """The bias that makes the model's mean predicted quality over the probe prompts equal `mean_quality`."""
+        from scipy.optimize import brentq
+
+        _, u = self.probe_vectors()
+        z = u @ vector
+        target = float(np.clip(mean_quality, 1e-3, 1 - 1e-3))
+        return brentq(lambda b: np.mean(1 / (1 + np.exp(-(z + b) / self.temperature))) - target, -50, 50)
+
+    # ---- splits ---------------------------------------------------------------------------
+    def row_split(self, table: RoutingTable) -> np.ndarray:
+        """'train' / 'val' / 'test' per row: rows the artifact trained or validated on, and the rest.
+
+        Tables the artifact never saw use the recorded split rule, so a question that reached
+        training through another table (the same MMLU item in two tables) is still not scored.
+        """
+        splits = read_splits(self.directory)
+        recorded = splits.get(table.name)
+        if recorded is None:
+            rule = self.meta["split_rule"]
+            return split_labels(table.prompts, seed=rule["seed"], val_frac=rule["val_frac"], test_frac=rule["test_frac"])
+        train, val = set(recorded["train"]), set(recorded["val"])
+        return np.array(["train" if p in train else "val" if p in val else "test" for p in table.prompt_ids], dtype=object)
+
+
+def load_predictor(artifact_dir: str | Path | None = None, device: str | None = None, backbone=None, tokenizer=None) -> QualityPredictor:
+    """Load an artifact (default: the shipped one) on the real MiniLM backbone, LoRA merged."""
+    directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    backbone = backbone if backbone is not None else load_backbone()
+    model, meta = load_model(directory, backbone, merge=True)
+    model.to(dev)
+    return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev)

@@ -1,0 +1,257 @@
+"""Training: cache the frozen stem once, tune LoRA top layers + heads with a masked multi-label loss.
+
+Why this shape: on CPU (2 cores) a full LoRA backward pass through MiniLM runs at ~8 prompts/s,
+an epoch over the tables at ~50 minutes. The stem's outputs do not change while training,
+so they are computed once (a forward pass) and the optimiser only runs the top layers,
+several times faster per epoch. On CUDA the same code simply runs faster; `lora_layers`
+can then be raised to tune more of the encoder.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from predictor.artifact import save_artifact
+from predictor.backbone import BACKBONE_NAME, encode_texts, length_buckets, pad_batch
+from predictor.calibration import fit_temperature, masked_bce
+from predictor.data import RoutingTable
+from predictor.dataset import TrainingSet, build_training_set
+from predictor.model import ModelConfig, QualityModel
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 6
+    batch_size: int = 64
+    lr_lora: float = 5e-4
+    lr_head: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 2  # epochs without validation improvement before stopping
+    seed: int = 0
+    val_frac: float = 0.1
+    test_frac: float = 0.2
+    exclude_models: tuple[str, ...] = ()
+    max_rows_per_table: int | None = None  # for quick experiments and tests
+    encode_batch_size: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: QualityModel
+    meta: dict
+    data: TrainingSet
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def cache_stem(model: QualityModel, ids: list[list[int]], device, batch_size: int, progress: bool) -> list[torch.Tensor]:
+    """Stem hidden states per prompt (fp16, CPU, unpadded), computed once in length buckets."""
+    out: list[torch.Tensor | None] = [None] * len(ids)
+    buckets = length_buckets([len(x) for x in ids], batch_size)
+    for batch in tqdm(buckets, desc="encoding (frozen stem)", disable=not progress, leave=False):
+        input_ids, mask = pad_batch([ids[i] for i in batch])
+        hidden = model.stem(input_ids.to(device), mask.to(device)).to("cpu", torch.float16)
+        for k, i in enumerate(batch):
+            out[i] = hidden[k, : len(ids[i])].clone()
+    return out  # type: ignore[return-value]
+
+
+def stack_hidden(cache: list[torch.Tensor], rows) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(cache[i].shape[0] for i in rows)
+    dim = cache[rows[0]].shape[1]
+    hidden = torch.zeros(len(rows), width, dim, dtype=torch.float32)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for k, i in enumerate(rows):
+        n = cache[i].shape[0]
+        hidden[k, :n] = cache[i].float()
+        mask[k, :n] = 1
+    return hidden, mask
+
+
+def shuffled_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of similar length in a fresh random order each epoch (noise keeps batches varied)."""
+    noisy = lengths + rng.uniform(0, 16, size=len(lengths))
+    order = np.argsort(noisy, kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def logits_from_cache(model, cache, rows: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        hidden, mask = stack_hidden(cache, batch)
+        u = model.prompt_vectors(model.top(hidden.to(device), mask.to(device)))
+        out.append(model.scores(u).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.model_vectors.shape[0]))
+
+
+def _local_positions(rows: np.ndarray) -> dict[int, int]:
+    return {int(r): k for k, r in enumerate(rows)}
+
+
+def train(
+    tables: list[RoutingTable],
+    out_dir: str | Path | None,
+    config: TrainConfig | None = None,
+    *,
+    snapshot=None,
+    backbone=None,
+    tokenizer=None,
+    device: str | None = None,
+    progress: bool = True,
+    probe_prompts: tuple[list[str], list[str]] | None = None,
+) -> TrainResult:
+    """Fit a QualityModel on `tables`; write the artifact to `out_dir` (if given) and return it.
+
+    `probe_prompts` = (prompt_ids, prompts) of the cold-start probe set: their prompt vectors are
+    stored in the artifact so a new model's vector can be fitted in milliseconds later.
+    """
+    from predictor.backbone import load_backbone, load_tokenizer
+
+    config = config or TrainConfig()
+    set_seed(config.seed)
+    dev = pick_device(device)
+    started = time.time()
+    if config.max_rows_per_table:
+        tables = [t.subset(np.arange(min(len(t), config.max_rows_per_table))) for t in tables]
+    data = build_training_set(
+        tables, snapshot, config.exclude_models, seed=config.seed, val_frac=config.val_frac, test_frac=config.test_frac
+    )
+    train_rows, val_rows = data.rows("train"), data.rows("val")
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ValueError("training needs rows in both the train and the validation split")
+    tokenizer = tokenizer or load_tokenizer()
+    backbone = backbone if backbone is not None else load_backbone()
+    mc = config.model
+    model = QualityModel(backbone, len(data.model_names), mc).to(dev)
+    with torch.no_grad():  # start each model at its base rate: the bias is then the prior router
+        rate = np.nanmean(data.labels[train_rows], axis=0)
+        rate = np.clip(np.nan_to_num(rate, nan=0.5), 0.02, 0.98)
+        model.model_bias.copy_(torch.as_tensor(np.log(rate / (1 - rate)), dtype=torch.float32))
+
+    used = np.concatenate([train_rows, val_rows])
+    encoded = encode_texts(tokenizer, [data.prompts[i] for i in used], mc.max_len, mc.head_frac)
+    model.eval()
+    cache = cache_stem(model, encoded.ids, dev, config.encode_batch_size, progress)
+    pos_train = np.arange(len(train_rows))
+    pos_val = np.arange(len(train_rows), len(used))
+    labels = torch.as_tensor(data.labels[used])
+    lengths = np.array([len(x) for x in encoded.ids], dtype=float)
+
+    lora_params = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    head_params = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": lora_params, "lr": config.lr_lora}, {"params": head_params, "lr": config.lr_head}],
+        weight_decay=config.weight_decay,
+    )
+    steps_per_epoch = math.ceil(len(pos_train) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, total // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 0
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    )
+    rng = np.random.default_rng(config.seed)
+    best = (math.inf, None, -1)
+    history = []
+    bar = tqdm(total=total, desc="training", disable=not progress)
+    for epoch in range(config.epochs):
+        model.train()
+        running = []
+        for batch in shuffled_buckets(lengths[pos_train], config.batch_size, rng):
+            rows = pos_train[batch]
+            hidden, mask = stack_hidden(cache, rows)
+            u = model.prompt_vectors(model.top(hidden.to(dev), mask.to(dev)))
+            loss = masked_bce(model.scores(u), labels[rows].to(dev))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            running.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(running[-50:]):.4f}")
+        val_logits = logits_from_cache(model, cache, pos_val, dev)
+        val_loss = float(masked_bce(torch.as_tensor(val_logits), labels[pos_val]))
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(running)), "val_loss": val_loss})
+        if val_loss < best[0] - 1e-4:
+            best = (val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
+        elif epoch + 1 - best[2] >= config.patience:
+            break
+    bar.close()
+    model.load_state_dict(best[1])
+    model.eval()
+    val_logits = logits_from_cache(model, cache, pos_val, dev)
+    temperature = fit_temperature(val_logits, data.labels[val_rows])
+    calibration = validation_calibration(val_logits, data.labels[val_rows], temperature)
+
+    probe_vectors = None
+    if probe_prompts is not None:
+        from predictor.inference import encode_prompt_vectors
+
+        ids, texts = probe_prompts
+        probe_vectors = (list(ids), encode_prompt_vectors(model, tokenizer, texts, dev, mc.max_len, mc.head_frac)[0])
+
+    meta = {
+        "backbone": BACKBONE_NAME,
+        "model_names": data.model_names,
+        "aliases": data.aliases,
+        "temperature": temperature,
+        "train_config": {k: v for k, v in config.to_dict().items() if k != "model"},
+        "data": [{"table": t.name, "file": t.path.name, "sha256": t.sha256, "rows": len(t)} for t in tables],
+        "split_rule": {"seed": config.seed, "val_frac": config.val_frac, "test_frac": config.test_frac,
+                       "by": "sha1 of the question stem (predictor.data.split_labels)"},
+        "rows": {s: int((data.split == s).sum()) for s in ("train", "val", "test")},
+        "history": history,
+        "best_epoch": best[2],
+        "validation": calibration,
+        "train_seconds": round(time.time() - started, 1),
+        "device": str(dev),
+    }
+    splits = {
+        t.name: {s: data.prompt_ids[(data.table == t.name) & (data.split == s)].tolist() for s in ("train", "val")}
+        for t in tables
+    }
+    if out_dir is not None:
+        save_artifact(out_dir, model, meta, splits, probe_vectors)
+    return TrainResult(model=model, meta=meta, data=data)
+
+
+def validation_calibration(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
+    """Brier and ECE on the validation split before and after temperature scaling."""
+    from predictor.metrics import brier, ece
+
+    before = 1 / (1 + np.exp(-logits))
+    after = 1 / (1 + np.exp(-logits / temperature))
+    return {
+        "brier_raw": brier(before, labels),
+        "ece_raw": ece(before, labels),
+        "brier": brier(after, labels),
+        "ece": ece(after, labels),
+        "temperature": temperature,
+    }

@@ -1,0 +1,88 @@
+"""QualityPredictor: shapes, calibration range, model resolution, cold-start and prior fallbacks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictor.coldstart import fit_model_vector
+from registry import Latency, ModelSpec, Pricing, Probe, ProbeResult
+
+from conftest import synthetic_table
+
+
+def spec(name, probe=None, aliases=()):
+    return ModelSpec(
+        name=name, provider="test", aliases=aliases,
+        pricing=Pricing(input_per_million=1.0, output_per_million=2.0),
+        latency=Latency(ttft_ms=100, output_tokens_per_s=50),
+        context_window=8000, max_output_tokens=1000, expected_output_tokens=100, probe=probe,
+    )
+
+
+def test_predict_shapes_and_range(tiny_predictor):
+    prompts = ["What is 2 times 2 plus 3?", "", "日本語の質問です", "\x00\x01 junk ###", "word " * 5000]
+    q, truncated = tiny_predictor.predict_detailed(prompts, ["gpt-4-1106-preview", "Llama-2-7b-hf"])
+    assert q.shape == (5, 2)
+    assert np.all((q > 0) & (q < 1))
+    assert truncated == [False, False, False, False, True]
+    assert tiny_predictor.predict([], ["Llama-2-7b-hf"]).shape == (0, 1)
+
+
+def test_unknown_trained_name_is_a_clear_error(tiny_predictor):
+    with pytest.raises(KeyError, match="not in the predictor artifact"):
+        tiny_predictor.predict(["hi"], ["no-such-model"])
+
+
+def test_registry_spec_resolves_by_alias(tiny_predictor):
+    by_alias = tiny_predictor.predict(["x"], [spec("renamed", aliases=("Llama-2-7b-hf",))])
+    by_name = tiny_predictor.predict(["x"], ["Llama-2-7b-hf"])
+    np.testing.assert_allclose(by_alias, by_name)
+    assert tiny_predictor.low_confidence([spec("renamed", aliases=("Llama-2-7b-hf",))]) == {}
+
+
+def test_cold_start_from_probe_results_follows_the_results(tiny_predictor):
+    ids, _ = tiny_predictor.probe_vectors()
+    strong = spec("new-strong", Probe(results=[ProbeResult(prompt_id=i, score=1.0) for i in ids]))
+    weak = spec("new-weak", Probe(results=[ProbeResult(prompt_id=i, score=0.0) for i in ids]))
+    q = tiny_predictor.predict(["What is 7 times 7 plus 3?", "Name a river longer than 9 km."], [strong, weak])
+    assert np.all(q[:, 0] > q[:, 1])
+    assert tiny_predictor.low_confidence([strong, weak]) == {}
+
+
+def test_prior_fallbacks_are_flagged(tiny_predictor):
+    like = spec("like-gpt4", Probe(similar_to="gpt-4-1106-preview"))
+    bench = spec("bench-only", Probe(benchmark_score=0.8))
+    bare = spec("nothing-known")
+    q = tiny_predictor.predict(["a prompt"], [like, "gpt-4-1106-preview", bench, bare])
+    assert q[0, 0] == pytest.approx(q[0, 1])
+    flags = tiny_predictor.low_confidence([like, bench, bare])
+    assert set(flags) == {"like-gpt4", "bench-only", "nothing-known"}
+    ids, u = tiny_predictor.probe_vectors()
+    vec = tiny_predictor.model_vector(bench)
+    mean_q = tiny_predictor.probabilities(u, [vec]).mean()
+    assert mean_q == pytest.approx(0.8, abs=1e-3)
+
+
+def test_fit_model_vector_recovers_a_planted_model():
+    rng = np.random.default_rng(1)
+    dim = 6
+    trained = rng.normal(0, 1, size=(30, dim))
+    bias = rng.normal(0, 1, size=30)
+    u = rng.normal(0, 1, size=(400, dim))
+    true_e, true_b = trained[3], bias[3]
+    p = 1 / (1 + np.exp(-(u @ true_e + true_b)))
+    scores = (rng.random(400) < p).astype(float)
+    e, b = fit_model_vector(u, scores, np.delete(trained, 3, 0), np.delete(bias, 3), temperature=1.0)
+    p_hat = 1 / (1 + np.exp(-(u @ e + b)))
+    assert np.corrcoef(p, p_hat)[0, 1] > 0.9
+
+
+def test_row_split_matches_the_recorded_training_rows(tiny_artifact, tiny_predictor):
+    from predictor.artifact import read_splits
+
+    table = synthetic_table()
+    split = tiny_predictor.row_split(table)
+    recorded = read_splits(tiny_artifact)["synthetic"]
+    assert set(table.prompt_ids[split == "train"]) == set(recorded["train"])
+    assert set(table.prompt_ids[split == "val"]) == set(recorded["val"])
+    assert (split == "test").sum() > 0

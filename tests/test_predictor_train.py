@@ -1,0 +1,130 @@
+"""Training, saving, loading and masking logic of the predictor, on a tiny random backbone."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from predictor.artifact import ArtifactError, artifact_version, read_meta, read_splits
+from predictor.backbone import encode_texts, load_tokenizer, pad_batch, tiny_backbone
+from predictor.calibration import fit_temperature, masked_bce
+from predictor.data import question_stem, split_labels
+from predictor.dataset import build_training_set
+from predictor.model import ModelConfig, QualityModel
+
+from conftest import TINY_MODELS, synthetic_table
+
+
+def test_masked_bce_ignores_missing_results():
+    logits = torch.tensor([[0.0, 5.0], [0.0, -5.0]])
+    labels = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]))
+    assert torch.isclose(masked_bce(logits, labels), expected)
+    # changing a masked logit changes nothing
+    logits2 = logits.clone()
+    logits2[:, 1] = 100.0
+    assert torch.isclose(masked_bce(logits2, labels), expected)
+
+
+def test_fit_temperature_recovers_overconfidence():
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(0, 1.5, size=(4000, 1))
+    labels = (rng.random(true_logit.shape) < 1 / (1 + np.exp(-true_logit))).astype(float)
+    t = fit_temperature(true_logit * 3.0, labels)  # 3x over-confident
+    assert 2.5 < t < 3.5
+
+
+def test_split_is_by_question_stem_and_deterministic():
+    prompts = [
+        "Which gas do plants absorb?\nA) oxygen\nB) carbon dioxide",
+        "Which gas do plants absorb?\nA) carbon dioxide\nB) oxygen",
+        "Example question one?\nA) x\n\nWhich planet is largest in our solar system?\nA) Mars\nB) Jupiter",
+    ]
+    assert question_stem(prompts[0]) == question_stem(prompts[1])
+    assert question_stem(prompts[2]).startswith("which planet is largest")
+    labels = split_labels(prompts * 3)
+    assert labels[0] == labels[1]
+    assert (labels == split_labels(prompts * 3)).all()
+    many = split_labels([f"question number {i} about something" for i in range(2000)])
+    assert 0.15 < np.mean(many == "test") < 0.25 and 0.05 < np.mean(many == "val") < 0.15
+
+
+def test_training_set_merges_aliases_and_excludes_models():
+    class Snap:  # the registry interface the dataset needs: `in` and `.get(name).name`
+        def __contains__(self, name):
+            return name in ("alias-of-gpt4", "gpt-4-1106-preview")
+
+        def get(self, name):
+            return type("Spec", (), {"name": "gpt-4-1106-preview"})()
+
+    a = synthetic_table(30, models=("gpt-4-1106-preview", "Llama-2-7b-hf"), name="a")
+    b = synthetic_table(30, models=("alias-of-gpt4", "gemini-1.5-flash-002"), name="b")
+    data = build_training_set([a, b], Snap(), exclude_models=("gemini-1.5-flash-002",))
+    assert data.model_names == ["Llama-2-7b-hf", "gpt-4-1106-preview"]
+    assert data.labels.shape == (60, 2)
+    assert np.isnan(data.labels[30:, 0]).all()  # table b has no Llama results
+    np.testing.assert_array_equal(np.nan_to_num(data.labels[30:, 1], nan=-1), np.nan_to_num(b.quality[:, 0], nan=-1))
+    assert data.aliases["alias-of-gpt4"] == "gpt-4-1106-preview"
+
+
+def test_head_and_tail_are_kept_when_cutting():
+    tok = load_tokenizer()
+    text = "start " + "filler " * 300 + "final question here"
+    enc = encode_texts(tok, [text, "short"], max_len=32, head_frac=0.25)
+    assert enc.truncated == [True, False]
+    assert len(enc.ids[0]) == 32
+    decoded = tok.decode(enc.ids[0])
+    assert decoded.split()[1] == "start" and decoded.rstrip(" [SEP]").endswith("final question here")
+
+
+def test_stem_plus_top_equals_the_full_encoder():
+    model = QualityModel(tiny_backbone(), 3, ModelConfig(dim=8, hidden=16, lora_layers=1))
+    ids, mask = pad_batch([[101, 2000, 2001, 102], [101, 2003, 102]])
+    with torch.no_grad():
+        full = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        pooled_full = (full * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        pooled_split = model.top(model.stem(ids, mask), mask)
+    assert torch.allclose(pooled_full, pooled_split, atol=1e-5)
+    assert model(ids, mask).shape == (2, 3)
+
+
+def test_only_lora_and_heads_are_trainable():
+    model = QualityModel(tiny_backbone(), 3, ModelConfig(dim=8, hidden=16, lora_layers=1))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith(("head.", "model_")) for n in trainable)
+    assert all(".layer.1." in n for n in trainable if "lora_" in n)  # only the top layer is tuned
+
+
+def test_artifact_contents_and_metadata(tiny_artifact):
+    meta = read_meta(tiny_artifact)
+    assert meta["model_names"] == sorted(TINY_MODELS)
+    assert {"temperature", "data", "split_rule", "validation", "history"} <= set(meta)
+    assert (tiny_artifact / "adapter" / "adapter_config.json").exists()
+    splits = read_splits(tiny_artifact)["synthetic"]
+    assert splits["train"] and splits["val"] and not set(splits["train"]) & set(splits["val"])
+    assert 0 <= meta["validation"]["ece"] <= 1
+    assert len(artifact_version(tiny_artifact)) == 16
+
+
+def test_missing_artifact_is_a_clear_error(tmp_path):
+    with pytest.raises(ArtifactError, match="not a predictor artifact"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"format_version": 999}))
+    with pytest.raises(ArtifactError, match="format_version"):
+        read_meta(tmp_path)
+
+
+def test_loaded_predictor_reproduces_training_logits(tiny_artifact, tiny_predictor):
+    """Merged-LoRA inference must give the same scores as the unmerged training model."""
+    from predictor.artifact import load_model
+
+    unmerged, _ = load_model(tiny_artifact, tiny_backbone(), merge=False)
+    prompts = ["What is 3 times 3 plus 3?", "Name a river longer than 5 km."]
+    from predictor.inference import encode_prompt_vectors
+
+    u_unmerged, _ = encode_prompt_vectors(unmerged, load_tokenizer(), prompts, max_len=32)
+    u_merged, truncated = tiny_predictor.prompt_vectors(prompts)
+    np.testing.assert_allclose(u_unmerged, u_merged, atol=1e-4)
+    assert truncated == [False, False]
