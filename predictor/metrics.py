@@ -448,6 +448,7 @@ class TableFigures(BaseModel):
     c_max: float
     single_models: list[SingleModel]
     best_model: SingleModel
+    oracle_point: tuple[float, float]  # (mean cost, mean quality) of the per-prompt oracle
     strong_weak: tuple[str, str]  # the APGR/CPT two-model slice
     routers: dict[str, RouterFigures]  # includes "zero" and "oracle"
     reference: str | None  # the router the paired bootstrap differences are taken against
@@ -603,6 +604,7 @@ def routing_figures(
         c_max=c_max,
         single_models=singles,
         best_model=singles[best],
+        oracle_point=(float(oracle_c.mean()), float(oracle_q.mean())),
         strong_weak=(model_names[strong], model_names[weak]),
         routers=out,
         reference=reference,

@@ -1,0 +1,104 @@
+"""`pickwise eval`: routing figures of the predictor and the baselines on held-out rows of routing tables."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from api.cli import CliError, add_artifact_option, add_registry_option
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="score the predictor and baselines on held-out rows (capture, c2m, AIQ, calibration)",
+        description=(
+            "Score the predictor on the rows of each table it did not train on, next to the prior and "
+            "TF-IDF baselines trained here on the artifact's training rows, with every figure of METRICS.md."
+        ),
+    )
+    p.add_argument("--data", nargs="+", required=True, metavar="TABLE.parquet", help="routing table(s)")
+    add_artifact_option(p)
+    add_registry_option(p)
+    p.add_argument("--plot", metavar="FILE.png", help="write the cost-quality curves of every table to this PNG")
+    p.add_argument("--json", metavar="FILE", help="write the full reports (curves included) as JSON")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                   help="paired bootstrap resamples over prompts (0 = none; default 200)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--embedding-baseline", action="store_true",
+                   help="also run the frozen-MiniLM + logistic regression baseline (slow on CPU; cached)")
+    p.add_argument("--cost-estimate", choices=("registry", "table"), default="registry",
+                   help="where the routers' estimated cost comes from: registry prices (default) or "
+                        "prices fitted to the table's training rows")
+    p.set_defaults(func=run)
+
+
+def _load_tables(paths: list[str]) -> list:
+    from predictor.data import load_table
+
+    tables = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise CliError(f"--data {raw}: no such file")
+        try:
+            tables.append(load_table(path))
+        except (ValueError, OSError) as exc:
+            raise CliError(f"--data {raw}: not a readable routing table ({exc})") from None
+        except Exception as exc:  # pyarrow raises its own types for corrupt parquet
+            raise CliError(f"--data {raw}: not a readable parquet routing table ({type(exc).__name__}: {exc})") from None
+    return tables
+
+
+def _load_snapshot(args: argparse.Namespace):
+    if args.cost_estimate != "registry":
+        return None
+    from registry import RegistryError, default_registry_dir, load_registry
+
+    directory = args.registry or default_registry_dir()
+    try:
+        return load_registry(directory)
+    except (RegistryError, OSError) as exc:
+        raise CliError(f"--registry {directory}: {exc}") from None
+
+
+def _check_writable(option: str, target: str | None) -> None:
+    if target and not Path(target).resolve().parent.is_dir():
+        raise CliError(f"{option} {target}: directory {Path(target).resolve().parent} does not exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    from predictor.evaluate import evaluate_table, format_report
+
+    if args.bootstrap < 0:
+        raise CliError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    _check_writable("--plot", args.plot)
+    _check_writable("--json", args.json)
+    tables = _load_tables(args.data)
+    snapshot = _load_snapshot(args)
+    from predictor.inference import load_predictor
+
+    try:
+        predictor = load_predictor(args.artifact)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--artifact {args.artifact or '(default)'}: cannot load the predictor ({exc})") from None
+    baselines = ("prior", "tfidf") + (("embed",) if args.embedding_baseline else ())
+    reports = []
+    for table in tables:
+        print(f"evaluating {table.name} ...", file=sys.stderr)
+        try:
+            reports.append(evaluate_table(table, predictor, snapshot, baselines=baselines,
+                                          bootstrap=args.bootstrap, seed=args.seed, progress=True))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    print(format_report(reports))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        from predictor.plots import plot_reports
+
+        plot_reports(reports, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
