@@ -1,0 +1,210 @@
+"""Reading and checking a model's probe results (`probe.results` in a registry YAML file).
+
+Results come as a CSV file (`prompt_id,score` header), a JSONL file (one
+`{"prompt_id": ..., "score": ...}` per line), both at a path relative to the YAML
+file, or inline as a list. The predictor fits a new model's vector from them, so
+every result must be a score in [0, 1] on a prompt of the shipped probe set, each
+prompt at most once, and there must be enough of them (MIN_PROBE_RESULTS) for the
+fit to say more than its prior. Every problem is reported with the YAML file, the
+model, the field `probe.results` and the results file's line (or the inline row).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import RegistryError, RegistryIssue, display_path
+from .probe_set import load_probe_set, probe_ids
+from .schema import Probe
+
+MIN_PROBE_RESULTS = 50
+MAX_LISTED = 5  # unknown ids / bad rows quoted in one message before "... and N more"
+MAX_ROW_ERRORS = 10
+RESULT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FIELD = "probe.results"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One probe result and where it was written (`file:line`, or `results[i]` for inline rows)."""
+
+    where: str
+    prompt_id: str
+    score: float
+
+
+class ResultsFormatError(ValueError):
+    """A results file that cannot be read as results at all, or rows that are not results (`.problems`)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _score(value: Any, text_allowed: bool) -> float:
+    """A score in [0, 1] from a CSV cell (text) or a JSON value (a number, never a string); ValueError if not."""
+    kinds = (int, float, str) if text_allowed else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ValueError(f"score {value!r} is not a number")
+    try:
+        score = float(value)
+    except ValueError:
+        raise ValueError(f"score {value!r} is not a number") from None
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        raise ValueError(f"score {value!r} is outside [0, 1]")
+    return score
+
+
+def _prompt_id(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"prompt_id {value!r} is not a non-empty string")
+    return value.strip()
+
+
+def _csv_rows(text: str, name: str) -> tuple[list[ResultRow], list[str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("prompt_id", "score") if c not in header]
+    if missing:
+        raise ResultsFormatError([
+            f"{name}:1: header {','.join(header) or '(empty)'!r} lacks column(s) {', '.join(missing)}"
+            " (expected a 'prompt_id,score' header)"
+        ])
+    reader.fieldnames = header
+    rows, problems = [], []
+    for record in reader:
+        where = f"{name}:{reader.line_num}"
+        if None in record:  # more cells than header columns
+            problems.append(f"{where}: {len(header) + len(record[None])} cells for {len(header)} header columns")
+            continue
+        try:
+            rows.append(ResultRow(where, _prompt_id(record["prompt_id"]), _score(record["score"], text_allowed=True)))
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    return rows, problems
+
+
+def _jsonl_rows(text: str, name: str) -> tuple[list[ResultRow], list[str]]:
+    rows, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f'{where}: expected an object {{"prompt_id": ..., "score": ...}}, got {type(record).__name__}')
+            continue
+        missing = [k for k in ("prompt_id", "score") if k not in record]
+        if missing:
+            problems.append(f"{where}: missing key(s) {', '.join(missing)}")
+            continue
+        try:
+            rows.append(ResultRow(where, _prompt_id(record["prompt_id"]), _score(record["score"], text_allowed=False)))
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    return rows, problems
+
+
+_READERS: dict[str, Callable[[str, str], tuple[list[ResultRow], list[str]]]] = {"csv": _csv_rows, "jsonl": _jsonl_rows}
+
+
+def read_results_file(path: Path, name: str | None = None) -> list[ResultRow]:
+    """Every row of a CSV/JSONL results file; ResultsFormatError listing every unreadable row.
+
+    `name` is how messages call the file (default: its path); the registry passes the
+    path as written in the YAML file, which the message already names.
+    """
+    name = name or display_path(path)
+    fmt = RESULT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ResultsFormatError([
+            f"{name}: unsupported results format {path.suffix or '(no extension)'!r}:"
+            " expected .csv (prompt_id,score header) or .jsonl ({\"prompt_id\", \"score\"} per line)"
+        ])
+    if not path.is_file():
+        raise ResultsFormatError([
+            f"{name}: results file not found at {display_path(path)} (paths are relative to the YAML file's directory)"
+        ])
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ResultsFormatError([f"{name}: cannot read results file ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ResultsFormatError([f"{name}: not UTF-8 text (byte {exc.start})"]) from None
+    if not text.strip():
+        raise ResultsFormatError([f"{name}: results file is empty"])
+    rows, problems = _READERS[fmt](text, name)
+    if problems:
+        raise ResultsFormatError(problems)
+    return rows
+
+
+def _listed(items: list[str]) -> str:
+    more = len(items) - MAX_LISTED
+    return ", ".join(items[:MAX_LISTED]) + (f", ... and {more} more" if more > 0 else "")
+
+
+def check_results(rows: list[ResultRow], known_ids: frozenset[str], set_size: int) -> list[str]:
+    """Problems with a model's results as a whole: unknown ids, duplicates, too few results."""
+    problems = []
+    unknown = [f"{r.prompt_id!r:.60} ({r.where})" for r in rows if r.prompt_id not in known_ids]
+    if unknown:
+        problems.append(
+            f"{len(unknown)} prompt id(s) are not in the probe set: {_listed(unknown)}"
+            " (`pickwise probe export` lists the probe prompts)"
+        )
+    first: dict[str, str] = {}
+    duplicates = []
+    for r in rows:
+        if r.prompt_id in first:
+            duplicates.append(f"{r.prompt_id!r:.60} ({first[r.prompt_id]} and {r.where})")
+        else:
+            first[r.prompt_id] = r.where
+    if duplicates:
+        problems.append(f"duplicate prompt id(s): {_listed(duplicates)}")
+    if not problems and len(rows) < MIN_PROBE_RESULTS:
+        problems.append(
+            f"only {len(rows)} result(s): at least {MIN_PROBE_RESULTS} of the {set_size} probe prompts are needed"
+            " (or drop `results` and give `benchmark_score` or `similar_to` as a prior)"
+        )
+    return problems
+
+
+def _rows(probe: Probe, yaml_path: Path) -> list[ResultRow]:
+    if isinstance(probe.results, str):
+        target = Path(probe.results).expanduser()
+        return read_results_file(target if target.is_absolute() else yaml_path.parent / target, probe.results)
+    return [ResultRow(f"results[{i}]", r.prompt_id, r.score) for i, r in enumerate(probe.results)]
+
+
+def parse_probe(probe: Probe, yaml_path: Path, model: str) -> dict[str, float] | None:
+    """The model's validated probe results (prompt_id -> score), or None when it gives only a prior.
+
+    Raises RegistryError with one issue per problem, each naming `yaml_path`, `model`
+    and the field `probe.results`.
+    """
+    def issues(problems: list[str], field: str = FIELD) -> RegistryError:
+        return RegistryError([RegistryIssue(p, file=yaml_path, model=model, field=field) for p in problems])
+
+    if probe.results is None:
+        if probe.benchmark_score is None and probe.similar_to is None:
+            raise issues(["the probe section is empty: give results, benchmark_score or similar_to"], "probe")
+        return None
+    try:
+        rows = _rows(probe, yaml_path)
+    except ResultsFormatError as exc:
+        more = len(exc.problems) - MAX_ROW_ERRORS
+        raise issues(exc.problems[:MAX_ROW_ERRORS] + ([f"... and {more} more bad rows"] if more > 0 else [])) from None
+    problems = check_results(rows, probe_ids(), len(load_probe_set()))
+    if problems:
+        raise issues(problems)
+    return {r.prompt_id: r.score for r in rows}

@@ -1,0 +1,171 @@
+"""Probe results in a registry YAML: CSV, JSONL and inline round-trips, and every error they can raise."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from registry import RegistryError, load_registry
+from registry.probe_set import load_probe_set
+from registry.probes import MIN_PROBE_RESULTS
+from registry_samples import model, write
+
+IDS = [e.prompt_id for e in load_probe_set()]
+
+
+def scores(n: int = 60, offset: int = 0) -> dict[str, float]:
+    """n distinct probe ids with scores spread over [0, 1]."""
+    return {pid: round((i % 11) / 10, 1) for i, pid in enumerate(IDS[offset:offset + n])}
+
+
+def csv_text(rows: dict[str, object]) -> str:
+    return "prompt_id,score\n" + "".join(f"{p},{s}\n" for p, s in rows.items())
+
+
+def jsonl_text(rows: dict[str, object]) -> str:
+    return "".join(json.dumps({"prompt_id": p, "score": s}) + "\n" for p, s in rows.items())
+
+
+def load_error(directory) -> RegistryError:
+    with pytest.raises(RegistryError) as info:
+        load_registry(directory)
+    return info.value
+
+
+def test_csv_jsonl_and_inline_results_round_trip(tmp_path):
+    (tmp_path / "probes").mkdir()
+    (tmp_path / "probes" / "a.csv").write_text(csv_text(scores(60)))
+    (tmp_path / "b.jsonl").write_text(jsonl_text(scores(80, offset=100)))
+    inline = [{"prompt_id": p, "score": s} for p, s in scores(50, offset=300).items()]
+    write(tmp_path, "m.yaml", [
+        model("a", probe={"results": "probes/a.csv"}),
+        model("b", probe={"results": "b.jsonl", "benchmark_score": 0.5}),
+        model("c", probe={"results": inline}),
+    ])
+    snap = load_registry(tmp_path)
+    assert snap.probe_scores("a") == scores(60)
+    assert snap.probe_scores("b") == scores(80, offset=100)
+    assert snap.probe_scores("c") == scores(50, offset=300)
+
+
+def test_results_file_is_part_of_the_registry_version(tmp_path):
+    write(tmp_path, "m.yaml", model("a", probe={"results": "a.csv"}))
+    (tmp_path / "a.csv").write_text(csv_text(scores(60)))
+    before = load_registry(tmp_path).version
+    (tmp_path / "a.csv").write_text(csv_text({**scores(60), IDS[0]: 0.25}))
+    assert load_registry(tmp_path).version != before
+
+
+def test_csv_tolerates_bom_crlf_extra_columns_and_absolute_paths(tmp_path):
+    rows = "".join(f"{p},{s},{'yes' if s else 'no'}\r\n" for p, s in scores(60).items())
+    path = tmp_path / "sub" / "a.csv"
+    path.parent.mkdir()
+    path.write_bytes(("\ufeffprompt_id, score ,note\r\n" + rows).encode())
+    write(tmp_path, "m.yaml", model("a", probe={"results": str(path)}))
+    assert load_registry(tmp_path).probe_scores("a") == scores(60)
+
+
+@pytest.mark.parametrize("probe", [{"benchmark_score": 0.7}, {"similar_to": "base"}])
+def test_prior_without_results_is_valid(tmp_path, probe):
+    write(tmp_path, "m.yaml", [model("base"), model("new", probe=probe)])
+    assert load_registry(tmp_path).probe_scores("new") is None
+
+
+def test_empty_probe_section_is_an_error(tmp_path):
+    write(tmp_path, "m.yaml", model("new", probe={}))
+    err = load_error(tmp_path)
+    assert (err.model, err.field) == ("new", "probe")
+    assert "the probe section is empty: give results, benchmark_score or similar_to" in str(err)
+
+
+def file_error(tmp_path, name: str, content: str | bytes | None) -> RegistryError:
+    """The error of a model whose results file `name` holds `content` (None: no such file)."""
+    if isinstance(content, str):
+        (tmp_path / name).write_text(content)
+    elif isinstance(content, bytes):
+        (tmp_path / name).write_bytes(content)
+    write(tmp_path, "m.yaml", model("new", probe={"results": name}))
+    err = load_error(tmp_path)
+    assert (err.file, err.model, err.field) == (tmp_path / "m.yaml", "new", "probe.results")
+    return err
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("gone.csv", None, "gone.csv: results file not found at "),
+    ("r.txt", "prompt_id,score\n", "r.txt: unsupported results format '.txt': expected .csv"),
+    ("r.csv", "", "r.csv: results file is empty"),
+    ("r.csv", b"prompt_id,score\n\xff,1\n", "r.csv: not UTF-8 text (byte 16)"),
+    ("r.csv", "id,value\nx,1\n", "r.csv:1: header 'id,value' lacks column(s) prompt_id, score"),
+    ("r.csv", "prompt_id\nx\n", "r.csv:1: header 'prompt_id' lacks column(s) score"),
+    ("r.csv", f"prompt_id,score\n{IDS[0]},high\n", "r.csv:2: score 'high' is not a number"),
+    ("r.csv", f"prompt_id,score\n{IDS[0]},1\n{IDS[1]},1.5\n", "r.csv:3: score '1.5' is outside [0, 1]"),
+    ("r.csv", f"prompt_id,score\n{IDS[0]},-0.1\n", "r.csv:2: score '-0.1' is outside [0, 1]"),
+    ("r.csv", f"prompt_id,score\n{IDS[0]},nan\n", "r.csv:2: score 'nan' is outside [0, 1]"),
+    ("r.csv", f"prompt_id,score\n{IDS[0]}\n", "r.csv:2: score None is not a number"),
+    ("r.csv", f"prompt_id,score\n{IDS[0]},1,2\n", "r.csv:2: 3 cells for 2 header columns"),
+    ("r.csv", "prompt_id,score\n ,1\n", "r.csv:2: prompt_id ' ' is not a non-empty string"),
+    ("r.jsonl", '{"prompt_id": "x", "score": 1}\n{"prompt_id": "y",\n', "r.jsonl:2: not valid JSON"),
+    ("r.jsonl", "[1, 2]\n", "r.jsonl:1: expected an object"),
+    ("r.jsonl", '{"prompt_id": "x"}\n', "r.jsonl:1: missing key(s) score"),
+    ("r.jsonl", f'{{"prompt_id": "{IDS[0]}", "score": "0.5"}}\n', "r.jsonl:1: score '0.5' is not a number"),
+    ("r.jsonl", f'{{"prompt_id": "{IDS[0]}", "score": true}}\n', "r.jsonl:1: score True is not a number"),
+    ("r.jsonl", f'{{"prompt_id": "{IDS[0]}", "score": 2}}\n', "r.jsonl:1: score 2 is outside [0, 1]"),
+    ("r.jsonl", '{"prompt_id": 7, "score": 1}\n', "r.jsonl:1: prompt_id 7 is not a non-empty string"),
+])
+def test_unreadable_results_files(tmp_path, name, content, message):
+    assert message in str(file_error(tmp_path, name, content))
+
+
+def test_every_bad_row_is_reported_up_to_a_limit(tmp_path):
+    rows = "".join(f"{p},x\n" for p in IDS[:30])
+    err = file_error(tmp_path, "r.csv", "prompt_id,score\n" + rows)
+    assert len(err.errors) == 11 and "r.csv:2: score 'x'" in str(err) and "... and 20 more bad rows" in str(err)
+
+
+def test_unknown_prompt_ids_are_listed(tmp_path):
+    rows = {**scores(60), "nope-1": 1, "nope-2": 0, "nope-3": 1, "nope-4": 0, "nope-5": 1, "nope-6": 1}
+    err = file_error(tmp_path, "r.csv", csv_text(rows))
+    text = str(err)
+    assert "6 prompt id(s) are not in the probe set: 'nope-1' (r.csv:62), 'nope-2' (r.csv:63)" in text
+    assert "... and 1 more" in text and "pickwise probe export" in text
+
+
+def test_duplicate_prompt_ids_name_both_lines(tmp_path):
+    rows = jsonl_text(scores(60)) + json.dumps({"prompt_id": IDS[3], "score": 1}) + "\n"
+    err = file_error(tmp_path, "r.jsonl", rows)
+    assert f"duplicate prompt id(s): '{IDS[3]}' (r.jsonl:4 and r.jsonl:61)" in str(err)
+
+
+def test_fewer_than_the_minimum_results(tmp_path):
+    err = file_error(tmp_path, "r.csv", csv_text(scores(MIN_PROBE_RESULTS - 1)))
+    assert f"only {MIN_PROBE_RESULTS - 1} result(s): at least {MIN_PROBE_RESULTS} of the {len(IDS)} probe prompts" in str(err)
+
+
+def test_exactly_the_minimum_is_accepted(tmp_path):
+    (tmp_path / "r.csv").write_text(csv_text(scores(MIN_PROBE_RESULTS)))
+    write(tmp_path, "m.yaml", model("new", probe={"results": "r.csv"}))
+    assert len(load_registry(tmp_path).probe_scores("new")) == MIN_PROBE_RESULTS
+
+
+def test_inline_errors_name_the_row(tmp_path):
+    inline = [{"prompt_id": p, "score": s} for p, s in scores(55).items()]
+    inline[7] = {"prompt_id": "ghost", "score": 1.0}
+    inline[9] = {"prompt_id": IDS[0], "score": 0.0}
+    write(tmp_path, "m.yaml", model("new", probe={"results": inline}))
+    text = str(load_error(tmp_path))
+    assert "model 'new': field 'probe.results': 1 prompt id(s) are not in the probe set: 'ghost' (results[7])" in text
+    assert f"duplicate prompt id(s): '{IDS[0]}' (results[0] and results[9])" in text
+
+
+def test_inline_score_out_of_range_is_caught_with_its_line(tmp_path):
+    inline = [{"prompt_id": p, "score": s} for p, s in scores(55).items()]
+    inline[2]["score"] = 1.5
+    write(tmp_path, "m.yaml", model("new", probe={"results": inline}))
+    issue = next(e for e in load_error(tmp_path).errors if e.field == "probe.results[2].score")
+    assert "expected a number <= 1, got 1.5" in issue.message and issue.line is not None
+
+
+def test_errors_of_several_models_are_all_reported(tmp_path):
+    write(tmp_path, "m.yaml", [model("a", probe={"results": "a.csv"}), model("b", probe={"results": "b.jsonl"})])
+    err = load_error(tmp_path)
+    assert [(e.model, e.field) for e in err.errors] == [("a", "probe.results"), ("b", "probe.results")]
