@@ -49,12 +49,18 @@ class ProbeEntry(BaseModel):
         return self.reference is not None and self.choices is not None
 
 
-def _resolve(path: str | os.PathLike | None) -> Path:
-    return DEFAULT_PROBE_SET_PATH if path is None else Path(path).resolve()
+def _resolve(path: str | os.PathLike | None) -> tuple[Path, tuple[int, int] | None]:
+    """The file and its (mtime, size) stamp: the caches key on both, so an edited file is read again."""
+    path = DEFAULT_PROBE_SET_PATH if path is None else Path(path).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return path, None
+    return path, (stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: Path) -> tuple[ProbeEntry, ...]:
+def _load(path: Path, stamp: tuple[int, int] | None) -> tuple[ProbeEntry, ...]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -81,7 +87,7 @@ def _load(path: Path) -> tuple[ProbeEntry, ...]:
 
 def load_probe_set(path: str | os.PathLike | None = None) -> tuple[ProbeEntry, ...]:
     """Every probe entry in file order (the shipped set by default); read once per path, then cached."""
-    return _load(_resolve(path))
+    return _load(*_resolve(path))
 
 
 def probe_index(path: str | os.PathLike | None = None) -> dict[str, ProbeEntry]:
@@ -95,12 +101,11 @@ def probe_ids(path: str | os.PathLike | None = None) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _version(path: Path) -> str:
+def _version(path: Path, stamp: tuple[int, int] | None) -> str:
+    _load(path, stamp)  # a malformed file has no version
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def probe_set_version(path: str | os.PathLike | None = None) -> str:
     """sha256 (first 16 hex) of the probe-set file: artifacts record it to know which prompts they embedded."""
-    path = _resolve(path)
-    load_probe_set(path)  # a malformed file has no version
-    return _version(path)
+    return _version(*_resolve(path))
