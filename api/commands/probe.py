@@ -1,0 +1,201 @@
+"""`pickwise probe export|score|check`: register a new model from its answers to the probe set.
+
+The workflow for a model pickwise never trained on:
+1. `pickwise probe export --output probe.jsonl` writes the probe prompts;
+2. the user runs them through the new model, writing `{"prompt_id", "response"}` lines;
+3. `pickwise probe score --responses responses.jsonl --output results.csv` grades the
+   multiple-choice answers against the references (prompts without one are skipped);
+4. the model's YAML says `probe: {results: results.csv}`; `pickwise probe check model.yaml`
+   validates it before `pickwise models add model.yaml`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from api.cli import CliError, add_registry_option
+from api.jsonl import MAX_REPORTED_ERRORS, open_output
+from registry import RegistryError, RegistryIssue, default_registry_dir, load_registry
+from registry.loader import parse_registry_text
+from registry.probe_grading import grade_response
+from registry.probe_set import ProbeEntry, load_probe_set, probe_index, probe_set_version
+from registry.probes import MIN_PROBE_RESULTS, parse_probe
+
+EXPORT_FIELDS = ("prompt_id", "prompt", "choices")
+
+
+def _export_format(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    return "csv" if args.output.lower().endswith(".csv") else "jsonl"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    entries = [e for e in load_probe_set() if e.gradable or not args.gradable_only]
+    fmt = _export_format(args)
+    with open_output(args.output) as out:
+        if fmt == "csv":
+            writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: getattr(e, k) or "" for k in EXPORT_FIELDS} for e in entries)
+        else:
+            for e in entries:
+                out.write(json.dumps({k: getattr(e, k) for k in EXPORT_FIELDS}, ensure_ascii=False) + "\n")
+    gradable = sum(e.gradable for e in entries)
+    print(f"wrote {len(entries)} probe prompts ({fmt}) to {args.output}; {gradable} of them can be graded by "
+          f"`pickwise probe score` (multiple-choice with a reference); probe set version {probe_set_version()}",
+          file=sys.stderr)
+    return 0
+
+
+def _bad_lines(path: str, errors: list[str]) -> CliError:
+    more = len(errors) - MAX_REPORTED_ERRORS
+    shown = errors[:MAX_REPORTED_ERRORS] + ([f"... and {more} more"] if more > 0 else [])
+    return CliError(f"{path}: bad response lines:\n  " + "\n  ".join(shown))
+
+
+def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeEntry, str]]:
+    """(entry, response) per line of a responses JSONL file; every bad line reported at once."""
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read responses ({exc.strerror})") from None
+    pairs, errors, seen = [], [], {}
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        if not chunk.strip():
+            continue
+        where = f"line {number}"
+        try:
+            record = json.loads(chunk.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            errors.append(f"{where}: not UTF-8 text (byte {exc.start})")
+            continue
+        except json.JSONDecodeError as exc:
+            errors.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            errors.append(f'{where}: expected an object {{"prompt_id": ..., "response": ...}}, got {type(record).__name__}')
+            continue
+        pid, response = record.get("prompt_id"), record.get("response")
+        if not isinstance(pid, str):
+            errors.append(f'{where}: field "prompt_id": expected a string, got {pid!r:.60}')
+        elif pid not in index:
+            errors.append(f"{where}: prompt_id {pid!r:.60} is not in the probe set (version {probe_set_version()})")
+        elif pid in seen:
+            errors.append(f"{where}: duplicate prompt_id {pid!r} (first on line {seen[pid]})")
+        elif not isinstance(response, str):
+            errors.append(f'{where}: field "response": expected a string, got {response!r:.60}')
+        else:
+            seen[pid] = number
+            pairs.append((index[pid], response))
+    if errors:
+        raise _bad_lines(path, errors)
+    if not pairs:
+        raise CliError(f"{path}: no responses (expected one JSON object per line)")
+    return pairs
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    pairs = read_responses(args.responses, probe_index())
+    scored: list[tuple[str, float]] = []
+    for entry, response in pairs:
+        score = grade_response(entry, response)
+        if score is not None:
+            scored.append((entry.prompt_id, score))
+    skipped = len(pairs) - len(scored)
+    if not scored:
+        raise CliError(f"{args.responses}: none of the {len(pairs)} responses is to a gradable prompt "
+                       "(multiple-choice with a reference answer); nothing written")
+    with open_output(args.output) as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(("prompt_id", "score"))
+        writer.writerows((pid, f"{score:g}") for pid, score in scored)
+    accuracy = sum(s for _, s in scored) / len(scored)
+    print(f"scored {len(scored)} responses (accuracy {accuracy:.3f}); skipped {skipped} without a reference answer"
+          f" (grade those yourself and add them to {args.output} if you can); wrote {args.output}", file=sys.stderr)
+    if len(scored) < MIN_PROBE_RESULTS:
+        print(f"warning: a registry needs at least {MIN_PROBE_RESULTS} probe results; these are {len(scored)}",
+              file=sys.stderr)
+    return 0
+
+
+def _similar_to_issues(entries, registry_dir: Path) -> list[RegistryIssue]:
+    """`similar_to` must name a model of the registry the YAML is meant for (or another model of this file)."""
+    wanted = [e for e in entries if e.spec.probe is not None and e.spec.probe.similar_to]
+    if not wanted:
+        return []
+    try:
+        snapshot = load_registry(registry_dir)
+    except RegistryError as exc:
+        raise CliError(f"registry {registry_dir} is invalid:\n{exc}") from None
+    local = {n for e in entries for n in e.spec.all_names()}
+    return [
+        RegistryIssue(f"similar_to '{e.spec.probe.similar_to}' is not a model of this file or of registry {registry_dir}",
+                      file=e.path, model=e.spec.name, field="probe.similar_to")
+        for e in wanted if e.spec.probe.similar_to not in snapshot and e.spec.probe.similar_to not in local
+    ]
+
+
+def _describe(spec, scores: dict[str, float] | None) -> str:
+    probe = spec.probe
+    if scores is not None:
+        tables = sorted({probe_index()[p].table for p in scores})
+        return (f"{len(scores)} probe results, mean score {sum(scores.values()) / len(scores):.3f} "
+                f"(tables: {', '.join(tables)})")
+    if probe.similar_to:
+        return f"no probe results: prior from similar_to '{probe.similar_to}' (low-confidence)"
+    return f"no probe results: prior from benchmark_score {probe.benchmark_score} (low-confidence)"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    issues: list[RegistryIssue] = []
+    entries = [e for e in parse_registry_text(text, path, issues) if e.spec is not None]
+    report: list[str] = []
+    for entry in entries:
+        if entry.spec.probe is None:
+            report.append(f"{entry.spec.name}: no probe section: scored as an average model (low-confidence)")
+            continue
+        try:
+            scores = parse_probe(entry.spec.probe, path, entry.spec.name)
+        except RegistryError as exc:
+            issues.extend(exc.errors)
+            continue
+        report.append(f"{entry.spec.name}: {_describe(entry.spec, scores)}")
+    issues.extend(_similar_to_issues(entries, Path(args.registry) if args.registry else default_registry_dir()))
+    if issues:
+        raise CliError(f"{path}: probe section invalid:\n" + "\n".join(str(i) for i in issues))
+    print("\n".join(report))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("probe", help="export the probe set, grade a new model's answers, check its YAML")
+    sub = parser.add_subparsers(dest="probe_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    p = sub.add_parser("export", help="write the probe prompts to run through a new model")
+    p.add_argument("--output", required=True, metavar="FILE", help="output file ('-' for stdout)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default=None,
+                   help="output format (default: csv for a .csv file name, else jsonl)")
+    p.add_argument("--gradable-only", action="store_true",
+                   help="only the prompts `probe score` can grade (multiple-choice with a reference answer)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("score", help="grade a new model's answers to the probe prompts; write prompt_id,score CSV")
+    p.add_argument("--responses", required=True, metavar="FILE",
+                   help='JSONL, one {"prompt_id": ..., "response": ...} per line (\'-\' for stdin)')
+    p.add_argument("--output", required=True, metavar="FILE", help="CSV to write ('-' for stdout)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("check", help="validate the probe section of a model YAML file against the probe set")
+    p.add_argument("file", metavar="FILE", help="model YAML file (one model or a list)")
+    add_registry_option(p)
+    p.set_defaults(func=cmd_check)

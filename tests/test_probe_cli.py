@@ -1,0 +1,122 @@
+"""`pickwise probe export|score|check` end to end on temporary files."""
+from __future__ import annotations
+
+import csv
+import json
+
+from api.cli import main
+from registry import load_registry
+from registry.probe_set import load_probe_set
+from registry_samples import model, write
+
+ENTRIES = load_probe_set()
+GRADABLE = [e for e in ENTRIES if e.gradable]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_export_jsonl_and_csv(tmp_path, capsys):
+    code, _, err = run(capsys, "probe", "export", "--output", tmp_path / "p.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert code == 0 and f"wrote {len(ENTRIES)} probe prompts (jsonl)" in err
+    assert rows[0] == {"prompt_id": ENTRIES[0].prompt_id, "prompt": ENTRIES[0].prompt, "choices": ENTRIES[0].choices}
+    assert [r["prompt_id"] for r in rows] == [e.prompt_id for e in ENTRIES]
+    assert "reference" not in rows[0]  # the file is shown to the model under test
+
+    code, _, _ = run(capsys, "probe", "export", "--output", tmp_path / "p.csv", "--gradable-only")
+    with open(tmp_path / "p.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert code == 0 and len(table) == len(GRADABLE) and table[0]["prompt"] == GRADABLE[0].prompt
+
+    code, out, _ = run(capsys, "probe", "export", "--output", "-", "--format", "csv")
+    assert code == 0 and out.startswith("prompt_id,prompt,choices\n")
+
+
+def write_responses(path, answers: dict[str, str]) -> None:
+    path.write_text("".join(json.dumps({"prompt_id": p, "response": r}) + "\n" for p, r in answers.items()))
+
+
+def test_score_then_register_round_trip(tmp_path, capsys):
+    wrong = {e.reference: next(c for c in e.choices if c != e.reference) for e in GRADABLE}
+    answers = {e.prompt_id: (f"The answer is ({e.reference})" if i % 4 else f"Answer: {wrong[e.reference]}")
+               for i, e in enumerate(GRADABLE)}
+    ungraded = [e for e in ENTRIES if not e.gradable][:7]
+    answers.update({e.prompt_id: "42" for e in ungraded})
+    write_responses(tmp_path / "responses.jsonl", answers)
+    code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "responses.jsonl",
+                       "--output", tmp_path / "results.csv")
+    assert code == 0
+    expected_acc = sum(1 for i in range(len(GRADABLE)) if i % 4) / len(GRADABLE)
+    assert f"scored {len(GRADABLE)} responses (accuracy {expected_acc:.3f}); skipped 7 without a reference" in err
+    with open(tmp_path / "results.csv", newline="") as fh:
+        results = {r["prompt_id"]: float(r["score"]) for r in csv.DictReader(fh)}
+    assert results == {e.prompt_id: float(i % 4 != 0) for i, e in enumerate(GRADABLE)}
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / "results.csv").write_bytes((tmp_path / "results.csv").read_bytes())
+    write(registry, "new.yaml", model("newbie", probe={"results": "results.csv"}))
+    code, out, _ = run(capsys, "probe", "check", registry / "new.yaml")
+    assert code == 0 and f"newbie: {len(GRADABLE)} probe results, mean score {expected_acc:.3f}" in out
+    assert load_registry(registry).probe_scores("newbie") == results
+
+
+def test_score_reports_every_bad_line(tmp_path, capsys):
+    first = GRADABLE[0].prompt_id
+    (tmp_path / "r.jsonl").write_text(
+        f'{{"prompt_id": "{first}", "response": "A"}}\n'
+        "not json\n"
+        '{"prompt_id": "ghost", "response": "A"}\n'
+        f'{{"prompt_id": "{first}", "response": "B"}}\n'
+        f'{{"prompt_id": "{GRADABLE[1].prompt_id}", "response": null}}\n'
+        "[1]\n"
+    )
+    code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "r.jsonl", "--output", tmp_path / "o.csv")
+    assert code == 2 and not (tmp_path / "o.csv").exists()
+    assert "line 2: not valid JSON" in err
+    assert "line 3: prompt_id 'ghost' is not in the probe set" in err
+    assert f"line 4: duplicate prompt_id '{first}' (first on line 1)" in err
+    assert 'line 5: field "response": expected a string, got None' in err
+    assert "line 6: expected an object" in err
+
+
+def test_score_with_nothing_gradable_or_missing_file(tmp_path, capsys):
+    ungraded = [e for e in ENTRIES if not e.gradable][:3]
+    write_responses(tmp_path / "r.jsonl", {e.prompt_id: "x" for e in ungraded})
+    code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "r.jsonl", "--output", tmp_path / "o.csv")
+    assert code == 2 and "none of the 3 responses is to a gradable prompt" in err
+    code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "nope.jsonl", "--output", tmp_path / "o.csv")
+    assert code == 2 and "cannot read responses" in err
+
+
+def test_score_warns_below_the_registry_minimum(tmp_path, capsys):
+    write_responses(tmp_path / "r.jsonl", {e.prompt_id: e.reference for e in GRADABLE[:10]})
+    code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "r.jsonl", "--output", tmp_path / "o.csv")
+    assert code == 0 and "accuracy 1.000" in err and "at least 50 probe results; these are 10" in err
+
+
+def test_check_reports_priors_and_errors(tmp_path, capsys):
+    path = write(tmp_path, "m.yaml", [
+        model("prior", probe={"benchmark_score": 0.6}),
+        model("lookalike", probe={"similar_to": "gpt-4-1106-preview"}),
+        model("sibling", probe={"similar_to": "prior"}),
+        model("plain"),
+    ])
+    code, out, _ = run(capsys, "probe", "check", path)
+    assert code == 0
+    assert "prior: no probe results: prior from benchmark_score 0.6 (low-confidence)" in out
+    assert "lookalike: no probe results: prior from similar_to 'gpt-4-1106-preview'" in out
+    assert "plain: no probe section: scored as an average model" in out
+
+    path = write(tmp_path, "bad.yaml", [
+        model("ghostly", probe={"similar_to": "ghost"}),
+        model("few", probe={"results": [{"prompt_id": ENTRIES[0].prompt_id, "score": 1}]}),
+    ])
+    code, _, err = run(capsys, "probe", "check", path)
+    assert code == 2
+    assert "model 'ghostly': field 'probe.similar_to': similar_to 'ghost' is not a model of this file" in err
+    assert "model 'few': field 'probe.results': only 1 result(s)" in err
