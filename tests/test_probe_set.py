@@ -95,3 +95,19 @@ def test_mmlu_pro_references_match_the_table():
     frame = pd.read_parquet(DATA / "mmlu_pro_25models.parquet", columns=["prompt_id", "answer"])
     answer = dict(zip(frame["prompt_id"], frame["answer"]))
     assert all(e.reference == answer[e.prompt_id] for e in ENTRIES if e.table == "mmlu_pro_25models")
+
+
+def test_task_allocation_has_floors_caps_and_sums_to_the_quota():
+    from registry.build_probe_set import allocate
+
+    alloc = allocate(40, {"big": 1000, "mid": 100, "tiny": 2, "small": 10}, floor=3)
+    assert sum(alloc.values()) == 40 and alloc["tiny"] == 2 and alloc["small"] >= 3
+    assert alloc["big"] > alloc["mid"] > alloc["small"]
+    assert allocate(10, {"a": 4, "b": 4}, floor=3) == {"a": 4, "b": 4}  # cannot exceed what exists
+
+
+@needs_data
+def test_shipped_file_is_what_the_generator_builds():
+    from registry.build_probe_set import build_entries, render
+
+    assert render(build_entries(DATA)) == DEFAULT_PROBE_SET_PATH.read_text(encoding="utf-8")
