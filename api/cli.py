@@ -69,12 +69,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at interpreter exit
+        return code
     except CliError as exc:
         print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pickwise models list | head`): stop quietly like any Unix filter.
+        # Python's documented recipe: point stdout's descriptor at /dev/null so the final flush at
+        # exit cannot raise again (a captured stdout without a descriptor has nothing to flush).
+        try:
+            stdout_fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            stdout_fd = None
+        if stdout_fd is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout_fd)
+            os.close(devnull)
+        return 141  # 128 + SIGPIPE, what a C filter stopped by a closed pipe reports
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,11 @@
 """`pickwise models ...` through api.cli.main: exit codes and what a person reads."""
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -91,3 +95,28 @@ def test_remove_unknown_and_bad_registry(tmp_path, capsys):
     assert code == 2 and "unknown model 'ghost'" in err
     code, _, err = run(capsys, "models", "list", "--registry", str(tmp_path / "nowhere"))
     assert code == 2 and "registry directory not found" in err
+
+
+class _ClosedPipe(io.StringIO):
+    """A stdout whose reader has gone away: every write raises BrokenPipeError, as a closed pipe does."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path, monkeypatch, capsys):
+    make_registry(tmp_path)
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(["models", "list", "--registry", str(tmp_path)]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_list_into_a_pipe_closed_before_writing_has_no_traceback(tmp_path):
+    # The read end is closed before the child starts writing, so its first write must hit EPIPE
+    # (output small enough to sit in a pipe buffer would never see `head` go away).
+    make_registry(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "models", "list", "--registry", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""
