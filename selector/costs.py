@@ -1,0 +1,71 @@
+"""The thin layer between the registry and the solvers: cost, latency and context-fit matrices.
+
+The solvers take plain arrays; this module fills them from ModelSpecs using the registry's own
+estimators, so the pricing formula lives in one place (registry.estimates). Batches evaluate
+the estimators once per distinct prompt length and model, then scatter the results.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from registry import ModelSpec, estimate_cost_usd, estimate_latency_ms, fits_context
+from selector.types import Candidate
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Per (prompt, model) pre-call estimates; all [N, M]."""
+
+    cost_usd: np.ndarray
+    latency_ms: np.ndarray
+    fits_context: np.ndarray
+
+
+def batch_figures(
+    specs: Sequence[ModelSpec], prompt_tokens: Sequence[int], output_tokens: int | None = None
+) -> Figures:
+    """Cost, latency and context fit for every prompt (by token count) and model."""
+    tokens = np.asarray(prompt_tokens, dtype=np.int64)
+    if tokens.ndim != 1 or (tokens < 0).any():
+        raise ValueError("prompt_tokens must be a 1-D sequence of non-negative integers")
+    lengths, inverse = np.unique(tokens, return_inverse=True)
+    m = len(specs)
+    cost = np.empty((lengths.size, m))
+    latency = np.empty((lengths.size, m))
+    fits = np.empty((lengths.size, m), dtype=bool)
+    for j, spec in enumerate(specs):
+        for u, t in enumerate(lengths.tolist()):
+            cost[u, j] = estimate_cost_usd(spec, t, output_tokens)
+            latency[u, j] = estimate_latency_ms(spec, t, output_tokens)
+            fits[u, j] = fits_context(spec, t, output_tokens)
+    return Figures(cost[inverse], latency[inverse], fits[inverse])
+
+
+def request_candidates(
+    specs: Sequence[ModelSpec],
+    prompt_tokens: int,
+    quality: Sequence[float],
+    *,
+    low_confidence: Mapping[str, str] | None = None,
+    output_tokens: int | None = None,
+) -> list[Candidate]:
+    """Candidates for one prompt: the predictor's quality per model plus the registry's estimates."""
+    if len(quality) != len(specs):
+        raise ValueError(f"{len(quality)} qualities for {len(specs)} models")
+    notes = low_confidence or {}
+    return [
+        Candidate(
+            name=spec.name,
+            aliases=list(spec.aliases),
+            quality=float(q),
+            cost_usd=estimate_cost_usd(spec, prompt_tokens, output_tokens),
+            latency_ms=estimate_latency_ms(spec, prompt_tokens, output_tokens),
+            fits_context=fits_context(spec, prompt_tokens, output_tokens),
+            enabled=spec.enabled,
+            low_confidence=notes.get(spec.name),
+        )
+        for spec, q in zip(specs, quality)
+    ]
