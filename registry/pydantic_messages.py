@@ -2,7 +2,9 @@
 
 pydantic's own messages ("Input should be greater than or equal to 0") do not
 say what a registry author should write instead; these do, and they name the
-allowed keys when a key is unknown.
+allowed keys when a key is unknown. For a union field (`probe.results: str |
+list[...]`) pydantic reports every branch; the value's own type picks the branch
+the author meant, so only that branch's errors are kept.
 """
 from __future__ import annotations
 
@@ -22,6 +24,14 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
 }
 # pydantic inserts the union member's type into the location (`results.str`); readers never wrote that.
 _UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|tuple\[.*\])$")
+# Error types meaning "the value is not of this type at all", with what the author should write instead.
+_EXPECTED: dict[str, str] = {
+    "float_type": "a number", "float_parsing": "a number",
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "string_type": "a string", "bool_type": "true or false", "bool_parsing": "true or false",
+    "list_type": "a list", "tuple_type": "a list", "model_type": "a mapping", "dict_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
 
 
 def clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -61,15 +71,8 @@ def describe(error: dict[str, Any]) -> str:
         limit = next(iter(ctx.values()))
         limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
         return f"expected a number {bounds[kind]} {limit}, got {_got(value)}"
-    expected = {
-        "float_type": "a number", "float_parsing": "a number",
-        "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
-        "string_type": "a string", "bool_type": "true or false", "bool_parsing": "true or false",
-        "list_type": "a list", "tuple_type": "a list", "model_type": "a mapping", "dict_type": "a mapping",
-        "model_attributes_type": "a mapping",
-    }
-    if kind in expected:
-        return f"expected {expected[kind]}, got {_got(value)}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_got(value)}"
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "value_error":
@@ -77,11 +80,52 @@ def describe(error: dict[str, Any]) -> str:
     return f"{error['msg']}, got {_got(value)}"
 
 
+def _union_branch(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str] | None:
+    """(location of the union field, branch tag) for an error inside a union branch; None otherwise."""
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and _UNION_TAG.match(part):
+            return loc[:i], part
+    return None
+
+
+def _rejects_type(error: dict[str, Any], site: tuple[Any, ...]) -> bool:
+    """True when the branch refused the value's type outright (`expected a string, got [...]`)."""
+    return len(error["loc"]) == len(site) + 1 and error["type"] in _EXPECTED
+
+
+def _select_union_branches(errors: list[dict[str, Any]]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """(location, sentence) per error, keeping only the errors of the union branch the value's type selects.
+
+    A list given to `str | list[ProbeResult]` fails the `str` branch by type and
+    the list branch on its contents; only the contents errors help the author.
+    When every branch refuses the type, the branches become one sentence.
+    """
+    branches: dict[tuple[Any, ...], dict[str, list[dict[str, Any]]]] = {}
+    for error in errors:
+        found = _union_branch(error["loc"])
+        if found is not None:
+            branches.setdefault(found[0], {}).setdefault(found[1], []).append(error)
+    merged: set[tuple[Any, ...]] = set()
+    for error in errors:
+        found = _union_branch(error["loc"])
+        if found is None:
+            yield clean_loc(error["loc"]), describe(error)
+            continue
+        site, tag = found
+        refused = {t for t, errs in branches[site].items() if all(_rejects_type(e, site) for e in errs)}
+        if len(refused) < len(branches[site]):  # some branch accepted the type: its errors are the real ones
+            if tag not in refused:
+                yield clean_loc(error["loc"]), describe(error)
+        elif site not in merged:
+            merged.add(site)
+            kinds = [_EXPECTED[e["type"]] for errs in branches[site].values() for e in errs]
+            yield site, f"expected {' or '.join(dict.fromkeys(kinds))}, got {_got(error['input'])}"
+
+
 def iter_field_errors(exc: ValidationError) -> Iterator[tuple[tuple[Any, ...], str]]:
     """(location, sentence) for every error, each location/sentence pair once (unions repeat them)."""
     seen: set[tuple[tuple[Any, ...], str]] = set()
-    for error in exc.errors():
-        item = (clean_loc(error["loc"]), describe(error))
+    for item in _select_union_branches(exc.errors()):
         if item not in seen:
             seen.add(item)
             yield item

@@ -175,3 +175,20 @@ def test_version_changes_with_content_only(tmp_path):
     assert v2 != v1
     (tmp_path / "a.yaml").rename(tmp_path / "renamed.yaml")
     assert load_registry(tmp_path).version != v2
+
+
+def test_inline_probe_results_with_a_bad_score_is_one_error(tmp_path):
+    # `results` is `str | list[...]`: a list selects the list branch, so no "expected a string" noise.
+    rows = [{"prompt_id": "p1", "score": 0.5}, {"prompt_id": "p2", "score": 1.5}]
+    write(tmp_path, "m.yaml", model("m1", probe={"results": rows}))
+    err = load_error(tmp_path)
+    assert len(err.errors) == 1, str(err)
+    assert (err.model, err.field) == ("m1", "probe.results[1].score")
+    assert "expected a number <= 1, got 1.5" in str(err) and "string" not in str(err)
+
+
+def test_probe_results_of_neither_union_type_is_one_error(tmp_path):
+    write(tmp_path, "m.yaml", model("m1", probe={"results": 5}))
+    err = load_error(tmp_path)
+    assert len(err.errors) == 1 and err.field == "probe.results"
+    assert "expected a string or a list, got 5" in str(err)
