@@ -1,0 +1,97 @@
+"""The FastAPI app factory: one registry, one predictor, one micro-batcher per app.
+
+    create_app(registry_dir, artifact_dir)        # loads the predictor in the background
+    create_app(registry_dir, predictor=loaded)    # tests: an already-loaded predictor
+    create_app(registry_dir, predictor=loader)    # or any zero-argument callable returning one
+
+The predictor loads in a background thread started by the lifespan, so /healthz answers at
+once and /readyz (and every route that needs the predictor) says 503 until it is loaded.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Callable
+
+from fastapi import FastAPI
+
+from api.batcher import MicroBatcher
+from api.errors import install_error_handlers
+from api.jobs import PlanJobs
+from api.limits import BodySizeLimit
+from api.metrics import MetricsMiddleware, ServiceMetrics
+from api.routes import AppState, health, models, selection
+from api.service import PickwiseService
+from api.settings import ADMIN_TOKEN_ENV, MAX_PROMPT_CHARS, ServiceSettings
+from registry import Registry, default_registry_dir
+
+DESCRIPTION = f"""
+Pick the cheapest LLM (or parallel set of LLMs) that answers a prompt well.
+
+* `POST /v1/select` routes one prompt; an infeasible request is **409** naming, per model,
+  the constraints that block it.
+* `POST /v1/plan` plans a batch inline (up to a configured size, 1,000 by default; more is
+  **413**), `POST /v1/plans` runs a larger one as a job polled at `GET /v1/plans/{{id}}`.
+* `GET /v1/models` is open; `POST`/`DELETE /v1/models` need `Authorization: Bearer <token>`
+  with the token in `{ADMIN_TOKEN_ENV}` (writes are disabled when it is unset).
+
+Limits: prompts up to {MAX_PROMPT_CHARS:,} characters (422 on `prompt` above), request bodies
+up to 8 MiB by default (413). Every error is JSON `{{"error": code, "detail": message}}`.
+"""
+
+
+def _loader(predictor, artifact_dir) -> Callable[[], object] | None:
+    """None when `predictor` is already loaded; else a zero-argument function that loads it."""
+    if predictor is not None and hasattr(predictor, "prompt_vectors"):
+        return None
+    if callable(predictor):
+        return predictor
+
+    def load():
+        from predictor.inference import load_predictor
+
+        return load_predictor(artifact_dir)
+
+    return load
+
+
+def create_app(
+    registry_dir: str | Path | None = None,
+    artifact_dir: str | Path | None = None,
+    *,
+    predictor=None,
+    settings: ServiceSettings | None = None,
+) -> FastAPI:
+    """Build the app; raises RegistryError when the registry directory is invalid."""
+    settings = settings or ServiceSettings()
+    registry = Registry(registry_dir or default_registry_dir())
+    loader = _loader(predictor, artifact_dir)
+    service = PickwiseService(registry, predictor if loader is None else None)
+    metrics = ServiceMetrics()
+    batcher = MicroBatcher(
+        lambda prompts: service.predictor.prompt_vectors(prompts, batch_size=settings.max_batch),
+        max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, observe=metrics.observe_batch,
+    )
+    jobs = PlanJobs(service.plan, queue_limit=settings.job_queue_limit, keep=settings.job_keep,
+                    ttl_s=settings.job_ttl_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if loader is not None and not service.ready and service.load_error is None:
+            threading.Thread(target=service.load_predictor, args=(loader,), name="pickwise-load-predictor",
+                             daemon=True).start()
+        elif service.ready:
+            service.scoring(registry.snapshot)  # model vectors ready before the first request
+        yield
+        await batcher.aclose()
+        jobs.shutdown()
+
+    app = FastAPI(title="pickwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.pickwise = AppState(service=service, batcher=batcher, metrics=metrics, jobs=jobs, settings=settings)
+    install_error_handlers(app)
+    for module in (selection, models, health):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)  # outermost: sees 413s too
+    return app

@@ -1,0 +1,191 @@
+"""`pickwise serve` (the HTTP service under uvicorn) and `pickwise select` (one decision, in the shell).
+
+`select` builds the same request object as `POST /v1/select` and calls the same
+`PickwiseService.select`, so the shell and the API never disagree.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from api.cli import CliError, add_artifact_option, add_registry_option
+from api.errors import ServiceError
+
+OBJECTIVES = ("min_cost", "max_quality", "balanced")
+ON_INFEASIBLE = ("error", "cheapest", "best_quality")
+REGISTRY_ENV, ARTIFACT_ENV = "PICKWISE_REGISTRY", "PICKWISE_ARTIFACT"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)",
+                       description="Serve /v1/select, /v1/plan(s), /v1/models, /healthz, /readyz, /metrics. "
+                                   "Registry writes need PICKWISE_ADMIN_TOKEN in the environment.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1,
+                   help="uvicorn worker processes (each loads its own predictor; default 1)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_registry_option(p)
+    add_artifact_option(p)
+    p.set_defaults(func=run_serve)
+
+    p = sub.add_parser("select", help="choose the model (or model set) for one prompt")
+    p.add_argument("prompt", help="the prompt text ('-' reads it from stdin)")
+    p.add_argument("--min-quality", type=float, metavar="Q", help="floor on predicted quality, in [0, 1]")
+    p.add_argument("--max-latency-ms", type=float, metavar="MS")
+    p.add_argument("--max-cost-usd", type=float, metavar="USD")
+    p.add_argument("--objective", choices=OBJECTIVES, default="min_cost")
+    p.add_argument("--willingness-to-pay", type=float, metavar="USD",
+                   help="for --objective balanced: USD you would pay for +1.0 quality")
+    p.add_argument("--max-models", type=int, default=1, metavar="K", help="call up to K (<= 3) models in parallel")
+    p.add_argument("--models", metavar="A,B", help="allow-list (names or aliases)")
+    p.add_argument("--exclude", metavar="A,B", help="deny-list (names or aliases)")
+    p.add_argument("--expected-output-tokens", type=int, metavar="N")
+    p.add_argument("--on-infeasible", choices=ON_INFEASIBLE, default="error")
+    p.add_argument("--json", action="store_true", help="print the decision as JSON (the API's response body)")
+    add_registry_option(p)
+    add_artifact_option(p)
+    p.set_defaults(func=run_select)
+
+
+# ---- serve -------------------------------------------------------------------------------------
+def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    from predictor.artifact import default_artifact_dir
+    from registry import RegistryError, default_registry_dir, load_registry
+
+    registry = Path(args.registry) if args.registry else default_registry_dir()
+    artifact = Path(args.artifact) if args.artifact else default_artifact_dir()
+    try:
+        load_registry(registry)
+    except RegistryError as exc:
+        raise CliError(f"registry {registry} is invalid:\n{exc}") from None
+    if not artifact.is_dir():
+        raise CliError(f"predictor artifact {artifact} does not exist; train one with "
+                       "`pickwise train --out DIR` and pass --artifact DIR")
+    return registry, artifact
+
+
+def app_from_env():
+    """uvicorn factory for --workers > 1 (each worker process builds its own app from the environment)."""
+    from api.app import create_app
+
+    return create_app(os.environ.get(REGISTRY_ENV) or None, os.environ.get(ARTIFACT_ENV) or None)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.workers < 1:
+        raise CliError("--workers must be >= 1")
+    registry, artifact = _check_paths(args)
+    if args.workers == 1:
+        from api.app import create_app
+
+        uvicorn.run(create_app(registry, artifact), host=args.host, port=args.port, log_level=args.log_level)
+    else:
+        os.environ[REGISTRY_ENV], os.environ[ARTIFACT_ENV] = str(registry), str(artifact)
+        uvicorn.run("api.commands.service:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level)
+    return 0
+
+
+# ---- select ------------------------------------------------------------------------------------
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [n.strip() for n in value.split(",") if n.strip()]
+
+
+def build_request(args: argparse.Namespace, prompt: str):
+    """The API's SelectRequest from the options; pydantic errors become messages naming the option."""
+    from api.schemas import SelectRequest
+
+    fields = {
+        "prompt": prompt, "min_quality": args.min_quality, "max_latency_ms": args.max_latency_ms,
+        "max_cost_usd": args.max_cost_usd, "objective": args.objective, "willingness_to_pay": args.willingness_to_pay,
+        "max_models": args.max_models, "models": _names(args.models), "exclude": _names(args.exclude) or [],
+        "expected_output_tokens": args.expected_output_tokens, "on_infeasible": args.on_infeasible,
+    }
+    try:
+        return SelectRequest.model_validate(fields)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [str(x) for x in err["loc"]]
+            where = ("--" + loc[0].replace("_", "-")) if loc and loc[0] != "prompt" else ("PROMPT" if loc else "options")
+            lines.append(f"{where}: {err['msg']}")
+        raise CliError("invalid options:\n  " + "\n  ".join(lines)) from None
+
+
+def _fmt_cost(usd: float) -> str:
+    return f"{usd:.6f}" if usd < 1 else f"{usd:.2f}"
+
+
+def format_decision(result) -> str:
+    """The decision as text: a summary line, then every candidate (chosen first) with its figures."""
+    chosen = " + ".join(result.chosen)
+    lines = [
+        f"chosen: {chosen}   quality {result.quality:.3f}   cost ${_fmt_cost(result.cost_usd)}   "
+        f"latency {result.latency_ms:,.0f} ms   ({result.objective}, {result.method})",
+    ]
+    if result.fallback:
+        lines.append(f"fallback '{result.fallback}': nothing met the constraints; this choice breaks "
+                     f"{', '.join(result.violates) or 'no soft constraint'}")
+    for name, why in result.low_confidence.items():
+        lines.append(f"low confidence: {name}: {why}")
+    lines.append(f"prompt tokens {result.prompt_tokens}{' (predictor read head+tail only)' if result.truncated else ''}; "
+                 f"registry {result.registry_version}; predictor {result.predictor_version}")
+    for name, why in result.unscored.items():
+        lines.append(f"not scored: {name}: {why}")
+    order = sorted(result.candidates, key=lambda c: (not c.chosen, bool(c.excluded_by), c.cost_usd, c.name))
+    header = ("", "MODEL", "QUALITY", "COST USD", "LATENCY ms", "EXCLUDED BY")
+    rows = [("*" if c.chosen else ("~" if c.low_confidence else ""), c.name, f"{c.quality:.3f}", _fmt_cost(c.cost_usd),
+             f"{c.latency_ms:,.0f}", ", ".join(c.excluded_by)) for c in order]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = {2, 3, 4}
+    lines.append("")
+    for r in [header, *rows]:
+        lines.append("  ".join(v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+    lines.append("(* chosen, ~ low-confidence quality: scored from a prior, not from results)")
+    return "\n".join(lines)
+
+
+def format_infeasible(exc: ServiceError) -> str:
+    blocking = exc.extra.get("blocking", {})
+    width = max((len(n) for n in blocking), default=0)
+    lines = ["no model satisfies the constraints; what blocks each model:"]
+    lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in blocking.items()]
+    lines.append("relax one of these constraints, or pass --on-infeasible cheapest|best_quality")
+    return "\n".join(lines)
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from api.service import PickwiseService
+    from predictor.artifact import ArtifactError
+    from predictor.inference import load_predictor
+    from registry import Registry, RegistryError, default_registry_dir
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    request = build_request(args, prompt)
+    directory = Path(args.registry) if args.registry else default_registry_dir()
+    try:
+        registry = Registry(directory)
+    except RegistryError as exc:
+        raise CliError(f"registry {directory} is invalid:\n{exc}") from None
+    try:
+        predictor = load_predictor(args.artifact)
+    except (ArtifactError, FileNotFoundError, OSError) as exc:
+        raise CliError(f"cannot load the predictor: {exc}") from None
+    try:
+        result = PickwiseService(registry, predictor).select(request)
+    except ServiceError as exc:
+        if exc.error == "infeasible":
+            if args.json:
+                print(json.dumps(exc.body(), indent=2))
+            raise CliError(format_infeasible(exc), code=1) from None
+        raise CliError(exc.detail) from None
+    print(result.model_dump_json(indent=2) if args.json else format_decision(result))
+    return 0

@@ -1,0 +1,86 @@
+"""Prometheus metrics of one app: request counts and latencies, predictor batches, selections.
+
+Each app gets its own CollectorRegistry, so several apps (tests) never clash over metric
+names. Requests are labelled by route template (`/v1/models/{name}`), never by raw path, so
+the label set stays bounded whatever clients send.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class ServiceMetrics:
+    """The service's metric families, registered in a private CollectorRegistry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("pickwise_http_requests", "HTTP requests by endpoint, method and status",
+                                ["endpoint", "method", "status"], registry=self.registry)
+        self.latency = Histogram("pickwise_http_request_duration_seconds", "HTTP request latency",
+                                 ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("pickwise_predictor_batch_size", "prompts per micro-batched predictor call",
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_seconds = Histogram("pickwise_predictor_batch_seconds", "time of one predictor call",
+                                       buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.selections = Counter("pickwise_selections", "models chosen by /v1/select (each member of a set)",
+                                  ["model"], registry=self.registry)
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+
+    def count_selection(self, models: Iterable[str]) -> None:
+        for name in models:
+            self.selections.labels(model=name).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _endpoint(scope: Scope, routes) -> str:
+    """The route template that served (or would serve) this request; 'unmatched' for unknown paths."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return route.path
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match != Match.NONE:
+            return getattr(candidate, "path", "unmatched")
+    return "unmatched"
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no per-request task): counts and times every HTTP request, 413s and 500s included."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, routes) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            labels = {"endpoint": _endpoint(scope, self.routes), "method": scope["method"], "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)

@@ -1,0 +1,123 @@
+"""The registry over HTTP: open reads, token-guarded writes.
+
+Writes need `Authorization: Bearer <token>` matching PICKWISE_ADMIN_TOKEN (compared in
+constant time). With no token configured the server refuses every write (403), so a
+server started without one can never have its registry changed over the network.
+"""
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ServiceError
+from api.routes import json_response as _json
+from api.routes import state
+from api.schemas import ErrorBody, ModelList, ModelRemoved, ModelWritten, ValidationErrorBody
+from api.settings import ADMIN_TOKEN_ENV
+from registry import ModelSpec
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+bearer = HTTPBearer(auto_error=False, description=f"the token in {ADMIN_TOKEN_ENV} on the server")
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+JSON_TYPES = ("application/json",)
+
+AUTH_RESPONSES = {
+    401: {"model": ErrorBody, "description": "no bearer token"},
+    403: {"model": ErrorBody, "description": "wrong token, or writes disabled (no token configured)"},
+}
+
+
+def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    expected = state(request).settings.admin_token
+    if not expected:
+        raise ServiceError(403, "forbidden", f"registry writes are disabled: the server was started without "
+                                             f"{ADMIN_TOKEN_ENV}")
+    if credentials is None:
+        raise ServiceError(401, "unauthorized", "registry writes need 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise ServiceError(403, "forbidden", "wrong bearer token")
+
+
+def _spec_schema() -> dict:
+    """ModelSpec's JSON schema with refs into the OpenAPI components (Pricing, Latency, ... are there
+    already, through ModelInfo)."""
+    schema = ModelSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+ADD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "one model entry, as YAML (application/yaml, text/yaml) or JSON",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": _spec_schema()},
+        },
+    }
+}
+
+
+@router.get("", response_model=ModelList, summary="every registered model (disabled ones too)")
+async def list_models(request: Request) -> Response:
+    service = state(request).service
+
+    def build() -> ModelList:
+        snapshot = service.registry.snapshot
+        return ModelList(registry_version=snapshot.version,
+                         models=[service.model_info(spec, snapshot) for spec in snapshot.models])
+
+    return _json(await run_in_threadpool(build))
+
+
+@router.get("/{name:path}", response_model=ModelWritten, summary="one model, by name or alias",
+            responses={404: {"model": ErrorBody, "description": "unknown model"}})
+async def get_model(name: str, request: Request) -> Response:
+    info, snapshot = await run_in_threadpool(state(request).service.get_model, name)
+    return _json(ModelWritten(registry_version=snapshot.version, model=info))
+
+
+def _format(request: Request) -> str:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in YAML_TYPES:
+        return "yaml"
+    if content_type in JSON_TYPES:
+        return "json"
+    raise ServiceError(415, "unsupported_media_type",
+                       f"Content-Type {content_type or '(none)'!r} is not supported; send the model as "
+                       f"{', '.join(YAML_TYPES[:1] + YAML_TYPES[2:3] + JSON_TYPES)}")
+
+
+@router.post("", status_code=201, response_model=ModelWritten, openapi_extra=ADD_BODY,
+             dependencies=[Depends(require_admin)], summary="register a model (routable at once)",
+             responses={**AUTH_RESPONSES,
+                        413: {"model": ErrorBody, "description": "body too large"},
+                        415: {"model": ErrorBody, "description": "not YAML or JSON"},
+                        422: {"model": ValidationErrorBody, "description": "invalid model; every problem listed"}})
+async def add_model(request: Request) -> Response:
+    fmt = _format(request)
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ServiceError(422, "invalid_model", f"body is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise ServiceError(422, "invalid_model", "empty body: send one model entry")
+    info, snapshot = await run_in_threadpool(state(request).service.add_model, text, fmt)
+    return _json(ModelWritten(registry_version=snapshot.version, model=info), status=201,
+                 headers={"Location": f"/v1/models/{info.name}"})
+
+
+@router.delete("/{name:path}", response_model=ModelRemoved, dependencies=[Depends(require_admin)],
+               summary="remove a model",
+               responses={**AUTH_RESPONSES,
+                          404: {"model": ErrorBody, "description": "unknown model"},
+                          409: {"model": ErrorBody, "description": "cannot remove (e.g. the last model)"}})
+async def remove_model(name: str, request: Request) -> Response:
+    removed, snapshot = await run_in_threadpool(state(request).service.remove_model, name)
+    return _json(ModelRemoved(registry_version=snapshot.version, removed=removed))

@@ -1,0 +1,73 @@
+"""Per-request selection and batch planning (inline, or as a background job)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ServiceError
+from api.routes import json_response as _json
+from api.routes import state
+from api.schemas import (
+    ErrorBody,
+    InfeasibleBody,
+    PlanInfeasibleBody,
+    PlanJob,
+    PlanRequest,
+    PlanResponse,
+    SelectRequest,
+    SelectResponse,
+    ValidationErrorBody,
+)
+
+router = APIRouter(prefix="/v1", tags=["selection"])
+
+COMMON = {
+    413: {"model": ErrorBody, "description": "body or batch too large"},
+    422: {"model": ValidationErrorBody, "description": "invalid request; `errors` names each field"},
+    503: {"model": ErrorBody, "description": "the predictor is not loaded yet"},
+}
+
+
+@router.post("/select", response_model=SelectResponse, summary="choose the model (or set) for one prompt",
+             responses={**COMMON, 409: {"model": InfeasibleBody, "description": "no model meets the constraints"}})
+async def select(body: SelectRequest, request: Request) -> Response:
+    st = state(request)
+    service = st.service
+    service.predictor  # 503 before queueing when not ready
+    snapshot = service.registry.snapshot
+    u, truncated = await st.batcher.submit(body.prompt)
+    result = await run_in_threadpool(service.decide, body, u, truncated, snapshot)
+    st.metrics.count_selection(result.chosen)
+    return _json(result)
+
+
+def _check_size(request: PlanRequest, limit: int, hint: str) -> None:
+    if len(request.prompts) > limit:
+        raise ServiceError(413, "payload_too_large", f"{len(request.prompts):,} prompts exceed the limit of {limit:,}{hint}")
+
+
+@router.post("/plan", response_model=PlanResponse, summary="assign a model to each prompt of a batch (inline)",
+             responses={**COMMON, 409: {"model": PlanInfeasibleBody, "description": "no assignment meets the constraints"}})
+async def plan(body: PlanRequest, request: Request) -> Response:
+    st = state(request)
+    limit = st.settings.sync_plan_limit
+    _check_size(body, limit, f" for an inline plan; submit larger batches to POST /v1/plans "
+                             f"(up to {st.settings.job_plan_limit:,} prompts)")
+    st.service.predictor
+    return _json(await run_in_threadpool(st.service.plan, body))
+
+
+@router.post("/plans", status_code=202, response_model=PlanJob, summary="start a batch plan as a background job",
+             responses={**COMMON, 429: {"model": ErrorBody, "description": "too many jobs queued"}})
+async def submit_plan(body: PlanRequest, request: Request) -> Response:
+    st = state(request)
+    _check_size(body, st.settings.job_plan_limit, " for a plan job")
+    st.service.predictor
+    job = st.jobs.submit(body)
+    return _json(job, status=202, headers={"Location": f"/v1/plans/{job.id}"})
+
+
+@router.get("/plans/{job_id}", response_model=PlanJob, summary="a plan job's status, then its plan",
+            responses={404: {"model": ErrorBody, "description": "unknown or expired job"}})
+async def get_plan(job_id: str, request: Request) -> Response:
+    return _json(state(request).jobs.get(job_id))

@@ -1,0 +1,228 @@
+"""Request and response bodies of the HTTP API (they are also the OpenAPI schema at /docs).
+
+Requests forbid unknown keys and non-finite numbers, so a typo (`min_qualty`) or a NaN is a
+422 naming the field instead of a silently ignored constraint.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.settings import MAX_PROMPT_CHARS
+from registry import ModelSpec
+from selector.types import Decision, SelectionConstraints
+
+MAX_OUTPUT_TOKENS = 10_000_000  # bound on expected_output_tokens: keeps cost arithmetic finite
+MAX_WILLINGNESS_TO_PAY = 1e9  # bound on lambda: keeps quality - lambda * cost finite
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+JobState = Literal["queued", "running", "done", "failed"]
+
+SELECT_EXAMPLE = {
+    "prompt": "Write a Python function that checks whether a string is a palindrome.",
+    "min_quality": 0.7,
+    "max_cost_usd": 0.01,
+}
+
+
+# ---- errors ------------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    """Every error: a short code and a message for people."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="short machine-readable code, e.g. validation_error, infeasible")
+    detail: str = Field(description="what is wrong and where")
+
+
+class ValidationErrorBody(ErrorBody):
+    """422: the request body (or a registry entry) is invalid; `errors` names every field.
+
+    Body fields come as {loc: ['body', 'prompt'], msg, type}; registry entries as
+    {message, file, model, field, line}.
+    """
+
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class InfeasibleBody(ErrorBody):
+    """409 from /v1/select: no model or model set meets the constraints."""
+
+    blocking: dict[str, list[str]] = Field(description="per model, the constraints that rule it out")
+    registry_version: str
+    predictor_version: str
+
+
+class PlanInfeasibleBody(ErrorBody):
+    """409 from /v1/plan: no assignment meets the constraints."""
+
+    reason: str = Field(description="'no allowed model' | 'capacity' | 'quality target' | 'budget'")
+    prompt_ids: list[str] = Field(default_factory=list, description="prompts with no allowed model")
+    budget: float | None = None
+    min_budget: float | None = Field(None, description="smallest budget that makes the plan feasible")
+
+
+# ---- selection ---------------------------------------------------------------------------
+class SelectRequest(SelectionConstraints):
+    """One prompt and the selector's constraints (all optional; default objective min_cost)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [SELECT_EXAMPLE]})
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS,
+                        description=f"the prompt to route (at most {MAX_PROMPT_CHARS:,} characters)")
+    expected_output_tokens: int | None = Field(
+        None, ge=0, le=MAX_OUTPUT_TOKENS, description="override each model's expected output length"
+    )
+    willingness_to_pay: float | None = Field(
+        None, ge=0.0, le=MAX_WILLINGNESS_TO_PAY,
+        description="lambda for 'balanced': USD the caller would pay for +1.0 quality",
+    )
+
+    def constraints(self) -> SelectionConstraints:
+        return SelectionConstraints.model_validate(self.model_dump(exclude={"prompt"}))
+
+
+class SelectResponse(Decision):
+    """The selector's decision plus what it was computed from."""
+
+    registry_version: str
+    predictor_version: str
+    prompt_tokens: int = Field(description="prompt length in the registry's token count (sets cost estimates)")
+    truncated: bool = Field(description="the predictor read only the head and tail of a long prompt")
+    unscored: dict[str, str] = Field(default_factory=dict,
+                                     description="registry models the predictor could not score (left out), and why")
+
+
+# ---- batch planning ----------------------------------------------------------------------
+class PlanPrompt(BaseModel):
+    """One prompt of a batch: its text, or precomputed qualities (then the predictor is skipped)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    id: str = Field(min_length=1, max_length=256)
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    quality: dict[str, Probability] | None = Field(
+        None, min_length=1, description="your own P(answers well) per model; only these models are considered"
+    )
+    prompt_tokens: int | None = Field(
+        None, ge=0, le=MAX_OUTPUT_TOKENS, description="prompt length for cost when no prompt text is given (default 0)"
+    )
+
+    @model_validator(mode="after")
+    def _text_or_quality(self) -> "PlanPrompt":
+        if self.prompt is None and self.quality is None:
+            raise ValueError("give 'prompt' or 'quality'")
+        return self
+
+
+class PlanRequest(BaseModel):
+    """A batch to assign one model per prompt: under `budget`, or at least `min_avg_quality` for least cost."""
+
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False,
+        json_schema_extra={"examples": [{"prompts": [{"id": "a", "prompt": "What is 2+2?"},
+                                                     {"id": "b", "quality": {"gpt-4o": 0.9, "gpt-4o-mini": 0.7}}],
+                                         "budget": 0.01}]},
+    )
+
+    prompts: list[PlanPrompt]
+    budget: float | None = Field(None, ge=0.0, description="total USD for the batch")
+    min_avg_quality: float | None = Field(None, ge=0.0, le=1.0, description="mean predicted quality to reach at least cost")
+    min_quality: float | None = Field(None, ge=0.0, le=1.0, description="floor for every prompt's chosen model")
+    max_latency_ms: float | None = Field(None, gt=0.0, description="latency cap for every prompt")
+    models: list[str] | None = Field(None, description="allow-list (names or aliases)")
+    exclude: list[str] = Field(default_factory=list, description="deny-list (names or aliases)")
+    capacity: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, description="at most n prompts per model")
+    expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS)
+    solver: Literal["auto", "exact", "lagrangian"] = "auto"
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "PlanRequest":
+        seen: set[str] = set()
+        dup = [p.id for p in self.prompts if p.id in seen or seen.add(p.id)]
+        if dup:
+            raise ValueError(f"duplicate prompt id(s): {', '.join(sorted(set(dup))[:10])}")
+        return self
+
+
+class PlanAssignment(BaseModel):
+    id: str
+    model: str
+    quality: float
+    cost_usd: float
+    latency_ms: float
+
+
+class PlanResponse(BaseModel):
+    """The plan: a model per prompt, totals, and how close to optimal it is proven to be."""
+
+    objective: Literal["max_quality", "min_cost"]
+    assignments: list[PlanAssignment]
+    total_cost: float
+    quality_sum: float
+    quality_mean: float
+    count_per_model: dict[str, int]
+    budget: float | None = None
+    min_avg_quality: float | None = None
+    solver: str
+    bound: float
+    gap: float
+    status: str
+    seconds: float
+    notes: list[str] = Field(default_factory=list)
+    low_confidence: dict[str, str] = Field(default_factory=dict)
+    truncated: list[str] = Field(default_factory=list, description="ids of prompts the predictor read head+tail only")
+    registry_version: str
+    predictor_version: str
+
+
+class PlanJob(BaseModel):
+    """An asynchronous plan: its state, then its result (or the error that ended it)."""
+
+    id: str
+    status: JobState
+    prompts: int
+    created_at: float = Field(description="unix seconds")
+    started_at: float | None = None
+    finished_at: float | None = None
+    expires_at: float | None = Field(None, description="when a finished job is forgotten (unix seconds)")
+    result: PlanResponse | None = None
+    error: ErrorBody | None = None
+
+
+# ---- registry ----------------------------------------------------------------------------
+class ModelInfo(ModelSpec):
+    """A registry entry plus how the predictor scores it."""
+
+    source_file: str = Field(description="registry file (name only) that defines the model")
+    scoring: str | None = Field(
+        None, description="trained | probe | similar_to | benchmark_score | population (None before the predictor loads)"
+    )
+    low_confidence: str | None = Field(None, description="why its predicted quality is a prior, if it is")
+
+
+class ModelList(BaseModel):
+    registry_version: str
+    models: list[ModelInfo]
+
+
+class ModelWritten(BaseModel):
+    registry_version: str
+    model: ModelInfo
+
+
+class ModelRemoved(BaseModel):
+    registry_version: str
+    removed: str
+
+
+# ---- health ------------------------------------------------------------------------------
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    predictor_version: str
+    registry_version: str
+    models: int

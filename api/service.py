@@ -1,0 +1,291 @@
+"""The service state shared by the HTTP routes and the `pickwise select` CLI.
+
+One object owns the live registry, the loaded predictor and the per-registry-version cache
+of model vectors, and implements selection and batch planning on top of the selector. The
+routes only add transport (micro-batching, threads, JSON); the CLI calls the same methods,
+so both answer the same question the same way.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from api.errors import ServiceError, field_error
+from api.schemas import (
+    ModelInfo,
+    PlanAssignment,
+    PlanRequest,
+    PlanResponse,
+    SelectRequest,
+    SelectResponse,
+)
+from registry import ModelSpec, Registry, RegistryError, RegistrySnapshot, UnknownModelError, count_tokens
+from registry.tokens import count_tokens_batch
+from selector.batch import plan_batch
+from selector.costs import batch_figures, request_candidates
+from selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
+from selector.request import select_models
+
+log = logging.getLogger("pickwise.api")
+
+PLAN_ENCODE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How every model of one registry snapshot is scored: specs and vectors in the same order.
+
+    Models the predictor cannot score (e.g. probe results none of which are in the artifact's
+    probe set) are left out and listed in `unscored` with the reason.
+    """
+
+    registry_version: str
+    specs: tuple[ModelSpec, ...]
+    vectors: tuple  # tuple[ModelVector, ...]
+    sources: dict[str, str]
+    low_confidence: dict[str, str]
+    unscored: dict[str, str]
+
+    def columns(self, names: Sequence[str]) -> list[int]:
+        index = {s.name: j for j, s in enumerate(self.specs)}
+        return [index[n] for n in names if n in index]
+
+
+def _registry_issues(exc: RegistryError) -> list[dict]:
+    return [{"message": i.message, "file": i.file.name if i.file is not None else None,
+             "model": i.model, "field": i.field, "line": i.line} for i in exc.errors]
+
+
+class PickwiseService:
+    """Registry + predictor + selection logic; thread-safe (called from worker threads)."""
+
+    def __init__(self, registry: Registry, predictor=None):
+        self.registry = registry
+        self._predictor = predictor
+        self.load_error: str | None = None
+        self._scoring: Scoring | None = None
+        self._lock = threading.Lock()
+
+    # ---- predictor ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._predictor is not None
+
+    @property
+    def predictor(self):
+        """The loaded predictor; 503 (ServiceError) while it is still loading or failed to load."""
+        if self._predictor is None:
+            why = f"the predictor failed to load: {self.load_error}" if self.load_error else "the predictor is still loading"
+            raise ServiceError(503, "not_ready", why, headers={"Retry-After": "5"})
+        return self._predictor
+
+    def load_predictor(self, loader: Callable[[], object]) -> None:
+        """Run `loader` (slow: reads the artifact) and publish its result; records a failure for /readyz."""
+        try:
+            predictor = loader()
+        except Exception as exc:  # any failure must show on /readyz, not kill the server thread silently
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("predictor failed to load")
+            return
+        self._predictor = predictor
+        self.scoring(self.registry.snapshot)  # warm the model-vector cache before the first request
+
+    # ---- model vectors, cached per registry version ------------------------------------------
+    def scoring(self, snapshot: RegistrySnapshot) -> Scoring:
+        """Model vectors for every model of `snapshot`, computed once per registry version."""
+        current = self._scoring
+        if current is not None and current.registry_version == snapshot.version:
+            return current
+        predictor = self.predictor
+        with self._lock:
+            current = self._scoring
+            if current is not None and current.registry_version == snapshot.version:
+                return current
+            specs, vectors, sources, low, unscored = [], [], {}, {}, {}
+            for spec in snapshot.models:
+                try:
+                    vec = predictor.model_vector(spec, snapshot)
+                except (ValueError, KeyError) as exc:
+                    unscored[spec.name] = str(exc)
+                    log.warning("model %s cannot be scored: %s", spec.name, exc)
+                    continue
+                specs.append(spec)
+                vectors.append(vec)
+                sources[spec.name] = vec.source
+                if vec.low_confidence:
+                    low[spec.name] = vec.low_confidence
+            scoring = Scoring(snapshot.version, tuple(specs), tuple(vectors), sources, low, unscored)
+            self._scoring = scoring
+            return scoring
+
+    def encode(self, prompts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """Prompt vectors straight from the predictor (the CLI and batch plans; routes micro-batch)."""
+        return self.predictor.prompt_vectors(list(prompts), batch_size=PLAN_ENCODE_BATCH)
+
+    # ---- one request -------------------------------------------------------------------------
+    def check_names(self, snapshot: RegistrySnapshot, names: Sequence[str] | None, field: str) -> None:
+        """422 naming `field` when an allow/deny list names a model the registry does not know."""
+        unknown = [n for n in names or () if n not in snapshot]
+        if unknown:
+            raise field_error(field, f"unknown model(s) {', '.join(map(repr, unknown))} (see GET /v1/models)")
+
+    def decide(self, request: SelectRequest, u: np.ndarray, truncated: bool, snapshot: RegistrySnapshot) -> SelectResponse:
+        """Selection for one prompt whose vector `u` is already computed (cheap: no transformer call)."""
+        predictor = self.predictor
+        scoring = self.scoring(snapshot)
+        self.check_names(snapshot, request.models, "models")
+        self.check_names(snapshot, request.exclude, "exclude")
+        tokens = count_tokens(request.prompt)
+        quality = predictor.probabilities(np.asarray(u, dtype=np.float64)[None, :], scoring.vectors)[0]
+        candidates = request_candidates(scoring.specs, tokens, quality, low_confidence=scoring.low_confidence,
+                                        output_tokens=request.expected_output_tokens)
+        try:
+            decision = select_models(candidates, request.constraints())
+        except InfeasibleSelection as exc:
+            raise ServiceError(409, "infeasible", str(exc), blocking=exc.blocking,
+                               registry_version=snapshot.version, predictor_version=predictor.version) from None
+        except SelectorInputError as exc:
+            raise ServiceError(422, "validation_error", str(exc)) from None
+        return SelectResponse.model_construct(
+            **dict(decision), registry_version=snapshot.version, predictor_version=predictor.version,
+            prompt_tokens=tokens, truncated=bool(truncated), unscored=dict(scoring.unscored),
+        )
+
+    def select(self, request: SelectRequest) -> SelectResponse:
+        """`decide` with the prompt vector computed here (one predictor call): the CLI's path."""
+        snapshot = self.registry.snapshot
+        u, truncated = self.encode([request.prompt])
+        return self.decide(request, u[0], truncated[0], snapshot)
+
+    # ---- batch planning ------------------------------------------------------------------------
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        """One model per prompt under the request's budget or quality target (see selector.batch)."""
+        predictor = self.predictor
+        snapshot = self.registry.snapshot
+        scoring = self.scoring(snapshot)
+        pool = self._plan_pool(snapshot, scoring, request)
+        specs = [scoring.specs[j] for j in pool]
+        vectors = [scoring.vectors[j] for j in pool]
+        names = [s.name for s in specs]
+        column = {n: k for k, n in enumerate(names)}
+        prompts = request.prompts
+        n, m = len(prompts), len(names)
+
+        quality = np.zeros((n, m))
+        allowed = np.ones((n, m), dtype=bool)
+        text_rows = [i for i, p in enumerate(prompts) if p.quality is None]
+        truncated_ids: list[str] = []
+        if text_rows:
+            u, cut = self.encode([prompts[i].prompt for i in text_rows])
+            quality[text_rows] = predictor.probabilities(u.astype(np.float64), vectors)
+            truncated_ids = [prompts[i].id for i, c in zip(text_rows, cut) if c]
+        for i, p in enumerate(prompts):
+            if p.quality is not None:
+                allowed[i] = False
+                for name, q in p.quality.items():
+                    if name not in snapshot:
+                        raise field_error(f"prompts.{i}.quality.{name}", "unknown model (see GET /v1/models)")
+                    k = column.get(snapshot.get(name).name)
+                    if k is not None:  # a model outside the pool (deny-list, disabled) is ignored
+                        quality[i, k], allowed[i, k] = q, True
+
+        with_text = [i for i, p in enumerate(prompts) if p.prompt is not None]
+        tokens = np.array([p.prompt_tokens or 0 for p in prompts], dtype=np.int64)
+        if with_text:
+            tokens[with_text] = count_tokens_batch([prompts[i].prompt for i in with_text])
+        figures = batch_figures(specs, tokens.tolist(), request.expected_output_tokens)
+        allowed &= figures.fits_context
+        capacity = None
+        if request.capacity:
+            capacity = np.full(m, n, dtype=np.int64)
+            for name, cap in request.capacity.items():
+                if name not in snapshot:
+                    raise field_error(f"capacity.{name}", "unknown model (see GET /v1/models)")
+                k = column.get(snapshot.get(name).name)
+                if k is not None:
+                    capacity[k] = cap
+        try:
+            plan = plan_batch(
+                quality, figures.cost_usd, budget=request.budget, min_avg_quality=request.min_avg_quality,
+                min_quality=request.min_quality, latency=figures.latency_ms, max_latency_ms=request.max_latency_ms,
+                capacity=capacity, allowed=allowed, solver=request.solver, model_names=names,
+            )
+        except BudgetInfeasible as exc:
+            raise ServiceError(409, "plan_infeasible", str(exc), reason=exc.reason, budget=exc.budget,
+                               min_budget=exc.min_budget) from None
+        except PlanInfeasible as exc:
+            raise ServiceError(409, "plan_infeasible", str(exc), reason=exc.reason,
+                               prompt_ids=[prompts[i].id for i in exc.rows]) from None
+        except SelectorInputError as exc:
+            raise ServiceError(422, "validation_error", str(exc)) from None
+
+        assignments = [
+            PlanAssignment(id=p.id, model=names[j], quality=float(quality[i, j]),
+                           cost_usd=float(figures.cost_usd[i, j]), latency_ms=float(figures.latency_ms[i, j]))
+            for i, (p, j) in enumerate(zip(prompts, plan.assignment))
+        ]
+        used = {names[j] for j in plan.assignment}
+        return PlanResponse(
+            objective=plan.objective, assignments=assignments, total_cost=plan.total_cost,
+            quality_sum=plan.quality_sum, quality_mean=plan.quality_mean, count_per_model=plan.count_per_model,
+            budget=plan.budget, min_avg_quality=plan.min_avg_quality, solver=plan.solver, bound=plan.bound,
+            gap=plan.gap, status=plan.status, seconds=plan.seconds, notes=plan.notes,
+            low_confidence={k: v for k, v in scoring.low_confidence.items() if k in used},
+            truncated=truncated_ids, registry_version=snapshot.version, predictor_version=predictor.version,
+        )
+
+    def _plan_pool(self, snapshot: RegistrySnapshot, scoring: Scoring, request: PlanRequest) -> list[int]:
+        """Columns of `scoring` a plan may use: enabled, allowed, not denied."""
+        self.check_names(snapshot, request.models, "models")
+        self.check_names(snapshot, request.exclude, "exclude")
+        denied = {snapshot.get(n).name for n in request.exclude}
+        allowed = None if request.models is None else {snapshot.get(n).name for n in request.models}
+        pool = [j for j, s in enumerate(scoring.specs)
+                if s.enabled and s.name not in denied and (allowed is None or s.name in allowed)]
+        if not pool:
+            raise field_error("models", "no enabled, scorable model is left after the allow- and deny-lists")
+        return pool
+
+    # ---- registry ----------------------------------------------------------------------------
+    def model_info(self, spec: ModelSpec, snapshot: RegistrySnapshot) -> ModelInfo:
+        scoring = self.scoring(snapshot) if self.ready else None
+        return ModelInfo.model_validate({
+            **spec.model_dump(),
+            "source_file": snapshot.source_file(spec.name).name,
+            "scoring": scoring.sources.get(spec.name) if scoring else None,
+            "low_confidence": (scoring.low_confidence.get(spec.name) or scoring.unscored.get(spec.name))
+            if scoring else None,
+        })
+
+    def get_model(self, name: str) -> tuple[ModelInfo, RegistrySnapshot]:
+        snapshot = self.registry.snapshot
+        try:
+            spec = snapshot.get(name)
+        except UnknownModelError as exc:
+            raise ServiceError(404, "not_found", str(exc)) from None
+        return self.model_info(spec, snapshot), snapshot
+
+    def add_model(self, text: str, fmt: str) -> tuple[ModelInfo, RegistrySnapshot]:
+        """Validate and write one model atomically, then score it at once (cold-start fit, ms)."""
+        try:
+            spec = self.registry.add_model(text, fmt=fmt)
+        except RegistryError as exc:
+            raise ServiceError(422, "invalid_model", str(exc), errors=_registry_issues(exc)) from None
+        snapshot = self.registry.snapshot
+        return self.model_info(snapshot.get(spec.name), snapshot), snapshot
+
+    def remove_model(self, name: str) -> tuple[str, RegistrySnapshot]:
+        try:
+            spec = self.registry.remove_model(name)
+        except UnknownModelError as exc:
+            raise ServiceError(404, "not_found", str(exc)) from None
+        except RegistryError as exc:
+            raise ServiceError(409, "conflict", str(exc), errors=_registry_issues(exc)) from None
+        snapshot = self.registry.snapshot
+        if self.ready:
+            self.scoring(snapshot)
+        return spec.name, snapshot

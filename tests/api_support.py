@@ -1,0 +1,50 @@
+"""Shared pieces of the API tests: a small temp registry and an app on the tiny predictor."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import yaml
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import ServiceSettings
+from registry import default_registry_dir, load_registry
+
+# The tiny artifact's three trained models, plus one it never saw (scored from a population prior).
+TRAINED = ["gpt-4-1106-preview", "Llama-2-7b-hf", "gemini-1.5-flash-002"]
+UNTRAINED = "claude-v2"
+TOKEN = "s3cret-token"
+PROMPT = "Write a Python function that returns the 10th Fibonacci number."
+
+
+def copy_models(directory: Path, names=(*TRAINED, UNTRAINED)) -> Path:
+    """A registry of a few shipped models (one file), so tests never touch the shipped one."""
+    snapshot = load_registry(default_registry_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = [snapshot.get(n).model_dump(mode="json", exclude_none=True) for n in names]
+    (directory / "models.yaml").write_text(yaml.safe_dump(entries, sort_keys=False))
+    return directory
+
+
+def new_model(name: str, **overrides) -> dict:
+    """A valid model entry the registry does not have yet."""
+    entry = {
+        "name": name, "provider": "acme",
+        "pricing": {"input_per_million": 0.01, "output_per_million": 0.02},
+        "latency": {"ttft_ms": 100, "output_tokens_per_s": 200},
+        "context_window": 32000, "max_output_tokens": 4000, "expected_output_tokens": 100,
+        "probe": {"similar_to": "gpt-4-1106-preview"},
+    }
+    entry.update(overrides)
+    return entry
+
+
+@contextlib.contextmanager
+def client(registry_dir: Path, predictor, **settings):
+    """A TestClient (lifespan running) on an app over `registry_dir`; 5xx responses never raise here,
+    so tests can assert on them."""
+    settings.setdefault("admin_token", TOKEN)
+    app = create_app(registry_dir, predictor=predictor, settings=ServiceSettings(**settings))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
