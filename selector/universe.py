@@ -39,6 +39,7 @@ def build_universe(
     model_price: Sequence[float] | None = None,
     max_total_price: float | None = None,
     model_names: Sequence[str] | None = None,
+    allowed=None,
     solver: Literal["auto", "ilp", "greedy"] = "auto",
     time_limit: float | None = 60.0,
 ) -> UniversePlan:
@@ -55,6 +56,12 @@ def build_universe(
         raise SelectorInputError(f"{len(names)} model names for {m} quality columns")
     if n == 0 or m == 0:
         raise SelectorInputError(f"universe needs at least one prompt and one model (got {n} x {m})")
+    ok = np.ones((n, m), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
+    if ok.shape != (n, m):
+        raise SelectorInputError(f"allowed has shape {ok.shape}, expected {(n, m)}")
+    if not ok.any(axis=1).all():
+        raise PlanInfeasible("no allowed model", f"prompt {int(np.flatnonzero(~ok.any(axis=1))[0])} has no allowed model")
+    q = np.where(ok, q, 0.0)  # a model that may not serve a prompt adds nothing to its coverage
     if max_models is None and max_mean_cost is None and max_total_price is None:
         raise SelectorInputError("give max_models, max_mean_cost or max_total_price (else the pool is every model)")
     if max_models is not None and not 1 <= int(max_models):
@@ -65,7 +72,7 @@ def build_universe(
             raise SelectorInputError("max_mean_cost needs the cost matrix")
         c = validation.as_matrix(cost, "cost", shape=(n, m), low=0.0, labels=names)
         max_mean_cost = validation.scalar(max_mean_cost, "max_mean_cost", low=0.0)
-        cheapest = float(c.min(axis=1).mean())
+        cheapest = float(np.where(ok, c, np.inf).min(axis=1).mean())
         if cheapest > max_mean_cost:
             raise PlanInfeasible("budget", f"max_mean_cost {max_mean_cost:.6g} USD is below the cheapest "
                                  f"possible mean cost per prompt, {cheapest:.6g} USD")
@@ -86,7 +93,7 @@ def build_universe(
         pool = _swap_search(q, pool)
         status, how = "within_gap", "greedy+swap"
     if not use_greedy:
-        ilp_pool, ilp_bound, status = _ilp(q, k, c, max_mean_cost, price, max_total_price, time_limit)
+        ilp_pool, ilp_bound, status = _ilp(q, ok, k, c, max_mean_cost, price, max_total_price, time_limit)
         how = "ilp-highs"
         if only_cardinality:  # keep the better pool and the tighter of the two certificates
             bound = min(bound, ilp_bound)
@@ -96,7 +103,7 @@ def build_universe(
                 how = "greedy+swap (ilp stopped)"
         else:
             pool, bound = ilp_pool, ilp_bound
-    return _plan(q, c, names, pool, bound, how, status, time.perf_counter() - t0, max_mean_cost)
+    return _plan(q, ok, c, names, pool, bound, how, status, time.perf_counter() - t0, max_mean_cost)
 
 
 def _swap_search(q: np.ndarray, pool: list[int]) -> list[int]:
@@ -142,7 +149,7 @@ def _greedy(q: np.ndarray, k: int) -> tuple[list[int], float]:
     return pool, bound / n
 
 
-def _ilp(q, k, c, max_mean_cost, price, max_total_price, time_limit):
+def _ilp(q, ok, k, c, max_mean_cost, price, max_total_price, time_limit):
     n, m = q.shape
     ny = n * m
     rows = np.repeat(np.arange(n), m)
@@ -170,7 +177,8 @@ def _ilp(q, k, c, max_mean_cost, price, max_total_price, time_limit):
     options = {"mip_rel_gap": 1e-6}
     if time_limit is not None:
         options["time_limit"] = float(time_limit)
-    res = milp(obj, constraints=cons, integrality=integrality, bounds=Bounds(0, 1), options=options)
+    upper = np.concatenate([ok.ravel().astype(float), np.ones(m)])
+    res = milp(obj, constraints=cons, integrality=integrality, bounds=Bounds(0, upper), options=options)
     if res.x is None:
         if res.status != 2 and c is None and price is None:
             return [], math.inf, "time_limit"  # the caller keeps its greedy pool
@@ -183,7 +191,7 @@ def _ilp(q, k, c, max_mean_cost, price, max_total_price, time_limit):
     return pool, bound, "optimal" if res.status == 0 else "time_limit"
 
 
-def _plan(q, c, names, pool, bound, solver, status, seconds, max_mean_cost) -> UniversePlan:
+def _plan(q, ok, c, names, pool, bound, solver, status, seconds, max_mean_cost) -> UniversePlan:
     """Evaluate a pool: each prompt goes to its best pool model (within the mean-cost budget if any)."""
     n = q.shape[0]
     sub = q[:, pool]
@@ -194,7 +202,7 @@ def _plan(q, c, names, pool, bound, solver, status, seconds, max_mean_cost) -> U
         from selector.batch import plan_batch
 
         budget = max_mean_cost * n * (1 + 1e-12)  # mean <= B, up to the rounding of B * n
-        plan = plan_batch(sub, c[:, pool], budget=budget, solver="exact", gap_tolerance=1e-9)
+        plan = plan_batch(sub, c[:, pool], budget=budget, allowed=ok[:, pool], solver="exact", gap_tolerance=1e-9)
         serve = np.asarray(plan.assignment)
         mean_cost = plan.total_cost / n
     value = float(sub[np.arange(n), serve].mean())
