@@ -97,6 +97,8 @@ def solve_exact(
         choice = fixed_choice
         if math.isfinite(problem.limit) and problem.weight_of(choice) > problem.limit:
             raise SolverFailed("the fixed plan exceeds the limit", infeasible=True)
+        if problem.capacity is not None and (np.bincount(choice, minlength=problem.shape[1]) > problem.capacity).any():
+            raise SolverFailed("the fixed plan exceeds a capacity", infeasible=True)
         value = problem.value_of(choice)
         return MCKPSolution(choice, value, value, "exact-highs", "optimal", notes=tuple(notes))
     # HiGHS measures its gap on the reduced objective; translate the requested gap on the full one.

@@ -18,6 +18,14 @@ from selector.milp import SolverFailed
 PULP_SOLVERS = ("pulp-cbc", "pulp-highs")
 
 
+def new_variable(prob: pulp.LpProblem, name: str, *, binary: bool = True, up: float | None = None) -> pulp.LpVariable:
+    """A variable attached to `prob` (pulp >= 3.3 API; direct LpVariable() on older pulp)."""
+    cat = pulp.LpBinary if binary else pulp.LpContinuous
+    if hasattr(prob, "add_variable"):
+        return prob.add_variable(name, lowBound=0 if binary else None, upBound=1 if binary else up, cat=cat)
+    return pulp.LpVariable(name, upBound=up, cat=cat)
+
+
 def _solver(name: str, gap_tolerance: float, time_limit: float | None):
     kwargs = {"msg": False, "gapRel": gap_tolerance}
     if time_limit is not None:
@@ -46,7 +54,7 @@ def solve_pulp(
     t0 = time.perf_counter()
     prob = pulp.LpProblem("batch_plan", pulp.LpMaximize)
     rows, cols = np.nonzero(problem.allowed)
-    xs = [pulp.LpVariable(f"x_{i}_{j}", cat=pulp.LpBinary) for i, j in zip(rows.tolist(), cols.tolist())]
+    xs = [new_variable(prob, f"x_{i}_{j}") for i, j in zip(rows.tolist(), cols.tolist())]
     p = problem.profit[rows, cols].tolist()
     prob += pulp.LpAffineExpression(list(zip(xs, p)))
     starts = np.searchsorted(rows, np.arange(n + 1))

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pulp
 
+from selector.pulp_models import new_variable
 from selector.sets import LOG_FLOOR, cost_limit, floor_limit, log_miss, set_quality
 
 _MAX_ROUNDS = 60
@@ -42,7 +43,7 @@ def solve_set_ilp(
     q_lim, c_lim = floor_limit(min_quality), cost_limit(max_cost)
     cscale = float(cost.max()) if n and cost.max() > 0 else 1.0
     prob = pulp.LpProblem("request", pulp.LpMinimize)
-    x = [pulp.LpVariable(f"x_{m}", cat=pulp.LpBinary) for m in range(n)]
+    x = [new_variable(prob, f"x_{m}") for m in range(n)]
     s_expr = pulp.lpSum(float(lm[m]) * x[m] for m in range(n))
     c_expr = pulp.lpSum(float(cost[m] / cscale) * x[m] for m in range(n))
     prob += pulp.lpSum(x) >= 1
@@ -61,7 +62,7 @@ def solve_set_ilp(
         if k == 1:  # linear in x
             prob += -pulp.lpSum(float(quality[m]) * x[m] for m in range(n)) + lam * c_expr
         else:
-            z = pulp.LpVariable("set_quality", upBound=1.0)
+            z = new_variable(prob, "set_quality", binary=False, up=1.0)
             prob += -z + lam * c_expr
             _tangent(prob, z, s_expr, 0.0)
             _tangent(prob, z, s_expr, max(float(np.sort(lm)[:k].sum()), LOG_FLOOR))

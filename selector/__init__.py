@@ -1,0 +1,1 @@
+"""Integer programs that turn predicted qualities, costs and latencies into routing decisions."""
