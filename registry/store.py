@@ -19,10 +19,13 @@ import yaml
 
 from .errors import RegistryError, RegistryIssue
 from .loader import load_registry, parse_registry_text
+from .probe_inline import self_contained_text
 from .schema import ModelSpec
 from .snapshot import RegistrySnapshot
 from .yaml_edit import remove_list_item
 from .yaml_source import parse_yaml
+
+NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before it has a file
 
 
 def safe_file_stem(name: str) -> str:
@@ -93,15 +96,19 @@ class Registry:
             raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
         return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included
 
-    def add_model(self, spec_or_text: Any, *, fmt: str | None = None) -> ModelSpec:
+    def add_model(self, spec_or_text: Any, *, fmt: str | None = None,
+                  source_dir: str | os.PathLike | None = None) -> ModelSpec:
         """Validate one new model against the registry and write it to its own new file.
 
         Refuses a model whose name or alias is already taken; never rewrites another file.
+        `source_dir` is the directory of the file the model came from: a `probe.results`
+        path is read relative to it and written inline, so the registry never depends
+        on a file outside itself. Without it (text posted over HTTP) a path is refused.
         """
         text = self._new_model_text(spec_or_text, fmt)
         with self._lock:
             issues: list[RegistryIssue] = []
-            entries = parse_registry_text(text, Path("<new model>"), issues)
+            entries = parse_registry_text(text, NEW_MODEL_LABEL, issues)
             if issues:
                 raise RegistryError(issues)
             if len(entries) != 1:
@@ -116,6 +123,8 @@ class Registry:
                         f"{current.source_file(owner.name).name}; remove that model first to replace it",
                         model=spec.name,
                     ))
+            text = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None,
+                                       NEW_MODEL_LABEL)
             target = self._free_path(spec.name)
             data = text.encode("utf-8")
             snapshot = load_registry(self._directory, overlay={target.name: data})

@@ -39,6 +39,15 @@ class ParsedYaml:
             line = node.start_mark.line + 1
         return line
 
+    def node_at(self, path: tuple[Any, ...]) -> yaml.Node | None:
+        """The node of the value at `path` (keys and list indexes), None if there is no such value."""
+        node = self.node
+        for step in path:
+            node = _child(node, step)
+            if node is None:
+                return None
+        return node
+
 
 def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
     if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):

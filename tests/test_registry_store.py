@@ -7,8 +7,9 @@ import threading
 import pytest
 import yaml
 
-from registry import ModelSpec, Registry, RegistryError
+from registry import ModelSpec, Registry, RegistryError, probe_inline
 from registry_samples import make_registry, model, write
+from test_probe_results import csv_text, jsonl_text, scores
 
 
 def file_state(directory):
@@ -148,3 +149,77 @@ def test_readers_see_whole_snapshots_during_writes(tmp_path):
         sizes_by_version.setdefault(version, set()).add(size)
     assert all(len(sizes) == 1 for sizes in sizes_by_version.values())
     assert len(reg.snapshot.models) == 8
+
+
+def test_add_with_relative_probe_path_inlines_the_results(tmp_path):
+
+    reg = Registry(make_registry(tmp_path / "reg"))
+    src = tmp_path / "src"
+    (src / "probes").mkdir(parents=True)
+    (src / "probes" / "new.csv").write_text(csv_text(scores(60)))
+    text = "# my model\n" + yaml.safe_dump(model("new", probe={"results": "probes/new.csv"}), sort_keys=False)
+    text = text.replace("results: probes/new.csv", "results: probes/new.csv  # from my eval run")
+    reg.add_model(text, source_dir=src)
+    assert reg.snapshot.probe_scores("new") == scores(60)
+    written = (tmp_path / "reg" / "new.yaml").read_text()
+    assert written.startswith(f"# probe.results: 60 rows inlined from {src / 'probes' / 'new.csv'}")
+    assert "# my model" in written and "# from my eval run" in written  # the author's comments survive
+    assert yaml.safe_load(written)["probe"]["results"][0] == {"prompt_id": next(iter(scores(60))), "score": 0.0}
+    (src / "probes" / "new.csv").unlink()  # the registry no longer depends on the author's file
+    assert Registry(tmp_path / "reg").snapshot.probe_scores("new") == scores(60)
+
+
+def test_add_inlines_a_flow_style_probe_in_a_one_item_list(tmp_path):
+
+    reg = Registry(make_registry(tmp_path / "reg"))
+    (tmp_path / "r.jsonl").write_text(jsonl_text(scores(55, offset=10)))
+    entry = model("listed", probe={"results": "r.jsonl", "benchmark_score": 0.4})
+    reg.add_model(yaml.safe_dump([entry], sort_keys=False, default_flow_style=None), source_dir=tmp_path)
+    assert reg.snapshot.probe_scores("listed") == scores(55, offset=10)
+    assert reg.snapshot.get("listed").probe.benchmark_score == 0.4
+
+
+def test_add_without_source_dir_refuses_a_probe_path_and_writes_nothing(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    (tmp_path / "secret.csv").write_text("prompt_id,score\n")
+    before = file_state(tmp_path)
+    for path in ("secret.csv", "/etc/passwd"):
+        text = yaml.safe_dump(model("posted", probe={"results": path}))
+        line = 1 + next(i for i, t in enumerate(text.splitlines()) if "results:" in t)
+        with pytest.raises(RegistryError, match="probe.results must be inline when registering over the API") as info:
+            reg.add_model(text)
+        assert (info.value.model, info.value.field, info.value.line) == ("posted", "probe.results", line)
+    assert file_state(tmp_path) == before and "posted" not in reg.snapshot
+
+
+def test_add_with_inline_results_is_written_as_given(tmp_path):
+
+    reg = Registry(make_registry(tmp_path))
+    rows = [{"prompt_id": p, "score": s} for p, s in scores(50).items()]
+    text = "# inline\n" + yaml.safe_dump(model("inl", probe={"results": rows}), sort_keys=False)
+    reg.add_model(text)
+    assert (tmp_path / "inl.yaml").read_text() == text and reg.snapshot.probe_scores("inl") == scores(50)
+
+
+def test_add_with_a_bad_results_file_names_its_line_and_writes_nothing(tmp_path):
+
+    reg = Registry(make_registry(tmp_path / "reg"))
+    before = file_state(tmp_path / "reg")
+    (tmp_path / "bad.csv").write_text(csv_text({**scores(60), "extra": "high"}))
+    with pytest.raises(RegistryError) as info:
+        reg.add_model(yaml.safe_dump(model("bad", probe={"results": "bad.csv"})), source_dir=tmp_path)
+    assert (info.value.model, info.value.field) == ("bad", "probe.results")
+    assert "bad.csv:62: score 'high' is not a number" in str(info.value)
+    with pytest.raises(RegistryError, match="results file not found"):
+        reg.add_model(yaml.safe_dump(model("gone", probe={"results": "gone.csv"})), source_dir=tmp_path)
+    assert file_state(tmp_path / "reg") == before
+
+
+def test_add_dumps_cleanly_when_the_splice_does_not_read_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(probe_inline, "_spliced", lambda text, *rest: text)  # a splice that changed nothing
+    reg = Registry(make_registry(tmp_path / "reg"))
+    (tmp_path / "a.csv").write_text(csv_text(scores(50)))
+    reg.add_model("# lost in a re-dump\n" + yaml.safe_dump(model("d", probe={"results": "a.csv"})), source_dir=tmp_path)
+    written = (tmp_path / "reg" / "d.yaml").read_text()
+    assert written.startswith("# probe.results: 50 rows inlined from ") and "# lost" not in written
+    assert reg.snapshot.probe_scores("d") == scores(50) and "a.csv" not in written.split("\n", 1)[1]
