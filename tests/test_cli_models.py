@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 
 from api.cli import main
+from registry import load_registry
 from registry_samples import make_registry, model, write
+from test_probe_results import csv_text, scores
 
 
 def run(capsys, *argv):
@@ -120,3 +122,14 @@ def test_list_into_a_pipe_closed_before_writing_has_no_traceback(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == ""
+
+
+def test_add_reads_probe_results_relative_to_the_yaml_file(tmp_path, capsys, monkeypatch):
+    reg = make_registry(tmp_path / "reg")
+    (tmp_path / "src" / "probes").mkdir(parents=True)
+    (tmp_path / "src" / "probes" / "p.csv").write_text(csv_text(scores(60)))
+    new = write(tmp_path / "src", "p.yaml", model("probed", probe={"results": "probes/p.csv"}))
+    monkeypatch.chdir(tmp_path)  # neither the registry's nor the YAML file's directory
+    code, out, err = run(capsys, "models", "add", str(new), "--registry", str(reg))
+    assert code == 0, err
+    assert load_registry(reg).probe_scores("probed") == scores(60)

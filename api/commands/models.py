@@ -99,7 +99,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     registry = _open_registry(args)
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     try:
-        spec = registry.add_model(text, fmt=fmt)
+        spec = registry.add_model(text, fmt=fmt, source_dir=path.resolve().parent)  # probe paths: relative to FILE
     except RegistryError as exc:
         raise CliError(f"not added ({path}):\n{exc}") from None
     print(f"added model '{spec.name}' to {display_path(registry.snapshot.source_file(spec.name))} "
@@ -140,7 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("directory", metavar="DIR", nargs="?", help="registry to check (default: --registry)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("add", help="add the model in FILE (.yaml or .json) as a new registry file")
+    p = sub.add_parser("add", help="add the model in FILE (.yaml or .json) as a new registry file;"
+                                   " a probe.results path (relative to FILE) is read and written inline")
     add_registry_option(p)
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_add)
