@@ -86,7 +86,9 @@ def _objective(cons: SelectionConstraints, quality, cost):
         return cost, cost
     if cons.objective == "max_quality":
         return quality, -quality
-    value = quality - cons.willingness_to_pay * cost
+    # Net value in USD: what the caller would pay for the quality, minus what it costs. This is the
+    # issue's q - lambda' * cost with lambda' = 1 / willingness_to_pay, in units that stay finite at 0.
+    value = cons.willingness_to_pay * quality - cost
     return value, -value
 
 

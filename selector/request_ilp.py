@@ -4,7 +4,7 @@ x_m = 1 if model m is called. Constraints: 1 <= sum x <= k; the quality floor as
 sum x_m log(1 - q_m) <= log(1 - floor) (see selector.sets); the cost cap sum x_m c_m <= cap.
 Objectives: min_cost minimises sum c x; max_quality minimises sum x log(1 - q) (same optimum,
 since set quality is monotone in it); balanced maximises 1 - exp(s) - lambda * sum c x with
-s = sum x log(1 - q), which is concave in s: it is solved exactly by outer approximation
+w the willingness to pay and s = sum x log(1 - q); 1 - exp(s) is concave in s, so the problem: it is solved exactly by outer approximation
 (tangent cuts of 1 - exp(s) added at each incumbent's s until the model's estimate is tight).
 Every solution is re-checked with the same arithmetic as the enumeration; a set that only
 passes within solver tolerance is cut off with a no-good constraint and the model re-solved.
@@ -58,12 +58,12 @@ def solve_set_ilp(
     elif objective == "max_quality":
         prob += s_expr
     else:
-        lam = float(willingness_to_pay) * cscale
+        pay = float(willingness_to_pay) / cscale  # objective in units of cscale USD
         if k == 1:  # linear in x
-            prob += -pulp.lpSum(float(quality[m]) * x[m] for m in range(n)) + lam * c_expr
+            prob += -pay * pulp.lpSum(float(quality[m]) * x[m] for m in range(n)) + c_expr
         else:
             z = new_variable(prob, "set_quality", binary=False, up=1.0)
-            prob += -z + lam * c_expr
+            prob += -pay * z + c_expr
             _tangent(prob, z, s_expr, 0.0)
             _tangent(prob, z, s_expr, max(float(np.sort(lm)[:k].sum()), LOG_FLOOR))
     for _ in range(_MAX_ROUNDS):

@@ -19,7 +19,9 @@ class SelectionConstraints(BaseModel):
     max_cost_usd: float | None = Field(None, ge=0.0, description="cap on estimated cost (a set's cost is the sum)")
     objective: Objective = "min_cost"
     willingness_to_pay: float | None = Field(
-        None, ge=0.0, description="lambda for 'balanced': USD the caller would pay for +1.0 quality"
+        None, ge=0.0,
+        description="for 'balanced': USD the caller would pay for +1.0 quality; maximises "
+                    "willingness_to_pay * quality - cost (i.e. quality - cost / willingness_to_pay)",
     )
     max_models: int = Field(1, ge=1, le=3, description="call up to this many models in parallel")
     models: list[str] | None = Field(None, description="allow-list (names or aliases)")

@@ -1,0 +1,88 @@
+"""`pickwise plan` / `pickwise universe` end to end on the shipped registry with given qualities."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api.cli import main
+from registry import default_registry_dir, load_registry
+
+
+@pytest.fixture(scope="module")
+def names():
+    specs = [s for s in load_registry(default_registry_dir()).enabled() if s.context_window >= 8000]
+    specs.sort(key=lambda s: s.pricing.input_per_million + s.pricing.output_per_million)
+    return specs[0].name, specs[-1].name  # cheapest, dearest
+
+
+def write(tmp_path, rows):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+def workload(names):
+    cheap, dear = names
+    return [
+        {"id": "easy", "prompt": "What is 2 + 2?", "quality": {cheap: 0.9, dear: 0.95}},
+        {"id": "hard", "prompt": "Prove that there are infinitely many primes.", "quality": {cheap: 0.2, dear: 0.9}},
+        {"id": "only-cheap", "prompt": "Say hi.", "quality": {cheap: 0.7}},
+    ]
+
+
+def test_plan_writes_one_line_per_prompt(tmp_path, names, capsys):
+    cheap, dear = names
+    out = tmp_path / "plan.jsonl"
+    rc = main(["plan", "--input", write(tmp_path, workload(names)), "--budget", "1.0", "--output", str(out),
+               "--models", f"{cheap},{dear}"])
+    assert rc == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in lines] == ["easy", "hard", "only-cheap"]
+    assert {r["id"]: r["model"] for r in lines} == {"easy": dear, "hard": dear, "only-cheap": cheap}
+    assert all(set(r) == {"id", "model", "quality", "cost_usd"} for r in lines)
+    err = capsys.readouterr().err
+    assert "total cost" in err and "certified gap" in err
+
+
+def test_plan_tight_budget_moves_the_easy_prompt_and_reports_min_budget(tmp_path, names, capsys):
+    cheap, dear = names
+    path = write(tmp_path, workload(names))
+    assert main(["plan", "--input", path, "--budget", "1e-9", "--models", f"{cheap},{dear}", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "minimum feasible budget" in err
+    min_budget = float(err.split("minimum feasible budget:")[1].split()[0])
+    assert main(["plan", "--input", path, "--budget", str(min_budget * 1.0001), "--models", f"{cheap},{dear}",
+                 "--quiet"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["model"] for r in rows} == {cheap}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("{not json", "prompts.jsonl:2: not valid JSON"),
+    ('{"id": "x", "prompt": "p", "quality": {"no-such-model": 0.5}}', "prompts.jsonl:2: unknown model 'no-such-model'"),
+    ('{"id": "x", "prompt": "p", "quality": {"CHEAP": NaN}}', "prompts.jsonl:2: quality of 'CHEAP' is nan"),
+    ('{"id": "x", "prompt": "p", "quality": {"CHEAP": 1.5}}', "prompts.jsonl:2: quality of 'CHEAP' is 1.5"),
+    ('{"id": "easy", "prompt": "p", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: duplicate id 'easy'"),
+    ('{"prompt": "p"}', "prompts.jsonl:2: missing or invalid 'id'"),
+])
+def test_plan_bad_lines_name_file_and_line(tmp_path, names, capsys, bad, message):
+    cheap, _ = names
+    rows = [workload(names)[0], bad.replace("CHEAP", cheap)]
+    assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1"]) == 2
+    assert message.replace("CHEAP", cheap) in capsys.readouterr().err
+
+
+def test_plan_unknown_model_in_models_option(tmp_path, names, capsys):
+    assert main(["plan", "--input", write(tmp_path, workload(names)), "--budget", "1", "--models", "nope"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_universe_picks_the_pool(tmp_path, names, capsys):
+    cheap, dear = names
+    rc = main(["universe", "--input", write(tmp_path, workload(names)), "--max-models", "1",
+               "--models", f"{cheap},{dear}"])
+    assert rc == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["models"] == [dear]  # (0.95 + 0.9 + 0) / 3 beats (0.9 + 0.2 + 0.7) / 3
+    assert plan["status"] == "optimal"

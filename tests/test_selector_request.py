@@ -1,0 +1,171 @@
+"""Per-request selection: enumeration vs ILP agreement, exclusion reasons, fallbacks, bad input."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from selector.errors import InfeasibleSelection, SelectorInputError
+from selector.request import select_models
+from selector.types import Candidate, SelectionConstraints
+
+
+def cand(name, q, cost, lat=100.0, **kw):
+    return Candidate(name=name, quality=q, cost_usd=cost, latency_ms=lat, **kw)
+
+
+POOL = [
+    cand("cheap", 0.5, 0.001, 200),
+    cand("mid", 0.8, 0.01, 800, aliases=["middle"]),
+    cand("best", 0.95, 0.05, 3000),
+    cand("small-ctx", 0.9, 0.002, 100, fits_context=False),
+    cand("off", 0.99, 0.0001, 50, enabled=False),
+]
+
+
+def brute_force(cands, cons):
+    """Best objective over every admissible set of 1..k models (None if there is none)."""
+    best = None
+    for size in range(1, cons.max_models + 1):
+        for combo in itertools.combinations(cands, size):
+            quality = 1 - np.prod([1 - c.quality for c in combo])
+            cost = sum(c.cost_usd for c in combo)
+            if cons.min_quality is not None and quality < cons.min_quality - 1e-12:
+                continue
+            if cons.max_cost_usd is not None and cost > cons.max_cost_usd + 1e-12:
+                continue
+            value = {"min_cost": -cost, "max_quality": quality,
+                     "balanced": (cons.willingness_to_pay or 0) * quality - cost}[cons.objective]
+            best = value if best is None else max(best, value)
+    return best
+
+
+@st.composite
+def requests(draw):
+    n = draw(st.integers(1, 7))
+    grid = st.integers(0, 100)
+    cands = [cand(f"m{i}", draw(grid) / 100, draw(grid) / 1000) for i in range(n)]
+    cons = SelectionConstraints(
+        objective=draw(st.sampled_from(["min_cost", "max_quality", "balanced"])),
+        max_models=draw(st.integers(1, 3)),
+        min_quality=draw(st.none() | st.integers(0, 100).map(lambda v: v / 100)),
+        max_cost_usd=draw(st.none() | st.integers(0, 150).map(lambda v: v / 1000)),
+        willingness_to_pay=draw(st.integers(0, 50).map(lambda v: v / 100)),
+    )
+    return cands, cons
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests())
+def test_enumeration_and_ilp_agree_with_brute_force(req):
+    cands, cons = req
+    expected = brute_force(cands, cons)
+    for method in ("auto", "ilp"):
+        if expected is None:
+            with pytest.raises(InfeasibleSelection):
+                select_models(cands, cons, method=method)
+            continue
+        d = select_models(cands, cons, method=method)
+        sign = -1 if cons.objective == "min_cost" else 1
+        assert sign * d.objective_value == pytest.approx(expected, abs=1e-9), method
+        assert 1 <= len(d.chosen) <= cons.max_models
+        if cons.min_quality is not None:
+            assert d.quality >= cons.min_quality - 1e-12
+        if cons.max_cost_usd is not None:
+            assert d.cost_usd <= cons.max_cost_usd + 1e-12
+
+
+def test_min_cost_respects_floor_and_reports_every_candidate():
+    d = select_models(POOL, SelectionConstraints(min_quality=0.7))
+    assert d.chosen == ["mid"] and d.method == "scan"
+    reasons = {c.name: c.excluded_by for c in d.candidates}
+    assert reasons == {
+        "cheap": ["quality floor"], "mid": [], "best": [],
+        "small-ctx": ["context window"], "off": ["disabled"],
+    }
+    assert [c.name for c in d.candidates if c.chosen] == ["mid"]
+
+
+def test_lists_caps_and_objectives():
+    cons = SelectionConstraints(objective="max_quality", exclude=["middle"], max_latency_ms=1000)
+    d = select_models(POOL, cons)
+    assert d.chosen == ["cheap"]
+    reasons = {c.name: c.excluded_by for c in d.candidates}
+    assert reasons["mid"] == ["deny-list"] and reasons["best"] == ["latency cap"]
+    d = select_models(POOL, SelectionConstraints(objective="max_quality", models=["cheap", "best"], max_cost_usd=0.01))
+    assert d.chosen == ["cheap"]
+    assert {c.name: c.excluded_by for c in d.candidates}["best"] == ["cost cap"]
+    assert {c.name: c.excluded_by for c in d.candidates}["mid"] == ["not in allow-list"]
+    # balanced: +0.15 quality for +0.04 USD is worth it at 1 USD per unit of quality (break-even 0.27), not at 0.1
+    assert select_models(POOL, SelectionConstraints(objective="balanced", willingness_to_pay=1,
+                                                    models=["mid", "best"])).chosen == ["best"]
+    assert select_models(POOL, SelectionConstraints(objective="balanced", willingness_to_pay=0.1,
+                                                    models=["mid", "best"])).chosen == ["mid"]
+
+
+def test_parallel_set_reaches_a_floor_no_single_model_can():
+    cons = SelectionConstraints(min_quality=0.98, max_models=2)  # cheap+best reaches only 0.975
+    d = select_models(POOL, cons)
+    assert d.chosen == ["mid", "best"] and d.method == "enumeration"
+    assert d.quality == pytest.approx(1 - 0.2 * 0.05)
+    assert d.cost_usd == pytest.approx(0.06) and d.latency_ms == 3000
+
+
+def test_infeasible_request_names_blocking_constraints():
+    with pytest.raises(InfeasibleSelection) as err:
+        select_models(POOL, SelectionConstraints(min_quality=0.99, max_latency_ms=1000))
+    assert err.value.blocking == {
+        "cheap": ["quality floor"], "mid": ["quality floor"], "best": ["latency cap", "quality floor"],
+        "small-ctx": ["context window", "quality floor"], "off": ["disabled"],
+    }
+    assert "best: latency cap, quality floor" in str(err.value)
+    with pytest.raises(InfeasibleSelection) as err:  # sets: floor reachable only above the cost cap
+        select_models(POOL, SelectionConstraints(min_quality=0.98, max_models=2, max_cost_usd=0.05))
+    assert err.value.blocking["cheap"] == ["quality floor"]
+    assert err.value.blocking["mid"] == ["cost cap"]
+
+
+def test_fallbacks_respect_hard_constraints_only():
+    cons = dict(min_quality=0.99, max_latency_ms=1000)
+    d = select_models(POOL, SelectionConstraints(**cons, on_infeasible="cheapest"))
+    assert d.chosen == ["cheap"] and d.fallback == "cheapest" and d.violates == ["quality floor"]
+    d = select_models(POOL, SelectionConstraints(**cons, on_infeasible="best_quality"))
+    assert d.chosen == ["best"] and d.violates == ["latency cap", "quality floor"]
+    with pytest.raises(InfeasibleSelection, match="hard constraints"):
+        select_models(POOL, SelectionConstraints(models=["small-ctx", "off"], on_infeasible="cheapest"))
+
+
+def test_low_confidence_is_carried_to_the_decision():
+    pool = [cand("a", 0.9, 0.01, low_confidence="population prior"), cand("b", 0.2, 0.001)]
+    d = select_models(pool, SelectionConstraints(min_quality=0.5))
+    assert d.low_confidence == {"a": "population prior"}
+
+
+def test_bad_input_is_rejected_clearly():
+    with pytest.raises(ValidationError, match="quality"):
+        cand("x", float("nan"), 0.1)
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        cand("x", 1.2, 0.1)
+    with pytest.raises(ValidationError, match="willingness_to_pay"):
+        SelectionConstraints(objective="balanced")
+    with pytest.raises(ValidationError):
+        SelectionConstraints(max_models=4)
+    with pytest.raises(SelectorInputError, match="unknown model.*nope"):
+        select_models(POOL, SelectionConstraints(models=["nope"]))
+    with pytest.raises(SelectorInputError, match="duplicate"):
+        select_models([cand("a", 0.5, 0.1), cand("a", 0.6, 0.1)], SelectionConstraints())
+    with pytest.raises(InfeasibleSelection, match="no candidate"):
+        select_models([], SelectionConstraints())
+
+
+def test_large_pool_uses_the_ilp_and_matches_enumeration():
+    rng = np.random.default_rng(7)
+    pool = [cand(f"m{i}", float(rng.random()), float(rng.random() / 100)) for i in range(70)]
+    cons = SelectionConstraints(min_quality=0.97, max_models=2, objective="min_cost")
+    d = select_models(pool, cons)
+    assert d.method == "ilp"
+    assert d.cost_usd == pytest.approx(select_models(pool, cons, method="enumeration").cost_usd)
