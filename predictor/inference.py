@@ -240,11 +240,30 @@ class QualityPredictor:
         return np.array(["train" if p in train else "val" if p in val else "test" for p in table.prompt_ids], dtype=object)
 
 
-def load_predictor(artifact_dir: str | Path | None = None, device: str | None = None, backbone=None, tokenizer=None) -> QualityPredictor:
-    """Load an artifact (default: the shipped one) on the real MiniLM backbone, LoRA merged."""
+def load_predictor(
+    artifact_dir: str | Path | None = None,
+    device: str | None = None,
+    backbone=None,
+    tokenizer=None,
+    *,
+    merge: bool = True,
+    quantize: bool = False,
+) -> QualityPredictor:
+    """Load an artifact (default: the shipped one) on the real MiniLM backbone.
+
+    `merge` folds LoRA into the weights (no adapter matmuls at inference); `quantize` applies
+    int8 dynamic quantisation to every Linear (CPU only; see bench/bench_predictor.py for
+    its speed and accuracy cost).
+    """
     directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     backbone = backbone if backbone is not None else load_backbone()
-    model, meta = load_model(directory, backbone, merge=True)
+    model, meta = load_model(directory, backbone, merge=merge)
+    if quantize:
+        if dev != "cpu":
+            raise ValueError("int8 dynamic quantisation runs on the CPU only")
+        from torch.ao.quantization import quantize_dynamic
+
+        model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
     model.to(dev)
     return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev)

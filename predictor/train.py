@@ -41,6 +41,7 @@ class TrainConfig:
     exclude_models: tuple[str, ...] = ()
     max_rows_per_table: int | None = None  # for quick experiments and tests
     encode_batch_size: int = 64
+    stem_cache_dir: str | None = None  # keep the frozen stem's outputs on disk for later runs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +77,31 @@ def cache_stem(model: QualityModel, ids: list[list[int]], device, batch_size: in
         for k, i in enumerate(batch):
             out[i] = hidden[k, : len(ids[i])].clone()
     return out  # type: ignore[return-value]
+
+
+def cached_stem(model: QualityModel, ids: list[list[int]], device, config: TrainConfig, progress: bool) -> list[torch.Tensor]:
+    """`cache_stem`, reusing a copy on disk when the same backbone, cut and token ids were encoded before.
+
+    The stem is frozen, so runs over the same rows (say with some models held out, or other
+    head settings) can share it; on CPU it is the most expensive step after training itself.
+    """
+    if not config.stem_cache_dir:
+        return cache_stem(model, ids, device, config.encode_batch_size, progress)
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(f"{BACKBONE_NAME}|split={model.split}|{model.bert.config.to_json_string()}".encode())
+    for seq in ids:
+        digest.update(np.asarray(seq, dtype=np.int32).tobytes() + b"|")
+    path = Path(config.stem_cache_dir) / f"stem-{digest.hexdigest()[:24]}.pt"
+    if path.exists():
+        return torch.load(path)
+    cache = cache_stem(model, ids, device, config.encode_batch_size, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(cache, tmp)
+    tmp.replace(path)
+    return cache
 
 
 def stack_hidden(cache: list[torch.Tensor], rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +184,7 @@ def train(
     used = np.concatenate([train_rows, val_rows])
     encoded = encode_texts(tokenizer, [data.prompts[i] for i in used], mc.max_len, mc.head_frac)
     model.eval()
-    cache = cache_stem(model, encoded.ids, dev, config.encode_batch_size, progress)
+    cache = cached_stem(model, encoded.ids, dev, config, progress)
     pos_train = np.arange(len(train_rows))
     pos_val = np.arange(len(train_rows), len(used))
     labels = torch.as_tensor(data.labels[used])

@@ -128,3 +128,17 @@ def test_loaded_predictor_reproduces_training_logits(tiny_artifact, tiny_predict
     u_merged, truncated = tiny_predictor.prompt_vectors(prompts)
     np.testing.assert_allclose(u_unmerged, u_merged, atol=1e-4)
     assert truncated == [False, False]
+
+
+def test_stem_cache_on_disk_is_reused_and_gives_identical_training(tmp_path):
+    from predictor.train import TrainConfig, train
+
+    config = TrainConfig(model=ModelConfig(dim=8, hidden=16, lora_layers=1, lora_r=4, max_len=32), epochs=1,
+                         batch_size=16, stem_cache_dir=str(tmp_path / "stem"))
+    table = synthetic_table(60)
+    first = train([table], None, config, backbone=tiny_backbone(), progress=False)
+    cached = list((tmp_path / "stem").glob("stem-*.pt"))
+    assert len(cached) == 1
+    second = train([table], None, config, backbone=tiny_backbone(), progress=False)
+    assert list((tmp_path / "stem").glob("stem-*.pt")) == cached
+    assert first.meta["history"] == second.meta["history"]

@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
     p.add_argument("--max-rows-per-table", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--stem-cache", default=None, metavar="DIR",
+                   help="keep the frozen stem's outputs here and reuse them in later runs over the same rows")
     p.add_argument("--no-progress", action="store_true")
     add_registry_option(p)
     p.set_defaults(func=run_train)
@@ -83,6 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         exclude_models=tuple(m for m in args.exclude_models.split(",") if m),
         max_rows_per_table=args.max_rows_per_table,
+        stem_cache_dir=args.stem_cache,
     )
     probe = None
     try:
