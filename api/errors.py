@@ -86,6 +86,9 @@ async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's body parsing says only "error"
+        detail = f"request body is not UTF-8 text (byte {cause.start}); send JSON"
     return error_response(exc.status_code, STATUS_CODES.get(exc.status_code, "http_error"), detail,
                           headers=getattr(exc, "headers", None))
 

@@ -89,8 +89,10 @@ class SelectResponse(Decision):
     predictor_version: str
     prompt_tokens: int = Field(description="prompt length in the registry's token count (sets cost estimates)")
     truncated: bool = Field(description="the predictor read only the head and tail of a long prompt")
-    unscored: dict[str, str] = Field(default_factory=dict,
-                                     description="registry models the predictor could not score (left out), and why")
+    left_out: dict[str, str] = Field(
+        default_factory=dict,
+        description="registry models left out (the predictor cannot score them, or their figures overflow), and why",
+    )
 
 
 # ---- batch planning ----------------------------------------------------------------------

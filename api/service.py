@@ -8,6 +8,7 @@ so both answer the same question the same way.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 
 from api.errors import ServiceError, field_error
 from api.schemas import (
+    MAX_OUTPUT_TOKENS,
     ModelInfo,
     PlanAssignment,
     PlanRequest,
@@ -23,7 +25,16 @@ from api.schemas import (
     SelectRequest,
     SelectResponse,
 )
-from registry import ModelSpec, Registry, RegistryError, RegistrySnapshot, UnknownModelError, count_tokens
+from registry import (
+    ModelSpec,
+    Registry,
+    RegistryError,
+    RegistrySnapshot,
+    UnknownModelError,
+    count_tokens,
+    estimate_cost_usd,
+    estimate_latency_ms,
+)
 from registry.tokens import count_tokens_batch
 from selector.batch import plan_batch
 from selector.costs import batch_figures, request_candidates
@@ -33,6 +44,9 @@ from selector.request import select_models
 log = logging.getLogger("pickwise.api")
 
 PLAN_ENCODE_BATCH = 64
+# Upper bound on prompt and output tokens any request can ask about (schemas.MAX_OUTPUT_TOKENS
+# caps output and prompt_tokens; MAX_PROMPT_CHARS keeps a prompt far below it).
+FIGURE_CHECK_TOKENS = MAX_OUTPUT_TOKENS
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,8 @@ class Scoring:
     """How every model of one registry snapshot is scored: specs and vectors in the same order.
 
     Models the predictor cannot score (e.g. probe results none of which are in the artifact's
-    probe set) are left out and listed in `unscored` with the reason.
+    probe set), and models whose price or speed would make a cost or latency estimate overflow,
+    are left out and listed in `left_out` with the reason: one bad entry never fails every request.
     """
 
     registry_version: str
@@ -48,11 +63,18 @@ class Scoring:
     vectors: tuple  # tuple[ModelVector, ...]
     sources: dict[str, str]
     low_confidence: dict[str, str]
-    unscored: dict[str, str]
+    left_out: dict[str, str]
 
     def columns(self, names: Sequence[str]) -> list[int]:
         index = {s.name: j for j, s in enumerate(self.specs)}
         return [index[n] for n in names if n in index]
+
+
+def _estimates_are_finite(spec: ModelSpec) -> bool:
+    """Whether every request's cost and latency for this model is a finite number (both grow with tokens)."""
+    cost = estimate_cost_usd(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
+    latency = estimate_latency_ms(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
+    return math.isfinite(cost) and math.isfinite(latency)
 
 
 def _registry_issues(exc: RegistryError) -> list[dict]:
@@ -105,12 +127,16 @@ class PickwiseService:
             current = self._scoring
             if current is not None and current.registry_version == snapshot.version:
                 return current
-            specs, vectors, sources, low, unscored = [], [], {}, {}, {}
+            specs, vectors, sources, low, left_out = [], [], {}, {}, {}
             for spec in snapshot.models:
+                if not _estimates_are_finite(spec):
+                    left_out[spec.name] = (f"its cost or latency estimate overflows for a {FIGURE_CHECK_TOKENS:,}-token "
+                                           "prompt and answer; fix its pricing/latency entry")
+                    continue
                 try:
                     vec = predictor.model_vector(spec, snapshot)
                 except (ValueError, KeyError) as exc:
-                    unscored[spec.name] = str(exc)
+                    left_out[spec.name] = str(exc)
                     log.warning("model %s cannot be scored: %s", spec.name, exc)
                     continue
                 specs.append(spec)
@@ -118,7 +144,7 @@ class PickwiseService:
                 sources[spec.name] = vec.source
                 if vec.low_confidence:
                     low[spec.name] = vec.low_confidence
-            scoring = Scoring(snapshot.version, tuple(specs), tuple(vectors), sources, low, unscored)
+            scoring = Scoring(snapshot.version, tuple(specs), tuple(vectors), sources, low, left_out)
             self._scoring = scoring
             return scoring
 
@@ -127,24 +153,33 @@ class PickwiseService:
         return self.predictor.prompt_vectors(list(prompts), batch_size=PLAN_ENCODE_BATCH)
 
     # ---- one request -------------------------------------------------------------------------
-    def check_names(self, snapshot: RegistrySnapshot, names: Sequence[str] | None, field: str) -> None:
-        """422 naming `field` when an allow/deny list names a model the registry does not know."""
+    def check_names(self, snapshot: RegistrySnapshot, names: Sequence[str] | None, field: str,
+                    scoring: Scoring | None = None) -> None:
+        """422 naming `field` when an allow-list names a model the registry does not know (or that is
+        left out of routing); for the deny-list only unknown names are an error."""
         unknown = [n for n in names or () if n not in snapshot]
         if unknown:
             raise field_error(field, f"unknown model(s) {', '.join(map(repr, unknown))} (see GET /v1/models)")
+        if scoring is not None and field == "models":
+            out = {n: scoring.left_out[snapshot.get(n).name] for n in names or () if snapshot.get(n).name in scoring.left_out}
+            if out:
+                raise field_error(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
 
     def decide(self, request: SelectRequest, u: np.ndarray, truncated: bool, snapshot: RegistrySnapshot) -> SelectResponse:
         """Selection for one prompt whose vector `u` is already computed (cheap: no transformer call)."""
         predictor = self.predictor
         scoring = self.scoring(snapshot)
-        self.check_names(snapshot, request.models, "models")
+        self.check_names(snapshot, request.models, "models", scoring)
         self.check_names(snapshot, request.exclude, "exclude")
+        constraints = request.constraints()
+        if scoring.left_out and constraints.exclude:  # already out; the selector only knows scored models
+            constraints.exclude = [n for n in constraints.exclude if snapshot.get(n).name not in scoring.left_out]
         tokens = count_tokens(request.prompt)
         quality = predictor.probabilities(np.asarray(u, dtype=np.float64)[None, :], scoring.vectors)[0]
         candidates = request_candidates(scoring.specs, tokens, quality, low_confidence=scoring.low_confidence,
                                         output_tokens=request.expected_output_tokens)
         try:
-            decision = select_models(candidates, request.constraints())
+            decision = select_models(candidates, constraints)
         except InfeasibleSelection as exc:
             raise ServiceError(409, "infeasible", str(exc), blocking=exc.blocking,
                                registry_version=snapshot.version, predictor_version=predictor.version) from None
@@ -152,7 +187,7 @@ class PickwiseService:
             raise ServiceError(422, "validation_error", str(exc)) from None
         return SelectResponse.model_construct(
             **dict(decision), registry_version=snapshot.version, predictor_version=predictor.version,
-            prompt_tokens=tokens, truncated=bool(truncated), unscored=dict(scoring.unscored),
+            prompt_tokens=tokens, truncated=bool(truncated), left_out=dict(scoring.left_out),
         )
 
     def select(self, request: SelectRequest) -> SelectResponse:
@@ -240,7 +275,7 @@ class PickwiseService:
 
     def _plan_pool(self, snapshot: RegistrySnapshot, scoring: Scoring, request: PlanRequest) -> list[int]:
         """Columns of `scoring` a plan may use: enabled, allowed, not denied."""
-        self.check_names(snapshot, request.models, "models")
+        self.check_names(snapshot, request.models, "models", scoring)
         self.check_names(snapshot, request.exclude, "exclude")
         denied = {snapshot.get(n).name for n in request.exclude}
         allowed = None if request.models is None else {snapshot.get(n).name for n in request.models}
@@ -257,7 +292,7 @@ class PickwiseService:
             **spec.model_dump(),
             "source_file": snapshot.source_file(spec.name).name,
             "scoring": scoring.sources.get(spec.name) if scoring else None,
-            "low_confidence": (scoring.low_confidence.get(spec.name) or scoring.unscored.get(spec.name))
+            "low_confidence": (scoring.low_confidence.get(spec.name) or scoring.left_out.get(spec.name))
             if scoring else None,
         })
 

@@ -138,8 +138,8 @@ def format_decision(result) -> str:
         lines.append(f"low confidence: {name}: {why}")
     lines.append(f"prompt tokens {result.prompt_tokens}{' (predictor read head+tail only)' if result.truncated else ''}; "
                  f"registry {result.registry_version}; predictor {result.predictor_version}")
-    for name, why in result.unscored.items():
-        lines.append(f"not scored: {name}: {why}")
+    for name, why in result.left_out.items():
+        lines.append(f"left out: {name}: {why}")
     order = sorted(result.candidates, key=lambda c: (not c.chosen, bool(c.excluded_by), c.cost_usd, c.name))
     header = ("", "MODEL", "QUALITY", "COST USD", "LATENCY ms", "EXCLUDED BY")
     rows = [("*" if c.chosen else ("~" if c.low_confidence else ""), c.name, f"{c.quality:.3f}", _fmt_cost(c.cost_usd),

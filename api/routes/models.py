@@ -7,6 +7,7 @@ server started without one can never have its registry changed over the network.
 from __future__ import annotations
 
 import hmac
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -110,7 +111,7 @@ async def add_model(request: Request) -> Response:
         raise ServiceError(422, "invalid_model", "empty body: send one model entry")
     info, snapshot = await run_in_threadpool(state(request).service.add_model, text, fmt)
     return _json(ModelWritten(registry_version=snapshot.version, model=info), status=201,
-                 headers={"Location": f"/v1/models/{info.name}"})
+                 headers={"Location": f"/v1/models/{quote(info.name, safe='/')}"})
 
 
 @router.delete("/{name:path}", response_model=ModelRemoved, dependencies=[Depends(require_admin)],

@@ -22,6 +22,7 @@ from api.schemas import (
 router = APIRouter(prefix="/v1", tags=["selection"])
 
 COMMON = {
+    400: {"model": ErrorBody, "description": "body is not UTF-8 JSON text"},
     413: {"model": ErrorBody, "description": "body or batch too large"},
     422: {"model": ValidationErrorBody, "description": "invalid request; `errors` names each field"},
     503: {"model": ErrorBody, "description": "the predictor is not loaded yet"},

@@ -1,0 +1,172 @@
+"""The registry over HTTP: reads, bearer-token writes, register -> route -> delete, writes under load."""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+from api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
+
+from registry import load_registry
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+YAML = {"Content-Type": "application/yaml"}
+
+
+@pytest.fixture
+def registry_dir(tmp_path):
+    return copy_models(tmp_path / "registry")
+
+
+@pytest.fixture
+def api(registry_dir, tiny_predictor):
+    with client(registry_dir, tiny_predictor) as c:
+        yield c
+
+
+def test_list_and_get_models(api):
+    body = api.get("/v1/models").json()
+    assert [m["name"] for m in body["models"]] == sorted([*TRAINED, UNTRAINED])
+    by_name = {m["name"]: m for m in body["models"]}
+    assert by_name["gpt-4-1106-preview"]["scoring"] == "trained"
+    assert by_name[UNTRAINED]["scoring"] == "population" and by_name[UNTRAINED]["low_confidence"]
+    one = api.get("/v1/models/Llama-2-7b-hf").json()
+    assert one["model"]["pricing"]["input_per_million"] == 0.2 and one["registry_version"] == body["registry_version"]
+    r = api.get("/v1/models/no-such-model")
+    assert r.status_code == 404 and "no-such-model" in r.json()["detail"]
+
+
+def test_writes_are_refused_when_no_token_is_configured(registry_dir, tiny_predictor):
+    with client(registry_dir, tiny_predictor, admin_token=None) as c:
+        for r in (c.post("/v1/models", json=new_model("m1"), headers=AUTH), c.delete("/v1/models/claude-v2", headers=AUTH)):
+            assert r.status_code == 403 and "PICKWISE_ADMIN_TOKEN" in r.json()["detail"]
+    assert "m1" not in load_registry(registry_dir)
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401),
+    ({"Authorization": "Bearer wrong"}, 403),
+    ({"Authorization": f"Basic {TOKEN}"}, 401),  # not a bearer token at all
+    ({"Authorization": f"Bearer {TOKEN}x"}, 403),
+])
+def test_write_auth(api, registry_dir, headers, status):
+    r = api.post("/v1/models", json=new_model("m1"), headers=headers)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == ("unauthorized" if status == 401 else "forbidden")
+    if status == 401:
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert api.delete("/v1/models/claude-v2", headers=headers).status_code == status
+    assert "m1" not in load_registry(registry_dir) and "claude-v2" in load_registry(registry_dir)
+
+
+def test_register_yaml_then_select_it_then_delete_it(api, registry_dir):
+    text = "# added over HTTP\n" + yaml.safe_dump(new_model("acme-fast", aliases=["fast"]), sort_keys=False)
+    r = api.post("/v1/models", content=text, headers={**AUTH, **YAML})
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"] == "/v1/models/acme-fast"
+    assert r.json()["model"]["scoring"] == "similar_to"
+    assert "acme-fast" in load_registry(registry_dir)  # on disk, atomically written
+    assert (registry_dir / "acme-fast.yaml").read_text() == text  # written as given, comment kept
+
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["fast"]})
+    body = r.json()
+    assert r.status_code == 200 and body["chosen"] == ["acme-fast"]
+    assert "acme-fast" in body["low_confidence"]  # scored like gpt-4: a prior, flagged
+    # cheapest model in the registry now, so min_cost picks it without an allow-list too
+    assert api.post("/v1/select", json={"prompt": PROMPT}).json()["chosen"] == ["acme-fast"]
+
+    r = api.delete("/v1/models/acme-fast", headers=AUTH)
+    assert r.status_code == 200 and r.json()["removed"] == "acme-fast"
+    assert api.get("/v1/models/acme-fast").status_code == 404
+    body = api.post("/v1/select", json={"prompt": PROMPT}).json()
+    assert "acme-fast" not in {c["name"] for c in body["candidates"]}
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-fast"]})
+    assert r.status_code == 422 and "acme-fast" in r.json()["detail"]
+    assert api.delete("/v1/models/acme-fast", headers=AUTH).status_code == 404
+
+
+def test_register_json_with_a_benchmark_prior(api):
+    entry = new_model("acme-json", probe={"benchmark_score": 0.9})
+    r = api.post("/v1/models", content=json.dumps(entry), headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert r.json()["model"]["scoring"] == "benchmark_score"
+    body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-json"]}).json()
+    assert body["chosen"] == ["acme-json"] and 0 < body["quality"] < 1
+
+
+def test_register_with_probe_results_the_artifact_cannot_fit_is_reported_not_routed(api):
+    """The tiny artifact's probe set is synthetic, so real probe ids cannot be fitted: the model is
+    registered but listed as left_out (with the reason) instead of breaking selection."""
+    from registry.probe_set import load_probe_set
+
+    ids = [e.prompt_id for e in load_probe_set()[:60]]
+    entry = new_model("acme-probed", probe={"results": [{"prompt_id": i, "score": 1.0} for i in ids]})
+    r = api.post("/v1/models", json=entry, headers=AUTH)
+    assert r.status_code == 201, r.text
+    assert r.json()["model"]["scoring"] is None and "probe set" in r.json()["model"]["low_confidence"]
+    body = api.post("/v1/select", json={"prompt": PROMPT}).json()
+    assert "acme-probed" in body["left_out"] and "acme-probed" not in {c["name"] for c in body["candidates"]}
+
+
+def test_invalid_models_are_422_listing_every_problem(api, registry_dir):
+    bad = new_model("acme-bad", pricing={"input_per_milion": 1, "output_per_million": -2}, context_window=0)
+    r = api.post("/v1/models", json=bad, headers=AUTH)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "invalid_model" and len(body["errors"]) >= 3
+    fields = " ".join(str(e["field"]) for e in body["errors"])
+    assert "input_per_milion" in fields and "output_per_million" in fields and "context_window" in fields
+    assert all(e["model"] == "acme-bad" for e in body["errors"])
+
+    r = api.post("/v1/models", json=new_model("claude-v2"), headers=AUTH)  # name taken
+    assert r.status_code == 422 and "already taken" in r.json()["detail"]
+    r = api.post("/v1/models", content="name: [unclosed", headers={**AUTH, **YAML})
+    assert r.status_code == 422 and r.json()["errors"]
+    r = api.post("/v1/models", content=b"\xff\xfe", headers={**AUTH, **YAML})
+    assert r.status_code == 422 and "UTF-8" in r.json()["detail"]
+    r = api.post("/v1/models", content="name: x", headers={**AUTH, "Content-Type": "text/plain"})
+    assert r.status_code == 415 and "application/yaml" in r.json()["detail"]
+    assert [m.name for m in load_registry(registry_dir).models] == sorted([*TRAINED, UNTRAINED])
+
+
+def test_removing_the_last_model_is_409(tmp_path, tiny_predictor):
+    directory = copy_models(tmp_path / "one", names=["gpt-4-1106-preview"])
+    with client(directory, tiny_predictor) as c:
+        r = c.delete("/v1/models/gpt-4-1106-preview", headers=AUTH)
+        assert r.status_code == 409 and "last model" in r.json()["detail"]
+
+
+def test_concurrent_selects_during_registry_writes_all_succeed(api):
+    def select(i):
+        return api.post("/v1/select", json={"prompt": f"{PROMPT} ({i})"})
+
+    def churn(i):
+        name = f"churn-{i}"
+        added = api.post("/v1/models", json=new_model(name), headers=AUTH).status_code
+        removed = api.delete(f"/v1/models/{name}", headers=AUTH).status_code
+        return added, removed
+
+    with ThreadPoolExecutor(8) as pool:
+        selects = [pool.submit(select, i) for i in range(40)]
+        writes = [pool.submit(churn, i) for i in range(6)]
+        results = [f.result() for f in selects]
+        assert [f.result() for f in writes] == [(201, 200)] * 6
+    assert [r.status_code for r in results] == [200] * 40
+    # every answer came from one consistent snapshot: its candidates are that version's models
+    for r in results:
+        names = {c["name"] for c in r.json()["candidates"]}
+        assert {*TRAINED, UNTRAINED} <= names and len(names - {*TRAINED, UNTRAINED}) <= 6
+    assert [m["name"] for m in api.get("/v1/models").json()["models"]] == sorted([*TRAINED, UNTRAINED])
+
+
+def test_a_model_whose_figures_overflow_is_left_out_not_a_500(api):
+    absurd = new_model("acme-absurd", pricing={"input_per_million": 1e308, "output_per_million": 1e308})
+    assert api.post("/v1/models", json=absurd, headers=AUTH).status_code == 201
+    r = api.post("/v1/select", json={"prompt": PROMPT})
+    assert r.status_code == 200 and "overflows" in r.json()["left_out"]["acme-absurd"]
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-absurd"]})
+    assert r.status_code == 422 and "left out" in r.json()["detail"]
+    assert api.post("/v1/select", json={"prompt": PROMPT, "exclude": ["acme-absurd"]}).status_code == 200
+    r = api.post("/v1/plan", json={"prompts": [{"id": "a", "prompt": PROMPT}]})
+    assert r.status_code == 200 and r.json()["assignments"][0]["model"] != "acme-absurd"

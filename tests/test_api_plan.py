@@ -1,0 +1,159 @@
+"""Batch planning: inline POST /v1/plan and the POST /v1/plans job lifecycle."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from api_support import PROMPT, TRAINED, UNTRAINED, client, copy_models
+
+from api.errors import ServiceError
+from api.jobs import PlanJobs
+from api.schemas import PlanRequest, PlanResponse
+
+PROMPTS = [{"id": f"p{i}", "prompt": f"{PROMPT} Case {i}."} for i in range(6)]
+
+
+@pytest.fixture
+def registry_dir(tmp_path):
+    return copy_models(tmp_path / "registry")
+
+
+@pytest.fixture
+def api(registry_dir, tiny_predictor):
+    with client(registry_dir, tiny_predictor, sync_plan_limit=10, job_plan_limit=50) as c:
+        yield c
+
+
+def _wait(api, job_id: str, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.get(f"/v1/plans/{job_id}").json()
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def test_plan_under_a_budget(api):
+    cheap = api.post("/v1/plan", json={"prompts": PROMPTS, "budget": 0}).json()
+    assert cheap["error"] == "plan_infeasible" and cheap["min_budget"] > 0
+    budget = cheap["min_budget"] * 3
+    r = api.post("/v1/plan", json={"prompts": PROMPTS, "budget": budget})
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert [a["id"] for a in plan["assignments"]] == [p["id"] for p in PROMPTS]
+    assert plan["total_cost"] <= budget + 1e-12
+    assert plan["total_cost"] == pytest.approx(sum(a["cost_usd"] for a in plan["assignments"]))
+    assert plan["quality_mean"] == pytest.approx(sum(a["quality"] for a in plan["assignments"]) / len(PROMPTS))
+    assert sum(plan["count_per_model"].values()) == len(PROMPTS)
+    assert plan["gap"] <= 1e-4 and plan["registry_version"] and plan["predictor_version"]
+    # a larger budget can only buy more expected quality
+    richer = api.post("/v1/plan", json={"prompts": PROMPTS, "budget": budget * 100}).json()
+    assert richer["quality_sum"] >= plan["quality_sum"] - 1e-9
+
+
+def test_plan_min_cost_for_a_quality_target_with_precomputed_qualities(api):
+    prompts = [
+        {"id": "own-1", "quality": {"gpt-4-1106-preview": 0.9, "Llama-2-7b-hf": 0.2}, "prompt_tokens": 100},
+        {"id": "own-2", "quality": {"gpt-4-1106-preview": 0.9, "Llama-2-7b-hf": 0.8}, "prompt_tokens": 100},
+    ]
+    plan = api.post("/v1/plan", json={"prompts": prompts, "min_avg_quality": 0.85}).json()
+    assert plan["objective"] == "min_cost"
+    assert {a["id"]: a["model"] for a in plan["assignments"]} == {"own-1": "gpt-4-1106-preview", "own-2": "Llama-2-7b-hf"}
+    assert plan["quality_mean"] == pytest.approx(0.85)
+    r = api.post("/v1/plan", json={"prompts": prompts, "min_avg_quality": 0.95})
+    assert r.status_code == 409 and r.json()["reason"] == "quality target"
+
+
+def test_plan_constraints_and_their_errors(api):
+    r = api.post("/v1/plan", json={"prompts": PROMPTS, "models": ["Llama-2-7b-hf"], "capacity": {"Llama-2-7b-hf": 2}})
+    assert r.status_code == 409 and r.json()["reason"] == "capacity"
+    r = api.post("/v1/plan", json={"prompts": PROMPTS, "exclude": [*TRAINED, UNTRAINED]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "models"]
+    r = api.post("/v1/plan", json={"prompts": [{"id": "a", "quality": {"nope": 0.5}}]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "prompts", "0", "quality", "nope"]
+    r = api.post("/v1/plan", json={"prompts": PROMPTS, "max_latency_ms": 1})
+    assert r.status_code == 409 and r.json()["reason"] == "no allowed model"
+    assert r.json()["prompt_ids"] == [p["id"] for p in PROMPTS]
+    r = api.post("/v1/plan", json={"prompts": [{"id": "a"}]})
+    assert r.status_code == 422 and "prompt" in r.json()["detail"]
+    r = api.post("/v1/plan", json={"prompts": [{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]})
+    assert r.status_code == 422 and "duplicate prompt id" in r.json()["detail"]
+    r = api.post("/v1/plan", json={"prompts": [{"id": "a", "quality": {"Llama-2-7b-hf": 1.5}}]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "Llama-2-7b-hf"
+    assert api.post("/v1/plan", json={"prompts": []}).json()["status"] == "empty"
+
+
+def test_large_inline_plan_is_413_pointing_at_jobs(api):
+    prompts = [{"id": str(i), "prompt": "hi"} for i in range(11)]
+    r = api.post("/v1/plan", json={"prompts": prompts})
+    assert r.status_code == 413 and "/v1/plans" in r.json()["detail"]
+    r = api.post("/v1/plans", json={"prompts": [{"id": str(i), "prompt": "hi"} for i in range(51)]})
+    assert r.status_code == 413
+
+
+def test_plan_job_lifecycle(api):
+    prompts = [{"id": f"j{i}", "prompt": f"{PROMPT} {i}"} for i in range(30)]  # above the inline limit
+    r = api.post("/v1/plans", json={"prompts": prompts, "budget": 1.0})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running", "done") and job["prompts"] == 30
+    assert r.headers["Location"] == f"/v1/plans/{job['id']}"
+    done = _wait(api, job["id"])
+    assert done["status"] == "done" and done["error"] is None
+    assert len(done["result"]["assignments"]) == 30 and done["result"]["total_cost"] <= 1.0
+    assert done["finished_at"] >= done["started_at"] >= done["created_at"]
+    assert done["expires_at"] > done["finished_at"]
+
+    failed = _wait(api, api.post("/v1/plans", json={"prompts": prompts, "budget": 0}).json()["id"])
+    assert failed["status"] == "failed" and failed["result"] is None
+    assert failed["error"]["error"] == "plan_infeasible" and failed["error"]["min_budget"] > 0
+
+    r = api.get("/v1/plans/does-not-exist")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def _request(n: int = 1) -> PlanRequest:
+    return PlanRequest(prompts=[{"id": str(i), "prompt": "x"} for i in range(n)])
+
+
+def _fake_response() -> PlanResponse:
+    return PlanResponse(objective="max_quality", assignments=[], total_cost=0, quality_sum=0, quality_mean=0,
+                        count_per_model={}, solver="test", bound=0, gap=0, status="empty", seconds=0,
+                        registry_version="r", predictor_version="p")
+
+
+def test_jobs_queue_bound_eviction_and_expiry():
+    """PlanJobs on its own, with a plan function that waits for a signal and a settable clock."""
+    import threading
+
+    gate, now = threading.Event(), [1000.0]
+
+    def slow_plan(request):
+        gate.wait(10)
+        return _fake_response()
+
+    jobs = PlanJobs(slow_plan, queue_limit=2, keep=3, ttl_s=60, clock=lambda: now[0])
+    first, second = jobs.submit(_request()), jobs.submit(_request())
+    with pytest.raises(ServiceError) as exc:
+        jobs.submit(_request())
+    assert exc.value.status == 429 and "limit 2" in exc.value.detail
+    gate.set()
+    deadline = time.monotonic() + 10
+    while jobs.get(second.id).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert jobs.get(first.id).status == "done"
+    third, fourth = jobs.submit(_request()), None
+    while jobs.get(third.id).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fourth = jobs.submit(_request())  # 3 kept already: the oldest finished one goes
+    with pytest.raises(ServiceError) as exc:
+        jobs.get(first.id)
+    assert exc.value.status == 404
+    while jobs.get(fourth.id).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    now[0] += 61  # past the TTL: every finished job is forgotten
+    for job in (second, third, fourth):
+        with pytest.raises(ServiceError):
+            jobs.get(job.id)
+    jobs.shutdown()

@@ -1,0 +1,207 @@
+"""POST /v1/select end to end on the tiny predictor, plus health, readiness, limits and metrics."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from api_support import PROMPT, TRAINED, UNTRAINED, client, copy_models
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import MAX_PROMPT_CHARS, ServiceSettings
+
+
+@pytest.fixture
+def registry_dir(tmp_path):
+    return copy_models(tmp_path / "registry")
+
+
+@pytest.fixture
+def api(registry_dir, tiny_predictor):
+    with client(registry_dir, tiny_predictor) as c:
+        yield c
+
+
+def test_select_returns_the_decision_with_every_candidate(api, tiny_predictor):
+    r = api.post("/v1/select", json={"prompt": PROMPT})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["chosen"]) == 1
+    names = {c["name"] for c in body["candidates"]}
+    assert names == {*TRAINED, UNTRAINED}
+    chosen = [c for c in body["candidates"] if c["chosen"]]
+    assert [c["name"] for c in chosen] == body["chosen"]
+    # min_cost with no floor: the cheapest candidate wins
+    assert body["cost_usd"] == min(c["cost_usd"] for c in body["candidates"])
+    assert body["predictor_version"] == tiny_predictor.version
+    assert body["registry_version"] and body["prompt_tokens"] > 5 and body["truncated"] is False
+    # the model the artifact never saw is scored from a prior and says so
+    untrained = next(c for c in body["candidates"] if c["name"] == UNTRAINED)
+    assert untrained["low_confidence"]
+
+
+def test_select_matches_a_direct_predictor_call(api, tiny_predictor):
+    body = api.post("/v1/select", json={"prompt": PROMPT, "models": TRAINED}).json()
+    expected = tiny_predictor.predict([PROMPT], TRAINED)[0]
+    got = {c["name"]: c["quality"] for c in body["candidates"]}
+    for name, q in zip(TRAINED, expected):
+        assert got[name] == pytest.approx(q, rel=1e-5)
+
+
+def test_quality_floor_and_allow_list_are_applied(api):
+    everything = api.post("/v1/select", json={"prompt": PROMPT}).json()
+    best = max(everything["candidates"], key=lambda c: c["quality"])
+    r = api.post("/v1/select", json={"prompt": PROMPT, "min_quality": best["quality"]})
+    assert r.status_code == 200 and r.json()["chosen"] == [best["name"]]
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["gpt-4-1106-preview"]})
+    body = r.json()
+    assert body["chosen"] == ["gpt-4-1106-preview"]
+    others = [c for c in body["candidates"] if c["name"] != "gpt-4-1106-preview"]
+    assert all("not in allow-list" in c["excluded_by"] for c in others)
+
+
+def test_model_sets_combine_quality(api):
+    r = api.post("/v1/select", json={"prompt": PROMPT, "max_models": 2, "objective": "max_quality"})
+    body = r.json()
+    assert r.status_code == 200 and len(body["chosen"]) == 2
+    members = [c["quality"] for c in body["candidates"] if c["chosen"]]
+    assert body["quality"] == pytest.approx(1 - (1 - members[0]) * (1 - members[1]))
+
+
+def test_infeasible_is_409_naming_each_models_blocking_constraints(api):
+    r = api.post("/v1/select", json={"prompt": PROMPT, "max_cost_usd": 1e-9, "max_latency_ms": 1})
+    assert r.status_code == 409
+    body = r.json()
+    assert body["error"] == "infeasible"
+    assert set(body["blocking"]) == {*TRAINED, UNTRAINED}
+    assert all({"cost cap", "latency cap"} <= set(why) for why in body["blocking"].values())
+    assert "cost cap" in body["detail"]
+
+
+def test_infeasible_with_fallback_returns_a_choice_flagged_as_fallback(api):
+    r = api.post("/v1/select", json={"prompt": PROMPT, "max_cost_usd": 1e-9, "on_infeasible": "cheapest"})
+    assert r.status_code == 200
+    assert r.json()["fallback"] == "cheapest" and r.json()["violates"] == ["cost cap"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "prompt"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": PROMPT, "min_quality": 1.5}, "min_quality"),
+    ({"prompt": PROMPT, "max_models": 4}, "max_models"),
+    ({"prompt": PROMPT, "objective": "cheapest"}, "objective"),
+    ({"prompt": PROMPT, "min_qualty": 0.5}, "min_qualty"),
+    ({"prompt": PROMPT, "max_cost_usd": "lots"}, "max_cost_usd"),
+    ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
+])
+def test_bad_bodies_are_422_naming_the_field(api, body, field):
+    r = api.post("/v1/select", json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()
+    assert err["error"] == "validation_error"
+    assert any(e["loc"][-1] == field for e in err["errors"]), err
+    assert field in err["detail"]
+
+
+def test_unknown_model_in_allow_list_is_422_naming_the_field(api):
+    r = api.post("/v1/select", json={"prompt": PROMPT, "exclude": ["no-such-model"]})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "exclude"] and "no-such-model" in r.json()["detail"]
+
+
+def test_balanced_without_willingness_to_pay_is_422(api):
+    r = api.post("/v1/select", json={"prompt": PROMPT, "objective": "balanced"})
+    assert r.status_code == 422 and "willingness_to_pay" in r.json()["detail"]
+
+
+def test_malformed_json_is_422(api):
+    r = api.post("/v1/select", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+
+
+def test_oversize_bodies_are_413(registry_dir, tiny_predictor):
+    with client(registry_dir, tiny_predictor, max_body_bytes=2_000) as c:
+        big = {"prompt": "x" * 5_000}
+        r = c.post("/v1/select", json=big)  # Content-Length says too big: refused before reading
+        assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+
+        def chunks():  # no Content-Length: caught while streaming
+            for _ in range(10):
+                yield b"x" * 500
+
+        r = c.post("/v1/select", content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "2,000-byte limit" in r.json()["detail"]
+        assert c.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+
+
+def test_unknown_route_and_method_are_json(api):
+    r = api.get("/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = api.get("/v1/select")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+def test_health_ready_and_openapi(api):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["models"] == 4
+    spec = api.get("/openapi.json").json()
+    assert {"/v1/select", "/v1/plan", "/v1/plans", "/v1/plans/{job_id}", "/v1/models", "/v1/models/{name}",
+            "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert api.get("/docs").status_code == 200
+
+
+def test_readyz_is_503_until_the_predictor_has_loaded(registry_dir, tiny_predictor):
+    release = threading.Event()
+
+    def slow_loader():
+        release.wait(10)
+        return tiny_predictor
+
+    app = create_app(registry_dir, predictor=slow_loader, settings=ServiceSettings(admin_token=None))
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["error"] == "not_ready" and r.headers["Retry-After"]
+        assert c.post("/v1/select", json={"prompt": PROMPT}).status_code == 503
+        release.set()
+        deadline = time.monotonic() + 10
+        while c.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.get("/readyz").status_code == 200
+        assert c.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+
+
+def test_readyz_reports_a_failed_load(registry_dir):
+    def broken_loader():
+        raise FileNotFoundError("no artifact at /nowhere")
+
+    app = create_app(registry_dir, predictor=broken_loader, settings=ServiceSettings(admin_token=None))
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 10
+        while "failed" not in c.get("/readyz").json()["detail"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "no artifact at /nowhere" in r.json()["detail"]
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_concurrent_selects_are_micro_batched_and_counted(registry_dir, tiny_predictor):
+    n = 12
+    with client(registry_dir, tiny_predictor, max_wait_ms=200, max_batch=64) as c:
+        with ThreadPoolExecutor(n) as pool:
+            results = list(pool.map(lambda i: c.post("/v1/select", json={"prompt": f"{PROMPT} #{i}"}), range(n)))
+        assert all(r.status_code == 200 for r in results)
+        text = c.get("/metrics").text
+    batches = _metric(text, "pickwise_predictor_batch_size_count")
+    prompts = _metric(text, "pickwise_predictor_batch_size_sum")
+    assert prompts == n
+    assert batches < n  # so at least one predictor call encoded several requests' prompts
+    assert _metric(text, 'pickwise_http_requests_total{endpoint="/v1/select",method="POST",status="200"}') == n
+    assert _metric(text, "pickwise_selections_total") == n
+    assert _metric(text, 'pickwise_http_request_duration_seconds_count{endpoint="/v1/select"') == n
