@@ -1,0 +1,251 @@
+"""Latency and throughput of `pickwise serve` on loopback, with the default registry and 100-token prompts.
+
+Starts the server as a subprocess (uvicorn, 127.0.0.1, one worker), waits for /readyz, then per run:
+- closed-loop load at concurrency 1 (single-client latency), 4, 16 and 64;
+- open-loop load at a fixed rate (default 100 req/s for 8 s): p99 under sustained arrivals.
+Every request is a distinct real 100-token MMLU-Pro prompt (nothing is cached). Figures are
+medians over --runs runs; mean predictor batch size comes from the server's /metrics.
+
+Run:  .venv/bin/python bench/bench_api.py [--runs 3] [--artifact DIR] [--quick-artifact]
+Writes bench/results/api.json and bench/results/api.md. Targets: single client p50 <= 15 ms,
+p99 <= 40 ms; sustained >= 100 req/s at p99 <= 250 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from loadgen import closed_loop, median_result, open_loop  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+CONCURRENCY = (1, 4, 16, 64)
+TARGETS = {"single_p50_ms": 15.0, "single_p99_ms": 40.0, "sustained_rps": 100.0, "sustained_p99_ms": 250.0}
+QUICK_ARTIFACT = Path(tempfile.gettempdir()) / "pickwise-bench-artifact"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resolve_artifact(args) -> tuple[Path, str]:
+    """The artifact to serve and a note saying which one it is."""
+    from predictor.artifact import default_artifact_dir
+
+    if args.artifact:
+        return Path(args.artifact), f"artifact {args.artifact}"
+    shipped = default_artifact_dir()
+    if (shipped / "meta.json").exists():
+        return shipped, "the shipped artifact (predictor/artifacts/default)"
+    if not args.quick_artifact:
+        sys.exit(f"no shipped artifact at {shipped}; pass --artifact DIR or --quick-artifact")
+    if not (QUICK_ARTIFACT / "meta.json").exists():
+        print(f"training a quick stand-in artifact at {QUICK_ARTIFACT} (MiniLM, 1 epoch, 60 rows per table)...",
+              file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "api.cli", "train", "--out", str(QUICK_ARTIFACT), "--epochs", "1",
+                        "--max-rows-per-table", "60", "--no-progress"], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    return QUICK_ARTIFACT, ("a QUICK STAND-IN artifact (real MiniLM backbone and architecture, trained 1 epoch on "
+                            "60 rows per table: same inference cost as the shipped one, meaningless quality) because "
+                            "predictor/artifacts/default did not exist yet")
+
+
+def prompts(n: int) -> list[str]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_predictor import hundred_token_prompts  # the predictor bench's 100-token MMLU-Pro prompts
+
+    from predictor.backbone import load_tokenizer
+
+    return hundred_token_prompts(load_tokenizer(), n)
+
+
+class Server:
+    """`pickwise serve` in a subprocess; always stopped on exit."""
+
+    def __init__(self, artifact: Path, port: int, log: Path, extra: list[str]):
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--artifact", str(artifact), "--log-level", "warning", *extra],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 300) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return time.monotonic() - start
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"server not ready after {timeout} s")
+
+    def batch_stats(self) -> tuple[float, float]:
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        def value(name):
+            m = re.search(rf"^{name} (\S+)$", text, re.M)
+            return float(m.group(1)) if m else 0.0
+        return value("pickwise_predictor_batch_size_sum"), value("pickwise_predictor_batch_size_count")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def one_run(server: Server, texts: list[str], offset: int, args) -> dict:
+    """Every load shape once; returns {name: LoadResult dict + mean_batch}."""
+    used = [offset]
+
+    def body_maker():
+        base = used[0]
+        def make(i: int) -> dict:
+            return {"prompt": texts[(base + i) % len(texts)]}
+        return make
+
+    out = {}
+    shapes = [(f"closed c={c}", dict(concurrency=c, total=args.requests + 10 * c, max_seconds=args.max_seconds))
+              for c in CONCURRENCY]
+    shapes.append((f"open {args.rate:g}/s", dict(rate=args.rate, seconds=args.sustain_seconds)))
+    for name, kw in shapes:
+        before = server.batch_stats()
+        if name.startswith("closed"):
+            result = asyncio.run(closed_loop(server.url, "/v1/select", body_maker(), **kw))
+        else:
+            result = asyncio.run(open_loop(server.url, "/v1/select", body_maker(), **kw))
+        after = server.batch_stats()
+        used[0] += result.requests
+        row = result.as_dict()
+        calls = after[1] - before[1]
+        row["mean_batch"] = (after[0] - before[0]) / calls if calls else float("nan")
+        out[name] = row
+        print(f"  {name:<14} {result.throughput:7.1f} req/s  p50 {result.p50_ms:7.1f}  p99 {result.p99_ms:7.1f} ms  "
+              f"batch {row['mean_batch']:.1f}  errors {result.errors}", file=sys.stderr)
+    return out
+
+
+def summarise(runs: list[dict]) -> dict:
+    from loadgen import LoadResult
+
+    names = list(runs[0])
+    summary = {}
+    for name in names:
+        rows = [r[name] for r in runs]
+        med = median_result([LoadResult(**{k: v for k, v in row.items() if k != "mean_batch"}) for row in rows])
+        med["mean_batch"] = statistics.median(row["mean_batch"] for row in rows)
+        summary[name] = med
+    return summary
+
+
+def markdown(meta: dict, summary: dict, verdict: dict) -> str:
+    lines = [
+        "# API latency and throughput (`bench/bench_api.py`)",
+        "",
+        f"Machine: {meta['machine']}; load average at start {meta['loadavg']} (shared with other work).",
+        f"Server: `pickwise serve {meta['server_args']}` (uvicorn, 1 worker, 127.0.0.1), default registry "
+        f"({meta['models']} models), {meta['artifact_note']}.",
+        f"Requests: `POST /v1/select` with a distinct 100-token MMLU-Pro prompt each (objective min_cost). "
+        f"Medians of {meta['runs']} runs.",
+        "",
+        "| load | req/s | p50 ms | p90 ms | p99 ms | max ms | mean predictor batch | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['throughput']:.1f} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | {s['p99_ms']:.1f} | "
+                     f"{s['max_ms']:.1f} | {s['mean_batch']:.1f} | {s['errors']:g} |")
+    lines += ["", "| target | goal | measured | met |", "|---|---:|---:|---|"]
+    for key, (goal, got, ok) in verdict.items():
+        lines.append(f"| {key} | {goal:g} | {got:.1f} | {'yes' if ok else 'no'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=150, help="closed-loop requests per run at c=1 (+10 per client)")
+    parser.add_argument("--max-seconds", type=float, default=15.0, help="cap on each closed-loop run")
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop arrival rate (req/s)")
+    parser.add_argument("--sustain-seconds", type=float, default=8.0)
+    parser.add_argument("--artifact", default=None)
+    parser.add_argument("--int8", action="store_true", help="serve with `pickwise serve --int8`")
+    parser.add_argument("--torch-threads", type=int, default=None, help="forwarded to `pickwise serve`")
+    parser.add_argument("--tag", default="", help="suffix of the result files (api<tag>.json/.md)")
+    parser.add_argument("--quick-artifact", action="store_true",
+                        help="without a shipped artifact, train (once) and serve a small stand-in")
+    args = parser.parse_args()
+
+    artifact, note = resolve_artifact(args)
+    texts = prompts(4000)
+    from registry import default_registry_dir, load_registry
+
+    meta = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+                   f"Python {platform.python_version()}",
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "models": len(load_registry(default_registry_dir())), "artifact": str(artifact), "artifact_note": note,
+        "runs": args.runs, "rate": args.rate, "sustain_seconds": args.sustain_seconds, "prompts": len(texts),
+    }
+    extra = (["--int8"] if args.int8 else []) + (["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])
+    meta["server_args"] = " ".join(extra) or "(defaults)"
+    server = Server(artifact, free_port(), Path(tempfile.gettempdir()) / "pickwise-bench-api-server.log", extra)
+    try:
+        meta["ready_seconds"] = round(server.wait_ready(), 1)
+        asyncio.run(closed_loop(server.url, "/v1/select", lambda i: {"prompt": texts[i]}, concurrency=4, total=40,
+                                max_seconds=30))  # warm-up
+        runs = []
+        for r in range(args.runs):
+            print(f"run {r + 1}/{args.runs}", file=sys.stderr)
+            runs.append(one_run(server, texts, 40 + r * 1500, args))
+    finally:
+        server.stop()
+
+    summary = summarise(runs)
+    single, sustained = summary["closed c=1"], summary[f"open {args.rate:g}/s"]
+    verdict = {
+        "single-client p50 (ms)": (TARGETS["single_p50_ms"], single["p50_ms"], single["p50_ms"] <= TARGETS["single_p50_ms"]),
+        "single-client p99 (ms)": (TARGETS["single_p99_ms"], single["p99_ms"], single["p99_ms"] <= TARGETS["single_p99_ms"]),
+        "sustained req/s": (TARGETS["sustained_rps"], sustained["throughput"],
+                            sustained["throughput"] >= 0.95 * args.rate and args.rate >= TARGETS["sustained_rps"]),
+        "sustained p99 (ms)": (TARGETS["sustained_p99_ms"], sustained["p99_ms"],
+                               sustained["p99_ms"] <= TARGETS["sustained_p99_ms"]),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"api{args.tag}.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs,
+                                                   "targets": {k: {"goal": g, "measured": m, "met": ok}
+                                                               for k, (g, m, ok) in verdict.items()}}, indent=2))
+    md = markdown(meta, summary, verdict)
+    (RESULTS / f"api{args.tag}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""A small HTTP load generator (httpx, asyncio) that always stops by itself.
+
+Two shapes of load:
+- closed loop: `concurrency` clients, each sending its next request when the last one answered,
+  until `total` requests are done or `max_seconds` have passed;
+- open loop: requests started at a fixed `rate` for `seconds` (at most rate*seconds requests,
+  at most `max_in_flight` at once), which is what "sustains N req/s" means: a slow server
+  cannot slow the arrivals down and hide its queueing.
+
+Only loopback addresses are accepted: this tool is for benchmarking a local server.
+"""
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class LoadResult:
+    """Latency percentiles (ms) and throughput of one load run."""
+
+    shape: str
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def _summarise(shape: str, concurrency: int, latencies: list[float], statuses: dict[str, int], seconds: float) -> LoadResult:
+    ordered = sorted(latencies)
+    errors = sum(n for s, n in statuses.items() if not s.startswith("2"))
+    return LoadResult(
+        shape=shape, concurrency=concurrency, requests=len(latencies), errors=errors, seconds=seconds,
+        throughput=len(latencies) / seconds if seconds > 0 else 0.0,
+        p50_ms=_percentile(ordered, 0.50) * 1000, p90_ms=_percentile(ordered, 0.90) * 1000,
+        p99_ms=_percentile(ordered, 0.99) * 1000, max_ms=(ordered[-1] * 1000) if ordered else float("nan"),
+        statuses=dict(sorted(statuses.items())),
+    )
+
+
+def check_loopback(base_url: str) -> None:
+    host = urlsplit(base_url).hostname
+    if host not in LOOPBACK:
+        raise ValueError(f"refusing to load {host!r}: the load generator only targets loopback (127.0.0.1)")
+
+
+async def _one(client: httpx.AsyncClient, path: str, body: dict, latencies: list[float], statuses: dict[str, int],
+               scheduled: float | None = None) -> None:
+    """One POST; latency counts from `scheduled` when given (open loop: no coordinated omission)."""
+    start = time.perf_counter() if scheduled is None else scheduled
+    try:
+        response = await client.post(path, json=body)
+        key = str(response.status_code)
+    except httpx.HTTPError as exc:
+        key = type(exc).__name__
+    latencies.append(time.perf_counter() - start)
+    statuses[key] = statuses.get(key, 0) + 1
+
+
+async def closed_loop(base_url: str, path: str, make_body: Callable[[int], dict], *, concurrency: int, total: int,
+                      max_seconds: float, timeout: float = 10.0) -> LoadResult:
+    """`concurrency` clients in lockstep with the server; stops after `total` requests or `max_seconds`."""
+    check_loopback(base_url)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    counter = iter(range(total))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+        start = time.perf_counter()
+        deadline = start + max_seconds
+
+        async def worker() -> None:
+            for i in counter:
+                if time.perf_counter() >= deadline:
+                    return
+                await _one(client, path, make_body(i), latencies, statuses)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return _summarise("closed", concurrency, latencies, statuses, elapsed)
+
+
+async def open_loop(base_url: str, path: str, make_body: Callable[[int], dict], *, rate: float, seconds: float,
+                    max_in_flight: int = 512, timeout: float = 10.0) -> LoadResult:
+    """Requests started every 1/rate s for `seconds`; late answers count with their full latency."""
+    check_loopback(base_url)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    total = int(rate * seconds)
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    gate = asyncio.Semaphore(max_in_flight)
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+        start = time.perf_counter()
+        tasks = []
+
+        async def fire(i: int) -> None:
+            async with gate:
+                await _one(client, path, make_body(i), latencies, statuses, scheduled=start + i / rate)
+
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(fire(i)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return _summarise("open", max_in_flight, latencies, statuses, elapsed)
+
+
+def median_result(results: list[LoadResult]) -> dict:
+    """Per-figure medians over repeated runs (each figure separately)."""
+    keys = ("requests", "errors", "seconds", "throughput", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+    return {k: statistics.median(getattr(r, k) for r in results) for k in keys}

@@ -1,0 +1,106 @@
+"""MicroBatcher on its own, driving the tiny predictor's real prompt_vectors."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from api.batcher import MicroBatcher
+
+
+def _recording(predictor, calls: list[int]):
+    def encode(prompts):
+        calls.append(len(prompts))
+        return predictor.prompt_vectors(prompts)
+    return encode
+
+
+def test_concurrent_submissions_share_one_call_and_get_their_own_vectors(tiny_predictor):
+    prompts = [f"What is {i} times {i} plus 3?" for i in range(10)]
+    calls: list[int] = []
+    observed: list[int] = []
+
+    async def main():
+        batcher = MicroBatcher(_recording(tiny_predictor, calls), max_batch=32, max_wait_ms=50,
+                               observe=lambda size, seconds: observed.append(size))
+        try:
+            return await asyncio.gather(*(batcher.submit(p) for p in prompts))
+        finally:
+            await batcher.aclose()
+
+    results = asyncio.run(main())
+    assert calls == [10] and observed == [10]
+    expected, _ = tiny_predictor.prompt_vectors(prompts)
+    for (vector, truncated), row in zip(results, expected):
+        np.testing.assert_allclose(vector, row, rtol=1e-5, atol=1e-6)
+        assert truncated is False
+
+
+def test_batches_are_capped_at_max_batch(tiny_predictor):
+    calls: list[int] = []
+
+    async def main():
+        batcher = MicroBatcher(_recording(tiny_predictor, calls), max_batch=4, max_wait_ms=50)
+        try:
+            await asyncio.gather(*(batcher.submit(f"prompt {i}") for i in range(10)))
+        finally:
+            await batcher.aclose()
+
+    asyncio.run(main())
+    assert sum(calls) == 10 and max(calls) <= 4 and len(calls) == 3
+
+
+def test_a_lone_request_waits_at_most_max_wait(tiny_predictor):
+    calls: list[int] = []
+
+    async def main():
+        batcher = MicroBatcher(_recording(tiny_predictor, calls), max_batch=32, max_wait_ms=20)
+        loop = asyncio.get_running_loop()
+        try:
+            start = loop.time()
+            await batcher.submit("alone")
+            return loop.time() - start
+        finally:
+            await batcher.aclose()
+
+    elapsed = asyncio.run(main())
+    assert calls == [1] and 0.015 <= elapsed < 2.0
+
+
+def test_an_encoder_error_reaches_every_caller_and_the_worker_survives(tiny_predictor):
+    def flaky(prompts):
+        if any("boom" in p for p in prompts):
+            raise RuntimeError("encoder failed")
+        return tiny_predictor.prompt_vectors(prompts)
+
+    async def main():
+        batcher = MicroBatcher(flaky, max_batch=8, max_wait_ms=20)
+        try:
+            failed = await asyncio.gather(batcher.submit("boom"), batcher.submit("fine"), return_exceptions=True)
+            ok = await batcher.submit("fine again")
+            return failed, ok
+        finally:
+            await batcher.aclose()
+
+    failed, ok = asyncio.run(main())
+    assert all(isinstance(e, RuntimeError) for e in failed)
+    assert ok[0].shape == (tiny_predictor.model.config.dim,)
+
+
+def test_the_batcher_restarts_on_a_new_event_loop(tiny_predictor):
+    batcher = MicroBatcher(tiny_predictor.prompt_vectors, max_batch=4, max_wait_ms=1)
+    for _ in range(2):  # e.g. two test clients in a row on the same app
+        vector, _ = asyncio.run(batcher.submit("hello"))
+        assert vector.shape == (tiny_predictor.model.config.dim,)
+
+    async def close():
+        await batcher.aclose()
+
+    asyncio.run(close())
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"max_wait_ms": -1}])
+def test_bad_settings_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda p: (np.zeros((len(p), 2)), [False] * len(p)), **kwargs)

@@ -1,0 +1,74 @@
+"""`pickwise select` and `pickwise serve` argument handling (same service code as the API)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from api_support import PROMPT, TRAINED, UNTRAINED, copy_models
+
+import predictor.inference
+from api.cli import main
+
+
+@pytest.fixture
+def registry_dir(tmp_path):
+    return copy_models(tmp_path / "registry")
+
+
+@pytest.fixture
+def tiny_loader(monkeypatch, tiny_predictor):
+    """The CLI loads the shipped artifact on MiniLM; here it gets the tiny predictor instead."""
+    monkeypatch.setattr(predictor.inference, "load_predictor", lambda artifact=None, **kw: tiny_predictor)
+
+
+def test_select_prints_a_table_with_the_chosen_model_first(registry_dir, tiny_loader, capsys):
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--exclude", "Llama-2-7b-hf"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("chosen: ")
+    table = lines[lines.index(next(line for line in lines if line.lstrip().startswith("MODEL"))) + 1:]
+    assert table[0].startswith("*")  # chosen row first
+    assert "Llama-2-7b-hf" in out and "deny-list" in out
+    assert all(name in out for name in (*TRAINED, UNTRAINED))
+    assert "~" in out  # the model scored from a prior is marked
+
+
+def test_select_json_equals_the_api_response(registry_dir, tiny_loader, tiny_predictor, capsys):
+    from api_support import client
+
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--json", "--max-models", "2",
+                 "--objective", "max_quality"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    with client(registry_dir, tiny_predictor) as c:
+        api = c.post("/v1/select", json={"prompt": PROMPT, "max_models": 2, "objective": "max_quality"}).json()
+    assert cli["chosen"] == api["chosen"] and cli["quality"] == pytest.approx(api["quality"])
+    assert [c["name"] for c in cli["candidates"]] == [c["name"] for c in api["candidates"]]
+
+
+def test_infeasible_select_names_each_models_blocking_constraints(registry_dir, tiny_loader, capsys):
+    code = main(["select", PROMPT, "--registry", str(registry_dir), "--max-cost-usd", "0", "--max-latency-ms", "1"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "no model satisfies the constraints" in err
+    for name in (*TRAINED, UNTRAINED):
+        line = next(line for line in err.splitlines() if line.strip().startswith(name))
+        assert "latency cap" in line and "cost cap" in line
+
+
+def test_select_option_errors_name_the_option(registry_dir, tiny_loader, capsys):
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--min-quality", "2"]) == 2
+    assert "--min-quality" in capsys.readouterr().err
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--objective", "balanced"]) == 2
+    assert "willingness_to_pay" in capsys.readouterr().err
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_missing_artifact_or_bad_registry(tmp_path, registry_dir, capsys):
+    assert main(["serve", "--registry", str(registry_dir), "--artifact", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text("- name: broken\n")
+    assert main(["serve", "--registry", str(bad), "--artifact", str(tmp_path)]) == 2
+    assert "invalid" in capsys.readouterr().err
