@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.settings import MAX_PROMPT_CHARS
 from registry import ModelSpec
-from selector.types import Decision, SelectionConstraints
+from selector.types import BatchPlan, Decision, SelectionConstraints
 
 MAX_OUTPUT_TOKENS = 10_000_000  # bound on expected_output_tokens: keeps cost arithmetic finite
 MAX_WILLINGNESS_TO_PAY = 1e9  # bound on lambda: keeps quality - lambda * cost finite
@@ -155,23 +155,11 @@ class PlanAssignment(BaseModel):
     latency_ms: float
 
 
-class PlanResponse(BaseModel):
-    """The plan: a model per prompt, totals, and how close to optimal it is proven to be."""
+class PlanResponse(BatchPlan):
+    """The selector's plan (assignment as indices into model_names, totals, solver, certified gap),
+    plus the assignment spelled out per prompt id and what the plan was computed from."""
 
-    objective: Literal["max_quality", "min_cost"]
     assignments: list[PlanAssignment]
-    total_cost: float
-    quality_sum: float
-    quality_mean: float
-    count_per_model: dict[str, int]
-    budget: float | None = None
-    min_avg_quality: float | None = None
-    solver: str
-    bound: float
-    gap: float
-    status: str
-    seconds: float
-    notes: list[str] = Field(default_factory=list)
     low_confidence: dict[str, str] = Field(default_factory=dict)
     truncated: list[str] = Field(default_factory=list, description="ids of prompts the predictor read head+tail only")
     registry_version: str

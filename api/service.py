@@ -265,10 +265,7 @@ class PickwiseService:
         ]
         used = {names[j] for j in plan.assignment}
         return PlanResponse(
-            objective=plan.objective, assignments=assignments, total_cost=plan.total_cost,
-            quality_sum=plan.quality_sum, quality_mean=plan.quality_mean, count_per_model=plan.count_per_model,
-            budget=plan.budget, min_avg_quality=plan.min_avg_quality, solver=plan.solver, bound=plan.bound,
-            gap=plan.gap, status=plan.status, seconds=plan.seconds, notes=plan.notes,
+            **dict(plan), assignments=assignments,
             low_confidence={k: v for k, v in scoring.low_confidence.items() if k in used},
             truncated=truncated_ids, registry_version=snapshot.version, predictor_version=predictor.version,
         )

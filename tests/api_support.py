@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -47,4 +48,17 @@ def client(registry_dir: Path, predictor, **settings):
     settings.setdefault("admin_token", TOKEN)
     app = create_app(registry_dir, predictor=predictor, settings=ServiceSettings(**settings))
     with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def registry_dir(tmp_path):
+    """A fresh copy of the few test models per test (writes never leak between tests)."""
+    return copy_models(tmp_path / "registry")
+
+
+@pytest.fixture
+def api(registry_dir, tiny_predictor):
+    """A client on the tiny predictor over `registry_dir`, admin token TOKEN."""
+    with client(registry_dir, tiny_predictor) as c:
         yield c

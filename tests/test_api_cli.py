@@ -4,15 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from api_support import PROMPT, TRAINED, UNTRAINED, copy_models
+from api_support import registry_dir  # noqa: F401 (shared fixture)
+from api_support import PROMPT, TRAINED, UNTRAINED
 
 import predictor.inference
 from api.cli import main
-
-
-@pytest.fixture
-def registry_dir(tmp_path):
-    return copy_models(tmp_path / "registry")
 
 
 @pytest.fixture

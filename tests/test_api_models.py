@@ -6,23 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
+from api_support import api, registry_dir  # noqa: F401 (shared fixtures)
 from api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
 
 from registry import load_registry
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 YAML = {"Content-Type": "application/yaml"}
-
-
-@pytest.fixture
-def registry_dir(tmp_path):
-    return copy_models(tmp_path / "registry")
-
-
-@pytest.fixture
-def api(registry_dir, tiny_predictor):
-    with client(registry_dir, tiny_predictor) as c:
-        yield c
 
 
 def test_list_and_get_models(api):

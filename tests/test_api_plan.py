@@ -4,18 +4,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from api_support import PROMPT, TRAINED, UNTRAINED, client, copy_models
+from api_support import registry_dir  # noqa: F401 (shared fixture)
+from api_support import PROMPT, TRAINED, UNTRAINED, client
 
 from api.errors import ServiceError
 from api.jobs import PlanJobs
 from api.schemas import PlanRequest, PlanResponse
 
 PROMPTS = [{"id": f"p{i}", "prompt": f"{PROMPT} Case {i}."} for i in range(6)]
-
-
-@pytest.fixture
-def registry_dir(tmp_path):
-    return copy_models(tmp_path / "registry")
 
 
 @pytest.fixture
@@ -118,9 +114,9 @@ def _request(n: int = 1) -> PlanRequest:
 
 
 def _fake_response() -> PlanResponse:
-    return PlanResponse(objective="max_quality", assignments=[], total_cost=0, quality_sum=0, quality_mean=0,
-                        count_per_model={}, solver="test", bound=0, gap=0, status="empty", seconds=0,
-                        registry_version="r", predictor_version="p")
+    return PlanResponse(objective="max_quality", assignment=[], model_names=[], assignments=[], total_cost=0,
+                        quality_sum=0, quality_mean=0, count_per_model={}, solver="test", bound=0, gap=0,
+                        status="empty", seconds=0, registry_version="r", predictor_version="p")
 
 
 def test_jobs_queue_bound_eviction_and_expiry():

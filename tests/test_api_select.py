@@ -6,22 +6,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from api_support import PROMPT, TRAINED, UNTRAINED, client, copy_models
+from api_support import api, registry_dir  # noqa: F401 (shared fixtures)
+from api_support import PROMPT, TRAINED, UNTRAINED, client
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import MAX_PROMPT_CHARS, ServiceSettings
-
-
-@pytest.fixture
-def registry_dir(tmp_path):
-    return copy_models(tmp_path / "registry")
-
-
-@pytest.fixture
-def api(registry_dir, tiny_predictor):
-    with client(registry_dir, tiny_predictor) as c:
-        yield c
 
 
 def test_select_returns_the_decision_with_every_candidate(api, tiny_predictor):
