@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel
 
-from registry import estimate_cost_usd
+from registry import UnknownModelError, estimate_cost_usd
 
 from .baselines import BASELINES
 from .data import RoutingTable
@@ -51,8 +51,6 @@ def registry_cost_estimate(table: RoutingTable, snapshot: Any) -> np.ndarray:
     Where the table's realised cost is input-only (LLMRouter: output unknown) ĉ is input-only
     too, in_tokens x input price, so decisions and scores count the same thing.
     """
-    from registry import UnknownModelError
-
     c_hat = np.empty((len(table), len(table.model_names)))
     tokens = table.in_tokens
     if not np.all(np.isfinite(tokens)):
