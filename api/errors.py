@@ -47,6 +47,11 @@ class ServiceError(Exception):
         return {"error": self.error, "detail": self.detail, **self.extra}
 
 
+class ClientGone(Exception):
+    """The client hung up before its answer was ready; answered with 499 (nginx's "client closed
+    request"), which nobody reads but the metrics count, and never logged as a server error."""
+
+
 def field_error(field: str, message: str) -> ServiceError:
     """A 422 naming the request field that is wrong (same shape as pydantic's errors)."""
     loc = ["body", *field.split(".")]
@@ -93,6 +98,10 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
                           headers=getattr(exc, "headers", None))
 
 
+async def _client_gone(request: Request, exc: ClientGone) -> JSONResponse:
+    return error_response(499, "client_closed_request", "the client disconnected before the answer was ready")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; this is a bug, see the server log")
@@ -101,5 +110,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +26,8 @@ class ServiceMetrics:
                                 ["endpoint", "method", "status"], registry=self.registry)
         self.latency = Histogram("pickwise_http_request_duration_seconds", "HTTP request latency",
                                  ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.in_flight = Gauge("pickwise_http_requests_in_flight", "HTTP requests being handled now (this one included)",
+                               registry=self.registry)
         self.batch_size = Histogram("pickwise_predictor_batch_size", "prompts per micro-batched predictor call",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.batch_seconds = Histogram("pickwise_predictor_batch_seconds", "time of one predictor call",
@@ -78,9 +80,11 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            self.metrics.in_flight.dec()
             labels = {"endpoint": _endpoint(scope, self.routes), "method": scope["method"], "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)

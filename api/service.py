@@ -159,7 +159,7 @@ class PickwiseService:
         left out of routing); for the deny-list only unknown names are an error."""
         unknown = [n for n in names or () if n not in snapshot]
         if unknown:
-            raise field_error(field, f"unknown model(s) {', '.join(map(repr, unknown))} (see GET /v1/models)")
+            raise field_error(field, f"unknown model(s) {', '.join(map(repr, unknown))} (not in the registry: see GET /v1/models or `pickwise models list`)")
         if scoring is not None and field == "models":
             out = {n: scoring.left_out[snapshot.get(n).name] for n in names or () if snapshot.get(n).name in scoring.left_out}
             if out:
@@ -223,7 +223,7 @@ class PickwiseService:
                 allowed[i] = False
                 for name, q in p.quality.items():
                     if name not in snapshot:
-                        raise field_error(f"prompts.{i}.quality.{name}", "unknown model (see GET /v1/models)")
+                        raise field_error(f"prompts.{i}.quality.{name}", "unknown model (not in the registry: see GET /v1/models or `pickwise models list`)")
                     k = column.get(snapshot.get(name).name)
                     if k is not None:  # a model outside the pool (deny-list, disabled) is ignored
                         quality[i, k], allowed[i, k] = q, True
@@ -239,7 +239,7 @@ class PickwiseService:
             capacity = np.full(m, n, dtype=np.int64)
             for name, cap in request.capacity.items():
                 if name not in snapshot:
-                    raise field_error(f"capacity.{name}", "unknown model (see GET /v1/models)")
+                    raise field_error(f"capacity.{name}", "unknown model (not in the registry: see GET /v1/models or `pickwise models list`)")
                 k = column.get(snapshot.get(name).name)
                 if k is not None:
                     capacity[k] = cap

@@ -102,6 +102,17 @@ class Server:
             time.sleep(0.25)
         raise TimeoutError(f"server not ready after {timeout} s")
 
+    def drain(self, timeout: float = 60.0) -> float:
+        """Wait until no request is in flight (an overloaded run leaves a backlog); seconds waited."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            text = httpx.get(self.url + "/metrics", timeout=30).text
+            m = re.search(r"^pickwise_http_requests_in_flight (\S+)$", text, re.M)
+            if m and float(m.group(1)) <= 1:  # the /metrics request itself
+                break
+            time.sleep(0.5)
+        return time.monotonic() - start
+
     def batch_stats(self) -> tuple[float, float]:
         text = httpx.get(self.url + "/metrics", timeout=5).text
         def value(name):
@@ -135,6 +146,7 @@ def one_run(server: Server, texts: list[str], offset: int, args) -> dict:
               for c in CONCURRENCY]
     shapes.append((f"open {args.rate:g}/s", dict(rate=args.rate, seconds=args.sustain_seconds)))
     for name, kw in shapes:
+        server.drain()
         before = server.batch_stats()
         if name.startswith("closed"):
             result = asyncio.run(closed_loop(server.url, "/v1/select", body_maker(), **kw))

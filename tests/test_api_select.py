@@ -195,3 +195,35 @@ def test_concurrent_selects_are_micro_batched_and_counted(registry_dir, tiny_pre
     assert _metric(text, 'pickwise_http_requests_total{endpoint="/v1/select",method="POST",status="200"}') == n
     assert _metric(text, "pickwise_selections_total") == n
     assert _metric(text, 'pickwise_http_request_duration_seconds_count{endpoint="/v1/select"') == n
+
+
+def test_work_is_dropped_when_the_client_disconnects():
+    import asyncio
+
+    from starlette.requests import Request
+
+    from api.errors import ClientGone
+    from api.routes.selection import _unless_disconnected
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/select", "headers": []}
+
+    async def main():
+        hung_up = asyncio.Event()
+
+        async def receive():
+            await hung_up.wait()
+            return {"type": "http.disconnect"}
+
+        # the answer arrives first: returned, the watcher is cancelled
+        assert await _unless_disconnected(Request(scope, receive), asyncio.sleep(0, result="u")) == "u"
+        # the client leaves first: the queued work is cancelled
+        work = asyncio.ensure_future(asyncio.sleep(30))
+        hung_up.set()
+        try:
+            await _unless_disconnected(Request(scope, receive), work)
+        except ClientGone:
+            await asyncio.sleep(0)
+            return work.cancelled()
+        return False
+
+    assert asyncio.run(main())

@@ -23,6 +23,8 @@ def register(sub) -> None:
                    help="routing tables (default: the four priced tables in ../shared/data)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epoch-fraction", type=float, default=0.5,
+                   help="share of the training rows seen per epoch (validation runs after each)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lora-layers", type=int, default=1, help="top transformer layers tuned with LoRA")
     p.add_argument("--lora-r", type=int, default=16)
@@ -33,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
     p.add_argument("--max-rows-per-table", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--stem-cache", default=None, metavar="DIR",
+    p.add_argument("--stem-cache", default=".cache/stem", metavar="DIR",
                    help="keep the frozen stem's outputs here and reuse them in later runs over the same rows")
     p.add_argument("--no-progress", action="store_true")
     add_registry_option(p)
@@ -80,6 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
         model=ModelConfig(dim=args.dim, lora_layers=args.lora_layers, lora_r=args.lora_r,
                           lora_alpha=2 * args.lora_r, max_len=args.max_len),
         epochs=args.epochs,
+        epoch_fraction=args.epoch_fraction,
         batch_size=args.batch_size,
         patience=args.patience,
         seed=args.seed,

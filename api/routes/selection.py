@@ -1,10 +1,12 @@
 """Per-request selection and batch planning (inline, or as a background job)."""
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import ServiceError
+from api.errors import ClientGone, ServiceError
 from api.routes import json_response as _json
 from api.routes import state
 from api.schemas import (
@@ -29,6 +31,26 @@ COMMON = {
 }
 
 
+async def _unless_disconnected(request: Request, work):
+    """Await `work`, but drop it when the client disconnects first: under overload, prompts whose
+    callers gave up leave the micro-batcher's queue instead of costing encoder time."""
+    job = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not job.done():
+        job.cancel()
+        raise ClientGone()
+    return job.result()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 @router.post("/select", response_model=SelectResponse, summary="choose the model (or set) for one prompt",
              responses={**COMMON, 409: {"model": InfeasibleBody, "description": "no model meets the constraints"}})
 async def select(body: SelectRequest, request: Request) -> Response:
@@ -36,7 +58,7 @@ async def select(body: SelectRequest, request: Request) -> Response:
     service = st.service
     service.predictor  # 503 before queueing when not ready
     snapshot = service.registry.snapshot
-    u, truncated = await st.batcher.submit(body.prompt)
+    u, truncated = await _unless_disconnected(request, st.batcher.submit(body.prompt))
     result = await run_in_threadpool(service.decide, body, u, truncated, snapshot)
     st.metrics.count_selection(result.chosen)
     return _json(result)
