@@ -89,7 +89,7 @@ def solve_exact(
         bound, reduced = lagrangian_bound(problem, incumbent.multiplier, with_reduced=True)
         bound = min(bound, incumbent.bound)
         slack = bound - incumbent.value
-        kept &= reduced <= slack + 1e-9 * max(1.0, abs(bound))
+        kept &= reduced <= slack + 1e-12 * max(1.0, abs(bound))  # float slack only
         kept[np.arange(problem.shape[0]), incumbent.choice] = True
         notes.append(f"reduced-cost fixing kept {int(kept.sum())} of {int(problem.allowed.sum())} options")
     c, constraints, rows, cols, fixed_choice, fixed_profit, pscale = _build(problem, kept)
