@@ -86,9 +86,11 @@ def solve_exact(
     bound = math.inf
     notes: list[str] = []
     if incumbent is not None:
-        bound, reduced = lagrangian_bound(problem, incumbent.multiplier, with_reduced=True)
-        bound = min(bound, incumbent.bound)
-        slack = bound - incumbent.value
+        dual, reduced = lagrangian_bound(problem, incumbent.multiplier, with_reduced=True)
+        # Fixing must use the bound that goes with these reduced costs (L at this multiplier), even
+        # when the incumbent carries a tighter one (e.g. the capacitated LP value).
+        slack = dual - incumbent.value
+        bound = min(dual, incumbent.bound)
         kept &= reduced <= slack + 1e-12 * max(1.0, abs(bound))  # float slack only
         kept[np.arange(problem.shape[0]), incumbent.choice] = True
         notes.append(f"reduced-cost fixing kept {int(kept.sum())} of {int(problem.allowed.sum())} options")
