@@ -6,7 +6,31 @@ field that leaves a price at its default.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+# Upper bounds are sanity limits, far above any real offering (the dearest list prices are a few
+# hundred USD per million tokens): they stop a typo or a hostile POST from turning every cost
+# or latency estimate into inf/NaN, which would make each request's selection fail.
+MAX_PRICE_PER_MILLION = 100_000.0
+MAX_PER_REQUEST_FEE = 1_000.0
+MAX_TTFT_MS = 3_600_000.0
+MIN_TOKENS_PER_S = 1e-3
+MAX_TOKENS_PER_S = 1e7
+MAX_TOKENS = 1_000_000_000
+MAX_NAME_LENGTH = 200
+
+
+def _printable_name(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must contain only printable characters (no control or invisible characters)")
+    if value != value.strip():
+        raise ValueError("must not start or end with white space")
+    return value
+
+
+ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_printable_name)]
 
 
 class _Strict(BaseModel):
@@ -18,16 +42,16 @@ class _Strict(BaseModel):
 class Pricing(_Strict):
     """USD prices. Per-million-token prices because that is how providers publish them."""
 
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
-    per_request: float = Field(default=0.0, ge=0)
+    input_per_million: float = Field(ge=0, le=MAX_PRICE_PER_MILLION)
+    output_per_million: float = Field(ge=0, le=MAX_PRICE_PER_MILLION)
+    per_request: float = Field(default=0.0, ge=0, le=MAX_PER_REQUEST_FEE)
 
 
 class Latency(_Strict):
     """Time to first token and decode speed; `estimated` marks our guesses vs. measurements."""
 
-    ttft_ms: float = Field(ge=0)
-    output_tokens_per_s: float = Field(gt=0)
+    ttft_ms: float = Field(ge=0, le=MAX_TTFT_MS)
+    output_tokens_per_s: float = Field(ge=MIN_TOKENS_PER_S, le=MAX_TOKENS_PER_S)
     estimated: bool = False
 
 
@@ -47,20 +71,20 @@ class Probe(_Strict):
 
     results: str | list[ProbeResult] | None = None
     benchmark_score: float | None = Field(default=None, ge=0, le=1)
-    similar_to: str | None = Field(default=None, min_length=1)
+    similar_to: ModelName | None = None
 
 
 class ModelSpec(_Strict):
     """One routable model: identity, prices, speed, limits and optional probe evidence."""
 
-    name: str = Field(min_length=1)
-    provider: str = Field(min_length=1)
-    aliases: tuple[str, ...] = ()
+    name: ModelName
+    provider: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    aliases: tuple[ModelName, ...] = ()
     pricing: Pricing
     latency: Latency
-    context_window: int = Field(gt=0)
-    max_output_tokens: int = Field(gt=0)
-    expected_output_tokens: int = Field(gt=0)
+    context_window: int = Field(gt=0, le=MAX_TOKENS)
+    max_output_tokens: int = Field(gt=0, le=MAX_TOKENS)
+    expected_output_tokens: int = Field(gt=0, le=MAX_TOKENS)
     tags: tuple[str, ...] = ()
     enabled: bool = True
     probe: Probe | None = None

@@ -97,7 +97,7 @@ def test_all_errors_of_a_load_are_collected(tmp_path):
     err = load_error(tmp_path)
     fields = sorted((e.file.name, e.field) for e in err.errors)
     assert fields == [("a.yaml", "context_window"), ("a.yaml", "enabled"), ("b.yaml", "latency.output_tokens_per_s")]
-    assert "expected a number > 0, got 0" in str(err) and len(str(err).splitlines()) == 3
+    assert "expected a number >= 0.001, got 0" in str(err) and len(str(err).splitlines()) == 3
 
 
 def test_empty_file(tmp_path):
@@ -192,3 +192,14 @@ def test_probe_results_of_neither_union_type_is_one_error(tmp_path):
     err = load_error(tmp_path)
     assert len(err.errors) == 1 and err.field == "probe.results"
     assert "expected a string or a list, got 5" in str(err)
+
+
+def test_absurd_values_and_invisible_names_are_rejected(tmp_path):
+    """Sanity bounds keep every cost/latency estimate finite, and names readable."""
+    write(tmp_path, "a.yaml", model("m\u0007x"))
+    write(tmp_path, "b.yaml", model("m2", pricing={"input_per_million": 1e308, "output_per_million": 1}))
+    write(tmp_path, "c.yaml", model("m3", latency={"ttft_ms": 1, "output_tokens_per_s": 1e-300}))
+    err = load_error(tmp_path)
+    fields = sorted((e.file.name, e.field) for e in err.errors)
+    assert fields == [("a.yaml", "name"), ("b.yaml", "pricing.input_per_million"), ("c.yaml", "latency.output_tokens_per_s")]
+    assert "printable" in str(err)
