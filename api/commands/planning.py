@@ -8,8 +8,11 @@ progress bar and a human summary to stderr.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from api.cli import CliError, add_artifact_option, add_registry_option
@@ -19,6 +22,24 @@ from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
 from selector.types import BatchPlan, UniversePlan
 from selector.universe import build_universe
 from selector.workload import Workload, WorkloadError, candidate_models, load_workload
+
+
+@contextmanager
+def _solver_chatter_to_stderr():
+    """Send fd 1 to stderr while solving: some HiGHS builds printf debug lines to stdout, which
+    would corrupt the JSON written there. C stdio is flushed before fd 1 is restored."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        try:
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def register(subparsers) -> None:
@@ -103,12 +124,13 @@ def _capacity(text: str | None, workload: Workload) -> list[int] | None:
 def cmd_plan(args: argparse.Namespace) -> int:
     workload = _load(args)
     try:
-        plan = plan_batch(
-            workload.quality, workload.cost_usd, budget=args.budget, min_avg_quality=args.min_avg_quality,
-            min_quality=args.min_quality, latency=workload.latency_ms, max_latency_ms=args.max_latency_ms,
-            capacity=_capacity(args.capacity, workload), allowed=workload.allowed, solver=args.solver,
-            time_limit=args.time_limit, gap_tolerance=args.gap_tolerance, model_names=workload.names,
-        )
+        with _solver_chatter_to_stderr():
+            plan = plan_batch(
+                workload.quality, workload.cost_usd, budget=args.budget, min_avg_quality=args.min_avg_quality,
+                min_quality=args.min_quality, latency=workload.latency_ms, max_latency_ms=args.max_latency_ms,
+                capacity=_capacity(args.capacity, workload), allowed=workload.allowed, solver=args.solver,
+                time_limit=args.time_limit, gap_tolerance=args.gap_tolerance, model_names=workload.names,
+            )
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
     except (PlanInfeasible, SelectorInputError) as exc:
@@ -143,10 +165,12 @@ def cmd_universe(args: argparse.Namespace) -> int:
         raise CliError("give --max-models and/or --max-mean-cost")
     workload = _load(args)
     try:
-        plan = build_universe(
-            workload.quality, max_models=args.max_models, cost=workload.cost_usd, max_mean_cost=args.max_mean_cost,
-            model_names=workload.names, allowed=workload.allowed, solver=args.solver, time_limit=args.time_limit,
-        )
+        with _solver_chatter_to_stderr():
+            plan = build_universe(
+                workload.quality, max_models=args.max_models, cost=workload.cost_usd,
+                max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
+                solver=args.solver, time_limit=args.time_limit,
+            )
     except (PlanInfeasible, SelectorInputError) as exc:
         raise CliError(str(exc)) from None
     print(plan.model_dump_json(indent=2))
