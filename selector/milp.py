@@ -16,6 +16,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from selector.mckp import MCKP, MCKPSolution, _repair_overflow, lagrangian_bound
+from selector.solver_output import solver_stdout_to_stderr
 
 
 class SolverFailed(RuntimeError):
@@ -110,7 +111,8 @@ def solve_exact(
     options = {"mip_rel_gap": rel, "presolve": True}
     if time_limit is not None:
         options["time_limit"] = max(float(time_limit) - (time.perf_counter() - t0), 0.1)
-    res = milp(c, constraints=constraints, integrality=np.ones(c.size), bounds=Bounds(0, 1), options=options)
+    with solver_stdout_to_stderr():
+        res = milp(c, constraints=constraints, integrality=np.ones(c.size), bounds=Bounds(0, 1), options=options)
     if res.x is None:
         infeasible = res.status == 2
         if incumbent is not None and not infeasible:
@@ -151,10 +153,11 @@ def solve_lp_rounded(problem: MCKP) -> MCKPSolution:
         else:
             a_ub.append(con.A)
             b_ub.append(np.asarray(con.ub, dtype=float).ravel())
-    res = linprog(
-        c, A_ub=sparse.vstack(a_ub) if a_ub else None, b_ub=np.concatenate(b_ub) if b_ub else None,
-        A_eq=a_eq, b_eq=b_eq, bounds=(0, 1), method="highs",
-    )
+    with solver_stdout_to_stderr():
+        res = linprog(
+            c, A_ub=sparse.vstack(a_ub) if a_ub else None, b_ub=np.concatenate(b_ub) if b_ub else None,
+            A_eq=a_eq, b_eq=b_eq, bounds=(0, 1), method="highs",
+        )
     if res.status != 0:
         raise SolverFailed(f"LP relaxation: {res.message}", infeasible=res.status == 2)
     lp_bound = fixed_profit - res.fun * pscale

@@ -14,6 +14,7 @@ import pulp
 
 from selector.mckp import MCKP, MCKPSolution, _repair_overflow
 from selector.milp import SolverFailed
+from selector.solver_output import solver_stdout_to_stderr
 
 PULP_SOLVERS = ("pulp-cbc", "pulp-highs")
 
@@ -69,7 +70,8 @@ def solve_pulp(
             prob += pulp.LpAffineExpression([(xs[k], 1.0) for k in members]) <= int(problem.capacity[j]), f"cap_{j}"
     build_s = time.perf_counter() - t0
     remaining = None if time_limit is None else max(time_limit - build_s, 1.0)
-    prob.solve(_solver(solver, gap_tolerance, remaining))
+    with solver_stdout_to_stderr():
+        prob.solve(_solver(solver, gap_tolerance, remaining))
     if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
         raise SolverFailed(
             f"{solver}: {pulp.LpStatus[prob.status]}", infeasible=prob.status == pulp.LpStatusInfeasible

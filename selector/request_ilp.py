@@ -18,6 +18,7 @@ import pulp
 
 from selector.pulp_models import new_variable
 from selector.sets import LOG_FLOOR, cost_limit, floor_limit, log_miss, set_quality
+from selector.solver_output import solver_stdout_to_stderr
 
 _MAX_ROUNDS = 60
 
@@ -67,7 +68,8 @@ def solve_set_ilp(
             _tangent(prob, z, s_expr, 0.0)
             _tangent(prob, z, s_expr, max(float(np.sort(lm)[:k].sum()), LOG_FLOOR))
     for _ in range(_MAX_ROUNDS):
-        prob.solve(_highs())
+        with solver_stdout_to_stderr():
+            prob.solve(_highs())
         if prob.status != pulp.LpStatusOptimal:
             return None
         chosen = [m for m in range(n) if (x[m].varValue or 0.0) > 0.5]

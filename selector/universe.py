@@ -24,6 +24,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from selector import validation
 from selector.errors import PlanInfeasible, SelectorInputError
+from selector.solver_output import solver_stdout_to_stderr
 from selector.types import UniversePlan
 
 # Above this many (prompt, model) pairs, 'auto' uses greedy when it is allowed to.
@@ -178,7 +179,8 @@ def _ilp(q, ok, k, c, max_mean_cost, price, max_total_price, time_limit):
     if time_limit is not None:
         options["time_limit"] = float(time_limit)
     upper = np.concatenate([ok.ravel().astype(float), np.ones(m)])
-    res = milp(obj, constraints=cons, integrality=integrality, bounds=Bounds(0, upper), options=options)
+    with solver_stdout_to_stderr():
+        res = milp(obj, constraints=cons, integrality=integrality, bounds=Bounds(0, upper), options=options)
     if res.x is None:
         if res.status != 2 and c is None and price is None:
             return [], math.inf, "time_limit"  # the caller keeps its greedy pool
