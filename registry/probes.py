@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import RegistryError, RegistryIssue, display_path
+from .jsonl import json_object_lines
 from .probe_set import load_probe_set, probe_ids
 from .schema import Probe
 
@@ -91,18 +91,9 @@ def _csv_rows(text: str, name: str) -> tuple[list[ResultRow], list[str]]:
 
 def _jsonl_rows(text: str, name: str) -> tuple[list[ResultRow], list[str]]:
     rows, problems = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    shape = '{"prompt_id": ..., "score": ...}'
+    for number, record in json_object_lines(text, lambda n: f"{name}:{n}", problems, shape):
         where = f"{name}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(record, dict):
-            problems.append(f'{where}: expected an object {{"prompt_id": ..., "score": ...}}, got {type(record).__name__}')
-            continue
         missing = [k for k in ("prompt_id", "score") if k not in record]
         if missing:
             problems.append(f"{where}: missing key(s) {', '.join(missing)}")

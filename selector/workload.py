@@ -1,21 +1,23 @@
-"""Reading a prompt workload (JSONL) into the matrices the planners need.
+"""A prompt workload -> the (quality, cost, latency, allowed) matrices the batch planners take.
 
-Each line is {"id", "prompt"} and may carry "quality": {model: p} with the caller's own scores;
-then the predictor is skipped for that line and models missing from the dict are not
-candidates for it. Costs, latencies and context fit come from the registry (selector.costs).
-Every problem is reported with the file and line it comes from.
+Each prompt has text and/or "quality": {model: p} with the caller's own scores; then the
+predictor is skipped for it and models missing from the dict are not candidates for it.
+Costs, latencies and context fit come from the registry (selector.costs). `build_workload`
+turns rows into matrices for every caller (the `pickwise plan`/`universe` CLI through
+`load_workload`, the API's POST /v1/plan), so both plan the same batch the same way.
+`load_workload` reads a JSONL prompt file (predictor.prompt_file) with the extra fields
+"quality" and "prompt_tokens"; every problem is reported with the file and line it comes from.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from predictor.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 from registry import ModelSpec, RegistrySnapshot, UnknownModelError, count_tokens_batch
 from selector.costs import batch_figures
 
@@ -42,12 +44,15 @@ class Workload:
         return [s.name for s in self.specs]
 
 
-@dataclass
-class _Line:
+@dataclass(frozen=True)
+class WorkloadRow:
+    """One prompt: its text (None when only qualities are given), its token count (None: count
+    the text) and the given qualities by candidate column (None: ask the predictor)."""
+
     id: str
     prompt: str | None
     tokens: int | None
-    quality: dict[int, float] | None  # model column -> p
+    quality: dict[int, float] | None
 
 
 def candidate_models(snapshot: RegistrySnapshot, names: Sequence[str] | None) -> list[ModelSpec]:
@@ -70,61 +75,80 @@ def candidate_models(snapshot: RegistrySnapshot, names: Sequence[str] | None) ->
     return specs
 
 
-def _parse_line(raw: str, where: str, snapshot: RegistrySnapshot, column: dict[str, int]) -> _Line:
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise WorkloadError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(obj, dict):
-        raise WorkloadError(f"{where}: expected a JSON object with 'id' and 'prompt', got {type(obj).__name__}")
-    if "id" not in obj or not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool):
-        raise WorkloadError(f"{where}: missing or invalid 'id' (a string or integer)")
-    prompt = obj.get("prompt")
-    if prompt is not None and not isinstance(prompt, str):
-        raise WorkloadError(f"{where}: 'prompt' must be a string")
-    tokens = obj.get("prompt_tokens")
-    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
-        raise WorkloadError(f"{where}: 'prompt_tokens' must be a non-negative integer")
-    given = obj.get("quality")
-    scores = None
-    if given is not None:
-        if not isinstance(given, dict) or not given:
-            raise WorkloadError(f"{where}: 'quality' must be a non-empty object {{model: probability}}")
-        scores = {}
-        for name, p in given.items():
-            if name not in snapshot:
-                raise WorkloadError(f"{where}: unknown model '{name}' in 'quality'")
-            if not isinstance(p, (int, float)) or isinstance(p, bool) or not math.isfinite(p) or not 0 <= p <= 1:
-                raise WorkloadError(f"{where}: quality of '{name}' is {p!r}; expected a number in [0, 1]")
-            j = column.get(snapshot.get(name).name)
-            if j is not None:  # models outside the candidate set are ignored
-                scores[j] = float(p)
-    if prompt is None and (scores is None or tokens is None):
-        raise WorkloadError(f"{where}: needs 'prompt' (or both 'quality' and 'prompt_tokens')")
-    return _Line(str(obj["id"]), prompt, tokens, scores)
+def build_workload(
+    rows: Sequence[WorkloadRow],
+    specs: Sequence[ModelSpec],
+    score: Callable[[list[str]], np.ndarray],
+    *,
+    output_tokens: int | None = None,
+) -> Workload:
+    """Matrices for `rows` x `specs`: given qualities where present, else `score(prompts)` ([k, M],
+    called once with every prompt that needs it, not at all when none does); a pair is allowed
+    when it was scored and the prompt plus answer fit the model's context window."""
+    n, m = len(rows), len(specs)
+    quality = np.zeros((n, m))
+    allowed = np.zeros((n, m), dtype=bool)
+    for i, row in enumerate(rows):
+        if row.quality:
+            cols = np.fromiter(row.quality.keys(), dtype=np.intp, count=len(row.quality))
+            quality[i, cols] = list(row.quality.values())
+            allowed[i, cols] = True
+    to_predict = [i for i, row in enumerate(rows) if row.quality is None]
+    if to_predict:
+        quality[to_predict] = score([rows[i].prompt for i in to_predict])
+        allowed[to_predict] = True
+    need_count = [i for i, row in enumerate(rows) if row.tokens is None]
+    tokens = np.array([row.tokens or 0 for row in rows], dtype=np.int64)
+    if need_count:
+        tokens[need_count] = count_tokens_batch([rows[i].prompt for i in need_count])
+    figures = batch_figures(specs, tokens, output_tokens)
+    allowed &= figures.fits_context
+    return Workload(
+        ids=[row.id for row in rows], specs=list(specs), quality=np.where(allowed, quality, 0.0),
+        cost_usd=figures.cost_usd, latency_ms=figures.latency_ms, allowed=allowed, predicted_lines=len(to_predict),
+    )
 
 
-def read_lines(path: str | Path, snapshot: RegistrySnapshot, specs: Sequence[ModelSpec], progress: bool = True) -> list[_Line]:
-    """Parse and check every line of a JSONL workload."""
+def _row_parser(snapshot: RegistrySnapshot, specs: Sequence[ModelSpec]) -> Callable[[PromptRecord], WorkloadRow]:
+    """The workload's own fields of a prompt-file line ("quality", "prompt_tokens"); ValueError names the field."""
     column = {s.name: j for j, s in enumerate(specs)}
-    path = Path(path)
+
+    def parse(record: PromptRecord) -> WorkloadRow:
+        obj = record.fields
+        tokens = obj.get("prompt_tokens")
+        if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
+            raise ValueError("'prompt_tokens' must be a non-negative integer")
+        given = obj.get("quality")
+        scores = None
+        if given is not None:
+            if not isinstance(given, dict) or not given:
+                raise ValueError("'quality' must be a non-empty object {model: probability}")
+            scores = {}
+            for name, p in given.items():
+                if name not in snapshot:
+                    raise ValueError(f"unknown model '{name}' in 'quality'")
+                if not isinstance(p, (int, float)) or isinstance(p, bool) or not math.isfinite(p) or not 0 <= p <= 1:
+                    raise ValueError(f"quality of '{name}' is {p!r}; expected a number in [0, 1]")
+                j = column.get(snapshot.get(name).name)
+                if j is not None:  # models outside the candidate set are ignored
+                    scores[j] = float(p)
+        if record.prompt is None and (scores is None or tokens is None):
+            raise ValueError("needs 'prompt' (or both 'quality' and 'prompt_tokens')")
+        return WorkloadRow(record.id, record.prompt, tokens, scores)
+
+    return parse
+
+
+def read_rows(path: str | Path, snapshot: RegistrySnapshot, specs: Sequence[ModelSpec],
+              progress: bool = True) -> list[WorkloadRow]:
+    """Parse and check every line of a JSONL workload; WorkloadError lists every bad line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkloadError(f"cannot read {path}: {exc}") from None
-    lines, seen = [], {}
-    rows = text.splitlines()
-    for number, raw in enumerate(tqdm(rows, desc="reading", unit="line", disable=not progress, leave=False), 1):
-        if not raw.strip():
-            continue
-        line = _parse_line(raw, f"{path}:{number}", snapshot, column)
-        if line.id in seen:
-            raise WorkloadError(f"{path}:{number}: duplicate id {line.id!r} (first on line {seen[line.id]})")
-        seen[line.id] = number
-        lines.append(line)
-    if not lines:
+        rows = read_prompt_file(path, require_prompt=False, parse=_row_parser(snapshot, specs), progress=progress)
+    except PromptFileError as exc:
+        raise WorkloadError(str(exc)) from None
+    if not rows:
         raise WorkloadError(f"{path}: no prompts")
-    return lines
+    return rows
 
 
 def load_workload(
@@ -136,32 +160,16 @@ def load_workload(
     output_tokens: int | None = None,
     progress: bool = True,
 ) -> Workload:
-    """Read the file, score lines without given qualities with the predictor, add registry figures."""
-    lines = read_lines(path, snapshot, specs, progress)
-    n, m = len(lines), len(specs)
-    quality = np.zeros((n, m))
-    allowed = np.zeros((n, m), dtype=bool)
-    for i, line in enumerate(lines):
-        if line.quality is not None:
-            cols = np.fromiter(line.quality.keys(), dtype=np.intp, count=len(line.quality))
-            quality[i, cols] = list(line.quality.values())
-            allowed[i, cols] = True
-    to_predict = [i for i, line in enumerate(lines) if line.quality is None]
-    low_confidence: dict[str, str] = {}
-    if to_predict:
-        predictor = predictor_factory()
-        scores = predictor.predict([lines[i].prompt for i in to_predict], list(specs), snapshot=snapshot, progress=progress)
-        quality[to_predict] = scores
-        allowed[to_predict] = True
-        low_confidence = predictor.low_confidence(list(specs), snapshot=snapshot)
-    need_count = [i for i, line in enumerate(lines) if line.tokens is None]
-    tokens = np.array([line.tokens or 0 for line in lines], dtype=np.int64)
-    if need_count:
-        tokens[need_count] = count_tokens_batch([lines[i].prompt for i in need_count])
-    figures = batch_figures(specs, tokens, output_tokens)
-    allowed &= figures.fits_context
-    return Workload(
-        ids=[line.id for line in lines], specs=list(specs), quality=np.where(allowed, quality, 0.0),
-        cost_usd=figures.cost_usd, latency_ms=figures.latency_ms, allowed=allowed,
-        predicted_lines=len(to_predict), low_confidence=low_confidence,
-    )
+    """Read the file, score lines without given qualities with the predictor (loaded only if some
+    line needs it), add registry figures."""
+    rows = read_rows(path, snapshot, specs, progress)
+    loaded = []
+
+    def score(prompts: list[str]) -> np.ndarray:
+        loaded.append(predictor_factory())
+        return loaded[0].predict(prompts, list(specs), snapshot=snapshot, progress=progress)
+
+    workload = build_workload(rows, specs, score, output_tokens=output_tokens)
+    if loaded:
+        workload.low_confidence = loaded[0].low_confidence(list(specs), snapshot=snapshot)
+    return workload

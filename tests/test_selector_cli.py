@@ -86,3 +86,34 @@ def test_universe_picks_the_pool(tmp_path, names, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["models"] == [dear]  # (0.95 + 0.9 + 0) / 3 beats (0.9 + 0.2 + 0.7) / 3
     assert plan["status"] == "optimal"
+
+
+def test_plan_reports_every_bad_line_at_once(tmp_path, names, capsys):
+    cheap, _ = names
+    rows = [workload(names)[0], "{not json", '{"id": "x", "quality": {"%s": 0.5}}' % cheap, '{"id": "y", "prompt": 3}']
+    assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "prompts.jsonl:2: not valid JSON" in err
+    assert "prompts.jsonl:3: needs 'prompt' (or both 'quality' and 'prompt_tokens')" in err
+    assert "prompts.jsonl:4: 'prompt' must be a string" in err
+
+
+def test_solver_chatter_on_fd1_does_not_reach_stdout(tmp_path, names, capfd, monkeypatch):
+    """Some HiGHS builds printf to fd 1 during MIP solves; the selector routes that to stderr."""
+    import os
+
+    import selector.universe
+
+    real_milp = selector.universe.milp
+
+    def chatty_milp(*args, **kwargs):
+        os.write(1, b"HighsMipSolverData::chatter\n")
+        return real_milp(*args, **kwargs)
+
+    monkeypatch.setattr(selector.universe, "milp", chatty_milp)
+    cheap, dear = names
+    assert main(["universe", "--input", write(tmp_path, workload(names)), "--max-models", "1", "--solver", "ilp",
+                 "--models", f"{cheap},{dear}", "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out)["models"] == [dear]
+    assert "HighsMipSolverData::chatter" in err

@@ -8,38 +8,18 @@ progress bar and a human summary to stderr.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from api.cli import CliError, add_artifact_option, add_registry_option
+from api.output import open_output
 from registry import RegistryError, default_registry_dir, load_registry
 from selector.batch import SOLVERS, plan_batch
 from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
 from selector.types import BatchPlan, UniversePlan
 from selector.universe import build_universe
 from selector.workload import Workload, WorkloadError, candidate_models, load_workload
-
-
-@contextmanager
-def _solver_chatter_to_stderr():
-    """Send fd 1 to stderr while solving: some HiGHS builds printf debug lines to stdout, which
-    would corrupt the JSON written there. C stdio is flushed before fd 1 is restored."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        try:
-            ctypes.CDLL(None).fflush(None)
-        except (OSError, AttributeError):
-            pass
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def register(subparsers) -> None:
@@ -124,13 +104,12 @@ def _capacity(text: str | None, workload: Workload) -> list[int] | None:
 def cmd_plan(args: argparse.Namespace) -> int:
     workload = _load(args)
     try:
-        with _solver_chatter_to_stderr():
-            plan = plan_batch(
-                workload.quality, workload.cost_usd, budget=args.budget, min_avg_quality=args.min_avg_quality,
-                min_quality=args.min_quality, latency=workload.latency_ms, max_latency_ms=args.max_latency_ms,
-                capacity=_capacity(args.capacity, workload), allowed=workload.allowed, solver=args.solver,
-                time_limit=args.time_limit, gap_tolerance=args.gap_tolerance, model_names=workload.names,
-            )
+        plan = plan_batch(
+            workload.quality, workload.cost_usd, budget=args.budget, min_avg_quality=args.min_avg_quality,
+            min_quality=args.min_quality, latency=workload.latency_ms, max_latency_ms=args.max_latency_ms,
+            capacity=_capacity(args.capacity, workload), allowed=workload.allowed, solver=args.solver,
+            time_limit=args.time_limit, gap_tolerance=args.gap_tolerance, model_names=workload.names,
+        )
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
     except (PlanInfeasible, SelectorInputError) as exc:
@@ -140,7 +119,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "cost_usd": float(workload.cost_usd[i, j])})
         for i, (pid, j) in enumerate(zip(workload.ids, plan.assignment))
     )
-    _write(args.output, lines)
+    with open_output(args.output or "-") as out:
+        for line in lines:
+            out.write(line + "\n")
     if not args.quiet:
         print(plan_summary(plan, workload), file=sys.stderr)
     return 0
@@ -165,12 +146,11 @@ def cmd_universe(args: argparse.Namespace) -> int:
         raise CliError("give --max-models and/or --max-mean-cost")
     workload = _load(args)
     try:
-        with _solver_chatter_to_stderr():
-            plan = build_universe(
-                workload.quality, max_models=args.max_models, cost=workload.cost_usd,
-                max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
-                solver=args.solver, time_limit=args.time_limit,
-            )
+        plan = build_universe(
+            workload.quality, max_models=args.max_models, cost=workload.cost_usd,
+            max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
+            solver=args.solver, time_limit=args.time_limit,
+        )
     except (PlanInfeasible, SelectorInputError) as exc:
         raise CliError(str(exc)) from None
     print(plan.model_dump_json(indent=2))
@@ -188,16 +168,3 @@ def universe_summary(plan: UniversePlan, n: int) -> str:
         rows.append(f"mean cost per prompt {plan.mean_cost:.6f} USD")
     rows += [f"  {name:<40} serves {share:.1%}" for name, share in sorted(plan.share.items(), key=lambda kv: -kv[1])]
     return "\n".join(rows)
-
-
-def _write(path: str | None, lines) -> None:
-    if path is None:
-        for line in lines:
-            sys.stdout.write(line + "\n")
-        return
-    try:
-        with open(path, "w", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line + "\n")
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc}") from None

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from api.cli import CliError, add_artifact_option, add_registry_option
-from api.jsonl import open_output, read_prompt_lines
+from api.output import open_output
 
 PRICED_TABLES = (
     "mmlu_pro_25models.parquet",
@@ -110,8 +110,12 @@ def run_train(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from predictor.artifact import ArtifactError
     from predictor.inference import load_predictor
+    from predictor.prompt_file import PromptFileError, read_prompt_file
 
-    lines = read_prompt_lines(args.input)
+    try:
+        lines = read_prompt_file(args.input)
+    except PromptFileError as exc:
+        raise CliError(str(exc)) from None
     snapshot = load_snapshot(args.registry)
     if args.models:
         names = [m.strip() for m in args.models.split(",") if m.strip()]

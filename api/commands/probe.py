@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from api.cli import CliError, add_registry_option
-from api.jsonl import MAX_REPORTED_ERRORS, open_output
+from api.output import open_output
 from registry import RegistryError, RegistryIssue, default_registry_dir, load_registry
+from registry.jsonl import json_object_lines, listed_problems, read_input
 from registry.loader import parse_registry_text
 from registry.probe_grading import grade_response
 from registry.probe_set import ProbeEntry, load_probe_set, probe_index, probe_set_version
@@ -51,34 +52,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bad_lines(path: str, errors: list[str]) -> CliError:
-    more = len(errors) - MAX_REPORTED_ERRORS
-    shown = errors[:MAX_REPORTED_ERRORS] + ([f"... and {more} more"] if more > 0 else [])
-    return CliError(f"{path}: bad response lines:\n  " + "\n  ".join(shown))
-
-
 def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeEntry, str]]:
     """(entry, response) per line of a responses JSONL file; every bad line reported at once."""
     try:
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        raw = read_input(path)
     except OSError as exc:
         raise CliError(f"{path}: cannot read responses ({exc.strerror})") from None
     pairs, errors, seen = [], [], {}
-    for number, chunk in enumerate(raw.split(b"\n"), start=1):
-        if not chunk.strip():
-            continue
+    shape = '{"prompt_id": ..., "response": ...}'
+    for number, record in json_object_lines(raw, lambda n: f"line {n}", errors, shape):
         where = f"line {number}"
-        try:
-            record = json.loads(chunk.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            errors.append(f"{where}: not UTF-8 text (byte {exc.start})")
-            continue
-        except json.JSONDecodeError as exc:
-            errors.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(record, dict):
-            errors.append(f'{where}: expected an object {{"prompt_id": ..., "response": ...}}, got {type(record).__name__}')
-            continue
         pid, response = record.get("prompt_id"), record.get("response")
         if not isinstance(pid, str):
             errors.append(f'{where}: field "prompt_id": expected a string, got {pid!r:.60}')
@@ -92,7 +75,7 @@ def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeE
             seen[pid] = number
             pairs.append((index[pid], response))
     if errors:
-        raise _bad_lines(path, errors)
+        raise CliError(f"{path}: bad response lines:\n" + listed_problems(errors))
     if not pairs:
         raise CliError(f"{path}: no responses (expected one JSON object per line)")
     return pairs

@@ -1,0 +1,42 @@
+"""Where CLI commands write their results: stdout for '-', else a file that appears only when complete.
+
+`pickwise predict`, `plan` and `probe export|score` write JSONL/CSV a later step reads; writing
+to a temporary sibling and renaming it at the end means an interrupted run never leaves a
+half-written file that looks finished.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import IO, Iterator
+
+from api.cli import CliError
+
+
+@contextlib.contextmanager
+def open_output(path: str) -> Iterator[IO[str]]:
+    """stdout for '-', else a UTF-8 text file written in full before it replaces `path`.
+
+    A file that cannot be written is a CliError naming it; on any failure the partial
+    temporary file is removed and `path` is left as it was.
+    """
+    if path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        fh = open(tmp, "w", encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with fh:
+            yield fh
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

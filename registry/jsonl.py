@@ -1,0 +1,60 @@
+"""JSON Lines input: one JSON object per line, every bad line reported with where it is.
+
+Probe results (registry.probes), prompt files (predictor.prompt_file, for `pickwise predict`,
+`plan` and `universe`) and probe responses (`pickwise probe score`) are all JSONL files a
+user writes by hand or with a script. The line-level checks (UTF-8, valid JSON, an object)
+live here once so every reader words them the same way and reports all bad lines at once
+rather than stopping at the first. This is the lowest layer that reads such files, so the
+others build on it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+MAX_REPORTED_ERRORS = 20
+
+
+def read_input(path: str | Path) -> bytes:
+    """The bytes of `path`, or of stdin for '-'; OSError when it cannot be read."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def json_object_lines(
+    data: bytes | str, where: Callable[[int], str], problems: list[str], shape: str = ""
+) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of `data` that holds one JSON object.
+
+    Lines that are not UTF-8, not JSON or not an object are skipped, and a message starting
+    with `where(line number)` is appended to `problems` for each. `shape` (e.g.
+    '{"prompt_id": ..., "score": ...}') tells the user what an object should look like.
+    Only '\\n' ends a line: a raw U+2028 inside a JSON string is not a line break.
+    """
+    expected = f"expected an object {shape}" if shape else "expected a JSON object"
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    for number, chunk in enumerate(data.split(newline), start=1):
+        if not chunk.strip():
+            continue
+        try:
+            record = json.loads(chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk)
+        except UnicodeDecodeError as exc:
+            problems.append(f"{where(number)}: not UTF-8 text (byte {exc.start})")
+            continue
+        except json.JSONDecodeError as exc:
+            problems.append(f"{where(number)}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"{where(number)}: {expected}, got {type(record).__name__}")
+            continue
+        yield number, record
+
+
+def listed_problems(problems: list[str], limit: int = MAX_REPORTED_ERRORS) -> str:
+    """The first `limit` problems, one per indented line, then how many were left out."""
+    more = len(problems) - limit
+    shown = problems[:limit] + ([f"... and {more} more"] if more > 0 else [])
+    return "  " + "\n  ".join(shown)
