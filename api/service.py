@@ -11,7 +11,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from api.schemas import (
     MAX_OUTPUT_TOKENS,
     ModelInfo,
     PlanAssignment,
+    PlanPrompt,
     PlanRequest,
     PlanResponse,
     SelectRequest,
@@ -35,13 +36,14 @@ from registry import (
     estimate_cost_usd,
     estimate_latency_ms,
 )
-from registry.tokens import count_tokens_batch
 from selector.batch import plan_batch
-from selector.costs import batch_figures, request_candidates
+from selector.costs import request_candidates
 from selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
 from selector.request import select_models
+from selector.workload import WorkloadRow, build_workload
 
 log = logging.getLogger("pickwise.api")
+T = TypeVar("T")
 
 PLAN_ENCODE_BATCH = 64
 # Upper bound on prompt and output tokens any request can ask about (schemas.MAX_OUTPUT_TOKENS
@@ -75,6 +77,19 @@ def _estimates_are_finite(spec: ModelSpec) -> bool:
     cost = estimate_cost_usd(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
     latency = estimate_latency_ms(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
     return math.isfinite(cost) and math.isfinite(latency)
+
+
+def _pool_columns(snapshot: RegistrySnapshot, column: dict[str, int], values: dict[str, T], field: str) -> dict[int, T]:
+    """{pool column: value} for a request's {model name or alias: value}; a model outside the pool
+    (deny-list, disabled) is ignored, one the registry does not know is a 422 naming `field.<name>`."""
+    by_column: dict[int, T] = {}
+    for name, value in values.items():
+        if name not in snapshot:
+            raise field_error(f"{field}.{name}", "unknown model (not in the registry: see GET /v1/models or `pickwise models list`)")
+        k = column.get(snapshot.get(name).name)
+        if k is not None:
+            by_column[k] = value
+    return by_column
 
 
 def _registry_issues(exc: RegistryError) -> list[dict]:
@@ -209,45 +224,25 @@ class PickwiseService:
         column = {n: k for k, n in enumerate(names)}
         prompts = request.prompts
         n, m = len(prompts), len(names)
-
-        quality = np.zeros((n, m))
-        allowed = np.ones((n, m), dtype=bool)
-        text_rows = [i for i, p in enumerate(prompts) if p.quality is None]
+        rows = [self._plan_row(snapshot, column, i, p) for i, p in enumerate(prompts)]
         truncated_ids: list[str] = []
-        if text_rows:
-            u, cut = self.encode([prompts[i].prompt for i in text_rows])
-            quality[text_rows] = predictor.probabilities(u.astype(np.float64), vectors)
-            truncated_ids = [prompts[i].id for i, c in zip(text_rows, cut) if c]
-        for i, p in enumerate(prompts):
-            if p.quality is not None:
-                allowed[i] = False
-                for name, q in p.quality.items():
-                    if name not in snapshot:
-                        raise field_error(f"prompts.{i}.quality.{name}", "unknown model (not in the registry: see GET /v1/models or `pickwise models list`)")
-                    k = column.get(snapshot.get(name).name)
-                    if k is not None:  # a model outside the pool (deny-list, disabled) is ignored
-                        quality[i, k], allowed[i, k] = q, True
 
-        with_text = [i for i, p in enumerate(prompts) if p.prompt is not None]
-        tokens = np.array([p.prompt_tokens or 0 for p in prompts], dtype=np.int64)
-        if with_text:
-            tokens[with_text] = count_tokens_batch([prompts[i].prompt for i in with_text])
-        figures = batch_figures(specs, tokens.tolist(), request.expected_output_tokens)
-        allowed &= figures.fits_context
+        def score(texts: list[str]) -> np.ndarray:
+            u, cut = self.encode(texts)
+            truncated_ids.extend(row.id for row, c in zip((r for r in rows if r.quality is None), cut) if c)
+            return predictor.probabilities(u.astype(np.float64), vectors)
+
+        workload = build_workload(rows, specs, score, output_tokens=request.expected_output_tokens)
         capacity = None
         if request.capacity:
             capacity = np.full(m, n, dtype=np.int64)
-            for name, cap in request.capacity.items():
-                if name not in snapshot:
-                    raise field_error(f"capacity.{name}", "unknown model (not in the registry: see GET /v1/models or `pickwise models list`)")
-                k = column.get(snapshot.get(name).name)
-                if k is not None:
-                    capacity[k] = cap
+            for k, cap in _pool_columns(snapshot, column, request.capacity, "capacity").items():
+                capacity[k] = cap
         try:
             plan = plan_batch(
-                quality, figures.cost_usd, budget=request.budget, min_avg_quality=request.min_avg_quality,
-                min_quality=request.min_quality, latency=figures.latency_ms, max_latency_ms=request.max_latency_ms,
-                capacity=capacity, allowed=allowed, solver=request.solver, model_names=names,
+                workload.quality, workload.cost_usd, budget=request.budget, min_avg_quality=request.min_avg_quality,
+                min_quality=request.min_quality, latency=workload.latency_ms, max_latency_ms=request.max_latency_ms,
+                capacity=capacity, allowed=workload.allowed, solver=request.solver, model_names=names,
             )
         except BudgetInfeasible as exc:
             raise ServiceError(409, "plan_infeasible", str(exc), reason=exc.reason, budget=exc.budget,
@@ -259,8 +254,8 @@ class PickwiseService:
             raise ServiceError(422, "validation_error", str(exc)) from None
 
         assignments = [
-            PlanAssignment(id=p.id, model=names[j], quality=float(quality[i, j]),
-                           cost_usd=float(figures.cost_usd[i, j]), latency_ms=float(figures.latency_ms[i, j]))
+            PlanAssignment(id=p.id, model=names[j], quality=float(workload.quality[i, j]),
+                           cost_usd=float(workload.cost_usd[i, j]), latency_ms=float(workload.latency_ms[i, j]))
             for i, (p, j) in enumerate(zip(prompts, plan.assignment))
         ]
         used = {names[j] for j in plan.assignment}
@@ -269,6 +264,16 @@ class PickwiseService:
             low_confidence={k: v for k, v in scoring.low_confidence.items() if k in used},
             truncated=truncated_ids, registry_version=snapshot.version, predictor_version=predictor.version,
         )
+
+    @staticmethod
+    def _plan_row(snapshot: RegistrySnapshot, column: dict[str, int], i: int, prompt: PlanPrompt) -> WorkloadRow:
+        """One prompt of a plan request as a workload row. The prompt text, when given, sets the
+        token count; prompt_tokens only stands in for a missing text."""
+        quality = None
+        if prompt.quality is not None:
+            quality = _pool_columns(snapshot, column, prompt.quality, f"prompts.{i}.quality")
+        tokens = None if prompt.prompt is not None else (prompt.prompt_tokens or 0)
+        return WorkloadRow(prompt.id, prompt.prompt, tokens, quality)
 
     def _plan_pool(self, snapshot: RegistrySnapshot, scoring: Scoring, request: PlanRequest) -> list[int]:
         """Columns of `scoring` a plan may use: enabled, allowed, not denied."""

@@ -153,3 +153,19 @@ def test_jobs_queue_bound_eviction_and_expiry():
         with pytest.raises(ServiceError):
             jobs.get(job.id)
     jobs.shutdown()
+
+
+def test_plan_lists_truncated_text_prompts_and_prices_quality_only_rows_by_prompt_tokens(api):
+    long_prompt = " ".join(["Explain the proof step by step."] * 40)  # far past the tiny predictor's 32 tokens
+    prompts = [
+        {"id": "own", "quality": {"gpt-4-1106-preview": 0.9}, "prompt_tokens": 1000},
+        {"id": "short", "prompt": "Hi."},
+        {"id": "long", "prompt": long_prompt},
+    ]
+    r = api.post("/v1/plan", json={"prompts": prompts, "budget": 10.0})
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert plan["truncated"] == ["long"]
+    by_id = {a["id"]: a for a in plan["assignments"]}
+    assert by_id["own"]["model"] == "gpt-4-1106-preview" and by_id["own"]["quality"] == pytest.approx(0.9)
+    assert by_id["own"]["cost_usd"] > 0  # 1000 prompt tokens priced although there is no text
