@@ -5,6 +5,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 # Sub-command modules under api.commands, each with `register(subparsers)`.
 COMMAND_MODULES = (
@@ -33,6 +34,25 @@ def add_registry_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="registry directory (default: the shipped registry, registry/defaults)",
     )
+
+
+def registry_dir(option: str | None) -> Path:
+    """The directory a `--registry` value names; the shipped registry when it is not given."""
+    from registry import default_registry_dir
+
+    return Path(option) if option else default_registry_dir()
+
+
+def load_registry_option(option: str | None, *, writable: bool = False):
+    """The validated registry at `--registry`: a RegistrySnapshot, or with `writable` the Registry
+    store (models add/remove, select); an invalid one is a CliError listing every problem."""
+    from registry import Registry, RegistryError, load_registry
+
+    directory = registry_dir(option)
+    try:
+        return Registry(directory) if writable else load_registry(directory)
+    except RegistryError as exc:
+        raise CliError(f"registry {directory} is invalid:\n{exc}") from None
 
 
 def add_artifact_option(parser: argparse.ArgumentParser) -> None:

@@ -61,14 +61,15 @@ def read_prompt_file(
     it checks that in `parse`). `parse` raises ValueError for a bad line; its message is reported
     with the file and line like the built-in checks. Raises PromptFileError listing every bad line.
     """
+    source = "<stdin>" if str(path) == "-" else str(path)
     try:
         raw = read_input(path)
     except OSError as exc:
-        raise PromptFileError(f"{path}: cannot read input ({exc.strerror})") from None
+        raise PromptFileError(f"{source}: cannot read input ({exc.strerror})") from None
     problems: list[str] = []
     items: list = []
     first_line: dict[str, int] = {}
-    lines = json_object_lines(raw, lambda n: f"{path}:{n}", problems, '{"id": ..., "prompt": ...}')
+    lines = json_object_lines(raw, lambda n: f"{source}:{n}", problems, '{"id": ..., "prompt": ...}')
     for number, obj in tqdm(lines, desc="reading", unit="line", total=raw.count(b"\n") + 1,
                             disable=not progress, leave=False):
         try:
@@ -78,7 +79,7 @@ def read_prompt_file(
             first_line[record.id] = number
             items.append(record if parse is None else parse(record))
         except ValueError as exc:
-            problems.append(f"{path}:{number}: {exc}")
+            problems.append(f"{source}:{number}: {exc}")
     if problems:
-        raise PromptFileError(f"{path}: bad input lines:\n" + listed_problems(problems), problems)
+        raise PromptFileError(f"{source}: bad input lines:\n" + listed_problems(problems), problems)
     return items

@@ -85,5 +85,8 @@ def test_parse_hook_builds_items_and_its_errors_get_file_and_line(tmp_path):
 def test_stdin_and_unreadable_paths(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{"id": "s", "prompt": "from stdin"}\n')))
     assert [r.prompt for r in read_prompt_file("-")] == ["from stdin"]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{"id": "s"}\n')))
+    with pytest.raises(PromptFileError, match=r"<stdin>:1: missing 'prompt'"):
+        read_prompt_file("-")
     with pytest.raises(PromptFileError, match=r"missing\.jsonl: cannot read input \(No such file or directory\)"):
         read_prompt_file(str(tmp_path / "missing.jsonl"))

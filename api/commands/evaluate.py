@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_registry_option
+from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,13 +54,7 @@ def _load_tables(paths: list[str]) -> list:
 def _load_snapshot(args: argparse.Namespace):
     if args.cost_estimate != "registry":
         return None
-    from registry import RegistryError, default_registry_dir, load_registry
-
-    directory = args.registry or default_registry_dir()
-    try:
-        return load_registry(directory)
-    except (RegistryError, OSError) as exc:
-        raise CliError(f"--registry {directory}: {exc}") from None
+    return load_registry_option(args.registry)
 
 
 def _check_writable(option: str, target: str | None) -> None:

@@ -12,20 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from api.cli import CliError, add_registry_option
-from registry import ModelSpec, Registry, RegistryError, default_registry_dir, load_registry
+from api.cli import CliError, add_registry_option, load_registry_option, registry_dir
+from registry import ModelSpec, RegistryError, load_registry
 from registry.errors import display_path
-
-
-def _registry_dir(args: argparse.Namespace) -> Path:
-    return Path(args.registry) if args.registry else default_registry_dir()
-
-
-def _open_registry(args: argparse.Namespace) -> Registry:
-    try:
-        return Registry(_registry_dir(args))
-    except RegistryError as exc:
-        raise CliError(f"registry {_registry_dir(args)} is invalid:\n{exc}") from None
 
 
 def _row(spec: ModelSpec) -> dict:
@@ -56,7 +45,7 @@ def format_table(specs: tuple[ModelSpec, ...]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    snapshot = _open_registry(args).snapshot
+    snapshot = load_registry_option(args.registry, writable=True).snapshot
     specs = snapshot.enabled() if args.enabled_only else snapshot.models
     if args.json:
         print(json.dumps({"version": snapshot.version, "models": [_row(s) for s in specs]}, indent=2))
@@ -67,7 +56,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    snapshot = _open_registry(args).snapshot
+    snapshot = load_registry_option(args.registry, writable=True).snapshot
     try:
         spec = snapshot.get(args.name)
     except KeyError as exc:
@@ -79,7 +68,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    directory = Path(args.directory) if args.directory else _registry_dir(args)
+    directory = Path(args.directory) if args.directory else registry_dir(args.registry)
     try:
         snapshot = load_registry(directory)
     except RegistryError as exc:
@@ -96,7 +85,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
-    registry = _open_registry(args)
+    registry = load_registry_option(args.registry, writable=True)
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     try:
         spec = registry.add_model(text, fmt=fmt, source_dir=path.resolve().parent)  # probe paths: relative to FILE
@@ -108,7 +97,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    registry = _open_registry(args)
+    registry = load_registry_option(args.registry, writable=True)
     try:
         file = registry.snapshot.source_file(args.name)
         spec = registry.remove_model(args.name)

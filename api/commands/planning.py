@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_registry_option
+from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
 from api.output import open_output
-from registry import RegistryError, default_registry_dir, load_registry
 from selector.batch import SOLVERS, plan_batch
 from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
 from selector.types import BatchPlan, UniversePlan
@@ -63,11 +61,7 @@ def _workload_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Workload:
-    directory = Path(args.registry) if args.registry else default_registry_dir()
-    try:
-        snapshot = load_registry(directory)
-    except RegistryError as exc:
-        raise CliError(f"registry {directory} is invalid:\n{exc}") from None
+    snapshot = load_registry_option(args.registry)
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
 
     def predictor():

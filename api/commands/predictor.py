@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_registry_option
+from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
 from api.output import open_output
 
 PRICED_TABLES = (
@@ -62,22 +62,13 @@ def resolve_tables(paths: list[str] | None) -> list[Path]:
     return chosen
 
 
-def load_snapshot(directory):
-    from registry import RegistryError, default_registry_dir, load_registry
-
-    try:
-        return load_registry(directory or default_registry_dir())
-    except RegistryError as exc:
-        raise CliError(f"registry {directory or default_registry_dir()}: {exc}") from exc
-
-
 def run_train(args: argparse.Namespace) -> int:
     from predictor.data import load_table
     from predictor.model import ModelConfig
     from predictor.train import TrainConfig, train
 
     tables = [load_table(p) for p in resolve_tables(args.data)]
-    snapshot = load_snapshot(args.registry)
+    snapshot = load_registry_option(args.registry)
     config = TrainConfig(
         model=ModelConfig(dim=args.dim, lora_layers=args.lora_layers, lora_r=args.lora_r,
                           lora_alpha=2 * args.lora_r, max_len=args.max_len),
@@ -116,7 +107,7 @@ def run_predict(args: argparse.Namespace) -> int:
         lines = read_prompt_file(args.input)
     except PromptFileError as exc:
         raise CliError(str(exc)) from None
-    snapshot = load_snapshot(args.registry)
+    snapshot = load_registry_option(args.registry)
     if args.models:
         names = [m.strip() for m in args.models.split(",") if m.strip()]
         unknown = [m for m in names if m not in snapshot]

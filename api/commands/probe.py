@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_registry_option
+from api.cli import CliError, add_registry_option, load_registry_option, registry_dir
 from api.output import open_output
-from registry import RegistryError, RegistryIssue, default_registry_dir, load_registry
+from registry import RegistryError, RegistryIssue
 from registry.jsonl import json_object_lines, listed_problems, read_input
 from registry.loader import parse_registry_text
 from registry.probe_grading import grade_response
@@ -105,18 +105,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _similar_to_issues(entries, registry_dir: Path) -> list[RegistryIssue]:
+def _similar_to_issues(entries, registry_option: str | None) -> list[RegistryIssue]:
     """`similar_to` must name a model of the registry the YAML is meant for (or another model of this file)."""
     wanted = [e for e in entries if e.spec.probe is not None and e.spec.probe.similar_to]
     if not wanted:
         return []
-    try:
-        snapshot = load_registry(registry_dir)
-    except RegistryError as exc:
-        raise CliError(f"registry {registry_dir} is invalid:\n{exc}") from None
+    snapshot = load_registry_option(registry_option)
+    registry = registry_dir(registry_option)
     local = {n for e in entries for n in e.spec.all_names()}
     return [
-        RegistryIssue(f"similar_to '{e.spec.probe.similar_to}' is not a model of this file or of registry {registry_dir}",
+        RegistryIssue(f"similar_to '{e.spec.probe.similar_to}' is not a model of this file or of registry {registry}",
                       file=e.path, model=e.spec.name, field="probe.similar_to")
         for e in wanted if e.spec.probe.similar_to not in snapshot and e.spec.probe.similar_to not in local
     ]
@@ -152,7 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             issues.extend(exc.errors)
             continue
         report.append(f"{entry.spec.name}: {_describe(entry.spec, scores)}")
-    issues.extend(_similar_to_issues(entries, Path(args.registry) if args.registry else default_registry_dir()))
+    issues.extend(_similar_to_issues(entries, args.registry))
     if issues:
         raise CliError(f"{path}: probe section invalid:\n" + "\n".join(str(i) for i in issues))
     print("\n".join(report))

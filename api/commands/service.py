@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from api.cli import CliError, add_artifact_option, add_registry_option
+from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, registry_dir
 from api.errors import ServiceError
 
 OBJECTIVES = ("min_cost", "max_quality", "balanced")
@@ -63,18 +63,13 @@ def register(sub) -> None:
 # ---- serve -------------------------------------------------------------------------------------
 def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     from predictor.artifact import default_artifact_dir
-    from registry import RegistryError, default_registry_dir, load_registry
 
-    registry = Path(args.registry) if args.registry else default_registry_dir()
+    load_registry_option(args.registry)  # fail before binding the port, with every problem listed
     artifact = Path(args.artifact) if args.artifact else default_artifact_dir()
-    try:
-        load_registry(registry)
-    except RegistryError as exc:
-        raise CliError(f"registry {registry} is invalid:\n{exc}") from None
     if not artifact.is_dir():
         raise CliError(f"predictor artifact {artifact} does not exist; train one with "
                        "`pickwise train --out DIR` and pass --artifact DIR")
-    return registry, artifact
+    return registry_dir(args.registry), artifact
 
 
 def predictor_loader(artifact: Path, int8: bool):
@@ -200,15 +195,9 @@ def run_select(args: argparse.Namespace) -> int:
     from api.service import PickwiseService
     from predictor.artifact import ArtifactError
     from predictor.inference import load_predictor
-    from registry import Registry, RegistryError, default_registry_dir
-
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     request = build_request(args, prompt)
-    directory = Path(args.registry) if args.registry else default_registry_dir()
-    try:
-        registry = Registry(directory)
-    except RegistryError as exc:
-        raise CliError(f"registry {directory} is invalid:\n{exc}") from None
+    registry = load_registry_option(args.registry, writable=True)
     try:
         predictor = load_predictor(args.artifact)
     except (ArtifactError, FileNotFoundError, OSError) as exc:
