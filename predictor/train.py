@@ -30,6 +30,7 @@ from predictor.model import ModelConfig, QualityModel
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = 6
+    epoch_fraction: float = 1.0  # share of the training rows drawn (without replacement) per epoch
     batch_size: int = 64
     lr_lora: float = 5e-4
     lr_head: float = 2e-3
@@ -196,7 +197,7 @@ def train(
         [{"params": lora_params, "lr": config.lr_lora}, {"params": head_params, "lr": config.lr_head}],
         weight_decay=config.weight_decay,
     )
-    steps_per_epoch = math.ceil(len(pos_train) / config.batch_size)
+    steps_per_epoch = math.ceil(max(1, int(len(pos_train) * min(config.epoch_fraction, 1.0))) / config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = max(1, total // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 0
@@ -209,8 +210,11 @@ def train(
     for epoch in range(config.epochs):
         model.train()
         running = []
-        for batch in shuffled_buckets(lengths[pos_train], config.batch_size, rng):
-            rows = pos_train[batch]
+        epoch_rows = pos_train
+        if config.epoch_fraction < 1.0:  # validate (and maybe stop early) more often than once a pass
+            epoch_rows = np.sort(rng.choice(pos_train, size=max(1, int(len(pos_train) * config.epoch_fraction)), replace=False))
+        for batch in shuffled_buckets(lengths[epoch_rows], config.batch_size, rng):
+            rows = epoch_rows[batch]
             hidden, mask = stack_hidden(cache, rows)
             u = model.prompt_vectors(model.top(hidden.to(dev), mask.to(dev)))
             loss = masked_bce(model.scores(u), labels[rows].to(dev))
