@@ -1,0 +1,43 @@
+"""Integration: the committed default artifact loads on the real MiniLM backbone and scores prompts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictor.artifact import default_artifact_dir, read_meta
+from registry import default_registry_dir, load_registry
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from predictor.inference import load_predictor
+
+    return load_predictor()
+
+
+def test_shipped_artifact_covers_every_default_registry_model():
+    meta = read_meta(default_artifact_dir())
+    trained = set(meta["model_names"]) | set(meta["aliases"])
+    snapshot = load_registry(default_registry_dir())
+    assert all(any(n in trained for n in spec.all_names()) for spec in snapshot.models)
+    assert meta["validation"]["ece"] <= 0.03
+    size = sum(p.stat().st_size for p in default_artifact_dir().rglob("*") if p.is_file())
+    assert size < 5_000_000  # adapter + heads, never merged weights
+
+
+def test_shipped_predictor_scores_prompts(shipped):
+    snapshot = load_registry(default_registry_dir())
+    models = list(snapshot.enabled())
+    prompts = [
+        "What is 17 * 23? Answer with the number only.",
+        "Write a Python function that checks whether a string is a palindrome.",
+        "Which of the following is a prime number?\nA) 21\nB) 27\nC) 29\nD) 33",
+    ]
+    q = shipped.predict(prompts, models, snapshot=snapshot)
+    assert q.shape == (3, len(models)) and np.all((q > 0) & (q < 1))
+    assert shipped.low_confidence(models, snapshot) == {}
+    # a frontier model is predicted to beat a 2023 7B base model on average
+    names = [m.name for m in models]
+    assert q[:, names.index("gpt-4-1106-preview")].mean() > q[:, names.index("Llama-2-7b-hf")].mean()
