@@ -57,8 +57,7 @@ def save_artifact(
         with gzip.open(tmp / SPLITS_FILE, "wt", encoding="utf-8") as fh:
             json.dump(splits, fh)
         if probe_vectors is not None:
-            ids, vectors = probe_vectors
-            np.savez_compressed(tmp / PROBE_FILE, ids=np.array(ids, dtype=str), vectors=vectors.astype(np.float32))
+            write_probe_vectors(tmp, *probe_vectors)
         meta = {**meta, "format_version": FORMAT_VERSION, "model_config": model.config.to_dict()}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         if out_dir.exists():
@@ -122,6 +121,15 @@ def load_model(directory: str | Path, backbone, merge: bool = True) -> tuple[Qua
 def read_splits(directory: str | Path) -> dict[str, dict[str, list[str]]]:
     with gzip.open(Path(directory) / SPLITS_FILE, "rt", encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def write_probe_vectors(directory: str | Path, ids: list[str], vectors: np.ndarray) -> None:
+    """Store the probe prompts' vectors (temp file + rename: a reader never sees half a file)."""
+    path = Path(directory) / PROBE_FILE
+    tmp = path.with_name(".tmp-" + PROBE_FILE)
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, ids=np.array(ids, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
+    tmp.replace(path)
 
 
 def read_probe_vectors(directory: str | Path) -> tuple[list[str], np.ndarray] | None:

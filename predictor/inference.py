@@ -192,7 +192,7 @@ class QualityPredictor:
                 return self._fitted[key]
         from predictor.coldstart import fit_model_vector
 
-        ids, u = self.probe_vectors()
+        ids, u = self.probe_vectors(needed=set(scores))
         position = {pid: i for i, pid in enumerate(ids)}
         known = [pid for pid in scores if pid in position]
         if not known:
@@ -204,15 +204,25 @@ class QualityPredictor:
             self._fitted[key] = fitted
         return fitted
 
-    def probe_vectors(self) -> tuple[list[str], np.ndarray]:
-        """Prompt vectors of the probe set: stored in the artifact, else computed once now."""
+    def probe_vectors(self, needed: set[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """Prompt vectors of the probe set: stored in the artifact, else computed once now.
+
+        If `needed` ids are missing (the shipped probe set was regenerated after training),
+        the current probe set's prompts are encoded once and added, so results for new probe
+        prompts still find their vectors.
+        """
         with self._lock:
-            if self._probe is None:
+            if self._probe is None or (needed and not needed <= set(self._probe[0])):
                 from registry.probe_set import load_probe_set
 
-                entries = load_probe_set()
-                u, _ = self.prompt_vectors([e.prompt for e in entries])
-                self._probe = ([e.prompt_id for e in entries], u)
+                have = set(self._probe[0]) if self._probe is not None else set()
+                entries = [e for e in load_probe_set() if e.prompt_id not in have]
+                if entries:
+                    u, _ = self.prompt_vectors([e.prompt for e in entries])
+                    ids = [e.prompt_id for e in entries]
+                    if self._probe is not None:
+                        ids, u = list(self._probe[0]) + ids, np.vstack([self._probe[1], u])
+                    self._probe = (ids, u)
             return self._probe[0], np.asarray(self._probe[1], dtype=np.float64)
 
     def bias_for_mean(self, vector: np.ndarray, mean_quality: float) -> float:
@@ -238,6 +248,22 @@ class QualityPredictor:
             return split_labels(table.prompts, seed=rule["seed"], val_frac=rule["val_frac"], test_frac=rule["test_frac"])
         train, val = set(recorded["train"]), set(recorded["val"])
         return np.array(["train" if p in train else "val" if p in val else "test" for p in table.prompt_ids], dtype=object)
+
+
+def refresh_probe_vectors(artifact_dir: str | Path) -> int:
+    """Recompute and store an artifact's probe-prompt vectors for the current shipped probe set.
+
+    Run after regenerating the probe set, so registering a model by its probe results stays
+    a millisecond fit instead of first encoding the whole probe set.
+    """
+    from predictor.artifact import write_probe_vectors
+    from registry.probe_set import load_probe_set
+
+    predictor = load_predictor(artifact_dir, "cpu")
+    entries = load_probe_set()
+    u, _ = predictor.prompt_vectors([e.prompt for e in entries])
+    write_probe_vectors(artifact_dir, [e.prompt_id for e in entries], u)
+    return len(entries)
 
 
 def load_predictor(

@@ -8,15 +8,18 @@ models it was trained on (issue 6). Three things make a probe prompt useful:
 - It was a *training* prompt (`predictor.data.split_labels(prompts, seed=0) == "train"`).
   The evaluation scores the "test" rows, so a probe prompt there would leak held-out
   labels into a cold-start model's vector.
-- It tells models apart. An item that every model gets right (or wrong) says nothing
-  about a new model. Items are ranked by their point-biserial correlation with the
-  models' overall accuracy on the table (the item-total correlation, a classical proxy
-  for IRT discrimination); only items with 0.05 < mean score < 0.95 and a positive
-  correlation qualify, and an item needs results for at least 80% of the table's models.
+- It tells models apart, without skewing what they look like. Items that every model gets
+  right (or wrong) say nothing about a new model and are left out (0 < mean score < 1), and
+  an item needs results for at least 80% of the table's models. Within that, items are a
+  *random* sample stratified by difficulty (equal shares of the terciles of the mean
+  score), not the most discriminating ones: picking items by their correlation with the
+  models' accuracy selects Guttman-like items that every strong model gets right, so a
+  new model's probe accuracy stops reflecting its real accuracy (a first version did
+  this, and cold-start vectors came out far too strong or too weak). A representative
+  sample keeps the probe accuracy an unbiased estimate and lets the predictor's prompt
+  vectors, not the item selection, explain item difficulty.
 - Together the items cover the ground: quotas per table and per task (proportional to the
-  task's share of candidates, with a floor per task), and within a task the picks are
-  spread over three difficulty bands (terciles of the mean score) so that both weak and
-  strong new models meet items near their level.
+  task's share of candidates, with a floor per task).
 
 MMLU-Pro gets the largest quota on purpose: it is the only table with reference answers
 (so `pickwise probe score` can grade a new model there), it has the most models (25,
@@ -57,7 +60,7 @@ TABLE_QUOTAS = {
 }
 TASK_FLOOR = 3  # every task of a table gets at least this many prompts (if it has that many candidates)
 MIN_MODEL_COVERAGE = 0.8  # share of the table's models that must have a result on a candidate
-MEAN_SCORE_RANGE = (0.05, 0.95)  # exclusive: outside it (almost) every model agrees
+MEAN_SCORE_RANGE = (0.0, 1.0)  # exclusive: at either end every model agrees
 MAX_PROMPT_TOKENS = 2048  # keep probing a new model cheap
 DIFFICULTY_BANDS = 3
 REFERENCE_COLUMNS = ("answer",)  # the only reference-answer column any table has (MMLU-Pro)
@@ -123,10 +126,10 @@ def allocate(quota: int, available: dict[str, int], floor: int) -> dict[str, int
 
 
 def pick_spread(candidates: list[Candidate], k: int, rng: np.random.Generator) -> list[Candidate]:
-    """The k most discriminating candidates, taken in turn from each difficulty band.
+    """k candidates drawn at random, in turn from each difficulty band (terciles of the mean score).
 
-    Ties are broken by a seeded shuffle so the choice is deterministic but not biased
-    towards the table's row order.
+    Random within bands (a seeded shuffle), so the sample stays representative of the
+    task's difficulty; see the module docstring for why not the most discriminating items.
     """
     if k <= 0 or not candidates:
         return []
@@ -136,7 +139,7 @@ def pick_spread(candidates: list[Candidate], k: int, rng: np.random.Generator) -
     bands: list[list[Candidate]] = [[] for _ in range(DIFFICULTY_BANDS)]
     for c in shuffled:
         bands[int(np.searchsorted(edges, c.mean_score, side="right"))].append(c)
-    queues = [sorted(b, key=lambda c: -c.discrimination) for b in bands]
+    queues = bands
     picked: list[Candidate] = []
     while len(picked) < k and any(queues):
         for queue in queues:
@@ -152,7 +155,7 @@ def table_candidates(table, seen_stems: set[str]) -> list[Candidate]:
     low, high = MEAN_SCORE_RANGE
     out, stems = [], set()
     for k, i in enumerate(train_rows):
-        if not covered[k] or not (low < mean[k] < high) or not corr[k] > 0:
+        if not covered[k] or not (low < mean[k] < high):
             continue
         if table.in_tokens[i] > MAX_PROMPT_TOKENS or not table.prompts[i].strip():
             continue

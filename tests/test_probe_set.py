@@ -111,3 +111,18 @@ def test_shipped_file_is_what_the_generator_builds():
     from registry.build_probe_set import build_entries, render
 
     assert render(build_entries(DATA)) == DEFAULT_PROBE_SET_PATH.read_text(encoding="utf-8")
+
+
+@needs_data
+def test_probe_accuracy_is_representative_of_each_model():
+    """A model's accuracy on the probe items tracks its accuracy on the table (no Guttman skew)."""
+    import numpy as np
+
+    from predictor.data import load_table, split_labels
+
+    table = load_table(DATA / "mmlu_pro_25models.parquet")
+    row = {pid: i for i, pid in enumerate(table.prompt_ids)}
+    probe = [row[e.prompt_id] for e in ENTRIES if e.table == "mmlu_pro_25models"]
+    train = split_labels(table.prompts, seed=0) == "train"
+    gap = np.nanmean(table.quality[probe], axis=0) - np.nanmean(table.quality[train], axis=0)
+    assert np.max(np.abs(gap)) < 0.12
