@@ -85,18 +85,18 @@ def test_register_json_with_a_benchmark_prior(api):
     assert body["chosen"] == ["acme-json"] and 0 < body["quality"] < 1
 
 
-def test_register_with_probe_results_the_artifact_cannot_fit_is_reported_not_routed(api):
-    """The tiny artifact's probe set is synthetic, so real probe ids cannot be fitted: the model is
-    registered but listed as left_out (with the reason) instead of breaking selection."""
+def test_register_with_probe_results_is_fitted_and_routable_at_once(api):
+    """The tiny artifact stores vectors for a synthetic probe set only: the shipped probe prompts a
+    new model was scored on are encoded on demand, and the model is fitted and routable at once."""
     from registry.probe_set import load_probe_set
 
     ids = [e.prompt_id for e in load_probe_set()[:60]]
     entry = new_model("acme-probed", probe={"results": [{"prompt_id": i, "score": 1.0} for i in ids]})
     r = api.post("/v1/models", json=entry, headers=AUTH)
     assert r.status_code == 201, r.text
-    assert r.json()["model"]["scoring"] is None and "probe set" in r.json()["model"]["low_confidence"]
-    body = api.post("/v1/select", json={"prompt": PROMPT}).json()
-    assert "acme-probed" in body["left_out"] and "acme-probed" not in {c["name"] for c in body["candidates"]}
+    assert r.json()["model"]["scoring"] == "probe" and not r.json()["model"]["low_confidence"]
+    body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-probed"]}).json()
+    assert body["chosen"] == ["acme-probed"] and "acme-probed" not in body["left_out"]
 
 
 def test_invalid_models_are_422_listing_every_problem(api, registry_dir):
