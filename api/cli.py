@@ -73,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"api.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"api.commands.{name}":
-                continue  # that command group is not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"api.commands.{name}").register(sub)
     return parser
 
 
