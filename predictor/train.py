@@ -138,10 +138,6 @@ def logits_from_cache(model, cache, rows: np.ndarray, device, batch_size: int = 
     return np.concatenate(out) if out else np.zeros((0, model.model_vectors.shape[0]))
 
 
-def _local_positions(rows: np.ndarray) -> dict[int, int]:
-    return {int(r): k for k, r in enumerate(rows)}
-
-
 def train(
     tables: list[RoutingTable],
     out_dir: str | Path | None,

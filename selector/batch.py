@@ -112,10 +112,8 @@ def plan_batch(
     rows = np.arange(n)
     chosen_q, chosen_c = q[rows, solution.choice], c[rows, solution.choice]
     counts = np.bincount(solution.choice, minlength=m)
-    if objective == "max_quality":
-        bound, value = solution.bound, solution.value
-    else:  # profits were negated costs: the bound on -cost is a lower bound on cost
-        bound, value = -solution.bound, -solution.value
+    # for min_cost the profits were negated costs: the bound on -cost is a lower bound on cost
+    bound = solution.bound if objective == "max_quality" else -solution.bound
     return BatchPlan(
         objective=objective,
         assignment=solution.choice.tolist(),
