@@ -91,6 +91,7 @@ class QualityPredictor:
         self._bias = model.model_bias.detach().cpu().numpy().astype(np.float64)
         self._probe = read_probe_vectors(directory)
         self._fitted: dict[str, tuple[np.ndarray, float]] = {}
+        self._splits: dict | None = None
         self._lock = threading.Lock()
 
     # ---- scoring -------------------------------------------------------------------------
@@ -241,8 +242,9 @@ class QualityPredictor:
         Tables the artifact never saw use the recorded split rule, so a question that reached
         training through another table (the same MMLU item in two tables) is still not scored.
         """
-        splits = read_splits(self.directory)
-        recorded = splits.get(table.name)
+        if self._splits is None:  # read once: eval and benches ask per table
+            self._splits = read_splits(self.directory)
+        recorded = self._splits.get(table.name)
         if recorded is None:
             rule = self.meta["split_rule"]
             return split_labels(table.prompts, seed=rule["seed"], val_frac=rule["val_frac"], test_frac=rule["test_frac"])

@@ -9,14 +9,6 @@ from pathlib import Path
 from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
 from api.output import open_output
 
-PRICED_TABLES = (
-    "mmlu_pro_25models.parquet",
-    "routerbench_subset_arc_mbpp_winogrande_11models.parquet",
-    "mmlu57_gsm8k_9models.parquet",
-    "llmrouter_dcrouter_9models.parquet",
-)
-
-
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a predictor artifact from routing tables")
     p.add_argument("--data", nargs="+", metavar="TABLE.parquet",
@@ -54,8 +46,9 @@ def register(sub) -> None:
 
 def resolve_tables(paths: list[str] | None) -> list[Path]:
     from predictor.data import default_data_dir
+    from registry.build_defaults import TABLES  # the four priced tables the default registry is built from
 
-    chosen = [Path(p) for p in paths] if paths else [default_data_dir() / name for name in PRICED_TABLES]
+    chosen = [Path(p) for p in paths] if paths else [default_data_dir() / f"{stem}.parquet" for stem in TABLES.values()]
     missing = [str(p) for p in chosen if not p.exists()]
     if missing:
         raise CliError(f"data table(s) not found: {', '.join(missing)}")
