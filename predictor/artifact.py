@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.torch import load_file, save_file
 
 from predictor.model import ModelConfig, QualityModel
@@ -50,10 +49,7 @@ def save_artifact(
     try:
         if model.config.lora_layers > 0 and hasattr(model.encoder, "peft_config"):
             model.encoder.save_pretrained(str(tmp / ADAPTER_DIR))
-        heads = {f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-        heads["model_vectors"] = model.model_vectors.detach().cpu().contiguous()
-        heads["model_bias"] = model.model_bias.detach().cpu().contiguous()
-        save_file(heads, str(tmp / HEADS_FILE))
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head_state().items()}, str(tmp / HEADS_FILE))
         with gzip.open(tmp / SPLITS_FILE, "wt", encoding="utf-8") as fh:
             json.dump(splits, fh)
         if probe_vectors is not None:
@@ -111,10 +107,12 @@ def load_model(directory: str | Path, backbone, merge: bool = True) -> tuple[Qua
             raise ArtifactError(f"{directory}: lora_layers={config.lora_layers} but no {ADAPTER_DIR}/")
         peft_model = PeftModel.from_pretrained(backbone, str(adapter))
         model.encoder = peft_model.merge_and_unload() if merge else peft_model
-    model.head.load_state_dict({k[len("head."):]: v for k, v in heads.items() if k.startswith("head.")})
-    with torch.no_grad():
-        model.model_vectors.copy_(heads["model_vectors"])
-        model.model_bias.copy_(heads["model_bias"])
+    expected = model.head_state()
+    missing, unexpected = sorted(set(expected) - set(heads)), sorted(set(heads) - set(expected))
+    if missing or unexpected:
+        raise ArtifactError(f"{directory / HEADS_FILE}: does not match model_config in {META_FILE} "
+                            f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.load_state_dict(heads, strict=False)
     return model.eval(), meta
 
 

@@ -19,6 +19,9 @@ COST_PREFIXES = ("cost__", "cost_in_only__")
 OUT_TOKENS_PREFIX = "out_tokens__"
 # The task/domain column differs per table; the first one present is used.
 TASK_COLUMNS = ("category", "benchmark", "task", "dataset", "subject")
+# A finer task split inside the task column, where a table has one (MMLU-Pro's source
+# collection, MMLU-57's subject); the first present that is not the task column is used.
+SUBTASK_COLUMNS = ("src", "subject")
 PROMPT_COLUMNS = ("prompt", "instruction")
 SPLITS = ("train", "val", "test")
 
@@ -53,6 +56,7 @@ class RoutingTable:
     out_tokens: np.ndarray | None  # [N, M] or None where the table has none
     cost_is_input_only: bool = False
     extra: dict = field(default_factory=dict)
+    subtask: np.ndarray | None = None  # [N] str, the finer task label, or None where the table has none
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -79,6 +83,7 @@ class RoutingTable:
             out_tokens=None if self.out_tokens is None else self.out_tokens[idx],
             cost_is_input_only=self.cost_is_input_only,
             extra=dict(self.extra),
+            subtask=None if self.subtask is None else self.subtask[idx],
         )
 
 
@@ -113,6 +118,8 @@ def load_table(path: str | Path) -> RoutingTable:
         if task_col
         else np.full(len(frame), "", dtype=object)
     )
+    subtask_col = next((c for c in SUBTASK_COLUMNS if c in frame.columns and c != task_col), None)
+    subtask = frame[subtask_col].fillna("").astype(str).to_numpy() if subtask_col else None
     in_tokens = (
         frame["in_tokens"].to_numpy(dtype=np.float64)
         if "in_tokens" in frame.columns
@@ -131,7 +138,8 @@ def load_table(path: str | Path) -> RoutingTable:
         in_tokens=in_tokens,
         out_tokens=out_tokens,
         cost_is_input_only=input_only,
-        extra={"task_column": task_col},
+        extra={"task_column": task_col, "subtask_column": subtask_col},
+        subtask=subtask,
     )
 
 

@@ -29,6 +29,8 @@ class TrainingSet:
     model_names: list[str]  # canonical names, column order of `labels`
     aliases: dict[str, str]  # every table model name -> canonical name
     split: np.ndarray  # [N] "train" | "val" | "test"
+    task: np.ndarray | None = None  # [N] "table/task": the task label, qualified by its table
+    subtask: np.ndarray | None = None  # [N] "table/task/subtask" (= task where the table has no finer label)
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
@@ -54,7 +56,7 @@ def build_training_set(
             aliases[m] = canonical_name(snapshot, m)
     model_names = sorted({c for c in aliases.values() if c not in excluded})
     column = {name: j for j, name in enumerate(model_names)}
-    blocks, prompts, ids, names, splits = [], [], [], [], []
+    blocks, prompts, ids, names, splits, tasks, subtasks = [], [], [], [], [], [], []
     for table in tables:
         block = np.full((len(table), len(model_names)), np.nan, dtype=np.float32)
         for j, m in enumerate(table.model_names):
@@ -66,6 +68,9 @@ def build_training_set(
         prompts.extend(table.prompts)
         ids.append(table.prompt_ids)
         names.append(np.full(len(table), table.name, dtype=object))
+        task, subtask = task_labels(table)
+        tasks.append(task)
+        subtasks.append(subtask)
         splits.append(split_labels(table.prompts, seed=seed, val_frac=val_frac, test_frac=test_frac))
     labels = np.concatenate(blocks) if blocks else np.zeros((0, len(model_names)), dtype=np.float32)
     if np.any((labels < 0) | (labels > 1)):
@@ -78,4 +83,18 @@ def build_training_set(
         model_names=model_names,
         aliases={m: c for m, c in aliases.items() if c in column},
         split=np.concatenate(splits) if splits else np.array([], dtype=object),
+        task=np.concatenate(tasks) if tasks else np.array([], dtype=object),
+        subtask=np.concatenate(subtasks) if subtasks else np.array([], dtype=object),
     )
+
+
+def task_labels(table: RoutingTable) -> tuple[np.ndarray, np.ndarray]:
+    """Table-qualified task and subtask labels per row.
+
+    Qualified by the table because the same task name ("mmlu") means different prompt
+    formats and model sets in different tables; rows without a task fall back to the table.
+    """
+    task = np.array([f"{table.name}/{t}" if t else table.name for t in table.task], dtype=object)
+    if table.subtask is None:
+        return task, task.copy()
+    return task, np.array([f"{t}/{s}" if s else t for t, s in zip(task, table.subtask)], dtype=object)

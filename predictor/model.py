@@ -6,6 +6,13 @@ overall strength. All models share the encoder, so a model with few results stil
 from every other model's labels, and a new model only needs (e, b) — which a few dozen probe
 results determine (see `predictor.coldstart`), with no retraining.
 
+Where the training data names tasks (`n_tasks > 0`), u is a task mixture: a classifier reads
+the pooled embedding and u = sum_k p(task k | prompt) t_k + sum_j p(subtask j | prompt) s_j,
+with learned task vectors t and subtask vectors s. Per-prompt 0/1 labels are noisy; per-task
+abilities are estimated from hundreds of rows each, and on held-out rows this bottleneck
+routes better than a free per-prompt vector (see README, "Predictor"), while the prompt's
+own wording still decides which tasks it is read as. Without tasks u comes from `PromptHead`.
+
 The encoder is split in two: a frozen stem (embeddings + lower layers) and LoRA-tuned top
 layers. The stem's outputs never change during training, so training computes them once and
 caches them; on a CPU that turns a full backward pass into a pass over the top layers only.
@@ -33,6 +40,12 @@ class ModelConfig:
     dropout: float = 0.1
     max_len: int = 128
     head_frac: float = 0.4
+    n_tasks: int = 0  # > 0: u is a mixture of task vectors (see module docstring); set by training
+    n_subtasks: int = 0
+
+    @property
+    def uses_tasks(self) -> bool:
+        return self.n_tasks > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +74,35 @@ class PromptHead(nn.Module):
         return self.net(pooled)
 
 
+class TaskMixture(nn.Module):
+    """Pooled embedding -> task and subtask posteriors -> their expected task vectors (u)."""
+
+    def __init__(self, width: int, hidden: int, dim: int, n_tasks: int, n_subtasks: int, dropout: float):
+        super().__init__()
+        self.n_tasks = n_tasks
+        self.classifier = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Dropout(dropout),
+            nn.Linear(width, 2 * hidden),
+            nn.GELU(),
+            nn.Linear(2 * hidden, n_tasks + n_subtasks),
+        )
+        # zeros: every prompt starts at u = 0, i.e. the prior router given by the model biases
+        self.task_vectors = nn.Parameter(torch.zeros(n_tasks, dim))
+        self.subtask_vectors = nn.Parameter(torch.zeros(n_subtasks, dim))
+
+    def logits(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(task logits [B, n_tasks], subtask logits [B, n_subtasks])."""
+        out = self.classifier(pooled)
+        return out[:, : self.n_tasks], out[:, self.n_tasks :]
+
+    def mix(self, task_logits: torch.Tensor, subtask_logits: torch.Tensor) -> torch.Tensor:
+        u = torch.softmax(task_logits, dim=-1) @ self.task_vectors
+        if self.subtask_vectors.shape[0]:
+            u = u + torch.softmax(subtask_logits, dim=-1) @ self.subtask_vectors
+        return u
+
+
 class QualityModel(nn.Module):
     """Backbone (frozen stem + LoRA top) -> prompt head -> bilinear scores against model vectors."""
 
@@ -87,7 +129,11 @@ class QualityModel(nn.Module):
             self.encoder = get_peft_model(backbone, lora_config)
         else:
             self.encoder = backbone
-        self.head = PromptHead(backbone.config.hidden_size, config.hidden, config.dim, config.dropout)
+        width = backbone.config.hidden_size
+        if config.uses_tasks:
+            self.tasks = TaskMixture(width, config.hidden, config.dim, config.n_tasks, config.n_subtasks, config.dropout)
+        else:
+            self.head = PromptHead(width, config.hidden, config.dim, config.dropout)
         self.model_vectors = nn.Parameter(torch.randn(n_models, config.dim) * 0.1)
         self.model_bias = nn.Parameter(torch.zeros(n_models))
 
@@ -118,8 +164,19 @@ class QualityModel(nn.Module):
             hidden = layer(hidden, ext)
         return mean_pool(hidden, mask)
 
+    def prompt_outputs(self, pooled: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """(u, (task logits, subtask logits)) — the logits are None without tasks. Training needs both."""
+        if not self.config.uses_tasks:
+            return self.head(pooled), None
+        logits = self.tasks.logits(pooled)
+        return self.tasks.mix(*logits), logits
+
     def prompt_vectors(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.head(pooled)
+        return self.prompt_outputs(pooled)[0]
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """Every trained tensor outside the encoder (heads, task and model vectors): what an artifact stores."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
     def scores(self, u: torch.Tensor, vectors: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, M] for prompt vectors u against model vectors (the trained ones by default)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,9 @@ class TrainConfig:
     max_rows_per_table: int | None = None  # for quick experiments and tests
     encode_batch_size: int = 64
     stem_cache_dir: str | None = None  # keep the frozen stem's outputs on disk for later runs
+    use_tasks: bool = True  # prompt vectors as task mixtures (model.TaskMixture) where the data names tasks
+    task_weight: float = 1.0  # weight of the task/subtask cross-entropy next to the quality loss
+    subtask_l2: float = 1e-3  # shrinks subtask vectors towards their task's: few rows per subtask
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,6 +129,28 @@ def shuffled_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
     return batches
 
 
+def task_vocabulary(labels: np.ndarray | None, train_rows: np.ndarray) -> list[str]:
+    """Sorted task labels seen on training rows ([] without labels): the classifier's classes."""
+    return [] if labels is None else sorted({str(x) for x in labels[train_rows]})
+
+
+def task_targets(labels: np.ndarray | None, vocabulary: list[str]) -> torch.Tensor | None:
+    """Class index per row; -100 (ignored by cross-entropy) for a label unseen in training."""
+    if labels is None or not vocabulary:
+        return None
+    index = {t: i for i, t in enumerate(vocabulary)}
+    return torch.as_tensor([index.get(str(x), -100) for x in labels], dtype=torch.long)
+
+
+def task_loss(model: QualityModel, logits, targets: tuple[torch.Tensor, torch.Tensor], config: "TrainConfig") -> torch.Tensor:
+    """Cross-entropy of the task and subtask classifiers, plus the L2 pull of subtask vectors to 0."""
+    ce = torch.nn.functional.cross_entropy
+    loss = ce(logits[0], targets[0], ignore_index=-100)
+    if model.config.n_subtasks:
+        loss = loss + ce(logits[1], targets[1], ignore_index=-100)
+    return config.task_weight * loss + config.subtask_l2 * model.tasks.subtask_vectors.pow(2).sum()
+
+
 @torch.no_grad()
 def logits_from_cache(model, cache, rows: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
     model.eval()
@@ -171,7 +196,13 @@ def train(
         raise ValueError("training needs rows in both the train and the validation split")
     tokenizer = tokenizer or load_tokenizer()
     backbone = backbone if backbone is not None else load_backbone()
-    mc = config.model
+    tasks = task_vocabulary(data.task, train_rows) if config.use_tasks else []
+    if len(tasks) < 2:  # one task: the mixture would be one constant vector, i.e. the prior router
+        tasks = []
+    subtasks = task_vocabulary(data.subtask, train_rows) if tasks else []
+    if subtasks == tasks:  # no table has a finer label: one level is enough
+        subtasks = []
+    mc = replace(config.model, n_tasks=len(tasks), n_subtasks=len(subtasks))
     model = QualityModel(backbone, len(data.model_names), mc).to(dev)
     with torch.no_grad():  # start each model at its base rate: the bias is then the prior router
         rate = np.nanmean(data.labels[train_rows], axis=0)
@@ -185,6 +216,10 @@ def train(
     pos_train = np.arange(len(train_rows))
     pos_val = np.arange(len(train_rows), len(used))
     labels = torch.as_tensor(data.labels[used])
+    targets = None
+    if tasks:
+        targets = (task_targets(data.task[used], tasks),
+                   task_targets(data.subtask[used], subtasks) if subtasks else torch.zeros(len(used), dtype=torch.long))
     lengths = np.array([len(x) for x in encoded.ids], dtype=float)
 
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
@@ -212,8 +247,10 @@ def train(
         for batch in shuffled_buckets(lengths[epoch_rows], config.batch_size, rng):
             rows = epoch_rows[batch]
             hidden, mask = stack_hidden(cache, rows)
-            u = model.prompt_vectors(model.top(hidden.to(dev), mask.to(dev)))
+            u, task_logits = model.prompt_outputs(model.top(hidden.to(dev), mask.to(dev)))
             loss = masked_bce(model.scores(u), labels[rows].to(dev))
+            if task_logits is not None:
+                loss = loss + task_loss(model, task_logits, (targets[0][rows].to(dev), targets[1][rows].to(dev)), config)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -247,6 +284,8 @@ def train(
         "backbone": BACKBONE_NAME,
         "model_names": data.model_names,
         "aliases": data.aliases,
+        "tasks": tasks,
+        "subtasks": subtasks,
         "temperature": temperature,
         "train_config": {k: v for k, v in config.to_dict().items() if k != "model"},
         "data": [{"table": t.name, "file": t.path.name, "sha256": t.sha256, "rows": len(t)} for t in tables],

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--dim", type=int, default=64, help="size of prompt and model vectors")
     p.add_argument("--max-len", type=int, default=128, help="tokens read per prompt (head + tail)")
     p.add_argument("--patience", type=int, default=1)
+    p.add_argument("--no-tasks", action="store_true",
+                   help="free per-prompt vectors instead of task mixtures (the tables' task columns go unused)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
     p.add_argument("--max-rows-per-table", type=int, default=None)
@@ -73,6 +75,7 @@ def run_train(args: argparse.Namespace) -> int:
         exclude_models=tuple(m for m in args.exclude_models.split(",") if m),
         max_rows_per_table=args.max_rows_per_table,
         stem_cache_dir=args.stem_cache,
+        use_tasks=not args.no_tasks,
     )
     probe = None
     try:
@@ -86,7 +89,8 @@ def run_train(args: argparse.Namespace) -> int:
                    progress=not args.no_progress, probe_prompts=probe)
     meta = result.meta
     print(json.dumps({"out": args.out, "models": len(meta["model_names"]), "rows": meta["rows"],
-                      "best_epoch": meta["best_epoch"], "validation": meta["validation"],
+                      "best_epoch": meta["best_epoch"], "tasks": len(meta["tasks"]), "subtasks": len(meta["subtasks"]),
+                      "validation": meta["validation"],
                       "train_seconds": meta["train_seconds"]}, indent=2))
     return 0
 
