@@ -49,6 +49,7 @@ def save_artifact(
     try:
         if model.config.lora_layers > 0 and hasattr(model.encoder, "peft_config"):
             model.encoder.save_pretrained(str(tmp / ADAPTER_DIR))
+            (tmp / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # peft's hub model card: not ours
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head_state().items()}, str(tmp / HEADS_FILE))
         with gzip.open(tmp / SPLITS_FILE, "wt", encoding="utf-8") as fh:
             json.dump(splits, fh)
@@ -56,6 +57,8 @@ def save_artifact(
             write_probe_vectors(tmp, *probe_vectors)
         meta = {**meta, "format_version": FORMAT_VERSION, "model_config": model.config.to_dict()}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        for path in tmp.rglob("*"):  # readable by a service account, whatever a writer's default mode was
+            path.chmod(0o755 if path.is_dir() else 0o644)
         if out_dir.exists():
             backup = out_dir.with_name(out_dir.name + ".old")
             shutil.rmtree(backup, ignore_errors=True)
