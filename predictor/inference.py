@@ -191,8 +191,6 @@ class QualityPredictor:
         with self._lock:
             if key in self._fitted:
                 return self._fitted[key]
-        from predictor.coldstart import fit_model_vector
-
         ids, u = self.probe_vectors(needed=set(scores))
         position = {pid: i for i, pid in enumerate(ids)}
         known = [pid for pid in scores if pid in position]
@@ -200,10 +198,16 @@ class QualityPredictor:
             raise ValueError("none of the probe results' prompt ids are in this artifact's probe set")
         rows = np.array([position[pid] for pid in known])
         targets = np.array([scores[pid] for pid in known], dtype=np.float64)
-        fitted = fit_model_vector(u[rows], targets, self._vectors, self._bias, self.temperature)
+        fitted = self.fit_results(u[rows], targets)
         with self._lock:
             self._fitted[key] = fitted
         return fitted
+
+    def fit_results(self, u: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, float]:
+        """(e, b) for a model with `scores` on prompts whose vectors are `u`, under this artifact's prior."""
+        from predictor.coldstart import fit_model_vector
+
+        return fit_model_vector(u, np.asarray(scores, dtype=np.float64), self._vectors, self._bias, self.temperature)
 
     def probe_vectors(self, needed: set[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Prompt vectors of the probe set: stored in the artifact, else computed once now.
