@@ -214,5 +214,6 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: Literal["ready"] = "ready"
     predictor_version: str
+    predictor_precision: str  # how the encoder runs: fp32, bf16 or int8 (serve --precision)
     registry_version: str
     models: int

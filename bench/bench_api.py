@@ -181,7 +181,7 @@ def markdown(meta: dict, summary: dict, verdict: dict) -> str:
         "# API latency and throughput (`bench/bench_api.py`)",
         "",
         f"Machine: {meta['machine']}; load average at start {meta['loadavg']} (shared with other work).",
-        f"Server: `pickwise serve {meta['server_args']}` (uvicorn, 1 worker, 127.0.0.1), default registry "
+        f"Server: `pickwise serve {meta['server_args']}` (encoder precision {meta.get('predictor_precision')}; uvicorn, 1 worker, 127.0.0.1), default registry "
         f"({meta['models']} models), {meta['artifact_note']}.",
         f"Requests: `POST /v1/select` with a distinct 100-token MMLU-Pro prompt each (objective min_cost). "
         f"Medians of {meta['runs']} runs.",
@@ -207,7 +207,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop arrival rate (req/s)")
     parser.add_argument("--sustain-seconds", type=float, default=8.0)
     parser.add_argument("--artifact", default=None)
-    parser.add_argument("--int8", action="store_true", help="serve with `pickwise serve --int8`")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8", "auto"), default="auto",
+                        help="forwarded to `pickwise serve --precision`")
     parser.add_argument("--torch-threads", type=int, default=None, help="forwarded to `pickwise serve`")
     parser.add_argument("--tag", default="", help="suffix of the result files (api<tag>.json/.md)")
     parser.add_argument("--quick-artifact", action="store_true",
@@ -225,11 +226,13 @@ def main() -> int:
         "models": len(load_registry(default_registry_dir())), "artifact": str(artifact), "artifact_note": note,
         "runs": args.runs, "rate": args.rate, "sustain_seconds": args.sustain_seconds, "prompts": len(texts),
     }
-    extra = (["--int8"] if args.int8 else []) + (["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])
+    extra = ["--precision", args.precision] + \
+        (["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])
     meta["server_args"] = " ".join(extra) or "(defaults)"
     server = Server(artifact, free_port(), Path(tempfile.gettempdir()) / "pickwise-bench-api-server.log", extra)
     try:
         meta["ready_seconds"] = round(server.wait_ready(), 1)
+        meta["predictor_precision"] = httpx.get(server.url + "/readyz", timeout=5).json()["predictor_precision"]
         asyncio.run(closed_loop(server.url, "/v1/select", lambda i: {"prompt": texts[i]}, concurrency=4, total=40,
                                 max_seconds=30))  # warm-up
         runs = []

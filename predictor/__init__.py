@@ -7,6 +7,8 @@ from __future__ import annotations
 
 __all__ = ["QualityPredictor", "load_predictor"]
 
+PRECISIONS = ("fp32", "bf16", "int8", "auto")  # how `load_predictor` can run the encoder
+
 
 def __getattr__(name: str):
     if name in __all__:

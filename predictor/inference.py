@@ -27,6 +27,7 @@ from predictor.artifact import (
     read_probe_vectors,
     read_splits,
 )
+from predictor import PRECISIONS
 from predictor.backbone import encode_texts, length_buckets, load_backbone, load_tokenizer, pad_batch
 from predictor.data import RoutingTable, split_labels
 
@@ -75,8 +76,10 @@ class ModelVector:
 class QualityPredictor:
     """Loads an artifact once; thread-safe `predict` (torch inference runs without shared mutable state)."""
 
-    def __init__(self, model, tokenizer, meta: dict, directory: Path, device="cpu"):
+    def __init__(self, model, tokenizer, meta: dict, directory: Path, device="cpu", precision: str = "fp32"):
         self.model = model
+        self.precision = precision  # as resolved by load_predictor: "fp32" | "bf16" | "int8"
+        self.autocast = torch.bfloat16 if precision == "bf16" else None  # the encoder runs under autocast to this
         self.tokenizer = tokenizer
         self.meta = meta
         self.directory = Path(directory)
@@ -99,9 +102,10 @@ class QualityPredictor:
         self, prompts: Sequence[str], progress: bool = False, batch_size: int = 64
     ) -> tuple[np.ndarray, list[bool]]:
         cfg = self.model.config
-        return encode_prompt_vectors(
-            self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress
-        )
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            return encode_prompt_vectors(
+                self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress
+            )
 
     def predict(
         self,
@@ -272,6 +276,18 @@ def refresh_probe_vectors(artifact_dir: str | Path) -> int:
     return len(entries)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matmuls in hardware (AVX512-BF16 or AMX flags; Linux only).
+
+    Elsewhere oneDNN emulates bf16 and autocast would be slower than fp32, so "auto" keeps fp32.
+    """
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def load_predictor(
     artifact_dir: str | Path | None = None,
     device: str | None = None,
@@ -279,23 +295,29 @@ def load_predictor(
     tokenizer=None,
     *,
     merge: bool = True,
-    quantize: bool = False,
+    precision: str = "fp32",
 ) -> QualityPredictor:
     """Load an artifact (default: the shipped one) on the real MiniLM backbone.
 
-    `merge` folds LoRA into the weights (no adapter matmuls at inference); `quantize` applies
-    int8 dynamic quantisation to every Linear (CPU only; see bench/bench_predictor.py for
-    its speed and accuracy cost).
+    `merge` folds LoRA into the weights (no adapter matmuls at inference). `precision` trades a
+    little accuracy for speed (see bench/bench_predictor.py for both): "bf16" runs the encoder
+    under bfloat16 autocast (fast where the CPU has bf16 instructions, e.g. AVX512-BF16/AMX;
+    slower than fp32 where it does not), "int8" quantises every encoder Linear dynamically (CPU only),
+    "auto" is bf16 on a CPU with native bf16 and fp32 everywhere else.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if precision == "auto":
+        precision = "bf16" if dev == "cpu" and cpu_has_native_bf16() else "fp32"
     backbone = backbone if backbone is not None else load_backbone()
     model, meta = load_model(directory, backbone, merge=merge)
-    if quantize:
+    if precision == "int8":
         if dev != "cpu":
             raise ValueError("int8 dynamic quantisation runs on the CPU only")
         from torch.ao.quantization import quantize_dynamic
 
         model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
     model.to(dev)
-    return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev)
+    return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev, precision)

@@ -136,7 +136,7 @@ def test_unknown_route_and_method_are_json(api):
 def test_health_ready_and_openapi(api):
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["models"] == 4
+    assert ready["status"] == "ready" and ready["models"] == 4 and ready["predictor_precision"] == "fp32"
     spec = api.get("/openapi.json").json()
     assert {"/v1/select", "/v1/plan", "/v1/plans", "/v1/plans/{job_id}", "/v1/models", "/v1/models/{name}",
             "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])

@@ -86,3 +86,25 @@ def test_row_split_matches_the_recorded_training_rows(tiny_artifact, tiny_predic
     assert set(table.prompt_ids[split == "train"]) == set(recorded["train"])
     assert set(table.prompt_ids[split == "val"]) == set(recorded["val"])
     assert (split == "test").sum() > 0
+
+
+@pytest.mark.parametrize("precision, tolerance", [("bf16", 0.05), ("int8", 0.15)])
+def test_faster_precisions_stay_close_to_fp32(tiny_artifact, tiny_predictor, precision, tolerance):
+    from predictor.backbone import tiny_backbone
+    from predictor.inference import load_predictor
+
+    fast = load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision=precision)
+    prompts = ["What is 2 times 2 plus 3?", "Name the largest planet.", "def f(x): return x"]
+    models = ["gpt-4-1106-preview", "Llama-2-7b-hf"]
+    exact, approx = tiny_predictor.predict(prompts, models), fast.predict(prompts, models)
+    assert approx.dtype == exact.dtype and np.abs(approx - exact).max() < tolerance
+    assert fast.precision == precision and tiny_predictor.precision == "fp32"
+    assert (fast.autocast is not None) == (precision == "bf16") and tiny_predictor.autocast is None
+
+
+def test_unknown_precision_is_a_clear_error(tiny_artifact):
+    from predictor.backbone import tiny_backbone
+    from predictor.inference import load_predictor
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="fp8")

@@ -20,7 +20,8 @@ async def readyz(request: Request) -> Ready:
     service = state(request).service
     predictor = service.predictor  # ServiceError 503 while loading
     snapshot = service.registry.snapshot
-    return Ready(predictor_version=predictor.version, registry_version=snapshot.version, models=len(snapshot))
+    return Ready(predictor_version=predictor.version, predictor_precision=predictor.precision,
+                 registry_version=snapshot.version, models=len(snapshot))
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
