@@ -36,7 +36,8 @@ class TrainConfig:
     lr_head: float = 2e-3
     weight_decay: float = 1e-4
     patience: int = 2  # epochs without validation improvement before stopping
-    seed: int = 0
+    seed: int = 0  # initialisation, dropout and batch order
+    split_seed: int = 0  # the train/val/test split: kept apart so runs with other seeds score the same rows
     val_frac: float = 0.1
     test_frac: float = 0.2
     exclude_models: tuple[str, ...] = ()
@@ -189,7 +190,7 @@ def train(
     if config.max_rows_per_table:
         tables = [t.subset(np.arange(min(len(t), config.max_rows_per_table))) for t in tables]
     data = build_training_set(
-        tables, snapshot, config.exclude_models, seed=config.seed, val_frac=config.val_frac, test_frac=config.test_frac
+        tables, snapshot, config.exclude_models, seed=config.split_seed, val_frac=config.val_frac, test_frac=config.test_frac
     )
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
@@ -289,7 +290,7 @@ def train(
         "temperature": temperature,
         "train_config": {k: v for k, v in config.to_dict().items() if k != "model"},
         "data": [{"table": t.name, "file": t.path.name, "sha256": t.sha256, "rows": len(t)} for t in tables],
-        "split_rule": {"seed": config.seed, "val_frac": config.val_frac, "test_frac": config.test_frac,
+        "split_rule": {"seed": config.split_seed, "val_frac": config.val_frac, "test_frac": config.test_frac,
                        "by": "sha1 of the question stem (predictor.data.split_labels)"},
         "rows": {s: int((data.split == s).sum()) for s in ("train", "val", "test")},
         "history": history,

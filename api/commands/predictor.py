@@ -25,7 +25,9 @@ def register(sub) -> None:
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--no-tasks", action="store_true",
                    help="free per-prompt vectors instead of task mixtures (the tables' task columns go unused)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialisation, dropout and batch order")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="the train/val/test split by question stem (keep it to compare runs on the same rows)")
     p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
     p.add_argument("--max-rows-per-table", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -72,6 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         patience=args.patience,
         seed=args.seed,
+        split_seed=args.split_seed,
         exclude_models=tuple(m for m in args.exclude_models.split(",") if m),
         max_rows_per_table=args.max_rows_per_table,
         stem_cache_dir=args.stem_cache,
