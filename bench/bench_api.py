@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from loadgen import closed_loop, median_result, open_loop  # noqa: E402
+from predictor import PRECISIONS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 4, 16, 64)
@@ -207,7 +208,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop arrival rate (req/s)")
     parser.add_argument("--sustain-seconds", type=float, default=8.0)
     parser.add_argument("--artifact", default=None)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "int8", "auto"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="forwarded to `pickwise serve --precision`")
     parser.add_argument("--torch-threads", type=int, default=None, help="forwarded to `pickwise serve`")
     parser.add_argument("--tag", default="", help="suffix of the result files (api<tag>.json/.md)")

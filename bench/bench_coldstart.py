@@ -79,21 +79,26 @@ def main() -> int:
     scores = {m: probe_scores(table, m) for m in excluded}
     print("probe results per held-out model:", {m: len(s) for m, s in scores.items()}, flush=True)
 
+    def with_fitted(fit) -> np.ndarray:
+        """Probabilities with every held-out model scored from `fit(model) -> (e, b)`, the rest as trained."""
+        vectors = [ModelVector(m, *fit(m), "probe") if m in excluded else held.model_vector(m) for m in names]
+        return held.probabilities(u, vectors)
+
     def cold_predictions(size: str, seed: int) -> tuple[np.ndarray, float]:
         rng = np.random.default_rng(seed)
-        vectors, fit_seconds = [], 0.0
-        for m in names:
-            if m in excluded:
-                ids = sorted(scores[m])
-                if size != "all":
-                    ids = list(rng.choice(ids, size=int(size), replace=False))
-                start = time.perf_counter()
-                e, b = held.fit_probe({pid: scores[m][pid] for pid in ids})
-                fit_seconds = max(fit_seconds, time.perf_counter() - start)
-                vectors.append(ModelVector(m, e, b, "probe"))
-            else:
-                vectors.append(held.model_vector(m))
-        return held.probabilities(u, vectors), fit_seconds
+        fit_seconds = 0.0
+
+        def fit(m):
+            nonlocal fit_seconds
+            ids = sorted(scores[m])
+            if size != "all":
+                ids = list(rng.choice(ids, size=int(size), replace=False))
+            start = time.perf_counter()
+            fitted = held.fit_probe({pid: scores[m][pid] for pid in ids})
+            fit_seconds = max(fit_seconds, time.perf_counter() - start)
+            return fitted
+
+        return with_fitted(fit), fit_seconds
 
     predictions = {
         "trained-in": full.predict(sub.prompts, names),
@@ -105,16 +110,13 @@ def main() -> int:
         rows = np.random.default_rng(0).choice(np.flatnonzero(train), size=min(args.label_fit_rows, int(train.sum())),
                                                replace=False)
         u_rows = held.prompt_vectors([table.prompts[i] for i in rows])[0]
-        vectors = []
-        for j, m in enumerate(names):
-            if m in excluded:
-                y = table.quality[rows, j]
-                ok = ~np.isnan(y)
-                e, b = held.fit_results(u_rows[ok], y[ok])
-                vectors.append(ModelVector(m, e, b, "probe"))
-            else:
-                vectors.append(held.model_vector(m))
-        predictions[f"fit-on-{len(rows)}-train-rows"] = held.probabilities(u, vectors)
+
+        def fit_on_labels(m):
+            y = table.quality[rows, names.index(m)]
+            ok = ~np.isnan(y)
+            return held.fit_results(u_rows[ok], y[ok])
+
+        predictions[f"fit-on-{len(rows)}-train-rows"] = with_fitted(fit_on_labels)
     figures = routing_figures(sub.quality, sub.cost, c_hat, predictions, names,
                               reference="trained-in", n_bootstrap=args.bootstrap)
     capture = {k: r.capture for k, r in figures.routers.items()}

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from predictor import PRECISIONS
 from predictor.artifact import (
     artifact_version,
     default_artifact_dir,
@@ -27,7 +28,6 @@ from predictor.artifact import (
     read_probe_vectors,
     read_splits,
 )
-from predictor import PRECISIONS
 from predictor.backbone import encode_texts, length_buckets, load_backbone, load_tokenizer, pad_batch
 from predictor.data import RoutingTable, split_labels
 
@@ -79,7 +79,6 @@ class QualityPredictor:
     def __init__(self, model, tokenizer, meta: dict, directory: Path, device="cpu", precision: str = "fp32"):
         self.model = model
         self.precision = precision  # as resolved by load_predictor: "fp32" | "bf16" | "int8"
-        self.autocast = torch.bfloat16 if precision == "bf16" else None  # the encoder runs under autocast to this
         self.tokenizer = tokenizer
         self.meta = meta
         self.directory = Path(directory)
@@ -96,6 +95,11 @@ class QualityPredictor:
         self._fitted: dict[str, tuple[np.ndarray, float]] = {}
         self._splits: dict | None = None
         self._lock = threading.Lock()
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        """The dtype the encoder runs under autocast to (None: as loaded)."""
+        return torch.bfloat16 if self.precision == "bf16" else None
 
     # ---- scoring -------------------------------------------------------------------------
     def prompt_vectors(
