@@ -35,6 +35,16 @@ class TrainingSet:
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
 
+    def model_tables(self) -> dict[str, list[str]]:
+        """Canonical model -> the tables in which it has at least one result.
+
+        Recorded in the artifact so a cold-start fit can take its prior from the models that
+        were measured on the same benchmark as the new model's probe results (see
+        predictor.coldstart).
+        """
+        has = ~np.isnan(self.labels)
+        return {m: sorted({str(t) for t in np.unique(self.table[has[:, j]])}) for j, m in enumerate(self.model_names)}
+
 
 def build_training_set(
     tables: list[RoutingTable],

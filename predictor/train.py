@@ -285,6 +285,7 @@ def train(
         "backbone": BACKBONE_NAME,
         "model_names": data.model_names,
         "aliases": data.aliases,
+        "model_tables": data.model_tables(),
         "tasks": tasks,
         "subtasks": subtasks,
         "temperature": temperature,

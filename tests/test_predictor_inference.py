@@ -77,6 +77,37 @@ def test_fit_model_vector_recovers_a_planted_model():
     assert np.corrcoef(p, p_hat)[0, 1] > 0.9
 
 
+def test_cold_start_prior_comes_from_the_models_of_the_probes_tables(tiny_predictor):
+    import copy
+
+    from predictor.inference import MIN_REFERENCE_MODELS
+
+    assert tiny_predictor.meta["model_tables"] == {m: ["synthetic"] for m in tiny_predictor.model_names}
+    names = [f"m{j}" for j in range(8)]
+    predictor = copy.copy(tiny_predictor)  # same artifact, with a made-up 8-model, two-table history
+    predictor.model_names = names
+    predictor.meta = dict(tiny_predictor.meta, model_tables={n: ["a"] if j < 5 else ["b"] for j, n in enumerate(names)})
+    rng = np.random.default_rng(0)
+    predictor._vectors = rng.normal(size=(8, 8))
+    predictor._bias = rng.normal(size=8)
+    assert MIN_REFERENCE_MODELS == 5
+    np.testing.assert_array_equal(predictor.reference_models(["a"]), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(predictor.reference_models(["b"]), np.arange(8))  # 3 < 5 models: everyone
+    np.testing.assert_array_equal(predictor.reference_models(["a", "b"]), np.arange(8))
+    np.testing.assert_array_equal(predictor.reference_models(None), np.arange(8))
+    u, y = rng.normal(size=(60, 8)), (rng.random(60) < 0.5).astype(float)
+    e, b = predictor.fit_results(u, y, tables=["a"])
+    e_ref, b_ref = fit_model_vector(u, y, predictor._vectors[:5], predictor._bias[:5], predictor.temperature)
+    np.testing.assert_allclose(e, e_ref)
+    assert b == pytest.approx(b_ref)
+    e_all, _ = predictor.fit_results(u, y)
+    assert not np.allclose(e, e_all)  # the prior really changed
+    old = dict(predictor.meta)
+    old.pop("model_tables")
+    predictor.meta = old  # artifacts written before model_tables was recorded: every trained model
+    np.testing.assert_array_equal(predictor.reference_models(["a"]), np.arange(8))
+
+
 def test_row_split_matches_the_recorded_training_rows(tiny_artifact, tiny_predictor):
     from predictor.artifact import read_splits
 

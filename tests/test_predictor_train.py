@@ -67,6 +67,8 @@ def test_training_set_merges_aliases_and_excludes_models():
     assert np.isnan(data.labels[30:, 0]).all()  # table b has no Llama results
     np.testing.assert_array_equal(np.nan_to_num(data.labels[30:, 1], nan=-1), np.nan_to_num(b.quality[:, 0], nan=-1))
     assert data.aliases["alias-of-gpt4"] == "gpt-4-1106-preview"
+    # gpt-4 has results in both tables (once under an alias), Llama only in a
+    assert data.model_tables() == {"Llama-2-7b-hf": ["a"], "gpt-4-1106-preview": ["a", "b"]}
 
 
 def test_head_and_tail_are_kept_when_cutting():
