@@ -8,7 +8,9 @@ all 25 models present. Compared with:
 - the default artifact, trained with those models included ("trained-in");
 - TF-IDF + logistic regression trained with their full labels;
 - the prior.
-Capture is reported against the number of probe results used (random subsets, several seeds).
+Capture is reported against the number of probe results used (random subsets, several seeds),
+and, beyond the probe set, for fits from 500, 2,000 and all of the held-out models' *training-row*
+labels: how far more results would go, and what the fixed encoder allows with all of them.
 
 Run: .venv/bin/python bench/bench_coldstart.py --heldout-artifact runs/heldout4
 Writes bench/results/coldstart.json and .md.
@@ -59,9 +61,10 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,100,200,all")
     parser.add_argument("--seeds", type=int, default=5, help="random probe subsets per size")
     parser.add_argument("--bootstrap", type=int, default=200)
-    parser.add_argument("--label-fit-rows", type=int, default=2000,
-                        help="also fit the held-out models from this many of their *training-row* labels (0: skip): "
-                             "separates what the probe set's size costs from what the fixed encoder costs")
+    parser.add_argument("--label-fit-rows", default="500,2000,all",
+                        help="also fit the held-out models from this many random *training-row* labels each "
+                             "(comma list, 'all' = every training row; '' skips): how capture grows with labels "
+                             "beyond the probe set, and what the fixed encoder allows with all of them")
     args = parser.parse_args()
 
     table = load_table(default_data_dir() / TABLE)
@@ -106,17 +109,25 @@ def main() -> int:
         "prior": PriorRouter().fit(table.subset(train).prompts, table.subset(train).quality).predict(sub.prompts),
     }
     predictions["cold-start-all"], fit_all = cold_predictions("all", 0)
-    if args.label_fit_rows:
-        rows = np.random.default_rng(0).choice(np.flatnonzero(train), size=min(args.label_fit_rows, int(train.sum())),
-                                               replace=False)
-        u_rows = held.prompt_vectors([table.prompts[i] for i in rows])[0]
+    label_sizes = [s for s in args.label_fit_rows.split(",") if s]
+    if label_sizes:
+        train_rows = np.flatnonzero(train)
+        u_train = held.prompt_vectors([table.prompts[i] for i in train_rows])[0]
+        order = np.random.default_rng(0).permutation(len(train_rows))  # nested subsets: each size adds rows
 
-        def fit_on_labels(m):
-            y = table.quality[rows, names.index(m)]
-            ok = ~np.isnan(y)
-            return held.fit_results(u_rows[ok], y[ok])
+        def fit_on_labels(n: int):
+            picked = order[:n]
 
-        predictions[f"fit-on-{len(rows)}-train-rows"] = with_fitted(fit_on_labels)
+            def fit(m):
+                y = table.quality[train_rows[picked], names.index(m)]
+                ok = ~np.isnan(y)
+                return held.fit_results(u_train[picked][ok], y[ok], tables=[table.name])
+
+            return fit
+
+        for size in label_sizes:
+            n = len(train_rows) if size == "all" else min(int(size), len(train_rows))
+            predictions[f"fit-on-{n}-train-rows"] = with_fitted(fit_on_labels(n))
     figures = routing_figures(sub.quality, sub.cost, c_hat, predictions, names,
                               reference="trained-in", n_bootstrap=args.bootstrap)
     capture = {k: r.capture for k, r in figures.routers.items()}
