@@ -29,7 +29,7 @@ from predictor.model import ModelConfig, QualityModel
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 6
+    epochs: int = 8
     epoch_fraction: float = 1.0  # share of the training rows drawn (without replacement) per epoch
     batch_size: int = 64
     lr_lora: float = 5e-4
