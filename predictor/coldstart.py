@@ -4,7 +4,9 @@ With the prompt encoder fixed, scoring a model is a logistic regression in (e, b
 prompts' vectors u. Fifty results cannot pin down a free 65-dim vector, so the fit is a MAP
 estimate under a Gaussian prior whose mean and covariance are those of the trained models'
 vectors: a new model is assumed to look like the models already known, and its results say
-where among them it lies (the IRT / EmbedLLM view of model representations).
+where among them it lies (the IRT / EmbedLLM view of model representations). Which trained
+models form that population is the caller's choice: QualityPredictor.reference_models takes
+those measured on the same tables as the probe results.
 """
 from __future__ import annotations
 

@@ -41,3 +41,18 @@ def test_shipped_predictor_scores_prompts(shipped):
     # a frontier model is predicted to beat a 2023 7B base model on average
     names = [m.name for m in models]
     assert q[:, names.index("gpt-4-1106-preview")].mean() > q[:, names.index("Llama-2-7b-hf")].mean()
+
+
+def test_shipped_cold_start_prior_uses_the_probe_tables_models(shipped):
+    """MMLU-Pro probe results are fitted under a prior from the 25 MMLU-Pro models only."""
+    from registry.probe_set import load_probe_set
+
+    mmlu_pro = [shipped.model_names[j] for j in shipped.reference_models({"mmlu_pro_25models"})]
+    assert len(mmlu_pro) == 25 and "gemini-1.5-flash-002" in mmlu_pro and "gpt-4-1106-preview" not in mmlu_pro
+    entries = [e for e in load_probe_set() if e.table == "mmlu_pro_25models"][:60]
+    scores = {e.prompt_id: float(i % 3 == 0) for i, e in enumerate(entries)}
+    ids, u = shipped.probe_vectors()
+    rows = [ids.index(pid) for pid in scores]
+    assert np.allclose(shipped.fit_probe(scores)[0],
+                       shipped.fit_results(u[rows], np.array(list(scores.values())), tables={"mmlu_pro_25models"})[0])
+    assert not np.allclose(shipped.fit_probe(scores)[0], shipped.fit_results(u[rows], np.array(list(scores.values())))[0])
