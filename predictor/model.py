@@ -33,7 +33,7 @@ class ModelConfig:
 
     dim: int = 64  # size of prompt vectors u and model vectors e
     hidden: int = 256  # width of the prompt head's hidden layer
-    lora_layers: int = 2  # how many top transformer layers get LoRA (the rest form the frozen stem)
+    lora_layers: int = 4  # how many top transformer layers get LoRA (the rest form the frozen stem)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.1

@@ -3,8 +3,9 @@
 Why this shape: on CPU (2 cores) a full LoRA backward pass through MiniLM runs at ~8 prompts/s,
 an epoch over the tables at ~50 minutes. The stem's outputs do not change while training,
 so they are computed once (a forward pass) and the optimiser only runs the top layers,
-several times faster per epoch. On CUDA the same code simply runs faster; `lora_layers`
-can then be raised to tune more of the encoder.
+several times faster per epoch. On CUDA the same code simply runs faster (the shipped
+recipe, four LoRA layers and 16 epochs, takes about two minutes on one H100 and hours on
+2 CPU cores).
 """
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ from predictor.model import ModelConfig, QualityModel
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 8
+    epochs: int = 16
     epoch_fraction: float = 1.0  # share of the training rows drawn (without replacement) per epoch
     batch_size: int = 64
     lr_lora: float = 5e-4
     lr_head: float = 2e-3
     weight_decay: float = 1e-4
-    patience: int = 2  # epochs without validation improvement before stopping
+    patience: int = 3  # epochs without validation improvement before stopping
     seed: int = 0  # initialisation, dropout and batch order
     split_seed: int = 0  # the train/val/test split: kept apart so runs with other seeds score the same rows
     val_frac: float = 0.1

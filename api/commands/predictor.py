@@ -14,15 +14,15 @@ def register(sub) -> None:
     p.add_argument("--data", nargs="+", metavar="TABLE.parquet",
                    help="routing tables (default: the four priced tables in ../shared/data)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--epoch-fraction", type=float, default=0.5,
                    help="share of the training rows seen per epoch (validation runs after each)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lora-layers", type=int, default=2, help="top transformer layers tuned with LoRA")
+    p.add_argument("--lora-layers", type=int, default=4, help="top transformer layers tuned with LoRA")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--dim", type=int, default=64, help="size of prompt and model vectors")
     p.add_argument("--max-len", type=int, default=128, help="tokens read per prompt (head + tail)")
-    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--patience", type=int, default=3)
     p.add_argument("--no-tasks", action="store_true",
                    help="free per-prompt vectors instead of task mixtures (the tables' task columns go unused)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, dropout and batch order")
