@@ -53,6 +53,7 @@ def parse_candidates(items: list[str]) -> dict[str, str]:
 
 
 def compare_table(table_name: str, predictors: dict, split: str, snapshot, bootstrap: int) -> dict:
+    """Every candidate's and TF-IDF's figures on one table's `split` rows, paired against the first."""
     table = load_table(default_data_dir() / f"{table_name}.parquet")
     splits = {name: p.row_split(table) for name, p in predictors.items()}
     first = next(iter(splits.values()))
