@@ -6,6 +6,10 @@ prompts of concurrent requests and encode them in one call. A prompt waits at mo
 `max_wait_ms` (counted from its arrival) for others to join, a batch holds at most
 `max_batch` prompts, and one batch runs at a time in a dedicated worker thread while the next
 one gathers on the event loop.
+
+The service's default wait is 0, continuous batching: a prompt that finds the encoder idle
+goes at once (a lone client never waits), and the prompts that arrive while a batch is being
+encoded form the next one, so batches still grow with the load (bench/bench_api.py).
 """
 from __future__ import annotations
 

@@ -32,7 +32,10 @@ class ServiceSettings(BaseModel):
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request bodies above this get 413")
     max_batch: int = Field(32, ge=1, description="most prompts in one micro-batched predictor call")
-    max_wait_ms: float = Field(2.0, ge=0.0, description="longest a prompt waits for others to join its batch")
+    max_wait_ms: float = Field(
+        0.0, ge=0.0,
+        description="longest a prompt waits for others to join its batch; 0 (continuous batching): a prompt "
+                    "goes at once when the encoder is idle, and those arriving while it runs form the next batch")
     sync_plan_limit: int = Field(1_000, ge=1, description="most prompts POST /v1/plan answers inline")
     job_plan_limit: int = Field(20_000, ge=1, description="most prompts in one POST /v1/plans job")
     job_queue_limit: int = Field(4, ge=1, description="plan jobs waiting or running at once; more get 429")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -66,6 +67,36 @@ def test_a_lone_request_waits_at_most_max_wait(tiny_predictor):
 
     elapsed = asyncio.run(main())
     assert calls == [1] and 0.015 <= elapsed < 2.0
+
+
+def test_with_no_wait_prompts_arriving_during_an_encode_form_the_next_batch(tiny_predictor):
+    """max_wait_ms=0 (the service default): the first prompt goes alone at once, the five that
+    arrive while it is being encoded go together in the next call."""
+    calls: list[int] = []
+    release = threading.Event()
+    record = _recording(tiny_predictor, calls)
+
+    def slow(prompts):
+        release.wait(timeout=10)  # the first batch stays "in the encoder" until the test lets it go
+        return record(prompts)
+
+    async def main():
+        batcher = MicroBatcher(slow, max_batch=32, max_wait_ms=0)
+        try:
+            first = asyncio.ensure_future(batcher.submit("first"))
+            await asyncio.sleep(0.05)  # the worker has taken "first" at once and is blocked in `slow`
+            assert calls == [] and batcher._pending == []
+            later = [asyncio.ensure_future(batcher.submit(f"later {i}")) for i in range(5)]
+            await asyncio.sleep(0.05)
+            release.set()
+            return await first, await asyncio.gather(*later)
+        finally:
+            await batcher.aclose()
+
+    first, later = asyncio.run(main())
+    assert calls == [1, 5]
+    expected, _ = tiny_predictor.prompt_vectors(["first"] + [f"later {i}" for i in range(5)])
+    np.testing.assert_allclose(np.stack([first[0]] + [v for v, _ in later]), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_an_encoder_error_reaches_every_caller_and_the_worker_survives(tiny_predictor):

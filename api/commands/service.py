@@ -20,8 +20,8 @@ from predictor import PRECISIONS
 OBJECTIVES = ("min_cost", "max_quality", "balanced")
 ON_INFEASIBLE = ("error", "cheapest", "best_quality")
 # How `serve --workers N` hands its options to each worker process (uvicorn imports the app factory).
-REGISTRY_ENV, ARTIFACT_ENV, PRECISION_ENV, THREADS_ENV = (
-    "PICKWISE_REGISTRY", "PICKWISE_ARTIFACT", "PICKWISE_PRECISION", "PICKWISE_TORCH_THREADS")
+REGISTRY_ENV, ARTIFACT_ENV, PRECISION_ENV, THREADS_ENV, BATCHING_ENV = (
+    "PICKWISE_REGISTRY", "PICKWISE_ARTIFACT", "PICKWISE_PRECISION", "PICKWISE_TORCH_THREADS", "PICKWISE_BATCHING")
 
 
 def register(sub) -> None:
@@ -40,6 +40,12 @@ def register(sub) -> None:
                         "instructions at a negligible accuracy cost; int8 dynamic quantisation (CPU only), ~3x faster "
                         "at a small accuracy cost; auto (default): bf16 where the CPU has native bf16, else fp32 "
                         "(see bench/bench_predictor.py)")
+    p.add_argument("--max-batch", type=int, default=None, metavar="N",
+                   help=f"most prompts of concurrent requests encoded in one predictor call (default {_default('max_batch')})")
+    p.add_argument("--max-wait-ms", type=float, default=None, metavar="MS",
+                   help="longest a prompt waits for others to join its batch (default "
+                        f"{_default('max_wait_ms'):g}: continuous batching, prompts arriving while the encoder runs "
+                        "form the next batch)")
     add_registry_option(p)
     add_artifact_option(p)
     p.set_defaults(func=run_serve)
@@ -64,6 +70,25 @@ def register(sub) -> None:
 
 
 # ---- serve -------------------------------------------------------------------------------------
+def _default(field: str):
+    from api.settings import ServiceSettings
+
+    return ServiceSettings.model_fields[field].default
+
+
+def batching_settings(args: argparse.Namespace) -> dict:
+    """The micro-batching options that were given, checked by the same model the service uses."""
+    from api.settings import ServiceSettings
+
+    given = {k: v for k, v in {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms}.items() if v is not None}
+    try:
+        ServiceSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise CliError(problems) from None
+    return given
+
+
 def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     from predictor.artifact import default_artifact_dir
 
@@ -98,9 +123,11 @@ def set_torch_threads(requested: int | None) -> int:
 def app_from_env():
     """uvicorn factory for --workers > 1 (each worker process builds its own app from the environment)."""
     from api.app import create_app
+    from api.settings import ServiceSettings
 
     set_torch_threads(int(os.environ.get(THREADS_ENV, "0")) or None)
-    return create_app(os.environ[REGISTRY_ENV],
+    settings = ServiceSettings(**json.loads(os.environ.get(BATCHING_ENV, "{}")))
+    return create_app(os.environ[REGISTRY_ENV], settings=settings,
                       predictor=predictor_loader(Path(os.environ[ARTIFACT_ENV]), os.environ.get(PRECISION_ENV, "auto")))
 
 
@@ -111,16 +138,19 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError("--workers must be >= 1")
     if args.torch_threads is not None and args.torch_threads < 1:
         raise CliError("--torch-threads must be >= 1")
+    batching = batching_settings(args)
     registry, artifact = _check_paths(args)
     if args.workers == 1:
         from api.app import create_app
+        from api.settings import ServiceSettings
 
         set_torch_threads(args.torch_threads)
-        app = create_app(registry, predictor=predictor_loader(artifact, args.precision))
+        app = create_app(registry, settings=ServiceSettings(**batching),
+                         predictor=predictor_loader(artifact, args.precision))
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     else:
         os.environ.update({REGISTRY_ENV: str(registry), ARTIFACT_ENV: str(artifact), PRECISION_ENV: args.precision,
-                           THREADS_ENV: str(args.torch_threads or 0)})
+                           THREADS_ENV: str(args.torch_threads or 0), BATCHING_ENV: json.dumps(batching)})
         uvicorn.run("api.commands.service:app_from_env", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level)
     return 0
