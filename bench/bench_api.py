@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ from predictor import PRECISIONS  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 4, 16, 64)
 TARGETS = {"single_p50_ms": 15.0, "single_p99_ms": 40.0, "sustained_rps": 100.0, "sustained_p99_ms": 250.0}
+EXTRA = ("mean_batch", "client_cores", "server_cores")  # per-run figures beside the load generator's
 QUICK_ARTIFACT = Path(tempfile.gettempdir()) / "pickwise-bench-artifact"
 
 
@@ -121,6 +123,14 @@ class Server:
             return float(m.group(1)) if m else 0.0
         return value("pickwise_predictor_batch_size_sum"), value("pickwise_predictor_batch_size_count")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system; Linux /proc, else NaN)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -149,18 +159,24 @@ def one_run(server: Server, texts: list[str], offset: int, args) -> dict:
     for name, kw in shapes:
         server.drain()
         before = server.batch_stats()
+        cpu_before = (time.process_time(), server.cpu_seconds())
         if name.startswith("closed"):
             result = asyncio.run(closed_loop(server.url, "/v1/select", body_maker(), **kw))
         else:
             result = asyncio.run(open_loop(server.url, "/v1/select", body_maker(), **kw))
+        # cores busy in the load generator (this process) and in the server: on 2 shared cores the
+        # generator's share is capacity the server does not get
+        client_cpu, server_cpu = time.process_time() - cpu_before[0], server.cpu_seconds() - cpu_before[1]
         after = server.batch_stats()
         used[0] += result.requests
         row = result.as_dict()
+        row["client_cores"], row["server_cores"] = client_cpu / result.seconds, server_cpu / result.seconds
         calls = after[1] - before[1]
         row["mean_batch"] = (after[0] - before[0]) / calls if calls else float("nan")
         out[name] = row
         print(f"  {name:<14} {result.throughput:7.1f} req/s  p50 {result.p50_ms:7.1f}  p99 {result.p99_ms:7.1f} ms  "
-              f"batch {row['mean_batch']:.1f}  errors {result.errors}", file=sys.stderr)
+              f"batch {row['mean_batch']:.1f}  errors {result.errors}  cores client {row['client_cores']:.2f} "
+              f"server {row['server_cores']:.2f}", file=sys.stderr)
     return out
 
 
@@ -171,8 +187,9 @@ def summarise(runs: list[dict]) -> dict:
     summary = {}
     for name in names:
         rows = [r[name] for r in runs]
-        med = median_result([LoadResult(**{k: v for k, v in row.items() if k != "mean_batch"}) for row in rows])
-        med["mean_batch"] = statistics.median(row["mean_batch"] for row in rows)
+        med = median_result([LoadResult(**{k: v for k, v in row.items() if k not in EXTRA}) for row in rows])
+        for key in EXTRA:
+            med[key] = statistics.median(row[key] for row in rows)
         summary[name] = med
     return summary
 
@@ -182,17 +199,20 @@ def markdown(meta: dict, summary: dict, verdict: dict) -> str:
         "# API latency and throughput (`bench/bench_api.py`)",
         "",
         f"Machine: {meta['machine']}; load average at start {meta['loadavg']} (shared with other work).",
-        f"Server: `pickwise serve {meta['server_args']}` (encoder precision {meta.get('predictor_precision')}; uvicorn, 1 worker, 127.0.0.1), default registry "
+        f"Server: `pickwise serve {meta['server_args']}` (encoder precision {meta.get('predictor_precision')}; uvicorn with {meta.get('uvicorn', '?')}, 1 worker, 127.0.0.1), default registry "
         f"({meta['models']} models), {meta['artifact_note']}.",
         f"Requests: `POST /v1/select` with a distinct 100-token MMLU-Pro prompt each (objective min_cost). "
         f"Medians of {meta['runs']} runs.",
         "",
-        "| load | req/s | p50 ms | p90 ms | p99 ms | max ms | mean predictor batch | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "Cores: CPU seconds per wall second spent by the load generator (client) and the server during the load.",
+        "",
+        "| load | req/s | p50 ms | p90 ms | p99 ms | max ms | mean predictor batch | cores client | cores server | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in summary.items():
         lines.append(f"| {name} | {s['throughput']:.1f} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | {s['p99_ms']:.1f} | "
-                     f"{s['max_ms']:.1f} | {s['mean_batch']:.1f} | {s['errors']:g} |")
+                     f"{s['max_ms']:.1f} | {s['mean_batch']:.1f} | {s['client_cores']:.2f} | {s['server_cores']:.2f} | "
+                     f"{s['errors']:g} |")
     lines += ["", "| target | goal | measured | met |", "|---|---:|---:|---|"]
     for key, (goal, got, ok) in verdict.items():
         lines.append(f"| {key} | {goal:g} | {got:.1f} | {'yes' if ok else 'no'} |")
@@ -211,6 +231,8 @@ def main() -> int:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="forwarded to `pickwise serve --precision`")
     parser.add_argument("--torch-threads", type=int, default=None, help="forwarded to `pickwise serve`")
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="forwarded to `pickwise serve`")
+    parser.add_argument("--max-batch", type=int, default=None, help="forwarded to `pickwise serve`")
     parser.add_argument("--tag", default="", help="suffix of the result files (api<tag>.json/.md)")
     parser.add_argument("--quick-artifact", action="store_true",
                         help="without a shipped artifact, train (once) and serve a small stand-in")
@@ -227,8 +249,12 @@ def main() -> int:
         "models": len(load_registry(default_registry_dir())), "artifact": str(artifact), "artifact_note": note,
         "runs": args.runs, "rate": args.rate, "sustain_seconds": args.sustain_seconds, "prompts": len(texts),
     }
-    extra = ["--precision", args.precision] + \
-        (["--torch-threads", str(args.torch_threads)] if args.torch_threads else [])
+    extra = ["--precision", args.precision]
+    for option in ("torch_threads", "max_wait_ms", "max_batch"):
+        if getattr(args, option) is not None:
+            extra += [f"--{option.replace('_', '-')}", f"{getattr(args, option):g}"]
+    # uvicorn serves with uvloop and httptools when they are installed (they are dependencies)
+    meta["uvicorn"] = " + ".join(m if importlib.util.find_spec(m) else f"no {m}" for m in ("uvloop", "httptools"))
     meta["server_args"] = " ".join(extra) or "(defaults)"
     server = Server(artifact, free_port(), Path(tempfile.gettempdir()) / "pickwise-bench-api-server.log", extra)
     try:
