@@ -320,6 +320,15 @@ def cpu_has_native_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """"auto" made concrete for `device`: bf16 on a CPU with native bf16, fp32 everywhere else."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+    return precision
+
+
 def load_predictor(
     artifact_dir: str | Path | None = None,
     device: str | None = None,
@@ -337,12 +346,9 @@ def load_predictor(
     slower than fp32 where it does not), "int8" quantises every encoder Linear dynamically (CPU only),
     "auto" is bf16 on a CPU with native bf16 and fp32 everywhere else.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if precision == "auto":
-        precision = "bf16" if dev == "cpu" and cpu_has_native_bf16() else "fp32"
+    precision = resolve_precision(precision, dev)
     backbone = backbone if backbone is not None else load_backbone()
     model, meta = load_model(directory, backbone, merge=merge)
     if precision == "int8":

@@ -91,3 +91,10 @@ def test_serve_workers_get_the_batching_options_through_the_environment(registry
     settings, batcher = app.state.pickwise.settings, app.state.pickwise.batcher
     assert (settings.max_batch, settings.max_wait_ms) == (8, 5.0)
     assert (batcher.max_batch, batcher.max_wait) == (8, 0.005)
+
+
+def test_serve_gives_a_bf16_or_int8_encoder_every_core_and_fp32_all_but_one():
+    from api.commands.service import default_torch_threads
+
+    assert [default_torch_threads(p, cpus=2) for p in ("bf16", "int8", "fp32")] == [2, 2, 1]
+    assert default_torch_threads("fp32", cpus=1) == 1 and default_torch_threads("bf16", cpus=16) == 16

@@ -139,3 +139,13 @@ def test_unknown_precision_is_a_clear_error(tiny_artifact):
 
     with pytest.raises(ValueError, match="precision must be one of"):
         load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="fp8")
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+    import predictor.inference as inference
+
+    for native in (True, False):
+        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native)
+        assert inference.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+        assert inference.resolve_precision("auto", "cuda") == "fp32"
+        assert inference.resolve_precision("int8", "cpu") == "int8"
