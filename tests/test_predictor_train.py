@@ -161,3 +161,20 @@ def test_the_split_follows_split_seed_not_the_training_seed():
     assert split_of(seed=1) == base  # another initialisation scores the same held-out rows
     other, recorded = split_of(split_seed=1)
     assert recorded == 1 and other != base[0]
+
+
+def test_train_options_default_to_the_config_dataclasses_and_override_them():
+    """`pickwise train` passes only the recipe options it is given; the rest are TrainConfig's own."""
+    from api.cli import build_parser
+    from api.commands.predictor import train_config
+    from predictor.model import ModelConfig
+    from predictor.train import TrainConfig
+
+    plain = train_config(build_parser().parse_args(["train", "--out", "x"]))
+    assert plain == TrainConfig(epoch_fraction=0.5, stem_cache_dir=".cache/stem")
+    given = train_config(build_parser().parse_args(
+        ["train", "--out", "x", "--epochs", "3", "--lora-layers", "1", "--lora-r", "4", "--seed", "7",
+         "--exclude-models", "a,b", "--no-tasks"]))
+    assert (given.epochs, given.seed, given.exclude_models, given.use_tasks) == (3, 7, ("a", "b"), False)
+    assert given.model == ModelConfig(lora_layers=1, lora_r=4, lora_alpha=8)
+    assert given.patience == TrainConfig.patience and given.model.dim == ModelConfig.dim

@@ -9,25 +9,38 @@ from pathlib import Path
 from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
 from api.output import open_output
 
+# Recipe options default to None and are passed on only when given: the defaults live in
+# predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
+# torch for every command), and `pickwise train --help` points there.
+RECIPE_DEFAULT = "(default: the shipped recipe, listed in the README under \"The predictor\")"
+MODEL_OPTIONS = ("dim", "lora_layers", "lora_r", "max_len")
+TRAIN_OPTIONS = ("epochs", "batch_size", "patience", "seed", "split_seed")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a predictor artifact from routing tables")
     p.add_argument("--data", nargs="+", metavar="TABLE.parquet",
                    help="routing tables (default: the four priced tables in ../shared/data)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
-    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=None, help=f"most epochs {RECIPE_DEFAULT}")
     p.add_argument("--epoch-fraction", type=float, default=0.5,
                    help="share of the training rows seen per epoch (validation runs after each)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lora-layers", type=int, default=4, help="top transformer layers tuned with LoRA")
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--dim", type=int, default=64, help="size of prompt and model vectors")
-    p.add_argument("--max-len", type=int, default=128, help="tokens read per prompt (head + tail)")
-    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=None, help=f"training batch size {RECIPE_DEFAULT}")
+    p.add_argument("--lora-layers", type=int, default=None, help=f"top transformer layers tuned with LoRA {RECIPE_DEFAULT}")
+    p.add_argument("--lora-r", type=int, default=None, help=f"LoRA rank (alpha = 2 x rank) {RECIPE_DEFAULT}")
+    p.add_argument("--dim", type=int, default=None, help=f"size of prompt and model vectors {RECIPE_DEFAULT}")
+    p.add_argument("--max-len", type=int, default=None, help=f"tokens read per prompt (head + tail) {RECIPE_DEFAULT}")
+    p.add_argument("--patience", type=int, default=None,
+                   help=f"epochs without validation improvement before stopping {RECIPE_DEFAULT}")
     p.add_argument("--no-tasks", action="store_true",
                    help="free per-prompt vectors instead of task mixtures (the tables' task columns go unused)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation, dropout and batch order")
-    p.add_argument("--split-seed", type=int, default=0,
-                   help="the train/val/test split by question stem (keep it to compare runs on the same rows)")
+    p.add_argument("--seed", type=int, default=None, help=f"initialisation, dropout and batch order {RECIPE_DEFAULT}")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help=f"the train/val/test split by question stem (keep it to compare runs on the same rows) {RECIPE_DEFAULT}")
     p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
     p.add_argument("--max-rows-per-table", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -59,27 +72,32 @@ def resolve_tables(paths: list[str] | None) -> list[Path]:
     return chosen
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from predictor.data import load_table
+def train_config(args: argparse.Namespace):
+    """The TrainConfig the options ask for: the given recipe options over the dataclasses' defaults."""
     from predictor.model import ModelConfig
-    from predictor.train import TrainConfig, train
+    from predictor.train import TrainConfig
 
-    tables = [load_table(p) for p in resolve_tables(args.data)]
-    snapshot = load_registry_option(args.registry)
-    config = TrainConfig(
-        model=ModelConfig(dim=args.dim, lora_layers=args.lora_layers, lora_r=args.lora_r,
-                          lora_alpha=2 * args.lora_r, max_len=args.max_len),
-        epochs=args.epochs,
+    model = _given(args, MODEL_OPTIONS)
+    if "lora_r" in model:
+        model["lora_alpha"] = 2 * model["lora_r"]
+    return TrainConfig(
+        model=ModelConfig(**model),
+        **_given(args, TRAIN_OPTIONS),
         epoch_fraction=args.epoch_fraction,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        seed=args.seed,
-        split_seed=args.split_seed,
         exclude_models=tuple(m for m in args.exclude_models.split(",") if m),
         max_rows_per_table=args.max_rows_per_table,
         stem_cache_dir=args.stem_cache,
         use_tasks=not args.no_tasks,
     )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from predictor.data import load_table
+    from predictor.train import train
+
+    tables = [load_table(p) for p in resolve_tables(args.data)]
+    snapshot = load_registry_option(args.registry)
+    config = train_config(args)
     probe = None
     try:
         from registry.probe_set import load_probe_set
