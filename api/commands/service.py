@@ -101,12 +101,19 @@ def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return registry_dir(args.registry), artifact
 
 
+def serving_device(precision: str) -> str:
+    """Where serve runs the encoder: CUDA when present, except for int8 (CPU-only quantisation)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"
+
+
 def predictor_loader(artifact: Path, precision: str = "auto"):
-    """Zero-argument loader the app runs in the background (int8 forces the CPU)."""
+    """Zero-argument loader the app runs in the background."""
     def load():
         from predictor.inference import load_predictor
 
-        return load_predictor(artifact, device="cpu" if precision == "int8" else None, precision=precision)
+        return load_predictor(artifact, device=serving_device(precision), precision=precision)
 
     return load
 
@@ -124,21 +131,14 @@ def default_torch_threads(precision: str, cpus: int | None = None) -> int:
     return cpus if precision in ("bf16", "int8") else max(1, cpus - 1)
 
 
-def encoder_precision(precision: str) -> str:
-    """The precision `predictor_loader` will run the encoder in ("auto" resolved as it will be)."""
+def set_torch_threads(requested: int | None, precision: str = "fp32") -> int:
+    """Set the predictor's intra-op threads: `requested`, else the default for the precision
+    `predictor_loader` will run the encoder in ("auto" resolved as it will be)."""
     import torch
 
     from predictor.inference import resolve_precision
 
-    device = "cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"
-    return resolve_precision(precision, device)
-
-
-def set_torch_threads(requested: int | None, precision: str = "fp32") -> int:
-    """Set the predictor's intra-op threads: `requested`, else the default for `precision`."""
-    import torch
-
-    threads = requested or default_torch_threads(encoder_precision(precision))
+    threads = requested or default_torch_threads(resolve_precision(precision, serving_device(precision)))
     torch.set_num_threads(threads)
     return threads
 
