@@ -33,9 +33,11 @@ from predictor.evaluate import registry_cost_estimate  # noqa: E402
 from predictor.inference import load_predictor  # noqa: E402
 from predictor.metrics import routing_figures  # noqa: E402
 from registry import default_registry_dir, load_registry  # noqa: E402
+from registry.build_defaults import TABLES  # noqa: E402
 
-PRICED_TABLES = {"mmlu_pro_25models": "MMLU-Pro", "routerbench_subset_arc_mbpp_winogrande_11models": "RouterBench",
-                 "mmlu57_gsm8k_9models": "MMLU-57+GSM8K", "llmrouter_dcrouter_9models": "LLMRouter"}
+# the four priced tables (registry.build_defaults.TABLES: key -> parquet stem), by stem, with report labels
+LABELS = {"mmlu_pro": "MMLU-Pro", "routerbench": "RouterBench", "mmlu57": "MMLU-57+GSM8K", "llmrouter": "LLMRouter"}
+PRICED_TABLES = {stem: LABELS[key] for key, stem in TABLES.items()}
 TFIDF = "tfidf"
 
 
