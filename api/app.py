@@ -71,7 +71,8 @@ def create_app(
     metrics = ServiceMetrics()
     batcher = MicroBatcher(
         lambda prompts: service.predictor.prompt_vectors(prompts, batch_size=settings.max_batch),
-        max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, observe=metrics.observe_batch,
+        max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+        observe=metrics.observe_batch,
     )
     jobs = PlanJobs(service.plan, queue_limit=settings.job_queue_limit, keep=settings.job_keep,
                     ttl_s=settings.job_ttl_s)

@@ -10,6 +10,10 @@ one gathers on the event loop.
 The service's default wait is 0, continuous batching: a prompt that finds the encoder idle
 goes at once (a lone client never waits), and the prompts that arrive while a batch is being
 encoded form the next one, so batches still grow with the load (bench/bench_api.py).
+
+Under overload the queue is bounded (`max_queue` prompts waiting): past it, `submit` raises
+`QueueFull` at once and the service answers 429, rather than letting every request queue for
+seconds until clients time out (an open-loop load above capacity did exactly that before).
 """
 from __future__ import annotations
 
@@ -23,6 +27,15 @@ import numpy as np
 
 Encode = Callable[[Sequence[str]], tuple[np.ndarray, list[bool]]]
 Observe = Callable[[int, float], None]
+
+
+class QueueFull(Exception):
+    """The encoder's queue already holds `waiting` prompts, its bound: try again shortly."""
+
+    def __init__(self, waiting: int, limit: int):
+        super().__init__(f"{waiting} prompts are already waiting for the predictor (the queue holds at most {limit})")
+        self.waiting = waiting
+        self.limit = limit
 
 
 @dataclass
@@ -39,14 +52,18 @@ class MicroBatcher:
     fresh worker task.
     """
 
-    def __init__(self, encode: Encode, *, max_batch: int = 32, max_wait_ms: float = 2.0, observe: Observe | None = None):
+    def __init__(self, encode: Encode, *, max_batch: int = 32, max_wait_ms: float = 2.0,
+                 max_queue: int | None = None, observe: Observe | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1 or None (unbounded), got {max_queue}")
         self._encode = encode
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
         self._observe = observe
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[_Pending] = []
@@ -56,7 +73,13 @@ class MicroBatcher:
         self._full: asyncio.Event | None = None
 
     async def submit(self, prompt: str) -> tuple[np.ndarray, bool]:
+        """The prompt's vector once its batch is encoded; QueueFull at once when the queue is at its bound."""
         self._ensure_worker()
+        if self.max_queue is not None and len(self._pending) >= self.max_queue:
+            # callers that hung up leave their entry behind until it is gathered; do not count them
+            self._pending = [p for p in self._pending if not p.future.done()]
+            if len(self._pending) >= self.max_queue:
+                raise QueueFull(len(self._pending), self.max_queue)
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(prompt, future))
         self._has_work.set()

@@ -36,6 +36,11 @@ class ServiceSettings(BaseModel):
         0.0, ge=0.0,
         description="longest a prompt waits for others to join its batch; 0 (continuous batching): a prompt "
                     "goes at once when the encoder is idle, and those arriving while it runs form the next batch")
+    max_queue: int = Field(
+        64, ge=1,
+        description="most prompts waiting for the encoder; a select beyond it gets 429 with Retry-After at once "
+                    "instead of queueing (64 is about 1 s of waiting on 2 CPU cores at full load, and admits a "
+                    "burst of 64 concurrent selects behind the batch being encoded)")
     sync_plan_limit: int = Field(1_000, ge=1, description="most prompts POST /v1/plan answers inline")
     job_plan_limit: int = Field(20_000, ge=1, description="most prompts in one POST /v1/plans job")
     job_queue_limit: int = Field(4, ge=1, description="plan jobs waiting or running at once; more get 429")

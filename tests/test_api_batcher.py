@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from api.batcher import MicroBatcher
+from api.batcher import MicroBatcher, QueueFull
 
 
 def _recording(predictor, calls: list[int]):
@@ -131,7 +131,44 @@ def test_the_batcher_restarts_on_a_new_event_loop(tiny_predictor):
     asyncio.run(close())
 
 
-@pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"max_wait_ms": -1}])
+def test_a_full_queue_refuses_at_once_and_callers_that_left_free_their_place(tiny_predictor):
+    """max_queue bounds the prompts waiting behind the encoder: the next submit raises QueueFull
+    without waiting, cancelled (disconnected) callers do not count, and admitted prompts still
+    get their vectors."""
+    calls: list[int] = []
+    release = threading.Event()
+    record = _recording(tiny_predictor, calls)
+
+    def slow(prompts):
+        release.wait(timeout=10)
+        return record(prompts)
+
+    async def main():
+        batcher = MicroBatcher(slow, max_batch=32, max_wait_ms=0, max_queue=3)
+        try:
+            busy = asyncio.ensure_future(batcher.submit("in the encoder"))  # taken at once: not queued
+            await asyncio.sleep(0.05)
+            queued = [asyncio.ensure_future(batcher.submit(f"queued {i}")) for i in range(3)]
+            await asyncio.sleep(0)
+            with pytest.raises(QueueFull, match=r"3 prompts are already waiting .* at most 3") as refused:
+                await batcher.submit("one too many")
+            assert (refused.value.waiting, refused.value.limit) == (3, 3)
+            queued[0].cancel()  # that client hung up: its place is free again
+            await asyncio.sleep(0)
+            late = asyncio.ensure_future(batcher.submit("late"))
+            await asyncio.sleep(0)
+            release.set()
+            return await busy, await asyncio.gather(*queued[1:], late)
+        finally:
+            await batcher.aclose()
+
+    busy, admitted = asyncio.run(main())
+    assert calls == [1, 3]  # the refused prompt and the cancelled one were never encoded
+    expected, _ = tiny_predictor.prompt_vectors(["queued 1", "queued 2", "late"])
+    np.testing.assert_allclose(np.stack([v for v, _ in admitted]), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"max_wait_ms": -1}, {"max_queue": 0}])
 def test_bad_settings_are_rejected(kwargs):
     with pytest.raises(ValueError):
         MicroBatcher(lambda p: (np.zeros((len(p), 2)), [False] * len(p)), **kwargs)

@@ -72,9 +72,9 @@ def test_serve_refuses_a_missing_artifact_or_bad_registry(tmp_path, registry_dir
 
 def test_serve_batching_options_are_checked_and_name_the_option(registry_dir, tmp_path, capsys):
     assert main(["serve", "--registry", str(registry_dir), "--artifact", str(tmp_path),
-                 "--max-batch", "0", "--max-wait-ms", "-1"]) == 2
+                 "--max-batch", "0", "--max-wait-ms", "-1", "--max-queue", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--max-batch" in err and "--max-wait-ms" in err
+    assert "--max-batch" in err and "--max-wait-ms" in err and "--max-queue" in err
 
 
 def test_serve_workers_get_the_batching_options_through_the_environment(registry_dir, tmp_path, monkeypatch):
@@ -86,11 +86,11 @@ def test_serve_workers_get_the_batching_options_through_the_environment(registry
     monkeypatch.setenv(service.REGISTRY_ENV, str(registry_dir))
     monkeypatch.setenv(service.ARTIFACT_ENV, str(tmp_path))
     monkeypatch.setenv(service.THREADS_ENV, str(torch.get_num_threads()))
-    monkeypatch.setenv(service.BATCHING_ENV, json.dumps({"max_batch": 8, "max_wait_ms": 5.0}))
+    monkeypatch.setenv(service.BATCHING_ENV, json.dumps({"max_batch": 8, "max_wait_ms": 5.0, "max_queue": 40}))
     app = service.app_from_env()
     settings, batcher = app.state.pickwise.settings, app.state.pickwise.batcher
-    assert (settings.max_batch, settings.max_wait_ms) == (8, 5.0)
-    assert (batcher.max_batch, batcher.max_wait) == (8, 0.005)
+    assert (settings.max_batch, settings.max_wait_ms, settings.max_queue) == (8, 5.0, 40)
+    assert (batcher.max_batch, batcher.max_wait, batcher.max_queue) == (8, 0.005, 40)
 
 
 def test_serve_gives_a_bf16_or_int8_encoder_every_core_and_fp32_all_but_one():

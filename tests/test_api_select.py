@@ -227,3 +227,39 @@ def test_work_is_dropped_when_the_client_disconnects():
         return False
 
     assert asyncio.run(main())
+
+
+def test_a_full_encoder_queue_answers_429_with_retry_after(registry_dir, tiny_predictor, monkeypatch):
+    """Overload is refused at once, in the JSON error shape, instead of queueing without bound; the
+    admitted requests are still answered once the encoder frees up."""
+    entered, release = threading.Event(), threading.Event()
+    encode = tiny_predictor.prompt_vectors
+
+    def held_encoder(prompts, **kwargs):  # the real encoder, held busy until the test lets it go
+        entered.set()
+        release.wait(timeout=10)
+        return encode(prompts, **kwargs)
+
+    monkeypatch.setattr(tiny_predictor, "prompt_vectors", held_encoder)
+    with client(registry_dir, tiny_predictor, max_batch=1, max_queue=1) as c, ThreadPoolExecutor(3) as pool:
+        post = lambda i: c.post("/v1/select", json={"prompt": f"{PROMPT} #{i}"})  # noqa: E731
+        first = pool.submit(post, 0)
+        assert entered.wait(timeout=10)  # prompt 0 is in the encoder; the queue (1 place) is empty
+        rest = [pool.submit(post, i) for i in (1, 2)]  # one takes the place, the other is refused
+        refused = next(f for f in _first_done(rest)).result()
+        release.set()
+        answers = [first.result(), *(f.result() for f in rest)]
+        text = c.get("/metrics").text
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    body = refused.json()
+    assert body["error"] == "overloaded" and (body["waiting"], body["max_queue"]) == (1, 1)
+    assert "waiting for the predictor" in body["detail"]
+    assert sorted(r.status_code for r in answers) == [200, 200, 429]
+    assert _metric(text, 'pickwise_http_requests_total{endpoint="/v1/select",method="POST",status="429"}') == 1
+
+
+def _first_done(futures):
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    done, _ = wait(futures, timeout=10, return_when=FIRST_COMPLETED)
+    return done

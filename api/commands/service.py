@@ -47,6 +47,9 @@ def register(sub) -> None:
                    help="longest a prompt waits for others to join its batch (default "
                         f"{_default('max_wait_ms'):g}: continuous batching, prompts arriving while the encoder runs "
                         "form the next batch)")
+    p.add_argument("--max-queue", type=int, default=None, metavar="N",
+                   help=f"most prompts waiting for the encoder; a select beyond it gets 429 with Retry-After "
+                        f"at once instead of queueing (default {_default('max_queue')})")
     add_registry_option(p)
     add_artifact_option(p)
     p.set_defaults(func=run_serve)
@@ -78,10 +81,11 @@ def _default(field: str):
 
 
 def batching_settings(args: argparse.Namespace) -> dict:
-    """The micro-batching options that were given, checked by the same model the service uses."""
+    """The micro-batching and queue options that were given, checked by the same model the service uses."""
     from api.settings import ServiceSettings
 
-    given = {k: v for k, v in {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms}.items() if v is not None}
+    options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue}
+    given = {k: v for k, v in options.items() if v is not None}
     try:
         ServiceSettings(**given)
     except ValidationError as exc:

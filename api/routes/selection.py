@@ -6,6 +6,7 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.batcher import QueueFull
 from api.errors import ClientGone, ServiceError
 from api.routes import json_response as _json
 from api.routes import state
@@ -52,13 +53,19 @@ async def _disconnect(request: Request) -> None:
 
 
 @router.post("/select", response_model=SelectResponse, summary="choose the model (or set) for one prompt",
-             responses={**COMMON, 409: {"model": InfeasibleBody, "description": "no model meets the constraints"}})
+             responses={**COMMON, 409: {"model": InfeasibleBody, "description": "no model meets the constraints"},
+                        429: {"model": ErrorBody, "description": "overloaded: the predictor's queue is full; "
+                                                                "retry after the Retry-After seconds"}})
 async def select(body: SelectRequest, request: Request) -> Response:
     st = state(request)
     service = st.service
     service.predictor  # 503 before queueing when not ready
     snapshot = service.registry.snapshot
-    u, truncated = await _unless_disconnected(request, st.batcher.submit(body.prompt))
+    try:
+        u, truncated = await _unless_disconnected(request, st.batcher.submit(body.prompt))
+    except QueueFull as exc:
+        raise ServiceError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
+                           waiting=exc.waiting, max_queue=exc.limit) from None
     result = await run_in_threadpool(service.decide, body, u, truncated, snapshot)
     st.metrics.count_selection(result.chosen)
     return _json(result)
