@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+REFUSED = "429"  # the status of a request the server shed (see api/batcher.py, max_queue)
 
 
 @dataclass
@@ -30,13 +31,15 @@ class LoadResult:
     shape: str
     concurrency: int
     requests: int
-    errors: int
+    errors: int  # every answer but a 2xx (refusals included) and every failed request
     seconds: float
-    throughput: float
+    throughput: float  # requests answered per second, whatever the status
     p50_ms: float
     p90_ms: float
     p99_ms: float
     max_ms: float
+    refused: int = 0  # 429 answers: the server shed the request at once (its queue was full)
+    goodput: float = 0.0  # 2xx answers per second
     statuses: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -50,14 +53,19 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def _summarise(shape: str, concurrency: int, latencies: list[float], statuses: dict[str, int], seconds: float) -> LoadResult:
-    ordered = sorted(latencies)
+def _summarise(shape: str, concurrency: int, latencies: list[tuple[str, float]], statuses: dict[str, int],
+               seconds: float) -> LoadResult:
+    """Percentiles over the requests the server took on: a 429 is an instant refusal, and counting its
+    few milliseconds would make an overloaded server look fast. Timeouts count with their full wait."""
+    ordered = sorted(t for status, t in latencies if status != REFUSED)
     errors = sum(n for s, n in statuses.items() if not s.startswith("2"))
+    ok = sum(n for s, n in statuses.items() if s.startswith("2"))
     return LoadResult(
         shape=shape, concurrency=concurrency, requests=len(latencies), errors=errors, seconds=seconds,
         throughput=len(latencies) / seconds if seconds > 0 else 0.0,
         p50_ms=_percentile(ordered, 0.50) * 1000, p90_ms=_percentile(ordered, 0.90) * 1000,
         p99_ms=_percentile(ordered, 0.99) * 1000, max_ms=(ordered[-1] * 1000) if ordered else float("nan"),
+        refused=statuses.get(REFUSED, 0), goodput=ok / seconds if seconds > 0 else 0.0,
         statuses=dict(sorted(statuses.items())),
     )
 
@@ -68,7 +76,7 @@ def check_loopback(base_url: str) -> None:
         raise ValueError(f"refusing to load {host!r}: the load generator only targets loopback (127.0.0.1)")
 
 
-async def _one(client: httpx.AsyncClient, path: str, body: dict, latencies: list[float], statuses: dict[str, int],
+async def _one(client: httpx.AsyncClient, path: str, body: dict, latencies: list[tuple[str, float]], statuses: dict[str, int],
                scheduled: float | None = None) -> None:
     """One POST; latency counts from `scheduled` when given (open loop: no coordinated omission)."""
     start = time.perf_counter() if scheduled is None else scheduled
@@ -77,7 +85,7 @@ async def _one(client: httpx.AsyncClient, path: str, body: dict, latencies: list
         key = str(response.status_code)
     except httpx.HTTPError as exc:
         key = type(exc).__name__
-    latencies.append(time.perf_counter() - start)
+    latencies.append((key, time.perf_counter() - start))
     statuses[key] = statuses.get(key, 0) + 1
 
 
@@ -85,7 +93,7 @@ async def closed_loop(base_url: str, path: str, make_body: Callable[[int], dict]
                       max_seconds: float, timeout: float = 10.0) -> LoadResult:
     """`concurrency` clients in lockstep with the server; stops after `total` requests or `max_seconds`."""
     check_loopback(base_url)
-    latencies: list[float] = []
+    latencies: list[tuple[str, float]] = []
     statuses: dict[str, int] = {}
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -108,7 +116,7 @@ async def open_loop(base_url: str, path: str, make_body: Callable[[int], dict], 
                     max_in_flight: int = 512, timeout: float = 10.0) -> LoadResult:
     """Requests started every 1/rate s for `seconds`; late answers count with their full latency."""
     check_loopback(base_url)
-    latencies: list[float] = []
+    latencies: list[tuple[str, float]] = []
     statuses: dict[str, int] = {}
     total = int(rate * seconds)
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
@@ -133,5 +141,5 @@ async def open_loop(base_url: str, path: str, make_body: Callable[[int], dict], 
 
 def median_result(results: list[LoadResult]) -> dict:
     """Per-figure medians over repeated runs (each figure separately)."""
-    keys = ("requests", "errors", "seconds", "throughput", "p50_ms", "p90_ms", "p99_ms", "max_ms")
+    keys = ("requests", "errors", "seconds", "throughput", "p50_ms", "p90_ms", "p99_ms", "max_ms", "refused", "goodput")
     return {k: statistics.median(getattr(r, k) for r in results) for k in keys}
