@@ -225,10 +225,9 @@ def markdown(meta: dict, summary: dict, verdict: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in summary.items():
-        lines.append(f"| {name} | {s['throughput']:.1f} | {s.get('goodput', float('nan')):.1f} | {s['p50_ms']:.1f} | "
-                     f"{s['p90_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} | {s.get('server_mean_ms', float('nan')):.1f} | "
-                     f"{s['mean_batch']:.1f} | "
-                     f"{s['client_cores']:.2f} | {s['server_cores']:.2f} | {s.get('refused', 0):g} | {s['errors']:g} |")
+        lines.append(f"| {name} | {s['throughput']:.1f} | {s['goodput']:.1f} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | "
+                     f"{s['p99_ms']:.1f} | {s['max_ms']:.1f} | {s['server_mean_ms']:.1f} | {s['mean_batch']:.1f} | "
+                     f"{s['client_cores']:.2f} | {s['server_cores']:.2f} | {s['refused']:g} | {s['errors']:g} |")
     lines += ["", "| target | goal | measured | met |", "|---|---:|---:|---|"]
     for key, (goal, got, ok) in verdict.items():
         lines.append(f"| {key} | {goal:g} | {got:.1f} | {'yes' if ok else 'no'} |")

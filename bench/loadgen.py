@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
@@ -53,16 +54,17 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def _summarise(shape: str, concurrency: int, latencies: list[tuple[str, float]], statuses: dict[str, int],
-               seconds: float) -> LoadResult:
-    """Percentiles over the requests the server took on: a 429 is an instant refusal, and counting its
-    few milliseconds would make an overloaded server look fast. Timeouts count with their full wait."""
-    ordered = sorted(t for status, t in latencies if status != REFUSED)
+def _summarise(shape: str, concurrency: int, answers: list[tuple[str, float]], seconds: float) -> LoadResult:
+    """Counts per status, and percentiles over the requests the server took on: a 429 is an instant
+    refusal, and counting its few milliseconds would make an overloaded server look fast. Timeouts
+    count with their full wait."""
+    statuses = Counter(status for status, _ in answers)
+    ordered = sorted(t for status, t in answers if status != REFUSED)
     errors = sum(n for s, n in statuses.items() if not s.startswith("2"))
     ok = sum(n for s, n in statuses.items() if s.startswith("2"))
     return LoadResult(
-        shape=shape, concurrency=concurrency, requests=len(latencies), errors=errors, seconds=seconds,
-        throughput=len(latencies) / seconds if seconds > 0 else 0.0,
+        shape=shape, concurrency=concurrency, requests=len(answers), errors=errors, seconds=seconds,
+        throughput=len(answers) / seconds if seconds > 0 else 0.0,
         p50_ms=_percentile(ordered, 0.50) * 1000, p90_ms=_percentile(ordered, 0.90) * 1000,
         p99_ms=_percentile(ordered, 0.99) * 1000, max_ms=(ordered[-1] * 1000) if ordered else float("nan"),
         refused=statuses.get(REFUSED, 0), goodput=ok / seconds if seconds > 0 else 0.0,
@@ -76,25 +78,24 @@ def check_loopback(base_url: str) -> None:
         raise ValueError(f"refusing to load {host!r}: the load generator only targets loopback (127.0.0.1)")
 
 
-async def _one(client: httpx.AsyncClient, path: str, body: dict, latencies: list[tuple[str, float]], statuses: dict[str, int],
+async def _one(client: httpx.AsyncClient, path: str, body: dict, answers: list[tuple[str, float]],
                scheduled: float | None = None) -> None:
-    """One POST; latency counts from `scheduled` when given (open loop: no coordinated omission)."""
+    """One POST, recorded as (status or error name, latency); latency counts from `scheduled` when
+    given (open loop: no coordinated omission)."""
     start = time.perf_counter() if scheduled is None else scheduled
     try:
         response = await client.post(path, json=body)
         key = str(response.status_code)
     except httpx.HTTPError as exc:
         key = type(exc).__name__
-    latencies.append((key, time.perf_counter() - start))
-    statuses[key] = statuses.get(key, 0) + 1
+    answers.append((key, time.perf_counter() - start))
 
 
 async def closed_loop(base_url: str, path: str, make_body: Callable[[int], dict], *, concurrency: int, total: int,
                       max_seconds: float, timeout: float = 10.0) -> LoadResult:
     """`concurrency` clients in lockstep with the server; stops after `total` requests or `max_seconds`."""
     check_loopback(base_url)
-    latencies: list[tuple[str, float]] = []
-    statuses: dict[str, int] = {}
+    answers: list[tuple[str, float]] = []
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
@@ -105,19 +106,18 @@ async def closed_loop(base_url: str, path: str, make_body: Callable[[int], dict]
             for i in counter:
                 if time.perf_counter() >= deadline:
                     return
-                await _one(client, path, make_body(i), latencies, statuses)
+                await _one(client, path, make_body(i), answers)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return _summarise("closed", concurrency, latencies, statuses, elapsed)
+    return _summarise("closed", concurrency, answers, elapsed)
 
 
 async def open_loop(base_url: str, path: str, make_body: Callable[[int], dict], *, rate: float, seconds: float,
                     max_in_flight: int = 512, timeout: float = 10.0) -> LoadResult:
     """Requests started every 1/rate s for `seconds`; late answers count with their full latency."""
     check_loopback(base_url)
-    latencies: list[tuple[str, float]] = []
-    statuses: dict[str, int] = {}
+    answers: list[tuple[str, float]] = []
     total = int(rate * seconds)
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     gate = asyncio.Semaphore(max_in_flight)
@@ -127,7 +127,7 @@ async def open_loop(base_url: str, path: str, make_body: Callable[[int], dict], 
 
         async def fire(i: int) -> None:
             async with gate:
-                await _one(client, path, make_body(i), latencies, statuses, scheduled=start + i / rate)
+                await _one(client, path, make_body(i), answers, scheduled=start + i / rate)
 
         for i in range(total):
             delay = start + i / rate - time.perf_counter()
@@ -136,7 +136,7 @@ async def open_loop(base_url: str, path: str, make_body: Callable[[int], dict], 
             tasks.append(asyncio.create_task(fire(i)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
-    return _summarise("open", max_in_flight, latencies, statuses, elapsed)
+    return _summarise("open", max_in_flight, answers, elapsed)
 
 
 def median_result(results: list[LoadResult]) -> dict:
