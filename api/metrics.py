@@ -88,3 +88,15 @@ class MetricsMiddleware:
             labels = {"endpoint": _endpoint(scope, self.routes), "method": scope["method"], "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)
+
+
+def sample_total(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples called `name` (e.g. `pickwise_http_requests_total`) whose labels include
+    `labels`, read from /metrics text: how the benchmark and the tests read back what the service
+    exposes, with prometheus_client's own parser rather than string matching."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value
+               for family in text_string_to_metric_families(exposition)
+               for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())

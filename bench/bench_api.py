@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from loadgen import closed_loop, median_result, open_loop  # noqa: E402
+from api.metrics import sample_total  # noqa: E402
 from predictor import PRECISIONS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -121,14 +122,11 @@ class Server:
         for answered selects (from request start to response end, without the client's or the
         kernel's queueing: the difference to the client's latency is time spent outside the server)."""
         text = httpx.get(self.url + "/metrics", timeout=5).text
-
-        def total(prefix: str) -> float:
-            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-
-        served = 'pickwise_http_request_duration_seconds_{}{{endpoint="/v1/select",method="POST",status="200"}}'
-        return {"batch_prompts": total("pickwise_predictor_batch_size_sum"),
-                "batch_calls": total("pickwise_predictor_batch_size_count"),
-                "served_seconds": total(served.format("sum")), "served": total(served.format("count"))}
+        served = {"endpoint": "/v1/select", "method": "POST", "status": "200"}
+        return {"batch_prompts": sample_total(text, "pickwise_predictor_batch_size_sum"),
+                "batch_calls": sample_total(text, "pickwise_predictor_batch_size_count"),
+                "served_seconds": sample_total(text, "pickwise_http_request_duration_seconds_sum", **served),
+                "served": sample_total(text, "pickwise_http_request_duration_seconds_count", **served)}
 
     def cpu_seconds(self) -> float:
         """CPU time the server process has used so far (user + system; Linux /proc, else NaN)."""

@@ -11,6 +11,7 @@ from api_support import PROMPT, TRAINED, UNTRAINED, client
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.metrics import sample_total
 from api.settings import MAX_PROMPT_CHARS, ServiceSettings
 
 
@@ -177,10 +178,6 @@ def test_readyz_reports_a_failed_load(registry_dir):
         assert r.status_code == 503 and "no artifact at /nowhere" in r.json()["detail"]
 
 
-def _metric(text: str, prefix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-
-
 def test_concurrent_selects_are_micro_batched_and_counted(registry_dir, tiny_predictor):
     n = 12
     with client(registry_dir, tiny_predictor, max_wait_ms=200, max_batch=64) as c:
@@ -188,13 +185,13 @@ def test_concurrent_selects_are_micro_batched_and_counted(registry_dir, tiny_pre
             results = list(pool.map(lambda i: c.post("/v1/select", json={"prompt": f"{PROMPT} #{i}"}), range(n)))
         assert all(r.status_code == 200 for r in results)
         text = c.get("/metrics").text
-    batches = _metric(text, "pickwise_predictor_batch_size_count")
-    prompts = _metric(text, "pickwise_predictor_batch_size_sum")
+    batches = sample_total(text, "pickwise_predictor_batch_size_count")
+    prompts = sample_total(text, "pickwise_predictor_batch_size_sum")
     assert prompts == n
     assert batches < n  # so at least one predictor call encoded several requests' prompts
-    assert _metric(text, 'pickwise_http_requests_total{endpoint="/v1/select",method="POST",status="200"}') == n
-    assert _metric(text, "pickwise_selections_total") == n
-    assert _metric(text, 'pickwise_http_request_duration_seconds_count{endpoint="/v1/select"') == n
+    assert sample_total(text, "pickwise_http_requests_total", endpoint="/v1/select", method="POST", status="200") == n
+    assert sample_total(text, "pickwise_selections_total") == n
+    assert sample_total(text, "pickwise_http_request_duration_seconds_count", endpoint="/v1/select") == n
 
 
 def test_work_is_dropped_when_the_client_disconnects():
@@ -255,7 +252,7 @@ def test_a_full_encoder_queue_answers_429_with_retry_after(registry_dir, tiny_pr
     assert body["error"] == "overloaded" and (body["waiting"], body["max_queue"]) == (1, 1)
     assert "waiting for the predictor" in body["detail"]
     assert sorted(r.status_code for r in answers) == [200, 200, 429]
-    assert _metric(text, 'pickwise_http_requests_total{endpoint="/v1/select",method="POST",status="429"}') == 1
+    assert sample_total(text, "pickwise_http_requests_total", endpoint="/v1/select", method="POST", status="429") == 1
 
 
 def _first_done(futures):
