@@ -10,6 +10,7 @@ import time
 from typing import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,8 +95,6 @@ def sample_total(exposition: str, name: str, **labels: str) -> float:
     """Sum of the samples called `name` (e.g. `pickwise_http_requests_total`) whose labels include
     `labels`, read from /metrics text: how the benchmark and the tests read back what the service
     exposes, with prometheus_client's own parser rather than string matching."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     return sum(sample.value
                for family in text_string_to_metric_families(exposition)
                for sample in family.samples
