@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
 from api_support import api, registry_dir  # noqa: F401 (shared fixtures)
@@ -256,7 +256,5 @@ def test_a_full_encoder_queue_answers_429_with_retry_after(registry_dir, tiny_pr
 
 
 def _first_done(futures):
-    from concurrent.futures import FIRST_COMPLETED, wait
-
     done, _ = wait(futures, timeout=10, return_when=FIRST_COMPLETED)
     return done
