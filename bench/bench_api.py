@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -111,8 +110,7 @@ class Server:
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             text = httpx.get(self.url + "/metrics", timeout=30).text
-            m = re.search(r"^pickwise_http_requests_in_flight (\S+)$", text, re.M)
-            if m and float(m.group(1)) <= 1:  # the /metrics request itself
+            if sample_total(text, "pickwise_http_requests_in_flight") <= 1:  # the /metrics request itself
                 break
             time.sleep(0.5)
         return time.monotonic() - start
