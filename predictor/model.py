@@ -34,6 +34,7 @@ class ModelConfig:
     dim: int = 64  # size of prompt vectors u and model vectors e
     hidden: int = 256  # width of the prompt head's hidden layer
     lora_layers: int = 4  # how many top transformer layers get LoRA (the rest form the frozen stem)
+    backbone_layers: int | None = None  # keep only MiniLM's lower layers (None: all six); cost falls in proportion
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.1
@@ -103,6 +104,24 @@ class TaskMixture(nn.Module):
         return u
 
 
+def truncate_backbone(backbone, layers: int | None) -> int:
+    """Drop the backbone's transformer layers above the first `layers` (in place); its layer count after.
+
+    Why: the encoder is nearly all of a prediction's cost, and what the quality model reads from
+    a prompt (mostly which task it is, see TaskMixture) may not need every layer. A truncated
+    backbone is still the packaged MiniLM, only shallower; its artifact records the depth so
+    loading cuts the fresh backbone the same way.
+    """
+    total = backbone.config.num_hidden_layers
+    if layers is None or layers == total:
+        return total
+    if not 1 <= layers <= total:
+        raise ValueError(f"backbone_layers must be in [1, {total}], got {layers}")
+    backbone.encoder.layer = nn.ModuleList(list(backbone.encoder.layer)[:layers])
+    backbone.config.num_hidden_layers = layers
+    return layers
+
+
 class QualityModel(nn.Module):
     """Backbone (frozen stem + LoRA top) -> prompt head -> bilinear scores against model vectors."""
 
@@ -111,7 +130,7 @@ class QualityModel(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         self.config = config
-        n_layers = backbone.config.num_hidden_layers
+        n_layers = truncate_backbone(backbone, config.backbone_layers)
         if not 0 <= config.lora_layers <= n_layers:
             raise ValueError(f"lora_layers must be in [0, {n_layers}], got {config.lora_layers}")
         self.split = n_layers - config.lora_layers

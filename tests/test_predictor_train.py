@@ -12,7 +12,7 @@ from predictor.backbone import encode_texts, load_tokenizer, pad_batch, tiny_bac
 from predictor.calibration import fit_temperature, masked_bce
 from predictor.data import question_stem, split_labels
 from predictor.dataset import build_training_set
-from predictor.model import ModelConfig, QualityModel
+from predictor.model import ModelConfig, QualityModel, truncate_backbone
 
 from conftest import TINY_MODELS, synthetic_table
 
@@ -90,6 +90,38 @@ def test_stem_plus_top_equals_the_full_encoder():
         pooled_split = model.top(model.stem(ids, mask), mask)
     assert torch.allclose(pooled_full, pooled_split, atol=1e-5)
     assert model(ids, mask).shape == (2, 3)
+
+
+def test_truncate_backbone_keeps_the_lower_layers_and_names_a_bad_depth():
+    backbone = tiny_backbone(layers=3)
+    lower = [layer.attention.self.query.weight.clone() for layer in backbone.encoder.layer[:2]]
+    assert truncate_backbone(backbone, 2) == 2
+    assert backbone.config.num_hidden_layers == 2 and len(backbone.encoder.layer) == 2
+    assert all(torch.equal(w, layer.attention.self.query.weight) for w, layer in zip(lower, backbone.encoder.layer))
+    assert truncate_backbone(tiny_backbone(layers=3), None) == 3
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=r"backbone_layers must be in \[1, 3\]"):
+            truncate_backbone(tiny_backbone(layers=3), bad)
+    with pytest.raises(ValueError, match=r"lora_layers must be in \[0, 1\]"):
+        QualityModel(tiny_backbone(), 3, ModelConfig(dim=8, hidden=16, backbone_layers=1, lora_layers=2))
+
+
+def test_a_shallower_backbone_is_recorded_and_loaded_at_the_same_depth(tmp_path):
+    """An artifact trained on the lower layer of a 2-layer BERT loads onto a fresh full one, cut alike."""
+    from predictor.artifact import load_model
+    from predictor.inference import encode_prompt_vectors, load_predictor
+    from predictor.train import TrainConfig, train
+
+    config = TrainConfig(model=ModelConfig(dim=8, hidden=16, backbone_layers=1, lora_layers=1, lora_r=4, max_len=32),
+                         epochs=1, batch_size=16)
+    train([synthetic_table(60)], tmp_path / "a", config, backbone=tiny_backbone(), progress=False)
+    assert read_meta(tmp_path / "a")["model_config"]["backbone_layers"] == 1
+    predictor = load_predictor(tmp_path / "a", device="cpu", backbone=tiny_backbone())
+    assert len(predictor.model.bert.encoder.layer) == 1 and predictor.model.split == 0
+    unmerged, _ = load_model(tmp_path / "a", tiny_backbone(), merge=False)
+    prompts = ["What is 3 times 3 plus 3?", "Name a river longer than 5 km."]
+    u_unmerged, _ = encode_prompt_vectors(unmerged, load_tokenizer(), prompts, max_len=32)
+    np.testing.assert_allclose(predictor.prompt_vectors(prompts)[0], u_unmerged, atol=1e-4)
 
 
 def test_only_lora_and_heads_are_trainable():
@@ -174,7 +206,7 @@ def test_train_options_default_to_the_config_dataclasses_and_override_them():
     assert plain == TrainConfig(epoch_fraction=0.5, stem_cache_dir=".cache/stem")
     given = train_config(build_parser().parse_args(
         ["train", "--out", "x", "--epochs", "3", "--lora-layers", "1", "--lora-r", "4", "--seed", "7",
-         "--exclude-models", "a,b", "--no-tasks"]))
+         "--exclude-models", "a,b", "--no-tasks", "--backbone-layers", "3"]))
     assert (given.epochs, given.seed, given.exclude_models, given.use_tasks) == (3, 7, ("a", "b"), False)
-    assert given.model == ModelConfig(lora_layers=1, lora_r=4, lora_alpha=8)
+    assert given.model == ModelConfig(lora_layers=1, lora_r=4, lora_alpha=8, backbone_layers=3)
     assert given.patience == TrainConfig.patience and given.model.dim == ModelConfig.dim

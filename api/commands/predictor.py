@@ -13,7 +13,7 @@ from api.output import open_output
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
 # torch for every command), and `pickwise train --help` points there.
 RECIPE_DEFAULT = "(default: the shipped recipe, listed in the README under \"The predictor\")"
-MODEL_OPTIONS = ("dim", "lora_layers", "lora_r", "max_len")
+MODEL_OPTIONS = ("dim", "backbone_layers", "lora_layers", "lora_r", "max_len")
 TRAIN_OPTIONS = ("epochs", "batch_size", "patience", "seed", "split_seed")
 
 
@@ -31,6 +31,8 @@ def register(sub) -> None:
                    help="share of the training rows seen per epoch (validation runs after each)")
     p.add_argument("--batch-size", type=int, default=None, help=f"training batch size {RECIPE_DEFAULT}")
     p.add_argument("--lora-layers", type=int, default=None, help=f"top transformer layers tuned with LoRA {RECIPE_DEFAULT}")
+    p.add_argument("--backbone-layers", type=int, default=None,
+                   help="keep only MiniLM's lower N of its 6 layers: a faster, shallower encoder (default: all 6)")
     p.add_argument("--lora-r", type=int, default=None, help=f"LoRA rank (alpha = 2 x rank) {RECIPE_DEFAULT}")
     p.add_argument("--dim", type=int, default=None, help=f"size of prompt and model vectors {RECIPE_DEFAULT}")
     p.add_argument("--max-len", type=int, default=None, help=f"tokens read per prompt (head + tail) {RECIPE_DEFAULT}")
