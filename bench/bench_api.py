@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -69,6 +70,25 @@ def resolve_artifact(args) -> tuple[Path, str]:
     return QUICK_ARTIFACT, ("a QUICK STAND-IN artifact (real MiniLM backbone and architecture, trained 1 epoch on "
                             "60 rows per table: same inference cost as the shipped one, meaningless quality) because "
                             "predictor/artifacts/default did not exist yet")
+
+
+def tagged_registry(tag: str, directory: Path) -> int:
+    """Write the default registry's enabled models tagged `tag` into `directory`; how many it holds.
+
+    The service's latency targets are stated for 25 models, the MMLU-Pro table's (tag
+    `mmlu_pro`), while the default registry holds every table's 48; selection and the response
+    grow with the number of models, so the bench can serve exactly that pool.
+    """
+    import yaml
+
+    from registry import default_registry_dir, load_registry
+
+    specs = [m for m in load_registry(default_registry_dir()).enabled() if tag in m.tags]
+    if not specs:
+        sys.exit(f"no enabled model in the default registry is tagged {tag!r}")
+    text = yaml.safe_dump([m.model_dump(mode="json", exclude_none=True) for m in specs], sort_keys=False)
+    (directory / f"{tag}.yaml").write_text(text)
+    return len(load_registry(directory))  # the pool as the server will read it
 
 
 def prompts(n: int) -> list[str]:
@@ -205,8 +225,8 @@ def markdown(meta: dict, summary: dict, verdict: dict) -> str:
         "# API latency and throughput (`bench/bench_api.py`)",
         "",
         f"Machine: {meta['machine']}; load average at start {meta['loadavg']} (shared with other work).",
-        f"Server: `pickwise serve {meta['server_args']}` (encoder precision {meta.get('predictor_precision')}; uvicorn with {meta.get('uvicorn', '?')}, 1 worker, 127.0.0.1), default registry "
-        f"({meta['models']} models), {meta['artifact_note']}.",
+        f"Server: `pickwise serve {meta['server_args']}` (encoder precision {meta.get('predictor_precision')}; uvicorn with {meta.get('uvicorn', '?')}, 1 worker, 127.0.0.1), "
+        f"{meta.get('registry_note', 'default registry')} ({meta['models']} models), {meta['artifact_note']}.",
         f"Requests: `POST /v1/select` with a distinct 100-token MMLU-Pro prompt each (objective min_cost). "
         f"Medians of {meta['runs']} runs.",
         "",
@@ -247,6 +267,8 @@ def main() -> int:
     parser.add_argument("--max-queue", type=int, default=None, help="forwarded to `pickwise serve`")
     parser.add_argument("--concurrency", type=lambda v: [int(c) for c in v.split(",") if c], default=list(CONCURRENCY),
                         help="closed-loop client counts, comma-separated (default 1,4,16,64; '' runs the open loop only)")
+    parser.add_argument("--models-tagged", default=None, metavar="TAG",
+                        help="serve only the default registry's models with this tag (mmlu_pro: the issue's 25 models)")
     parser.add_argument("--tag", default="", help="suffix of the result files (api<tag>.json/.md)")
     parser.add_argument("--quick-artifact", action="store_true",
                         help="without a shipped artifact, train (once) and serve a small stand-in")
@@ -264,6 +286,11 @@ def main() -> int:
         "runs": args.runs, "rate": args.rate, "sustain_seconds": args.sustain_seconds, "prompts": len(texts),
     }
     extra = ["--precision", args.precision]
+    pool = Path(tempfile.mkdtemp(prefix="pickwise-bench-registry-")) if args.models_tagged else None
+    if pool is not None:
+        meta["models"] = tagged_registry(args.models_tagged, pool)
+        meta["registry_note"] = f"the default registry's models tagged {args.models_tagged}"
+        extra += ["--registry", str(pool)]
     for option in ("torch_threads", "max_wait_ms", "max_batch", "max_queue"):
         if getattr(args, option) is not None:
             extra += [f"--{option.replace('_', '-')}", f"{getattr(args, option):g}"]
@@ -282,6 +309,8 @@ def main() -> int:
             runs.append(one_run(server, texts, 40 + r * 1500, args))
     finally:
         server.stop()
+        if pool is not None:
+            shutil.rmtree(pool, ignore_errors=True)
 
     summary = summarise(runs)
     single, sustained = summary.get("closed c=1"), summary[f"open {args.rate:g}/s"]
