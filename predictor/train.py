@@ -31,7 +31,7 @@ from predictor.model import ModelConfig, QualityModel
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = 16
-    epoch_fraction: float = 1.0  # share of the training rows drawn (without replacement) per epoch
+    epoch_fraction: float = 0.5  # share of the training rows drawn (without replacement) per epoch
     batch_size: int = 64
     lr_lora: float = 5e-4
     lr_head: float = 2e-3

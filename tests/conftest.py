@@ -65,7 +65,7 @@ def tiny_artifact(tmp_path_factory) -> Path:
     from predictor.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("artifact") / "tiny"
-    config = TrainConfig(model=ModelConfig(dim=8, hidden=16, lora_layers=1, lora_r=4, max_len=32), epochs=2, batch_size=16)
+    config = TrainConfig(model=ModelConfig(dim=8, hidden=16, lora_layers=1, lora_r=4, max_len=32), epochs=2, epoch_fraction=1.0, batch_size=16)
     probe_ids = [f"synthetic-{i}" for i in range(0, 120, 2)]
     table = synthetic_table()
     texts = [table.prompts[int(i.split("-")[1])] for i in probe_ids]

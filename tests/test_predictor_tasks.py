@@ -51,7 +51,7 @@ def test_prompt_vector_is_the_posterior_weighted_task_vector():
 
 def test_training_learns_to_read_the_task_from_the_prompt():
     table = synthetic_table(120)
-    config = TrainConfig(model=TINY, epochs=6, batch_size=16, lr_head=1e-2, patience=6)
+    config = TrainConfig(model=TINY, epochs=6, epoch_fraction=1.0, batch_size=16, lr_head=1e-2, patience=6)
     result = train([table], None, config, backbone=tiny_backbone(), progress=False)
     model = result.model
     assert result.meta["tasks"] == ["synthetic/code", "synthetic/math", "synthetic/trivia"]

@@ -203,7 +203,7 @@ def test_train_options_default_to_the_config_dataclasses_and_override_them():
     from predictor.train import TrainConfig
 
     plain = train_config(build_parser().parse_args(["train", "--out", "x"]))
-    assert plain == TrainConfig(epoch_fraction=0.5, stem_cache_dir=".cache/stem")
+    assert plain == TrainConfig(stem_cache_dir=".cache/stem")
     given = train_config(build_parser().parse_args(
         ["train", "--out", "x", "--epochs", "3", "--lora-layers", "1", "--lora-r", "4", "--seed", "7",
          "--exclude-models", "a,b", "--no-tasks", "--backbone-layers", "3"]))

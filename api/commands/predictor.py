@@ -14,7 +14,7 @@ from api.output import open_output
 # torch for every command), and `pickwise train --help` points there.
 RECIPE_DEFAULT = "(default: the shipped recipe, listed in the README under \"The predictor\")"
 MODEL_OPTIONS = ("dim", "backbone_layers", "lora_layers", "lora_r", "max_len")
-TRAIN_OPTIONS = ("epochs", "batch_size", "patience", "seed", "split_seed")
+TRAIN_OPTIONS = ("epochs", "epoch_fraction", "batch_size", "patience", "seed", "split_seed")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
@@ -27,8 +27,8 @@ def register(sub) -> None:
                    help="routing tables (default: the four priced tables in ../shared/data)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
     p.add_argument("--epochs", type=int, default=None, help=f"most epochs {RECIPE_DEFAULT}")
-    p.add_argument("--epoch-fraction", type=float, default=0.5,
-                   help="share of the training rows seen per epoch (validation runs after each)")
+    p.add_argument("--epoch-fraction", type=float, default=None,
+                   help=f"share of the training rows seen per epoch (validation runs after each) {RECIPE_DEFAULT}")
     p.add_argument("--batch-size", type=int, default=None, help=f"training batch size {RECIPE_DEFAULT}")
     p.add_argument("--lora-layers", type=int, default=None, help=f"top transformer layers tuned with LoRA {RECIPE_DEFAULT}")
     p.add_argument("--backbone-layers", type=int, default=None,
@@ -85,7 +85,6 @@ def train_config(args: argparse.Namespace):
     return TrainConfig(
         model=ModelConfig(**model),
         **_given(args, TRAIN_OPTIONS),
-        epoch_fraction=args.epoch_fraction,
         exclude_models=tuple(m for m in args.exclude_models.split(",") if m),
         max_rows_per_table=args.max_rows_per_table,
         stem_cache_dir=args.stem_cache,
