@@ -1,6 +1,6 @@
 """CPU throughput of the predictor for 100-token prompts, and the accuracy cost of each speed-up.
 
-Variants, each on the shipped artifact:
+Variants, each on the shipped artifact (or --artifact DIR):
 - fp32-unmerged: LoRA kept as separate adapter matmuls (what training runs);
 - fp32-merged:   LoRA folded into the weights (the default at load time);
 - bf16-autocast: merged, the encoder run under bfloat16 autocast (needs CPU bf16 instructions to pay off);
@@ -9,7 +9,7 @@ Each is timed at several batch sizes (median of repeats, prompts/s), and its pro
 held-out MMLU-Pro prompts are compared with fp32-merged (mean/max |dp|, Brier).
 
 Run: .venv/bin/python bench/bench_predictor.py [--threads 2] [--repeats 3]
-Writes bench/results/predictor_speed.json and .md.
+Writes bench/results/<name>.json and .md (--name, default predictor_speed).
 """
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1,8,32,64")
     parser.add_argument("--accuracy-rows", type=int, default=500)
     parser.add_argument("--variants", default="fp32-unmerged,fp32-merged,bf16-autocast,int8-dynamic")
+    parser.add_argument("--name", default="predictor_speed", help="results file stem under bench/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     artifact = Path(args.artifact)
@@ -123,14 +124,14 @@ def main() -> int:
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "predictor_speed.json").write_text(json.dumps(report, indent=2))
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     lines = ["| variant | " + " | ".join(f"batch {b} (prompts/s)" for b in sizes) + " | Brier | mean abs dp | max abs dp |",
              "|---" * (len(sizes) + 4) + "|"]
     for row in results:
         a = row["accuracy"]
         lines.append(f"| {row['variant']} | " + " | ".join(str(row["prompts_per_s"][str(b)]) for b in sizes)
                      + f" | {a['brier']:.4f} | {a.get('mean_abs_dp', 0):.4f} | {a.get('max_abs_dp', 0):.4f} |")
-    (out / "predictor_speed.md").write_text(
+    (out / f"{args.name}.md").write_text(
         f"Machine: {report['machine']}, {args.threads} threads; {len(prompts)} prompts of 100 tokens; "
         f"median of {args.repeats}.\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
