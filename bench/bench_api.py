@@ -268,7 +268,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=lambda v: [int(c) for c in v.split(",") if c], default=list(CONCURRENCY),
                         help="closed-loop client counts, comma-separated (default 1,4,16,64; '' runs the open loop only)")
     parser.add_argument("--models-tagged", default=None, metavar="TAG",
-                        help="serve only the default registry's models with this tag (mmlu_pro: the issue's 25 models)")
+                        help="serve only the default registry's models with this tag (mmlu_pro: the 25 models the targets name)")
     parser.add_argument("--tag", default="", help="suffix of the result files (api<tag>.json/.md)")
     parser.add_argument("--quick-artifact", action="store_true",
                         help="without a shipped artifact, train (once) and serve a small stand-in")
