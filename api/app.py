@@ -72,7 +72,7 @@ def create_app(
     batcher = MicroBatcher(
         lambda prompts: service.predictor.prompt_vectors(prompts, batch_size=settings.max_batch),
         max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
-        observe=metrics.observe_batch,
+        observe=metrics.observe_batch, executor=service.encoder,
     )
     jobs = PlanJobs(service.plan, queue_limit=settings.job_queue_limit, keep=settings.job_keep,
                     ttl_s=settings.job_ttl_s)

@@ -4,8 +4,8 @@ The transformer forward pass costs nearly the same for 1 prompt as for 16 short 
 (it is dominated by per-call overhead and weight reads), so under load it pays to gather the
 prompts of concurrent requests and encode them in one call. A prompt waits at most
 `max_wait_ms` (counted from its arrival) for others to join, a batch holds at most
-`max_batch` prompts, and one batch runs at a time in a dedicated worker thread while the next
-one gathers on the event loop.
+`max_batch` prompts, and one batch runs at a time in a dedicated worker thread (in the service,
+its one encoder thread, which batch plans use too) while the next one gathers on the event loop.
 
 The service's default wait is 0, continuous batching: a prompt that finds the encoder idle
 goes at once (a lone client never waits), and the prompts that arrive while a batch is being
@@ -53,7 +53,8 @@ class MicroBatcher:
     """
 
     def __init__(self, encode: Encode, *, max_batch: int = 32, max_wait_ms: float = 2.0,
-                 max_queue: int | None = None, observe: Observe | None = None):
+                 max_queue: int | None = None, observe: Observe | None = None,
+                 executor: ThreadPoolExecutor | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait_ms < 0:
@@ -65,7 +66,9 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self._observe = observe
-        self._executor: ThreadPoolExecutor | None = None
+        # a caller's executor (the service's one encoder thread) is shared and never shut down here
+        self._shared_executor = executor
+        self._executor: ThreadPoolExecutor | None = executor
         self._pending: list[_Pending] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -148,6 +151,6 @@ class MicroBatcher:
         for p in self._pending:
             p.future.cancel()
         self._pending = []
-        if self._executor is not None:
+        if self._executor is not None and self._executor is not self._shared_executor:
             self._executor.shutdown(wait=False)
             self._executor = None

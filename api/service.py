@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
@@ -106,6 +107,8 @@ class PickwiseService:
         self.load_error: str | None = None
         self._scoring: Scoring | None = None
         self._lock = threading.Lock()
+        # the one thread every predictor call runs on (see `encode`); lives as long as the service
+        self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickwise-encode")
 
     # ---- predictor ---------------------------------------------------------------------------
     @property
@@ -164,8 +167,31 @@ class PickwiseService:
             return scoring
 
     def encode(self, prompts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
-        """Prompt vectors straight from the predictor (the CLI and batch plans; routes micro-batch)."""
-        return self.predictor.prompt_vectors(list(prompts), batch_size=PLAN_ENCODE_BATCH)
+        """Prompt vectors for the CLI and batch plans, computed on the service's one encoder thread.
+
+        Every predictor call of the service runs on `self.encoder` (the routes' micro-batches too):
+        once two live threads have run torch, PyTorch's OpenMP (libgomp) throttles its spinning
+        threads and every encoder call gets ~1.7-2x slower on 2 cores, for as long as both threads
+        live (a single plan job used to double every later select's latency). The prompts go in
+        chunks of similar length, one at a time, so a select's batch waits behind one chunk at most.
+        """
+        prompts = list(prompts)
+        predictor = self.predictor
+        if not prompts:
+            return np.zeros((0, predictor.model.config.dim), dtype=np.float32), []
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        vectors: np.ndarray | None = None
+        truncated = [False] * len(prompts)
+        for start in range(0, len(order), PLAN_ENCODE_BATCH):
+            chunk = order[start : start + PLAN_ENCODE_BATCH]
+            u, cut = self.encoder.submit(predictor.prompt_vectors, [prompts[i] for i in chunk],
+                                         batch_size=PLAN_ENCODE_BATCH).result()
+            if vectors is None:
+                vectors = np.zeros((len(prompts), u.shape[1]), dtype=u.dtype)
+            vectors[chunk] = u
+            for i, c in zip(chunk, cut):
+                truncated[i] = bool(c)
+        return vectors, truncated
 
     # ---- one request -------------------------------------------------------------------------
     def check_names(self, snapshot: RegistrySnapshot, names: Sequence[str] | None, field: str,

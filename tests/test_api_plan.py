@@ -1,8 +1,10 @@
 """Batch planning: inline POST /v1/plan and the POST /v1/plans job lifecycle."""
 from __future__ import annotations
 
+import threading
 import time
 
+import numpy as np
 import pytest
 from api_support import registry_dir  # noqa: F401 (shared fixture)
 from api_support import PROMPT, TRAINED, UNTRAINED, client
@@ -169,3 +171,43 @@ def test_plan_lists_truncated_text_prompts_and_prices_quality_only_rows_by_promp
     by_id = {a["id"]: a for a in plan["assignments"]}
     assert by_id["own"]["model"] == "gpt-4-1106-preview" and by_id["own"]["quality"] == pytest.approx(0.9)
     assert by_id["own"]["cost_usd"] > 0  # 1000 prompt tokens priced although there is no text
+
+
+class _ThreadRecordingPredictor:
+    """The tiny predictor, noting the thread each encoder call runs on."""
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+        self.threads: set[str] = set()
+
+    def prompt_vectors(self, prompts, **kwargs):
+        self.threads.add(threading.current_thread().name)
+        return self._predictor.prompt_vectors(prompts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
+
+
+def test_selects_plans_and_plan_jobs_all_encode_on_the_one_encoder_thread(registry_dir, tiny_predictor):
+    """A second thread running torch slows every encoder call (libgomp throttling): one thread does it all."""
+    recording = _ThreadRecordingPredictor(tiny_predictor)
+    with client(registry_dir, recording, sync_plan_limit=10, job_plan_limit=50) as api:
+        assert api.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+        assert api.post("/v1/plan", json={"prompts": PROMPTS, "budget": 1.0}).status_code == 200
+        job = api.post("/v1/plans", json={"prompts": PROMPTS, "budget": 1.0}).json()
+        assert _wait(api, job["id"])["status"] == "done"
+        assert api.post("/v1/select", json={"prompt": PROMPT + " Again."}).status_code == 200
+    assert len(recording.threads) == 1 and recording.threads.pop().startswith("pickwise-encode")
+
+
+def test_plan_encoding_in_chunks_keeps_every_prompt_in_its_place(registry_dir, tiny_predictor):
+    from api.service import PLAN_ENCODE_BATCH, PickwiseService
+    from registry import Registry
+
+    service = PickwiseService(Registry(registry_dir), tiny_predictor)
+    prompts = [f"{PROMPT} " + "and more " * (i % 37) + f"#{i}" for i in range(2 * PLAN_ENCODE_BATCH + 22)]
+    vectors, truncated = service.encode(prompts)
+    expected, expected_cut = tiny_predictor.prompt_vectors(prompts)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert truncated == list(expected_cut) and any(truncated) and not all(truncated)
+    assert service.encode([])[0].shape[0] == 0
