@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,23 @@ def new_model(name: str, **overrides) -> dict:
     }
     entry.update(overrides)
     return entry
+
+
+class RecordingPredictor:
+    """A real (tiny) predictor that notes which thread runs each encoder call, and on which prompts."""
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+        self.threads: set[str] = set()
+        self.prompts: list[str] = []
+
+    def prompt_vectors(self, prompts, **kwargs):
+        self.threads.add(threading.current_thread().name)
+        self.prompts.extend(prompts)
+        return self._predictor.prompt_vectors(prompts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
 
 
 @contextlib.contextmanager

@@ -1,13 +1,12 @@
 """Batch planning: inline POST /v1/plan and the POST /v1/plans job lifecycle."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 from api_support import registry_dir  # noqa: F401 (shared fixture)
-from api_support import PROMPT, TRAINED, UNTRAINED, client
+from api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
 
 from api.errors import ServiceError
 from api.jobs import PlanJobs
@@ -173,24 +172,9 @@ def test_plan_lists_truncated_text_prompts_and_prices_quality_only_rows_by_promp
     assert by_id["own"]["cost_usd"] > 0  # 1000 prompt tokens priced although there is no text
 
 
-class _ThreadRecordingPredictor:
-    """The tiny predictor, noting the thread each encoder call runs on."""
-
-    def __init__(self, predictor):
-        self._predictor = predictor
-        self.threads: set[str] = set()
-
-    def prompt_vectors(self, prompts, **kwargs):
-        self.threads.add(threading.current_thread().name)
-        return self._predictor.prompt_vectors(prompts, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._predictor, name)
-
-
 def test_selects_plans_and_plan_jobs_all_encode_on_the_one_encoder_thread(registry_dir, tiny_predictor):
     """A second thread running torch slows every encoder call (libgomp throttling): one thread does it all."""
-    recording = _ThreadRecordingPredictor(tiny_predictor)
+    recording = RecordingPredictor(tiny_predictor)
     with client(registry_dir, recording, sync_plan_limit=10, job_plan_limit=50) as api:
         assert api.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
         assert api.post("/v1/plan", json={"prompts": PROMPTS, "budget": 1.0}).status_code == 200

@@ -7,7 +7,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
 from api_support import api, registry_dir  # noqa: F401 (shared fixtures)
-from api_support import PROMPT, TRAINED, UNTRAINED, client
+from api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -163,6 +163,22 @@ def test_readyz_is_503_until_the_predictor_has_loaded(registry_dir, tiny_predict
             time.sleep(0.01)
         assert c.get("/readyz").status_code == 200
         assert c.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+
+
+def test_a_loaded_predictor_is_warmed_on_the_encoder_thread_before_ready(registry_dir, tiny_predictor):
+    """The encoder thread's first call is slow (thread set-up); it happens before /readyz says ready."""
+    from api.service import WARM_UP_PROMPT
+
+    recording = RecordingPredictor(tiny_predictor)
+    app = create_app(registry_dir, predictor=lambda: recording, settings=ServiceSettings(admin_token=None))
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 10
+        while c.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert recording.prompts == [WARM_UP_PROMPT]
+        assert len(recording.threads) == 1 and next(iter(recording.threads)).startswith("pickwise-encode")
+        assert c.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+        assert recording.prompts == [WARM_UP_PROMPT, PROMPT] and len(recording.threads) == 1
 
 
 def test_readyz_reports_a_failed_load(registry_dir):
