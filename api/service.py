@@ -187,19 +187,15 @@ class PickwiseService:
         live (a single plan job used to double every later select's latency). The prompts go in
         chunks of similar length, one at a time, so a select's batch waits behind one chunk at most.
         """
+        from predictor.backbone import length_buckets  # torch: only once a predictor is loaded
+
         prompts = list(prompts)
         predictor = self.predictor
-        if not prompts:
-            return np.zeros((0, predictor.model.config.dim), dtype=np.float32), []
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        vectors: np.ndarray | None = None
+        vectors = np.zeros((len(prompts), predictor.model.config.dim), dtype=np.float32)
         truncated = [False] * len(prompts)
-        for start in range(0, len(order), PLAN_ENCODE_BATCH):
-            chunk = order[start : start + PLAN_ENCODE_BATCH]
+        for chunk in length_buckets([len(p) for p in prompts], PLAN_ENCODE_BATCH):
             u, cut = self.encoder.submit(predictor.prompt_vectors, [prompts[i] for i in chunk],
                                          batch_size=PLAN_ENCODE_BATCH).result()
-            if vectors is None:
-                vectors = np.zeros((len(prompts), u.shape[1]), dtype=u.dtype)
             vectors[chunk] = u
             for i, c in zip(chunk, cut):
                 truncated[i] = bool(c)
