@@ -7,7 +7,8 @@ from __future__ import annotations
 
 __all__ = ["QualityPredictor", "load_predictor"]
 
-PRECISIONS = ("fp32", "bf16", "int8", "auto")  # how `load_predictor` can run the encoder
+PRECISIONS = ("fp32", "bf16", "int8", "onnx-int8", "auto")  # how `load_predictor` can run the encoder
+CPU_ONLY_PRECISIONS = ("int8", "onnx-int8")  # quantised encoders: no CUDA kernels for them
 
 
 def __getattr__(name: str):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from predictor import PRECISIONS
+from predictor import CPU_ONLY_PRECISIONS, PRECISIONS
 from predictor.artifact import (
     artifact_version,
     default_artifact_dir,
@@ -45,10 +45,13 @@ def encode_prompt_vectors(
     head_frac: float = 0.4,
     batch_size: int = 64,
     progress: bool = False,
+    prompt_encoder=None,
 ) -> tuple[np.ndarray, list[bool]]:
     """Prompt vectors u [N, dim] and which prompts were cut to `max_len` tokens.
 
     Batched in length buckets, so short prompts are not padded to the longest one.
+    `prompt_encoder(input_ids, mask) -> u` replaces the torch model when given (the ONNX Runtime
+    int8 graph of `predictor.onnx_encoder`).
     """
     model.eval()
     texts = [p[:MAX_PROMPT_CHARS] for p in prompts]
@@ -57,6 +60,9 @@ def encode_prompt_vectors(
     buckets = length_buckets([len(x) for x in encoded.ids], batch_size)
     for batch in tqdm(buckets, desc="predicting", disable=not progress, leave=False, unit="batch"):
         input_ids, mask = pad_batch([encoded.ids[i] for i in batch])
+        if prompt_encoder is not None:
+            out[batch] = prompt_encoder(input_ids, mask)
+            continue
         input_ids, mask = input_ids.to(device), mask.to(device)
         pooled = model.top(model.stem(input_ids, mask), mask)
         out[batch] = model.prompt_vectors(pooled).float().cpu().numpy()
@@ -77,9 +83,11 @@ class ModelVector:
 class QualityPredictor:
     """Loads an artifact once; thread-safe `predict` (torch inference runs without shared mutable state)."""
 
-    def __init__(self, model, tokenizer, meta: dict, directory: Path, device="cpu", precision: str = "fp32"):
+    def __init__(self, model, tokenizer, meta: dict, directory: Path, device="cpu", precision: str = "fp32",
+                 prompt_encoder=None):
         self.model = model
-        self.precision = precision  # as resolved by load_predictor: "fp32" | "bf16" | "int8"
+        self.precision = precision  # as resolved by load_predictor: "fp32" | "bf16" | "int8" | "onnx-int8"
+        self.prompt_encoder = prompt_encoder  # computes u instead of `model` (onnx-int8)
         self.tokenizer = tokenizer
         self.meta = meta
         self.directory = Path(directory)
@@ -109,7 +117,8 @@ class QualityPredictor:
         cfg = self.model.config
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             return encode_prompt_vectors(
-                self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress
+                self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress,
+                self.prompt_encoder,
             )
 
     def predict(
@@ -344,18 +353,25 @@ def load_predictor(
     little accuracy for speed (see bench/bench_predictor.py for both): "bf16" runs the encoder
     under bfloat16 autocast (fast where the CPU has bf16 instructions, e.g. AVX512-BF16/AMX;
     slower than fp32 where it does not), "int8" quantises every encoder Linear dynamically (CPU only),
-    "auto" is bf16 on a CPU with native bf16 and fp32 everywhere else.
+    "onnx-int8" runs the encoder as an int8 ONNX Runtime graph (CPU only; `predictor.onnx_encoder`,
+    exported on first use and cached, with as many threads as torch has), "auto" is bf16 on a CPU
+    with native bf16 and fp32 everywhere else.
     """
     directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(precision, dev)
     backbone = backbone if backbone is not None else load_backbone()
     model, meta = load_model(directory, backbone, merge=merge)
+    if precision in CPU_ONLY_PRECISIONS and dev != "cpu":
+        raise ValueError(f"precision {precision} runs the encoder on the CPU only, not on {dev}")
     if precision == "int8":
-        if dev != "cpu":
-            raise ValueError("int8 dynamic quantisation runs on the CPU only")
         from torch.ao.quantization import quantize_dynamic
 
         model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+    prompt_encoder = None
+    if precision == "onnx-int8":
+        from predictor.onnx_encoder import int8_prompt_encoder
+
+        prompt_encoder = int8_prompt_encoder(model, threads=torch.get_num_threads())
     model.to(dev)
-    return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev, precision)
+    return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev, precision, prompt_encoder)

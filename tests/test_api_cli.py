@@ -96,5 +96,15 @@ def test_serve_workers_get_the_batching_options_through_the_environment(registry
 def test_serve_gives_a_bf16_or_int8_encoder_every_core_and_fp32_all_but_one():
     from api.commands.service import default_torch_threads
 
-    assert [default_torch_threads(p, cpus=2) for p in ("bf16", "int8", "fp32")] == [2, 2, 1]
+    precisions = ("bf16", "int8", "onnx-int8", "fp32")
+    assert [default_torch_threads(p, cpus=2) for p in precisions] == [2, 2, 2, 1]
     assert default_torch_threads("fp32", cpus=1) == 1 and default_torch_threads("bf16", cpus=16) == 16
+
+
+def test_serve_keeps_the_quantised_encoders_on_the_cpu_even_beside_a_gpu(monkeypatch):
+    import torch
+
+    from api.commands.service import serving_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert [serving_device(p) for p in ("int8", "onnx-int8", "bf16", "fp32")] == ["cpu", "cpu", "cuda", "cuda"]

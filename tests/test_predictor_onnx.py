@@ -1,0 +1,89 @@
+"""The ONNX Runtime int8 encoder: the export reproduces torch, int8 stays close, the cache is reused."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from predictor import onnx_encoder
+from predictor.backbone import pad_batch, tiny_backbone
+
+PROMPTS = ["What is 2 times 2 plus 3?", "Name the largest planet.", "def f(x): return x", "", "word " * 400]
+MODELS = ["gpt-4-1106-preview", "Llama-2-7b-hf"]
+
+
+@pytest.fixture()
+def onnx_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(onnx_encoder.CACHE_ENV, str(tmp_path))
+    return tmp_path
+
+
+def tiny_model(tiny_artifact):
+    from predictor.artifact import load_model
+
+    return load_model(tiny_artifact, tiny_backbone(), merge=True)[0].eval()
+
+
+def test_exported_graph_reproduces_torch_on_a_padded_batch(tiny_artifact, tmp_path):
+    model = tiny_model(tiny_artifact)
+    onnx_encoder.export_prompt_encoder(model, tmp_path / "fp32.onnx")
+    graph = onnx_encoder.OnnxPromptEncoder(tmp_path / "fp32.onnx", threads=1)
+    # lengths and a batch size other than the export's sample (2 x 16): the axes must be dynamic
+    ids, mask = pad_batch([list(range(5, 5 + n)) for n in (3, 40, 9)])
+    with torch.no_grad():
+        expected = model.prompt_vectors(model.top(model.stem(ids, mask), mask))
+    np.testing.assert_allclose(graph(ids, mask), expected.numpy(), atol=1e-5)
+
+
+def test_int8_quantises_the_backbone_and_keeps_the_prompt_head_float(tiny_artifact, tmp_path):
+    import onnx
+
+    model = tiny_model(tiny_artifact)
+    graph = onnx.load(str(onnx_encoder.build_graph(model, tmp_path))).graph
+    types = {init.name: init.data_type for init in graph.initializer}
+    head = onnx_encoder.head_initializers(model)
+    # the quantiser may rename a weight (a Gemm's becomes "<name>_Transposed") but must not quantise it
+    from_head = {name: t for name, t in types.items() if any(name.startswith(h) for h in head)}
+    linears = [f"model.{name}.weight" for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and name.startswith(("tasks.", "head."))]
+    assert linears and all(any(n.startswith(w) for n in from_head) for w in linears)
+    assert set(from_head.values()) == {onnx.TensorProto.FLOAT}
+    assert any(t == onnx.TensorProto.INT8 for t in types.values())
+    assert not (tmp_path / "prompt_encoder_fp32.onnx").exists()
+
+
+def test_onnx_int8_predictor_stays_close_to_fp32_and_reports_itself(tiny_artifact, tiny_predictor, onnx_cache):
+    from predictor.inference import load_predictor
+
+    fast = load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="onnx-int8")
+    exact, approx = tiny_predictor.predict(PROMPTS, MODELS), fast.predict(PROMPTS, MODELS)
+    assert approx.shape == exact.shape and np.abs(approx - exact).max() < 0.15
+    assert not np.array_equal(approx, exact)  # the int8 graph really ran, not the torch encoder
+    assert fast.precision == "onnx-int8" and fast.prompt_encoder is not None and fast.autocast is None
+    assert fast.predict_detailed(PROMPTS, MODELS)[1] == tiny_predictor.predict_detailed(PROMPTS, MODELS)[1]
+
+
+def test_the_int8_graph_is_cached_by_weights(tiny_artifact, onnx_cache, monkeypatch):
+    model = tiny_model(tiny_artifact)
+    first = onnx_encoder.int8_prompt_encoder(model, threads=1)
+    assert [p.name for p in onnx_cache.iterdir()] == [onnx_encoder.weights_key(model)]
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again although the cache holds this encoder")
+
+    monkeypatch.setattr(onnx_encoder, "export_prompt_encoder", no_export)
+    ids, mask = pad_batch([[7, 8, 9, 10]])
+    again = onnx_encoder.int8_prompt_encoder(model, threads=1)
+    np.testing.assert_array_equal(again(ids, mask), first(ids, mask))
+
+    with torch.no_grad():  # other weights: another key, so a retrained artifact never gets a stale graph
+        next(model.bert.parameters()).add_(0.01)
+    with pytest.raises(AssertionError, match="exported again"):
+        onnx_encoder.int8_prompt_encoder(model, threads=1)
+
+
+def test_onnx_int8_is_cpu_only(tiny_artifact):
+    from predictor.inference import load_predictor
+
+    with pytest.raises(ValueError, match="onnx-int8 runs the encoder on the CPU only"):
+        load_predictor(tiny_artifact, device="cuda", backbone=tiny_backbone(), precision="onnx-int8")
