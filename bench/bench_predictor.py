@@ -4,7 +4,8 @@ Variants, each on the shipped artifact (or --artifact DIR):
 - fp32-unmerged: LoRA kept as separate adapter matmuls (what training runs);
 - fp32-merged:   LoRA folded into the weights (the default at load time);
 - bf16-autocast: merged, the encoder run under bfloat16 autocast (needs CPU bf16 instructions to pay off);
-- int8-dynamic:  merged, then every nn.Linear dynamically quantised to int8.
+- int8-dynamic:  merged, then every nn.Linear dynamically quantised to int8;
+- onnx-int8:     merged, exported to ONNX and run by ONNX Runtime with int8 weights (predictor.onnx_encoder).
 Each is timed at several batch sizes (median of repeats, prompts/s), and its probabilities on
 held-out MMLU-Pro prompts are compared with fp32-merged (mean/max |dp|, Brier).
 
@@ -50,7 +51,7 @@ def hundred_token_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
 
 
 def build(variant: str, artifact: Path) -> QualityPredictor:
-    precision = {"bf16-autocast": "bf16", "int8-dynamic": "int8"}.get(variant, "fp32")
+    precision = {"bf16-autocast": "bf16", "int8-dynamic": "int8", "onnx-int8": "onnx-int8"}.get(variant, "fp32")
     return load_predictor(artifact, "cpu", merge=variant != "fp32-unmerged", precision=precision)
 
 
@@ -89,7 +90,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,8,32,64")
     parser.add_argument("--accuracy-rows", type=int, default=500)
-    parser.add_argument("--variants", default="fp32-unmerged,fp32-merged,bf16-autocast,int8-dynamic")
+    parser.add_argument("--variants", default="fp32-unmerged,fp32-merged,bf16-autocast,int8-dynamic,onnx-int8")
     parser.add_argument("--name", default="predictor_speed", help="results file stem under bench/results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

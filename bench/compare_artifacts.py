@@ -7,10 +7,14 @@ trained on *and* that the final report does not reuse: `--split val` scores the 
 test` the held-out rows (for reporting the chosen one). All candidates must share the split
 (`--split-seed`), which is checked row by row. TF-IDF + logistic regression, trained on the
 first artifact's training rows, is scored alongside. Differences are "first artifact − this one"
-over paired bootstrap resamples of the prompts.
+over paired bootstrap resamples of the prompts. Candidates run their encoder in bf16 unless the
+directory ends in @PRECISION (one of predictor.PRECISIONS): the same artifact twice, at two
+precisions, gives the accuracy cost of a speed-up as paired intervals.
 
 Run: .venv/bin/python bench/compare_artifacts.py --split val \
         shipped=predictor/artifacts/default l4e16=runs/gpu/l4_e16 --name lora_sweep_val
+     .venv/bin/python bench/compare_artifacts.py --split test --name onnx_int8_test \
+        fp32=predictor/artifacts/default@fp32 onnx=predictor/artifacts/default@onnx-int8
 Writes bench/results/<name>.json and .md.
 """
 from __future__ import annotations
@@ -30,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from predictor.baselines import TfidfLogisticRouter  # noqa: E402
 from predictor.data import default_data_dir, load_table  # noqa: E402
 from predictor.evaluate import registry_cost_estimate  # noqa: E402
+from predictor import PRECISIONS  # noqa: E402
 from predictor.inference import load_predictor  # noqa: E402
 from predictor.metrics import routing_figures  # noqa: E402
 from registry import default_registry_dir, load_registry  # noqa: E402
@@ -39,18 +44,24 @@ from registry.build_defaults import TABLES  # noqa: E402
 LABELS = {"mmlu_pro": "MMLU-Pro", "routerbench": "RouterBench", "mmlu57": "MMLU-57+GSM8K", "llmrouter": "LLMRouter"}
 PRICED_TABLES = {stem: LABELS[key] for key, stem in TABLES.items()}
 TFIDF = "tfidf"
+DEFAULT_PRECISION = "bf16"  # the service's precision on the CPUs these comparisons ran on
 
 
-def parse_candidates(items: list[str]) -> dict[str, str]:
-    """NAME=DIR pairs, in order (the first is the reference of the paired differences)."""
-    out: dict[str, str] = {}
+def parse_candidates(items: list[str]) -> dict[str, tuple[str, str]]:
+    """NAME=DIR[@PRECISION] items -> {name: (dir, precision)}, in order (the first is the reference)."""
+    out: dict[str, tuple[str, str]] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise SystemExit(f"candidate {item!r}: expected NAME=ARTIFACT_DIR")
+            raise SystemExit(f"candidate {item!r}: expected NAME=ARTIFACT_DIR[@PRECISION]")
         if name in out or name == TFIDF:
             raise SystemExit(f"candidate name {name!r} is used twice or reserved")
-        out[name] = path
+        base, at, precision = path.rpartition("@")
+        if not at:
+            base, precision = path, DEFAULT_PRECISION
+        elif precision not in PRECISIONS:
+            raise SystemExit(f"candidate {item!r}: precision {precision!r} is not one of {PRECISIONS}")
+        out[name] = (base, precision)
     return out
 
 
@@ -81,7 +92,9 @@ def compare_table(table_name: str, predictors: dict, split: str, snapshot, boots
 
 def markdown(results: dict, names: list[str], meta: dict) -> str:
     tables = list(results)
-    lines = [f"Split: {meta['split']} rows; paired bootstrap {meta['bootstrap']}; first artifact = reference.", "",
+    runs = ", ".join(f"{n} = {meta['artifacts'][n]} ({meta['precisions'][n]})" for n in meta["artifacts"])
+    lines = [f"Split: {meta['split']} rows; paired bootstrap {meta['bootstrap']}; first artifact = reference.",
+             f"Candidates: {runs}.", "",
              "| candidate | val loss | " + " | ".join(f"{PRICED_TABLES[t]} capture (first − this)" for t in tables) + " | mean capture |",
              "|---" * (len(tables) + 3) + "|"]
     for name in names:
@@ -109,16 +122,18 @@ def main() -> int:
     parser.add_argument("--name", default="compare_artifacts", help="results file stem under bench/results")
     args = parser.parse_args()
 
-    paths = parse_candidates(args.candidates)
-    predictors = {name: load_predictor(path, "cpu", precision="bf16") for name, path in paths.items()}
+    candidates = parse_candidates(args.candidates)
+    predictors = {name: load_predictor(path, "cpu", precision=precision) for name, (path, precision) in candidates.items()}
     snapshot = load_registry(default_registry_dir())
     results = {}
     for table_name in PRICED_TABLES:
         results[table_name] = compare_table(table_name, predictors, args.split, snapshot, args.bootstrap)
         print(table_name, " ".join(f"{k}={v['capture']:.3f}" for k, v in results[table_name]["routers"].items()),
               flush=True)
-    names = [*paths, TFIDF]
-    meta = {"split": args.split, "bootstrap": args.bootstrap, "artifacts": paths,
+    names = [*candidates, TFIDF]
+    meta = {"split": args.split, "bootstrap": args.bootstrap,
+            "artifacts": {name: path for name, (path, _) in candidates.items()},
+            "precisions": {name: precision for name, (_, precision) in candidates.items()},
             "val_loss": {n: min(h["val_loss"] for h in p.meta["history"]) for n, p in predictors.items()},
             "train_config": {n: {**p.meta["train_config"], **{k: p.meta["model_config"][k] for k in ("lora_layers", "max_len")},
                                  "best_epoch": p.meta["best_epoch"], "device": p.meta.get("device")}
