@@ -329,6 +329,11 @@ def cpu_has_native_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def default_device(precision: str) -> str:
+    """CUDA when present, except for the quantised precisions, which have CPU kernels only."""
+    return "cuda" if torch.cuda.is_available() and precision not in CPU_ONLY_PRECISIONS else "cpu"
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """"auto" made concrete for `device`: bf16 on a CPU with native bf16, fp32 everywhere else."""
     if precision not in PRECISIONS:
@@ -358,7 +363,7 @@ def load_predictor(
     with native bf16 and fp32 everywhere else.
     """
     directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = device or default_device(precision)
     precision = resolve_precision(precision, dev)
     backbone = backbone if backbone is not None else load_backbone()
     model, meta = load_model(directory, backbone, merge=merge)

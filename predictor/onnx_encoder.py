@@ -157,7 +157,11 @@ def int8_prompt_encoder(model, threads: int, cache_dir: Path | None = None) -> O
         staging = Path(tempfile.mkdtemp(prefix="pickwise-onnx-"))
     staging.chmod(0o755)  # readable by a service account, as mkdtemp's 0700 would not be
     try:
-        built = build_graph(model, staging)
+        try:
+            built = build_graph(model, staging)
+        except Exception as exc:  # the exporter's failures are many and deep; say what to do instead
+            raise RuntimeError(f"could not build the int8 ONNX encoder ({type(exc).__name__}: {exc}); "
+                               "use precision bf16 or fp32 instead") from exc
         encoder = OnnxPromptEncoder(built.read_bytes(), threads)
         with contextlib.suppress(OSError):  # another process may have cached it first: theirs is as good
             staging.rename(cache)

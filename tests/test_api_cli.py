@@ -108,3 +108,32 @@ def test_serve_keeps_the_quantised_encoders_on_the_cpu_even_beside_a_gpu(monkeyp
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert [serving_device(p) for p in ("int8", "onnx-int8", "bf16", "fp32")] == ["cpu", "cpu", "cuda", "cuda"]
+
+
+def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_dir, tiny_predictor, monkeypatch,
+                                                                       tmp_path, capsys):
+    asked = {}
+
+    def loader(artifact=None, **kwargs):
+        asked.update(kwargs)
+        return tiny_predictor
+
+    monkeypatch.setattr(predictor.inference, "load_predictor", loader)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n"
+                       + json.dumps({"id": "b", "prompt": "word " * 5000}) + "\n")
+    out = tmp_path / "quality.jsonl"
+    models = ",".join(TRAINED)
+    assert main(["predict", "--input", str(prompts), "--models", models, "--registry", str(registry_dir),
+                 "--output", str(out), "--precision", "onnx-int8", "--no-progress"]) == 0
+    assert asked == {"precision": "onnx-int8"}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b"] and [r.get("truncated", False) for r in rows] == [False, True]
+    assert all(list(r["quality"]) == list(TRAINED) and all(0 < p < 1 for p in r["quality"].values()) for r in rows)
+    assert "predicted 2 prompts x" in capsys.readouterr().err
+
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir), "--output", str(out),
+                 "--no-progress"]) == 0
+    assert asked == {"precision": "fp32"}  # the default: bit-stable across machines
+    assert main(["predict", "--input", str(prompts), "--models", "nope", "--registry", str(registry_dir)]) == 2
+    assert "unknown model(s) nope" in capsys.readouterr().err

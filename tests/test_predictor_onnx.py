@@ -78,8 +78,18 @@ def test_the_int8_graph_is_cached_by_weights(tiny_artifact, onnx_cache, monkeypa
 
     with torch.no_grad():  # other weights: another key, so a retrained artifact never gets a stale graph
         next(model.bert.parameters()).add_(0.01)
-    with pytest.raises(AssertionError, match="exported again"):
+    with pytest.raises(RuntimeError, match="exported again"):
         onnx_encoder.int8_prompt_encoder(model, threads=1)
+
+
+def test_a_failed_export_names_the_cause_and_the_way_out_and_leaves_no_cache(tiny_artifact, onnx_cache, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ImportError("No module named 'onnxscript'")
+
+    monkeypatch.setattr(onnx_encoder, "export_prompt_encoder", broken)
+    with pytest.raises(RuntimeError, match=r"ImportError: No module named 'onnxscript'.*use precision bf16 or fp32"):
+        onnx_encoder.int8_prompt_encoder(tiny_model(tiny_artifact), threads=1)
+    assert list(onnx_cache.iterdir()) == []
 
 
 def test_onnx_int8_is_cpu_only(tiny_artifact):

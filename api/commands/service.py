@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, registry_dir
 from api.errors import ServiceError
-from predictor import CPU_ONLY_PRECISIONS, PRECISIONS
+from predictor import PRECISIONS
 
 OBJECTIVES = ("min_cost", "max_quality", "balanced")
 ON_INFEASIBLE = ("error", "cheapest", "best_quality")
@@ -108,9 +108,9 @@ def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def serving_device(precision: str) -> str:
     """Where serve runs the encoder: CUDA when present, except for the CPU-only quantised precisions."""
-    import torch
+    from predictor.inference import default_device
 
-    return "cuda" if torch.cuda.is_available() and precision not in CPU_ONLY_PRECISIONS else "cpu"
+    return default_device(precision)
 
 
 def predictor_loader(artifact: Path, precision: str = "auto"):
