@@ -79,15 +79,13 @@ def tagged_registry(tag: str, directory: Path) -> int:
     `mmlu_pro`), while the default registry holds every table's 48; selection and the response
     grow with the number of models, so the bench can serve exactly that pool.
     """
-    import yaml
-
     from registry import default_registry_dir, load_registry
+    from registry.store import specs_to_yaml
 
     specs = [m for m in load_registry(default_registry_dir()).enabled() if tag in m.tags]
     if not specs:
         sys.exit(f"no enabled model in the default registry is tagged {tag!r}")
-    text = yaml.safe_dump([m.model_dump(mode="json", exclude_none=True) for m in specs], sort_keys=False)
-    (directory / f"{tag}.yaml").write_text(text)
+    (directory / f"{tag}.yaml").write_text(specs_to_yaml(specs))
     return len(load_registry(directory))  # the pool as the server will read it
 
 

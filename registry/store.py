@@ -57,6 +57,18 @@ def _to_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None)
 
 
+def specs_to_yaml(specs: ModelSpec | list[ModelSpec]) -> str:
+    """Registry-file YAML for one model (a mapping) or several (a list), without unset fields.
+
+    One writer for every place that turns loaded models back into a file (adding a model,
+    `pickwise models show`, a subset of the default registry for a bench or a test), so they
+    all write what the loader reads back unchanged.
+    """
+    if isinstance(specs, ModelSpec):
+        return _to_yaml(specs.model_dump(mode="json", exclude_none=True))
+    return _to_yaml([spec.model_dump(mode="json", exclude_none=True) for spec in specs])
+
+
 class Registry:
     """Thread-safe holder of the current RegistrySnapshot of one directory."""
 
@@ -82,7 +94,7 @@ class Registry:
 
     def _new_model_text(self, spec_or_text: Any, fmt: str | None) -> str:
         if isinstance(spec_or_text, ModelSpec):
-            return _to_yaml(spec_or_text.model_dump(mode="json", exclude_none=True))
+            return specs_to_yaml(spec_or_text)
         if isinstance(spec_or_text, Mapping):
             return _to_yaml(spec_or_text)
         if not isinstance(spec_or_text, str):

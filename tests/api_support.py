@@ -6,12 +6,12 @@ import threading
 from pathlib import Path
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ServiceSettings
 from registry import default_registry_dir, load_registry
+from registry.store import specs_to_yaml
 
 # The tiny artifact's three trained models, plus one it never saw (scored from a population prior).
 TRAINED = ["gpt-4-1106-preview", "Llama-2-7b-hf", "gemini-1.5-flash-002"]
@@ -24,8 +24,7 @@ def copy_models(directory: Path, names=(*TRAINED, UNTRAINED)) -> Path:
     """A registry of a few shipped models (one file), so tests never touch the shipped one."""
     snapshot = load_registry(default_registry_dir())
     directory.mkdir(parents=True, exist_ok=True)
-    entries = [snapshot.get(n).model_dump(mode="json", exclude_none=True) for n in names]
-    (directory / "models.yaml").write_text(yaml.safe_dump(entries, sort_keys=False))
+    (directory / "models.yaml").write_text(specs_to_yaml([snapshot.get(n) for n in names]))
     return directory
 
 

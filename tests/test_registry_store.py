@@ -223,3 +223,17 @@ def test_add_dumps_cleanly_when_the_splice_does_not_read_back(tmp_path, monkeypa
     written = (tmp_path / "reg" / "d.yaml").read_text()
     assert written.startswith("# probe.results: 50 rows inlined from ") and "# lost" not in written
     assert reg.snapshot.probe_scores("d") == scores(50) and "a.csv" not in written.split("\n", 1)[1]
+
+
+def test_specs_to_yaml_writes_what_the_loader_reads_back(tmp_path):
+    from registry import default_registry_dir, load_registry
+    from registry.store import specs_to_yaml
+
+    shipped = load_registry(default_registry_dir())
+    specs = [spec for spec in shipped.enabled() if spec.probe is None or not isinstance(spec.probe.results, str)][:5]
+    assert len(specs) == 5
+    (tmp_path / "subset.yaml").write_text(specs_to_yaml(specs))
+    again = load_registry(tmp_path)
+    assert [again.get(s.name) for s in specs] == specs
+    single = yaml.safe_load(specs_to_yaml(specs[0]))
+    assert isinstance(single, dict) and single["name"] == specs[0].name and None not in single.values()

@@ -10,11 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
 
 from api.cli import CliError, add_registry_option, load_registry_option, registry_dir
 from registry import ModelSpec, RegistryError, load_registry
 from registry.errors import display_path
+from registry.store import specs_to_yaml
 
 
 def _row(spec: ModelSpec) -> dict:
@@ -62,8 +62,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise CliError(str(exc)) from None
     print(f"# {display_path(snapshot.source_file(spec.name))}")
-    print(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False,
-                         default_flow_style=None, allow_unicode=True), end="")
+    print(specs_to_yaml(spec), end="")
     return 0
 
 
