@@ -365,10 +365,10 @@ def load_predictor(
     directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
     dev = device or default_device(precision)
     precision = resolve_precision(precision, dev)
-    backbone = backbone if backbone is not None else load_backbone()
-    model, meta = load_model(directory, backbone, merge=merge)
     if precision in CPU_ONLY_PRECISIONS and dev != "cpu":
         raise ValueError(f"precision {precision} runs the encoder on the CPU only, not on {dev}")
+    backbone = backbone if backbone is not None else load_backbone()
+    model, meta = load_model(directory, backbone, merge=merge)
     if precision == "int8":
         from torch.ao.quantization import quantize_dynamic
 

@@ -52,9 +52,14 @@ class _PromptEncoder(torch.nn.Module):
         return self.model.prompt_vectors(self.model.top(self.model.stem(input_ids, mask), mask))
 
 
+def _prompt_head(model) -> dict[str, torch.Tensor]:
+    """The prompt head's parameters (TaskMixture or PromptHead), by their names in QualityModel."""
+    return {name: p for name, p in model.named_parameters() if name.startswith(("tasks.", "head."))}
+
+
 def head_initializers(model) -> set[str]:
     """Names the prompt head's weights get in the exported graph (torch.onnx keeps parameter names)."""
-    return {f"model.{name}" for name, _ in model.named_parameters() if name.startswith(("tasks.", "head."))}
+    return {f"model.{name}" for name in _prompt_head(model)}
 
 
 def weights_key(model) -> str:
@@ -62,7 +67,7 @@ def weights_key(model) -> str:
     import onnxruntime
 
     digest = hashlib.sha256(f"{FORMAT} torch={torch.__version__} ort={onnxruntime.__version__}".encode())
-    for name, tensor in {**model.bert.state_dict(), **model.head_state()}.items():
+    for name, tensor in {**model.bert.state_dict(), **_prompt_head(model)}.items():
         digest.update(name.encode())
         digest.update(tensor.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()[:24]

@@ -10,7 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 from api.cli import CliError, add_registry_option, load_registry_option, registry_dir
 from registry import ModelSpec, RegistryError, load_registry
 from registry.errors import display_path
