@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# the encoder's precision for `make serve`; onnx-int8 is the fastest on a CPU (opt-in, README "Speed")
+PRECISION ?= auto
 
 .PHONY: venv serve test bench clean
 
@@ -18,7 +20,7 @@ venv: $(BIN)/pickwise
 
 ## Start the service on the shipped default registry and predictor.
 serve: venv
-	HF_HUB_OFFLINE=1 $(BIN)/pickwise serve --host $(HOST) --port $(PORT)
+	HF_HUB_OFFLINE=1 $(BIN)/pickwise serve --host $(HOST) --port $(PORT) --precision $(PRECISION)
 
 ## Run the whole test suite (what CI runs).
 test: venv
