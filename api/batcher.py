@@ -67,7 +67,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self._observe = observe
         # a caller's executor (the service's one encoder thread) is shared and never shut down here
-        self._shared_executor = executor
+        self._owns_executor = executor is None
         self._executor: ThreadPoolExecutor | None = executor
         self._pending: list[_Pending] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +151,6 @@ class MicroBatcher:
         for p in self._pending:
             p.future.cancel()
         self._pending = []
-        if self._executor is not None and self._executor is not self._shared_executor:
+        if self._executor is not None and self._owns_executor:
             self._executor.shutdown(wait=False)
             self._executor = None
