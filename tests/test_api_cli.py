@@ -104,10 +104,10 @@ def test_serve_gives_a_bf16_or_int8_encoder_every_core_and_fp32_all_but_one():
 def test_serve_keeps_the_quantised_encoders_on_the_cpu_even_beside_a_gpu(monkeypatch):
     import torch
 
-    from api.commands.service import serving_device
+    from predictor.inference import default_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert [serving_device(p) for p in ("int8", "onnx-int8", "bf16", "fp32")] == ["cpu", "cpu", "cuda", "cuda"]
+    assert [default_device(p) for p in ("int8", "onnx-int8", "bf16", "fp32")] == ["cpu", "cpu", "cuda", "cuda"]
 
 
 def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_dir, tiny_predictor, monkeypatch,

@@ -106,19 +106,12 @@ def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return registry_dir(args.registry), artifact
 
 
-def serving_device(precision: str) -> str:
-    """Where serve runs the encoder: CUDA when present, except for the CPU-only quantised precisions."""
-    from predictor.inference import default_device
-
-    return default_device(precision)
-
-
 def predictor_loader(artifact: Path, precision: str = "auto"):
-    """Zero-argument loader the app runs in the background."""
+    """Zero-argument loader the app runs in the background (on predictor.inference.default_device)."""
     def load():
         from predictor.inference import load_predictor
 
-        return load_predictor(artifact, device=serving_device(precision), precision=precision)
+        return load_predictor(artifact, precision=precision)
 
     return load
 
@@ -141,9 +134,9 @@ def set_torch_threads(requested: int | None, precision: str = "fp32") -> int:
     `predictor_loader` will run the encoder in ("auto" resolved as it will be)."""
     import torch
 
-    from predictor.inference import resolve_precision
+    from predictor.inference import default_device, resolve_precision
 
-    threads = requested or default_torch_threads(resolve_precision(precision, serving_device(precision)))
+    threads = requested or default_torch_threads(resolve_precision(precision, default_device(precision)))
     torch.set_num_threads(threads)
     return threads
 
