@@ -142,7 +142,8 @@ def cross_fitted(data: dict, n_models: int) -> tuple[dict, dict]:
     rows = {t: np.arange(len(data[t]["z"])) for t in tables}
     out = {meth: {t: np.full(data[t]["z"].shape, np.nan) for t in tables} for meth in METHODS}
     penalties: dict[str, list[float]] = {"MT": [], "MP": []}
-    for fit_rows, score_rows in (halves(rows, 0), halves(rows, 0)[::-1]):
+    first, second = halves(rows, seed=0)
+    for fit_rows, score_rows in ((first, second), (second, first)):
         z, tf, y, m, k = observed(data, fit_rows, tables)
         scalings = {"G": fit_scaling("G", z, y, m, n_models, 0.0)}
         for meth in ("MT", "MP"):
