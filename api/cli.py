@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from predictor import PRECISIONS  # a constant: predictor/__init__ imports no torch
+
 # Sub-command modules under api.commands, each with `register(subparsers)`.
 COMMAND_MODULES = (
     "models",     # models list|show|validate|add|remove
@@ -63,6 +65,14 @@ def add_artifact_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="predictor artifact directory (default: the shipped one, predictor/artifacts/default)",
     )
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """The shared `--precision` of the offline commands (`predict`, `eval`): fp32 unless asked, so their
+    figures are the same on every machine; `serve` has its own, defaulting to auto (fastest here)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="how the encoder runs (default fp32, bit-stable across machines); bf16 and onnx-int8 are "
+                             "faster on a CPU at a small accuracy cost (README, \"Speed\")")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ class TableReport(BaseModel):
     path: str
     sha256: str
     predictor_version: str
+    predictor_precision: str = "fp32"  # how its encoder ran (`load_predictor(precision=...)`)
     cost_estimate: str  # how ĉ (the cost the routers decide with) was obtained
     n_train: int  # rows the baselines were trained on
     n_test: int  # held-out rows scored
@@ -164,6 +165,7 @@ def evaluate_table(
         path=str(table.path),
         sha256=table.sha256,
         predictor_version=str(getattr(predictor, "version", "unknown")),
+        predictor_precision=str(getattr(predictor, "precision", "fp32")),
         cost_estimate=c_hat_source,
         n_train=int(train.sum()),
         n_test=int(test.sum()),
@@ -193,7 +195,7 @@ def format_report(reports: list[TableReport]) -> str:
         fig = rep.figures
         best = fig.best_model
         lines.append(f"== {rep.table}  (held-out prompts: {fig.n_prompts}, baselines trained on {rep.n_train}; "
-                     f"predictor {rep.predictor_version})")
+                     f"predictor {rep.predictor_version}, {rep.predictor_precision})")
         lines.append(f"   best single model: {best.name}  quality {_fmt(best.quality)}  "
                      f"mean cost ${_fmt(best.cost, '.3g')}   c_max ${fig.c_max:.3g}")
         lines.append(f"   APGR/CPT slice: {fig.strong_weak[0]} vs {fig.strong_weak[1]};  ĉ: {rep.cost_estimate}")

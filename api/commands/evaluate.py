@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
+from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", required=True, metavar="TABLE.parquet", help="routing table(s)")
     add_artifact_option(p)
+    add_precision_option(p)
     add_registry_option(p)
     p.add_argument("--plot", metavar="FILE.png", help="write the cost-quality curves of every table to this PNG")
     p.add_argument("--json", metavar="FILE", help="write the full reports (curves included) as JSON")
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from predictor.inference import load_predictor
 
     try:
-        predictor = load_predictor(args.artifact)
-    except (OSError, ValueError) as exc:
+        predictor = load_predictor(args.artifact, precision=args.precision)
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: an ONNX export that failed
         raise CliError(f"--artifact {args.artifact or '(default)'}: cannot load the predictor ({exc})") from None
     baselines = ("prior", "tfidf") + (("embed",) if args.embedding_baseline else ())
     reports = []

@@ -6,9 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
+from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option
 from api.output import open_output
-from predictor import PRECISIONS
 
 # Recipe options default to None and are passed on only when given: the defaults live in
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
@@ -58,9 +57,7 @@ def register(sub) -> None:
     p.add_argument("--models", default=None, metavar="A,B", help="models to score (default: every enabled registry model)")
     p.add_argument("--output", default="-", metavar="FILE", help="output JSONL (default stdout)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="how the encoder runs (default fp32, bit-stable across machines); bf16 and onnx-int8 are "
-                        "faster on a CPU at a small accuracy cost (README, \"Speed\")")
+    add_precision_option(p)
     p.add_argument("--no-progress", action="store_true")
     add_registry_option(p)
     add_artifact_option(p)
