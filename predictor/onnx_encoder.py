@@ -33,6 +33,7 @@ import torch
 CACHE_ENV = "PICKWISE_ONNX_CACHE"  # where exported encoders are kept (default: <repo>/.cache/onnx)
 GRAPH_FILE = "prompt_encoder_int8.onnx"
 FORMAT = "prompt-encoder-int8-v1"  # bump when the export or quantisation recipe changes
+CACHE_KEEP = 4  # exported encoders kept on disk, the most recently used (each is ~60 MB for six layers)
 
 
 def onnx_cache_dir() -> Path:
@@ -146,14 +147,32 @@ class OnnxPromptEncoder:
         return self.session.run(None, feeds)[0]
 
 
+def prune_cache(root: Path, keep: int = CACHE_KEEP) -> list[Path]:
+    """Remove all but the `keep` most recently used exported encoders under `root`; returns the removed.
+
+    Every retrained or compared artifact adds one, so without this the cache only grows. Only
+    finished entries (named by `weights_key`, holding a graph) are candidates: exports still being
+    staged by another process (".export-*") are left alone.
+    """
+    entries = [p for p in root.iterdir()
+               if p.is_dir() and not p.name.startswith(".") and (p / GRAPH_FILE).is_file()]
+    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in entries[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return entries[keep:]
+
+
 def int8_prompt_encoder(model, threads: int, cache_dir: Path | None = None) -> OnnxPromptEncoder:
     """The int8 ONNX encoder for `model`'s weights: from the cache, else exported now and cached.
 
     A cache that cannot be written (read-only install) only costs the export at every load.
     """
-    cache = (cache_dir or onnx_cache_dir()) / weights_key(model)
+    root = cache_dir or onnx_cache_dir()
+    cache = root / weights_key(model)
     graph = cache / GRAPH_FILE
     if graph.is_file():
+        with contextlib.suppress(OSError):  # its time of last use, for prune_cache
+            os.utime(cache)
         return OnnxPromptEncoder(graph, threads)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +189,7 @@ def int8_prompt_encoder(model, threads: int, cache_dir: Path | None = None) -> O
         encoder = OnnxPromptEncoder(built.read_bytes(), threads)
         with contextlib.suppress(OSError):  # another process may have cached it first: theirs is as good
             staging.rename(cache)
+            prune_cache(root)
         return encoder
     finally:
         shutil.rmtree(staging, ignore_errors=True)

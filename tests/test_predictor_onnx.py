@@ -1,6 +1,8 @@
 """The ONNX Runtime int8 encoder: the export reproduces torch, int8 stays close, the cache is reused."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,26 @@ def test_onnx_int8_is_cpu_only(tiny_artifact):
 
     with pytest.raises(ValueError, match="onnx-int8 runs the encoder on the CPU only"):
         load_predictor(tiny_artifact, device="cuda", backbone=tiny_backbone(), precision="onnx-int8")
+
+
+def test_the_cache_keeps_the_most_recently_used_encoders(tmp_path):
+    def entry(name: str, used: float):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / onnx_encoder.GRAPH_FILE).write_bytes(b"graph")
+        os.utime(tmp_path / name, (used, used))
+
+    for k in range(6):
+        entry(f"{k:024x}", used=1_000_000 + k)
+    (tmp_path / ".export-abc").mkdir()  # another process's export in progress
+    removed = onnx_encoder.prune_cache(tmp_path, keep=4)
+    assert sorted(p.name for p in removed) == [f"{0:024x}", f"{1:024x}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".export-abc"] + [f"{k:024x}" for k in range(2, 6)]
+
+
+def test_a_cache_hit_counts_as_a_use(tiny_artifact, onnx_cache):
+    model = tiny_model(tiny_artifact)
+    onnx_encoder.int8_prompt_encoder(model, threads=1)
+    entry = onnx_cache / onnx_encoder.weights_key(model)
+    os.utime(entry, (1_000_000, 1_000_000))
+    onnx_encoder.int8_prompt_encoder(model, threads=1)
+    assert entry.stat().st_mtime > 1_000_000
