@@ -214,6 +214,6 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: Literal["ready"] = "ready"
     predictor_version: str
-    predictor_precision: str  # how the encoder runs: fp32, bf16 or int8 (serve --precision)
+    predictor_precision: str  # how the encoder runs: fp32, bf16, int8 or onnx-int8 (serve --precision)
     registry_version: str
     models: int
