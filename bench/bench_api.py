@@ -318,6 +318,9 @@ def main() -> int:
                                              single["p50_ms"] <= TARGETS["single_p50_ms"])
         verdict["single-client p99 (ms)"] = (TARGETS["single_p99_ms"], single["p99_ms"],
                                              single["p99_ms"] <= TARGETS["single_p99_ms"])
+    # the open loop is timed until its last answer, so a server that keeps up with 100/s for 8 s still
+    # measures ~1-2% below the offered rate; 95% of it counts as keeping up (the p99 clause catches one
+    # that falls behind, whose queue and latencies grow)
     verdict["sustained 2xx/s"] = (TARGETS["sustained_rps"], sustained["goodput"],
                                   sustained["goodput"] >= 0.95 * args.rate and args.rate >= TARGETS["sustained_rps"])
     verdict["sustained p99 (ms)"] = (TARGETS["sustained_p99_ms"], sustained["p99_ms"],
