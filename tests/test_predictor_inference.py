@@ -28,6 +28,18 @@ def test_predict_shapes_and_range(tiny_predictor):
     assert tiny_predictor.predict([], ["Llama-2-7b-hf"]).shape == (0, 1)
 
 
+def test_encoding_a_model_left_in_training_mode_switches_dropout_off(tiny_artifact):
+    from predictor.artifact import load_model
+    from predictor.backbone import load_tokenizer, tiny_backbone
+    from predictor.inference import encode_prompt_vectors
+
+    model = load_model(tiny_artifact, tiny_backbone(), merge=False)[0].train()
+    prompts = ["What is 2 times 2 plus 3?", "Name the largest planet."]
+    first, _ = encode_prompt_vectors(model, load_tokenizer(), prompts, max_len=32)
+    assert not model.training
+    np.testing.assert_array_equal(encode_prompt_vectors(model, load_tokenizer(), prompts, max_len=32)[0], first)
+
+
 def test_unknown_trained_name_is_a_clear_error(tiny_predictor):
     with pytest.raises(KeyError, match="not in the predictor artifact"):
         tiny_predictor.predict(["hi"], ["no-such-model"])
