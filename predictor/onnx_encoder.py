@@ -151,8 +151,8 @@ def prune_cache(root: Path, keep: int = CACHE_KEEP) -> list[Path]:
     """Remove all but the `keep` most recently used exported encoders under `root`; returns the removed.
 
     Every retrained or compared artifact adds one, so without this the cache only grows. Only
-    finished entries (named by `weights_key`, holding a graph) are candidates: exports still being
-    staged by another process (".export-*") are left alone.
+    finished entries (a directory holding a graph) are candidates: exports still being staged by
+    another process (".export-*") are left alone.
     """
     entries = [p for p in root.iterdir()
                if p.is_dir() and not p.name.startswith(".") and (p / GRAPH_FILE).is_file()]
