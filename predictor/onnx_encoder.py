@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+log = logging.getLogger("pickwise.predictor")
 CACHE_ENV = "PICKWISE_ONNX_CACHE"  # where exported encoders are kept (default: <repo>/.cache/onnx)
 GRAPH_FILE = "prompt_encoder_int8.onnx"
 FORMAT = "prompt-encoder-int8-v1"  # bump when the export or quantisation recipe changes
@@ -165,7 +166,8 @@ def prune_cache(root: Path, keep: int = CACHE_KEEP) -> list[Path]:
 def int8_prompt_encoder(model, threads: int, cache_dir: Path | None = None) -> OnnxPromptEncoder:
     """The int8 ONNX encoder for `model`'s weights: from the cache, else exported now and cached.
 
-    A cache that cannot be written (read-only install) only costs the export at every load.
+    A cache that cannot be written (read-only install) only costs the export at every load, and
+    one that cannot be read (a damaged file, or one another process pruned meanwhile) is rebuilt.
     """
     root = cache_dir or onnx_cache_dir()
     cache = root / weights_key(model)
@@ -173,7 +175,12 @@ def int8_prompt_encoder(model, threads: int, cache_dir: Path | None = None) -> O
     if graph.is_file():
         with contextlib.suppress(OSError):  # its time of last use, for prune_cache
             os.utime(cache)
-        return OnnxPromptEncoder(graph, threads)
+        try:
+            return OnnxPromptEncoder(graph, threads)
+        except Exception as exc:  # ONNX Runtime's load errors have no common base worth naming
+            log.warning("cached ONNX encoder %s cannot be loaded (%s: %s); exporting it again",
+                        graph, type(exc).__name__, exc)
+            shutil.rmtree(cache, ignore_errors=True)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".export-", dir=cache.parent))

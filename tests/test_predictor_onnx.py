@@ -122,3 +122,15 @@ def test_a_cache_hit_counts_as_a_use(tiny_artifact, onnx_cache):
     os.utime(entry, (1_000_000, 1_000_000))
     onnx_encoder.int8_prompt_encoder(model, threads=1)
     assert entry.stat().st_mtime > 1_000_000
+
+
+def test_a_damaged_cached_graph_is_built_again(tiny_artifact, onnx_cache, caplog):
+    model = tiny_model(tiny_artifact)
+    graph = onnx_cache / onnx_encoder.weights_key(model) / onnx_encoder.GRAPH_FILE
+    graph.parent.mkdir()
+    graph.write_bytes(b"not an onnx graph")  # e.g. a disk that filled up while another tool wrote here
+    ids, mask = pad_batch([[7, 8, 9, 10]])
+    encoder = onnx_encoder.int8_prompt_encoder(model, threads=1)
+    assert encoder(ids, mask).shape == (1, model.config.dim)
+    assert "cannot be loaded" in caplog.text
+    assert graph.read_bytes()[:20] != b"not an onnx graph"[:20]  # replaced by the new export
