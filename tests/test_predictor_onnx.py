@@ -133,4 +133,4 @@ def test_a_damaged_cached_graph_is_built_again(tiny_artifact, onnx_cache, caplog
     encoder = onnx_encoder.int8_prompt_encoder(model, threads=1)
     assert encoder(ids, mask).shape == (1, model.config.dim)
     assert "cannot be loaded" in caplog.text
-    assert graph.read_bytes()[:20] != b"not an onnx graph"[:20]  # replaced by the new export
+    assert graph.read_bytes() != b"not an onnx graph"  # replaced by the new export
