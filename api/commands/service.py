@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, registry_dir
 from api.errors import ServiceError
-from predictor import PRECISIONS
+from predictor import CPU_ONLY_PRECISIONS, PRECISIONS
 
 OBJECTIVES = ("min_cost", "max_quality", "balanced")
 ON_INFEASIBLE = ("error", "cheapest", "best_quality")
@@ -120,13 +120,13 @@ def default_torch_threads(precision: str, cpus: int | None = None) -> int:
     """Intra-op threads when --torch-threads is not given, for the precision the encoder will run in.
 
     fp32: CPUs - 1, leaving a core for the event loop (with every core in a torch thread, OpenMP
-    barriers stalled whenever the HTTP thread ran: slower on 2 cores). bf16 and int8: every CPU,
-    which on 2 cores was faster in every closed-loop load (bench_api, medians of 3: c=1 p50 24.5
-    vs 30.1 ms, c=16 79 vs 55 req/s): their encoder calls are short enough that the HTTP thread
-    finds gaps between them.
+    barriers stalled whenever the HTTP thread ran: slower on 2 cores). bf16 and the quantised
+    precisions (int8, onnx-int8): every CPU, which on 2 cores was faster in every closed-loop load
+    (bench_api, medians of 3: c=1 p50 24.5 vs 30.1 ms, c=16 79 vs 55 req/s): their encoder calls
+    are short enough that the HTTP thread finds gaps between them.
     """
     cpus = cpus or os.cpu_count() or 2
-    return cpus if precision in ("bf16", "int8", "onnx-int8") else max(1, cpus - 1)
+    return cpus if precision == "bf16" or precision in CPU_ONLY_PRECISIONS else max(1, cpus - 1)
 
 
 def set_torch_threads(requested: int | None, precision: str = "fp32") -> int:
