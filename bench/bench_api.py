@@ -6,6 +6,9 @@ Starts the server as a subprocess (uvicorn, 127.0.0.1, one worker), waits for /r
 Every request is a distinct real 100-token MMLU-Pro prompt (nothing is cached). Figures are
 medians over --runs runs; mean predictor batch size comes from the server's /metrics.
 
+The load generator (bench/loadgen.py, bench/http_client.py) shares the 2 cores with the server;
+its CPU per request is kept small and reported ("cores client").
+
 Run:  .venv/bin/python bench/bench_api.py [--runs 3] [--artifact DIR] [--quick-artifact]
 Writes bench/results/api.json and bench/results/api.md. Targets: single client p50 <= 15 ms,
 p99 <= 40 ms; sustained >= 100 req/s at p99 <= 250 ms.
@@ -41,6 +44,9 @@ RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 4, 16, 64)
 TARGETS = {"single_p50_ms": 15.0, "single_p99_ms": 40.0, "sustained_rps": 100.0, "sustained_p99_ms": 250.0}
 EXTRA = ("mean_batch", "client_cores", "server_cores", "server_mean_ms")  # per-run figures beside the load generator's
+# Named in every result: results before session 11 were taken with httpx as the client, which cost
+# ~2.4 CPU-ms per request on the server's 2 cores (bench/http_client.py says why it was replaced).
+LOAD_GENERATOR = "bench/loadgen.py over bench/http_client.py (asyncio streams, HTTP/1.1 keep-alive)"
 QUICK_ARTIFACT = Path(tempfile.gettempdir()) / "pickwise-bench-artifact"
 
 
@@ -226,7 +232,8 @@ def markdown(meta: dict, summary: dict, verdict: dict) -> str:
         f"Server: `pickwise serve {meta['server_args']}` (encoder precision {meta.get('predictor_precision')}; uvicorn with {meta.get('uvicorn', '?')}, 1 worker, 127.0.0.1), "
         f"{meta.get('registry_note', 'default registry')} ({meta['models']} models), {meta['artifact_note']}.",
         f"Requests: `POST /v1/select` with a distinct 100-token MMLU-Pro prompt each (objective min_cost). "
-        f"Medians of {meta['runs']} runs.",
+        f"Medians of {meta['runs']} runs. Load generator: {meta.get('load_generator', 'httpx (before session 11)')}, "
+        "in one process on the same cores as the server.",
         "",
         "Cores: CPU seconds per wall second spent by the load generator (client) and the server during the load.",
         "req/s counts every answer, 2xx/s only the served ones; latency percentiles leave out the 429 refusals "
@@ -282,6 +289,7 @@ def main() -> int:
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "models": len(load_registry(default_registry_dir())), "artifact": str(artifact), "artifact_note": note,
         "runs": args.runs, "rate": args.rate, "sustain_seconds": args.sustain_seconds, "prompts": len(texts),
+        "load_generator": LOAD_GENERATOR,
     }
     extra = ["--precision", args.precision]
     pool = Path(tempfile.mkdtemp(prefix="pickwise-bench-registry-")) if args.models_tagged else None

@@ -1,4 +1,4 @@
-"""A small HTTP load generator (httpx, asyncio) that always stops by itself.
+"""A small HTTP load generator (asyncio, bench/http_client.py) that always stops by itself.
 
 Two shapes of load:
 - closed loop: `concurrency` clients, each sending its next request when the last one answered,
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
-import httpx
+from http_client import LoopbackHttpClient, ProtocolError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 REFUSED = "429"  # the status of a request the server shed (see api/batcher.py, max_queue)
@@ -78,15 +78,14 @@ def check_loopback(base_url: str) -> None:
         raise ValueError(f"refusing to load {host!r}: the load generator only targets loopback (127.0.0.1)")
 
 
-async def _one(client: httpx.AsyncClient, path: str, body: dict, answers: list[tuple[str, float]],
+async def _one(client: LoopbackHttpClient, path: str, body: dict, answers: list[tuple[str, float]],
                scheduled: float | None = None) -> None:
     """One POST, recorded as (status or error name, latency); latency counts from `scheduled` when
     given (open loop: no coordinated omission)."""
     start = time.perf_counter() if scheduled is None else scheduled
     try:
-        response = await client.post(path, json=body)
-        key = str(response.status_code)
-    except httpx.HTTPError as exc:
+        key = str(await client.request("POST", path, body))
+    except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
         key = type(exc).__name__
     answers.append((key, time.perf_counter() - start))
 
@@ -97,8 +96,7 @@ async def closed_loop(base_url: str, path: str, make_body: Callable[[int], dict]
     check_loopback(base_url)
     answers: list[tuple[str, float]] = []
     counter = iter(range(total))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+    async with LoopbackHttpClient(base_url, timeout=timeout) as client:  # one connection per worker
         start = time.perf_counter()
         deadline = start + max_seconds
 
@@ -119,9 +117,8 @@ async def open_loop(base_url: str, path: str, make_body: Callable[[int], dict], 
     check_loopback(base_url)
     answers: list[tuple[str, float]] = []
     total = int(rate * seconds)
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
-    gate = asyncio.Semaphore(max_in_flight)
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+    gate = asyncio.Semaphore(max_in_flight)  # also bounds the client's connections
+    async with LoopbackHttpClient(base_url, timeout=timeout) as client:
         start = time.perf_counter()
         tasks = []
 
