@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from predictor.artifact import (
 from predictor.backbone import encode_texts, length_buckets, load_backbone, load_tokenizer, pad_batch
 from predictor.data import RoutingTable, split_labels
 
+log = logging.getLogger("pickwise.predictor")
 MIN_REFERENCE_MODELS = 5  # fewer same-table models than this: the cold-start prior uses every trained model
 MAX_PROMPT_CHARS = 200_000  # longer input is cut before tokenising (the model reads 128 tokens anyway)
 
@@ -335,12 +337,23 @@ def default_device(precision: str) -> str:
     return "cuda" if torch.cuda.is_available() and precision not in CPU_ONLY_PRECISIONS else "cpu"
 
 
+def torch_precision(device: str) -> str:
+    """The fastest encoder torch runs alone on `device`: bf16 on a CPU with native bf16, else fp32."""
+    return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
 def resolve_precision(precision: str, device: str) -> str:
-    """"auto" made concrete for `device`: bf16 on a CPU with native bf16, fp32 everywhere else."""
+    """"auto" made concrete for `device`: onnx-int8 on a CPU, fp32 on CUDA.
+
+    On a CPU the int8 ONNX encoder is the fastest at every batch size (bench/bench_predictor.py:
+    ~2x bf16 at batch 1) and routes as well as fp32 on the validation and the test rows of every
+    priced table (bench/results/onnx_int8_{val,test}.md: capture within 0.01, Brier within 0.001).
+    If its export fails, `load_predictor` falls back to `torch_precision`.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+        return "onnx-int8" if device == "cpu" else "fp32"
     return precision
 
 
@@ -360,12 +373,12 @@ def load_predictor(
     under bfloat16 autocast (fast where the CPU has bf16 instructions, e.g. AVX512-BF16/AMX;
     slower than fp32 where it does not), "int8" quantises every encoder Linear dynamically (CPU only),
     "onnx-int8" runs the encoder as an int8 ONNX Runtime graph (CPU only; `predictor.onnx_encoder`,
-    exported on first use and cached, with as many threads as torch has), "auto" is bf16 on a CPU
-    with native bf16 and fp32 everywhere else.
+    exported on first use and cached, with as many threads as torch has), "auto" is onnx-int8 on a
+    CPU (bf16 or fp32, with a logged warning, if the export fails) and fp32 on CUDA.
     """
     directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
     dev = device or default_device(precision)
-    precision = resolve_precision(precision, dev)
+    requested, precision = precision, resolve_precision(precision, dev)
     if precision in CPU_ONLY_PRECISIONS and dev != "cpu":
         raise ValueError(f"precision {precision} runs the encoder on the CPU only, not on {dev}")
     backbone = backbone if backbone is not None else load_backbone()
@@ -378,6 +391,13 @@ def load_predictor(
     if precision == "onnx-int8":
         from predictor.onnx_encoder import int8_prompt_encoder
 
-        prompt_encoder = int8_prompt_encoder(model, threads=torch.get_num_threads())
+        try:
+            prompt_encoder = int8_prompt_encoder(model, threads=torch.get_num_threads())
+        except Exception as exc:  # asked for by name, it must fail loudly; chosen by "auto", it may not stop a service
+            if requested != "auto":
+                raise
+            precision = torch_precision(dev)
+            log.warning("the int8 ONNX encoder is unavailable (%s: %s); running the encoder in %s instead",
+                        type(exc).__name__, exc, precision)
     model.to(dev)
     return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev, precision, prompt_encoder)

@@ -153,11 +153,12 @@ def test_unknown_precision_is_a_clear_error(tiny_artifact):
         load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="fp8")
 
 
-def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+def test_auto_precision_is_onnx_int8_on_a_cpu_and_its_torch_fallback_bf16_only_with_native_bf16(monkeypatch):
     import predictor.inference as inference
 
     for native in (True, False):
         monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native)
-        assert inference.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
-        assert inference.resolve_precision("auto", "cuda") == "fp32"
+        assert inference.resolve_precision("auto", "cpu") == "onnx-int8"
+        assert inference.torch_precision("cpu") == ("bf16" if native else "fp32")
+        assert inference.resolve_precision("auto", "cuda") == inference.torch_precision("cuda") == "fp32"
         assert inference.resolve_precision("int8", "cpu") == "int8"

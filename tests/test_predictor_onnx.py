@@ -94,6 +94,28 @@ def test_a_failed_export_names_the_cause_and_the_way_out_and_leaves_no_cache(tin
     assert list(onnx_cache.iterdir()) == []
 
 
+def test_auto_runs_onnx_int8_on_a_cpu_and_falls_back_to_torch_if_the_export_fails(tiny_artifact, onnx_cache,
+                                                                                  monkeypatch, caplog):
+    from predictor import inference
+
+    fast = inference.load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="auto")
+    assert fast.precision == "onnx-int8" and fast.prompt_encoder is not None
+
+    def broken(*args, **kwargs):
+        raise ImportError("No module named 'onnxscript'")
+
+    monkeypatch.setattr(onnx_encoder, "export_prompt_encoder", broken)
+    monkeypatch.setenv(onnx_encoder.CACHE_ENV, str(onnx_cache / "empty"))  # no cached graph to fall back on
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="pickwise.predictor"):
+        fallback = inference.load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="auto")
+    assert fallback.precision == "bf16" and fallback.prompt_encoder is None and fallback.autocast == torch.bfloat16
+    assert "int8 ONNX encoder is unavailable (RuntimeError" in caplog.text and "in bf16 instead" in caplog.text
+    assert fallback.predict(PROMPTS[:2], MODELS).shape == (2, 2)
+    with pytest.raises(RuntimeError, match="use precision bf16 or fp32"):  # asked for by name: no fallback
+        inference.load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="onnx-int8")
+
+
 def test_onnx_int8_is_cpu_only(tiny_artifact):
     from predictor.inference import load_predictor
 

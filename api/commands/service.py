@@ -40,8 +40,8 @@ def register(sub) -> None:
                    help="how the encoder runs: fp32; bf16 autocast, ~2.4x faster at batch 32 on CPUs with bf16 "
                         "instructions at a negligible accuracy cost; int8 dynamic quantisation (CPU only), ~3x faster "
                         "at a small accuracy cost; onnx-int8 (CPU only): the int8 encoder under ONNX Runtime, ~2x bf16 "
-                        "at batch 1 (exported on first use and cached in .cache/onnx); auto (default): bf16 where the "
-                        "CPU has native bf16, else fp32 (see bench/bench_predictor.py)")
+                        "at batch 1 (exported on first use, ~15 s, and cached in .cache/onnx); auto (default): onnx-int8 "
+                        "on a CPU (bf16 or fp32 if its export fails), fp32 on CUDA (see bench/bench_predictor.py)")
     p.add_argument("--max-batch", type=int, default=None, metavar="N",
                    help=f"most prompts of concurrent requests encoded in one predictor call (default {_default('max_batch')})")
     p.add_argument("--max-wait-ms", type=float, default=None, metavar="MS",
