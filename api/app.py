@@ -69,10 +69,15 @@ def create_app(
     loader = _loader(predictor, artifact_dir)
     service = PickwiseService(registry, predictor if loader is None else None)
     metrics = ServiceMetrics()
+    def lanes() -> int:  # read when the batcher starts, after the predictor has loaded
+        supported = service.predictor.parallel_lanes
+        return min(settings.encoder_lanes, supported) if settings.encoder_lanes else supported
+
     batcher = MicroBatcher(
-        lambda prompts: service.predictor.prompt_vectors(prompts, batch_size=settings.max_batch),
+        lambda prompts, single_thread: service.predictor.prompt_vectors(
+            prompts, batch_size=settings.max_batch, single_thread=single_thread),
         max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
-        observe=metrics.observe_batch, executor=service.encoder,
+        observe=metrics.observe_batch, executor=service.encoder, lanes=lanes,
     )
     jobs = PlanJobs(service.plan, queue_limit=settings.job_queue_limit, keep=settings.job_keep,
                     ttl_s=settings.job_ttl_s)

@@ -11,6 +11,12 @@ The service's default wait is 0, continuous batching: a prompt that finds the en
 goes at once (a lone client never waits), and the prompts that arrive while a batch is being
 encoded form the next one, so batches still grow with the load (bench/bench_api.py).
 
+With `lanes` > 1 (the int8 ONNX encoder, whose single-thread runs can go side by side) up to
+that many batches are encoded at once, each on one thread of its own: on 2 cores two 1-thread
+runs cost less CPU per prompt than one 2-thread run, whose threads wait for each other whenever
+the event loop takes a core. A lone prompt with every lane idle still runs on all the encoder's
+threads (the lowest latency for a lone client), and while it runs no other batch starts.
+
 Under overload the queue is bounded (`max_queue` prompts waiting): past it, `submit` raises
 `QueueFull` at once and the service answers 429, rather than letting every request queue for
 seconds until clients time out (an open-loop load above capacity did exactly that before).
@@ -18,6 +24,7 @@ seconds until clients time out (an open-loop load above capacity did exactly tha
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +32,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-Encode = Callable[[Sequence[str]], tuple[np.ndarray, list[bool]]]
+# encode(prompts, single_thread=...) -> (vectors, truncated)
+Encode = Callable[[Sequence[str], bool], tuple[np.ndarray, list[bool]]]
 Observe = Callable[[int, float], None]
 
 
@@ -54,26 +62,38 @@ class MicroBatcher:
 
     def __init__(self, encode: Encode, *, max_batch: int = 32, max_wait_ms: float = 2.0,
                  max_queue: int | None = None, observe: Observe | None = None,
-                 executor: ThreadPoolExecutor | None = None):
+                 executor: ThreadPoolExecutor | None = None, lanes: int | Callable[[], int] = 1):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         if max_queue is not None and max_queue < 1:
             raise ValueError(f"max_queue must be >= 1 or None (unbounded), got {max_queue}")
+        if isinstance(lanes, int) and lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
         self._encode = encode
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self._observe = observe
-        # a caller's executor (the service's one encoder thread) is shared and never shut down here
-        self._owns_executor = executor is None
-        self._executor: ThreadPoolExecutor | None = executor
+        # an int, or a function read when the worker starts (the service knows its predictor's
+        # lanes only once it has loaded, and the first submit comes after that)
+        self._lanes_source = lanes
+        self.lanes = 1
+        # a caller's executor (the service's one encoder thread) runs lane 0 and is never shut
+        # down here; the other lanes get threads of their own
+        self._shared = executor
+        self._owned: list[ThreadPoolExecutor] = []
+        self._idle_threads: list[ThreadPoolExecutor] = []
+        self._busy = 0  # batches being encoded
+        self._all_threads_busy = False  # a lone prompt is running on every encoder thread
         self._pending: list[_Pending] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        self._in_flight: set[asyncio.Task] = set()
         self._has_work: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
+        self._lane_free: asyncio.Event | None = None
 
     async def submit(self, prompt: str) -> tuple[np.ndarray, bool]:
         """The prompt's vector once its batch is encoded; QueueFull at once when the queue is at its bound."""
@@ -95,14 +115,30 @@ class MicroBatcher:
         if self._loop is loop and self._task is not None and not self._task.done():
             return
         self._loop = loop
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickwise-encode")
+        lanes = self._lanes_source() if callable(self._lanes_source) else self._lanes_source
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        self._release_threads()
+        self.lanes = lanes
+        self._owned = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pickwise-encode-lane{i}")
+                       for i in range(0 if self._shared is None else 1, lanes)]
+        self._idle_threads = ([self._shared] if self._shared is not None else []) + self._owned
+        self._busy, self._all_threads_busy, self._in_flight = 0, False, set()
         self._pending = []
-        self._has_work, self._full = asyncio.Event(), asyncio.Event()
+        self._has_work, self._full, self._lane_free = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._task = loop.create_task(self._run(), name="pickwise-micro-batcher")
 
+    async def _wait_for_lane(self) -> None:
+        """Until a lane is free, and no lone prompt holds every encoder thread."""
+        while self._busy >= self.lanes or self._all_threads_busy:
+            self._lane_free.clear()
+            await self._lane_free.wait()
+
     async def _gather(self) -> list[_Pending]:
-        """The next batch: wait for work, then for a full batch or the oldest prompt's deadline."""
+        """The next batch: wait for work, then for a full batch or the oldest prompt's deadline.
+
+        With several lanes free, the waiting prompts are shared between them (each lane takes its
+        share now, the next lanes take the rest at once)."""
         await self._has_work.wait()
         if len(self._pending) < self.max_batch:
             remaining = self._pending[0].arrived + self.max_wait - time.monotonic()
@@ -112,7 +148,9 @@ class MicroBatcher:
                     await asyncio.wait_for(self._full.wait(), remaining)
                 except asyncio.TimeoutError:
                     pass
-        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+        share = -(-len(self._pending) // (self.lanes - self._busy))  # ceil: a fair share per free lane
+        take = min(self.max_batch, share)
+        batch, self._pending = self._pending[:take], self._pending[take:]
         if not self._pending:
             self._has_work.clear()
         if len(self._pending) < self.max_batch:
@@ -122,35 +160,62 @@ class MicroBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            await self._wait_for_lane()
             batch = await self._gather()
             if not batch:
                 continue
-            started = time.perf_counter()
-            try:
-                vectors, truncated = await loop.run_in_executor(self._executor, self._encode, [p.prompt for p in batch])
-            except Exception as exc:  # the callers get the error; the worker keeps serving
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
+            # one lane: every batch runs on all the encoder's threads, as a lone prompt on idle lanes does
+            all_threads = self.lanes == 1 or (self._busy == 0 and len(batch) == 1 and not self._pending)
+            thread = self._idle_threads.pop()
+            self._busy += 1
+            self._all_threads_busy = all_threads and self.lanes > 1
+            task = loop.create_task(self._encode_batch(batch, thread, single_thread=not all_threads))
+            self._in_flight.add(task)  # the next batch gathers while this one runs
+
+    async def _encode_batch(self, batch: list[_Pending], thread: ThreadPoolExecutor, single_thread: bool) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            vectors, truncated = await loop.run_in_executor(
+                thread, functools.partial(self._encode, [p.prompt for p in batch], single_thread=single_thread))
+        except asyncio.CancelledError:  # aclose: its callers are cancelled with it
+            for p in batch:
+                p.future.cancel()
+            raise
+        except Exception as exc:  # the callers get the error; the worker keeps serving
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+        else:
             if self._observe is not None:
                 self._observe(len(batch), time.perf_counter() - started)
             for i, p in enumerate(batch):
                 if not p.future.done():
                     p.future.set_result((vectors[i], bool(truncated[i])))
+        finally:
+            self._busy -= 1
+            self._all_threads_busy = False
+            self._idle_threads.append(thread)
+            self._in_flight.discard(asyncio.current_task())
+            self._lane_free.set()
 
     async def aclose(self) -> None:
-        """Stop the worker (pending callers are cancelled) and release the thread; a later submit restarts it."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the worker (pending callers are cancelled) and release its threads; a later submit restarts it."""
+        for task in [self._task, *self._in_flight]:
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
-            self._task = None
+        self._task, self._in_flight = None, set()
         for p in self._pending:
             p.future.cancel()
         self._pending = []
-        if self._executor is not None and self._owns_executor:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+        self._release_threads()
+
+    def _release_threads(self) -> None:
+        for thread in self._owned:
+            thread.shutdown(wait=False)
+        self._owned, self._idle_threads = [], []

@@ -41,6 +41,10 @@ class ServiceSettings(BaseModel):
         description="most prompts waiting for the encoder; a select beyond it gets 429 with Retry-After at once "
                     "instead of queueing (64 is about 1 s of waiting on 2 CPU cores at full load, and admits a "
                     "burst of 64 concurrent selects behind the batch being encoded)")
+    encoder_lanes: int | None = Field(
+        None, ge=1,
+        description="most micro-batches encoded at once, each on one thread; None: as many as the predictor "
+                    "can run side by side (the int8 ONNX encoder: its thread count; a torch encoder: 1)")
     sync_plan_limit: int = Field(1_000, ge=1, description="most prompts POST /v1/plan answers inline")
     job_plan_limit: int = Field(20_000, ge=1, description="most prompts in one POST /v1/plans job")
     job_queue_limit: int = Field(4, ge=1, description="plan jobs waiting or running at once; more get 429")

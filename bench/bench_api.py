@@ -270,6 +270,7 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=None, help="forwarded to `pickwise serve`")
     parser.add_argument("--max-batch", type=int, default=None, help="forwarded to `pickwise serve`")
     parser.add_argument("--max-queue", type=int, default=None, help="forwarded to `pickwise serve`")
+    parser.add_argument("--encoder-lanes", type=int, default=None, help="forwarded to `pickwise serve`")
     parser.add_argument("--concurrency", type=lambda v: [int(c) for c in v.split(",") if c], default=list(CONCURRENCY),
                         help="closed-loop client counts, comma-separated (default 1,4,16,64; '' runs the open loop only)")
     parser.add_argument("--models-tagged", default=None, metavar="TAG",
@@ -297,7 +298,7 @@ def main() -> int:
         meta["models"] = tagged_registry(args.models_tagged, pool)
         meta["registry_note"] = f"the default registry's models tagged {args.models_tagged}"
         extra += ["--registry", str(pool)]
-    for option in ("torch_threads", "max_wait_ms", "max_batch", "max_queue"):
+    for option in ("torch_threads", "max_wait_ms", "max_batch", "max_queue", "encoder_lanes"):
         if getattr(args, option) is not None:
             extra += [f"--{option.replace('_', '-')}", f"{getattr(args, option):g}"]
     # uvicorn serves with uvloop and httptools when they are installed (they are dependencies)

@@ -9,6 +9,7 @@ A registered model is scored through a model vector (e, b):
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -113,15 +114,30 @@ class QualityPredictor:
         """The dtype the encoder runs under autocast to (None: as loaded)."""
         return torch.bfloat16 if self.precision == "bf16" else None
 
+    @property
+    def parallel_lanes(self) -> int:
+        """How many `prompt_vectors(..., single_thread=True)` calls are worth running at once.
+
+        The int8 ONNX encoder: its thread count, each call on one thread (see OnnxPromptEncoder).
+        A torch encoder: 1, since two threads running torch make its OpenMP workers throttle and
+        every call slower (api/service.py, `PickwiseService.encode`).
+        """
+        return self.prompt_encoder.threads if self.prompt_encoder is not None else 1
+
     # ---- scoring -------------------------------------------------------------------------
     def prompt_vectors(
-        self, prompts: Sequence[str], progress: bool = False, batch_size: int = 64
+        self, prompts: Sequence[str], progress: bool = False, batch_size: int = 64, single_thread: bool = False
     ) -> tuple[np.ndarray, list[bool]]:
+        """Prompt vectors and truncation flags; `single_thread` runs the ONNX encoder on one thread,
+        for callers that run several batches at once (a torch encoder ignores it)."""
         cfg = self.model.config
+        encoder = self.prompt_encoder
+        if single_thread and encoder is not None:
+            encoder = functools.partial(encoder, single_thread=True)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             return encode_prompt_vectors(
                 self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress,
-                self.prompt_encoder,
+                encoder,
             )
 
     def predict(

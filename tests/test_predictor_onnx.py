@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from predictor import onnx_encoder
+from api_support import registry_dir  # noqa: F401 (fixture)
 from predictor.backbone import pad_batch, tiny_backbone
 
 PROMPTS = ["What is 2 times 2 plus 3?", "Name the largest planet.", "def f(x): return x", "", "word " * 400]
@@ -63,6 +64,27 @@ def test_onnx_int8_predictor_stays_close_to_fp32_and_reports_itself(tiny_artifac
     assert not np.array_equal(approx, exact)  # the int8 graph really ran, not the torch encoder
     assert fast.precision == "onnx-int8" and fast.prompt_encoder is not None and fast.autocast is None
     assert fast.predict_detailed(PROMPTS, MODELS)[1] == tiny_predictor.predict_detailed(PROMPTS, MODELS)[1]
+    # the one-thread session is the same graph: the same vectors, and as many lanes as threads
+    assert fast.parallel_lanes == fast.prompt_encoder.threads and tiny_predictor.parallel_lanes == 1
+    np.testing.assert_allclose(fast.prompt_vectors(PROMPTS, single_thread=True)[0], fast.prompt_vectors(PROMPTS)[0],
+                               atol=1e-5)
+
+
+def test_the_service_runs_as_many_lanes_as_the_onnx_encoder_has_threads_unless_capped(tiny_artifact, onnx_cache,
+                                                                                     registry_dir):
+    from api_support import PROMPT, client
+    from predictor.inference import load_predictor
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fast = load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="onnx-int8")
+    finally:
+        torch.set_num_threads(torch_threads)
+    for cap, lanes in ((None, 2), (1, 1), (5, 2)):
+        with client(registry_dir, fast, encoder_lanes=cap) as c:
+            assert c.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+            assert c.app.state.pickwise.batcher.lanes == lanes
 
 
 def test_the_int8_graph_is_cached_by_weights(tiny_artifact, onnx_cache, monkeypatch):

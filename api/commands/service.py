@@ -51,6 +51,9 @@ def register(sub) -> None:
     p.add_argument("--max-queue", type=int, default=None, metavar="N",
                    help=f"most prompts waiting for the encoder; a select beyond it gets 429 with Retry-After "
                         f"at once instead of queueing (default {_default('max_queue')})")
+    p.add_argument("--encoder-lanes", type=int, default=None, metavar="N",
+                   help="most micro-batches encoded at once, each on one thread (default: as many as the encoder "
+                        "can run side by side: onnx-int8 its thread count, torch encoders 1)")
     add_registry_option(p)
     add_artifact_option(p)
     p.set_defaults(func=run_serve)
@@ -85,7 +88,8 @@ def batching_settings(args: argparse.Namespace) -> dict:
     """The micro-batching and queue options that were given, checked by the same model the service uses."""
     from api.settings import ServiceSettings
 
-    options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue}
+    options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
+               "encoder_lanes": args.encoder_lanes}
     given = {k: v for k, v in options.items() if v is not None}
     try:
         ServiceSettings(**given)
