@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# the encoder's precision for `make serve`; onnx-int8 is the fastest on a CPU (opt-in, README "Speed")
+# the encoder's precision for `make serve`; auto: the int8 ONNX encoder on a CPU (README "Speed")
 PRECISION ?= auto
 
 .PHONY: venv serve test bench clean
