@@ -4,8 +4,9 @@ The transformer forward pass costs nearly the same for 1 prompt as for 16 short 
 (it is dominated by per-call overhead and weight reads), so under load it pays to gather the
 prompts of concurrent requests and encode them in one call. A prompt waits at most
 `max_wait_ms` (counted from its arrival) for others to join, a batch holds at most
-`max_batch` prompts, and one batch runs at a time in a dedicated worker thread (in the service,
-its one encoder thread, which batch plans use too) while the next one gathers on the event loop.
+`max_batch` prompts, and with one lane (torch encoders) one batch runs at a time in a dedicated
+worker thread (in the service, its one encoder thread, which batch plans use too) while the next
+one gathers on the event loop.
 
 The service's default wait is 0, continuous batching: a prompt that finds the encoder idle
 goes at once (a lone client never waits), and the prompts that arrive while a batch is being
@@ -32,8 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-# encode(prompts, single_thread=...) -> (vectors, truncated)
-Encode = Callable[[Sequence[str], bool], tuple[np.ndarray, list[bool]]]
+Encode = Callable[..., tuple[np.ndarray, list[bool]]]  # encode(prompts, single_thread=bool) -> (vectors, truncated)
 Observe = Callable[[int, float], None]
 
 

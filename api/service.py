@@ -108,7 +108,8 @@ class PickwiseService:
         self.load_error: str | None = None
         self._scoring: Scoring | None = None
         self._lock = threading.Lock()
-        # the one thread every predictor call runs on (see `encode`); lives as long as the service
+        # the one thread every torch predictor call runs on (see `encode`; an ONNX encoder's
+        # micro-batches also use the batcher's other lanes); lives as long as the service
         self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickwise-encode")
 
     # ---- predictor ---------------------------------------------------------------------------
@@ -181,11 +182,13 @@ class PickwiseService:
     def encode(self, prompts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
         """Prompt vectors for the CLI and batch plans, computed on the service's one encoder thread.
 
-        Every predictor call of the service runs on `self.encoder` (the routes' micro-batches too):
-        once two live threads have run torch, PyTorch's OpenMP (libgomp) throttles its spinning
-        threads and every encoder call gets ~1.7-2x slower on 2 cores, for as long as both threads
-        live (a single plan job used to double every later select's latency). The prompts go in
-        chunks of similar length, one at a time, so a select's batch waits behind one chunk at most.
+        With a torch encoder every predictor call of the service runs on `self.encoder` (the routes'
+        micro-batches too): once two live threads have run torch, PyTorch's OpenMP (libgomp)
+        throttles its spinning threads and every encoder call gets ~1.7-2x slower on 2 cores, for as
+        long as both threads live (a single plan job used to double every later select's latency).
+        The prompts go in chunks of similar length, one at a time, so a select's batch waits behind
+        one chunk at most. The ONNX encoder has no such threads: the micro-batcher's other lanes
+        keep encoding selects meanwhile (bench/bench_api_mixed.py).
         """
         from predictor.backbone import length_buckets  # torch: only once a predictor is loaded
 
