@@ -20,6 +20,9 @@ import json
 from urllib.parse import urlsplit
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}  # the only hosts it talks to: it is a benchmarking tool
+
+
 class ProtocolError(Exception):
     """The server's reply is not HTTP/1.x as this client reads it."""
 
@@ -35,6 +38,8 @@ class LoopbackHttpClient:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"expected http://HOST:PORT, got {base_url!r}")
+        if parts.hostname not in LOOPBACK:
+            raise ValueError(f"refusing to load {parts.hostname!r}: the load generator only targets loopback (127.0.0.1)")
         self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
@@ -98,7 +103,7 @@ class LoopbackHttpClient:
 
 async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bool]:
     """(status, whether the connection may be reused) after reading the reply's whole body."""
-    line = await reader.readline()
+    line = await _readline(reader)
     if not line:
         raise _ClosedBeforeReply("the server closed the connection without replying")
     parts = line.split(None, 2)
@@ -107,7 +112,7 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bool]:
     status, keep = int(parts[1]), parts[0] == b"HTTP/1.1"
     length, chunked = None, False
     while True:
-        line = await reader.readline()
+        line = await _readline(reader)
         if line in (b"\r\n", b"\n"):
             break
         if not line:
@@ -127,9 +132,9 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bool]:
     if status in (204, 304) or 100 <= status < 200:
         return status, keep
     if chunked:
-        while size := _number((await reader.readline()).split(b";")[0].decode("latin-1"), 16, "chunk size"):
+        while size := _number((await _readline(reader)).split(b";")[0].decode("latin-1"), 16, "chunk size"):
             await reader.readexactly(size + 2)  # the chunk and its CRLF
-        while (await reader.readline()) not in (b"\r\n", b"\n", b""):  # trailers
+        while (await _readline(reader)) not in (b"\r\n", b"\n", b""):  # trailers
             pass
     elif length is not None:
         await reader.readexactly(length)
@@ -147,3 +152,10 @@ def _number(text: str, base: int, what: str) -> int:
     if value < 0:
         raise ProtocolError(f"bad {what} {text[:40]!r}")
     return value
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.readline()
+    except ValueError:  # asyncio's stream limit (64 KiB) for one line
+        raise ProtocolError("a line of the reply is longer than 64 KiB") from None

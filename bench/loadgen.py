@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
-from http_client import LoopbackHttpClient, ProtocolError
+from http_client import LOOPBACK, LoopbackHttpClient, ProtocolError
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 REFUSED = "429"  # the status of a request the server shed (see api/batcher.py, max_queue)
 
 

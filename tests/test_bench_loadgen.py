@@ -94,6 +94,7 @@ def test_every_framing_is_read_whole_and_the_next_request_still_works(reply, sta
     (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", ProtocolError),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", ProtocolError),
     ((b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", True), asyncio.IncompleteReadError),
+    (b"HTTP/1.1 200 OK\r\nX-Long: " + b"x" * 70_000 + b"\r\n\r\n", ProtocolError),
 ])
 def test_a_bad_reply_is_an_error_not_a_guess(reply, error):
     async def go():
@@ -142,5 +143,7 @@ def test_open_loop_sends_rate_times_seconds_and_counts_failures_by_name():
 def test_only_loopback_is_loaded():
     with pytest.raises(ValueError, match="loopback"):
         check_loopback("http://10.1.2.3:8000")
+    with pytest.raises(ValueError, match="loopback"):
+        LoopbackHttpClient("http://10.1.2.3:8000")
     with pytest.raises(ValueError, match="HOST:PORT"):
         LoopbackHttpClient("http://127.0.0.1")
