@@ -415,5 +415,7 @@ def load_predictor(
             precision = torch_precision(dev)
             log.warning("the int8 ONNX encoder is unavailable (%s: %s); running the encoder in %s instead",
                         type(exc).__name__, exc, precision)
+        else:  # the graph holds the encoder now: torch's copy of its weights is ~96 MB of a ~720 MB service
+            model.encoder = None
     model.to(dev)
     return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev, precision, prompt_encoder)

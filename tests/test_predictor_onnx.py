@@ -63,6 +63,7 @@ def test_onnx_int8_predictor_stays_close_to_fp32_and_reports_itself(tiny_artifac
     assert approx.shape == exact.shape and np.abs(approx - exact).max() < 0.15
     assert not np.array_equal(approx, exact)  # the int8 graph really ran, not the torch encoder
     assert fast.precision == "onnx-int8" and fast.prompt_encoder is not None and fast.autocast is None
+    assert fast.model.encoder is None  # the torch weights the graph replaces are not kept in memory
     assert fast.predict_detailed(PROMPTS, MODELS)[1] == tiny_predictor.predict_detailed(PROMPTS, MODELS)[1]
     # the one-thread session is the same graph: the same vectors, and as many lanes as threads
     assert fast.parallel_lanes == fast.prompt_encoder.threads and tiny_predictor.parallel_lanes == 1
