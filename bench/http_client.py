@@ -23,6 +23,12 @@ from urllib.parse import urlsplit
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}  # the only hosts it talks to: it is a benchmarking tool
 
 
+def check_loopback(base_url: str) -> None:
+    host = urlsplit(base_url).hostname
+    if host not in LOOPBACK:
+        raise ValueError(f"refusing to load {host!r}: the load generator only targets loopback (127.0.0.1)")
+
+
 class ProtocolError(Exception):
     """The server's reply is not HTTP/1.x as this client reads it."""
 
@@ -38,8 +44,7 @@ class LoopbackHttpClient:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"expected http://HOST:PORT, got {base_url!r}")
-        if parts.hostname not in LOOPBACK:
-            raise ValueError(f"refusing to load {parts.hostname!r}: the load generator only targets loopback (127.0.0.1)")
+        check_loopback(base_url)
         self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
@@ -52,24 +57,23 @@ class LoopbackHttpClient:
             head += "Content-Type: application/json\r\n"
         head += f"Content-Length: {len(data)}\r\n\r\n"
         message = head.encode("latin-1") + data
-        conn = None
+        conn, reused = self._connection()
         try:
             async with asyncio.timeout(self.timeout):
-                conn, reused = self._connection()
-                if conn is None:
-                    conn = await asyncio.open_connection(self.host, self.port)
-                conn[1].write(message)
-                try:
-                    status, keep = await _read_reply(conn[0])
-                except _ClosedBeforeReply:
-                    if not reused:
-                        raise ProtocolError("the server closed the connection without replying") from None
-                    # a kept-alive connection the server closed while idle: the request never
-                    # reached it, so it is sent once more on a fresh connection
-                    conn[1].close()
-                    conn = await asyncio.open_connection(self.host, self.port)
+                while True:
+                    if conn is None:
+                        conn = await asyncio.open_connection(self.host, self.port)
                     conn[1].write(message)
-                    status, keep = await _read_reply(conn[0])
+                    try:
+                        status, keep = await _read_reply(conn[0])
+                        break
+                    except _ClosedBeforeReply:
+                        if not reused:
+                            raise ProtocolError("the server closed the connection without replying") from None
+                        # a kept-alive connection the server closed while idle: the request never
+                        # reached it, so it is sent once more, on a fresh connection
+                        conn[1].close()
+                        conn, reused = None, False
         except BaseException:
             if conn is not None:
                 conn[1].close()
