@@ -142,3 +142,30 @@ def test_cli_reports_missing_and_unreadable_tables(tmp_path, capsys):
     assert "--bootstrap" in capsys.readouterr().err
     assert main(["eval", "--data", str(junk), "--plot", str(tmp_path / "no" / "dir" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_cli_eval_runs_the_shipped_predictor_at_the_requested_precision(tmp_path, capsys):
+    """`pickwise eval` end to end on the shipped artifact: fp32 by default, `--precision` reaches the
+    encoder (the report names how it ran, and bf16's probabilities differ from fp32's a little)."""
+    import pandas as pd
+
+    from predictor.artifact import default_artifact_dir, read_meta
+
+    names = read_meta(default_artifact_dir())["model_names"][:2]  # two trained models: no probe fit needed
+    table = synthetic_table(n=120)
+    frame = pd.DataFrame({"prompt_id": table.prompt_ids, "prompt": table.prompts, "in_tokens": table.in_tokens})
+    for j, name in enumerate(names):
+        frame[f"q__{name}"], frame[f"cost__{name}"] = table.quality[:, j], table.cost[:, j]
+    path = tmp_path / "tiny_eval.parquet"
+    frame.to_parquet(path)
+    reports = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.json"
+        args = ["eval", "--data", str(path), "--cost-estimate", "table", "--bootstrap", "0", "--json", str(out)]
+        assert main(args + (["--precision", precision] if precision != "fp32" else [])) == 0
+        assert f", {precision})" in capsys.readouterr().out
+        reports[precision] = json.loads(out.read_text())[0]
+    assert [r["predictor_precision"] for r in reports.values()] == ["fp32", "bf16"]
+    brier = [r["figures"]["routers"]["pickwise"]["brier"] for r in reports.values()]
+    assert brier[0] != brier[1] and abs(brier[0] - brier[1]) < 0.01
