@@ -14,7 +14,7 @@ frozen. r = 0 refits e and b alone: the control that separates "refitting" from 
 Each candidate gets its own temperature on the validation rows and is scored there (capture,
 Brier, ECE, and shipped − candidate as a paired bootstrap interval); the test rows are not read.
 
-Run: .venv/bin/python bench/residual_study.py [--artifact DIR] [--name residual_study]
+Run: .venv/bin/python bench/residual_study.py [--artifact DIR] [--seed 0] [--name residual_study]
 (encoding the ~23,500 training and validation prompts takes ~8 minutes on 2 CPU cores the first
 time; cached under .cache/residual_study). Writes bench/results/<name>.json and .md.
 """
@@ -160,7 +160,8 @@ def validation_figures(logits: dict[str, np.ndarray], data: dict, predictor, sna
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Artifact {result['artifact']}; validation rows only; paired bootstrap {result['bootstrap']}.", "",
+    lines = [f"Artifact {result['artifact']}; validation rows only; paired bootstrap {result['bootstrap']}; "
+             f"seed {result['seed']}.", "",
              "| candidate | val loss | best epoch | " + " | ".join(f"{v} capture (shipped − this)" for v in PRICED_TABLES.values())
              + " | mean capture |", "|---" * (len(PRICED_TABLES) + 4) + "|"]
     for name, c in result["candidates"].items():
@@ -182,6 +183,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--artifact", default=str(default_artifact_dir()))
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and batch order of every fit")
     parser.add_argument("--name", default="residual_study")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -200,13 +202,13 @@ def main() -> int:
     for r, weight_decay in CANDIDATES:
         name = f"r{r}" + (f"_wd{weight_decay:g}" if r else "")
         model = Residual(vectors, bias, pooled.shape[1], r)
-        val_loss, epoch = fit(model, data, weight_decay)
+        val_loss, epoch = fit(model, data, weight_decay, seed=args.seed)
         with torch.no_grad():
             logits[name] = model(u, pooled).numpy()
         candidates[name] = {"r": r, "weight_decay": weight_decay, "val_loss": val_loss, "best_epoch": epoch}
         print(f"{name}: validation loss {val_loss:.5f} (epoch {epoch})", flush=True)
     figures = validation_figures(logits, data, predictor, snapshot, args.bootstrap)
-    result = {"artifact": args.artifact, "bootstrap": args.bootstrap, "candidates": candidates, **figures}
+    result = {"artifact": args.artifact, "bootstrap": args.bootstrap, "seed": args.seed, "candidates": candidates, **figures}
     out = ROOT / "bench" / "results"
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{args.name}.md").write_text(markdown(result))
