@@ -12,14 +12,23 @@ import numpy as np
 from selector.errors import SelectorInputError
 
 
-def _where(index: tuple[int, ...], labels: Sequence[str] | None) -> str:
-    """Human-readable position of a cell: 'prompt 3, model gpt-4o' (or 'model 2')."""
+def _where(index: tuple[int, ...], labels: Sequence[str] | None, vector_of: str = "model") -> str:
+    """Human-readable position of a cell: 'prompt 3, model gpt-4o'; in a vector, 'model 2' or 'prompt 2'."""
     if len(index) == 1:
-        col = index[0]
-        return f"model {labels[col]}" if labels is not None else f"model {col}"
+        i = index[0]
+        return f"{vector_of} {labels[i]}" if labels is not None else f"{vector_of} {i}"
     row, col = index
     model = labels[col] if labels is not None else col
     return f"prompt {row}, model {model}"
+
+
+def _allowed(low: float | None, high: float | None) -> str:
+    """What a valid value is, in words: 'a finite number in [0, 1]', 'a finite number >= 0', ..."""
+    if low is not None and high is not None:
+        return f"a finite number in [{low:g}, {high:g}]"
+    if low is not None:
+        return f"a finite number >= {low:g}"
+    return f"a finite number <= {high:g}" if high is not None else "a finite number"
 
 
 def as_matrix(
@@ -30,8 +39,11 @@ def as_matrix(
     low: float | None = None,
     high: float | None = None,
     labels: Sequence[str] | None = None,
+    vector_of: str = "model",
 ) -> np.ndarray:
-    """Return `values` as a float64 array, rejecting wrong shapes, NaN/inf and values outside [low, high]."""
+    """Return `values` as a float64 array, rejecting wrong shapes, NaN/inf and values outside [low, high].
+
+    `vector_of` names what the entries of a 1-D array stand for ("model" or "prompt") in the error."""
     arr = np.asarray(values, dtype=np.float64)
     if shape is not None and arr.shape != shape:
         raise SelectorInputError(f"{name} has shape {arr.shape}, expected {shape}")
@@ -42,10 +54,9 @@ def as_matrix(
         bad |= arr > high
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        value = arr[index]
-        allowed = f" (must lie in [{low}, {high}])" if low is not None or high is not None else ""
         raise SelectorInputError(
-            f"{name} has an invalid value {value!r} at {_where(index, labels)}{allowed}"
+            f"{name} has an invalid value {float(arr[index]):g} at {_where(index, labels, vector_of)}"
+            f" (each must be {_allowed(low, high)})"
             f"; {int(bad.sum())} invalid cell(s) in total"
         )
     return arr
@@ -66,7 +77,7 @@ def per_prompt(values, name: str, n: int, *, low: float | None = None, high: flo
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
         raise SelectorInputError(f"{name} must be a scalar or have {n} entries (one per prompt), got shape {arr.shape}")
-    return as_matrix(arr, name, low=low, high=high)
+    return as_matrix(arr, name, low=low, high=high, vector_of="prompt")
 
 
 def per_model_or_matrix(values, name: str, shape: tuple[int, int], *, labels: Sequence[str] | None = None) -> np.ndarray:
@@ -84,5 +95,5 @@ def scalar(value, name: str, *, low: float | None = None, high: float | None = N
     except (TypeError, ValueError) as exc:
         raise SelectorInputError(f"{name} must be a number, got {value!r}") from exc
     if not np.isfinite(out) or (low is not None and out < low) or (high is not None and out > high):
-        raise SelectorInputError(f"{name} = {value!r} is out of range [{low}, {high}]")
+        raise SelectorInputError(f"{name} must be {_allowed(low, high)}, got {out:g}")
     return out

@@ -171,8 +171,12 @@ def test_bad_qualities_are_rejected_with_their_position(bad, where):
 def test_bad_shapes_and_parameters():
     with pytest.raises(SelectorInputError, match="shape"):
         plan_batch(np.ones((2, 2)) / 2, np.ones((2, 3)), budget=1)
-    with pytest.raises(SelectorInputError, match="budget"):
+    with pytest.raises(SelectorInputError, match=r"^budget must be a finite number >= 0, got -1$"):
         plan_batch(np.ones((2, 2)) / 2, np.ones((2, 2)), budget=-1)
+    # a per-prompt floor names the prompt, in plain numbers (not "np.float64(2.0) at model 0")
+    with pytest.raises(SelectorInputError, match=r"^min_quality has an invalid value 2 at prompt 0 \(each must be "
+                                                 r"a finite number in \[0, 1\]\); 2 invalid"):
+        plan_batch(np.ones((2, 2)) / 2, np.ones((2, 2)), budget=1, min_quality=2.0)
     with pytest.raises(SelectorInputError, match="unknown solver"):
         plan_batch(np.ones((2, 2)) / 2, np.ones((2, 2)), budget=1, solver="magic")
     with pytest.raises(SelectorInputError, match="capacity"):
