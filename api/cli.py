@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,28 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
+
+
+def number(kind: type = float, *, low: float | None = None, high: float | None = None, above: float | None = None):
+    """An argparse `type=` that parses `kind` and checks its range, so a bad value is a usage error
+    naming the option ("argument --batch-size: must be an integer >= 1, got 0") before any work
+    starts, instead of a traceback or a silently odd result later."""
+    noun = "an integer" if kind is int else "a finite number"
+    bounds = [f">= {low:g}" if low is not None else "", f"> {above:g}" if above is not None else "",
+              f"<= {high:g}" if high is not None else ""]
+    wanted = " ".join([noun, " and ".join(b for b in bounds if b)]).strip()
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+        if (kind is float and not math.isfinite(value)) or (low is not None and value < low) \
+                or (above is not None and value <= above) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+
+    return parse
 
 
 def add_registry_option(parser: argparse.ArgumentParser) -> None:

@@ -95,6 +95,11 @@ def pad_batch(ids: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torc
 
 
 def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, so padding (wasted compute) stays small."""
+    """Indices grouped into batches of similar length, so padding (wasted compute) stays small.
+
+    A batch size below 1 is an error: range() would give no batches for a negative one, and every
+    prompt would silently keep an all-zero vector (the same scores for all)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

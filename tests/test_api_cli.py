@@ -137,3 +137,34 @@ def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_
     assert asked == {"precision": "fp32"}  # the default: bit-stable across machines
     assert main(["predict", "--input", str(prompts), "--models", "nope", "--registry", str(registry_dir)]) == 2
     assert "unknown model(s) nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--input", "x.jsonl", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
+    (["predict", "--input", "x.jsonl", "--batch-size", "-3"], "argument --batch-size: must be an integer >= 1, got -3"),
+    (["serve", "--port", "99999"], "argument --port: must be an integer >= 1 and <= 65535, got 99999"),
+    (["plan", "--input", "x.jsonl", "--expected-output-tokens", "-5"],
+     "argument --expected-output-tokens: must be an integer >= 0, got -5"),
+    (["plan", "--input", "x.jsonl", "--budget", "inf"], "argument --budget: must be a finite number >= 0, got inf"),
+    (["plan", "--input", "x.jsonl", "--min-quality", "2"],
+     "argument --min-quality: must be a finite number >= 0 and <= 1, got 2"),
+    (["plan", "--input", "x.jsonl", "--time-limit", "-1"], "argument --time-limit: must be a finite number > 0, got -1"),
+    (["universe", "--input", "x.jsonl", "--max-models", "two"],
+     "argument --max-models: must be an integer >= 1, got 'two'"),
+])
+def test_numeric_options_out_of_range_are_usage_errors_naming_the_option(argv, message, capsys):
+    """Before any work and without a traceback (a negative --batch-size used to give every prompt
+    the same scores, exit 0; --batch-size 0 and --expected-output-tokens -5 raised tracebacks)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_length_buckets_refuse_a_batch_size_below_one():
+    from predictor.backbone import length_buckets
+
+    assert length_buckets([3, 1, 2], 2) == [[1, 2], [0]]
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            length_buckets([3, 1, 2], bad)

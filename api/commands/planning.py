@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option
+from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, number
 from api.output import open_output
 from selector.batch import SOLVERS, plan_batch
 from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
@@ -27,14 +27,14 @@ def register(subparsers) -> None:
                     ">= --min-avg-quality (and within --budget if both are given).",
     )
     _workload_options(plan)
-    plan.add_argument("--budget", type=float, help="total USD for the batch")
-    plan.add_argument("--min-avg-quality", type=float, metavar="Q", help="minimise cost subject to mean quality >= Q")
-    plan.add_argument("--min-quality", type=float, metavar="P", help="per-prompt quality floor")
-    plan.add_argument("--max-latency-ms", type=float, help="per-prompt latency cap")
+    plan.add_argument("--budget", type=number(low=0), help="total USD for the batch")
+    plan.add_argument("--min-avg-quality", type=number(low=0, high=1), metavar="Q", help="minimise cost subject to mean quality >= Q")
+    plan.add_argument("--min-quality", type=number(low=0, high=1), metavar="P", help="per-prompt quality floor")
+    plan.add_argument("--max-latency-ms", type=number(above=0), help="per-prompt latency cap")
     plan.add_argument("--capacity", metavar="MODEL=N,...", help="at most N prompts per model")
     plan.add_argument("--solver", choices=SOLVERS, default="auto")
-    plan.add_argument("--gap-tolerance", type=float, default=1e-4, help="accepted certified relative gap (default 1e-4)")
-    plan.add_argument("--time-limit", type=float, help="seconds for the MILP")
+    plan.add_argument("--gap-tolerance", type=number(low=0), default=1e-4, help="accepted certified relative gap (default 1e-4)")
+    plan.add_argument("--time-limit", type=number(above=0), help="seconds for the MILP")
     plan.add_argument("--output", metavar="FILE", help="write plan lines here (default: stdout)")
     plan.set_defaults(func=cmd_plan)
 
@@ -44,17 +44,17 @@ def register(subparsers) -> None:
                     "maximise the mean over prompts of the best pool model's predicted quality.",
     )
     _workload_options(universe)
-    universe.add_argument("--max-models", type=int, metavar="K", help="pool size limit")
-    universe.add_argument("--max-mean-cost", type=float, metavar="USD", help="mean cost per prompt when each goes to its pool model")
+    universe.add_argument("--max-models", type=number(int, low=1), metavar="K", help="pool size limit")
+    universe.add_argument("--max-mean-cost", type=number(low=0), metavar="USD", help="mean cost per prompt when each goes to its pool model")
     universe.add_argument("--solver", choices=("auto", "ilp", "greedy"), default="auto")
-    universe.add_argument("--time-limit", type=float, default=60.0, help="seconds for the MILP (default 60)")
+    universe.add_argument("--time-limit", type=number(above=0), default=60.0, help="seconds for the MILP (default 60)")
     universe.set_defaults(func=cmd_universe)
 
 
 def _workload_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help='JSONL: {"id", "prompt"} or with "quality": {model: p}')
     parser.add_argument("--models", metavar="A,B", help="candidate models (default: every enabled model)")
-    parser.add_argument("--expected-output-tokens", type=int, help="override each model's expected answer length")
+    parser.add_argument("--expected-output-tokens", type=number(int, low=0), help="override each model's expected answer length")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_registry_option(parser)
     add_artifact_option(parser)

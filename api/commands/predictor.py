@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option
+from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option, number
 from api.output import open_output
 
 # Recipe options default to None and are passed on only when given: the defaults live in
@@ -56,7 +56,7 @@ def register(sub) -> None:
     p.add_argument("--input", required=True, metavar="prompts.jsonl", help='lines {"id": str, "prompt": str}; - for stdin')
     p.add_argument("--models", default=None, metavar="A,B", help="models to score (default: every enabled registry model)")
     p.add_argument("--output", default="-", metavar="FILE", help="output JSONL (default stdout)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=number(int, low=1), default=64, help="prompts per encoder call (default 64)")
     add_precision_option(p)
     p.add_argument("--no-progress", action="store_true")
     add_registry_option(p)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, registry_dir
+from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, number, registry_dir
 from api.errors import ServiceError
 from predictor import CPU_ONLY_PRECISIONS, PRECISIONS
 
@@ -29,7 +29,7 @@ def register(sub) -> None:
                        description="Serve /v1/select, /v1/plan(s), /v1/models, /healthz, /readyz, /metrics. "
                                    "Registry writes need PICKWISE_ADMIN_TOKEN in the environment.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=number(int, low=1, high=65535), default=8000, help="TCP port (default 8000)")
     p.add_argument("--workers", type=int, default=1,
                    help="uvicorn worker processes (each loads its own predictor; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
