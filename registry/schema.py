@@ -34,7 +34,12 @@ ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), Afte
 
 
 class _Strict(BaseModel):
-    """Base for every registry model: immutable, unknown keys rejected."""
+    """Base for every registry model: immutable, unknown keys rejected.
+
+    Numbers and flags are `strict=True` fields: pydantic would otherwise read `true` as a price of
+    1.0, "300" as a latency and "no" as `enabled: false`, and a typo would become a silent value.
+    (Model-wide strict mode would also refuse YAML lists for the tuple fields.)
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,24 +47,24 @@ class _Strict(BaseModel):
 class Pricing(_Strict):
     """USD prices. Per-million-token prices because that is how providers publish them."""
 
-    input_per_million: float = Field(ge=0, le=MAX_PRICE_PER_MILLION)
-    output_per_million: float = Field(ge=0, le=MAX_PRICE_PER_MILLION)
-    per_request: float = Field(default=0.0, ge=0, le=MAX_PER_REQUEST_FEE)
+    input_per_million: float = Field(ge=0, le=MAX_PRICE_PER_MILLION, strict=True)
+    output_per_million: float = Field(ge=0, le=MAX_PRICE_PER_MILLION, strict=True)
+    per_request: float = Field(default=0.0, ge=0, le=MAX_PER_REQUEST_FEE, strict=True)
 
 
 class Latency(_Strict):
     """Time to first token and decode speed; `estimated` marks our guesses vs. measurements."""
 
-    ttft_ms: float = Field(ge=0, le=MAX_TTFT_MS)
-    output_tokens_per_s: float = Field(ge=MIN_TOKENS_PER_S, le=MAX_TOKENS_PER_S)
-    estimated: bool = False
+    ttft_ms: float = Field(ge=0, le=MAX_TTFT_MS, strict=True)
+    output_tokens_per_s: float = Field(ge=MIN_TOKENS_PER_S, le=MAX_TOKENS_PER_S, strict=True)
+    estimated: bool = Field(default=False, strict=True)
 
 
 class ProbeResult(_Strict):
     """One scored answer of the model to one prompt of the probe set."""
 
     prompt_id: str = Field(min_length=1)
-    score: float = Field(ge=0, le=1)
+    score: float = Field(ge=0, le=1, strict=True)
 
 
 class Probe(_Strict):
@@ -70,7 +75,7 @@ class Probe(_Strict):
     """
 
     results: str | list[ProbeResult] | None = None
-    benchmark_score: float | None = Field(default=None, ge=0, le=1)
+    benchmark_score: float | None = Field(default=None, ge=0, le=1, strict=True)
     similar_to: ModelName | None = None
 
 
@@ -82,11 +87,11 @@ class ModelSpec(_Strict):
     aliases: tuple[ModelName, ...] = ()
     pricing: Pricing
     latency: Latency
-    context_window: int = Field(gt=0, le=MAX_TOKENS)
-    max_output_tokens: int = Field(gt=0, le=MAX_TOKENS)
-    expected_output_tokens: int = Field(gt=0, le=MAX_TOKENS)
+    context_window: int = Field(gt=0, le=MAX_TOKENS, strict=True)
+    max_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
+    expected_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
     tags: tuple[str, ...] = ()
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
     probe: Probe | None = None
     notes: str | None = None
 

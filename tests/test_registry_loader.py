@@ -91,6 +91,22 @@ def test_bad_type(tmp_path):
     assert err.field == "context_window" and "expected a whole number, got 'big'" in str(err)
 
 
+def test_numbers_and_flags_of_the_wrong_type_are_not_coerced(tmp_path):
+    """`true` is not a price of 1.0, "300" not a latency, "yes" not `enabled` (pydantic's lax mode took them)."""
+    write(tmp_path, "m.yaml", model("m1", pricing={"input_per_million": "0.5", "output_per_million": True},
+                                    latency={"ttft_ms": "300", "output_tokens_per_s": 50},
+                                    context_window=32000.0, enabled="yes"))
+    err = load_error(tmp_path)
+    got = {e.field: e.message for e in err.errors}
+    assert got == {"pricing.input_per_million": "expected a number, got '0.5'",
+                   "pricing.output_per_million": "expected a number, got True",
+                   "latency.ttft_ms": "expected a number, got '300'",
+                   "context_window": "expected a whole number, got 32000.0",
+                   "enabled": "expected true or false, got 'yes'"}
+    write(tmp_path, "m.yaml", model("m1", pricing={"input_per_million": 1, "output_per_million": 2}))
+    assert load_registry(tmp_path).get("m1").pricing.input_per_million == 1.0  # an integer price is a number
+
+
 def test_all_errors_of_a_load_are_collected(tmp_path):
     write(tmp_path, "a.yaml", model("m1", context_window="big", enabled="maybe"))
     write(tmp_path, "b.yaml", model("m2", latency={"ttft_ms": 1, "output_tokens_per_s": 0}))
