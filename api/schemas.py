@@ -99,7 +99,7 @@ class SelectResponse(Decision):
 class PlanPrompt(BaseModel):
     """One prompt of a batch: its text, or precomputed qualities (then the predictor is skipped)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     id: str = Field(min_length=1, max_length=256)
     prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
@@ -121,7 +121,7 @@ class PlanRequest(BaseModel):
     """A batch to assign one model per prompt: under `budget`, or at least `min_avg_quality` for least cost."""
 
     model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False,
+        extra="forbid", allow_inf_nan=False, strict=True,  # no `true` budgets or "0.5" floors (see SelectionConstraints)
         json_schema_extra={"examples": [{"prompts": [{"id": "a", "prompt": "What is 2+2?"},
                                                      {"id": "b", "quality": {"gpt-4o": 0.9, "gpt-4o-mini": 0.7}}],
                                          "budget": 0.01}]},

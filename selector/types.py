@@ -10,9 +10,12 @@ OnInfeasible = Literal["error", "cheapest", "best_quality"]
 
 
 class SelectionConstraints(BaseModel):
-    """What one request asks of the chosen model (or parallel set of models)."""
+    """What one request asks of the chosen model (or parallel set of models).
 
-    model_config = ConfigDict(extra="forbid")
+    Strict types: a JSON `true` is not a quality floor of 1.0, nor "0.5" a number (lax pydantic took both).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     min_quality: float | None = Field(None, ge=0.0, le=1.0, description="floor on predicted (set) quality")
     max_latency_ms: float | None = Field(None, gt=0.0, description="cap on latency (a set's latency is its slowest member)")

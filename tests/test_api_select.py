@@ -86,6 +86,9 @@ def test_infeasible_with_fallback_returns_a_choice_flagged_as_fallback(api):
     ({"prompt": PROMPT, "min_qualty": 0.5}, "min_qualty"),
     ({"prompt": PROMPT, "max_cost_usd": "lots"}, "max_cost_usd"),
     ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
+    ({"prompt": PROMPT, "min_quality": True}, "min_quality"),  # not coerced to 1.0
+    ({"prompt": PROMPT, "min_quality": "0.5"}, "min_quality"),  # a string is not a number
+    ({"prompt": PROMPT, "max_models": 2.0}, "max_models"),
 ])
 def test_bad_bodies_are_422_naming_the_field(api, body, field):
     r = api.post("/v1/select", json=body)
