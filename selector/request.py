@@ -176,19 +176,26 @@ def select_models(
 
 
 def _fallback(pool: _Pool, reasons: list[list[str]], cons: SelectionConstraints) -> tuple[list[int] | None, list[str]]:
-    """The cheapest or best single model among those no hard constraint forbids."""
+    """Among the models no hard constraint forbids: the cheapest single model, or the best-quality
+    set of up to `max_models` (the most likely to answer, as a feasible request would get with
+    `objective: max_quality`); with the soft constraints the choice breaks."""
     hard_ok = np.array([not any(r in HARD_REASONS for r in why) for why in reasons], dtype=bool)
     if not hard_ok.any():
         return None, []
     idx = np.flatnonzero(hard_ok)
     if cons.on_infeasible == "cheapest":
-        i = idx[np.lexsort((-pool.quality[idx], pool.cost[idx]))[0]]
-    else:
-        i = idx[np.lexsort((pool.cost[idx], -pool.quality[idx]))[0]]
-    broken = [r for r in reasons[i] if r in SOFT_REASONS]
-    if cons.min_quality is not None and pool.quality[i] < cons.min_quality and "quality floor" not in broken:
-        broken.append("quality floor")
-    return [int(i)], broken
+        chosen = [int(idx[np.lexsort((-pool.quality[idx], pool.cost[idx]))[0]])]
+    else:  # set quality 1 - prod(1 - q) grows with each member that can answer: the k best, cheaper first on ties
+        ranked = idx[np.lexsort((pool.cost[idx], -pool.quality[idx]))]
+        chosen = [int(ranked[0])] + [int(i) for i in ranked[1 : cons.max_models] if pool.quality[i] > 0]
+    members = np.array(chosen, dtype=np.intp)
+    broken = {  # judged on the set, as a feasible one is: slowest member, summed cost, 1 - prod(1 - q)
+        "latency cap": cons.max_latency_ms is not None and pool.latency[members].max() > cons.max_latency_ms,
+        "cost cap": cons.max_cost_usd is not None and pool.cost[members].sum() > cost_limit(cons.max_cost_usd),
+        "quality floor": cons.min_quality is not None
+                         and log_miss(pool.quality[members]).sum() > floor_limit(cons.min_quality),
+    }
+    return chosen, [r for r in SOFT_REASONS if broken[r]]
 
 
 def _decision(pool, reasons, chosen, cons, method, fallback, violates) -> Decision:

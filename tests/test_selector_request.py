@@ -139,6 +139,23 @@ def test_fallbacks_respect_hard_constraints_only():
         select_models(POOL, SelectionConstraints(models=["small-ctx", "off"], on_infeasible="cheapest"))
 
 
+def test_best_quality_fallback_returns_the_best_set_up_to_max_models():
+    """With max_models = k the fallback is the best-quality set of up to k allowed models (it used to
+    return one model, below what `objective: max_quality` gives the same request when feasible)."""
+    cons = dict(min_quality=0.999, max_latency_ms=1000, on_infeasible="best_quality")
+    d = select_models(POOL, SelectionConstraints(**cons, max_models=2))
+    assert d.chosen == ["best", "mid"] and d.fallback == "best_quality"
+    assert d.quality == pytest.approx(1 - 0.05 * 0.2)
+    assert d.violates == ["latency cap", "quality floor"]
+    d = select_models(POOL, SelectionConstraints(**cons, max_models=3, max_cost_usd=0.055))
+    assert d.chosen == ["best", "mid", "cheap"]  # each within the cost cap, their sum 0.061 is not
+    assert d.violates == ["latency cap", "cost cap", "quality floor"]
+    assert select_models(POOL, SelectionConstraints(**cons)).chosen == ["best"]  # k = 1: as before
+    zero = [cand("a", 0.6, 0.01), cand("b", 0.0, 0.001)]  # a member that cannot answer adds nothing
+    assert select_models(zero, SelectionConstraints(min_quality=0.9, max_models=2,
+                                                     on_infeasible="best_quality")).chosen == ["a"]
+
+
 def test_low_confidence_is_carried_to_the_decision():
     pool = [cand("a", 0.9, 0.01, low_confidence="population prior"), cand("b", 0.2, 0.001)]
     d = select_models(pool, SelectionConstraints(min_quality=0.5))
