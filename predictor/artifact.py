@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
+from predictor.backbone import quiet_loading
 from predictor.model import ModelConfig, QualityModel
 
 META_FILE = "meta.json"
@@ -108,8 +109,9 @@ def load_model(directory: str | Path, backbone, merge: bool = True) -> tuple[Qua
     if config.lora_layers > 0:
         if not adapter.exists():
             raise ArtifactError(f"{directory}: lora_layers={config.lora_layers} but no {ADAPTER_DIR}/")
-        peft_model = PeftModel.from_pretrained(backbone, str(adapter))
-        model.encoder = peft_model.merge_and_unload() if merge else peft_model
+        with quiet_loading():
+            peft_model = PeftModel.from_pretrained(backbone, str(adapter))
+            model.encoder = peft_model.merge_and_unload() if merge else peft_model
     expected = model.head_state()
     missing, unexpected = sorted(set(expected) - set(heads)), sorted(set(heads) - set(expected))
     if missing or unexpected:

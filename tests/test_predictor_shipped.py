@@ -56,3 +56,20 @@ def test_shipped_cold_start_prior_uses_the_probe_tables_models(shipped):
     assert np.allclose(shipped.fit_probe(scores)[0],
                        shipped.fit_results(u[rows], np.array(list(scores.values())), tables={"mmlu_pro_25models"})[0])
     assert not np.allclose(shipped.fit_probe(scores)[0], shipped.fit_results(u[rows], np.array(list(scores.values())))[0])
+
+
+def test_loading_and_reading_a_long_prompt_print_nothing_to_stderr(capfd):
+    """No weight-loading progress bar, no peft deprecation notice, no 'indexing errors' warning for a
+    prompt longer than MiniLM's 512 positions (it is cut head + tail before the model sees it)."""
+    import warnings
+
+    from predictor.artifact import load_model
+    from predictor.backbone import encode_texts, load_backbone, load_tokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # show what the default filters would hide after a first time
+        model, _ = load_model(default_artifact_dir(), load_backbone())
+        encoded = encode_texts(load_tokenizer(), ["word " * 3000], model.config.max_len, model.config.head_frac)
+    assert encoded.truncated == [True] and len(encoded.ids[0]) == model.config.max_len
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "is_gradient_checkpointing" not in err and "indexing errors" not in err, err
