@@ -280,6 +280,7 @@ class PickwiseService:
                 workload.quality, workload.cost_usd, budget=request.budget, min_avg_quality=request.min_avg_quality,
                 min_quality=request.min_quality, latency=workload.latency_ms, max_latency_ms=request.max_latency_ms,
                 capacity=capacity, allowed=workload.allowed, solver=request.solver, model_names=names,
+                prompt_ids=[p.id for p in prompts],
             )
         except BudgetInfeasible as exc:
             raise ServiceError(409, "plan_infeasible", str(exc), reason=exc.reason, budget=exc.budget,

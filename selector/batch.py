@@ -48,8 +48,9 @@ def plan_batch(
     time_limit: float | None = None,
     gap_tolerance: float = 1e-4,
     model_names: Sequence[str] | None = None,
+    prompt_ids: Sequence[str] | None = None,
 ) -> BatchPlan:
-    """Assign one model per prompt.
+    """Assign one model per prompt (`model_names` and `prompt_ids` only label errors and the plan).
 
     quality, cost: [N, M]. With `budget` only: maximise total quality within it. With
     `min_avg_quality`: minimise cost subject to mean quality >= it (and, if `budget` is also
@@ -66,6 +67,7 @@ def plan_batch(
     if len(names) != m:
         raise SelectorInputError(f"{len(names)} model names for {m} quality columns")
     c = validation.as_matrix(cost, "cost", shape=(n, m), low=0.0, labels=names)
+    prompts = validation.prompt_labels(prompt_ids, n)
     gap_tolerance = validation.scalar(gap_tolerance, "gap_tolerance", low=0.0, high=1.0)
     if budget is not None:
         budget = validation.scalar(budget, "budget", low=0.0)
@@ -87,7 +89,7 @@ def plan_batch(
         )
     empty_rows = np.flatnonzero(~ok.any(axis=1))
     if empty_rows.size:
-        shown = ", ".join(map(str, empty_rows[:10].tolist())) + (" ..." if empty_rows.size > 10 else "")
+        shown = ", ".join(prompts[i] for i in empty_rows[:10]) + (" ..." if empty_rows.size > 10 else "")
         raise PlanInfeasible(
             "no allowed model",
             f"{empty_rows.size} prompt(s) have no allowed model after floors, latency caps and allow-lists: {shown}",

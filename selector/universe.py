@@ -43,6 +43,7 @@ def build_universe(
     allowed=None,
     solver: Literal["auto", "ilp", "greedy"] = "auto",
     time_limit: float | None = 60.0,
+    prompt_ids: Sequence[str] | None = None,
 ) -> UniversePlan:
     """Choose the pool; see the module docstring for the model.
 
@@ -61,7 +62,9 @@ def build_universe(
     if ok.shape != (n, m):
         raise SelectorInputError(f"allowed has shape {ok.shape}, expected {(n, m)}")
     if not ok.any(axis=1).all():
-        raise PlanInfeasible("no allowed model", f"prompt {int(np.flatnonzero(~ok.any(axis=1))[0])} has no allowed model")
+        empty = np.flatnonzero(~ok.any(axis=1))
+        raise PlanInfeasible("no allowed model", f"prompt {validation.prompt_labels(prompt_ids, n)[empty[0]]} has no "
+                             "allowed model", rows=empty.tolist())
     q = np.where(ok, q, 0.0)  # a model that may not serve a prompt adds nothing to its coverage
     if max_models is None and max_mean_cost is None and max_total_price is None:
         raise SelectorInputError("give max_models, max_mean_cost or max_total_price (else the pool is every model)")

@@ -97,3 +97,13 @@ def scalar(value, name: str, *, low: float | None = None, high: float | None = N
     if not np.isfinite(out) or (low is not None and out < low) or (high is not None and out > high):
         raise SelectorInputError(f"{name} must be {_allowed(low, high)}, got {out:g}")
     return out
+
+
+def prompt_labels(prompt_ids: Sequence[str] | None, n: int) -> list[str]:
+    """How errors name the n prompts: the caller's ids when given (what a user can find in their
+    input), else their positions."""
+    if prompt_ids is None:
+        return [str(i) for i in range(n)]
+    if len(prompt_ids) != n:
+        raise SelectorInputError(f"{len(prompt_ids)} prompt ids for {n} prompts")
+    return [str(p) for p in prompt_ids]

@@ -72,6 +72,7 @@ def test_plan_constraints_and_their_errors(api):
     r = api.post("/v1/plan", json={"prompts": PROMPTS, "max_latency_ms": 1})
     assert r.status_code == 409 and r.json()["reason"] == "no allowed model"
     assert r.json()["prompt_ids"] == [p["id"] for p in PROMPTS]
+    assert r.json()["detail"].endswith(": " + ", ".join(p["id"] for p in PROMPTS))  # ids, not positions
     r = api.post("/v1/plan", json={"prompts": [{"id": "a"}]})
     assert r.status_code == 422 and "prompt" in r.json()["detail"]
     r = api.post("/v1/plan", json={"prompts": [{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]})

@@ -134,6 +134,11 @@ def test_floors_and_latency_caps_restrict_options():
     with pytest.raises(PlanInfeasible) as err:
         plan_batch(q, c, budget=10, min_quality=0.95)
     assert err.value.reason == "no allowed model" and err.value.rows == [0, 1]
+    assert str(err.value).endswith("allow-lists: 0, 1")  # positions, without ids
+    with pytest.raises(PlanInfeasible, match=r"allow-lists: q-a, q-b$"):  # the caller's ids, what a user can find
+        plan_batch(q, c, budget=10, min_quality=0.95, prompt_ids=["q-a", "q-b"])
+    with pytest.raises(SelectorInputError, match="1 prompt ids for 2 prompts"):
+        plan_batch(q, c, budget=10, prompt_ids=["q-a"])
 
 
 def test_budget_and_quality_target_together():

@@ -44,6 +44,10 @@ def test_total_price_and_allowed_mask():
     allowed = np.array([[False, True], [True, True]])
     plan = build_universe(q, max_models=1, allowed=allowed)
     assert plan.mean_best_quality == pytest.approx(0.6)  # model_0 serves only one prompt: 0.45 < 0.6
+    nothing = np.array([[True, True], [False, False]])
+    with pytest.raises(PlanInfeasible, match="^prompt q-b has no allowed model$") as err:
+        build_universe(q, max_models=1, allowed=nothing, prompt_ids=["q-a", "q-b"])
+    assert err.value.rows == [1]
 
 
 def test_bad_input():

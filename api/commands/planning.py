@@ -103,6 +103,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             min_quality=args.min_quality, latency=workload.latency_ms, max_latency_ms=args.max_latency_ms,
             capacity=_capacity(args.capacity, workload), allowed=workload.allowed, solver=args.solver,
             time_limit=args.time_limit, gap_tolerance=args.gap_tolerance, model_names=workload.names,
+            prompt_ids=workload.ids,
         )
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
@@ -143,7 +144,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
         plan = build_universe(
             workload.quality, max_models=args.max_models, cost=workload.cost_usd,
             max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
-            solver=args.solver, time_limit=args.time_limit,
+            solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
         )
     except (PlanInfeasible, SelectorInputError) as exc:
         raise CliError(str(exc)) from None
