@@ -29,6 +29,7 @@ from api.schemas import (
 )
 from registry import (
     ModelSpec,
+    NameTakenError,
     Registry,
     RegistryError,
     RegistrySnapshot,
@@ -348,6 +349,8 @@ class PickwiseService:
         """Validate and write one model atomically, then score it at once (cold-start fit, ms)."""
         try:
             spec = self.registry.add_model(text, fmt=fmt)
+        except NameTakenError as exc:
+            raise ServiceError(409, "conflict", str(exc), errors=_registry_issues(exc)) from None
         except RegistryError as exc:
             raise ServiceError(422, "invalid_model", str(exc), errors=_registry_issues(exc)) from None
         snapshot = self.registry.snapshot

@@ -67,3 +67,8 @@ class UnknownModelError(RegistryError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
         return ValueError.__str__(self)
+
+
+class NameTakenError(RegistryError):
+    """A new model's name or alias belongs to a registered model: a conflict with the registry's
+    state (HTTP 409), not a fault of the entry itself (422)."""

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import RegistryError, RegistryIssue
+from .errors import NameTakenError, RegistryError, RegistryIssue
 from .loader import load_registry, parse_registry_text
 from .probe_inline import self_contained_text
 from .schema import ModelSpec
@@ -130,7 +130,7 @@ class Registry:
             for name in spec.all_names():
                 if name in current:
                     owner = current.get(name)
-                    raise RegistryError(RegistryIssue(
+                    raise NameTakenError(RegistryIssue(
                         f"'{name}' is already taken by model '{owner.name}' in "
                         f"{current.source_file(owner.name).name}; remove that model first to replace it",
                         model=spec.name,

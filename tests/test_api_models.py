@@ -110,7 +110,8 @@ def test_invalid_models_are_422_listing_every_problem(api, registry_dir):
     assert all(e["model"] == "acme-bad" for e in body["errors"])
 
     r = api.post("/v1/models", json=new_model("claude-v2"), headers=AUTH)  # name taken
-    assert r.status_code == 422 and "already taken" in r.json()["detail"]
+    assert r.status_code == 409 and r.json()["error"] == "conflict" and "already taken" in r.json()["detail"]
+    assert r.json()["errors"][0]["model"] == "claude-v2"
     r = api.post("/v1/models", content="name: [unclosed", headers={**AUTH, **YAML})
     assert r.status_code == 422 and r.json()["errors"]
     r = api.post("/v1/models", content=b"\xff\xfe", headers={**AUTH, **YAML})

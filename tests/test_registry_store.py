@@ -7,7 +7,7 @@ import threading
 import pytest
 import yaml
 
-from registry import ModelSpec, Registry, RegistryError, probe_inline
+from registry import ModelSpec, NameTakenError, Registry, RegistryError, probe_inline
 from registry_samples import make_registry, model, write
 from test_probe_results import csv_text, jsonl_text, scores
 
@@ -41,7 +41,7 @@ def test_add_accepts_spec_and_json(tmp_path):
 def test_add_refuses_existing_name_or_alias_and_writes_nothing(tmp_path):
     reg = Registry(make_registry(tmp_path))
     before = file_state(tmp_path)
-    with pytest.raises(RegistryError, match="'a1' is already taken by model 'alpha' in a.yaml"):
+    with pytest.raises(NameTakenError, match="'a1' is already taken by model 'alpha' in a.yaml"):
         reg.add_model(model("other", aliases=["a1"]))
     with pytest.raises(RegistryError, match="'beta' is already taken"):
         reg.add_model(model("beta"))
