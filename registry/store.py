@@ -7,6 +7,8 @@ never leaves a half-written YAML file, and only then swap the snapshot.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -109,18 +111,21 @@ class Registry:
         return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included
 
     def add_model(self, spec_or_text: Any, *, fmt: str | None = None,
-                  source_dir: str | os.PathLike | None = None) -> ModelSpec:
+                  source_dir: str | os.PathLike | None = None, label: str | os.PathLike | None = None) -> ModelSpec:
         """Validate one new model against the registry and write it to its own new file.
 
         Refuses a model whose name or alias is already taken; never rewrites another file.
         `source_dir` is the directory of the file the model came from: a `probe.results`
         path is read relative to it and written inline, so the registry never depends
         on a file outside itself. Without it (text posted over HTTP) a path is refused.
+        `label` is how errors name the input (the user's file; default "<new model>"), never
+        the registry file it was about to become.
         """
         text = self._new_model_text(spec_or_text, fmt)
+        label = Path(label) if label is not None else NEW_MODEL_LABEL
         with self._lock:
             issues: list[RegistryIssue] = []
-            entries = parse_registry_text(text, NEW_MODEL_LABEL, issues)
+            entries = parse_registry_text(text, label, issues)
             if issues:
                 raise RegistryError(issues)
             if len(entries) != 1:
@@ -135,11 +140,16 @@ class Registry:
                         f"{current.source_file(owner.name).name}; remove that model first to replace it",
                         model=spec.name,
                     ))
-            text = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None,
-                                       NEW_MODEL_LABEL)
+            written = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label)
             target = self._free_path(spec.name)
-            data = text.encode("utf-8")
-            snapshot = load_registry(self._directory, overlay={target.name: data})
+            data = written.encode("utf-8")
+            try:
+                snapshot = load_registry(self._directory, overlay={target.name: data})
+            except RegistryError as exc:  # the checks across the registry (e.g. probe ids) name the input
+                raise RegistryError([
+                    dataclasses.replace(issue, file=label, line=issue.line if written == text else None)
+                    if issue.file is not None and issue.file.name == target.name else issue
+                    for issue in exc.errors]) from None
             write_atomically(target, data)
             self._snapshot = snapshot
             return snapshot.get(spec.name)

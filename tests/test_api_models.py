@@ -97,6 +97,9 @@ def test_register_with_probe_results_is_fitted_and_routable_at_once(api):
     assert r.json()["model"]["scoring"] == "probe" and not r.json()["model"]["low_confidence"]
     body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-probed"]}).json()
     assert body["chosen"] == ["acme-probed"] and "acme-probed" not in body["left_out"]
+    ghost = new_model("acme-ghost", probe={"results": [{"prompt_id": "ghost", "score": 1.0}]})
+    r = api.post("/v1/models", json=ghost, headers=AUTH)  # errors name the body, not a file never written
+    assert r.status_code == 422 and r.json()["detail"].startswith("<new model>: model 'acme-ghost'"), r.text
 
 
 def test_invalid_models_are_422_listing_every_problem(api, registry_dir):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,20 @@ def test_add_bad_input(tmp_path, capsys):
     bad = write(tmp_path, "bad.json", json.dumps(model("b", context_window=-3)))
     code, _, err = run(capsys, "models", "add", str(bad), "--registry", str(reg))
     assert code == 2 and "field 'context_window': expected a number > 0, got -3" in err
+
+
+def test_add_errors_name_the_users_file_never_the_registry_file_it_would_have_become(tmp_path, capsys):
+    from registry.probe_set import load_probe_set
+
+    reg = make_registry(tmp_path / "reg")
+    bad = write(tmp_path, "bad.yaml", model("b", expected_output_tokens=10**6))
+    code, _, err = run(capsys, "models", "add", str(bad), "--registry", str(reg))
+    assert code == 2 and f"{bad}:" in err and "<new model>" not in err
+    results = [{"prompt_id": e.prompt_id, "score": 1.0} for e in load_probe_set()[:60]] + [{"prompt_id": "ghost", "score": 0.0}]
+    ghost = write(tmp_path, "ghost.yaml", model("g", probe={"results": results}))
+    code, _, err = run(capsys, "models", "add", str(ghost), "--registry", str(reg))
+    assert code == 2 and f"{ghost}: model 'g': field 'probe.results': 1 prompt id(s) are not in the probe set" in err
+    assert "reg" + os.sep not in err and sorted(p.name for p in reg.iterdir()) == sorted(p.name for p in make_registry(tmp_path / "fresh").iterdir())
 
 
 def test_remove_unknown_and_bad_registry(tmp_path, capsys):

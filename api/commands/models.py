@@ -86,9 +86,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     registry = load_registry_option(args.registry, writable=True)
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     try:
-        spec = registry.add_model(text, fmt=fmt, source_dir=path.resolve().parent)  # probe paths: relative to FILE
+        spec = registry.add_model(text, fmt=fmt, source_dir=path.resolve().parent,  # probe paths: relative to FILE
+                                  label=path)
     except RegistryError as exc:
-        raise CliError(f"not added ({path}):\n{exc}") from None
+        raise CliError(f"not added:\n{exc}") from None
     print(f"added model '{spec.name}' to {display_path(registry.snapshot.source_file(spec.name))} "
           f"(registry version {registry.snapshot.version})")
     return 0
