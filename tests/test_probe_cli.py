@@ -120,3 +120,7 @@ def test_check_reports_priors_and_errors(tmp_path, capsys):
     assert code == 2
     assert "model 'ghostly': field 'probe.similar_to': similar_to 'ghost' is not a model of this file" in err
     assert "model 'few': field 'probe.results': only 1 result(s)" in err
+    assert "bad.yaml: probe section invalid:" in err
+    path = write(tmp_path, "limits.yaml", model("big", max_output_tokens=64000, context_window=32000))
+    code, _, err = run(capsys, "probe", "check", path)  # not a probe problem: not called one
+    assert code == 2 and "limits.yaml: invalid:" in err and "exceeds context_window" in err

@@ -152,7 +152,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         report.append(f"{entry.spec.name}: {_describe(entry.spec, scores)}")
     issues.extend(_similar_to_issues(entries, args.registry))
     if issues:
-        raise CliError(f"{path}: probe section invalid:\n" + "\n".join(str(i) for i in issues))
+        what = "probe section invalid" if all((i.field or "").startswith("probe") for i in issues) else "invalid"
+        raise CliError(f"{path}: {what}:\n" + "\n".join(str(i) for i in issues))
     print("\n".join(report))
     return 0
 
