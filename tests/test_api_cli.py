@@ -56,6 +56,8 @@ def test_select_option_errors_name_the_option(registry_dir, tiny_loader, capsys)
     assert "--min-quality" in capsys.readouterr().err
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--objective", "balanced"]) == 2
     assert "willingness_to_pay" in capsys.readouterr().err
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--willingness-to-pay", "5"]) == 2
+    assert "applies only to objective 'balanced'" in capsys.readouterr().err
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 

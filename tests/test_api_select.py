@@ -108,6 +108,8 @@ def test_unknown_model_in_allow_list_is_422_naming_the_field(api):
 def test_balanced_without_willingness_to_pay_is_422(api):
     r = api.post("/v1/select", json={"prompt": PROMPT, "objective": "balanced"})
     assert r.status_code == 422 and "willingness_to_pay" in r.json()["detail"]
+    r = api.post("/v1/select", json={"prompt": PROMPT, "willingness_to_pay": 5})  # would be silently ignored
+    assert r.status_code == 422 and "applies only to objective 'balanced'" in r.json()["detail"]
 
 
 def test_malformed_json_is_422(api):

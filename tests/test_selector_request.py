@@ -49,12 +49,13 @@ def requests(draw):
     n = draw(st.integers(1, 7))
     grid = st.integers(0, 100)
     cands = [cand(f"m{i}", draw(grid) / 100, draw(grid) / 1000) for i in range(n)]
+    objective = draw(st.sampled_from(["min_cost", "max_quality", "balanced"]))
     cons = SelectionConstraints(
-        objective=draw(st.sampled_from(["min_cost", "max_quality", "balanced"])),
+        objective=objective,
         max_models=draw(st.integers(1, 3)),
         min_quality=draw(st.none() | st.integers(0, 100).map(lambda v: v / 100)),
         max_cost_usd=draw(st.none() | st.integers(0, 150).map(lambda v: v / 1000)),
-        willingness_to_pay=draw(st.integers(0, 50).map(lambda v: v / 100)),
+        willingness_to_pay=draw(st.integers(0, 50).map(lambda v: v / 100)) if objective == "balanced" else None,
     )
     return cands, cons
 
