@@ -7,11 +7,24 @@ half-written file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import IO, Iterator
 
 from api.cli import CliError
+
+
+def check_output_path(option: str, path: str | None) -> None:
+    """Fail before the work, not after it: a CliError when `path` (not '-') lies in a directory that
+    does not exist or cannot be written (predict, plan and eval spend minutes before they write)."""
+    if not path or path == "-":
+        return
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise CliError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise CliError(f"{option} {path}: directory {parent} is not writable")
 
 
 @contextlib.contextmanager

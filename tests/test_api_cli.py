@@ -170,3 +170,16 @@ def test_length_buckets_refuse_a_batch_size_below_one():
     for bad in (0, -1):
         with pytest.raises(ValueError, match="batch_size must be >= 1"):
             length_buckets([3, 1, 2], bad)
+
+
+@pytest.mark.parametrize("command", ["predict", "plan"])
+def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tmp_path, capsys, monkeypatch):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded the predictor before checking --output")
+
+    monkeypatch.setattr(predictor.inference, "load_predictor", must_not_load)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hi"}\n')
+    target = tmp_path / "missing" / "out.jsonl"
+    assert main([command, "--input", str(prompts), "--output", str(target)]) == 2
+    assert f"--output {target}: directory {target.parent} does not exist" in capsys.readouterr().err

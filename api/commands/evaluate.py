@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option
+from api.output import check_output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,18 +59,13 @@ def _load_snapshot(args: argparse.Namespace):
     return load_registry_option(args.registry)
 
 
-def _check_writable(option: str, target: str | None) -> None:
-    if target and not Path(target).resolve().parent.is_dir():
-        raise CliError(f"{option} {target}: directory {Path(target).resolve().parent} does not exist")
-
-
 def run(args: argparse.Namespace) -> int:
     from predictor.evaluate import evaluate_table, format_report
 
     if args.bootstrap < 0:
         raise CliError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    _check_writable("--plot", args.plot)
-    _check_writable("--json", args.json)
+    check_output_path("--plot", args.plot)
+    check_output_path("--json", args.json)
     tables = _load_tables(args.data)
     snapshot = _load_snapshot(args)
     from predictor.inference import load_predictor

@@ -12,7 +12,7 @@ import json
 import sys
 
 from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, number
-from api.output import open_output
+from api.output import check_output_path, open_output
 from selector.batch import SOLVERS, plan_batch
 from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
 from selector.types import BatchPlan, UniversePlan
@@ -96,6 +96,7 @@ def _capacity(text: str | None, workload: Workload) -> list[int] | None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    check_output_path("--output", args.output)
     workload = _load(args)
     try:
         plan = plan_batch(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option, number
-from api.output import open_output
+from api.output import check_output_path, open_output
 
 # Recipe options default to None and are passed on only when given: the defaults live in
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
@@ -123,6 +123,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from predictor.inference import load_predictor
     from predictor.prompt_file import PromptFileError, read_prompt_file
 
+    check_output_path("--output", args.output)
     try:
         lines = read_prompt_file(args.input)
     except PromptFileError as exc:
