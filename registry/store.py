@@ -8,7 +8,6 @@ never leaves a half-written YAML file, and only then swap the snapshot.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import re

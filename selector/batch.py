@@ -61,19 +61,19 @@ def plan_batch(
     t0 = time.perf_counter()
     if solver not in SOLVERS:
         raise SelectorInputError(f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}")
-    q = validation.quality_matrix(quality, labels=model_names)
+    q = validation.quality_matrix(quality, labels=model_names, prompt_ids=prompt_ids)
     n, m = q.shape
     names = list(model_names) if model_names is not None else [f"model_{j}" for j in range(m)]
     if len(names) != m:
         raise SelectorInputError(f"{len(names)} model names for {m} quality columns")
-    c = validation.as_matrix(cost, "cost", shape=(n, m), low=0.0, labels=names)
     prompts = validation.prompt_labels(prompt_ids, n)
+    c = validation.as_matrix(cost, "cost", shape=(n, m), low=0.0, labels=names, prompts=prompts)
     gap_tolerance = validation.scalar(gap_tolerance, "gap_tolerance", low=0.0, high=1.0)
     if budget is not None:
         budget = validation.scalar(budget, "budget", low=0.0)
     if min_avg_quality is not None:
         min_avg_quality = validation.scalar(min_avg_quality, "min_avg_quality", low=0.0, high=1.0)
-    ok = _allowed_mask(q, n, m, names, min_quality, latency, max_latency_ms, allowed)
+    ok = _allowed_mask(q, n, m, names, prompts, min_quality, latency, max_latency_ms, allowed)
     cap = None
     if capacity is not None:
         cap = np.asarray(capacity, dtype=np.int64)
@@ -135,7 +135,7 @@ def plan_batch(
     )
 
 
-def _allowed_mask(q, n, m, names, min_quality, latency, max_latency_ms, allowed) -> np.ndarray:
+def _allowed_mask(q, n, m, names, prompts, min_quality, latency, max_latency_ms, allowed) -> np.ndarray:
     ok = np.ones((n, m), dtype=bool)
     if allowed is not None:
         allowed = np.asarray(allowed)
@@ -143,13 +143,13 @@ def _allowed_mask(q, n, m, names, min_quality, latency, max_latency_ms, allowed)
             raise SelectorInputError(f"allowed must be a boolean [{n}, {m}] array, got {allowed.dtype} {allowed.shape}")
         ok &= allowed
     if min_quality is not None:
-        floor = validation.per_prompt(min_quality, "min_quality", n, low=0.0, high=1.0)
+        floor = validation.per_prompt(min_quality, "min_quality", n, low=0.0, high=1.0, prompts=prompts)
         ok &= q >= floor[:, None]
     if max_latency_ms is not None:
         if latency is None:
             raise SelectorInputError("max_latency_ms needs latency ([models] or [prompts, models] in ms)")
-        lat = validation.per_model_or_matrix(latency, "latency", (n, m), labels=names)
-        ok &= lat <= validation.per_prompt(max_latency_ms, "max_latency_ms", n, low=0.0)[:, None]
+        lat = validation.per_model_or_matrix(latency, "latency", (n, m), labels=names, prompts=prompts)
+        ok &= lat <= validation.per_prompt(max_latency_ms, "max_latency_ms", n, low=0.0, prompts=prompts)[:, None]
     return ok
 
 

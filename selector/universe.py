@@ -51,7 +51,7 @@ def build_universe(
     online bound); the MILP then tries to prove or beat it within `time_limit` seconds.
     """
     t0 = time.perf_counter()
-    q = validation.quality_matrix(quality, labels=model_names)
+    q = validation.quality_matrix(quality, labels=model_names, prompt_ids=prompt_ids)
     n, m = q.shape
     names = list(model_names) if model_names is not None else [f"model_{j}" for j in range(m)]
     if len(names) != m:
@@ -63,8 +63,8 @@ def build_universe(
         raise SelectorInputError(f"allowed has shape {ok.shape}, expected {(n, m)}")
     if not ok.any(axis=1).all():
         empty = np.flatnonzero(~ok.any(axis=1))
-        raise PlanInfeasible("no allowed model", f"prompt {validation.prompt_labels(prompt_ids, n)[empty[0]]} has no "
-                             "allowed model", rows=empty.tolist())
+        raise PlanInfeasible("no allowed model", f"prompt {validation.prompt_labels(prompt_ids, n)[empty[0]]} "
+                             "has no allowed model", rows=empty.tolist())
     q = np.where(ok, q, 0.0)  # a model that may not serve a prompt adds nothing to its coverage
     if max_models is None and max_mean_cost is None and max_total_price is None:
         raise SelectorInputError("give max_models, max_mean_cost or max_total_price (else the pool is every model)")

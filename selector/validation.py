@@ -12,14 +12,17 @@ import numpy as np
 from selector.errors import SelectorInputError
 
 
-def _where(index: tuple[int, ...], labels: Sequence[str] | None, vector_of: str = "model") -> str:
-    """Human-readable position of a cell: 'prompt 3, model gpt-4o'; in a vector, 'model 2' or 'prompt 2'."""
+def _where(index: tuple[int, ...], labels: Sequence[str] | None, vector_of: str = "model",
+           prompts: Sequence[str] | None = None) -> str:
+    """Human-readable position of a cell: 'prompt q-17, model gpt-4o' (models by `labels`, prompts by
+    `prompts`, else by position); in a vector, 'model 2' or 'prompt q-3'."""
+    def name(i: int, names: Sequence[str] | None) -> str:
+        return str(names[i]) if names is not None else str(i)
+
     if len(index) == 1:
-        i = index[0]
-        return f"{vector_of} {labels[i]}" if labels is not None else f"{vector_of} {i}"
+        return f"{vector_of} {name(index[0], prompts if vector_of == 'prompt' else labels)}"
     row, col = index
-    model = labels[col] if labels is not None else col
-    return f"prompt {row}, model {model}"
+    return f"prompt {name(row, prompts)}, model {name(col, labels)}"
 
 
 def _allowed(low: float | None, high: float | None) -> str:
@@ -40,10 +43,12 @@ def as_matrix(
     high: float | None = None,
     labels: Sequence[str] | None = None,
     vector_of: str = "model",
+    prompts: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Return `values` as a float64 array, rejecting wrong shapes, NaN/inf and values outside [low, high].
 
-    `vector_of` names what the entries of a 1-D array stand for ("model" or "prompt") in the error."""
+    Errors name models by `labels` and prompts by `prompts` (see `prompt_labels`); `vector_of` says
+    what the entries of a 1-D array stand for ("model" or "prompt")."""
     arr = np.asarray(values, dtype=np.float64)
     if shape is not None and arr.shape != shape:
         raise SelectorInputError(f"{name} has shape {arr.shape}, expected {shape}")
@@ -55,37 +60,39 @@ def as_matrix(
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise SelectorInputError(
-            f"{name} has an invalid value {float(arr[index]):g} at {_where(index, labels, vector_of)}"
+            f"{name} has an invalid value {float(arr[index]):g} at {_where(index, labels, vector_of, prompts)}"
             f" (each must be {_allowed(low, high)})"
             f"; {int(bad.sum())} invalid cell(s) in total"
         )
     return arr
 
 
-def quality_matrix(values, *, labels: Sequence[str] | None = None) -> np.ndarray:
+def quality_matrix(values, *, labels: Sequence[str] | None = None, prompt_ids: Sequence[str] | None = None) -> np.ndarray:
     """A [prompts, models] matrix of predicted probabilities, each in [0, 1]."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 2:
         raise SelectorInputError(f"quality must be a 2-D [prompts, models] array, got shape {arr.shape}")
-    return as_matrix(arr, "quality", low=0.0, high=1.0, labels=labels)
+    return as_matrix(arr, "quality", low=0.0, high=1.0, labels=labels, prompts=prompt_labels(prompt_ids, len(arr)))
 
 
-def per_prompt(values, name: str, n: int, *, low: float | None = None, high: float | None = None) -> np.ndarray:
+def per_prompt(values, name: str, n: int, *, low: float | None = None, high: float | None = None,
+               prompts: Sequence[str] | None = None) -> np.ndarray:
     """Broadcast a scalar or a length-n vector to one value per prompt."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
         raise SelectorInputError(f"{name} must be a scalar or have {n} entries (one per prompt), got shape {arr.shape}")
-    return as_matrix(arr, name, low=low, high=high, vector_of="prompt")
+    return as_matrix(arr, name, low=low, high=high, vector_of="prompt", prompts=prompts)
 
 
-def per_model_or_matrix(values, name: str, shape: tuple[int, int], *, labels: Sequence[str] | None = None) -> np.ndarray:
+def per_model_or_matrix(values, name: str, shape: tuple[int, int], *, labels: Sequence[str] | None = None,
+                        prompts: Sequence[str] | None = None) -> np.ndarray:
     """A [models] vector (same for every prompt) or a full [prompts, models] matrix, as a matrix."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 1 and arr.shape == (shape[1],):
         arr = np.broadcast_to(arr, shape)
-    return as_matrix(arr, name, shape=shape, low=0.0, labels=labels)
+    return as_matrix(arr, name, shape=shape, low=0.0, labels=labels, prompts=prompts)
 
 
 def scalar(value, name: str, *, low: float | None = None, high: float | None = None) -> float:

@@ -171,6 +171,8 @@ def test_bad_qualities_are_rejected_with_their_position(bad, where):
     q[2, 1] = bad
     with pytest.raises(SelectorInputError, match=rf"{where}.*prompt 2, model b"):
         plan_batch(q, np.ones((3, 2)), budget=10, model_names=["a", "b"])
+    with pytest.raises(SelectorInputError, match=rf"{where}.*prompt q-c, model b"):  # by id when given
+        plan_batch(q, np.ones((3, 2)), budget=10, model_names=["a", "b"], prompt_ids=["q-a", "q-b", "q-c"])
 
 
 def test_bad_shapes_and_parameters():
