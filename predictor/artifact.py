@@ -35,6 +35,21 @@ class ArtifactError(ValueError):
     """A predictor artifact directory that is missing files or does not match this code."""
 
 
+def check_artifact_target(out_dir: str | Path) -> Path:
+    """`out_dir` as a place an artifact may be written: absent, empty, or an artifact (replaced).
+
+    Anything else is an ArtifactError: an existing file, or a directory of other things, which
+    `save_artifact`'s swap would otherwise delete. `pickwise train` calls it before training too.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"{out_dir} is a file, not an artifact directory; choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / META_FILE).is_file():
+        raise ArtifactError(f"{out_dir} holds other files and is not a pickwise artifact (no {META_FILE}); "
+                            "choose another --out or an empty directory (nothing was written)")
+    return out_dir
+
+
 def save_artifact(
     out_dir: str | Path,
     model: QualityModel,
@@ -42,8 +57,10 @@ def save_artifact(
     splits: dict[str, dict[str, list[str]]],
     probe_vectors: tuple[list[str], np.ndarray] | None = None,
 ) -> Path:
-    """Write everything into a temp dir, then swap it in, so a crash never leaves half an artifact."""
-    out_dir = Path(out_dir)
+    """Write everything into a temp dir, then swap it in, so a crash never leaves half an artifact.
+
+    Only an artifact (or an empty directory) is ever replaced: see `check_artifact_target`."""
+    out_dir = check_artifact_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".artifact-", dir=out_dir.parent))
     tmp.chmod(0o755)

@@ -142,6 +142,30 @@ def test_artifact_contents_and_metadata(tiny_artifact):
     assert len(artifact_version(tiny_artifact)) == 16
 
 
+def test_saving_replaces_only_an_artifact_never_a_foreign_directory_or_file(tiny_artifact, tiny_predictor, tmp_path):
+    """`train --out DIR` on a directory of other things used to delete it (swap + rmtree)."""
+    from predictor.artifact import save_artifact
+
+    model, meta, splits = tiny_predictor.model, read_meta(tiny_artifact), read_splits(tiny_artifact)
+    foreign = tmp_path / "mine"
+    (foreign / "sub").mkdir(parents=True)
+    (foreign / "important.txt").write_text("precious")
+    with pytest.raises(ArtifactError, match="not a pickwise artifact"):
+        save_artifact(foreign, model, meta, splits)
+    assert (foreign / "important.txt").read_text() == "precious" and (foreign / "sub").is_dir()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ArtifactError, match="is a file"):
+        save_artifact(a_file, model, meta, splits)
+    assert a_file.read_text() == "x" and not (tmp_path / "file.old").exists()
+    again = tmp_path / "again"
+    for _ in range(2):  # an empty directory, then an artifact: both are replaced
+        again.mkdir(exist_ok=True)
+        save_artifact(again, model, meta, splits)
+        assert read_meta(again)["model_names"] == meta["model_names"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "file", "mine"]
+
+
 def test_missing_artifact_is_a_clear_error(tmp_path):
     with pytest.raises(ArtifactError, match="not a predictor artifact"):
         read_meta(tmp_path)
