@@ -38,10 +38,14 @@ def safe_file_stem(name: str) -> str:
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a dot-prefixed temp file in the same directory and os.replace.
 
-    The temp file is a dotfile so a concurrent load never mistakes it for a registry file.
+    The temp file is a dotfile so a concurrent load never mistakes it for a registry file. It gets
+    the mode of the file it replaces (a new file 0644, as the registry's files ship): mkstemp's
+    0600 made every file the service wrote unreadable to other accounts.
     """
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -31,6 +31,17 @@ def test_add_writes_one_new_file_and_leaves_others_untouched(tmp_path):
     assert reg.reload().version == reg.snapshot.version  # same bytes on disk as validated
 
 
+def test_written_files_are_readable_by_others_and_rewrites_keep_their_mode(tmp_path):
+    """mkstemp creates 0600 files: every file the service wrote became unreadable to other accounts."""
+    make_registry(tmp_path)
+    registry = Registry(tmp_path)
+    registry.add_model(model("fresh"))
+    assert (tmp_path / "fresh.yaml").stat().st_mode & 0o777 == 0o644
+    (tmp_path / "b.yaml").chmod(0o640)  # b.yaml holds two models: removing one rewrites it
+    registry.remove_model("beta")
+    assert (tmp_path / "b.yaml").stat().st_mode & 0o777 == 0o640
+
+
 def test_add_accepts_spec_and_json(tmp_path):
     reg = Registry(make_registry(tmp_path))
     reg.add_model(ModelSpec.model_validate(model("from-spec")))
