@@ -80,6 +80,28 @@ def load_registry_option(option: str | None, *, writable: bool = False):
         raise CliError(f"registry {directory} is invalid:\n{exc}") from None
 
 
+def load_tables_option(paths: list[str], option: str = "--data") -> list:
+    """The routing tables `--data` names, each read once; a missing, unreadable or malformed table (or
+    one listed twice, which would double its rows) is a CliError naming it."""
+    from predictor.data import load_table
+
+    tables, seen = [], set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise CliError(f"{option} {raw}: no such file")
+        if path.resolve() in seen:
+            raise CliError(f"{option} {raw}: listed twice")
+        seen.add(path.resolve())
+        try:
+            tables.append(load_table(path))
+        except (ValueError, OSError) as exc:
+            raise CliError(f"{option} {raw}: not a readable routing table ({exc})") from None
+        except Exception as exc:  # pyarrow raises its own types for corrupt parquet
+            raise CliError(f"{option} {raw}: not a readable parquet routing table ({type(exc).__name__}: {exc})") from None
+    return tables
+
+
 def add_artifact_option(parser: argparse.ArgumentParser) -> None:
     """The shared `--artifact DIR` option; defaults to the shipped predictor."""
     parser.add_argument(

@@ -100,6 +100,12 @@ def load_table(path: str | Path) -> RoutingTable:
     if not models:
         raise ValueError(f"{path}: no quality columns ('{QUALITY_PREFIX}<model>')")
     quality = frame[[QUALITY_PREFIX + m for m in models]].to_numpy(dtype=np.float64)
+    bad = ~np.isnan(quality) & ((quality < 0) | (quality > 1))  # a 5.0 "quality" made eval's oracle lose to the prior
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{path}: column '{QUALITY_PREFIX}{models[col]}' has {quality[row, col]:g} at row {row} "
+                         f"(prompt_id {frame['prompt_id'].iloc[row]!r}); qualities must lie in [0, 1] "
+                         f"({int(bad.sum())} such cell(s))")
     cost = np.full_like(quality, np.nan)
     input_only = False
     for j, m in enumerate(models):

@@ -234,3 +234,72 @@ def test_train_options_default_to_the_config_dataclasses_and_override_them():
     assert (given.epochs, given.seed, given.exclude_models, given.use_tasks) == (3, 7, ("a", "b"), False)
     assert given.model == ModelConfig(lora_layers=1, lora_r=4, lora_alpha=8, backbone_layers=3)
     assert given.patience == TrainConfig.patience and given.model.dim == ModelConfig.dim
+
+
+@pytest.fixture
+def table_file(tmp_path):
+    import pandas as pd
+
+    table = synthetic_table(40)
+    frame = pd.DataFrame({"prompt_id": table.prompt_ids, "prompt": table.prompts, "in_tokens": table.in_tokens})
+    for j, name in enumerate(table.model_names):
+        frame[f"q__{name}"] = table.quality[:, j]
+    path = tmp_path / "tiny.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
+    (["--epoch-fraction", "-0.5"], "argument --epoch-fraction: must be a finite number > 0 and <= 1, got -0.5"),
+    (["--dim", "-1"], "argument --dim: must be an integer >= 1, got -1"),
+    (["--max-len", "0"], "argument --max-len: must be an integer >= 3 and <= 512, got 0"),
+    (["--backbone-layers", "2"], "--lora-layers 4 exceeds the backbone's 2 layers"),
+    (["--device", "foo"], "--device foo: Expected one of cpu, cuda"),
+    (["--exclude-models", "nosuch"], "--exclude-models: nosuch not among the tables' models"),
+    (["--exclude-models", ",".join(TINY_MODELS)], "--exclude-models leaves no model to train on"),
+    (["--data-twice"], "listed twice"),
+])
+def test_train_refuses_bad_options_before_loading_anything(extra, message, table_file, tmp_path, capsys, monkeypatch):
+    """Each used to fail after minutes (or hours) of work with a traceback, or to train on nonsense."""
+    import predictor.backbone
+    from api.cli import main
+
+    monkeypatch.setattr(predictor.backbone, "load_backbone", lambda *a, **k: pytest.fail("loaded the backbone"))
+    data = [str(table_file)] * (2 if extra == ["--data-twice"] else 1)
+    argv = ["train", "--data", *data, "--out", str(tmp_path / "out"), *[x for x in extra if x != "--data-twice"]]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_refuses_a_foreign_out_directory_and_an_unreadable_table(table_file, tmp_path, capsys):
+    from api.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["train", "--data", str(table_file), "--out", str(mine)]) == 2
+    assert "is not a pickwise artifact" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("not parquet")
+    assert main(["train", "--data", str(junk), "--out", str(tmp_path / "o")]) == 2
+    assert "junk.parquet: not a readable" in capsys.readouterr().err
+
+
+def test_a_table_with_a_quality_outside_0_1_is_refused_naming_column_and_row(table_file, tmp_path):
+    """eval used to score a 5.0 "quality" (its oracle then lost to the prior); train failed without a name."""
+    import pandas as pd
+
+    from predictor.data import load_table
+
+    frame = pd.read_parquet(table_file)
+    frame.loc[3, f"q__{TINY_MODELS[1]}"] = 5.0
+    frame.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=rf"column 'q__{TINY_MODELS[1]}' has 5 at row 3 \(prompt_id 'synthetic-3'\)"):
+        load_table(tmp_path / "bad.parquet")
+    assert load_table(table_file).quality.shape == (40, len(TINY_MODELS))  # NaN (no result) stays allowed

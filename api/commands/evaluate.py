@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option
+from api.cli import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
+                     load_tables_option)
 from api.output import check_output_path
 
 
@@ -36,23 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _load_tables(paths: list[str]) -> list:
-    from predictor.data import load_table
-
-    tables = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_file():
-            raise CliError(f"--data {raw}: no such file")
-        try:
-            tables.append(load_table(path))
-        except (ValueError, OSError) as exc:
-            raise CliError(f"--data {raw}: not a readable routing table ({exc})") from None
-        except Exception as exc:  # pyarrow raises its own types for corrupt parquet
-            raise CliError(f"--data {raw}: not a readable parquet routing table ({type(exc).__name__}: {exc})") from None
-    return tables
-
-
 def _load_snapshot(args: argparse.Namespace):
     if args.cost_estimate != "registry":
         return None
@@ -66,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     check_output_path("--plot", args.plot)
     check_output_path("--json", args.json)
-    tables = _load_tables(args.data)
+    tables = load_tables_option(args.data)
     snapshot = _load_snapshot(args)
     from predictor.inference import load_predictor
 

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option, number
+from api.cli import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
+                     load_tables_option, number)
 from api.output import check_output_path, open_output
 
 # Recipe options default to None and are passed on only when given: the defaults live in
@@ -26,17 +27,17 @@ def register(sub) -> None:
     p.add_argument("--data", nargs="+", metavar="TABLE.parquet",
                    help="routing tables (default: the four priced tables in ../shared/data)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
-    p.add_argument("--epochs", type=int, default=None, help=f"most epochs {RECIPE_DEFAULT}")
-    p.add_argument("--epoch-fraction", type=float, default=None,
+    p.add_argument("--epochs", type=number(int, low=1), default=None, help=f"most epochs {RECIPE_DEFAULT}")
+    p.add_argument("--epoch-fraction", type=number(above=0, high=1), default=None,
                    help=f"share of the training rows seen per epoch (validation runs after each) {RECIPE_DEFAULT}")
-    p.add_argument("--batch-size", type=int, default=None, help=f"training batch size {RECIPE_DEFAULT}")
-    p.add_argument("--lora-layers", type=int, default=None, help=f"top transformer layers tuned with LoRA {RECIPE_DEFAULT}")
-    p.add_argument("--backbone-layers", type=int, default=None,
+    p.add_argument("--batch-size", type=number(int, low=1), default=None, help=f"training batch size {RECIPE_DEFAULT}")
+    p.add_argument("--lora-layers", type=number(int, low=0, high=6), default=None, help=f"top transformer layers tuned with LoRA {RECIPE_DEFAULT}")
+    p.add_argument("--backbone-layers", type=number(int, low=1, high=6), default=None,
                    help="keep only MiniLM's lower N of its 6 layers: a faster, shallower encoder (default: all 6)")
-    p.add_argument("--lora-r", type=int, default=None, help=f"LoRA rank (alpha = 2 x rank) {RECIPE_DEFAULT}")
-    p.add_argument("--dim", type=int, default=None, help=f"size of prompt and model vectors {RECIPE_DEFAULT}")
-    p.add_argument("--max-len", type=int, default=None, help=f"tokens read per prompt (head + tail) {RECIPE_DEFAULT}")
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--lora-r", type=number(int, low=1), default=None, help=f"LoRA rank (alpha = 2 x rank) {RECIPE_DEFAULT}")
+    p.add_argument("--dim", type=number(int, low=1), default=None, help=f"size of prompt and model vectors {RECIPE_DEFAULT}")
+    p.add_argument("--max-len", type=number(int, low=3, high=512), default=None, help=f"tokens read per prompt (head + tail) {RECIPE_DEFAULT}")
+    p.add_argument("--patience", type=number(int, low=1), default=None,
                    help=f"epochs without validation improvement before stopping {RECIPE_DEFAULT}")
     p.add_argument("--no-tasks", action="store_true",
                    help="free per-prompt vectors instead of task mixtures (the tables' task columns go unused)")
@@ -44,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--split-seed", type=int, default=None,
                    help=f"the train/val/test split by question stem (keep it to compare runs on the same rows) {RECIPE_DEFAULT}")
     p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
-    p.add_argument("--max-rows-per-table", type=int, default=None)
+    p.add_argument("--max-rows-per-table", type=number(int, low=1), default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--stem-cache", default=".cache/stem", metavar="DIR",
                    help="keep the frozen stem's outputs here and reuse them in later runs over the same rows")
@@ -93,13 +94,46 @@ def train_config(args: argparse.Namespace):
     )
 
 
+def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> None:
+    """Everything that can be wrong with a training run, found before hours of training, not after.
+
+    (Option ranges are argparse's; here: what needs the tables, the registry or the recipe's defaults.)
+    """
+    import torch
+
+    from predictor.artifact import ArtifactError, check_artifact_target
+    from predictor.dataset import canonical_name
+
+    try:
+        check_artifact_target(args.out)
+    except ArtifactError as exc:
+        raise CliError(f"--out {args.out}: {exc}") from None
+    mc = config.model
+    depth = mc.backbone_layers or 6
+    if mc.lora_layers > depth:
+        raise CliError(f"--lora-layers {mc.lora_layers} exceeds the backbone's {depth} layers (--backbone-layers)")
+    if args.device:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError as exc:
+            raise CliError(f"--device {args.device}: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise CliError(f"--device {args.device}: CUDA is not available on this machine")
+    trained = {canonical_name(snapshot, m) for t in tables for m in t.model_names}  # as build_training_set names them
+    unknown = [m for m in config.exclude_models if canonical_name(snapshot, m) not in trained]
+    if unknown:
+        raise CliError(f"--exclude-models: {', '.join(unknown)} not among the tables' models")
+    if trained <= {canonical_name(snapshot, m) for m in config.exclude_models}:
+        raise CliError("--exclude-models leaves no model to train on")
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from predictor.data import load_table
     from predictor.train import train
 
-    tables = [load_table(p) for p in resolve_tables(args.data)]
+    tables = load_tables_option([str(p) for p in resolve_tables(args.data)])
     snapshot = load_registry_option(args.registry)
     config = train_config(args)
+    _check_train_inputs(args, config, tables, snapshot)
     probe = None
     try:
         from registry.probe_set import load_probe_set
