@@ -37,11 +37,28 @@ def _hull_xy(hull: list[tuple[float, float]], c_max: float) -> tuple[np.ndarray,
     return xs[keep], ys[keep]
 
 
+def plot_path(path: str | Path) -> Path:
+    """The file `plot_reports` writes for `path`: `.png` added when it has no suffix (matplotlib would
+    add it silently); ValueError for a directory or a format matplotlib cannot write, so `eval`
+    can refuse it before its minutes of work rather than fail at the end."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file name such as {path / 'curves.png'}")
+    if not path.suffix:
+        return path.with_name(path.name + ".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(f"{path}: cannot draw a '{path.suffix}' file (one of {', '.join(sorted(formats))})")
+    return path
+
+
 def plot_reports(reports: list[TableReport], path: str | Path) -> Path:
-    """Draw every report's cost-quality curves into one PNG at `path`; returns the path."""
+    """Draw every report's cost-quality curves into one image at `path` (see `plot_path`); returns where."""
     if not reports:
         raise ValueError("no reports to plot")
-    path = Path(path)
+    path = plot_path(path)
     n = len(reports)
     cols = min(n, 2)
     rows = math.ceil(n / cols)

@@ -120,6 +120,17 @@ def test_format_report_and_plot(report, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_path_names_the_file_written_and_refuses_what_cannot_be_drawn(report, tmp_path):
+    from predictor.plots import plot_path
+
+    assert plot_reports([report], tmp_path / "curves") == tmp_path / "curves.png"  # matplotlib adds .png
+    assert (tmp_path / "curves.png").is_file() and plot_path(tmp_path / "c.svg") == tmp_path / "c.svg"
+    with pytest.raises(ValueError, match=r"cannot draw a '\.xyz' file"):
+        plot_path(tmp_path / "c.xyz")
+    with pytest.raises(ValueError, match="is a directory"):
+        plot_path(tmp_path)
+
+
 def test_predictor_without_held_out_rows_is_an_error():
     table = synthetic_table(n=50)
 
@@ -142,6 +153,8 @@ def test_cli_reports_missing_and_unreadable_tables(tmp_path, capsys):
     assert "--bootstrap" in capsys.readouterr().err
     assert main(["eval", "--data", str(junk), "--plot", str(tmp_path / "no" / "dir" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", "--data", str(junk), "--plot", str(tmp_path / "x.xyz")]) == 2  # before reading any table
+    assert "cannot draw a '.xyz' file" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -169,3 +182,7 @@ def test_cli_eval_runs_the_shipped_predictor_at_the_requested_precision(tmp_path
     assert [r["predictor_precision"] for r in reports.values()] == ["fp32", "bf16"]
     brier = [r["figures"]["routers"]["pickwise"]["brier"] for r in reports.values()]
     assert brier[0] != brier[1] and abs(brier[0] - brier[1]) < 0.01
+    frame["q__zz-untrained"], frame["cost__zz-untrained"] = table.quality[:, 0], table.cost[:, 0]
+    frame.to_parquet(path)  # a model the artifact never saw: a clear error, not a KeyError traceback
+    assert main(["eval", "--data", str(path), "--cost-estimate", "table", "--bootstrap", "0"]) == 2
+    assert "model(s) 'zz-untrained' are not in the predictor artifact" in capsys.readouterr().err

@@ -50,6 +50,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     check_output_path("--plot", args.plot)
     check_output_path("--json", args.json)
+    if args.plot:
+        from predictor.plots import plot_path
+
+        try:
+            plot_path(args.plot)
+        except ValueError as exc:
+            raise CliError(f"--plot {exc}") from None
     tables = load_tables_option(args.data)
     snapshot = _load_snapshot(args)
     from predictor.inference import load_predictor
@@ -58,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         predictor = load_predictor(args.artifact, precision=args.precision)
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: an ONNX export that failed
         raise CliError(f"--artifact {args.artifact or '(default)'}: cannot load the predictor ({exc})") from None
+    for table in tables:  # before any work: a model the artifact never trained on has no vector to score
+        untrained = [m for m in table.model_names if predictor.trained_index(m) is None]
+        if untrained:
+            raise CliError(f"--data {table.path}: model(s) {', '.join(map(repr, untrained))} are not in the predictor "
+                           "artifact; eval scores the models it was trained on (drop their columns, or train with "
+                           "the table)")
     baselines = ("prior", "tfidf") + (("embed",) if args.embedding_baseline else ())
     reports = []
     for table in tables:
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                           bootstrap=args.bootstrap, seed=args.seed, progress=True))
         except ValueError as exc:
             raise CliError(str(exc)) from None
+
     print(format_report(reports))
     if args.json:
         Path(args.json).write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
@@ -74,6 +88,5 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from predictor.plots import plot_reports
 
-        plot_reports(reports, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {plot_reports(reports, args.plot)}", file=sys.stderr)
     return 0
