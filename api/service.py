@@ -42,7 +42,7 @@ from selector.batch import plan_batch
 from selector.costs import request_candidates
 from selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
 from selector.request import select_models
-from selector.workload import WorkloadRow, build_workload
+from selector.workload import ModelKeyError, WorkloadRow, build_workload, values_by_column
 
 log = logging.getLogger("pickwise.api")
 T = TypeVar("T")
@@ -84,15 +84,11 @@ def _estimates_are_finite(spec: ModelSpec) -> bool:
 
 def _pool_columns(snapshot: RegistrySnapshot, column: dict[str, int], values: dict[str, T], field: str) -> dict[int, T]:
     """{pool column: value} for a request's {model name or alias: value}; a model outside the pool
-    (deny-list, disabled) is ignored, one the registry does not know is a 422 naming `field.<name>`."""
-    by_column: dict[int, T] = {}
-    for name, value in values.items():
-        if name not in snapshot:
-            raise field_error(f"{field}.{name}", "unknown model (not in the registry: see GET /v1/models or `pickwise models list`)")
-        k = column.get(snapshot.get(name).name)
-        if k is not None:
-            by_column[k] = value
-    return by_column
+    (deny-list, disabled) is ignored; an unknown one, or one named twice, is a 422 naming `field.<name>`."""
+    try:
+        return values_by_column(snapshot, column, values)
+    except ModelKeyError as exc:
+        raise field_error(f"{field}.{exc.name}", str(exc)) from None
 
 
 def _registry_issues(exc: RegistryError) -> list[dict]:

@@ -55,6 +55,32 @@ class WorkloadRow:
     quality: dict[int, float] | None
 
 
+class ModelKeyError(ValueError):
+    """A {model: value} mapping names a model the registry does not know, or one model twice."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+def values_by_column(snapshot: RegistrySnapshot, column: dict[str, int], values: dict) -> dict[int, object]:
+    """{candidate column: value} for {model name or alias: value}; models outside the candidates
+    are skipped. ModelKeyError for an unknown name, and for a model named twice (by its name and
+    an alias): one value would silently replace the other."""
+    out: dict[int, object] = {}
+    seen: dict[str, str] = {}  # canonical name -> the key that named it
+    for name, value in values.items():
+        if name not in snapshot:
+            raise ModelKeyError(name, f"unknown model '{name}' (not in the registry: see GET /v1/models or `pickwise models list`)")
+        canonical = snapshot.get(name).name
+        if canonical in seen:
+            raise ModelKeyError(name, f"'{name}' names the same model as '{seen[canonical]}' ({canonical}); give it once")
+        seen[canonical] = name
+        if canonical in column:
+            out[column[canonical]] = value
+    return out
+
+
 def candidate_models(snapshot: RegistrySnapshot, names: Sequence[str] | None) -> list[ModelSpec]:
     """Enabled registry models, or the named ones (names or aliases; each must exist and be enabled)."""
     if not names:
@@ -123,15 +149,13 @@ def _row_parser(snapshot: RegistrySnapshot, specs: Sequence[ModelSpec]) -> Calla
         if given is not None:
             if not isinstance(given, dict) or not given:
                 raise ValueError("'quality' must be a non-empty object {model: probability}")
-            scores = {}
             for name, p in given.items():
-                if name not in snapshot:
-                    raise ValueError(f"unknown model '{name}' in 'quality'")
                 if not isinstance(p, (int, float)) or isinstance(p, bool) or not math.isfinite(p) or not 0 <= p <= 1:
                     raise ValueError(f"quality of '{name}' is {p!r}; expected a number in [0, 1]")
-                j = column.get(snapshot.get(name).name)
-                if j is not None:  # models outside the candidate set are ignored
-                    scores[j] = float(p)
+            try:
+                scores = {j: float(p) for j, p in values_by_column(snapshot, column, given).items()}
+            except ModelKeyError as exc:
+                raise ValueError(f"{exc} in 'quality'") from None
         if record.prompt is None and (scores is None or tokens is None):
             raise ValueError("needs 'prompt' (or both 'quality' and 'prompt_tokens')")
         return WorkloadRow(record.id, record.prompt, tokens, scores)

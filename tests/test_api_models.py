@@ -161,3 +161,11 @@ def test_a_model_whose_figures_would_overflow_is_rejected_at_registration(api):
     assert r.status_code == 422 and "pricing.input_per_million" in r.text
     assert api.get("/v1/models/acme-absurd").status_code == 404
     assert api.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+
+
+def test_a_plan_naming_one_model_by_name_and_alias_is_422(api):
+    assert api.post("/v1/models", json=new_model("acme-twin", aliases=["acme-alias"]), headers=AUTH).status_code == 201
+    prompts = [{"id": "a", "quality": {"acme-twin": 0.9, "acme-alias": 0.2}, "prompt_tokens": 10}]
+    r = api.post("/v1/plan", json={"prompts": prompts})  # used to be 200 with the 0.9 silently dropped
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"][-1] == "acme-alias" and "names the same model as 'acme-twin'" in r.json()["detail"]

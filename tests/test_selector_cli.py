@@ -117,3 +117,14 @@ def test_solver_chatter_on_fd1_does_not_reach_stdout(tmp_path, names, capfd, mon
     out, err = capfd.readouterr()
     assert json.loads(out)["models"] == [dear]
     assert "HighsMipSolverData::chatter" in err
+
+
+def test_a_model_named_twice_by_name_and_alias_is_an_error_not_a_silent_pick(tmp_path, names, capsys):
+    """{name: 0.9, alias: 0.2} used to keep whichever came last; the API's plan did the same."""
+    snapshot = load_registry(default_registry_dir())
+    spec = next(s for s in snapshot.enabled() if s.aliases)
+    alias = spec.aliases[0]
+    rows = [workload(names)[0], {"id": "x", "prompt": "p", "quality": {spec.name: 0.9, alias: 0.2}}]
+    assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1"]) == 2
+    assert (f"prompts.jsonl:2: '{alias}' names the same model as '{spec.name}' ({spec.name}); give it once "
+            "in 'quality'") in capsys.readouterr().err
