@@ -52,6 +52,18 @@ class ClientGone(Exception):
     request"), which nobody reads but the metrics count, and never logged as a server error."""
 
 
+def quoted(value: str, limit: int = 80) -> str:
+    """A client-given string as an error quotes it: repr'd and cut to `limit` characters, so a
+    5,000-character path segment is not echoed back whole."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def unknown_model(name: str) -> ServiceError:
+    """404 for a model name: the registry's own message would also name its directory on the
+    server, which an unauthenticated GET has no business learning."""
+    return ServiceError(404, "not_found", f"unknown model {quoted(name)} (GET /v1/models lists them)")
+
+
 def field_error(field: str, message: str) -> ServiceError:
     """A 422 naming the request field that is wrong (same shape as pydantic's errors)."""
     loc = ["body", *field.split(".")]

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from api.errors import ServiceError
+from api.errors import ServiceError, quoted
 from api.schemas import ErrorBody, PlanJob, PlanRequest, PlanResponse
 
 
@@ -66,7 +66,7 @@ class PlanJobs:
             self._expire()
             job = self._jobs.get(job_id)
             if job is None:
-                raise ServiceError(404, "not_found", f"no plan job {job_id!r} (unknown, or expired "
+                raise ServiceError(404, "not_found", f"no plan job {quoted(job_id)} (unknown, or expired "
                                    f"{self.ttl_s:g} s after it finished)")
             return self._view(job)
 

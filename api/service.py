@@ -16,7 +16,7 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-from api.errors import ServiceError, field_error
+from api.errors import ServiceError, field_error, unknown_model
 from api.schemas import (
     MAX_OUTPUT_TOKENS,
     ModelInfo,
@@ -337,8 +337,8 @@ class PickwiseService:
         snapshot = self.registry.snapshot
         try:
             spec = snapshot.get(name)
-        except UnknownModelError as exc:
-            raise ServiceError(404, "not_found", str(exc)) from None
+        except UnknownModelError:
+            raise unknown_model(name) from None
         return self.model_info(spec, snapshot), snapshot
 
     def add_model(self, text: str, fmt: str) -> tuple[ModelInfo, RegistrySnapshot]:
@@ -355,8 +355,8 @@ class PickwiseService:
     def remove_model(self, name: str) -> tuple[str, RegistrySnapshot]:
         try:
             spec = self.registry.remove_model(name)
-        except UnknownModelError as exc:
-            raise ServiceError(404, "not_found", str(exc)) from None
+        except UnknownModelError:
+            raise unknown_model(name) from None
         except RegistryError as exc:
             raise ServiceError(409, "conflict", str(exc), errors=_registry_issues(exc)) from None
         snapshot = self.registry.snapshot

@@ -15,7 +15,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 YAML = {"Content-Type": "application/yaml"}
 
 
-def test_list_and_get_models(api):
+def test_list_and_get_models(api, registry_dir):
     body = api.get("/v1/models").json()
     assert [m["name"] for m in body["models"]] == sorted([*TRAINED, UNTRAINED])
     by_name = {m["name"]: m for m in body["models"]}
@@ -25,6 +25,7 @@ def test_list_and_get_models(api):
     assert one["model"]["pricing"]["input_per_million"] == 0.2 and one["registry_version"] == body["registry_version"]
     r = api.get("/v1/models/no-such-model")
     assert r.status_code == 404 and "no-such-model" in r.json()["detail"]
+    assert str(registry_dir) not in r.json()["detail"]  # the server's paths are not the client's business
 
 
 def test_writes_are_refused_when_no_token_is_configured(registry_dir, tiny_predictor):

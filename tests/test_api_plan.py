@@ -112,6 +112,8 @@ def test_plan_job_lifecycle(api):
 
     r = api.get("/v1/plans/does-not-exist")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = api.get("/v1/plans/" + "x" * 5000)
+    assert r.status_code == 404 and len(r.json()["detail"]) < 200  # a long id is not echoed back whole
 
 
 def _request(n: int = 1) -> PlanRequest:
