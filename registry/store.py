@@ -172,6 +172,13 @@ class Registry:
             spec = current.get(name_or_alias)
             if len(current) == 1:
                 raise RegistryError(RegistryIssue("refusing to remove the registry's last model", model=spec.name))
+            names = set(spec.all_names())
+            dependents = [m.name for m in current.models
+                          if m.name != spec.name and m.probe is not None and m.probe.similar_to in names]
+            if dependents:  # said here: the reload below would only report the dependent's dangling reference
+                raise RegistryError(RegistryIssue(
+                    f"cannot remove it: {', '.join(repr(d) for d in dependents)} name(s) it in probe.similar_to; "
+                    "change or remove those first", model=spec.name))
             path = current.source_file(spec.name)
             text = path.read_text(encoding="utf-8")
             data = parse_yaml(text).data
