@@ -217,3 +217,5 @@ class Ready(BaseModel):
     predictor_precision: str  # how the encoder runs: fp32, bf16, int8 or onnx-int8 (serve --precision)
     registry_version: str
     models: int
+    registry_error: str | None = Field(None, description="why the registry's files, changed on disk, do not load "
+                                                         "(the last good snapshot keeps serving); null when they do")

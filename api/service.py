@@ -241,7 +241,7 @@ class PickwiseService:
 
     def select(self, request: SelectRequest) -> SelectResponse:
         """`decide` with the prompt vector computed here (one predictor call): the CLI's path."""
-        snapshot = self.registry.snapshot
+        snapshot = self.registry.refresh()
         u, truncated = self.encode([request.prompt])
         return self.decide(request, u[0], truncated[0], snapshot)
 
@@ -249,7 +249,7 @@ class PickwiseService:
     def plan(self, request: PlanRequest) -> PlanResponse:
         """One model per prompt under the request's budget or quality target (see selector.batch)."""
         predictor = self.predictor
-        snapshot = self.registry.snapshot
+        snapshot = self.registry.refresh()
         scoring = self.scoring(snapshot)
         pool = self._plan_pool(snapshot, scoring, request)
         specs = [scoring.specs[j] for j in pool]
@@ -334,7 +334,7 @@ class PickwiseService:
         })
 
     def get_model(self, name: str) -> tuple[ModelInfo, RegistrySnapshot]:
-        snapshot = self.registry.snapshot
+        snapshot = self.registry.refresh()
         try:
             spec = snapshot.get(name)
         except UnknownModelError:

@@ -1,6 +1,8 @@
 """The live registry behind the CLI and the service: one snapshot at a time, safe writes.
 
-Readers take `registry.snapshot` (a plain attribute read, never blocked).
+Readers take `registry.snapshot` (a plain attribute read, never blocked), or `refresh()`, which
+first re-reads the directory if its files changed on disk (a hand edit reaches a running service
+without a restart; checked at most every `check_interval_s`, one stat per file).
 Writers (reload, add, remove) hold one lock, validate the whole resulting
 registry *before* touching disk, write with temp file + os.replace so a crash
 never leaves a half-written YAML file, and only then swap the snapshot.
@@ -13,13 +15,14 @@ import os
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from .errors import NameTakenError, RegistryError, RegistryIssue
-from .loader import load_registry, parse_registry_text
+from .loader import load_registry, parse_registry_text, registry_files
 from .probe_inline import self_contained_text
 from .schema import ModelSpec
 from .snapshot import RegistrySnapshot
@@ -77,10 +80,50 @@ def specs_to_yaml(specs: ModelSpec | list[ModelSpec]) -> str:
 class Registry:
     """Thread-safe holder of the current RegistrySnapshot of one directory."""
 
+    check_interval_s = 1.0  # how stale `refresh()` may be: at most one scan of the directory per interval
+
     def __init__(self, directory: str | os.PathLike):
         self._directory = Path(directory)
         self._lock = threading.Lock()
         self._snapshot: RegistrySnapshot = load_registry(self._directory)
+        self._on_disk = self._disk_state()
+        self._checked = time.monotonic()
+        self.reload_error: str | None = None  # why the files on disk do not load (the old snapshot serves)
+
+    def _disk_state(self) -> tuple | None:
+        """(path, inode, size, mtime) of the registry's YAML files and the probe files its models name: what a
+        reload would read. None when the directory cannot be listed."""
+        try:
+            paths = set(registry_files(self._directory))
+            for spec in self._snapshot.models:
+                if spec.probe is not None and isinstance(spec.probe.results, str):
+                    paths.add(self._snapshot.source_file(spec.name).parent / spec.probe.results)
+            return tuple(sorted((str(p), st.st_ino, st.st_size, st.st_mtime_ns) for p in paths
+                                if (st := p.stat() if p.is_file() else None) is not None))
+        except OSError:
+            return None
+
+    def refresh(self) -> RegistrySnapshot:
+        """The snapshot, re-read first when the files on disk changed since the last look.
+
+        A change that does not load keeps the old snapshot serving and sets `reload_error` (the
+        service's /readyz shows it) until the files change again; it is not re-parsed meanwhile.
+        """
+        now = time.monotonic()
+        if now - self._checked < self.check_interval_s:
+            return self._snapshot
+        with self._lock:
+            self._checked = now
+            state = self._disk_state()
+            if state != self._on_disk:
+                self._on_disk = state
+                try:
+                    self._snapshot = load_registry(self._directory)
+                    self._on_disk = self._disk_state()  # with the probe files the new models name
+                    self.reload_error = None
+                except RegistryError as exc:
+                    self.reload_error = str(exc)
+            return self._snapshot
 
     @property
     def directory(self) -> Path:
@@ -95,6 +138,7 @@ class Registry:
         """Re-read the directory; on any error raise RegistryError and keep serving the old snapshot."""
         with self._lock:
             self._snapshot = load_registry(self._directory)
+            self._on_disk, self.reload_error = self._disk_state(), None
             return self._snapshot
 
     def _new_model_text(self, spec_or_text: Any, fmt: str | None) -> str:
@@ -126,6 +170,7 @@ class Registry:
         """
         text = self._new_model_text(spec_or_text, fmt)
         label = Path(label) if label is not None else NEW_MODEL_LABEL
+        self._refresh_now()  # a model written to disk by hand since is a taken name too
         with self._lock:
             issues: list[RegistryIssue] = []
             entries = parse_registry_text(text, label, issues)
@@ -154,7 +199,7 @@ class Registry:
                     if issue.file is not None and issue.file.name == target.name else issue
                     for issue in exc.errors]) from None
             write_atomically(target, data)
-            self._snapshot = snapshot
+            self._snapshot, self._on_disk = snapshot, self._disk_state()
             return snapshot.get(spec.name)
 
     def _free_path(self, name: str) -> Path:
@@ -167,6 +212,7 @@ class Registry:
 
     def remove_model(self, name_or_alias: str) -> ModelSpec:
         """Remove one model: delete its file if it is alone there, else rewrite that file without it."""
+        self._refresh_now()
         with self._lock:
             current = self._snapshot
             spec = current.get(name_or_alias)
@@ -192,6 +238,10 @@ class Registry:
                 path.unlink()
             else:
                 write_atomically(path, new_bytes)
-            self._snapshot = snapshot
+            self._snapshot, self._on_disk = snapshot, self._disk_state()
             return spec
+
+    def _refresh_now(self) -> None:
+        self._checked = float("-inf")
+        self.refresh()
 

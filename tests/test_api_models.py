@@ -170,3 +170,20 @@ def test_a_plan_naming_one_model_by_name_and_alias_is_422(api):
     r = api.post("/v1/plan", json={"prompts": prompts})  # used to be 200 with the 0.9 silently dropped
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["loc"][-1] == "acme-alias" and "names the same model as 'acme-twin'" in r.json()["detail"]
+
+
+def test_the_service_sees_registry_files_edited_on_disk_and_reports_a_broken_edit(api, registry_dir):
+    """The README promised reloads; the service used to serve its start-up snapshot until a write."""
+    registry = api.app.state.pickwise.service.registry
+    registry.check_interval_s = 0.0
+    (registry_dir / "by-hand.yaml").write_text(yaml.safe_dump(new_model("acme-by-hand")))
+    assert api.get("/v1/models/acme-by-hand").status_code == 200
+    body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-by-hand"]}).json()
+    assert body["chosen"] == ["acme-by-hand"]
+    (registry_dir / "by-hand.yaml").write_text("name: acme-by-hand\npricing: [\n")
+    ready = api.get("/readyz").json()
+    assert "by-hand.yaml" in ready["registry_error"] and ready["models"] == len(TRAINED) + 2
+    assert api.get("/v1/models/acme-by-hand").status_code == 200  # the last good snapshot keeps serving
+    (registry_dir / "by-hand.yaml").unlink()
+    assert api.get("/readyz").json()["registry_error"] is None
+    assert api.get("/v1/models/acme-by-hand").status_code == 404

@@ -138,6 +138,33 @@ def test_reload_keeps_old_snapshot_on_error(tmp_path):
     assert reg.snapshot is new and "alpha2" in new and new.version != old.version
 
 
+def test_refresh_picks_up_edits_on_disk_and_keeps_serving_through_a_broken_one(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    old = reg.snapshot
+    assert reg.refresh() is old  # nothing changed: not re-read
+    write(tmp_path, "c.yaml", model("delta", pricing={"input_per_million": 3, "output_per_million": 4}))
+    new = reg.refresh()
+    assert "delta" in new and new.version != old.version and reg.reload_error is None
+    write(tmp_path, "c.yaml", "- name: delta\n  pricing: [\n")  # a broken hand edit
+    assert reg.refresh() is new and "c.yaml" in reg.reload_error
+    assert reg.refresh() is new  # not re-parsed until the files change again
+    write(tmp_path, "c.yaml", model("delta", pricing={"input_per_million": 5, "output_per_million": 6}))
+    assert reg.refresh().get("delta").pricing.input_per_million == 5 and reg.reload_error is None
+    reg.check_interval_s = 3600.0  # between checks a reader pays nothing, and sees the last snapshot
+    (tmp_path / "c.yaml").unlink()
+    assert "delta" in reg.refresh()
+
+
+def test_add_sees_a_model_written_to_disk_by_hand_as_taken(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 3600.0  # the service has not looked since: add must look itself
+    write(tmp_path, "hand.yaml", model("by-hand"))
+    with pytest.raises(NameTakenError, match="'by-hand' is already taken by model 'by-hand' in hand.yaml"):
+        reg.add_model(model("by-hand"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "b.yaml", "hand.yaml"]
+
+
 def test_readers_see_whole_snapshots_during_writes(tmp_path):
     reg = Registry(make_registry(tmp_path))
     seen, stop = set(), threading.Event()

@@ -19,9 +19,9 @@ async def healthz() -> Health:
 async def readyz(request: Request) -> Ready:
     service = state(request).service
     predictor = service.predictor  # ServiceError 503 while loading
-    snapshot = service.registry.snapshot
+    snapshot = service.registry.refresh()
     return Ready(predictor_version=predictor.version, predictor_precision=predictor.precision,
-                 registry_version=snapshot.version, models=len(snapshot))
+                 registry_version=snapshot.version, models=len(snapshot), registry_error=service.registry.reload_error)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

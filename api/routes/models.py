@@ -69,7 +69,7 @@ async def list_models(request: Request) -> Response:
     service = state(request).service
 
     def build() -> ModelList:
-        snapshot = service.registry.snapshot
+        snapshot = service.registry.refresh()
         return ModelList(registry_version=snapshot.version,
                          models=[service.model_info(spec, snapshot) for spec in snapshot.models])
 

@@ -60,7 +60,7 @@ async def select(body: SelectRequest, request: Request) -> Response:
     st = state(request)
     service = st.service
     service.predictor  # 503 before queueing when not ready
-    snapshot = service.registry.snapshot
+    snapshot = service.registry.refresh()
     try:
         u, truncated = await _unless_disconnected(request, st.batcher.submit(body.prompt))
     except QueueFull as exc:
