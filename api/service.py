@@ -29,8 +29,8 @@ from api.schemas import (
 )
 from registry import (
     ModelSpec,
-    NameTakenError,
     Registry,
+    RegistryConflict,
     RegistryError,
     RegistrySnapshot,
     UnknownModelError,
@@ -345,7 +345,7 @@ class PickwiseService:
         """Validate and write one model atomically, then score it at once (cold-start fit, ms)."""
         try:
             spec = self.registry.add_model(text, fmt=fmt)
-        except NameTakenError as exc:
+        except RegistryConflict as exc:  # name taken, or the registry's files on disk broken
             raise ServiceError(409, "conflict", str(exc), errors=_registry_issues(exc)) from None
         except RegistryError as exc:
             raise ServiceError(422, "invalid_model", str(exc), errors=_registry_issues(exc)) from None

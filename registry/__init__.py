@@ -2,7 +2,7 @@
 
 Depends on nothing else in pickwise; predictor, selector and api build on it.
 """
-from .errors import NameTakenError, RegistryError, RegistryIssue, UnknownModelError
+from .errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue, UnknownModelError
 from .estimates import estimate_cost_usd, estimate_latency_ms, fits_context
 from .loader import default_registry_dir, load_registry
 from .schema import Latency, ModelSpec, Pricing, Probe, ProbeResult
@@ -12,7 +12,7 @@ from .tokens import TOKENIZER_NAME, count_tokens, count_tokens_batch
 
 __all__ = [
     "Latency", "ModelSpec", "Pricing", "Probe", "ProbeResult",
-    "NameTakenError", "Registry", "RegistryError", "RegistryIssue", "RegistrySnapshot", "UnknownModelError",
+    "NameTakenError", "Registry", "RegistryConflict", "RegistryError", "RegistryIssue", "RegistrySnapshot", "UnknownModelError",
     "TOKENIZER_NAME", "count_tokens", "count_tokens_batch",
     "default_registry_dir", "estimate_cost_usd", "estimate_latency_ms", "fits_context", "load_registry",
 ]

@@ -69,6 +69,10 @@ class UnknownModelError(RegistryError, KeyError):
         return ValueError.__str__(self)
 
 
-class NameTakenError(RegistryError):
-    """A new model's name or alias belongs to a registered model: a conflict with the registry's
-    state (HTTP 409), not a fault of the entry itself (422)."""
+class RegistryConflict(RegistryError):
+    """A change that clashes with the registry's state, not a fault of the entry itself (HTTP 409,
+    not 422): its name is taken, or the registry's files on disk do not load."""
+
+
+class NameTakenError(RegistryConflict):
+    """A new model's name or alias belongs to a registered model."""

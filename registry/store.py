@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import NameTakenError, RegistryError, RegistryIssue
+from .errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
 from .loader import load_registry, parse_registry_text, registry_files
 from .probe_inline import self_contained_text
 from .schema import ModelSpec
@@ -194,10 +194,13 @@ class Registry:
             try:
                 snapshot = load_registry(self._directory, overlay={target.name: data})
             except RegistryError as exc:  # the checks across the registry (e.g. probe ids) name the input
+                ours = [issue.file is not None and issue.file.name == target.name for issue in exc.errors]
+                if not any(ours):  # only other files fail: the registry on disk is broken, not this entry
+                    raise RegistryConflict([RegistryIssue("the registry's files on disk do not load; fix them "
+                                                          "first (nothing was written)"), *exc.errors]) from None
                 raise RegistryError([
                     dataclasses.replace(issue, file=label, line=issue.line if written == text else None)
-                    if issue.file is not None and issue.file.name == target.name else issue
-                    for issue in exc.errors]) from None
+                    if mine else issue for issue, mine in zip(exc.errors, ours)]) from None
             write_atomically(target, data)
             self._snapshot, self._on_disk = snapshot, self._disk_state()
             return snapshot.get(spec.name)

@@ -187,3 +187,11 @@ def test_the_service_sees_registry_files_edited_on_disk_and_reports_a_broken_edi
     (registry_dir / "by-hand.yaml").unlink()
     assert api.get("/readyz").json()["registry_error"] is None
     assert api.get("/v1/models/acme-by-hand").status_code == 404
+
+
+def test_adding_while_the_registry_on_disk_is_broken_is_a_conflict_not_the_clients_fault(api, registry_dir):
+    (registry_dir / "zz-broken.yaml").write_text("name: broken\npricing: [\n")
+    r = api.post("/v1/models", json=new_model("acme-innocent"), headers=AUTH)
+    assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
+    assert "files on disk do not load" in r.json()["detail"] and "zz-broken.yaml" in r.json()["detail"]
+    assert not any("innocent" in p.name for p in registry_dir.iterdir())

@@ -98,7 +98,8 @@ def _format(request: Request) -> str:
              dependencies=[Depends(require_admin)], summary="register a model (routable at once)",
              responses={**AUTH_RESPONSES,
                         413: {"model": ErrorBody, "description": "body too large"},
-                        409: {"model": ErrorBody, "description": "its name or an alias is already taken"},
+                        409: {"model": ErrorBody, "description": "its name or an alias is already taken, or "
+                                                                 "the registry's files on disk do not load"},
                         415: {"model": ErrorBody, "description": "not YAML or JSON"},
                         422: {"model": ValidationErrorBody, "description": "invalid model; every problem listed"}})
 async def add_model(request: Request) -> Response:
