@@ -21,6 +21,8 @@ def check_output_path(option: str, path: str | None) -> None:
     if not path or path == "-":
         return
     parent = Path(path).resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise CliError(f"{option} {path}: {parent} is a file, not a directory")
     if not parent.is_dir():
         raise CliError(f"{option} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):

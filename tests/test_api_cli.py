@@ -183,3 +183,6 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     target = tmp_path / "missing" / "out.jsonl"
     assert main([command, "--input", str(prompts), "--output", str(target)]) == 2
     assert f"--output {target}: directory {target.parent} does not exist" in capsys.readouterr().err
+    inside_a_file = prompts / "out.jsonl"
+    assert main([command, "--input", str(prompts), "--output", str(inside_a_file)]) == 2
+    assert f"{prompts} is a file, not a directory" in capsys.readouterr().err
