@@ -149,8 +149,9 @@ def test_cli_reports_missing_and_unreadable_tables(tmp_path, capsys):
     junk.write_text("not a parquet file")
     assert main(["eval", "--data", str(junk), "--cost-estimate", "table"]) == 2
     assert "junk.parquet: not a readable" in capsys.readouterr().err
-    assert main(["eval", "--data", str(junk), "--bootstrap", "-1"]) == 2
-    assert "--bootstrap" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error, before anything is read
+        main(["eval", "--data", str(junk), "--bootstrap", "-1"])
+    assert exit_.value.code == 2 and "argument --bootstrap: must be an integer >= 0, got -1" in capsys.readouterr().err
     assert main(["eval", "--data", str(junk), "--plot", str(tmp_path / "no" / "dir" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "--data", str(junk), "--plot", str(tmp_path / "x.xyz")]) == 2  # before reading any table

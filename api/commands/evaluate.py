@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from api.cli import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
-                     load_tables_option)
+                     load_tables_option, number)
 from api.output import check_output_path
 
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_registry_option(p)
     p.add_argument("--plot", metavar="FILE.png", help="write the cost-quality curves of every table to this PNG")
     p.add_argument("--json", metavar="FILE", help="write the full reports (curves included) as JSON")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="N",
+    p.add_argument("--bootstrap", type=number(int, low=0), default=200, metavar="N",
                    help="paired bootstrap resamples over prompts (0 = none; default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--embedding-baseline", action="store_true",
@@ -46,8 +46,6 @@ def _load_snapshot(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from predictor.evaluate import evaluate_table, format_report
 
-    if args.bootstrap < 0:
-        raise CliError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     check_output_path("--plot", args.plot)
     check_output_path("--json", args.json)
     if args.plot:
@@ -80,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
                                           bootstrap=args.bootstrap, seed=args.seed, progress=True))
         except ValueError as exc:
             raise CliError(str(exc)) from None
-
     print(format_report(reports))
     if args.json:
         Path(args.json).write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))

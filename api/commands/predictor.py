@@ -14,6 +14,7 @@ from api.output import check_output_path, open_output
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
 # torch for every command), and `pickwise train --help` points there.
 RECIPE_DEFAULT = "(default: the shipped recipe, listed in the README under \"The predictor\")"
+MINILM_LAYERS = 6  # the backbone's depth, for range checks here (predictor.model.truncate_backbone checks it too)
 MODEL_OPTIONS = ("dim", "backbone_layers", "lora_layers", "lora_r", "max_len")
 TRAIN_OPTIONS = ("epochs", "epoch_fraction", "batch_size", "patience", "seed", "split_seed")
 
@@ -31,8 +32,8 @@ def register(sub) -> None:
     p.add_argument("--epoch-fraction", type=number(above=0, high=1), default=None,
                    help=f"share of the training rows seen per epoch (validation runs after each) {RECIPE_DEFAULT}")
     p.add_argument("--batch-size", type=number(int, low=1), default=None, help=f"training batch size {RECIPE_DEFAULT}")
-    p.add_argument("--lora-layers", type=number(int, low=0, high=6), default=None, help=f"top transformer layers tuned with LoRA {RECIPE_DEFAULT}")
-    p.add_argument("--backbone-layers", type=number(int, low=1, high=6), default=None,
+    p.add_argument("--lora-layers", type=number(int, low=0, high=MINILM_LAYERS), default=None, help=f"top transformer layers tuned with LoRA {RECIPE_DEFAULT}")
+    p.add_argument("--backbone-layers", type=number(int, low=1, high=MINILM_LAYERS), default=None,
                    help="keep only MiniLM's lower N of its 6 layers: a faster, shallower encoder (default: all 6)")
     p.add_argument("--lora-r", type=number(int, low=1), default=None, help=f"LoRA rank (alpha = 2 x rank) {RECIPE_DEFAULT}")
     p.add_argument("--dim", type=number(int, low=1), default=None, help=f"size of prompt and model vectors {RECIPE_DEFAULT}")
@@ -109,7 +110,7 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
     except ArtifactError as exc:
         raise CliError(f"--out {args.out}: {exc}") from None
     mc = config.model
-    depth = mc.backbone_layers or 6
+    depth = mc.backbone_layers or MINILM_LAYERS
     if mc.lora_layers > depth:
         raise CliError(f"--lora-layers {mc.lora_layers} exceeds the backbone's {depth} layers (--backbone-layers)")
     if args.device:
