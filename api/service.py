@@ -12,7 +12,7 @@ import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
@@ -80,6 +80,15 @@ def _estimates_are_finite(spec: ModelSpec) -> bool:
     cost = estimate_cost_usd(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
     latency = estimate_latency_ms(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
     return math.isfinite(cost) and math.isfinite(latency)
+
+
+class _PlanInputs(NamedTuple):
+    snapshot: RegistrySnapshot
+    scoring: Scoring
+    specs: list[ModelSpec]  # the pool, in column order
+    vectors: list
+    rows: list[WorkloadRow]
+    capacity: np.ndarray | None
 
 
 def _pool_columns(snapshot: RegistrySnapshot, column: dict[str, int], values: dict[str, T], field: str) -> dict[int, T]:
@@ -246,19 +255,33 @@ class PickwiseService:
         return self.decide(request, u[0], truncated[0], snapshot)
 
     # ---- batch planning ------------------------------------------------------------------------
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        """One model per prompt under the request's budget or quality target (see selector.batch)."""
-        predictor = self.predictor
+    def _plan_inputs(self, request: PlanRequest) -> _PlanInputs:
+        """Everything a plan needs before encoding, checked: the pool, the rows and the capacities
+        (ServiceError 422 naming the field when a name is unknown or given twice)."""
         snapshot = self.registry.refresh()
         scoring = self.scoring(snapshot)
         pool = self._plan_pool(snapshot, scoring, request)
         specs = [scoring.specs[j] for j in pool]
-        vectors = [scoring.vectors[j] for j in pool]
+        column = {s.name: k for k, s in enumerate(specs)}
+        rows = [self._plan_row(snapshot, column, i, p) for i, p in enumerate(request.prompts)]
+        capacity = None
+        if request.capacity:
+            capacity = np.full(len(specs), len(rows), dtype=np.int64)
+            for k, cap in _pool_columns(snapshot, column, request.capacity, "capacity").items():
+                capacity[k] = cap
+        return _PlanInputs(snapshot, scoring, specs, [scoring.vectors[j] for j in pool], rows, capacity)
+
+    def check_plan(self, request: PlanRequest) -> None:
+        """The 422s `plan` would raise before encoding, for a job's submission to answer at once
+        (the job checks again when it runs: the registry may change meanwhile)."""
+        self._plan_inputs(request)
+
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        """One model per prompt under the request's budget or quality target (see selector.batch)."""
+        predictor = self.predictor
+        snapshot, scoring, specs, vectors, rows, capacity = self._plan_inputs(request)
         names = [s.name for s in specs]
-        column = {n: k for k, n in enumerate(names)}
         prompts = request.prompts
-        n, m = len(prompts), len(names)
-        rows = [self._plan_row(snapshot, column, i, p) for i, p in enumerate(prompts)]
         truncated_ids: list[str] = []
 
         def score(texts: list[str]) -> np.ndarray:
@@ -267,11 +290,6 @@ class PickwiseService:
             return predictor.probabilities(u.astype(np.float64), vectors)
 
         workload = build_workload(rows, specs, score, output_tokens=request.expected_output_tokens)
-        capacity = None
-        if request.capacity:
-            capacity = np.full(m, n, dtype=np.int64)
-            for k, cap in _pool_columns(snapshot, column, request.capacity, "capacity").items():
-                capacity[k] = cap
         try:
             plan = plan_batch(
                 workload.quality, workload.cost_usd, budget=request.budget, min_avg_quality=request.min_avg_quality,

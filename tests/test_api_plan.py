@@ -110,6 +110,9 @@ def test_plan_job_lifecycle(api):
     assert failed["status"] == "failed" and failed["result"] is None
     assert failed["error"]["error"] == "plan_infeasible" and failed["error"]["min_budget"] > 0
 
+    r = api.post("/v1/plans", json={"prompts": [{"id": "a", "quality": {"nope": 0.5}}]})  # 422 at once, no job
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "prompts", "0", "quality", "nope"]
+
     r = api.get("/v1/plans/does-not-exist")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     r = api.get("/v1/plans/" + "x" * 5000)

@@ -93,6 +93,7 @@ async def submit_plan(body: PlanRequest, request: Request) -> Response:
     st = state(request)
     _check_size(body, st.settings.job_plan_limit, " for a plan job")
     st.service.predictor
+    await run_in_threadpool(st.service.check_plan, body)  # a bad name is 422 now, not a failed job later
     job = st.jobs.submit(body)
     return _json(job, status=202, headers={"Location": f"/v1/plans/{job.id}"})
 
