@@ -171,6 +171,15 @@ class Registry:
         text = self._new_model_text(spec_or_text, fmt)
         label = Path(label) if label is not None else NEW_MODEL_LABEL
         self._refresh_now()  # a model written to disk by hand since is a taken name too
+        try:
+            return self._add_text(text, label, source_dir)
+        except RegistryError as exc:
+            if isinstance(spec_or_text, str) and fmt != "json":
+                raise
+            # the text was written here from JSON or data: its line numbers would point nowhere the user can see
+            raise type(exc)([dataclasses.replace(issue, line=None) for issue in exc.errors]) from None
+
+    def _add_text(self, text: str, label: Path, source_dir: str | os.PathLike | None) -> ModelSpec:
         with self._lock:
             issues: list[RegistryIssue] = []
             entries = parse_registry_text(text, label, issues)

@@ -275,3 +275,14 @@ def test_specs_to_yaml_writes_what_the_loader_reads_back(tmp_path):
     assert [again.get(s.name) for s in specs] == specs
     single = yaml.safe_load(specs_to_yaml(specs[0]))
     assert isinstance(single, dict) and single["name"] == specs[0].name and None not in single.values()
+
+
+def test_errors_of_a_model_given_as_json_carry_no_yaml_line_numbers(tmp_path):
+    """JSON is turned into YAML before validation: lines of that YAML would point nowhere the user sees."""
+    reg = Registry(make_registry(tmp_path))
+    with pytest.raises(RegistryError) as err:
+        reg.add_model(json.dumps(model("j", context_window=-3)), fmt="json")
+    assert err.value.errors[0].field == "context_window" and all(i.line is None for i in err.value.errors)
+    with pytest.raises(RegistryError) as err:  # YAML as given keeps its lines
+        reg.add_model(yaml.safe_dump(model("y", context_window=-3)))
+    assert err.value.errors[0].line is not None
