@@ -27,9 +27,35 @@ def _tokenizer() -> Tokenizer:
     return tokenizer
 
 
+# WordPiece reads words of at most this many characters; a longer one becomes a single [UNK]
+MAX_WORD_CHARS = 100
+
+
+def _counted(encoding, text: str) -> int:
+    """The encoding's token count, with every [UNK] counted for the text it stands for.
+
+    WordPiece turns a word it cannot split, and *any* word over 100 characters, into one [UNK]:
+    200,000 characters without a space counted as 1 token, so such a prompt "fit" an 8k context
+    and cost nothing. A long span is counted again in 100-character pieces; a short one (emoji,
+    characters the vocabulary lacks) as one token per character, about what LLM tokenizers give.
+    """
+    unk, ids = _tokenizer().token_to_id("[UNK]"), encoding.ids
+    total = len(ids)
+    if unk not in ids:
+        return total
+    for token, (start, end) in zip(ids, encoding.offsets):
+        if token == unk:
+            span = text[start:end]
+            if len(span) > MAX_WORD_CHARS:
+                total += sum(count_tokens(span[i : i + MAX_WORD_CHARS]) for i in range(0, len(span), MAX_WORD_CHARS)) - 1
+            else:
+                total += max(1, len(span)) - 1
+    return total
+
+
 def count_tokens(text: str) -> int:
     """Tokens in `text`, without special tokens ([CLS]/[SEP]) and without truncation."""
-    return len(_tokenizer().encode(text, add_special_tokens=False).ids)
+    return _counted(_tokenizer().encode(text, add_special_tokens=False), text)
 
 
 def count_tokens_batch(texts: Iterable[str]) -> list[int]:
@@ -37,4 +63,4 @@ def count_tokens_batch(texts: Iterable[str]) -> list[int]:
     texts = list(texts)
     if not texts:
         return []
-    return [len(e.ids) for e in _tokenizer().encode_batch(texts, add_special_tokens=False)]
+    return [_counted(e, t) for e, t in zip(_tokenizer().encode_batch(texts, add_special_tokens=False), texts)]
