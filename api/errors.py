@@ -6,6 +6,7 @@ errors into that one shape, and turn anything unexpected into a logged 500 (alwa
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -71,8 +72,17 @@ def field_error(field: str, message: str) -> ServiceError:
                         errors=[{"loc": loc, "msg": message, "type": "value_error"}])
 
 
+class ErrorJSONResponse(JSONResponse):
+    """Error bodies quote what the client sent, and JSON lets a client send a lone surrogate
+    ("\\ud800", as a dict key say) that UTF-8 cannot encode: rendered escaped, not as a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace")
+
+
 def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
+    return ErrorJSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
 
 
 def _location(loc) -> str:
@@ -98,7 +108,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    return JSONResponse(_plain(exc.body()), status_code=exc.status, headers=exc.headers)
+    return ErrorJSONResponse(_plain(exc.body()), status_code=exc.status, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

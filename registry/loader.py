@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from .errors import RegistryError, RegistryIssue
+from .jsonl import lone_surrogate
 from .pydantic_messages import field_path, iter_field_errors
 from .schema import ModelSpec
 from .snapshot import RegistrySnapshot
@@ -86,6 +87,11 @@ def parse_registry_text(text: str, path: Path, issues: list[RegistryIssue]) -> l
                 f"list item #{index + 1}: expected a model mapping, got {type(raw).__name__} {raw!r:.40}",
                 file=path, line=parsed.line_of(prefix),
             ))
+            continue
+        surrogate = lone_surrogate(raw)
+        if surrogate:  # a YAML/JSON "\udc00" escape: not text, and no response or terminal could print it
+            issues.append(RegistryIssue(surrogate, file=path, model=label.encode("utf-8", "backslashreplace").decode(),
+                                        line=parsed.line_of(prefix)))
             continue
         try:
             spec = ModelSpec.model_validate(raw)

@@ -195,3 +195,12 @@ def test_adding_while_the_registry_on_disk_is_broken_is_a_conflict_not_the_clien
     assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
     assert "files on disk do not load" in r.json()["detail"] and "zz-broken.yaml" in r.json()["detail"]
     assert not any("innocent" in p.name for p in registry_dir.iterdir())
+
+
+def test_a_model_with_a_lone_surrogate_is_refused_and_nothing_is_written(api, registry_dir):
+    before = sorted(p.name for p in registry_dir.iterdir())
+    for entry in (new_model("acme-surrogate", notes="x\udc00y"), new_model("acme-\ud800")):
+        r = api.post("/v1/models", content=json.dumps(entry), headers={**AUTH, "Content-Type": "application/json"})
+        assert r.status_code == 422 and "lone surrogate" in r.json()["detail"], r.text
+    assert sorted(p.name for p in registry_dir.iterdir()) == before
+    assert api.get("/v1/models").status_code == 200

@@ -1,6 +1,7 @@
 """Batch planning: inline POST /v1/plan and the POST /v1/plans job lifecycle."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -204,3 +205,12 @@ def test_plan_encoding_in_chunks_keeps_every_prompt_in_its_place(registry_dir, t
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     assert truncated == list(expected_cut) and any(truncated) and not all(truncated)
     assert service.encode([])[0].shape[0] == 0
+
+
+def test_a_lone_surrogate_in_a_request_is_a_422_not_a_500(api):
+    """JSON allows "\\ud800"; quoting it back in an error could not be encoded as UTF-8 (a 500)."""
+    for body in ({"prompts": [{"id": "a", "quality": {"\ud800": 0.5}, "prompt_tokens": 3}], "budget": 1},
+                 {"prompts": [{"id": "a", "prompt": "x"}], "capacity": {"\ud800": 3}}):
+        for route in ("/v1/plan", "/v1/plans"):
+            r = api.post(route, content=json.dumps(body), headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (route, r.text)

@@ -90,3 +90,14 @@ def test_stdin_and_unreadable_paths(tmp_path, monkeypatch):
         read_prompt_file("-")
     with pytest.raises(PromptFileError, match=r"missing\.jsonl: cannot read input \(No such file or directory\)"):
         read_prompt_file(str(tmp_path / "missing.jsonl"))
+
+
+def test_a_lone_surrogate_escape_is_a_bad_line_not_a_traceback(tmp_path):
+    """"\\ud800" is valid JSON but no character: the tokenizer raised a TypeError on it."""
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "prompt": "abc \\ud800 def"}\n{"id": "b", "prompt": "fine \\ud83d\\ude00"}\n'
+                    '{"id": "c", "prompt": "x", "extra": {"\\udfff": 1}}\n')
+    with pytest.raises(PromptFileError) as err:
+        read_prompt_file(path)
+    assert err.value.problems == [f"{path}:1: holds a lone surrogate ('\\ud800'), which is not text",
+                                  f"{path}:3: holds a lone surrogate ('\\udfff'), which is not text"]

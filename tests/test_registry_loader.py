@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from registry import RegistryError, RegistrySnapshot, UnknownModelError, load_registry
 from registry_samples import make_registry, model, write
@@ -219,3 +220,11 @@ def test_absurd_values_and_invisible_names_are_rejected(tmp_path):
     fields = sorted((e.file.name, e.field) for e in err.errors)
     assert fields == [("a.yaml", "name"), ("b.yaml", "pricing.input_per_million"), ("c.yaml", "latency.output_tokens_per_s")]
     assert "printable" in str(err)
+
+
+def test_a_lone_surrogate_escape_in_a_model_is_an_error_naming_file_and_model(tmp_path):
+    """It loaded, and then every /v1/models listing failed with a 500 (UTF-8 cannot encode it)."""
+    write(tmp_path, "m.yaml", model("ok"))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(model("surr")) + 'notes: "x\\uDC00y"\n')
+    err = load_error(tmp_path)
+    assert str(err) == f"{tmp_path / 's.yaml'}:1: model 'surr': holds a lone surrogate ('\\udc00'), which is not text"
