@@ -35,6 +35,7 @@ def json_object_lines(
     Only '\\n' ends a line: a raw U+2028 inside a JSON string is not a line break.
     """
     expected = f"expected an object {shape}" if shape else "expected a JSON object"
+    data = data.removeprefix(b"\xef\xbb\xbf" if isinstance(data, bytes) else "\ufeff")  # a UTF-8 BOM (Windows editors)
     newline = b"\n" if isinstance(data, bytes) else "\n"
     for number, chunk in enumerate(data.split(newline), start=1):
         if not chunk.strip():

@@ -141,7 +141,7 @@ class Registry:
             self._on_disk, self.reload_error = self._disk_state(), None
             return self._snapshot
 
-    def _new_model_text(self, spec_or_text: Any, fmt: str | None) -> str:
+    def _new_model_text(self, spec_or_text: Any, fmt: str | None, label: Path) -> str:
         if isinstance(spec_or_text, ModelSpec):
             return specs_to_yaml(spec_or_text)
         if isinstance(spec_or_text, Mapping):
@@ -152,7 +152,7 @@ class Registry:
             try:
                 return _to_yaml(json.loads(spec_or_text))
             except json.JSONDecodeError as exc:
-                raise RegistryError(RegistryIssue(f"invalid JSON: {exc.msg}", line=exc.lineno)) from None
+                raise RegistryError(RegistryIssue(f"invalid JSON: {exc.msg}", file=label, line=exc.lineno)) from None
         if fmt not in (None, "yaml"):
             raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
         return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included
@@ -168,8 +168,8 @@ class Registry:
         `label` is how errors name the input (the user's file; default "<new model>"), never
         the registry file it was about to become.
         """
-        text = self._new_model_text(spec_or_text, fmt)
         label = Path(label) if label is not None else NEW_MODEL_LABEL
+        text = self._new_model_text(spec_or_text, fmt, label)
         self._refresh_now()  # a model written to disk by hand since is a taken name too
         try:
             return self._add_text(text, label, source_dir)

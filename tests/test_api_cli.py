@@ -55,9 +55,9 @@ def test_select_option_errors_name_the_option(registry_dir, tiny_loader, capsys)
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--min-quality", "2"]) == 2
     assert "--min-quality" in capsys.readouterr().err
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--objective", "balanced"]) == 2
-    assert "willingness_to_pay" in capsys.readouterr().err
+    assert "--objective 'balanced' needs --willingness-to-pay" in capsys.readouterr().err  # options, not fields
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--willingness-to-pay", "5"]) == 2
-    assert "applies only to objective 'balanced'" in capsys.readouterr().err
+    assert "options: --willingness-to-pay applies only to --objective 'balanced'" in capsys.readouterr().err
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 
@@ -125,14 +125,14 @@ def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_
     prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n"
                        + json.dumps({"id": "b", "prompt": "word " * 5000}) + "\n")
     out = tmp_path / "quality.jsonl"
-    models = ",".join(TRAINED)
+    models = ",".join([*TRAINED, TRAINED[0]])  # a model named twice is scored once
     assert main(["predict", "--input", str(prompts), "--models", models, "--registry", str(registry_dir),
                  "--output", str(out), "--precision", "onnx-int8", "--no-progress"]) == 0
     assert asked == {"precision": "onnx-int8"}
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and [r.get("truncated", False) for r in rows] == [False, True]
     assert all(list(r["quality"]) == list(TRAINED) and all(0 < p < 1 for p in r["quality"].values()) for r in rows)
-    assert "predicted 2 prompts x" in capsys.readouterr().err
+    assert f"predicted 2 prompts x {len(TRAINED)} models" in capsys.readouterr().err
 
     assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir), "--output", str(out),
                  "--no-progress"]) == 0

@@ -90,6 +90,10 @@ def test_add_bad_input(tmp_path, capsys):
     bad = write(tmp_path, "bad.json", json.dumps(model("b", context_window=-3)))
     code, _, err = run(capsys, "models", "add", str(bad), "--registry", str(reg))
     assert code == 2 and "field 'context_window': expected a number > 0, got -3" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": "x",\n"provider": }')
+    code, _, err = run(capsys, "models", "add", str(broken), "--registry", str(reg))
+    assert code == 2 and f"{broken}:2: invalid JSON: Expecting value" in err  # the file and line, like YAML
 
 
 def test_add_errors_name_the_users_file_never_the_registry_file_it_would_have_become(tmp_path, capsys):

@@ -101,3 +101,10 @@ def test_a_lone_surrogate_escape_is_a_bad_line_not_a_traceback(tmp_path):
         read_prompt_file(path)
     assert err.value.problems == [f"{path}:1: holds a lone surrogate ('\\ud800'), which is not text",
                                   f"{path}:3: holds a lone surrogate ('\\udfff'), which is not text"]
+
+
+def test_a_utf8_byte_order_mark_and_crlf_line_ends_are_read(tmp_path):
+    """Windows editors write both; the BOM made line 1 'not valid JSON'."""
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "prompt": "hi"}\r\n{"id": "b", "prompt": "there"}\r\n')
+    assert [(r.id, r.prompt) for r in read_prompt_file(path)] == [("a", "hi"), ("b", "there")]

@@ -55,6 +55,9 @@ def test_score_then_register_round_trip(tmp_path, capsys):
     with open(tmp_path / "results.csv", newline="") as fh:
         results = {r["prompt_id"]: float(r["score"]) for r in csv.DictReader(fh)}
     assert results == {e.prompt_id: float(i % 4 != 0) for i, e in enumerate(GRADABLE)}
+    code, out, err = run(capsys, "probe", "score", "--responses", tmp_path / "responses.jsonl", "--output", "-")
+    assert code == 0 and out.startswith("prompt_id,score\n")  # to stdout; the summary names no file "-"
+    assert "add them to the results if you can)" in err and "wrote -" not in err
 
     registry = tmp_path / "registry"
     registry.mkdir()

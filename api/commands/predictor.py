@@ -169,7 +169,7 @@ def run_predict(args: argparse.Namespace) -> int:
         unknown = [m for m in names if m not in snapshot]
         if unknown:
             raise CliError(f"unknown model(s) {', '.join(unknown)}: not in registry {snapshot.directory}")
-        models = [snapshot.get(m) for m in names]
+        models = list({spec.name: spec for spec in map(snapshot.get, names)}.values())  # a name and its alias: once
     else:
         models = list(snapshot.enabled())
     try:

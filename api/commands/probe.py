@@ -97,8 +97,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         writer.writerow(("prompt_id", "score"))
         writer.writerows((pid, f"{score:g}") for pid, score in scored)
     accuracy = sum(s for _, s in scored) / len(scored)
+    target = "the results" if args.output == "-" else args.output
     print(f"scored {len(scored)} responses (accuracy {accuracy:.3f}); skipped {skipped} without a reference answer"
-          f" (grade those yourself and add them to {args.output} if you can); wrote {args.output}", file=sys.stderr)
+          f" (grade those yourself and add them to {target} if you can)"
+          + ("" if args.output == "-" else f"; wrote {args.output}"), file=sys.stderr)
     if len(scored) < MIN_PROBE_RESULTS:
         print(f"warning: a registry needs at least {MIN_PROBE_RESULTS} probe results; these are {len(scored)}",
               file=sys.stderr)

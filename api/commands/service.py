@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -204,7 +205,11 @@ def build_request(args: argparse.Namespace, prompt: str):
         for err in exc.errors():
             loc = [str(x) for x in err["loc"]]
             where = ("--" + loc[0].replace("_", "-")) if loc and loc[0] != "prompt" else ("PROMPT" if loc else "options")
-            lines.append(f"{where}: {err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")
+            if not loc:  # a check across fields names them itself: as the options the user typed
+                names = "|".join(sorted((f for f in fields if f != "prompt"), key=len, reverse=True))
+                message = re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
+            lines.append(f"{where}: {message}")
         raise CliError("invalid options:\n  " + "\n  ".join(lines)) from None
 
 
