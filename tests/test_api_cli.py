@@ -27,6 +27,9 @@ def test_select_prints_a_table_with_the_chosen_model_first(registry_dir, tiny_lo
     assert "Llama-2-7b-hf" in out and "deny-list" in out
     assert all(name in out for name in (*TRAINED, UNTRAINED))
     assert "~" in out  # the model scored from a prior is marked
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", UNTRAINED]) == 0
+    chosen_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("*"))
+    assert chosen_row.startswith("*~") and UNTRAINED in chosen_row  # chosen, and still marked low-confidence
 
 
 def test_select_json_equals_the_api_response(registry_dir, tiny_loader, tiny_predictor, capsys):

@@ -235,7 +235,7 @@ def format_decision(result) -> str:
         lines.append(f"left out: {name}: {why}")
     order = sorted(result.candidates, key=lambda c: (not c.chosen, bool(c.excluded_by), c.cost_usd, c.name))
     header = ("", "MODEL", "QUALITY", "COST USD", "LATENCY ms", "EXCLUDED BY")
-    rows = [("*" if c.chosen else ("~" if c.low_confidence else ""), c.name, f"{c.quality:.3f}", _fmt_cost(c.cost_usd),
+    rows = [(("*" if c.chosen else "") + ("~" if c.low_confidence else ""), c.name, f"{c.quality:.3f}", _fmt_cost(c.cost_usd),
              f"{c.latency_ms:,.0f}", ", ".join(c.excluded_by)) for c in order]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     numeric = {2, 3, 4}
