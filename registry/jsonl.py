@@ -59,22 +59,23 @@ def json_object_lines(
 
 
 def lone_surrogate(value) -> str | None:
-    """What is wrong when a JSON value holds a lone surrogate escape ("\\ud800"), else None.
+    """What is wrong when a parsed JSON or YAML value holds a lone surrogate ("\\ud800"), else None.
 
-    JSON allows the escape, but it is no character: the tokenizer raised a TypeError on it and a
-    response quoting it could not be encoded as UTF-8 (a 500)."""
+    Both formats allow the escape, but it is no character: the tokenizer raised a TypeError on it,
+    and a response or a terminal quoting it cannot encode it as UTF-8 (the service answered 500)."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
             return f"holds a lone surrogate ({ascii(value[exc.start])}), which is not text"
         return None
-    items = value.items() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    for item in items:
-        found = lone_surrogate(item[0]) or lone_surrogate(item[1]) if isinstance(value, dict) else lone_surrogate(item)
-        if found:
-            return found
-    return None
+    if isinstance(value, dict):
+        parts = [part for pair in value.items() for part in pair]
+    elif isinstance(value, list):
+        parts = value
+    else:
+        return None
+    return next(filter(None, map(lone_surrogate, parts)), None)
 
 
 def listed_problems(problems: list[str], limit: int = MAX_REPORTED_ERRORS) -> str:

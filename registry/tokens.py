@@ -29,6 +29,9 @@ def _tokenizer() -> Tokenizer:
 
 # WordPiece reads words of at most this many characters; a longer one becomes a single [UNK]
 MAX_WORD_CHARS = 100
+# such a word is counted as one token per this many UTF-8 bytes: WordPiece's own rate on runs of
+# one letter ('x' * 100 is 50 tokens), so the count does not jump at 101 characters
+BYTES_PER_LONG_WORD_TOKEN = 2
 
 
 def _counted(encoding, text: str) -> int:
@@ -36,8 +39,9 @@ def _counted(encoding, text: str) -> int:
 
     WordPiece turns a word it cannot split, and *any* word over 100 characters, into one [UNK]:
     200,000 characters without a space counted as 1 token, so such a prompt "fit" an 8k context
-    and cost nothing. A long span is counted again in 100-character pieces; a short one (emoji,
-    characters the vocabulary lacks) as one token per character, about what LLM tokenizers give.
+    and cost nothing. A long span is counted by its length in bytes (re-tokenizing it in pieces
+    cost 5x a normal prompt of that size); a short one (emoji, characters the vocabulary lacks)
+    as one token per character, about what LLM tokenizers give.
     """
     unk, ids = _tokenizer().token_to_id("[UNK]"), encoding.ids
     total = len(ids)
@@ -47,7 +51,7 @@ def _counted(encoding, text: str) -> int:
         if token == unk:
             span = text[start:end]
             if len(span) > MAX_WORD_CHARS:
-                total += sum(count_tokens(span[i : i + MAX_WORD_CHARS]) for i in range(0, len(span), MAX_WORD_CHARS)) - 1
+                total += -(-len(span.encode("utf-8")) // BYTES_PER_LONG_WORD_TOKEN) - 1
             else:
                 total += max(1, len(span)) - 1
     return total

@@ -52,9 +52,9 @@ def test_token_counter_is_wordpiece_without_special_tokens_or_truncation():
 def test_what_wordpiece_calls_unknown_is_counted_for_its_length():
     """A word over 100 characters was one [UNK]: 200,000 characters without a space counted as 1 token,
     so such a prompt fit every context window and cost nothing."""
-    assert count_tokens("x" * 100) == 50 and count_tokens("x" * 101) == 51  # read again in 100-character pieces
+    assert count_tokens("x" * 100) == 50 and count_tokens("x" * 101) == 51  # by bytes, at WordPiece's own rate
     assert count_tokens("a" * 200_000) == 100_000
     assert count_tokens("hello \U0001F600\U0001F600\U0001F600 world") == 5  # unknown characters: one token each
-    assert count_tokens("\U0001F600" * 100_000) == 100_000
+    assert count_tokens("\U0001F600" * 100_000) == 200_000  # 4 bytes each
     texts = ["x" * 101, "plain words", "\U0001F600" * 3]
     assert count_tokens_batch(texts) == [count_tokens(t) for t in texts] == [51, 2, 3]
