@@ -132,7 +132,8 @@ class PlanRequest(BaseModel):
     min_avg_quality: float | None = Field(None, ge=0.0, le=1.0, description="mean predicted quality to reach at least cost")
     min_quality: float | None = Field(None, ge=0.0, le=1.0, description="floor for every prompt's chosen model")
     max_latency_ms: float | None = Field(None, gt=0.0, description="latency cap for every prompt")
-    models: list[str] | None = Field(None, description="allow-list (names or aliases)")
+    models: list[str] | None = Field(None, min_length=1,  # an empty allow-list could only ever be infeasible
+                                     description="allow-list (names or aliases); leave it out for every model")
     exclude: list[str] = Field(default_factory=list, description="deny-list (names or aliases)")
     capacity: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, description="at most n prompts per model")
     expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS)

@@ -27,7 +27,8 @@ class SelectionConstraints(BaseModel):
                     "willingness_to_pay * quality - cost (i.e. quality - cost / willingness_to_pay)",
     )
     max_models: int = Field(1, ge=1, le=3, description="call up to this many models in parallel")
-    models: list[str] | None = Field(None, description="allow-list (names or aliases)")
+    models: list[str] | None = Field(None, min_length=1,  # an empty allow-list could only ever be infeasible
+                                     description="allow-list (names or aliases); leave it out for every model")
     exclude: list[str] = Field(default_factory=list, description="deny-list (names or aliases)")
     expected_output_tokens: int | None = Field(None, ge=0, description="override each model's expected output length")
     on_infeasible: OnInfeasible = "error"

@@ -61,6 +61,8 @@ def test_select_option_errors_name_the_option(registry_dir, tiny_loader, capsys)
     assert "--objective 'balanced' needs --willingness-to-pay" in capsys.readouterr().err  # options, not fields
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--willingness-to-pay", "5"]) == 2
     assert "options: --willingness-to-pay applies only to --objective 'balanced'" in capsys.readouterr().err
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", ""]) == 2
+    assert "--models: List should have at least 1 item" in capsys.readouterr().err
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 

@@ -81,7 +81,7 @@ def test_plan_constraints_and_their_errors(api):
     r = api.post("/v1/plan", json={"prompts": [{"id": "a", "quality": {"Llama-2-7b-hf": 1.5}}]})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "Llama-2-7b-hf"
     assert api.post("/v1/plan", json={"prompts": []}).json()["status"] == "empty"
-    for bad in ({"budget": True}, {"budget": "0.01"}, {"min_avg_quality": False}):  # strict: no coercion
+    for bad in ({"budget": True}, {"budget": "0.01"}, {"min_avg_quality": False}, {"models": []}):  # strict; no empty allow-list
         r = api.post("/v1/plan", json={"prompts": PROMPTS, **bad})
         assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", *bad], r.text
 

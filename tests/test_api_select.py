@@ -89,6 +89,7 @@ def test_infeasible_with_fallback_returns_a_choice_flagged_as_fallback(api):
     ({"prompt": PROMPT, "min_quality": True}, "min_quality"),  # not coerced to 1.0
     ({"prompt": PROMPT, "min_quality": "0.5"}, "min_quality"),  # a string is not a number
     ({"prompt": PROMPT, "max_models": 2.0}, "max_models"),
+    ({"prompt": PROMPT, "models": []}, "models"),  # an empty allow-list: only ever infeasible (it was a 409)
 ])
 def test_bad_bodies_are_422_naming_the_field(api, body, field):
     r = api.post("/v1/select", json=body)
