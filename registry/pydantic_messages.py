@@ -9,6 +9,7 @@ the author meant, so only that branch's errors are kept.
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import Any, Iterator
 
 from pydantic import BaseModel, ValidationError
@@ -53,8 +54,13 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+# bounded: a full repr of a YAML "billion laughs" value (aliases of aliases) never ends
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict, _SHORT_REPR.maxstring = 3, 6, 6, 60
+
+
 def _got(value: Any) -> str:
-    text = repr(value)
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

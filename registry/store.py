@@ -153,6 +153,8 @@ class Registry:
                 return _to_yaml(json.loads(spec_or_text))
             except json.JSONDecodeError as exc:
                 raise RegistryError(RegistryIssue(f"invalid JSON: {exc.msg}", file=label, line=exc.lineno)) from None
+            except RecursionError:
+                raise RegistryError(RegistryIssue("invalid JSON: nested too deeply", file=label)) from None
         if fmt not in (None, "yaml"):
             raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
         return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included

@@ -59,7 +59,13 @@ def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
     return None
 
 
-def _reject_duplicate_keys(node: yaml.Node | None) -> None:
+def _reject_duplicate_keys(node: yaml.Node | None, seen_nodes: set[int] | None = None) -> None:
+    """Each node once: an alias refers to a node already walked, so a "billion laughs" file of a few
+    hundred bytes (aliases of aliases) is linear here instead of exponential (it hung the service)."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
@@ -70,10 +76,10 @@ def _reject_duplicate_keys(node: yaml.Node | None) -> None:
                         f"duplicate key '{key.value}' (first on line {seen[key.value]})", line, key.start_mark.column + 1
                     )
                 seen[key.value] = line
-            _reject_duplicate_keys(value)
+            _reject_duplicate_keys(value, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _reject_duplicate_keys(item)
+            _reject_duplicate_keys(item, seen_nodes)
 
 
 def parse_yaml(text: str) -> ParsedYaml:
@@ -91,6 +97,8 @@ def parse_yaml(text: str) -> ParsedYaml:
         ) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"invalid YAML: {exc}", None) from None
+    except RecursionError:  # thousands of nested [ or {: no model looks like that
+        raise YamlSyntaxError("invalid YAML: nested too deeply", None) from None
     finally:
         loader.dispose()
     return ParsedYaml(data=data, node=node)

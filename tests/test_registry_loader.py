@@ -228,3 +228,19 @@ def test_a_lone_surrogate_escape_in_a_model_is_an_error_naming_file_and_model(tm
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(model("surr")) + 'notes: "x\\uDC00y"\n')
     err = load_error(tmp_path)
     assert str(err) == f"{tmp_path / 's.yaml'}:1: model 'surr': holds a lone surrogate ('\\udc00'), which is not text"
+
+
+def test_a_yaml_alias_bomb_and_deep_nesting_are_quick_errors(tmp_path):
+    """A 635-byte "billion laughs" file (aliases of aliases) hung the loader and the service with it:
+    the duplicate-key walk, the surrogate check and the error's repr each expanded every alias."""
+    import time
+
+    levels = "".join(f"  - &a{i} [" + ", ".join([f"*a{i - 1}"] * 9 if i else ['"lol"'] * 9) + "]\n" for i in range(9))
+    bomb = yaml.safe_dump(model("bomb")) + "tags:\n" + levels
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    started = time.perf_counter()
+    err = load_error(tmp_path)
+    assert time.perf_counter() - started < 5 and err.errors[0].field.startswith("tags[")
+    (tmp_path / "bomb.yaml").unlink()
+    (tmp_path / "deep.yaml").write_text(yaml.safe_dump(model("deep")) + "notes: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nested too deeply" in str(load_error(tmp_path))

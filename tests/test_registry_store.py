@@ -286,3 +286,9 @@ def test_errors_of_a_model_given_as_json_carry_no_yaml_line_numbers(tmp_path):
     with pytest.raises(RegistryError) as err:  # YAML as given keeps its lines
         reg.add_model(yaml.safe_dump(model("y", context_window=-3)))
     assert err.value.errors[0].line is not None
+
+
+def test_json_nested_too_deeply_is_an_error_not_a_recursion_traceback(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    with pytest.raises(RegistryError, match="invalid JSON: nested too deeply"):
+        reg.add_model("[" * 100_000 + "]" * 100_000, fmt="json")
