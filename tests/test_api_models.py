@@ -204,3 +204,29 @@ def test_a_model_with_a_lone_surrogate_is_refused_and_nothing_is_written(api, re
         assert r.status_code == 422 and "lone surrogate" in r.json()["detail"], r.text
     assert sorted(p.name for p in registry_dir.iterdir()) == before
     assert api.get("/v1/models").status_code == 200
+
+
+def test_a_client_hanging_up_mid_body_is_a_499_not_a_500(registry_dir, tiny_predictor):
+    """starlette's ClientDisconnect from request.body() was logged and counted as a server error."""
+    import asyncio
+
+    from api.app import create_app
+    from api.settings import ServiceSettings
+
+    app = create_app(registry_dir, predictor=tiny_predictor, settings=ServiceSettings(admin_token=TOKEN))
+    messages = [{"type": "http.request", "body": b"name: x", "more_body": True}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/yaml"), (b"authorization", f"Bearer {TOKEN}".encode()),
+               (b"content-length", b"300")]
+    scope = {"type": "http", "method": "POST", "path": "/v1/models", "raw_path": b"/v1/models", "query_string": b"",
+             "headers": headers, "http_version": "1.1", "scheme": "http", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80), "root_path": ""}
+    asyncio.run(app(scope, receive, send))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]

@@ -12,8 +12,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from api.errors import ServiceError
+from api.errors import ClientGone, ServiceError
 from api.routes import json_response as _json
 from api.routes import state
 from api.schemas import ErrorBody, ModelList, ModelRemoved, ModelWritten, ValidationErrorBody
@@ -104,7 +105,10 @@ def _format(request: Request) -> str:
                         422: {"model": ValidationErrorBody, "description": "invalid model; every problem listed"}})
 async def add_model(request: Request) -> Response:
     fmt = _format(request)
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # hung up mid-body: a 499 in the metrics, not a logged 500
+        raise ClientGone() from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
