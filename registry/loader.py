@@ -187,7 +187,15 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
     directory = Path(directory)
     if not directory.is_dir():
         raise RegistryError(RegistryIssue("registry directory not found (expected a directory of *.yaml files)", file=directory))
-    contents: dict[Path, bytes] = {p: p.read_bytes() for p in registry_files(directory)}
+    contents: dict[Path, bytes] = {}
+    unreadable = []
+    for path in registry_files(directory):
+        try:
+            contents[path] = path.read_bytes()
+        except OSError as exc:  # e.g. mode 000: a registry error naming the file, not a 500 or a traceback
+            unreadable.append(RegistryIssue(f"cannot read the file: {exc.strerror}", file=path))
+    if unreadable:
+        raise RegistryError(unreadable)
     for name, data in (overlay or {}).items():
         if data is None:
             contents.pop(directory / name, None)

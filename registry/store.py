@@ -59,6 +59,17 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def _write_or_conflict(write, path: Path) -> None:
+    """Run a file write of the store; an OSError (a read-only registry directory, a full disk) becomes a
+    RegistryConflict naming the file (HTTP 409, a CLI error line) instead of a 500 or a traceback.
+    write_atomically leaves nothing behind when it fails, so the registry stays as it was."""
+    try:
+        write()
+    except OSError as exc:
+        raise RegistryConflict(RegistryIssue(f"cannot change {path.name} in the registry directory: "
+                                             f"{exc.strerror}; nothing was changed", file=path)) from None
+
+
 def _to_yaml(data: Any) -> str:
     """YAML text for a model given as data (one mapping, or a list that validation will then reject)."""
     data = dict(data) if isinstance(data, Mapping) else data
@@ -212,7 +223,7 @@ class Registry:
                 raise RegistryError([
                     dataclasses.replace(issue, file=label, line=issue.line if written == text else None)
                     if mine else issue for issue, mine in zip(exc.errors, ours)]) from None
-            write_atomically(target, data)
+            _write_or_conflict(lambda: write_atomically(target, data), target)
             self._snapshot, self._on_disk = snapshot, self._disk_state()
             return snapshot.get(spec.name)
 
@@ -249,9 +260,9 @@ class Registry:
                 new_bytes = None
             snapshot = load_registry(self._directory, overlay={path.name: new_bytes})
             if new_bytes is None:
-                path.unlink()
+                _write_or_conflict(path.unlink, path)
             else:
-                write_atomically(path, new_bytes)
+                _write_or_conflict(lambda: write_atomically(path, new_bytes), path)
             self._snapshot, self._on_disk = snapshot, self._disk_state()
             return spec
 

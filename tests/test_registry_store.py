@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
 
-from registry import ModelSpec, NameTakenError, Registry, RegistryError, probe_inline
+from registry import ModelSpec, NameTakenError, Registry, RegistryConflict, RegistryError, load_registry, probe_inline
 from registry_samples import make_registry, model, write
 from test_probe_results import csv_text, jsonl_text, scores
 
@@ -292,3 +293,32 @@ def test_json_nested_too_deeply_is_an_error_not_a_recursion_traceback(tmp_path):
     reg = Registry(make_registry(tmp_path))
     with pytest.raises(RegistryError, match="invalid JSON: nested too deeply"):
         reg.add_model("[" * 100_000 + "]" * 100_000, fmt="json")
+
+
+def test_a_directory_that_cannot_be_written_or_a_file_that_cannot_be_read_is_a_clear_error(tmp_path, monkeypatch):
+    """A read-only registry gave the service a 500 and the CLI a PermissionError traceback."""
+    import registry.store as store
+
+    reg = Registry(make_registry(tmp_path))
+    before = file_state(tmp_path)
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(store, "write_atomically", refuse)  # what a read-only directory does to the write
+    with pytest.raises(RegistryConflict, match="cannot change fresh.yaml in the registry directory: Permission denied"):
+        reg.add_model(model("fresh"))
+    with pytest.raises(RegistryConflict, match="cannot change b.yaml"):
+        reg.remove_model("beta")
+    assert file_state(tmp_path) == before and "beta" in reg.snapshot
+    monkeypatch.undo()
+    real_read = Path.read_bytes
+
+    def unreadable_a(path):  # what mode 000 does (a chmod would not stop root, who runs CI here)
+        if path.name == "a.yaml":
+            raise PermissionError(13, "Permission denied")
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable_a)
+    with pytest.raises(RegistryError, match="a.yaml: cannot read the file: Permission denied"):
+        load_registry(tmp_path)
