@@ -129,9 +129,7 @@ class Registry:
             if state != self._on_disk:
                 self._on_disk = state
                 try:
-                    self._snapshot = load_registry(self._directory)
-                    self._on_disk = self._disk_state()  # with the probe files the new models name
-                    self.reload_error = None
+                    self._install(load_registry(self._directory))
                 except RegistryError as exc:
                     self.reload_error = str(exc)
             return self._snapshot
@@ -148,8 +146,7 @@ class Registry:
     def reload(self) -> RegistrySnapshot:
         """Re-read the directory; on any error raise RegistryError and keep serving the old snapshot."""
         with self._lock:
-            self._snapshot = load_registry(self._directory)
-            self._on_disk, self.reload_error = self._disk_state(), None
+            self._install(load_registry(self._directory))
             return self._snapshot
 
     def _new_model_text(self, spec_or_text: Any, fmt: str | None, label: Path) -> str:
@@ -224,7 +221,7 @@ class Registry:
                     dataclasses.replace(issue, file=label, line=issue.line if written == text else None)
                     if mine else issue for issue, mine in zip(exc.errors, ours)]) from None
             _write_or_conflict(lambda: write_atomically(target, data), target)
-            self._snapshot, self._on_disk = snapshot, self._disk_state()
+            self._install(snapshot)
             return snapshot.get(spec.name)
 
     def _free_path(self, name: str) -> Path:
@@ -263,8 +260,13 @@ class Registry:
                 _write_or_conflict(path.unlink, path)
             else:
                 _write_or_conflict(lambda: write_atomically(path, new_bytes), path)
-            self._snapshot, self._on_disk = snapshot, self._disk_state()
+            self._install(snapshot)
             return spec
+
+    def _install(self, snapshot: RegistrySnapshot) -> None:
+        """Serve `snapshot`, a load of what is on disk now (the caller holds the lock): what it was read
+        from, probe files its models name included, is what `refresh` compares against next."""
+        self._snapshot, self._on_disk, self.reload_error = snapshot, self._disk_state(), None
 
     def _refresh_now(self) -> None:
         self._checked = float("-inf")
