@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.settings import MAX_PROMPT_CHARS
-from registry import ModelSpec
-from selector.types import BatchPlan, Decision, SelectionConstraints
+from pickwise.api.http.settings import MAX_PROMPT_CHARS
+from pickwise.registry import ModelSpec
+from pickwise.selector.types import BatchPlan, Decision, SelectionConstraints
 
 MAX_OUTPUT_TOKENS = 10_000_000  # bound on expected_output_tokens: keeps cost arithmetic finite
 MAX_WILLINGNESS_TO_PAY = 1e9  # bound on lambda: keeps quality - lambda * cost finite

@@ -16,8 +16,8 @@ from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
-from api.errors import ServiceError, field_error, unknown_model
-from api.schemas import (
+from pickwise.api.http.errors import ServiceError, field_error, unknown_model
+from pickwise.api.schemas import (
     MAX_OUTPUT_TOKENS,
     ModelInfo,
     PlanAssignment,
@@ -27,7 +27,7 @@ from api.schemas import (
     SelectRequest,
     SelectResponse,
 )
-from registry import (
+from pickwise.registry import (
     ModelSpec,
     Registry,
     RegistryConflict,
@@ -38,11 +38,11 @@ from registry import (
     estimate_cost_usd,
     estimate_latency_ms,
 )
-from selector.batch import plan_batch
-from selector.costs import request_candidates
-from selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
-from selector.request import select_models
-from selector.workload import ModelKeyError, WorkloadRow, build_workload, values_by_column
+from pickwise.selector.batch import plan_batch
+from pickwise.selector.costs import request_candidates
+from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
+from pickwise.selector.request import select_models
+from pickwise.selector.workload import ModelKeyError, WorkloadRow, build_workload, values_by_column
 
 log = logging.getLogger("pickwise.api")
 T = TypeVar("T")
@@ -196,7 +196,7 @@ class PickwiseService:
         one chunk at most. The ONNX encoder has no such threads: the micro-batcher's other lanes
         keep encoding selects meanwhile (bench/bench_api_mixed.py).
         """
-        from predictor.backbone import length_buckets  # torch: only once a predictor is loaded
+        from pickwise.predictor.backbone import length_buckets  # torch: only once a predictor is loaded
 
         prompts = list(prompts)
         predictor = self.predictor

@@ -9,7 +9,7 @@ medians over --runs runs; mean predictor batch size comes from the server's /met
 The load generator (bench/loadgen.py, bench/http_client.py) shares the 2 cores with the server;
 its CPU per request is kept small and reported ("cores client").
 
-Run:  .venv/bin/python bench/bench_api.py [--runs 3] [--artifact DIR] [--quick-artifact]
+Run:  .venv/bin/python -m bench.bench_api [--runs 3] [--artifact DIR] [--quick-artifact]
 Writes bench/results/api.json and bench/results/api.md. Targets: single client p50 <= 15 ms,
 p99 <= 40 ms; sustained >= 100 req/s at p99 <= 250 ms.
 """
@@ -33,12 +33,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from loadgen import closed_loop, median_result, open_loop  # noqa: E402
-from api.metrics import sample_total  # noqa: E402
-from predictor import PRECISIONS  # noqa: E402
+from bench.loadgen import closed_loop, median_result, open_loop  # noqa: E402
+from pickwise.api.http.telemetry import sample_total  # noqa: E402
+from pickwise.predictor import PRECISIONS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 4, 16, 64)
@@ -58,7 +57,7 @@ def free_port() -> int:
 
 def resolve_artifact(args) -> tuple[Path, str]:
     """The artifact to serve and a note saying which one it is."""
-    from predictor.artifact import default_artifact_dir
+    from pickwise.predictor.artifact import default_artifact_dir
 
     if args.artifact:
         return Path(args.artifact), f"artifact {args.artifact}"
@@ -70,7 +69,7 @@ def resolve_artifact(args) -> tuple[Path, str]:
     if not (QUICK_ARTIFACT / "meta.json").exists():
         print(f"training a quick stand-in artifact at {QUICK_ARTIFACT} (MiniLM, 1 epoch, 60 rows per table)...",
               file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "api.cli", "train", "--out", str(QUICK_ARTIFACT), "--epochs", "1",
+        subprocess.run([sys.executable, "-m", "pickwise.api.cli.main", "train", "--out", str(QUICK_ARTIFACT), "--epochs", "1",
                         "--max-rows-per-table", "60", "--no-progress"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
     return QUICK_ARTIFACT, ("a QUICK STAND-IN artifact (real MiniLM backbone and architecture, trained 1 epoch on "
@@ -85,8 +84,8 @@ def tagged_registry(tag: str, directory: Path) -> int:
     `mmlu_pro`), while the default registry holds every table's 48; selection and the response
     grow with the number of models, so the bench can serve exactly that pool.
     """
-    from registry import default_registry_dir, load_registry
-    from registry.store import specs_to_yaml
+    from pickwise.registry import default_registry_dir, load_registry
+    from pickwise.registry.store import specs_to_yaml
 
     specs = [m for m in load_registry(default_registry_dir()).enabled() if tag in m.tags]
     if not specs:
@@ -96,10 +95,9 @@ def tagged_registry(tag: str, directory: Path) -> int:
 
 
 def prompts(n: int) -> list[str]:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_predictor import hundred_token_prompts  # the predictor bench's 100-token MMLU-Pro prompts
+    from bench.bench_predictor import hundred_token_prompts  # the predictor bench's 100-token MMLU-Pro prompts
 
-    from predictor.backbone import load_tokenizer
+    from pickwise.predictor.backbone import load_tokenizer
 
     return hundred_token_prompts(load_tokenizer(), n)
 
@@ -111,7 +109,7 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "pickwise.api.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--artifact", str(artifact), "--log-level", "warning", *extra],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -282,7 +280,7 @@ def main() -> int:
 
     artifact, note = resolve_artifact(args)
     texts = prompts(4000)
-    from registry import default_registry_dir, load_registry
+    from pickwise.registry import default_registry_dir, load_registry
 
     meta = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "

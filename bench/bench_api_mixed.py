@@ -5,7 +5,7 @@ encoder. This measures what one does to the other: a single client's select late
 during a plan job of --job-prompts prompts, and the job's wall time, per --runs (fresh job each run,
 same server). Compare servers with the serve options passed through, e.g. `--encoder-lanes 1`.
 
-Run:  .venv/bin/python bench/bench_api_mixed.py [--runs 3] [--encoder-lanes N] [--tag=-lanes1]
+Run:  .venv/bin/python -m bench.bench_api_mixed [--runs 3] [--encoder-lanes N] [--tag=-lanes1]
 Writes bench/results/api_mixed<tag>.json and .md.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from bench_api import LOAD_GENERATOR, RESULTS, Server, free_port, prompts, resolve_artifact, tagged_registry
-from loadgen import closed_loop
+from bench.bench_api import LOAD_GENERATOR, RESULTS, Server, free_port, prompts, resolve_artifact, tagged_registry
+from bench.loadgen import closed_loop
 
 
 def wait_for_job(url: str, job_id: str, timeout: float = 600.0) -> str:

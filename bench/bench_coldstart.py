@@ -13,7 +13,7 @@ and, beyond the probe set, for fits from 220 (the probe set's size, drawn at ran
 500, 2,000 and all of the held-out models' *training-row* labels (again means over random draws):
 how far more results would go, and what the fixed encoder allows with all of them.
 
-Run: .venv/bin/python bench/bench_coldstart.py --heldout-artifact runs/heldout4
+Run: .venv/bin/python -m bench.bench_coldstart --heldout-artifact runs/heldout4
 Writes bench/results/coldstart.json and .md.
 """
 from __future__ import annotations
@@ -28,17 +28,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from predictor.artifact import default_artifact_dir  # noqa: E402
-from predictor.baselines import PriorRouter, TfidfLogisticRouter  # noqa: E402
-from predictor.data import default_data_dir, load_table  # noqa: E402
-from predictor.evaluate import registry_cost_estimate  # noqa: E402
-from predictor.inference import ModelVector, load_predictor  # noqa: E402
-from predictor.metrics import routing_figures  # noqa: E402
-from registry import default_registry_dir, load_registry  # noqa: E402
-from registry.probe_set import load_probe_set  # noqa: E402
+from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
+from pickwise.predictor.baselines import PriorRouter, TfidfLogisticRouter  # noqa: E402
+from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
+from pickwise.predictor.inference import ModelVector, load_predictor  # noqa: E402
+from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
+from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
+from pickwise.registry.probes.probe_set import load_probe_set  # noqa: E402
 
 TABLE = "mmlu_pro_25models.parquet"
 
@@ -173,7 +172,7 @@ def main() -> int:
                                                for k, r in figures.routers.items()},
         "capture_by_number_of_results": by_size,
         "fit_seconds_per_model": fit_all,
-        "command": "python bench/bench_coldstart.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.bench_coldstart " + " ".join(sys.argv[1:]),
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ Variants, each on the shipped artifact (or --artifact DIR):
 Each is timed at several batch sizes (median of repeats, prompts/s), and its probabilities on
 held-out MMLU-Pro prompts are compared with fp32-merged (mean/max |dp|, Brier).
 
-Run: .venv/bin/python bench/bench_predictor.py [--threads 2] [--repeats 3]
+Run: .venv/bin/python -m bench.bench_predictor [--threads 2] [--repeats 3]
 Writes bench/results/<name>.json and .md (--name, default predictor_speed).
 """
 from __future__ import annotations
@@ -27,13 +27,12 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from predictor.artifact import default_artifact_dir  # noqa: E402
-from predictor.backbone import load_tokenizer  # noqa: E402
-from predictor.data import default_data_dir, load_table  # noqa: E402
-from predictor.inference import QualityPredictor, load_predictor  # noqa: E402
+from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
+from pickwise.predictor.backbone import load_tokenizer  # noqa: E402
+from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.inference import QualityPredictor, load_predictor  # noqa: E402
 
 
 def hundred_token_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
@@ -120,7 +119,7 @@ def main() -> int:
         "prompt_tokens": 100,
         "n_prompts": len(prompts),
         "repeats": args.repeats,
-        "command": "python bench/bench_predictor.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.bench_predictor " + " ".join(sys.argv[1:]),
         "results": results,
     }
     out = ROOT / "bench" / "results"

@@ -7,8 +7,8 @@ across models and the best model differs by domain; cost = prompt tokens x input
 expected output tokens x output price. The budget sits halfway between the cheapest plan and
 the plan that sends every prompt to its best model, so it binds.
 
-    .venv/bin/python bench/bench_selector.py            # full run (minutes; writes bench/results/selector.*)
-    .venv/bin/python bench/bench_selector.py --quick    # small sizes, smoke test
+    .venv/bin/python -m bench.bench_selector            # full run (minutes; writes bench/results/selector.*)
+    .venv/bin/python -m bench.bench_selector --quick    # small sizes, smoke test
 """
 from __future__ import annotations
 
@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selector.batch import plan_batch  # noqa: E402
-from selector.milp import SolverFailed  # noqa: E402
-from selector.request import select_models  # noqa: E402
-from selector.types import Candidate, SelectionConstraints  # noqa: E402
+from pickwise.selector.batch import plan_batch  # noqa: E402
+from pickwise.selector.milp import SolverFailed  # noqa: E402
+from pickwise.selector.request import select_models  # noqa: E402
+from pickwise.selector.types import Candidate, SelectionConstraints  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -13,7 +13,7 @@ half of the prompts, score the other half, swap), so no figure is in-sample and 
 rows stay unused; G is the single temperature refitted the same way. The penalties of MT and MP
 are chosen by an inner 2-fold split of the fitting half. Routing figures: predictor.metrics.
 
-Run: .venv/bin/python bench/calibration_study.py [--artifact DIR] [--name calibration_study]
+Run: .venv/bin/python -m bench.calibration_study [--artifact DIR] [--name calibration_study]
 Writes bench/results/<name>.json and .md.
 """
 from __future__ import annotations
@@ -29,17 +29,16 @@ import torch
 from scipy.optimize import minimize
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from compare_artifacts import PRICED_TABLES  # noqa: E402
-from predictor.artifact import default_artifact_dir  # noqa: E402
-from predictor.baselines import TfidfLogisticRouter  # noqa: E402
-from predictor.data import default_data_dir, load_table  # noqa: E402
-from predictor.evaluate import registry_cost_estimate  # noqa: E402
-from predictor.inference import load_predictor  # noqa: E402
-from predictor.metrics import brier, ece, routing_figures  # noqa: E402
-from registry import default_registry_dir, load_registry  # noqa: E402
+from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
+from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
+from pickwise.predictor.baselines import TfidfLogisticRouter  # noqa: E402
+from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
+from pickwise.predictor.inference import load_predictor  # noqa: E402
+from pickwise.predictor.routing_metrics import brier, ece, routing_figures  # noqa: E402
+from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
 PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)  # L2 strengths tried for MT and MP (sum-BCE units)
 METHODS = ("G", "MT", "MP", "B", "BT")
@@ -187,7 +186,7 @@ def main() -> int:
                   for name in [*METHODS, "tfidf"]}
     report = {"artifact": args.artifact, "precision": args.precision, "penalties": penalties,
               "mean_brier": mean_brier, "tables": results,
-              "command": "python bench/calibration_study.py " + " ".join(sys.argv[1:])}
+              "command": "python -m bench.calibration_study " + " ".join(sys.argv[1:])}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=2))

@@ -11,9 +11,9 @@ over paired bootstrap resamples of the prompts. Candidates run their encoder in 
 directory ends in @PRECISION (one of predictor.PRECISIONS): the same artifact twice, at two
 precisions, gives the accuracy cost of a speed-up as paired intervals.
 
-Run: .venv/bin/python bench/compare_artifacts.py --split val \
+Run: .venv/bin/python -m bench.compare_artifacts --split val \
         shipped=predictor/artifacts/default l4e16=runs/gpu/l4_e16 --name lora_sweep_val
-     .venv/bin/python bench/compare_artifacts.py --split test --name onnx_int8_test \
+     .venv/bin/python -m bench.compare_artifacts --split test --name onnx_int8_test \
         fp32=predictor/artifacts/default@fp32 onnx=predictor/artifacts/default@onnx-int8
 Writes bench/results/<name>.json and .md.
 """
@@ -28,17 +28,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from predictor.baselines import TfidfLogisticRouter  # noqa: E402
-from predictor.data import default_data_dir, load_table  # noqa: E402
-from predictor.evaluate import registry_cost_estimate  # noqa: E402
-from predictor import PRECISIONS  # noqa: E402
-from predictor.inference import load_predictor  # noqa: E402
-from predictor.metrics import routing_figures  # noqa: E402
-from registry import default_registry_dir, load_registry  # noqa: E402
-from registry.build_defaults import TABLES  # noqa: E402
+from pickwise.predictor.baselines import TfidfLogisticRouter  # noqa: E402
+from pickwise.predictor.data import PRICED_TABLES as TABLES, default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
+from pickwise.predictor import PRECISIONS  # noqa: E402
+from pickwise.predictor.inference import load_predictor  # noqa: E402
+from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
+from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
+
 
 # the four priced tables (registry.build_defaults.TABLES: key -> parquet stem), by stem, with report labels
 LABELS = {"mmlu_pro": "MMLU-Pro", "routerbench": "RouterBench", "mmlu57": "MMLU-57+GSM8K", "llmrouter": "LLMRouter"}

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from http_client import LoopbackHttpClient, ProtocolError
+from bench.http_client import LoopbackHttpClient, ProtocolError
 
 REFUSED = "429"  # the status of a request the server shed (see api/batcher.py, max_queue)
 

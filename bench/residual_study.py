@@ -14,7 +14,7 @@ frozen. r = 0 refits e and b alone: the control that separates "refitting" from 
 Each candidate gets its own temperature on the validation rows and is scored there (capture,
 Brier, ECE, and shipped − candidate as a paired bootstrap interval); the test rows are not read.
 
-Run: .venv/bin/python bench/residual_study.py [--artifact DIR] [--seed 0] [--name residual_study]
+Run: .venv/bin/python -m bench.residual_study [--artifact DIR] [--seed 0] [--name residual_study]
 (encoding the ~23,500 training and validation prompts takes ~8 minutes on 2 CPU cores the first
 time; cached under .cache/residual_study). Writes bench/results/<name>.json and .md.
 """
@@ -31,18 +31,17 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from compare_artifacts import PRICED_TABLES  # noqa: E402
-from predictor.artifact import default_artifact_dir  # noqa: E402
-from predictor.backbone import encode_texts, length_buckets, pad_batch  # noqa: E402
-from predictor.calibration import fit_temperature, masked_bce  # noqa: E402
-from predictor.data import default_data_dir, load_table  # noqa: E402
-from predictor.evaluate import registry_cost_estimate  # noqa: E402
-from predictor.inference import load_predictor  # noqa: E402
-from predictor.metrics import routing_figures  # noqa: E402
-from registry import default_registry_dir, load_registry  # noqa: E402
+from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
+from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
+from pickwise.predictor.backbone import encode_texts, length_buckets, pad_batch  # noqa: E402
+from pickwise.predictor.calibration import fit_temperature, masked_bce  # noqa: E402
+from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
+from pickwise.predictor.inference import load_predictor  # noqa: E402
+from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
+from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
 # (residual dims r, weight decay on W): fixed before any figure (session 12's rule 1)
 CANDIDATES = ((0, 0.0), (1, 1e-4), (1, 1e-2), (8, 1e-4), (8, 1e-2))

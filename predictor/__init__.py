@@ -13,7 +13,7 @@ CPU_ONLY_PRECISIONS = ("int8", "onnx-int8")  # quantised encoders: no CUDA kerne
 
 def __getattr__(name: str):
     if name in __all__:
-        from predictor import inference
+        from pickwise.predictor import inference
 
         return getattr(inference, name)
     raise AttributeError(f"module 'predictor' has no attribute {name!r}")

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from predictor.backbone import quiet_loading
-from predictor.model import ModelConfig, QualityModel
+from pickwise.predictor.backbone import quiet_loading
+from pickwise.predictor.model import ModelConfig, QualityModel
+from pickwise.errors import PickwiseError
 
 META_FILE = "meta.json"
 HEADS_FILE = "heads.safetensors"
@@ -31,7 +32,7 @@ def default_artifact_dir() -> Path:
     return Path(__file__).resolve().parent / "artifacts" / "default"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(PickwiseError, ValueError):
     """A predictor artifact directory that is missing files or does not match this code."""
 
 

@@ -24,6 +24,13 @@ TASK_COLUMNS = ("category", "benchmark", "task", "dataset", "subject")
 SUBTASK_COLUMNS = ("src", "subject")
 PROMPT_COLUMNS = ("prompt", "instruction")
 SPLITS = ("train", "val", "test")
+# The four tables that carry prices, by short name: the default registry and predictor are built from them.
+PRICED_TABLES = {
+    "mmlu_pro": "mmlu_pro_25models",
+    "routerbench": "routerbench_subset_arc_mbpp_winogrande_11models",
+    "mmlu57": "mmlu57_gsm8k_9models",
+    "llmrouter": "llmrouter_dcrouter_9models",
+}
 
 
 def default_data_dir() -> Path:

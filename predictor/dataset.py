@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from predictor.data import RoutingTable, split_labels
+from pickwise.predictor.data import RoutingTable, split_labels
 
 
 def canonical_name(snapshot, table_model: str) -> str:

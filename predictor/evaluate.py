@@ -12,11 +12,11 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel
 
-from registry import UnknownModelError, estimate_cost_usd
+from pickwise.registry import UnknownModelError, estimate_cost_usd
 
-from .baselines import BASELINES
-from .data import RoutingTable
-from .metrics import TableFigures, routing_figures
+from pickwise.predictor.baselines import BASELINES
+from pickwise.predictor.data import RoutingTable
+from pickwise.predictor.routing_metrics import TableFigures, routing_figures
 
 PICKWISE = "pickwise"
 

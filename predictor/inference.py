@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from predictor import CPU_ONLY_PRECISIONS, PRECISIONS
-from predictor.artifact import (
+from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
+from pickwise.predictor.artifact import (
     artifact_version,
     default_artifact_dir,
     load_model,
     read_probe_vectors,
     read_splits,
 )
-from predictor.backbone import encode_texts, length_buckets, load_backbone, load_tokenizer, pad_batch
-from predictor.data import RoutingTable, split_labels
+from pickwise.predictor.backbone import encode_texts, length_buckets, load_backbone, load_tokenizer, pad_batch
+from pickwise.predictor.data import RoutingTable, split_labels
 
 log = logging.getLogger("pickwise.predictor")
 MIN_REFERENCE_MODELS = 5  # fewer same-table models than this: the cold-start prior uses every trained model
@@ -212,7 +212,7 @@ class QualityPredictor:
             base = self.model_vector(target, snapshot)
             return ModelVector(model.name, base.vector, base.bias, "similar_to",
                                f"no probe results; scored like {probe.similar_to!r}")
-        from predictor.coldstart import population_prior
+        from pickwise.predictor.coldstart import population_prior
 
         vector, bias = population_prior(self._vectors, self._bias)
         if probe is not None and probe.benchmark_score is not None:
@@ -235,7 +235,7 @@ class QualityPredictor:
             raise ValueError("none of the probe results' prompt ids are in this artifact's probe set")
         rows = np.array([position[pid] for pid in known])
         targets = np.array([scores[pid] for pid in known], dtype=np.float64)
-        from registry.probe_set import probe_index
+        from pickwise.registry.probes.probe_set import probe_index
 
         index = probe_index()
         fitted = self.fit_results(u[rows], targets, tables={index[pid].table for pid in known if pid in index})
@@ -248,7 +248,7 @@ class QualityPredictor:
 
         The prior is taken from the trained models measured on those tables (`reference_models`).
         """
-        from predictor.coldstart import fit_model_vector
+        from pickwise.predictor.coldstart import fit_model_vector
 
         ref = self.reference_models(tables)
         return fit_model_vector(u, np.asarray(scores, dtype=np.float64), self._vectors[ref], self._bias[ref],
@@ -282,7 +282,7 @@ class QualityPredictor:
         """
         with self._lock:
             if self._probe is None or (needed and not needed <= set(self._probe[0])):
-                from registry.probe_set import load_probe_set
+                from pickwise.registry.probes.probe_set import load_probe_set
 
                 have = set(self._probe[0]) if self._probe is not None else set()
                 entries = [e for e in load_probe_set() if e.prompt_id not in have]
@@ -326,8 +326,8 @@ def refresh_probe_vectors(artifact_dir: str | Path) -> int:
     Run after regenerating the probe set, so registering a model by its probe results stays
     a millisecond fit instead of first encoding the whole probe set.
     """
-    from predictor.artifact import write_probe_vectors
-    from registry.probe_set import load_probe_set
+    from pickwise.predictor.artifact import write_probe_vectors
+    from pickwise.registry.probes.probe_set import load_probe_set
 
     predictor = load_predictor(artifact_dir, "cpu")
     entries = load_probe_set()
@@ -405,7 +405,7 @@ def load_predictor(
         model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
     prompt_encoder = None
     if precision == "onnx-int8":
-        from predictor.onnx_encoder import int8_prompt_encoder
+        from pickwise.predictor.onnx_encoder import int8_prompt_encoder
 
         try:
             prompt_encoder = int8_prompt_encoder(model, threads=torch.get_num_threads())

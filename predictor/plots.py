@@ -15,7 +15,7 @@ import numpy as np
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .evaluate import TableReport  # noqa: E402
+from pickwise.predictor.evaluate import TableReport  # noqa: E402
 
 _STYLE = {"zero": dict(color="0.45", linestyle="--"), "pickwise": dict(color="tab:red", linewidth=2.2, zorder=5)}
 

@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from registry.jsonl import json_object_lines, listed_problems, read_input
+from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
+from pickwise.errors import PickwiseError
 
 
-class PromptFileError(ValueError):
+class PromptFileError(PickwiseError, ValueError):
     """A prompt file that cannot be read or has bad lines; `problems` are 'file:line: what' each."""
 
     def __init__(self, message: str, problems: list[str] | None = None):

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from predictor.artifact import save_artifact
-from predictor.backbone import BACKBONE_NAME, encode_texts, length_buckets, pad_batch
-from predictor.calibration import fit_temperature, masked_bce
-from predictor.data import RoutingTable
-from predictor.dataset import TrainingSet, build_training_set
-from predictor.model import ModelConfig, QualityModel
+from pickwise.predictor.artifact import save_artifact
+from pickwise.predictor.backbone import BACKBONE_NAME, encode_texts, length_buckets, pad_batch
+from pickwise.predictor.calibration import fit_temperature, masked_bce
+from pickwise.predictor.data import RoutingTable
+from pickwise.predictor.dataset import TrainingSet, build_training_set
+from pickwise.predictor.model import ModelConfig, QualityModel
 
 
 @dataclass
@@ -182,7 +182,7 @@ def train(
     `probe_prompts` = (prompt_ids, prompts) of the cold-start probe set: their prompt vectors are
     stored in the artifact so a new model's vector can be fitted in milliseconds later.
     """
-    from predictor.backbone import load_backbone, load_tokenizer
+    from pickwise.predictor.backbone import load_backbone, load_tokenizer
 
     config = config or TrainConfig()
     set_seed(config.seed)
@@ -277,7 +277,7 @@ def train(
 
     probe_vectors = None
     if probe_prompts is not None:
-        from predictor.inference import encode_prompt_vectors
+        from pickwise.predictor.inference import encode_prompt_vectors
 
         ids, texts = probe_prompts
         probe_vectors = (list(ids), encode_prompt_vectors(model, tokenizer, texts, dev, mc.max_len, mc.head_frac)[0])
@@ -312,7 +312,7 @@ def train(
 
 def validation_calibration(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
     """Brier and ECE on the validation split before and after temperature scaling."""
-    from predictor.metrics import brier, ece
+    from pickwise.predictor.routing_metrics import brier, ece
 
     before = 1 / (1 + np.exp(-logits))
     after = 1 / (1 + np.exp(-logits / temperature))

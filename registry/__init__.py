@@ -2,13 +2,13 @@
 
 Depends on nothing else in pickwise; predictor, selector and api build on it.
 """
-from .errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue, UnknownModelError
-from .estimates import estimate_cost_usd, estimate_latency_ms, fits_context
-from .loader import default_registry_dir, load_registry
-from .schema import Latency, ModelSpec, Pricing, Probe, ProbeResult
-from .snapshot import RegistrySnapshot
-from .store import Registry
-from .tokens import TOKENIZER_NAME, count_tokens, count_tokens_batch
+from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue, UnknownModelError
+from pickwise.registry.estimates import estimate_cost_usd, estimate_latency_ms, fits_context
+from pickwise.registry.loader import default_registry_dir, load_registry
+from pickwise.registry.schema import Latency, ModelSpec, Pricing, Probe, ProbeResult
+from pickwise.registry.snapshot import RegistrySnapshot
+from pickwise.registry.store import Registry
+from pickwise.registry.tokens import TOKENIZER_NAME, count_tokens, count_tokens_batch
 
 __all__ = [
     "Latency", "ModelSpec", "Pricing", "Probe", "ProbeResult",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from pickwise.errors import PickwiseError
 
 
 def display_path(path: Path | str | None) -> str:
@@ -42,7 +43,7 @@ class RegistryIssue:
         return ": ".join(parts)
 
 
-class RegistryError(ValueError):
+class RegistryError(PickwiseError, ValueError):
     """A registry could not be loaded or changed; `.errors` lists every problem found.
 
     `.file`, `.model` and `.field` are those of the first problem, for callers that

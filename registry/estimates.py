@@ -13,7 +13,7 @@ prompt lengths routers see, it is small next to time to first token.
 """
 from __future__ import annotations
 
-from .schema import ModelSpec
+from pickwise.registry.schema import ModelSpec
 
 
 def _output_tokens(spec: ModelSpec, output_tokens: int | None) -> int:

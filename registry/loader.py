@@ -15,12 +15,12 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from .errors import RegistryError, RegistryIssue
-from .jsonl import lone_surrogate
-from .pydantic_messages import field_path, iter_field_errors
-from .schema import ModelSpec
-from .snapshot import RegistrySnapshot
-from .yaml_source import YamlSyntaxError, parse_yaml
+from pickwise.registry.errors import RegistryError, RegistryIssue
+from pickwise.registry.jsonl import lone_surrogate
+from pickwise.registry.pydantic_messages import field_path, iter_field_errors
+from pickwise.registry.schema import ModelSpec
+from pickwise.registry.snapshot import RegistrySnapshot
+from pickwise.registry.yaml_source import YamlSyntaxError, parse_yaml
 
 __all__ = ["RegistryError", "default_registry_dir", "load_registry", "registry_files", "parse_registry_text"]
 
@@ -148,7 +148,7 @@ def _probe_scores(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> di
     with_probe = [e for e in entries if e.spec.probe is not None]
     if not with_probe:
         return {}
-    from .probes import parse_probe  # imported here: only registries with probe sections need it
+    from pickwise.registry.probes.results import parse_probe  # imported here: only registries with probe sections need it
 
     scores: dict[str, dict[str, float]] = {}
     for entry in with_probe:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ValidationError
 
-from .schema import Latency, ModelSpec, Pricing, Probe, ProbeResult
+from pickwise.registry.schema import Latency, ModelSpec, Pricing, Probe, ProbeResult
 
 # The model a mapping at a given key holds, for listing allowed keys of an unknown-key error.
 _SECTION_MODELS: dict[str, type[BaseModel]] = {

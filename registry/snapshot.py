@@ -10,8 +10,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from .errors import RegistryIssue, UnknownModelError
-from .schema import ModelSpec
+from pickwise.registry.errors import RegistryIssue, UnknownModelError
+from pickwise.registry.schema import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
-from .loader import load_registry, parse_registry_text, registry_files
-from .probe_inline import self_contained_text
-from .schema import ModelSpec
-from .snapshot import RegistrySnapshot
-from .yaml_edit import remove_list_item
-from .yaml_source import parse_yaml
+from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
+from pickwise.registry.loader import load_registry, parse_registry_text, registry_files
+from pickwise.registry.probes.inline import self_contained_text
+from pickwise.registry.schema import ModelSpec
+from pickwise.registry.snapshot import RegistrySnapshot
+from pickwise.registry.yaml_edit import remove_list_item
+from pickwise.registry.yaml_source import parse_yaml
 
 NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before it has a file
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import yaml
 
-from .yaml_source import parse_yaml
+from pickwise.registry.yaml_source import parse_yaml
 
 
 def _last_line(node: yaml.Node) -> int:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pickwise.errors import PickwiseError
 
 
-class YamlSyntaxError(ValueError):
+class YamlSyntaxError(PickwiseError, ValueError):
     """Invalid YAML: `.line` (1-based) and `.column` say where the parser gave up."""
 
     def __init__(self, message: str, line: int | None, column: int | None = None):

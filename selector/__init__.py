@@ -7,10 +7,10 @@
 The solvers take plain numpy arrays; selector.costs and selector.workload build those from the
 registry and the predictor.
 """
-from selector.batch import plan_batch
-from selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
-from selector.request import select_models
-from selector.types import (
+from pickwise.selector.batch import plan_batch
+from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
+from pickwise.selector.request import select_models
+from pickwise.selector.types import (
     BatchPlan,
     Candidate,
     CandidateReport,
@@ -18,7 +18,7 @@ from selector.types import (
     SelectionConstraints,
     UniversePlan,
 )
-from selector.universe import build_universe
+from pickwise.selector.universe import build_universe
 
 __all__ = [
     "BatchPlan", "BudgetInfeasible", "Candidate", "CandidateReport", "Decision", "InfeasibleSelection",

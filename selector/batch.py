@@ -22,12 +22,12 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from selector import validation
-from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
-from selector.mckp import MCKP, MCKPSolution, solve_lp_greedy
-from selector.milp import SolverFailed, solve_exact, solve_lp_rounded
-from selector.pulp_models import PULP_SOLVERS, solve_pulp
-from selector.types import BatchPlan
+from pickwise.selector import validation
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
+from pickwise.selector.mckp import MCKP, MCKPSolution, solve_lp_greedy
+from pickwise.selector.milp import SolverFailed, solve_exact, solve_lp_rounded
+from pickwise.selector.pulp_models import PULP_SOLVERS, solve_pulp
+from pickwise.selector.types import BatchPlan
 
 Solver = Literal["auto", "exact", "lagrangian", "pulp-cbc", "pulp-highs"]
 SOLVERS = ("auto", "exact", "lagrangian") + PULP_SOLVERS

@@ -11,8 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from registry import ModelSpec, estimate_cost_usd, estimate_latency_ms, fits_context
-from selector.types import Candidate
+from pickwise.registry import ModelSpec, estimate_cost_usd, estimate_latency_ms, fits_context
+from pickwise.selector.types import Candidate
 
 
 @dataclass(frozen=True)

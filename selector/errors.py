@@ -4,13 +4,14 @@ They subclass ValueError so that callers treating "bad problem" generically stil
 while the API and CLI can read the fields (blocking constraints, minimum budget) directly.
 """
 from __future__ import annotations
+from pickwise.errors import PickwiseError
 
 
-class SelectorInputError(ValueError):
+class SelectorInputError(PickwiseError, ValueError):
     """Malformed numeric input: wrong shape, NaN, or a quality outside [0, 1]."""
 
 
-class InfeasibleSelection(ValueError):
+class InfeasibleSelection(PickwiseError, ValueError):
     """No model (or model set) satisfies a request's constraints.
 
     `blocking` maps every candidate model to the constraints that rule it out, so a caller
@@ -32,7 +33,7 @@ class InfeasibleSelection(ValueError):
         return {"error": "infeasible", "blocking": self.blocking, "message": str(self)}
 
 
-class PlanInfeasible(ValueError):
+class PlanInfeasible(PickwiseError, ValueError):
     """A batch plan has no feasible assignment.
 
     `reason` is a short machine-readable tag ('no allowed model', 'capacity',

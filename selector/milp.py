@@ -15,8 +15,8 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-from selector.mckp import MCKP, MCKPSolution, _repair_overflow, lagrangian_bound
-from selector.solver_output import solver_stdout_to_stderr
+from pickwise.selector.mckp import MCKP, MCKPSolution, _repair_overflow, lagrangian_bound
+from pickwise.selector.solver_output import solver_stdout_to_stderr
 
 
 class SolverFailed(RuntimeError):

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pulp
 
-from selector.mckp import MCKP, MCKPSolution, _repair_overflow
-from selector.milp import SolverFailed
-from selector.solver_output import solver_stdout_to_stderr
+from pickwise.selector.mckp import MCKP, MCKPSolution, _repair_overflow
+from pickwise.selector.milp import SolverFailed
+from pickwise.selector.solver_output import solver_stdout_to_stderr
 
 PULP_SOLVERS = ("pulp-cbc", "pulp-highs")
 

@@ -11,10 +11,10 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from selector.errors import InfeasibleSelection, SelectorInputError
-from selector.request_ilp import solve_set_ilp
-from selector.sets import cost_limit, floor_limit, log_miss, member_sum, set_quality, subsets
-from selector.types import Candidate, Decision, SelectionConstraints
+from pickwise.selector.errors import InfeasibleSelection, SelectorInputError
+from pickwise.selector.request_ilp import solve_set_ilp
+from pickwise.selector.sets import cost_limit, floor_limit, log_miss, member_sum, set_quality, subsets
+from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 
 ENUMERATION_LIMIT = 60
 # Constraints that say "never call this model here" (a fallback must respect them too) ...

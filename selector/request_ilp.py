@@ -16,9 +16,9 @@ import math
 import numpy as np
 import pulp
 
-from selector.pulp_models import new_variable
-from selector.sets import LOG_FLOOR, cost_limit, floor_limit, log_miss, set_quality
-from selector.solver_output import solver_stdout_to_stderr
+from pickwise.selector.pulp_models import new_variable
+from pickwise.selector.sets import LOG_FLOOR, cost_limit, floor_limit, log_miss, set_quality
+from pickwise.selector.solver_output import solver_stdout_to_stderr
 
 _MAX_ROUNDS = 60
 

@@ -22,10 +22,10 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from selector import validation
-from selector.errors import PlanInfeasible, SelectorInputError
-from selector.solver_output import solver_stdout_to_stderr
-from selector.types import UniversePlan
+from pickwise.selector import validation
+from pickwise.selector.errors import PlanInfeasible, SelectorInputError
+from pickwise.selector.solver_output import solver_stdout_to_stderr
+from pickwise.selector.types import UniversePlan
 
 # Above this many (prompt, model) pairs, 'auto' uses greedy when it is allowed to.
 ILP_CELL_LIMIT = 300_000
@@ -204,7 +204,7 @@ def _plan(q, ok, c, names, pool, bound, solver, status, seconds, max_mean_cost) 
         serve = sub.argmax(axis=1)
         mean_cost = None
     else:  # the best routing within the pool under the mean-cost budget is itself a batch plan
-        from selector.batch import plan_batch
+        from pickwise.selector.batch import plan_batch
 
         budget = max_mean_cost * n * (1 + 1e-12)  # mean <= B, up to the rounding of B * n
         plan = plan_batch(sub, c[:, pool], budget=budget, allowed=ok[:, pool], solver="exact", gap_tolerance=1e-9)

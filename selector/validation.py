@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from selector.errors import SelectorInputError
+from pickwise.selector.errors import SelectorInputError
 
 
 def _where(index: tuple[int, ...], labels: Sequence[str] | None, vector_of: str = "model",

@@ -17,12 +17,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from predictor.prompt_file import PromptFileError, PromptRecord, read_prompt_file
-from registry import ModelSpec, RegistrySnapshot, UnknownModelError, count_tokens_batch
-from selector.costs import batch_figures
+from pickwise.predictor.prompt_file import PromptFileError, PromptRecord, read_prompt_file
+from pickwise.registry import ModelSpec, RegistrySnapshot, UnknownModelError, count_tokens_batch
+from pickwise.selector.costs import batch_figures
+from pickwise.errors import PickwiseError
 
 
-class WorkloadError(ValueError):
+class WorkloadError(PickwiseError, ValueError):
     """A bad workload file or line; the message names the file and line."""
 
 
@@ -55,7 +56,7 @@ class WorkloadRow:
     quality: dict[int, float] | None
 
 
-class ModelKeyError(ValueError):
+class ModelKeyError(PickwiseError, ValueError):
     """A {model: value} mapping names a model the registry does not know, or one model twice."""
 
     def __init__(self, name: str, message: str):

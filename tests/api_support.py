@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.settings import ServiceSettings
-from registry import default_registry_dir, load_registry
-from registry.store import specs_to_yaml
+from pickwise.api.http.app import create_app
+from pickwise.api.http.settings import ServiceSettings
+from pickwise.registry import default_registry_dir, load_registry
+from pickwise.registry.store import specs_to_yaml
 
 # The tiny artifact's three trained models, plus one it never saw (scored from a population prior).
 TRAINED = ["gpt-4-1106-preview", "Llama-2-7b-hf", "gemini-1.5-flash-002"]

@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from predictor.data import RoutingTable  # noqa: E402
+from pickwise.predictor.data import RoutingTable  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -60,9 +60,9 @@ def synthetic_table(n: int = 120, seed: int = 0, models=tuple(TINY_MODELS), name
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory) -> Path:
     """A predictor artifact trained (1 epoch) on a tiny random BERT and a synthetic table."""
-    from predictor.backbone import tiny_backbone
-    from predictor.model import ModelConfig
-    from predictor.train import TrainConfig, train
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.model import ModelConfig
+    from pickwise.predictor.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("artifact") / "tiny"
     config = TrainConfig(model=ModelConfig(dim=8, hidden=16, lora_layers=1, lora_r=4, max_len=32), epochs=2, epoch_fraction=1.0, batch_size=16)
@@ -76,7 +76,7 @@ def tiny_artifact(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_artifact):
     """The tiny artifact loaded (LoRA merged) on the same tiny random BERT."""
-    from predictor.backbone import tiny_backbone
-    from predictor.inference import load_predictor
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.inference import load_predictor
 
     return load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone())

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from api.batcher import MicroBatcher, QueueFull
+from pickwise.api.http.batcher import MicroBatcher, QueueFull
 
 
 def _recording(predictor, calls: list[int]):

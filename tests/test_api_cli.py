@@ -4,17 +4,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from api_support import registry_dir  # noqa: F401 (shared fixture)
-from api_support import PROMPT, TRAINED, UNTRAINED
+from tests.api_support import registry_dir  # noqa: F401 (shared fixture)
+from tests.api_support import PROMPT, TRAINED, UNTRAINED
 
-import predictor.inference
-from api.cli import main
+from pickwise.predictor import inference as predictor_inference
+from pickwise.api.cli.main import main
 
 
 @pytest.fixture
 def tiny_loader(monkeypatch, tiny_predictor):
     """The CLI loads the shipped artifact on MiniLM; here it gets the tiny predictor instead."""
-    monkeypatch.setattr(predictor.inference, "load_predictor", lambda artifact=None, **kw: tiny_predictor)
+    monkeypatch.setattr(predictor_inference, "load_predictor", lambda artifact=None, **kw: tiny_predictor)
 
 
 def test_select_prints_a_table_with_the_chosen_model_first(registry_dir, tiny_loader, capsys):
@@ -33,7 +33,7 @@ def test_select_prints_a_table_with_the_chosen_model_first(registry_dir, tiny_lo
 
 
 def test_select_json_equals_the_api_response(registry_dir, tiny_loader, tiny_predictor, capsys):
-    from api_support import client
+    from tests.api_support import client
 
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--json", "--max-models", "2",
                  "--objective", "max_quality"]) == 0
@@ -88,7 +88,7 @@ def test_serve_workers_get_the_batching_options_through_the_environment(registry
     """`serve --workers N` hands its options to each worker process as environment variables."""
     import torch
 
-    from api.commands import service
+    from pickwise.api.cli import serving as service
 
     monkeypatch.setenv(service.REGISTRY_ENV, str(registry_dir))
     monkeypatch.setenv(service.ARTIFACT_ENV, str(tmp_path))
@@ -101,7 +101,7 @@ def test_serve_workers_get_the_batching_options_through_the_environment(registry
 
 
 def test_serve_gives_a_bf16_or_int8_encoder_every_core_and_fp32_all_but_one():
-    from api.commands.service import default_torch_threads
+    from pickwise.api.cli.serving import default_torch_threads
 
     precisions = ("bf16", "int8", "onnx-int8", "fp32")
     assert [default_torch_threads(p, cpus=2) for p in precisions] == [2, 2, 2, 1]
@@ -111,7 +111,7 @@ def test_serve_gives_a_bf16_or_int8_encoder_every_core_and_fp32_all_but_one():
 def test_serve_keeps_the_quantised_encoders_on_the_cpu_even_beside_a_gpu(monkeypatch):
     import torch
 
-    from predictor.inference import default_device
+    from pickwise.predictor.inference import default_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert [default_device(p) for p in ("int8", "onnx-int8", "bf16", "fp32")] == ["cpu", "cpu", "cuda", "cuda"]
@@ -125,7 +125,7 @@ def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_
         asked.update(kwargs)
         return tiny_predictor
 
-    monkeypatch.setattr(predictor.inference, "load_predictor", loader)
+    monkeypatch.setattr(predictor_inference, "load_predictor", loader)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n"
                        + json.dumps({"id": "b", "prompt": "word " * 5000}) + "\n")
@@ -169,7 +169,7 @@ def test_numeric_options_out_of_range_are_usage_errors_naming_the_option(argv, m
 
 
 def test_length_buckets_refuse_a_batch_size_below_one():
-    from predictor.backbone import length_buckets
+    from pickwise.predictor.backbone import length_buckets
 
     assert length_buckets([3, 1, 2], 2) == [[1, 2], [0]]
     for bad in (0, -1):
@@ -182,7 +182,7 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     def must_not_load(*args, **kwargs):
         raise AssertionError("loaded the predictor before checking --output")
 
-    monkeypatch.setattr(predictor.inference, "load_predictor", must_not_load)
+    monkeypatch.setattr(predictor_inference, "load_predictor", must_not_load)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"id": "a", "prompt": "hi"}\n')
     target = tmp_path / "missing" / "out.jsonl"

@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from api_support import api, registry_dir  # noqa: F401 (shared fixtures)
-from api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
+from tests.api_support import api, registry_dir  # noqa: F401 (shared fixtures)
+from tests.api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
 
-from registry import load_registry
+from pickwise.registry import load_registry
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 YAML = {"Content-Type": "application/yaml"}
@@ -89,7 +89,7 @@ def test_register_json_with_a_benchmark_prior(api):
 def test_register_with_probe_results_is_fitted_and_routable_at_once(api):
     """The tiny artifact stores vectors for a synthetic probe set only: the shipped probe prompts a
     new model was scored on are encoded on demand, and the model is fitted and routable at once."""
-    from registry.probe_set import load_probe_set
+    from pickwise.registry.probes.probe_set import load_probe_set
 
     ids = [e.prompt_id for e in load_probe_set()[:60]]
     entry = new_model("acme-probed", probe={"results": [{"prompt_id": i, "score": 1.0} for i in ids]})
@@ -210,8 +210,8 @@ def test_a_client_hanging_up_mid_body_is_a_499_not_a_500(registry_dir, tiny_pred
     """starlette's ClientDisconnect from request.body() was logged and counted as a server error."""
     import asyncio
 
-    from api.app import create_app
-    from api.settings import ServiceSettings
+    from pickwise.api.http.app import create_app
+    from pickwise.api.http.settings import ServiceSettings
 
     app = create_app(registry_dir, predictor=tiny_predictor, settings=ServiceSettings(admin_token=TOKEN))
     messages = [{"type": "http.request", "body": b"name: x", "more_body": True}]

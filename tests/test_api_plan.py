@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 import pytest
-from api_support import registry_dir  # noqa: F401 (shared fixture)
-from api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
+from tests.api_support import registry_dir  # noqa: F401 (shared fixture)
+from tests.api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
 
-from api.errors import ServiceError
-from api.jobs import PlanJobs
-from api.schemas import PlanRequest, PlanResponse
+from pickwise.api.http.errors import ServiceError
+from pickwise.api.http.jobs import PlanJobs
+from pickwise.api.schemas import PlanRequest, PlanResponse
 
 PROMPTS = [{"id": f"p{i}", "prompt": f"{PROMPT} Case {i}."} for i in range(6)]
 
@@ -195,8 +195,8 @@ def test_selects_plans_and_plan_jobs_all_encode_on_the_one_encoder_thread(regist
 
 
 def test_plan_encoding_in_chunks_keeps_every_prompt_in_its_place(registry_dir, tiny_predictor):
-    from api.service import PLAN_ENCODE_BATCH, PickwiseService
-    from registry import Registry
+    from pickwise.api.service import PLAN_ENCODE_BATCH, PickwiseService
+    from pickwise.registry import Registry
 
     service = PickwiseService(Registry(registry_dir), tiny_predictor)
     prompts = [f"{PROMPT} " + "and more " * (i % 37) + f"#{i}" for i in range(2 * PLAN_ENCODE_BATCH + 22)]

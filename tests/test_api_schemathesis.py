@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from api_support import TOKEN, copy_models
+from tests.api_support import TOKEN, copy_models
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -18,8 +18,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.app import create_app
-from api.settings import ServiceSettings
+from pickwise.api.http.app import create_app
+from pickwise.api.http.settings import ServiceSettings
 
 MAX_EXAMPLES = 25
 

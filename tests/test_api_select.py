@@ -6,13 +6,13 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
-from api_support import api, registry_dir  # noqa: F401 (shared fixtures)
-from api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
+from tests.api_support import api, registry_dir  # noqa: F401 (shared fixtures)
+from tests.api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.metrics import sample_total
-from api.settings import MAX_PROMPT_CHARS, ServiceSettings
+from pickwise.api.http.app import create_app
+from pickwise.api.http.telemetry import sample_total
+from pickwise.api.http.settings import MAX_PROMPT_CHARS, ServiceSettings
 
 
 def test_select_returns_the_decision_with_every_candidate(api, tiny_predictor):
@@ -173,7 +173,7 @@ def test_readyz_is_503_until_the_predictor_has_loaded(registry_dir, tiny_predict
 
 def test_a_loaded_predictor_is_warmed_on_the_encoder_thread_before_ready(registry_dir, tiny_predictor):
     """The encoder thread's first call is slow (thread set-up); it happens before /readyz says ready."""
-    from api.service import WARM_UP_PROMPT
+    from pickwise.api.service import WARM_UP_PROMPT
 
     recording = RecordingPredictor(tiny_predictor)
     app = create_app(registry_dir, predictor=lambda: recording, settings=ServiceSettings(admin_token=None))
@@ -221,8 +221,8 @@ def test_work_is_dropped_when_the_client_disconnects():
 
     from starlette.requests import Request
 
-    from api.errors import ClientGone
-    from api.routes.selection import _unless_disconnected
+    from pickwise.api.http.errors import ClientGone
+    from pickwise.api.http.routes.selection import _unless_disconnected
 
     scope = {"type": "http", "method": "POST", "path": "/v1/select", "headers": []}
 

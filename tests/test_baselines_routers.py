@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predictor.baselines import FrozenEmbeddingRouter, PriorRouter, TfidfLogisticRouter
+from pickwise.predictor.baselines import FrozenEmbeddingRouter, PriorRouter, TfidfLogisticRouter
 
 # Model 0 answers maths well and history badly; model 1 the opposite; model 2 never has a label;
 # model 3 is always right (a single class).

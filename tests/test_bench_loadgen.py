@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from http_client import LoopbackHttpClient, ProtocolError, check_loopback  # noqa: E402
-from loadgen import closed_loop, open_loop  # noqa: E402
+from bench.http_client import LoopbackHttpClient, ProtocolError, check_loopback  # noqa: E402
+from bench.loadgen import closed_loop, open_loop  # noqa: E402
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from api.cli import main
-from registry import load_registry
-from registry_samples import make_registry, model, write
-from test_probe_results import csv_text, scores
+from pickwise.api.cli.main import main
+from pickwise.registry import load_registry
+from tests.registry_samples import make_registry, model, write
+from tests.test_probe_results import csv_text, scores
 
 
 def run(capsys, *argv):
@@ -97,7 +97,7 @@ def test_add_bad_input(tmp_path, capsys):
 
 
 def test_add_errors_name_the_users_file_never_the_registry_file_it_would_have_become(tmp_path, capsys):
-    from registry.probe_set import load_probe_set
+    from pickwise.registry.probes.probe_set import load_probe_set
 
     reg = make_registry(tmp_path / "reg")
     bad = write(tmp_path, "bad.yaml", model("b", expected_output_tokens=10**6))
@@ -136,7 +136,7 @@ def test_list_into_a_pipe_closed_before_writing_has_no_traceback(tmp_path):
     # The read end is closed before the child starts writing, so its first write must hit EPIPE
     # (output small enough to sit in a pipe buffer would never see `head` go away).
     make_registry(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "models", "list", "--registry", str(tmp_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "pickwise.api.cli.main", "models", "list", "--registry", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
     proc.stdout.close()
     err = proc.stderr.read().decode()

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.cli import main
-from predictor.baselines import TfidfLogisticRouter
-from predictor.data import RoutingTable, split_labels
-from predictor.evaluate import evaluate_table, fitted_cost_estimate, format_report, registry_cost_estimate
-from predictor.plots import plot_reports
-from registry import Latency, ModelSpec, Pricing, RegistrySnapshot
+from pickwise.api.cli.main import main
+from pickwise.predictor.baselines import TfidfLogisticRouter
+from pickwise.predictor.data import RoutingTable, split_labels
+from pickwise.predictor.evaluate import evaluate_table, fitted_cost_estimate, format_report, registry_cost_estimate
+from pickwise.predictor.plots import plot_reports
+from pickwise.registry import Latency, ModelSpec, Pricing, RegistrySnapshot
 
 MODELS = ["small", "large"]
 PRICES = {"small": (0.1, 0.2), "large": (2.0, 6.0)}  # USD per million input / output tokens
@@ -121,7 +121,7 @@ def test_format_report_and_plot(report, tmp_path):
 
 
 def test_plot_path_names_the_file_written_and_refuses_what_cannot_be_drawn(report, tmp_path):
-    from predictor.plots import plot_path
+    from pickwise.predictor.plots import plot_path
 
     assert plot_reports([report], tmp_path / "curves") == tmp_path / "curves.png"  # matplotlib adds .png
     assert (tmp_path / "curves.png").is_file() and plot_path(tmp_path / "c.svg") == tmp_path / "c.svg"
@@ -164,7 +164,7 @@ def test_cli_eval_runs_the_shipped_predictor_at_the_requested_precision(tmp_path
     encoder (the report names how it ran, and bf16's probabilities differ from fp32's a little)."""
     import pandas as pd
 
-    from predictor.artifact import default_artifact_dir, read_meta
+    from pickwise.predictor.artifact import default_artifact_dir, read_meta
 
     names = read_meta(default_artifact_dir())["model_names"][:2]  # two trained models: no probe fit needed
     table = synthetic_table(n=120)

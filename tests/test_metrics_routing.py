@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from predictor.metrics import (
+from pickwise.predictor.routing_metrics import (
     aiq,
     apgr_cpt,
     brier,

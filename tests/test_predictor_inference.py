@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predictor.coldstart import fit_model_vector
-from registry import Latency, ModelSpec, Pricing, Probe, ProbeResult
+from pickwise.predictor.coldstart import fit_model_vector
+from pickwise.registry import Latency, ModelSpec, Pricing, Probe, ProbeResult
 
-from conftest import synthetic_table
+from tests.conftest import synthetic_table
 
 
 def spec(name, probe=None, aliases=()):
@@ -29,9 +29,9 @@ def test_predict_shapes_and_range(tiny_predictor):
 
 
 def test_encoding_a_model_left_in_training_mode_switches_dropout_off(tiny_artifact):
-    from predictor.artifact import load_model
-    from predictor.backbone import load_tokenizer, tiny_backbone
-    from predictor.inference import encode_prompt_vectors
+    from pickwise.predictor.artifact import load_model
+    from pickwise.predictor.backbone import load_tokenizer, tiny_backbone
+    from pickwise.predictor.inference import encode_prompt_vectors
 
     model = load_model(tiny_artifact, tiny_backbone(), merge=False)[0].train()
     prompts = ["What is 2 times 2 plus 3?", "Name the largest planet."]
@@ -92,7 +92,7 @@ def test_fit_model_vector_recovers_a_planted_model():
 def test_cold_start_prior_comes_from_the_models_of_the_probes_tables(tiny_predictor):
     import copy
 
-    from predictor.inference import MIN_REFERENCE_MODELS
+    from pickwise.predictor.inference import MIN_REFERENCE_MODELS
 
     assert tiny_predictor.meta["model_tables"] == {m: ["synthetic"] for m in tiny_predictor.model_names}
     names = [f"m{j}" for j in range(8)]
@@ -121,7 +121,7 @@ def test_cold_start_prior_comes_from_the_models_of_the_probes_tables(tiny_predic
 
 
 def test_row_split_matches_the_recorded_training_rows(tiny_artifact, tiny_predictor):
-    from predictor.artifact import read_splits
+    from pickwise.predictor.artifact import read_splits
 
     table = synthetic_table()
     split = tiny_predictor.row_split(table)
@@ -133,8 +133,8 @@ def test_row_split_matches_the_recorded_training_rows(tiny_artifact, tiny_predic
 
 @pytest.mark.parametrize("precision, tolerance", [("bf16", 0.05), ("int8", 0.15)])
 def test_faster_precisions_stay_close_to_fp32(tiny_artifact, tiny_predictor, precision, tolerance):
-    from predictor.backbone import tiny_backbone
-    from predictor.inference import load_predictor
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.inference import load_predictor
 
     fast = load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision=precision)
     prompts = ["What is 2 times 2 plus 3?", "Name the largest planet.", "def f(x): return x"]
@@ -146,15 +146,15 @@ def test_faster_precisions_stay_close_to_fp32(tiny_artifact, tiny_predictor, pre
 
 
 def test_unknown_precision_is_a_clear_error(tiny_artifact):
-    from predictor.backbone import tiny_backbone
-    from predictor.inference import load_predictor
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.inference import load_predictor
 
     with pytest.raises(ValueError, match="precision must be one of"):
         load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="fp8")
 
 
 def test_auto_precision_is_onnx_int8_on_a_cpu_and_its_torch_fallback_bf16_only_with_native_bf16(monkeypatch):
-    import predictor.inference as inference
+    import pickwise.predictor.inference as inference
 
     for native in (True, False):
         monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from predictor import onnx_encoder
-from api_support import registry_dir  # noqa: F401 (fixture)
-from predictor.backbone import pad_batch, tiny_backbone
+from pickwise.predictor import onnx_encoder
+from tests.api_support import registry_dir  # noqa: F401 (fixture)
+from pickwise.predictor.backbone import pad_batch, tiny_backbone
 
 PROMPTS = ["What is 2 times 2 plus 3?", "Name the largest planet.", "def f(x): return x", "", "word " * 400]
 MODELS = ["gpt-4-1106-preview", "Llama-2-7b-hf"]
@@ -22,7 +22,7 @@ def onnx_cache(tmp_path, monkeypatch):
 
 
 def tiny_model(tiny_artifact):
-    from predictor.artifact import load_model
+    from pickwise.predictor.artifact import load_model
 
     return load_model(tiny_artifact, tiny_backbone(), merge=True)[0].eval()
 
@@ -56,7 +56,7 @@ def test_int8_quantises_the_backbone_and_keeps_the_prompt_head_float(tiny_artifa
 
 
 def test_onnx_int8_predictor_stays_close_to_fp32_and_reports_itself(tiny_artifact, tiny_predictor, onnx_cache):
-    from predictor.inference import load_predictor
+    from pickwise.predictor.inference import load_predictor
 
     fast = load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="onnx-int8")
     exact, approx = tiny_predictor.predict(PROMPTS, MODELS), fast.predict(PROMPTS, MODELS)
@@ -73,8 +73,8 @@ def test_onnx_int8_predictor_stays_close_to_fp32_and_reports_itself(tiny_artifac
 
 def test_the_service_runs_as_many_lanes_as_the_onnx_encoder_has_threads_unless_capped(tiny_artifact, onnx_cache,
                                                                                      registry_dir):
-    from api_support import PROMPT, client
-    from predictor.inference import load_predictor
+    from tests.api_support import PROMPT, client
+    from pickwise.predictor.inference import load_predictor
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -119,7 +119,7 @@ def test_a_failed_export_names_the_cause_and_the_way_out_and_leaves_no_cache(tin
 
 def test_auto_runs_onnx_int8_on_a_cpu_and_falls_back_to_torch_if_the_export_fails(tiny_artifact, onnx_cache,
                                                                                   monkeypatch, caplog):
-    from predictor import inference
+    from pickwise.predictor import inference
 
     fast = inference.load_predictor(tiny_artifact, device="cpu", backbone=tiny_backbone(), precision="auto")
     assert fast.precision == "onnx-int8" and fast.prompt_encoder is not None
@@ -140,7 +140,7 @@ def test_auto_runs_onnx_int8_on_a_cpu_and_falls_back_to_torch_if_the_export_fail
 
 
 def test_onnx_int8_is_cpu_only(tiny_artifact):
-    from predictor.inference import load_predictor
+    from pickwise.predictor.inference import load_predictor
 
     with pytest.raises(ValueError, match="onnx-int8 runs the encoder on the CPU only"):
         load_predictor(tiny_artifact, device="cuda", backbone=tiny_backbone(), precision="onnx-int8")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from predictor.prompt_file import PromptFileError, PromptRecord, read_prompt_file
+from pickwise.predictor.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 
 
 def write(tmp_path, data: bytes | str, name: str = "p.jsonl") -> str:

@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predictor.artifact import default_artifact_dir, read_meta
-from registry import default_registry_dir, load_registry
+from pickwise.predictor.artifact import default_artifact_dir, read_meta
+from pickwise.registry import default_registry_dir, load_registry
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def shipped():
-    from predictor.inference import load_predictor
+    from pickwise.predictor.inference import load_predictor
 
     return load_predictor()
 
@@ -45,7 +45,7 @@ def test_shipped_predictor_scores_prompts(shipped):
 
 def test_shipped_cold_start_prior_uses_the_probe_tables_models(shipped):
     """MMLU-Pro probe results are fitted under a prior from the 25 MMLU-Pro models only."""
-    from registry.probe_set import load_probe_set
+    from pickwise.registry.probes.probe_set import load_probe_set
 
     mmlu_pro = [shipped.model_names[j] for j in shipped.reference_models({"mmlu_pro_25models"})]
     assert len(mmlu_pro) == 25 and "gemini-1.5-flash-002" in mmlu_pro and "gpt-4-1106-preview" not in mmlu_pro
@@ -63,8 +63,8 @@ def test_loading_and_reading_a_long_prompt_print_nothing_to_stderr(capfd):
     prompt longer than MiniLM's 512 positions (it is cut head + tail before the model sees it)."""
     import warnings
 
-    from predictor.artifact import load_model
-    from predictor.backbone import encode_texts, load_backbone, load_tokenizer
+    from pickwise.predictor.artifact import load_model
+    from pickwise.predictor.backbone import encode_texts, load_backbone, load_tokenizer
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # show what the default filters would hide after a first time

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from predictor.artifact import ArtifactError, load_model, read_meta
-from predictor.backbone import encode_texts, load_tokenizer, pad_batch, tiny_backbone
-from predictor.dataset import build_training_set, task_labels
-from predictor.model import ModelConfig, TaskMixture
-from predictor.train import TrainConfig, task_targets, task_vocabulary, train
+from pickwise.predictor.artifact import ArtifactError, load_model, read_meta
+from pickwise.predictor.backbone import encode_texts, load_tokenizer, pad_batch, tiny_backbone
+from pickwise.predictor.dataset import build_training_set, task_labels
+from pickwise.predictor.model import ModelConfig, TaskMixture
+from pickwise.predictor.train import TrainConfig, task_targets, task_vocabulary, train
 
-from conftest import synthetic_table
+from tests.conftest import synthetic_table
 
 TINY = ModelConfig(dim=8, hidden=16, lora_layers=1, lora_r=4, max_len=32)
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from predictor.artifact import ArtifactError, artifact_version, read_meta, read_splits
-from predictor.backbone import encode_texts, load_tokenizer, pad_batch, tiny_backbone
-from predictor.calibration import fit_temperature, masked_bce
-from predictor.data import question_stem, split_labels
-from predictor.dataset import build_training_set
-from predictor.model import ModelConfig, QualityModel, truncate_backbone
+from pickwise.predictor.artifact import ArtifactError, artifact_version, read_meta, read_splits
+from pickwise.predictor.backbone import encode_texts, load_tokenizer, pad_batch, tiny_backbone
+from pickwise.predictor.calibration import fit_temperature, masked_bce
+from pickwise.predictor.data import question_stem, split_labels
+from pickwise.predictor.dataset import build_training_set
+from pickwise.predictor.model import ModelConfig, QualityModel, truncate_backbone
 
-from conftest import TINY_MODELS, synthetic_table
+from tests.conftest import TINY_MODELS, synthetic_table
 
 
 def test_masked_bce_ignores_missing_results():
@@ -108,9 +108,9 @@ def test_truncate_backbone_keeps_the_lower_layers_and_names_a_bad_depth():
 
 def test_a_shallower_backbone_is_recorded_and_loaded_at_the_same_depth(tmp_path):
     """An artifact trained on the lower layer of a 2-layer BERT loads onto a fresh full one, cut alike."""
-    from predictor.artifact import load_model
-    from predictor.inference import encode_prompt_vectors, load_predictor
-    from predictor.train import TrainConfig, train
+    from pickwise.predictor.artifact import load_model
+    from pickwise.predictor.inference import encode_prompt_vectors, load_predictor
+    from pickwise.predictor.train import TrainConfig, train
 
     config = TrainConfig(model=ModelConfig(dim=8, hidden=16, backbone_layers=1, lora_layers=1, lora_r=4, max_len=32),
                          epochs=1, batch_size=16)
@@ -144,7 +144,7 @@ def test_artifact_contents_and_metadata(tiny_artifact):
 
 def test_saving_replaces_only_an_artifact_never_a_foreign_directory_or_file(tiny_artifact, tiny_predictor, tmp_path):
     """`train --out DIR` on a directory of other things used to delete it (swap + rmtree)."""
-    from predictor.artifact import save_artifact
+    from pickwise.predictor.artifact import save_artifact
 
     model, meta, splits = tiny_predictor.model, read_meta(tiny_artifact), read_splits(tiny_artifact)
     foreign = tmp_path / "mine"
@@ -176,11 +176,11 @@ def test_missing_artifact_is_a_clear_error(tmp_path):
 
 def test_loaded_predictor_reproduces_training_logits(tiny_artifact, tiny_predictor):
     """Merged-LoRA inference must give the same scores as the unmerged training model."""
-    from predictor.artifact import load_model
+    from pickwise.predictor.artifact import load_model
 
     unmerged, _ = load_model(tiny_artifact, tiny_backbone(), merge=False)
     prompts = ["What is 3 times 3 plus 3?", "Name a river longer than 5 km."]
-    from predictor.inference import encode_prompt_vectors
+    from pickwise.predictor.inference import encode_prompt_vectors
 
     u_unmerged, _ = encode_prompt_vectors(unmerged, load_tokenizer(), prompts, max_len=32)
     u_merged, truncated = tiny_predictor.prompt_vectors(prompts)
@@ -189,7 +189,7 @@ def test_loaded_predictor_reproduces_training_logits(tiny_artifact, tiny_predict
 
 
 def test_stem_cache_on_disk_is_reused_and_gives_identical_training(tmp_path):
-    from predictor.train import TrainConfig, train
+    from pickwise.predictor.train import TrainConfig, train
 
     config = TrainConfig(model=ModelConfig(dim=8, hidden=16, lora_layers=1, lora_r=4, max_len=32), epochs=1,
                          batch_size=16, stem_cache_dir=str(tmp_path / "stem"))
@@ -203,7 +203,7 @@ def test_stem_cache_on_disk_is_reused_and_gives_identical_training(tmp_path):
 
 
 def test_the_split_follows_split_seed_not_the_training_seed():
-    from predictor.train import TrainConfig, train
+    from pickwise.predictor.train import TrainConfig, train
 
     table = synthetic_table(60)
 
@@ -221,10 +221,10 @@ def test_the_split_follows_split_seed_not_the_training_seed():
 
 def test_train_options_default_to_the_config_dataclasses_and_override_them():
     """`pickwise train` passes only the recipe options it is given; the rest are TrainConfig's own."""
-    from api.cli import build_parser
-    from api.commands.predictor import train_config
-    from predictor.model import ModelConfig
-    from predictor.train import TrainConfig
+    from pickwise.api.cli.main import build_parser
+    from pickwise.api.cli.predicting import train_config
+    from pickwise.predictor.model import ModelConfig
+    from pickwise.predictor.train import TrainConfig
 
     plain = train_config(build_parser().parse_args(["train", "--out", "x"]))
     assert plain == TrainConfig(stem_cache_dir=".cache/stem")
@@ -262,10 +262,10 @@ def table_file(tmp_path):
 ])
 def test_train_refuses_bad_options_before_loading_anything(extra, message, table_file, tmp_path, capsys, monkeypatch):
     """Each used to fail after minutes (or hours) of work with a traceback, or to train on nonsense."""
-    import predictor.backbone
-    from api.cli import main
+    from pickwise.predictor import backbone
+    from pickwise.api.cli.main import main
 
-    monkeypatch.setattr(predictor.backbone, "load_backbone", lambda *a, **k: pytest.fail("loaded the backbone"))
+    monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: pytest.fail("loaded the backbone"))
     data = [str(table_file)] * (2 if extra == ["--data-twice"] else 1)
     argv = ["train", "--data", *data, "--out", str(tmp_path / "out"), *[x for x in extra if x != "--data-twice"]]
     try:
@@ -278,7 +278,7 @@ def test_train_refuses_bad_options_before_loading_anything(extra, message, table
 
 
 def test_train_refuses_a_foreign_out_directory_and_an_unreadable_table(table_file, tmp_path, capsys):
-    from api.cli import main
+    from pickwise.api.cli.main import main
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -295,7 +295,7 @@ def test_a_table_with_a_quality_outside_0_1_is_refused_naming_column_and_row(tab
     """eval used to score a 5.0 "quality" (its oracle then lost to the prior); train failed without a name."""
     import pandas as pd
 
-    from predictor.data import load_table
+    from pickwise.predictor.data import load_table
 
     frame = pd.read_parquet(table_file)
     frame.loc[3, f"q__{TINY_MODELS[1]}"] = 5.0

@@ -4,10 +4,10 @@ from __future__ import annotations
 import csv
 import json
 
-from api.cli import main
-from registry import load_registry
-from registry.probe_set import load_probe_set
-from registry_samples import model, write
+from pickwise.api.cli.main import main
+from pickwise.registry import load_registry
+from pickwise.registry.probes.probe_set import load_probe_set
+from tests.registry_samples import model, write
 
 ENTRIES = load_probe_set()
 GRADABLE = [e for e in ENTRIES if e.gradable]

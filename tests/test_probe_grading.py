@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from registry.probe_choices import option_letters
-from registry.probe_grading import extract_choice, grade_response
-from registry.probe_set import ProbeEntry
+from pickwise.registry.probes.choices import option_letters
+from pickwise.registry.probes.grading import extract_choice, grade_response
+from pickwise.registry.probes.probe_set import ProbeEntry
 
 TEN = "ABCDEFGHIJ"
 

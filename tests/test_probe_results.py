@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from registry import RegistryError, load_registry
-from registry.probe_set import load_probe_set
-from registry.probes import MIN_PROBE_RESULTS
-from registry_samples import model, write
+from pickwise.registry import RegistryError, load_registry
+from pickwise.registry.probes.probe_set import load_probe_set
+from pickwise.registry.probes.results import MIN_PROBE_RESULTS
+from tests.registry_samples import model, write
 
 IDS = [e.prompt_id for e in load_probe_set()]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.probe_set import (
+from pickwise.registry.probes.probe_set import (
     DEFAULT_PROBE_SET_PATH, ProbeSetError, load_probe_set, probe_ids, probe_index, probe_set_version,
 )
 
@@ -61,7 +61,7 @@ def test_malformed_files_are_named_with_their_line(tmp_path):
 
 @needs_data
 def test_ids_and_prompts_come_from_the_train_split_of_their_tables():
-    from predictor.data import load_table, split_labels
+    from pickwise.predictor.data import load_table, split_labels
 
     for table_name in {e.table for e in ENTRIES}:
         table = load_table(DATA / f"{table_name}.parquet")
@@ -78,7 +78,7 @@ def test_items_discriminate_between_models():
     """No probe item is answered alike by every model; most have results for every model."""
     import numpy as np
 
-    from predictor.data import load_table
+    from pickwise.predictor.data import load_table
 
     for table_name in {e.table for e in ENTRIES}:
         table = load_table(DATA / f"{table_name}.parquet")
@@ -98,7 +98,7 @@ def test_mmlu_pro_references_match_the_table():
 
 
 def test_task_allocation_has_floors_caps_and_sums_to_the_quota():
-    from registry.build_probe_set import allocate
+    from tools.build_probe_set import allocate
 
     alloc = allocate(40, {"big": 1000, "mid": 100, "tiny": 2, "small": 10}, floor=3)
     assert sum(alloc.values()) == 40 and alloc["tiny"] == 2 and alloc["small"] >= 3
@@ -108,7 +108,7 @@ def test_task_allocation_has_floors_caps_and_sums_to_the_quota():
 
 @needs_data
 def test_shipped_file_is_what_the_generator_builds():
-    from registry.build_probe_set import build_entries, render
+    from tools.build_probe_set import build_entries, render
 
     assert render(build_entries(DATA)) == DEFAULT_PROBE_SET_PATH.read_text(encoding="utf-8")
 
@@ -118,7 +118,7 @@ def test_probe_accuracy_is_representative_of_each_model():
     """A model's accuracy on the probe items tracks its accuracy on the table (no Guttman skew)."""
     import numpy as np
 
-    from predictor.data import load_table, split_labels
+    from pickwise.predictor.data import load_table, split_labels
 
     table = load_table(DATA / "mmlu_pro_25models.parquet")
     row = {pid: i for i, pid in enumerate(table.prompt_ids)}

@@ -6,8 +6,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from registry import default_registry_dir, load_registry
-from registry.build_defaults import TABLES, main as build_main
+from pickwise.registry import default_registry_dir, load_registry
+from pickwise.predictor.data import PRICED_TABLES as TABLES
+from tools.build_defaults import main as build_main
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA.resolve()}")

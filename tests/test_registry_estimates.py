@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from registry import (TOKENIZER_NAME, ModelSpec, count_tokens, count_tokens_batch, estimate_cost_usd,
+from pickwise.registry import (TOKENIZER_NAME, ModelSpec, count_tokens, count_tokens_batch, estimate_cost_usd,
                       estimate_latency_ms, fits_context)
-from registry_samples import model
+from tests.registry_samples import model
 
 SPEC = ModelSpec.model_validate(model(
     "m", pricing={"input_per_million": 3.0, "output_per_million": 15.0, "per_request": 0.001},

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from registry import RegistryError, RegistrySnapshot, UnknownModelError, load_registry
-from registry_samples import make_registry, model, write
+from pickwise.registry import RegistryError, RegistrySnapshot, UnknownModelError, load_registry
+from tests.registry_samples import make_registry, model, write
 
 
 def load_error(directory) -> RegistryError:
@@ -171,7 +171,7 @@ def test_limits_must_be_consistent(tmp_path):
 
 
 def test_similar_to_pointing_nowhere(tmp_path):
-    pytest.importorskip("registry.probes", reason="the loader hands every probe section to registry.probes")
+    pytest.importorskip("pickwise.registry.probes.results", reason="the loader hands every probe section to pickwise.registry.probes")
     write(tmp_path, "m.yaml", [model("m1"), model("m2", probe={"similar_to": "ghost"})])
     err = load_error(tmp_path)
     assert (err.model, err.field) == ("m2", "probe.similar_to")

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from registry import ModelSpec, NameTakenError, Registry, RegistryConflict, RegistryError, load_registry, probe_inline
-from registry_samples import make_registry, model, write
-from test_probe_results import csv_text, jsonl_text, scores
+from pickwise.registry import ModelSpec, NameTakenError, Registry, RegistryConflict, RegistryError, load_registry
+from pickwise.registry.probes import inline as probe_inline
+from tests.registry_samples import make_registry, model, write
+from tests.test_probe_results import csv_text, jsonl_text, scores
 
 
 def file_state(directory):
@@ -118,7 +119,7 @@ def test_remove_unknown_and_last_model(tmp_path):
 
 
 def test_remove_refused_when_another_model_depends_on_it(tmp_path):
-    pytest.importorskip("registry.probes", reason="the loader hands every probe section to registry.probes")
+    pytest.importorskip("pickwise.registry.probes.results", reason="the loader hands every probe section to pickwise.registry.probes")
     write(tmp_path, "m.yaml", [model("base"), model("child", probe={"similar_to": "base"})])
     reg = Registry(tmp_path)
     before = file_state(tmp_path)
@@ -265,8 +266,8 @@ def test_add_dumps_cleanly_when_the_splice_does_not_read_back(tmp_path, monkeypa
 
 
 def test_specs_to_yaml_writes_what_the_loader_reads_back(tmp_path):
-    from registry import default_registry_dir, load_registry
-    from registry.store import specs_to_yaml
+    from pickwise.registry import default_registry_dir, load_registry
+    from pickwise.registry.store import specs_to_yaml
 
     shipped = load_registry(default_registry_dir())
     specs = [spec for spec in shipped.enabled() if spec.probe is None or not isinstance(spec.probe.results, str)][:5]
@@ -297,7 +298,7 @@ def test_json_nested_too_deeply_is_an_error_not_a_recursion_traceback(tmp_path):
 
 def test_a_directory_that_cannot_be_written_or_a_file_that_cannot_be_read_is_a_clear_error(tmp_path, monkeypatch):
     """A read-only registry gave the service a 500 and the CLI a PermissionError traceback."""
-    import registry.store as store
+    import pickwise.registry.store as store
 
     reg = Registry(make_registry(tmp_path))
     before = file_state(tmp_path)

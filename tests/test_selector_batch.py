@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from selector.batch import plan_batch
-from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
+from pickwise.selector.batch import plan_batch
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

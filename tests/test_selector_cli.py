@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from api.cli import main
-from registry import default_registry_dir, load_registry
+from pickwise.api.cli.main import main
+from pickwise.registry import default_registry_dir, load_registry
 
 
 @pytest.fixture(scope="module")
@@ -102,15 +102,15 @@ def test_solver_chatter_on_fd1_does_not_reach_stdout(tmp_path, names, capfd, mon
     """Some HiGHS builds printf to fd 1 during MIP solves; the selector routes that to stderr."""
     import os
 
-    import selector.universe
+    from pickwise.selector import universe
 
-    real_milp = selector.universe.milp
+    real_milp = universe.milp
 
     def chatty_milp(*args, **kwargs):
         os.write(1, b"HighsMipSolverData::chatter\n")
         return real_milp(*args, **kwargs)
 
-    monkeypatch.setattr(selector.universe, "milp", chatty_milp)
+    monkeypatch.setattr(universe, "milp", chatty_milp)
     cheap, dear = names
     assert main(["universe", "--input", write(tmp_path, workload(names)), "--max-models", "1", "--solver", "ilp",
                  "--models", f"{cheap},{dear}", "--quiet"]) == 0

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from selector.errors import InfeasibleSelection, SelectorInputError
-from selector.request import select_models
-from selector.types import Candidate, SelectionConstraints
+from pickwise.selector.errors import InfeasibleSelection, SelectorInputError
+from pickwise.selector.request import select_models
+from pickwise.selector.types import Candidate, SelectionConstraints
 
 
 def cand(name, q, cost, lat=100.0, **kw):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import threading
 
-from selector.solver_output import solver_stdout_to_stderr
+from pickwise.selector.solver_output import solver_stdout_to_stderr
 
 
 def test_fd1_writes_go_to_stderr_only_inside_the_guard(capfd):

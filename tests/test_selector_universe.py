@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from selector.errors import PlanInfeasible, SelectorInputError
-from selector.universe import build_universe
+from pickwise.selector.errors import PlanInfeasible, SelectorInputError
+from pickwise.selector.universe import build_universe
 
 
 @settings(max_examples=30, deadline=None)

@@ -16,15 +16,15 @@ from typing import Callable
 
 from fastapi import FastAPI
 
-from api.batcher import MicroBatcher
-from api.errors import install_error_handlers
-from api.jobs import PlanJobs
-from api.limits import BodySizeLimit
-from api.metrics import MetricsMiddleware, ServiceMetrics
-from api.routes import AppState, health, models, selection
-from api.service import PickwiseService
-from api.settings import ADMIN_TOKEN_ENV, MAX_PROMPT_CHARS, ServiceSettings
-from registry import Registry, default_registry_dir
+from pickwise.api.http.batcher import MicroBatcher
+from pickwise.api.http.errors import install_error_handlers
+from pickwise.api.http.jobs import PlanJobs
+from pickwise.api.http.limits import BodySizeLimit
+from pickwise.api.http.telemetry import MetricsMiddleware, ServiceMetrics
+from pickwise.api.http.routes import AppState, health, models, selection
+from pickwise.api.service import PickwiseService
+from pickwise.api.http.settings import ADMIN_TOKEN_ENV, MAX_PROMPT_CHARS, ServiceSettings
+from pickwise.registry import Registry, default_registry_dir
 
 DESCRIPTION = f"""
 Pick the cheapest LLM (or parallel set of LLMs) that answers a prompt well.
@@ -49,7 +49,7 @@ def _loader(predictor, artifact_dir) -> Callable[[], object] | None:
         return predictor
 
     def load():
-        from predictor.inference import load_predictor
+        from pickwise.predictor.inference import load_predictor
 
         return load_predictor(artifact_dir)
 

@@ -1,6 +1,6 @@
-"""Regenerate the shipped probe set (registry/probe_set/probe_set.jsonl) from the tables in shared/data.
+"""Regenerate the shipped probe set (registry/probes/probe_set.jsonl) from the tables in shared/data.
 
-    python -m registry.build_probe_set [--data ../shared/data] [--out registry/probe_set/probe_set.jsonl] [--check]
+    python -m tools.build_probe_set [--data ../shared/data] [--out registry/probes/probe_set.jsonl] [--check]
 
 The probe set is what a new model is run on so the predictor can place it among the
 models it was trained on (issue 6). Three things make a probe prompt useful:
@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from predictor.data import load_table, question_stem, split_labels
-from registry.probe_choices import option_letters
-from registry.probe_set import DEFAULT_PROBE_SET_PATH, ProbeEntry
+from pickwise.predictor.data import load_table, question_stem, split_labels
+from pickwise.registry.probes.choices import option_letters
+from pickwise.registry.probes.probe_set import DEFAULT_PROBE_SET_PATH, ProbeEntry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data"
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if current != text:
-            print(f"{args.out} is out of date: run python -m registry.build_probe_set", file=sys.stderr)
+            print(f"{args.out} is out of date: run python -m tools.build_probe_set", file=sys.stderr)
             return 1
         print(f"{args.out} is up to date", file=sys.stderr)
         return 0

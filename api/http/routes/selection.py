@@ -6,11 +6,11 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.batcher import QueueFull
-from api.errors import ClientGone, ServiceError
-from api.routes import json_response as _json
-from api.routes import state
-from api.schemas import (
+from pickwise.api.http.batcher import QueueFull
+from pickwise.api.http.errors import ClientGone, ServiceError
+from pickwise.api.http.routes import json_response as _json
+from pickwise.api.http.routes import state
+from pickwise.api.schemas import (
     ErrorBody,
     InfeasibleBody,
     PlanInfeasibleBody,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import IO, Iterator
 
-from api.cli import CliError
+from pickwise.api.cli.options import CliError
 
 
 def check_output_path(option: str, path: str | None) -> None:

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
+from pickwise.api.cli.options import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
                      load_tables_option, number)
-from api.output import check_output_path
+from pickwise.api.cli.output import check_output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,12 +44,12 @@ def _load_snapshot(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from predictor.evaluate import evaluate_table, format_report
+    from pickwise.predictor.evaluate import evaluate_table, format_report
 
     check_output_path("--plot", args.plot)
     check_output_path("--json", args.json)
     if args.plot:
-        from predictor.plots import plot_path
+        from pickwise.predictor.plots import plot_path
 
         try:
             plot_path(args.plot)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--plot {exc}") from None
     tables = load_tables_option(args.data)
     snapshot = _load_snapshot(args)
-    from predictor.inference import load_predictor
+    from pickwise.predictor.inference import load_predictor
 
     try:
         predictor = load_predictor(args.artifact, precision=args.precision)
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
-        from predictor.plots import plot_reports
+        from pickwise.predictor.plots import plot_reports
 
         print(f"wrote {plot_reports(reports, args.plot)}", file=sys.stderr)
     return 0

@@ -14,12 +14,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from api.errors import ClientGone, ServiceError
-from api.routes import json_response as _json
-from api.routes import state
-from api.schemas import ErrorBody, ModelList, ModelRemoved, ModelWritten, ValidationErrorBody
-from api.settings import ADMIN_TOKEN_ENV
-from registry import ModelSpec
+from pickwise.api.http.errors import ClientGone, ServiceError
+from pickwise.api.http.routes import json_response as _json
+from pickwise.api.http.routes import state
+from pickwise.api.schemas import ErrorBody, ModelList, ModelRemoved, ModelWritten, ValidationErrorBody
+from pickwise.api.http.settings import ADMIN_TOKEN_ENV
+from pickwise.registry import ModelSpec
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 bearer = HTTPBearer(auto_error=False, description=f"the token in {ADMIN_TOKEN_ENV} on the server")

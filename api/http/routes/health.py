@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from api.routes import state
-from api.schemas import ErrorBody, Health, Ready
+from pickwise.api.http.routes import state
+from pickwise.api.schemas import ErrorBody, Health, Ready
 
 router = APIRouter(tags=["health"])
 

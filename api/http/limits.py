@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from pickwise.api.http.errors import error_response
 
 
 class BodyTooLarge(HTTPException):

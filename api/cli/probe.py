@@ -16,14 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import CliError, add_registry_option, load_registry_option, registry_dir
-from api.output import open_output
-from registry import RegistryError, RegistryIssue
-from registry.jsonl import json_object_lines, listed_problems, read_input
-from registry.loader import parse_registry_text
-from registry.probe_grading import grade_response
-from registry.probe_set import ProbeEntry, load_probe_set, probe_index, probe_set_version
-from registry.probes import MIN_PROBE_RESULTS, parse_probe
+from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option, registry_dir
+from pickwise.api.cli.output import open_output
+from pickwise.registry import RegistryError, RegistryIssue
+from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
+from pickwise.registry.loader import parse_registry_text
+from pickwise.registry.probes.grading import grade_response
+from pickwise.registry.probes.probe_set import ProbeEntry, load_probe_set, probe_index, probe_set_version
+from pickwise.registry.probes.results import MIN_PROBE_RESULTS, parse_probe
 
 EXPORT_FIELDS = ("prompt_id", "prompt", "choices")
 

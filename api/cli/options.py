@@ -1,27 +1,16 @@
-"""`pickwise` entry point: builds the argument parser from the command modules and runs one."""
+"""Options and helpers the `pickwise` sub-commands share: range-checked numbers, --registry,
+--artifact, --precision and --data, and CliError, a usage error the CLI prints without a traceback."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
-import os
-import sys
 from pathlib import Path
 
-from predictor import PRECISIONS  # a constant: predictor/__init__ imports no torch
-
-# Sub-command modules under api.commands, each with `register(subparsers)`.
-COMMAND_MODULES = (
-    "models",     # models list|show|validate|add|remove
-    "predictor",  # train, predict
-    "evaluate",   # eval
-    "planning",   # plan, universe
-    "service",    # serve, select
-    "probe",      # probe export|score
-)
+from pickwise.errors import PickwiseError
+from pickwise.predictor import PRECISIONS  # a constant: predictor/__init__ imports no torch
 
 
-class CliError(Exception):
+class CliError(PickwiseError):
     """A user-facing error: printed without a traceback, exit code 2 (or `.code`)."""
 
     def __init__(self, message: str, code: int = 2):
@@ -63,7 +52,7 @@ def add_registry_option(parser: argparse.ArgumentParser) -> None:
 
 def registry_dir(option: str | None) -> Path:
     """The directory a `--registry` value names; the shipped registry when it is not given."""
-    from registry import default_registry_dir
+    from pickwise.registry import default_registry_dir
 
     return Path(option) if option else default_registry_dir()
 
@@ -71,7 +60,7 @@ def registry_dir(option: str | None) -> Path:
 def load_registry_option(option: str | None, *, writable: bool = False):
     """The validated registry at `--registry`: a RegistrySnapshot, or with `writable` the Registry
     store (models add/remove, select); an invalid one is a CliError listing every problem."""
-    from registry import Registry, RegistryError, load_registry
+    from pickwise.registry import Registry, RegistryError, load_registry
 
     directory = registry_dir(option)
     try:
@@ -83,7 +72,7 @@ def load_registry_option(option: str | None, *, writable: bool = False):
 def load_tables_option(paths: list[str], option: str = "--data") -> list:
     """The routing tables `--data` names, each read once; a missing, unreadable or malformed table (or
     one listed twice, which would double its rows) is a CliError naming it."""
-    from predictor.data import load_table
+    from pickwise.predictor.data import load_table
 
     tables, seen = [], set()
     for raw in paths:
@@ -118,48 +107,3 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="how the encoder runs (default fp32, bit-stable across machines); bf16 and onnx-int8 are "
                              "faster on a CPU at a small accuracy cost (README, \"Speed\")")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pickwise",
-        description="Pick the cheapest LLM that answers each prompt well.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"api.commands.{name}").register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        code = int(args.func(args) or 0)
-        sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at interpreter exit
-        return code
-    except CliError as exc:
-        print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`pickwise models list | head`): stop quietly like any Unix filter.
-        # Python's documented recipe: point stdout's descriptor at /dev/null so the final flush at
-        # exit cannot raise again (a captured stdout without a descriptor has nothing to flush).
-        try:
-            stdout_fd = sys.stdout.fileno()
-        except (AttributeError, OSError, ValueError):
-            stdout_fd = None
-        if stdout_fd is not None:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stdout_fd)
-            os.close(devnull)
-        return 141  # 128 + SIGPIPE, what a C filter stopped by a closed pipe reports
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

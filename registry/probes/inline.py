@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from .errors import RegistryError, RegistryIssue
-from .probes import FIELD, parse_probe
-from .schema import ModelSpec
-from .yaml_source import ParsedYaml, parse_yaml
+from pickwise.registry.errors import RegistryError, RegistryIssue
+from pickwise.registry.probes.results import FIELD, parse_probe
+from pickwise.registry.schema import ModelSpec
+from pickwise.registry.yaml_source import ParsedYaml, parse_yaml
 
 
 def _results_path(parsed: ParsedYaml) -> tuple[Any, ...]:

@@ -1,6 +1,6 @@
 """The shipped probe set: the prompts a new model is run on so pickwise can place it without retraining.
 
-The file (`registry/probe_set/probe_set.jsonl`) is written by `registry.build_probe_set`
+The file (`registry/probes/probe_set.jsonl`) is written by `tools/build_probe_set.py`
 from the training rows of the data tables; this module only reads and checks it, so the
 registry never needs the data tables (or the predictor) at run time.
 """
@@ -13,11 +13,12 @@ import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pickwise.errors import PickwiseError
 
-DEFAULT_PROBE_SET_PATH = Path(__file__).resolve().parent / "probe_set" / "probe_set.jsonl"
+DEFAULT_PROBE_SET_PATH = Path(__file__).resolve().parent / "probe_set.jsonl"
 
 
-class ProbeSetError(ValueError):
+class ProbeSetError(PickwiseError, ValueError):
     """The probe-set file is missing or malformed (names the file and line)."""
 
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from api.batcher import MicroBatcher
-from api.jobs import PlanJobs
-from api.metrics import ServiceMetrics
-from api.service import PickwiseService
-from api.settings import ServiceSettings
+from pickwise.api.http.batcher import MicroBatcher
+from pickwise.api.http.jobs import PlanJobs
+from pickwise.api.http.telemetry import ServiceMetrics
+from pickwise.api.service import PickwiseService
+from pickwise.api.http.settings import ServiceSettings
 
 
 @dataclass

@@ -11,13 +11,13 @@ import argparse
 import json
 import sys
 
-from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, number
-from api.output import check_output_path, open_output
-from selector.batch import SOLVERS, plan_batch
-from selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
-from selector.types import BatchPlan, UniversePlan
-from selector.universe import build_universe
-from selector.workload import Workload, WorkloadError, candidate_models, load_workload
+from pickwise.api.cli.options import CliError, add_artifact_option, add_registry_option, load_registry_option, number
+from pickwise.api.cli.output import check_output_path, open_output
+from pickwise.selector.batch import SOLVERS, plan_batch
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
+from pickwise.selector.types import BatchPlan, UniversePlan
+from pickwise.selector.universe import build_universe
+from pickwise.selector.workload import Workload, WorkloadError, candidate_models, load_workload
 
 
 def register(subparsers) -> None:
@@ -65,7 +65,7 @@ def _load(args: argparse.Namespace) -> Workload:
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
 
     def predictor():
-        from predictor import load_predictor
+        from pickwise.predictor import load_predictor
 
         return load_predictor(args.artifact)
 

@@ -10,10 +10,10 @@ import argparse
 import json
 from pathlib import Path
 
-from api.cli import CliError, add_registry_option, load_registry_option, registry_dir
-from registry import ModelSpec, RegistryError, load_registry
-from registry.errors import display_path
-from registry.store import specs_to_yaml
+from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option, registry_dir
+from pickwise.registry import ModelSpec, RegistryError, load_registry
+from pickwise.registry.errors import display_path
+from pickwise.registry.store import specs_to_yaml
 
 
 def _row(spec: ModelSpec) -> dict:

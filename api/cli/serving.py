@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from api.cli import CliError, add_artifact_option, add_registry_option, load_registry_option, number, registry_dir
-from api.errors import ServiceError
-from predictor import CPU_ONLY_PRECISIONS, PRECISIONS
+from pickwise.api.cli.options import CliError, add_artifact_option, add_registry_option, load_registry_option, number, registry_dir
+from pickwise.api.http.errors import ServiceError
+from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
 
 OBJECTIVES = ("min_cost", "max_quality", "balanced")
 ON_INFEASIBLE = ("error", "cheapest", "best_quality")
@@ -80,14 +80,14 @@ def register(sub) -> None:
 
 # ---- serve -------------------------------------------------------------------------------------
 def _default(field: str):
-    from api.settings import ServiceSettings
+    from pickwise.api.http.settings import ServiceSettings
 
     return ServiceSettings.model_fields[field].default
 
 
 def batching_settings(args: argparse.Namespace) -> dict:
     """The micro-batching and queue options that were given, checked by the same model the service uses."""
-    from api.settings import ServiceSettings
+    from pickwise.api.http.settings import ServiceSettings
 
     options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
                "encoder_lanes": args.encoder_lanes}
@@ -101,7 +101,7 @@ def batching_settings(args: argparse.Namespace) -> dict:
 
 
 def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    from predictor.artifact import default_artifact_dir
+    from pickwise.predictor.artifact import default_artifact_dir
 
     load_registry_option(args.registry)  # fail before binding the port, with every problem listed
     artifact = Path(args.artifact) if args.artifact else default_artifact_dir()
@@ -114,7 +114,7 @@ def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 def predictor_loader(artifact: Path, precision: str = "auto"):
     """Zero-argument loader the app runs in the background (on predictor.inference.default_device)."""
     def load():
-        from predictor.inference import load_predictor
+        from pickwise.predictor.inference import load_predictor
 
         return load_predictor(artifact, precision=precision)
 
@@ -139,7 +139,7 @@ def set_torch_threads(requested: int | None, precision: str = "fp32") -> int:
     `predictor_loader` will run the encoder in ("auto" resolved as it will be)."""
     import torch
 
-    from predictor.inference import default_device, resolve_precision
+    from pickwise.predictor.inference import default_device, resolve_precision
 
     threads = requested or default_torch_threads(resolve_precision(precision, default_device(precision)))
     torch.set_num_threads(threads)
@@ -148,8 +148,8 @@ def set_torch_threads(requested: int | None, precision: str = "fp32") -> int:
 
 def app_from_env():
     """uvicorn factory for --workers > 1 (each worker process builds its own app from the environment)."""
-    from api.app import create_app
-    from api.settings import ServiceSettings
+    from pickwise.api.http.app import create_app
+    from pickwise.api.http.settings import ServiceSettings
 
     precision = os.environ.get(PRECISION_ENV, "auto")
     set_torch_threads(int(os.environ.get(THREADS_ENV, "0")) or None, precision)
@@ -168,8 +168,8 @@ def run_serve(args: argparse.Namespace) -> int:
     batching = batching_settings(args)
     registry, artifact = _check_paths(args)
     if args.workers == 1:
-        from api.app import create_app
-        from api.settings import ServiceSettings
+        from pickwise.api.http.app import create_app
+        from pickwise.api.http.settings import ServiceSettings
 
         set_torch_threads(args.torch_threads, args.precision)
         app = create_app(registry, settings=ServiceSettings(**batching),
@@ -178,7 +178,7 @@ def run_serve(args: argparse.Namespace) -> int:
     else:
         os.environ.update({REGISTRY_ENV: str(registry), ARTIFACT_ENV: str(artifact), PRECISION_ENV: args.precision,
                            THREADS_ENV: str(args.torch_threads or 0), BATCHING_ENV: json.dumps(batching)})
-        uvicorn.run("api.commands.service:app_from_env", factory=True, host=args.host, port=args.port,
+        uvicorn.run("pickwise.api.cli.serving:app_from_env", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level)
     return 0
 
@@ -190,7 +190,7 @@ def _names(value: str | None) -> list[str] | None:
 
 def build_request(args: argparse.Namespace, prompt: str):
     """The API's SelectRequest from the options; pydantic errors become messages naming the option."""
-    from api.schemas import SelectRequest
+    from pickwise.api.schemas import SelectRequest
 
     fields = {
         "prompt": prompt, "min_quality": args.min_quality, "max_latency_ms": args.max_latency_ms,
@@ -256,9 +256,9 @@ def format_infeasible(exc: ServiceError) -> str:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from api.service import PickwiseService
-    from predictor.artifact import ArtifactError
-    from predictor.inference import load_predictor
+    from pickwise.api.service import PickwiseService
+    from pickwise.predictor.artifact import ArtifactError
+    from pickwise.predictor.inference import load_predictor
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     request = build_request(args, prompt)
     registry = load_registry_option(args.registry, writable=True)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import RegistryError, RegistryIssue, display_path
-from .jsonl import json_object_lines
-from .probe_set import load_probe_set, probe_ids
-from .schema import Probe
+from pickwise.registry.errors import RegistryError, RegistryIssue, display_path
+from pickwise.registry.jsonl import json_object_lines
+from pickwise.registry.probes.probe_set import load_probe_set, probe_ids
+from pickwise.registry.schema import Probe
+from pickwise.errors import PickwiseError
 
 MIN_PROBE_RESULTS = 50
 MAX_LISTED = 5  # unknown ids / bad rows quoted in one message before "... and N more"
@@ -38,7 +39,7 @@ class ResultRow:
     score: float
 
 
-class ResultsFormatError(ValueError):
+class ResultsFormatError(PickwiseError, ValueError):
     """A results file that cannot be read as results at all, or rows that are not results (`.problems`)."""
 
     def __init__(self, problems: list[str]):

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from api.errors import ServiceError, quoted
-from api.schemas import ErrorBody, PlanJob, PlanRequest, PlanResponse
+from pickwise.api.http.errors import ServiceError, quoted
+from pickwise.api.schemas import ErrorBody, PlanJob, PlanRequest, PlanResponse
 
 
 @dataclass

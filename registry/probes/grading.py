@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .probe_set import ProbeEntry
+from pickwise.registry.probes.probe_set import ProbeEntry
 
 _LETTER_AFTER_CUE = r"\s*[(\[*\"'{]*\s*([A-Za-z])(?![A-Za-z0-9])"
 # "answer is (C)", "Answer: c)", "final answer: option B", "\boxed{C}": the letter is group 1.

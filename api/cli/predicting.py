@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from api.cli import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
+from pickwise.api.cli.options import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
                      load_tables_option, number)
-from api.output import check_output_path, open_output
+from pickwise.api.cli.output import check_output_path, open_output
 
 # Recipe options default to None and are passed on only when given: the defaults live in
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
@@ -67,10 +67,10 @@ def register(sub) -> None:
 
 
 def resolve_tables(paths: list[str] | None) -> list[Path]:
-    from predictor.data import default_data_dir
-    from registry.build_defaults import TABLES  # the four priced tables the default registry is built from
+    from pickwise.predictor.data import default_data_dir
+    from pickwise.predictor.data import PRICED_TABLES
 
-    chosen = [Path(p) for p in paths] if paths else [default_data_dir() / f"{stem}.parquet" for stem in TABLES.values()]
+    chosen = [Path(p) for p in paths] if paths else [default_data_dir() / f"{stem}.parquet" for stem in PRICED_TABLES.values()]
     missing = [str(p) for p in chosen if not p.exists()]
     if missing:
         raise CliError(f"data table(s) not found: {', '.join(missing)}")
@@ -79,8 +79,8 @@ def resolve_tables(paths: list[str] | None) -> list[Path]:
 
 def train_config(args: argparse.Namespace):
     """The TrainConfig the options ask for: the given recipe options over the dataclasses' defaults."""
-    from predictor.model import ModelConfig
-    from predictor.train import TrainConfig
+    from pickwise.predictor.model import ModelConfig
+    from pickwise.predictor.train import TrainConfig
 
     model = _given(args, MODEL_OPTIONS)
     if "lora_r" in model:
@@ -102,8 +102,8 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
     """
     import torch
 
-    from predictor.artifact import ArtifactError, check_artifact_target
-    from predictor.dataset import canonical_name
+    from pickwise.predictor.artifact import ArtifactError, check_artifact_target
+    from pickwise.predictor.dataset import canonical_name
 
     try:
         check_artifact_target(args.out)
@@ -129,7 +129,7 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from predictor.train import train
+    from pickwise.predictor.train import train
 
     tables = load_tables_option([str(p) for p in resolve_tables(args.data)])
     snapshot = load_registry_option(args.registry)
@@ -137,7 +137,7 @@ def run_train(args: argparse.Namespace) -> int:
     _check_train_inputs(args, config, tables, snapshot)
     probe = None
     try:
-        from registry.probe_set import load_probe_set
+        from pickwise.registry.probes.probe_set import load_probe_set
 
         entries = load_probe_set()
         probe = ([e.prompt_id for e in entries], [e.prompt for e in entries])
@@ -154,9 +154,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from predictor.artifact import ArtifactError
-    from predictor.inference import load_predictor
-    from predictor.prompt_file import PromptFileError, read_prompt_file
+    from pickwise.predictor.artifact import ArtifactError
+    from pickwise.predictor.inference import load_predictor
+    from pickwise.predictor.prompt_file import PromptFileError, read_prompt_file
 
     check_output_path("--output", args.output)
     try:

@@ -1,0 +1,65 @@
+"""`pickwise` entry point: builds the argument parser from the command modules and runs one."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from pickwise.api.cli.options import CliError
+
+
+# Sub-command modules under pickwise.api.cli, each with `register(subparsers)`.
+COMMAND_MODULES = (
+    "models",     # models list|show|validate|add|remove
+    "predicting",  # train, predict
+    "evaluate",   # eval
+    "planning",   # plan, universe
+    "serving",    # serve, select
+    "probe",      # probe export|score
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pickwise",
+        description="Pick the cheapest LLM that answers each prompt well.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"pickwise.api.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at interpreter exit
+        return code
+    except CliError as exc:
+        print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`pickwise models list | head`): stop quietly like any Unix filter.
+        # Python's documented recipe: point stdout's descriptor at /dev/null so the final flush at
+        # exit cannot raise again (a captured stdout without a descriptor has nothing to flush).
+        try:
+            stdout_fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            stdout_fd = None
+        if stdout_fd is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout_fd)
+            os.close(devnull)
+        return 141  # 128 + SIGPIPE, what a C filter stopped by a closed pipe reports
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
