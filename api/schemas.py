@@ -1,4 +1,5 @@
-"""Request and response bodies of the HTTP API (they are also the OpenAPI schema at /docs).
+"""Request and response bodies of the service, shared by both front ends (the HTTP API's
+bodies and OpenAPI schema at /docs, the CLI's --json output).
 
 Requests forbid unknown keys and non-finite numbers, so a typo (`min_qualty`) or a NaN is a
 422 naming the field instead of a silently ignored constraint.
@@ -9,9 +10,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pickwise.api.http.settings import MAX_PROMPT_CHARS
 from pickwise.registry import ModelSpec
+from pickwise.selector.batch import Solver
 from pickwise.selector.types import BatchPlan, Decision, SelectionConstraints
+
+# A prompt longer than this is refused (422 on `prompt`). The predictor reads only the head and
+# tail of a prompt (128 tokens), but its full length sets the cost estimate and the context-window
+# check, so it is counted, not cut. 200k chars is ~50k tokens.
+MAX_PROMPT_CHARS = 200_000
 
 MAX_OUTPUT_TOKENS = 10_000_000  # bound on expected_output_tokens: keeps cost arithmetic finite
 MAX_WILLINGNESS_TO_PAY = 1e9  # bound on lambda: keeps quality - lambda * cost finite
@@ -111,7 +117,7 @@ class PlanPrompt(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _text_or_quality(self) -> "PlanPrompt":
+    def _text_or_quality(self) -> PlanPrompt:
         if self.prompt is None and self.quality is None:
             raise ValueError("give 'prompt' or 'quality'")
         return self
@@ -137,10 +143,12 @@ class PlanRequest(BaseModel):
     exclude: list[str] = Field(default_factory=list, description="deny-list (names or aliases)")
     capacity: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, description="at most n prompts per model")
     expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS)
-    solver: Literal["auto", "exact", "lagrangian"] = "auto"
+    solver: Solver = "auto"
+    time_limit: float | None = Field(None, gt=0.0, description="seconds for the exact solver (default: none)")
+    gap_tolerance: float = Field(1e-4, ge=0.0, description="accepted certified relative gap of the exact solver")
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "PlanRequest":
+    def _unique_ids(self) -> PlanRequest:
         seen: set[str] = set()
         dup = [p.id for p in self.prompts if p.id in seen or seen.add(p.id)]
         if dup:
@@ -164,7 +172,7 @@ class PlanResponse(BatchPlan):
     low_confidence: dict[str, str] = Field(default_factory=dict)
     truncated: list[str] = Field(default_factory=list, description="ids of prompts the predictor read head+tail only")
     registry_version: str
-    predictor_version: str
+    predictor_version: str | None = Field(description="None when every prompt came with its own qualities")
 
 
 class PlanJob(BaseModel):

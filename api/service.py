@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence, TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from pickwise.api.http.errors import ServiceError, field_error, unknown_model
+from pickwise.api.errors import ModelNotFound, NotReady, RequestFieldError
 from pickwise.api.schemas import (
     MAX_OUTPUT_TOKENS,
     ModelInfo,
@@ -27,6 +28,7 @@ from pickwise.api.schemas import (
     SelectRequest,
     SelectResponse,
 )
+from pickwise.errors import PickwiseError
 from pickwise.registry import (
     ModelSpec,
     Registry,
@@ -40,9 +42,9 @@ from pickwise.registry import (
 )
 from pickwise.selector.batch import plan_batch
 from pickwise.selector.costs import request_candidates
-from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
+from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible
 from pickwise.selector.request import select_models
-from pickwise.selector.workload import ModelKeyError, WorkloadRow, build_workload, values_by_column
+from pickwise.selector.workload import ModelKeyError, Workload, WorkloadRow, build_workload, values_by_column
 
 log = logging.getLogger("pickwise.api")
 T = TypeVar("T")
@@ -82,6 +84,31 @@ def _estimates_are_finite(spec: ModelSpec) -> bool:
     return math.isfinite(cost) and math.isfinite(latency)
 
 
+def _routable(snapshot: RegistrySnapshot) -> tuple[list[ModelSpec], dict[str, str]]:
+    """The models whose cost and latency estimates are finite, and why each other one is left out."""
+    specs, left_out = [], {}
+    for spec in snapshot.models:
+        if _estimates_are_finite(spec):
+            specs.append(spec)
+        else:
+            left_out[spec.name] = (f"its cost or latency estimate overflows for a {FIGURE_CHECK_TOKENS:,}-token "
+                                   "prompt and answer; fix its pricing/latency entry")
+    return specs, left_out
+
+
+def _given_only(snapshot: RegistrySnapshot) -> Scoring:
+    """The pool of a plan whose every prompt comes with its qualities: no model vectors needed."""
+    specs, left_out = _routable(snapshot)
+    return Scoring(snapshot.version, tuple(specs), (None,) * len(specs), {}, {}, left_out)
+
+
+class PlanWorkload(NamedTuple):
+    snapshot: RegistrySnapshot
+    workload: Workload
+    capacity: np.ndarray | None
+    truncated_ids: list[str]  # prompts the predictor read only the head and tail of
+
+
 class _PlanInputs(NamedTuple):
     snapshot: RegistrySnapshot
     scoring: Scoring
@@ -97,20 +124,19 @@ def _pool_columns(snapshot: RegistrySnapshot, column: dict[str, int], values: di
     try:
         return values_by_column(snapshot, column, values)
     except ModelKeyError as exc:
-        raise field_error(f"{field}.{exc.name}", str(exc)) from None
-
-
-def _registry_issues(exc: RegistryError) -> list[dict]:
-    return [{"message": i.message, "file": i.file.name if i.file is not None else None,
-             "model": i.model, "field": i.field, "line": i.line} for i in exc.errors]
+        raise RequestFieldError(f"{field}.{exc.name}", str(exc)) from None
 
 
 class PickwiseService:
     """Registry + predictor + selection logic; thread-safe (called from worker threads)."""
 
-    def __init__(self, registry: Registry, predictor=None):
+    def __init__(self, registry: Registry, predictor=None, *, load_on_demand: Callable[[], object] | None = None):
+        """`predictor`: a loaded one, or None until `load_predictor` publishes one (the HTTP app loads
+        it in the background); `load_on_demand`: load it the first time a call needs it (the CLI,
+        which must not pay for the encoder when every prompt comes with its qualities)."""
         self.registry = registry
         self._predictor = predictor
+        self._load_on_demand = load_on_demand
         self.load_error: str | None = None
         self._scoring: Scoring | None = None
         self._lock = threading.Lock()
@@ -125,11 +151,18 @@ class PickwiseService:
 
     @property
     def predictor(self):
-        """The loaded predictor; 503 (ServiceError) while it is still loading or failed to load."""
-        if self._predictor is None:
-            why = f"the predictor failed to load: {self.load_error}" if self.load_error else "the predictor is still loading"
-            raise ServiceError(503, "not_ready", why, headers={"Retry-After": "5"})
+        """The loaded predictor; NotReady while it is still loading or failed to load."""
+        self.check_ready()
         return self._predictor
+
+    def check_ready(self) -> None:
+        """NotReady while the predictor is still loading or failed to load (loads it if on demand)."""
+        if self._predictor is None and self._load_on_demand is not None:
+            loader, self._load_on_demand = self._load_on_demand, None
+            self._predictor = loader()
+        if self._predictor is None:
+            raise NotReady(f"the predictor failed to load: {self.load_error}" if self.load_error
+                           else "the predictor is still loading")
 
     def load_predictor(self, loader: Callable[[], object]) -> None:
         """Run `loader` (slow: reads the artifact) and publish its result; records a failure for /readyz.
@@ -150,7 +183,7 @@ class PickwiseService:
         self.scoring(snapshot)  # warm the model-vector cache before the first request
         try:
             self.decide(SelectRequest(prompt=WARM_UP_PROMPT), u[0], False, snapshot)
-        except ServiceError:  # e.g. no model can be scored: nothing to warm, requests will say why
+        except PickwiseError:  # e.g. no model can be scored: nothing to warm, requests will say why
             pass
 
     # ---- model vectors, cached per registry version ------------------------------------------
@@ -164,12 +197,9 @@ class PickwiseService:
             current = self._scoring
             if current is not None and current.registry_version == snapshot.version:
                 return current
-            specs, vectors, sources, low, left_out = [], [], {}, {}, {}
-            for spec in snapshot.models:
-                if not _estimates_are_finite(spec):
-                    left_out[spec.name] = (f"its cost or latency estimate overflows for a {FIGURE_CHECK_TOKENS:,}-token "
-                                           "prompt and answer; fix its pricing/latency entry")
-                    continue
+            specs, vectors, sources, low = [], [], {}, {}
+            routable, left_out = _routable(snapshot)
+            for spec in routable:
                 try:
                     vec = predictor.model_vector(spec, snapshot)
                 except (ValueError, KeyError) as exc:
@@ -217,11 +247,11 @@ class PickwiseService:
         left out of routing); for the deny-list only unknown names are an error."""
         unknown = [n for n in names or () if n not in snapshot]
         if unknown:
-            raise field_error(field, f"unknown model(s) {', '.join(map(repr, unknown))} (not in the registry: see GET /v1/models or `pickwise models list`)")
+            raise RequestFieldError(field, f"unknown model(s) {', '.join(map(repr, unknown))} (not in the registry: see GET /v1/models or `pickwise models list`)")
         if scoring is not None and field == "models":
             out = {n: scoring.left_out[snapshot.get(n).name] for n in names or () if snapshot.get(n).name in scoring.left_out}
             if out:
-                raise field_error(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
+                raise RequestFieldError(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
 
     def decide(self, request: SelectRequest, u: np.ndarray, truncated: bool, snapshot: RegistrySnapshot) -> SelectResponse:
         """Selection for one prompt whose vector `u` is already computed (cheap: no transformer call)."""
@@ -239,10 +269,8 @@ class PickwiseService:
         try:
             decision = select_models(candidates, constraints)
         except InfeasibleSelection as exc:
-            raise ServiceError(409, "infeasible", str(exc), blocking=exc.blocking,
-                               registry_version=snapshot.version, predictor_version=predictor.version) from None
-        except SelectorInputError as exc:
-            raise ServiceError(422, "validation_error", str(exc)) from None
+            exc.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
+            raise
         return SelectResponse.model_construct(
             **dict(decision), registry_version=snapshot.version, predictor_version=predictor.version,
             prompt_tokens=tokens, truncated=bool(truncated), left_out=dict(scoring.left_out),
@@ -257,9 +285,10 @@ class PickwiseService:
     # ---- batch planning ------------------------------------------------------------------------
     def _plan_inputs(self, request: PlanRequest) -> _PlanInputs:
         """Everything a plan needs before encoding, checked: the pool, the rows and the capacities
-        (ServiceError 422 naming the field when a name is unknown or given twice)."""
+        (RequestFieldError naming the field when a name is unknown or given twice)."""
         snapshot = self.registry.refresh()
-        scoring = self.scoring(snapshot)
+        needs_predictor = any(p.quality is None for p in request.prompts)
+        scoring = self.scoring(snapshot) if needs_predictor else _given_only(snapshot)
         pool = self._plan_pool(snapshot, scoring, request)
         specs = [scoring.specs[j] for j in pool]
         column = {s.name: k for k, s in enumerate(specs)}
@@ -276,35 +305,40 @@ class PickwiseService:
         (the job checks again when it runs: the registry may change meanwhile)."""
         self._plan_inputs(request)
 
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        """One model per prompt under the request's budget or quality target (see selector.batch)."""
-        predictor = self.predictor
+    def workload(self, request: PlanRequest) -> PlanWorkload:
+        """The request's prompts x its pool: given qualities or predicted ones, registry costs and
+        latencies, and what fits (the matrices `plan` and the CLI's `universe` decide on)."""
         snapshot, scoring, specs, vectors, rows, capacity = self._plan_inputs(request)
-        names = [s.name for s in specs]
-        prompts = request.prompts
         truncated_ids: list[str] = []
 
         def score(texts: list[str]) -> np.ndarray:
             u, cut = self.encode(texts)
             truncated_ids.extend(row.id for row, c in zip((r for r in rows if r.quality is None), cut) if c)
-            return predictor.probabilities(u.astype(np.float64), vectors)
+            return self.predictor.probabilities(u.astype(np.float64), vectors)
 
         workload = build_workload(rows, specs, score, output_tokens=request.expected_output_tokens)
+        workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
+                                   if s.name in scoring.low_confidence}
+        return PlanWorkload(snapshot, workload, capacity, truncated_ids)
+
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        """One model per prompt under the request's budget or quality target (see selector.batch)."""
+        snapshot, workload, capacity, truncated_ids = self.workload(request)
+        names = workload.names
+        prompts = request.prompts
         try:
             plan = plan_batch(
                 workload.quality, workload.cost_usd, budget=request.budget, min_avg_quality=request.min_avg_quality,
                 min_quality=request.min_quality, latency=workload.latency_ms, max_latency_ms=request.max_latency_ms,
                 capacity=capacity, allowed=workload.allowed, solver=request.solver, model_names=names,
-                prompt_ids=[p.id for p in prompts],
+                prompt_ids=[p.id for p in prompts], time_limit=request.time_limit,
+                gap_tolerance=request.gap_tolerance,
             )
-        except BudgetInfeasible as exc:
-            raise ServiceError(409, "plan_infeasible", str(exc), reason=exc.reason, budget=exc.budget,
-                               min_budget=exc.min_budget) from None
+        except BudgetInfeasible:
+            raise
         except PlanInfeasible as exc:
-            raise ServiceError(409, "plan_infeasible", str(exc), reason=exc.reason,
-                               prompt_ids=[prompts[i].id for i in exc.rows]) from None
-        except SelectorInputError as exc:
-            raise ServiceError(422, "validation_error", str(exc)) from None
+            exc.add_context(prompt_ids=[prompts[i].id for i in exc.rows])
+            raise
 
         assignments = [
             PlanAssignment(id=p.id, model=names[j], quality=float(workload.quality[i, j]),
@@ -314,8 +348,9 @@ class PickwiseService:
         used = {names[j] for j in plan.assignment}
         return PlanResponse(
             **dict(plan), assignments=assignments,
-            low_confidence={k: v for k, v in scoring.low_confidence.items() if k in used},
-            truncated=truncated_ids, registry_version=snapshot.version, predictor_version=predictor.version,
+            low_confidence={k: v for k, v in workload.low_confidence.items() if k in used},
+            truncated=truncated_ids, registry_version=snapshot.version,
+            predictor_version=self._predictor.version if workload.predicted_lines else None,
         )
 
     @staticmethod
@@ -337,7 +372,7 @@ class PickwiseService:
         pool = [j for j, s in enumerate(scoring.specs)
                 if s.enabled and s.name not in denied and (allowed is None or s.name in allowed)]
         if not pool:
-            raise field_error("models", "no enabled, scorable model is left after the allow- and deny-lists")
+            raise RequestFieldError("models", "no enabled, scorable model is left after the allow- and deny-lists")
         return pool
 
     # ---- registry ----------------------------------------------------------------------------
@@ -356,17 +391,14 @@ class PickwiseService:
         try:
             spec = snapshot.get(name)
         except UnknownModelError:
-            raise unknown_model(name) from None
+            raise ModelNotFound(name) from None
         return self.model_info(spec, snapshot), snapshot
 
     def add_model(self, text: str, fmt: str) -> tuple[ModelInfo, RegistrySnapshot]:
-        """Validate and write one model atomically, then score it at once (cold-start fit, ms)."""
-        try:
-            spec = self.registry.add_model(text, fmt=fmt)
-        except RegistryConflict as exc:  # name taken, or the registry's files on disk broken
-            raise ServiceError(409, "conflict", str(exc), errors=_registry_issues(exc)) from None
-        except RegistryError as exc:
-            raise ServiceError(422, "invalid_model", str(exc), errors=_registry_issues(exc)) from None
+        """Validate and write one model atomically, then score it at once (cold-start fit, ms).
+        RegistryConflict when its name is taken or the registry on disk is broken, RegistryError
+        when the entry itself is invalid."""
+        spec = self.registry.add_model(text, fmt=fmt)
         snapshot = self.registry.snapshot
         return self.model_info(snapshot.get(spec.name), snapshot), snapshot
 
@@ -374,9 +406,11 @@ class PickwiseService:
         try:
             spec = self.registry.remove_model(name)
         except UnknownModelError:
-            raise unknown_model(name) from None
-        except RegistryError as exc:
-            raise ServiceError(409, "conflict", str(exc), errors=_registry_issues(exc)) from None
+            raise ModelNotFound(name) from None
+        except RegistryConflict:
+            raise
+        except RegistryError as exc:  # another model depends on it: the registry's state forbids it
+            raise RegistryConflict(exc.errors) from None
         snapshot = self.registry.snapshot
         if self.ready:
             self.scoring(snapshot)

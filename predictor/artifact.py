@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
+from pickwise.errors import PickwiseError
+from pickwise.files import atomic_file
 from pickwise.predictor.backbone import quiet_loading
 from pickwise.predictor.model import ModelConfig, QualityModel
-from pickwise.errors import PickwiseError
 
 META_FILE = "meta.json"
 HEADS_FILE = "heads.safetensors"
@@ -145,12 +146,9 @@ def read_splits(directory: str | Path) -> dict[str, dict[str, list[str]]]:
 
 
 def write_probe_vectors(directory: str | Path, ids: list[str], vectors: np.ndarray) -> None:
-    """Store the probe prompts' vectors (temp file + rename: a reader never sees half a file)."""
-    path = Path(directory) / PROBE_FILE
-    tmp = path.with_name(".tmp-" + PROBE_FILE)
-    with open(tmp, "wb") as fh:
+    """Store the probe prompts' vectors (a reader never sees half a file)."""
+    with atomic_file(Path(directory) / PROBE_FILE) as fh:
         np.savez_compressed(fh, ids=np.array(ids, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
-    tmp.replace(path)
 
 
 def read_probe_vectors(directory: str | Path) -> tuple[list[str], np.ndarray] | None:

@@ -18,6 +18,8 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
+from pickwise.files import atomic_file
+
 LABEL_THRESHOLD = 0.5  # soft qualities are binarised at q >= 0.5 for the classifiers
 CV_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # regularisation grid for the embedding heads
 
@@ -39,7 +41,7 @@ def prior_quality(quality: np.ndarray) -> np.ndarray:
 class PriorRouter:
     """q̂[i, m] = m's mean quality on the training rows: blind to the prompt, so its capture is ≈ 0."""
 
-    def fit(self, prompts: list[str], quality: np.ndarray) -> "PriorRouter":
+    def fit(self, prompts: list[str], quality: np.ndarray) -> PriorRouter:
         self.prior_ = prior_quality(_as_quality(prompts, quality))
         return self
 
@@ -63,7 +65,7 @@ class _PerModelLogistic:
             return LogisticRegressionCV(Cs=CV_CS, cv=3, scoring="neg_log_loss", max_iter=self.max_iter)
         return LogisticRegression(C=self.C, max_iter=self.max_iter)
 
-    def fit(self, X: Any, quality: np.ndarray) -> "_PerModelLogistic":
+    def fit(self, X: Any, quality: np.ndarray) -> _PerModelLogistic:
         self.prior_ = prior_quality(quality)
         self.heads_: list[LogisticRegression | None] = []
         for m in range(quality.shape[1]):
@@ -91,7 +93,7 @@ class TfidfLogisticRouter:
         self.max_features = max_features
         self.C = C
 
-    def fit(self, prompts: list[str], quality: np.ndarray) -> "TfidfLogisticRouter":
+    def fit(self, prompts: list[str], quality: np.ndarray) -> TfidfLogisticRouter:
         quality = _as_quality(prompts, quality)
         self.vectorizer_ = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=self.max_features)
         X = self.vectorizer_.fit_transform(prompts)
@@ -179,12 +181,11 @@ class FrozenEmbeddingRouter:
         emb = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
         if self.use_cache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npy")
-            np.save(tmp, emb)
-            tmp.replace(cache)
+            with atomic_file(cache) as fh:
+                np.save(fh, emb)
         return emb
 
-    def fit(self, prompts: list[str], quality: np.ndarray) -> "FrozenEmbeddingRouter":
+    def fit(self, prompts: list[str], quality: np.ndarray) -> FrozenEmbeddingRouter:
         quality = _as_quality(prompts, quality)
         # Standardised features: raw mean-pooled values are small, and one C must suit every model.
         # C is chosen per model by cross-validation on the training rows (C=None): with 384 dense

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pickwise.files import atomic_file
 from pickwise.predictor.artifact import save_artifact
 from pickwise.predictor.backbone import BACKBONE_NAME, encode_texts, length_buckets, pad_batch
 from pickwise.predictor.calibration import fit_temperature, masked_bce
@@ -104,9 +105,8 @@ def cached_stem(model: QualityModel, ids: list[list[int]], device, config: Train
         return torch.load(path)
     cache = cache_stem(model, ids, device, config.encode_batch_size, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(cache, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as fh:
+        torch.save(cache, fh)
     return cache
 
 
@@ -144,7 +144,7 @@ def task_targets(labels: np.ndarray | None, vocabulary: list[str]) -> torch.Tens
     return torch.as_tensor([index.get(str(x), -100) for x in labels], dtype=torch.long)
 
 
-def task_loss(model: QualityModel, logits, targets: tuple[torch.Tensor, torch.Tensor], config: "TrainConfig") -> torch.Tensor:
+def task_loss(model: QualityModel, logits, targets: tuple[torch.Tensor, torch.Tensor], config: TrainConfig) -> torch.Tensor:
     """Cross-entropy of the task and subtask classifiers, plus the L2 pull of subtask vectors to 0."""
     ce = torch.nn.functional.cross_entropy
     loss = ce(logits[0], targets[0], ignore_index=-100)

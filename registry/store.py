@@ -13,14 +13,15 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from pickwise.files import atomic_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
 from pickwise.registry.loader import load_registry, parse_registry_text, registry_files
 from pickwise.registry.probes.inline import self_contained_text
@@ -39,24 +40,9 @@ def safe_file_stem(name: str) -> str:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a dot-prefixed temp file in the same directory and os.replace.
-
-    The temp file is a dotfile so a concurrent load never mistakes it for a registry file. It gets
-    the mode of the file it replaces (a new file 0644, as the registry's files ship): mkstemp's
-    0600 made every file the service wrote unreadable to other accounts.
-    """
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `data` to `path` whole (a concurrent load never sees a half-written registry file)."""
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def _write_or_conflict(write, path: Path) -> None:

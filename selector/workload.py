@@ -3,24 +3,19 @@
 Each prompt has text and/or "quality": {model: p} with the caller's own scores; then the
 predictor is skipped for it and models missing from the dict are not candidates for it.
 Costs, latencies and context fit come from the registry (selector.costs). `build_workload`
-turns rows into matrices for every caller (the `pickwise plan`/`universe` CLI through
-`load_workload`, the API's POST /v1/plan), so both plan the same batch the same way.
-`load_workload` reads a JSONL prompt file (predictor.prompt_file) with the extra fields
-"quality" and "prompt_tokens"; every problem is reported with the file and line it comes from.
+turns rows into matrices for the service's plans (POST /v1/plan, `pickwise plan` and
+`pickwise universe`), so every caller plans the same batch the same way.
 """
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from pickwise.predictor.prompt_file import PromptFileError, PromptRecord, read_prompt_file
+from pickwise.errors import PickwiseError
 from pickwise.registry import ModelSpec, RegistrySnapshot, UnknownModelError, count_tokens_batch
 from pickwise.selector.costs import batch_figures
-from pickwise.errors import PickwiseError
 
 
 class WorkloadError(PickwiseError, ValueError):
@@ -134,67 +129,3 @@ def build_workload(
         ids=[row.id for row in rows], specs=list(specs), quality=np.where(allowed, quality, 0.0),
         cost_usd=figures.cost_usd, latency_ms=figures.latency_ms, allowed=allowed, predicted_lines=len(to_predict),
     )
-
-
-def _row_parser(snapshot: RegistrySnapshot, specs: Sequence[ModelSpec]) -> Callable[[PromptRecord], WorkloadRow]:
-    """The workload's own fields of a prompt-file line ("quality", "prompt_tokens"); ValueError names the field."""
-    column = {s.name: j for j, s in enumerate(specs)}
-
-    def parse(record: PromptRecord) -> WorkloadRow:
-        obj = record.fields
-        tokens = obj.get("prompt_tokens")
-        if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
-            raise ValueError("'prompt_tokens' must be a non-negative integer")
-        given = obj.get("quality")
-        scores = None
-        if given is not None:
-            if not isinstance(given, dict) or not given:
-                raise ValueError("'quality' must be a non-empty object {model: probability}")
-            for name, p in given.items():
-                if not isinstance(p, (int, float)) or isinstance(p, bool) or not math.isfinite(p) or not 0 <= p <= 1:
-                    raise ValueError(f"quality of '{name}' is {p!r}; expected a number in [0, 1]")
-            try:
-                scores = {j: float(p) for j, p in values_by_column(snapshot, column, given).items()}
-            except ModelKeyError as exc:
-                raise ValueError(f"{exc} in 'quality'") from None
-        if record.prompt is None and (scores is None or tokens is None):
-            raise ValueError("needs 'prompt' (or both 'quality' and 'prompt_tokens')")
-        return WorkloadRow(record.id, record.prompt, tokens, scores)
-
-    return parse
-
-
-def read_rows(path: str | Path, snapshot: RegistrySnapshot, specs: Sequence[ModelSpec],
-              progress: bool = True) -> list[WorkloadRow]:
-    """Parse and check every line of a JSONL workload; WorkloadError lists every bad line."""
-    try:
-        rows = read_prompt_file(path, require_prompt=False, parse=_row_parser(snapshot, specs), progress=progress)
-    except PromptFileError as exc:
-        raise WorkloadError(str(exc)) from None
-    if not rows:
-        raise WorkloadError(f"{path}: no prompts")
-    return rows
-
-
-def load_workload(
-    path: str | Path,
-    snapshot: RegistrySnapshot,
-    specs: Sequence[ModelSpec],
-    predictor_factory: Callable[[], object],
-    *,
-    output_tokens: int | None = None,
-    progress: bool = True,
-) -> Workload:
-    """Read the file, score lines without given qualities with the predictor (loaded only if some
-    line needs it), add registry figures."""
-    rows = read_rows(path, snapshot, specs, progress)
-    loaded = []
-
-    def score(prompts: list[str]) -> np.ndarray:
-        loaded.append(predictor_factory())
-        return loaded[0].predict(prompts, list(specs), snapshot=snapshot, progress=progress)
-
-    workload = build_workload(rows, specs, score, output_tokens=output_tokens)
-    if loaded:
-        workload.low_confidence = loaded[0].low_confidence(list(specs), snapshot=snapshot)
-    return workload

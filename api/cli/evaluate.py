@@ -6,8 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from pickwise.api.cli.options import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
-                     load_tables_option, number)
+from pickwise.api.cli.options import (
+    CliError,
+    add_artifact_option,
+    add_precision_option,
+    add_registry_option,
+    load_registry_option,
+    load_tables_option,
+    number,
+)
 from pickwise.api.cli.output import check_output_path
 
 

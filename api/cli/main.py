@@ -7,6 +7,12 @@ import os
 import sys
 
 from pickwise.api.cli.options import CliError
+from pickwise.api.errors import error_code
+from pickwise.errors import PickwiseError
+
+# Exit codes of domain errors by code (pickwise.api.errors): 1 when the request was valid but
+# nothing can satisfy it, as `grep` exits 1 on no match; 2 for every other refusal.
+EXIT_CODES = {"infeasible": 1}
 
 
 # Sub-command modules under pickwise.api.cli, each with `register(subparsers)`.
@@ -44,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
+    except PickwiseError as exc:
+        print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_CODES.get(error_code(exc), 2)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from pickwise.api.cli.options import CliError
+from pickwise.files import atomic_file
 
 
 def check_output_path(option: str, path: str | None) -> None:
@@ -39,19 +41,8 @@ def open_output(path: str) -> Iterator[IO[str]]:
     if path == "-":
         yield sys.stdout
         return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        fh = open(tmp, "w", encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with fh:
+        with atomic_file(path, "w") as fh:
             yield fh
-        tmp.replace(target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CliError(f"cannot write {path}: {exc.strerror}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -1,23 +1,29 @@
 """`pickwise plan` and `pickwise universe`: batch budget planning and pool construction from a JSONL workload.
 
 Both read lines {"id", "prompt"} (optionally with "quality": {model: p}, which skips the
-predictor for that line), price them with the registry, and hand the matrices to
-selector.plan_batch / selector.build_universe. Results go to stdout (or --output), the
-progress bar and a human summary to stderr.
+predictor for that line) into the API's PlanRequest and take the service's path: `plan` is
+`PickwiseService.plan`, as POST /v1/plan is, and `universe` decides on the same workload
+(`PickwiseService.workload`). Results go to stdout (or --output), the progress bar and a human
+summary to stderr. The predictor loads only if some line needs it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from pickwise.api.cli.options import CliError, add_artifact_option, add_registry_option, load_registry_option, number
 from pickwise.api.cli.output import check_output_path, open_output
-from pickwise.selector.batch import SOLVERS, plan_batch
-from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
-from pickwise.selector.types import BatchPlan, UniversePlan
+from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
+from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
+from pickwise.api.service import PickwiseService
+from pickwise.registry import RegistrySnapshot
+from pickwise.selector.batch import SOLVERS
+from pickwise.selector.errors import BudgetInfeasible
+from pickwise.selector.types import UniversePlan
 from pickwise.selector.universe import build_universe
-from pickwise.selector.workload import Workload, WorkloadError, candidate_models, load_workload
+from pickwise.selector.workload import ModelKeyError, candidate_models, values_by_column
 
 
 def register(subparsers) -> None:
@@ -60,73 +66,102 @@ def _workload_options(parser: argparse.ArgumentParser) -> None:
     add_artifact_option(parser)
 
 
-def _load(args: argparse.Namespace) -> Workload:
-    snapshot = load_registry_option(args.registry)
-    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
+def _prompt_parser(snapshot: RegistrySnapshot):
+    """A line's own fields as a PlanPrompt; ValueError names what is wrong (read_prompt_file adds
+    the file and line). Model names in "quality" are checked here, so each bad one has its line."""
+    every = {s.name: j for j, s in enumerate(snapshot.models)}
 
-    def predictor():
-        from pickwise.predictor import load_predictor
+    def parse(record: PromptRecord) -> PlanPrompt:
+        obj = record.fields
+        tokens = obj.get("prompt_tokens")
+        if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
+            raise ValueError("'prompt_tokens' must be a non-negative integer")
+        given = obj.get("quality")
+        if given is not None:
+            if not isinstance(given, dict) or not given:
+                raise ValueError("'quality' must be a non-empty object {model: probability}")
+            for name, p in given.items():
+                if not isinstance(p, (int, float)) or isinstance(p, bool) or not math.isfinite(p) or not 0 <= p <= 1:
+                    raise ValueError(f"quality of '{name}' is {p!r}; expected a number in [0, 1]")
+            try:
+                values_by_column(snapshot, every, given)
+            except ModelKeyError as exc:
+                raise ValueError(f"{exc} in 'quality'") from None
+        if record.prompt is None and (given is None or tokens is None):
+            raise ValueError("needs 'prompt' (or both 'quality' and 'prompt_tokens')")
+        quality = None if given is None else {name: float(p) for name, p in given.items()}
+        return PlanPrompt.model_construct(id=record.id, prompt=record.prompt, quality=quality, prompt_tokens=tokens)
 
-        return load_predictor(args.artifact)
-
-    try:
-        specs = candidate_models(snapshot, names)
-        workload = load_workload(args.input, snapshot, specs, predictor, output_tokens=args.expected_output_tokens,
-                                 progress=not args.quiet)
-    except WorkloadError as exc:
-        raise CliError(str(exc)) from None
-    if workload.low_confidence and not args.quiet:
-        for name, why in workload.low_confidence.items():
-            print(f"warning: {name}: low-confidence quality ({why})", file=sys.stderr)
-    return workload
+    return parse
 
 
-def _capacity(text: str | None, workload: Workload) -> list[int] | None:
+def _capacity(text: str | None) -> dict[str, int] | None:
     if not text:
         return None
-    caps = {name: len(workload.ids) for name in workload.names}
+    caps = {}
     for item in text.split(","):
         name, sep, count = item.partition("=")
         if not sep or not count.strip().isdigit():
             raise CliError(f"--capacity: expected MODEL=N, got {item!r}")
-        if name.strip() not in caps:
-            raise CliError(f"--capacity: '{name.strip()}' is not a candidate model ({', '.join(workload.names[:6])} ...)")
         caps[name.strip()] = int(count)
-    return [caps[n] for n in workload.names]
+    return caps
+
+
+def _load(args: argparse.Namespace, **options) -> tuple[PickwiseService, PlanRequest]:
+    """The service over --registry (the predictor loads on demand) and the request the input and options make."""
+    registry = load_registry_option(args.registry, writable=True)
+    snapshot = registry.snapshot
+    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
+    candidate_models(snapshot, names)  # an unknown name is an error naming it, before reading the input
+    try:
+        prompts = read_prompt_file(args.input, require_prompt=False, parse=_prompt_parser(snapshot),
+                                   progress=not args.quiet)
+    except PromptFileError as exc:
+        raise CliError(str(exc)) from None
+    if not prompts:
+        raise CliError(f"{args.input}: no prompts")
+
+    def load_predictor():
+        from pickwise.predictor import load_predictor
+
+        return load_predictor(args.artifact)
+
+    request = PlanRequest.model_construct(prompts=prompts, models=names,
+                                          expected_output_tokens=args.expected_output_tokens, **options)
+    return PickwiseService(registry, load_on_demand=load_predictor), request
+
+
+def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
+    if not quiet:
+        for name, why in low_confidence.items():
+            print(f"warning: {name}: low-confidence quality ({why})", file=sys.stderr)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     check_output_path("--output", args.output)
-    workload = _load(args)
+    service, request = _load(
+        args, budget=args.budget, min_avg_quality=args.min_avg_quality, min_quality=args.min_quality,
+        max_latency_ms=args.max_latency_ms, capacity=_capacity(args.capacity), solver=args.solver,
+        time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
-        plan = plan_batch(
-            workload.quality, workload.cost_usd, budget=args.budget, min_avg_quality=args.min_avg_quality,
-            min_quality=args.min_quality, latency=workload.latency_ms, max_latency_ms=args.max_latency_ms,
-            capacity=_capacity(args.capacity, workload), allowed=workload.allowed, solver=args.solver,
-            time_limit=args.time_limit, gap_tolerance=args.gap_tolerance, model_names=workload.names,
-            prompt_ids=workload.ids,
-        )
+        plan = service.plan(request)
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
-    except (PlanInfeasible, SelectorInputError) as exc:
-        raise CliError(str(exc)) from None
-    lines = (
-        json.dumps({"id": pid, "model": workload.names[j], "quality": round(float(workload.quality[i, j]), 6),
-                    "cost_usd": float(workload.cost_usd[i, j])})
-        for i, (pid, j) in enumerate(zip(workload.ids, plan.assignment))
-    )
+    _warn_low_confidence(plan.low_confidence, args.quiet)
     with open_output(args.output or "-") as out:
-        for line in lines:
-            out.write(line + "\n")
+        for a in plan.assignments:
+            out.write(json.dumps({"id": a.id, "model": a.model, "quality": round(a.quality, 6),
+                                  "cost_usd": a.cost_usd}) + "\n")
     if not args.quiet:
-        print(plan_summary(plan, workload), file=sys.stderr)
+        predicted = sum(p.quality is None for p in request.prompts)
+        print(plan_summary(plan, predicted), file=sys.stderr)
     return 0
 
 
-def plan_summary(plan: BatchPlan, workload: Workload) -> str:
+def plan_summary(plan: PlanResponse, predicted: int) -> str:
     n = len(plan.assignment)
     rows = [
-        f"prompts: {n} ({workload.predicted_lines} scored by the predictor), candidate models: {len(plan.model_names)}",
+        f"prompts: {n} ({predicted} scored by the predictor), candidate models: {len(plan.model_names)}",
         f"objective: {plan.objective}; solver: {plan.solver} ({plan.status}), certified gap {plan.gap:.2e}, {plan.seconds:.3f} s",
         f"total cost: {plan.total_cost:.6f} USD" + (f" of budget {plan.budget:.6f}" if plan.budget is not None else ""),
         f"expected quality: mean {plan.quality_mean:.4f}, sum {plan.quality_sum:.2f}",
@@ -140,15 +175,14 @@ def plan_summary(plan: BatchPlan, workload: Workload) -> str:
 def cmd_universe(args: argparse.Namespace) -> int:
     if args.max_models is None and args.max_mean_cost is None:
         raise CliError("give --max-models and/or --max-mean-cost")
-    workload = _load(args)
-    try:
-        plan = build_universe(
-            workload.quality, max_models=args.max_models, cost=workload.cost_usd,
-            max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
-            solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
-        )
-    except (PlanInfeasible, SelectorInputError) as exc:
-        raise CliError(str(exc)) from None
+    service, request = _load(args)
+    workload = service.workload(request).workload
+    _warn_low_confidence(workload.low_confidence, args.quiet)
+    plan = build_universe(
+        workload.quality, max_models=args.max_models, cost=workload.cost_usd,
+        max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
+        solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
+    )
     print(plan.model_dump_json(indent=2))
     if not args.quiet:
         print(universe_summary(plan, len(workload.ids)), file=sys.stderr)

@@ -6,8 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from pickwise.api.cli.options import (CliError, add_artifact_option, add_precision_option, add_registry_option, load_registry_option,
-                     load_tables_option, number)
+from pickwise.api.cli.options import (
+    CliError,
+    add_artifact_option,
+    add_precision_option,
+    add_registry_option,
+    load_registry_option,
+    load_tables_option,
+    number,
+)
 from pickwise.api.cli.output import check_output_path, open_output
 
 # Recipe options default to None and are passed on only when given: the defaults live in
@@ -67,8 +74,7 @@ def register(sub) -> None:
 
 
 def resolve_tables(paths: list[str] | None) -> list[Path]:
-    from pickwise.predictor.data import default_data_dir
-    from pickwise.predictor.data import PRICED_TABLES
+    from pickwise.predictor.data import PRICED_TABLES, default_data_dir
 
     chosen = [Path(p) for p in paths] if paths else [default_data_dir() / f"{stem}.parquet" for stem in PRICED_TABLES.values()]
     missing = [str(p) for p in chosen if not p.exists()]
@@ -154,9 +160,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from pickwise.api.cli.prompt_file import PromptFileError, read_prompt_file
     from pickwise.predictor.artifact import ArtifactError
     from pickwise.predictor.inference import load_predictor
-    from pickwise.predictor.prompt_file import PromptFileError, read_prompt_file
 
     check_output_path("--output", args.output)
     try:

@@ -13,16 +13,40 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pickwise.api.cli.options import CliError, add_artifact_option, add_registry_option, load_registry_option, number, registry_dir
-from pickwise.api.http.errors import ServiceError
+from pickwise.api.cli.options import (
+    CliError,
+    add_artifact_option,
+    add_registry_option,
+    load_registry_option,
+    number,
+    registry_dir,
+)
+from pickwise.api.errors import error_body
+from pickwise.api.http.settings import ENV_PREFIX
 from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
+from pickwise.selector.errors import InfeasibleSelection
 
 OBJECTIVES = ("min_cost", "max_quality", "balanced")
 ON_INFEASIBLE = ("error", "cheapest", "best_quality")
-# How `serve --workers N` hands its options to each worker process (uvicorn imports the app factory).
-REGISTRY_ENV, ARTIFACT_ENV, PRECISION_ENV, THREADS_ENV, BATCHING_ENV = (
-    "PICKWISE_REGISTRY", "PICKWISE_ARTIFACT", "PICKWISE_PRECISION", "PICKWISE_TORCH_THREADS", "PICKWISE_BATCHING")
+
+
+class WorkerSettings(BaseSettings):
+    """What `serve --workers N` hands each worker process (uvicorn imports the app factory there), as
+    PICKWISE_REGISTRY, PICKWISE_ARTIFACT, PICKWISE_PRECISION and PICKWISE_TORCH_THREADS; the
+    service's limits travel as ServiceSettings' own PICKWISE_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
+
+    registry: Path
+    artifact: Path
+    precision: str = "auto"
+    torch_threads: int | None = None
+
+    def environment(self) -> dict[str, str]:
+        values = self.model_dump(exclude_none=True)
+        return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}
 
 
 def register(sub) -> None:
@@ -31,10 +55,10 @@ def register(sub) -> None:
                                    "Registry writes need PICKWISE_ADMIN_TOKEN in the environment.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=number(int, low=1, high=65535), default=8000, help="TCP port (default 8000)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=number(int, low=1), default=1,
                    help="uvicorn worker processes (each loads its own predictor; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.add_argument("--torch-threads", type=int, default=None, metavar="N",
+    p.add_argument("--torch-threads", type=number(int, low=1), default=None, metavar="N",
                    help="intra-op threads of the predictor (default: every CPU for a bf16 or int8 encoder, "
                         "CPUs - 1 for fp32, so HTTP handling keeps a core)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -151,20 +175,15 @@ def app_from_env():
     from pickwise.api.http.app import create_app
     from pickwise.api.http.settings import ServiceSettings
 
-    precision = os.environ.get(PRECISION_ENV, "auto")
-    set_torch_threads(int(os.environ.get(THREADS_ENV, "0")) or None, precision)
-    settings = ServiceSettings(**json.loads(os.environ.get(BATCHING_ENV, "{}")))
-    return create_app(os.environ[REGISTRY_ENV], settings=settings,
-                      predictor=predictor_loader(Path(os.environ[ARTIFACT_ENV]), precision))
+    worker = WorkerSettings()
+    set_torch_threads(worker.torch_threads, worker.precision)
+    return create_app(worker.registry, settings=ServiceSettings(),
+                      predictor=predictor_loader(worker.artifact, worker.precision))
 
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    if args.workers < 1:
-        raise CliError("--workers must be >= 1")
-    if args.torch_threads is not None and args.torch_threads < 1:
-        raise CliError("--torch-threads must be >= 1")
     batching = batching_settings(args)
     registry, artifact = _check_paths(args)
     if args.workers == 1:
@@ -176,8 +195,11 @@ def run_serve(args: argparse.Namespace) -> int:
                          predictor=predictor_loader(artifact, args.precision))
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     else:
-        os.environ.update({REGISTRY_ENV: str(registry), ARTIFACT_ENV: str(artifact), PRECISION_ENV: args.precision,
-                           THREADS_ENV: str(args.torch_threads or 0), BATCHING_ENV: json.dumps(batching)})
+        from pickwise.api.http.settings import ServiceSettings
+
+        worker = WorkerSettings(registry=registry, artifact=artifact, precision=args.precision,
+                                torch_threads=args.torch_threads)
+        os.environ.update({**worker.environment(), **ServiceSettings(**batching).environment()})
         uvicorn.run("pickwise.api.cli.serving:app_from_env", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level)
     return 0
@@ -246,8 +268,8 @@ def format_decision(result) -> str:
     return "\n".join(lines)
 
 
-def format_infeasible(exc: ServiceError) -> str:
-    blocking = exc.extra.get("blocking", {})
+def format_infeasible(exc: InfeasibleSelection) -> str:
+    blocking = exc.blocking
     width = max((len(n) for n in blocking), default=0)
     lines = ["no model satisfies the constraints; what blocks each model:"]
     lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in blocking.items()]
@@ -268,11 +290,9 @@ def run_select(args: argparse.Namespace) -> int:
         raise CliError(f"cannot load the predictor: {exc}") from None
     try:
         result = PickwiseService(registry, predictor).select(request)
-    except ServiceError as exc:
-        if exc.error == "infeasible":
-            if args.json:
-                print(json.dumps(exc.body(), indent=2))
-            raise CliError(format_infeasible(exc), code=1) from None
-        raise CliError(exc.detail) from None
+    except InfeasibleSelection as exc:
+        if args.json:
+            print(json.dumps(error_body(exc), indent=2))
+        raise CliError(format_infeasible(exc), code=1) from None
     print(result.model_dump_json(indent=2) if args.json else format_decision(result))
     return 0

@@ -10,9 +10,9 @@ once and /readyz (and every route that needs the predictor) says 503 until it is
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable
 
 from fastapi import FastAPI
 
@@ -20,10 +20,11 @@ from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.errors import install_error_handlers
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.http.limits import BodySizeLimit
-from pickwise.api.http.telemetry import MetricsMiddleware, ServiceMetrics
 from pickwise.api.http.routes import AppState, health, models, selection
+from pickwise.api.http.settings import ADMIN_TOKEN_ENV, ServiceSettings
+from pickwise.api.http.telemetry import MetricsMiddleware, ServiceMetrics
+from pickwise.api.schemas import MAX_PROMPT_CHARS
 from pickwise.api.service import PickwiseService
-from pickwise.api.http.settings import ADMIN_TOKEN_ENV, MAX_PROMPT_CHARS, ServiceSettings
 from pickwise.registry import Registry, default_registry_dir
 
 DESCRIPTION = f"""

@@ -1,8 +1,9 @@
-"""Every error the service returns is JSON `{"error": code, "detail": message, ...}`.
+"""Every error the HTTP app returns is JSON `{"error": code, "detail": message, ...}`.
 
-`ServiceError` is what the service layer raises for a request it refuses (the CLI prints the
-same message); the handlers here turn it, FastAPI's validation errors and Starlette's HTTP
-errors into that one shape, and turn anything unexpected into a logged 500 (always a bug).
+The service raises domain errors (PickwiseError); `STATUS` maps their codes to HTTP statuses,
+once. `HttpError` is for refusals only the transport knows (auth, media type, queue and size
+limits). The handlers turn both, FastAPI's validation errors and Starlette's HTTP errors into
+that one shape, and anything unexpected into a logged 500 (always a bug).
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from pickwise.api.errors import error_body, error_code
+from pickwise.errors import PickwiseError
 
 log = logging.getLogger("pickwise.api")
 
@@ -33,8 +37,21 @@ STATUS_CODES = {
 }
 
 
-class ServiceError(Exception):
-    """A refused request: HTTP status, short code, a message for people, and structured extras."""
+# The status of each domain error code (pickwise.api.errors.ERROR_CODES); 400 for any other.
+STATUS = {
+    "not_ready": 503,
+    "not_found": 404,
+    "validation_error": 422,
+    "infeasible": 409,
+    "plan_infeasible": 409,
+    "conflict": 409,
+    "invalid_model": 422,
+}
+RETRY_AFTER = {"not_ready": "5"}
+
+
+class HttpError(PickwiseError):
+    """A request the transport refuses: HTTP status, short code, a message for people, and extras."""
 
     def __init__(self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(detail)
@@ -53,23 +70,8 @@ class ClientGone(Exception):
     request"), which nobody reads but the metrics count, and never logged as a server error."""
 
 
-def quoted(value: str, limit: int = 80) -> str:
-    """A client-given string as an error quotes it: repr'd and cut to `limit` characters, so a
-    5,000-character path segment is not echoed back whole."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
-def unknown_model(name: str) -> ServiceError:
-    """404 for a model name: the registry's own message would also name its directory on the
-    server, which an unauthenticated GET has no business learning."""
-    return ServiceError(404, "not_found", f"unknown model {quoted(name)} (GET /v1/models lists them)")
-
-
-def field_error(field: str, message: str) -> ServiceError:
-    """A 422 naming the request field that is wrong (same shape as pydantic's errors)."""
-    loc = ["body", *field.split(".")]
-    return ServiceError(422, "validation_error", f"{field}: {message}",
-                        errors=[{"loc": loc, "msg": message, "type": "value_error"}])
+def not_found(message: str) -> HttpError:
+    return HttpError(404, "not_found", message)
 
 
 class ErrorJSONResponse(JSONResponse):
@@ -107,8 +109,15 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return error_response(422, "validation_error", detail, errors=_plain(errors))
 
 
-async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+async def _http_refusal(request: Request, exc: HttpError) -> JSONResponse:
     return ErrorJSONResponse(_plain(exc.body()), status_code=exc.status, headers=exc.headers)
+
+
+async def _domain_error(request: Request, exc: PickwiseError) -> JSONResponse:
+    code = error_code(exc)
+    retry = RETRY_AFTER.get(code)
+    return ErrorJSONResponse(_plain(error_body(exc)), status_code=STATUS.get(code, 400),
+                             headers={"Retry-After": retry} if retry else None)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -131,7 +140,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(HttpError, _http_refusal)
+    app.add_exception_handler(PickwiseError, _domain_error)
     app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

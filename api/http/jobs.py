@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
-from pickwise.api.http.errors import ServiceError, quoted
+from pickwise.api.errors import error_body, quoted
+from pickwise.api.http.errors import HttpError
 from pickwise.api.schemas import ErrorBody, PlanJob, PlanRequest, PlanResponse
+from pickwise.errors import PickwiseError
 
 
 @dataclass
@@ -49,7 +51,7 @@ class PlanJobs:
             self._expire()
             active = sum(j.status in ("queued", "running") for j in self._jobs.values())
             if active >= self.queue_limit:
-                raise ServiceError(429, "too_many_requests",
+                raise HttpError(429, "too_many_requests",
                                    f"{active} plan jobs are already queued or running (limit {self.queue_limit}); "
                                    "retry when one finishes", headers={"Retry-After": "5"})
             if len(self._jobs) >= self.keep:
@@ -66,7 +68,7 @@ class PlanJobs:
             self._expire()
             job = self._jobs.get(job_id)
             if job is None:
-                raise ServiceError(404, "not_found", f"no plan job {quoted(job_id)} (unknown, or expired "
+                raise HttpError(404, "not_found", f"no plan job {quoted(job_id)} (unknown, or expired "
                                    f"{self.ttl_s:g} s after it finished)")
             return self._view(job)
 
@@ -75,8 +77,9 @@ class PlanJobs:
             job.status, job.started_at = "running", self._clock()
         try:
             result, error = self._plan(request), None
-        except ServiceError as exc:
-            result, error = None, ErrorBody.model_validate(exc.body())
+        except PickwiseError as exc:
+            body = exc.body() if isinstance(exc, HttpError) else error_body(exc)
+            result, error = None, ErrorBody.model_validate(body)
         except Exception as exc:  # a bug: keep the job readable rather than losing it
             result, error = None, ErrorBody(error="internal_error", detail=f"unexpected {type(exc).__name__}: {exc}")
         with self._lock:

@@ -2,33 +2,25 @@
 
 Every limit the service enforces lives here so the README, the OpenAPI text and the
 413/422 messages all quote the same numbers, and tests can build apps with tighter ones.
+Each can also be set from the environment as PICKWISE_<FIELD> (PICKWISE_ADMIN_TOKEN,
+PICKWISE_MAX_BATCH, ...): that is how `serve --workers N` hands its options to each worker.
 """
 from __future__ import annotations
 
-import os
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pydantic import BaseModel, ConfigDict, Field
-
-ADMIN_TOKEN_ENV = "PICKWISE_ADMIN_TOKEN"
-
-# A prompt longer than this is refused with 422 (field `prompt`). The predictor reads only
-# the head and tail of a prompt (128 tokens), but its full length sets the cost estimate and
-# the context-window check, so it is counted, not cut. 200k chars is ~50k tokens.
-MAX_PROMPT_CHARS = 200_000
+ENV_PREFIX = "PICKWISE_"
+ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
 
 
-def _token_from_env() -> str | None:
-    return os.environ.get(ADMIN_TOKEN_ENV) or None
-
-
-class ServiceSettings(BaseModel):
+class ServiceSettings(BaseSettings):
     """Service limits; defaults are what `pickwise serve` runs with."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     admin_token: str | None = Field(
-        default_factory=_token_from_env,
-        description=f"bearer token for registry writes (env {ADMIN_TOKEN_ENV}); None disables writes",
+        None, description=f"bearer token for registry writes (env {ADMIN_TOKEN_ENV}); None disables writes",
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request bodies above this get 413")
     max_batch: int = Field(32, ge=1, description="most prompts in one micro-batched predictor call")
@@ -50,3 +42,14 @@ class ServiceSettings(BaseModel):
     job_queue_limit: int = Field(4, ge=1, description="plan jobs waiting or running at once; more get 429")
     job_keep: int = Field(100, ge=1, description="plan jobs remembered (finished ones are evicted oldest first)")
     job_ttl_s: float = Field(3600.0, gt=0.0, description="a finished job is forgotten this long after it ends")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _empty_token_is_none(cls, token: str | None) -> str | None:
+        return token or None  # PICKWISE_ADMIN_TOKEN= (set but empty) disables writes, as unset does
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the PICKWISE_* variables that rebuild them in another process (no token:
+        a worker reads that from the environment it inherits)."""
+        values = self.model_dump(exclude={"admin_token"}, exclude_defaults=True)
+        return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}

@@ -8,9 +8,9 @@ from pydantic import BaseModel
 
 from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.jobs import PlanJobs
+from pickwise.api.http.settings import ServiceSettings
 from pickwise.api.http.telemetry import ServiceMetrics
 from pickwise.api.service import PickwiseService
-from pickwise.api.http.settings import ServiceSettings
 
 
 @dataclass

@@ -18,7 +18,7 @@ async def healthz() -> Health:
             responses={503: {"model": ErrorBody, "description": "predictor loading, or failed to load"}})
 async def readyz(request: Request) -> Ready:
     service = state(request).service
-    predictor = service.predictor  # ServiceError 503 while loading
+    predictor = service.predictor  # NotReady (503) while loading
     snapshot = service.registry.refresh()
     return Ready(predictor_version=predictor.version, predictor_precision=predictor.precision,
                  registry_version=snapshot.version, models=len(snapshot), registry_error=service.registry.reload_error)

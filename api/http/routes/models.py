@@ -14,11 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from pickwise.api.http.errors import ClientGone, ServiceError
+from pickwise.api.http.errors import ClientGone, HttpError
 from pickwise.api.http.routes import json_response as _json
 from pickwise.api.http.routes import state
-from pickwise.api.schemas import ErrorBody, ModelList, ModelRemoved, ModelWritten, ValidationErrorBody
 from pickwise.api.http.settings import ADMIN_TOKEN_ENV
+from pickwise.api.schemas import ErrorBody, ModelList, ModelRemoved, ModelWritten, ValidationErrorBody
 from pickwise.registry import ModelSpec
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -36,13 +36,13 @@ AUTH_RESPONSES = {
 def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
     expected = state(request).settings.admin_token
     if not expected:
-        raise ServiceError(403, "forbidden", f"registry writes are disabled: the server was started without "
+        raise HttpError(403, "forbidden", f"registry writes are disabled: the server was started without "
                                              f"{ADMIN_TOKEN_ENV}")
     if credentials is None:
-        raise ServiceError(401, "unauthorized", "registry writes need 'Authorization: Bearer <token>'",
+        raise HttpError(401, "unauthorized", "registry writes need 'Authorization: Bearer <token>'",
                            headers={"WWW-Authenticate": "Bearer"})
     if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise ServiceError(403, "forbidden", "wrong bearer token")
+        raise HttpError(403, "forbidden", "wrong bearer token")
 
 
 def _spec_schema() -> dict:
@@ -90,7 +90,7 @@ def _format(request: Request) -> str:
         return "yaml"
     if content_type in JSON_TYPES:
         return "json"
-    raise ServiceError(415, "unsupported_media_type",
+    raise HttpError(415, "unsupported_media_type",
                        f"Content-Type {content_type or '(none)'!r} is not supported; send the model as "
                        f"{', '.join(YAML_TYPES[:1] + YAML_TYPES[2:3] + JSON_TYPES)}")
 
@@ -112,9 +112,9 @@ async def add_model(request: Request) -> Response:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ServiceError(422, "invalid_model", f"body is not UTF-8 text (byte {exc.start})") from None
+        raise HttpError(422, "invalid_model", f"body is not UTF-8 text (byte {exc.start})") from None
     if not text.strip():
-        raise ServiceError(422, "invalid_model", "empty body: send one model entry")
+        raise HttpError(422, "invalid_model", "empty body: send one model entry")
     info, snapshot = await run_in_threadpool(state(request).service.add_model, text, fmt)
     return _json(ModelWritten(registry_version=snapshot.version, model=info), status=201,
                  headers={"Location": f"/v1/models/{quote(info.name, safe='/')}"})

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from pickwise.api.http.batcher import QueueFull
-from pickwise.api.http.errors import ClientGone, ServiceError
+from pickwise.api.http.errors import ClientGone, HttpError
 from pickwise.api.http.routes import json_response as _json
 from pickwise.api.http.routes import state
 from pickwise.api.schemas import (
@@ -59,12 +59,12 @@ async def _disconnect(request: Request) -> None:
 async def select(body: SelectRequest, request: Request) -> Response:
     st = state(request)
     service = st.service
-    service.predictor  # 503 before queueing when not ready
+    service.check_ready()  # 503 before queueing when not ready
     snapshot = service.registry.refresh()
     try:
         u, truncated = await _unless_disconnected(request, st.batcher.submit(body.prompt))
     except QueueFull as exc:
-        raise ServiceError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
+        raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                            waiting=exc.waiting, max_queue=exc.limit) from None
     result = await run_in_threadpool(service.decide, body, u, truncated, snapshot)
     st.metrics.count_selection(result.chosen)
@@ -73,7 +73,7 @@ async def select(body: SelectRequest, request: Request) -> Response:
 
 def _check_size(request: PlanRequest, limit: int, hint: str) -> None:
     if len(request.prompts) > limit:
-        raise ServiceError(413, "payload_too_large", f"{len(request.prompts):,} prompts exceed the limit of {limit:,}{hint}")
+        raise HttpError(413, "payload_too_large", f"{len(request.prompts):,} prompts exceed the limit of {limit:,}{hint}")
 
 
 @router.post("/plan", response_model=PlanResponse, summary="assign a model to each prompt of a batch (inline)",
@@ -83,7 +83,6 @@ async def plan(body: PlanRequest, request: Request) -> Response:
     limit = st.settings.sync_plan_limit
     _check_size(body, limit, f" for an inline plan; submit larger batches to POST /v1/plans "
                              f"(up to {st.settings.job_plan_limit:,} prompts)")
-    st.service.predictor
     return _json(await run_in_threadpool(st.service.plan, body))
 
 
@@ -92,7 +91,6 @@ async def plan(body: PlanRequest, request: Request) -> Response:
 async def submit_plan(body: PlanRequest, request: Request) -> Response:
     st = state(request)
     _check_size(body, st.settings.job_plan_limit, " for a plan job")
-    st.service.predictor
     await run_in_threadpool(st.service.check_plan, body)  # a bad name is 422 now, not a failed job later
     job = st.jobs.submit(body)
     return _json(job, status=202, headers={"Location": f"/v1/plans/{job.id}"})

@@ -1,21 +1,21 @@
 """Prompt files: JSONL with one {"id", "prompt"} object per line, checked line by line.
 
-`pickwise predict` reads them as they are; the selector's workload reader (`pickwise plan`,
-`pickwise universe`) reads the same format plus its own fields ("quality", "prompt_tokens")
-through the `parse` hook, so the shared checks (UTF-8, JSON, an object, a usable id, a string
+`pickwise predict` reads them as they are; `pickwise plan` and `pickwise universe` read the same
+format plus their own fields ("quality", "prompt_tokens") through the `parse` hook, so the shared checks (UTF-8, JSON, an object, a usable id, a string
 prompt, no repeated id) are written once and every problem in the file is reported at once,
 each with the file and line it comes from.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm import tqdm
 
-from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
 from pickwise.errors import PickwiseError
+from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
 
 
 class PromptFileError(PickwiseError, ValueError):

@@ -1,0 +1,84 @@
+"""The service's own refusals, and the one JSON shape every refusal takes.
+
+PickwiseService raises domain errors only: these, and those of the layers below (RegistryError,
+InfeasibleSelection, PlanInfeasible, ...). `error_body` turns any of them into
+`{"error": code, "detail": message, ...facts}`; the HTTP app maps the code to a status
+(`pickwise.api.http.errors`), the CLI to an exit code (`pickwise.api.cli.main`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pickwise.errors import PickwiseError
+from pickwise.registry import RegistryConflict, RegistryError
+from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
+
+
+class RequestFieldError(PickwiseError, ValueError):
+    """A request field is wrong in a way its schema cannot say (an unknown model name, say)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ModelNotFound(PickwiseError, LookupError):
+    """No registered model answers to a name. The registry's own error also names its directory,
+    which a caller of the service has no business learning."""
+
+    def __init__(self, name: str):
+        super().__init__(f"unknown model {quoted(name)} (GET /v1/models lists them)")
+        self.name = name
+
+
+class NotReady(PickwiseError):
+    """The predictor is still loading, or failed to load."""
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    """A caller's string as an error quotes it: repr'd and cut to `limit` characters, so a
+    5,000-character name is not echoed back whole."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def registry_issues(exc: RegistryError) -> list[dict]:
+    return [{"message": i.message, "file": i.file.name if i.file is not None else None,
+             "model": i.model, "field": i.field, "line": i.line} for i in exc.errors]
+
+
+def _facts(exc: PickwiseError) -> dict[str, Any]:
+    """The structured facts a caller can act on, by kind of error."""
+    if isinstance(exc, RequestFieldError):
+        return {"errors": [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]}
+    if isinstance(exc, InfeasibleSelection):
+        return {"blocking": exc.blocking}
+    if isinstance(exc, BudgetInfeasible):
+        return {"reason": exc.reason, "budget": exc.budget, "min_budget": exc.min_budget}
+    if isinstance(exc, PlanInfeasible):
+        return {"reason": exc.reason}
+    if isinstance(exc, RegistryError):
+        return {"errors": registry_issues(exc)}
+    return {}
+
+
+# Ordered: the first class an error is an instance of gives its code (subclasses before bases).
+ERROR_CODES: tuple[tuple[type[PickwiseError], str], ...] = (
+    (NotReady, "not_ready"),
+    (ModelNotFound, "not_found"),
+    (RequestFieldError, "validation_error"),
+    (SelectorInputError, "validation_error"),
+    (InfeasibleSelection, "infeasible"),
+    (PlanInfeasible, "plan_infeasible"),
+    (RegistryConflict, "conflict"),
+    (RegistryError, "invalid_model"),
+)
+
+
+def error_code(exc: PickwiseError) -> str:
+    return next((code for kind, code in ERROR_CODES if isinstance(exc, kind)), "error")
+
+
+def error_body(exc: PickwiseError) -> dict[str, Any]:
+    """`{"error", "detail", ...}` for a domain error; the service adds request facts in `exc.context`."""
+    return {"error": error_code(exc), "detail": str(exc), **_facts(exc), **exc.context}
