@@ -22,8 +22,10 @@ venv: $(BIN)/pickwise
 serve: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pickwise serve --host $(HOST) --port $(PORT) --precision $(PRECISION)
 
-## Run the whole test suite (what CI runs).
+## Lint (ruff), check the layers (import-linter), then run the whole test suite (what CI runs).
 test: venv
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
 
 clean:

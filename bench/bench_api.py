@@ -43,8 +43,8 @@ RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 4, 16, 64)
 TARGETS = {"single_p50_ms": 15.0, "single_p99_ms": 40.0, "sustained_rps": 100.0, "sustained_p99_ms": 250.0}
 EXTRA = ("mean_batch", "client_cores", "server_cores", "server_mean_ms")  # per-run figures beside the load generator's
-# Named in every result: results before session 11 were taken with httpx as the client, which cost
-# ~2.4 CPU-ms per request on the server's 2 cores (bench/http_client.py says why it was replaced).
+# Named in every result: results before session 11 were taken with httpx as the client, which took
+# far more of the server's 2 cores (docs/decisions/load-generator.md says why it was replaced).
 LOAD_GENERATOR = "bench/loadgen.py over bench/http_client.py (asyncio streams, HTTP/1.1 keep-alive)"
 QUICK_ARTIFACT = Path(tempfile.gettempdir()) / "pickwise-bench-artifact"
 
@@ -96,7 +96,6 @@ def tagged_registry(tag: str, directory: Path) -> int:
 
 def prompts(n: int) -> list[str]:
     from bench.bench_predictor import hundred_token_prompts  # the predictor bench's 100-token MMLU-Pro prompts
-
     from pickwise.predictor.backbone import load_tokenizer
 
     return hundred_token_prompts(load_tokenizer(), n)
@@ -209,7 +208,7 @@ def one_run(server: Server, texts: list[str], offset: int, args) -> dict:
 
 
 def summarise(runs: list[dict]) -> dict:
-    from loadgen import LoadResult
+    from bench.loadgen import LoadResult
 
     names = list(runs[0])
     summary = {}

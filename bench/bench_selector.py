@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from pickwise.selector.batch import plan_batch  # noqa: E402
 from pickwise.selector.milp import SolverFailed  # noqa: E402
 from pickwise.selector.request import select_models  # noqa: E402
@@ -114,9 +113,9 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    import scipy
-    import pulp
     import highspy  # noqa: F401
+    import pulp
+    import scipy
 
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "pulp": pulp.__version__, "shared": "2 cores shared with other jobs"}

@@ -30,14 +30,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pickwise.predictor.baselines import TfidfLogisticRouter  # noqa: E402
-from pickwise.predictor.data import PRICED_TABLES as TABLES, default_data_dir, load_table  # noqa: E402
-from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
 from pickwise.predictor import PRECISIONS  # noqa: E402
+from pickwise.predictor.baselines import TfidfLogisticRouter  # noqa: E402
+from pickwise.predictor.data import PRICED_TABLES as TABLES  # noqa: E402
+from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
 from pickwise.predictor.inference import load_predictor  # noqa: E402
 from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
-
 
 # the four priced tables (registry.build_defaults.TABLES: key -> parquet stem), by stem, with report labels
 LABELS = {"mmlu_pro": "MMLU-Pro", "routerbench": "RouterBench", "mmlu57": "MMLU-57+GSM8K", "llmrouter": "LLMRouter"}

@@ -1,10 +1,8 @@
 """A minimal HTTP/1.1 keep-alive client for the load generator, over asyncio streams.
 
-Why not httpx: the bench runs client and server on the same 2 cores, so the client's CPU is
-capacity the server does not get. Against the same server (session 11, onnx-int8, 25 models,
-medians of 2 rounds) httpx spent 2.4-2.6 CPU-ms per request and added ~3.5 ms to the single-client
-p50; once requests queued its connection pool cost 10-21 ms per request and tipped a server near
-capacity into collapse. aiohttp spent 0.7-1.0 ms, this client 0.25-0.5 ms.
+Why not a kept client (httpx, aiohttp) or wrk: the bench runs client and server on the same 2 cores,
+so the client's CPU is capacity the server loses; httpx and aiohttp spend several times this client's
+CPU per request, and wrk cannot run the open loop (measured in docs/decisions/load-generator.md).
 
 It speaks only what the bench needs and treats anything else as an error, never as a guess:
 requests with an optional JSON body; replies framed by Content-Length, chunked, or by the server
@@ -18,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 from urllib.parse import urlsplit
-
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}  # the only hosts it talks to: it is a benchmarking tool
 
@@ -98,7 +95,7 @@ class LoopbackHttpClient:
             _, writer = self._idle.pop()
             writer.close()
 
-    async def __aenter__(self) -> "LoopbackHttpClient":
+    async def __aenter__(self) -> LoopbackHttpClient:
         return self
 
     async def __aexit__(self, *exc) -> None:

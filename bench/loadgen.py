@@ -15,8 +15,8 @@ import asyncio
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from bench.http_client import LoopbackHttpClient, ProtocolError
 

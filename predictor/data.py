@@ -73,7 +73,7 @@ class RoutingTable:
         """[N, M] bool: which (prompt, model) pairs have a result."""
         return ~np.isnan(self.quality)
 
-    def subset(self, rows: np.ndarray) -> "RoutingTable":
+    def subset(self, rows: np.ndarray) -> RoutingTable:
         """The same table restricted to `rows` (bool mask or indices)."""
         idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
         return RoutingTable(

@@ -12,11 +12,10 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel
 
-from pickwise.registry import UnknownModelError, estimate_cost_usd
-
 from pickwise.predictor.baselines import BASELINES
 from pickwise.predictor.data import RoutingTable
 from pickwise.predictor.routing_metrics import TableFigures, routing_figures
+from pickwise.registry import UnknownModelError, estimate_cost_usd
 
 PICKWISE = "pickwise"
 
@@ -215,5 +214,5 @@ def format_report(reports: list[TableReport]) -> str:
             lines.append(f"   note: {note}")
         lines.append("")
     lines.append("capture: share of the oracle's AIQ headroom over the zero router (bootstrap over prompts, "
-                 f"paired); Δ = pickwise − router; c2m ∞ = never matches the best single model.")
+                 "paired); Δ = pickwise − router; c2m ∞ = never matches the best single model.")
     return "\n".join(lines)

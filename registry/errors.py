@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 from pickwise.errors import PickwiseError
 
 
@@ -50,7 +51,7 @@ class RegistryError(PickwiseError, ValueError):
     only want one; `str()` lists all of them, one per line.
     """
 
-    def __init__(self, errors: "list[RegistryIssue] | RegistryIssue | str", *, file=None, model=None, field=None):
+    def __init__(self, errors: list[RegistryIssue] | RegistryIssue | str, *, file=None, model=None, field=None):
         if isinstance(errors, str):
             errors = RegistryIssue(errors, file=Path(file) if file is not None else None, model=model, field=field)
         if isinstance(errors, RegistryIssue):

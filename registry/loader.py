@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -148,7 +149,9 @@ def _probe_scores(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> di
     with_probe = [e for e in entries if e.spec.probe is not None]
     if not with_probe:
         return {}
-    from pickwise.registry.probes.results import parse_probe  # imported here: only registries with probe sections need it
+    from pickwise.registry.probes.results import (
+        parse_probe,  # imported here: only registries with probe sections need it
+    )
 
     scores: dict[str, dict[str, float]] = {}
     for entry in with_probe:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import reprlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 

@@ -96,7 +96,7 @@ class ModelSpec(_Strict):
     notes: str | None = None
 
     @model_validator(mode="after")
-    def _limits_are_consistent(self) -> "ModelSpec":
+    def _limits_are_consistent(self) -> ModelSpec:
         # Caught here because each value alone is valid but together they cannot be served.
         if self.max_output_tokens > self.context_window:
             raise ValueError(

@@ -5,10 +5,10 @@ and swap the reference, so a reader never sees half of an update.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 from pickwise.registry.errors import RegistryIssue, UnknownModelError
 from pickwise.registry.schema import ModelSpec

@@ -8,8 +8,8 @@ OpenAI's cl100k_base on English text, close enough for pre-call estimates.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Tokenizer
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
 from pickwise.errors import PickwiseError
 
 

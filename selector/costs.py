@@ -6,8 +6,8 @@ the estimators once per distinct prompt length and model, then scatter the resul
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

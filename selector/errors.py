@@ -4,6 +4,7 @@ They subclass ValueError so that callers treating "bad problem" generically stil
 while the API and CLI can read the fields (blocking constraints, minimum budget) directly.
 """
 from __future__ import annotations
+
 from pickwise.errors import PickwiseError
 
 

@@ -7,7 +7,8 @@ integer program in selector.request_ilp, which the tests check against the enume
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 

@@ -34,7 +34,7 @@ class SelectionConstraints(BaseModel):
     on_infeasible: OnInfeasible = "error"
 
     @model_validator(mode="after")
-    def _lambda_iff_balanced(self) -> "SelectionConstraints":
+    def _lambda_iff_balanced(self) -> SelectionConstraints:
         if self.objective == "balanced" and self.willingness_to_pay is None:
             raise ValueError("objective 'balanced' needs willingness_to_pay (USD per unit of quality)")
         if self.objective != "balanced" and self.willingness_to_pay is not None:  # it would be silently ignored

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from scipy import sparse

@@ -5,7 +5,7 @@ point runs its inputs through here first and gets an error that names the offend
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

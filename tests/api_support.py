@@ -1,11 +1,11 @@
-"""Shared pieces of the API tests: a small temp registry and an app on the tiny predictor."""
+"""Helpers of the API tests: a small temp registry, an app on the tiny predictor, sample entries
+(the fixtures built from them are in conftest.py)."""
 from __future__ import annotations
 
 import contextlib
 import threading
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from pickwise.api.http.app import create_app
@@ -65,17 +65,4 @@ def client(registry_dir: Path, predictor, **settings):
     settings.setdefault("admin_token", TOKEN)
     app = create_app(registry_dir, predictor=predictor, settings=ServiceSettings(**settings))
     with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
-
-
-@pytest.fixture
-def registry_dir(tmp_path):
-    """A fresh copy of the few test models per test (writes never leak between tests)."""
-    return copy_models(tmp_path / "registry")
-
-
-@pytest.fixture
-def api(registry_dir, tiny_predictor):
-    """A client on the tiny predictor over `registry_dir`, admin token TOKEN."""
-    with client(registry_dir, tiny_predictor) as c:
         yield c

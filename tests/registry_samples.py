@@ -1,9 +1,12 @@
-"""Small valid registry entries for the registry and `pickwise models` tests."""
+"""Small valid registry entries and probe results for the registry and `pickwise models` tests."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
+
+from pickwise.registry.probes.probe_set import load_probe_set
 
 
 def model(name: str, **overrides) -> dict:
@@ -38,3 +41,19 @@ def make_registry(directory: Path) -> Path:
     write(directory, "a.yaml", model("alpha", aliases=["a1"]))
     write(directory, "b.yaml", "# two models\n" + yaml.safe_dump([model("beta"), model("gamma/large")], sort_keys=False))
     return directory
+
+
+IDS = [e.prompt_id for e in load_probe_set()]
+
+
+def scores(n: int = 60, offset: int = 0) -> dict[str, float]:
+    """n distinct probe ids with scores spread over [0, 1]."""
+    return {pid: round((i % 11) / 10, 1) for i, pid in enumerate(IDS[offset:offset + n])}
+
+
+def csv_text(rows: dict[str, object]) -> str:
+    return "prompt_id,score\n" + "".join(f"{p},{s}\n" for p, s in rows.items())
+
+
+def jsonl_text(rows: dict[str, object]) -> str:
+    return "".join(json.dumps({"prompt_id": p, "score": s}) + "\n" for p, s in rows.items())

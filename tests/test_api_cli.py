@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.api_support import registry_dir  # noqa: F401 (shared fixture)
-from tests.api_support import PROMPT, TRAINED, UNTRAINED
 
-from pickwise.predictor import inference as predictor_inference
 from pickwise.api.cli.main import main
+from pickwise.predictor import inference as predictor_inference
+from tests.api_support import (
+    PROMPT,
+    TRAINED,
+    UNTRAINED,
+)
 
 
 @pytest.fixture
@@ -89,11 +92,12 @@ def test_serve_workers_get_the_batching_options_through_the_environment(registry
     import torch
 
     from pickwise.api.cli import serving as service
+    from pickwise.api.http.settings import ServiceSettings
 
-    monkeypatch.setenv(service.REGISTRY_ENV, str(registry_dir))
-    monkeypatch.setenv(service.ARTIFACT_ENV, str(tmp_path))
-    monkeypatch.setenv(service.THREADS_ENV, str(torch.get_num_threads()))
-    monkeypatch.setenv(service.BATCHING_ENV, json.dumps({"max_batch": 8, "max_wait_ms": 5.0, "max_queue": 40}))
+    worker = service.WorkerSettings(registry=registry_dir, artifact=tmp_path, torch_threads=torch.get_num_threads())
+    limits = ServiceSettings(max_batch=8, max_wait_ms=5.0, max_queue=40)
+    for name, value in {**worker.environment(), **limits.environment()}.items():
+        monkeypatch.setenv(name, value)
     app = service.app_from_env()
     settings, batcher = app.state.pickwise.settings, app.state.pickwise.batcher
     assert (settings.max_batch, settings.max_wait_ms, settings.max_queue) == (8, 5.0, 40)

@@ -6,10 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from tests.api_support import api, registry_dir  # noqa: F401 (shared fixtures)
-from tests.api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
 
 from pickwise.registry import load_registry
+from tests.api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 YAML = {"Content-Type": "application/yaml"}

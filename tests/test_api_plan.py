@@ -6,12 +6,17 @@ import time
 
 import numpy as np
 import pytest
-from tests.api_support import registry_dir  # noqa: F401 (shared fixture)
-from tests.api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
 
-from pickwise.api.http.errors import ServiceError
+from pickwise.api.http.errors import HttpError
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.schemas import PlanRequest, PlanResponse
+from tests.api_support import (
+    PROMPT,
+    TRAINED,
+    UNTRAINED,
+    RecordingPredictor,
+    client,
+)
 
 PROMPTS = [{"id": f"p{i}", "prompt": f"{PROMPT} Case {i}."} for i in range(6)]
 
@@ -142,7 +147,7 @@ def test_jobs_queue_bound_eviction_and_expiry():
 
     jobs = PlanJobs(slow_plan, queue_limit=2, keep=3, ttl_s=60, clock=lambda: now[0])
     first, second = jobs.submit(_request()), jobs.submit(_request())
-    with pytest.raises(ServiceError) as exc:
+    with pytest.raises(HttpError) as exc:
         jobs.submit(_request())
     assert exc.value.status == 429 and "limit 2" in exc.value.detail
     gate.set()
@@ -154,14 +159,14 @@ def test_jobs_queue_bound_eviction_and_expiry():
     while jobs.get(third.id).status != "done" and time.monotonic() < deadline:
         time.sleep(0.01)
     fourth = jobs.submit(_request())  # 3 kept already: the oldest finished one goes
-    with pytest.raises(ServiceError) as exc:
+    with pytest.raises(HttpError) as exc:
         jobs.get(first.id)
     assert exc.value.status == 404
     while jobs.get(fourth.id).status != "done" and time.monotonic() < deadline:
         time.sleep(0.01)
     now[0] += 61  # past the TTL: every finished job is forgotten
     for job in (second, third, fourth):
-        with pytest.raises(ServiceError):
+        with pytest.raises(HttpError):
             jobs.get(job.id)
     jobs.shutdown()
 

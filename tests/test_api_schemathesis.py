@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from tests.api_support import TOKEN, copy_models
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -20,6 +19,7 @@ from schemathesis.specs.openapi.checks import (
 
 from pickwise.api.http.app import create_app
 from pickwise.api.http.settings import ServiceSettings
+from tests.api_support import TOKEN, copy_models
 
 MAX_EXAMPLES = 25
 

@@ -6,13 +6,13 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
-from tests.api_support import api, registry_dir  # noqa: F401 (shared fixtures)
-from tests.api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
 from fastapi.testclient import TestClient
 
 from pickwise.api.http.app import create_app
+from pickwise.api.http.settings import ServiceSettings
 from pickwise.api.http.telemetry import sample_total
-from pickwise.api.http.settings import MAX_PROMPT_CHARS, ServiceSettings
+from pickwise.api.schemas import MAX_PROMPT_CHARS
+from tests.api_support import PROMPT, TRAINED, UNTRAINED, RecordingPredictor, client
 
 
 def test_select_returns_the_decision_with_every_candidate(api, tiny_predictor):

@@ -7,11 +7,8 @@ a server closing mid-reply) is exercised against a small asyncio server that ans
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
-
 
 from bench.http_client import LoopbackHttpClient, ProtocolError, check_loopback  # noqa: E402
 from bench.loadgen import closed_loop, open_loop  # noqa: E402

@@ -12,8 +12,7 @@ import yaml
 
 from pickwise.api.cli.main import main
 from pickwise.registry import load_registry
-from tests.registry_samples import make_registry, model, write
-from tests.test_probe_results import csv_text, scores
+from tests.registry_samples import csv_text, make_registry, model, scores, write
 
 
 def run(capsys, *argv):

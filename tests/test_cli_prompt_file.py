@@ -1,4 +1,4 @@
-"""predictor.prompt_file: the shared JSONL prompt reader (pickwise predict, plan, universe)."""
+"""pickwise.api.cli.prompt_file: the shared JSONL prompt reader (pickwise predict, plan, universe)."""
 from __future__ import annotations
 
 import io
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pickwise.predictor.prompt_file import PromptFileError, PromptRecord, read_prompt_file
+from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 
 
 def write(tmp_path, data: bytes | str, name: str = "p.jsonl") -> str:

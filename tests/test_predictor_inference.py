@@ -6,8 +6,7 @@ import pytest
 
 from pickwise.predictor.coldstart import fit_model_vector
 from pickwise.registry import Latency, ModelSpec, Pricing, Probe, ProbeResult
-
-from tests.conftest import synthetic_table
+from tests.tables import synthetic_table
 
 
 def spec(name, probe=None, aliases=()):
@@ -157,7 +156,7 @@ def test_auto_precision_is_onnx_int8_on_a_cpu_and_its_torch_fallback_bf16_only_w
     import pickwise.predictor.inference as inference
 
     for native in (True, False):
-        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native)
+        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda native=native: native)
         assert inference.resolve_precision("auto", "cpu") == "onnx-int8"
         assert inference.torch_precision("cpu") == ("bf16" if native else "fp32")
         assert inference.resolve_precision("auto", "cuda") == inference.torch_precision("cuda") == "fp32"

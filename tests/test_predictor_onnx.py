@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from pickwise.predictor import onnx_encoder
-from tests.api_support import registry_dir  # noqa: F401 (fixture)
 from pickwise.predictor.backbone import pad_batch, tiny_backbone
 
 PROMPTS = ["What is 2 times 2 plus 3?", "Name the largest planet.", "def f(x): return x", "", "word " * 400]
@@ -73,8 +72,8 @@ def test_onnx_int8_predictor_stays_close_to_fp32_and_reports_itself(tiny_artifac
 
 def test_the_service_runs_as_many_lanes_as_the_onnx_encoder_has_threads_unless_capped(tiny_artifact, onnx_cache,
                                                                                      registry_dir):
-    from tests.api_support import PROMPT, client
     from pickwise.predictor.inference import load_predictor
+    from tests.api_support import PROMPT, client
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(2)

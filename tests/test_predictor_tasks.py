@@ -13,8 +13,7 @@ from pickwise.predictor.backbone import encode_texts, load_tokenizer, pad_batch,
 from pickwise.predictor.dataset import build_training_set, task_labels
 from pickwise.predictor.model import ModelConfig, TaskMixture
 from pickwise.predictor.train import TrainConfig, task_targets, task_vocabulary, train
-
-from tests.conftest import synthetic_table
+from tests.tables import synthetic_table
 
 TINY = ModelConfig(dim=8, hidden=16, lora_layers=1, lora_r=4, max_len=32)
 

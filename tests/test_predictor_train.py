@@ -13,8 +13,7 @@ from pickwise.predictor.calibration import fit_temperature, masked_bce
 from pickwise.predictor.data import question_stem, split_labels
 from pickwise.predictor.dataset import build_training_set
 from pickwise.predictor.model import ModelConfig, QualityModel, truncate_backbone
-
-from tests.conftest import TINY_MODELS, synthetic_table
+from tests.tables import TINY_MODELS, synthetic_table
 
 
 def test_masked_bce_ignores_missing_results():
@@ -262,8 +261,8 @@ def table_file(tmp_path):
 ])
 def test_train_refuses_bad_options_before_loading_anything(extra, message, table_file, tmp_path, capsys, monkeypatch):
     """Each used to fail after minutes (or hours) of work with a traceback, or to train on nonsense."""
-    from pickwise.predictor import backbone
     from pickwise.api.cli.main import main
+    from pickwise.predictor import backbone
 
     monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: pytest.fail("loaded the backbone"))
     data = [str(table_file)] * (2 if extra == ["--data-twice"] else 1)

@@ -6,24 +6,8 @@ import json
 import pytest
 
 from pickwise.registry import RegistryError, load_registry
-from pickwise.registry.probes.probe_set import load_probe_set
 from pickwise.registry.probes.results import MIN_PROBE_RESULTS
-from tests.registry_samples import model, write
-
-IDS = [e.prompt_id for e in load_probe_set()]
-
-
-def scores(n: int = 60, offset: int = 0) -> dict[str, float]:
-    """n distinct probe ids with scores spread over [0, 1]."""
-    return {pid: round((i % 11) / 10, 1) for i, pid in enumerate(IDS[offset:offset + n])}
-
-
-def csv_text(rows: dict[str, object]) -> str:
-    return "prompt_id,score\n" + "".join(f"{p},{s}\n" for p, s in rows.items())
-
-
-def jsonl_text(rows: dict[str, object]) -> str:
-    return "".join(json.dumps({"prompt_id": p, "score": s}) + "\n" for p, s in rows.items())
+from tests.registry_samples import IDS, csv_text, jsonl_text, model, scores, write
 
 
 def load_error(directory) -> RegistryError:

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from pickwise.registry.probes.probe_set import (
-    DEFAULT_PROBE_SET_PATH, ProbeSetError, load_probe_set, probe_ids, probe_index, probe_set_version,
+    DEFAULT_PROBE_SET_PATH,
+    ProbeSetError,
+    load_probe_set,
+    probe_ids,
+    probe_index,
+    probe_set_version,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

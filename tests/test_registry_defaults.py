@@ -6,8 +6,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pickwise.registry import default_registry_dir, load_registry
 from pickwise.predictor.data import PRICED_TABLES as TABLES
+from pickwise.registry import default_registry_dir, load_registry
 from tools.build_defaults import main as build_main
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from pickwise.registry import (TOKENIZER_NAME, ModelSpec, count_tokens, count_tokens_batch, estimate_cost_usd,
-                      estimate_latency_ms, fits_context)
+from pickwise.registry import (
+    TOKENIZER_NAME,
+    ModelSpec,
+    count_tokens,
+    count_tokens_batch,
+    estimate_cost_usd,
+    estimate_latency_ms,
+    fits_context,
+)
 from tests.registry_samples import model
 
 SPEC = ModelSpec.model_validate(model(

@@ -10,8 +10,7 @@ import yaml
 
 from pickwise.registry import ModelSpec, NameTakenError, Registry, RegistryConflict, RegistryError, load_registry
 from pickwise.registry.probes import inline as probe_inline
-from tests.registry_samples import make_registry, model, write
-from tests.test_probe_results import csv_text, jsonl_text, scores
+from tests.registry_samples import csv_text, jsonl_text, make_registry, model, scores, write
 
 
 def file_state(directory):

@@ -90,7 +90,7 @@ def test_universe_picks_the_pool(tmp_path, names, capsys):
 
 def test_plan_reports_every_bad_line_at_once(tmp_path, names, capsys):
     cheap, _ = names
-    rows = [workload(names)[0], "{not json", '{"id": "x", "quality": {"%s": 0.5}}' % cheap, '{"id": "y", "prompt": 3}']
+    rows = [workload(names)[0], "{not json", '{"id": "x", "quality": {"' + cheap + '": 0.5}}', '{"id": "y", "prompt": 3}']
     assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1"]) == 2
     err = capsys.readouterr().err
     assert "prompts.jsonl:2: not valid JSON" in err

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from pickwise.errors import PickwiseError
 
 DEFAULT_PROBE_SET_PATH = Path(__file__).resolve().parent / "probe_set.jsonl"
@@ -39,7 +40,7 @@ class ProbeEntry(BaseModel):
     choices: str | None = Field(default=None, pattern=r"^[A-Z]{2,26}$")
 
     @model_validator(mode="after")
-    def _reference_is_a_choice(self) -> "ProbeEntry":
+    def _reference_is_a_choice(self) -> ProbeEntry:
         if self.reference is not None and self.choices is not None and self.reference not in self.choices:
             raise ValueError(f"reference {self.reference!r} is not one of the choices {self.choices!r}")
         return self

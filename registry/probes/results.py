@@ -13,15 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from pickwise.errors import PickwiseError
 from pickwise.registry.errors import RegistryError, RegistryIssue, display_path
 from pickwise.registry.jsonl import json_object_lines
 from pickwise.registry.probes.probe_set import load_probe_set, probe_ids
 from pickwise.registry.schema import Probe
-from pickwise.errors import PickwiseError
 
 MIN_PROBE_RESULTS = 50
 MAX_LISTED = 5  # unknown ids / bad rows quoted in one message before "... and N more"
