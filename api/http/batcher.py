@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pickwise.errors import PickwiseError
+
 Encode = Callable[..., tuple[np.ndarray, list[bool]]]  # encode(prompts, single_thread=bool) -> (vectors, truncated)
 Observe = Callable[[int, float], None]
 
 
-class QueueFull(Exception):
+class QueueFull(PickwiseError):
     """The encoder's queue already holds `waiting` prompts, its bound: try again shortly."""
 
     def __init__(self, waiting: int, limit: int):

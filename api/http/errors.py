@@ -65,7 +65,7 @@ class HttpError(PickwiseError):
         return {"error": self.error, "detail": self.detail, **self.extra}
 
 
-class ClientGone(Exception):
+class ClientGone(PickwiseError):
     """The client hung up before its answer was ready; answered with 499 (nginx's "client closed
     request"), which nobody reads but the metrics count, and never logged as a server error."""
 
