@@ -167,9 +167,8 @@ class PickwiseService:
     def load_predictor(self, loader: Callable[[], object]) -> None:
         """Run `loader` (slow: reads the artifact) and publish its result; records a failure for /readyz.
 
-        The first select would also pay one-time set-up (measured on 2 cores: ~55 ms for the encoder
-        thread's OpenMP team and oneDNN kernels, ~20 ms for the token counter's tables and the
-        selector), so one prompt is encoded, before publishing, and decided, right after.
+        The first select would also pay one-time set-up (the encoder thread's OpenMP team and oneDNN
+        kernels, the token counter's tables and the selector), so one prompt is encoded, before publishing, and decided, right after.
         """
         try:
             predictor = loader()
@@ -220,8 +219,8 @@ class PickwiseService:
 
         With a torch encoder every predictor call of the service runs on `self.encoder` (the routes'
         micro-batches too): once two live threads have run torch, PyTorch's OpenMP (libgomp)
-        throttles its spinning threads and every encoder call gets ~1.7-2x slower on 2 cores, for as
-        long as both threads live (a single plan job used to double every later select's latency).
+        throttles its spinning threads and every encoder call slows for as long as both threads live
+        (docs/performance.md).
         The prompts go in chunks of similar length, one at a time, so a select's batch waits behind
         one chunk at most. The ONNX encoder has no such threads: the micro-batcher's other lanes
         keep encoding selects meanwhile (bench/bench_api_mixed.py).

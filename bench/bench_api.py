@@ -43,8 +43,8 @@ RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 4, 16, 64)
 TARGETS = {"single_p50_ms": 15.0, "single_p99_ms": 40.0, "sustained_rps": 100.0, "sustained_p99_ms": 250.0}
 EXTRA = ("mean_batch", "client_cores", "server_cores", "server_mean_ms")  # per-run figures beside the load generator's
-# Named in every result: results before session 11 were taken with httpx as the client, which took
-# far more of the server's 2 cores (docs/decisions/load-generator.md says why it was replaced).
+# Named in every result, so figures taken with another client are not compared with these
+# (docs/decisions/load-generator.md).
 LOAD_GENERATOR = "bench/loadgen.py over bench/http_client.py (asyncio streams, HTTP/1.1 keep-alive)"
 QUICK_ARTIFACT = Path(tempfile.gettempdir()) / "pickwise-bench-artifact"
 
@@ -229,7 +229,7 @@ def markdown(meta: dict, summary: dict, verdict: dict) -> str:
         f"Server: `pickwise serve {meta['server_args']}` (encoder precision {meta.get('predictor_precision')}; uvicorn with {meta.get('uvicorn', '?')}, 1 worker, 127.0.0.1), "
         f"{meta.get('registry_note', 'default registry')} ({meta['models']} models), {meta['artifact_note']}.",
         f"Requests: `POST /v1/select` with a distinct 100-token MMLU-Pro prompt each (objective min_cost). "
-        f"Medians of {meta['runs']} runs. Load generator: {meta.get('load_generator', 'httpx (before session 11)')}, "
+        f"Medians of {meta['runs']} runs. Load generator: {meta.get('load_generator', 'httpx (older results)')}, "
         "in one process on the same cores as the server.",
         "",
         "Cores: CPU seconds per wall second spent by the load generator (client) and the server during the load.",

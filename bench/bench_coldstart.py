@@ -145,8 +145,8 @@ def main() -> int:
               f"({point['ratio_to_trained_in']:.1%} of trained-in)", flush=True)
         return point
 
-    # one random draw of a few hundred results is noisy (sd ~0.01 in capture), so every size but
-    # "all" is a mean over --seeds draws
+    # one random draw of a few hundred results is noisy (docs/coldstart.md gives the spread), so
+    # every size but "all" is a mean over --seeds draws
     by_size = {}
     for size in args.sizes.split(","):
         seeds = range(args.seeds if size != "all" else 1)

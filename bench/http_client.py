@@ -2,7 +2,7 @@
 
 Why not a kept client (httpx, aiohttp) or wrk: the bench runs client and server on the same 2 cores,
 so the client's CPU is capacity the server loses; httpx and aiohttp spend several times this client's
-CPU per request, and wrk cannot run the open loop (measured in docs/decisions/load-generator.md).
+CPU per request, and wrk cannot run the open loop (figures: docs/decisions/load-generator.md).
 
 It speaks only what the bench needs and treats anything else as an error, never as a guess:
 requests with an optional JSON body; replies framed by Content-Length, chunked, or by the server

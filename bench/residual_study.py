@@ -1,7 +1,7 @@
 """Would a per-prompt residual next to the task mixture route better? Frozen encoder, validation rows only.
 
 Why: the task mixture gives every prompt read as the same task the same vector u, so what
-makes one prompt harder than another within a task is lost (README, "The predictor"). Without
+makes one prompt harder than another within a task is lost (docs/predictor.md). Without
 a GPU the encoder cannot be retrained with a new head, but its pooled embeddings can be
 computed once and a second stage fitted on them in seconds:
 
@@ -15,8 +15,8 @@ Each candidate gets its own temperature on the validation rows and is scored the
 Brier, ECE, and shipped − candidate as a paired bootstrap interval); the test rows are not read.
 
 Run: .venv/bin/python -m bench.residual_study [--artifact DIR] [--seed 0] [--name residual_study]
-(encoding the ~23,500 training and validation prompts takes ~8 minutes on 2 CPU cores the first
-time; cached under .cache/residual_study). Writes bench/results/<name>.json and .md.
+(the first run encodes the training and validation prompts; cached under .cache/residual_study).
+Writes bench/results/<name>.json and .md.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from pickwise.predictor.inference import load_predictor  # noqa: E402
 from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-# (residual dims r, weight decay on W): fixed before any figure (session 12's rule 1)
+# (residual dims r, weight decay on W): fixed before any figure, by docs/decisions/residual.md's rule
 CANDIDATES = ((0, 0.0), (1, 1e-4), (1, 1e-2), (8, 1e-4), (8, 1e-2))
 SHIPPED = "shipped"
 

@@ -60,7 +60,7 @@ def quiet_loading():
 def load_backbone(path: str | None = None):
     """The pretrained BertModel (fp32, eval mode).
 
-    Eager attention: on CPU with padded batches it measured ~1.3x faster than SDPA here.
+    Eager attention: on a CPU with padded batches it is faster than SDPA.
     """
     from transformers import AutoModel
 

@@ -189,7 +189,7 @@ class FrozenEmbeddingRouter:
         quality = _as_quality(prompts, quality)
         # Standardised features: raw mean-pooled values are small, and one C must suit every model.
         # C is chosen per model by cross-validation on the training rows (C=None): with 384 dense
-        # features a fixed C=1 overfits the smaller tables (LLMRouter: ECE 0.085).
+        # features a fixed C=1 overfits the smaller tables.
         self.heads_ = _PerModelLogistic(C=self.C).fit(self.embed(prompts), quality)
         return self
 

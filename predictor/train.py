@@ -1,11 +1,8 @@
 """Training: cache the frozen stem once, tune LoRA top layers + heads with a masked multi-label loss.
 
-Why this shape: on CPU (2 cores) a full LoRA backward pass through MiniLM runs at ~8 prompts/s,
-an epoch over the tables at ~50 minutes. The stem's outputs do not change while training,
-so they are computed once (a forward pass) and the optimiser only runs the top layers,
-several times faster per epoch. On CUDA the same code simply runs faster (the shipped
-recipe, four LoRA layers and 16 epochs, takes about two minutes on one H100 and hours on
-2 CPU cores).
+Why this shape: a full LoRA backward pass through MiniLM is slow, and the stem's outputs do not
+change while training, so they are computed once (a forward pass) and the optimiser only runs
+the top layers. The same code runs on CUDA when present (training times: docs/predictor.md).
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Estimates need *a* consistent count before any provider is called; every
 provider tokenizes differently, so we use the tokenizer pickwise already ships
-(the predictor's backbone) and state it. WordPiece counts run roughly 1.0-1.3x
-OpenAI's cl100k_base on English text, close enough for pre-call estimates.
+(the predictor's backbone) and state it. Its counts are close enough to OpenAI's cl100k_base
+on English text for pre-call estimates (the ratio: docs/registry.md).
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ BYTES_PER_LONG_WORD_TOKEN = 2
 def _counted(encoding, text: str) -> int:
     """The encoding's token count, with every [UNK] counted for the text it stands for.
 
-    WordPiece turns a word it cannot split, and *any* word over 100 characters, into one [UNK]:
-    200,000 characters without a space counted as 1 token, so such a prompt "fit" an 8k context
-    and cost nothing. A long span is counted by its length in bytes (re-tokenizing it in pieces
-    cost 5x a normal prompt of that size); a short one (emoji, characters the vocabulary lacks)
-    as one token per character, about what LLM tokenizers give.
+    WordPiece turns a word it cannot split, and *any* word over 100 characters, into one [UNK],
+    so a long unbroken string would pass for one token in the context check and the cost estimate.
+    A long span is counted by its length in bytes (cheaper than re-tokenizing it in pieces); a short
+    one (emoji, characters the vocabulary lacks) as one token per character, about what LLM
+    tokenizers give.
     """
     unk, ids = _tokenizer().token_to_id("[UNK]"), encoding.ids
     total = len(ids)

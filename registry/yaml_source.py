@@ -63,7 +63,7 @@ def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
 
 def _reject_duplicate_keys(node: yaml.Node | None, seen_nodes: set[int] | None = None) -> None:
     """Each node once: an alias refers to a node already walked, so a "billion laughs" file of a few
-    hundred bytes (aliases of aliases) is linear here instead of exponential (it hung the service)."""
+    hundred bytes (aliases of aliases) costs linear time here, not exponential."""
     seen_nodes = set() if seen_nodes is None else seen_nodes
     if id(node) in seen_nodes:
         return

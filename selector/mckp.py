@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Rows per block when walking hulls: small blocks keep the [rows, models] temporaries in cache
-# (2048 rows ran ~1.6x faster than 32768 at 100k x 25).
+# Rows per block when walking hulls: small blocks keep the [rows, models] temporaries in cache.
 _CHUNK = 2048
 # After the LP break point, at most this many further increments are tried to use leftover budget.
 _FILL_CANDIDATES = 20000
@@ -52,7 +51,7 @@ class MCKP:
 
 def row_max(block, n: int) -> np.ndarray:
     """Row maxima of a [N, M] matrix produced block by block (`block(lo, hi)` -> rows lo..hi), so the
-    temporaries stay cache-sized instead of N x M (2-3x faster at 1M x 25)."""
+    temporaries stay cache-sized instead of N x M."""
     out = np.empty(n)
     for lo in range(0, n, _CHUNK):
         hi = min(lo + _CHUNK, n)

@@ -4,7 +4,7 @@ The exact path first shrinks the model with reduced-cost fixing: given any Lagra
 (from the LP relaxation's multipliers) and a feasible incumbent of value z, an option whose
 forced use caps the objective below z, i.e. L - reduced_cost[i, m] < z, cannot appear in any
 better plan, so it is dropped. Rows left with one option are fixed. On realistic instances
-this removes >95% of the variables while keeping the optimum (the incumbent itself survives).
+this removes most of the variables while keeping the optimum (the incumbent itself survives).
 """
 from __future__ import annotations
 

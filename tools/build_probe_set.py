@@ -14,8 +14,8 @@ models it was trained on (issue 6). Three things make a probe prompt useful:
   *random* sample stratified by difficulty (equal shares of the terciles of the mean
   score), not the most discriminating ones: picking items by their correlation with the
   models' accuracy selects Guttman-like items that every strong model gets right, so a
-  new model's probe accuracy stops reflecting its real accuracy (a first version did
-  this, and cold-start vectors came out far too strong or too weak). A representative
+  new model's probe accuracy stops reflecting its real accuracy and its cold-start vector
+  comes out far too strong or too weak. A representative
   sample keeps the probe accuracy an unbiased estimate and lets the predictor's prompt
   vectors, not the item selection, explain item difficulty.
 - Together the items cover the ground: quotas per table and per task (proportional to the

@@ -106,4 +106,4 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     figures are the same on every machine; `serve` has its own, defaulting to auto (fastest here)."""
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="how the encoder runs (default fp32, bit-stable across machines); bf16 and onnx-int8 are "
-                             "faster on a CPU at a small accuracy cost (README, \"Speed\")")
+                             "faster on a CPU at a small accuracy cost (docs/performance.md)")

@@ -62,11 +62,11 @@ def register(sub) -> None:
                    help="intra-op threads of the predictor (default: every CPU for a bf16 or int8 encoder, "
                         "CPUs - 1 for fp32, so HTTP handling keeps a core)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="how the encoder runs: fp32; bf16 autocast, ~2.4x faster at batch 32 on CPUs with bf16 "
-                        "instructions at a negligible accuracy cost; int8 dynamic quantisation (CPU only), ~3x faster "
-                        "at a small accuracy cost; onnx-int8 (CPU only): the int8 encoder under ONNX Runtime, ~2x bf16 "
-                        "at batch 1 (exported on first use, ~15 s, and cached in .cache/onnx); auto (default): onnx-int8 "
-                        "on a CPU (bf16 or fp32 if its export fails), fp32 on CUDA (see bench/bench_predictor.py)")
+                   help="how the encoder runs: fp32; bf16 autocast, about 2x fp32 on CPUs with bf16 instructions "
+                        "at a negligible accuracy cost; int8 dynamic quantisation (CPU only), faster still at a small "
+                        "accuracy cost; onnx-int8 (CPU only): the int8 encoder under ONNX Runtime, ~2x bf16 at batch 1 "
+                        "(exported on first use, ~15 s, and cached in .cache/onnx); auto (default): onnx-int8 on a CPU "
+                        "(bf16 or fp32 if its export fails), fp32 on CUDA (figures: docs/performance.md)")
     p.add_argument("--max-batch", type=int, default=None, metavar="N",
                    help=f"most prompts of concurrent requests encoded in one predictor call (default {_default('max_batch')})")
     p.add_argument("--max-wait-ms", type=float, default=None, metavar="MS",
@@ -149,10 +149,8 @@ def default_torch_threads(precision: str, cpus: int | None = None) -> int:
     """Intra-op threads when --torch-threads is not given, for the precision the encoder will run in.
 
     fp32: CPUs - 1, leaving a core for the event loop (with every core in a torch thread, OpenMP
-    barriers stalled whenever the HTTP thread ran: slower on 2 cores). bf16 and the quantised
-    precisions (int8, onnx-int8): every CPU, which on 2 cores was faster in every closed-loop load
-    (bench_api, medians of 3: c=1 p50 24.5 vs 30.1 ms, c=16 79 vs 55 req/s): their encoder calls
-    are short enough that the HTTP thread finds gaps between them.
+    barriers stall whenever the HTTP thread runs). bf16 and the quantised precisions (int8,
+    onnx-int8): every CPU, since their encoder calls are short enough for the HTTP thread to run between.
     """
     cpus = cpus or os.cpu_count() or 2
     return cpus if precision == "bf16" or precision in CPU_ONLY_PRECISIONS else max(1, cpus - 1)

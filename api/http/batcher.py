@@ -10,7 +10,7 @@ one gathers on the event loop.
 
 The service's default wait is 0, continuous batching: a prompt that finds the encoder idle
 goes at once (a lone client never waits), and the prompts that arrive while a batch is being
-encoded form the next one, so batches still grow with the load (bench/bench_api.py).
+encoded form the next one, so batches still grow with the load (docs/decisions/continuous-batching.md).
 
 With `lanes` > 1 (the int8 ONNX encoder, whose single-thread runs can go side by side) up to
 that many batches are encoded at once, each on one thread of its own: on 2 cores two 1-thread
