@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.errors import install_error_handlers
@@ -94,7 +95,8 @@ def create_app(
         await batcher.aclose()
         jobs.shutdown()
 
-    app = FastAPI(title="pickwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI and ReDoc from assets shipped in fastapi-offline: no page loads anything from another host
+    app = FastAPIOffline(title="pickwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.pickwise = AppState(service=service, batcher=batcher, metrics=metrics, jobs=jobs, settings=settings)
     install_error_handlers(app)
     for module in (selection, models, health):
