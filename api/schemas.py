@@ -99,6 +99,11 @@ class SelectResponse(Decision):
         default_factory=dict,
         description="registry models left out (the predictor cannot score them, or their figures overflow), and why",
     )
+    resolved: dict[str, str] = Field(
+        default_factory=dict,
+        description="models the request named by an alias: {the name used: the registry model it resolved to}; "
+                    "the decision answers under the name used",
+    )
 
 
 # ---- batch planning ----------------------------------------------------------------------
@@ -173,6 +178,11 @@ class PlanResponse(BatchPlan):
     truncated: list[str] = Field(default_factory=list, description="ids of prompts the predictor read head+tail only")
     registry_version: str
     predictor_version: str | None = Field(description="None when every prompt came with its own qualities")
+    resolved: dict[str, str] = Field(
+        default_factory=dict,
+        description="models the request named by an alias: {the name used: the registry model}; "
+                    "assignments answer under the name used",
+    )
 
 
 class PlanJob(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
@@ -82,6 +82,28 @@ def _estimates_are_finite(spec: ModelSpec) -> bool:
     cost = estimate_cost_usd(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
     latency = estimate_latency_ms(spec, FIGURE_CHECK_TOKENS, FIGURE_CHECK_TOKENS)
     return math.isfinite(cost) and math.isfinite(latency)
+
+
+def caller_names(snapshot: RegistrySnapshot, *named: Iterable[str] | None) -> dict[str, str]:
+    """{registry name: the name the caller used} for every model the caller named by an alias (the
+    first name used wins), so answers come back under names the caller can look up."""
+    names: dict[str, str] = {}
+    for group in named:
+        for name in group or ():
+            if name in snapshot and snapshot.get(name).name != name:
+                names.setdefault(snapshot.get(name).name, name)
+    return names
+
+
+def _renamed_decision(decision, names: dict[str, str]) -> dict:
+    """The decision's fields with registry names replaced by the caller's."""
+    if not names:
+        return dict(decision)
+    fields = dict(decision)
+    fields["chosen"] = [names.get(n, n) for n in decision.chosen]
+    fields["low_confidence"] = {names.get(n, n): why for n, why in decision.low_confidence.items()}
+    fields["candidates"] = [c.model_copy(update={"name": names.get(c.name, c.name)}) for c in decision.candidates]
+    return fields
 
 
 def _routable(snapshot: RegistrySnapshot) -> tuple[list[ModelSpec], dict[str, str]]:
@@ -265,13 +287,16 @@ class PickwiseService:
         quality = predictor.probabilities(np.asarray(u, dtype=np.float64)[None, :], scoring.vectors)[0]
         candidates = request_candidates(scoring.specs, tokens, quality, low_confidence=scoring.low_confidence,
                                         output_tokens=request.expected_output_tokens)
+        names = caller_names(snapshot, request.models)
         try:
             decision = select_models(candidates, constraints)
         except InfeasibleSelection as exc:
+            exc.blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
             exc.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
             raise
         return SelectResponse.model_construct(
-            **dict(decision), registry_version=snapshot.version, predictor_version=predictor.version,
+            **_renamed_decision(decision, names), resolved={v: k for k, v in names.items()},
+            registry_version=snapshot.version, predictor_version=predictor.version,
             prompt_tokens=tokens, truncated=bool(truncated), left_out=dict(scoring.left_out),
         )
 
@@ -339,15 +364,20 @@ class PickwiseService:
             exc.add_context(prompt_ids=[prompts[i].id for i in exc.rows])
             raise
 
+        called = caller_names(snapshot, request.models, *(p.quality for p in prompts))
+        names = [called.get(n, n) for n in names]
         assignments = [
             PlanAssignment(id=p.id, model=names[j], quality=float(workload.quality[i, j]),
                            cost_usd=float(workload.cost_usd[i, j]), latency_ms=float(workload.latency_ms[i, j]))
             for i, (p, j) in enumerate(zip(prompts, plan.assignment))
         ]
         used = {names[j] for j in plan.assignment}
+        plan = plan.model_copy(update={
+            "model_names": names,
+            "count_per_model": {called.get(n, n): c for n, c in plan.count_per_model.items()}})
         return PlanResponse(
-            **dict(plan), assignments=assignments,
-            low_confidence={k: v for k, v in workload.low_confidence.items() if k in used},
+            **dict(plan), assignments=assignments, resolved={v: k for k, v in called.items()},
+            low_confidence={called.get(k, k): v for k, v in workload.low_confidence.items() if called.get(k, k) in used},
             truncated=truncated_ids, registry_version=snapshot.version,
             predictor_version=self._predictor.version if workload.predicted_lines else None,
         )

@@ -66,3 +66,13 @@ def client(registry_dir: Path, predictor, **settings):
     app = create_app(registry_dir, predictor=predictor, settings=ServiceSettings(**settings))
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+def registry_with_alias(directory: Path, model: str, alias: str) -> Path:
+    """The test models with `alias` added to `model`."""
+    snapshot = load_registry(default_registry_dir())
+    specs = [snapshot.get(n) for n in (*TRAINED, UNTRAINED)]
+    specs = [s.model_copy(update={"aliases": [alias]}) if s.name == model else s for s in specs]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "models.yaml").write_text(specs_to_yaml(specs))
+    return directory

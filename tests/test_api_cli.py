@@ -195,3 +195,16 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     inside_a_file = prompts / "out.jsonl"
     assert main([command, "--input", str(prompts), "--output", str(inside_a_file)]) == 2
     assert f"{prompts} is a file, not a directory" in capsys.readouterr().err
+
+
+def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):
+    from tests.api_support import registry_with_alias
+
+    registry = registry_with_alias(tmp_path / "registry", "gpt-4-1106-preview", "gpt4")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry), "--models", "gpt4,Llama-2-7b-hf",
+                 "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert set(json.loads(out)["quality"]) == {"gpt4", "Llama-2-7b-hf"}
+    assert "gpt4: answered for registry model gpt-4-1106-preview" in err

@@ -280,3 +280,22 @@ def test_a_full_encoder_queue_answers_429_with_retry_after(registry_dir, tiny_pr
 def _first_done(futures):
     done, _ = wait(futures, timeout=10, return_when=FIRST_COMPLETED)
     return done
+
+
+def test_models_named_by_an_alias_are_answered_under_that_alias(tmp_path, tiny_predictor):
+    from tests.api_support import registry_with_alias
+
+    registry = registry_with_alias(tmp_path / "registry", "gpt-4-1106-preview", "gpt4")
+    with client(registry, tiny_predictor) as api:
+        body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["gpt4", "Llama-2-7b-hf"],
+                                            "objective": "max_quality"}).json()
+        names = {c["name"] for c in body["candidates"]}
+        assert "gpt4" in names and "gpt-4-1106-preview" not in names, body
+        assert body["resolved"] == {"gpt4": "gpt-4-1106-preview"}
+        assert set(body["chosen"]) <= {"gpt4", "Llama-2-7b-hf"}
+        body = api.post("/v1/plan", json={"prompts": [{"id": "a", "quality": {"gpt4": 0.9, "Llama-2-7b-hf": 0.2}}],
+                                          "min_avg_quality": 0.8}).json()
+        assert body["assignments"][0]["model"] == "gpt4" and body["resolved"] == {"gpt4": "gpt-4-1106-preview"}
+        assert body["model_names"].count("gpt4") == 1 and body["count_per_model"]["gpt4"] == 1
+        r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["gpt4"], "max_cost_usd": 0.0})
+        assert r.status_code == 409 and "gpt4" in r.json()["blocking"] and "gpt-4-1106-preview" not in r.json()["blocking"]

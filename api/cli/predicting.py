@@ -175,9 +175,13 @@ def run_predict(args: argparse.Namespace) -> int:
         unknown = [m for m in names if m not in snapshot]
         if unknown:
             raise CliError(f"unknown model(s) {', '.join(unknown)}: not in registry {snapshot.directory}")
-        models = list({spec.name: spec for spec in map(snapshot.get, names)}.values())  # a name and its alias: once
+        called = {}  # registry name -> the name asked for (a name and its alias: scored once)
+        for name in names:
+            called.setdefault(snapshot.get(name).name, name)
+        models = [snapshot.get(name) for name in called]
     else:
         models = list(snapshot.enabled())
+        called = {m.name: m.name for m in models}
     try:
         predictor = load_predictor(args.artifact, precision=args.precision)
     except (ArtifactError, FileNotFoundError, RuntimeError) as exc:  # RuntimeError: an ONNX export that failed
@@ -189,12 +193,15 @@ def run_predict(args: argparse.Namespace) -> int:
     low = predictor.low_confidence(models, snapshot)
     with open_output(args.output) as out:
         for line, row, cut in zip(lines, quality, truncated):
-            record = {"id": line.id, "quality": {m.name: round(float(p), 6) for m, p in zip(models, row)}}
+            record = {"id": line.id, "quality": {called[m.name]: round(float(p), 6) for m, p in zip(models, row)}}
             if cut:
                 record["truncated"] = True
             if low:
-                record["low_confidence"] = sorted(low)
+                record["low_confidence"] = sorted(called[name] for name in low)
             out.write(json.dumps(record) + "\n")
+    for name, asked in called.items():
+        if asked != name:
+            print(f"{asked}: answered for registry model {name}", file=sys.stderr)
     n_cut = sum(truncated)
     print(f"predicted {len(lines)} prompts x {len(models)} models"
           + (f"; {n_cut} prompts longer than the model's input were cut (head + tail kept)" if n_cut else ""),
