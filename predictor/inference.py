@@ -130,6 +130,10 @@ class QualityPredictor:
     ) -> tuple[np.ndarray, list[bool]]:
         """Prompt vectors and truncation flags; `single_thread` runs the ONNX encoder on one thread,
         for callers that run several batches at once (a torch encoder ignores it)."""
+        if self.precision in CPU_ONLY_PRECISIONS:
+            # dynamic int8 quantises a whole batch's activations with one scale, so a prompt's
+            # vector would depend on its batch-mates: each prompt is encoded alone
+            batch_size = 1
         cfg = self.model.config
         encoder = self.prompt_encoder
         if single_thread and encoder is not None:

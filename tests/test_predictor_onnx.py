@@ -178,3 +178,23 @@ def test_a_damaged_cached_graph_is_built_again(tiny_artifact, onnx_cache, caplog
     assert encoder(ids, mask).shape == (1, model.config.dim)
     assert "cannot be loaded" in caplog.text
     assert graph.read_bytes() != b"not an onnx graph"  # replaced by the new export
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8", "onnx-int8"])
+def test_a_prompts_scores_do_not_depend_on_its_batch(precision):
+    """Dynamic int8 quantisation scales a whole batch's activations at once: encoded in a batch, a
+    prompt's scores moved with its batch-mates (by up to 0.4 on the shipped artifact), so a decision
+    near a floor flipped with traffic."""
+    from pickwise.predictor.inference import load_predictor
+    from pickwise.registry import default_registry_dir, load_registry
+
+    snapshot = load_registry(default_registry_dir())
+    models = list(snapshot.enabled())
+    predictor = load_predictor(precision=precision)
+    batch = ["hi, how are you?", "Write a sonnet about the sea.", "Solve 3x + 7 = 22.", "word " * 300,
+             "Which of these numbers is prime? A) 4 B) 6 C) 7 D) 9", "Explain a lease versus a licence."]
+    together = predictor.predict(batch, models, snapshot=snapshot, batch_size=32)
+    for i, prompt in enumerate(batch):
+        alone = predictor.predict([prompt], models, snapshot=snapshot)
+        np.testing.assert_allclose(alone[0], together[i], rtol=0, atol=1e-6)
