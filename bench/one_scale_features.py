@@ -39,9 +39,21 @@ def encode(predictor, prompts: list[str], batch_size: int = 64) -> dict:
     return {"pooled": pooled, "u": u, "tasks": tasks}
 
 
+def encoder_key(directory: Path) -> str:
+    """Hash of what the features depend on (adapter + heads), not of scale.json: refitting the
+    scale must not re-encode."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).rglob("*")):
+        if path.is_file() and (path.name == "heads.safetensors" or "adapter" in path.parts):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def load_features(predictor, cache_dir: Path = ROOT / ".cache" / "one_scale") -> dict:
     """{'priced': {...rows of all four tables...}, 'alpaca': {...}, 'everyday': {...}} as numpy arrays."""
-    path = cache_dir / f"{predictor.version}.npz"
+    path = cache_dir / f"{encoder_key(predictor.directory)}.npz"
     if path.exists():
         flat = dict(np.load(path, allow_pickle=False))
         out: dict = {}

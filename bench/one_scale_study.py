@@ -32,11 +32,14 @@ from predictor.inference import load_predictor  # noqa: E402
 from predictor.metrics import ece as ece_score  # noqa: E402
 from predictor.metrics import routing_figures  # noqa: E402
 from predictor.scale import (  # noqa: E402
-    ALPACA_LINKS, dominance_pairs, fit_detector, fit_one_scale, fit_set_rho, set_quality, sigmoid,
+    ALPACA_LINKS, BASE_MODELS, dominance_pairs, fit_detector, fit_one_scale, fit_set_rho, set_quality, sigmoid,
 )
 from registry import default_registry_dir, load_registry  # noqa: E402
 
-CANDIDATES = {"scale-tau1": {"tau": 1.0}, "scale-tau0.5": {"tau": 0.5}}  # fixed before any figure
+# rounds 1-3: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
+# round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature)
+CANDIDATES = {"scale3-gate": {"tau": 0.5, "open_gate": 0.5}, "scale3-gate-T": {"tau": 0.5, "open_gate": 0.5}}
+REFIT_TEMPERATURE = {"scale3-gate-T"}
 SHIPPED = "shipped"
 DECISIONS = [
     ("poem", "Write a short poem about the sea at dawn.", "max_quality"),
@@ -62,8 +65,8 @@ def fit_scales(predictor, feats) -> tuple[dict, dict]:
     al = feats["alpaca"]
     rng = np.random.default_rng(0)
     neg = rng.choice(np.flatnonzero(train), 6000, replace=False)
-    x = lambda g, rows: np.hstack([g["u"][rows], g["tasks"][rows]])  # noqa: E731
-    detector = fit_detector(x(al, ~held), x(pr, neg))
+    x = lambda g, rows: np.hstack([g["u"][rows], g["tasks"][rows], g["pooled"][rows]])  # noqa: E731
+    detector = fit_detector(x(al, ~held), x(pr, neg), c=0.01, neg_groups=pr["table"][neg])
     meta = predictor.meta
     scales = {}
     for name, params in CANDIDATES.items():
@@ -71,15 +74,25 @@ def fit_scales(predictor, feats) -> tuple[dict, dict]:
             predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
             pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
             links=ALPACA_LINKS, detector=detector, **params)
+        if name in REFIT_TEMPERATURE:
+            from predictor.calibration import fit_temperature
+
+            val = pr["split"] == "val"
+            logits = scale_logits(predictor, scales[name], {k: v[val] for k, v in pr.items()})
+            scales[name].temperature = float(fit_temperature(logits, pr["labels"][val]))
     return scales, {"held": held}
 
 
-def all_probabilities(predictor, scale, group: dict) -> np.ndarray:
+def scale_logits(predictor, scale, group: dict) -> np.ndarray:
     u = group["u"].astype(np.float64)
     logits = (u @ predictor._vectors.T + predictor._bias) / predictor.temperature
+    return scale.combine(logits, group["tasks"].astype(np.float64), u, group["pooled"].astype(np.float64))["logits"]
+
+
+def all_probabilities(predictor, scale, group: dict) -> np.ndarray:
     if scale is None:
-        return sigmoid(logits)
-    return sigmoid(scale.combine(logits, group["tasks"].astype(np.float64), u)["logits"])
+        return sigmoid((group["u"].astype(np.float64) @ predictor._vectors.T + predictor._bias) / predictor.temperature)
+    return sigmoid(scale_logits(predictor, scale, group))
 
 
 def measured_orderings(feats):
@@ -109,8 +122,11 @@ def reversals(prob: np.ndarray, table: np.ndarray | None, pairs, has) -> dict:
     return {k: (v[0] / v[1] if v[1] else None) for k, v in out.items()} | {"cases": out["outside"][1]}
 
 
-def ordering_figures(probs: dict, feats, split: str) -> dict:
+def ordering_figures(probs: dict, feats, split: str, names: list[str]) -> dict:
     direct, implied, has = measured_orderings(feats)
+    # pairs a base model wins on benchmarks: open-ended prompts rate base models lower on purpose
+    plain = {(a, b) for a, b in direct if not (names[a] in BASE_MODELS and names[b] not in BASE_MODELS)}
+    plain_implied = {(a, b) for a, b in implied if not (names[a] in BASE_MODELS and names[b] not in BASE_MODELS)}
     pr = feats["priced"]
     rows = pr["split"] == split
     out = {"pairs": {"direct": len(direct), "implied": len(implied)}}
@@ -120,7 +136,10 @@ def ordering_figures(probs: dict, feats, split: str) -> dict:
             "implied_other_tables": reversals(p_priced[rows], pr["table"][rows], implied, has),
             "direct_everyday": reversals(p_everyday, None, direct, has)["outside"],
             "implied_everyday": reversals(p_everyday, None, implied, has)["outside"],
+            "direct_everyday_no_base_winner": reversals(p_everyday, None, plain, has)["outside"],
+            "implied_everyday_no_base_winner": reversals(p_everyday, None, plain_implied, has)["outside"],
         }
+    out["pairs"].update(direct_no_base_winner=len(plain), implied_no_base_winner=len(plain_implied))
     return out
 
 
@@ -178,7 +197,7 @@ def decisions(predictor, scale, snapshot) -> dict:
     names = [s.name for s in specs]
     price = np.array([s.pricing.input_per_million + s.pricing.output_per_million for s in specs])
     feats = predictor.prompt_features([p for _, p, _ in DECISIONS])
-    group = {"u": feats.u, "tasks": feats.tasks}
+    group = {"u": feats.u, "tasks": feats.tasks, "pooled": feats.pooled}
     cols = [predictor.trained_index(n) for n in names]
     out = {}
     for label, s in ((SHIPPED, None), ("after", scale)):
@@ -203,12 +222,14 @@ def markdown(result: dict) -> str:
     split = result["split"]
     lines = [f"# One scale study ({split} rows)", "", f"Artifact {result['artifact']}; bootstrap {result['bootstrap']}.", "",
              f"Orderings: {result['orderings']['pairs']['direct']} direct, {result['orderings']['pairs']['implied']} implied.", "",
-             "| predictor | direct, other tables | implied, other tables | direct, everyday | implied, everyday | direct, inside (control) |",
-             "|---|---|---|---|---|---|"]
+             "| predictor | direct, other tables | implied, other tables | direct, everyday | implied, everyday | "
+             "direct / implied, everyday, pairs a base model wins left out | direct, inside (control) |",
+             "|---|---|---|---|---|---|---|"]
     for name in result["routers"]:
         o = result["orderings"][name]
         lines.append(f"| {name} | {o['direct_other_tables']['outside']:.3f} | {o['implied_other_tables']['outside']:.3f} | "
-                     f"{o['direct_everyday']:.3f} | {o['implied_everyday']:.3f} | {o['direct_other_tables']['inside']:.3f} |")
+                     f"{o['direct_everyday']:.3f} | {o['implied_everyday']:.3f} | {o['direct_everyday_no_base_winner']:.3f} / "
+                     f"{o['implied_everyday_no_base_winner']:.3f} | {o['direct_other_tables']['inside']:.3f} |")
     lines += ["", "| table | predictor | capture | shipped − this [95%] | c2m | Brier | ECE |", "|---|---|---|---|---|---|---|"]
     for stem, rows in result["routing"].items():
         for name, r in rows.items():
@@ -253,7 +274,7 @@ def main() -> int:
         probs[n] = (all_probabilities(predictor, scales[n], feats["priced"]),
                     all_probabilities(predictor, scales[n], feats["everyday"]))
     result = {"split": args.split, "artifact": predictor.version, "bootstrap": args.bootstrap,
-              "routers": list(probs), "orderings": ordering_figures(probs, feats, args.split)}
+              "routers": list(probs), "orderings": ordering_figures(probs, feats, args.split, predictor.model_names)}
     print(json.dumps(result["orderings"], indent=1), flush=True)
     result["routing"] = routing(probs, feats, predictor, snapshot, args.split, args.bootstrap)
     chosen = scales[names[-1]]
@@ -261,16 +282,18 @@ def main() -> int:
     result["sets"] = val_sets if args.split == "val" else set_figures(probs[names[-1]][0], feats, args.split, val_sets["rho"])
     chosen.set_rho = float(val_sets["rho"])
     result["decisions"] = decisions(predictor, chosen, snapshot)
-    p_open = {g: chosen.open_ended(feats[g]["u"].astype(float), feats[g]["tasks"].astype(float)) for g in ("everyday", "alpaca")}
+    p_open = {g: chosen.open_ended(feats[g]["u"].astype(float), feats[g]["tasks"].astype(float), feats[g]["pooled"].astype(float))
+              for g in ("everyday", "alpaca")}
     pr = feats["priced"]
     val = pr["split"] == args.split
     result["open_ended"] = {"everyday_mean": float(p_open["everyday"].mean()),
                             "everyday_share_above_half": float((p_open["everyday"] >= 0.5).mean()),
                             "alpaca_heldout_share_above_half": float((p_open["alpaca"][_["held"]] >= 0.5).mean()),
-                            "priced_share_above_half": float((chosen.open_ended(pr["u"][val].astype(float), pr["tasks"][val].astype(float)) >= 0.5).mean()),
+                            "priced_share_above_half": float((chosen.open_ended(pr["u"][val].astype(float), pr["tasks"][val].astype(float), pr["pooled"][val].astype(float)) >= 0.5).mean()),
                             "everyday_by_kind": {k: float(p_open["everyday"][feats["everyday"]["kind"] == k].mean())
                                                  for k in np.unique(feats["everyday"]["kind"])}}
-    result["scale_info"] = {**chosen.info, "candidate": names[-1], "tau": chosen.tau, "open_difficulty": chosen.open_difficulty,
+    result["scale_info"] = {**chosen.info, "candidate": names[-1], "tau": chosen.tau, "open_gate": chosen.open_gate,
+                            "temperature": {n: scales[n].temperature for n in names}, "open_difficulty": chosen.open_difficulty,
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
     out = ROOT / "bench" / "results"

@@ -49,9 +49,9 @@ def encode_prompt_features(
     batch_size: int = 64,
     progress: bool = False,
     prompt_encoder=None,
-) -> tuple[np.ndarray, np.ndarray | None, list[bool]]:
-    """Prompt vectors u [N, dim], task posteriors [N, n_tasks] (None without tasks) and which
-    prompts were cut to `max_len` tokens.
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[bool]]:
+    """Prompt vectors u [N, dim], task posteriors [N, n_tasks] and pooled embeddings [N, width]
+    (both None without tasks) and which prompts were cut to `max_len` tokens.
 
     Batched in length buckets, so short prompts are not padded to the longest one.
     `prompt_encoder` (the ONNX Runtime int8 graph of `predictor.onnx_encoder`) replaces the torch
@@ -63,14 +63,16 @@ def encode_prompt_features(
     encoded = encode_texts(tokenizer, texts, max_len, head_frac)
     out = np.zeros((len(texts), model.config.dim), dtype=np.float32)
     tasks = np.zeros((len(texts), model.config.n_tasks), dtype=np.float32) if model.config.uses_tasks else None
+    pooled_all = None
     buckets = length_buckets([len(x) for x in encoded.ids], batch_size)
     for batch in tqdm(buckets, desc="predicting", disable=not progress, leave=False, unit="batch"):
         input_ids, mask = pad_batch([encoded.ids[i] for i in batch])
         if prompt_encoder is not None:
-            u, posterior = _encoder_features(prompt_encoder, input_ids, mask)
+            u, posterior, pooled = _encoder_features(prompt_encoder, input_ids, mask)
             out[batch] = u
             if tasks is not None and posterior is not None:
                 tasks[batch] = posterior
+                pooled_all = _store(pooled_all, batch, pooled, len(texts))
             continue
         input_ids, mask = input_ids.to(device), mask.to(device)
         pooled = model.top(model.stem(input_ids, mask), mask)
@@ -78,11 +80,19 @@ def encode_prompt_features(
         out[batch] = u.float().cpu().numpy()
         if tasks is not None:
             tasks[batch] = torch.softmax(logits[0].float(), dim=-1).cpu().numpy()
-    return out, tasks, encoded.truncated
+            pooled_all = _store(pooled_all, batch, pooled.float().cpu().numpy(), len(texts))
+    return out, tasks, pooled_all, encoded.truncated
+
+
+def _store(buffer, rows, values, n):
+    if buffer is None:
+        buffer = np.zeros((n, values.shape[1]), dtype=np.float32)
+    buffer[rows] = values
+    return buffer
 
 
 def _encoder_features(prompt_encoder, input_ids, mask):
-    """(u, task posterior or None) from an external encoder: `.features` if it has one, else u only."""
+    """(u, task posterior, pooled) from an external encoder: `.features` if it has one, else u only."""
     features = getattr(prompt_encoder, "features", None)
     if features is None and isinstance(prompt_encoder, functools.partial):
         inner = getattr(prompt_encoder.func, "features", None)
@@ -90,24 +100,26 @@ def _encoder_features(prompt_encoder, input_ids, mask):
             return inner(input_ids, mask, **prompt_encoder.keywords)
     if features is not None:
         return features(input_ids, mask)
-    return prompt_encoder(input_ids, mask), None
+    return prompt_encoder(input_ids, mask), None, None
 
 
 def encode_prompt_vectors(model, tokenizer, prompts: Sequence[str], device="cpu", max_len: int = 128,
                           head_frac: float = 0.4, batch_size: int = 64, progress: bool = False,
                           prompt_encoder=None) -> tuple[np.ndarray, list[bool]]:
     """Prompt vectors u [N, dim] and truncation flags (`encode_prompt_features` without the posteriors)."""
-    u, _, truncated = encode_prompt_features(model, tokenizer, prompts, device, max_len, head_frac, batch_size,
+    u, _, _, truncated = encode_prompt_features(model, tokenizer, prompts, device, max_len, head_frac, batch_size,
                                              progress, prompt_encoder)
     return u, truncated
 
 
 @dataclass(frozen=True)
 class PromptFeatures:
-    """What the encoder pass gives per prompt: u, the task posterior (None without tasks), truncation."""
+    """What the encoder pass gives per prompt: u, the task posterior and the pooled embedding (None
+    without tasks), truncation."""
 
     u: np.ndarray  # [N, dim]
     tasks: np.ndarray | None  # [N, n_tasks], rows sum to 1
+    pooled: np.ndarray | None  # [N, width], what the task classifier reads
     truncated: list[bool]
 
 
@@ -214,11 +226,11 @@ class QualityPredictor:
         if single_thread and encoder is not None:
             encoder = functools.partial(encoder, single_thread=True)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            u, tasks, truncated = encode_prompt_features(
+            u, tasks, pooled, truncated = encode_prompt_features(
                 self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress,
                 encoder,
             )
-        return PromptFeatures(u, tasks, truncated)
+        return PromptFeatures(u, tasks, pooled, truncated)
 
     def predict(
         self,
@@ -254,16 +266,18 @@ class QualityPredictor:
             return Prediction([v.name for v in vectors], empty, empty, empty, empty, empty, np.zeros(0), [], [], [],
                               [v.source for v in vectors])
         f = self.prompt_features(prompts, progress=progress, batch_size=batch_size)
-        return self.evidence(f.u.astype(np.float64), vectors, f.tasks, f.truncated)
+        return self.evidence(f.u.astype(np.float64), vectors, f.tasks, f.truncated, f.pooled)
 
-    def probabilities(self, u: np.ndarray, vectors: Sequence[ModelVector], tasks: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(self, u: np.ndarray, vectors: Sequence[ModelVector], tasks: np.ndarray | None = None,
+                      pooled: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities for precomputed prompt vectors.
 
-        With the task posteriors (`prompt_features().tasks`) and a scale in the artifact, trained
-        models go through the one-scale layer (`predictor.scale`); without them, sigmoid((u.e + b) / T).
+        With the task posteriors and pooled embeddings (`prompt_features().tasks`, `.pooled`) and a
+        scale in the artifact, trained models go through the one-scale layer (`predictor.scale`);
+        without them, sigmoid((u.e + b) / T).
         """
         if tasks is not None and self.scale is not None:
-            return self.evidence(u, vectors, tasks).quality
+            return self.evidence(u, vectors, tasks, pooled=pooled).quality
         if not vectors:
             return np.zeros((len(u), 0))
         e = np.stack([v.vector for v in vectors])
@@ -271,7 +285,7 @@ class QualityPredictor:
         return 1.0 / (1.0 + np.exp(-(u @ e.T + b) / self.temperature))
 
     def evidence(self, u: np.ndarray, vectors: Sequence[ModelVector], tasks: np.ndarray | None,
-                 truncated: list[bool] | None = None) -> Prediction:
+                 truncated: list[bool] | None = None, pooled: np.ndarray | None = None) -> Prediction:
         """`Prediction` for precomputed features (see `prompt_features`)."""
         from predictor.scale import LOW_SUPPORT, sigmoid
 
@@ -288,7 +302,7 @@ class QualityPredictor:
         if tasks is not None and self.scale is not None:
             tasks = np.asarray(tasks, dtype=np.float64)
             all_logits = (u @ self._vectors.T + self._bias) / self.temperature
-            out = self.scale.combine(all_logits, tasks, u)
+            out = self.scale.combine(all_logits, tasks, u, pooled)
             p_open = out["open_ended"]
             top = [self.scale.tasks[k] for k in tasks.argmax(1)]
             for col, v in enumerate(vectors):

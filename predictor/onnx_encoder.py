@@ -33,7 +33,7 @@ import torch
 log = logging.getLogger("pickwise.predictor")
 CACHE_ENV = "PICKWISE_ONNX_CACHE"  # where exported encoders are kept (default: <repo>/.cache/onnx)
 GRAPH_FILE = "prompt_encoder_int8.onnx"
-FORMAT = "prompt-encoder-int8-v2"  # bump when the export or quantisation recipe changes
+FORMAT = "prompt-encoder-int8-v3"  # bump when the export or quantisation recipe changes
 CACHE_KEEP = 4  # exported encoders kept on disk, the most recently used (each is ~60 MB for six layers)
 
 
@@ -44,7 +44,8 @@ def onnx_cache_dir() -> Path:
 
 
 class _PromptEncoder(torch.nn.Module):
-    """ids, mask -> prompt vectors u (and, with tasks, the task posterior the one-scale layer reads):
+    """ids, mask -> prompt vectors u (and, with tasks, the task posterior and pooled embedding the
+    one-scale layer reads):
     the part of QualityModel that ONNX runs (all but the model vectors)."""
 
     def __init__(self, model):
@@ -52,8 +53,9 @@ class _PromptEncoder(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor):
-        u, logits = self.model.prompt_outputs(self.model.top(self.model.stem(input_ids, mask), mask))
-        return u if logits is None else (u, torch.softmax(logits[0], dim=-1))
+        pooled = self.model.top(self.model.stem(input_ids, mask), mask)
+        u, logits = self.model.prompt_outputs(pooled)
+        return u if logits is None else (u, torch.softmax(logits[0], dim=-1), pooled)
 
 
 def _prompt_head(model) -> dict[str, torch.Tensor]:
@@ -87,7 +89,7 @@ def export_prompt_encoder(model, path: Path) -> None:
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not ours to act on
         torch.onnx.export(
             _PromptEncoder(model).eval(), (sample_ids, sample_mask), str(path), dynamo=True,
-            input_names=["input_ids", "mask"], output_names=["u", "tasks"] if model.config.uses_tasks else ["u"],
+            input_names=["input_ids", "mask"], output_names=["u", "tasks", "pooled"] if model.config.uses_tasks else ["u"],
             dynamic_shapes={"input_ids": {0: batch, 1: length}, "mask": {0: batch, 1: length}},
             external_data=False, verbose=False,
         )
@@ -152,11 +154,11 @@ class OnnxPromptEncoder:
         return self.features(input_ids, mask, single_thread)[0]
 
     def features(self, input_ids: torch.Tensor, mask: torch.Tensor,
-                 single_thread: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """(u, task posterior or None for a graph without tasks) from one run."""
+                 single_thread: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(u, task posterior, pooled embedding) from one run; None, None for a graph without tasks."""
         feeds = {"input_ids": input_ids.numpy().astype(np.int64), "mask": mask.numpy().astype(np.int64)}
         out = (self.single if single_thread else self.session).run(None, feeds)
-        return out[0], (out[1] if len(out) > 1 else None)
+        return (out[0], out[1], out[2]) if len(out) > 2 else (out[0], None, None)
 
 
 def _session(graph: Path | bytes, threads: int):

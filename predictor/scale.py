@@ -18,6 +18,7 @@ of the joint scale, and flagged. Everything here is numpy on arrays the encoder 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,8 @@ class OneScale:
     tau: float = 1.0
     kappa: float = 2.0  # prior weight (in supported models) of the task difficulty against d̂
     set_rho: float = 0.0  # common-mode share of failures in `set_quality`
+    open_gate: float = 0.0  # p_open below this does not cut support (the detector's false positives sit there)
+    temperature: float = 1.0  # divides the blended logits (fitted on validation rows)
     info: dict = field(default_factory=dict)
 
     # ---- persistence
@@ -180,37 +183,42 @@ class OneScale:
         return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
 
     # ---- per prompt
-    def open_ended(self, u: np.ndarray, tasks: np.ndarray) -> np.ndarray:
-        """p(open-ended: of no priced table's kind) [N] from the prompt vector and task posterior."""
+    def open_ended(self, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None = None) -> np.ndarray:
+        """p(open-ended: of no priced table's kind) [N] from u, the task posterior and the pooled embedding."""
         if not self.detector:
             return np.zeros(len(u))
-        x = (np.hstack([u, tasks]) - self.detector["mean"]) / self.detector["std"]
+        parts = [u, tasks] + ([pooled] if len(self.detector["mean"]) > u.shape[1] + tasks.shape[1] else [])
+        if len(parts) == 3 and pooled is None:
+            raise ValueError("this scale's open-ended detector reads the pooled embedding: pass prompt_features().pooled")
+        x = (np.hstack(parts) - self.detector["mean"]) / self.detector["std"]
         return sigmoid(x @ self.detector["w"] + float(self.detector["b"]))
 
     def support(self, tasks: np.ndarray, p_open: np.ndarray) -> np.ndarray:
         """[N, M] in [0, 1]: the share of the prompt that reads as tasks the model has results on."""
         weight = self.rows / (self.rows + self.n0)
         raw = tasks @ weight.T
-        return (1.0 - p_open)[:, None] * np.clip(raw / self.tau, 0.0, 1.0)
+        cut = np.clip((p_open - self.open_gate) / (1.0 - self.open_gate), 0.0, 1.0)
+        return (1.0 - cut)[:, None] * np.clip(raw / self.tau, 0.0, 1.0)
 
-    def combine(self, trained_logits: np.ndarray, tasks: np.ndarray, u: np.ndarray) -> dict:
+    def combine(self, trained_logits: np.ndarray, tasks: np.ndarray, u: np.ndarray,
+                pooled: np.ndarray | None = None) -> dict:
         """Blend calibrated trained logits [N, M] with the scale. Returns logits and evidence arrays."""
         tasks = np.asarray(tasks, dtype=np.float64)
-        p_open = self.open_ended(u, tasks)
+        p_open = self.open_ended(u, tasks, pooled)
         s = self.support(tasks, p_open)
         task_d = (1.0 - p_open) * (tasks @ self.difficulty) + p_open * self.open_difficulty
         weight = s.sum(1)
         anchored = (s * (self.ability[None, :] - trained_logits)).sum(1) / np.maximum(weight, 1e-9)
         d = (weight * anchored + self.kappa * task_d) / (weight + self.kappa)
         scale = self.ability[None, :] - d[:, None] - self.base_penalty * self.base[None, :] * p_open[:, None]
-        logits = s * trained_logits + (1.0 - s) * scale
+        logits = (s * trained_logits + (1.0 - s) * scale) / self.temperature
         return {"logits": logits, "support": s, "scale_logits": scale, "open_ended": p_open,
                 "rows": tasks @ self.rows.T * (1.0 - p_open)[:, None], "difficulty": d}
 
     def reason(self, j: int, support: float, p_open: float, top_task: str) -> str:
         """Why prediction (·, model j) is low-confidence, in words."""
         name = self.model_names[j]
-        where = ", ".join(t.split("_")[0] for t in self.model_tables.get(name, [])) or "no table"
+        where = ", ".join(re.sub(r"_\d+models$", "", t) for t in self.model_tables.get(name, [])) or "no table"
         if p_open >= 0.5:
             head = f"open-ended prompt (p={p_open:.2f}): no priced table measures this kind"
         else:
@@ -283,14 +291,21 @@ def task_counts(labels: np.ndarray, task: np.ndarray, tasks: list[str]) -> tuple
     return n, y
 
 
-def fit_detector(pos: np.ndarray, neg: np.ndarray, c: float = 1.0) -> dict:
-    """Logistic regression p(open-ended | features): positives are open-ended prompts."""
+def fit_detector(pos: np.ndarray, neg: np.ndarray, c: float = 1.0, neg_groups: np.ndarray | None = None) -> dict:
+    """Logistic regression p(open-ended | features): positives are open-ended prompts.
+
+    Classes weigh the same; within the negatives every group (table) weighs the same, so a small
+    table whose prompts look open-ended is not outvoted by a large one."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.vstack([pos, neg])
     target = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
     mean, std = x.mean(0), x.std(0) + 1e-6
-    weight = np.where(target == 1, len(neg) / len(pos), 1.0)  # balanced
+    groups = np.zeros(len(neg)) if neg_groups is None else np.asarray(neg_groups)
+    neg_weight = np.zeros(len(neg))
+    for g in np.unique(groups):
+        neg_weight[groups == g] = len(neg) / (len(np.unique(groups)) * (groups == g).sum())
+    weight = np.r_[np.full(len(pos), len(neg) / len(pos)), neg_weight]
     clf = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / std, target, sample_weight=weight)
     return {"mean": mean, "std": std, "w": clf.coef_[0], "b": np.array(clf.intercept_[0])}
 
@@ -308,6 +323,7 @@ def fit_one_scale(
     links: dict[str, str] | None = None,
     detector: dict | None = None,
     tau: float = 1.0,
+    open_gate: float = 0.0,
     n0: float = 20.0,
     kappa: float = 2.0,
     margin: float = 0.1,
@@ -350,5 +366,5 @@ def fit_one_scale(
         model_names=list(model_names), tasks=list(tasks), ability=a, difficulty=d, rows=n,
         model_tables={k: list(v) for k, v in model_tables.items()}, open_difficulty=open_difficulty,
         base=np.array([m in BASE_MODELS for m in model_names]), base_penalty=base_penalty,
-        detector=detector or {}, n0=n0, tau=tau, kappa=kappa, info=info,
+        detector=detector or {}, n0=n0, tau=tau, kappa=kappa, info=info, open_gate=open_gate,
     )
