@@ -5,8 +5,9 @@ encoded at batch 1, where torch's own shortcuts help least (bench/bench_predicto
 prompts, 2 threads: bf16 autocast 56/s, torch's dynamic int8 78/s with probabilities moved by up
 to 0.23). ONNX Runtime's int8 kernels run it at 120/s (mean |dp| 0.005 against fp32).
 
-The graph covers token ids -> prompt vector u: MiniLM with LoRA merged, mean pooling and the
-prompt head, so inference never calls into torch (torch's OpenMP threads and ORT's spinning
+The graph covers token ids -> prompt vector u (plus, with tasks, the task posterior and the pooled
+embedding that the one-scale layer in `predictor.scale` reads): MiniLM with LoRA merged, mean
+pooling and the prompt head, so inference never calls into torch (torch's OpenMP threads and ORT's spinning
 workers, both on the same 2 cores, halved the speed when the head ran in torch). Only the
 backbone's matmuls are quantised; the prompt head stays fp32, since it turns the pooled
 embedding into task posteriors and quantising those moved prompts between tasks (an earlier,

@@ -6,12 +6,14 @@ Here ability and difficulty are fitted jointly over all tables (a Rasch layer, l
 per task k), so tables are linked through the models they share, and a dominance the data shows
 (A ≥ 0.08 better than B wherever both were measured) is kept as a constraint a_A > a_B.
 
-At serving time, for a prompt with task posterior P and open-endedness p_open:
-- support s_m = (1 − p_open) · min(1, Σ_k P_k w_mk / tau), w_mk = n_mk / (n_mk + n0), n_mk the
-  model's training rows on task k: how much of the prompt reads as tasks the model was measured on;
+At serving time, for a prompt with task posterior P and open-endedness p_open (a logistic
+detector on [u, P, pooled embedding], trained on AlpacaEval instructions against priced prompts):
+- support s_m = (1 − cut) · min(1, Σ_k P_k w_mk / tau), w_mk = n_mk / (n_mk + n0), n_mk the
+  model's training rows on task k, cut = clip((p_open − gate) / (1 − gate), 0, 1): how much of
+  the prompt reads as tasks the model was measured on;
 - the prompt's difficulty d is read off the trained models that *are* supported (d̂ = support-
   weighted mean of a_m − trained logit), shrunk towards the task posterior's difficulty when few are;
-- logit = s · trained logit + (1 − s) · (a_m − d − base penalty on open-ended prompts).
+- logit = [s · trained logit + (1 − s) · (a_m − d − base penalty · p_open)] / temperature.
 So an unsupported model is placed relative to the supported ones on this very prompt, in the order
 of the joint scale, and flagged. Everything here is numpy on arrays the encoder pass already gives.
 """
