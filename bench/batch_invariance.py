@@ -67,8 +67,8 @@ def main() -> None:
         together = predictor.predict(PROMPTS, models, snapshot=snapshot)
         old = predictor.probabilities(batched_vectors(predictor, PROMPTS, 32).astype(np.float64), vectors)
         timing = hundred_token_prompts(predictor.tokenizer, 64)
-        now = per_second(lambda: predictor.prompt_vectors(timing, batch_size=32), len(timing))
-        before = per_second(lambda: batched_vectors(predictor, timing, 32), len(timing))
+        now = per_second(lambda p=predictor, t=timing: p.prompt_vectors(t, batch_size=32), len(timing))
+        before = per_second(lambda p=predictor, t=timing: batched_vectors(p, t, 32), len(timing))
         rows.append({"precision": predictor.precision, "max_diff_now": float(np.abs(alone - together).max()),
                      "max_diff_batched_32": float(np.abs(alone - old).max()),
                      "prompts_per_s_now": round(now, 1), "prompts_per_s_batched_32": round(before, 1),

@@ -39,7 +39,7 @@ MAX_PROMPT_CHARS = 200_000  # longer input is cut before tokenising (the model r
 
 
 @torch.no_grad()
-def encode_prompt_vectors(
+def encode_prompt_features(
     model,
     tokenizer,
     prompts: Sequence[str],
@@ -49,28 +49,103 @@ def encode_prompt_vectors(
     batch_size: int = 64,
     progress: bool = False,
     prompt_encoder=None,
-) -> tuple[np.ndarray, list[bool]]:
-    """Prompt vectors u [N, dim] and which prompts were cut to `max_len` tokens.
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[bool]]:
+    """Prompt vectors u [N, dim], task posteriors [N, n_tasks] and pooled embeddings [N, width]
+    (both None without tasks) and which prompts were cut to `max_len` tokens.
 
     Batched in length buckets, so short prompts are not padded to the longest one.
-    `prompt_encoder(input_ids, mask) -> u` replaces the torch model when given (the ONNX Runtime
-    int8 graph of `predictor.onnx_encoder`).
+    `prompt_encoder` (the ONNX Runtime int8 graph of `predictor.onnx_encoder`) replaces the torch
+    model when given; its `features(input_ids, mask)` gives both outputs.
     """
     if model.training:  # eval() walks every module (~0.3 ms, 2% of a lone select): only when needed
         model.eval()
     texts = [p[:MAX_PROMPT_CHARS] for p in prompts]
     encoded = encode_texts(tokenizer, texts, max_len, head_frac)
     out = np.zeros((len(texts), model.config.dim), dtype=np.float32)
+    tasks = np.zeros((len(texts), model.config.n_tasks), dtype=np.float32) if model.config.uses_tasks else None
+    pooled_all = None
     buckets = length_buckets([len(x) for x in encoded.ids], batch_size)
     for batch in tqdm(buckets, desc="predicting", disable=not progress, leave=False, unit="batch"):
         input_ids, mask = pad_batch([encoded.ids[i] for i in batch])
         if prompt_encoder is not None:
-            out[batch] = prompt_encoder(input_ids, mask)
+            u, posterior, pooled = _encoder_features(prompt_encoder, input_ids, mask)
+            out[batch] = u
+            if tasks is not None and posterior is not None:
+                tasks[batch] = posterior
+                pooled_all = _store(pooled_all, batch, pooled, len(texts))
             continue
         input_ids, mask = input_ids.to(device), mask.to(device)
         pooled = model.top(model.stem(input_ids, mask), mask)
-        out[batch] = model.prompt_vectors(pooled).float().cpu().numpy()
-    return out, encoded.truncated
+        u, logits = model.prompt_outputs(pooled)
+        out[batch] = u.float().cpu().numpy()
+        if tasks is not None:
+            tasks[batch] = torch.softmax(logits[0].float(), dim=-1).cpu().numpy()
+            pooled_all = _store(pooled_all, batch, pooled.float().cpu().numpy(), len(texts))
+    return out, tasks, pooled_all, encoded.truncated
+
+
+def _store(buffer, rows, values, n):
+    if buffer is None:
+        buffer = np.zeros((n, values.shape[1]), dtype=np.float32)
+    buffer[rows] = values
+    return buffer
+
+
+def _encoder_features(prompt_encoder, input_ids, mask):
+    """(u, task posterior, pooled) from an external encoder: `.features` if it has one, else u only."""
+    features = getattr(prompt_encoder, "features", None)
+    if features is None and isinstance(prompt_encoder, functools.partial):
+        inner = getattr(prompt_encoder.func, "features", None)
+        if inner is not None:
+            return inner(input_ids, mask, **prompt_encoder.keywords)
+    if features is not None:
+        return features(input_ids, mask)
+    return prompt_encoder(input_ids, mask), None, None
+
+
+def encode_prompt_vectors(model, tokenizer, prompts: Sequence[str], device="cpu", max_len: int = 128,
+                          head_frac: float = 0.4, batch_size: int = 64, progress: bool = False,
+                          prompt_encoder=None) -> tuple[np.ndarray, list[bool]]:
+    """Prompt vectors u [N, dim] and truncation flags (`encode_prompt_features` without the posteriors)."""
+    u, _, _, truncated = encode_prompt_features(model, tokenizer, prompts, device, max_len, head_frac, batch_size,
+                                             progress, prompt_encoder)
+    return u, truncated
+
+
+@dataclass(frozen=True)
+class PromptFeatures:
+    """What the encoder pass gives per prompt: u, the task posterior and the pooled embedding (None
+    without tasks), truncation."""
+
+    u: np.ndarray  # [N, dim]
+    tasks: np.ndarray | None  # [N, n_tasks], rows sum to 1
+    pooled: np.ndarray | None  # [N, width], what the task classifier reads
+    truncated: list[bool]
+
+
+@dataclass
+class Prediction:
+    """Calibrated qualities plus the evidence behind each (prompt, model) value.
+
+    `support[i, j]` in [0, 1]: the share of prompt i that reads as tasks model j has training
+    results on (NaN: j is not a trained model, e.g. probe-fitted or a prior; see `sources`).
+    `rows[i, j]`: the task-posterior-weighted count of j's training rows behind it.
+    `low_confidence[i]`: {model: reason} for predictions with support < `predictor.scale.LOW_SUPPORT`
+    or models scored from a prior. `trained`/`scale`: the per-table trained probability and the joint
+    scale's probability that `quality` blends (by support).
+    """
+
+    models: list[str]
+    quality: np.ndarray  # [N, M]
+    support: np.ndarray  # [N, M]
+    rows: np.ndarray  # [N, M]
+    trained: np.ndarray  # [N, M]
+    scale: np.ndarray  # [N, M]
+    open_ended: np.ndarray  # [N] p(the prompt is of no priced table's kind)
+    top_task: list[str]  # [N] the task the prompt reads as most
+    low_confidence: list[dict[str, str]]  # [N]
+    truncated: list[bool]
+    sources: list[str]  # [M] ModelVector.source
 
 
 @dataclass(frozen=True)
@@ -82,6 +157,7 @@ class ModelVector:
     bias: float
     source: str  # "trained" | "probe" | "similar_to" | "benchmark_score" | "population"
     low_confidence: str | None = None
+    index: int | None = None  # row among the artifact's trained models ("trained" only)
 
 
 class QualityPredictor:
@@ -105,6 +181,11 @@ class QualityPredictor:
         self._vectors = model.model_vectors.detach().cpu().numpy().astype(np.float64)
         self._bias = model.model_bias.detach().cpu().numpy().astype(np.float64)
         self._probe = read_probe_vectors(directory)
+        from pickwise.predictor.scale import OneScale
+
+        self.scale = OneScale.load(directory) if meta["model_config"].get("n_tasks") else None
+        if self.scale is not None and self.scale.model_names != self.model_names:
+            raise ValueError(f"{directory}: scale.json was fitted for other models than meta.json lists")
         self._fitted: dict[str, tuple[np.ndarray, float]] = {}
         self._splits: dict | None = None
         self._lock = threading.Lock()
@@ -130,6 +211,16 @@ class QualityPredictor:
     ) -> tuple[np.ndarray, list[bool]]:
         """Prompt vectors and truncation flags; `single_thread` runs the ONNX encoder on one thread,
         for callers that run several batches at once (a torch encoder ignores it)."""
+        f = self.prompt_features(prompts, progress, batch_size, single_thread)
+        return f.u, f.truncated
+
+    def prompt_features(
+        self, prompts: Sequence[str], progress: bool = False, batch_size: int = 64, single_thread: bool = False
+    ) -> PromptFeatures:
+        """u, task posterior and truncation flags from one encoder pass (torch or ONNX alike).
+
+        The service should encode with this and pass `tasks` on to `probabilities`, which then
+        applies the one-scale layer (the posterior costs nothing extra: it is how u is made)."""
         if self.precision in CPU_ONLY_PRECISIONS:
             # dynamic int8 quantises a whole batch's activations with one scale, so a prompt's
             # vector would depend on its batch-mates: each prompt is encoded alone
@@ -139,10 +230,11 @@ class QualityPredictor:
         if single_thread and encoder is not None:
             encoder = functools.partial(encoder, single_thread=True)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            return encode_prompt_vectors(
+            u, tasks, pooled, truncated = encode_prompt_features(
                 self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress,
                 encoder,
             )
+        return PromptFeatures(u, tasks, pooled, truncated)
 
     def predict(
         self,
@@ -164,19 +256,79 @@ class QualityPredictor:
         self, prompts: Sequence[str], models: Sequence, *, snapshot=None, progress: bool = False, batch_size: int = 64
     ) -> tuple[np.ndarray, list[bool]]:
         """`predict` plus, per prompt, whether it was cut to the model's input length."""
+        result = self.predict_with_evidence(prompts, models, snapshot=snapshot, progress=progress,
+                                            batch_size=batch_size)
+        return result.quality, result.truncated
+
+    def predict_with_evidence(
+        self, prompts: Sequence[str], models: Sequence, *, snapshot=None, progress: bool = False, batch_size: int = 64
+    ) -> Prediction:
+        """Qualities with their support, training-row counts and low-confidence reasons (`Prediction`)."""
         vectors = [self.model_vector(m, snapshot) for m in models]
         if not prompts:
-            return np.zeros((0, len(vectors))), []
-        u, truncated = self.prompt_vectors(prompts, progress=progress, batch_size=batch_size)
-        return self.probabilities(u.astype(np.float64), vectors), truncated
+            empty = np.zeros((0, len(vectors)))
+            return Prediction([v.name for v in vectors], empty, empty, empty, empty, empty, np.zeros(0), [], [], [],
+                              [v.source for v in vectors])
+        f = self.prompt_features(prompts, progress=progress, batch_size=batch_size)
+        return self.evidence(f.u.astype(np.float64), vectors, f.tasks, f.truncated, f.pooled)
 
-    def probabilities(self, u: np.ndarray, vectors: Sequence[ModelVector]) -> np.ndarray:
-        """sigmoid((u . e + b) / T) for precomputed prompt vectors."""
+    def probabilities(self, u: np.ndarray, vectors: Sequence[ModelVector], tasks: np.ndarray | None = None,
+                      pooled: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities for precomputed prompt vectors.
+
+        With the task posteriors and pooled embeddings (`prompt_features().tasks`, `.pooled`) and a
+        scale in the artifact, trained models go through the one-scale layer (`predictor.scale`);
+        without them, sigmoid((u.e + b) / T).
+        """
+        if tasks is not None and self.scale is not None:
+            return self.evidence(u, vectors, tasks, pooled=pooled).quality
         if not vectors:
             return np.zeros((len(u), 0))
         e = np.stack([v.vector for v in vectors])
         b = np.array([v.bias for v in vectors])
         return 1.0 / (1.0 + np.exp(-(u @ e.T + b) / self.temperature))
+
+    def evidence(self, u: np.ndarray, vectors: Sequence[ModelVector], tasks: np.ndarray | None,
+                 truncated: list[bool] | None = None, pooled: np.ndarray | None = None) -> Prediction:
+        """`Prediction` for precomputed features (see `prompt_features`)."""
+        from pickwise.predictor.scale import LOW_SUPPORT, sigmoid
+
+        u = np.asarray(u, dtype=np.float64)
+        n, names = len(u), [v.name for v in vectors]
+        own = (u @ np.stack([v.vector for v in vectors]).T + np.array([v.bias for v in vectors])) / self.temperature \
+            if vectors else np.zeros((n, 0))
+        quality, trained, scale_p = sigmoid(own), sigmoid(own), sigmoid(own)
+        support = np.full((n, len(vectors)), np.nan)
+        rows = np.full((n, len(vectors)), np.nan)
+        p_open = np.zeros(n)
+        top = [""] * n
+        low: list[dict[str, str]] = [{} for _ in range(n)]
+        if tasks is not None and self.scale is not None:
+            tasks = np.asarray(tasks, dtype=np.float64)
+            all_logits = (u @ self._vectors.T + self._bias) / self.temperature
+            out = self.scale.combine(all_logits, tasks, u, pooled)
+            p_open = out["open_ended"]
+            top = [self.scale.tasks[k] for k in tasks.argmax(1)]
+            for col, v in enumerate(vectors):
+                if v.index is None:
+                    continue
+                j = v.index
+                quality[:, col] = sigmoid(out["logits"][:, j])
+                scale_p[:, col] = sigmoid(out["scale_logits"][:, j])
+                support[:, col], rows[:, col] = out["support"][:, j], out["rows"][:, j]
+                for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
+                    low[i][v.name] = self.scale.reason(j, support[i, col], p_open[i], top[i])
+        for v in vectors:
+            if v.low_confidence:
+                for i in range(n):
+                    low[i][v.name] = v.low_confidence
+        return Prediction(names, quality, support, rows, trained, scale_p, p_open, top, low,
+                          list(truncated) if truncated is not None else [False] * n, [v.source for v in vectors])
+
+    @property
+    def set_rho(self) -> float:
+        """The fitted common-mode failure share for `predictor.scale.set_quality` (0: independent)."""
+        return float(self.scale.set_rho) if self.scale is not None else 0.0
 
     def low_confidence(self, models: Sequence, snapshot=None) -> dict[str, str]:
         """{model name: reason} for models scored from a prior rather than from results."""
@@ -199,11 +351,11 @@ class QualityPredictor:
                     f"model {model!r} is not in the predictor artifact ({len(self.model_names)} trained models); "
                     "pass its registry entry (with probe results) instead of its name"
                 )
-            return ModelVector(model, self._vectors[j], float(self._bias[j]), "trained")
+            return ModelVector(model, self._vectors[j], float(self._bias[j]), "trained", index=j)
         for name in model.all_names():
             j = self._index.get(name)
             if j is not None:
-                return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained")
+                return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained", index=j)
         scores = snapshot.probe_scores(model.name) if snapshot is not None else None
         if scores is None and model.probe is not None and isinstance(model.probe.results, list):
             scores = {r.prompt_id: r.score for r in model.probe.results}

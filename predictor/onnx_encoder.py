@@ -5,8 +5,9 @@ encoded at batch 1, where torch's own shortcuts help least (bench/bench_predicto
 prompts, 2 threads: bf16 autocast 56/s, torch's dynamic int8 78/s with probabilities moved by up
 to 0.23). ONNX Runtime's int8 kernels run it at 120/s (mean |dp| 0.005 against fp32).
 
-The graph covers token ids -> prompt vector u: MiniLM with LoRA merged, mean pooling and the
-prompt head, so inference never calls into torch (torch's OpenMP threads and ORT's spinning
+The graph covers token ids -> prompt vector u (plus, with tasks, the task posterior and the pooled
+embedding that the one-scale layer in `predictor.scale` reads): MiniLM with LoRA merged, mean
+pooling and the prompt head, so inference never calls into torch (torch's OpenMP threads and ORT's spinning
 workers, both on the same 2 cores, halved the speed when the head ran in torch). Only the
 backbone's matmuls are quantised; the prompt head stays fp32, since it turns the pooled
 embedding into task posteriors and quantising those moved prompts between tasks (an earlier,
@@ -33,7 +34,7 @@ import torch
 log = logging.getLogger("pickwise.predictor")
 CACHE_ENV = "PICKWISE_ONNX_CACHE"  # where exported encoders are kept (default: <repo>/.cache/onnx)
 GRAPH_FILE = "prompt_encoder_int8.onnx"
-FORMAT = "prompt-encoder-int8-v1"  # bump when the export or quantisation recipe changes
+FORMAT = "prompt-encoder-int8-v3"  # bump when the export or quantisation recipe changes
 CACHE_KEEP = 4  # exported encoders kept on disk, the most recently used (each is ~60 MB for six layers)
 
 
@@ -44,14 +45,18 @@ def onnx_cache_dir() -> Path:
 
 
 class _PromptEncoder(torch.nn.Module):
-    """ids, mask -> prompt vectors u: the part of QualityModel that ONNX runs (all but the model vectors)."""
+    """ids, mask -> prompt vectors u (and, with tasks, the task posterior and pooled embedding the
+    one-scale layer reads):
+    the part of QualityModel that ONNX runs (all but the model vectors)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.model.prompt_vectors(self.model.top(self.model.stem(input_ids, mask), mask))
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor):
+        pooled = self.model.top(self.model.stem(input_ids, mask), mask)
+        u, logits = self.model.prompt_outputs(pooled)
+        return u if logits is None else (u, torch.softmax(logits[0], dim=-1), pooled)
 
 
 def _prompt_head(model) -> dict[str, torch.Tensor]:
@@ -85,7 +90,7 @@ def export_prompt_encoder(model, path: Path) -> None:
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not ours to act on
         torch.onnx.export(
             _PromptEncoder(model).eval(), (sample_ids, sample_mask), str(path), dynamo=True,
-            input_names=["input_ids", "mask"], output_names=["u"],
+            input_names=["input_ids", "mask"], output_names=["u", "tasks", "pooled"] if model.config.uses_tasks else ["u"],
             dynamic_shapes={"input_ids": {0: batch, 1: length}, "mask": {0: batch, 1: length}},
             external_data=False, verbose=False,
         )
@@ -147,8 +152,14 @@ class OnnxPromptEncoder:
         self.single = self.session if threads == 1 else _session(graph, 1)
 
     def __call__(self, input_ids: torch.Tensor, mask: torch.Tensor, single_thread: bool = False) -> np.ndarray:
+        return self.features(input_ids, mask, single_thread)[0]
+
+    def features(self, input_ids: torch.Tensor, mask: torch.Tensor,
+                 single_thread: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(u, task posterior, pooled embedding) from one run; None, None for a graph without tasks."""
         feeds = {"input_ids": input_ids.numpy().astype(np.int64), "mask": mask.numpy().astype(np.int64)}
-        return (self.single if single_thread else self.session).run(None, feeds)[0]
+        out = (self.single if single_thread else self.session).run(None, feeds)
+        return (out[0], out[1], out[2]) if len(out) > 2 else (out[0], None, None)
 
 
 def _session(graph: Path | bytes, threads: int):

@@ -1,0 +1,316 @@
+"""One scale across the pool (issue #21): ordering reversals, routing figures, set calibration, decisions.
+
+Frozen encoder: the features of every priced row, AlpacaEval and bench/everyday_prompts.jsonl come
+from bench/one_scale_features.py (cached under .cache/one_scale). The scale is fitted on training
+rows; candidates are chosen on validation rows and the everyday prompts (docs/decisions/one-scale.md);
+`--split test` reads the test rows once to report.
+
+Run: .venv/bin/python -m bench.one_scale_study [--split val|test] [--write]
+(--write stores the chosen scale into the shipped artifact). Writes bench/results/one_scale_study.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
+from bench.one_scale_features import ALPACA, load_features  # noqa: E402
+from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
+from pickwise.predictor.inference import load_predictor  # noqa: E402
+from pickwise.predictor.routing_metrics import ece as ece_score  # noqa: E402
+from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
+from pickwise.predictor.scale import (  # noqa: E402
+    ALPACA_LINKS,
+    BASE_MODELS,
+    dominance_pairs,
+    fit_detector,
+    fit_one_scale,
+    fit_set_rho,
+    set_quality,
+    sigmoid,
+)
+from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
+
+# rounds 1-3: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
+# round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature)
+CANDIDATES = {"scale3-gate": {"tau": 0.5, "open_gate": 0.5}, "scale3-gate-T": {"tau": 0.5, "open_gate": 0.5}}
+REFIT_TEMPERATURE = {"scale3-gate-T"}
+SHIPPED = "shipped"
+DECISIONS = [
+    ("poem", "Write a short poem about the sea at dawn.", "max_quality"),
+    ("hi", "hi, how are you?", "max_quality"),
+    ("number theory", "Prove that for every prime p > 3, p^2 - 1 is divisible by 24.", "min_quality 0.7"),
+]
+
+
+def alpaca_table():
+    import pandas as pd
+
+    frame = pd.read_parquet(default_data_dir() / f"{ALPACA}.parquet")
+    models = [c[3:] for c in frame.columns if c.startswith("q__")]
+    quality = frame[[f"q__{m}" for m in models]].to_numpy(np.float64)
+    held = np.array([int(hashlib.sha1(str(p).encode()).hexdigest()[:8], 16) % 10 < 3 for p in frame["prompt_id"]])
+    return models, quality, held
+
+
+def fit_scales(predictor, feats) -> tuple[dict, dict]:
+    pr = feats["priced"]
+    train = pr["split"] == "train"
+    models, quality, held = alpaca_table()
+    al = feats["alpaca"]
+    rng = np.random.default_rng(0)
+    neg = rng.choice(np.flatnonzero(train), 6000, replace=False)
+    x = lambda g, rows: np.hstack([g["u"][rows], g["tasks"][rows], g["pooled"][rows]])  # noqa: E731
+    detector = fit_detector(x(al, ~held), x(pr, neg), c=0.01, neg_groups=pr["table"][neg])
+    meta = predictor.meta
+    scales = {}
+    for name, params in CANDIDATES.items():
+        scales[name] = fit_one_scale(
+            predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
+            pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
+            links=ALPACA_LINKS, detector=detector, **params)
+        if name in REFIT_TEMPERATURE:
+            from pickwise.predictor.calibration import fit_temperature
+
+            val = pr["split"] == "val"
+            logits = scale_logits(predictor, scales[name], {k: v[val] for k, v in pr.items()})
+            scales[name].temperature = float(fit_temperature(logits, pr["labels"][val]))
+    return scales, {"held": held}
+
+
+def scale_logits(predictor, scale, group: dict) -> np.ndarray:
+    u = group["u"].astype(np.float64)
+    logits = (u @ predictor._vectors.T + predictor._bias) / predictor.temperature
+    return scale.combine(logits, group["tasks"].astype(np.float64), u, group["pooled"].astype(np.float64))["logits"]
+
+
+def all_probabilities(predictor, scale, group: dict) -> np.ndarray:
+    if scale is None:
+        return sigmoid((group["u"].astype(np.float64) @ predictor._vectors.T + predictor._bias) / predictor.temperature)
+    return sigmoid(scale_logits(predictor, scale, group))
+
+
+def measured_orderings(feats):
+    """Dominance pairs from every row of each priced table (a fact of the data), and each pair's tables."""
+    pr = feats["priced"]
+    tables = [(pr["labels"][pr["table"] == t].astype(np.float64), pr["task"][pr["table"] == t])
+              for t in range(len(PRICED_TABLES))]
+    direct, implied = dominance_pairs(tables)
+    has = np.array([(~np.isnan(q)).any(0) for q, _ in tables])  # [T, M]
+    return direct, implied, has
+
+
+def reversals(prob: np.ndarray, table: np.ndarray | None, pairs, has) -> dict:
+    """Share of (prompt, pair) where B gets a higher probability than A: outside and inside the pair's tables."""
+    out = {"outside": [0, 0], "inside": [0, 0]}
+    for a, b in pairs:
+        if table is None:
+            outside = np.ones(len(prob), bool)
+        else:
+            shared = np.flatnonzero(has[:, a] & has[:, b])
+            outside = ~np.isin(table, shared)
+        rev = prob[:, b] > prob[:, a]
+        out["outside"][0] += int(rev[outside].sum())
+        out["outside"][1] += int(outside.sum())
+        out["inside"][0] += int(rev[~outside].sum())
+        out["inside"][1] += int((~outside).sum())
+    return {k: (v[0] / v[1] if v[1] else None) for k, v in out.items()} | {"cases": out["outside"][1]}
+
+
+def ordering_figures(probs: dict, feats, split: str, names: list[str]) -> dict:
+    direct, implied, has = measured_orderings(feats)
+    # pairs a base model wins on benchmarks: open-ended prompts rate base models lower on purpose
+    plain = {(a, b) for a, b in direct if not (names[a] in BASE_MODELS and names[b] not in BASE_MODELS)}
+    plain_implied = {(a, b) for a, b in implied if not (names[a] in BASE_MODELS and names[b] not in BASE_MODELS)}
+    pr = feats["priced"]
+    rows = pr["split"] == split
+    out = {"pairs": {"direct": len(direct), "implied": len(implied)}}
+    for name, (p_priced, p_everyday) in probs.items():
+        out[name] = {
+            "direct_other_tables": reversals(p_priced[rows], pr["table"][rows], direct, has),
+            "implied_other_tables": reversals(p_priced[rows], pr["table"][rows], implied, has),
+            "direct_everyday": reversals(p_everyday, None, direct, has)["outside"],
+            "implied_everyday": reversals(p_everyday, None, implied, has)["outside"],
+            "direct_everyday_no_base_winner": reversals(p_everyday, None, plain, has)["outside"],
+            "implied_everyday_no_base_winner": reversals(p_everyday, None, plain_implied, has)["outside"],
+        }
+    out["pairs"].update(direct_no_base_winner=len(plain), implied_no_base_winner=len(plain_implied))
+    return out
+
+
+def routing(probs: dict, feats, predictor, snapshot, split: str, bootstrap: int) -> dict:
+    pr = feats["priced"]
+    out = {}
+    for k, stem in enumerate(PRICED_TABLES):
+        table = load_table(default_data_dir() / f"{stem}.parquet")
+        mine = (pr["table"] == k) & (pr["split"] == split)
+        rows = pr["row"][mine]
+        cols = [predictor.trained_index(m) for m in table.model_names]
+        sub = table.subset(rows)
+        preds = {n: p[0][mine][:, cols] for n, p in probs.items()}
+        figs = routing_figures(sub.quality, sub.cost, registry_cost_estimate(table, snapshot)[rows], preds,
+                               table.model_names, reference=SHIPPED, n_bootstrap=bootstrap)
+        out[stem] = {}
+        for n in probs:
+            r, d = figs.routers[n], figs.routers[n].capture_diff_bootstrap
+            out[stem][n] = {"capture": r.capture, "c2m": r.c2m, "brier": r.brier, "ece": r.ece,
+                            "shipped_minus_this": None if d is None else [d.lo, d.hi]}
+    return out
+
+
+def set_figures(prob: np.ndarray, feats, split: str, rho: float | None, seed: int = 0) -> dict:
+    """Random pairs/triples of models with results on the same row: fitted rho (if None) and Brier/ECE."""
+    pr = feats["priced"]
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(pr["split"] == split)
+    sets = {2: ([], []), 3: ([], [])}
+    for i in rows:
+        have = np.flatnonzero(~np.isnan(pr["labels"][i]))
+        for k in (2, 3):
+            if len(have) < k:
+                continue
+            for _ in range(2):
+                pick = rng.choice(have, k, replace=False)
+                sets[k][0].append(prob[i, pick])
+                sets[k][1].append(float((pr["labels"][i, pick] >= 0.5).any()))
+    p_sets = [np.array(sets[k][0]) for k in (2, 3)]
+    outcomes = [np.array(sets[k][1]) for k in (2, 3)]
+    if rho is None:
+        rho = fit_set_rho(p_sets, outcomes)
+    out = {"rho": rho}
+    for k, p, o in zip((2, 3), p_sets, outcomes):
+        for label, r in (("independent", 0.0), ("fitted", rho)):
+            q = set_quality(p, r)
+            out[f"{k}_{label}"] = {"brier": float(np.mean((q - o) ** 2)), "ece": float(ece_score(q, o)),
+                                   "mean_pred": float(q.mean()), "mean_actual": float(o.mean()), "n": len(o)}
+    return out
+
+
+def decisions(predictor, scale, snapshot) -> dict:
+    """The issue's three prompts: top models and probabilities before (shipped) and after (scale)."""
+    specs = [s for s in snapshot.enabled() if predictor.trained_index(s.name) is not None]
+    names = [s.name for s in specs]
+    price = np.array([s.pricing.input_per_million + s.pricing.output_per_million for s in specs])
+    feats = predictor.prompt_features([p for _, p, _ in DECISIONS])
+    group = {"u": feats.u, "tasks": feats.tasks, "pooled": feats.pooled}
+    cols = [predictor.trained_index(n) for n in names]
+    out = {}
+    for label, s in ((SHIPPED, None), ("after", scale)):
+        p = all_probabilities(predictor, s, group)[:, cols]
+        for i, (key, prompt, rule) in enumerate(DECISIONS):
+            top = np.argsort(-p[i])[:5]
+            if rule == "max_quality":
+                pick = int(np.argmax(p[i]))
+            else:
+                ok = np.flatnonzero(p[i] >= 0.7)
+                pick = int(ok[np.argmin(price[ok])]) if len(ok) else None
+            ref = {n: round(float(p[i, names.index(n)]), 3) for n in
+                   ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "zero-one-ai/Yi-34B-Chat",
+                    "meta-math/MetaMath-Mistral-7B", "llama3-chatqa-1.5-70b") if n in names}
+            out.setdefault(key, {"prompt": prompt, "rule": rule})[label] = {
+                "pick": None if pick is None else names[pick],
+                "top5": [(names[j], round(float(p[i, j]), 3)) for j in top], "named": ref}
+    return out
+
+
+def markdown(result: dict) -> str:
+    split = result["split"]
+    lines = [f"# One scale study ({split} rows)", "", f"Artifact {result['artifact']}; bootstrap {result['bootstrap']}.", "",
+             f"Orderings: {result['orderings']['pairs']['direct']} direct, {result['orderings']['pairs']['implied']} implied.", "",
+             "| predictor | direct, other tables | implied, other tables | direct, everyday | implied, everyday | "
+             "direct / implied, everyday, pairs a base model wins left out | direct, inside (control) |",
+             "|---|---|---|---|---|---|---|"]
+    for name in result["routers"]:
+        o = result["orderings"][name]
+        lines.append(f"| {name} | {o['direct_other_tables']['outside']:.3f} | {o['implied_other_tables']['outside']:.3f} | "
+                     f"{o['direct_everyday']:.3f} | {o['implied_everyday']:.3f} | {o['direct_everyday_no_base_winner']:.3f} / "
+                     f"{o['implied_everyday_no_base_winner']:.3f} | {o['direct_other_tables']['inside']:.3f} |")
+    lines += ["", "| table | predictor | capture | shipped − this [95%] | c2m | Brier | ECE |", "|---|---|---|---|---|---|---|"]
+    for stem, rows in result["routing"].items():
+        for name, r in rows.items():
+            d = r["shipped_minus_this"]
+            lines.append(f"| {PRICED_TABLES[stem]} | {name} | {r['capture']:.3f} | "
+                         + ("" if d is None else "[{:+.3f}, {:+.3f}]".format(*d))
+                         + f" | {r['c2m'] if r['c2m'] is None else round(r['c2m'], 3)} | {r['brier']:.4f} | {r['ece']:.3f} |")
+    s = result["sets"]
+    lines += ["", f"Set quality (rho = {s['rho']:.2f}, fitted on validation rows):", "",
+              "| set | independent Brier / ECE | fitted Brier / ECE | mean predicted (ind., fitted) | actual |", "|---|---|---|---|---|"]
+    for k in (2, 3):
+        a, b = s[f"{k}_independent"], s[f"{k}_fitted"]
+        lines.append(f"| {k} models | {a['brier']:.4f} / {a['ece']:.3f} | {b['brier']:.4f} / {b['ece']:.3f} | "
+                     f"{a['mean_pred']:.3f}, {b['mean_pred']:.3f} | {a['mean_actual']:.3f} |")
+    lines += ["", "Decisions (registry models the artifact was trained on):", ""]
+    for key, d in result["decisions"].items():
+        lines.append(f"- **{key}** ({d['rule']}): \"{d['prompt']}\"")
+        for label in (SHIPPED, "after"):
+            lines.append(f"  - {label}: pick {d[label]['pick']}; top {d[label]['top5']}; {d[label]['named']}")
+    lines += ["", "Scale: " + json.dumps(result["scale_info"])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--split", default="val", choices=("val", "test"))
+    parser.add_argument("--choose", default=None, help="candidate to report (default: all)")
+    parser.add_argument("--bootstrap", type=int, default=500)
+    parser.add_argument("--write", action="store_true", help="save the chosen scale into the shipped artifact")
+    parser.add_argument("--name", default="one_scale_study")
+    args = parser.parse_args()
+
+    predictor = load_predictor(None, "cpu", precision="fp32")
+    predictor.scale = None  # "shipped" is the artifact without any scale.json
+    snapshot = load_registry(default_registry_dir())
+    feats = load_features(predictor)
+    scales, _ = fit_scales(predictor, feats)
+    names = [args.choose] if args.choose else list(scales)
+    probs = {SHIPPED: (all_probabilities(predictor, None, feats["priced"]),
+                       all_probabilities(predictor, None, feats["everyday"]))}
+    for n in names:
+        probs[n] = (all_probabilities(predictor, scales[n], feats["priced"]),
+                    all_probabilities(predictor, scales[n], feats["everyday"]))
+    result = {"split": args.split, "artifact": predictor.version, "bootstrap": args.bootstrap,
+              "routers": list(probs), "orderings": ordering_figures(probs, feats, args.split, predictor.model_names)}
+    print(json.dumps(result["orderings"], indent=1), flush=True)
+    result["routing"] = routing(probs, feats, predictor, snapshot, args.split, args.bootstrap)
+    chosen = scales[names[-1]]
+    val_sets = set_figures(probs[names[-1]][0], feats, "val", None)
+    result["sets"] = val_sets if args.split == "val" else set_figures(probs[names[-1]][0], feats, args.split, val_sets["rho"])
+    chosen.set_rho = float(val_sets["rho"])
+    result["decisions"] = decisions(predictor, chosen, snapshot)
+    p_open = {g: chosen.open_ended(feats[g]["u"].astype(float), feats[g]["tasks"].astype(float), feats[g]["pooled"].astype(float))
+              for g in ("everyday", "alpaca")}
+    pr = feats["priced"]
+    val = pr["split"] == args.split
+    result["open_ended"] = {"everyday_mean": float(p_open["everyday"].mean()),
+                            "everyday_share_above_half": float((p_open["everyday"] >= 0.5).mean()),
+                            "alpaca_heldout_share_above_half": float((p_open["alpaca"][_["held"]] >= 0.5).mean()),
+                            "priced_share_above_half": float((chosen.open_ended(pr["u"][val].astype(float), pr["tasks"][val].astype(float), pr["pooled"][val].astype(float)) >= 0.5).mean()),
+                            "everyday_by_kind": {k: float(p_open["everyday"][feats["everyday"]["kind"] == k].mean())
+                                                 for k in np.unique(feats["everyday"]["kind"])}}
+    result["scale_info"] = {**chosen.info, "candidate": names[-1], "tau": chosen.tau, "open_gate": chosen.open_gate,
+                            "temperature": {n: scales[n].temperature for n in names}, "open_difficulty": chosen.open_difficulty,
+                            "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
+    result["scale_info"].pop("open_abilities", None)
+    out = ROOT / "bench" / "results"
+    suffix = "" if args.split == "test" else f"_{args.split}"
+    (out / f"{args.name}{suffix}.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / f"{args.name}{suffix}.md").write_text(markdown(result))
+    print(markdown(result))
+    print(json.dumps(result["open_ended"], indent=1))
+    if args.write:
+        path = chosen.save(predictor.directory)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
