@@ -99,6 +99,10 @@ class SelectResponse(Decision):
         default_factory=dict,
         description="registry models left out (the predictor cannot score them, or their figures overflow), and why",
     )
+    open_ended: float = Field(0.0, description="how much the prompt reads as open-ended (chat, writing, advice): "
+                                               "no priced table measures such prompts, so qualities there rank models "
+                                               "by general ability and are flagged low-confidence")
+    set_rho: float = Field(0.0, description="share of a set's failures taken as common-mode in its quality")
     resolved: dict[str, str] = Field(
         default_factory=dict,
         description="models the request named by an alias: {the name used: the registry model it resolved to}; "
@@ -147,6 +151,9 @@ class PlanRequest(BaseModel):
                                      description="allow-list (names or aliases); leave it out for every model")
     exclude: list[str] = Field(default_factory=list, description="deny-list (names or aliases)")
     capacity: dict[str, Annotated[int, Field(ge=0)]] | None = Field(None, description="at most n prompts per model")
+    allow_low_confidence: bool = Field(
+        False, description="let a low-confidence quality meet min_quality; by default a prompt whose model has no "
+                           "evidence for it cannot be assigned under a floor")
     expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS)
     solver: Solver = "auto"
     time_limit: float | None = Field(None, gt=0.0, description="seconds for the exact solver (default: none)")

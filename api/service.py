@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from pickwise.selector.costs import request_candidates
 from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible
 from pickwise.selector.request import select_models
 from pickwise.selector.workload import ModelKeyError, Workload, WorkloadRow, build_workload, values_by_column
+
+if TYPE_CHECKING:
+    from pickwise.predictor.inference import PromptFeatures
 
 log = logging.getLogger("pickwise.api")
 T = TypeVar("T")
@@ -194,7 +197,7 @@ class PickwiseService:
         """
         try:
             predictor = loader()
-            u, _ = self.encoder.submit(predictor.prompt_vectors, [WARM_UP_PROMPT]).result()
+            features = self.encoder.submit(predictor.prompt_features, [WARM_UP_PROMPT]).result()
         except Exception as exc:  # any failure must show on /readyz, not kill the server thread silently
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("predictor failed to load")
@@ -203,7 +206,7 @@ class PickwiseService:
         snapshot = self.registry.snapshot
         self.scoring(snapshot)  # warm the model-vector cache before the first request
         try:
-            self.decide(SelectRequest(prompt=WARM_UP_PROMPT), u[0], False, snapshot)
+            self.decide(SelectRequest(prompt=WARM_UP_PROMPT), features, False, snapshot)
         except PickwiseError:  # e.g. no model can be scored: nothing to warm, requests will say why
             pass
 
@@ -236,8 +239,8 @@ class PickwiseService:
             self._scoring = scoring
             return scoring
 
-    def encode(self, prompts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
-        """Prompt vectors for the CLI and batch plans, computed on the service's one encoder thread.
+    def encode(self, prompts: Sequence[str]) -> PromptFeatures:
+        """Prompt features for the CLI and batch plans, computed on the service's one encoder thread.
 
         With a torch encoder every predictor call of the service runs on `self.encoder` (the routes'
         micro-batches too): once two live threads have run torch, PyTorch's OpenMP (libgomp)
@@ -248,18 +251,17 @@ class PickwiseService:
         keep encoding selects meanwhile (bench/bench_api_mixed.py).
         """
         from pickwise.predictor.backbone import length_buckets  # torch: only once a predictor is loaded
+        from pickwise.predictor.inference import PromptFeatures
 
         prompts = list(prompts)
         predictor = self.predictor
-        vectors = np.zeros((len(prompts), predictor.model.config.dim), dtype=np.float32)
-        truncated = [False] * len(prompts)
-        for chunk in length_buckets([len(p) for p in prompts], PLAN_ENCODE_BATCH):
-            u, cut = self.encoder.submit(predictor.prompt_vectors, [prompts[i] for i in chunk],
-                                         batch_size=PLAN_ENCODE_BATCH).result()
-            vectors[chunk] = u
-            for i, c in zip(chunk, cut):
-                truncated[i] = bool(c)
-        return vectors, truncated
+        chunks = length_buckets([len(p) for p in prompts], PLAN_ENCODE_BATCH)
+        parts = [self.encoder.submit(predictor.prompt_features, [prompts[i] for i in chunk],
+                                     batch_size=PLAN_ENCODE_BATCH).result() for chunk in chunks]
+        order = np.argsort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.intp)
+        if not parts:
+            return PromptFeatures(np.zeros((0, predictor.model.config.dim), dtype=np.float32), None, None, [])
+        return PromptFeatures.concat(parts)[order.tolist()]
 
     # ---- one request -------------------------------------------------------------------------
     def check_names(self, snapshot: RegistrySnapshot, names: Sequence[str] | None, field: str,
@@ -274,8 +276,9 @@ class PickwiseService:
             if out:
                 raise RequestFieldError(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
 
-    def decide(self, request: SelectRequest, u: np.ndarray, truncated: bool, snapshot: RegistrySnapshot) -> SelectResponse:
-        """Selection for one prompt whose vector `u` is already computed (cheap: no transformer call)."""
+    def decide(self, request: SelectRequest, features: PromptFeatures, truncated: bool,
+               snapshot: RegistrySnapshot) -> SelectResponse:
+        """Selection for one prompt whose features are already computed (cheap: no transformer call)."""
         predictor = self.predictor
         scoring = self.scoring(snapshot)
         self.check_names(snapshot, request.models, "models", scoring)
@@ -284,12 +287,14 @@ class PickwiseService:
         if scoring.left_out and constraints.exclude:  # already out; the selector only knows scored models
             constraints.exclude = [n for n in constraints.exclude if snapshot.get(n).name not in scoring.left_out]
         tokens = count_tokens(request.prompt)
-        quality = predictor.probabilities(np.asarray(u, dtype=np.float64)[None, :], scoring.vectors)[0]
-        candidates = request_candidates(scoring.specs, tokens, quality, low_confidence=scoring.low_confidence,
-                                        output_tokens=request.expected_output_tokens)
+        evidence = predictor.evidence(features.u, scoring.vectors, features.tasks, pooled=features.pooled)
+        candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
+                                        low_confidence=evidence.low_confidence[0],
+                                        output_tokens=request.expected_output_tokens,
+                                        support=evidence.support[0], evidence_rows=evidence.rows[0])
         names = caller_names(snapshot, request.models)
         try:
-            decision = select_models(candidates, constraints)
+            decision = select_models(candidates, constraints, set_rho=predictor.set_rho)
         except InfeasibleSelection as exc:
             exc.blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
             exc.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
@@ -298,13 +303,14 @@ class PickwiseService:
             **_renamed_decision(decision, names), resolved={v: k for k, v in names.items()},
             registry_version=snapshot.version, predictor_version=predictor.version,
             prompt_tokens=tokens, truncated=bool(truncated), left_out=dict(scoring.left_out),
+            open_ended=float(evidence.open_ended[0]), set_rho=predictor.set_rho,
         )
 
     def select(self, request: SelectRequest) -> SelectResponse:
         """`decide` with the prompt vector computed here (one predictor call): the CLI's path."""
         snapshot = self.registry.refresh()
-        u, truncated = self.encode([request.prompt])
-        return self.decide(request, u[0], truncated[0], snapshot)
+        features = self.encode([request.prompt])
+        return self.decide(request, features, features.truncated[0], snapshot)
 
     # ---- batch planning ------------------------------------------------------------------------
     def _plan_inputs(self, request: PlanRequest) -> _PlanInputs:
@@ -335,12 +341,23 @@ class PickwiseService:
         snapshot, scoring, specs, vectors, rows, capacity = self._plan_inputs(request)
         truncated_ids: list[str] = []
 
+        unsure: list[np.ndarray] = []  # [k, M] per scored prompt: no evidence behind the quality
+
         def score(texts: list[str]) -> np.ndarray:
-            u, cut = self.encode(texts)
-            truncated_ids.extend(row.id for row, c in zip((r for r in rows if r.quality is None), cut) if c)
-            return self.predictor.probabilities(u.astype(np.float64), vectors)
+            features = self.encode(texts)
+            truncated_ids.extend(row.id for row, c in zip((r for r in rows if r.quality is None), features.truncated)
+                                 if c)
+            evidence = self.predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled)
+            unsure.append(np.array([[name in low for name in evidence.models] for low in evidence.low_confidence],
+                                   dtype=bool).reshape(len(texts), len(vectors)))
+            return evidence.quality
 
         workload = build_workload(rows, specs, score, output_tokens=request.expected_output_tokens)
+        if unsure and request.min_quality is not None and not request.allow_low_confidence:
+            # under a floor, a prompt goes only to a model whose quality has evidence behind it
+            predicted = [i for i, row in enumerate(rows) if row.quality is None]
+            workload.allowed[predicted] &= ~unsure[0]
+            workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
         return PlanWorkload(snapshot, workload, capacity, truncated_ids)

@@ -122,6 +122,27 @@ class PromptFeatures:
     pooled: np.ndarray | None  # [N, width], what the task classifier reads
     truncated: list[bool]
 
+    def __len__(self) -> int:
+        return len(self.u)
+
+    def __getitem__(self, rows) -> PromptFeatures:
+        """The features of some prompts (an index, a slice or a list of indices); always 2-D."""
+        idx = np.atleast_1d(np.arange(len(self.u))[rows])
+
+        def pick(a):
+            return None if a is None else a[idx]
+
+        return PromptFeatures(pick(self.u), pick(self.tasks), pick(self.pooled), [bool(self.truncated[i]) for i in idx])
+
+    @staticmethod
+    def concat(parts: Sequence[PromptFeatures]) -> PromptFeatures:
+        """Rows of several encoder calls, in order."""
+        def stack(arrays):
+            return None if arrays[0] is None else np.concatenate(arrays)
+
+        return PromptFeatures(stack([f.u for f in parts]), stack([f.tasks for f in parts]),
+                              stack([f.pooled for f in parts]), [c for f in parts for c in f.truncated])
+
 
 @dataclass
 class Prediction:

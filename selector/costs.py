@@ -51,11 +51,18 @@ def request_candidates(
     *,
     low_confidence: Mapping[str, str] | None = None,
     output_tokens: int | None = None,
+    support: Sequence[float] | None = None,
+    evidence_rows: Sequence[float] | None = None,
 ) -> list[Candidate]:
-    """Candidates for one prompt: the predictor's quality per model plus the registry's estimates."""
+    """Candidates for one prompt: the predictor's quality per model (with the evidence behind it,
+    where known: NaN means none measured) plus the registry's estimates."""
     if len(quality) != len(specs):
         raise ValueError(f"{len(quality)} qualities for {len(specs)} models")
     notes = low_confidence or {}
+
+    def known(values, j):
+        return None if values is None or not np.isfinite(values[j]) else float(values[j])
+
     return [
         Candidate(
             name=spec.name,
@@ -66,6 +73,8 @@ def request_candidates(
             fits_context=fits_context(spec, prompt_tokens, output_tokens),
             enabled=spec.enabled,
             low_confidence=notes.get(spec.name),
+            support=known(support, j),
+            evidence_rows=known(evidence_rows, j),
         )
-        for spec, q in zip(specs, quality)
+        for j, (spec, q) in enumerate(zip(specs, quality))
     ]

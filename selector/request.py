@@ -12,25 +12,32 @@ from typing import Literal
 
 import numpy as np
 
+from pickwise.predictor.scale import set_quality as correlated_set_quality
 from pickwise.selector.errors import InfeasibleSelection, SelectorInputError
 from pickwise.selector.request_ilp import solve_set_ilp
-from pickwise.selector.sets import cost_limit, floor_limit, log_miss, member_sum, set_quality, subsets
+from pickwise.selector.sets import REL_TOL, cost_limit, floor_limit, log_miss, member_sum, set_quality, subsets
 from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 
 ENUMERATION_LIMIT = 60
 # Constraints that say "never call this model here" (a fallback must respect them too) ...
 HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window")
 # ... and the ones a fallback may break.
-SOFT_REASONS = ("latency cap", "cost cap", "quality floor")
+SOFT_REASONS = ("latency cap", "cost cap", "quality floor", "low confidence")
 
 Method = Literal["auto", "scan", "enumeration", "ilp"]
 
 
 class _Pool:
-    """The candidates as parallel arrays, for vectorised filtering and scoring."""
+    """The candidates as parallel arrays, for vectorised filtering and scoring.
 
-    def __init__(self, candidates: Sequence[Candidate]):
+    `floor_quality` is what counts towards a quality floor: a low-confidence quality counts as 0
+    unless the request allows it, so it cannot meet the floor on its own (it may still join a set
+    whose other members meet it). `rho` is the set-failure correlation of `set_quality`.
+    """
+
+    def __init__(self, candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float = 0.0):
         self.candidates = list(candidates)
+        self.rho = float(rho)
         self.names = [c.name for c in candidates]
         self.quality = np.array([c.quality for c in candidates], dtype=np.float64)
         self.cost = np.array([c.cost_usd for c in candidates], dtype=np.float64)
@@ -44,6 +51,22 @@ class _Pool:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise SelectorInputError(f"candidate {self.names[i]} has quality {self.quality[i]!r}, expected a number in [0, 1]")
+        self.low = np.array([c.low_confidence is not None for c in candidates], dtype=bool)
+        self.floor_quality = self.quality if cons.allow_low_confidence else np.where(self.low, 0.0, self.quality)
+
+    def set_quality(self, quality: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """Quality of each set in `members` ([size, C] indices into `quality`)."""
+        if self.rho == 0.0:
+            return set_quality(member_sum(log_miss(quality), members))
+        return correlated_set_quality(quality[members], self.rho, axis=0)
+
+    def meets_floor(self, members: np.ndarray, min_quality: float | None) -> np.ndarray:
+        """Which sets in `members` reach the floor with what counts towards it."""
+        if min_quality is None:
+            return np.ones(members.shape[1], dtype=bool)
+        if self.rho == 0.0:  # in log space, as the ILP states it, so both paths agree exactly
+            return member_sum(log_miss(self.floor_quality), members) <= floor_limit(min_quality)
+        return self.set_quality(self.floor_quality, members) >= min_quality * (1 - REL_TOL)
 
     def resolve(self, names: Sequence[str], what: str) -> np.ndarray:
         """Mask of candidates named (by name or alias) in an allow- or deny-list."""
@@ -73,7 +96,10 @@ def _exclusions(pool: _Pool, cons: SelectionConstraints) -> list[list[str]]:
     if cons.max_cost_usd is not None:  # costs are >= 0, so a set costs at least each member
         checks.append(("cost cap", pool.cost > cost_limit(cons.max_cost_usd)))
     if cons.min_quality is not None and cons.max_models == 1:
-        checks.append(("quality floor", log_miss(pool.quality) > floor_limit(cons.min_quality)))
+        misses = log_miss(pool.quality) > floor_limit(cons.min_quality)
+        checks.append(("quality floor", misses))
+        if not cons.allow_low_confidence:
+            checks.append(("low confidence", pool.low & ~misses))
     reasons: list[list[str]] = [[] for _ in range(n)]
     for label, mask in checks:
         for i in np.flatnonzero(mask).tolist():
@@ -95,26 +121,27 @@ def _objective(cons: SelectionConstraints, quality, cost):
 
 def _best_set(pool: _Pool, idx: np.ndarray, cons: SelectionConstraints, method: str) -> list[int] | None:
     """Exact optimum over sets of size 1..max_models drawn from candidate indices `idx`."""
-    q, c, lm = pool.quality[idx], pool.cost[idx], log_miss(pool.quality[idx])
+    q, c = pool.quality[idx], pool.cost[idx]
     k = min(cons.max_models, idx.size)
-    if method == "ilp":
-        local = solve_set_ilp(q, c, k=k, min_quality=cons.min_quality, max_cost=cons.max_cost_usd,
+    if method == "ilp":  # linear in log(1 - q): independent errors; a low-confidence model counts as 0 there
+        local = solve_set_ilp(pool.floor_quality[idx] if cons.min_quality is not None else q, c, k=k, min_quality=cons.min_quality, max_cost=cons.max_cost_usd,
                               objective=cons.objective, willingness_to_pay=cons.willingness_to_pay)
         return None if local is None else idx[local].tolist()
     if k > 1:  # drop models strictly dominated by >= k others: some dominator is always free to swap in
-        better = ((q[None, :] >= q[:, None]) & (c[None, :] <= c[:, None])
+        fq = pool.floor_quality[idx]  # a dominator must count as much towards the floor too
+        better = ((q[None, :] >= q[:, None]) & (fq[None, :] >= fq[:, None]) & (c[None, :] <= c[:, None])
                   & ((q[None, :] > q[:, None]) | (c[None, :] < c[:, None])))
         keep = better.sum(axis=1) < k
-        idx, q, c, lm = idx[keep], q[keep], c[keep], lm[keep]
-    q_lim, c_lim = floor_limit(cons.min_quality), cost_limit(cons.max_cost_usd)
+        idx, q, c = idx[keep], q[keep], c[keep]
+    c_lim = cost_limit(cons.max_cost_usd)
     best_key, best = None, None
     for size in range(1, k + 1):
         combos = subsets(idx.size, size)
-        s_log, s_cost = member_sum(lm, combos), member_sum(c, combos)
-        rows = np.flatnonzero((s_log <= q_lim) & (s_cost <= c_lim))
+        members, s_cost = idx[combos], member_sum(c, combos)
+        rows = np.flatnonzero(pool.meets_floor(members, cons.min_quality) & (s_cost <= c_lim))
         if not rows.size:
             continue
-        s_q, s_cost = set_quality(s_log[rows]), s_cost[rows]
+        s_q, s_cost = pool.set_quality(pool.quality, members[:, rows]), s_cost[rows]
         _, key = _objective(cons, s_q, s_cost)
         # Ties: lower objective key, then higher quality, then cheaper; smaller sets win (seen first).
         ties = np.flatnonzero(key == key.min())
@@ -131,32 +158,37 @@ def _set_blockers(pool: _Pool, idx: np.ndarray, cons: SelectionConstraints) -> d
     The best quality a set containing m can reach is m plus the k-1 best others; if that misses
     the floor, the floor blocks m, otherwise every set that reaches the floor breaks the cost cap.
     """
-    lm = log_miss(pool.quality[idx])
     k = min(cons.max_models, idx.size)
     out = {}
-    for pos, i in enumerate(idx.tolist()):
-        others = np.delete(lm, pos)
-        best_log = lm[pos] + np.sort(others)[: k - 1].sum()
-        out[i] = ["quality floor"] if best_log > floor_limit(cons.min_quality) else ["cost cap"]
+    for i in idx.tolist():
+        others = idx[idx != i]
+        best = np.concatenate(([i], others[np.argsort(-pool.floor_quality[others])][: k - 1]))
+        out[i] = ["cost cap"] if pool.meets_floor(best[:, None], cons.min_quality)[0] else ["quality floor"]
     return out
 
 
 def select_models(
-    candidates: Sequence[Candidate], constraints: SelectionConstraints, *, method: Method = "auto"
+    candidates: Sequence[Candidate], constraints: SelectionConstraints, *, method: Method = "auto",
+    set_rho: float = 0.0,
 ) -> Decision:
     """Choose the model (or parallel set of up to `max_models`) for one request.
+
+    `set_rho`: the share of a set's failures that are common-mode (see Decision). With it above 0
+    the exact enumeration decides sets of any pool size; method='ilp' states the floor for
+    independent errors (rho 0), which overstates a set's quality.
 
     Raises InfeasibleSelection (with the constraints blocking each model) when nothing fits and
     `on_infeasible` is 'error', or when even a fallback has no model allowed by the hard
     constraints (lists, disabled, context window).
     """
-    pool = _Pool(candidates)
     cons = constraints
+    pool = _Pool(candidates, cons, set_rho)
     reasons = _exclusions(pool, cons)
     feasible = np.array([not r for r in reasons], dtype=bool)
     idx = np.flatnonzero(feasible)
     if method == "auto":
-        method = "scan" if cons.max_models == 1 else ("enumeration" if idx.size <= ENUMERATION_LIMIT else "ilp")
+        small = idx.size <= ENUMERATION_LIMIT or pool.rho > 0
+        method = "scan" if cons.max_models == 1 else ("enumeration" if small else "ilp")
     if method == "scan" and cons.max_models != 1:
         raise SelectorInputError("method 'scan' handles max_models = 1 only")
     chosen = _best_set(pool, idx, cons, method) if idx.size else None
@@ -193,22 +225,23 @@ def _fallback(pool: _Pool, reasons: list[list[str]], cons: SelectionConstraints)
     broken = {  # judged on the set, as a feasible one is: slowest member, summed cost, 1 - prod(1 - q)
         "latency cap": cons.max_latency_ms is not None and pool.latency[members].max() > cons.max_latency_ms,
         "cost cap": cons.max_cost_usd is not None and pool.cost[members].sum() > cost_limit(cons.max_cost_usd),
-        "quality floor": cons.min_quality is not None
-                         and log_miss(pool.quality[members]).sum() > floor_limit(cons.min_quality),
+        "quality floor": not pool.meets_floor(members[:, None], cons.min_quality)[0],
+        "low confidence": cons.min_quality is not None and not cons.allow_low_confidence and bool(pool.low[members].any()),
     }
     return chosen, [r for r in SOFT_REASONS if broken[r]]
 
 
 def _decision(pool, reasons, chosen, cons, method, fallback, violates) -> Decision:
     members = np.array(chosen, dtype=np.intp)
-    quality = float(set_quality(log_miss(pool.quality[members]).sum()))
+    quality = float(pool.set_quality(pool.quality, members[:, None])[0])
     cost = float(pool.cost[members].sum())
     value, _ = _objective(cons, np.float64(quality), np.float64(cost))
     chosen_set = set(chosen)
     # Plain dicts: pydantic validates the list in one pass, faster than building each model.
     reports = [
         {"name": c.name, "quality": c.quality, "cost_usd": c.cost_usd, "latency_ms": c.latency_ms,
-         "fits_context": c.fits_context, "low_confidence": c.low_confidence, "excluded_by": reasons[i],
+         "fits_context": c.fits_context, "low_confidence": c.low_confidence, "support": c.support,
+         "evidence_rows": c.evidence_rows, "excluded_by": reasons[i],
          "chosen": i in chosen_set}
         for i, c in enumerate(pool.candidates)
     ]

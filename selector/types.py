@@ -32,6 +32,9 @@ class SelectionConstraints(BaseModel):
     exclude: list[str] = Field(default_factory=list, description="deny-list (names or aliases)")
     expected_output_tokens: int | None = Field(None, ge=0, description="override each model's expected output length")
     on_infeasible: OnInfeasible = "error"
+    allow_low_confidence: bool = Field(
+        False, description="let a low-confidence quality (scored with no results on prompts like this one, or from a "
+                           "prior) meet min_quality on its own; by default only qualities with evidence count towards it")
 
     @model_validator(mode="after")
     def _lambda_iff_balanced(self) -> SelectionConstraints:
@@ -53,7 +56,11 @@ class Candidate(BaseModel):
     fits_context: bool = True
     enabled: bool = True
     aliases: list[str] = Field(default_factory=list)
-    low_confidence: str | None = Field(None, description="why the quality is a fallback prior, if it is")
+    low_confidence: str | None = Field(None, description="why the quality has no evidence behind it, if it has none")
+    support: float | None = Field(None, description="share of the prompt that reads as kinds of prompts the model has "
+                                                    "results on (None: not a trained model)")
+    evidence_rows: float | None = Field(None, description="training results behind the quality, weighted by how "
+                                                          "much the prompt reads as each kind")
 
     @field_validator("quality", "cost_usd", "latency_ms")
     @classmethod
@@ -72,6 +79,8 @@ class CandidateReport(BaseModel):
     latency_ms: float
     fits_context: bool
     low_confidence: str | None = None
+    support: float | None = None
+    evidence_rows: float | None = None
     excluded_by: list[str] = Field(default_factory=list)
     chosen: bool = False
 
@@ -79,9 +88,9 @@ class CandidateReport(BaseModel):
 class Decision(BaseModel):
     """The chosen model or parallel set, with its predicted figures and every candidate's.
 
-    Set quality is 1 - prod(1 - q_m): the probability that at least one member answers well,
-    assuming members fail independently. Errors of LLMs on the same prompt are positively
-    correlated in practice, so this is optimistic for sets; single-model figures are unaffected.
+    Set quality is the probability that at least one member answers well. Errors of LLMs on the
+    same prompt are positively correlated, so a share `set_rho` of failures is taken as common-mode
+    (pickwise.predictor.scale.set_quality, fitted on held-out rows); 0 is 1 - prod(1 - q_m).
     """
 
     chosen: list[str]

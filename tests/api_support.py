@@ -49,10 +49,10 @@ class RecordingPredictor:
         self.threads: set[str] = set()
         self.prompts: list[str] = []
 
-    def prompt_vectors(self, prompts, **kwargs):
+    def prompt_features(self, prompts, **kwargs):
         self.threads.add(threading.current_thread().name)
         self.prompts.extend(prompts)
-        return self._predictor.prompt_vectors(prompts, **kwargs)
+        return self._predictor.prompt_features(prompts, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._predictor, name)

@@ -61,8 +61,9 @@ def test_register_yaml_then_select_it_then_delete_it(api, registry_dir):
 
     r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["fast"]})
     body = r.json()
-    assert r.status_code == 200 and body["chosen"] == ["acme-fast"]
-    assert "acme-fast" in body["low_confidence"]  # scored like gpt-4: a prior, flagged
+    assert r.status_code == 200 and body["chosen"] == ["fast"]  # answered under the alias asked for
+    assert body["resolved"] == {"fast": "acme-fast"}
+    assert "fast" in body["low_confidence"]  # scored like gpt-4: a prior, flagged
     # cheapest model in the registry now, so min_cost picks it without an allow-list too
     assert api.post("/v1/select", json={"prompt": PROMPT}).json()["chosen"] == ["acme-fast"]
 

@@ -205,11 +205,12 @@ def test_plan_encoding_in_chunks_keeps_every_prompt_in_its_place(registry_dir, t
 
     service = PickwiseService(Registry(registry_dir), tiny_predictor)
     prompts = [f"{PROMPT} " + "and more " * (i % 37) + f"#{i}" for i in range(2 * PLAN_ENCODE_BATCH + 22)]
-    vectors, truncated = service.encode(prompts)
-    expected, expected_cut = tiny_predictor.prompt_vectors(prompts)
-    np.testing.assert_allclose(vectors, expected, atol=1e-5)
-    assert truncated == list(expected_cut) and any(truncated) and not all(truncated)
-    assert service.encode([])[0].shape[0] == 0
+    features = service.encode(prompts)
+    expected = tiny_predictor.prompt_features(prompts)
+    np.testing.assert_allclose(features.u, expected.u, atol=1e-5)
+    np.testing.assert_allclose(features.tasks, expected.tasks, atol=1e-5)
+    assert features.truncated == list(expected.truncated) and any(features.truncated) and not all(features.truncated)
+    assert len(service.encode([])) == 0
 
 
 def test_a_lone_surrogate_in_a_request_is_a_422_not_a_500(api):

@@ -252,14 +252,14 @@ def test_a_full_encoder_queue_answers_429_with_retry_after(registry_dir, tiny_pr
     """Overload is refused at once, in the JSON error shape, instead of queueing without bound; the
     admitted requests are still answered once the encoder frees up."""
     entered, release = threading.Event(), threading.Event()
-    encode = tiny_predictor.prompt_vectors
+    encode = tiny_predictor.prompt_features
 
     def held_encoder(prompts, **kwargs):  # the real encoder, held busy until the test lets it go
         entered.set()
         release.wait(timeout=10)
         return encode(prompts, **kwargs)
 
-    monkeypatch.setattr(tiny_predictor, "prompt_vectors", held_encoder)
+    monkeypatch.setattr(tiny_predictor, "prompt_features", held_encoder)
     with client(registry_dir, tiny_predictor, max_batch=1, max_queue=1) as c, ThreadPoolExecutor(3) as pool:
         post = lambda i: c.post("/v1/select", json={"prompt": f"{PROMPT} #{i}"})  # noqa: E731
         first = pool.submit(post, 0)
@@ -299,3 +299,16 @@ def test_models_named_by_an_alias_are_answered_under_that_alias(tmp_path, tiny_p
         assert body["model_names"].count("gpt4") == 1 and body["count_per_model"]["gpt4"] == 1
         r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["gpt4"], "max_cost_usd": 0.0})
         assert r.status_code == 409 and "gpt4" in r.json()["blocking"] and "gpt-4-1106-preview" not in r.json()["blocking"]
+
+
+def test_a_quality_without_evidence_does_not_meet_a_floor_unless_the_request_allows_it(api):
+    body = {"prompt": PROMPT, "models": [UNTRAINED], "min_quality": 0.01}
+    r = api.post("/v1/select", json=body)
+    assert r.status_code == 409 and r.json()["blocking"][UNTRAINED] == ["low confidence"], r.text
+    r = api.post("/v1/select", json={**body, "allow_low_confidence": True})
+    assert r.status_code == 200 and r.json()["chosen"] == [UNTRAINED]
+    candidate = next(c for c in r.json()["candidates"] if c["name"] == UNTRAINED)
+    assert candidate["low_confidence"] and {"support", "evidence_rows"} <= set(candidate)
+    plan = {"prompts": [{"id": "a", "prompt": PROMPT}], "models": [UNTRAINED], "min_quality": 0.01, "budget": 1.0}
+    assert api.post("/v1/plan", json=plan).status_code == 409
+    assert api.post("/v1/plan", json={**plan, "allow_low_confidence": True}).status_code == 200

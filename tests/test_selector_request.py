@@ -159,8 +159,37 @@ def test_best_quality_fallback_returns_the_best_set_up_to_max_models():
 
 def test_low_confidence_is_carried_to_the_decision():
     pool = [cand("a", 0.9, 0.01, low_confidence="population prior"), cand("b", 0.2, 0.001)]
-    d = select_models(pool, SelectionConstraints(min_quality=0.5))
+    d = select_models(pool, SelectionConstraints(min_quality=0.5, allow_low_confidence=True))
     assert d.low_confidence == {"a": "population prior"}
+
+
+def test_a_low_confidence_quality_cannot_meet_a_floor_by_itself_unless_allowed():
+    pool = [cand("guess", 0.95, 0.001, low_confidence="no results on prompts like this"), cand("known", 0.8, 0.01),
+            cand("weak", 0.3, 0.0001)]
+    d = select_models(pool, SelectionConstraints(min_quality=0.7))
+    assert d.chosen == ["known"]  # the cheaper, higher guess does not count
+    assert next(c for c in d.candidates if c.name == "guess").excluded_by == ["low confidence"]
+    assert select_models(pool, SelectionConstraints(min_quality=0.7, allow_low_confidence=True)).chosen == ["guess"]
+    with pytest.raises(InfeasibleSelection) as info:
+        select_models(pool, SelectionConstraints(min_quality=0.9))
+    assert info.value.blocking["guess"] == ["low confidence"] and info.value.blocking["known"] == ["quality floor"]
+    assert select_models(pool, SelectionConstraints()).chosen == ["weak"]  # no floor: cheapest, as before
+    # in a set it may join, but the floor must be met by the members with evidence
+    sets = SelectionConstraints(min_quality=0.85, max_models=2, objective="min_cost")
+    with pytest.raises(InfeasibleSelection):
+        select_models([pool[0], pool[2]], sets)
+    assert select_models(pool, SelectionConstraints(min_quality=0.75, max_models=2)).chosen == ["known"]
+
+
+def test_correlated_set_quality_is_lower_and_decides_sets():
+    pool = [cand("a", 0.6, 0.01), cand("b", 0.6, 0.01), cand("c", 0.95, 0.5)]
+    cons = SelectionConstraints(min_quality=0.8, max_models=2)
+    independent = select_models(pool, cons)  # 1 - 0.4 * 0.4 = 0.84 meets the floor for 0.02
+    assert sorted(independent.chosen) == ["a", "b"] and independent.quality == pytest.approx(0.84)
+    correlated = select_models(pool, cons, set_rho=0.5)  # 1 - (0.5 * 0.4 + 0.5 * 0.16) = 0.72 does not
+    assert correlated.chosen == ["c"]
+    assert select_models(pool, SelectionConstraints(objective="max_quality", max_models=2, models=["a", "b"]),
+                         set_rho=0.5).quality == pytest.approx(0.72)
 
 
 def test_bad_input_is_rejected_clearly():

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     plan.add_argument("--min-quality", type=number(low=0, high=1), metavar="P", help="per-prompt quality floor")
     plan.add_argument("--max-latency-ms", type=number(above=0), help="per-prompt latency cap")
     plan.add_argument("--capacity", metavar="MODEL=N,...", help="at most N prompts per model")
+    plan.add_argument("--allow-low-confidence", action="store_true",
+                      help="let a quality with no evidence behind it meet --min-quality")
     plan.add_argument("--solver", choices=SOLVERS, default="auto")
     plan.add_argument("--gap-tolerance", type=number(low=0), default=1e-4, help="accepted certified relative gap (default 1e-4)")
     plan.add_argument("--time-limit", type=number(above=0), help="seconds for the MILP")
@@ -142,6 +144,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     service, request = _load(
         args, budget=args.budget, min_avg_quality=args.min_avg_quality, min_quality=args.min_quality,
         max_latency_ms=args.max_latency_ms, capacity=_capacity(args.capacity), solver=args.solver,
+        allow_low_confidence=args.allow_low_confidence,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
         plan = service.plan(request)

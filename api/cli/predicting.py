@@ -186,18 +186,19 @@ def run_predict(args: argparse.Namespace) -> int:
         predictor = load_predictor(args.artifact, precision=args.precision)
     except (ArtifactError, FileNotFoundError, RuntimeError) as exc:  # RuntimeError: an ONNX export that failed
         raise CliError(str(exc)) from exc
-    quality, truncated = predictor.predict_detailed(
+    result = predictor.predict_with_evidence(
         [line.prompt for line in lines], models, snapshot=snapshot,
         progress=not args.no_progress, batch_size=args.batch_size,
     )
-    low = predictor.low_confidence(models, snapshot)
+    truncated = result.truncated
     with open_output(args.output) as out:
-        for line, row, cut in zip(lines, quality, truncated):
-            record = {"id": line.id, "quality": {called[m.name]: round(float(p), 6) for m, p in zip(models, row)}}
-            if cut:
+        for i, line in enumerate(lines):
+            record = {"id": line.id,
+                      "quality": {called[m.name]: round(float(p), 6) for m, p in zip(models, result.quality[i])}}
+            if truncated[i]:
                 record["truncated"] = True
-            if low:
-                record["low_confidence"] = sorted(called[name] for name in low)
+            if result.low_confidence[i]:  # {model: why no evidence stands behind its quality here}
+                record["low_confidence"] = {called[name]: why for name, why in sorted(result.low_confidence[i].items())}
             out.write(json.dumps(record) + "\n")
     for name, asked in called.items():
         if asked != name:

@@ -96,6 +96,8 @@ def register(sub) -> None:
     p.add_argument("--exclude", metavar="A,B", help="deny-list (names or aliases)")
     p.add_argument("--expected-output-tokens", type=int, metavar="N")
     p.add_argument("--on-infeasible", choices=ON_INFEASIBLE, default="error")
+    p.add_argument("--allow-low-confidence", action="store_true",
+                   help="let a quality with no evidence behind it (~ in the table) meet --min-quality on its own")
     p.add_argument("--json", action="store_true", help="print the decision as JSON (the API's response body)")
     add_registry_option(p)
     add_artifact_option(p)
@@ -217,6 +219,7 @@ def build_request(args: argparse.Namespace, prompt: str):
         "max_cost_usd": args.max_cost_usd, "objective": args.objective, "willingness_to_pay": args.willingness_to_pay,
         "max_models": args.max_models, "models": _names(args.models), "exclude": _names(args.exclude) or [],
         "expected_output_tokens": args.expected_output_tokens, "on_infeasible": args.on_infeasible,
+        "allow_low_confidence": args.allow_low_confidence,
     }
     try:
         return SelectRequest.model_validate(fields)
@@ -237,6 +240,15 @@ def _fmt_cost(usd: float) -> str:
     return f"{usd:.6f}" if usd < 1 else f"{usd:.2f}"
 
 
+def _evidence(c) -> str:
+    """How much the model's results cover prompts like this one: the share, and the results behind it."""
+    if c.support is None:
+        return "-"
+    if not c.evidence_rows or c.evidence_rows < 1:
+        return "none"
+    return f"{c.support:.0%}, {c.evidence_rows:,.0f} rows"
+
+
 def format_decision(result) -> str:
     """The decision as text: a summary line, then every candidate (chosen first) with its figures."""
     chosen = " + ".join(result.chosen)
@@ -253,16 +265,20 @@ def format_decision(result) -> str:
                  f"registry {result.registry_version}; predictor {result.predictor_version}")
     for name, why in result.left_out.items():
         lines.append(f"left out: {name}: {why}")
+    if result.open_ended >= 0.5:
+        lines.append("open-ended prompt: no priced table measures prompts like this; qualities rank models by "
+                     "general ability")
     order = sorted(result.candidates, key=lambda c: (not c.chosen, bool(c.excluded_by), c.cost_usd, c.name))
-    header = ("", "MODEL", "QUALITY", "COST USD", "LATENCY ms", "EXCLUDED BY")
-    rows = [(("*" if c.chosen else "") + ("~" if c.low_confidence else ""), c.name, f"{c.quality:.3f}", _fmt_cost(c.cost_usd),
-             f"{c.latency_ms:,.0f}", ", ".join(c.excluded_by)) for c in order]
+    header = ("", "MODEL", "QUALITY", "EVIDENCE", "COST USD", "LATENCY ms", "EXCLUDED BY")
+    rows = [(("*" if c.chosen else "") + ("~" if c.low_confidence else ""), c.name, f"{c.quality:.3f}", _evidence(c),
+             _fmt_cost(c.cost_usd), f"{c.latency_ms:,.0f}", ", ".join(c.excluded_by)) for c in order]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    numeric = {2, 3, 4}
+    numeric = {2, 3, 4, 5}
     lines.append("")
     for r in [header, *rows]:
         lines.append("  ".join(v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip())
-    lines.append("(* chosen, ~ low-confidence quality: scored from a prior, not from results)")
+    lines.append("(* chosen, ~ low-confidence quality: no results on prompts like this, or scored from a prior; "
+                 "EVIDENCE: share of the prompt the model has results for, and how many)")
     return "\n".join(lines)
 
 
@@ -271,6 +287,9 @@ def format_infeasible(exc: InfeasibleSelection) -> str:
     width = max((len(n) for n in blocking), default=0)
     lines = ["no model satisfies the constraints; what blocks each model:"]
     lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in blocking.items()]
+    if any("low confidence" in why for why in blocking.values()):
+        lines.append("(low confidence: no results on prompts like this; --allow-low-confidence lets such a "
+                     "quality meet the floor)")
     lines.append("relax one of these constraints, or pass --on-infeasible cheapest|best_quality")
     return "\n".join(lines)
 

@@ -45,7 +45,7 @@ up to 8 MiB by default (413). Every error is JSON `{{"error": code, "detail": me
 
 def _loader(predictor, artifact_dir) -> Callable[[], object] | None:
     """None when `predictor` is already loaded; else a zero-argument function that loads it."""
-    if predictor is not None and hasattr(predictor, "prompt_vectors"):
+    if predictor is not None and hasattr(predictor, "prompt_features"):
         return None
     if callable(predictor):
         return predictor
@@ -75,9 +75,13 @@ def create_app(
         supported = service.predictor.parallel_lanes
         return min(settings.encoder_lanes, supported) if settings.encoder_lanes else supported
 
+    def encode(prompts, single_thread):  # the batcher hands each prompt its own row of the features
+        features = service.predictor.prompt_features(prompts, batch_size=settings.max_batch,
+                                                     single_thread=single_thread)
+        return features, features.truncated
+
     batcher = MicroBatcher(
-        lambda prompts, single_thread: service.predictor.prompt_vectors(
-            prompts, batch_size=settings.max_batch, single_thread=single_thread),
+        encode,
         max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
         observe=metrics.observe_batch, executor=service.encoder, lanes=lanes,
     )

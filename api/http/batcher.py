@@ -35,7 +35,7 @@ import numpy as np
 
 from pickwise.errors import PickwiseError
 
-Encode = Callable[..., tuple[np.ndarray, list[bool]]]  # encode(prompts, single_thread=bool) -> (vectors, truncated)
+Encode = Callable[..., tuple]  # encode(prompts, single_thread=bool) -> (rows indexable per prompt, truncated)
 Observe = Callable[[int, float], None]
 
 
