@@ -57,7 +57,7 @@ def encode_prompt_features(
     `prompt_encoder` (the ONNX Runtime int8 graph of `predictor.onnx_encoder`) replaces the torch
     model when given; its `features(input_ids, mask)` gives both outputs.
     """
-    if model.training:  # eval() walks every module (~0.3 ms, 2% of a lone select): only when needed
+    if model.training:  # eval() walks every module, a cost on every select: only when needed
         model.eval()
     texts = [p[:MAX_PROMPT_CHARS] for p in prompts]
     encoded = encode_texts(tokenizer, texts, max_len, head_frac)
@@ -538,9 +538,8 @@ def torch_precision(device: str) -> str:
 def resolve_precision(precision: str, device: str) -> str:
     """"auto" made concrete for `device`: onnx-int8 on a CPU, fp32 on CUDA.
 
-    On a CPU the int8 ONNX encoder is the fastest at every batch size (bench/bench_predictor.py:
-    ~2x bf16 at batch 1) and routes as well as fp32 on the validation and the test rows of every
-    priced table (bench/results/onnx_int8_{val,test}.md: capture within 0.01, Brier within 0.001).
+    On a CPU the int8 ONNX encoder is the fastest at every batch size and routes as well as fp32 on
+    every priced table (docs/decisions/precision.md).
     If its export fails, `load_predictor` falls back to `torch_precision`.
     """
     if precision not in PRECISIONS:
@@ -562,7 +561,7 @@ def load_predictor(
     """Load an artifact (default: the shipped one) on the real MiniLM backbone.
 
     `merge` folds LoRA into the weights (no adapter matmuls at inference). `precision` trades a
-    little accuracy for speed (see bench/bench_predictor.py for both): "bf16" runs the encoder
+    little accuracy for speed (figures: docs/performance.md): "bf16" runs the encoder
     under bfloat16 autocast (fast where the CPU has bf16 instructions, e.g. AVX512-BF16/AMX;
     slower than fp32 where it does not), "int8" quantises every encoder Linear dynamically (CPU only),
     "onnx-int8" runs the encoder as an int8 ONNX Runtime graph (CPU only; `predictor.onnx_encoder`,
@@ -592,7 +591,7 @@ def load_predictor(
             precision = torch_precision(dev)
             log.warning("the int8 ONNX encoder is unavailable (%s: %s); running the encoder in %s instead",
                         type(exc).__name__, exc, precision)
-        else:  # the graph holds the encoder now: torch's copy of its weights is ~96 MB of a ~720 MB service
+        else:  # the graph holds the encoder now: drop torch's copy of its weights
             model.encoder = None
     model.to(dev)
     return QualityPredictor(model, tokenizer or load_tokenizer(), meta, directory, dev, precision, prompt_encoder)

@@ -10,7 +10,7 @@ Where the training data names tasks (`n_tasks > 0`), u is a task mixture: a clas
 the pooled embedding and u = sum_k p(task k | prompt) t_k + sum_j p(subtask j | prompt) s_j,
 with learned task vectors t and subtask vectors s. Per-prompt 0/1 labels are noisy; per-task
 abilities are estimated from hundreds of rows each, and on held-out rows this bottleneck
-routes better than a free per-prompt vector (see README, "Predictor"), while the prompt's
+routes better than a free per-prompt vector (docs/predictor.md), while the prompt's
 own wording still decides which tasks it is read as. Without tasks u comes from `PromptHead`.
 
 The encoder is split in two: a frozen stem (embeddings + lower layers) and LoRA-tuned top

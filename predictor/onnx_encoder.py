@@ -1,18 +1,16 @@
 """The prompt encoder under ONNX Runtime with int8 weights: the fastest way found to run it on a CPU.
 
 Why: on a 2-core server the encoder is nearly all of a select's time, and a lone request is
-encoded at batch 1, where torch's own shortcuts help least (bench/bench_predictor.py, 100-token
-prompts, 2 threads: bf16 autocast 56/s, torch's dynamic int8 78/s with probabilities moved by up
-to 0.23). ONNX Runtime's int8 kernels run it at 120/s (mean |dp| 0.005 against fp32).
+encoded at batch 1, where torch's own shortcuts help least; ONNX Runtime's int8 kernels are the
+fastest there at a negligible accuracy cost (docs/performance.md, docs/decisions/precision.md).
 
 The graph covers token ids -> prompt vector u (plus, with tasks, the task posterior and the pooled
 embedding that the one-scale layer in `predictor.scale` reads): MiniLM with LoRA merged, mean
-pooling and the prompt head, so inference never calls into torch (torch's OpenMP threads and ORT's spinning
-workers, both on the same 2 cores, halved the speed when the head ran in torch). Only the
-backbone's matmuls are quantised; the prompt head stays fp32, since it turns the pooled
-embedding into task posteriors and quantising those moved prompts between tasks (an earlier,
-fully quantised export moved prompt vectors by more than their own scale). Exporting
-(torch.onnx, ~10 s) and quantising (~2 s) happen once per set of weights; the result is cached
+pooling and the prompt head, so inference never calls into torch (torch's OpenMP threads and ORT's
+spinning workers would fight over the same cores). Only the backbone's matmuls are quantised; the
+prompt head stays fp32, since it turns the pooled embedding into task posteriors and quantising
+those moves prompts between tasks. Exporting and quantising happen once per set of weights; the
+result is cached
 on disk (`onnx_cache_dir`), keyed by a hash of the weights and the library versions, so a
 service restart loads it in well under a second.
 """
@@ -140,10 +138,9 @@ class OnnxPromptEncoder:
     """(input_ids, mask) -> prompt vectors u [batch, dim] as float32, by ONNX Runtime.
 
     It holds the graph twice: on `threads` threads, for the lowest latency of one batch, and on
-    one thread (`single_thread=True`), which several callers may run at once. On 2 cores a 1-thread
-    run costs 12.6-13 CPU-ms per 100-token prompt at any batch size, a 2-thread run 13.5-15 alone
-    and ~19.5 inside a loaded server, where its threads wait for each other whenever the event
-    loop takes a core; two 1-thread runs side by side encode 135-151 prompts/s (session 11 note).
+    one thread (`single_thread=True`), which several callers may run at once: one-thread runs cost
+    less CPU per prompt than a multi-thread run, whose threads wait for each other whenever the event
+    loop takes a core (docs/decisions/encoder-lanes.md).
     """
 
     def __init__(self, graph: Path | bytes, threads: int):
