@@ -125,22 +125,41 @@ def _check_names(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dic
     return owner
 
 
-def _check_similar_to(entries: list[LoadedEntry], owner: Mapping[str, LoadedEntry], issues: list[RegistryIssue]) -> None:
-    """`probe.similar_to` borrows another model's quality prior, so it must name a model of this registry."""
-    for entry in entries:
+def _similar_to(entry: LoadedEntry) -> tuple[Any, str]:
+    """(the entry's `probe.similar_to`, its model's name) read from the validated spec, or from the
+    raw mapping of an entry that failed validation, so its target is checked in the same pass."""
+    if entry.spec is not None:
         probe = entry.spec.probe
-        if probe is None or probe.similar_to is None:
+        return (probe.similar_to if probe is not None else None), entry.spec.name
+    probe = entry.raw.get("probe") if isinstance(entry.raw, dict) else None
+    return (probe.get("similar_to") if isinstance(probe, dict) else None), _entry_label(entry.raw, entry.index)
+
+
+def _raw_names(entry: LoadedEntry) -> list[str]:
+    """The name and aliases an entry that failed validation claims (its similar_to targets are real)."""
+    raw = entry.raw if isinstance(entry.raw, dict) else {}
+    aliases = raw.get("aliases") if isinstance(raw.get("aliases"), list) else []
+    return [n for n in [raw.get("name"), *aliases] if isinstance(n, str)]
+
+
+def _check_similar_to(entries: list[LoadedEntry], owner: Mapping[str, LoadedEntry], issues: list[RegistryIssue]) -> None:
+    """`probe.similar_to` borrows another model's quality prior, so it must name a model of this registry.
+    Entries that failed validation are checked too: one pass reports every problem of a file."""
+    invalid_names = {n for e in entries if e.spec is None for n in _raw_names(e)}
+    for entry in entries:
+        target_name, model = _similar_to(entry)
+        if not isinstance(target_name, str):
             continue
-        target = owner.get(probe.similar_to)
-        if target is None:
+        target = owner.get(target_name)
+        if target is None and target_name not in invalid_names:
             issues.append(RegistryIssue(
-                f"similar_to '{probe.similar_to}' is not a model name or alias in this registry",
-                file=entry.path, model=entry.spec.name, field="probe.similar_to",
+                f"similar_to '{target_name}' is not a model name or alias in this registry",
+                file=entry.path, model=model, field="probe.similar_to",
             ))
-        elif target is entry:
+        elif target is entry or (target is None and target_name in _raw_names(entry)):
             issues.append(RegistryIssue(
                 "similar_to must name another model, not the model itself",
-                file=entry.path, model=entry.spec.name, field="probe.similar_to",
+                file=entry.path, model=model, field="probe.similar_to",
             ))
 
 
@@ -218,7 +237,7 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
         entries.extend(parse_registry_text(text, path, issues))
     valid = [e for e in entries if e.spec is not None]
     owner = _check_names(valid, issues)
-    _check_similar_to(valid, owner, issues)
+    _check_similar_to(entries, owner, issues)
     scores = _probe_scores(valid, issues)
     if issues:
         raise RegistryError(issues)

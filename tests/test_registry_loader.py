@@ -244,3 +244,19 @@ def test_a_yaml_alias_bomb_and_deep_nesting_are_quick_errors(tmp_path):
     (tmp_path / "bomb.yaml").unlink()
     (tmp_path / "deep.yaml").write_text(yaml.safe_dump(model("deep")) + "notes: " + "[" * 5000 + "]" * 5000 + "\n")
     assert "nested too deeply" in str(load_error(tmp_path))
+
+
+def test_every_problem_of_a_file_is_reported_in_one_pass(tmp_path):
+    """An unknown similar_to target on a model that also has a field error used to go unreported
+    until that error was fixed."""
+    write(tmp_path, "a.yaml", [
+        model("good"),
+        model("bad", pricing={"input_per_million": -1, "output_per_million": 2}, probe={"similar_to": "gpt-5"}),
+        model("also", probe={"similar_to": "bad"}),  # an invalid model is still a model: no error here
+    ])
+    with pytest.raises(RegistryError) as info:
+        load_registry(tmp_path)
+    messages = [str(e) for e in info.value.errors]
+    assert any("input_per_million" in m for m in messages)
+    assert any("model 'bad'" in m and "similar_to 'gpt-5' is not a model" in m for m in messages), messages
+    assert not any("similar_to 'bad'" in m for m in messages)
