@@ -209,6 +209,14 @@ class PickwiseService:
             self.decide(SelectRequest(prompt=WARM_UP_PROMPT), features, False, snapshot)
         except PickwiseError:  # e.g. no model can be scored: nothing to warm, requests will say why
             pass
+        self.log_ready(snapshot)
+
+    def log_ready(self, snapshot: RegistrySnapshot) -> None:
+        """One line when /readyz turns 200: a server's log otherwise shows only uvicorn's banner,
+        printed while the predictor is still loading."""
+        predictor = self._predictor
+        log.info("pickwise ready: registry %s (%d models), predictor %s (%s)",
+                 snapshot.version, len(snapshot), predictor.version, predictor.precision)
 
     # ---- model vectors, cached per registry version ------------------------------------------
     def scoring(self, snapshot: RegistrySnapshot) -> Scoring:
@@ -440,11 +448,12 @@ class PickwiseService:
             raise ModelNotFound(name) from None
         return self.model_info(spec, snapshot), snapshot
 
-    def add_model(self, text: str, fmt: str) -> tuple[ModelInfo, RegistrySnapshot]:
+    def add_model(self, text: str, fmt: str, *, replace: str | None = None) -> tuple[ModelInfo, RegistrySnapshot]:
         """Validate and write one model atomically, then score it at once (cold-start fit, ms).
         RegistryConflict when its name is taken or the registry on disk is broken, RegistryError
-        when the entry itself is invalid."""
-        spec = self.registry.add_model(text, fmt=fmt)
+        when the entry itself is invalid. `replace`: the name (or alias) of a model the entry replaces
+        (or adds, if there is none yet), as PUT /v1/models/NAME asks."""
+        spec = self.registry.add_model(text, fmt=fmt, replace=replace is not None, name=replace)
         snapshot = self.registry.snapshot
         return self.model_info(snapshot.get(spec.name), snapshot), snapshot
 

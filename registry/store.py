@@ -27,7 +27,7 @@ from pickwise.registry.loader import load_registry, parse_registry_text, registr
 from pickwise.registry.probes.inline import self_contained_text
 from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
-from pickwise.registry.yaml_edit import remove_list_item
+from pickwise.registry.yaml_edit import remove_list_item, replace_list_item
 from pickwise.registry.yaml_source import parse_yaml
 
 NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before it has a file
@@ -154,10 +154,15 @@ class Registry:
         return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included
 
     def add_model(self, spec_or_text: Any, *, fmt: str | None = None,
-                  source_dir: str | os.PathLike | None = None, label: str | os.PathLike | None = None) -> ModelSpec:
+                  source_dir: str | os.PathLike | None = None, label: str | os.PathLike | None = None,
+                  replace: bool = False, name: str | None = None) -> ModelSpec:
         """Validate one new model against the registry and write it to its own new file.
 
-        Refuses a model whose name or alias is already taken; never rewrites another file.
+        Refuses a model whose name or alias is already taken, unless `replace` and every taken name
+        belongs to the one model of the same name: that model's entry is then replaced in its own
+        file, in one atomic write (a crash leaves the old model or the new, never both or neither).
+        Never touches another model's entry. `name`: the model the text must define (a name or an
+        alias of it), as a PUT to /v1/models/NAME asks.
         `source_dir` is the directory of the file the model came from: a `probe.results`
         path is read relative to it and written inline, so the registry never depends
         on a file outside itself. Without it (text posted over HTTP) a path is refused.
@@ -168,14 +173,15 @@ class Registry:
         text = self._new_model_text(spec_or_text, fmt, label)
         self._refresh_now()  # a model written to disk by hand since is a taken name too
         try:
-            return self._add_text(text, label, source_dir)
+            return self._add_text(text, label, source_dir, replace, name)
         except RegistryError as exc:
             if isinstance(spec_or_text, str) and fmt != "json":
                 raise
             # the text was written here from JSON or data: its line numbers would point nowhere the user can see
             raise type(exc)([dataclasses.replace(issue, line=None) for issue in exc.errors]) from None
 
-    def _add_text(self, text: str, label: Path, source_dir: str | os.PathLike | None) -> ModelSpec:
+    def _add_text(self, text: str, label: Path, source_dir: str | os.PathLike | None, replace: bool,
+                  name: str | None) -> ModelSpec:
         with self._lock:
             issues: list[RegistryIssue] = []
             entries = parse_registry_text(text, label, issues)
@@ -185,17 +191,23 @@ class Registry:
                 raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})"))
             spec = entries[0].spec
             current = self._snapshot
+            wanted = current.get(name).name if name is not None and name in current else name
+            if wanted is not None and spec.name != wanted:
+                raise RegistryError(RegistryIssue(f"the entry defines model '{spec.name}', not '{wanted}'",
+                                                  file=label, model=spec.name, field="name"))
+            replaced = current.get(spec.name) if replace and spec.name in current else None
             for name in spec.all_names():
-                if name in current:
+                if name in current and current.get(name) is not replaced:
                     owner = current.get(name)
+                    how = "remove that model first to replace it, or add it with --replace (PUT /v1/models/NAME)" \
+                        if replaced is None and owner.name == spec.name else "rename or remove one of them"
                     raise NameTakenError(RegistryIssue(
                         f"'{name}' is already taken by model '{owner.name}' in "
-                        f"{current.source_file(owner.name).name}; remove that model first to replace it",
+                        f"{current.source_file(owner.name).name}; {how}",
                         model=spec.name,
                     ))
             written = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label)
-            target = self._free_path(spec.name)
-            data = written.encode("utf-8")
+            target, data = self._target(written, spec.name, replaced)
             try:
                 snapshot = load_registry(self._directory, overlay={target.name: data})
             except RegistryError as exc:  # the checks across the registry (e.g. probe ids) name the input
@@ -209,6 +221,19 @@ class Registry:
             _write_or_conflict(lambda: write_atomically(target, data), target)
             self._install(snapshot)
             return snapshot.get(spec.name)
+
+    def _target(self, written: str, name: str, replaced: ModelSpec | None) -> tuple[Path, bytes]:
+        """Where a new model's text goes, and the bytes of that file: a new file of its own, or, when it
+        replaces a model, that model's file with its entry swapped for the new one."""
+        if replaced is None:
+            return self._free_path(name), written.encode("utf-8")
+        path = self._snapshot.source_file(replaced.name)
+        text = path.read_text(encoding="utf-8")
+        data = parse_yaml(text).data
+        if not (isinstance(data, list) and len(data) > 1):
+            return path, written.encode("utf-8")
+        index = next(i for i, raw in enumerate(data) if isinstance(raw, dict) and raw.get("name") == replaced.name)
+        return path, replace_list_item(text, index, written).encode("utf-8")
 
     def _free_path(self, name: str) -> Path:
         stem = safe_file_stem(name)

@@ -28,6 +28,39 @@ def _comment_block_start(lines: list[str], line: int) -> int:
     return line
 
 
+def _as_list_item(text: str) -> str:
+    """A one-model YAML text (a mapping, or a one-item list) as an item of a block list."""
+    data = parse_yaml(text).data
+    if isinstance(data, list):
+        return text.rstrip() + "\n"
+    lines = [line for line in text.rstrip().splitlines()]
+    body = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+    if not body:
+        return text
+    first = body[0]
+    out = lines[:first] + ["- " + lines[first]] + ["  " + line if line.strip() else line for line in lines[first + 1:]]
+    return "\n".join(out) + "\n"
+
+
+def replace_list_item(text: str, index: int, new_item: str) -> str:
+    """The file text with item `index` of its top-level list (and the comments just above it) replaced
+    by the model in `new_item` (its own text, comments kept), appended at the end of the list."""
+    items = parse_yaml(text).data
+    remaining = remove_list_item(text, index)
+    expected = items[:index] + items[index + 1:] + [_only_model(parse_yaml(new_item).data)]
+    candidate = remaining.rstrip() + "\n\n" + _as_list_item(new_item)
+    try:
+        if parse_yaml(candidate).data == expected:
+            return candidate
+    except ValueError:
+        pass
+    return yaml.safe_dump(expected, sort_keys=False, allow_unicode=True)
+
+
+def _only_model(data):
+    return data[0] if isinstance(data, list) else data
+
+
 def remove_list_item(text: str, index: int) -> str:
     """The file text without item `index` of its top-level list (and the comments just above it)."""
     parsed = parse_yaml(text)

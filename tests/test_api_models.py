@@ -230,3 +230,18 @@ def test_a_client_hanging_up_mid_body_is_a_499_not_a_500(registry_dir, tiny_pred
              "server": ("127.0.0.1", 80), "root_path": ""}
     asyncio.run(app(scope, receive, send))
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+
+
+def test_put_replaces_a_model_atomically_or_registers_it(api, registry_dir):
+    entry = new_model("acme-put", aliases=["put-alias"])
+    assert api.put("/v1/models/acme-put", json=entry).status_code == 401  # admin only, like every write
+    r = api.put("/v1/models/acme-put", json=entry, headers=AUTH)
+    assert r.status_code == 201 and r.headers["Location"] == "/v1/models/acme-put", r.text
+    changed = {**entry, "pricing": {"input_per_million": 0.5, "output_per_million": 0.7}}
+    r = api.put("/v1/models/put-alias", json=changed, headers=AUTH)  # by alias too
+    assert r.status_code == 200 and r.json()["model"]["pricing"]["input_per_million"] == 0.5, r.text
+    assert load_registry(registry_dir).get("acme-put").pricing.input_per_million == 0.5
+    r = api.put("/v1/models/acme-put", json=new_model("someone-else"), headers=AUTH)
+    assert r.status_code == 422 and "not 'acme-put'" in r.json()["detail"]
+    r = api.put("/v1/models/acme-put", json={**entry, "aliases": ["Llama-2-7b-hf"]}, headers=AUTH)
+    assert r.status_code == 409  # an alias of another model is taken, replace or not

@@ -151,3 +151,14 @@ def test_add_reads_probe_results_relative_to_the_yaml_file(tmp_path, capsys, mon
     code, out, err = run(capsys, "models", "add", str(new), "--registry", str(reg))
     assert code == 0, err
     assert load_registry(reg).probe_scores("probed") == scores(60)
+
+
+def test_add_replace_updates_a_model(tmp_path, capsys):
+    registry = make_registry(tmp_path / "registry")
+    path = write(tmp_path, "beta.yaml", model("beta", provider="newco"))
+    assert main(["models", "add", str(path), "--registry", str(registry)]) == 2
+    assert "--replace" in capsys.readouterr().err
+    assert main(["models", "add", str(path), "--registry", str(registry), "--replace"]) == 0
+    assert "replaced model 'beta'" in capsys.readouterr().out
+    assert main(["models", "show", "beta", "--registry", str(registry)]) == 0
+    assert "newco" in capsys.readouterr().out

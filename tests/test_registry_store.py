@@ -322,3 +322,26 @@ def test_a_directory_that_cannot_be_written_or_a_file_that_cannot_be_read_is_a_c
     monkeypatch.setattr(Path, "read_bytes", unreadable_a)
     with pytest.raises(RegistryError, match="a.yaml: cannot read the file: Permission denied"):
         load_registry(tmp_path)
+
+
+def test_replace_swaps_a_model_in_its_own_file_atomically_and_keeps_its_neighbours(tmp_path):
+    registry = Registry(make_registry(tmp_path))
+    before_b = (tmp_path / "b.yaml").read_text()
+    with pytest.raises(NameTakenError, match="--replace"):
+        registry.add_model(model("beta", provider="other"))
+    spec = registry.add_model("# beta, repriced\n" + yaml.safe_dump(model("beta", provider="other")), replace=True)
+    assert spec.provider == "other" and registry.snapshot.get("beta").provider == "other"
+    text = (tmp_path / "b.yaml").read_text()
+    assert "# two models" in text and "# beta, repriced" in text and text != before_b
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "b.yaml"]  # no new file, no leftovers
+    assert load_registry(tmp_path).get("gamma/large").name == "gamma/large"
+    alone = registry.add_model(model("alpha", aliases=["a1"], provider="solo"), replace=True)  # alone in a.yaml
+    assert alone.provider == "solo" and load_registry(tmp_path).get("a1").provider == "solo"
+    # an alias of *another* model is never replaced
+    with pytest.raises(NameTakenError, match="already taken by model 'gamma/large'"):
+        registry.add_model(model("beta", aliases=["gamma/large"]), replace=True)
+    # the model a PUT names must be the one the entry defines
+    with pytest.raises(RegistryError, match="defines model 'beta', not 'alpha'"):
+        registry.add_model(model("beta"), replace=True, name="a1")
+    # replacing a name nobody has adds it
+    assert registry.add_model(model("delta"), replace=True, name="delta").name == "delta"

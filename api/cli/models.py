@@ -85,12 +85,14 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {path}: {exc}") from None
     registry = load_registry_option(args.registry, writable=True)
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+    before = set(registry.snapshot.names())
     try:
         spec = registry.add_model(text, fmt=fmt, source_dir=path.resolve().parent,  # probe paths: relative to FILE
-                                  label=path)
+                                  label=path, replace=args.replace)
     except RegistryError as exc:
         raise CliError(f"not added:\n{exc}") from None
-    print(f"added model '{spec.name}' to {display_path(registry.snapshot.source_file(spec.name))} "
+    verb = "replaced" if spec.name in before else "added"
+    print(f"{verb} model '{spec.name}' in {display_path(registry.snapshot.source_file(spec.name))} "
           f"(registry version {registry.snapshot.version})")
     return 0
 
@@ -132,6 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    " a probe.results path (relative to FILE) is read and written inline")
     add_registry_option(p)
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the registered model of the same name (in its own file, atomically)")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("remove", help="remove a model (by name or alias)")

@@ -184,6 +184,8 @@ def app_from_env():
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from pickwise.api.http.app import log_config
+
     batching = batching_settings(args)
     registry, artifact = _check_paths(args)
     if args.workers == 1:
@@ -193,7 +195,7 @@ def run_serve(args: argparse.Namespace) -> int:
         set_torch_threads(args.torch_threads, args.precision)
         app = create_app(registry, settings=ServiceSettings(**batching),
                          predictor=predictor_loader(artifact, args.precision))
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(args.log_level))
     else:
         from pickwise.api.http.settings import ServiceSettings
 
@@ -201,7 +203,7 @@ def run_serve(args: argparse.Namespace) -> int:
                                 torch_threads=args.torch_threads)
         os.environ.update({**worker.environment(), **ServiceSettings(**batching).environment()})
         uvicorn.run("pickwise.api.cli.serving:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level)
+                    workers=args.workers, log_level=args.log_level, log_config=log_config(args.log_level))
     return 0
 
 

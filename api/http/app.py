@@ -9,6 +9,7 @@ once and /readyz (and every route that needs the predictor) says 503 until it is
 """
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -41,6 +42,16 @@ Pick the cheapest LLM (or parallel set of LLMs) that answers a prompt well.
 Limits: prompts up to {MAX_PROMPT_CHARS:,} characters (422 on `prompt` above), request bodies
 up to 8 MiB by default (413). Every error is JSON `{{"error": code, "detail": message}}`.
 """
+
+
+def log_config(level: str = "info") -> dict:
+    """uvicorn's logging config plus the `pickwise` loggers on its handler, at `level`: without it
+    their INFO lines (the ready line, registry reloads) go nowhere under `pickwise serve`."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["pickwise"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def _loader(predictor, artifact_dir) -> Callable[[], object] | None:
@@ -95,6 +106,7 @@ def create_app(
                              daemon=True).start()
         elif service.ready:
             service.scoring(registry.snapshot)  # model vectors ready before the first request
+            service.log_ready(registry.snapshot)
         yield
         await batcher.aclose()
         jobs.shutdown()

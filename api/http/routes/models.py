@@ -95,16 +95,8 @@ def _format(request: Request) -> str:
                        f"{', '.join(YAML_TYPES[:1] + YAML_TYPES[2:3] + JSON_TYPES)}")
 
 
-@router.post("", status_code=201, response_model=ModelWritten, openapi_extra=ADD_BODY,
-             dependencies=[Depends(require_admin)], summary="register a model (routable at once)",
-             responses={**AUTH_RESPONSES,
-                        413: {"model": ErrorBody, "description": "body too large"},
-                        409: {"model": ErrorBody, "description": "its name or an alias is already taken, or "
-                                                                 "the registry's files on disk do not load"},
-                        415: {"model": ErrorBody, "description": "not YAML or JSON"},
-                        422: {"model": ValidationErrorBody, "description": "invalid model; every problem listed"}})
-async def add_model(request: Request) -> Response:
-    fmt = _format(request)
+async def _model_text(request: Request) -> str:
+    """The body as text: one model entry."""
     try:
         raw = await request.body()
     except ClientDisconnect:  # hung up mid-body: a 499 in the metrics, not a logged 500
@@ -115,9 +107,42 @@ async def add_model(request: Request) -> Response:
         raise HttpError(422, "invalid_model", f"body is not UTF-8 text (byte {exc.start})") from None
     if not text.strip():
         raise HttpError(422, "invalid_model", "empty body: send one model entry")
+    return text
+
+
+@router.post("", status_code=201, response_model=ModelWritten, openapi_extra=ADD_BODY,
+             dependencies=[Depends(require_admin)], summary="register a model (routable at once)",
+             responses={**AUTH_RESPONSES,
+                        413: {"model": ErrorBody, "description": "body too large"},
+                        409: {"model": ErrorBody, "description": "its name or an alias is already taken, or "
+                                                                 "the registry's files on disk do not load"},
+                        415: {"model": ErrorBody, "description": "not YAML or JSON"},
+                        422: {"model": ValidationErrorBody, "description": "invalid model; every problem listed"}})
+async def add_model(request: Request) -> Response:
+    fmt = _format(request)
+    text = await _model_text(request)
     info, snapshot = await run_in_threadpool(state(request).service.add_model, text, fmt)
     return _json(ModelWritten(registry_version=snapshot.version, model=info), status=201,
                  headers={"Location": f"/v1/models/{quote(info.name, safe='/')}"})
+
+
+@router.put("/{name:path}", response_model=ModelWritten, openapi_extra=ADD_BODY,
+            dependencies=[Depends(require_admin)], summary="replace a model (or register it under that name)",
+            responses={**AUTH_RESPONSES,
+                       201: {"model": ModelWritten, "description": "no model had that name: registered"},
+                       409: {"model": ErrorBody, "description": "an alias belongs to another model, or the "
+                                                                "registry's files on disk do not load"},
+                       413: {"model": ErrorBody, "description": "body too large"},
+                       415: {"model": ErrorBody, "description": "not YAML or JSON"},
+                       422: {"model": ValidationErrorBody, "description": "invalid model, or it is not NAME"}})
+async def replace_model(name: str, request: Request) -> Response:
+    service = state(request).service
+    fmt = _format(request)
+    text = await _model_text(request)
+    existed = name in service.registry.refresh()
+    info, snapshot = await run_in_threadpool(service.add_model, text, fmt, replace=name)
+    return _json(ModelWritten(registry_version=snapshot.version, model=info), status=200 if existed else 201,
+                 headers=None if existed else {"Location": f"/v1/models/{quote(info.name, safe='/')}"})
 
 
 @router.delete("/{name:path}", response_model=ModelRemoved, dependencies=[Depends(require_admin)],
