@@ -168,6 +168,55 @@ class PlanRequest(BaseModel):
         return self
 
 
+# ---- per-prompt qualities ----------------------------------------------------------------
+class PredictPrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+
+
+class PredictRequest(BaseModel):
+    """Prompts to score against every enabled model (or the allow-list), as `pickwise predict` does."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True,
+        json_schema_extra={"examples": [{"prompts": [{"id": "q1", "prompt": "What is 2+2?"}]}]},
+    )
+
+    prompts: list[PredictPrompt] = Field(min_length=1)
+    models: list[str] | None = Field(None, min_length=1,
+                                     description="models to score (names or aliases); leave it out for every enabled one")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PredictRequest:
+        seen: set[str] = set()
+        dup = [p.id for p in self.prompts if p.id in seen or seen.add(p.id)]
+        if dup:
+            raise ValueError(f"duplicate prompt id(s): {', '.join(sorted(set(dup))[:10])}")
+        return self
+
+
+class PredictLine(BaseModel):
+    """One prompt's line, as `pickwise predict` writes it: `truncated` and `low_confidence` only when set."""
+
+    id: str
+    quality: dict[str, float] = Field(description="P(answers acceptably) per model, rounded to 6 decimals")
+    truncated: Literal[True] | None = Field(None, description="the predictor read only the head and tail")
+    low_confidence: dict[str, str] | None = Field(None, description="models whose quality has no evidence here, and why")
+
+
+class PredictResponse(BaseModel):
+    registry_version: str
+    predictor_version: str
+    predictor_precision: str
+    models: list[str] = Field(description="the models scored, under the names the request used")
+    left_out: dict[str, str] = Field(default_factory=dict, description="enabled models that cannot be scored, and why")
+    resolved: dict[str, str] = Field(default_factory=dict,
+                                     description="models named by an alias: {the name used: the registry model}")
+    predictions: list[PredictLine]
+
+
 class PlanAssignment(BaseModel):
     id: str
     model: str

@@ -25,6 +25,9 @@ from pickwise.api.schemas import (
     PlanPrompt,
     PlanRequest,
     PlanResponse,
+    PredictLine,
+    PredictRequest,
+    PredictResponse,
     SelectRequest,
     SelectResponse,
 )
@@ -319,6 +322,37 @@ class PickwiseService:
         snapshot = self.registry.refresh()
         features = self.encode([request.prompt])
         return self.decide(request, features, features.truncated[0], snapshot)
+
+    # ---- per-prompt qualities ------------------------------------------------------------------
+    def predict(self, request: PredictRequest) -> PredictResponse:
+        """Every prompt's quality per model, with the lines `pickwise predict` writes."""
+        snapshot = self.registry.refresh()
+        scoring = self.scoring(snapshot)
+        self.check_names(snapshot, request.models, "models", scoring)
+        if request.models:
+            called: dict[str, str] = {}  # registry name -> the name asked for (a name and its alias: scored once)
+            for name in request.models:
+                called.setdefault(snapshot.get(name).name, name)
+        else:
+            called = {s.name: s.name for s in scoring.specs if s.enabled}
+        columns = scoring.columns(list(called))
+        names = [scoring.specs[j].name for j in columns]
+        predictor = self.predictor
+        features = self.encode([p.prompt for p in request.prompts])
+        evidence = predictor.evidence(features.u, [scoring.vectors[j] for j in columns], features.tasks,
+                                      pooled=features.pooled)
+        lines = []
+        for i, prompt in enumerate(request.prompts):
+            low = evidence.low_confidence[i]
+            lines.append(PredictLine.model_construct(
+                id=prompt.id, quality={called[n]: round(float(p), 6) for n, p in zip(names, evidence.quality[i])},
+                truncated=True if features.truncated[i] else None,
+                low_confidence={called[n]: why for n, why in sorted(low.items())} or None))
+        return PredictResponse(
+            registry_version=snapshot.version, predictor_version=predictor.version,
+            predictor_precision=predictor.precision, models=[called[n] for n in names],
+            left_out=dict(scoring.left_out) if request.models is None else {},
+            resolved={asked: name for name, asked in called.items() if asked != name}, predictions=lines)
 
     # ---- batch planning ------------------------------------------------------------------------
     def _plan_inputs(self, request: PlanRequest) -> _PlanInputs:

@@ -16,6 +16,7 @@ import sys
 from pickwise.api.cli.options import CliError, add_artifact_option, add_registry_option, load_registry_option, number
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
+from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
 from pickwise.api.service import PickwiseService
 from pickwise.registry import RegistrySnapshot
@@ -44,6 +45,7 @@ def register(subparsers) -> None:
     plan.add_argument("--gap-tolerance", type=number(low=0), default=1e-4, help="accepted certified relative gap (default 1e-4)")
     plan.add_argument("--time-limit", type=number(above=0), help="seconds for the MILP")
     plan.add_argument("--output", metavar="FILE", help="write plan lines here (default: stdout)")
+    add_server_option(plan)
     plan.set_defaults(func=cmd_plan)
 
     universe = subparsers.add_parser(
@@ -68,10 +70,11 @@ def _workload_options(parser: argparse.ArgumentParser) -> None:
     add_artifact_option(parser)
 
 
-def _prompt_parser(snapshot: RegistrySnapshot):
+def _prompt_parser(snapshot: RegistrySnapshot | None):
     """A line's own fields as a PlanPrompt; ValueError names what is wrong (read_prompt_file adds
-    the file and line). Model names in "quality" are checked here, so each bad one has its line."""
-    every = {s.name: j for j, s in enumerate(snapshot.models)}
+    the file and line). Model names in "quality" are checked here, so each bad one has its line
+    (with --server, no snapshot: the server checks them against its registry)."""
+    every = {s.name: j for j, s in enumerate(snapshot.models)} if snapshot is not None else None
 
     def parse(record: PromptRecord) -> PlanPrompt:
         obj = record.fields
@@ -86,7 +89,8 @@ def _prompt_parser(snapshot: RegistrySnapshot):
                 if not isinstance(p, (int, float)) or isinstance(p, bool) or not math.isfinite(p) or not 0 <= p <= 1:
                     raise ValueError(f"quality of '{name}' is {p!r}; expected a number in [0, 1]")
             try:
-                values_by_column(snapshot, every, given)
+                if snapshot is not None:
+                    values_by_column(snapshot, every, given)
             except ModelKeyError as exc:
                 raise ValueError(f"{exc} in 'quality'") from None
         if record.prompt is None and (given is None or tokens is None):
@@ -109,12 +113,15 @@ def _capacity(text: str | None) -> dict[str, int] | None:
     return caps
 
 
-def _load(args: argparse.Namespace, **options) -> tuple[PickwiseService, PlanRequest]:
-    """The service over --registry (the predictor loads on demand) and the request the input and options make."""
-    registry = load_registry_option(args.registry, writable=True)
-    snapshot = registry.snapshot
+def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[PickwiseService | None, PlanRequest]:
+    """The service over --registry (the predictor loads on demand; None when `remote`) and the request
+    the input and options make."""
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
-    candidate_models(snapshot, names)  # an unknown name is an error naming it, before reading the input
+    registry = snapshot = None
+    if not remote:
+        registry = load_registry_option(args.registry, writable=True)
+        snapshot = registry.snapshot
+        candidate_models(snapshot, names)  # an unknown name is an error naming it, before reading the input
     try:
         prompts = read_prompt_file(args.input, require_prompt=False, parse=_prompt_parser(snapshot),
                                    progress=not args.quiet)
@@ -130,7 +137,7 @@ def _load(args: argparse.Namespace, **options) -> tuple[PickwiseService, PlanReq
 
     request = PlanRequest.model_construct(prompts=prompts, models=names,
                                           expected_output_tokens=args.expected_output_tokens, **options)
-    return PickwiseService(registry, load_on_demand=load_predictor), request
+    return (None if remote else PickwiseService(registry, load_on_demand=load_predictor)), request
 
 
 def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
@@ -141,13 +148,14 @@ def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     check_output_path("--output", args.output)
+    url = server_url(args)
     service, request = _load(
-        args, budget=args.budget, min_avg_quality=args.min_avg_quality, min_quality=args.min_quality,
-        max_latency_ms=args.max_latency_ms, capacity=_capacity(args.capacity), solver=args.solver,
-        allow_low_confidence=args.allow_low_confidence,
+        args, remote=url is not None, budget=args.budget, min_avg_quality=args.min_avg_quality,
+        min_quality=args.min_quality, max_latency_ms=args.max_latency_ms, capacity=_capacity(args.capacity),
+        solver=args.solver, allow_low_confidence=args.allow_low_confidence,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
-        plan = service.plan(request)
+        plan = _plan_remote(url, request) if url else service.plan(request)
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
     _warn_low_confidence(plan.low_confidence, args.quiet)
@@ -159,6 +167,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
         predicted = sum(p.quality is None for p in request.prompts)
         print(plan_summary(plan, predicted), file=sys.stderr)
     return 0
+
+
+def _plan_remote(url: str, request: PlanRequest) -> PlanResponse:
+    """POST /v1/plan; a batch over the server's inline limit (its 413 says where to send it) goes to
+    POST /v1/plans as a job, polled until it ends."""
+    server = Server(url)
+    body = request.model_dump_json(exclude_none=True)
+    status, answer = server.call("POST", "/v1/plan", body)
+    if status == 413 and isinstance(answer, dict) and answer.get("jobs"):
+        status, answer = server.wait_for_job(server.answer("POST", answer["jobs"], body, ok=(202,)))
+    if status == 200:
+        return PlanResponse.model_validate(answer)
+    if isinstance(answer, dict) and answer.get("reason") == "budget" and answer.get("min_budget") is not None:
+        raise CliError(f"{server.refusal(status, answer)}\nminimum feasible budget: {answer['min_budget']:.6f} USD")
+    raise server.refusal(status, answer)
 
 
 def plan_summary(plan: PlanResponse, predicted: int) -> str:

@@ -16,6 +16,7 @@ from pickwise.api.cli.options import (
     number,
 )
 from pickwise.api.cli.output import check_output_path, open_output
+from pickwise.api.cli.remote import Server, add_server_option, server_url
 
 # Recipe options default to None and are passed on only when given: the defaults live in
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
@@ -23,6 +24,10 @@ from pickwise.api.cli.output import check_output_path, open_output
 RECIPE_DEFAULT = "(default: the shipped recipe, listed in the README under \"The predictor\")"
 MINILM_LAYERS = 6  # the backbone's depth, for range checks here (predictor.model.truncate_backbone checks it too)
 MODEL_OPTIONS = ("dim", "backbone_layers", "lora_layers", "lora_r", "max_len")
+# --server: prompts per POST /v1/predict, within the service's default inline limit (1,000) and, at
+# this many characters (6 bytes each at worst, escaped), its 8 MiB body limit
+REMOTE_CHUNK_PROMPTS = 256
+REMOTE_CHUNK_CHARS = 1_000_000
 TRAIN_OPTIONS = ("epochs", "epoch_fraction", "batch_size", "patience", "seed", "split_seed")
 
 
@@ -68,6 +73,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=number(int, low=1), default=64, help="prompts per encoder call (default 64)")
     add_precision_option(p)
     p.add_argument("--no-progress", action="store_true")
+    add_server_option(p)
     add_registry_option(p)
     add_artifact_option(p)
     p.set_defaults(func=run_predict)
@@ -169,6 +175,9 @@ def run_predict(args: argparse.Namespace) -> int:
         lines = read_prompt_file(args.input)
     except PromptFileError as exc:
         raise CliError(str(exc)) from None
+    url = server_url(args)
+    if url:
+        return _predict_remote(url, args, lines)
     snapshot = load_registry_option(args.registry)
     if args.models:
         names = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -200,11 +209,53 @@ def run_predict(args: argparse.Namespace) -> int:
             if result.low_confidence[i]:  # {model: why no evidence stands behind its quality here}
                 record["low_confidence"] = {called[name]: why for name, why in sorted(result.low_confidence[i].items())}
             out.write(json.dumps(record) + "\n")
-    for name, asked in called.items():
-        if asked != name:
-            print(f"{asked}: answered for registry model {name}", file=sys.stderr)
-    n_cut = sum(truncated)
-    print(f"predicted {len(lines)} prompts x {len(models)} models"
+    _report({asked: name for name, asked in called.items() if asked != name}, len(lines), len(models), sum(truncated))
+    return 0
+
+
+def _report(resolved: dict[str, str], prompts: int, models: int, n_cut: int) -> None:
+    for asked, name in resolved.items():
+        print(f"{asked}: answered for registry model {name}", file=sys.stderr)
+    print(f"predicted {prompts} prompts x {models} models"
           + (f"; {n_cut} prompts longer than the model's input were cut (head + tail kept)" if n_cut else ""),
           file=sys.stderr)
+
+
+def _chunk(lines: list, start: int, max_prompts: int, max_chars: int = REMOTE_CHUNK_CHARS) -> list:
+    """The prompts from `start` that one request takes: within the server's inline limit and body limit."""
+    chunk, chars = [], 0
+    for line in lines[start:start + max_prompts]:
+        if chunk and chars + len(line.prompt) > max_chars:
+            break
+        chunk.append(line)
+        chars += len(line.prompt)
+    return chunk
+
+
+def _predict_remote(url: str, args: argparse.Namespace, lines: list) -> int:
+    """`predict` through POST /v1/predict, in chunks; the lines are the server's, written as they come."""
+    from pickwise.api.schemas import PredictPrompt, PredictRequest, PredictResponse
+
+    server = Server(url)
+    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    models, resolved, n_cut, done, max_prompts = [], {}, 0, 0, REMOTE_CHUNK_PROMPTS
+    with open_output(args.output) as out:
+        while done < len(lines):  # each pass answers at least one prompt, or raises
+            chunk = _chunk(lines, done, max_prompts)
+            request = PredictRequest.model_construct(
+                prompts=[PredictPrompt.model_construct(id=line.id, prompt=line.prompt) for line in chunk], models=names)
+            status, answer = server.call("POST", "/v1/predict", request.model_dump_json())
+            limit = answer.get("limit") if status == 413 and isinstance(answer, dict) else None
+            if isinstance(limit, int) and 0 < limit < len(chunk):  # the server takes fewer at once
+                max_prompts = limit
+                continue
+            if status != 200:
+                raise server.refusal(status, answer)
+            answer = PredictResponse.model_validate(answer)
+            models, resolved = answer.models, answer.resolved
+            for record in answer.predictions:
+                n_cut += bool(record.truncated)
+                out.write(json.dumps(record.model_dump(exclude_none=True)) + "\n")
+            done += len(chunk)
+    _report(resolved, len(lines), len(models), n_cut)
     return 0

@@ -23,6 +23,7 @@ from pickwise.api.cli.options import (
     number,
     registry_dir,
 )
+from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.errors import error_body
 from pickwise.api.http.settings import ENV_PREFIX
 from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
@@ -99,6 +100,7 @@ def register(sub) -> None:
     p.add_argument("--allow-low-confidence", action="store_true",
                    help="let a quality with no evidence behind it (~ in the table) meet --min-quality on its own")
     p.add_argument("--json", action="store_true", help="print the decision as JSON (the API's response body)")
+    add_server_option(p)
     add_registry_option(p)
     add_artifact_option(p)
     p.set_defaults(func=run_select)
@@ -284,8 +286,9 @@ def format_decision(result) -> str:
     return "\n".join(lines)
 
 
-def format_infeasible(exc: InfeasibleSelection) -> str:
-    blocking = exc.blocking
+def format_infeasible(body: dict) -> str:
+    """An infeasible select's error body (`error_body`, or a server's 409) as text."""
+    blocking = body.get("blocking") or {}
     width = max((len(n) for n in blocking), default=0)
     lines = ["no model satisfies the constraints; what blocks each model:"]
     lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in blocking.items()]
@@ -297,21 +300,43 @@ def format_infeasible(exc: InfeasibleSelection) -> str:
 
 
 def run_select(args: argparse.Namespace) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    request = build_request(args, prompt)
+    url = server_url(args)
+    result = _select_remote(url, request, args.json) if url else _select_local(args, request)
+    print(result.model_dump_json(indent=2) if args.json else format_decision(result))
+    return 0
+
+
+def _infeasible(body: dict, as_json: bool) -> CliError:
+    if as_json:
+        print(json.dumps(body, indent=2))
+    return CliError(format_infeasible(body), code=1)
+
+
+def _select_local(args: argparse.Namespace, request):
     from pickwise.api.service import PickwiseService
     from pickwise.predictor.artifact import ArtifactError
     from pickwise.predictor.inference import load_predictor
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    request = build_request(args, prompt)
+
     registry = load_registry_option(args.registry, writable=True)
     try:
         predictor = load_predictor(args.artifact)
     except (ArtifactError, FileNotFoundError, OSError) as exc:
         raise CliError(f"cannot load the predictor: {exc}") from None
     try:
-        result = PickwiseService(registry, predictor).select(request)
+        return PickwiseService(registry, predictor).select(request)
     except InfeasibleSelection as exc:
-        if args.json:
-            print(json.dumps(error_body(exc), indent=2))
-        raise CliError(format_infeasible(exc), code=1) from None
-    print(result.model_dump_json(indent=2) if args.json else format_decision(result))
-    return 0
+        raise _infeasible(error_body(exc), args.json) from None
+
+
+def _select_remote(url: str, request, as_json: bool):
+    from pickwise.api.schemas import SelectResponse
+
+    server = Server(url)
+    status, body = server.call("POST", "/v1/select", request.model_dump_json(exclude_none=True))
+    if status == 200:
+        return SelectResponse.model_validate(body)
+    if status == 409 and isinstance(body, dict) and body.get("error") == "infeasible":
+        raise _infeasible(body, as_json)
+    raise server.refusal(status, body)

@@ -37,7 +37,7 @@ class ServiceSettings(BaseSettings):
         None, ge=1,
         description="most micro-batches encoded at once, each on one thread; None: as many as the predictor "
                     "can run side by side (the int8 ONNX encoder: its thread count; a torch encoder: 1)")
-    sync_plan_limit: int = Field(1_000, ge=1, description="most prompts POST /v1/plan answers inline")
+    sync_plan_limit: int = Field(1_000, ge=1, description="most prompts POST /v1/plan and POST /v1/predict answer inline")
     job_plan_limit: int = Field(20_000, ge=1, description="most prompts in one POST /v1/plans job")
     job_queue_limit: int = Field(4, ge=1, description="plan jobs waiting or running at once; more get 429")
     job_keep: int = Field(100, ge=1, description="plan jobs remembered (finished ones are evicted oldest first)")

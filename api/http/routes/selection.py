@@ -17,6 +17,8 @@ from pickwise.api.schemas import (
     PlanJob,
     PlanRequest,
     PlanResponse,
+    PredictRequest,
+    PredictResponse,
     SelectRequest,
     SelectResponse,
     ValidationErrorBody,
@@ -71,9 +73,10 @@ async def select(body: SelectRequest, request: Request) -> Response:
     return _json(result)
 
 
-def _check_size(request: PlanRequest, limit: int, hint: str) -> None:
+def _check_size(request: PlanRequest | PredictRequest, limit: int, hint: str, **extra) -> None:
     if len(request.prompts) > limit:
-        raise HttpError(413, "payload_too_large", f"{len(request.prompts):,} prompts exceed the limit of {limit:,}{hint}")
+        raise HttpError(413, "payload_too_large", f"{len(request.prompts):,} prompts exceed the limit of {limit:,}{hint}",
+                        limit=limit, **extra)
 
 
 @router.post("/plan", response_model=PlanResponse, summary="assign a model to each prompt of a batch (inline)",
@@ -82,8 +85,19 @@ async def plan(body: PlanRequest, request: Request) -> Response:
     st = state(request)
     limit = st.settings.sync_plan_limit
     _check_size(body, limit, f" for an inline plan; submit larger batches to POST /v1/plans "
-                             f"(up to {st.settings.job_plan_limit:,} prompts)")
+                             f"(up to {st.settings.job_plan_limit:,} prompts)", jobs="/v1/plans")
     return _json(await run_in_threadpool(st.service.plan, body))
+
+
+@router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True,
+             summary="every prompt's quality per model, as `pickwise predict` lines",
+             responses={**COMMON, 413: {"model": ErrorBody, "description": "more prompts than an inline plan takes"}})
+async def predict(body: PredictRequest, request: Request) -> Response:
+    st = state(request)
+    st.service.check_ready()
+    _check_size(body, st.settings.sync_plan_limit, "; send them in several requests")
+    result = await run_in_threadpool(st.service.predict, body)
+    return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
 
 
 @router.post("/plans", status_code=202, response_model=PlanJob, summary="start a batch plan as a background job",

@@ -1,0 +1,89 @@
+"""`--server URL`: `select`, `predict` and `plan` ask a running pickwise service instead of loading
+the predictor in this process (seconds per call). They send the same request bodies and read the
+answers into the same response models, so the output is the local path's.
+
+Every failure names the URL and exits 2: a server that cannot be reached, that times out, or that
+refuses the request (its `detail` is quoted); an infeasible `select` exits 1, as it does locally.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+from pickwise.api.cli.options import CliError
+
+SERVER_ENV = "PICKWISE_SERVER"
+TIMEOUT_S = 600.0  # a plan or a predict chunk the server is still computing
+CONNECT_TIMEOUT_S = 10.0
+JOB_WAIT_S = 3600.0  # how long `plan` polls a job (the server keeps one an hour by default)
+
+
+def add_server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="URL", default=None,
+                        help=f"ask the pickwise service at URL (e.g. http://127.0.0.1:8000) instead of loading the "
+                             f"predictor here (default: ${SERVER_ENV}; --server '' runs locally)")
+
+
+def server_url(args: argparse.Namespace) -> str | None:
+    """The server the command should ask, or None to run locally."""
+    url = args.server if args.server is not None else os.environ.get(SERVER_ENV, "")
+    return url.strip().rstrip("/") or None
+
+
+class Server:
+    """A pickwise service at `url`, over HTTP/JSON."""
+
+    def __init__(self, url: str):
+        import httpx
+
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"--server {url!r}: expected an http:// or https:// URL")
+        self.url = url
+        self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+
+    def call(self, method: str, path: str, body: str | None = None) -> tuple[int, Any]:
+        """(status, parsed JSON body); a CliError naming the URL when there is no JSON answer."""
+        import httpx
+
+        try:
+            response = self._client.request(method, path, content=body,
+                                            headers={"Content-Type": "application/json"} if body else None)
+        except httpx.TimeoutException:
+            raise CliError(f"the pickwise server at {self.url} did not answer {method} {path} within "
+                           f"{TIMEOUT_S:g} s") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the pickwise server at {self.url}: {exc}") from None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            raise CliError(f"the pickwise server at {self.url} answered {method} {path} with HTTP "
+                           f"{response.status_code} and no JSON body; is it a pickwise service?") from None
+
+    def refusal(self, status: int, body: Any) -> CliError:
+        """The CliError (exit 2) for an error answer: the URL, the status and the server's detail."""
+        detail = body.get("detail") if isinstance(body, dict) else None
+        return CliError(f"the pickwise server at {self.url} answered HTTP {status}: {detail or body}")
+
+    def answer(self, method: str, path: str, body: str | None = None, ok: tuple[int, ...] = (200,)) -> Any:
+        status, answer = self.call(method, path, body)
+        if status not in ok:
+            raise self.refusal(status, answer)
+        return answer
+
+    def wait_for_job(self, job: dict) -> tuple[int, Any]:
+        """Poll a plan job until it ends: (200, the plan) or (status, error body) like an inline plan."""
+        deadline = time.monotonic() + JOB_WAIT_S
+        delay = 0.1
+        while job.get("status") in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise CliError(f"plan job {job.get('id')} on the pickwise server at {self.url} did not finish "
+                               f"within {JOB_WAIT_S:g} s")
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+            job = self.answer("GET", f"/v1/plans/{job['id']}")
+        if job.get("status") == "done":
+            return 200, job["result"]
+        error = job.get("error") or {}
+        return (409 if str(error.get("error", "")).endswith("infeasible") else 400), error

@@ -1,0 +1,101 @@
+"""`pickwise select|predict|plan --server URL`: the same output as the local path, from a running service."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from pickwise.api.cli.main import main
+from pickwise.api.http.app import create_app
+from pickwise.api.http.settings import ServiceSettings
+from pickwise.predictor import inference as predictor_inference
+from tests.api_support import PROMPT, TRAINED, UNTRAINED, copy_models, live_server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_predictor):
+    """(registry dir, URL) of a service on the tiny predictor, inline plans up to 3 prompts."""
+    registry = copy_models(tmp_path_factory.mktemp("served") / "registry")
+    app = create_app(registry, predictor=tiny_predictor, settings=ServiceSettings(sync_plan_limit=3))
+    with live_server(app) as url:
+        yield registry, url
+
+
+@pytest.fixture
+def loads(monkeypatch, tiny_predictor):
+    """The local path loads the tiny predictor instead of the shipped artifact; counts the loads."""
+    calls = []
+
+    def load(artifact=None, **kwargs):
+        calls.append(artifact)
+        return tiny_predictor
+
+    monkeypatch.setattr(predictor_inference, "load_predictor", load)
+    return calls
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_select_through_the_server_prints_what_the_local_path_prints(served, loads, capsys, monkeypatch):
+    registry, url = served
+    cases = ([], ["--json"], ["--max-models", "2", "--objective", "max_quality", "--json"],
+             ["--models", UNTRAINED, "--min-quality", "0.01"],  # infeasible: exit 1, same message
+             ["--models", UNTRAINED, "--min-quality", "0.01", "--json"])
+    for extra in cases:
+        local = _run(capsys, "select", PROMPT, "--registry", str(registry), *extra)
+        before = len(loads)
+        remote = _run(capsys, "select", PROMPT, "--server", url, *extra)
+        assert len(loads) == before  # the server answered; nothing was loaded here
+        assert remote == local, extra
+    assert local[0] == 1
+    monkeypatch.setenv("PICKWISE_SERVER", url)  # the default for --server
+    before = len(loads)
+    assert _run(capsys, "select", PROMPT)[0] == 0 and len(loads) == before
+
+
+def test_predict_through_the_server_writes_the_local_lines(served, loads, capsys, tmp_path):
+    registry, url = served
+    prompts = tmp_path / "prompts.jsonl"
+    long = " ".join(["word"] * 400)  # read head + tail only: "truncated"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": p}) + "\n"
+                               for i, p in enumerate([PROMPT, "What is 2+2?", long, "hello"])))
+    for extra in ([], ["--models", f"{TRAINED[0]},{UNTRAINED}"]):
+        local = _run(capsys, "predict", "--input", str(prompts), "--registry", str(registry), "--no-progress", *extra)
+        remote = _run(capsys, "predict", "--input", str(prompts), "--server", url, *extra)
+        assert remote == local and local[0] == 0
+        lines = [json.loads(line) for line in remote[1].splitlines()]
+        assert [line["id"] for line in lines] == ["q0", "q1", "q2", "q3"] and lines[2]["truncated"] is True
+    assert any("low_confidence" in line for line in lines)
+
+
+def test_plan_through_the_server_inline_and_as_a_job(served, loads, capsys, tmp_path):
+    registry, url = served
+    for n in (2, 5):  # the server plans 3 prompts inline: 5 go to POST /v1/plans
+        prompts = tmp_path / f"prompts{n}.jsonl"
+        prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"{PROMPT} #{i}"}) + "\n" for i in range(n)))
+        for extra in (["--budget", "1"], ["--budget", "0"]):  # feasible; then a budget below the minimum
+            local = _run(capsys, "plan", "--input", str(prompts), "--registry", str(registry), "--quiet", *extra)
+            remote = _run(capsys, "plan", "--input", str(prompts), "--server", url, "--quiet", *extra)
+            assert remote[:2] == local[:2], (n, extra)
+            if local[0] == 0:
+                assert len(remote[1].splitlines()) == n
+            else:
+                assert url in remote[2] and "minimum feasible budget" in remote[2]
+                assert local[2].splitlines()[-1] == remote[2].splitlines()[-1]
+
+
+def test_a_server_that_is_down_or_refuses_is_a_clear_error_naming_it(served, loads, capsys):
+    _, url = served
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    code, _, err = _run(capsys, "select", PROMPT, "--server", down)
+    assert code == 2 and f"cannot reach the pickwise server at {down}" in err
+    code, _, err = _run(capsys, "select", PROMPT, "--server", url, "--models", "nope")
+    assert code == 2 and url in err and "HTTP 422" in err and "nope" in err
+    assert not loads
