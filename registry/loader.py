@@ -33,6 +33,16 @@ def default_registry_dir() -> Path:
     return Path(__file__).resolve().parent / "defaults"
 
 
+HOME_ENV = "PICKWISE_HOME"
+
+
+def user_registry_dir() -> Path:
+    """Where a user's own models live, layered over the shipped ones: $PICKWISE_HOME/registry
+    (default ~/.pickwise/registry), never inside the installed package."""
+    home = os.environ.get(HOME_ENV)
+    return (Path(home).expanduser() if home else Path.home() / ".pickwise") / "registry"
+
+
 def is_registry_file_name(name: str) -> bool:
     """True for `*.yaml`/`*.yml`; dotfiles (our atomic-write temp files) and editor backups are skipped."""
     return name.endswith(YAML_SUFFIXES) and not name.startswith((".", "~", "#"))
@@ -104,6 +114,17 @@ def parse_registry_text(text: str, path: Path, issues: list[RegistryIssue]) -> l
             spec = None
         entries.append(LoadedEntry(path=path, index=index, raw=raw, spec=spec))
     return entries
+
+
+def _shadowed(entries: list[LoadedEntry], top: Path) -> list[LoadedEntry]:
+    """The entries of a layered registry with every lower-layer model that a top-layer model of the
+    same name replaces left out."""
+    def in_top(entry: LoadedEntry) -> bool:
+        return entry.path.parent == top
+
+    replacing = {(e.spec.name if e.spec is not None else _entry_label(e.raw, e.index)) for e in entries if in_top(e)}
+    return [e for e in entries if in_top(e) or (e.spec.name if e.spec is not None
+                                                else _entry_label(e.raw, e.index)) not in replacing]
 
 
 def _check_names(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dict[str, LoadedEntry]:
@@ -184,15 +205,23 @@ def _probe_scores(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> di
     return scores
 
 
-def _content_version(directory: Path, contents: Mapping[Path, bytes], entries: list[LoadedEntry]) -> str:
-    """sha256 (first 16 hex) over the sorted (relative path, bytes) of YAML files and referenced probe files."""
-    files = {os.path.relpath(p, directory): data for p, data in contents.items()}
+def _content_version(directory: Path, base: Path | None, contents: Mapping[Path, bytes],
+                     entries: list[LoadedEntry]) -> str:
+    """sha256 (first 16 hex) over the sorted (relative path, bytes) of YAML files and referenced probe files;
+    a shipped layer's files count by their path under it, so the version does not depend on where
+    pickwise is installed."""
+    def rel(path: Path) -> str:
+        if base is not None and path.resolve().is_relative_to(base.resolve()):
+            return "shipped/" + os.path.relpath(path.resolve(), base.resolve())
+        return os.path.relpath(path.resolve(), directory.resolve())
+
+    files = {rel(p): data for p, data in contents.items()}
     for entry in entries:
         probe = entry.spec.probe
         if probe is not None and isinstance(probe.results, str):
             target = (entry.path.parent / probe.results).resolve()
             if target.is_file():
-                files[os.path.relpath(target, directory.resolve())] = target.read_bytes()
+                files[rel(target)] = target.read_bytes()
     digest = hashlib.sha256()
     for rel in sorted(files):
         data = files[rel]
@@ -200,18 +229,24 @@ def _content_version(directory: Path, contents: Mapping[Path, bytes], entries: l
     return digest.hexdigest()[:16]
 
 
-def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes | None] | None = None) -> RegistrySnapshot:
+def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes | None] | None = None,
+                  base: str | os.PathLike | None = None) -> RegistrySnapshot:
     """Load every `*.yaml`/`*.yml` file of `directory`; raise RegistryError listing all problems.
 
     `overlay` (file name -> bytes, or None to drop a file) validates a change
     before it is written: the store uses it so a bad add or remove never touches disk.
+    `base` is a read-only layer under `directory` (the shipped models under a user's own): a model of
+    `directory` with the name of a `base` model replaces it; `directory` may then be missing or empty.
     """
     directory = Path(directory)
-    if not directory.is_dir():
+    base = Path(base) if base is not None else None
+    if not directory.is_dir() and (base is None or directory.exists()):
         raise RegistryError(RegistryIssue("registry directory not found (expected a directory of *.yaml files)", file=directory))
     contents: dict[Path, bytes] = {}
     unreadable = []
-    for path in registry_files(directory):
+    layer_files = registry_files(base) if base is not None else []
+    top_files = registry_files(directory) if directory.is_dir() else []
+    for path in [*layer_files, *top_files]:
         try:
             contents[path] = path.read_bytes()
         except OSError as exc:  # e.g. mode 000: a registry error naming the file, not a 500 or a traceback
@@ -235,6 +270,8 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
             issues.append(RegistryIssue(f"not UTF-8 text (byte {exc.start})", file=path))
             continue
         entries.extend(parse_registry_text(text, path, issues))
+    if base is not None:
+        entries = _shadowed(entries, directory)
     valid = [e for e in entries if e.spec is not None]
     owner = _check_names(valid, issues)
     _check_similar_to(entries, owner, issues)
@@ -244,8 +281,9 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
     models = tuple(sorted((e.spec for e in valid), key=lambda s: s.name))
     return RegistrySnapshot(
         models=models,
-        version=_content_version(directory, contents, valid),
+        version=_content_version(directory, base, contents, valid),
         directory=directory,
+        base=base,
         _files={e.spec.name: e.path for e in valid},
         _probe_scores=scores,
     )

@@ -24,7 +24,8 @@ class RegistrySnapshot:
 
     models: tuple[ModelSpec, ...]
     version: str
-    directory: Path
+    directory: Path  # where the registry's own files are (a user's, over the shipped `base`)
+    base: Path | None = None  # a read-only layer of shipped models under `directory`
     _files: Mapping[str, Path] = field(repr=False, default_factory=dict)
     _probe_scores: Mapping[str, Mapping[str, float]] = field(repr=False, default_factory=dict)
     _by_name: Mapping[str, ModelSpec] = field(init=False, repr=False)
@@ -65,6 +66,13 @@ class RegistrySnapshot:
     def source_file(self, name: str) -> Path:
         """The YAML file that defines the model with this name or alias."""
         return self._files[self.get(name).name]
+
+    def source(self, name: str) -> str:
+        """"shipped" for a model of the read-only base layer, "user" for one of a layered registry's
+        own directory, "registry" when the registry is one directory."""
+        if self.base is None:
+            return "registry"
+        return "shipped" if self.source_file(name).parent == self.base else "user"
 
     def probe_scores(self, name: str) -> dict[str, float] | None:
         """Validated probe results (prompt_id -> score) of the model, or None if it has none."""

@@ -75,14 +75,16 @@ def specs_to_yaml(specs: ModelSpec | list[ModelSpec]) -> str:
 
 
 class Registry:
-    """Thread-safe holder of the current RegistrySnapshot of one directory."""
+    """Thread-safe holder of the current RegistrySnapshot of one directory (over a read-only `base`
+    layer of shipped models, when given: writes then go to `directory` only, created when first needed)."""
 
     check_interval_s = 1.0  # how stale `refresh()` may be: at most one scan of the directory per interval
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, *, base: str | os.PathLike | None = None):
         self._directory = Path(directory)
+        self._base = Path(base) if base is not None else None
         self._lock = threading.Lock()
-        self._snapshot: RegistrySnapshot = load_registry(self._directory)
+        self._snapshot: RegistrySnapshot = self._load()
         self._on_disk = self._disk_state()
         self._checked = time.monotonic()
         self.reload_error: str | None = None  # why the files on disk do not load (the old snapshot serves)
@@ -91,7 +93,9 @@ class Registry:
         """(path, inode, size, mtime) of the registry's YAML files and the probe files its models name: what a
         reload would read. None when the directory cannot be listed."""
         try:
-            paths = set(registry_files(self._directory))
+            paths = set(registry_files(self._directory)) if self._directory.is_dir() else set()
+            if self._base is not None:
+                paths.update(registry_files(self._base))
             for spec in self._snapshot.models:
                 if spec.probe is not None and isinstance(spec.probe.results, str):
                     paths.add(self._snapshot.source_file(spec.name).parent / spec.probe.results)
@@ -115,7 +119,7 @@ class Registry:
             if state != self._on_disk:
                 self._on_disk = state
                 try:
-                    self._install(load_registry(self._directory))
+                    self._install(self._load())
                 except RegistryError as exc:
                     self.reload_error = str(exc)
             return self._snapshot
@@ -132,8 +136,11 @@ class Registry:
     def reload(self) -> RegistrySnapshot:
         """Re-read the directory; on any error raise RegistryError and keep serving the old snapshot."""
         with self._lock:
-            self._install(load_registry(self._directory))
+            self._install(self._load())
             return self._snapshot
+
+    def _load(self, overlay: Mapping[str, bytes | None] | None = None) -> RegistrySnapshot:
+        return load_registry(self._directory, overlay=overlay, base=self._base)
 
     def _new_model_text(self, spec_or_text: Any, fmt: str | None, label: Path) -> str:
         if isinstance(spec_or_text, ModelSpec):
@@ -209,7 +216,7 @@ class Registry:
             written = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label)
             target, data = self._target(written, spec.name, replaced)
             try:
-                snapshot = load_registry(self._directory, overlay={target.name: data})
+                snapshot = self._load(overlay={target.name: data})
             except RegistryError as exc:  # the checks across the registry (e.g. probe ids) name the input
                 ours = [issue.file is not None and issue.file.name == target.name for issue in exc.errors]
                 if not any(ours):  # only other files fail: the registry on disk is broken, not this entry
@@ -218,6 +225,7 @@ class Registry:
                 raise RegistryError([
                     dataclasses.replace(issue, file=label, line=issue.line if written == text else None)
                     if mine else issue for issue, mine in zip(exc.errors, ours)]) from None
+            _write_or_conflict(lambda: self._directory.mkdir(parents=True, exist_ok=True), self._directory)
             _write_or_conflict(lambda: write_atomically(target, data), target)
             self._install(snapshot)
             return snapshot.get(spec.name)
@@ -225,9 +233,9 @@ class Registry:
     def _target(self, written: str, name: str, replaced: ModelSpec | None) -> tuple[Path, bytes]:
         """Where a new model's text goes, and the bytes of that file: a new file of its own, or, when it
         replaces a model, that model's file with its entry swapped for the new one."""
-        if replaced is None:
+        path = self._snapshot.source_file(replaced.name) if replaced is not None else None
+        if path is None or path.parent != self._directory:  # new, or replacing a shipped model: a file of its own
             return self._free_path(name), written.encode("utf-8")
-        path = self._snapshot.source_file(replaced.name)
         text = path.read_text(encoding="utf-8")
         data = parse_yaml(text).data
         if not (isinstance(data, list) and len(data) > 1):
@@ -259,6 +267,10 @@ class Registry:
                     f"cannot remove it: {', '.join(repr(d) for d in dependents)} name(s) it in probe.similar_to; "
                     "change or remove those first", model=spec.name))
             path = current.source_file(spec.name)
+            if path.parent != self._directory:
+                raise RegistryConflict(RegistryIssue(
+                    "it ships with pickwise and cannot be removed; to hide it, register a model of the same "
+                    "name with enabled: false (models add --replace, or PUT /v1/models/NAME)", model=spec.name))
             text = path.read_text(encoding="utf-8")
             data = parse_yaml(text).data
             if isinstance(data, list) and len(data) > 1:
@@ -266,7 +278,7 @@ class Registry:
                 new_bytes: bytes | None = remove_list_item(text, index).encode("utf-8")
             else:
                 new_bytes = None
-            snapshot = load_registry(self._directory, overlay={path.name: new_bytes})
+            snapshot = self._load(overlay={path.name: new_bytes})
             if new_bytes is None:
                 _write_or_conflict(path.unlink, path)
             else:

@@ -7,11 +7,14 @@ without the real backbone.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# every test runs against an empty user registry of its own, never the developer's ~/.pickwise
+os.environ["PICKWISE_HOME"] = tempfile.mkdtemp(prefix="pickwise-home-")
 
 from tests.api_support import client, copy_models  # noqa: E402
 from tests.tables import synthetic_table  # noqa: E402

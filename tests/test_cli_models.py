@@ -162,3 +162,36 @@ def test_add_replace_updates_a_model(tmp_path, capsys):
     assert "replaced model 'beta'" in capsys.readouterr().out
     assert main(["models", "show", "beta", "--registry", str(registry)]) == 0
     assert "newco" in capsys.readouterr().out
+
+
+def test_without_registry_models_go_to_the_user_registry_over_the_shipped_one(tmp_path, monkeypatch, capsys):
+    from pickwise.registry import default_registry_dir
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("PICKWISE_HOME", str(home))
+    shipped = sorted(p.name for p in default_registry_dir().iterdir())
+    mine = write(tmp_path, "mine.yaml", model("my-model"))
+    assert main(["models", "add", str(mine)]) == 0
+    assert (home / "registry" / "my-model.yaml").is_file()
+    assert sorted(p.name for p in default_registry_dir().iterdir()) == shipped  # the package is never written
+    capsys.readouterr()
+    assert main(["models", "list", "--json"]) == 0
+    rows = {m["name"]: m["source"] for m in json.loads(capsys.readouterr().out)["models"]}
+    assert rows["my-model"] == "user" and rows["gpt-4-1106-preview"] == "shipped"
+    assert main(["models", "show", "my-model"]) == 0
+    # a shipped model is replaced only explicitly, and removing the replacement brings it back
+    override = write(tmp_path, "gpt4.yaml", model("gpt-4-1106-preview", provider="my-proxy"))
+    assert main(["models", "add", str(override)]) == 2
+    assert main(["models", "add", str(override), "--replace"]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", "gpt-4-1106-preview"]) == 0
+    assert "my-proxy" in capsys.readouterr().out
+    assert main(["models", "remove", "gpt-4-1106-preview"]) == 0
+    assert main(["models", "remove", "gpt-4-1106-preview"]) == 2  # the shipped one: cannot be removed
+    assert "ships with pickwise" in capsys.readouterr().err
+    assert main(["models", "remove", "my-model"]) == 0
+    # --registry DIR is still the whole registry, on its own
+    alone = make_registry(tmp_path / "alone")
+    capsys.readouterr()
+    assert main(["models", "list", "--json", "--registry", str(alone)]) == 0
+    assert {m["source"] for m in json.loads(capsys.readouterr().out)["models"]} == {"registry"}

@@ -10,15 +10,16 @@ import argparse
 import json
 from pathlib import Path
 
-from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option, registry_dir
+from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option, registry_location
 from pickwise.registry import ModelSpec, RegistryError, load_registry
 from pickwise.registry.errors import display_path
 from pickwise.registry.store import specs_to_yaml
 
 
-def _row(spec: ModelSpec) -> dict:
+def _row(spec: ModelSpec, snapshot) -> dict:
     return {
         "name": spec.name,
+        "source": snapshot.source(spec.name),
         "provider": spec.provider,
         "input_per_million": spec.pricing.input_per_million,
         "output_per_million": spec.pricing.output_per_million,
@@ -28,12 +29,14 @@ def _row(spec: ModelSpec) -> dict:
     }
 
 
-def format_table(specs: tuple[ModelSpec, ...]) -> str:
-    """A plain-text table, columns sized to their content."""
-    header = ("NAME", "PROVIDER", "$/M IN", "$/M OUT", "TTFT ms", "CONTEXT", "ENABLED")
+def format_table(specs: tuple[ModelSpec, ...], snapshot) -> str:
+    """A plain-text table, columns sized to their content (SOURCE: shipped or user, when layered)."""
+    layered = snapshot.base is not None
+    header = ("NAME", "PROVIDER", "$/M IN", "$/M OUT", "TTFT ms", "CONTEXT", "ENABLED") + (("SOURCE",) if layered else ())
     rows = [
         (s.name, s.provider, f"{s.pricing.input_per_million:g}", f"{s.pricing.output_per_million:g}",
          f"{s.latency.ttft_ms:g}", f"{s.context_window:,}", "yes" if s.enabled else "no")
+        + ((snapshot.source(s.name),) if layered else ())
         for s in specs
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -47,10 +50,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     snapshot = load_registry_option(args.registry, writable=True).snapshot
     specs = snapshot.enabled() if args.enabled_only else snapshot.models
     if args.json:
-        print(json.dumps({"version": snapshot.version, "models": [_row(s) for s in specs]}, indent=2))
+        print(json.dumps({"version": snapshot.version, "models": [_row(s, snapshot) for s in specs]}, indent=2))
     else:
-        print(format_table(specs))
-        print(f"\n{len(specs)} models, registry {snapshot.directory}, version {snapshot.version}")
+        print(format_table(specs, snapshot))
+        where = f"your models in {snapshot.directory} over the shipped ones" if snapshot.base is not None \
+            else f"registry {snapshot.directory}"
+        print(f"\n{len(specs)} models, {where}, version {snapshot.version}")
     return 0
 
 
@@ -66,9 +71,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    directory = Path(args.directory) if args.directory else registry_dir(args.registry)
+    directory, base = (Path(args.directory), None) if args.directory else registry_location(args.registry)
     try:
-        snapshot = load_registry(directory)
+        snapshot = load_registry(directory, base=base)
     except RegistryError as exc:
         for issue in exc.errors:
             print(issue)

@@ -46,15 +46,17 @@ def add_registry_option(parser: argparse.ArgumentParser) -> None:
         "--registry",
         metavar="DIR",
         default=None,
-        help="registry directory (default: the shipped registry, registry/defaults)",
+        help="the whole registry, one directory (default: your models in $PICKWISE_HOME/registry, "
+             "~/.pickwise/registry, over the shipped ones)",
     )
 
 
-def registry_dir(option: str | None) -> Path:
-    """The directory a `--registry` value names; the shipped registry when it is not given."""
-    from pickwise.registry import default_registry_dir
+def registry_location(option: str | None) -> tuple[Path, Path | None]:
+    """(directory, base): `--registry DIR` names the whole registry; without it, the user's registry
+    layered over the shipped one (writes go to the user's)."""
+    from pickwise.registry import default_registry_dir, user_registry_dir
 
-    return Path(option) if option else default_registry_dir()
+    return (Path(option), None) if option else (user_registry_dir(), default_registry_dir())
 
 
 def load_registry_option(option: str | None, *, writable: bool = False):
@@ -62,9 +64,9 @@ def load_registry_option(option: str | None, *, writable: bool = False):
     store (models add/remove, select); an invalid one is a CliError listing every problem."""
     from pickwise.registry import Registry, RegistryError, load_registry
 
-    directory = registry_dir(option)
+    directory, base = registry_location(option)
     try:
-        return Registry(directory) if writable else load_registry(directory)
+        return Registry(directory, base=base) if writable else load_registry(directory, base=base)
     except RegistryError as exc:
         raise CliError(f"registry {directory} is invalid:\n{exc}") from None
 

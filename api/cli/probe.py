@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option, registry_dir
+from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option
 from pickwise.api.cli.output import open_output
 from pickwise.registry import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
@@ -113,7 +113,7 @@ def _similar_to_issues(entries, registry_option: str | None) -> list[RegistryIss
     if not wanted:
         return []
     snapshot = load_registry_option(registry_option)
-    registry = registry_dir(registry_option)
+    registry = snapshot.directory
     local = {n for e in entries for n in e.spec.all_names()}
     return [
         RegistryIssue(f"similar_to '{e.spec.probe.similar_to}' is not a model of this file or of registry {registry}",

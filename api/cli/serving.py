@@ -21,7 +21,6 @@ from pickwise.api.cli.options import (
     add_registry_option,
     load_registry_option,
     number,
-    registry_dir,
 )
 from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.errors import error_body
@@ -40,7 +39,7 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
 
-    registry: Path
+    registry: Path | None = None  # None: the user's registry over the shipped one
     artifact: Path
     precision: str = "auto"
     torch_threads: int | None = None
@@ -136,7 +135,7 @@ def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     if not artifact.is_dir():
         raise CliError(f"predictor artifact {artifact} does not exist; train one with "
                        "`pickwise train --out DIR` and pass --artifact DIR")
-    return registry_dir(args.registry), artifact
+    return (Path(args.registry) if args.registry else None), artifact
 
 
 def predictor_loader(artifact: Path, precision: str = "auto"):

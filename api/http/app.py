@@ -27,7 +27,7 @@ from pickwise.api.http.settings import ADMIN_TOKEN_ENV, ServiceSettings
 from pickwise.api.http.telemetry import MetricsMiddleware, ServiceMetrics
 from pickwise.api.schemas import MAX_PROMPT_CHARS
 from pickwise.api.service import PickwiseService
-from pickwise.registry import Registry, default_registry_dir
+from pickwise.registry import Registry, default_registry_dir, user_registry_dir
 
 DESCRIPTION = f"""
 Pick the cheapest LLM (or parallel set of LLMs) that answers a prompt well.
@@ -78,7 +78,8 @@ def create_app(
 ) -> FastAPI:
     """Build the app; raises RegistryError when the registry directory is invalid."""
     settings = settings or ServiceSettings()
-    registry = Registry(registry_dir or default_registry_dir())
+    registry = Registry(registry_dir) if registry_dir is not None else \
+        Registry(user_registry_dir(), base=default_registry_dir())
     loader = _loader(predictor, artifact_dir)
     service = PickwiseService(registry, predictor if loader is None else None)
     metrics = ServiceMetrics()

@@ -130,6 +130,7 @@ async def add_model(request: Request) -> Response:
             dependencies=[Depends(require_admin)], summary="replace a model (or register it under that name)",
             responses={**AUTH_RESPONSES,
                        201: {"model": ModelWritten, "description": "no model had that name: registered"},
+                       404: {"model": ErrorBody, "description": "a name no route matches (e.g. with a line break)"},
                        409: {"model": ErrorBody, "description": "an alias belongs to another model, or the "
                                                                 "registry's files on disk do not load"},
                        413: {"model": ErrorBody, "description": "body too large"},
