@@ -48,7 +48,12 @@ def replace_list_item(text: str, index: int, new_item: str) -> str:
     items = parse_yaml(text).data
     remaining = remove_list_item(text, index)
     expected = items[:index] + items[index + 1:] + [_only_model(parse_yaml(new_item).data)]
-    candidate = remaining.rstrip() + "\n\n" + _as_list_item(new_item)
+    return _checked(remaining.rstrip() + "\n\n" + _as_list_item(new_item), expected)
+
+
+def _checked(candidate: str, expected) -> str:
+    """`candidate` if it reads back as exactly `expected`, else a plain dump of `expected` (comments lost,
+    data right)."""
     try:
         if parse_yaml(candidate).data == expected:
             return candidate
@@ -77,10 +82,4 @@ def remove_list_item(text: str, index: int) -> str:
     else:
         start = _last_line(nodes[index - 1]) + 1
     end = _last_line(nodes[index]) + 1
-    candidate = "".join(lines[:start] + lines[end:])
-    try:
-        if parse_yaml(candidate).data == remaining:
-            return candidate
-    except ValueError:
-        pass
-    return yaml.safe_dump(remaining, sort_keys=False, allow_unicode=True)
+    return _checked("".join(lines[:start] + lines[end:]), remaining)
