@@ -32,6 +32,15 @@ class ModelNotFound(PickwiseError, LookupError):
         self.name = name
 
 
+class NoFeasibleModel(InfeasibleSelection):
+    """An infeasible select, told in one sentence, with `way_out`: {constraint: the value that alone
+    would make it feasible} (pickwise.api.way_out); `blocking` keeps every model's reasons."""
+
+    def __init__(self, blocking: dict[str, list[str]], way_out: dict[str, float | bool], message: str):
+        super().__init__(blocking, message)
+        self.way_out = way_out
+
+
 class NotReady(PickwiseError):
     """The predictor is still loading, or failed to load."""
 
@@ -52,7 +61,7 @@ def _facts(exc: PickwiseError) -> dict[str, Any]:
     if isinstance(exc, RequestFieldError):
         return {"errors": [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]}
     if isinstance(exc, InfeasibleSelection):
-        return {"blocking": exc.blocking}
+        return {"blocking": exc.blocking, "way_out": getattr(exc, "way_out", {})}
     if isinstance(exc, BudgetInfeasible):
         return {"reason": exc.reason, "budget": exc.budget, "min_budget": exc.min_budget}
     if isinstance(exc, PlanInfeasible):

@@ -55,6 +55,10 @@ class InfeasibleBody(ErrorBody):
     """409 from /v1/select: no model or model set meets the constraints."""
 
     blocking: dict[str, list[str]] = Field(description="per model, the constraints that rule it out")
+    way_out: dict[str, float | bool] = Field(
+        default_factory=dict,
+        description="for each of min_quality, max_cost_usd, max_latency_ms and allow_low_confidence the request "
+                    "set, the value that alone makes it feasible (the highest floor, the smallest caps), if any")
     registry_version: str
     predictor_version: str
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
-from pickwise.api.errors import ModelNotFound, NotReady, RequestFieldError
+from pickwise.api.errors import ModelNotFound, NoFeasibleModel, NotReady, RequestFieldError
 from pickwise.api.schemas import (
     MAX_OUTPUT_TOKENS,
     ModelInfo,
@@ -31,6 +31,7 @@ from pickwise.api.schemas import (
     SelectRequest,
     SelectResponse,
 )
+from pickwise.api.way_out import describe, way_out
 from pickwise.errors import PickwiseError
 from pickwise.registry import (
     ModelSpec,
@@ -307,9 +308,11 @@ class PickwiseService:
         try:
             decision = select_models(candidates, constraints, set_rho=predictor.set_rho)
         except InfeasibleSelection as exc:
-            exc.blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
-            exc.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
-            raise
+            blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
+            ways = way_out(candidates, constraints, predictor.set_rho)
+            short = NoFeasibleModel(blocking, ways, describe(blocking, ways, constraints.on_infeasible))
+            short.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
+            raise short from None
         return SelectResponse.model_construct(
             **_renamed_decision(decision, names), resolved={v: k for k, v in names.items()},
             registry_version=snapshot.version, predictor_version=predictor.version,

@@ -208,3 +208,11 @@ def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys
     out, err = capsys.readouterr()
     assert set(json.loads(out)["quality"]) == {"gpt4", "Llama-2-7b-hf"}
     assert "gpt4: answered for registry model gpt-4-1106-preview" in err
+
+
+def test_an_infeasible_select_leads_with_the_sentence_and_the_way_out(registry_dir, tiny_loader, capsys):
+    code = main(["select", PROMPT, "--registry", str(registry_dir), "--max-cost-usd", "1e-9"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err[0].startswith("pickwise select: error: no model satisfies the constraints") and "way out" in err[0]
+    assert err[1].startswith("way out: --max-cost-usd ")

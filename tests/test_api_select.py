@@ -312,3 +312,21 @@ def test_a_quality_without_evidence_does_not_meet_a_floor_unless_the_request_all
     plan = {"prompts": [{"id": "a", "prompt": PROMPT}], "models": [UNTRAINED], "min_quality": 0.01, "budget": 1.0}
     assert api.post("/v1/plan", json=plan).status_code == 409
     assert api.post("/v1/plan", json={**plan, "allow_low_confidence": True}).status_code == 200
+
+
+def test_an_infeasible_select_says_so_in_one_sentence_with_the_way_out(api):
+    """A 409 listed every model's reasons in `detail` (1,600 characters for 48 models) and no way out."""
+    cases = [({"max_cost_usd": 1e-9}, "max_cost_usd"), ({"max_latency_ms": 1.0}, "max_latency_ms"),
+             ({"min_quality": 0.9999, "exclude": [UNTRAINED]}, "min_quality"),
+             ({"models": [UNTRAINED], "min_quality": 0.01}, "allow_low_confidence")]
+    for constraints, field in cases:
+        r = api.post("/v1/select", json={"prompt": PROMPT, **constraints})
+        assert r.status_code == 409, r.text
+        body = r.json()
+        assert body["blocking"] and field in body["way_out"], body
+        assert len(body["detail"]) < 300 and body["detail"].count(". ") == 0 and "way out: " + field in body["detail"]
+        assert not any(name in body["detail"] for name in body["blocking"])
+        fixed = api.post("/v1/select", json={"prompt": PROMPT, **constraints, field: body["way_out"][field]})
+        assert fixed.status_code == 200, (field, fixed.text)  # the way out alone makes it feasible
+    r = api.post("/v1/select", json={"prompt": PROMPT, "max_cost_usd": 1e-9, "max_latency_ms": 1.0})
+    assert r.status_code == 409 and r.json()["way_out"] == {} and "no single change" in r.json()["detail"]

@@ -286,10 +286,16 @@ def format_decision(result) -> str:
 
 
 def format_infeasible(body: dict) -> str:
-    """An infeasible select's error body (`error_body`, or a server's 409) as text."""
+    """An infeasible select's error body (`error_body`, or a server's 409) as text: the sentence, the
+    way out as options, then what blocks each model."""
     blocking = body.get("blocking") or {}
     width = max((len(n) for n in blocking), default=0)
-    lines = ["no model satisfies the constraints; what blocks each model:"]
+    lines = [body.get("detail", "no model satisfies the constraints")]
+    ways = body.get("way_out") or {}
+    if ways:
+        lines.append("way out: " + " or ".join("--" + k.replace("_", "-") + ("" if v is True else f" {v:g}")
+                                               for k, v in ways.items()))
+    lines.append("what blocks each model:")
     lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in blocking.items()]
     if any("low confidence" in why for why in blocking.values()):
         lines.append("(low confidence: no results on prompts like this; --allow-low-confidence lets such a "

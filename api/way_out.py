@@ -1,0 +1,75 @@
+"""The cheapest way out of an infeasible select: for each soft constraint the request set, the value
+that alone would make it feasible, found by asking the selector itself with that constraint relaxed
+(so sets, the common-mode failure share and the low-confidence rule count exactly as they do there).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+from pickwise.selector.errors import InfeasibleSelection
+from pickwise.selector.request import select_models
+from pickwise.selector.types import Candidate, Decision, SelectionConstraints
+
+WAY_OUT_FIELDS = ("min_quality", "max_cost_usd", "max_latency_ms", "allow_low_confidence")
+
+
+def _decide(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float, **relaxed) -> Decision | None:
+    try:
+        return select_models(candidates, cons.model_copy(update={"on_infeasible": "error", **relaxed}), set_rho=rho)
+    except InfeasibleSelection:
+        return None
+
+
+def _round_up(value: float) -> float:
+    """`value` rounded up to 3 significant digits (a cap that admits it)."""
+    if value <= 0:
+        return 0.0
+    step = 10.0 ** (math.floor(math.log10(value)) - 2)
+    return float(f"{math.ceil(round(value / step, 6)) * step:.3g}")
+
+
+def way_out(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float = 0.0) -> dict[str, float | bool]:
+    """{constraint: the value that alone makes the request feasible}, for the constraints it set."""
+    out: dict[str, float | bool] = {}
+    if cons.min_quality is not None:
+        # what counts towards a floor: a quality without evidence counts as 0 unless the request allows it
+        counted = [c if cons.allow_low_confidence or c.low_confidence is None
+                   else c.model_copy(update={"quality": 0.0, "low_confidence": None}) for c in candidates]
+        best = _decide(counted, cons, rho, min_quality=None, objective="max_quality", willingness_to_pay=None)
+        floor = math.floor(best.quality * 1000) / 1000 if best is not None else 0.0
+        if floor > 0:
+            out["min_quality"] = floor
+    if cons.max_cost_usd is not None:
+        cheapest = _decide(candidates, cons, rho, max_cost_usd=None, objective="min_cost", willingness_to_pay=None)
+        if cheapest is not None:
+            out["max_cost_usd"] = _round_up(cheapest.cost_usd)
+    if cons.max_latency_ms is not None and _decide(candidates, cons, rho, max_latency_ms=None) is not None:
+        caps = sorted({math.ceil(c.latency_ms) for c in candidates if c.latency_ms > cons.max_latency_ms})
+        low, high = 0, len(caps) - 1  # feasibility only grows with the cap: the smallest feasible one
+        while low < high:
+            mid = (low + high) // 2
+            if _decide(candidates, cons, rho, max_latency_ms=float(caps[mid])) is not None:
+                high = mid
+            else:
+                low = mid + 1
+        if caps:
+            out["max_latency_ms"] = float(caps[low])
+    if cons.min_quality is not None and not cons.allow_low_confidence \
+            and _decide(candidates, cons, rho, allow_low_confidence=True) is not None:
+        out["allow_low_confidence"] = True
+    return out
+
+
+def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fallback: str = "error") -> str:
+    """One sentence: how many models each constraint rules out, then the way out."""
+    counts = Counter(reason for why in blocking.values() for reason in (why or ["no feasible set"]))
+    ruled = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
+    text = f"no model satisfies the constraints ({len(blocking)} models; ruled out by {ruled})"
+    if fallback != "error":
+        text += f"; no model passes the hard constraints for fallback '{fallback}'"
+    if ways:
+        return text + "; way out: " + " or ".join(f"{k} {str(v).lower() if isinstance(v, bool) else f'{v:g}'}"
+                                                 for k, v in ways.items())
+    return text + "; no single change of min_quality, max_cost_usd, max_latency_ms or allow_low_confidence helps"
