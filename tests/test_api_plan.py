@@ -171,6 +171,39 @@ def test_jobs_queue_bound_eviction_and_expiry():
     jobs.shutdown()
 
 
+def test_finished_jobs_keep_json_bytes_within_the_bound():
+    """Each kept job held its plan as pydantic objects (~24 MB for a 20,000-prompt plan) with no bound
+    on the total: now the answers' JSON is kept, at most max_bytes of it, oldest finished evicted first."""
+    def plan(request):
+        ids = [p.id for p in request.prompts]
+        return _fake_response().model_copy(update={"assignment": [0] * len(ids), "model_names": ["m"], "assignments": [
+            {"id": i, "model": "m", "quality": 0.5, "cost_usd": 0.001, "latency_ms": 100.0} for i in ids]})
+
+    one = len(plan(_request(200)).model_dump_json())
+    jobs = PlanJobs(plan, queue_limit=1, keep=100, ttl_s=60, max_bytes=5 * one)
+    ids = []
+    for _ in range(30):
+        ids.append(jobs.submit(_request(200)).id)
+        deadline = time.monotonic() + 10
+        while jobs.get(ids[-1]).status != "done" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert jobs.kept_bytes <= jobs.max_bytes
+    assert jobs.kept_bytes == 5 * one  # the 5 newest, exactly
+    for job_id in ids[:-5]:
+        with pytest.raises(HttpError):
+            jobs.get(job_id)
+    kept = jobs.get(ids[-1])
+    assert kept.status == "done" and len(kept.result.assignments) == 200
+    assert json.loads(jobs.get_json(ids[-1])) == json.loads(kept.model_dump_json())
+    big = jobs.submit(_request(2000))  # its answer alone exceeds the bound: the job fails, saying so
+    deadline = time.monotonic() + 10
+    while jobs.get(big.id).status not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    failed = jobs.get(big.id)
+    assert failed.status == "failed" and failed.error.error == "payload_too_large" and jobs.kept_bytes <= jobs.max_bytes
+    jobs.shutdown()
+
+
 def test_plan_lists_truncated_text_prompts_and_prices_quality_only_rows_by_prompt_tokens(api):
     long_prompt = " ".join(["Explain the proof step by step."] * 40)  # far past the tiny predictor's 32 tokens
     prompts = [

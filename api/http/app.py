@@ -98,7 +98,7 @@ def create_app(
         observe=metrics.observe_batch, executor=service.encoder, lanes=lanes,
     )
     jobs = PlanJobs(service.plan, queue_limit=settings.job_queue_limit, keep=settings.job_keep,
-                    ttl_s=settings.job_ttl_s)
+                    ttl_s=settings.job_ttl_s, max_bytes=settings.job_keep_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

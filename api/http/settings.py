@@ -42,6 +42,10 @@ class ServiceSettings(BaseSettings):
     job_queue_limit: int = Field(4, ge=1, description="plan jobs waiting or running at once; more get 429")
     job_keep: int = Field(100, ge=1, description="plan jobs remembered (finished ones are evicted oldest first)")
     job_ttl_s: float = Field(3600.0, gt=0.0, description="a finished job is forgotten this long after it ends")
+    job_keep_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024,
+        description="most bytes of finished jobs' answers (their JSON) kept in memory; past it the oldest finished "
+                    "jobs are forgotten first, and a job whose answer alone is larger fails")
 
     @field_validator("admin_token")
     @classmethod

@@ -113,4 +113,4 @@ async def submit_plan(body: PlanRequest, request: Request) -> Response:
 @router.get("/plans/{job_id}", response_model=PlanJob, summary="a plan job's status, then its plan",
             responses={404: {"model": ErrorBody, "description": "unknown or expired job"}})
 async def get_plan(job_id: str, request: Request) -> Response:
-    return _json(state(request).jobs.get(job_id))
+    return Response(state(request).jobs.get_json(job_id), media_type="application/json")
