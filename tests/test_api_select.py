@@ -330,3 +330,41 @@ def test_an_infeasible_select_says_so_in_one_sentence_with_the_way_out(api):
         assert fixed.status_code == 200, (field, fixed.text)  # the way out alone makes it feasible
     r = api.post("/v1/select", json={"prompt": PROMPT, "max_cost_usd": 1e-9, "max_latency_ms": 1.0})
     assert r.status_code == 409 and r.json()["way_out"] == {} and "no single change" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/v1/select", "/v1/plan", "/v1/predict", "/v1/plans"])
+def test_a_client_hanging_up_mid_body_is_a_499_on_every_route(registry_dir, tiny_predictor, path):
+    """FastAPI's body parsing answered a cut-short body with 400, while /v1/models said 499."""
+    import asyncio
+
+    from pickwise.api.http.app import create_app
+    from pickwise.api.http.settings import ServiceSettings
+
+    app = create_app(registry_dir, predictor=tiny_predictor, settings=ServiceSettings())
+    messages = [{"type": "http.request", "body": b'{"prompt": "wh', "more_body": True}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"300")],
+                 "http_version": "1.1", "scheme": "http", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+                 "root_path": ""}
+        await app(scope, receive, send)
+        metrics = []
+
+        async def collect(message):
+            metrics.append(message)
+
+        get = {**scope, "method": "GET", "path": "/metrics", "raw_path": b"/metrics", "headers": []}
+        await app(get, lambda: asyncio.sleep(0, {"type": "http.request", "body": b""}), collect)
+        return b"".join(m.get("body", b"") for m in metrics).decode()
+
+    text = asyncio.run(run())
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+    assert sample_total(text, "pickwise_http_requests_total", endpoint=path, status="499") == 1

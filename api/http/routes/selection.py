@@ -35,8 +35,9 @@ COMMON = {
 
 
 async def _unless_disconnected(request: Request, work):
-    """Await `work`, but drop it when the client disconnects first: under overload, prompts whose
-    callers gave up leave the micro-batcher's queue instead of costing encoder time."""
+    """Await `work`, but drop it when the client disconnects first (499): under overload, prompts
+    whose callers gave up leave the micro-batcher's queue instead of costing encoder time (work in a
+    thread runs to its end, unread)."""
     job = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnect(request))
     try:
@@ -86,7 +87,7 @@ async def plan(body: PlanRequest, request: Request) -> Response:
     limit = st.settings.sync_plan_limit
     _check_size(body, limit, f" for an inline plan; submit larger batches to POST /v1/plans "
                              f"(up to {st.settings.job_plan_limit:,} prompts)", jobs="/v1/plans")
-    return _json(await run_in_threadpool(st.service.plan, body))
+    return _json(await _unless_disconnected(request, run_in_threadpool(st.service.plan, body)))
 
 
 @router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True,
@@ -96,7 +97,7 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     st = state(request)
     st.service.check_ready()
     _check_size(body, st.settings.sync_plan_limit, "; send them in several requests")
-    result = await run_in_threadpool(st.service.predict, body)
+    result = await _unless_disconnected(request, run_in_threadpool(st.service.predict, body))
     return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
 
 
