@@ -175,10 +175,13 @@ def app_from_env():
     """uvicorn factory for --workers > 1 (each worker process builds its own app from the environment)."""
     from pickwise.api.http.app import create_app
     from pickwise.api.http.settings import ServiceSettings
+    from pickwise.api.http.timeouts import HeaderTimeoutProtocol
 
     worker = WorkerSettings()
+    settings = ServiceSettings()
+    HeaderTimeoutProtocol.header_timeout_s = settings.header_timeout_s  # this worker's uvicorn uses that class
     set_torch_threads(worker.torch_threads, worker.precision)
-    return create_app(worker.registry, settings=ServiceSettings(),
+    return create_app(worker.registry, settings=settings,
                       predictor=predictor_loader(worker.artifact, worker.precision))
 
 
@@ -194,17 +197,20 @@ def run_serve(args: argparse.Namespace) -> int:
         from pickwise.api.http.settings import ServiceSettings
 
         set_torch_threads(args.torch_threads, args.precision)
-        app = create_app(registry, settings=ServiceSettings(**batching),
-                         predictor=predictor_loader(artifact, args.precision))
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(args.log_level))
+        settings = ServiceSettings(**batching)
+        app = create_app(registry, settings=settings, predictor=predictor_loader(artifact, args.precision))
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(args.log_level),
+                    **settings.uvicorn_options())
     else:
         from pickwise.api.http.settings import ServiceSettings
 
         worker = WorkerSettings(registry=registry, artifact=artifact, precision=args.precision,
                                 torch_threads=args.torch_threads)
-        os.environ.update({**worker.environment(), **ServiceSettings(**batching).environment()})
+        settings = ServiceSettings(**batching)
+        os.environ.update({**worker.environment(), **settings.environment()})
         uvicorn.run("pickwise.api.cli.serving:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, log_config=log_config(args.log_level))
+                    workers=args.workers, log_level=args.log_level, log_config=log_config(args.log_level),
+                    **settings.uvicorn_options(args.workers))
     return 0
 
 

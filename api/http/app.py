@@ -25,6 +25,7 @@ from pickwise.api.http.limits import BodySizeLimit
 from pickwise.api.http.routes import AppState, health, models, selection
 from pickwise.api.http.settings import ADMIN_TOKEN_ENV, ServiceSettings
 from pickwise.api.http.telemetry import MetricsMiddleware, ServiceMetrics
+from pickwise.api.http.timeouts import BodyReadTimeout
 from pickwise.api.schemas import MAX_PROMPT_CHARS
 from pickwise.api.service import PickwiseService
 from pickwise.registry import Registry, default_registry_dir, user_registry_dir
@@ -119,5 +120,6 @@ def create_app(
     for module in (selection, models, health):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)  # outermost: sees 413s too
     return app

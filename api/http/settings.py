@@ -47,10 +47,28 @@ class ServiceSettings(BaseSettings):
         description="most bytes of finished jobs' answers (their JSON) kept in memory; past it the oldest finished "
                     "jobs are forgotten first, and a job whose answer alone is larger fails")
 
+    header_timeout_s: float = Field(
+        10.0, gt=0.0, description="most seconds from a connection's start (or a request's first byte) to the end of "
+                                  "the request's headers; past it: 408 and the connection is closed")
+    body_timeout_s: float = Field(
+        30.0, gt=0.0, description="most seconds from the end of the headers to the body's last byte; past it: 408 "
+                                  "and the connection is closed (an 8 MiB body needs 2.3 Mbit/s)")
+    keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed after this many seconds "
+                                                   "(uvicorn's timeout_keep_alive)")
+
     @field_validator("admin_token")
     @classmethod
     def _empty_token_is_none(cls, token: str | None) -> str | None:
         return token or None  # PICKWISE_ADMIN_TOKEN= (set but empty) disables writes, as unset does
+
+    def uvicorn_options(self, workers: int = 1) -> dict:
+        """uvicorn's options for these read bounds: the head timeout lives in the protocol class (with
+        several workers, the import path; each worker's app factory sets its timeout)."""
+        from pickwise.api.http.timeouts import header_timeout_protocol
+
+        http = "pickwise.api.http.timeouts:HeaderTimeoutProtocol" if workers > 1 \
+            else header_timeout_protocol(self.header_timeout_s)
+        return {"http": http, "timeout_keep_alive": self.keep_alive_s}
 
     def environment(self) -> dict[str, str]:
         """These settings as the PICKWISE_* variables that rebuild them in another process (no token:
