@@ -368,3 +368,17 @@ def test_a_client_hanging_up_mid_body_is_a_499_on_every_route(registry_dir, tiny
     text = asyncio.run(run())
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
     assert sample_total(text, "pickwise_http_requests_total", endpoint=path, status="499") == 1
+
+
+def test_unreadable_json_says_what_and_where(api):
+    """A 5,000-digit integer or 100,000-deep nesting was a bare 400 "There was an error parsing the body"."""
+    digits = "7" * 5000
+    cases = [("/v1/select", '{"prompt": "x",\n "max_models": ' + digits + "}", "number too large", "line 2, column 16"),
+             ("/v1/plan", '{"prompts": [], "budget": -' + digits + "}", "5,000 digits", "line 1, column 27"),
+             ("/v1/select", '{"prompt": "x", "models": ' + "[" * 100_000 + "]" * 100_000 + "}",
+              "JSON nested too deeply: 100,001 levels", "line 1, column 100026")]
+    for path, body, what, where in cases:
+        r = api.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and what in r.json()["detail"] and where in r.json()["detail"], r.text
+    r = api.post("/v1/select", json={"prompt": digits})  # digits inside a string are text, not a number
+    assert r.status_code == 200

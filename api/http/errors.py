@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,6 +90,36 @@ class ErrorJSONResponse(JSONResponse):
 
 def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
     return ErrorJSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
+
+
+# JSON tokens that matter to `unreadable_json`: strings (skipped whole), integers, brackets
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|-?[0-9]+|[\[\]{}]')
+
+
+def unreadable_json(body: bytes, cause: BaseException) -> str | None:
+    """What makes valid-looking JSON unreadable, and where: an integer with more digits than Python
+    converts (ValueError), or nesting deeper than its recursion limit (RecursionError); None otherwise."""
+    limit = sys.get_int_max_str_digits()
+    depth = deepest = deepest_at = 0
+    for token in _JSON_TOKENS.finditer(body):
+        first = token.group()[:1]
+        if first in b"[{":
+            depth += 1
+            if depth > deepest:
+                deepest, deepest_at = depth, token.start()
+        elif first in b"]}":
+            depth -= 1
+        elif first != b'"' and isinstance(cause, ValueError) and len(token.group().lstrip(b"-")) > limit:
+            return (f"number too large: an integer of {len(token.group().lstrip(b'-')):,} digits at "
+                    f"{_line_column(body, token.start())} (at most {limit:,} digits)")
+    if isinstance(cause, RecursionError):
+        return f"JSON nested too deeply: {deepest:,} levels, the deepest at {_line_column(body, deepest_at)}"
+    return None
+
+
+def _line_column(body: bytes, at: int) -> str:
+    line, column = body.count(b"\n", 0, at) + 1, at - body.rfind(b"\n", 0, at)
+    return f"line {line}, column {column}"
 
 
 def _location(loc) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from pickwise.api.http.batcher import MicroBatcher
+from pickwise.api.http.errors import HttpError, unreadable_json
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.http.settings import ServiceSettings
 from pickwise.api.http.telemetry import ServiceMetrics
@@ -22,6 +25,29 @@ class AppState:
     metrics: ServiceMetrics
     jobs: PlanJobs
     settings: ServiceSettings
+
+
+class BodyErrorRoute(APIRoute):
+    """A route whose JSON body json.loads rejects for a reason other than syntax (a 5,000-digit
+    integer, nesting 100,000 deep) says what and where; FastAPI answers a bare 400 "There was an
+    error parsing the body"."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                cause = exc.__cause__
+                if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)) \
+                        and not isinstance(cause, UnicodeDecodeError):
+                    detail = unreadable_json(await request.body(), cause)  # the body read is cached
+                    if detail:
+                        raise HttpError(400, "bad_request", detail) from None
+                raise
+
+        return route
 
 
 def state(request: Request) -> AppState:

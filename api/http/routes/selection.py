@@ -8,8 +8,8 @@ from starlette.concurrency import run_in_threadpool
 
 from pickwise.api.http.batcher import QueueFull
 from pickwise.api.http.errors import ClientGone, HttpError
+from pickwise.api.http.routes import BodyErrorRoute, state
 from pickwise.api.http.routes import json_response as _json
-from pickwise.api.http.routes import state
 from pickwise.api.schemas import (
     ErrorBody,
     InfeasibleBody,
@@ -24,7 +24,7 @@ from pickwise.api.schemas import (
     ValidationErrorBody,
 )
 
-router = APIRouter(prefix="/v1", tags=["selection"])
+router = APIRouter(prefix="/v1", tags=["selection"], route_class=BodyErrorRoute)
 
 COMMON = {
     400: {"model": ErrorBody, "description": "body is not UTF-8 JSON text"},
