@@ -52,8 +52,10 @@ class Seen:
 
 
 class Upstream:
-    def __init__(self, key: str | None = "sk-upstream-test", *, answer: Callable[[str, list], str] | None = None):
+    def __init__(self, key: str | None = "sk-upstream-test", *, answer: Callable[[str, list], str] | None = None,
+                 record: bool = True):
         self.key = key
+        self.record = record  # a long benchmark need not keep every request
         self.answer = answer or (lambda model, messages: f"Hello from {model}. The answer is (A).")
         self.behaviours: dict[str, Behaviour] = {}
         self.default = Behaviour()
@@ -89,10 +91,12 @@ class Upstream:
             return self._refusal(401, "Incorrect API key provided.", "invalid_api_key")
         body = await request.json()
         model = body.get("model", "")
-        self.seen.append(Seen(model, body, dict(request.headers)))
+        if self.record:
+            self.seen.append(Seen(model, body, dict(request.headers)))
         how = self.behaviours.get(model, self.default)
-        if how.delay_s:
-            await asyncio.sleep(how.delay_s)
+        delay = how.delay_s + float(body.get("x_delay_ms") or 0) / 1000
+        if delay:
+            await asyncio.sleep(delay)
         if how.kind == "status":
             return self._refusal(how.status, f"model {model} answers {how.status} as told", f"told_{how.status}")
         if how.kind == "hang":
@@ -178,3 +182,19 @@ def serve(app, **config) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def main() -> None:
+    """`python -m bench.openai_upstream --port P`: the server alone (the gateway bench runs it apart from
+    pickwise). A request's `x_delay_ms` field, which the gateway forwards untouched, delays its answer."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key", default=None, help="the bearer key it expects (default: none)")
+    args = parser.parse_args()
+    uvicorn.run(Upstream(key=args.key, record=False).app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
