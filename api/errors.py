@@ -45,6 +45,30 @@ class NotReady(PickwiseError):
     """The predictor is still loading, or failed to load."""
 
 
+class ModelNotServed(PickwiseError, LookupError):
+    """The gateway cannot call the model a request names: unknown, disabled or without an endpoint."""
+
+    def __init__(self, message: str, param: str = "model"):
+        super().__init__(message)
+        self.param = param
+
+
+class GatewayBusy(PickwiseError):
+    """Every upstream connection the gateway may open is in use, and none came free in time."""
+
+
+class AllAttemptsFailed(PickwiseError):
+    """No model the gateway tried answered; `attempts` says what each one did (Attempt-like objects
+    with `model`, `outcome`, `seconds`)."""
+
+    def __init__(self, attempts, untried: int = 0):
+        tried = "; ".join(f"{a.model}: {a.outcome}" for a in attempts)
+        more = f"; {untried} more model(s) meet the constraints, beyond max_attempts" if untried else ""
+        super().__init__(f"every upstream attempt failed ({tried or 'none tried'}){more}")
+        self.attempts = list(attempts)
+        self.untried = untried
+
+
 def quoted(value: str, limit: int = 80) -> str:
     """A caller's string as an error quotes it: repr'd and cut to `limit` characters, so a
     5,000-character name is not echoed back whole."""
@@ -68,6 +92,11 @@ def _facts(exc: PickwiseError) -> dict[str, Any]:
         return {"reason": exc.reason}
     if isinstance(exc, RegistryError):
         return {"errors": registry_issues(exc)}
+    if isinstance(exc, ModelNotServed):
+        return {"param": exc.param}
+    if isinstance(exc, AllAttemptsFailed):
+        return {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
+                             for a in exc.attempts]}
     return {}
 
 
@@ -75,6 +104,9 @@ def _facts(exc: PickwiseError) -> dict[str, Any]:
 ERROR_CODES: tuple[tuple[type[PickwiseError], str], ...] = (
     (NotReady, "not_ready"),
     (ModelNotFound, "not_found"),
+    (ModelNotServed, "model_not_found"),
+    (GatewayBusy, "overloaded"),
+    (AllAttemptsFailed, "upstream_failed"),
     (RequestFieldError, "validation_error"),
     (SelectorInputError, "validation_error"),
     (InfeasibleSelection, "infeasible"),

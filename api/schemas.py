@@ -285,6 +285,36 @@ class ModelRemoved(BaseModel):
     removed: str
 
 
+# ---- the OpenAI-compatible gateway ---------------------------------------------------------
+class OpenAIErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    type: str = Field(description="invalid_request_error, authentication_error, permission_error, rate_limit_error, "
+                                  "upstream_error, service_unavailable or server_error")
+    param: str | None = Field(None, description="the request field at fault, if one is")
+    code: str | None = Field(None, description="short machine-readable code, e.g. model_not_found, upstream_failed")
+
+
+class OpenAIErrorBody(BaseModel):
+    """Every error under /openai/v1, in OpenAI's shape; pickwise's facts (`blocking`, `attempts`, ...) are
+    inside `error`."""
+
+    error: OpenAIErrorDetail
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
 # ---- health ------------------------------------------------------------------------------
 class Health(BaseModel):
     status: Literal["ok"] = "ok"

@@ -289,8 +289,11 @@ class PickwiseService:
                 raise RequestFieldError(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
 
     def decide(self, request: SelectRequest, features: PromptFeatures, truncated: bool,
-               snapshot: RegistrySnapshot) -> SelectResponse:
-        """Selection for one prompt whose features are already computed (cheap: no transformer call)."""
+               snapshot: RegistrySnapshot, *, prompt_tokens: int | None = None) -> SelectResponse:
+        """Selection for one prompt whose features are already computed (cheap: no transformer call).
+
+        `prompt_tokens` overrides the prompt's token count for cost and context-window estimates: the
+        gateway's predictor reads part of a conversation, but the whole conversation is sent."""
         predictor = self.predictor
         scoring = self.scoring(snapshot)
         self.check_names(snapshot, request.models, "models", scoring)
@@ -298,7 +301,7 @@ class PickwiseService:
         constraints = request.constraints()
         if scoring.left_out and constraints.exclude:  # already out; the selector only knows scored models
             constraints.exclude = [n for n in constraints.exclude if snapshot.get(n).name not in scoring.left_out]
-        tokens = count_tokens(request.prompt)
+        tokens = count_tokens(request.prompt) if prompt_tokens is None else prompt_tokens
         evidence = predictor.evidence(features.u, scoring.vectors, features.tasks, pooled=features.pooled)
         candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
                                         low_confidence=evidence.low_confidence[0],

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pickwise.registry.schema import Latency, ModelSpec, Pricing, Probe, ProbeResult
+from pickwise.registry.schema import Endpoint, Latency, ModelSpec, Pricing, Probe, ProbeResult
 
 # The model a mapping at a given key holds, for listing allowed keys of an unknown-key error.
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
@@ -23,6 +23,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "latency": Latency,
     "probe": Probe,
     "results": ProbeResult,
+    "endpoint": Endpoint,
 }
 # pydantic inserts the union member's type into the location (`results.str`); readers never wrote that.
 _UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|tuple\[.*\])$")

@@ -7,6 +7,7 @@ field that leaves a price at its default.
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +21,8 @@ MIN_TOKENS_PER_S = 1e-3
 MAX_TOKENS_PER_S = 1e7
 MAX_TOKENS = 1_000_000_000
 MAX_NAME_LENGTH = 200
+MAX_TIMEOUT_S = 3_600.0
+MAX_URL_LENGTH = 2_000
 
 
 def _printable_name(value: str) -> str:
@@ -79,6 +82,29 @@ class Probe(_Strict):
     similar_to: ModelName | None = None
 
 
+def _base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.example.com/v1")
+    # credentials belong in the environment (api_key_env), never in a file that is committed and
+    # shown by GET /v1/models; a query string would also break appending /chat/completions
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold credentials (user:password@); name an environment variable in api_key_env")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment (the gateway appends /chat/completions)")
+    return value.rstrip("/")
+
+
+class Endpoint(_Strict):
+    """Where a model is served: any OpenAI-compatible server. Its key is read from the environment
+    variable `api_key_env` when a call is made; no key is ever written in a registry file."""
+
+    base_url: Annotated[str, Field(min_length=1, max_length=MAX_URL_LENGTH), AfterValidator(_base_url)]
+    model: ModelName | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=MAX_NAME_LENGTH)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S, strict=True)
+
+
 class ModelSpec(_Strict):
     """One routable model: identity, prices, speed, limits and optional probe evidence."""
 
@@ -93,6 +119,7 @@ class ModelSpec(_Strict):
     tags: tuple[str, ...] = ()
     enabled: bool = Field(default=True, strict=True)
     probe: Probe | None = None
+    endpoint: Endpoint | None = None
     notes: str | None = None
 
     @model_validator(mode="after")
@@ -117,3 +144,10 @@ class ModelSpec(_Strict):
     def all_names(self) -> tuple[str, ...]:
         """The name followed by every alias: all the strings that select this model."""
         return (self.name, *self.aliases)
+
+    @property
+    def upstream_model(self) -> str | None:
+        """The name its endpoint knows it by (default: the registry name); None without an endpoint."""
+        if self.endpoint is None:
+            return None
+        return self.endpoint.model or self.name

@@ -9,7 +9,7 @@ registry and the predictor.
 """
 from pickwise.selector.batch import plan_batch
 from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
-from pickwise.selector.request import select_models
+from pickwise.selector.request import ranking, select_models
 from pickwise.selector.types import (
     BatchPlan,
     Candidate,
@@ -23,5 +23,5 @@ from pickwise.selector.universe import build_universe
 __all__ = [
     "BatchPlan", "BudgetInfeasible", "Candidate", "CandidateReport", "Decision", "InfeasibleSelection",
     "PlanInfeasible", "SelectionConstraints", "SelectorInputError", "UniversePlan",
-    "build_universe", "plan_batch", "select_models",
+    "build_universe", "plan_batch", "ranking", "select_models",
 ]

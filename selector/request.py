@@ -259,3 +259,26 @@ def _decision(pool, reasons, chosen, cons, method, fallback, violates) -> Decisi
                         if pool.candidates[i].low_confidence},
         candidates=reports,
     )
+
+
+def ranking(decision: Decision, constraints: SelectionConstraints) -> list[str]:
+    """The single models of a decision in the order a caller should try them: the chosen model, then
+    every other candidate that meets all of the request's constraints on its own, best first by the
+    decision's objective (ties as `select_models` breaks them: higher quality, then cheaper).
+
+    A candidate excluded by anything (the quality floor, a low-confidence quality, a cap, the lists)
+    is never in it, so falling back down the ranking never goes below what the request asked for.
+    When the decision is itself a fallback (`on_infeasible`), nothing else meets the constraints and
+    the ranking is the chosen model alone.
+    """
+    if len(decision.chosen) != 1:
+        raise SelectorInputError("a ranking is of single models: the decision chose a set (max_models > 1)")
+    chosen = decision.chosen[0]
+    rest = [c for c in decision.candidates if not c.excluded_by and c.name != chosen]
+    if not rest:
+        return [chosen]
+    quality = np.array([c.quality for c in rest], dtype=np.float64)
+    cost = np.array([c.cost_usd for c in rest], dtype=np.float64)
+    _, key = _objective(constraints, quality, cost)
+    order = np.lexsort((cost, -quality, key))
+    return [chosen, *(rest[i].name for i in order)]

@@ -222,7 +222,7 @@ def test_work_is_dropped_when_the_client_disconnects():
     from starlette.requests import Request
 
     from pickwise.api.http.errors import ClientGone
-    from pickwise.api.http.routes.selection import _unless_disconnected
+    from pickwise.api.http.routes import unless_disconnected as _unless_disconnected
 
     scope = {"type": "http", "method": "POST", "path": "/v1/select", "headers": []}
 

@@ -1,10 +1,11 @@
-"""`pickwise probe export|score|check`: register a new model from its answers to the probe set.
+"""`pickwise probe export|score|run|check`: register a new model from its answers to the probe set.
 
 The workflow for a model pickwise never trained on:
 1. `pickwise probe export --output probe.jsonl` writes the probe prompts;
 2. the user runs them through the new model, writing `{"prompt_id", "response"}` lines;
 3. `pickwise probe score --responses responses.jsonl --output results.csv` grades the
    multiple-choice answers against the references (prompts without one are skipped);
+   (`pickwise probe run --model NAME` does 1-3 for a model with an endpoint, and resumes if stopped);
 4. the model's YAML says `probe: {results: results.csv}`; `pickwise probe check model.yaml`
    validates it before `pickwise models add model.yaml`.
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option
+from pickwise.api.cli.options import number as number_type
 from pickwise.api.cli.output import open_output
 from pickwise.registry import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
@@ -160,6 +162,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from pickwise.api.cli import probe_run
+    from pickwise.registry import UnknownModelError
+
+    snapshot = load_registry_option(args.registry)
+    try:
+        spec = snapshot.get(args.model)
+    except UnknownModelError:
+        raise CliError(f"no model {args.model!r} in registry {snapshot.directory}") from None
+    entries = [e for e in load_probe_set() if e.gradable or not args.gradable_only]
+    yaml_file = snapshot.source_file(spec.name)
+    if snapshot.source(spec.name) == "shipped":  # never write into the installed package: into the user's registry
+        yaml_file = snapshot.directory / yaml_file.name
+    return probe_run.run(spec, yaml_file, entries, concurrency=args.concurrency,
+                         max_tokens=args.max_tokens, progress=not args.no_progress)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("probe", help="export the probe set, grade a new model's answers, check its YAML")
     sub = parser.add_subparsers(dest="probe_command", metavar="SUBCOMMAND")
@@ -178,6 +197,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='JSONL, one {"prompt_id": ..., "response": ...} per line (\'-\' for stdin)')
     p.add_argument("--output", required=True, metavar="FILE", help="CSV to write ('-' for stdout)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("run", help="send the probe set to a model's endpoint, grade the answers, write the results "
+                                   "next to its YAML (resumable)")
+    p.add_argument("--model", required=True, metavar="NAME", help="the model (name or alias); it needs an endpoint")
+    add_registry_option(p)
+    p.add_argument("--concurrency", type=number_type(int, low=1, high=256), default=8,
+                   help="calls in flight at once (default 8)")
+    p.add_argument("--max-tokens", type=number_type(int, low=1), default=512, help="max_tokens of each call (default 512)")
+    p.add_argument("--gradable-only", action="store_true",
+                   help="only the prompts that can be graded (multiple-choice with a reference answer)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate the probe section of a model YAML file against the probe set")
     p.add_argument("file", metavar="FILE", help="model YAML file (one model or a list)")

@@ -18,6 +18,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from pickwise.api.gateway import Forwarder, UpstreamClient
+from pickwise.api.http import gateway
 from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.errors import install_error_handlers
 from pickwise.api.http.jobs import PlanJobs
@@ -39,6 +41,8 @@ Pick the cheapest LLM (or parallel set of LLMs) that answers a prompt well.
   **413**), `POST /v1/plans` runs a larger one as a job polled at `GET /v1/plans/{{id}}`.
 * `GET /v1/models` is open; `POST`/`DELETE /v1/models` need `Authorization: Bearer <token>`
   with the token in `{ADMIN_TOKEN_ENV}` (writes are disabled when it is unset).
+* `/openai/v1` is an OpenAI-compatible gateway: point an OpenAI SDK's `base_url` at it and use
+  model `pickwise/auto` (routed, with fallback) or a registered model's name (forwarded).
 
 Limits: prompts up to {MAX_PROMPT_CHARS:,} characters (422 on `prompt` above), request bodies
 up to 8 MiB by default (413). Every error is JSON `{{"error": code, "detail": message}}`.
@@ -98,11 +102,13 @@ def create_app(
         max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
         observe=metrics.observe_batch, executor=service.encoder, lanes=lanes,
     )
+    forwarder = Forwarder(None, observer=metrics)  # its pooled client opens with the app (lifespan)
     jobs = PlanJobs(service.plan, queue_limit=settings.job_queue_limit, keep=settings.job_keep,
                     ttl_s=settings.job_ttl_s, max_bytes=settings.job_keep_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        forwarder.client = UpstreamClient(max_connections=settings.upstream_max_connections)
         if loader is not None and not service.ready and service.load_error is None:
             threading.Thread(target=service.load_predictor, args=(loader,), name="pickwise-load-predictor",
                              daemon=True).start()
@@ -111,13 +117,15 @@ def create_app(
             service.log_ready(registry.snapshot)
         yield
         await batcher.aclose()
+        await forwarder.client.aclose()
         jobs.shutdown()
 
     # Swagger UI and ReDoc from assets shipped in fastapi-offline: no page loads anything from another host
     app = FastAPIOffline(title="pickwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.pickwise = AppState(service=service, batcher=batcher, metrics=metrics, jobs=jobs, settings=settings)
+    app.state.pickwise = AppState(service=service, batcher=batcher, metrics=metrics, jobs=jobs, settings=settings,
+                                  forwarder=forwarder)
     install_error_handlers(app)
-    for module in (selection, models, health):
+    for module in (selection, models, health, gateway):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)

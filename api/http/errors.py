@@ -1,4 +1,6 @@
-"""Every error the HTTP app returns is JSON `{"error": code, "detail": message, ...}`.
+"""Every error the HTTP app returns is JSON `{"error": code, "detail": message, ...}`, except under
+the OpenAI-compatible gateway (`/openai/`), where it takes OpenAI's shape,
+`{"error": {"message", "type", "param", "code", ...}}`, so an OpenAI SDK raises the right exception.
 
 The service raises domain errors (PickwiseError); `STATUS` maps their codes to HTTP statuses,
 once. `HttpError` is for refusals only the transport knows (auth, media type, queue and size
@@ -41,17 +43,26 @@ STATUS_CODES = {
 }
 
 
+GATEWAY_PREFIX = "/openai/"
+# OpenAI's error `type` by status; SDKs pick the exception class by status, people read the type.
+OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error",
+                500: "server_error", 502: "upstream_error", 503: "service_unavailable", 504: "upstream_error"}
+
+
 # The status of each domain error code (pickwise.api.errors.ERROR_CODES); 400 for any other.
 STATUS = {
     "not_ready": 503,
     "not_found": 404,
+    "model_not_found": 404,
     "validation_error": 422,
     "infeasible": 409,
     "plan_infeasible": 409,
     "conflict": 409,
     "invalid_model": 422,
+    "upstream_failed": 502,
+    "overloaded": 429,
 }
-RETRY_AFTER = {"not_ready": "5"}
+RETRY_AFTER = {"not_ready": "5", "overloaded": "1"}
 
 
 class HttpError(PickwiseError):
@@ -88,8 +99,28 @@ class ErrorJSONResponse(JSONResponse):
             "utf-8", "backslashreplace")
 
 
-def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
-    return ErrorJSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
+def openai_error(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A `{"error": code, "detail": message, ...facts}` body in OpenAI's shape; the facts stay, inside."""
+    facts = {k: v for k, v in body.items() if k not in ("error", "detail")}
+    errors = facts.get("errors")
+    param = None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and isinstance(errors[0].get("loc"), list):
+        param = ".".join(str(p) for p in errors[0]["loc"] if p != "body") or None
+    param = facts.pop("param", param)
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": body.get("detail", ""), "type": kind, "param": param, "code": body.get("error"),
+                      **facts}}
+
+
+def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None, *,
+                   path: str = "", **extra) -> JSONResponse:
+    """The error response for a request to `path`: OpenAI's shape under the gateway, pickwise's elsewhere."""
+    body = {"error": error, "detail": detail, **extra}
+    if path.startswith(GATEWAY_PREFIX):
+        body = openai_error(status, body)
+        if status == 409:  # infeasible: the same request stays infeasible, so an SDK must not retry it
+            headers = {**(headers or {}), "x-should-retry": "false"}
+    return ErrorJSONResponse(_plain(body), status_code=status, headers=headers)
 
 
 # JSON tokens that matter to `unreadable_json`: strings (skipped whole), integers, brackets
@@ -141,18 +172,19 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
               for e in exc.errors()]
     detail = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
-    return error_response(422, "validation_error", detail, errors=_plain(errors))
+    return error_response(422, "validation_error", detail, path=request.url.path, errors=_plain(errors))
 
 
 async def _http_refusal(request: Request, exc: HttpError) -> JSONResponse:
-    return ErrorJSONResponse(_plain(exc.body()), status_code=exc.status, headers=exc.headers)
+    return error_response(exc.status, exc.error, exc.detail, exc.headers, path=request.url.path, **exc.extra)
 
 
 async def _domain_error(request: Request, exc: PickwiseError) -> JSONResponse:
     code = error_code(exc)
     retry = RETRY_AFTER.get(code)
-    return ErrorJSONResponse(_plain(error_body(exc)), status_code=STATUS.get(code, 400),
-                             headers={"Retry-After": retry} if retry else None)
+    body = error_body(exc)
+    return error_response(STATUS.get(code, 400), body.pop("error"), body.pop("detail"),
+                          {"Retry-After": retry} if retry else None, path=request.url.path, **body)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -163,16 +195,18 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's body parsing says only "error"
         detail = f"request body is not UTF-8 text (byte {cause.start}); send JSON"
     return error_response(exc.status_code, STATUS_CODES.get(exc.status_code, "http_error"), detail,
-                          headers=getattr(exc, "headers", None))
+                          headers=getattr(exc, "headers", None), path=request.url.path)
 
 
 async def _client_gone(request: Request, exc: ClientGone) -> JSONResponse:
-    return error_response(499, "client_closed_request", "the client disconnected before the answer was ready")
+    return error_response(499, "client_closed_request", "the client disconnected before the answer was ready",
+                          path=request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; this is a bug, see the server log")
+    return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; this is a bug, see the server log",
+                          path=request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -33,12 +33,13 @@ class BodySizeLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await error_response(400, "bad_request", "Content-Length is not an integer")(scope, receive, send)
+                    await error_response(400, "bad_request", "Content-Length is not an integer",
+                                         path=scope.get("path", ""))(scope, receive, send)
                     return
         if declared is not None and declared > self.max_bytes:
             await error_response(413, "payload_too_large",
-                                 f"request body of {declared:,} bytes exceeds the {self.max_bytes:,}-byte limit")(
-                scope, receive, send)
+                                 f"request body of {declared:,} bytes exceeds the {self.max_bytes:,}-byte limit",
+                                 path=scope.get("path", ""))(scope, receive, send)
             return
 
         received = 0
@@ -64,4 +65,4 @@ class BodySizeLimit:
         except BodyTooLarge as exc:  # raised where no handler caught it (e.g. outside a route)
             if started:
                 raise
-            await error_response(413, "payload_too_large", exc.detail)(scope, receive, send)
+            await error_response(413, "payload_too_large", exc.detail, path=scope.get("path", ""))(scope, receive, send)

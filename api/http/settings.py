@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PICKWISE_"
 ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
+API_KEYS_ENV = ENV_PREFIX + "API_KEYS"
 
 
 class ServiceSettings(BaseSettings):
@@ -22,6 +23,13 @@ class ServiceSettings(BaseSettings):
     admin_token: str | None = Field(
         None, description=f"bearer token for registry writes (env {ADMIN_TOKEN_ENV}); None disables writes",
     )
+    api_keys: str | None = Field(
+        None, description=f"comma-separated keys (env {API_KEYS_ENV}); when set, every /openai/v1 request needs one "
+                          "as its bearer token",
+    )
+    upstream_max_connections: int = Field(
+        256, ge=1, description="most connections open to upstream model servers at once (the gateway's concurrency "
+                               "bound); a call past it waits for one, at most its endpoint's timeout, then gets 429")
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request bodies above this get 413")
     max_batch: int = Field(32, ge=1, description="most prompts in one micro-batched predictor call")
     max_wait_ms: float = Field(
@@ -56,7 +64,7 @@ class ServiceSettings(BaseSettings):
     keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed after this many seconds "
                                                    "(uvicorn's timeout_keep_alive)")
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "api_keys")
     @classmethod
     def _empty_token_is_none(cls, token: str | None) -> str | None:
         return token or None  # PICKWISE_ADMIN_TOKEN= (set but empty) disables writes, as unset does
@@ -70,8 +78,13 @@ class ServiceSettings(BaseSettings):
             else header_timeout_protocol(self.header_timeout_s)
         return {"http": http, "timeout_keep_alive": self.keep_alive_s}
 
+    @property
+    def client_keys(self) -> tuple[str, ...]:
+        """The keys of PICKWISE_API_KEYS; empty: the gateway is open."""
+        return tuple(k.strip() for k in (self.api_keys or "").split(",") if k.strip())
+
     def environment(self) -> dict[str, str]:
-        """These settings as the PICKWISE_* variables that rebuild them in another process (no token:
-        a worker reads that from the environment it inherits)."""
-        values = self.model_dump(exclude={"admin_token"}, exclude_defaults=True)
+        """These settings as the PICKWISE_* variables that rebuild them in another process (no token or
+        keys: a worker reads those from the environment it inherits)."""
+        values = self.model_dump(exclude={"admin_token", "api_keys"}, exclude_defaults=True)
         return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}

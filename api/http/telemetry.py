@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+TOKEN_KINDS = ("prompt_tokens", "completion_tokens")
 
 
 class ServiceMetrics:
@@ -35,6 +37,20 @@ class ServiceMetrics:
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.selections = Counter("pickwise_selections", "models chosen by /v1/select (each member of a set)",
                                   ["model"], registry=self.registry)
+        # the gateway's calls to upstream model servers, by registry model
+        self.upstream_calls = Counter("pickwise_upstream_calls", "gateway calls to a model's endpoint, by outcome "
+                                      "(ok, client_error, status, timeout, connect, protocol, no_key, empty)",
+                                      ["model", "outcome"], registry=self.registry)
+        self.upstream_failures = Counter("pickwise_upstream_failures", "gateway calls that did not answer, and "
+                                         "streams cut midway (kind interrupted)", ["model", "kind"],
+                                         registry=self.registry)
+        self.upstream_fallbacks = Counter("pickwise_upstream_fallbacks", "times a model failed and the gateway "
+                                          "tried the next one of the ranking", ["model"], registry=self.registry)
+        self.upstream_seconds = Histogram("pickwise_upstream_seconds", "upstream time to answer: the whole body, or "
+                                          "a stream's first event", ["model"], buckets=UPSTREAM_BUCKETS,
+                                          registry=self.registry)
+        self.upstream_tokens = Counter("pickwise_upstream_tokens", "tokens the upstreams' `usage` reports",
+                                       ["model", "kind"], registry=self.registry)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -43,6 +59,27 @@ class ServiceMetrics:
     def count_selection(self, models: Iterable[str]) -> None:
         for name in models:
             self.selections.labels(model=name).inc()
+
+    # ---- the gateway's Observer (pickwise.api.gateway.Observer) ----
+    def attempt(self, model: str, outcome: str, seconds: float) -> None:
+        kind = outcome.split(" ")[0] if not outcome.startswith("client error") else "client_error"
+        self.upstream_calls.labels(model=model, outcome=kind).inc()
+        if kind in ("ok", "client_error"):
+            self.upstream_seconds.labels(model=model).observe(seconds)
+        else:
+            self.upstream_failures.labels(model=model, kind=kind).inc()
+
+    def fallback(self, model: str) -> None:
+        self.upstream_fallbacks.labels(model=model).inc()
+
+    def interrupted(self, model: str) -> None:
+        self.upstream_failures.labels(model=model, kind="interrupted").inc()
+
+    def usage(self, model: str, usage: dict) -> None:
+        for kind in TOKEN_KINDS:
+            value = usage.get(kind)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                self.upstream_tokens.labels(model=model, kind=kind.removesuffix("_tokens")).inc(value)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

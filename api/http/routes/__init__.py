@@ -1,6 +1,7 @@
 """HTTP routes, one module per area; each reaches the app's shared state through `state(request)`."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from fastapi import Request, Response
@@ -8,8 +9,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from pickwise.api.gateway import Forwarder
 from pickwise.api.http.batcher import MicroBatcher
-from pickwise.api.http.errors import HttpError, unreadable_json
+from pickwise.api.http.errors import ClientGone, HttpError, unreadable_json
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.http.settings import ServiceSettings
 from pickwise.api.http.telemetry import ServiceMetrics
@@ -25,6 +27,7 @@ class AppState:
     metrics: ServiceMetrics
     jobs: PlanJobs
     settings: ServiceSettings
+    forwarder: Forwarder
 
 
 class BodyErrorRoute(APIRoute):
@@ -57,3 +60,24 @@ def state(request: Request) -> AppState:
 def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """The model serialised once by pydantic (routes' response_model then only documents the schema)."""
     return Response(model.model_dump_json(), status_code=status, media_type="application/json", headers=headers)
+
+
+async def unless_disconnected(request: Request, work):
+    """Await `work`, but drop it when the client disconnects first (ClientGone, a 499): under overload,
+    prompts whose callers gave up leave the micro-batcher's queue instead of costing encoder time, and
+    a gateway call whose caller left is cancelled upstream too."""
+    job = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not job.done():
+        job.cancel()
+        raise ClientGone()
+    return job.result()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -1,14 +1,12 @@
 """Per-request selection and batch planning (inline, or as a background job)."""
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from pickwise.api.http.batcher import QueueFull
-from pickwise.api.http.errors import ClientGone, HttpError
-from pickwise.api.http.routes import BodyErrorRoute, state
+from pickwise.api.http.errors import HttpError
+from pickwise.api.http.routes import BodyErrorRoute, state, unless_disconnected
 from pickwise.api.http.routes import json_response as _json
 from pickwise.api.schemas import (
     ErrorBody,
@@ -34,27 +32,6 @@ COMMON = {
 }
 
 
-async def _unless_disconnected(request: Request, work):
-    """Await `work`, but drop it when the client disconnects first (499): under overload, prompts
-    whose callers gave up leave the micro-batcher's queue instead of costing encoder time (work in a
-    thread runs to its end, unread)."""
-    job = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnect(request))
-    try:
-        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not job.done():
-        job.cancel()
-        raise ClientGone()
-    return job.result()
-
-
-async def _disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 @router.post("/select", response_model=SelectResponse, summary="choose the model (or set) for one prompt",
              responses={**COMMON, 409: {"model": InfeasibleBody, "description": "no model meets the constraints"},
                         429: {"model": ErrorBody, "description": "overloaded: the predictor's queue is full; "
@@ -65,7 +42,7 @@ async def select(body: SelectRequest, request: Request) -> Response:
     service.check_ready()  # 503 before queueing when not ready
     snapshot = service.registry.refresh()
     try:
-        u, truncated = await _unless_disconnected(request, st.batcher.submit(body.prompt))
+        u, truncated = await unless_disconnected(request, st.batcher.submit(body.prompt))
     except QueueFull as exc:
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                            waiting=exc.waiting, max_queue=exc.limit) from None
@@ -87,7 +64,7 @@ async def plan(body: PlanRequest, request: Request) -> Response:
     limit = st.settings.sync_plan_limit
     _check_size(body, limit, f" for an inline plan; submit larger batches to POST /v1/plans "
                              f"(up to {st.settings.job_plan_limit:,} prompts)", jobs="/v1/plans")
-    return _json(await _unless_disconnected(request, run_in_threadpool(st.service.plan, body)))
+    return _json(await unless_disconnected(request, run_in_threadpool(st.service.plan, body)))
 
 
 @router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True,
@@ -97,7 +74,7 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     st = state(request)
     st.service.check_ready()
     _check_size(body, st.settings.sync_plan_limit, "; send them in several requests")
-    result = await _unless_disconnected(request, run_in_threadpool(st.service.predict, body))
+    result = await unless_disconnected(request, run_in_threadpool(st.service.predict, body))
     return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
 
 

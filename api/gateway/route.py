@@ -1,0 +1,111 @@
+"""Routing a chat request: which models, in which order, the gateway may forward it to.
+
+`model: "pickwise/auto"` asks the service's decision path (`PickwiseService.decide`, the one
+`/v1/select` takes) for a decision among the enabled models that have an endpoint, under the
+request's `pickwise` options, and tries its ranking (`selector.ranking`). A registered name or
+alias is forwarded to that model alone.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from pickwise.api.errors import ModelNotServed, RequestFieldError, quoted
+from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, MAX_WILLINGNESS_TO_PAY, SelectRequest
+from pickwise.api.service import PickwiseService
+from pickwise.registry import ModelSpec, RegistrySnapshot
+from pickwise.selector import SelectionConstraints, ranking
+from pickwise.selector.errors import InfeasibleSelection
+
+AUTO_MODEL = "pickwise/auto"
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS_LIMIT = 10
+EMPTY_PROMPT = "(no text)"  # a conversation of images or tool calls only: the predictor still needs a string
+
+
+class GatewayOptions(SelectionConstraints):
+    """The `pickwise` object of a chat request (the SDK sends it with `extra_body`): the constraints of
+    `/v1/select`, with their meaning, and how many models to try."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    max_models: Literal[1] = Field(1, description="the gateway forwards to one model at a time")
+    expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS,
+                                               description="override each model's expected output length")
+    willingness_to_pay: float | None = Field(None, ge=0.0, le=MAX_WILLINGNESS_TO_PAY,
+                                             description="for 'balanced': USD the caller would pay for +1.0 quality")
+    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS_LIMIT,
+                              description="models tried at most, down the decision's ranking")
+
+
+def served(snapshot: RegistrySnapshot) -> list[ModelSpec]:
+    """The models the gateway can call: enabled, with an endpoint."""
+    return [s for s in snapshot.models if s.enabled and s.endpoint is not None]
+
+
+def named_model(snapshot: RegistrySnapshot, name: str) -> ModelSpec:
+    """The served model a request names (name or alias); ModelNotServed otherwise."""
+    if name not in snapshot:
+        raise ModelNotServed(f"unknown model {quoted(name)}: GET /openai/v1/models lists the models served here, "
+                             f"and {AUTO_MODEL!r} routes among them")
+    spec = snapshot.get(name)
+    if not spec.enabled:
+        raise ModelNotServed(f"model {quoted(name)} is disabled in the registry")
+    if spec.endpoint is None:
+        raise ModelNotServed(f"model {quoted(name)} has no endpoint in the registry: the gateway cannot call it")
+    return spec
+
+
+def _pool(service: PickwiseService, snapshot: RegistrySnapshot, options: GatewayOptions) -> list[str]:
+    """Registry names the decision may choose from: served, scorable, in the caller's allow-list."""
+    left_out = service.scoring(snapshot).left_out
+    pool = [s.name for s in served(snapshot) if s.name not in left_out]
+    if options.models is not None:
+        for name in options.models:
+            if name not in snapshot:
+                raise RequestFieldError("pickwise.models", f"unknown model {quoted(name)}")
+            spec = snapshot.get(name)
+            if spec.name not in pool:
+                why = ("has no endpoint" if spec.endpoint is None else "is disabled" if not spec.enabled
+                       else f"cannot be scored ({left_out.get(spec.name)})")
+                raise RequestFieldError("pickwise.models", f"{quoted(name)} {why}: the gateway cannot route to it")
+        wanted = {snapshot.get(n).name for n in options.models}
+        pool = [n for n in pool if n in wanted]
+    if not pool:
+        raise ModelNotServed(f"no model the gateway can call: {AUTO_MODEL!r} routes among enabled models with an "
+                             "endpoint in the registry, and there are none", param="model")
+    return pool
+
+
+def cut_prompt(prompt: str) -> str:
+    """A prompt within MAX_PROMPT_CHARS, cut as the predictor cuts long prompts (head 40%, tail 60%)."""
+    if len(prompt) <= MAX_PROMPT_CHARS:
+        return prompt or EMPTY_PROMPT
+    head = MAX_PROMPT_CHARS * 2 // 5
+    return prompt[:head] + prompt[len(prompt) - (MAX_PROMPT_CHARS - head):]
+
+
+def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options: GatewayOptions,
+                   prompt: str) -> SelectRequest:
+    """The `/v1/select` request this chat request amounts to (its pool resolved to registry names)."""
+    fields = options.model_dump(exclude={"max_attempts"})
+    fields["models"] = _pool(service, snapshot, options)
+    return SelectRequest.model_validate({**fields, "prompt": cut_prompt(prompt)})
+
+
+def decide_route(service: PickwiseService, request: SelectRequest, features, truncated: bool,
+                 snapshot: RegistrySnapshot, prompt_tokens: int):
+    """(the decision, its ranking as specs) for one chat request; runs in a worker thread."""
+    try:
+        decision = service.decide(request, features, truncated, snapshot, prompt_tokens=prompt_tokens)
+    except InfeasibleSelection as exc:  # only the models the gateway could have called are of interest
+        pool = set(request.models or ())
+        exc.blocking = {n: why for n, why in exc.blocking.items() if n in pool}
+        raise
+    except RequestFieldError as exc:
+        if exc.field.startswith("pickwise."):
+            raise
+        raise RequestFieldError(f"pickwise.{exc.field}", exc.message) from None
+    names = ranking(decision, request)
+    return decision, [snapshot.get(n) for n in names]

@@ -1,0 +1,234 @@
+"""Calls to the OpenAI-compatible servers models are served by: one pooled async HTTP client.
+
+One `httpx.AsyncClient` for the whole process reuses connections (keep-alive) to every upstream
+and bounds how many are open at once (`max_connections`); a call past the bound waits for a free
+connection, at most as long as the endpoint's timeout, then fails with `GatewayBusy`. Both the
+HTTP gateway and `pickwise probe run` call through it.
+
+Every attempt ends one of three ways: an answer (`UpstreamReply`, or an `UpstreamStream` whose first
+event has arrived), a client error from the upstream (a 4xx other than 408/429, returned as an
+`UpstreamReply` to pass back as is) or an `UpstreamError` saying what went wrong and whether another
+model may be tried. A stream counts as answered only once its first event is in: until then no byte
+has gone to the caller, so a failure is still an attempt failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from pickwise.api.errors import GatewayBusy
+from pickwise.errors import PickwiseError
+from pickwise.registry import ModelSpec
+
+DEFAULT_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS = 256
+# 408 and 429 say "not now", 5xx "not this server": another model may answer. Any other 4xx is about
+# the request itself, which another model would refuse as well.
+RETRYABLE_STATUS = frozenset({408, 429})
+MAX_ERROR_BODY = 64 * 1024
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class UpstreamError(PickwiseError):
+    """One attempt that did not answer: `kind` (connect, timeout, status, protocol, no_key, empty),
+    the upstream's HTTP status for `status`, and whether the next model may be tried."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True):
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retryable = retryable
+
+    @property
+    def outcome(self) -> str:
+        return f"status {self.status}" if self.status is not None else self.kind
+
+
+@dataclass
+class UpstreamReply:
+    """A whole answer (or a client error to pass back): status, content type, body bytes as sent."""
+
+    status: int
+    content_type: str
+    body: bytes
+    seconds: float
+
+    def usage(self) -> dict | None:
+        """The `usage` object of a JSON answer, if it has one."""
+        return usage_of(self.body)
+
+
+class UpstreamStream:
+    """A streamed answer whose first server-sent event has arrived; the rest come from `events()`.
+
+    Events are passed on whole: a stream cut midway never leaves half an event for the caller's parser.
+    """
+
+    def __init__(self, response: httpx.Response, first: bytes, rest: AsyncIterator[bytes], seconds: float):
+        self.status = response.status_code
+        self.content_type = response.headers.get("content-type", "text/event-stream")
+        self.first = first
+        self.first_byte_seconds = seconds
+        self._response = response
+        self._rest = rest
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The first event, then the others as they arrive; httpx errors raise as UpstreamError."""
+        yield self.first
+        try:
+            async for event in self._rest:
+                yield event
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def usage_of(body: bytes) -> dict | None:
+    """`usage` of a JSON answer or of one `data: {...}` event; None when there is none."""
+    if b'"usage"' not in body:
+        return None
+    text = body.strip()
+    if text.startswith(b"data:"):
+        text = text[5:].strip()
+    try:
+        usage = json.loads(text).get("usage")
+    except (ValueError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Whole server-sent events (each with its blank-line terminator) from a byte stream, each as
+    soon as its end arrives; what is left at the end of the stream comes last."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        start = 0
+        while True:
+            end = _EVENT_END.search(buffer, start)
+            if end is None:
+                break
+            yield buffer[start:end.end()]
+            start = end.end()
+        buffer = buffer[start:]
+    if buffer.strip():
+        yield buffer
+
+
+def _transport_error(exc: httpx.HTTPError) -> UpstreamError | GatewayBusy:
+    if isinstance(exc, httpx.PoolTimeout):
+        return GatewayBusy("every upstream connection is in use; retry shortly")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamError("timeout", f"timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError("connect", "could not connect")
+    return UpstreamError("protocol", f"connection failed ({type(exc).__name__})")
+
+
+class UpstreamClient:
+    """The process's one pooled client for every model's endpoint."""
+
+    def __init__(self, *, max_connections: int = DEFAULT_MAX_CONNECTIONS, environ: Mapping[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self._environ = os.environ if environ is None else environ
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport, follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _request(self, spec: ModelSpec, body: bytes) -> httpx.Request:
+        endpoint = spec.endpoint
+        if endpoint is None:
+            raise UpstreamError("no_endpoint", f"model {spec.name!r} has no endpoint", retryable=False)
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        if endpoint.api_key_env:
+            key = self._environ.get(endpoint.api_key_env)
+            if not key:  # the variable's name is configuration, never the key: safe to say
+                raise UpstreamError("no_key", f"environment variable {endpoint.api_key_env} is not set")
+            headers["authorization"] = f"Bearer {key}"
+        seconds = endpoint.timeout_s or DEFAULT_TIMEOUT_S
+        # timeout_s bounds connecting and each wait for the upstream's next bytes (the first one
+        # included), not a whole streamed answer, which may rightly take minutes
+        timeout = httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_S))
+        return self._client.build_request("POST", f"{endpoint.base_url}/chat/completions", content=body,
+                                          headers=headers, timeout=timeout)
+
+    async def _open(self, spec: ModelSpec, body: bytes) -> httpx.Response:
+        request = self._request(spec, body)
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+
+    @staticmethod
+    async def _refusal(response: httpx.Response, started: float) -> UpstreamReply:
+        """A 4xx/5xx answer: a client error to pass back, or UpstreamError when another model may be tried."""
+        try:
+            body = await _read_capped(response)
+        except httpx.HTTPError:
+            body = b""
+        status = response.status_code
+        if status in RETRYABLE_STATUS or status >= 500:
+            raise UpstreamError("status", f"answered {status}", status=status)
+        return UpstreamReply(status, response.headers.get("content-type", "application/json"), body,
+                             time.perf_counter() - started)
+
+    async def complete(self, spec: ModelSpec, body: bytes) -> UpstreamReply:
+        """One non-streamed call: the whole answer, or a client error to pass back; UpstreamError otherwise."""
+        started = time.perf_counter()
+        response = await self._open(spec, body)
+        try:
+            if response.status_code >= 400:
+                return await self._refusal(response, started)
+            try:
+                data = await response.aread()
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc) from None
+            return UpstreamReply(response.status_code, response.headers.get("content-type", "application/json"),
+                                 data, time.perf_counter() - started)
+        finally:
+            await response.aclose()
+
+    async def stream(self, spec: ModelSpec, body: bytes) -> UpstreamStream | UpstreamReply:
+        """One streamed call, open once its first event is in (the caller must `aclose` it); a client
+        error comes back as an UpstreamReply; UpstreamError otherwise."""
+        started = time.perf_counter()
+        response = await self._open(spec, body)
+        try:
+            if response.status_code >= 400:
+                reply = await self._refusal(response, started)
+                await response.aclose()
+                return reply
+            events = sse_events(response.aiter_bytes())
+            try:
+                first = await anext(events)
+            except StopAsyncIteration:
+                raise UpstreamError("empty", "closed the stream before sending anything") from None
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc) from None
+        except BaseException:  # cancelled (the caller left) or failed: release the connection
+            await response.aclose()
+            raise
+        return UpstreamStream(response, first, events, time.perf_counter() - started)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """An error body, at most MAX_ERROR_BODY bytes: an upstream's error page has no business filling memory."""
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= MAX_ERROR_BODY:
+            return data[:MAX_ERROR_BODY]
+    return data

@@ -1,0 +1,221 @@
+"""The OpenAI-compatible gateway, mounted at /openai/v1: pickwise in the call path.
+
+An OpenAI client whose `base_url` is `http://HOST/openai/v1` sends its chat completions here.
+`model: "pickwise/auto"` routes each one (the decision path of `/v1/select`, constraints from the
+body's `pickwise` object) and forwards it down the decision's ranking until a model answers; a
+registered name or alias is forwarded to that model alone. The upstream's answer comes back as it
+was sent (JSON, or its server-sent events as they arrive), with `x-pickwise-model`,
+`x-pickwise-attempts` and `x-pickwise-decision-id`. Errors take OpenAI's shape (`errors.py`).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from pickwise.api.errors import AllAttemptsFailed, RequestFieldError
+from pickwise.api.gateway import Forwarded, routing_prompt
+from pickwise.api.gateway.route import AUTO_MODEL, GatewayOptions, decide_route, named_model, select_request, served
+from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, usage_of
+from pickwise.api.http.batcher import QueueFull
+from pickwise.api.http.errors import ClientGone, HttpError, error_response
+from pickwise.api.http.routes import json_response, state, unless_disconnected
+from pickwise.api.http.settings import API_KEYS_ENV
+from pickwise.api.schemas import OpenAIErrorBody, OpenAIModel, OpenAIModelList
+
+PREFIX = "/openai/v1"
+router = APIRouter(prefix=PREFIX, tags=["gateway"])
+bearer = HTTPBearer(auto_error=False, description=f"one of the keys in {API_KEYS_ENV} on the server")
+log = logging.getLogger("pickwise.gateway")
+INLINE_TOKENIZE_CHARS = 20_000  # shorter conversations are counted on the event loop: a thread hop costs more
+HEADER_SAFE = "/:@._-+~!$&'()*;=[]"  # model names go in headers as ASCII; the comma separates attempts
+
+
+def require_client_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    """With PICKWISE_API_KEYS set, a request needs one of them as its bearer token: 401 without, 403 wrong."""
+    keys = state(request).settings.client_keys
+    if not keys:
+        return
+    if credentials is None:
+        raise HttpError(401, "invalid_api_key", "this gateway needs 'Authorization: Bearer <key>' (the SDK's api_key)",
+                        headers={"WWW-Authenticate": "Bearer"})
+    given = credentials.credentials.encode()
+    # every key compared, each in constant time: how many match must not show in the timing either
+    if not sum(hmac.compare_digest(given, k.encode()) for k in keys):
+        raise HttpError(403, "invalid_api_key", "wrong API key")
+
+
+def _errors(*statuses: int) -> dict:
+    return {status: {"model": OpenAIErrorBody, "description": WHY[status]} for status in statuses}
+
+
+WHY = {400: "the body is not a JSON object", 401: "no API key (PICKWISE_API_KEYS is set)", 403: "wrong API key",
+       404: "unknown model, or one no endpoint serves", 409: "no served model meets the constraints",
+       413: "body too large", 422: "a field is wrong; `param` names it",
+       429: "overloaded (the predictor's queue or the upstream connections are full)",
+       502: "every upstream attempt failed; `attempts` names them", 503: "the predictor is not loaded yet"}
+CHAT_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["model", "messages"], "additionalProperties": True,
+        "description": "an OpenAI chat completion request; every field but `pickwise` is forwarded unchanged",
+        "properties": {
+            "model": {"type": "string", "minLength": 1, "description": f"{AUTO_MODEL!r} to route, or a served model"},
+            "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "stream": {"type": "boolean"},
+            "pickwise": GatewayOptions.model_json_schema(),
+        }}}}},
+}
+CHAT_ANSWER = {"description": "the upstream's answer as it sent it: a chat.completion, or its server-sent events",
+               "content": {"application/json": {"schema": {"type": "object"}},
+                           "text/event-stream": {"schema": {"type": "string"}}}}
+
+
+def _field_error(field: str, message: str) -> RequestFieldError:
+    return RequestFieldError(field, message)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (400 when it is not one), its `model`, `messages` and `stream` checked."""
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ClientGone() from None
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HttpError(400, "invalid_json", f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, "invalid_json", "the body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _field_error("model", f"required: a model name, or {AUTO_MODEL!r} to route")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise _field_error("messages", "required: a non-empty list of message objects")
+    if not isinstance(body.get("stream", False), bool):
+        raise _field_error("stream", "must be true or false")
+    if "pickwise" in body and not isinstance(body["pickwise"], dict):
+        raise _field_error("pickwise", "must be an object of routing options")
+    return body
+
+
+def _options(body: dict[str, Any]) -> GatewayOptions:
+    try:
+        return GatewayOptions.model_validate(body.get("pickwise") or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in ("pickwise", *first["loc"]))
+        raise RequestFieldError(loc, first["msg"]) from None
+
+
+def _header_name(name: str) -> str:
+    return quote(name, safe=HEADER_SAFE)
+
+
+async def _route(request: Request, body: dict[str, Any], options: GatewayOptions):
+    """(decision, ranked specs) of a `pickwise/auto` request: the select path, prompt from the messages."""
+    st = state(request)
+    service = st.service
+    service.check_ready()
+    snapshot = service.registry.refresh()
+    messages = body["messages"]
+    window = service.predictor.model.config.max_len - 2  # [CLS] and [SEP]
+    if sum(len(str(m.get("content") or "")) for m in messages) <= INLINE_TOKENIZE_CHARS:
+        prompt, tokens = routing_prompt(messages, window)
+    else:
+        prompt, tokens = await run_in_threadpool(routing_prompt, messages, window)
+    select = select_request(service, snapshot, options, prompt)
+    try:
+        features, truncated = await unless_disconnected(request, st.batcher.submit(select.prompt))
+    except QueueFull as exc:
+        raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
+                        waiting=exc.waiting, max_queue=exc.limit) from None
+    return await run_in_threadpool(decide_route, service, select, features, truncated, snapshot, tokens)
+
+
+async def _relay(forwarded: Forwarded, observer) -> AsyncIterator[bytes]:
+    """The upstream's events as they arrive; a failure midway ends the stream with an error event (never
+    another model's text: the caller already has part of this one's answer)."""
+    stream: UpstreamStream = forwarded.stream
+    model = forwarded.model
+    try:
+        async for event in stream.events():
+            usage = usage_of(event)
+            if usage:
+                observer.usage(model, usage)
+            yield event
+    except UpstreamError as exc:
+        observer.interrupted(model)
+        log.warning("stream from %s interrupted: %s", model, exc)
+        error = {"error": {"message": f"the upstream stream from {model} failed midway ({exc.outcome}); the answer "
+                                      "is incomplete", "type": "upstream_error", "param": None,
+                           "code": "stream_interrupted", "model": model}}
+        yield b"\n\ndata: " + json.dumps(error).encode() + b"\n\n"
+    finally:
+        await stream.aclose()
+
+
+@router.post("/chat/completions", dependencies=[Depends(require_client_key)], openapi_extra=CHAT_BODY,
+             summary="OpenAI chat completions, routed (model 'pickwise/auto') or forwarded to a named model",
+             responses={200: CHAT_ANSWER, **_errors(400, 401, 403, 404, 409, 413, 422, 429, 502, 503)})
+async def chat_completions(request: Request) -> Response:
+    st = state(request)
+    body = await _body(request)
+    decision_id = uuid.uuid4().hex
+    stream = bool(body.get("stream", False))
+    untried = 0
+    if body["model"] == AUTO_MODEL:
+        options = _options(body)
+        decision, models = await _route(request, body, options)
+        max_attempts = options.max_attempts
+        log.info("gateway decision %s: ranking %s (quality %.3f, cost %.6f USD)", decision_id,
+                 ",".join(s.name for s in models), decision.quality, decision.cost_usd)
+    else:
+        if body.get("pickwise"):
+            raise RequestFieldError("pickwise", f"routing options apply to model {AUTO_MODEL!r} only; "
+                                                f"{body['model']!r} is forwarded as named")
+        models, max_attempts = [named_model(st.service.registry.refresh(), body["model"])], 1
+    try:
+        forwarded = await unless_disconnected(
+            request, st.forwarder.forward(models, body, stream=stream, max_attempts=max_attempts, untried=untried))
+    except AllAttemptsFailed as exc:
+        log.warning("gateway decision %s: %s", decision_id, exc)
+        facts = {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
+                              for a in exc.attempts]}
+        return error_response(502, "upstream_failed", str(exc), _headers(None, exc.attempts, decision_id),
+                              path=request.url.path, **facts)
+    headers = _headers(forwarded.model, forwarded.attempts, decision_id)
+    if forwarded.stream is None:
+        reply = forwarded.reply
+        return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
+    headers["cache-control"] = "no-cache"
+    return StreamingResponse(_relay(forwarded, st.metrics), status_code=forwarded.stream.status,
+                             media_type=forwarded.stream.content_type, headers=headers)
+
+
+def _headers(model: str | None, attempts, decision_id: str) -> dict[str, str]:
+    headers = {"x-pickwise-attempts": ",".join(_header_name(a.model) for a in attempts),
+               "x-pickwise-decision-id": decision_id}
+    if model is not None:
+        headers["x-pickwise-model"] = _header_name(model)
+    return headers
+
+
+@router.get("/models", dependencies=[Depends(require_client_key)], response_model=OpenAIModelList,
+            summary="the models served here: 'pickwise/auto' and every enabled model with an endpoint",
+            responses=_errors(401, 403))
+async def list_models(request: Request) -> Response:
+    snapshot = state(request).service.registry.refresh()
+    data = [OpenAIModel(id=AUTO_MODEL, owned_by="pickwise")]
+    data += [OpenAIModel(id=s.name, owned_by=s.provider) for s in served(snapshot)]
+    return json_response(OpenAIModelList(data=data))

@@ -1,0 +1,200 @@
+"""A loopback OpenAI-compatible chat server, for the gateway's tests and benchmark.
+
+It speaks what the gateway forwards: `POST /v1/chat/completions` (JSON, or server-sent events with
+`stream: true`, a `usage` chunk when `stream_options.include_usage`), behind an expected bearer
+key, and `GET /v1/models`. Each model can be told how to behave (`Upstream.behave`): answer, answer
+slowly, fail with a status, hang until the caller leaves, cut its stream midway. It records every
+request it gets, so a test can check what was forwarded, in which order, and what was cancelled.
+
+    with Upstream(key="sk-test").running() as up:     # up.base_url == "http://127.0.0.1:PORT/v1"
+        up.behave("model-a", "status", status=503)
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+STARTUP_TIMEOUT_S = 10.0
+HANG_LIMIT_S = 30.0  # a hanging model gives up after this, so no test can wait forever
+
+
+@dataclass
+class Behaviour:
+    """How one model answers. kind: ok | status (answers `status`) | hang | cut (streams
+    `cut_after` events, then drops the connection) | drop (sends headers, then drops the connection)."""
+
+    kind: str = "ok"
+    status: int = 200
+    delay_s: float = 0.0  # before the answer starts
+    event_gap_s: float = 0.0  # between streamed events
+    cut_after: int = 2
+
+
+@dataclass
+class Seen:
+    """One request the server received."""
+
+    model: str
+    body: dict
+    headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
+
+
+class Upstream:
+    def __init__(self, key: str | None = "sk-upstream-test", *, answer: Callable[[str, list], str] | None = None,
+                 record: bool = True):
+        self.key = key
+        self.record = record  # a long benchmark need not keep every request
+        self.answer = answer or (lambda model, messages: f"Hello from {model}. The answer is (A).")
+        self.behaviours: dict[str, Behaviour] = {}
+        self.default = Behaviour()
+        self.seen: list[Seen] = []
+        self.cancelled: list[str] = []
+        self.base_url = ""
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                                     Route("/v1/models", self._models, methods=["GET"])])
+
+    def behave(self, model: str, kind: str = "ok", **options) -> None:
+        self.behaviours[model] = Behaviour(kind, **options)
+
+    def calls(self, model: str | None = None) -> list[str]:
+        """Models of the requests received, in order (or only those for `model`)."""
+        return [s.model for s in self.seen if model is None or s.model == model]
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Upstream]:
+        with serve(self.app) as url:
+            self.base_url = url + "/v1"
+            yield self
+
+    # ---- handlers ------------------------------------------------------------------------------
+    def _refusal(self, status: int, message: str, code: str) -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                       "code": code}}, status_code=status)
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": []})
+
+    async def _chat(self, request: Request) -> Response:
+        if self.key is not None and request.headers.get("authorization") != f"Bearer {self.key}":
+            return self._refusal(401, "Incorrect API key provided.", "invalid_api_key")
+        body = await request.json()
+        model = body.get("model", "")
+        if self.record:
+            self.seen.append(Seen(model, body, dict(request.headers)))
+        how = self.behaviours.get(model, self.default)
+        delay = how.delay_s + float(body.get("x_delay_ms") or 0) / 1000
+        if delay:
+            await asyncio.sleep(delay)
+        if how.kind == "status":
+            return self._refusal(how.status, f"model {model} answers {how.status} as told", f"told_{how.status}")
+        if how.kind == "hang":
+            return await self._hang(request, model)
+        text = self.answer(model, body.get("messages", []))
+        if how.kind == "drop":
+            return _Dropped()
+        if body.get("stream"):
+            return StreamingResponse(self._events(body, model, text, how), media_type="text/event-stream")
+        return JSONResponse(_completion(model, text))
+
+    async def _hang(self, request: Request, model: str) -> Response:
+        deadline = time.monotonic() + HANG_LIMIT_S
+        while time.monotonic() < deadline:
+            if await request.is_disconnected():
+                self.cancelled.append(model)
+                return Response(status_code=499)
+            await asyncio.sleep(0.02)
+        return self._refusal(504, "hung for too long", "hung")
+
+    async def _events(self, body: dict, model: str, text: str, how: Behaviour):
+        words = text.split(" ")
+        chunks = [{"role": "assistant", "content": ""}] + [{"content": w if i == 0 else " " + w}
+                                                            for i, w in enumerate(words)]
+        for i, delta in enumerate(chunks):
+            if how.kind == "cut" and i == how.cut_after:
+                raise ConnectionResetError("told to cut the stream")  # uvicorn drops the connection mid-body
+            yield _sse(_chunk(model, delta, None))
+            if how.event_gap_s:
+                await asyncio.sleep(how.event_gap_s)
+        yield _sse(_chunk(model, {}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = _chunk(model, None, None)
+            usage["choices"], usage["usage"] = [], _usage(text)
+            yield _sse(usage)
+        yield b"data: [DONE]\n\n"
+
+
+class _Dropped(Response):
+    """Sends the headers of a 200 with a body length, then fails: the connection closes short of the body."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+        await send({"type": "http.response.body", "body": b'{"id": "cut', "more_body": True})
+        raise ConnectionResetError("told to drop the connection")
+
+
+def _usage(text: str) -> dict:
+    completion = len(text.split())
+    return {"prompt_tokens": 12, "completion_tokens": completion, "total_tokens": 12 + completion}
+
+
+def _completion(model: str, text: str) -> dict:
+    return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": _usage(text)}
+
+
+def _chunk(model: str, delta: dict | None, finish: str | None) -> dict:
+    return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def _sse(data: dict) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+@contextlib.contextmanager
+def serve(app, **config) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **config))
+    thread = threading.Thread(target=server.run, name="uvicorn-loopback", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the loopback server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def main() -> None:
+    """`python -m bench.openai_upstream --port P`: the server alone (the gateway bench runs it apart from
+    pickwise). A request's `x_delay_ms` field, which the gateway forwards untouched, delays its answer."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key", default=None, help="the bearer key it expects (default: none)")
+    args = parser.parse_args()
+    uvicorn.run(Upstream(key=args.key, record=False).app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The gateway's parts without a server: the registry's endpoint entry, the prompt the predictor
+reads of a conversation, the fallback ranking, the SSE framing of relayed streams."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import ValidationError
+
+from pickwise.api.gateway.prompt import routing_prompt
+from pickwise.api.gateway.upstream import sse_events, usage_of
+from pickwise.registry import Endpoint, count_tokens
+from pickwise.selector import Candidate, SelectionConstraints, ranking, select_models
+
+
+@pytest.mark.parametrize("url, why", [
+    ("ftp://example.com/v1", "http"), ("https://user:pw@example.com/v1", "credentials"),
+    ("https://example.com/v1?key=sk-1", "query"), ("example.com", "http"),
+])
+def test_endpoint_urls_hold_no_secrets(url, why):
+    with pytest.raises(ValidationError, match=why):
+        Endpoint(base_url=url)
+
+
+def test_endpoint_is_strict():
+    assert Endpoint(base_url="http://127.0.0.1:9/v1/").base_url == "http://127.0.0.1:9/v1"
+    with pytest.raises(ValidationError):
+        Endpoint(base_url="https://example.com", api_key="sk-123")
+    with pytest.raises(ValidationError):
+        Endpoint(base_url="https://example.com", timeout_s="60")
+    with pytest.raises(ValidationError):
+        Endpoint(base_url="https://example.com", api_key_env="NOT A NAME")
+
+
+def test_the_last_user_turn_is_read_with_context_that_fits():
+    messages = [{"role": "system", "content": "You are a careful maths tutor."},
+                {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+                {"role": "user", "content": [{"type": "text", "text": "What is 17 * 23?"},
+                                             {"type": "image_url", "image_url": {"url": "data:..."}}]}]
+    prompt, tokens = routing_prompt(messages)
+    assert prompt.startswith("You are a careful maths tutor.") and prompt.endswith("What is 17 * 23?")
+    assert "How can I help?" in prompt
+    assert tokens > count_tokens(prompt)  # the whole conversation, plus the chat format's tokens
+
+
+def test_a_long_last_turn_is_read_alone_and_long_context_is_cut():
+    long_turn = "word " * 400
+    prompt, _ = routing_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": long_turn}])
+    assert prompt == long_turn
+    history = "earlier " * 1000
+    prompt, tokens = routing_prompt([{"role": "user", "content": history}, {"role": "assistant", "content": "ok"},
+                                     {"role": "user", "content": "And now?"}])
+    assert prompt.endswith("And now?") and count_tokens(prompt) <= 130
+    assert tokens > 1000
+
+
+def _candidates():
+    return [Candidate(name=n, quality=q, cost_usd=c, latency_ms=100.0)
+            for n, q, c in [("a", 0.5, 1.0), ("b", 0.9, 3.0), ("c", 0.7, 2.0), ("d", 0.2, 0.5)]]
+
+
+def test_ranking_follows_the_objective_and_keeps_to_the_floor():
+    cons = SelectionConstraints(min_quality=0.45)
+    assert ranking(select_models(_candidates(), cons), cons) == ["a", "c", "b"]  # 'd' is below the floor
+    cons = SelectionConstraints(objective="max_quality", exclude=["b"])
+    assert ranking(select_models(_candidates(), cons), cons) == ["c", "a", "d"]
+    cons = SelectionConstraints(min_quality=0.95, on_infeasible="best_quality")
+    assert ranking(select_models(_candidates(), cons), cons) == ["b"]  # a fallback choice has no alternatives
+
+
+def test_streams_are_relayed_in_whole_events():
+    async def chunks():
+        for part in (b"data: {\"a\"", b": 1}\n\nda", b"ta: {\"usage\": {\"completion_tokens\": 3}}\r\n\r\n",
+                     b"data: [DONE]\n\n"):
+            yield part
+
+    async def collect():
+        return [e async for e in sse_events(chunks())]
+
+    events = asyncio.run(collect())
+    assert events == [b'data: {"a": 1}\n\n', b'data: {"usage": {"completion_tokens": 3}}\r\n\r\n', b"data: [DONE]\n\n"]
+    assert usage_of(events[1]) == {"completion_tokens": 3} and usage_of(events[0]) is None

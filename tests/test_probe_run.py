@@ -1,0 +1,76 @@
+"""`pickwise probe run` end to end: the probe set sent to a loopback upstream through the gateway's
+client, answers graded and written next to the model's YAML, and a stopped run resumed."""
+from __future__ import annotations
+
+import csv
+
+import yaml
+
+from bench.openai_upstream import Upstream
+from pickwise.api.cli.main import main
+from pickwise.registry import load_registry
+from pickwise.registry.probes.probe_set import load_probe_set
+from tests.api_support import new_model
+from tests.gateway_support import KEY_ENV, UPSTREAM_KEY
+
+GRADABLE = [e for e in load_probe_set() if e.gradable]
+
+
+def test_probe_run_grades_the_answers_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    reference = {e.prompt: e.reference for e in GRADABLE}
+    wrong = {e.prompt for e in GRADABLE[::4]}
+
+    def answer(model, messages):  # right on three prompts in four, in the styles models use
+        prompt = messages[-1]["content"]
+        letter = reference.get(prompt, "A")
+        if prompt in wrong:
+            letter = next(c for c in "ABCDEFGHIJ" if c != letter)
+        return f"Let me think. The answer is ({letter})."
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY, answer=answer).running() as up:
+        up.behave("newbie-v1", "status", status=500)  # told to fail until the run is cut short below
+        entry = new_model("newbie", probe=None, endpoint={"base_url": up.base_url, "model": "newbie-v1",
+                                                          "api_key_env": KEY_ENV, "timeout_s": 5.0})
+        entry.pop("probe")
+        (registry / "newbie.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+        args = ["probe", "run", "--model", "newbie", "--registry", str(registry), "--gradable-only",
+                "--no-progress", "--concurrency", "8"]
+
+        monkeypatch.setattr("pickwise.api.cli.probe_run.BACKOFF_S", 0.01)
+        assert main(args) == 1  # every call failed: nothing answered, exit 1
+        assert "failed this run" in capsys.readouterr().err
+
+        up.behave("newbie-v1")
+        assert main(args) == 0
+        answers = registry / "probes" / "newbie.responses.jsonl"
+        lines = answers.read_text().splitlines()
+        assert len(lines) == len(GRADABLE)
+
+        answers.write_text("\n".join(lines[:100]) + '\n{"prompt_id": "cut sh')  # stopped midway
+        before = len(up.seen)
+        assert main(args) == 0
+        assert len(up.seen) - before == len(GRADABLE) - 100  # only what was missing is asked again
+
+    assert {s.model for s in up.seen} == {"newbie-v1"}
+    assert up.seen[-1].body["messages"][0]["content"] in reference
+    with (registry / "probes" / "newbie.csv").open() as f:
+        scores = {row["prompt_id"]: float(row["score"]) for row in csv.DictReader(f)}
+    assert len(scores) == len(GRADABLE)
+    assert sum(scores.values()) == len(GRADABLE) - len(wrong)
+    assert "probe: {results: probes/newbie.csv}" in capsys.readouterr().err
+
+    entry["probe"] = {"results": "probes/newbie.csv"}
+    (registry / "newbie.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    assert load_registry(registry).probe_scores("newbie") == scores
+
+
+def test_probe_run_needs_an_endpoint(tmp_path, capsys):
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / "plain.yaml").write_text(yaml.safe_dump(new_model("plain"), sort_keys=False))
+    (registry / "ref.yaml").write_text(yaml.safe_dump(new_model("gpt-4-1106-preview", probe=None), sort_keys=False))
+    assert main(["probe", "run", "--model", "plain", "--registry", str(registry)]) == 2
+    assert "has no endpoint" in capsys.readouterr().err
