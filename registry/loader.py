@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pickwise.registry.disk import DiskRecord
 from pickwise.registry.errors import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import lone_surrogate
 from pickwise.registry.pydantic_messages import field_path, iter_field_errors
@@ -165,15 +166,35 @@ def _probe_scores(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> di
     return scores
 
 
-def _content_version(directory: Path, contents: Mapping[Path, bytes], entries: list[LoadedEntry]) -> str:
+def _probe_file(entry: LoadedEntry) -> Path | None:
+    """The results file a model's probe section names (as registry.probes reads it), or None."""
+    probe = entry.spec.probe
+    if probe is None or not isinstance(probe.results, str):
+        return None
+    target = Path(probe.results).expanduser()
+    return target if target.is_absolute() else entry.path.parent / target
+
+
+def _read_probe_files(entries: list[LoadedEntry], record: DiskRecord) -> dict[Path, bytes]:
+    """The bytes of every results file the models name, read (and stamped) before they are parsed, so a
+    change made while they are parsed shows at the next look. A missing or unreadable one is stamped
+    too; parsing it reports the problem."""
+    contents = {}
+    for entry in entries:
+        target = _probe_file(entry)
+        if target is not None and target not in contents:
+            try:
+                contents[target] = record.read(target)
+            except OSError:
+                pass
+    return contents
+
+
+def _content_version(directory: Path, contents: Mapping[Path, bytes], probe_files: Mapping[Path, bytes]) -> str:
     """sha256 (first 16 hex) over the sorted (relative path, bytes) of YAML files and referenced probe files."""
     files = {os.path.relpath(p, directory): data for p, data in contents.items()}
-    for entry in entries:
-        probe = entry.spec.probe
-        if probe is not None and isinstance(probe.results, str):
-            target = (entry.path.parent / probe.results).resolve()
-            if target.is_file():
-                files[os.path.relpath(target, directory.resolve())] = target.read_bytes()
+    for target, data in probe_files.items():
+        files[os.path.relpath(target.resolve(), directory.resolve())] = data
     digest = hashlib.sha256()
     for rel in sorted(files):
         data = files[rel]
@@ -181,20 +202,26 @@ def _content_version(directory: Path, contents: Mapping[Path, bytes], entries: l
     return digest.hexdigest()[:16]
 
 
-def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes | None] | None = None) -> RegistrySnapshot:
+def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes | None] | None = None,
+                  record: DiskRecord | None = None) -> RegistrySnapshot:
     """Load every `*.yaml`/`*.yml` file of `directory`; raise RegistryError listing all problems.
 
     `overlay` (file name -> bytes, or None to drop a file) validates a change
     before it is written: the store uses it so a bad add or remove never touches disk.
+    `record` is filled with what was listed and read, whether the load succeeds or not: the store
+    compares it with the disk later to know whether to load again.
     """
+    record = record if record is not None else DiskRecord()
     directory = Path(directory)
     if not directory.is_dir():
         raise RegistryError(RegistryIssue("registry directory not found (expected a directory of *.yaml files)", file=directory))
     contents: dict[Path, bytes] = {}
     unreadable = []
-    for path in registry_files(directory):
+    files = registry_files(directory)
+    record.listed = frozenset(files)
+    for path in files:
         try:
-            contents[path] = path.read_bytes()
+            contents[path] = record.read(path)
         except OSError as exc:  # e.g. mode 000: a registry error naming the file, not a 500 or a traceback
             unreadable.append(RegistryIssue(f"cannot read the file: {exc.strerror}", file=path))
     if unreadable:
@@ -219,13 +246,14 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
     valid = [e for e in entries if e.spec is not None]
     owner = _check_names(valid, issues)
     _check_similar_to(valid, owner, issues)
+    probe_files = _read_probe_files(valid, record)
     scores = _probe_scores(valid, issues)
     if issues:
         raise RegistryError(issues)
     models = tuple(sorted((e.spec for e in valid), key=lambda s: s.name))
     return RegistrySnapshot(
         models=models,
-        version=_content_version(directory, contents, valid),
+        version=_content_version(directory, contents, probe_files),
         directory=directory,
         _files={e.spec.name: e.path for e in valid},
         _probe_scores=scores,

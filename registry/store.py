@@ -2,7 +2,8 @@
 
 Readers take `registry.snapshot` (a plain attribute read, never blocked), or `refresh()`, which
 first re-reads the directory if its files changed on disk (a hand edit reaches a running service
-without a restart; checked at most every `check_interval_s`, one stat per file).
+without a restart; checked at most every `check_interval_s`, one stat per file, and a hash of the
+files changed too recently for their timestamps to tell: see registry.disk).
 Writers (reload, add, remove) hold one lock, validate the whole resulting
 registry *before* touching disk, write with temp file + os.replace so a crash
 never leaves a half-written YAML file, and only then swap the snapshot.
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from pickwise.files import atomic_file
+from pickwise.registry.disk import DiskRecord
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
 from pickwise.registry.loader import load_registry, parse_registry_text, registry_files
 from pickwise.registry.probes.inline import self_contained_text
@@ -82,23 +84,31 @@ class Registry:
     def __init__(self, directory: str | os.PathLike):
         self._directory = Path(directory)
         self._lock = threading.Lock()
-        self._snapshot: RegistrySnapshot = load_registry(self._directory)
-        self._on_disk = self._disk_state()
+        self._read = DiskRecord()  # what the last load read: `refresh` loads again when the disk differs
+        self._snapshot: RegistrySnapshot = load_registry(self._directory, record=self._read)
         self._checked = time.monotonic()
         self.reload_error: str | None = None  # why the files on disk do not load (the old snapshot serves)
 
-    def _disk_state(self) -> tuple | None:
-        """(path, inode, size, mtime) of the registry's YAML files and the probe files its models name: what a
-        reload would read. None when the directory cannot be listed."""
+    def _disk_changed(self) -> bool:
         try:
-            paths = set(registry_files(self._directory))
-            for spec in self._snapshot.models:
-                if spec.probe is not None and isinstance(spec.probe.results, str):
-                    paths.add(self._snapshot.source_file(spec.name).parent / spec.probe.results)
-            return tuple(sorted((str(p), st.st_ino, st.st_size, st.st_mtime_ns) for p in paths
-                                if (st := p.stat() if p.is_file() else None) is not None))
+            return self._read.changed(registry_files(self._directory))
         except OSError:
-            return None
+            return True  # the directory cannot be listed: the load says why
+
+    def _load(self) -> None:
+        """Load what is on disk now (the caller holds the lock). A load that read files while they were
+        being changed is done again, a few times at most: the change is then served at once, not only
+        at the next look."""
+        for _ in range(3):
+            record = DiskRecord()
+            try:
+                snapshot = load_registry(self._directory, record=record)
+            except RegistryError as exc:
+                self._read, self.reload_error = record, str(exc)
+                raise
+            self._install(snapshot, record)
+            if not self._disk_changed():
+                return
 
     def refresh(self) -> RegistrySnapshot:
         """The snapshot, re-read first when the files on disk changed since the last look.
@@ -111,13 +121,11 @@ class Registry:
             return self._snapshot
         with self._lock:
             self._checked = now
-            state = self._disk_state()
-            if state != self._on_disk:
-                self._on_disk = state
+            if self._disk_changed():
                 try:
-                    self._install(load_registry(self._directory))
-                except RegistryError as exc:
-                    self.reload_error = str(exc)
+                    self._load()
+                except RegistryError:
+                    pass  # recorded in reload_error
             return self._snapshot
 
     @property
@@ -132,7 +140,7 @@ class Registry:
     def reload(self) -> RegistrySnapshot:
         """Re-read the directory; on any error raise RegistryError and keep serving the old snapshot."""
         with self._lock:
-            self._install(load_registry(self._directory))
+            self._load()
             return self._snapshot
 
     def _new_model_text(self, spec_or_text: Any, fmt: str | None, label: Path) -> str:
@@ -196,8 +204,9 @@ class Registry:
             written = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label)
             target = self._free_path(spec.name)
             data = written.encode("utf-8")
+            record = DiskRecord()
             try:
-                snapshot = load_registry(self._directory, overlay={target.name: data})
+                snapshot = load_registry(self._directory, overlay={target.name: data}, record=record)
             except RegistryError as exc:  # the checks across the registry (e.g. probe ids) name the input
                 ours = [issue.file is not None and issue.file.name == target.name for issue in exc.errors]
                 if not any(ours):  # only other files fail: the registry on disk is broken, not this entry
@@ -206,8 +215,10 @@ class Registry:
                 raise RegistryError([
                     dataclasses.replace(issue, file=label, line=issue.line if written == text else None)
                     if mine else issue for issue, mine in zip(exc.errors, ours)]) from None
+            started = time.time_ns()
             _write_or_conflict(lambda: write_atomically(target, data), target)
-            self._install(snapshot)
+            record.wrote(target, data, started)
+            self._install(snapshot, record)
             return snapshot.get(spec.name)
 
     def _free_path(self, name: str) -> Path:
@@ -241,18 +252,22 @@ class Registry:
                 new_bytes: bytes | None = remove_list_item(text, index).encode("utf-8")
             else:
                 new_bytes = None
-            snapshot = load_registry(self._directory, overlay={path.name: new_bytes})
+            record = DiskRecord()
+            snapshot = load_registry(self._directory, overlay={path.name: new_bytes}, record=record)
+            started = time.time_ns()
             if new_bytes is None:
                 _write_or_conflict(path.unlink, path)
+                record.removed(path)
             else:
                 _write_or_conflict(lambda: write_atomically(path, new_bytes), path)
-            self._install(snapshot)
+                record.wrote(path, new_bytes, started)
+            self._install(snapshot, record)
             return spec
 
-    def _install(self, snapshot: RegistrySnapshot) -> None:
-        """Serve `snapshot`, a load of what is on disk now (the caller holds the lock): what it was read
-        from, probe files its models name included, is what `refresh` compares against next."""
-        self._snapshot, self._on_disk, self.reload_error = snapshot, self._disk_state(), None
+    def _install(self, snapshot: RegistrySnapshot, read: DiskRecord) -> None:
+        """Serve `snapshot` (the caller holds the lock). `read` is what it was loaded from, as read, not
+        as the disk is now: a change made since then shows at the next look and is loaded."""
+        self._snapshot, self._read, self.reload_error = snapshot, read, None
 
     def _refresh_now(self) -> None:
         self._checked = float("-inf")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -230,3 +231,25 @@ def test_a_client_hanging_up_mid_body_is_a_499_not_a_500(registry_dir, tiny_pred
              "server": ("127.0.0.1", 80), "root_path": ""}
     asyncio.run(app(scope, receive, send))
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+
+
+def test_a_broken_file_written_during_a_post_shows_on_readyz(api, registry_dir, monkeypatch):
+    """The POST recorded the disk as it was after its write, broken file included: /readyz said no error
+    while the next POST got 409."""
+    from pickwise.registry import loader
+
+    real, pending = loader.parse_registry_text, [True]
+
+    def parse(*args, **kwargs):
+        if pending:
+            pending.pop()
+            (registry_dir / "zz-broken.yaml").write_text("name: broken\npricing: [\n")
+        return real(*args, **kwargs)
+
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    monkeypatch.setattr(loader, "parse_registry_text", parse)
+    assert api.post("/v1/models", json=new_model("acme-racing"), headers=AUTH).status_code == 201
+    deadline = time.monotonic() + 5
+    while api.get("/readyz").json()["registry_error"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "zz-broken.yaml" in api.get("/readyz").json()["registry_error"]
