@@ -16,8 +16,8 @@ def display_path(path: Path | str | None) -> str:
     if path is None:
         return "<input>"
     path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    try:  # the file's own name, not its link target's (a looping link has none)
+        return str((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 

@@ -7,6 +7,7 @@ with no problem at all becomes a snapshot.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Mapping
@@ -40,8 +41,16 @@ def is_registry_file_name(name: str) -> bool:
 
 
 def registry_files(directory: Path) -> list[Path]:
-    """The registry's YAML files, sorted by name (non-recursive)."""
-    return sorted(p for p in directory.iterdir() if p.is_file() and is_registry_file_name(p.name))
+    """The registry's YAML files, sorted by name (non-recursive). Every entry with such a name counts,
+    whatever it is: one that is not a readable file (a directory, a dangling or looping link) is an
+    error of the load, not a file that silently never was."""
+    return sorted(p for p in directory.iterdir() if is_registry_file_name(p.name))
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    if path.is_symlink() and exc.errno == errno.ENOENT:
+        return "cannot read the file: it is a symbolic link to a file that does not exist"
+    return f"cannot read the file: {exc.strerror}"
 
 
 @dataclass(frozen=True)
@@ -217,13 +226,16 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
         raise RegistryError(RegistryIssue("registry directory not found (expected a directory of *.yaml files)", file=directory))
     contents: dict[Path, bytes] = {}
     unreadable = []
-    files = registry_files(directory)
+    try:
+        files = registry_files(directory)
+    except OSError as exc:
+        raise RegistryError(RegistryIssue(f"cannot list the registry directory: {exc.strerror}", file=directory)) from None
     record.listed = frozenset(files)
     for path in files:
         try:
             contents[path] = record.read(path)
         except OSError as exc:  # e.g. mode 000: a registry error naming the file, not a 500 or a traceback
-            unreadable.append(RegistryIssue(f"cannot read the file: {exc.strerror}", file=path))
+            unreadable.append(RegistryIssue(_unreadable(path, exc), file=path))
     if unreadable:
         raise RegistryError(unreadable)
     for name, data in (overlay or {}).items():

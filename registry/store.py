@@ -224,7 +224,7 @@ class Registry:
     def _free_path(self, name: str) -> Path:
         stem = safe_file_stem(name)
         path, n = self._directory / f"{stem}.yaml", 1
-        while path.exists() or path.with_suffix(".yml").exists():
+        while os.path.lexists(path) or os.path.lexists(path.with_suffix(".yml")):  # a dangling link is taken too
             n += 1
             path = self._directory / f"{stem}-{n}.yaml"
         return path

@@ -253,3 +253,23 @@ def test_a_broken_file_written_during_a_post_shows_on_readyz(api, registry_dir, 
     while api.get("/readyz").json()["registry_error"] is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "zz-broken.yaml" in api.get("/readyz").json()["registry_error"]
+
+
+@pytest.mark.parametrize("mishap", ["directory", "self_link", "dangling_link"])
+def test_a_registry_file_the_server_cannot_read_is_an_error_not_vanished_models(api, registry_dir, mishap):
+    """A file replaced by a directory or a broken link used to be skipped: its models were gone (404)
+    and registry_error stayed null."""
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    (registry_dir / "extra.yaml").write_text(yaml.safe_dump(new_model("acme-extra")))
+    assert api.get("/v1/models/acme-extra").status_code == 200
+    extra = registry_dir / "extra.yaml"
+    extra.unlink()
+    if mishap == "directory":
+        extra.mkdir()
+    elif mishap == "self_link":
+        extra.symlink_to("extra.yaml")
+    else:
+        extra.symlink_to("gone.yaml")
+    assert api.get("/v1/models/acme-extra").status_code == 200  # the last good snapshot keeps serving
+    ready = api.get("/readyz").json()
+    assert ready["models"] == len(TRAINED) + 2 and "extra.yaml: cannot read the file" in ready["registry_error"]
