@@ -23,14 +23,13 @@ from typing import Any
 import yaml
 
 from pickwise.files import atomic_file
-from pickwise.registry.disk import DiskRecord
+from pickwise.registry.disk import DiskRecord, digest, read_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
 from pickwise.registry.loader import load_registry, parse_registry_text, registry_files
 from pickwise.registry.probes.inline import self_contained_text
 from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
 from pickwise.registry.yaml_edit import remove_list_item
-from pickwise.registry.yaml_source import parse_yaml
 
 NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before it has a file
 
@@ -230,10 +229,11 @@ class Registry:
         return path
 
     def remove_model(self, name_or_alias: str) -> ModelSpec:
-        """Remove one model: delete its file if it is alone there, else rewrite that file without it."""
-        self._refresh_now()
+        """Remove one model as the files on disk define it now: delete its file if it is alone there, else
+        rewrite that file without it. RegistryConflict, changing nothing, when the files on disk do not
+        load or the model's file changes while it is being removed."""
         with self._lock:
-            current = self._snapshot
+            current = self._load_for_write()
             spec = current.get(name_or_alias)
             if len(current) == 1:
                 raise RegistryError(RegistryIssue("refusing to remove the registry's last model", model=spec.name))
@@ -245,13 +245,7 @@ class Registry:
                     f"cannot remove it: {', '.join(repr(d) for d in dependents)} name(s) it in probe.similar_to; "
                     "change or remove those first", model=spec.name))
             path = current.source_file(spec.name)
-            text = path.read_text(encoding="utf-8")
-            data = parse_yaml(text).data
-            if isinstance(data, list) and len(data) > 1:
-                index = next(i for i, raw in enumerate(data) if isinstance(raw, dict) and raw.get("name") == spec.name)
-                new_bytes: bytes | None = remove_list_item(text, index).encode("utf-8")
-            else:
-                new_bytes = None
+            new_bytes = self._without(path, spec)
             record = DiskRecord()
             snapshot = load_registry(self._directory, overlay={path.name: new_bytes}, record=record)
             started = time.time_ns()
@@ -263,6 +257,38 @@ class Registry:
                 record.wrote(path, new_bytes, started)
             self._install(snapshot, record)
             return spec
+
+    def _load_for_write(self) -> RegistrySnapshot:
+        """Load and serve what is on disk now (the caller holds the lock): a write works from the files as
+        they are, hand edits included, never from a snapshot they have since outdated."""
+        record = DiskRecord()
+        try:
+            snapshot = load_registry(self._directory, record=record)
+        except RegistryError as exc:
+            self._read, self.reload_error = record, str(exc)
+            raise RegistryConflict([RegistryIssue("the registry's files on disk do not load; fix them first "
+                                                  "(nothing was changed)"), *exc.errors]) from None
+        self._install(snapshot, record)
+        return snapshot
+
+    def _without(self, path: Path, spec: ModelSpec) -> bytes | None:
+        """The bytes of `path` without `spec`'s entry, None when the file holds nothing else. Read again here
+        and checked against what the load read: a hand edit in between is refused, not overwritten."""
+        changed = RegistryConflict(RegistryIssue(f"{path.name} changed while the model was being removed; "
+                                                 "nothing was changed, try again", file=path, model=spec.name))
+        try:
+            data = read_file(path)[1]
+        except OSError:
+            raise changed from None
+        stamp = self._read.stamps.get(path)
+        if stamp is None or digest(data) != stamp.digest:
+            raise changed
+        text = data.decode("utf-8")
+        entries = parse_registry_text(text, path, [])
+        if len(entries) == 1:
+            return None
+        index = next(e.index for e in entries if e.spec is not None and e.spec.name == spec.name)
+        return remove_list_item(text, index).encode("utf-8")
 
     def _install(self, snapshot: RegistrySnapshot, read: DiskRecord) -> None:
         """Serve `snapshot` (the caller holds the lock). `read` is what it was loaded from, as read, not

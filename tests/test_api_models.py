@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-from pickwise.registry import load_registry
+from pickwise.registry import load_registry, store
+from pickwise.registry.store import specs_to_yaml
 from tests.api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -273,3 +274,55 @@ def test_a_registry_file_the_server_cannot_read_is_an_error_not_vanished_models(
     assert api.get("/v1/models/acme-extra").status_code == 200  # the last good snapshot keeps serving
     ready = api.get("/readyz").json()
     assert ready["models"] == len(TRAINED) + 2 and "extra.yaml: cannot read the file" in ready["registry_error"]
+
+
+def _stale(api):
+    """The service has not looked at the disk since: a delete must look itself."""
+    api.app.state.pickwise.service.registry.check_interval_s = 3600.0
+
+
+def test_delete_works_from_the_files_on_disk_now(api, registry_dir):
+    """Each of these hand edits used to make DELETE answer 500 (YamlSyntaxError, FileNotFoundError,
+    'coroutine raised StopIteration')."""
+    assert api.post("/v1/models", json=new_model("acme-own"), headers=AUTH).status_code == 201
+    own = registry_dir / "acme-own.yaml"
+    _stale(api)
+
+    own.write_text("name: acme-own\npricing: [\n")  # its own file broken
+    r = api.delete("/v1/models/acme-own", headers=AUTH)
+    assert r.status_code == 409 and "acme-own.yaml:3" in r.json()["detail"], r.text
+    assert own.read_text() == "name: acme-own\npricing: [\n"
+
+    own.unlink()  # its file gone while another is broken
+    (registry_dir / "zz-broken.yaml").write_text("name: broken\npricing: [\n")
+    r = api.delete("/v1/models/acme-own", headers=AUTH)
+    assert r.status_code == 409 and "zz-broken.yaml" in r.json()["detail"], r.text
+    (registry_dir / "zz-broken.yaml").unlink()
+
+    snapshot = load_registry(registry_dir)  # the model removed by hand from the multi-model file
+    (registry_dir / "models.yaml").write_text(specs_to_yaml([s for s in snapshot.models if s.name != UNTRAINED]))
+    r = api.delete(f"/v1/models/{UNTRAINED}", headers=AUTH)
+    assert r.status_code == 404, r.text
+
+    (registry_dir / "by-hand.yaml").write_text(yaml.safe_dump(new_model("acme-by-hand")))  # added by hand
+    assert api.delete("/v1/models/acme-by-hand", headers=AUTH).status_code == 200
+    assert sorted(load_registry(registry_dir).names()) == sorted(TRAINED)
+    assert api.get("/readyz").json()["registry_error"] is None
+
+
+def test_delete_refuses_a_file_changed_while_it_removes(api, registry_dir, monkeypatch):
+    from pickwise.registry import loader
+
+    _stale(api)
+    real = loader.load_registry
+    edited = "# edited by hand\n" + (registry_dir / "models.yaml").read_text()
+
+    def racing(*args, **kwargs):
+        snapshot = real(*args, **kwargs)
+        (registry_dir / "models.yaml").write_text(edited)
+        return snapshot
+
+    monkeypatch.setattr(store, "load_registry", racing)
+    r = api.delete(f"/v1/models/{UNTRAINED}", headers=AUTH)
+    assert r.status_code == 409 and "models.yaml changed while" in r.json()["detail"], r.text
+    assert (registry_dir / "models.yaml").read_text() == edited
