@@ -444,7 +444,10 @@ class PickwiseService:
         """Validate and write one model atomically, then score it at once (cold-start fit, ms).
         RegistryConflict when its name is taken or the registry on disk is broken, RegistryError
         when the entry itself is invalid."""
-        spec = self.registry.add_model(text, fmt=fmt)
+        try:
+            spec = self.registry.add_model(text, fmt=fmt)
+        except RegistryError as exc:  # files named relative to the registry: callers never learn where it lives
+            raise exc.relative_to(self.registry.directory) from None
         snapshot = self.registry.snapshot
         return self.model_info(snapshot.get(spec.name), snapshot), snapshot
 
@@ -453,10 +456,10 @@ class PickwiseService:
             spec = self.registry.remove_model(name)
         except UnknownModelError:
             raise ModelNotFound(name) from None
-        except RegistryConflict:
-            raise
+        except RegistryConflict as exc:
+            raise exc.relative_to(self.registry.directory) from None
         except RegistryError as exc:  # another model depends on it: the registry's state forbids it
-            raise RegistryConflict(exc.errors) from None
+            raise RegistryConflict(exc.errors).relative_to(self.registry.directory) from None
         snapshot = self.registry.snapshot
         if self.ready:
             self.scoring(snapshot)

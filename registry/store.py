@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import threading
@@ -31,6 +32,7 @@ from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
 from pickwise.registry.yaml_edit import remove_list_item
 
+log = logging.getLogger("pickwise.registry")
 NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before it has a file
 
 
@@ -103,7 +105,7 @@ class Registry:
             try:
                 snapshot = load_registry(self._directory, record=record)
             except RegistryError as exc:
-                self._read, self.reload_error = record, str(exc)
+                self._failed(record, exc)
                 raise
             self._install(snapshot, record)
             if not self._disk_changed():
@@ -180,7 +182,8 @@ class Registry:
             if isinstance(spec_or_text, str) and fmt != "json":
                 raise
             # the text was written here from JSON or data: its line numbers would point nowhere the user can see
-            raise type(exc)([dataclasses.replace(issue, line=None) for issue in exc.errors]) from None
+            raise type(exc)([dataclasses.replace(issue, line=None) if issue.file == label else issue
+                             for issue in exc.errors]) from None
 
     def _add_text(self, text: str, label: Path, source_dir: str | os.PathLike | None) -> ModelSpec:
         with self._lock:
@@ -265,7 +268,7 @@ class Registry:
         try:
             snapshot = load_registry(self._directory, record=record)
         except RegistryError as exc:
-            self._read, self.reload_error = record, str(exc)
+            self._failed(record, exc)
             raise RegistryConflict([RegistryIssue("the registry's files on disk do not load; fix them first "
                                                   "(nothing was changed)"), *exc.errors]) from None
         self._install(snapshot, record)
@@ -293,7 +296,16 @@ class Registry:
     def _install(self, snapshot: RegistrySnapshot, read: DiskRecord) -> None:
         """Serve `snapshot` (the caller holds the lock). `read` is what it was loaded from, as read, not
         as the disk is now: a change made since then shows at the next look and is loaded."""
+        if snapshot.version != self._snapshot.version:
+            log.info("registry loaded: %d models, version %s", len(snapshot), snapshot.version)
         self._snapshot, self._read, self.reload_error = snapshot, read, None
+
+    def _failed(self, read: DiskRecord, exc: RegistryError) -> None:
+        """The files on disk do not load (the caller holds the lock): the last good snapshot keeps serving,
+        and the error, naming files relative to the registry, is shown until they change."""
+        self._read, self.reload_error = read, str(exc.relative_to(self._directory))
+        log.warning("registry files do not load; version %s keeps serving: %s",
+                    self._snapshot.version, self.reload_error.replace("\n", "; "))
 
     def _refresh_now(self) -> None:
         self._checked = float("-inf")

@@ -326,3 +326,24 @@ def test_delete_refuses_a_file_changed_while_it_removes(api, registry_dir, monke
     r = api.delete(f"/v1/models/{UNTRAINED}", headers=AUTH)
     assert r.status_code == 409 and "models.yaml changed while" in r.json()["detail"], r.text
     assert (registry_dir / "models.yaml").read_text() == edited
+
+
+def test_errors_name_registry_files_relative_to_the_registry(api, registry_dir, caplog):
+    """/readyz and the 409 detail showed the broken file's absolute path, which 404s take care to hide."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="pickwise.registry")
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    (registry_dir / "zz-broken.yaml").write_text("name: broken\npricing: [\n")
+    api.get("/v1/models")
+    error = api.get("/readyz").json()["registry_error"]
+    conflict = api.post("/v1/models", json=new_model("acme-x"), headers=AUTH).json()["detail"]
+    removal = api.delete(f"/v1/models/{UNTRAINED}", headers=AUTH).json()["detail"]
+    for text in (error, conflict, removal):
+        assert "zz-broken.yaml:3" in text and str(registry_dir) not in text and "/zz-broken" not in text, text
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert failures and all(str(registry_dir) not in m and "zz-broken.yaml:3" in m for m in failures)
+    (registry_dir / "zz-broken.yaml").write_text(yaml.safe_dump(new_model("acme-by-hand")))
+    api.get("/v1/models")
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("registry loaded")]
+    assert loaded == [f"registry loaded: {len(TRAINED) + 2} models, version {api.get('/readyz').json()['registry_version']}"]
