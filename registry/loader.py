@@ -211,14 +211,29 @@ def _content_version(directory: Path, contents: Mapping[Path, bytes], probe_file
     return digest.hexdigest()[:16]
 
 
+# (path, sha256 of its bytes) -> what parsing them gave: the entries and the file's own problems
+ParseCache = dict[tuple[Path, bytes], tuple[list[LoadedEntry], list[RegistryIssue]]]
+
+
+def _parse_file(path: Path, data: bytes) -> tuple[list[LoadedEntry], list[RegistryIssue]]:
+    issues: list[RegistryIssue] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [RegistryIssue(f"not UTF-8 text (byte {exc.start})", file=path)]
+    return parse_registry_text(text, path, issues), issues
+
+
 def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes | None] | None = None,
-                  record: DiskRecord | None = None) -> RegistrySnapshot:
+                  record: DiskRecord | None = None, parsed: ParseCache | None = None) -> RegistrySnapshot:
     """Load every `*.yaml`/`*.yml` file of `directory`; raise RegistryError listing all problems.
 
     `overlay` (file name -> bytes, or None to drop a file) validates a change
     before it is written: the store uses it so a bad add or remove never touches disk.
     `record` is filled with what was listed and read, whether the load succeeds or not: the store
-    compares it with the disk later to know whether to load again.
+    compares it with the disk later to know whether to load again. `parsed` carries each file's parse
+    from one load to the next, so a reload parses only the files whose bytes changed (the checks across
+    files still run on all of them); entries are immutable, so sharing them is safe.
     """
     record = record if record is not None else DiskRecord()
     directory = Path(directory)
@@ -248,13 +263,16 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
 
     issues: list[RegistryIssue] = []
     entries: list[LoadedEntry] = []
+    seen: ParseCache = {}
     for path in sorted(contents):
-        try:
-            text = contents[path].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            issues.append(RegistryIssue(f"not UTF-8 text (byte {exc.start})", file=path))
-            continue
-        entries.extend(parse_registry_text(text, path, issues))
+        key = (path, hashlib.sha256(contents[path]).digest())
+        file_entries, file_issues = parsed[key] if parsed is not None and key in parsed else _parse_file(path, contents[path])
+        seen[key] = (file_entries, file_issues)
+        entries.extend(file_entries)
+        issues.extend(file_issues)
+    if parsed is not None:  # only the files of this load: the cache never outgrows the registry
+        parsed.clear()
+        parsed.update(seen)
     valid = [e for e in entries if e.spec is not None]
     owner = _check_names(valid, issues)
     _check_similar_to(valid, owner, issues)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Upper bounds are sanity limits, far above any real offering (the dearest list prices are a few
 # hundred USD per million tokens): they stop a typo or a hostile POST from turning every cost
@@ -20,6 +20,11 @@ MIN_TOKENS_PER_S = 1e-3
 MAX_TOKENS_PER_S = 1e7
 MAX_TOKENS = 1_000_000_000
 MAX_NAME_LENGTH = 200
+# Free text and lists are capped too: a 7 MB `notes` made one POST take 12 s and every reload re-read it.
+MAX_NOTES_LENGTH = 10_000
+MAX_LIST_ITEMS = 100  # aliases, tags
+MAX_PROBE_ROWS = 10_000  # inline probe results (the probe set has a few hundred prompts)
+MAX_PATH_LENGTH = 1_000
 
 
 def _printable_name(value: str) -> str:
@@ -63,7 +68,7 @@ class Latency(_Strict):
 class ProbeResult(_Strict):
     """One scored answer of the model to one prompt of the probe set."""
 
-    prompt_id: str = Field(min_length=1)
+    prompt_id: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     score: float = Field(ge=0, le=1, strict=True)
 
 
@@ -78,22 +83,32 @@ class Probe(_Strict):
     benchmark_score: float | None = Field(default=None, ge=0, le=1, strict=True)
     similar_to: ModelName | None = None
 
+    @field_validator("results")
+    @classmethod
+    def _results_size(cls, value: str | list[ProbeResult] | None) -> str | list[ProbeResult] | None:
+        # checked here, not per union member: pydantic would name the members in every other error
+        if isinstance(value, str) and len(value) > MAX_PATH_LENGTH:
+            raise ValueError(f"a results path has at most {MAX_PATH_LENGTH:,} characters")
+        if isinstance(value, list) and len(value) > MAX_PROBE_ROWS:
+            raise ValueError(f"at most {MAX_PROBE_ROWS:,} inline results")
+        return value
+
 
 class ModelSpec(_Strict):
     """One routable model: identity, prices, speed, limits and optional probe evidence."""
 
     name: ModelName
     provider: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    aliases: tuple[ModelName, ...] = ()
+    aliases: tuple[ModelName, ...] = Field(default=(), max_length=MAX_LIST_ITEMS)
     pricing: Pricing
     latency: Latency
     context_window: int = Field(gt=0, le=MAX_TOKENS, strict=True)
     max_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
     expected_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
-    tags: tuple[str, ...] = ()
+    tags: tuple[Annotated[str, Field(max_length=MAX_NAME_LENGTH)], ...] = Field(default=(), max_length=MAX_LIST_ITEMS)
     enabled: bool = Field(default=True, strict=True)
     probe: Probe | None = None
-    notes: str | None = None
+    notes: str | None = Field(default=None, max_length=MAX_NOTES_LENGTH)
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> ModelSpec:

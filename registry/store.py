@@ -26,7 +26,7 @@ import yaml
 from pickwise.files import atomic_file
 from pickwise.registry.disk import DiskRecord, digest, read_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
-from pickwise.registry.loader import load_registry, parse_registry_text, registry_files
+from pickwise.registry.loader import ParseCache, load_registry, parse_registry_text, registry_files
 from pickwise.registry.probes.inline import self_contained_text
 from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
@@ -85,8 +85,10 @@ class Registry:
     def __init__(self, directory: str | os.PathLike):
         self._directory = Path(directory)
         self._lock = threading.Lock()
+        self._looking = threading.Lock()  # held while a background look (see `latest`) runs: one at a time
         self._read = DiskRecord()  # what the last load read: `refresh` loads again when the disk differs
-        self._snapshot: RegistrySnapshot = load_registry(self._directory, record=self._read)
+        self._parsed: ParseCache = {}  # each file's last parse, by content: a reload parses only changed files
+        self._snapshot: RegistrySnapshot = load_registry(self._directory, record=self._read, parsed=self._parsed)
         self._checked = time.monotonic()
         self.reload_error: str | None = None  # why the files on disk do not load (the old snapshot serves)
 
@@ -103,7 +105,7 @@ class Registry:
         for _ in range(3):
             record = DiskRecord()
             try:
-                snapshot = load_registry(self._directory, record=record)
+                snapshot = load_registry(self._directory, record=record, parsed=self._parsed)
             except RegistryError as exc:
                 self._failed(record, exc)
                 raise
@@ -128,6 +130,26 @@ class Registry:
                 except RegistryError:
                     pass  # recorded in reload_error
             return self._snapshot
+
+    def latest(self) -> RegistrySnapshot:
+        """The snapshot now, never waiting: when a look at the disk is due, it (and any reload) runs on a
+        background thread, and a later call serves its result. For code on an event loop, which a
+        reload (a parse of the whole registry) or a write holding the lock would stall."""
+        if time.monotonic() - self._checked >= self.check_interval_s and self._looking.acquire(blocking=False):
+            try:
+                threading.Thread(target=self._look_in_background, name="pickwise-registry-reload", daemon=True).start()
+            except BaseException:
+                self._looking.release()
+                raise
+        return self._snapshot
+
+    def _look_in_background(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # a thread's exception would go nowhere: say it, keep serving
+            log.exception("registry reload failed")
+        finally:
+            self._looking.release()
 
     @property
     def directory(self) -> Path:
@@ -208,7 +230,7 @@ class Registry:
             data = written.encode("utf-8")
             record = DiskRecord()
             try:
-                snapshot = load_registry(self._directory, overlay={target.name: data}, record=record)
+                snapshot = load_registry(self._directory, overlay={target.name: data}, record=record, parsed=self._parsed)
             except RegistryError as exc:  # the checks across the registry (e.g. probe ids) name the input
                 ours = [issue.file is not None and issue.file.name == target.name for issue in exc.errors]
                 if not any(ours):  # only other files fail: the registry on disk is broken, not this entry
@@ -250,7 +272,7 @@ class Registry:
             path = current.source_file(spec.name)
             new_bytes = self._without(path, spec)
             record = DiskRecord()
-            snapshot = load_registry(self._directory, overlay={path.name: new_bytes}, record=record)
+            snapshot = load_registry(self._directory, overlay={path.name: new_bytes}, record=record, parsed=self._parsed)
             started = time.time_ns()
             if new_bytes is None:
                 _write_or_conflict(path.unlink, path)
@@ -266,7 +288,7 @@ class Registry:
         they are, hand edits included, never from a snapshot they have since outdated."""
         record = DiskRecord()
         try:
-            snapshot = load_registry(self._directory, record=record)
+            snapshot = load_registry(self._directory, record=record, parsed=self._parsed)
         except RegistryError as exc:
             self._failed(record, exc)
             raise RegistryConflict([RegistryIssue("the registry's files on disk do not load; fix them first "

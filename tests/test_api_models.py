@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -174,6 +175,14 @@ def test_a_plan_naming_one_model_by_name_and_alias_is_422(api):
     assert r.json()["errors"][0]["loc"][-1] == "acme-alias" and "names the same model as 'acme-twin'" in r.json()["detail"]
 
 
+def _ready_when(api, condition, timeout_s=5.0) -> dict:
+    """/readyz's body once `condition` holds (its reload runs in the background), or when time is up."""
+    deadline = time.monotonic() + timeout_s
+    while not condition(ready := api.get("/readyz").json()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return ready
+
+
 def test_the_service_sees_registry_files_edited_on_disk_and_reports_a_broken_edit(api, registry_dir):
     """The README promised reloads; the service used to serve its start-up snapshot until a write."""
     registry = api.app.state.pickwise.service.registry
@@ -183,11 +192,11 @@ def test_the_service_sees_registry_files_edited_on_disk_and_reports_a_broken_edi
     body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-by-hand"]}).json()
     assert body["chosen"] == ["acme-by-hand"]
     (registry_dir / "by-hand.yaml").write_text("name: acme-by-hand\npricing: [\n")
-    ready = api.get("/readyz").json()
+    ready = _ready_when(api, lambda ready: ready["registry_error"] is not None)
     assert "by-hand.yaml" in ready["registry_error"] and ready["models"] == len(TRAINED) + 2
     assert api.get("/v1/models/acme-by-hand").status_code == 200  # the last good snapshot keeps serving
     (registry_dir / "by-hand.yaml").unlink()
-    assert api.get("/readyz").json()["registry_error"] is None
+    assert _ready_when(api, lambda ready: ready["registry_error"] is None)["registry_error"] is None
     assert api.get("/v1/models/acme-by-hand").status_code == 404
 
 
@@ -250,10 +259,7 @@ def test_a_broken_file_written_during_a_post_shows_on_readyz(api, registry_dir, 
     api.app.state.pickwise.service.registry.check_interval_s = 0.0
     monkeypatch.setattr(loader, "parse_registry_text", parse)
     assert api.post("/v1/models", json=new_model("acme-racing"), headers=AUTH).status_code == 201
-    deadline = time.monotonic() + 5
-    while api.get("/readyz").json()["registry_error"] is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "zz-broken.yaml" in api.get("/readyz").json()["registry_error"]
+    assert "zz-broken.yaml" in (_ready_when(api, lambda ready: ready["registry_error"] is not None)["registry_error"] or "")
 
 
 @pytest.mark.parametrize("mishap", ["directory", "self_link", "dangling_link"])
@@ -347,3 +353,37 @@ def test_errors_name_registry_files_relative_to_the_registry(api, registry_dir, 
     api.get("/v1/models")
     loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("registry loaded")]
     assert loaded == [f"registry loaded: {len(TRAINED) + 2} models, version {api.get('/readyz').json()['registry_version']}"]
+
+
+def test_selects_and_readyz_never_wait_for_a_registry_write(api, monkeypatch):
+    """select and /readyz refreshed the registry on the event loop: a POST parsing a big model held the
+    registry's lock, and every request of the server waited for it (3.8 s in the report)."""
+    from pickwise.registry import loader
+
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    real, started = loader.parse_registry_text, threading.Event()
+
+    def slow(text, path, issues):
+        if "acme-slow" in text:
+            started.set()
+            time.sleep(2.0)
+        return real(text, path, issues)
+
+    monkeypatch.setattr(loader, "parse_registry_text", slow)
+    with ThreadPoolExecutor(1) as pool:
+        post = pool.submit(api.post, "/v1/models", json=new_model("acme-slow"), headers=AUTH)
+        assert started.wait(5)
+        t0 = time.monotonic()
+        assert api.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+        assert api.get("/readyz").status_code == 200
+        waited = time.monotonic() - t0
+        assert post.result().status_code == 201
+    assert waited < 1.0, waited
+
+
+def test_free_text_is_capped(api):
+    r = api.post("/v1/models", json=new_model("acme-long", notes="x" * 10_001), headers=AUTH)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "notes", r.text
+    r = api.post("/v1/models", json=new_model("acme-tags", tags=[f"t{i}" for i in range(101)]), headers=AUTH)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "tags", r.text
+    assert api.post("/v1/models", json=new_model("acme-ok", notes="x" * 10_000), headers=AUTH).status_code == 201

@@ -400,3 +400,28 @@ def test_a_touched_file_is_not_parsed_again(tmp_path, monkeypatch):
     for _ in range(3):
         (tmp_path / "a.yaml").touch()
         assert reg.refresh() is old
+
+
+def test_a_reload_parses_only_the_files_that_changed(tmp_path, monkeypatch):
+    from pickwise.registry import loader
+
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    real, parsed = loader.parse_registry_text, []
+    monkeypatch.setattr(loader, "parse_registry_text", lambda text, path, issues: parsed.append(path.name)
+                        or real(text, path, issues))
+    write(tmp_path, "a.yaml", [priced("alpha", 7.0)])
+    assert reg.refresh().get("alpha").pricing.input_per_million == 7.0 and parsed == ["a.yaml"]
+
+
+def test_latest_never_waits_and_a_background_look_serves_the_change(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    old = reg.snapshot
+    write(tmp_path, "c.yaml", model("delta"))
+    with reg._lock:  # a write in progress
+        assert reg.latest() is old
+    deadline = time.monotonic() + 5
+    while "delta" not in reg.latest() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "delta" in reg.latest()
