@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pickwise.registry.disk import DiskRecord
 from pickwise.registry.errors import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import lone_surrogate
+from pickwise.registry.names import skeleton
 from pickwise.registry.pydantic_messages import field_path, iter_field_errors
 from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
@@ -119,19 +120,27 @@ def parse_registry_text(text: str, path: Path, issues: list[RegistryIssue]) -> l
 def _check_names(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dict[str, LoadedEntry]:
     """Map every name and alias to its entry; report each one claimed twice, naming both files."""
     owner: dict[str, LoadedEntry] = {}
+    looks: dict[str, tuple[str, LoadedEntry]] = {}  # skeleton -> (the name, its entry)
     for entry in entries:
         spec = entry.spec
         for kind, name in [("name", spec.name)] + [("alias", a) for a in spec.aliases]:
-            first = owner.get(name)
-            if first is None:
-                owner[name] = entry
-                continue
             field = "name" if kind == "name" else f"aliases[{spec.aliases.index(name)}]"
-            issues.append(RegistryIssue(
-                f"{kind} '{name}' is already used by model '{first.spec.name}' in {first.path.name}"
-                f" (duplicate in {entry.path.name})",
-                file=entry.path, model=spec.name, field=field,
-            ))
+            first = owner.get(name)
+            if first is not None:
+                issues.append(RegistryIssue(
+                    f"{kind} '{name}' is already used by model '{first.spec.name}' in {first.path.name}"
+                    f" (duplicate in {entry.path.name})",
+                    file=entry.path, model=spec.name, field=field,
+                ))
+                continue
+            owner[name] = entry
+            twin = looks.setdefault(skeleton(name), (name, entry))
+            if twin[1] is not entry:  # a model may alias look-alikes of its own name, never of another's
+                issues.append(RegistryIssue(
+                    f"{kind} {name!a} looks like '{twin[0]}' of model '{twin[1].spec.name}' in {twin[1].path.name}"
+                    " (look-alike characters); choose a name that reads differently",
+                    file=entry.path, model=spec.name, field=field,
+                ))
     return owner
 
 

@@ -10,6 +10,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pickwise.registry.names import normal_name
+
 # Upper bounds are sanity limits, far above any real offering (the dearest list prices are a few
 # hundred USD per million tokens): they stop a typo or a hostile POST from turning every cost
 # or latency estimate into inf/NaN, which would make each request's selection fail.
@@ -28,6 +30,7 @@ MAX_PATH_LENGTH = 1_000
 
 
 def _printable_name(value: str) -> str:
+    value = normal_name(value)  # one spelling per name: fullwidth and decomposed forms are the plain one
     if not value.isprintable():
         raise ValueError("must contain only printable characters (no control or invisible characters)")
     if value != value.strip():

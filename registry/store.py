@@ -27,6 +27,7 @@ from pickwise.files import atomic_file
 from pickwise.registry.disk import DiskRecord, digest, read_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
 from pickwise.registry.loader import ParseCache, load_registry, parse_registry_text, registry_files
+from pickwise.registry.names import skeleton
 from pickwise.registry.probes.inline import self_contained_text
 from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
@@ -217,11 +218,14 @@ class Registry:
                 raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})"))
             spec = entries[0].spec
             current = self._snapshot
+            registered = {skeleton(n): n for m in current.models for n in m.all_names()}
             for name in spec.all_names():
-                if name in current:
-                    owner = current.get(name)
+                taken = name if name in current else registered.get(skeleton(name))
+                if taken is not None:
+                    owner = current.get(taken)
+                    looks = "" if taken == name else f" looks like '{taken}', which"
                     raise NameTakenError(RegistryIssue(
-                        f"'{name}' is already taken by model '{owner.name}' in "
+                        f"{name!a}{looks} is already taken by model '{owner.name}' in "
                         f"{current.source_file(owner.name).name}; remove that model first to replace it",
                         model=spec.name,
                     ))

@@ -387,3 +387,27 @@ def test_free_text_is_capped(api):
     r = api.post("/v1/models", json=new_model("acme-tags", tags=[f"t{i}" for i in range(101)]), headers=AUTH)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "tags", r.text
     assert api.post("/v1/models", json=new_model("acme-ok", notes="x" * 10_000), headers=AUTH).status_code == 201
+
+
+@pytest.mark.parametrize("look_alike", [
+    "gpt\u20104\u20101106\u2010preview",  # U+2010 hyphens
+    "gpt-4-1106-previ\u0435w",  # Cyrillic e
+    "\uff47pt-4-1106-preview",  # fullwidth g
+    "gpt-4-1106-prev\u03b9ew",  # Greek iota
+])
+def test_a_look_alike_of_a_registered_name_is_refused(api, registry_dir, look_alike):
+    """Each of these was a second model (201) beside gpt-4-1106-preview, which a reader cannot tell apart."""
+    before = sorted(p.name for p in registry_dir.iterdir())
+    r = api.post("/v1/models", json=new_model(look_alike), headers=AUTH)
+    assert r.status_code == 409 and "already taken by model 'gpt-4-1106-preview'" in r.json()["detail"], r.text
+    r = api.post("/v1/models", json=new_model("acme-new", aliases=[look_alike]), headers=AUTH)
+    assert r.status_code == 409, r.text
+    assert sorted(p.name for p in registry_dir.iterdir()) == before
+
+
+def test_names_are_kept_in_nfkc(api):
+    assert api.post("/v1/models", json=new_model("\u00e9vil"), headers=AUTH).status_code == 201  # precomposed
+    r = api.post("/v1/models", json=new_model("e\u0301vil"), headers=AUTH)  # decomposed
+    assert r.status_code == 409, r.text
+    assert api.get("/v1/models/e\u0301vil").json()["model"]["name"] == "\u00e9vil"
+    assert api.get("/v1/models/\uff47pt-4-1106-preview").json()["model"]["name"] == "gpt-4-1106-preview"

@@ -244,3 +244,13 @@ def test_a_yaml_alias_bomb_and_deep_nesting_are_quick_errors(tmp_path):
     (tmp_path / "bomb.yaml").unlink()
     (tmp_path / "deep.yaml").write_text(yaml.safe_dump(model("deep")) + "notes: " + "[" * 5000 + "]" * 5000 + "\n")
     assert "nested too deeply" in str(load_error(tmp_path))
+
+
+def test_look_alike_names_across_models_are_an_error_but_a_model_may_alias_its_own(tmp_path):
+    write(tmp_path, "a.yaml", [model("gpt-4", aliases=["gpt\u20104"]), model("claude\u20104")])
+    write(tmp_path, "b.yaml", model("claude-4"))
+    with pytest.raises(RegistryError) as info:
+        load_registry(tmp_path)
+    assert [str(e).split(": ", 1)[1] for e in info.value.errors] == [
+        "model 'claude-4': field 'name': name 'claude-4' looks like 'claude\u20104' of model 'claude\u20104' in a.yaml "
+        "(look-alike characters); choose a name that reads differently"]
