@@ -411,3 +411,14 @@ def test_names_are_kept_in_nfkc(api):
     assert r.status_code == 409, r.text
     assert api.get("/v1/models/e\u0301vil").json()["model"]["name"] == "\u00e9vil"
     assert api.get("/v1/models/\uff47pt-4-1106-preview").json()["model"]["name"] == "gpt-4-1106-preview"
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "..", "acme/a b?c#d%e"])
+def test_location_is_one_encoded_segment_that_leads_back_to_the_model(api, name):
+    """`Location: /v1/models/../../../etc/passwd` kept the dot segments: a client resolves it to /etc/passwd."""
+    r = api.post("/v1/models", json=new_model(name), headers=AUTH)
+    assert r.status_code == 201, r.text
+    location = r.headers["location"]
+    assert location.startswith("/v1/models/") and "/" not in location[len("/v1/models/"):], location
+    assert ".." not in location.split("/") and "?" not in location and "#" not in location
+    assert api.get(location).json()["model"]["name"] == name
