@@ -493,7 +493,10 @@ class PickwiseService:
         RegistryConflict when its name is taken or the registry on disk is broken, RegistryError
         when the entry itself is invalid. `replace`: the name (or alias) of a model the entry replaces
         (or adds, if there is none yet), as PUT /v1/models/NAME asks."""
-        spec = self.registry.add_model(text, fmt=fmt, replace=replace is not None, name=replace)
+        try:
+            spec = self.registry.add_model(text, fmt=fmt, replace=replace is not None, name=replace)
+        except RegistryError as exc:  # files named relative to the registry: callers never learn where it lives
+            raise exc.relative_to(self.registry.directory) from None
         snapshot = self.registry.snapshot
         return self.model_info(snapshot.get(spec.name), snapshot), snapshot
 
@@ -502,10 +505,10 @@ class PickwiseService:
             spec = self.registry.remove_model(name)
         except UnknownModelError:
             raise ModelNotFound(name) from None
-        except RegistryConflict:
-            raise
+        except RegistryConflict as exc:
+            raise exc.relative_to(self.registry.directory) from None
         except RegistryError as exc:  # another model depends on it: the registry's state forbids it
-            raise RegistryConflict(exc.errors) from None
+            raise RegistryConflict(exc.errors).relative_to(self.registry.directory) from None
         snapshot = self.registry.snapshot
         if self.ready:
             self.scoring(snapshot)

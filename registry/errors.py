@@ -5,6 +5,8 @@ A load collects every problem it finds before raising, so one run of
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,8 @@ def display_path(path: Path | str | None) -> str:
     if path is None:
         return "<input>"
     path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    try:  # the file's own name, not its link target's (a looping link has none)
+        return str((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 
@@ -62,6 +64,22 @@ class RegistryError(PickwiseError, ValueError):
         first = self.errors[0]
         self.file, self.model, self.field, self.line = first.file, first.model, first.field, first.line
         super().__init__("\n".join(str(e) for e in self.errors) if len(self.errors) > 1 else str(first))
+
+    def relative_to(self, directory: Path) -> RegistryError:
+        """The same error naming each file relative to `directory`, the registry's (a file elsewhere by
+        its name alone): what a server may show anyone without revealing where its registry lives."""
+        def relative(file: Path | None) -> Path | None:
+            if file is None:
+                return None
+            try:
+                return Path(os.path.relpath(file, directory)) if Path(file).is_relative_to(directory) else Path(file.name)
+            except ValueError:
+                return Path(file.name)
+
+        error = type(self)([dataclasses.replace(issue, file=relative(issue.file)) for issue in self.errors])
+        error.model, error.field = self.model, self.field
+        error.context.update(self.context)
+        return error
 
 
 class UnknownModelError(RegistryError, KeyError):

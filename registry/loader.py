@@ -7,6 +7,7 @@ with no problem at all becomes a snapshot.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Mapping
@@ -16,8 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pickwise.registry.disk import DiskRecord
 from pickwise.registry.errors import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import lone_surrogate
+from pickwise.registry.names import skeleton
 from pickwise.registry.pydantic_messages import field_path, iter_field_errors
 from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
@@ -49,8 +52,16 @@ def is_registry_file_name(name: str) -> bool:
 
 
 def registry_files(directory: Path) -> list[Path]:
-    """The registry's YAML files, sorted by name (non-recursive)."""
-    return sorted(p for p in directory.iterdir() if p.is_file() and is_registry_file_name(p.name))
+    """The registry's YAML files, sorted by name (non-recursive). Every entry with such a name counts,
+    whatever it is: one that is not a readable file (a directory, a dangling or looping link) is an
+    error of the load, not a file that silently never was."""
+    return sorted(p for p in directory.iterdir() if is_registry_file_name(p.name))
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    if path.is_symlink() and exc.errno == errno.ENOENT:
+        return "cannot read the file: it is a symbolic link to a file that does not exist"
+    return f"cannot read the file: {exc.strerror}"
 
 
 @dataclass(frozen=True)
@@ -130,19 +141,27 @@ def _shadowed(entries: list[LoadedEntry], top: Path) -> list[LoadedEntry]:
 def _check_names(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dict[str, LoadedEntry]:
     """Map every name and alias to its entry; report each one claimed twice, naming both files."""
     owner: dict[str, LoadedEntry] = {}
+    looks: dict[str, tuple[str, LoadedEntry]] = {}  # skeleton -> (the name, its entry)
     for entry in entries:
         spec = entry.spec
         for kind, name in [("name", spec.name)] + [("alias", a) for a in spec.aliases]:
-            first = owner.get(name)
-            if first is None:
-                owner[name] = entry
-                continue
             field = "name" if kind == "name" else f"aliases[{spec.aliases.index(name)}]"
-            issues.append(RegistryIssue(
-                f"{kind} '{name}' is already used by model '{first.spec.name}' in {first.path.name}"
-                f" (duplicate in {entry.path.name})",
-                file=entry.path, model=spec.name, field=field,
-            ))
+            first = owner.get(name)
+            if first is not None:
+                issues.append(RegistryIssue(
+                    f"{kind} '{name}' is already used by model '{first.spec.name}' in {first.path.name}"
+                    f" (duplicate in {entry.path.name})",
+                    file=entry.path, model=spec.name, field=field,
+                ))
+                continue
+            owner[name] = entry
+            twin = looks.setdefault(skeleton(name), (name, entry))
+            if twin[1] is not entry:  # a model may alias look-alikes of its own name, never of another's
+                issues.append(RegistryIssue(
+                    f"{kind} {name!a} looks like '{twin[0]}' of model '{twin[1].spec.name}' in {twin[1].path.name}"
+                    " (look-alike characters); choose a name that reads differently",
+                    file=entry.path, model=spec.name, field=field,
+                ))
     return owner
 
 
@@ -205,8 +224,32 @@ def _probe_scores(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> di
     return scores
 
 
+def _probe_file(entry: LoadedEntry) -> Path | None:
+    """The results file a model's probe section names (as registry.probes reads it), or None."""
+    probe = entry.spec.probe
+    if probe is None or not isinstance(probe.results, str):
+        return None
+    target = Path(probe.results).expanduser()
+    return target if target.is_absolute() else entry.path.parent / target
+
+
+def _read_probe_files(entries: list[LoadedEntry], record: DiskRecord) -> dict[Path, bytes]:
+    """The bytes of every results file the models name, read (and stamped) before they are parsed, so a
+    change made while they are parsed shows at the next look. A missing or unreadable one is stamped
+    too; parsing it reports the problem."""
+    contents = {}
+    for entry in entries:
+        target = _probe_file(entry)
+        if target is not None and target not in contents:
+            try:
+                contents[target] = record.read(target)
+            except OSError:
+                pass
+    return contents
+
+
 def _content_version(directory: Path, base: Path | None, contents: Mapping[Path, bytes],
-                     entries: list[LoadedEntry]) -> str:
+                     probe_files: Mapping[Path, bytes]) -> str:
     """sha256 (first 16 hex) over the sorted (relative path, bytes) of YAML files and referenced probe files;
     a shipped layer's files count by their path under it, so the version does not depend on where
     pickwise is installed."""
@@ -216,12 +259,8 @@ def _content_version(directory: Path, base: Path | None, contents: Mapping[Path,
         return os.path.relpath(path.resolve(), directory.resolve())
 
     files = {rel(p): data for p, data in contents.items()}
-    for entry in entries:
-        probe = entry.spec.probe
-        if probe is not None and isinstance(probe.results, str):
-            target = (entry.path.parent / probe.results).resolve()
-            if target.is_file():
-                files[rel(target)] = target.read_bytes()
+    for target, data in probe_files.items():
+        files[rel(target)] = data
     digest = hashlib.sha256()
     for rel in sorted(files):
         data = files[rel]
@@ -229,28 +268,51 @@ def _content_version(directory: Path, base: Path | None, contents: Mapping[Path,
     return digest.hexdigest()[:16]
 
 
+# (path, sha256 of its bytes) -> what parsing them gave: the entries and the file's own problems
+ParseCache = dict[tuple[Path, bytes], tuple[list[LoadedEntry], list[RegistryIssue]]]
+
+
+def _parse_file(path: Path, data: bytes) -> tuple[list[LoadedEntry], list[RegistryIssue]]:
+    issues: list[RegistryIssue] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [RegistryIssue(f"not UTF-8 text (byte {exc.start})", file=path)]
+    return parse_registry_text(text, path, issues), issues
+
+
 def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes | None] | None = None,
-                  base: str | os.PathLike | None = None) -> RegistrySnapshot:
+                  base: str | os.PathLike | None = None, record: DiskRecord | None = None,
+                  parsed: ParseCache | None = None) -> RegistrySnapshot:
     """Load every `*.yaml`/`*.yml` file of `directory`; raise RegistryError listing all problems.
 
     `overlay` (file name -> bytes, or None to drop a file) validates a change
     before it is written: the store uses it so a bad add or remove never touches disk.
     `base` is a read-only layer under `directory` (the shipped models under a user's own): a model of
     `directory` with the name of a `base` model replaces it; `directory` may then be missing or empty.
+    `record` is filled with what was listed and read, whether the load succeeds or not: the store
+    compares it with the disk later to know whether to load again. `parsed` carries each file's parse
+    from one load to the next, so a reload parses only the files whose bytes changed (the checks across
+    files still run on all of them); entries are immutable, so sharing them is safe.
     """
+    record = record if record is not None else DiskRecord()
     directory = Path(directory)
     base = Path(base) if base is not None else None
     if not directory.is_dir() and (base is None or directory.exists()):
         raise RegistryError(RegistryIssue("registry directory not found (expected a directory of *.yaml files)", file=directory))
     contents: dict[Path, bytes] = {}
     unreadable = []
-    layer_files = registry_files(base) if base is not None else []
-    top_files = registry_files(directory) if directory.is_dir() else []
-    for path in [*layer_files, *top_files]:
+    try:
+        layer_files = registry_files(base) if base is not None else []
+        files = registry_files(directory) if directory.is_dir() else []
+    except OSError as exc:
+        raise RegistryError(RegistryIssue(f"cannot list the registry directory: {exc.strerror}", file=directory)) from None
+    record.listed = frozenset([*layer_files, *files])
+    for path in [*layer_files, *files]:
         try:
-            contents[path] = path.read_bytes()
+            contents[path] = record.read(path)
         except OSError as exc:  # e.g. mode 000: a registry error naming the file, not a 500 or a traceback
-            unreadable.append(RegistryIssue(f"cannot read the file: {exc.strerror}", file=path))
+            unreadable.append(RegistryIssue(_unreadable(path, exc), file=path))
     if unreadable:
         raise RegistryError(unreadable)
     for name, data in (overlay or {}).items():
@@ -263,25 +325,29 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
 
     issues: list[RegistryIssue] = []
     entries: list[LoadedEntry] = []
+    seen: ParseCache = {}
     for path in sorted(contents):
-        try:
-            text = contents[path].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            issues.append(RegistryIssue(f"not UTF-8 text (byte {exc.start})", file=path))
-            continue
-        entries.extend(parse_registry_text(text, path, issues))
+        key = (path, hashlib.sha256(contents[path]).digest())
+        file_entries, file_issues = parsed[key] if parsed is not None and key in parsed else _parse_file(path, contents[path])
+        seen[key] = (file_entries, file_issues)
+        entries.extend(file_entries)
+        issues.extend(file_issues)
+    if parsed is not None:  # only the files of this load: the cache never outgrows the registry
+        parsed.clear()
+        parsed.update(seen)
     if base is not None:
         entries = _shadowed(entries, directory)
     valid = [e for e in entries if e.spec is not None]
     owner = _check_names(valid, issues)
     _check_similar_to(entries, owner, issues)
+    probe_files = _read_probe_files(valid, record)
     scores = _probe_scores(valid, issues)
     if issues:
         raise RegistryError(issues)
     models = tuple(sorted((e.spec for e in valid), key=lambda s: s.name))
     return RegistrySnapshot(
         models=models,
-        version=_content_version(directory, base, contents, valid),
+        version=_content_version(directory, base, contents, probe_files),
         directory=directory,
         base=base,
         _files={e.spec.name: e.path for e in valid},

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pickwise.registry.names import normal_name
 
 # Upper bounds are sanity limits, far above any real offering (the dearest list prices are a few
 # hundred USD per million tokens): they stop a typo or a hostile POST from turning every cost
@@ -23,9 +25,15 @@ MAX_TOKENS = 1_000_000_000
 MAX_NAME_LENGTH = 200
 MAX_TIMEOUT_S = 3_600.0
 MAX_URL_LENGTH = 2_000
+# Free text and lists are capped: every reload re-reads them, and a request that writes one waits for it.
+MAX_NOTES_LENGTH = 10_000
+MAX_LIST_ITEMS = 100  # aliases, tags
+MAX_PROBE_ROWS = 10_000  # inline probe results (the probe set has a few hundred prompts)
+MAX_PATH_LENGTH = 1_000
 
 
 def _printable_name(value: str) -> str:
+    value = normal_name(value)  # one spelling per name: fullwidth and decomposed forms are the plain one
     if not value.isprintable():
         raise ValueError("must contain only printable characters (no control or invisible characters)")
     if value != value.strip():
@@ -66,7 +74,7 @@ class Latency(_Strict):
 class ProbeResult(_Strict):
     """One scored answer of the model to one prompt of the probe set."""
 
-    prompt_id: str = Field(min_length=1)
+    prompt_id: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     score: float = Field(ge=0, le=1, strict=True)
 
 
@@ -80,6 +88,16 @@ class Probe(_Strict):
     results: str | list[ProbeResult] | None = None
     benchmark_score: float | None = Field(default=None, ge=0, le=1, strict=True)
     similar_to: ModelName | None = None
+
+    @field_validator("results")
+    @classmethod
+    def _results_size(cls, value: str | list[ProbeResult] | None) -> str | list[ProbeResult] | None:
+        # checked here, not per union member: pydantic would name the members in every other error
+        if isinstance(value, str) and len(value) > MAX_PATH_LENGTH:
+            raise ValueError(f"a results path has at most {MAX_PATH_LENGTH:,} characters")
+        if isinstance(value, list) and len(value) > MAX_PROBE_ROWS:
+            raise ValueError(f"at most {MAX_PROBE_ROWS:,} inline results")
+        return value
 
 
 def _base_url(value: str) -> str:
@@ -110,17 +128,17 @@ class ModelSpec(_Strict):
 
     name: ModelName
     provider: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    aliases: tuple[ModelName, ...] = ()
+    aliases: tuple[ModelName, ...] = Field(default=(), max_length=MAX_LIST_ITEMS)
     pricing: Pricing
     latency: Latency
     context_window: int = Field(gt=0, le=MAX_TOKENS, strict=True)
     max_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
     expected_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
-    tags: tuple[str, ...] = ()
+    tags: tuple[Annotated[str, Field(max_length=MAX_NAME_LENGTH)], ...] = Field(default=(), max_length=MAX_LIST_ITEMS)
     enabled: bool = Field(default=True, strict=True)
     probe: Probe | None = None
     endpoint: Endpoint | None = None
-    notes: str | None = None
+    notes: str | None = Field(default=None, max_length=MAX_NOTES_LENGTH)
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> ModelSpec:

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pickwise.registry.errors import RegistryIssue, UnknownModelError
+from pickwise.registry.names import normal_name
 from pickwise.registry.schema import ModelSpec
 
 
@@ -42,6 +43,8 @@ class RegistrySnapshot:
         try:
             return self._by_name[name_or_alias]
         except (KeyError, TypeError):
+            if isinstance(name_or_alias, str) and (normal := normal_name(name_or_alias)) in self._by_name:
+                return self._by_name[normal]  # names are kept in NFKC: `ｇpt-4` is `gpt-4`
             known = ", ".join(s.name for s in self.models[:8]) + (", ..." if len(self.models) > 8 else "")
             error = UnknownModelError(
                 RegistryIssue(f"unknown model '{name_or_alias}' (registry {self.directory} has: {known})")
@@ -50,7 +53,8 @@ class RegistrySnapshot:
             raise error from None
 
     def __contains__(self, name_or_alias: object) -> bool:
-        return isinstance(name_or_alias, str) and name_or_alias in self._by_name
+        return isinstance(name_or_alias, str) and (name_or_alias in self._by_name
+                                                   or normal_name(name_or_alias) in self._by_name)
 
     def __len__(self) -> int:
         return len(self.models)

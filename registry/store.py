@@ -2,7 +2,8 @@
 
 Readers take `registry.snapshot` (a plain attribute read, never blocked), or `refresh()`, which
 first re-reads the directory if its files changed on disk (a hand edit reaches a running service
-without a restart; checked at most every `check_interval_s`, one stat per file).
+without a restart; checked at most every `check_interval_s`, one stat per file, and a hash of the
+files changed too recently for their timestamps to tell: see registry.disk).
 Writers (reload, add, remove) hold one lock, validate the whole resulting
 registry *before* touching disk, write with temp file + os.replace so a crash
 never leaves a half-written YAML file, and only then swap the snapshot.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import threading
@@ -22,14 +24,17 @@ from typing import Any
 import yaml
 
 from pickwise.files import atomic_file
+from pickwise.registry.disk import DiskRecord, digest, read_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
-from pickwise.registry.loader import load_registry, parse_registry_text, registry_files
+from pickwise.registry.loader import ParseCache, load_registry, parse_registry_text, registry_files
+from pickwise.registry.names import skeleton
 from pickwise.registry.probes.inline import self_contained_text
 from pickwise.registry.schema import ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
 from pickwise.registry.yaml_edit import remove_list_item, replace_list_item
 from pickwise.registry.yaml_source import parse_yaml
 
+log = logging.getLogger("pickwise.registry")
 NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before it has a file
 
 
@@ -84,25 +89,37 @@ class Registry:
         self._directory = Path(directory)
         self._base = Path(base) if base is not None else None
         self._lock = threading.Lock()
-        self._snapshot: RegistrySnapshot = self._load()
-        self._on_disk = self._disk_state()
+        self._looking = threading.Lock()  # held while a background look (see `latest`) runs: one at a time
+        self._read = DiskRecord()  # what the last load read: `refresh` loads again when the disk differs
+        self._parsed: ParseCache = {}  # each file's last parse, by content: a reload parses only changed files
+        self._snapshot: RegistrySnapshot = load_registry(self._directory, base=self._base, record=self._read,
+                                                         parsed=self._parsed)
         self._checked = time.monotonic()
         self.reload_error: str | None = None  # why the files on disk do not load (the old snapshot serves)
 
-    def _disk_state(self) -> tuple | None:
-        """(path, inode, size, mtime) of the registry's YAML files and the probe files its models name: what a
-        reload would read. None when the directory cannot be listed."""
+    def _disk_changed(self) -> bool:
         try:
-            paths = set(registry_files(self._directory)) if self._directory.is_dir() else set()
+            files = registry_files(self._directory) if self._directory.is_dir() else []
             if self._base is not None:
-                paths.update(registry_files(self._base))
-            for spec in self._snapshot.models:
-                if spec.probe is not None and isinstance(spec.probe.results, str):
-                    paths.add(self._snapshot.source_file(spec.name).parent / spec.probe.results)
-            return tuple(sorted((str(p), st.st_ino, st.st_size, st.st_mtime_ns) for p in paths
-                                if (st := p.stat() if p.is_file() else None) is not None))
+                files = [*registry_files(self._base), *files]
+            return self._read.changed(files)
         except OSError:
-            return None
+            return True  # the directory cannot be listed: the load says why
+
+    def _load(self) -> None:
+        """Load what is on disk now (the caller holds the lock). A load that read files while they were
+        being changed is done again, a few times at most: the change is then served at once, not only
+        at the next look."""
+        for _ in range(3):
+            record = DiskRecord()
+            try:
+                snapshot = load_registry(self._directory, base=self._base, record=record, parsed=self._parsed)
+            except RegistryError as exc:
+                self._failed(record, exc)
+                raise
+            self._install(snapshot, record)
+            if not self._disk_changed():
+                return
 
     def refresh(self) -> RegistrySnapshot:
         """The snapshot, re-read first when the files on disk changed since the last look.
@@ -115,14 +132,32 @@ class Registry:
             return self._snapshot
         with self._lock:
             self._checked = now
-            state = self._disk_state()
-            if state != self._on_disk:
-                self._on_disk = state
+            if self._disk_changed():
                 try:
-                    self._install(self._load())
-                except RegistryError as exc:
-                    self.reload_error = str(exc)
+                    self._load()
+                except RegistryError:
+                    pass  # recorded in reload_error
             return self._snapshot
+
+    def latest(self) -> RegistrySnapshot:
+        """The snapshot now, never waiting: when a look at the disk is due, it (and any reload) runs on a
+        background thread, and a later call serves its result. For code on an event loop, which a
+        reload (a parse of the whole registry) or a write holding the lock would stall."""
+        if time.monotonic() - self._checked >= self.check_interval_s and self._looking.acquire(blocking=False):
+            try:
+                threading.Thread(target=self._look_in_background, name="pickwise-registry-reload", daemon=True).start()
+            except BaseException:
+                self._looking.release()
+                raise
+        return self._snapshot
+
+    def _look_in_background(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # a thread's exception would go nowhere: say it, keep serving
+            log.exception("registry reload failed")
+        finally:
+            self._looking.release()
 
     @property
     def directory(self) -> Path:
@@ -136,11 +171,12 @@ class Registry:
     def reload(self) -> RegistrySnapshot:
         """Re-read the directory; on any error raise RegistryError and keep serving the old snapshot."""
         with self._lock:
-            self._install(self._load())
+            self._load()
             return self._snapshot
 
-    def _load(self, overlay: Mapping[str, bytes | None] | None = None) -> RegistrySnapshot:
-        return load_registry(self._directory, overlay=overlay, base=self._base)
+    def _load_with(self, overlay: Mapping[str, bytes | None], record: DiskRecord) -> RegistrySnapshot:
+        """The registry as it would be with `overlay` (file name -> bytes, None: removed) written."""
+        return load_registry(self._directory, overlay=overlay, base=self._base, record=record, parsed=self._parsed)
 
     def _new_model_text(self, spec_or_text: Any, fmt: str | None, label: Path) -> str:
         if isinstance(spec_or_text, ModelSpec):
@@ -185,7 +221,8 @@ class Registry:
             if isinstance(spec_or_text, str) and fmt != "json":
                 raise
             # the text was written here from JSON or data: its line numbers would point nowhere the user can see
-            raise type(exc)([dataclasses.replace(issue, line=None) for issue in exc.errors]) from None
+            raise type(exc)([dataclasses.replace(issue, line=None) if issue.file == label else issue
+                             for issue in exc.errors]) from None
 
     def _add_text(self, text: str, label: Path, source_dir: str | os.PathLike | None, replace: bool,
                   name: str | None) -> ModelSpec:
@@ -203,20 +240,24 @@ class Registry:
                 raise RegistryError(RegistryIssue(f"the entry defines model '{spec.name}', not '{wanted}'",
                                                   file=label, model=spec.name, field="name"))
             replaced = current.get(spec.name) if replace and spec.name in current else None
+            registered = {skeleton(n): n for m in current.models for n in m.all_names()}
             for name in spec.all_names():
-                if name in current and current.get(name) is not replaced:
-                    owner = current.get(name)
+                taken = name if name in current else registered.get(skeleton(name))
+                if taken is not None and current.get(taken) is not replaced:
+                    owner = current.get(taken)
+                    looks = "" if taken == name else f" looks like '{taken}', which"
                     how = "remove that model first to replace it, or add it with --replace (PUT /v1/models/NAME)" \
                         if replaced is None and owner.name == spec.name else "rename or remove one of them"
                     raise NameTakenError(RegistryIssue(
-                        f"'{name}' is already taken by model '{owner.name}' in "
+                        f"{name!a}{looks} is already taken by model '{owner.name}' in "
                         f"{current.source_file(owner.name).name}; {how}",
                         model=spec.name,
                     ))
             written = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label)
             target, data = self._target(written, spec.name, replaced)
+            record = DiskRecord()
             try:
-                snapshot = self._load(overlay={target.name: data})
+                snapshot = self._load_with({target.name: data}, record)
             except RegistryError as exc:  # the checks across the registry (e.g. probe ids) name the input
                 ours = [issue.file is not None and issue.file.name == target.name for issue in exc.errors]
                 if not any(ours):  # only other files fail: the registry on disk is broken, not this entry
@@ -226,8 +267,10 @@ class Registry:
                     dataclasses.replace(issue, file=label, line=issue.line if written == text else None)
                     if mine else issue for issue, mine in zip(exc.errors, ours)]) from None
             _write_or_conflict(lambda: self._directory.mkdir(parents=True, exist_ok=True), self._directory)
+            started = time.time_ns()
             _write_or_conflict(lambda: write_atomically(target, data), target)
-            self._install(snapshot)
+            record.wrote(target, data, started)
+            self._install(snapshot, record)
             return snapshot.get(spec.name)
 
     def _target(self, written: str, name: str, replaced: ModelSpec | None) -> tuple[Path, bytes]:
@@ -246,16 +289,17 @@ class Registry:
     def _free_path(self, name: str) -> Path:
         stem = safe_file_stem(name)
         path, n = self._directory / f"{stem}.yaml", 1
-        while path.exists() or path.with_suffix(".yml").exists():
+        while os.path.lexists(path) or os.path.lexists(path.with_suffix(".yml")):  # a dangling link is taken too
             n += 1
             path = self._directory / f"{stem}-{n}.yaml"
         return path
 
     def remove_model(self, name_or_alias: str) -> ModelSpec:
-        """Remove one model: delete its file if it is alone there, else rewrite that file without it."""
-        self._refresh_now()
+        """Remove one model as the files on disk define it now: delete its file if it is alone there, else
+        rewrite that file without it. RegistryConflict, changing nothing, when the files on disk do not
+        load or the model's file changes while it is being removed."""
         with self._lock:
-            current = self._snapshot
+            current = self._load_for_write()
             spec = current.get(name_or_alias)
             if len(current) == 1:
                 raise RegistryError(RegistryIssue("refusing to remove the registry's last model", model=spec.name))
@@ -271,25 +315,64 @@ class Registry:
                 raise RegistryConflict(RegistryIssue(
                     "it ships with pickwise and cannot be removed; to hide it, register a model of the same "
                     "name with enabled: false (models add --replace, or PUT /v1/models/NAME)", model=spec.name))
-            text = path.read_text(encoding="utf-8")
-            data = parse_yaml(text).data
-            if isinstance(data, list) and len(data) > 1:
-                index = next(i for i, raw in enumerate(data) if isinstance(raw, dict) and raw.get("name") == spec.name)
-                new_bytes: bytes | None = remove_list_item(text, index).encode("utf-8")
-            else:
-                new_bytes = None
-            snapshot = self._load(overlay={path.name: new_bytes})
+            new_bytes = self._without(path, spec)
+            record = DiskRecord()
+            snapshot = self._load_with({path.name: new_bytes}, record)
+            started = time.time_ns()
             if new_bytes is None:
                 _write_or_conflict(path.unlink, path)
+                record.removed(path)
             else:
                 _write_or_conflict(lambda: write_atomically(path, new_bytes), path)
-            self._install(snapshot)
+                record.wrote(path, new_bytes, started)
+            self._install(snapshot, record)
             return spec
 
-    def _install(self, snapshot: RegistrySnapshot) -> None:
-        """Serve `snapshot`, a load of what is on disk now (the caller holds the lock): what it was read
-        from, probe files its models name included, is what `refresh` compares against next."""
-        self._snapshot, self._on_disk, self.reload_error = snapshot, self._disk_state(), None
+    def _load_for_write(self) -> RegistrySnapshot:
+        """Load and serve what is on disk now (the caller holds the lock): a write works from the files as
+        they are, hand edits included, never from a snapshot they have since outdated."""
+        record = DiskRecord()
+        try:
+            snapshot = load_registry(self._directory, base=self._base, record=record, parsed=self._parsed)
+        except RegistryError as exc:
+            self._failed(record, exc)
+            raise RegistryConflict([RegistryIssue("the registry's files on disk do not load; fix them first "
+                                                  "(nothing was changed)"), *exc.errors]) from None
+        self._install(snapshot, record)
+        return snapshot
+
+    def _without(self, path: Path, spec: ModelSpec) -> bytes | None:
+        """The bytes of `path` without `spec`'s entry, None when the file holds nothing else. Read again here
+        and checked against what the load read: a hand edit in between is refused, not overwritten."""
+        changed = RegistryConflict(RegistryIssue(f"{path.name} changed while the model was being removed; "
+                                                 "nothing was changed, try again", file=path, model=spec.name))
+        try:
+            data = read_file(path)[1]
+        except OSError:
+            raise changed from None
+        stamp = self._read.stamps.get(path)
+        if stamp is None or digest(data) != stamp.digest:
+            raise changed
+        text = data.decode("utf-8")
+        entries = parse_registry_text(text, path, [])
+        if len(entries) == 1:
+            return None
+        index = next(e.index for e in entries if e.spec is not None and e.spec.name == spec.name)
+        return remove_list_item(text, index).encode("utf-8")
+
+    def _install(self, snapshot: RegistrySnapshot, read: DiskRecord) -> None:
+        """Serve `snapshot` (the caller holds the lock). `read` is what it was loaded from, as read, not
+        as the disk is now: a change made since then shows at the next look and is loaded."""
+        if snapshot.version != self._snapshot.version:
+            log.info("registry loaded: %d models, version %s", len(snapshot), snapshot.version)
+        self._snapshot, self._read, self.reload_error = snapshot, read, None
+
+    def _failed(self, read: DiskRecord, exc: RegistryError) -> None:
+        """The files on disk do not load (the caller holds the lock): the last good snapshot keeps serving,
+        and the error, naming files relative to the registry, is shown until they change."""
+        self._read, self.reload_error = read, str(exc.relative_to(self._directory))
+        log.warning("registry files do not load; version %s keeps serving: %s",
+                    self._snapshot.version, self.reload_error.replace("\n", "; "))
 
     def _refresh_now(self) -> None:
         self._checked = float("-inf")

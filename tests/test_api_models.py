@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
-from pickwise.registry import load_registry
+from pickwise.registry import load_registry, store
+from pickwise.registry.store import specs_to_yaml
 from tests.api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -172,6 +175,14 @@ def test_a_plan_naming_one_model_by_name_and_alias_is_422(api):
     assert r.json()["errors"][0]["loc"][-1] == "acme-alias" and "names the same model as 'acme-twin'" in r.json()["detail"]
 
 
+def _ready_when(api, condition, timeout_s=5.0) -> dict:
+    """/readyz's body once `condition` holds (its reload runs in the background), or when time is up."""
+    deadline = time.monotonic() + timeout_s
+    while not condition(ready := api.get("/readyz").json()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return ready
+
+
 def test_the_service_sees_registry_files_edited_on_disk_and_reports_a_broken_edit(api, registry_dir):
     """The README promised reloads; the service used to serve its start-up snapshot until a write."""
     registry = api.app.state.pickwise.service.registry
@@ -181,11 +192,11 @@ def test_the_service_sees_registry_files_edited_on_disk_and_reports_a_broken_edi
     body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["acme-by-hand"]}).json()
     assert body["chosen"] == ["acme-by-hand"]
     (registry_dir / "by-hand.yaml").write_text("name: acme-by-hand\npricing: [\n")
-    ready = api.get("/readyz").json()
+    ready = _ready_when(api, lambda ready: ready["registry_error"] is not None)
     assert "by-hand.yaml" in ready["registry_error"] and ready["models"] == len(TRAINED) + 2
     assert api.get("/v1/models/acme-by-hand").status_code == 200  # the last good snapshot keeps serving
     (registry_dir / "by-hand.yaml").unlink()
-    assert api.get("/readyz").json()["registry_error"] is None
+    assert _ready_when(api, lambda ready: ready["registry_error"] is None)["registry_error"] is None
     assert api.get("/v1/models/acme-by-hand").status_code == 404
 
 
@@ -245,3 +256,184 @@ def test_put_replaces_a_model_atomically_or_registers_it(api, registry_dir):
     assert r.status_code == 422 and "not 'acme-put'" in r.json()["detail"]
     r = api.put("/v1/models/acme-put", json={**entry, "aliases": ["Llama-2-7b-hf"]}, headers=AUTH)
     assert r.status_code == 409  # an alias of another model is taken, replace or not
+
+
+def test_a_broken_file_written_during_a_post_shows_on_readyz(api, registry_dir, monkeypatch):
+    """The POST recorded the disk as it was after its write, broken file included: /readyz said no error
+    while the next POST got 409."""
+    from pickwise.registry import loader
+
+    real, pending = loader.parse_registry_text, [True]
+
+    def parse(*args, **kwargs):
+        if pending:
+            pending.pop()
+            (registry_dir / "zz-broken.yaml").write_text("name: broken\npricing: [\n")
+        return real(*args, **kwargs)
+
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    monkeypatch.setattr(loader, "parse_registry_text", parse)
+    assert api.post("/v1/models", json=new_model("acme-racing"), headers=AUTH).status_code == 201
+    assert "zz-broken.yaml" in (_ready_when(api, lambda ready: ready["registry_error"] is not None)["registry_error"] or "")
+
+
+@pytest.mark.parametrize("mishap", ["directory", "self_link", "dangling_link"])
+def test_a_registry_file_the_server_cannot_read_is_an_error_not_vanished_models(api, registry_dir, mishap):
+    """A file replaced by a directory or a broken link used to be skipped: its models were gone (404)
+    and registry_error stayed null."""
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    (registry_dir / "extra.yaml").write_text(yaml.safe_dump(new_model("acme-extra")))
+    assert api.get("/v1/models/acme-extra").status_code == 200
+    extra = registry_dir / "extra.yaml"
+    extra.unlink()
+    if mishap == "directory":
+        extra.mkdir()
+    elif mishap == "self_link":
+        extra.symlink_to("extra.yaml")
+    else:
+        extra.symlink_to("gone.yaml")
+    assert api.get("/v1/models/acme-extra").status_code == 200  # the last good snapshot keeps serving
+    ready = api.get("/readyz").json()
+    assert ready["models"] == len(TRAINED) + 2 and "extra.yaml: cannot read the file" in ready["registry_error"]
+
+
+def _stale(api):
+    """The service has not looked at the disk since: a delete must look itself."""
+    api.app.state.pickwise.service.registry.check_interval_s = 3600.0
+
+
+def test_delete_works_from_the_files_on_disk_now(api, registry_dir):
+    """Each of these hand edits used to make DELETE answer 500 (YamlSyntaxError, FileNotFoundError,
+    'coroutine raised StopIteration')."""
+    assert api.post("/v1/models", json=new_model("acme-own"), headers=AUTH).status_code == 201
+    own = registry_dir / "acme-own.yaml"
+    _stale(api)
+
+    own.write_text("name: acme-own\npricing: [\n")  # its own file broken
+    r = api.delete("/v1/models/acme-own", headers=AUTH)
+    assert r.status_code == 409 and "acme-own.yaml:3" in r.json()["detail"], r.text
+    assert own.read_text() == "name: acme-own\npricing: [\n"
+
+    own.unlink()  # its file gone while another is broken
+    (registry_dir / "zz-broken.yaml").write_text("name: broken\npricing: [\n")
+    r = api.delete("/v1/models/acme-own", headers=AUTH)
+    assert r.status_code == 409 and "zz-broken.yaml" in r.json()["detail"], r.text
+    (registry_dir / "zz-broken.yaml").unlink()
+
+    snapshot = load_registry(registry_dir)  # the model removed by hand from the multi-model file
+    (registry_dir / "models.yaml").write_text(specs_to_yaml([s for s in snapshot.models if s.name != UNTRAINED]))
+    r = api.delete(f"/v1/models/{UNTRAINED}", headers=AUTH)
+    assert r.status_code == 404, r.text
+
+    (registry_dir / "by-hand.yaml").write_text(yaml.safe_dump(new_model("acme-by-hand")))  # added by hand
+    assert api.delete("/v1/models/acme-by-hand", headers=AUTH).status_code == 200
+    assert sorted(load_registry(registry_dir).names()) == sorted(TRAINED)
+    assert api.get("/readyz").json()["registry_error"] is None
+
+
+def test_delete_refuses_a_file_changed_while_it_removes(api, registry_dir, monkeypatch):
+    from pickwise.registry import loader
+
+    _stale(api)
+    real = loader.load_registry
+    edited = "# edited by hand\n" + (registry_dir / "models.yaml").read_text()
+
+    def racing(*args, **kwargs):
+        snapshot = real(*args, **kwargs)
+        (registry_dir / "models.yaml").write_text(edited)
+        return snapshot
+
+    monkeypatch.setattr(store, "load_registry", racing)
+    r = api.delete(f"/v1/models/{UNTRAINED}", headers=AUTH)
+    assert r.status_code == 409 and "models.yaml changed while" in r.json()["detail"], r.text
+    assert (registry_dir / "models.yaml").read_text() == edited
+
+
+def test_errors_name_registry_files_relative_to_the_registry(api, registry_dir, caplog):
+    """/readyz and the 409 detail showed the broken file's absolute path, which 404s take care to hide."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="pickwise.registry")
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    (registry_dir / "zz-broken.yaml").write_text("name: broken\npricing: [\n")
+    api.get("/v1/models")
+    error = api.get("/readyz").json()["registry_error"]
+    conflict = api.post("/v1/models", json=new_model("acme-x"), headers=AUTH).json()["detail"]
+    removal = api.delete(f"/v1/models/{UNTRAINED}", headers=AUTH).json()["detail"]
+    for text in (error, conflict, removal):
+        assert "zz-broken.yaml:3" in text and str(registry_dir) not in text and "/zz-broken" not in text, text
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert failures and all(str(registry_dir) not in m and "zz-broken.yaml:3" in m for m in failures)
+    (registry_dir / "zz-broken.yaml").write_text(yaml.safe_dump(new_model("acme-by-hand")))
+    api.get("/v1/models")
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("registry loaded")]
+    assert loaded == [f"registry loaded: {len(TRAINED) + 2} models, version {api.get('/readyz').json()['registry_version']}"]
+
+
+def test_selects_and_readyz_never_wait_for_a_registry_write(api, monkeypatch):
+    """select and /readyz refreshed the registry on the event loop: a POST parsing a big model held the
+    registry's lock, and every request of the server waited for it (3.8 s in the report)."""
+    from pickwise.registry import loader
+
+    api.app.state.pickwise.service.registry.check_interval_s = 0.0
+    real, started = loader.parse_registry_text, threading.Event()
+
+    def slow(text, path, issues):
+        if "acme-slow" in text:
+            started.set()
+            time.sleep(2.0)
+        return real(text, path, issues)
+
+    monkeypatch.setattr(loader, "parse_registry_text", slow)
+    with ThreadPoolExecutor(1) as pool:
+        post = pool.submit(api.post, "/v1/models", json=new_model("acme-slow"), headers=AUTH)
+        assert started.wait(5)
+        t0 = time.monotonic()
+        assert api.post("/v1/select", json={"prompt": PROMPT}).status_code == 200
+        assert api.get("/readyz").status_code == 200
+        waited = time.monotonic() - t0
+        assert post.result().status_code == 201
+    assert waited < 1.0, waited
+
+
+def test_free_text_is_capped(api):
+    r = api.post("/v1/models", json=new_model("acme-long", notes="x" * 10_001), headers=AUTH)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "notes", r.text
+    r = api.post("/v1/models", json=new_model("acme-tags", tags=[f"t{i}" for i in range(101)]), headers=AUTH)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "tags", r.text
+    assert api.post("/v1/models", json=new_model("acme-ok", notes="x" * 10_000), headers=AUTH).status_code == 201
+
+
+@pytest.mark.parametrize("look_alike", [
+    "gpt\u20104\u20101106\u2010preview",  # U+2010 hyphens
+    "gpt-4-1106-previ\u0435w",  # Cyrillic e
+    "\uff47pt-4-1106-preview",  # fullwidth g
+    "gpt-4-1106-prev\u03b9ew",  # Greek iota
+])
+def test_a_look_alike_of_a_registered_name_is_refused(api, registry_dir, look_alike):
+    """Each of these was a second model (201) beside gpt-4-1106-preview, which a reader cannot tell apart."""
+    before = sorted(p.name for p in registry_dir.iterdir())
+    r = api.post("/v1/models", json=new_model(look_alike), headers=AUTH)
+    assert r.status_code == 409 and "already taken by model 'gpt-4-1106-preview'" in r.json()["detail"], r.text
+    r = api.post("/v1/models", json=new_model("acme-new", aliases=[look_alike]), headers=AUTH)
+    assert r.status_code == 409, r.text
+    assert sorted(p.name for p in registry_dir.iterdir()) == before
+
+
+def test_names_are_kept_in_nfkc(api):
+    assert api.post("/v1/models", json=new_model("\u00e9vil"), headers=AUTH).status_code == 201  # precomposed
+    r = api.post("/v1/models", json=new_model("e\u0301vil"), headers=AUTH)  # decomposed
+    assert r.status_code == 409, r.text
+    assert api.get("/v1/models/e\u0301vil").json()["model"]["name"] == "\u00e9vil"
+    assert api.get("/v1/models/\uff47pt-4-1106-preview").json()["model"]["name"] == "gpt-4-1106-preview"
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "..", "acme/a b?c#d%e"])
+def test_location_is_one_encoded_segment_that_leads_back_to_the_model(api, name):
+    """`Location: /v1/models/../../../etc/passwd` kept the dot segments: a client resolves it to /etc/passwd."""
+    r = api.post("/v1/models", json=new_model(name), headers=AUTH)
+    assert r.status_code == 201, r.text
+    location = r.headers["location"]
+    assert location.startswith("/v1/models/") and "/" not in location[len("/v1/models/"):], location
+    assert ".." not in location.split("/") and "?" not in location and "#" not in location
+    assert api.get(location).json()["model"]["name"] == name

@@ -260,3 +260,13 @@ def test_every_problem_of_a_file_is_reported_in_one_pass(tmp_path):
     assert any("input_per_million" in m for m in messages)
     assert any("model 'bad'" in m and "similar_to 'gpt-5' is not a model" in m for m in messages), messages
     assert not any("similar_to 'bad'" in m for m in messages)
+
+
+def test_look_alike_names_across_models_are_an_error_but_a_model_may_alias_its_own(tmp_path):
+    write(tmp_path, "a.yaml", [model("gpt-4", aliases=["gpt\u20104"]), model("claude\u20104")])
+    write(tmp_path, "b.yaml", model("claude-4"))
+    with pytest.raises(RegistryError) as info:
+        load_registry(tmp_path)
+    assert [str(e).split(": ", 1)[1] for e in info.value.errors] == [
+        "model 'claude-4': field 'name': name 'claude-4' looks like 'claude\u20104' of model 'claude\u20104' in a.yaml "
+        "(look-alike characters); choose a name that reads differently"]

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
+import time
 
 import pytest
 import yaml
 
 from pickwise.registry import ModelSpec, NameTakenError, Registry, RegistryConflict, RegistryError, load_registry
 from pickwise.registry.probes import inline as probe_inline
+from pickwise.registry.store import write_atomically
 from tests.registry_samples import csv_text, jsonl_text, make_registry, model, scores, write
 
 
@@ -312,14 +313,16 @@ def test_a_directory_that_cannot_be_written_or_a_file_that_cannot_be_read_is_a_c
         reg.remove_model("beta")
     assert file_state(tmp_path) == before and "beta" in reg.snapshot
     monkeypatch.undo()
-    real_read = Path.read_bytes
+    from pickwise.registry import disk
+
+    real_read = disk.read_file
 
     def unreadable_a(path):  # what mode 000 does (a chmod would not stop root, who runs CI here)
         if path.name == "a.yaml":
             raise PermissionError(13, "Permission denied")
         return real_read(path)
 
-    monkeypatch.setattr(Path, "read_bytes", unreadable_a)
+    monkeypatch.setattr(disk, "read_file", unreadable_a)
     with pytest.raises(RegistryError, match="a.yaml: cannot read the file: Permission denied"):
         load_registry(tmp_path)
 
@@ -345,3 +348,103 @@ def test_replace_swaps_a_model_in_its_own_file_atomically_and_keeps_its_neighbou
         registry.add_model(model("beta"), replace=True, name="a1")
     # replacing a name nobody has adds it
     assert registry.add_model(model("delta"), replace=True, name="delta").name == "delta"
+
+
+def _racing_parse(monkeypatch, change):
+    """The loader's per-file parse, with `change()` run (once) right after the first file is parsed:
+    a save that lands while a reload reads the registry."""
+    from pickwise.registry import loader
+
+    real, pending = loader.parse_registry_text, [change]
+
+    def parse(*args, **kwargs):
+        entries = real(*args, **kwargs)
+        if pending:
+            pending.pop()()
+        return entries
+
+    monkeypatch.setattr(loader, "parse_registry_text", parse)
+
+
+def priced(name, price):
+    return model(name, pricing={"input_per_million": price, "output_per_million": 1.0})
+
+
+@pytest.mark.parametrize("save", ["atomic", "in_place"])
+def test_a_save_that_lands_during_a_reload_is_loaded_not_lost(tmp_path, monkeypatch, save):
+    """A reload recorded the files' state after reading them, so a save made during the parse counted
+    as seen: v2 was served for good while the file said v3."""
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    write(tmp_path, "a.yaml", [priced("alpha", 2.0)])
+
+    def save_v3():
+        text = yaml.safe_dump([priced("alpha", 15.0)], sort_keys=False)
+        if save == "atomic":
+            write_atomically(tmp_path / "a.yaml", text.encode())
+        else:
+            write(tmp_path, "a.yaml", text)
+
+    _racing_parse(monkeypatch, save_v3)
+    reg.refresh()
+    assert reg.refresh().get("alpha").pricing.input_per_million == 15.0 and reg.reload_error is None
+
+
+def test_a_same_size_save_in_the_same_timestamp_tick_is_still_noticed(tmp_path, monkeypatch):
+    """On a file system with coarse timestamps a rewrite of equal size can leave the stat as it was; a file
+    changed that close to its read is hashed again."""
+    from pickwise.registry import disk
+
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    tick = time.time_ns()  # a file-system clock that does not tick during the test
+    monkeypatch.setattr(disk, "_key", lambda st: (st.st_dev, st.st_ino, st.st_size, tick, tick))
+    write(tmp_path, "a.yaml", [priced("alpha", 2.0)])
+    assert reg.refresh().get("alpha").pricing.input_per_million == 2.0
+    write(tmp_path, "a.yaml", [priced("alpha", 3.0)])
+    assert reg.refresh().get("alpha").pricing.input_per_million == 3.0
+
+
+def test_a_broken_file_written_during_an_add_is_reported_at_the_next_look(tmp_path, monkeypatch):
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    _racing_parse(monkeypatch, lambda: write(tmp_path, "zz.yaml", "- name: broken\n  pricing: [\n"))
+    reg.add_model(model("new"))
+    assert "new" in reg.refresh() and "zz.yaml" in reg.reload_error
+
+
+def test_a_touched_file_is_not_parsed_again(tmp_path, monkeypatch):
+    from pickwise.registry import loader
+
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    old = reg.snapshot
+    monkeypatch.setattr(loader, "parse_registry_text", lambda *a: pytest.fail("parsed again"))
+    for _ in range(3):
+        (tmp_path / "a.yaml").touch()
+        assert reg.refresh() is old
+
+
+def test_a_reload_parses_only_the_files_that_changed(tmp_path, monkeypatch):
+    from pickwise.registry import loader
+
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    real, parsed = loader.parse_registry_text, []
+    monkeypatch.setattr(loader, "parse_registry_text", lambda text, path, issues: parsed.append(path.name)
+                        or real(text, path, issues))
+    write(tmp_path, "a.yaml", [priced("alpha", 7.0)])
+    assert reg.refresh().get("alpha").pricing.input_per_million == 7.0 and parsed == ["a.yaml"]
+
+
+def test_latest_never_waits_and_a_background_look_serves_the_change(tmp_path):
+    reg = Registry(make_registry(tmp_path))
+    reg.check_interval_s = 0.0
+    old = reg.snapshot
+    write(tmp_path, "c.yaml", model("delta"))
+    with reg._lock:  # a write in progress
+        assert reg.latest() is old
+    deadline = time.monotonic() + 5
+    while "delta" not in reg.latest() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "delta" in reg.latest()

@@ -19,7 +19,7 @@ async def healthz() -> Health:
 async def readyz(request: Request) -> Ready:
     service = state(request).service
     predictor = service.predictor  # NotReady (503) while loading
-    snapshot = service.registry.refresh()
+    snapshot = service.registry.latest()  # never waits for a reload or a write on the event loop
     return Ready(predictor_version=predictor.version, predictor_precision=predictor.precision,
                  registry_version=snapshot.version, models=len(snapshot), registry_error=service.registry.reload_error)
 

@@ -45,6 +45,13 @@ def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | 
         raise HttpError(403, "forbidden", "wrong bearer token")
 
 
+def model_url(name: str) -> str:
+    """The model's URL, its name one percent-encoded path segment: a name holding '/' or '..'
+    (`../../../etc/passwd`) can never make a client resolve the URL to another path."""
+    segment = quote(name, safe="")
+    return f"/v1/models/{segment.replace('.', '%2E') if segment in ('.', '..') else segment}"
+
+
 def _spec_schema() -> dict:
     """ModelSpec's JSON schema with refs into the OpenAPI components (Pricing, Latency, ... are there
     already, through ModelInfo)."""
@@ -123,7 +130,7 @@ async def add_model(request: Request) -> Response:
     text = await _model_text(request)
     info, snapshot = await run_in_threadpool(state(request).service.add_model, text, fmt)
     return _json(ModelWritten(registry_version=snapshot.version, model=info), status=201,
-                 headers={"Location": f"/v1/models/{quote(info.name, safe='/')}"})
+                 headers={"Location": model_url(info.name)})
 
 
 @router.put("/{name:path}", response_model=ModelWritten, openapi_extra=ADD_BODY,

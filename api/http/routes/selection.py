@@ -40,7 +40,7 @@ async def select(body: SelectRequest, request: Request) -> Response:
     st = state(request)
     service = st.service
     service.check_ready()  # 503 before queueing when not ready
-    snapshot = service.registry.refresh()
+    snapshot = service.registry.latest()  # never waits for a reload or a write on the event loop
     try:
         u, truncated = await unless_disconnected(request, st.batcher.submit(body.prompt))
     except QueueFull as exc:
