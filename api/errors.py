@@ -32,6 +32,10 @@ class ModelNotFound(PickwiseError, LookupError):
         self.name = name
 
 
+class DecisionNotFound(PickwiseError, LookupError):
+    """Feedback names a decision this process does not know (never made here, or forgotten)."""
+
+
 class NotReady(PickwiseError):
     """The predictor is still loading, or failed to load."""
 
@@ -66,6 +70,7 @@ def _facts(exc: PickwiseError) -> dict[str, Any]:
 ERROR_CODES: tuple[tuple[type[PickwiseError], str], ...] = (
     (NotReady, "not_ready"),
     (ModelNotFound, "not_found"),
+    (DecisionNotFound, "not_found"),
     (RequestFieldError, "validation_error"),
     (SelectorInputError, "validation_error"),
     (InfeasibleSelection, "infeasible"),

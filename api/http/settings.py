@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PICKWISE_"
 ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
+FEEDBACK_TOKEN_ENV = ENV_PREFIX + "FEEDBACK_TOKEN"
 
 
 class ServiceSettings(BaseSettings):
@@ -21,6 +22,13 @@ class ServiceSettings(BaseSettings):
 
     admin_token: str | None = Field(
         None, description=f"bearer token for registry writes (env {ADMIN_TOKEN_ENV}); None disables writes",
+    )
+    feedback_token: str | None = Field(
+        None, description=f"bearer token for POST /v1/feedback (env {FEEDBACK_TOKEN_ENV}); the admin token is "
+                          "accepted too; with neither set, feedback is refused",
+    )
+    outcome_store: str | None = Field(
+        None, description="the outcome store feedback goes to (a SQLite file); None: $PICKWISE_HOME/outcomes.sqlite",
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request bodies above this get 413")
     max_batch: int = Field(32, ge=1, description="most prompts in one micro-batched predictor call")
@@ -43,7 +51,7 @@ class ServiceSettings(BaseSettings):
     job_keep: int = Field(100, ge=1, description="plan jobs remembered (finished ones are evicted oldest first)")
     job_ttl_s: float = Field(3600.0, gt=0.0, description="a finished job is forgotten this long after it ends")
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "feedback_token")
     @classmethod
     def _empty_token_is_none(cls, token: str | None) -> str | None:
         return token or None  # PICKWISE_ADMIN_TOKEN= (set but empty) disables writes, as unset does
@@ -51,5 +59,5 @@ class ServiceSettings(BaseSettings):
     def environment(self) -> dict[str, str]:
         """These settings as the PICKWISE_* variables that rebuild them in another process (no token:
         a worker reads that from the environment it inherits)."""
-        values = self.model_dump(exclude={"admin_token"}, exclude_defaults=True)
+        values = self.model_dump(exclude={"admin_token", "feedback_token"}, exclude_defaults=True)
         return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}
