@@ -430,7 +430,7 @@ class QualityPredictor:
                                f"no probe results; scored like {probe.similar_to!r}")
         from pickwise.predictor.coldstart import population_prior
 
-        vector, bias = population_prior(self._vectors, self._bias)
+        vector, bias = population_prior(*self.trained_vectors)
         if probe is not None and probe.benchmark_score is not None:
             bias = self.bias_for_mean(vector, probe.benchmark_score)
             return ModelVector(model.name, vector, bias, "benchmark_score",

@@ -35,7 +35,8 @@ def api_schema(tmp_path_factory, tiny_predictor):
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 OPERATIONS = [("POST", "/v1/select"), ("POST", "/v1/predict"), ("POST", "/v1/plan"), ("POST", "/v1/plans"), ("GET", "/v1/plans/{job_id}"),
               ("GET", "/v1/models"), ("GET", "/v1/models/{name}"), ("POST", "/v1/models"),
-              ("PUT", "/v1/models/{name}"), ("DELETE", "/v1/models/{name}"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")]
+              ("PUT", "/v1/models/{name}"), ("DELETE", "/v1/models/{name}"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
+              ("POST", "/v1/feedback"), ("GET", "/v1/outcomes/stats")]
 
 
 def test_every_operation_is_covered(api_schema):

@@ -39,7 +39,9 @@ def require_feedback_token(request: Request,
 
 @router.post("/feedback", status_code=201, response_model=FeedbackStored, dependencies=[Depends(require_feedback_token)],
              summary="store how a model did on a prompt (by decision id, or by prompt and model)",
-             responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody},
+             responses={400: {"model": ErrorBody, "description": "body is not UTF-8 JSON text"},
+                        401: {"model": ErrorBody}, 403: {"model": ErrorBody},
+                        413: {"model": ErrorBody, "description": "body too large"},
                         404: {"model": ErrorBody, "description": "unknown or forgotten decision id"},
                         422: {"model": ValidationErrorBody},
                         503: {"model": ErrorBody, "description": "keep_prompt false needs the predictor, still loading"}})
