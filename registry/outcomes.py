@@ -89,8 +89,10 @@ def prompt_sha256(text: str) -> str:
 
 
 def utc_timestamp(value: Any = None) -> str:
-    """ISO 8601 in UTC with a 'Z' (microseconds kept when given): from None (now), epoch seconds or
-    an ISO string; a string without a zone is taken as UTC. ValueError when it is none of those."""
+    """ISO 8601 in UTC with microseconds and a 'Z': from None (now), epoch seconds or an ISO string;
+    a string without a zone is taken as UTC. ValueError when it is none of those.
+
+    Always the same width, so that text order is time order (the store sorts and pages by it)."""
     if value is None:
         moment = datetime.now(timezone.utc)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -103,8 +105,7 @@ def utc_timestamp(value: Any = None) -> str:
         moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
     else:
         raise ValueError(f"expected an ISO 8601 string or epoch seconds, got {type(value).__name__}")
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{moment.microsecond:06d}" if moment.microsecond else "") + "Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -305,8 +306,8 @@ def parse_record(record: Any, resolve_model) -> Outcome:
     if missing:
         raise ValueError(f"missing field(s) {', '.join(map(repr, missing))}")
     prompt, sha, vector = record.get("prompt"), record.get("prompt_sha256"), record.get("prompt_vector")
-    if prompt is not None and not isinstance(prompt, str):
-        raise ValueError(f"field 'prompt': expected a string, got {type(prompt).__name__}")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt):
+        raise ValueError(f"field 'prompt': expected a non-empty string, got {prompt!r}"[:120])
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
         raise ValueError(f"field 'prompt_sha256': expected 64 lowercase hex digits, got {sha!r}")
     if prompt is None and sha is None:

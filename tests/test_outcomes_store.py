@@ -171,3 +171,12 @@ def test_decision_log_is_bounded_by_count_size_and_age():
     assert len(log) == 2
     now[0] = 61
     assert log.get(ids[3]) is None and len(log) == 0
+
+
+def test_timestamps_sort_as_times():
+    stamps = ["2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+02:00", 1767225599.25]
+    assert sorted(map(utc_timestamp, stamps)) == [
+        "2025-12-31T23:00:00.000000Z", "2025-12-31T23:59:59.250000Z", "2026-01-01T00:00:00.000000Z",
+        "2026-01-01T00:00:00.500000Z"]
+    with pytest.raises(ValueError):
+        utc_timestamp("yesterday")
