@@ -189,3 +189,23 @@ def test_a_probe_registered_model_is_fitted_to_its_probe_results_and_outcomes(ti
     assert b0 < b1  # twenty successes pull it up from its all-failures probe fit ...
     e2, b2, _ = fit_one(tiny_predictor, weak, None, np.vstack([u] * 20), np.ones(400), 10.0)
     assert b1 < b2  # ... and more of them further
+
+
+def test_cli_import_fit_promote(tmp_path, home, tiny_predictor, registry_dir, monkeypatch, capsys):
+    from pickwise.api.cli.main import main
+    from pickwise.predictor import inference
+
+    monkeypatch.setattr(inference, "load_predictor", lambda *args, **kwargs: tiny_predictor)
+    rows = [{"prompt": p, "model": "gpt-4-1106-preview", "score": 0.0, "timestamp": 1.7e9 + i}
+            for i, p in enumerate(prompts(200, seed=7))]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = str(tmp_path / "s.sqlite")
+    assert main(["outcomes", "import", str(source), "--store", store, "--registry", str(registry_dir)]) == 0
+    assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(tmp_path / "cand")]) == 0
+    out = capsys.readouterr().out
+    assert "fitted 1 models from 160 outcomes (40 held out" in out and "Brier base" in out
+    assert main(["artifact", "promote", str(tmp_path / "cand")]) == 0
+    assert promoted_artifact_dir().parent == home / "artifacts"
+    assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(registry_dir)]) == 2
+    assert "not a pickwise artifact" in capsys.readouterr().err
