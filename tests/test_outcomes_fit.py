@@ -209,3 +209,20 @@ def test_cli_import_fit_promote(tmp_path, home, tiny_predictor, registry_dir, mo
     assert promoted_artifact_dir().parent == home / "artifacts"
     assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(registry_dir)]) == 2
     assert "not a pickwise artifact" in capsys.readouterr().err
+
+
+def test_import_with_hashed_prompts_keeps_vectors_not_text(tmp_path, tiny_predictor, registry_dir, monkeypatch):
+    from pickwise.api.cli.main import main
+    from pickwise.predictor import inference
+
+    monkeypatch.setattr(inference, "load_predictor", lambda *args, **kwargs: tiny_predictor)
+    source = tmp_path / "in.csv"
+    source.write_text("prompt,model,score\nsecret one,claude-v2,1\nsecret two,claude-v2,0\nsecret one,Llama-2-7b-hf,0\n")
+    store = tmp_path / "s.sqlite"
+    assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(registry_dir),
+                 "--hash-prompts"]) == 0
+    assert b"secret" not in store.read_bytes()  # the WAL is checkpointed into it on close
+    with OutcomeStore(store) as s:
+        rows = list(s.outcomes())
+    assert all(o.prompt is None and o.vector_encoder == tiny_predictor.encoder_version for o in rows)
+    assert rows[0].prompt_vector == rows[2].prompt_vector != rows[1].prompt_vector
