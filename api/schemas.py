@@ -264,7 +264,7 @@ class ModelInfo(ModelSpec):
 
     source_file: str = Field(description="registry file (name only) that defines the model")
     scoring: str | None = Field(
-        None, description="trained | probe | similar_to | benchmark_score | population (None before the predictor loads)"
+        None, description="trained | outcomes | probe | similar_to | benchmark_score | population (None before the predictor loads)"
     )
     low_confidence: str | None = Field(None, description="why its predicted quality is a prior, if it is")
 
