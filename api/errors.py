@@ -41,6 +41,10 @@ class NoFeasibleModel(InfeasibleSelection):
         self.way_out = way_out
 
 
+class DecisionNotFound(PickwiseError, LookupError):
+    """Feedback names a decision this process does not know (never made here, or forgotten)."""
+
+
 class NotReady(PickwiseError):
     """The predictor is still loading, or failed to load."""
 
@@ -107,6 +111,7 @@ ERROR_CODES: tuple[tuple[type[PickwiseError], str], ...] = (
     (ModelNotServed, "model_not_found"),
     (GatewayBusy, "overloaded"),
     (AllAttemptsFailed, "upstream_failed"),
+    (DecisionNotFound, "not_found"),
     (RequestFieldError, "validation_error"),
     (SelectorInputError, "validation_error"),
     (InfeasibleSelection, "infeasible"),

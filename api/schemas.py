@@ -112,6 +112,9 @@ class SelectResponse(Decision):
         description="models the request named by an alias: {the name used: the registry model it resolved to}; "
                     "the decision answers under the name used",
     )
+    decision_id: str | None = Field(
+        None, description="the HTTP service's id of this decision: POST /v1/feedback {decision_id, score} reports "
+                          "how the chosen model did (kept in memory for an hour, at most 100,000 decisions)")
 
 
 # ---- batch planning ----------------------------------------------------------------------
@@ -265,7 +268,7 @@ class ModelInfo(ModelSpec):
 
     source_file: str = Field(description="registry file (name only) that defines the model")
     scoring: str | None = Field(
-        None, description="trained | probe | similar_to | benchmark_score | population (None before the predictor loads)"
+        None, description="trained | outcomes | probe | similar_to | benchmark_score | population (None before the predictor loads)"
     )
     low_confidence: str | None = Field(None, description="why its predicted quality is a prior, if it is")
 
@@ -328,3 +331,42 @@ class Ready(BaseModel):
     models: int
     registry_error: str | None = Field(None, description="why the registry's files, changed on disk, do not load "
                                                          "(the last good snapshot keeps serving); null when they do")
+
+
+# ---- outcomes ------------------------------------------------------------------------------
+class FeedbackRequest(BaseModel):
+    """How a model did on a prompt: by the decision that chose it, or by prompt and model."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra={
+        "examples": [{"decision_id": "3f2c9d0e8a7b4c1d9e6f5a4b3c2d1e0f", "score": 1.0},
+                     {"prompt": "What is 2+2?", "model": "gpt-3.5-turbo-1106", "score": 0.0, "cost_usd": 0.00002}]})
+
+    decision_id: str | None = Field(None, min_length=1, max_length=64,
+                                    description="from a /v1/select answer; gives the prompt and the chosen model")
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS, description="instead of decision_id")
+    model: str | None = Field(None, min_length=1, description="name or alias; with decision_id, only needed when a "
+                                                               "set of models was chosen (one of them)")
+    score: Probability = Field(description="how well the model answered, in [0, 1] (1: acceptably)")
+    cost_usd: float | None = Field(None, ge=0.0, description="what the call cost")
+    latency_ms: float | None = Field(None, ge=0.0)
+    output_tokens: int | None = Field(None, ge=0)
+    tags: dict[str, Any] | None = Field(None, description="free JSON, stored as given")
+    keep_prompt: bool = Field(True, description="false: store the prompt's sha256 and its vector, not its text")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FeedbackRequest:
+        if (self.decision_id is None) == (self.prompt is None):
+            raise ValueError("give either decision_id or prompt (with model), not both or neither")
+        if self.prompt is not None and self.model is None:
+            raise ValueError("feedback by prompt needs the model that answered it")
+        return self
+
+
+class FeedbackStored(BaseModel):
+    """201: the outcome is committed to the store."""
+
+    stored: int = 1
+    model: str = Field(description="the registry name it was stored under")
+    prompt_sha256: str
+    decision_id: str | None = None
+    prompt_kept: bool

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
-from pickwise.api.errors import ModelNotFound, NoFeasibleModel, NotReady, RequestFieldError
+from pickwise.api.decisions import DecisionLog
+from pickwise.api.errors import DecisionNotFound, ModelNotFound, NoFeasibleModel, NotReady, RequestFieldError
 from pickwise.api.schemas import (
     MAX_OUTPUT_TOKENS,
+    FeedbackRequest,
+    FeedbackStored,
     ModelInfo,
     PlanAssignment,
     PlanPrompt,
@@ -159,7 +162,8 @@ def _pool_columns(snapshot: RegistrySnapshot, column: dict[str, int], values: di
 class PickwiseService:
     """Registry + predictor + selection logic; thread-safe (called from worker threads)."""
 
-    def __init__(self, registry: Registry, predictor=None, *, load_on_demand: Callable[[], object] | None = None):
+    def __init__(self, registry: Registry, predictor=None, *, load_on_demand: Callable[[], object] | None = None,
+                 outcome_store=None):
         """`predictor`: a loaded one, or None until `load_predictor` publishes one (the HTTP app loads
         it in the background); `load_on_demand`: load it the first time a call needs it (the CLI,
         which must not pay for the encoder when every prompt comes with its qualities)."""
@@ -172,6 +176,9 @@ class PickwiseService:
         # the one thread every torch predictor call runs on (see `encode`; an ONNX encoder's
         # micro-batches also use the batcher's other lanes); lives as long as the service
         self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickwise-encode")
+        self.decisions = DecisionLog()
+        self._outcome_store_path = outcome_store  # opened on the first feedback: a server that gets none makes no file
+        self._outcome_store = None
 
     # ---- predictor ---------------------------------------------------------------------------
     @property
@@ -468,6 +475,64 @@ class PickwiseService:
         if not pool:
             raise RequestFieldError("models", "no enabled, scorable model is left after the allow- and deny-lists")
         return pool
+
+    # ---- outcomes ----------------------------------------------------------------------------
+    @property
+    def outcome_store(self):
+        """The outcome store (`pickwise.registry.outcomes`), opened once."""
+        with self._lock:
+            if self._outcome_store is None:
+                from pickwise.registry.outcomes import OutcomeStore
+
+                self._outcome_store = OutcomeStore(self._outcome_store_path)
+            return self._outcome_store
+
+    def record_decision(self, prompt: str, response: SelectResponse, features: PromptFeatures) -> str:
+        """Remember a decision for feedback by its id; returns the id."""
+        chosen = [response.resolved.get(n, n) for n in response.chosen]
+        return self.decisions.record(prompt, chosen, np.asarray(features.u[0], dtype=np.float32),
+                                     self._predictor.encoder_version)
+
+    def feedback(self, request: FeedbackRequest) -> FeedbackStored:
+        """Store one outcome (committed before this returns), by decision id or by prompt and model."""
+        from pickwise.registry.outcomes import Outcome, prompt_sha256
+
+        snapshot = self.registry.refresh()
+        model = None
+        if request.model is not None:
+            if request.model not in snapshot:
+                raise RequestFieldError("model", f"unknown model {request.model!r} (not in the registry)")
+            model = snapshot.get(request.model).name
+        u, encoder = None, None
+        if request.decision_id is not None:
+            decision = self.decisions.get(request.decision_id)
+            if decision is None:
+                raise DecisionNotFound(f"unknown decision {request.decision_id!r}: this server keeps decisions for "
+                                       f"{self.decisions.ttl_s / 3600:g} hour(s), at most {self.decisions.max_entries:,}; "
+                                       "send the prompt and model instead")
+            if model is None:
+                if len(decision.chosen) != 1:
+                    raise RequestFieldError("model", f"the decision chose a set ({', '.join(decision.chosen)}): "
+                                                     "name the model the score is for")
+                model = decision.chosen[0]
+            elif model not in decision.chosen:
+                raise RequestFieldError("model", f"{request.model!r} is not what the decision chose "
+                                                 f"({', '.join(decision.chosen)})")
+            prompt, u, encoder = decision.prompt, decision.u, decision.encoder
+        else:
+            prompt = request.prompt
+        if not request.keep_prompt and u is None:
+            u, encoder = self.encode([prompt]).u[0], self.predictor.encoder_version
+        outcome = Outcome(
+            model=model, score=float(request.score), prompt=prompt if request.keep_prompt else None,
+            prompt_sha256=prompt_sha256(prompt),
+            prompt_vector=None if request.keep_prompt else tuple(float(x) for x in np.asarray(u, dtype=np.float32)),
+            vector_encoder=None if request.keep_prompt else encoder,
+            cost_usd=request.cost_usd, latency_ms=request.latency_ms, output_tokens=request.output_tokens,
+            decision_id=request.decision_id, tags=request.tags)
+        self.outcome_store.add([outcome])
+        return FeedbackStored(model=model, prompt_sha256=outcome.prompt_sha256, decision_id=request.decision_id,
+                              prompt_kept=request.keep_prompt)
 
     # ---- registry ----------------------------------------------------------------------------
     def model_info(self, spec: ModelSpec, snapshot: RegistrySnapshot) -> ModelInfo:

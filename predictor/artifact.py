@@ -25,7 +25,12 @@ HEADS_FILE = "heads.safetensors"
 ADAPTER_DIR = "adapter"
 SPLITS_FILE = "splits.json.gz"
 PROBE_FILE = "probe_vectors.npz"
+OUTCOME_VECTORS_FILE = "outcome_vectors.json"
 FORMAT_VERSION = 1
+# 2: an artifact refitted to outcomes (`pickwise fit`): format 1 plus OUTCOME_VECTORS_FILE, which code
+# that reads only format 1 would silently ignore, so it is refused there instead
+REFIT_FORMAT_VERSION = 2
+READABLE_FORMATS = (FORMAT_VERSION, REFIT_FORMAT_VERSION)
 
 
 def default_artifact_dir() -> Path:
@@ -79,17 +84,59 @@ def save_artifact(
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         for path in tmp.rglob("*"):  # readable by a service account, whatever a writer's default mode was
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if out_dir.exists():
-            backup = out_dir.with_name(out_dir.name + ".old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out_dir.rename(backup)
-            tmp.rename(out_dir)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        _swap_in(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Put the finished directory `tmp` at `out_dir`, replacing an artifact there."""
+    if out_dir.exists():
+        backup = out_dir.with_name(out_dir.name + ".old")
+        shutil.rmtree(backup, ignore_errors=True)
+        out_dir.rename(backup)
+        tmp.rename(out_dir)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)
+
+
+def write_refit_artifact(base_dir: str | Path, out_dir: str | Path, vectors: dict[str, dict], refit: dict) -> Path:
+    """A copy of the artifact `base_dir` whose models listed in `vectors` ({name: {"vector", "bias",
+    "rows", ...}}) are scored from those vectors, with `refit` (what they were fitted from) in its meta.
+
+    The encoder, heads and probe vectors are the base's, byte for byte; vectors the base already had
+    from an earlier refit are kept unless `vectors` replaces them. Written like `save_artifact`."""
+    base_dir, out_dir = Path(base_dir), check_artifact_target(out_dir)
+    if base_dir.resolve() == out_dir.resolve():
+        raise ArtifactError(f"{out_dir}: the refitted artifact must go to another directory than its base")
+    meta = read_meta(base_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".artifact-", dir=out_dir.parent))
+    try:
+        shutil.rmtree(tmp)
+        shutil.copytree(base_dir, tmp)
+        merged = {**(read_outcome_vectors(base_dir) or {}), **vectors}
+        (tmp / OUTCOME_VECTORS_FILE).write_text(json.dumps({"models": merged}, indent=1, sort_keys=True))
+        meta = {**meta, "format_version": REFIT_FORMAT_VERSION, "refit": refit,
+                "encoder_version": meta.get("encoder_version") or artifact_version(base_dir)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        tmp.chmod(0o755)
+        _swap_in(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def read_outcome_vectors(directory: str | Path) -> dict[str, dict] | None:
+    """{model name: {"vector", "bias", "rows", ...}} of a refitted artifact; None for any other."""
+    path = Path(directory) / OUTCOME_VECTORS_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["models"]
 
 
 def artifact_version(directory: str | Path) -> str:
@@ -109,8 +156,9 @@ def read_meta(directory: str | Path) -> dict:
     if not path.exists():
         raise ArtifactError(f"{directory}: not a predictor artifact (no {META_FILE}); train one with `pickwise train`")
     meta = json.loads(path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format_version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    if meta.get("format_version") not in READABLE_FORMATS:
+        raise ArtifactError(f"{path}: format_version {meta.get('format_version')!r}, this code reads "
+                            f"{' and '.join(map(str, READABLE_FORMATS))}")
     return meta
 
 

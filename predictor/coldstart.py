@@ -36,10 +36,22 @@ def fit_model_vector(
     vectors: np.ndarray,
     bias: np.ndarray,
     temperature: float = 1.0,
+    *,
+    center: tuple[np.ndarray, float] | None = None,
+    trust: float = 1.0,
 ) -> tuple[np.ndarray, float]:
-    """MAP (e, b) for results `scores` in [0, 1] on prompts with vectors `u` [n, dim]."""
+    """MAP (e, b) for results `scores` in [0, 1] on prompts with vectors `u` [n, dim].
+
+    The prior has the population's covariance; its mean is the population's, or `center` (a
+    model's current (e, b), when new results refine a vector it already has), and its precision is
+    multiplied by `trust` (how many population priors' worth of evidence the centre stands for).
+    The more results, the less the prior weighs: the fit moves from the centre as far as they say.
+    """
     # fit in calibrated units (p = sigmoid(z / T)), with the prior taken in the same units
     mean, precision = _prior(vectors / temperature, bias / temperature)
+    if center is not None:
+        mean = np.append(np.asarray(center[0], dtype=np.float64), center[1]) / temperature
+    precision = precision * trust
     x = np.hstack([u, np.ones((len(u), 1))])
     y = np.clip(scores, 0.0, 1.0)
 

@@ -2,6 +2,8 @@
 
 A registered model is scored through a model vector (e, b):
 - trained-in models (by name or alias) use the vectors learned in training;
+- a refitted artifact (`pickwise fit`) holds vectors fitted to observed outcomes: they replace
+  the trained vectors of those models, and score models that have outcomes but no trained vector;
 - a new model with probe results gets vectors fitted to those results (`predictor.coldstart`),
   cached by the content of its results, so registering it needs no retraining;
 - a model with only a prior (`similar_to`, `benchmark_score`) or nothing at all gets a prior
@@ -9,6 +11,7 @@ A registered model is scored through a model vector (e, b):
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -25,8 +28,8 @@ from tqdm.auto import tqdm
 from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
 from pickwise.predictor.artifact import (
     artifact_version,
-    default_artifact_dir,
     load_model,
+    read_outcome_vectors,
     read_probe_vectors,
     read_splits,
 )
@@ -36,6 +39,7 @@ from pickwise.predictor.data import RoutingTable, split_labels
 log = logging.getLogger("pickwise.predictor")
 MIN_REFERENCE_MODELS = 5  # fewer same-table models than this: the cold-start prior uses every trained model
 MAX_PROMPT_CHARS = 200_000  # longer input is cut before tokenising (the model reads 128 tokens anyway)
+MIN_OUTCOME_ROWS = 50  # a vector fitted to fewer outcomes than this (and no trained vector) is low-confidence
 
 
 @torch.no_grad()
@@ -176,7 +180,7 @@ class ModelVector:
     name: str
     vector: np.ndarray
     bias: float
-    source: str  # "trained" | "probe" | "similar_to" | "benchmark_score" | "population"
+    source: str  # "trained" | "outcomes" | "probe" | "similar_to" | "benchmark_score" | "population"
     low_confidence: str | None = None
     index: int | None = None  # row among the artifact's trained models ("trained" only)
 
@@ -210,6 +214,37 @@ class QualityPredictor:
         self._fitted: dict[str, tuple[np.ndarray, float]] = {}
         self._splits: dict | None = None
         self._lock = threading.Lock()
+        # refitted vectors: the encoder they belong to is the base artifact's (a refit never changes it)
+        self.encoder_version: str = meta.get("encoder_version") or self.version
+        self.trained_vectors = (self._vectors, self._bias)  # as training left them, the refit's reference population
+        self._outcome: dict[str, ModelVector] = {}
+        outcome_vectors = read_outcome_vectors(directory)
+        if outcome_vectors:
+            self._apply_outcome_vectors(outcome_vectors)
+
+    def _apply_outcome_vectors(self, models: dict[str, dict]) -> None:
+        """Score the models of `models` ({name: {"vector", "bias", "rows"}}) from those vectors."""
+        self._vectors, self._bias = self._vectors.copy(), self._bias.copy()
+        self._outcome = dict(self._outcome)
+        for name, fitted in models.items():
+            vector, bias = np.asarray(fitted["vector"], dtype=np.float64), float(fitted["bias"])
+            if vector.shape != self._vectors.shape[1:]:
+                raise ValueError(f"outcome vector of {name!r} has {vector.shape} values, the artifact's have "
+                                 f"{self._vectors.shape[1:]}")
+            j = self._index.get(name)
+            if j is not None:
+                self._vectors[j], self._bias[j] = vector, bias
+                continue
+            rows = int(fitted.get("rows", 0))
+            low = None if rows >= MIN_OUTCOME_ROWS else f"fitted to only {rows} outcomes"
+            self._outcome[name] = ModelVector(name, vector, bias, "outcomes", low)
+
+    def with_outcome_vectors(self, models: dict[str, dict]) -> QualityPredictor:
+        """A predictor sharing this one's encoder whose models in `models` are scored from those
+        vectors, as the artifact `pickwise fit` writes would be (this one is unchanged)."""
+        other = copy.copy(self)
+        other._apply_outcome_vectors(models)
+        return other
 
     @property
     def autocast(self) -> torch.dtype | None:
@@ -367,6 +402,8 @@ class QualityPredictor:
     def model_vector(self, model, snapshot=None) -> ModelVector:
         if isinstance(model, str):
             j = self._index.get(model)
+            if j is None and model in self._outcome:
+                return self._outcome[model]
             if j is None:
                 raise KeyError(
                     f"model {model!r} is not in the predictor artifact ({len(self.model_names)} trained models); "
@@ -377,9 +414,11 @@ class QualityPredictor:
             j = self._index.get(name)
             if j is not None:
                 return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained", index=j)
-        scores = snapshot.probe_scores(model.name) if snapshot is not None else None
-        if scores is None and model.probe is not None and isinstance(model.probe.results, list):
-            scores = {r.prompt_id: r.score for r in model.probe.results}
+        for name in model.all_names():
+            fitted = self._outcome.get(name)
+            if fitted is not None:
+                return ModelVector(model.name, fitted.vector, fitted.bias, "outcomes", fitted.low_confidence)
+        scores = probe_results(model, snapshot)
         if scores:
             vector, bias = self.fit_probe(scores)
             return ModelVector(model.name, vector, bias, "probe")
@@ -391,7 +430,7 @@ class QualityPredictor:
                                f"no probe results; scored like {probe.similar_to!r}")
         from pickwise.predictor.coldstart import population_prior
 
-        vector, bias = population_prior(self._vectors, self._bias)
+        vector, bias = population_prior(*self.trained_vectors)
         if probe is not None and probe.benchmark_score is not None:
             bias = self.bias_for_mean(vector, probe.benchmark_score)
             return ModelVector(model.name, vector, bias, "benchmark_score",
@@ -497,6 +536,14 @@ class QualityPredictor:
         return np.array(["train" if p in train else "val" if p in val else "test" for p in table.prompt_ids], dtype=object)
 
 
+def probe_results(model, snapshot=None) -> dict[str, float] | None:
+    """{probe prompt id: score} of a registry model: from the snapshot's files, or given inline."""
+    scores = snapshot.probe_scores(model.name) if snapshot is not None else None
+    if scores is None and model.probe is not None and isinstance(model.probe.results, list):
+        scores = {r.prompt_id: r.score for r in model.probe.results}
+    return scores
+
+
 def refresh_probe_vectors(artifact_dir: str | Path) -> int:
     """Recompute and store an artifact's probe-prompt vectors for the current shipped probe set.
 
@@ -558,7 +605,8 @@ def load_predictor(
     merge: bool = True,
     precision: str = "fp32",
 ) -> QualityPredictor:
-    """Load an artifact (default: the shipped one) on the real MiniLM backbone.
+    """Load an artifact (default: the promoted one, `pickwise artifact promote`, else the shipped one)
+    on the real MiniLM backbone.
 
     `merge` folds LoRA into the weights (no adapter matmuls at inference). `precision` trades a
     little accuracy for speed (figures: docs/performance.md): "bf16" runs the encoder
@@ -568,7 +616,12 @@ def load_predictor(
     exported on first use and cached, with as many threads as torch has), "auto" is onnx-int8 on a
     CPU (bf16 or fp32, with a logged warning, if the export fails) and fp32 on CUDA.
     """
-    directory = Path(artifact_dir) if artifact_dir else default_artifact_dir()
+    if artifact_dir:
+        directory = Path(artifact_dir)
+    else:
+        from pickwise.predictor.promotion import serving_artifact_dir
+
+        directory = serving_artifact_dir()
     dev = device or default_device(precision)
     requested, precision = precision, resolve_precision(precision, dev)
     if precision in CPU_ONLY_PRECISIONS and dev != "cpu":

@@ -39,11 +39,16 @@ def default_registry_dir() -> Path:
 HOME_ENV = "PICKWISE_HOME"
 
 
+def pickwise_home() -> Path:
+    """$PICKWISE_HOME, default ~/.pickwise: the user's registry, outcome store and promoted artifacts."""
+    home = os.environ.get(HOME_ENV)
+    return Path(home).expanduser() if home else Path.home() / ".pickwise"
+
+
 def user_registry_dir() -> Path:
     """Where a user's own models live, layered over the shipped ones: $PICKWISE_HOME/registry
     (default ~/.pickwise/registry), never inside the installed package."""
-    home = os.environ.get(HOME_ENV)
-    return (Path(home).expanduser() if home else Path.home() / ".pickwise") / "registry"
+    return pickwise_home() / "registry"
 
 
 def is_registry_file_name(name: str) -> bool:

@@ -38,7 +38,8 @@ OPERATIONS = [("POST", "/v1/select"), ("POST", "/v1/predict"), ("POST", "/v1/pla
               ("PUT", "/v1/models/{name}"), ("DELETE", "/v1/models/{name}"), ("GET", "/healthz"), ("GET", "/readyz"),
               ("GET", "/metrics"),
               # the gateway; these models have no endpoint, so nothing is forwarded anywhere
-              ("POST", "/openai/v1/chat/completions"), ("GET", "/openai/v1/models")]
+              ("POST", "/openai/v1/chat/completions"), ("GET", "/openai/v1/models"),
+              ("POST", "/v1/feedback"), ("GET", "/v1/outcomes/stats")]
 
 
 def test_every_operation_is_covered(api_schema):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
@@ -51,6 +52,10 @@ def test_select_through_the_server_prints_what_the_local_path_prints(served, loa
         before = len(loads)
         remote = _run(capsys, "select", PROMPT, "--server", url, *extra)
         assert len(loads) == before  # the server answered; nothing was loaded here
+        if "--json" in extra and remote[0] == 0:  # only a server keeps decisions for feedback by id
+            assert json.loads(local[1])["decision_id"] is None
+            assert len(json.loads(remote[1])["decision_id"]) == 32
+            remote = (remote[0], re.sub(r'"decision_id": "[0-9a-f]+"', '"decision_id": null', remote[1]), remote[2])
         assert remote == local, extra
     assert local[0] == 1
     monkeypatch.setenv("PICKWISE_SERVER", url)  # the default for --server

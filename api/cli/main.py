@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "planning",   # plan, universe
     "serving",    # serve, select
     "probe",      # probe export|score
+    "outcomes",   # outcomes import|export|stats, fit, artifact promote|rollback|status
 )
 
 

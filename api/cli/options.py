@@ -99,7 +99,8 @@ def add_artifact_option(parser: argparse.ArgumentParser) -> None:
         "--artifact",
         metavar="DIR",
         default=None,
-        help="predictor artifact directory (default: the shipped one, predictor/artifacts/default)",
+        help="predictor artifact directory (default: the one `pickwise artifact promote` made serve, "
+             "else the shipped one, predictor/artifacts/default)",
     )
 
 

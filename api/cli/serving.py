@@ -58,6 +58,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=number(int, low=1), default=1,
                    help="uvicorn worker processes (each loads its own predictor; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--store", metavar="PATH", default=None,
+                   help="the outcome store POST /v1/feedback writes to (default $PICKWISE_HOME/outcomes.sqlite)")
     p.add_argument("--torch-threads", type=number(int, low=1), default=None, metavar="N",
                    help="intra-op threads of the predictor (default: every CPU for a bf16 or int8 encoder, "
                         "CPUs - 1 for fp32, so HTTP handling keeps a core)")
@@ -119,6 +121,8 @@ def batching_settings(args: argparse.Namespace) -> dict:
     options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
                "encoder_lanes": args.encoder_lanes}
     given = {k: v for k, v in options.items() if v is not None}
+    if getattr(args, "store", None):
+        given["outcome_store"] = str(Path(args.store).resolve())
     try:
         ServiceSettings(**given)
     except ValidationError as exc:
@@ -128,10 +132,10 @@ def batching_settings(args: argparse.Namespace) -> dict:
 
 
 def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    from pickwise.predictor.artifact import default_artifact_dir
+    from pickwise.predictor.promotion import serving_artifact_dir
 
     load_registry_option(args.registry)  # fail before binding the port, with every problem listed
-    artifact = Path(args.artifact) if args.artifact else default_artifact_dir()
+    artifact = Path(args.artifact) if args.artifact else serving_artifact_dir()
     if not artifact.is_dir():
         raise CliError(f"predictor artifact {artifact} does not exist; train one with "
                        "`pickwise train --out DIR` and pass --artifact DIR")

@@ -24,7 +24,7 @@ from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.errors import install_error_handlers
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.http.limits import BodySizeLimit
-from pickwise.api.http.routes import AppState, health, models, selection
+from pickwise.api.http.routes import AppState, health, models, outcomes, selection
 from pickwise.api.http.settings import ADMIN_TOKEN_ENV, ServiceSettings
 from pickwise.api.http.telemetry import MetricsMiddleware, ServiceMetrics
 from pickwise.api.http.timeouts import BodyReadTimeout
@@ -86,7 +86,7 @@ def create_app(
     registry = Registry(registry_dir) if registry_dir is not None else \
         Registry(user_registry_dir(), base=default_registry_dir())
     loader = _loader(predictor, artifact_dir)
-    service = PickwiseService(registry, predictor if loader is None else None)
+    service = PickwiseService(registry, predictor if loader is None else None, outcome_store=settings.outcome_store)
     metrics = ServiceMetrics()
     def lanes() -> int:  # read when the batcher starts, after the predictor has loaded
         supported = service.predictor.parallel_lanes
@@ -125,7 +125,7 @@ def create_app(
     app.state.pickwise = AppState(service=service, batcher=batcher, metrics=metrics, jobs=jobs, settings=settings,
                                   forwarder=forwarder)
     install_error_handlers(app)
-    for module in (selection, models, health, gateway):
+    for module in (selection, outcomes, models, health, gateway):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "PICKWISE_"
 ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
 API_KEYS_ENV = ENV_PREFIX + "API_KEYS"
+FEEDBACK_TOKEN_ENV = ENV_PREFIX + "FEEDBACK_TOKEN"
 
 
 class ServiceSettings(BaseSettings):
@@ -30,6 +31,13 @@ class ServiceSettings(BaseSettings):
     upstream_max_connections: int = Field(
         256, ge=1, description="most connections open to upstream model servers at once (the gateway's concurrency "
                                "bound); a call past it waits for one, at most its endpoint's timeout, then gets 429")
+    feedback_token: str | None = Field(
+        None, description=f"bearer token for POST /v1/feedback (env {FEEDBACK_TOKEN_ENV}); the admin token is "
+                          "accepted too; with neither set, feedback is refused",
+    )
+    outcome_store: str | None = Field(
+        None, description="the outcome store feedback goes to (a SQLite file); None: $PICKWISE_HOME/outcomes.sqlite",
+    )
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request bodies above this get 413")
     max_batch: int = Field(32, ge=1, description="most prompts in one micro-batched predictor call")
     max_wait_ms: float = Field(
@@ -64,7 +72,7 @@ class ServiceSettings(BaseSettings):
     keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection is closed after this many seconds "
                                                    "(uvicorn's timeout_keep_alive)")
 
-    @field_validator("admin_token", "api_keys")
+    @field_validator("admin_token", "api_keys", "feedback_token")
     @classmethod
     def _empty_token_is_none(cls, token: str | None) -> str | None:
         return token or None  # PICKWISE_ADMIN_TOKEN= (set but empty) disables writes, as unset does
@@ -86,5 +94,5 @@ class ServiceSettings(BaseSettings):
     def environment(self) -> dict[str, str]:
         """These settings as the PICKWISE_* variables that rebuild them in another process (no token or
         keys: a worker reads those from the environment it inherits)."""
-        values = self.model_dump(exclude={"admin_token", "api_keys"}, exclude_defaults=True)
+        values = self.model_dump(exclude={"admin_token", "api_keys", "feedback_token"}, exclude_defaults=True)
         return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}

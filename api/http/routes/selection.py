@@ -47,6 +47,7 @@ async def select(body: SelectRequest, request: Request) -> Response:
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                            waiting=exc.waiting, max_queue=exc.limit) from None
     result = await run_in_threadpool(service.decide, body, u, truncated, snapshot)
+    result.decision_id = service.record_decision(body.prompt, result, u)
     st.metrics.count_selection(result.chosen)
     return _json(result)
 

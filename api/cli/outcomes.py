@@ -1,0 +1,239 @@
+"""`pickwise outcomes import|export|stats`, `pickwise fit` and `pickwise artifact promote|rollback|status`:
+learn model vectors from observed outcomes and promote the result only when it is not worse.
+
+The store is `--store PATH` (default $PICKWISE_HOME/outcomes.sqlite); docs/outcomes.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pickwise.api.cli.options import (
+    CliError,
+    add_registry_option,
+    load_registry_option,
+    number,
+)
+from pickwise.api.cli.output import check_output_path
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="PATH", default=None,
+                        help="the outcome store, a SQLite file (default $PICKWISE_HOME/outcomes.sqlite, "
+                             "~/.pickwise/outcomes.sqlite)")
+
+
+def open_store(option: str | None, *, must_exist: bool = False):
+    from pickwise.registry.outcomes import OutcomeStore, default_store_path
+
+    path = Path(option) if option else default_store_path()
+    if must_exist and not path.is_file():
+        raise CliError(f"outcome store {path} does not exist; `pickwise outcomes import FILE` creates it")
+    return OutcomeStore(path)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("outcomes", help="store observed outcomes: import, export, stats")
+    osub = p.add_subparsers(dest="outcomes_command", metavar="ACTION")
+    osub.required = True
+
+    q = osub.add_parser("import", help="add outcomes from a JSONL, CSV or parquet file (long format)")
+    q.add_argument("file", help="rows of {prompt, model (name or alias), score in [0, 1], optional cost_usd, "
+                                "latency_ms, output_tokens, timestamp, decision_id, tags}")
+    add_store_option(q)
+    add_registry_option(q)
+    q.add_argument("--skip-bad", action="store_true", help="store the good rows of a file with bad ones "
+                                                          "(default: store nothing, name every bad row)")
+    q.add_argument("--hash-prompts", action="store_true",
+                   help="keep each prompt's sha256 and its vector from --artifact's encoder, not its text")
+    q.add_argument("--artifact", metavar="DIR", default=None,
+                   help="the encoder for --hash-prompts (default: the serving artifact)")
+    q.set_defaults(func=cmd_import)
+
+    q = osub.add_parser("export", help="write every outcome in the import format (by --output's suffix)")
+    add_store_option(q)
+    q.add_argument("--output", required=True, metavar="FILE", help=".jsonl, .csv or .parquet")
+    q.set_defaults(func=cmd_export)
+
+    q = osub.add_parser("stats", help="counts per model and per day")
+    add_store_option(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("fit", help="refit model vectors to the stored outcomes; writes a candidate artifact")
+    add_store_option(p)
+    add_registry_option(p)
+    p.add_argument("--artifact", metavar="BASE", default=None,
+                   help="the base artifact whose encoder is kept (default: the shipped one; fitting on top "
+                        "of an earlier fit would count its outcomes twice)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the refitted artifact goes")
+    p.add_argument("--holdout", type=number(float, low=0.0, high=0.9), default=0.2, metavar="SHARE",
+                   help="share of prompts, the newest, held out to compare the candidate with its base "
+                        "(default 0.2; 0 fits on everything and leaves `artifact promote` nothing to judge)")
+    p.add_argument("--trust-trained", type=number(float, above=0.0), default=10.0, metavar="K",
+                   help="how many population priors' worth of evidence a trained vector stands for (default 10)")
+    p.add_argument("--json", action="store_true", help="print the fit's report as JSON")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("artifact", help="which artifact serves: promote, rollback, status")
+    asub = p.add_subparsers(dest="artifact_command", metavar="ACTION")
+    asub.required = True
+    q = asub.add_parser("promote", help="serve DIR by default if it is not worse than its base on held-out outcomes")
+    q.add_argument("dir")
+    q.add_argument("--force", action="store_true", help="promote even if worse, or without figures")
+    q.set_defaults(func=cmd_promote)
+    q = asub.add_parser("rollback", help="serve the previously promoted artifact again")
+    q.set_defaults(func=cmd_rollback)
+    q = asub.add_parser("status", help="the serving artifact and the promotion history")
+    q.set_defaults(func=cmd_artifact_status)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pickwise.registry import UnknownModelError
+    from pickwise.registry.outcomes import OutcomeError, parse_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{args.file}: no such file")
+    snapshot = load_registry_option(args.registry)
+
+    def resolve(name: str) -> str:
+        try:
+            return snapshot.get(name).name
+        except UnknownModelError:
+            raise KeyError(name) from None
+
+    try:
+        good, bad = parse_file(path, resolve)
+    except OutcomeError as exc:
+        raise CliError(str(exc)) from None
+    if bad and not args.skip_bad:
+        shown = bad[:50] + ([f"... and {len(bad) - 50} more"] if len(bad) > 50 else [])
+        raise CliError(f"{path}: {len(bad)} bad row(s), nothing stored (--skip-bad stores the {len(good)} good ones):\n"
+                       + "\n".join(f"  {path}: {b}" for b in shown))
+    for b in bad:
+        print(f"pickwise outcomes import: skipped {path}: {b}", file=sys.stderr)
+    if args.hash_prompts:
+        good = _hashed(good, args.artifact)
+    store = open_store(args.store)
+    with store:
+        added = store.add(good)  # one transaction: all of the file's good rows, or none
+    print(f"stored {added} outcomes from {path} in {store.path}" + (f" ({len(bad)} bad rows skipped)" if bad else ""),
+          file=sys.stderr)
+    return 0
+
+
+def _hashed(outcomes: list, artifact: str | None) -> list:
+    """The outcomes with their text replaced by its hash and the encoder's vector."""
+    import dataclasses
+
+    from pickwise.predictor.inference import load_predictor
+
+    predictor = load_predictor(artifact, "cpu")
+    texts = [o.prompt for o in outcomes if o.prompt is not None]
+    unique = list(dict.fromkeys(texts))
+    u, _ = predictor.prompt_vectors(unique)
+    vector = {t: tuple(float(x) for x in row.astype("float32")) for t, row in zip(unique, u)}
+    return [dataclasses.replace(o, prompt=None, prompt_vector=vector[o.prompt], vector_encoder=predictor.encoder_version)
+            if o.prompt is not None else o for o in outcomes]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pickwise.registry.outcomes import OutcomeError, write_records
+
+    check_output_path("--output", args.output)
+    with open_store(args.store, must_exist=True) as store:
+        try:
+            n = write_records(store.outcomes(), args.output)
+        except OutcomeError as exc:
+            raise CliError(str(exc)) from None
+    print(f"wrote {n} outcomes to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with open_store(args.store, must_exist=True) as store:
+        stats = store.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"{stats['outcomes']:,} outcomes on {stats['prompts']:,} prompts in {stats['store']}"
+          + (f", {stats['first']} .. {stats['last']}" if stats["outcomes"] else ""))
+    hashed = stats["hashed_prompts"]
+    if hashed["rows"]:
+        print(f"{hashed['rows']:,} keep only the prompt's hash ({hashed['with_vector']:,} with its vector)")
+    if stats["per_model"]:
+        width = max(len(r["model"]) for r in stats["per_model"])
+        print(f"\n{'MODEL'.ljust(width)}  OUTCOMES   PROMPTS  MEAN SCORE")
+        for r in stats["per_model"]:
+            print(f"{r['model'].ljust(width)}  {r['outcomes']:>8,}  {r['prompts']:>8,}  {r['mean_score']:>10.3f}")
+        print("\nDAY (UTC)   OUTCOMES")
+        for r in stats["per_day"]:
+            print(f"{r['day']}  {r['outcomes']:>8,}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from pickwise.predictor.artifact import ArtifactError, check_artifact_target, default_artifact_dir
+    from pickwise.predictor.inference import load_predictor
+    from pickwise.predictor.refit import refit
+
+    try:
+        check_artifact_target(args.out)
+    except ArtifactError as exc:
+        raise CliError(str(exc)) from None
+    base = Path(args.artifact) if args.artifact else default_artifact_dir()
+    if base.resolve() == Path(args.out).resolve():
+        raise CliError("--out must differ from the base artifact")
+    snapshot = load_registry_option(args.registry)
+    with open_store(args.store, must_exist=True) as store:
+        predictor = load_predictor(base, "cpu")
+        report = refit(predictor, snapshot, store, args.out, holdout=args.holdout, trust_trained=args.trust_trained,
+                       progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    used = report["outcomes"]
+    print(f"fitted {len(report['models'])} models from {used['fit']:,} outcomes ({used['held_out']:,} held out, "
+          f"{used['prompts']:,} prompts, {report['time_range'][0]} .. {report['time_range'][1]}) "
+          f"in {report['seconds']['total']:.1f} s; wrote {args.out}")
+    print(_figures_line(report["holdout"]))
+    return 0
+
+
+def _figures_line(h: dict) -> str:
+    if not h.get("rows"):
+        return "held-out: none (nothing for `artifact promote` to judge)"
+    line = f"held-out {h['rows']:,} outcomes: Brier base {h['brier']['base']:.4f} -> candidate {h['brier']['candidate']:.4f}"
+    if h.get("capture"):
+        c = h["capture"]
+        line += f"; capture base {c['base']:.4f} -> candidate {c['candidate']:.4f} on {c['prompts']} prompts"
+    return line
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pickwise.predictor.promotion import promote
+
+    record = promote(args.dir, force=args.force)
+    print(f"promoted {args.dir} (version {record['version']}, copied to {record['path']})"
+          + (" despite: " + "; ".join(record["worse"]) if record["worse"] else ""))
+    print(_figures_line(record["figures"]))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from pickwise.predictor.promotion import rollback
+
+    record = rollback()
+    print(f"rolled back from {record['from']['version']} to {record['to']['version']} ({record['to']['path']})")
+    return 0
+
+
+def cmd_artifact_status(args: argparse.Namespace) -> int:
+    from pickwise.predictor.promotion import read_pointer, serving_artifact_dir
+
+    pointer = read_pointer()
+    print(json.dumps({"serving": str(serving_artifact_dir()), **pointer}, indent=2))
+    return 0

@@ -1,0 +1,473 @@
+"""The outcome store: observed scores of (prompt, model) pairs, in one SQLite database (WAL mode).
+
+It lives in the registry layer, the lowest one, because every layer above uses it: the CLI and the
+HTTP app write outcomes, and `pickwise fit` (predictor layer) reads them. Model names are resolved
+to registry names by the caller before they are stored (`resolve_model`).
+
+Each outcome keeps the prompt's text, or, when the caller asks not to keep it, only its sha256 and,
+if the caller has one, the prompt's vector from the encoder (text cannot be re-encoded later, so a
+hashed row without a vector can only be counted, never fitted). Every write is one transaction:
+a batch is stored whole or not at all, and a committed batch survives a crash of the writer
+(`synchronous=FULL` makes the commit durable before it returns).
+
+Several processes on one host may share a store (WAL readers never block the writer; writers wait
+up to `busy_timeout`). A SQLite file on a network volume shared by several hosts is not safe: its
+locks do not hold across hosts (docs/outcomes.md).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pickwise.errors import PickwiseError
+from pickwise.registry.loader import pickwise_home
+
+SCHEMA_VERSION = 1
+STORE_FILE = "outcomes.sqlite"
+# the long format of import and export, in this column order
+FIELDS = ("prompt", "prompt_sha256", "prompt_vector", "vector_encoder", "model", "score", "cost_usd", "latency_ms",
+          "output_tokens", "timestamp", "decision_id", "tags")
+REQUIRED = ("model", "score")
+IMPORT_SUFFIXES = (".jsonl", ".csv", ".parquet")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY,
+    prompt TEXT,
+    prompt_sha256 TEXT NOT NULL,
+    prompt_vector BLOB,
+    vector_encoder TEXT,
+    model TEXT NOT NULL,
+    score REAL NOT NULL CHECK (score >= 0 AND score <= 1),
+    cost_usd REAL,
+    latency_ms REAL,
+    output_tokens INTEGER,
+    ts TEXT NOT NULL,
+    decision_id TEXT,
+    tags TEXT
+);
+CREATE INDEX IF NOT EXISTS outcomes_model ON outcomes (model);
+CREATE INDEX IF NOT EXISTS outcomes_sha ON outcomes (prompt_sha256);
+CREATE TABLE IF NOT EXISTS feature_cache (
+    prompt_sha256 TEXT NOT NULL,
+    encoder TEXT NOT NULL,
+    features BLOB NOT NULL,
+    PRIMARY KEY (prompt_sha256, encoder)
+);
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class OutcomeError(PickwiseError, ValueError):
+    """Bad outcome rows (each named with its line) or a store that cannot be opened."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message + "".join(f"\n  {p}" for p in problems))
+        self.problems = list(problems)
+
+
+def default_store_path() -> Path:
+    """$PICKWISE_HOME/outcomes.sqlite (default ~/.pickwise/outcomes.sqlite), like the user registry."""
+    return pickwise_home() / STORE_FILE
+
+
+def prompt_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def utc_timestamp(value: Any = None) -> str:
+    """ISO 8601 in UTC with microseconds and a 'Z': from None (now), epoch seconds or an ISO string;
+    a string without a zone is taken as UTC. ValueError when it is none of those.
+
+    Always the same width, so that text order is time order (the store sorts and pages by it)."""
+    if value is None:
+        moment = datetime.now(timezone.utc)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite epoch time: {value}")
+        moment = datetime.fromtimestamp(value, timezone.utc)
+    elif isinstance(value, str):
+        text = value.strip()
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    else:
+        raise ValueError(f"expected an ISO 8601 string or epoch seconds, got {type(value).__name__}")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One observed result. `model` is a registry name; `prompt` None when only its hash is kept."""
+
+    model: str
+    score: float
+    prompt: str | None = None
+    prompt_sha256: str = ""
+    prompt_vector: tuple[float, ...] | None = None  # the encoder's u, float32 values
+    vector_encoder: str | None = None  # which encoder made prompt_vector (QualityPredictor.encoder_version)
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    output_tokens: int | None = None
+    timestamp: str = field(default_factory=utc_timestamp)
+    decision_id: str | None = None
+    tags: dict | None = None
+
+    def __post_init__(self):
+        if self.prompt is None and not self.prompt_sha256:
+            raise ValueError("an outcome needs its prompt or the prompt's sha256")
+        if self.prompt is not None and not self.prompt_sha256:
+            object.__setattr__(self, "prompt_sha256", prompt_sha256(self.prompt))
+
+    def record(self) -> dict:
+        """The row in the long format of import/export (FIELDS; prompt_vector as a list)."""
+        row = asdict(self)
+        row["prompt_vector"] = list(self.prompt_vector) if self.prompt_vector is not None else None
+        return {k: row[k] for k in FIELDS}
+
+
+def _f32_blob(vector) -> bytes | None:
+    return None if vector is None else np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _f32_tuple(blob: bytes | None) -> tuple[float, ...] | None:
+    return None if blob is None else tuple(float(x) for x in np.frombuffer(blob, dtype="<f4"))
+
+
+class OutcomeStore:
+    """A connection to one store; thread-safe (one connection behind a lock)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, busy_timeout_s: float = 10.0):
+        self.path = Path(path) if path is not None else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before it returns (NORMAL in WAL mode may lose the last
+            # commits on power loss; a process crash loses nothing either way)
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            found = self._db.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
+            if found is None:
+                self._db.execute("INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(found[0]) != SCHEMA_VERSION:
+                raise OutcomeError(f"{self.path}: outcome store schema {found[0]}, this code reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise OutcomeError(f"{self.path}: not a usable outcome store ({exc})") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> OutcomeStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    class _Tx:
+        def __init__(self, store):
+            self.store = store
+
+        def __enter__(self):
+            self.store._lock.acquire()
+            try:
+                self.store._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.store._lock.release()
+                raise
+            return self.store._db
+
+        def __exit__(self, kind, exc, tb):
+            try:
+                self.store._db.execute("COMMIT" if kind is None else "ROLLBACK")
+            finally:
+                self.store._lock.release()
+
+    def _transaction(self) -> _Tx:
+        return OutcomeStore._Tx(self)
+
+    # ---- writes ----------------------------------------------------------------------------
+    def add(self, outcomes: Iterable[Outcome]) -> int:
+        """Store a batch in one transaction (all or nothing); returns how many rows were added."""
+        rows = [(o.prompt, o.prompt_sha256, _f32_blob(o.prompt_vector), o.vector_encoder, o.model, float(o.score),
+                 o.cost_usd, o.latency_ms, o.output_tokens, o.timestamp, o.decision_id,
+                 json.dumps(o.tags, sort_keys=True, separators=(",", ":")) if o.tags is not None else None)
+                for o in outcomes]
+        with self._transaction() as db:
+            db.executemany("INSERT INTO outcomes (prompt, prompt_sha256, prompt_vector, vector_encoder, model, score, "
+                           "cost_usd, latency_ms, output_tokens, ts, decision_id, tags) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    # ---- reads -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
+
+    def outcomes(self, batch: int = 10_000) -> Iterator[Outcome]:
+        """Every outcome, oldest first (by timestamp, then insertion)."""
+        last = None
+        while True:
+            with self._lock:
+                query = ("SELECT id, prompt, prompt_sha256, prompt_vector, vector_encoder, model, score, cost_usd, "
+                         "latency_ms, output_tokens, ts, decision_id, tags FROM outcomes ")
+                if last is None:
+                    found = self._db.execute(query + "ORDER BY ts, id LIMIT ?", (batch,)).fetchall()
+                else:
+                    found = self._db.execute(query + "WHERE (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
+                                             (*last, batch)).fetchall()
+            if not found:
+                return
+            for row in found:
+                yield Outcome(model=row[5], score=row[6], prompt=row[1], prompt_sha256=row[2],
+                              prompt_vector=_f32_tuple(row[3]), vector_encoder=row[4], cost_usd=row[7],
+                              latency_ms=row[8], output_tokens=row[9], timestamp=row[10], decision_id=row[11],
+                              tags=json.loads(row[12]) if row[12] is not None else None)
+            last = (found[-1][10], found[-1][0])
+
+    def stats(self) -> dict:
+        """Counts per model and per day (UTC), the time range and how many rows keep only a hash."""
+        with self._lock:
+            db = self._db
+            total, first, last = db.execute("SELECT COUNT(*), MIN(ts), MAX(ts) FROM outcomes").fetchone()
+            per_model = db.execute("SELECT model, COUNT(*), AVG(score), COUNT(DISTINCT prompt_sha256) FROM outcomes "
+                                   "GROUP BY model ORDER BY COUNT(*) DESC, model").fetchall()
+            per_day = db.execute("SELECT substr(ts, 1, 10), COUNT(*) FROM outcomes GROUP BY 1 ORDER BY 1").fetchall()
+            hashed = db.execute("SELECT COUNT(*), COUNT(prompt_vector) FROM outcomes WHERE prompt IS NULL").fetchone()
+            prompts = db.execute("SELECT COUNT(DISTINCT prompt_sha256) FROM outcomes").fetchone()[0]
+        return {
+            "store": str(self.path), "outcomes": total, "prompts": prompts, "first": first, "last": last,
+            "hashed_prompts": {"rows": hashed[0], "with_vector": hashed[1]},
+            "per_model": [{"model": m, "outcomes": n, "mean_score": round(s, 6), "prompts": p}
+                          for m, n, s, p in per_model],
+            "per_day": [{"day": d, "outcomes": n} for d, n in per_day],
+        }
+
+    # ---- the encoder's features, cached per prompt and encoder -------------------------------
+    def cached_features(self, shas: Sequence[str], encoder: str) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        with self._lock:
+            for start in range(0, len(shas), 500):
+                part = list(shas[start:start + 500])
+                marks = ",".join("?" * len(part))
+                for sha, blob in self._db.execute(
+                        f"SELECT prompt_sha256, features FROM feature_cache WHERE encoder=? AND prompt_sha256 IN ({marks})",
+                        (encoder, *part)):
+                    out[sha] = blob
+        return out
+
+    def cache_features(self, items: dict[str, bytes], encoder: str) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO feature_cache VALUES (?, ?, ?)",
+                           [(sha, encoder, blob) for sha, blob in items.items()])
+
+
+# ---- the long format: JSONL, CSV, parquet ---------------------------------------------------
+def _number(value: Any, name: str, *, low: float | None = None, high: float | None = None, integer: bool = False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"field '{name}': expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"field '{name}': expected a finite number, got {value!r}")
+    if integer:
+        if float(value) != int(value):
+            raise ValueError(f"field '{name}': expected an integer, got {value!r}")
+        value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        raise ValueError(f"field '{name}': expected a number {span}, got {value!r}")
+    return value
+
+
+def parse_record(record: Any, resolve_model) -> Outcome:
+    """One row of the long format as an Outcome; ValueError naming the field when it is bad.
+
+    `resolve_model(name_or_alias) -> registry name` raises KeyError for an unknown model."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected an object with fields {', '.join(FIELDS)}, got {type(record).__name__}")
+    unknown = sorted(set(record) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(FIELDS)})")
+    missing = [k for k in REQUIRED if record.get(k) is None]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(map(repr, missing))}")
+    prompt, sha, vector = record.get("prompt"), record.get("prompt_sha256"), record.get("prompt_vector")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt):
+        raise ValueError(f"field 'prompt': expected a non-empty string, got {prompt!r}"[:120])
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+        raise ValueError(f"field 'prompt_sha256': expected 64 lowercase hex digits, got {sha!r}")
+    if prompt is None and sha is None:
+        raise ValueError("missing field 'prompt' (or 'prompt_sha256' for a row that keeps only the hash)")
+    if prompt is not None and sha is not None and sha != prompt_sha256(prompt):
+        raise ValueError("field 'prompt_sha256': is not the sha256 of 'prompt'")
+    if vector is not None:
+        if not isinstance(vector, list) or not vector or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in vector):
+            raise ValueError("field 'prompt_vector': expected a non-empty list of finite numbers")
+        vector = tuple(float(np.float32(x)) for x in vector)
+    model = record["model"]
+    if not isinstance(model, str):
+        raise ValueError(f"field 'model': expected a string, got {type(model).__name__}")
+    try:
+        model = resolve_model(model)
+    except KeyError:
+        raise ValueError(f"field 'model': unknown model {record['model']!r} (not in the registry)") from None
+    tags = record.get("tags")
+    if tags is not None and not isinstance(tags, dict):
+        raise ValueError(f"field 'tags': expected a JSON object, got {type(tags).__name__}")
+    try:
+        timestamp = utc_timestamp(record.get("timestamp"))
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ValueError(f"field 'timestamp': {exc}") from None
+    encoder = record.get("vector_encoder")
+    if encoder is not None and (not isinstance(encoder, str) or vector is None):
+        raise ValueError("field 'vector_encoder': a string, given only with 'prompt_vector'")
+    decision = record.get("decision_id")
+    if decision is not None and not isinstance(decision, str):
+        raise ValueError(f"field 'decision_id': expected a string, got {type(decision).__name__}")
+    return Outcome(
+        model=model, score=float(_number(record["score"], "score", low=0.0, high=1.0)), prompt=prompt,
+        prompt_sha256=sha or "", prompt_vector=vector, vector_encoder=encoder,
+        cost_usd=None if record.get("cost_usd") is None else float(_number(record["cost_usd"], "cost_usd", low=0.0)),
+        latency_ms=None if record.get("latency_ms") is None else float(_number(record["latency_ms"], "latency_ms", low=0.0)),
+        output_tokens=None if record.get("output_tokens") is None
+        else _number(record["output_tokens"], "output_tokens", low=0, integer=True),
+        timestamp=timestamp, decision_id=decision, tags=tags,
+    )
+
+
+def _csv_cell(name: str, text: str) -> Any:
+    """A CSV cell as the JSON value it stands for: empty is null, numbers and JSON fields parsed."""
+    if text == "":
+        return None
+    if name in ("score", "cost_usd", "latency_ms", "output_tokens"):
+        try:
+            return float(text) if name != "output_tokens" or not text.lstrip("-").isdigit() else int(text)
+        except ValueError:
+            return text  # parse_record names it
+    if name in ("tags", "prompt_vector"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"field {name!r}: not JSON: {text[:60]!r}") from None
+    return text
+
+
+def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
+    """(where, record) for every row of a JSONL, CSV or parquet file; a record that cannot be
+    read at all is an Exception instance in place of the record."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMPORT_SUFFIXES:
+        raise OutcomeError(f"{path}: expected a .jsonl, .csv or .parquet file")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            cleaned = {}
+            for k, v in row.items():
+                if isinstance(v, float) and math.isnan(v):
+                    v = None
+                if k in ("tags", "prompt_vector") and isinstance(v, str):
+                    try:
+                        v = json.loads(v)
+                    except json.JSONDecodeError:
+                        pass
+                cleaned[k] = v
+            yield f"row {i}", cleaned
+        return
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OutcomeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    if suffix == ".jsonl":
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {n}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield f"line {n}", ValueError(f"not JSON ({exc.msg})")
+        return
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        return
+    for row in reader:
+        n = reader.line_num
+        if not any(row):
+            continue
+        if len(row) != len(header):
+            yield f"line {n}", ValueError(f"{len(row)} cells, the header has {len(header)}")
+            continue
+        try:
+            yield f"line {n}", {name: _csv_cell(name, cell) for name, cell in zip(header, row)}
+        except ValueError as exc:
+            yield f"line {n}", exc
+
+
+def parse_file(path: str | os.PathLike, resolve_model) -> tuple[list[Outcome], list[str]]:
+    """Every good outcome of a file and a message per bad row ('line N: ...')."""
+    good, bad = [], []
+    for where, record in read_records(path):
+        if isinstance(record, Exception):
+            bad.append(f"{where}: {record}")
+            continue
+        try:
+            good.append(parse_record(record, resolve_model))
+        except ValueError as exc:
+            bad.append(f"{where}: {exc}")
+    return good, bad
+
+
+def write_records(outcomes: Iterable[Outcome], path: str | os.PathLike) -> int:
+    """Write the long format (by the file's suffix: .jsonl, .csv or .parquet); returns the row count.
+
+    Written to a temporary sibling and renamed, so a reader never sees half a file."""
+    from pickwise.files import atomic_file
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMPORT_SUFFIXES:
+        raise OutcomeError(f"{path}: expected a .jsonl, .csv or .parquet file name")
+    records = [o.record() for o in outcomes]
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = {k: [r[k] for r in records] for k in FIELDS}
+        columns["tags"] = [json.dumps(t, sort_keys=True) if t is not None else None for t in columns["tags"]]
+        columns["prompt_vector"] = [json.dumps(v) if v is not None else None for v in columns["prompt_vector"]]
+        types = {"score": pa.float64(), "cost_usd": pa.float64(), "latency_ms": pa.float64(),
+                 "output_tokens": pa.int64()}
+        table = pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
+        with atomic_file(path) as fh:
+            pq.write_table(table, fh)
+        return len(records)
+    with atomic_file(path, "w") as fh:
+        if suffix == ".jsonl":
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n")
+        else:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(FIELDS)
+            for r in records:
+                writer.writerow(["" if r[k] is None else json.dumps(r[k], sort_keys=True) if k in ("tags", "prompt_vector")
+                                 else repr(r[k]) if isinstance(r[k], float) else r[k] for k in FIELDS])
+    return len(records)

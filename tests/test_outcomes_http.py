@@ -1,0 +1,98 @@
+"""POST /v1/feedback over the real HTTP app: by decision id, by prompt, hashed, refused."""
+from __future__ import annotations
+
+import pytest
+
+from pickwise.registry.outcomes import OutcomeStore, prompt_sha256
+from tests.api_support import PROMPT, TOKEN, client, registry_with_alias
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    return tmp_path / "outcomes.sqlite"
+
+
+@pytest.fixture
+def api(tmp_path, tiny_predictor, store_path):
+    registry = registry_with_alias(tmp_path / "registry", "gpt-4-1106-preview", "gpt4")
+    with client(registry, tiny_predictor, outcome_store=str(store_path)) as c:
+        yield c
+
+
+def _stored(path):
+    with OutcomeStore(path) as store:
+        return list(store.outcomes())
+
+
+def test_feedback_by_decision_id(api, store_path):
+    decision = api.post("/v1/select", json={"prompt": PROMPT})
+    assert decision.status_code == 200
+    body = decision.json()
+    assert len(body["decision_id"]) == 32
+    r = api.post("/v1/feedback", json={"decision_id": body["decision_id"], "score": 1, "cost_usd": 0.001,
+                                       "tags": {"app": "t"}}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    assert r.json()["model"] == body["chosen"][0]
+    [row] = _stored(store_path)
+    assert (row.prompt, row.model, row.score, row.decision_id, row.tags, row.cost_usd) == (
+        PROMPT, body["chosen"][0], 1.0, body["decision_id"], {"app": "t"}, 0.001)
+
+
+def test_feedback_by_prompt_resolves_aliases(api, store_path):
+    r = api.post("/v1/feedback", json={"prompt": "What is 2+2?", "model": "gpt4", "score": 0.5}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    assert r.json()["model"] == "gpt-4-1106-preview"
+    assert [(o.prompt, o.model) for o in _stored(store_path)] == [("What is 2+2?", "gpt-4-1106-preview")]
+    stats = api.get("/v1/outcomes/stats").json()
+    assert stats["outcomes"] == 1 and "store" not in stats
+
+
+def test_feedback_that_keeps_only_the_hash(api, store_path, tiny_predictor):
+    r = api.post("/v1/feedback", json={"prompt": "private text", "model": "claude-v2", "score": 0.0,
+                                       "keep_prompt": False}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    [row] = _stored(store_path)
+    assert row.prompt is None and row.prompt_sha256 == prompt_sha256("private text")
+    assert len(row.prompt_vector) == tiny_predictor.model.config.dim
+    assert row.vector_encoder == tiny_predictor.encoder_version
+    decision = api.post("/v1/select", json={"prompt": "another private one"}).json()
+    r = api.post("/v1/feedback", json={"decision_id": decision["decision_id"], "score": 1, "keep_prompt": False},
+                 headers=AUTH)
+    assert r.status_code == 201 and _stored(store_path)[1].prompt is None
+
+
+@pytest.mark.parametrize("body, status, needle", [
+    ({"decision_id": "0" * 32, "score": 1}, 404, "unknown decision"),
+    ({"prompt": "x", "score": 1}, 422, "needs the model"),
+    ({"decision_id": "abc", "prompt": "x", "model": "gpt4", "score": 1}, 422, "either decision_id or prompt"),
+    ({"prompt": "x", "model": "nobody", "score": 1}, 422, "unknown model"),
+    ({"prompt": "x", "model": "gpt4", "score": 1.5}, 422, "score"),
+    ({"prompt": "x", "model": "gpt4", "score": "1"}, 422, "score"),
+    ({"prompt": "x", "model": "gpt4", "score": 1, "colour": 1}, 422, "colour"),
+])
+def test_bad_feedback_is_refused(api, store_path, body, status, needle):
+    r = api.post("/v1/feedback", json=body, headers=AUTH)
+    assert r.status_code == status and needle in r.text, r.text
+    assert not store_path.exists() or _stored(store_path) == []
+
+
+def test_feedback_model_must_be_the_decisions(api):
+    decision = api.post("/v1/select", json={"prompt": PROMPT}).json()
+    other = next(c["name"] for c in decision["candidates"] if c["name"] != decision["chosen"][0])
+    r = api.post("/v1/feedback", json={"decision_id": decision["decision_id"], "model": other, "score": 1},
+                 headers=AUTH)
+    assert r.status_code == 422 and "not what the decision chose" in r.text
+
+
+def test_feedback_needs_a_token(api, tmp_path, tiny_predictor):
+    body = {"prompt": "x", "model": "gpt4", "score": 1}
+    assert api.post("/v1/feedback", json=body).status_code == 401
+    assert api.post("/v1/feedback", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    registry = registry_with_alias(tmp_path / "r2", "gpt-4-1106-preview", "gpt4")
+    with client(registry, tiny_predictor, admin_token=None, outcome_store=str(tmp_path / "x.sqlite")) as c:
+        assert c.post("/v1/feedback", json=body, headers=AUTH).status_code == 403
+    with client(registry, tiny_predictor, admin_token=None, feedback_token="fb",
+                outcome_store=str(tmp_path / "x.sqlite")) as c:
+        assert c.post("/v1/feedback", json=body, headers={"Authorization": "Bearer fb"}).status_code == 201

@@ -1,0 +1,182 @@
+"""The outcome store: import/export round trips, bad rows named, atomic batches, crash safety."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pickwise.api.cli.main import main
+from pickwise.api.decisions import DecisionLog
+from pickwise.registry.outcomes import Outcome, OutcomeStore, parse_file, prompt_sha256, utc_timestamp
+from tests.api_support import registry_with_alias
+
+ROWS = [
+    {"prompt": "What is 2+2?", "model": "gpt4", "score": 1, "cost_usd": 0.0021, "latency_ms": 812.5,
+     "output_tokens": 12, "timestamp": "2026-11-30T10:00:00Z", "decision_id": "d1", "tags": {"team": "a", "n": [1, 2]}},
+    {"prompt": "Name a prime, \"quoted\", with a comma", "model": "Llama-2-7b-hf", "score": 0.25,
+     "timestamp": "2026-12-01T08:30:00.123456+02:00"},
+    {"prompt": "Résumé: write one line.\nTwo lines.", "model": "claude-v2", "score": 0.0, "timestamp": 1764547200},
+]
+
+
+@pytest.fixture
+def aliased(tmp_path):
+    return registry_with_alias(tmp_path / "registry", "gpt-4-1106-preview", "gpt4")
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _rows(store_path):
+    with OutcomeStore(store_path) as store:
+        return list(store.outcomes())
+
+
+def test_round_trip_every_format(tmp_path, aliased, capsys):
+    source = _jsonl(tmp_path / "in.jsonl", ROWS)
+    store = tmp_path / "a.sqlite"
+    assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased)]) == 0
+    stored = _rows(store)
+    assert [o.model for o in stored] == ["claude-v2", "gpt-4-1106-preview", "Llama-2-7b-hf"]  # alias resolved, by time
+    assert stored[1].tags == {"team": "a", "n": [1, 2]} and stored[1].output_tokens == 12
+    assert stored[2].timestamp == "2026-12-01T06:30:00.123456Z"
+    assert stored[0].timestamp == utc_timestamp(1764547200)
+    for suffix in ("jsonl", "csv", "parquet"):
+        first, second = tmp_path / f"out1.{suffix}", tmp_path / f"out2.{suffix}"
+        assert main(["outcomes", "export", "--store", str(store), "--output", str(first)]) == 0
+        copy = tmp_path / f"copy-{suffix}.sqlite"
+        assert main(["outcomes", "import", str(first), "--store", str(copy), "--registry", str(aliased)]) == 0
+        assert _rows(copy) == stored
+        assert main(["outcomes", "export", "--store", str(copy), "--output", str(second)]) == 0
+        assert first.read_bytes() == second.read_bytes()
+
+
+def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys):
+    rows = [json.dumps(ROWS[0]), "{not json", json.dumps({"prompt": "x", "model": "nobody", "score": 1}),
+            json.dumps({"prompt": "x", "model": "gpt4", "score": 1.5}), "",
+            json.dumps({"prompt": "x", "model": "gpt4", "score": 1, "colour": "red"}),
+            json.dumps({"prompt": "x", "model": "gpt4", "score": True}),
+            json.dumps({"prompt": "x", "model": "gpt4"}), json.dumps(ROWS[1])]
+    source = tmp_path / "bad.jsonl"
+    source.write_text("\n".join(rows) + "\n")
+    store = tmp_path / "s.sqlite"
+    code = main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased)])
+    err = capsys.readouterr().err
+    assert code == 2
+    for needle in ("line 2: not JSON", "line 3: field 'model': unknown model 'nobody'", "line 4: field 'score'",
+                   "line 6: unknown field(s) 'colour'", "line 7: field 'score': expected a number",
+                   "line 8: missing field(s) 'score'"):
+        assert needle in err, needle
+    assert "line 1" not in err and "line 9" not in err and "6 bad row(s), nothing stored" in err
+    assert not store.exists() or _rows(store) == []
+    assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased),
+                 "--skip-bad"]) == 0
+    assert len(_rows(store)) == 2
+
+
+def test_csv_bad_rows_name_their_line(tmp_path, aliased, capsys):
+    source = tmp_path / "in.csv"
+    source.write_text('prompt,model,score,tags\n"a, b",gpt4,1,\n"multi\nline",gpt4,2,\nc,gpt4,0.5,{oops\n'
+                      'd,gpt4,0.5,"{""k"": 1}"\n')
+    good, bad = parse_file(source, lambda m: {"gpt4": "gpt-4-1106-preview"}[m])
+    assert [o.prompt for o in good] == ["a, b", "d"] and good[1].tags == {"k": 1}
+    assert bad[0].startswith("line 4: field 'score'") and bad[1].startswith("line 5: field 'tags'")
+
+
+def test_stats_counts_per_model_and_day(tmp_path, aliased, capsys):
+    store = tmp_path / "s.sqlite"
+    main(["outcomes", "import", str(_jsonl(tmp_path / "in.jsonl", ROWS)), "--store", str(store),
+          "--registry", str(aliased)])
+    capsys.readouterr()
+    assert main(["outcomes", "stats", "--store", str(store), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["outcomes"] == 3 and stats["prompts"] == 3
+    assert {r["model"]: r["outcomes"] for r in stats["per_model"]} == {
+        "gpt-4-1106-preview": 1, "Llama-2-7b-hf": 1, "claude-v2": 1}
+    assert [d["day"] for d in stats["per_day"]] == ["2025-12-01", "2026-11-30", "2026-12-01"]
+    assert main(["outcomes", "stats", "--store", str(tmp_path / "none.sqlite")]) == 2
+
+
+def test_hashed_rows_keep_no_text(tmp_path):
+    with OutcomeStore(tmp_path / "s.sqlite") as store:
+        store.add([Outcome(model="m", score=1.0, prompt_sha256=prompt_sha256("secret"), prompt_vector=(0.5, -1.0),
+                           vector_encoder="enc")])
+    raw = sqlite3.connect(tmp_path / "s.sqlite").execute("SELECT prompt, prompt_sha256 FROM outcomes").fetchall()
+    assert raw == [(None, prompt_sha256("secret"))]
+    assert _rows(tmp_path / "s.sqlite")[0].prompt_vector == (0.5, -1.0)
+
+
+def test_a_failing_batch_stores_nothing(tmp_path):
+    with OutcomeStore(tmp_path / "s.sqlite") as store:
+        store.add([Outcome(model="m", score=0.5, prompt="a")])
+        with pytest.raises(sqlite3.IntegrityError):  # the CHECK on score rejects the batch's second row
+            store.add([Outcome(model="m", score=1.0, prompt="b"), _unchecked(score=7.0)])
+        assert len(store) == 1
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _unchecked(score: float) -> Outcome:
+    o = Outcome(model="m", score=0.0, prompt="z")
+    object.__setattr__(o, "score", score)
+    return o
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from pickwise.registry.outcomes import Outcome, OutcomeStore
+    store = OutcomeStore(sys.argv[1])
+    batch, done = int(sys.argv[2]), 0
+    while True:
+        store.add([Outcome(model="m", score=(done + i) % 2, prompt=f"prompt {done + i}") for i in range(batch)])
+        done += batch
+        print(done, flush=True)
+""")
+
+
+def test_a_crash_mid_import_loses_no_committed_outcome(tmp_path):
+    path, batch = tmp_path / "s.sqlite", 500
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(batch)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ})
+    try:
+        committed = 0
+        for _ in range(6):
+            committed = int(child.stdout.readline())
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # mid-way through the next batch, most likely
+        child.wait()
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    rows = _rows(path)
+    assert len(rows) >= committed and len(rows) % batch == 0  # every committed batch whole, no partial one
+    assert {o.prompt for o in rows} == {f"prompt {i}" for i in range(len(rows))}
+
+
+def test_decision_log_is_bounded_by_count_size_and_age():
+    now = [0.0]
+    log = DecisionLog(max_entries=3, max_chars=10, ttl_s=60, clock=lambda: now[0])
+    ids = [log.record("ab", ["m"]) for _ in range(4)]
+    assert log.get(ids[0]) is None and log.get(ids[3]).chosen == ("m",) and len(log) == 3
+    log.record("x" * 7, ["m"])  # 2 + 2 + 7 chars > 10: the oldest go
+    assert len(log) == 2
+    now[0] = 61
+    assert log.get(ids[3]) is None and len(log) == 0
+
+
+def test_timestamps_sort_as_times():
+    stamps = ["2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+02:00", 1767225599.25]
+    assert sorted(map(utc_timestamp, stamps)) == [
+        "2025-12-31T23:00:00.000000Z", "2025-12-31T23:59:59.250000Z", "2026-01-01T00:00:00.000000Z",
+        "2026-01-01T00:00:00.500000Z"]
+    with pytest.raises(ValueError):
+        utc_timestamp("yesterday")
