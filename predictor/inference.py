@@ -108,6 +108,9 @@ class QualityPredictor:
         self._fitted: dict[str, tuple[np.ndarray, float]] = {}
         self._splits: dict | None = None
         self._lock = threading.Lock()
+        from pickwise.predictor.lengths import load_length_model
+
+        self.lengths = load_length_model(directory)  # None: every model's output length is its registry prior
 
     @property
     def autocast(self) -> torch.dtype | None:
@@ -173,6 +176,13 @@ class QualityPredictor:
         e = np.stack([v.vector for v in vectors])
         b = np.array([v.bias for v in vectors])
         return 1.0 / (1.0 + np.exp(-(u @ e.T + b) / self.temperature))
+
+    def output_tokens(self, u: np.ndarray, models: Sequence) -> tuple[np.ndarray, list[str]]:
+        """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
+        and per model its source: "trained" | "fitted" | "registry" (`predictor.lengths`)."""
+        from pickwise.predictor.lengths import predict_output_tokens
+
+        return predict_output_tokens(self.lengths, u, models)
 
     def low_confidence(self, models: Sequence, snapshot=None) -> dict[str, str]:
         """{model name: reason} for models scored from a prior rather than from results."""
