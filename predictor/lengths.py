@@ -95,6 +95,7 @@ class LengthVector:
     bias: float
     log2_smear: float
     source: str  # "trained" | "fitted"
+    log2_range: tuple[float, float] = (0.0, math.inf)  # the estimate is clipped here (see LengthModel)
 
 
 @dataclass
@@ -148,6 +149,10 @@ class LengthModel:
     log2_smear: np.ndarray  # [M] log2 of each model's smearing factor (median -> mean)
     noise_var: float  # residual variance of log2 counts on training rows: the MAP fit's likelihood
     features: FeatureMap
+    # [M, 2] the smallest and largest log2 count each model produced on the training rows: a linear
+    # form extrapolates without bound on prompts unlike the tables' (an essay prompt read as a
+    # maths task), so estimates are clipped to what the model was seen to do
+    log2_range: np.ndarray | None = None
     aliases: dict[str, str] = field(default_factory=dict)  # other name -> a name in `names`
     model_tables: dict[str, list[str]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
@@ -158,6 +163,8 @@ class LengthModel:
             if name in self._index:
                 self._index.setdefault(alias, self._index[name])
         self._fitted: dict[str, LengthVector] = {}
+        if self.log2_range is None:
+            self.log2_range = np.tile([0.0, np.inf], (len(self.names), 1))
 
     # ---- lookup ------------------------------------------------------------------------
     def trained_vector(self, names: Iterable[str]) -> LengthVector | None:
@@ -166,7 +173,8 @@ class LengthModel:
         for name in names:
             j = self._index.get(name)
             if j is not None:
-                return LengthVector(names[0], self.vectors[j], float(self.bias[j]), float(self.log2_smear[j]), "trained")
+                return LengthVector(names[0], self.vectors[j], float(self.bias[j]), float(self.log2_smear[j]), "trained",
+                                    (float(self.log2_range[j, 0]), float(self.log2_range[j, 1])))
         return None
 
     def add_fitted(self, name: str, u: np.ndarray, tokens: np.ndarray, tables: Iterable[str] | None = None) -> LengthVector:
@@ -183,7 +191,10 @@ class LengthModel:
         ref = self.reference_models(tables)
         vector, bias = fit_length_vector(self.features(u), log2_tokens(tokens), self.vectors[ref], self.bias[ref],
                                          self.noise_var)
-        return LengthVector(name, vector, bias, float(np.median(self.log2_smear[ref])), "fitted")
+        observed = log2_tokens(tokens)
+        lo = min(float(self.log2_range[ref, 0].min()), float(np.nanmin(observed, initial=np.inf)))
+        hi = max(float(self.log2_range[ref, 1].max()), float(np.nanmax(observed, initial=-np.inf)))
+        return LengthVector(name, vector, bias, float(np.median(self.log2_smear[ref])), "fitted", (lo, hi))
 
     def reference_models(self, tables: Iterable[str] | None = None) -> np.ndarray:
         """Trained models with lengths on any of `tables` (every one when None or fewer than 3 match)."""
@@ -231,10 +242,13 @@ class LengthModel:
         tokens = np.empty((n, len(models)))
         if known:
             vecs = [found[j] for j in known]
-            z = self.log2_median(u, vecs)
+            z = np.clip(self.log2_median(u, vecs), [x.log2_range[0] for x in vecs], [x.log2_range[1] for x in vecs])
             log2_med[:, known] = z
             smear = np.array([x.log2_smear for x in vecs]) if form == "mean" else 0.0
             tokens[:, known] = np.exp2(z + smear)
+            for j in known:  # never more than the model may produce
+                if not isinstance(models[j], str):
+                    tokens[:, j] = np.minimum(tokens[:, j], models[j].max_output_tokens)
         sources = []
         for j, (model, vec) in enumerate(zip(models, found)):
             if vec is not None:
@@ -273,7 +287,8 @@ def save_length_model(directory: str | Path, model: LengthModel) -> Path:
     meta = {"format": FORMAT, "feature_kind": model.features.kind, "names": model.names, "aliases": model.aliases,
             "model_tables": model.model_tables, "noise_var": model.noise_var, **model.meta}
     arrays = {"vectors": model.vectors.astype(np.float32), "bias": model.bias.astype(np.float32),
-              "log2_smear": model.log2_smear.astype(np.float32), "meta": np.array(json.dumps(meta, sort_keys=True))}
+              "log2_smear": model.log2_smear.astype(np.float32), "log2_range": model.log2_range.astype(np.float32),
+              "meta": np.array(json.dumps(meta, sort_keys=True))}
     arrays.update({f"feature.{k}": np.asarray(v, np.float32) for k, v in model.features.params.items()})
     path = Path(directory) / LENGTHS_FILE
     with atomic_file(path) as fh:
@@ -320,6 +335,7 @@ def load_length_model(directory: str | Path) -> LengthModel | None:
         params = {k.removeprefix("feature."): data[k].astype(np.float64) for k in data.files if k.startswith("feature.")}
         vectors, bias = data["vectors"].astype(np.float64), data["bias"].astype(np.float64)
         smear = data["log2_smear"].astype(np.float64)
+        log2_range = data["log2_range"].astype(np.float64)
     fitted_on, current = meta.get("encoder_key"), encoder_key(directory)
     if fitted_on != current:
         log.warning("%s was fitted on encoder %s, the artifact's is %s: ignored (output lengths fall back to the "
@@ -329,7 +345,7 @@ def load_length_model(directory: str | Path) -> LengthModel | None:
     names, aliases, tables = meta.pop("names"), meta.pop("aliases"), meta.pop("model_tables")
     noise_var = float(meta.pop("noise_var"))
     features = FeatureMap(meta.pop("feature_kind"), params)
-    return LengthModel(names, vectors, bias, smear, noise_var, features, aliases, tables, meta)
+    return LengthModel(names, vectors, bias, smear, noise_var, features, log2_range, aliases, tables, meta)
 
 
 # ----------------------------------------------------------------------------- training
@@ -432,8 +448,13 @@ def train_length_model(
         params = {"ln_w": g[0].weight, "ln_b": g[0].bias, "a_w": g[1].weight, "a_b": g[1].bias,
                   "b_w": g[3].weight, "b_b": g[3].bias}
         params = {k: t.detach().numpy().astype(np.float64) for k, t in params.items()}
+    y_train = np.where(np.asarray(mask[tr]), np.asarray(log2_counts)[np.asarray(train)], np.nan)
+    seen = np.isfinite(y_train).any(axis=0)
+    lo = np.where(seen, np.nanmin(np.where(np.isfinite(y_train), y_train, np.inf), axis=0), 0.0)
+    hi = np.where(seen, np.nanmax(np.where(np.isfinite(y_train), y_train, -np.inf), axis=0), np.inf)
     model = LengthModel(list(names), vec.detach().numpy().astype(np.float64), bias.detach().numpy().astype(np.float64),
-                        smear, noise_var, FeatureMap(kind if kind != "pooled" else "linear", params))
+                        smear, noise_var, FeatureMap(kind if kind != "pooled" else "linear", params),
+                        np.column_stack([lo, hi]))
     history = {"best_step": best[2], "val_loss": best[0], "train_noise_var": noise_var}
     if kind == "pooled":
         with torch.no_grad():

@@ -128,3 +128,16 @@ def test_saved_with_the_artifact_and_ignored_after_the_encoder_changes(tiny_arti
 
 def test_log2_tokens_clips_empty_answers():
     np.testing.assert_allclose(log2_tokens(np.array([0.0, 1.0, 8.0, np.nan])), [0.0, 0.0, 3.0, np.nan])
+
+
+def test_estimates_stay_within_what_the_model_was_seen_to_produce():
+    # a linear form extrapolates on unfamiliar prompts; estimates are clipped to the training range
+    # and, for a registry entry, to its max_output_tokens
+    model = LengthModel(["m"], np.array([[10.0]]), np.array([0.0]), np.zeros(1), 0.5, FeatureMap(),
+                        log2_range=np.array([[1.0, 6.0]]))
+    est = model.predict(np.array([[-5.0], [0.3], [5.0]]), ["m"], form="median")
+    np.testing.assert_allclose(est.tokens[:, 0], [2.0, 8.0, 64.0])
+    capped = spec("m-spec", aliases=("m",), expected=30)
+    assert model.predict(np.array([[5.0]]), [capped]).tokens[0, 0] == 64.0
+    small = ModelSpec.model_validate(model_entry("m2", aliases=["m"], max_output_tokens=50, expected_output_tokens=30))
+    assert model.predict(np.array([[5.0]]), [small]).tokens[0, 0] == 50.0
