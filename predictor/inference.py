@@ -221,6 +221,9 @@ class QualityPredictor:
         outcome_vectors = read_outcome_vectors(directory)
         if outcome_vectors:
             self._apply_outcome_vectors(outcome_vectors)
+        from pickwise.predictor.lengths import load_length_model
+
+        self.lengths = load_length_model(directory)  # None: every model's output length is its registry prior
 
     def _apply_outcome_vectors(self, models: dict[str, dict]) -> None:
         """Score the models of `models` ({name: {"vector", "bias", "rows"}}) from those vectors."""
@@ -385,6 +388,13 @@ class QualityPredictor:
     def set_rho(self) -> float:
         """The fitted common-mode failure share for `predictor.scale.set_quality` (0: independent)."""
         return float(self.scale.set_rho) if self.scale is not None else 0.0
+
+    def output_tokens(self, u: np.ndarray, models: Sequence) -> tuple[np.ndarray, list[str]]:
+        """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
+        and per model its source: "trained" | "fitted" | "registry" (`predictor.lengths`)."""
+        from pickwise.predictor.lengths import predict_output_tokens
+
+        return predict_output_tokens(self.lengths, u, models)
 
     def low_confidence(self, models: Sequence, snapshot=None) -> dict[str, str]:
         """{model name: reason} for models scored from a prior rather than from results."""

@@ -1,0 +1,462 @@
+"""Output length: how many tokens a model's answer to a prompt will have, per prompt and model.
+
+Why: a call's cost is prompt tokens x input price + output tokens x output price, and the output
+price is usually the larger, but answers vary tenfold in length with the prompt and the model. A
+registry constant per model charges a one-word multiple-choice answer like a worked solution.
+
+The model has the quality model's vector form, on the same frozen prompt vector u:
+
+    log2 tokens(p, m) ~ v(u(p)) . l_m + c_m,     v(u) = u            ("linear")
+                                                  v(u) = [u, g(u)]    ("mlp": g a shared small net)
+
+so every model's observed lengths train one shared prompt side, and a new model needs only
+(l, c), which a few dozen observed answer lengths determine by a MAP fit under a Gaussian prior
+taken from the trained models (`fit_length_vector`, the analogue of `predictor.coldstart`).
+v depends on u alone because u is all the service's encoder outputs (the int8 ONNX graph).
+
+The fit is on log2 counts (answer lengths are roughly log-normal; a squared error on raw
+counts would be ruled by the few longest answers), which estimates a median. Expected cost is
+linear in the count, so the count used for cost is the median times the model's smearing
+factor (Duan's: the training-row mean of 2^residual), `expected_tokens` below.
+
+Counts are cl100k_base tokens, as the routing tables record them; prices per token are applied
+to those counts. A model without length evidence falls back to its registry
+`expected_output_tokens`, and `LengthEstimate.sources` says so.
+
+Stored in the artifact directory as `output_lengths.npz` (see `save_length_model`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("pickwise.predictor")
+LENGTHS_FILE = "output_lengths.npz"
+FORMAT = "output-lengths-v1"
+SOURCES = ("trained", "fitted", "registry")
+MIN_TOKENS = 1.0  # counts are clipped here before log2: a 0-token answer is billed like a 1-token one
+PRIOR_SHRINK = 0.1
+
+
+def log2_tokens(tokens: np.ndarray) -> np.ndarray:
+    """log2 of counts clipped at MIN_TOKENS (NaN stays NaN)."""
+    return np.log2(np.maximum(np.asarray(tokens, dtype=np.float64), MIN_TOKENS))
+
+
+# ----------------------------------------------------------------------------- the prompt side
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """v(u): the prompt side of the length model. kind "linear" (v = u) or "mlp" (v = [u, g(u)]).
+
+    g(u) = GELU(LN(u) A + a) B + b in numpy, so inference needs no torch.
+    """
+
+    kind: str = "linear"
+    params: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=np.float64)
+        if self.kind == "linear":
+            return u
+        if self.kind != "mlp":
+            raise ValueError(f"unknown length feature map {self.kind!r}")
+        p = self.params
+        mu, var = u.mean(axis=1, keepdims=True), u.var(axis=1, keepdims=True)
+        x = (u - mu) / np.sqrt(var + 1e-5) * p["ln_w"] + p["ln_b"]
+        h = x @ p["a_w"].T + p["a_b"]
+        h = 0.5 * h * (1.0 + _erf(h / math.sqrt(2.0)))
+        return np.hstack([u, h @ p["b_w"].T + p["b_b"]])
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return erf(x)
+
+
+# ----------------------------------------------------------------------------- the model side
+
+
+@dataclass(frozen=True)
+class LengthVector:
+    """How one model's lengths are predicted: log2 median = v . vector + bias, times 2^log2_smear for the mean."""
+
+    name: str
+    vector: np.ndarray
+    bias: float
+    log2_smear: float
+    source: str  # "trained" | "fitted"
+    log2_range: tuple[float, float] = (0.0, math.inf)  # the estimate is clipped here (see LengthModel)
+
+
+@dataclass
+class LengthEstimate:
+    """Expected output tokens [N, M] (what cost multiplies by the output price), and per model where they come from."""
+
+    tokens: np.ndarray
+    sources: list[str]
+    log2_median: np.ndarray  # [N, M] the log-scale estimate (NaN for registry fallbacks)
+
+
+def _prior(vectors: np.ndarray, bias: np.ndarray, shrink: float = PRIOR_SHRINK) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision of (l, c) over a population of models, covariance shrunk to a scaled identity."""
+    theta = np.hstack([vectors, bias[:, None]])
+    mean = theta.mean(axis=0)
+    cov = np.atleast_2d(np.cov(theta, rowvar=False)) if len(theta) > 1 else np.eye(theta.shape[1])
+    scale = np.trace(cov) / cov.shape[0] if np.trace(cov) > 0 else 1.0
+    cov = (1 - shrink) * cov + shrink * scale * np.eye(cov.shape[0])
+    return mean, np.linalg.inv(cov)
+
+
+def fit_length_vector(
+    v: np.ndarray,
+    log2_counts: np.ndarray,
+    vectors: np.ndarray,
+    bias: np.ndarray,
+    noise_var: float,
+) -> tuple[np.ndarray, float]:
+    """MAP (l, c) for a model whose answers to prompts with features `v` [n, d] had `log2_counts` [n].
+
+    Linear-Gaussian: log2 count ~ N(v . l + c, noise_var) and (l, c) ~ N(mean, cov) of the
+    population (`vectors`, `bias`), so the posterior mode is one linear solve. With no results
+    it is the population mean; with many, the least-squares fit.
+    """
+    mean, precision = _prior(np.asarray(vectors, np.float64), np.asarray(bias, np.float64))
+    y = np.asarray(log2_counts, dtype=np.float64)
+    ok = np.isfinite(y)
+    x = np.hstack([np.asarray(v, np.float64)[ok], np.ones((int(ok.sum()), 1))])
+    a = x.T @ x / noise_var + precision
+    theta = np.linalg.solve(a, x.T @ y[ok] / noise_var + precision @ mean)
+    return theta[:-1], float(theta[-1])
+
+
+@dataclass
+class LengthModel:
+    """Trained length vectors for named models plus the shared prompt side; see the module docstring."""
+
+    names: list[str]
+    vectors: np.ndarray  # [M, d]
+    bias: np.ndarray  # [M]
+    log2_smear: np.ndarray  # [M] log2 of each model's smearing factor (median -> mean)
+    noise_var: float  # residual variance of log2 counts on training rows: the MAP fit's likelihood
+    features: FeatureMap
+    # [M, 2] the smallest and largest log2 count each model produced on the training rows: a linear
+    # form extrapolates without bound on prompts unlike the tables' (an essay prompt read as a
+    # maths task), so estimates are clipped to what the model was seen to do
+    log2_range: np.ndarray | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # other name -> a name in `names`
+    model_tables: dict[str, list[str]] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._index = {n: j for j, n in enumerate(self.names)}
+        for alias, name in self.aliases.items():
+            if name in self._index:
+                self._index.setdefault(alias, self._index[name])
+        self._fitted: dict[str, LengthVector] = {}
+        if self.log2_range is None:
+            self.log2_range = np.tile([0.0, np.inf], (len(self.names), 1))
+
+    # ---- lookup ------------------------------------------------------------------------
+    def trained_vector(self, names: Iterable[str]) -> LengthVector | None:
+        """The trained vector of the first of `names` (a name and its aliases) that has one."""
+        names = list(names)
+        for name in names:
+            j = self._index.get(name)
+            if j is not None:
+                return LengthVector(names[0], self.vectors[j], float(self.bias[j]), float(self.log2_smear[j]), "trained",
+                                    (float(self.log2_range[j, 0]), float(self.log2_range[j, 1])))
+        return None
+
+    def add_fitted(self, name: str, u: np.ndarray, tokens: np.ndarray, tables: Iterable[str] | None = None) -> LengthVector:
+        """Fit (l, c) for `name` from its answers' token counts on prompts with vectors `u`, and keep it.
+
+        Later `vector_for` calls with that name return it (source "fitted") unless it is trained.
+        """
+        vec = self.fit(u, tokens, tables, name=name)
+        self._fitted[name] = vec
+        return vec
+
+    def fit(self, u: np.ndarray, tokens: np.ndarray, tables: Iterable[str] | None = None, name: str = "") -> LengthVector:
+        """MAP length vector from observed counts; prior from the trained models of `tables` (all when None)."""
+        ref = self.reference_models(tables)
+        vector, bias = fit_length_vector(self.features(u), log2_tokens(tokens), self.vectors[ref], self.bias[ref],
+                                         self.noise_var)
+        observed = log2_tokens(tokens)
+        lo = min(float(self.log2_range[ref, 0].min()), float(np.nanmin(observed, initial=np.inf)))
+        hi = max(float(self.log2_range[ref, 1].max()), float(np.nanmax(observed, initial=-np.inf)))
+        return LengthVector(name, vector, bias, float(np.median(self.log2_smear[ref])), "fitted", (lo, hi))
+
+    def reference_models(self, tables: Iterable[str] | None = None) -> np.ndarray:
+        """Trained models with lengths on any of `tables` (every one when None or fewer than 3 match)."""
+        everyone = np.arange(len(self.names))
+        if tables is None:
+            return everyone
+        wanted = set(tables)
+        ref = np.array([j for j, n in enumerate(self.names) if wanted & set(self.model_tables.get(n, ()))], dtype=int)
+        return ref if len(ref) >= 3 else everyone
+
+    def vector_for(self, model) -> LengthVector | None:
+        """A name or a registry ModelSpec -> its length vector (trained, else fitted), or None (use the registry)."""
+        names = [model] if isinstance(model, str) else list(model.all_names())
+        trained = self.trained_vector(names)
+        if trained is not None:
+            return trained
+        for name in names:
+            if name in self._fitted:
+                return self._fitted[name]
+        return None
+
+    # ---- prediction --------------------------------------------------------------------
+    def log2_median(self, u: np.ndarray, vectors: Sequence[LengthVector]) -> np.ndarray:
+        if not vectors:
+            return np.zeros((len(u), 0))
+        v = self.features(u)
+        return v @ np.stack([x.vector for x in vectors]).T + np.array([x.bias for x in vectors])
+
+    def predict(self, u: np.ndarray, models: Sequence, *, form: str | None = None) -> LengthEstimate:
+        """Expected output tokens for prompts with vectors `u` [N, dim] and `models` (names or ModelSpecs).
+
+        A model with neither a trained nor a fitted vector gets its registry
+        `expected_output_tokens` on every prompt (source "registry"); a bare name without one is
+        a KeyError, since there is no registry entry to fall back to. `form` "mean" (default:
+        the artifact's choice) or "median".
+        """
+        form = form or self.meta.get("count_form", "mean")
+        if form not in ("mean", "median"):
+            raise ValueError(f"form must be 'mean' or 'median', got {form!r}")
+        u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+        found = [self.vector_for(m) for m in models]
+        known = [j for j, x in enumerate(found) if x is not None]
+        n = len(u)
+        log2_med = np.full((n, len(models)), np.nan)
+        tokens = np.empty((n, len(models)))
+        if known:
+            vecs = [found[j] for j in known]
+            z = np.clip(self.log2_median(u, vecs), [x.log2_range[0] for x in vecs], [x.log2_range[1] for x in vecs])
+            log2_med[:, known] = z
+            smear = np.array([x.log2_smear for x in vecs]) if form == "mean" else 0.0
+            tokens[:, known] = np.exp2(z + smear)
+            for j in known:  # never more than the model may produce
+                if not isinstance(models[j], str):
+                    tokens[:, j] = np.minimum(tokens[:, j], models[j].max_output_tokens)
+        sources = []
+        for j, (model, vec) in enumerate(zip(models, found)):
+            if vec is not None:
+                sources.append(vec.source)
+                continue
+            if isinstance(model, str):
+                raise KeyError(f"model {model!r} has no length vector; pass its registry entry to fall back "
+                               "to its expected_output_tokens")
+            tokens[:, j] = float(model.expected_output_tokens)
+            sources.append("registry")
+        return LengthEstimate(tokens, sources, log2_med)
+
+
+def predict_output_tokens(model: LengthModel | None, u: np.ndarray, models: Sequence) -> tuple[np.ndarray, list[str]]:
+    """(expected output tokens [N, M], source per model) with `model` or, when None, the registry for all."""
+    if model is not None:
+        estimate = model.predict(u, models)
+        return estimate.tokens, estimate.sources
+    n = len(np.atleast_2d(u)) if len(u) else 0
+    tokens = np.empty((n, len(models)))
+    for j, m in enumerate(models):
+        if isinstance(m, str):
+            raise KeyError(f"model {m!r}: this artifact has no length model; pass its registry entry to fall back "
+                           "to its expected_output_tokens")
+        tokens[:, j] = float(m.expected_output_tokens)
+    return tokens, ["registry"] * len(models)
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def save_length_model(directory: str | Path, model: LengthModel) -> Path:
+    """Write `output_lengths.npz` into an artifact directory (a reader sees the old file or the new)."""
+    from pickwise.files import atomic_file
+
+    meta = {"format": FORMAT, "feature_kind": model.features.kind, "names": model.names, "aliases": model.aliases,
+            "model_tables": model.model_tables, "noise_var": model.noise_var, **model.meta}
+    arrays = {"vectors": model.vectors.astype(np.float32), "bias": model.bias.astype(np.float32),
+              "log2_smear": model.log2_smear.astype(np.float32), "log2_range": model.log2_range.astype(np.float32),
+              "meta": np.array(json.dumps(meta, sort_keys=True))}
+    arrays.update({f"feature.{k}": np.asarray(v, np.float32) for k, v in model.features.params.items()})
+    path = Path(directory) / LENGTHS_FILE
+    with atomic_file(path) as fh:
+        np.savez_compressed(fh, **arrays)
+    path.chmod(0o644)
+    return path
+
+
+def encoder_key(directory: str | Path) -> str:
+    """Hash of what determines an artifact's prompt vectors u: the adapter, the prompt head's tensors and
+    the model config, but not the quality model vectors (refitting those leaves u, and so lengths, valid)."""
+    from safetensors.numpy import load_file
+
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    adapter = directory / "adapter"
+    for path in sorted(adapter.rglob("*")) if adapter.is_dir() else ():
+        if path.is_file() and path.name != "README.md":
+            digest.update(str(path.relative_to(directory)).encode())
+            digest.update(path.read_bytes())
+    heads = load_file(str(directory / "heads.safetensors"))
+    for name in sorted(heads):
+        if not name.startswith("model_"):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(heads[name]).tobytes())
+    config = json.loads((directory / "meta.json").read_text()).get("model_config", {})
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_length_model(directory: str | Path) -> LengthModel | None:
+    """The artifact's length model, or None when it has none (every model then falls back to the registry).
+
+    A length model fitted on another encoder's u (the artifact was retrained since) is ignored
+    with a warning: its vectors would read coordinates that mean something else now.
+    """
+    path = Path(directory) / LENGTHS_FILE
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: format {meta.get('format')!r}, this code reads {FORMAT}")
+        params = {k.removeprefix("feature."): data[k].astype(np.float64) for k in data.files if k.startswith("feature.")}
+        vectors, bias = data["vectors"].astype(np.float64), data["bias"].astype(np.float64)
+        smear = data["log2_smear"].astype(np.float64)
+        log2_range = data["log2_range"].astype(np.float64)
+    fitted_on, current = meta.get("encoder_key"), encoder_key(directory)
+    if fitted_on != current:
+        log.warning("%s was fitted on encoder %s, the artifact's is %s: ignored (output lengths fall back to the "
+                    "registry); refit it with `python -m bench.output_length_study --write-artifact`",
+                    path, fitted_on, current)
+        return None
+    names, aliases, tables = meta.pop("names"), meta.pop("aliases"), meta.pop("model_tables")
+    noise_var = float(meta.pop("noise_var"))
+    features = FeatureMap(meta.pop("feature_kind"), params)
+    return LengthModel(names, vectors, bias, smear, noise_var, features, log2_range, aliases, tables, meta)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_length_model(
+    u: np.ndarray,
+    log2_counts: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    names: list[str],
+    *,
+    kind: str = "linear",
+    hidden: int = 64,
+    extra: int = 16,
+    weight_decay: float = 1e-4,
+    lr: float = 1e-2,
+    max_steps: int = 3000,
+    patience: int = 100,
+    seed: int = 0,
+    pooled: np.ndarray | None = None,
+    pooled_dims: int = 16,
+) -> tuple[LengthModel, dict]:
+    """Fit (l, c) per model and, for "mlp", the shared g(u): full-batch AdamW on the squared error of log2
+    counts over observed cells (NaN = no answer) of the `train` rows, early stopping on the `val` rows.
+
+    `pooled` with kind "pooled" fits v = [u, W LN(pooled)] instead: a reference only (the service's
+    encoder does not output the pooled embedding), so its FeatureMap cannot be saved.
+    Returns the model and a history dict (best step, validation loss).
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    u_t = torch.as_tensor(np.asarray(u, np.float32))
+    y = torch.as_tensor(np.nan_to_num(np.asarray(log2_counts, np.float32)))
+    mask = torch.as_tensor(np.isfinite(log2_counts))
+    m = y.shape[1]
+    dim = u_t.shape[1]
+    d_extra = {"linear": 0, "mlp": extra, "pooled": pooled_dims}[kind]
+    modules = torch.nn.ModuleDict()
+    if kind == "mlp":
+        modules["g"] = torch.nn.Sequential(torch.nn.LayerNorm(dim), torch.nn.Linear(dim, hidden), torch.nn.GELU(),
+                                           torch.nn.Linear(hidden, extra))
+    if kind == "pooled":
+        if pooled is None:
+            raise ValueError("kind 'pooled' needs the pooled embeddings")
+        pooled_t = torch.as_tensor(np.asarray(pooled, np.float32))
+        modules["g"] = torch.nn.Sequential(torch.nn.LayerNorm(pooled_t.shape[1]),
+                                           torch.nn.Linear(pooled_t.shape[1], pooled_dims, bias=False))
+    # start every model at its mean log2 count over the training rows, vectors at 0
+    tr = torch.as_tensor(np.asarray(train))
+    counts = (mask[tr]).sum(0).clamp(min=1)
+    bias0 = (y[tr] * mask[tr]).sum(0) / counts
+    vec = torch.nn.Parameter(torch.zeros(m, dim + d_extra))
+    bias = torch.nn.Parameter(bias0.clone())
+    groups = [{"params": [vec], "weight_decay": weight_decay}, {"params": [bias], "weight_decay": 0.0}]
+    if len(modules):
+        groups.append({"params": list(modules.parameters()), "weight_decay": 1e-3})
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+
+    def features(rows):
+        x = u_t[rows]
+        if kind == "mlp":
+            x = torch.cat([x, modules["g"](x)], dim=1)
+        elif kind == "pooled":
+            x = torch.cat([x, modules["g"](pooled_t[rows])], dim=1)
+        return x
+
+    def loss(rows):
+        err = (features(rows) @ vec.T + bias - y[rows]) ** 2
+        mk = mask[rows]
+        return (err * mk).sum() / mk.sum()
+
+    va = torch.as_tensor(np.asarray(val))
+    best = (math.inf, None, 0)
+    for step in range(1, max_steps + 1):
+        optimizer.zero_grad()
+        batch_loss = loss(tr)
+        batch_loss.backward()
+        optimizer.step()
+        if step % 10 == 0:
+            with torch.no_grad():
+                val_loss = float(loss(va))
+            if val_loss < best[0] - 1e-5:
+                best = (val_loss, {"vec": vec.detach().clone(), "bias": bias.detach().clone(),
+                                   "modules": {k: t.clone() for k, t in modules.state_dict().items()}}, step)
+            elif step - best[2] >= patience:
+                break
+    vec.data, bias.data = best[1]["vec"], best[1]["bias"]
+    modules.load_state_dict(best[1]["modules"])
+    with torch.no_grad():
+        resid = (features(tr) @ vec.T + bias - y[tr]).numpy()
+    mk = mask[tr].numpy()
+    # smearing: mean of 2^(observed - predicted) per model, over its training answers
+    smear = np.array([np.log2(np.mean(np.exp2(-resid[mk[:, j], j]))) if mk[:, j].any() else 0.0 for j in range(m)])
+    noise_var = float(np.sum(resid[mk] ** 2) / mk.sum())
+    params = {}
+    if kind == "mlp":
+        g = modules["g"]
+        params = {"ln_w": g[0].weight, "ln_b": g[0].bias, "a_w": g[1].weight, "a_b": g[1].bias,
+                  "b_w": g[3].weight, "b_b": g[3].bias}
+        params = {k: t.detach().numpy().astype(np.float64) for k, t in params.items()}
+    y_train = np.where(np.asarray(mask[tr]), np.asarray(log2_counts)[np.asarray(train)], np.nan)
+    seen = np.isfinite(y_train).any(axis=0)
+    lo = np.where(seen, np.nanmin(np.where(np.isfinite(y_train), y_train, np.inf), axis=0), 0.0)
+    hi = np.where(seen, np.nanmax(np.where(np.isfinite(y_train), y_train, -np.inf), axis=0), np.inf)
+    model = LengthModel(list(names), vec.detach().numpy().astype(np.float64), bias.detach().numpy().astype(np.float64),
+                        smear, noise_var, FeatureMap(kind if kind != "pooled" else "linear", params),
+                        np.column_stack([lo, hi]))
+    history = {"best_step": best[2], "val_loss": best[0], "train_noise_var": noise_var}
+    if kind == "pooled":
+        with torch.no_grad():
+            history["features"] = torch.cat([u_t, modules["g"](pooled_t)], dim=1).numpy().astype(np.float64)
+    return model, history
