@@ -310,9 +310,12 @@ class PickwiseService:
             constraints.exclude = [n for n in constraints.exclude if snapshot.get(n).name not in scoring.left_out]
         tokens = count_tokens(request.prompt) if prompt_tokens is None else prompt_tokens
         evidence = predictor.evidence(features.u, scoring.vectors, features.tasks, pooled=features.pooled)
+        output_tokens = request.expected_output_tokens
+        if output_tokens is None:  # each model's predicted answer length (its registry figure where it has none)
+            output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended)[0][0]
         candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
                                         low_confidence=evidence.low_confidence[0],
-                                        output_tokens=request.expected_output_tokens,
+                                        output_tokens=output_tokens,
                                         support=evidence.support[0], evidence_rows=evidence.rows[0])
         names = caller_names(snapshot, request.models)
         try:
@@ -397,6 +400,11 @@ class PickwiseService:
         truncated_ids: list[str] = []
 
         unsure: list[np.ndarray] = []  # [k, M] per scored prompt: no evidence behind the quality
+        predicted = [i for i, row in enumerate(rows) if row.quality is None]
+        # answer lengths: the request's, else per prompt and model (registry figures for prompts given
+        # with their qualities); `score` fills the predicted rows before build_workload prices them
+        lengths = request.expected_output_tokens if request.expected_output_tokens is not None else \
+            np.tile(np.array([s.expected_output_tokens for s in specs], dtype=np.float64), (len(rows), 1))
 
         def score(texts: list[str]) -> np.ndarray:
             features = self.encode(texts)
@@ -405,12 +413,13 @@ class PickwiseService:
             evidence = self.predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled)
             unsure.append(np.array([[name in low for name in evidence.models] for low in evidence.low_confidence],
                                    dtype=bool).reshape(len(texts), len(vectors)))
+            if isinstance(lengths, np.ndarray):
+                lengths[predicted] = self.predictor.output_tokens(features.u, specs, evidence.open_ended)[0]
             return evidence.quality
 
-        workload = build_workload(rows, specs, score, output_tokens=request.expected_output_tokens)
+        workload = build_workload(rows, specs, score, output_tokens=lengths)
         if unsure and request.min_quality is not None and not request.allow_low_confidence:
             # under a floor, a prompt goes only to a model whose quality has evidence behind it
-            predicted = [i for i, row in enumerate(rows) if row.quality is None]
             workload.allowed[predicted] &= ~unsure[0]
             workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs

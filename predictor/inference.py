@@ -39,6 +39,8 @@ from pickwise.predictor.data import RoutingTable, split_labels
 log = logging.getLogger("pickwise.predictor")
 MIN_REFERENCE_MODELS = 5  # fewer same-table models than this: the cold-start prior uses every trained model
 MAX_PROMPT_CHARS = 200_000  # longer input is cut before tokenising (the model reads 128 tokens anyway)
+OPEN_ENDED = 0.5  # a prompt read as open-ended at least this much gets open-ended answer lengths
+OPEN_ENDED_TABLE = "alpacaeval_57models"  # the table of open-ended instructions and their answers' lengths
 MIN_OUTCOME_ROWS = 50  # a vector fitted to fewer outcomes than this (and no trained vector) is low-confidence
 
 
@@ -389,12 +391,30 @@ class QualityPredictor:
         """The fitted common-mode failure share for `predictor.scale.set_quality` (0: independent)."""
         return float(self.scale.set_rho) if self.scale is not None else 0.0
 
-    def output_tokens(self, u: np.ndarray, models: Sequence) -> tuple[np.ndarray, list[str]]:
+    def output_tokens(self, u: np.ndarray, models: Sequence,
+                      open_ended: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
-        and per model its source: "trained" | "fitted" | "registry" (`predictor.lengths`)."""
+        and per model its source: "trained" | "fitted" | "registry" (`predictor.lengths`).
+
+        On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
+        lengths come only from benchmark answers (a letter, a number) would be priced for a one-token
+        essay: its estimate is raised to at least the median of the models measured on open-ended
+        instructions, for the same prompt."""
         from pickwise.predictor.lengths import predict_output_tokens
 
-        return predict_output_tokens(self.lengths, u, models)
+        tokens, sources = predict_output_tokens(self.lengths, u, models)
+        if open_ended is None or self.lengths is None:
+            return tokens, sources
+        rows = np.flatnonzero(np.asarray(open_ended) >= OPEN_ENDED)
+        pool = [n for n, tables in self.lengths.model_tables.items() if OPEN_ENDED_TABLE in tables]
+        if rows.size and pool:
+            typical = np.median(self.lengths.predict(np.atleast_2d(u)[rows], pool).tokens, axis=1)
+            for j, m in enumerate(models):
+                name = m if isinstance(m, str) else m.name
+                if name not in pool:
+                    cap = np.inf if isinstance(m, str) else m.max_output_tokens
+                    tokens[rows, j] = np.minimum(np.maximum(tokens[rows, j], typical), cap)
+        return tokens, sources
 
     def low_confidence(self, models: Sequence, snapshot=None) -> dict[str, str]:
         """{model name: reason} for models scored from a prior rather than from results."""

@@ -7,25 +7,29 @@ answer length, a few latency figures) are all that is known before the call:
             + output_tokens * output_per_million / 1e6 + per_request
     latency = ttft_ms + output_tokens / output_tokens_per_s * 1000
 
-`output_tokens` defaults to the model's `expected_output_tokens`. Prefill time
+`output_tokens` defaults to the model's `expected_output_tokens`; the predictor's per-prompt
+estimate (pickwise.predictor.lengths) is passed in where it has one. Token counts may be arrays
+(one figure per prompt); scalars give plain numbers. Prefill time
 is taken as part of `ttft_ms` (no separate per-prompt-token term): for the
 prompt lengths routers see, it is small next to time to first token.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from pickwise.registry.schema import ModelSpec
 
 
-def _output_tokens(spec: ModelSpec, output_tokens: int | None) -> int:
+def _output_tokens(spec: ModelSpec, output_tokens):
     out = spec.expected_output_tokens if output_tokens is None else output_tokens
-    if out < 0:
-        raise ValueError(f"output_tokens must be >= 0, got {out}")
+    if np.any(np.asarray(out) < 0):
+        raise ValueError(f"output_tokens must be >= 0, got {np.min(out)}")
     return out
 
 
-def _check_prompt(prompt_tokens: int) -> None:
-    if prompt_tokens < 0:
-        raise ValueError(f"prompt_tokens must be >= 0, got {prompt_tokens}")
+def _check_prompt(prompt_tokens) -> None:
+    if np.any(np.asarray(prompt_tokens) < 0):
+        raise ValueError(f"prompt_tokens must be >= 0, got {np.min(prompt_tokens)}")
 
 
 def estimate_cost_usd(spec: ModelSpec, prompt_tokens: int, output_tokens: int | None = None) -> float:
@@ -47,4 +51,5 @@ def fits_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int | None 
     """Whether prompt plus answer fit the context window and the answer fits max_output_tokens."""
     _check_prompt(prompt_tokens)
     out = _output_tokens(spec, output_tokens)
-    return out <= spec.max_output_tokens and prompt_tokens + out <= spec.context_window
+    fits = (np.asarray(out) <= spec.max_output_tokens) & (np.asarray(prompt_tokens) + out <= spec.context_window)
+    return bool(fits) if np.ndim(fits) == 0 else fits

@@ -25,12 +25,24 @@ class Figures:
 
 
 def batch_figures(
-    specs: Sequence[ModelSpec], prompt_tokens: Sequence[int], output_tokens: int | None = None
+    specs: Sequence[ModelSpec], prompt_tokens: Sequence[int], output_tokens: int | np.ndarray | None = None
 ) -> Figures:
-    """Cost, latency and context fit for every prompt (by token count) and model."""
+    """Cost, latency and context fit for every prompt (by token count) and model; `output_tokens` is one
+    count for all, the models' registry figures (None), or an [N, M] matrix of per-prompt estimates."""
     tokens = np.asarray(prompt_tokens, dtype=np.int64)
     if tokens.ndim != 1 or (tokens < 0).any():
         raise ValueError("prompt_tokens must be a 1-D sequence of non-negative integers")
+    if isinstance(output_tokens, np.ndarray):
+        if output_tokens.shape != (tokens.size, len(specs)):
+            raise ValueError(f"output_tokens is {output_tokens.shape}, expected {(tokens.size, len(specs))}")
+        out = np.rint(output_tokens)
+        cost, latency = np.empty(out.shape), np.empty(out.shape)
+        fits = np.empty(out.shape, dtype=bool)
+        for j, spec in enumerate(specs):
+            cost[:, j] = estimate_cost_usd(spec, tokens, out[:, j])
+            latency[:, j] = estimate_latency_ms(spec, tokens, out[:, j])
+            fits[:, j] = fits_context(spec, tokens, out[:, j])
+        return Figures(cost, latency, fits)
     lengths, inverse = np.unique(tokens, return_inverse=True)
     m = len(specs)
     cost = np.empty((lengths.size, m))
@@ -50,12 +62,13 @@ def request_candidates(
     quality: Sequence[float],
     *,
     low_confidence: Mapping[str, str] | None = None,
-    output_tokens: int | None = None,
+    output_tokens: int | Sequence[float] | None = None,
     support: Sequence[float] | None = None,
     evidence_rows: Sequence[float] | None = None,
 ) -> list[Candidate]:
     """Candidates for one prompt: the predictor's quality per model (with the evidence behind it,
-    where known: NaN means none measured) plus the registry's estimates."""
+    where known: NaN means none measured) plus the registry's estimates. `output_tokens`: one count
+    for all, None for each model's registry figure, or one estimate per model."""
     if len(quality) != len(specs):
         raise ValueError(f"{len(quality)} qualities for {len(specs)} models")
     notes = low_confidence or {}
@@ -63,14 +76,20 @@ def request_candidates(
     def known(values, j):
         return None if values is None or not np.isfinite(values[j]) else float(values[j])
 
+    def tokens(spec, j) -> int:
+        if output_tokens is None:
+            return spec.expected_output_tokens
+        return int(output_tokens) if np.ndim(output_tokens) == 0 else int(round(float(output_tokens[j])))
+
     return [
         Candidate(
             name=spec.name,
             aliases=list(spec.aliases),
             quality=float(q),
-            cost_usd=estimate_cost_usd(spec, prompt_tokens, output_tokens),
-            latency_ms=estimate_latency_ms(spec, prompt_tokens, output_tokens),
-            fits_context=fits_context(spec, prompt_tokens, output_tokens),
+            cost_usd=estimate_cost_usd(spec, prompt_tokens, tokens(spec, j)),
+            latency_ms=estimate_latency_ms(spec, prompt_tokens, tokens(spec, j)),
+            fits_context=fits_context(spec, prompt_tokens, tokens(spec, j)),
+            output_tokens=tokens(spec, j),
             enabled=spec.enabled,
             low_confidence=notes.get(spec.name),
             support=known(support, j),

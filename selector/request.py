@@ -241,7 +241,7 @@ def _decision(pool, reasons, chosen, cons, method, fallback, violates) -> Decisi
     reports = [
         {"name": c.name, "quality": c.quality, "cost_usd": c.cost_usd, "latency_ms": c.latency_ms,
          "fits_context": c.fits_context, "low_confidence": c.low_confidence, "support": c.support,
-         "evidence_rows": c.evidence_rows, "excluded_by": reasons[i],
+         "evidence_rows": c.evidence_rows, "output_tokens": c.output_tokens, "excluded_by": reasons[i],
          "chosen": i in chosen_set}
         for i, c in enumerate(pool.candidates)
     ]

@@ -59,6 +59,7 @@ class Candidate(BaseModel):
     low_confidence: str | None = Field(None, description="why the quality has no evidence behind it, if it has none")
     support: float | None = Field(None, description="share of the prompt that reads as kinds of prompts the model has "
                                                     "results on (None: not a trained model)")
+    output_tokens: int | None = Field(None, description="the answer length its cost and latency assume (cl100k_base)")
     evidence_rows: float | None = Field(None, description="training results behind the quality, weighted by how "
                                                           "much the prompt reads as each kind")
 
@@ -81,6 +82,7 @@ class CandidateReport(BaseModel):
     low_confidence: str | None = None
     support: float | None = None
     evidence_rows: float | None = None
+    output_tokens: int | None = None
     excluded_by: list[str] = Field(default_factory=list)
     chosen: bool = False
 

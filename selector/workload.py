@@ -102,11 +102,12 @@ def build_workload(
     specs: Sequence[ModelSpec],
     score: Callable[[list[str]], np.ndarray],
     *,
-    output_tokens: int | None = None,
+    output_tokens: int | np.ndarray | None = None,
 ) -> Workload:
     """Matrices for `rows` x `specs`: given qualities where present, else `score(prompts)` ([k, M],
     called once with every prompt that needs it, not at all when none does); a pair is allowed
-    when it was scored and the prompt plus answer fit the model's context window."""
+    when it was scored and the prompt plus answer fit the model's context window. `output_tokens`: one
+    count, the registry's (None), or an [N, M] matrix of estimates, read after `score` has run."""
     n, m = len(rows), len(specs)
     quality = np.zeros((n, m))
     allowed = np.zeros((n, m), dtype=bool)

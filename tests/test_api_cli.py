@@ -216,3 +216,20 @@ def test_an_infeasible_select_leads_with_the_sentence_and_the_way_out(registry_d
     assert code == 1
     assert err[0].startswith("pickwise select: error: no model satisfies the constraints") and "way out" in err[0]
     assert err[1].startswith("way out: --max-cost-usd ")
+
+
+def test_predict_estimates_show_each_models_answer_length_cost_and_latency(registry_dir, tmp_path, tiny_loader,
+                                                                           capsys):
+    from pickwise.registry import count_tokens, estimate_cost_usd, load_registry
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir), "--estimates",
+                 "--no-progress"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    snapshot = load_registry(registry_dir)
+    for name in TRAINED:
+        spec = snapshot.get(name)  # the tiny artifact has no length model: each model's registry figure
+        assert line["output_tokens"][name] == spec.expected_output_tokens
+        assert line["cost_usd"][name] == pytest.approx(estimate_cost_usd(spec, count_tokens(PROMPT)))
+        assert line["latency_ms"][name] > 0

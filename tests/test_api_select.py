@@ -5,6 +5,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -382,3 +383,23 @@ def test_unreadable_json_says_what_and_where(api):
         assert r.status_code == 400 and what in r.json()["detail"] and where in r.json()["detail"], r.text
     r = api.post("/v1/select", json={"prompt": digits})  # digits inside a string are text, not a number
     assert r.status_code == 200
+
+
+def test_each_model_is_priced_by_its_predicted_answer_length(api, tiny_predictor, monkeypatch):
+    """A cap that only the long-answer model breaks: its cost comes from its own predicted length."""
+    def lengths(u, models, open_ended=None):
+        row = [4000.0 if m.name == "gpt-4-1106-preview" else 10.0 for m in models]
+        return np.array([row] * len(u)), ["trained"] * len(models)
+
+    monkeypatch.setattr(tiny_predictor, "output_tokens", lengths)
+    body = api.post("/v1/select", json={"prompt": PROMPT, "objective": "max_quality"}).json()
+    by_name = {c["name"]: c for c in body["candidates"]}
+    assert by_name["gpt-4-1106-preview"]["output_tokens"] == 4000 and by_name["Llama-2-7b-hf"]["output_tokens"] == 10
+    cap = by_name["gpt-4-1106-preview"]["cost_usd"] * 0.5
+    assert all(c["cost_usd"] < cap for n, c in by_name.items() if n != "gpt-4-1106-preview")
+    capped = api.post("/v1/select", json={"prompt": PROMPT, "objective": "max_quality", "max_cost_usd": cap}).json()
+    excluded = {c["name"]: c["excluded_by"] for c in capped["candidates"]}
+    assert "cost cap" in excluded["gpt-4-1106-preview"]
+    assert not any("cost cap" in why for n, why in excluded.items() if n != "gpt-4-1106-preview")
+    own = api.post("/v1/select", json={"prompt": PROMPT, "expected_output_tokens": 7}).json()
+    assert {c["output_tokens"] for c in own["candidates"]} == {7}  # the request's own length overrides

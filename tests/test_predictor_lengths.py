@@ -141,3 +141,17 @@ def test_estimates_stay_within_what_the_model_was_seen_to_produce():
     assert model.predict(np.array([[5.0]]), [capped]).tokens[0, 0] == 64.0
     small = ModelSpec.model_validate(model_entry("m2", aliases=["m"], max_output_tokens=50, expected_output_tokens=30))
     assert model.predict(np.array([[5.0]]), [small]).tokens[0, 0] == 50.0
+
+
+def test_open_ended_prompts_get_at_least_an_open_ended_answers_length(tiny_predictor, monkeypatch):
+    """A model measured only on benchmark answers (a letter) would be priced for a one-token essay."""
+    dim = tiny_predictor.model.config.dim
+    lengths = LengthModel(["letters", "chat-a", "chat-b"], np.zeros((3, dim)), np.array([0.0, 8.0, 9.0]),
+                          np.zeros(3), 0.5, FeatureMap(),
+                          model_tables={"letters": ["mmlu_pro_25models"], "chat-a": ["alpacaeval_57models"],
+                                        "chat-b": ["alpacaeval_57models"]})
+    monkeypatch.setattr(tiny_predictor, "lengths", lengths)
+    u = np.zeros((2, dim))
+    tokens, _ = tiny_predictor.output_tokens(u, [spec("letters", expected=1)], np.array([0.9, 0.1]))
+    assert tokens[0, 0] == pytest.approx(np.median([2.0 ** 8, 2.0 ** 9]))  # open-ended: the pool's median
+    assert tokens[1, 0] == pytest.approx(1.0)  # a benchmark-like prompt keeps its own estimate

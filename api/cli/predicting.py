@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from pickwise.api.cli.options import (
     CliError,
     add_artifact_option,
@@ -71,6 +73,9 @@ def register(sub) -> None:
     p.add_argument("--models", default=None, metavar="A,B", help="models to score (default: every enabled registry model)")
     p.add_argument("--output", default="-", metavar="FILE", help="output JSONL (default stdout)")
     p.add_argument("--batch-size", type=number(int, low=1), default=64, help="prompts per encoder call (default 64)")
+    p.add_argument("--estimates", action="store_true",
+                   help="add per model the predicted answer length (output_tokens, cl100k_base) and the cost_usd and "
+                        "latency_ms it implies, as select decides with them")
     add_precision_option(p)
     p.add_argument("--no-progress", action="store_true")
     add_server_option(p)
@@ -195,11 +200,17 @@ def run_predict(args: argparse.Namespace) -> int:
         predictor = load_predictor(args.artifact, precision=args.precision)
     except (ArtifactError, FileNotFoundError, RuntimeError) as exc:  # RuntimeError: an ONNX export that failed
         raise CliError(str(exc)) from exc
-    result = predictor.predict_with_evidence(
-        [line.prompt for line in lines], models, snapshot=snapshot,
-        progress=not args.no_progress, batch_size=args.batch_size,
-    )
-    truncated = result.truncated
+    prompts = [line.prompt for line in lines]
+    features = predictor.prompt_features(prompts, progress=not args.no_progress, batch_size=args.batch_size) \
+        if prompts else None
+    result = predictor.evidence(features.u, [predictor.model_vector(m, snapshot) for m in models], features.tasks,
+                                features.truncated, features.pooled) if prompts else None
+    truncated = result.truncated if prompts else []
+    if args.estimates and prompts:
+        from pickwise.registry import count_tokens_batch, estimate_cost_usd, estimate_latency_ms
+
+        lengths = np.rint(predictor.output_tokens(features.u, models, result.open_ended)[0])
+        prompt_tokens = np.asarray(count_tokens_batch(prompts))
     with open_output(args.output) as out:
         for i, line in enumerate(lines):
             record = {"id": line.id,
@@ -208,6 +219,12 @@ def run_predict(args: argparse.Namespace) -> int:
                 record["truncated"] = True
             if result.low_confidence[i]:  # {model: why no evidence stands behind its quality here}
                 record["low_confidence"] = {called[name]: why for name, why in sorted(result.low_confidence[i].items())}
+            if args.estimates:
+                record["output_tokens"] = {called[m.name]: int(n) for m, n in zip(models, lengths[i])}
+                record["cost_usd"] = {called[m.name]: float(estimate_cost_usd(m, int(prompt_tokens[i]), int(n)))
+                                      for m, n in zip(models, lengths[i])}
+                record["latency_ms"] = {called[m.name]: round(float(estimate_latency_ms(m, int(prompt_tokens[i]), int(n))), 1)
+                                        for m, n in zip(models, lengths[i])}
             out.write(json.dumps(record) + "\n")
     _report({asked: name for name, asked in called.items() if asked != name}, len(lines), len(models), sum(truncated))
     return 0
