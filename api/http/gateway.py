@@ -9,7 +9,6 @@ was sent (JSON, or its server-sent events as they arrive), with `x-pickwise-mode
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import uuid
@@ -28,6 +27,7 @@ from pickwise.api.errors import AllAttemptsFailed, RequestFieldError
 from pickwise.api.gateway import Forwarded, routing_prompt
 from pickwise.api.gateway.route import AUTO_MODEL, GatewayOptions, decide_route, named_model, select_request, served
 from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, usage_of
+from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.batcher import QueueFull
 from pickwise.api.http.errors import ClientGone, HttpError, error_response
 from pickwise.api.http.routes import json_response, state, unless_disconnected
@@ -47,13 +47,8 @@ def require_client_key(request: Request, credentials: HTTPAuthorizationCredentia
     keys = state(request).settings.client_keys
     if not keys:
         return
-    if credentials is None:
-        raise HttpError(401, "invalid_api_key", "this gateway needs 'Authorization: Bearer <key>' (the SDK's api_key)",
-                        headers={"WWW-Authenticate": "Bearer"})
-    given = credentials.credentials.encode()
-    # every key compared, each in constant time: how many match must not show in the timing either
-    if not sum(hmac.compare_digest(given, k.encode()) for k in keys):
-        raise HttpError(403, "invalid_api_key", "wrong API key")
+    check_bearer(credentials, keys, missing="this gateway needs 'Authorization: Bearer <key>' (the SDK's api_key)",
+                 wrong="wrong API key", codes=("invalid_api_key", "invalid_api_key"))
 
 
 def _errors(*statuses: int) -> dict:

@@ -6,7 +6,6 @@ server started without one can never have its registry changed over the network.
 """
 from __future__ import annotations
 
-import hmac
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -14,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.errors import ClientGone, HttpError
 from pickwise.api.http.routes import json_response as _json
 from pickwise.api.http.routes import state
@@ -38,11 +38,8 @@ def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | 
     if not expected:
         raise HttpError(403, "forbidden", f"registry writes are disabled: the server was started without "
                                              f"{ADMIN_TOKEN_ENV}")
-    if credentials is None:
-        raise HttpError(401, "unauthorized", "registry writes need 'Authorization: Bearer <token>'",
-                           headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise HttpError(403, "forbidden", "wrong bearer token")
+    check_bearer(credentials, [expected], missing="registry writes need 'Authorization: Bearer <token>'",
+                 wrong="wrong bearer token")
 
 
 def model_url(name: str) -> str:

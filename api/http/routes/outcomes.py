@@ -5,13 +5,13 @@ Feedback is a write that refits will learn from, so it needs a bearer token: PIC
 """
 from __future__ import annotations
 
-import hmac
 import json
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.errors import HttpError
 from pickwise.api.http.routes import json_response as _json
 from pickwise.api.http.routes import state
@@ -29,12 +29,8 @@ def require_feedback_token(request: Request,
     if not accepted:
         raise HttpError(403, "forbidden", f"feedback is disabled: the server was started without "
                                              f"{FEEDBACK_TOKEN_ENV} or {ADMIN_TOKEN_ENV}")
-    if credentials is None:
-        raise HttpError(401, "unauthorized", "feedback needs 'Authorization: Bearer <token>'",
-                        headers={"WWW-Authenticate": "Bearer"})
-    given = credentials.credentials.encode()
-    if not any(hmac.compare_digest(given, t.encode()) for t in accepted):
-        raise HttpError(403, "forbidden", "wrong bearer token")
+    check_bearer(credentials, accepted, missing="feedback needs 'Authorization: Bearer <token>'",
+                 wrong="wrong bearer token")
 
 
 @router.post("/feedback", status_code=201, response_model=FeedbackStored, dependencies=[Depends(require_feedback_token)],
