@@ -43,7 +43,6 @@ class BodySizeLimit:
             return
 
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -54,15 +53,26 @@ class BodySizeLimit:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        await call_or_answer(
+            self.app, scope, receive, send, limited_receive, BodyTooLarge,
+            lambda exc: error_response(413, "payload_too_large", exc.detail, path=scope.get("path", "")))
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge as exc:  # raised where no handler caught it (e.g. outside a route)
-            if started:
-                raise
-            await error_response(413, "payload_too_large", exc.detail, path=scope.get("path", ""))(scope, receive, send)
+
+async def call_or_answer(app: ASGIApp, scope: Scope, receive: Receive, send: Send, wrapped_receive: Receive,
+                         refusal: type[Exception], answer) -> None:
+    """Run `app` reading through `wrapped_receive`; a `refusal` it raises where no handler caught it (e.g.
+    outside a route) is answered with `answer(exc)`, unless the response had already started."""
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, wrapped_receive, tracking_send)
+    except refusal as exc:
+        if started:
+            raise
+        await answer(exc)(scope, receive, send)

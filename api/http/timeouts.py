@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pickwise.api.http.errors import error_response
+from pickwise.api.http.limits import call_or_answer
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -92,7 +93,6 @@ class BodyReadTimeout:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
         body_done = False
-        started = False
 
         async def timed_receive() -> Message:
             nonlocal body_done
@@ -106,15 +106,5 @@ class BodyReadTimeout:
                 body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, timed_receive, tracking_send)
-        except BodyReadTimedOut as exc:  # raised where no handler caught it (e.g. outside a route)
-            if started:
-                raise
-            await error_response(408, "request_timeout", exc.detail, headers=exc.headers)(scope, receive, send)
+        await call_or_answer(self.app, scope, receive, send, timed_receive, BodyReadTimedOut,
+                             lambda exc: error_response(408, "request_timeout", exc.detail, headers=exc.headers))
