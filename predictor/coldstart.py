@@ -19,7 +19,8 @@ def population_prior(vectors: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray,
     return vectors.mean(axis=0), float(bias.mean())
 
 
-def _prior(vectors: np.ndarray, bias: np.ndarray, shrink: float = 0.1):
+def gaussian_prior(vectors: np.ndarray, bias: np.ndarray, shrink: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision of (vector, bias) over a population of models (quality or length vectors)."""
     theta = np.hstack([vectors, bias[:, None]])
     mean = theta.mean(axis=0)
     cov = np.cov(theta, rowvar=False) if len(theta) > 1 else np.eye(theta.shape[1])
@@ -48,7 +49,7 @@ def fit_model_vector(
     The more results, the less the prior weighs: the fit moves from the centre as far as they say.
     """
     # fit in calibrated units (p = sigmoid(z / T)), with the prior taken in the same units
-    mean, precision = _prior(vectors / temperature, bias / temperature)
+    mean, precision = gaussian_prior(vectors / temperature, bias / temperature)
     if center is not None:
         mean = np.append(np.asarray(center[0], dtype=np.float64), center[1]) / temperature
     precision = precision * trust

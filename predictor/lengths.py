@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pickwise.predictor.coldstart import gaussian_prior
+
 log = logging.getLogger("pickwise.predictor")
 LENGTHS_FILE = "output_lengths.npz"
 FORMAT = "output-lengths-v1"
@@ -107,16 +109,6 @@ class LengthEstimate:
     log2_median: np.ndarray  # [N, M] the log-scale estimate (NaN for registry fallbacks)
 
 
-def _prior(vectors: np.ndarray, bias: np.ndarray, shrink: float = PRIOR_SHRINK) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and precision of (l, c) over a population of models, covariance shrunk to a scaled identity."""
-    theta = np.hstack([vectors, bias[:, None]])
-    mean = theta.mean(axis=0)
-    cov = np.atleast_2d(np.cov(theta, rowvar=False)) if len(theta) > 1 else np.eye(theta.shape[1])
-    scale = np.trace(cov) / cov.shape[0] if np.trace(cov) > 0 else 1.0
-    cov = (1 - shrink) * cov + shrink * scale * np.eye(cov.shape[0])
-    return mean, np.linalg.inv(cov)
-
-
 def fit_length_vector(
     v: np.ndarray,
     log2_counts: np.ndarray,
@@ -130,7 +122,7 @@ def fit_length_vector(
     population (`vectors`, `bias`), so the posterior mode is one linear solve. With no results
     it is the population mean; with many, the least-squares fit.
     """
-    mean, precision = _prior(np.asarray(vectors, np.float64), np.asarray(bias, np.float64))
+    mean, precision = gaussian_prior(np.asarray(vectors, np.float64), np.asarray(bias, np.float64), PRIOR_SHRINK)
     y = np.asarray(log2_counts, dtype=np.float64)
     ok = np.isfinite(y)
     x = np.hstack([np.asarray(v, np.float64)[ok], np.ones((int(ok.sum()), 1))])
