@@ -44,6 +44,11 @@ def _printable_name(value: str) -> str:
 ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_printable_name)]
 
 
+# The tag that marks a base (not instruction-tuned) model: it continues text rather than following
+# instructions, so chat, writing and advice prompts do not go to it unless a request allows it.
+BASE_MODEL_TAG = "base-model"
+
+
 class _Strict(BaseModel):
     """Base for every registry model: immutable, unknown keys rejected.
 
@@ -162,6 +167,11 @@ class ModelSpec(_Strict):
     def all_names(self) -> tuple[str, ...]:
         """The name followed by every alias: all the strings that select this model."""
         return (self.name, *self.aliases)
+
+    @property
+    def base_model(self) -> bool:
+        """A pretrained-only checkpoint (tag BASE_MODEL_TAG): not routed open-ended prompts by default."""
+        return BASE_MODEL_TAG in self.tags
 
     @property
     def upstream_model(self) -> str | None:
