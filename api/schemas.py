@@ -57,7 +57,8 @@ class InfeasibleBody(ErrorBody):
     blocking: dict[str, list[str]] = Field(description="per model, the constraints that rule it out")
     way_out: dict[str, float | bool] = Field(
         default_factory=dict,
-        description="for each of min_quality, max_cost_usd, max_latency_ms and allow_low_confidence the request "
+        description="for each of min_quality, max_cost_usd, max_latency_ms, allow_low_confidence and "
+                    "allow_base_models the request "
                     "set, the value that alone makes it feasible (the highest floor, the smallest caps), if any")
     registry_version: str
     predictor_version: str
@@ -161,6 +162,9 @@ class PlanRequest(BaseModel):
     allow_low_confidence: bool = Field(
         False, description="let a low-confidence quality meet min_quality; by default a prompt whose model has no "
                            "evidence for it cannot be assigned under a floor")
+    allow_base_models: bool = Field(
+        False, description="let a base (not instruction-tuned) model take a prompt read as open-ended (chat, writing, "
+                           "advice); by default such prompts go only to instruction-tuned models")
     expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS)
     solver: Solver = "auto"
     time_limit: float | None = Field(None, gt=0.0, description="seconds for the exact solver (default: none)")

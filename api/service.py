@@ -36,6 +36,7 @@ from pickwise.api.schemas import (
 )
 from pickwise.api.way_out import describe, way_out
 from pickwise.errors import PickwiseError
+from pickwise.predictor.scale import OPEN_ENDED_AT
 from pickwise.registry import (
     ModelSpec,
     Registry,
@@ -316,7 +317,8 @@ class PickwiseService:
         candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
                                         low_confidence=evidence.low_confidence[0],
                                         output_tokens=output_tokens,
-                                        support=evidence.support[0], evidence_rows=evidence.rows[0])
+                                        support=evidence.support[0], evidence_rows=evidence.rows[0],
+                                        open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT))
         names = caller_names(snapshot, request.models)
         try:
             decision = select_models(candidates, constraints, set_rho=predictor.set_rho)
@@ -400,6 +402,7 @@ class PickwiseService:
         truncated_ids: list[str] = []
 
         unsure: list[np.ndarray] = []  # [k, M] per scored prompt: no evidence behind the quality
+        open_ended: list[np.ndarray] = []  # [k] per scored prompt: reads as open-ended
         predicted = [i for i, row in enumerate(rows) if row.quality is None]
         # answer lengths: the request's, else per prompt and model (registry figures for prompts given
         # with their qualities); `score` fills the predicted rows before build_workload prices them
@@ -413,6 +416,7 @@ class PickwiseService:
             evidence = self.predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled)
             unsure.append(np.array([[name in low for name in evidence.models] for low in evidence.low_confidence],
                                    dtype=bool).reshape(len(texts), len(vectors)))
+            open_ended.append(evidence.open_ended >= OPEN_ENDED_AT)
             if isinstance(lengths, np.ndarray):
                 lengths[predicted] = self.predictor.output_tokens(features.u, specs, evidence.open_ended)[0]
             return evidence.quality
@@ -421,7 +425,10 @@ class PickwiseService:
         if unsure and request.min_quality is not None and not request.allow_low_confidence:
             # under a floor, a prompt goes only to a model whose quality has evidence behind it
             workload.allowed[predicted] &= ~unsure[0]
-            workload.quality[~workload.allowed] = 0.0
+        if open_ended and not request.allow_base_models:  # open-ended prompts go to instruction-tuned models
+            base = np.array([s.base_model for s in specs], dtype=bool)
+            workload.allowed[np.asarray(predicted)[open_ended[0]]] &= ~base
+        workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
         return PlanWorkload(snapshot, workload, capacity, truncated_ids)

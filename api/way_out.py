@@ -12,7 +12,7 @@ from pickwise.selector.errors import InfeasibleSelection
 from pickwise.selector.request import select_models
 from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 
-WAY_OUT_FIELDS = ("min_quality", "max_cost_usd", "max_latency_ms", "allow_low_confidence")
+WAY_OUT_FIELDS = ("min_quality", "max_cost_usd", "max_latency_ms", "allow_low_confidence", "allow_base_models")
 
 
 def _decide(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float, **relaxed) -> Decision | None:
@@ -59,6 +59,9 @@ def way_out(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: fl
     if cons.min_quality is not None and not cons.allow_low_confidence \
             and _decide(candidates, cons, rho, allow_low_confidence=True) is not None:
         out["allow_low_confidence"] = True
+    if not cons.allow_base_models and any(c.open_ended_base for c in candidates) \
+            and _decide(candidates, cons, rho, allow_base_models=True) is not None:
+        out["allow_base_models"] = True
     return out
 
 
@@ -72,4 +75,4 @@ def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fall
     if ways:
         return text + "; way out: " + " or ".join(f"{k} {str(v).lower() if isinstance(v, bool) else f'{v:g}'}"
                                                  for k, v in ways.items())
-    return text + "; no single change of min_quality, max_cost_usd, max_latency_ms or allow_low_confidence helps"
+    return text + f"; no single change of {', '.join(WAY_OUT_FIELDS[:-1])} or {WAY_OUT_FIELDS[-1]} helps"

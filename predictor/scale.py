@@ -29,6 +29,7 @@ import numpy as np
 SCALE_FILE = "scale.json"
 LOW_SUPPORT = 0.5  # support below this: the prediction is flagged low-confidence
 OPEN_TASK = "open-ended"
+OPEN_ENDED_AT = 0.5  # p_open from which a prompt counts as open-ended (reasons, the base-model pool rule)
 
 
 def sigmoid(z):
@@ -221,12 +222,12 @@ class OneScale:
         """Why prediction (·, model j) is low-confidence, in words."""
         name = self.model_names[j]
         where = ", ".join(re.sub(r"_\d+models$", "", t) for t in self.model_tables.get(name, [])) or "no table"
-        if p_open >= 0.5:
+        if p_open >= OPEN_ENDED_AT:
             head = f"open-ended prompt (p={p_open:.2f}): no priced table measures this kind"
         else:
             head = f"only {support:.0%} of this prompt reads as tasks {name} has results on (nearest task: {top_task})"
         tail = f"; placed on the joint ability scale from its results on {where}"
-        if self.base[j] and p_open >= 0.5 and self.base_penalty > 0:
+        if self.base[j] and p_open >= OPEN_ENDED_AT and self.base_penalty > 0:
             tail += "; base model (not instruction-tuned), rated lower on open-ended prompts"
         return head + tail
 
@@ -261,7 +262,7 @@ def fit_set_rho(p_sets: list[np.ndarray], outcomes: list[np.ndarray], grid: int 
 
 # ----------------------------------------------------------------------------- fitting
 # Base (pretrained-only) checkpoints among the trained models and the AlpacaEval columns; the
-# rest are instruction/chat-tuned. By name: no field in the registry says it.
+# rest are instruction/chat-tuned. The registry generator tags the same ones `base-model`.
 BASE_MODELS = frozenset({
     "Llama-2-7b-hf", "Llama-2-13b-hf", "Llama-2-70b-hf", "Meta-Llama-3-70B", "Meta-Llama-3_1-70B",
     "Meta-Llama-3_1-8B", "Mistral-7B-v0.2-hf", "Mixtral-8x7B-v0.1", "Qwen1.5-110B", "Yi-34B", "Yi-6B",
@@ -329,15 +330,17 @@ def fit_one_scale(
     n0: float = 20.0,
     kappa: float = 2.0,
     margin: float = 0.1,
+    base_penalty: bool = True,
 ) -> OneScale:
     """Fit the scale on training rows: `labels` [N, M] (NaN = no result) with task names `task` [N]
     and table ids `table` [N]; optionally an open-ended table (`open_quality` [Na, Mo], columns
-    `open_models`, linked to trained models by `links`) that gets its own difficulty and slope."""
+    `open_models`, linked to trained models by `links`) that gets its own difficulty and slope.
+    `base_penalty` False records the base/instruct gap in `info` without applying it."""
     n, y = task_counts(labels, task, tasks)
     direct, implied = dominance_pairs([(labels[table == t], task[table == t]) for t in np.unique(table)])
     m_trained = len(model_names)
     open_difficulty = None
-    base_penalty = 0.0
+    penalty = 0.0
     info = {"direct_pairs": len(direct), "implied_pairs": len(implied)}
     if open_quality is not None:
         links = links or {}
@@ -357,7 +360,7 @@ def fit_one_scale(
                     linked=sorted(links), open_abilities={m: float(a[col[m]]) for m in open_models})
         gaps = [a[col[sft]] - a[col[b]] for b, sft in BASE_PAIRS if b in col and sft in col]
         info["base_gaps"] = [float(g) for g in gaps]
-        base_penalty = float(max(0.0, np.mean(gaps))) if gaps else 0.0
+        penalty = float(max(0.0, np.mean(gaps))) if gaps and base_penalty else 0.0
         a, d = a[:m_trained], d[:-1]
     else:
         a, d, _ = fit_rasch(n, y, direct, margin=margin)
@@ -367,6 +370,6 @@ def fit_one_scale(
     return OneScale(
         model_names=list(model_names), tasks=list(tasks), ability=a, difficulty=d, rows=n,
         model_tables={k: list(v) for k, v in model_tables.items()}, open_difficulty=open_difficulty,
-        base=np.array([m in BASE_MODELS for m in model_names]), base_penalty=base_penalty,
+        base=np.array([m in BASE_MODELS for m in model_names]), base_penalty=penalty,
         detector=detector or {}, n0=n0, tau=tau, kappa=kappa, info=info, open_gate=open_gate,
     )

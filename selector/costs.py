@@ -65,10 +65,12 @@ def request_candidates(
     output_tokens: int | Sequence[float] | None = None,
     support: Sequence[float] | None = None,
     evidence_rows: Sequence[float] | None = None,
+    open_ended: bool = False,
 ) -> list[Candidate]:
     """Candidates for one prompt: the predictor's quality per model (with the evidence behind it,
     where known: NaN means none measured) plus the registry's estimates. `output_tokens`: one count
-    for all, None for each model's registry figure, or one estimate per model."""
+    for all, None for each model's registry figure, or one estimate per model. `open_ended`: the
+    prompt reads as open-ended, which base models are not routed by default."""
     if len(quality) != len(specs):
         raise ValueError(f"{len(quality)} qualities for {len(specs)} models")
     notes = low_confidence or {}
@@ -94,6 +96,7 @@ def request_candidates(
             low_confidence=notes.get(spec.name),
             support=known(support, j),
             evidence_rows=known(evidence_rows, j),
+            open_ended_base=open_ended and spec.base_model,
         )
         for j, (spec, q) in enumerate(zip(specs, quality))
     ]

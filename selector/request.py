@@ -20,7 +20,8 @@ from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 
 ENUMERATION_LIMIT = 60
 # Constraints that say "never call this model here" (a fallback must respect them too) ...
-HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window")
+BASE_ON_OPEN_ENDED = "base model, open-ended prompt"
+HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window", BASE_ON_OPEN_ENDED)
 # ... and the ones a fallback may break.
 SOFT_REASONS = ("latency cap", "cost cap", "quality floor", "low confidence")
 
@@ -44,6 +45,7 @@ class _Pool:
         self.latency = np.array([c.latency_ms for c in candidates], dtype=np.float64)
         self.fits = np.array([c.fits_context for c in candidates], dtype=bool)
         self.enabled = np.array([c.enabled for c in candidates], dtype=bool)
+        self.open_ended_base = np.array([c.open_ended_base for c in candidates], dtype=bool)
         if len(set(self.names)) != len(self.names):
             dup = sorted({n for n in self.names if self.names.count(n) > 1})
             raise SelectorInputError(f"duplicate candidate model(s): {', '.join(dup)}")
@@ -91,6 +93,8 @@ def _exclusions(pool: _Pool, cons: SelectionConstraints) -> list[list[str]]:
     if cons.models is not None:
         checks.append(("not in allow-list", ~pool.resolve(cons.models, "models (allow-list)")))
     checks.append(("context window", ~pool.fits))
+    if not cons.allow_base_models:
+        checks.append((BASE_ON_OPEN_ENDED, pool.open_ended_base))
     if cons.max_latency_ms is not None:
         checks.append(("latency cap", pool.latency > cons.max_latency_ms))
     if cons.max_cost_usd is not None:  # costs are >= 0, so a set costs at least each member

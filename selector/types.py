@@ -35,6 +35,9 @@ class SelectionConstraints(BaseModel):
     allow_low_confidence: bool = Field(
         False, description="let a low-confidence quality (scored with no results on prompts like this one, or from a "
                            "prior) meet min_quality on its own; by default only qualities with evidence count towards it")
+    allow_base_models: bool = Field(
+        False, description="let a base (not instruction-tuned) model answer a prompt read as open-ended (chat, writing, "
+                           "advice); by default such prompts go only to instruction-tuned models")
 
     @model_validator(mode="after")
     def _lambda_iff_balanced(self) -> SelectionConstraints:
@@ -62,6 +65,8 @@ class Candidate(BaseModel):
     output_tokens: int | None = Field(None, description="the answer length its cost and latency assume (cl100k_base)")
     evidence_rows: float | None = Field(None, description="training results behind the quality, weighted by how "
                                                           "much the prompt reads as each kind")
+    open_ended_base: bool = Field(False, description="a base (not instruction-tuned) model and a prompt read as "
+                                                     "open-ended: left out unless allow_base_models")
 
     @field_validator("quality", "cost_usd", "latency_ms")
     @classmethod

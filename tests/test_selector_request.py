@@ -216,3 +216,18 @@ def test_large_pool_uses_the_ilp_and_matches_enumeration():
     d = select_models(pool, cons)
     assert d.method == "ilp"
     assert d.cost_usd == pytest.approx(select_models(pool, cons, method="enumeration").cost_usd)
+
+
+def test_a_base_model_on_an_open_ended_prompt_is_left_out_unless_allowed():
+    pool = [cand("base", 0.9, 0.001, open_ended_base=True), cand("chat", 0.7, 0.01), cand("dear", 0.8, 0.05)]
+    d = select_models(pool, SelectionConstraints(objective="max_quality"))
+    assert d.chosen == ["dear"]
+    assert next(c for c in d.candidates if c.name == "base").excluded_by == ["base model, open-ended prompt"]
+    assert select_models(pool, SelectionConstraints(objective="max_quality", allow_base_models=True)).chosen == ["base"]
+    # a hard rule: a fallback does not break it either
+    only = [pool[0], cand("weak", 0.1, 0.01)]
+    fallback = select_models(only, SelectionConstraints(min_quality=0.5, on_infeasible="best_quality"))
+    assert fallback.chosen == ["weak"] and fallback.fallback == "best_quality"
+    with pytest.raises(InfeasibleSelection) as info:
+        select_models([pool[0]], SelectionConstraints(on_infeasible="cheapest"))
+    assert info.value.blocking == {"base": ["base model, open-ended prompt"]}

@@ -30,6 +30,7 @@ import yaml
 from scipy.optimize import nnls
 
 from pickwise.predictor.data import PRICED_TABLES as TABLES  # key -> parquet stem; the key is each model's tag
+from pickwise.predictor.scale import BASE_MODELS  # pretrained-only checkpoints, by name
 from pickwise.registry.schema import BASE_MODEL_TAG
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +46,6 @@ ALIASES = {
     "meta-llama/Meta-Llama-3-8B": ("Meta-Llama-3-8B",),
     "Meta-Llama-3_1-8B-Instruct": ("llama-3.1-8b-instruct",),
 }
-
-# Pretrained-only checkpoints (no instruction or chat tuning), from their model cards: tagged
-# BASE_MODEL_TAG, which keeps open-ended prompts away from them by default.
-BASE_CHECKPOINTS = frozenset({
-    "Llama-2-7b-hf", "Llama-2-13b-hf", "Llama-2-70b-hf", "Meta-Llama-3-70B", "Meta-Llama-3_1-70B",
-    "Meta-Llama-3_1-8B", "Mistral-7B-v0.2-hf", "Mixtral-8x7B-v0.1", "Qwen1.5-110B", "Yi-34B", "Yi-6B",
-    "codegemma-7b", "gemma-7b", "itpossible/Chinese-Mistral-7B-v0.1", "meta-llama/Meta-Llama-3-8B",
-    "mistralai/Mistral-7B-v0.1",
-})
 
 # Answer lengths (tokens) assumed for LLMRouter's tasks, which record no output tokens:
 # short factual / multiple-choice answers with one sentence of explanation, worked
@@ -268,7 +260,7 @@ def build_entry(canon: str, ev: Evidence) -> tuple[dict, list[str]]:
         "max_output_tokens": facts.max_output_tokens,
         "expected_output_tokens": min(expected, facts.max_output_tokens),
         "tags": list(dict.fromkeys(ev.tables)) + (["open-weights"] if facts.params_b else ["api"])
-                + ([BASE_MODEL_TAG] if canon in BASE_CHECKPOINTS else []),
+                + ([BASE_MODEL_TAG] if canon in BASE_MODELS else []),
         "enabled": True,
     }
     if notes:

@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     plan.add_argument("--capacity", metavar="MODEL=N,...", help="at most N prompts per model")
     plan.add_argument("--allow-low-confidence", action="store_true",
                       help="let a quality with no evidence behind it meet --min-quality")
+    plan.add_argument("--allow-base-models", action="store_true",
+                      help="let base (not instruction-tuned) models take prompts read as open-ended")
     plan.add_argument("--solver", choices=SOLVERS, default="auto")
     plan.add_argument("--gap-tolerance", type=number(low=0), default=1e-4, help="accepted certified relative gap (default 1e-4)")
     plan.add_argument("--time-limit", type=number(above=0), help="seconds for the MILP")
@@ -152,7 +154,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     service, request = _load(
         args, remote=url is not None, budget=args.budget, min_avg_quality=args.min_avg_quality,
         min_quality=args.min_quality, max_latency_ms=args.max_latency_ms, capacity=_capacity(args.capacity),
-        solver=args.solver, allow_low_confidence=args.allow_low_confidence,
+        solver=args.solver, allow_low_confidence=args.allow_low_confidence, allow_base_models=args.allow_base_models,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
         plan = _plan_remote(url, request) if url else service.plan(request)

@@ -100,6 +100,8 @@ def register(sub) -> None:
     p.add_argument("--on-infeasible", choices=ON_INFEASIBLE, default="error")
     p.add_argument("--allow-low-confidence", action="store_true",
                    help="let a quality with no evidence behind it (~ in the table) meet --min-quality on its own")
+    p.add_argument("--allow-base-models", action="store_true",
+                   help="let a base (not instruction-tuned) model answer a prompt read as open-ended")
     p.add_argument("--json", action="store_true", help="print the decision as JSON (the API's response body)")
     add_server_option(p)
     add_registry_option(p)
@@ -232,7 +234,7 @@ def build_request(args: argparse.Namespace, prompt: str):
         "max_cost_usd": args.max_cost_usd, "objective": args.objective, "willingness_to_pay": args.willingness_to_pay,
         "max_models": args.max_models, "models": _names(args.models), "exclude": _names(args.exclude) or [],
         "expected_output_tokens": args.expected_output_tokens, "on_infeasible": args.on_infeasible,
-        "allow_low_confidence": args.allow_low_confidence,
+        "allow_low_confidence": args.allow_low_confidence, "allow_base_models": args.allow_base_models,
     }
     try:
         return SelectRequest.model_validate(fields)
@@ -310,6 +312,8 @@ def format_infeasible(body: dict) -> str:
     if any("low confidence" in why for why in blocking.values()):
         lines.append("(low confidence: no results on prompts like this; --allow-low-confidence lets such a "
                      "quality meet the floor)")
+    if any("base model, open-ended prompt" in why for why in blocking.values()):
+        lines.append("(base model, open-ended prompt: not instruction-tuned; --allow-base-models lets it answer)")
     lines.append("relax one of these constraints, or pass --on-infeasible cheapest|best_quality")
     return "\n".join(lines)
 

@@ -1,0 +1,84 @@
+"""Integration: the shipped registry and predictor on everyday prompts, as a new user meets them.
+
+The decisions issue #21 found unacceptable (a maths fine-tune for a poem, Yi-34B-Chat over gpt-4 for
+"hi", a floor met by a guess) and the base-model rule: prompts read as open-ended do not go to base
+(not instruction-tuned) models unless the request allows it.
+"""
+from __future__ import annotations
+
+import pytest
+
+from pickwise.api.errors import NoFeasibleModel
+from pickwise.api.schemas import PlanRequest, SelectRequest
+from pickwise.api.service import PickwiseService
+from pickwise.registry import Registry, default_registry_dir
+
+pytestmark = pytest.mark.integration
+
+POEM = "Write a short poem about the sea at dawn."
+HELLO = "hi, how are you?"
+PROOF = "Prove that for every prime p > 3, p^2 - 1 is divisible by 24."
+QUIZ = ("Question: Which of the following best describes the function of mitochondria?\n"
+        "A. protein synthesis\nB. ATP production\nC. lipid storage\nD. DNA replication\nAnswer:")
+BASE = "base model, open-ended prompt"
+
+
+@pytest.fixture(scope="module")
+def service():
+    from pickwise.predictor.inference import load_predictor
+
+    return PickwiseService(Registry(default_registry_dir()), load_predictor())
+
+
+def quality(decision, name: str) -> float:
+    return next(c.quality for c in decision.candidates if c.name == name)
+
+
+def test_open_ended_prompts_go_to_instruction_tuned_models(service):
+    base = {s.name for s in service.registry.refresh().models if s.base_model}
+    assert len(base) >= 10  # the shipped registry tags its pretrained-only checkpoints
+    for prompt in (POEM, HELLO):
+        d = service.select(SelectRequest(prompt=prompt, objective="max_quality"))
+        assert d.open_ended >= 0.5 and d.chosen[0] not in base
+        assert {c.name for c in d.candidates if BASE in c.excluded_by} == base
+        cheapest = service.select(SelectRequest(prompt=prompt))
+        assert cheapest.chosen[0] not in base
+        allowed = service.select(SelectRequest(prompt=prompt, allow_base_models=True))
+        assert not any(BASE in c.excluded_by for c in allowed.candidates)
+    quiz = service.select(SelectRequest(prompt=QUIZ))
+    assert quiz.open_ended < 0.5 and not any(BASE in c.excluded_by for c in quiz.candidates)
+
+
+def test_the_issue_decisions_come_out_as_a_user_expects(service):
+    poem = service.select(SelectRequest(prompt=POEM, objective="max_quality"))
+    assert poem.chosen != ["meta-math/MetaMath-Mistral-7B"]
+    assert quality(poem, "gpt-4-1106-preview") > quality(poem, "meta-math/MetaMath-Mistral-7B")
+    hello = service.select(SelectRequest(prompt=HELLO, objective="max_quality"))
+    assert quality(hello, "gpt-4-1106-preview") > quality(hello, "zero-one-ai/Yi-34B-Chat")
+    assert hello.chosen != ["zero-one-ai/Yi-34B-Chat"]
+    # no model has results on proofs: a guess does not meet the floor, and the answer says how to allow it
+    with pytest.raises(NoFeasibleModel) as info:
+        service.select(SelectRequest(prompt=PROOF, min_quality=0.7))
+    assert info.value.way_out.get("allow_low_confidence") is True
+    proof = service.select(SelectRequest(prompt=PROOF, min_quality=0.7, allow_low_confidence=True))
+    assert proof.chosen != ["zero-one-ai/Yi-34B-Chat"] and proof.low_confidence
+    assert quality(proof, "gpt-4-1106-preview") > quality(proof, "gpt-3.5-turbo-1106")
+
+
+def test_a_base_model_asked_for_by_name_gets_the_way_out(service):
+    with pytest.raises(NoFeasibleModel) as info:
+        service.select(SelectRequest(prompt=POEM, models=["Meta-Llama-3-70B"]))
+    assert info.value.blocking["Meta-Llama-3-70B"] == [BASE] and info.value.way_out == {"allow_base_models": True}
+    d = service.select(SelectRequest(prompt=POEM, models=["Meta-Llama-3-70B"], allow_base_models=True))
+    assert d.chosen == ["Meta-Llama-3-70B"]
+
+
+def test_a_plan_keeps_open_ended_prompts_from_base_models(service):
+    base = [s.name for s in service.registry.refresh().models if s.base_model]
+    prompts = [{"id": "poem", "prompt": POEM}, {"id": "quiz", "prompt": QUIZ}]
+    request = {"prompts": prompts, "models": [base[0], "gemma-2-9b-it"], "budget": 1.0}
+    plan = service.plan(PlanRequest.model_validate(request))
+    assigned = {a.id: a.model for a in plan.assignments}
+    assert assigned["poem"] == "gemma-2-9b-it"
+    allowed = service.workload(PlanRequest.model_validate({**request, "allow_base_models": True})).workload.allowed
+    assert allowed.all()
