@@ -92,10 +92,9 @@ def create_app(
         supported = service.predictor.parallel_lanes
         return min(settings.encoder_lanes, supported) if settings.encoder_lanes else supported
 
-    def encode(prompts, single_thread):  # the batcher hands each prompt its own row of the features
-        features = service.predictor.prompt_features(prompts, batch_size=settings.max_batch,
-                                                     single_thread=single_thread)
-        return features, features.truncated
+    def encode(prompts, single_thread):  # the batcher hands each prompt its row: features and their predictor
+        batch = service.encode_batch(prompts, batch_size=settings.max_batch, single_thread=single_thread)
+        return batch, batch.features.truncated
 
     batcher = MicroBatcher(
         encode,
