@@ -7,7 +7,7 @@ forward only when a refitted candidate is not worse than its base on held-out ou
     $PICKWISE_HOME/promotions.jsonl     one line per promotion or rollback, with its figures
 
 `serve` and every CLI command without `--artifact` load the current entry when there is one, else
-the shipped artifact.
+the shipped artifact; a running `serve` follows the pointer (api/http/promotions.py).
 """
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ def promoted_artifact_dir(home: Path | None = None) -> Path | None:
     return Path(current["path"]) if current else None
 
 
-def serving_artifact_dir() -> Path:
+def serving_artifact_dir(home: Path | None = None) -> Path:
     """What serves by default: the promoted artifact if there is one, else the shipped one."""
-    return promoted_artifact_dir() or default_artifact_dir()
+    return promoted_artifact_dir(home) or default_artifact_dir()
 
 
 def judge(meta: dict) -> tuple[list[str], dict]:
