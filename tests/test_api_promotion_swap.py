@@ -79,6 +79,24 @@ def test_a_request_decides_with_the_predictor_that_encoded_its_prompt(registry_d
         assert c.post("/v1/select", json={"prompt": PROMPT}).json()["predictor_version"] == "new-version"
 
 
+def test_a_gateway_route_decides_with_the_predictor_that_encoded_its_prompt(registry_dir, tiny_predictor):
+    from pickwise.api.gateway.route import GatewayOptions, decide_route
+    from pickwise.api.schemas import SelectRequest
+    from pickwise.api.service import Encoded
+
+    old = RecordingPredictor(tiny_predictor)
+    old.version = "old-version"
+    new = RecordingPredictor(_fitted(tiny_predictor))
+    new.version = "new-version"
+    service = PickwiseService(Registry(registry_dir), old)
+    snapshot = service.registry.snapshot
+    encoded = Encoded(old.prompt_features([PROMPT]), old)
+    assert service.load_predictor(lambda: new) is None  # a promotion lands before the decision
+    request = SelectRequest.model_validate({**GatewayOptions().model_dump(exclude={"max_attempts"}), "prompt": PROMPT})
+    decision, _ = decide_route(service, request, encoded, False, snapshot, 20)
+    assert decision.predictor_version == "old-version"
+
+
 def _wait_for(url: str, check, what: str, limit_s: float = 30.0) -> dict:
     """GET /readyz until `check(body)` holds (a deadline, not a fixed sleep)."""
     deadline = time.monotonic() + limit_s
