@@ -124,12 +124,14 @@ def _similar_to_issues(entries, registry_option: str | None) -> list[RegistryIss
     ]
 
 
-def _describe(spec, scores: dict[str, float] | None) -> str:
+def _describe(spec, evidence) -> str:
     probe = spec.probe
-    if scores is not None:
+    if evidence is not None:
+        scores, lengths = evidence.scores, evidence.lengths
         tables = sorted({probe_index()[p].table for p in scores})
         return (f"{len(scores)} probe results, mean score {sum(scores.values()) / len(scores):.3f} "
-                f"(tables: {', '.join(tables)})")
+                f"(tables: {', '.join(tables)}); "
+                + (f"{len(lengths)} answer lengths" if lengths else "no answer lengths"))
     if probe.similar_to:
         return f"no probe results: prior from similar_to '{probe.similar_to}' (low-confidence)"
     return f"no probe results: prior from benchmark_score {probe.benchmark_score} (low-confidence)"
@@ -149,11 +151,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             report.append(f"{entry.spec.name}: no probe section: scored as an average model (low-confidence)")
             continue
         try:
-            scores = parse_probe(entry.spec.probe, path, entry.spec.name)
+            evidence = parse_probe(entry.spec.probe, path, entry.spec.name)
         except RegistryError as exc:
             issues.extend(exc.errors)
             continue
-        report.append(f"{entry.spec.name}: {_describe(entry.spec, scores)}")
+        report.append(f"{entry.spec.name}: {_describe(entry.spec, evidence)}")
     issues.extend(_similar_to_issues(entries, args.registry))
     if issues:
         what = "probe section invalid" if all((i.field or "").startswith("probe") for i in issues) else "invalid"
