@@ -88,7 +88,7 @@ def _score(value: Any, text_allowed: bool) -> float:
     return score
 
 
-def _output_tokens(value: Any, text_allowed: bool) -> int | None:
+def parse_output_tokens(value: Any, text_allowed: bool = False) -> int | None:
     """A whole number of tokens >= 0 from a CSV cell (digits) or a JSON integer; None when absent."""
     if value is None or (text_allowed and isinstance(value, str) and not value.strip()):
         return None
@@ -106,7 +106,7 @@ def _output_tokens(value: Any, text_allowed: bool) -> int | None:
 def _row(where: str, record: dict, text_allowed: bool) -> ResultRow:
     """One row: a score unless the row gives only a length (then an empty / absent score is allowed)."""
     prompt_id = _prompt_id(record.get("prompt_id"))
-    tokens = _output_tokens(record.get("output_tokens"), text_allowed)
+    tokens = parse_output_tokens(record.get("output_tokens"), text_allowed)
     raw = record.get("score")
     blank = raw is None or (text_allowed and isinstance(raw, str) and not raw.strip())
     score = None if blank and tokens is not None else _score(raw, text_allowed)
