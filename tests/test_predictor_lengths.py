@@ -17,6 +17,7 @@ from pickwise.predictor.lengths import (
     train_length_model,
 )
 from pickwise.registry.schema import ModelSpec
+from tests.length_support import LONG_TABLE, probe_kind_vectors
 from tests.registry_samples import model as model_entry
 
 
@@ -158,52 +159,6 @@ def test_open_ended_prompts_get_at_least_an_open_ended_answers_length(tiny_predi
 
 
 # ----------------------------------------------------------------------------- evidence from probe answers
-
-LONG_TABLE = "mmlu57_gsm8k_9models"  # worked maths answers: long; every other probe prompt: short here
-
-
-def probe_kind_vectors(dim: int, seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The shipped probe set's ids with prompt vectors whose first coordinate tells the two kinds apart
-    (the tiny test encoder gives nearly one vector to every prompt, so they are made, not encoded)."""
-    from pickwise.registry.probes.probe_set import load_probe_set
-
-    entries = load_probe_set()
-    long = np.array([e.table == LONG_TABLE for e in entries])
-    u = np.random.default_rng(seed).normal(scale=0.3, size=(len(entries), dim))
-    u[:, 0] = np.where(long, 1.5, -1.5)
-    return [e.prompt_id for e in entries], u, long
-
-
-@pytest.fixture(scope="module")
-def length_artifact(tiny_artifact, tmp_path_factory):
-    """The tiny artifact with a length model (a made population of trained length vectors) and probe vectors
-    that separate the long-answer probe prompts from the others."""
-    import shutil
-
-    from pickwise.predictor.artifact import read_meta, write_probe_vectors
-
-    art = tmp_path_factory.mktemp("lengths") / "art"
-    shutil.copytree(tiny_artifact, art)
-    names = read_meta(art)["model_names"]
-    dim = read_meta(art)["model_config"]["dim"]
-    rng = np.random.default_rng(3)
-    model = LengthModel(names, rng.normal(scale=0.5, size=(len(names), dim)), rng.uniform(4, 7, size=len(names)),
-                        np.zeros(len(names)), 0.09, FeatureMap(), np.tile([0.0, 12.0], (len(names), 1)),
-                        model_tables={n: ["mmlu_pro_25models", LONG_TABLE] for n in names},
-                        meta={"count_form": "median", "encoder_key": encoder_key(art)})
-    save_length_model(art, model)
-    ids, u, _ = probe_kind_vectors(dim)
-    write_probe_vectors(art, ids, u)
-    return art
-
-
-@pytest.fixture
-def length_predictor(length_artifact):
-    from pickwise.predictor.backbone import tiny_backbone
-    from pickwise.predictor.inference import load_predictor
-
-    return load_predictor(length_artifact, device="cpu", backbone=tiny_backbone())
-
 
 def probe_registry(directory, with_lengths: bool = True):
     """A registry of one new model registered from probe results whose answers are 2^8 tokens long on the
