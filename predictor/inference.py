@@ -628,7 +628,7 @@ def probe_results(model, snapshot=None) -> dict[str, float] | None:
     """{probe prompt id: score} of a registry model: from the snapshot's files, or given inline."""
     scores = snapshot.probe_scores(model.name) if snapshot is not None else None
     if scores is None and model.probe is not None and isinstance(model.probe.results, list):
-        scores = {r.prompt_id: r.score for r in model.probe.results}
+        scores = {r.prompt_id: r.score for r in model.probe.results if r.score is not None}
     return scores
 
 

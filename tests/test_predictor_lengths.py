@@ -255,3 +255,17 @@ def test_select_prices_a_probe_registered_model_by_its_probe_lengths(length_pred
         body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["newbie"]}).json()
     newbie = next(c for c in body["candidates"] if c["name"] == "newbie")
     assert newbie["output_tokens"] == pytest.approx(want, abs=1)
+
+
+def test_inline_length_only_rows_leave_the_quality_fit_to_the_scored_ones(length_predictor):
+    from pickwise.registry import Probe, ProbeResult
+    from tests.test_predictor_inference import spec as registry_spec
+
+    ids, u, _ = probe_kind_vectors(length_predictor.model.config.dim)
+    scored = [ProbeResult(prompt_id=p, score=1.0, output_tokens=40) for p in ids[:60]]
+    length_only = [ProbeResult(prompt_id=p, output_tokens=40) for p in ids[60:90]]
+    both = registry_spec("inline-new", Probe(results=scored + length_only))
+    just_scores = registry_spec("inline-new", Probe(results=scored))
+    vec = length_predictor.model_vector(both)
+    assert vec.source == "probe" and np.allclose(vec.vector, length_predictor.model_vector(just_scores).vector)
+    assert length_predictor.output_tokens(u[:3], [both])[1] == ["probe"]
