@@ -15,6 +15,8 @@ it and the base are scored on them (Brier, and headroom capture where several mo
 on the same prompts), each with a paired bootstrap interval of candidate − base over the held-out
 prompts: `pickwise artifact promote` reads those figures. Rows that keep only a
 prompt's hash are used only when they carry a vector from this encoder, and only for fitting.
+Outcomes that record the answer's `output_tokens` refit the models' output-length vectors the same
+way (`predictor.length_refit`), written into the candidate's `output_lengths.npz`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ import numpy as np
 
 from pickwise.predictor.artifact import write_refit_artifact
 from pickwise.predictor.coldstart import fit_model_vector
+from pickwise.predictor.length_refit import length_figures, refit_lengths
+from pickwise.predictor.lengths import save_length_model
 
 log = logging.getLogger("pickwise.predictor")
 MIN_CAPTURE_PROMPTS = 20  # fewer held-out prompts with several models' results: no capture figure
@@ -50,6 +54,11 @@ class OutcomeRows:
     texts: dict[str, str] = field(default_factory=dict)  # prompts whose text is kept
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # hashed prompts' stored u (this encoder)
     skipped: dict[str, int] = field(default_factory=dict)
+    tokens: np.ndarray | None = None  # the answers' output tokens, NaN where not recorded (None: none recorded)
+
+    def __post_init__(self):
+        if self.tokens is None:
+            self.tokens = np.full(len(self.models), np.nan)
 
     def __len__(self) -> int:
         return len(self.models)
@@ -58,7 +67,7 @@ class OutcomeRows:
 def read_outcomes(store, snapshot, encoder_version: str) -> OutcomeRows:
     """Every usable outcome of `store`: models resolved in `snapshot` (rows of models it no longer
     has are skipped), hashed rows only with a vector from `encoder_version`."""
-    models, scores, shas, stamps, cost = [], [], [], [], []
+    models, scores, shas, stamps, cost, tokens = [], [], [], [], [], []
     texts, vectors = {}, {}
     skipped = {"unknown_model": 0, "hashed_without_vector": 0}
     for o in store.outcomes():
@@ -77,8 +86,9 @@ def read_outcomes(store, snapshot, encoder_version: str) -> OutcomeRows:
         shas.append(o.prompt_sha256)
         stamps.append(o.timestamp)
         cost.append(np.nan if o.cost_usd is None else o.cost_usd)
+        tokens.append(np.nan if o.output_tokens is None else o.output_tokens)
     return OutcomeRows(models, np.array(scores, dtype=np.float64), shas, stamps, np.array(cost, dtype=np.float64),
-                       texts, vectors, skipped)
+                       texts, vectors, skipped, np.array(tokens, dtype=np.float64))
 
 
 @dataclass
@@ -298,9 +308,14 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
     encoded_at = time.perf_counter()
     held = holdout_mask(rows, holdout)
     fitted = fit_vectors(base_predictor, snapshot, rows, features, ~held, trust_trained)
+    lengths = refit_lengths(base_predictor, snapshot, rows, features, held, trust_trained)
     fitted_at = time.perf_counter()
     candidate = base_predictor.with_outcome_vectors(fitted)
+    if lengths.fitted:
+        candidate = candidate.with_outcome_lengths(lengths.vectors(), lengths.rows())
     figures = holdout_figures(base_predictor, candidate, snapshot, rows, features, held)
+    if figures.get("rows"):
+        figures["lengths"] = length_figures(base_predictor, candidate, snapshot, rows, features, held)
     report = {
         "store": str(Path(store.path).resolve()),
         "base_artifact": str(Path(base_predictor.directory).resolve()),
@@ -311,10 +326,12 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
         "time_range": [min(rows.timestamps), max(rows.timestamps)],
         "holdout_share": holdout, "trust_trained": trust_trained,
         "models": {m: {k: v for k, v in f.items() if k not in ("vector", "bias")} for m, f in fitted.items()},
+        "lengths": lengths.report(),
         "holdout": figures,
         "seconds": {"encode": round(encoded_at - start, 3), "fit": round(fitted_at - encoded_at, 3),
                     "total": round(time.perf_counter() - start, 3)},
         "prompts_encoded": features.encoded,
     }
-    write_refit_artifact(base_predictor.directory, out_dir, fitted, report)
+    write_refit_artifact(base_predictor.directory, out_dir, fitted, report,
+                         (lambda directory: save_length_model(directory, candidate.lengths)) if lengths.fitted else None)
     return report

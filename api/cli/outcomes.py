@@ -201,7 +201,25 @@ def cmd_fit(args: argparse.Namespace) -> int:
           f"{used['prompts']:,} prompts, {report['time_range'][0]} .. {report['time_range'][1]}) "
           f"in {report['seconds']['total']:.1f} s; wrote {args.out}")
     print(_figures_line(report["holdout"]))
+    print(_lengths_line(report))
     return 0
+
+
+def _lengths_line(report: dict) -> str:
+    """What the length refit did and, on held-out outcomes with lengths, how close base and candidate come."""
+    lengths = report.get("lengths", {})
+    if lengths.get("skipped"):
+        return f"lengths: {lengths['skipped']}"
+    used = lengths.get("outcomes_with_tokens", {}).get("used", 0)
+    if not used:
+        return "lengths: no outcome records output_tokens: length vectors unchanged"
+    line = f"lengths: refitted {len(lengths['models'])} models from {lengths['outcomes_with_tokens']['fit']:,} outcomes"
+    h = report["holdout"].get("lengths", {})
+    if h.get("rows"):
+        e, w = h["median_abs_log2_error"], h["within_2x"]
+        line += (f"; held-out {h['rows']:,}: median |log2 error| base {e['base']:.3f} -> candidate "
+                 f"{e['candidate']:.3f}, within 2x base {w['base']:.3f} -> candidate {w['candidate']:.3f}")
+    return line
 
 
 def _figures_line(h: dict) -> str:
