@@ -335,6 +335,9 @@ class Ready(BaseModel):
     models: int
     registry_error: str | None = Field(None, description="why the registry's files, changed on disk, do not load "
                                                          "(the last good snapshot keeps serving); null when they do")
+    artifact_error: str | None = Field(None, description="why the artifact the promotion pointer names does not "
+                                                         "load (the predictor of predictor_version keeps serving); "
+                                                         "null when it serves, or when serve was given --artifact")
 
 
 # ---- outcomes ------------------------------------------------------------------------------

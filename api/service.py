@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
@@ -82,6 +82,7 @@ class Scoring:
     sources: dict[str, str]
     low_confidence: dict[str, str]
     left_out: dict[str, str]
+    predictor: object = field(default=None, compare=False, repr=False)  # whose vectors these are
 
     def columns(self, names: Sequence[str]) -> list[int]:
         index = {s.name: j for j, s in enumerate(self.specs)}
@@ -135,15 +136,36 @@ def _given_only(snapshot: RegistrySnapshot) -> Scoring:
     return Scoring(snapshot.version, tuple(specs), (None,) * len(specs), {}, {}, left_out)
 
 
+class Encoded(NamedTuple):
+    """One prompt's features and the predictor that computed them: the request decides with that same
+    predictor, even when a promotion swaps in another one meanwhile (never one's u with another's vectors)."""
+
+    features: PromptFeatures
+    predictor: object
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A micro-batch's features and their predictor; row i is prompt i's `Encoded`."""
+
+    features: PromptFeatures
+    predictor: object
+
+    def __getitem__(self, i) -> Encoded:
+        return Encoded(self.features[i], self.predictor)
+
+
 class PlanWorkload(NamedTuple):
     snapshot: RegistrySnapshot
     workload: Workload
     capacity: np.ndarray | None
     truncated_ids: list[str]  # prompts the predictor read only the head and tail of
+    predictor: object = None  # the one that scored the prompts without given qualities (None: none did)
 
 
 class _PlanInputs(NamedTuple):
     snapshot: RegistrySnapshot
+    predictor: object  # None when every prompt gives its qualities
     scoring: Scoring
     specs: list[ModelSpec]  # the pool, in column order
     vectors: list
@@ -187,6 +209,11 @@ class PickwiseService:
         return self._predictor is not None
 
     @property
+    def current_predictor(self):
+        """The predictor serving now, or None; never raises, never loads."""
+        return self._predictor
+
+    @property
     def predictor(self):
         """The loaded predictor; NotReady while it is still loading or failed to load."""
         self.check_ready()
@@ -201,27 +228,35 @@ class PickwiseService:
             raise NotReady(f"the predictor failed to load: {self.load_error}" if self.load_error
                            else "the predictor is still loading")
 
-    def load_predictor(self, loader: Callable[[], object]) -> None:
-        """Run `loader` (slow: reads the artifact) and publish its result; records a failure for /readyz.
+    def load_predictor(self, loader: Callable[[], object]) -> str | None:
+        """Run `loader` (slow: reads the artifact), warm the result and publish it, replacing any
+        predictor serving now in one step (with its model vectors). Returns None, or why it failed:
+        with nothing serving yet that is `load_error` (/readyz says 503); with a predictor serving,
+        that one keeps serving.
 
         The first select would also pay one-time set-up (the encoder thread's OpenMP team and oneDNN
-        kernels, the token counter's tables and the selector), so one prompt is encoded, before publishing, and decided, right after.
+        kernels, the token counter's tables and the selector), so one prompt is encoded and the
+        model vectors computed before publishing, and one prompt decided right after.
         """
+        snapshot = self.registry.snapshot
         try:
             predictor = loader()
             features = self.encoder.submit(predictor.prompt_features, [WARM_UP_PROMPT]).result()
+            scoring = self._score_models(snapshot, predictor)
         except Exception as exc:  # any failure must show on /readyz, not kill the server thread silently
-            self.load_error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
+            if self._predictor is None:
+                self.load_error = error
             log.exception("predictor failed to load")
-            return
-        self._predictor = predictor
-        snapshot = self.registry.snapshot
-        self.scoring(snapshot)  # warm the model-vector cache before the first request
+            return error
+        with self._lock:
+            self._predictor, self._scoring, self.load_error = predictor, scoring, None
         try:
-            self.decide(SelectRequest(prompt=WARM_UP_PROMPT), features, False, snapshot)
+            self.decide(SelectRequest(prompt=WARM_UP_PROMPT), features, False, snapshot, predictor=predictor)
         except PickwiseError:  # e.g. no model can be scored: nothing to warm, requests will say why
             pass
         self.log_ready(snapshot)
+        return None
 
     def log_ready(self, snapshot: RegistrySnapshot) -> None:
         """One line when /readyz turns 200: a server's log otherwise shows only uvicorn's banner,
@@ -230,36 +265,49 @@ class PickwiseService:
         log.info("pickwise ready: registry %s (%d models), predictor %s (%s)",
                  snapshot.version, len(snapshot), predictor.version, predictor.precision)
 
-    # ---- model vectors, cached per registry version ------------------------------------------
-    def scoring(self, snapshot: RegistrySnapshot) -> Scoring:
-        """Model vectors for every model of `snapshot`, computed once per registry version."""
+    # ---- model vectors, cached per registry version and predictor ------------------------------
+    def scoring(self, snapshot: RegistrySnapshot, predictor=None) -> Scoring:
+        """Model vectors of `predictor` (default: the serving one) for every model of `snapshot`,
+        computed once per registry version. Only the serving predictor's are kept: a request still on
+        the predictor a promotion replaced computes its own, never reads the new one's (or the reverse)."""
+        predictor = predictor if predictor is not None else self.predictor
         current = self._scoring
-        if current is not None and current.registry_version == snapshot.version:
+        if current is not None and current.registry_version == snapshot.version and current.predictor is predictor:
             return current
-        predictor = self.predictor
         with self._lock:
             current = self._scoring
-            if current is not None and current.registry_version == snapshot.version:
+            if current is not None and current.registry_version == snapshot.version and current.predictor is predictor:
                 return current
-            specs, vectors, sources, low = [], [], {}, {}
-            routable, left_out = _routable(snapshot)
-            for spec in routable:
-                try:
-                    vec = predictor.model_vector(spec, snapshot)
-                except (ValueError, KeyError) as exc:
-                    left_out[spec.name] = str(exc)
-                    log.warning("model %s cannot be scored: %s", spec.name, exc)
-                    continue
-                specs.append(spec)
-                vectors.append(vec)
-                sources[spec.name] = vec.source
-                if vec.low_confidence:
-                    low[spec.name] = vec.low_confidence
-            scoring = Scoring(snapshot.version, tuple(specs), tuple(vectors), sources, low, left_out)
-            self._scoring = scoring
+            scoring = self._score_models(snapshot, predictor)
+            if predictor is self._predictor:
+                self._scoring = scoring
             return scoring
 
-    def encode(self, prompts: Sequence[str]) -> PromptFeatures:
+    @staticmethod
+    def _score_models(snapshot: RegistrySnapshot, predictor) -> Scoring:
+        specs, vectors, sources, low = [], [], {}, {}
+        routable, left_out = _routable(snapshot)
+        for spec in routable:
+            try:
+                vec = predictor.model_vector(spec, snapshot)
+            except (ValueError, KeyError) as exc:
+                left_out[spec.name] = str(exc)
+                log.warning("model %s cannot be scored: %s", spec.name, exc)
+                continue
+            specs.append(spec)
+            vectors.append(vec)
+            sources[spec.name] = vec.source
+            if vec.low_confidence:
+                low[spec.name] = vec.low_confidence
+        return Scoring(snapshot.version, tuple(specs), tuple(vectors), sources, low, left_out, predictor)
+
+    def encode_batch(self, prompts: Sequence[str], *, batch_size: int, single_thread: bool = False) -> EncodedBatch:
+        """One micro-batch's features, on the predictor serving now (read once for the whole batch)."""
+        predictor = self.predictor
+        return EncodedBatch(predictor.prompt_features(prompts, batch_size=batch_size, single_thread=single_thread),
+                            predictor)
+
+    def encode(self, prompts: Sequence[str], predictor=None) -> PromptFeatures:
         """Prompt features for the CLI and batch plans, computed on the service's one encoder thread.
 
         With a torch encoder every predictor call of the service runs on `self.encoder` (the routes'
@@ -274,7 +322,7 @@ class PickwiseService:
         from pickwise.predictor.inference import PromptFeatures
 
         prompts = list(prompts)
-        predictor = self.predictor
+        predictor = predictor if predictor is not None else self.predictor
         chunks = length_buckets([len(p) for p in prompts], PLAN_ENCODE_BATCH)
         parts = [self.encoder.submit(predictor.prompt_features, [prompts[i] for i in chunk],
                                      batch_size=PLAN_ENCODE_BATCH).result() for chunk in chunks]
@@ -297,13 +345,14 @@ class PickwiseService:
                 raise RequestFieldError(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
 
     def decide(self, request: SelectRequest, features: PromptFeatures, truncated: bool,
-               snapshot: RegistrySnapshot, *, prompt_tokens: int | None = None) -> SelectResponse:
+               snapshot: RegistrySnapshot, *, prompt_tokens: int | None = None, predictor=None) -> SelectResponse:
         """Selection for one prompt whose features are already computed (cheap: no transformer call).
 
         `prompt_tokens` overrides the prompt's token count for cost and context-window estimates: the
-        gateway's predictor reads part of a conversation, but the whole conversation is sent."""
-        predictor = self.predictor
-        scoring = self.scoring(snapshot)
+        gateway's predictor reads part of a conversation, but the whole conversation is sent.
+        `predictor`: the one that computed `features` (`Encoded.predictor`; default: the serving one)."""
+        predictor = predictor if predictor is not None else self.predictor
+        scoring = self.scoring(snapshot, predictor)
         self.check_names(snapshot, request.models, "models", scoring)
         self.check_names(snapshot, request.exclude, "exclude")
         constraints = request.constraints()
@@ -313,7 +362,7 @@ class PickwiseService:
         evidence = predictor.evidence(features.u, scoring.vectors, features.tasks, pooled=features.pooled)
         output_tokens = request.expected_output_tokens
         if output_tokens is None:  # each model's predicted answer length (its registry figure where it has none)
-            output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended)[0][0]
+            output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended, snapshot)[0][0]
         candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
                                         low_confidence=evidence.low_confidence[0],
                                         output_tokens=output_tokens,
@@ -338,14 +387,16 @@ class PickwiseService:
     def select(self, request: SelectRequest) -> SelectResponse:
         """`decide` with the prompt vector computed here (one predictor call): the CLI's path."""
         snapshot = self.registry.refresh()
-        features = self.encode([request.prompt])
-        return self.decide(request, features, features.truncated[0], snapshot)
+        predictor = self.predictor
+        features = self.encode([request.prompt], predictor)
+        return self.decide(request, features, features.truncated[0], snapshot, predictor=predictor)
 
     # ---- per-prompt qualities ------------------------------------------------------------------
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Every prompt's quality per model, with the lines `pickwise predict` writes."""
         snapshot = self.registry.refresh()
-        scoring = self.scoring(snapshot)
+        predictor = self.predictor  # once: every prompt of the request on the same one
+        scoring = self.scoring(snapshot, predictor)
         self.check_names(snapshot, request.models, "models", scoring)
         if request.models:
             called: dict[str, str] = {}  # registry name -> the name asked for (a name and its alias: scored once)
@@ -355,8 +406,7 @@ class PickwiseService:
             called = {s.name: s.name for s in scoring.specs if s.enabled}
         columns = scoring.columns(list(called))
         names = [scoring.specs[j].name for j in columns]
-        predictor = self.predictor
-        features = self.encode([p.prompt for p in request.prompts])
+        features = self.encode([p.prompt for p in request.prompts], predictor)
         evidence = predictor.evidence(features.u, [scoring.vectors[j] for j in columns], features.tasks,
                                       pooled=features.pooled)
         lines = []
@@ -377,8 +427,8 @@ class PickwiseService:
         """Everything a plan needs before encoding, checked: the pool, the rows and the capacities
         (RequestFieldError naming the field when a name is unknown or given twice)."""
         snapshot = self.registry.refresh()
-        needs_predictor = any(p.quality is None for p in request.prompts)
-        scoring = self.scoring(snapshot) if needs_predictor else _given_only(snapshot)
+        predictor = self.predictor if any(p.quality is None for p in request.prompts) else None
+        scoring = self.scoring(snapshot, predictor) if predictor is not None else _given_only(snapshot)
         pool = self._plan_pool(snapshot, scoring, request)
         specs = [scoring.specs[j] for j in pool]
         column = {s.name: k for k, s in enumerate(specs)}
@@ -388,7 +438,7 @@ class PickwiseService:
             capacity = np.full(len(specs), len(rows), dtype=np.int64)
             for k, cap in _pool_columns(snapshot, column, request.capacity, "capacity").items():
                 capacity[k] = cap
-        return _PlanInputs(snapshot, scoring, specs, [scoring.vectors[j] for j in pool], rows, capacity)
+        return _PlanInputs(snapshot, predictor, scoring, specs, [scoring.vectors[j] for j in pool], rows, capacity)
 
     def check_plan(self, request: PlanRequest) -> None:
         """The 422s `plan` would raise before encoding, for a job's submission to answer at once
@@ -398,7 +448,7 @@ class PickwiseService:
     def workload(self, request: PlanRequest) -> PlanWorkload:
         """The request's prompts x its pool: given qualities or predicted ones, registry costs and
         latencies, and what fits (the matrices `plan` and the CLI's `universe` decide on)."""
-        snapshot, scoring, specs, vectors, rows, capacity = self._plan_inputs(request)
+        snapshot, predictor, scoring, specs, vectors, rows, capacity = self._plan_inputs(request)
         truncated_ids: list[str] = []
 
         unsure: list[np.ndarray] = []  # [k, M] per scored prompt: no evidence behind the quality
@@ -410,15 +460,15 @@ class PickwiseService:
             np.tile(np.array([s.expected_output_tokens for s in specs], dtype=np.float64), (len(rows), 1))
 
         def score(texts: list[str]) -> np.ndarray:
-            features = self.encode(texts)
+            features = self.encode(texts, predictor)
             truncated_ids.extend(row.id for row, c in zip((r for r in rows if r.quality is None), features.truncated)
                                  if c)
-            evidence = self.predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled)
+            evidence = predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled)
             unsure.append(np.array([[name in low for name in evidence.models] for low in evidence.low_confidence],
                                    dtype=bool).reshape(len(texts), len(vectors)))
             open_ended.append(evidence.open_ended >= OPEN_ENDED_AT)
             if isinstance(lengths, np.ndarray):
-                lengths[predicted] = self.predictor.output_tokens(features.u, specs, evidence.open_ended)[0]
+                lengths[predicted] = predictor.output_tokens(features.u, specs, evidence.open_ended, snapshot)[0]
             return evidence.quality
 
         workload = build_workload(rows, specs, score, output_tokens=lengths)
@@ -431,11 +481,11 @@ class PickwiseService:
         workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
-        return PlanWorkload(snapshot, workload, capacity, truncated_ids)
+        return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor)
 
     def plan(self, request: PlanRequest) -> PlanResponse:
         """One model per prompt under the request's budget or quality target (see selector.batch)."""
-        snapshot, workload, capacity, truncated_ids = self.workload(request)
+        snapshot, workload, capacity, truncated_ids, predictor = self.workload(request)
         names = workload.names
         prompts = request.prompts
         try:
@@ -467,7 +517,7 @@ class PickwiseService:
             **dict(plan), assignments=assignments, resolved={v: k for k, v in called.items()},
             low_confidence={called.get(k, k): v for k, v in workload.low_confidence.items() if called.get(k, k) in used},
             truncated=truncated_ids, registry_version=snapshot.version,
-            predictor_version=self._predictor.version if workload.predicted_lines else None,
+            predictor_version=predictor.version if workload.predicted_lines else None,
         )
 
     @staticmethod
@@ -503,11 +553,12 @@ class PickwiseService:
                 self._outcome_store = OutcomeStore(self._outcome_store_path)
             return self._outcome_store
 
-    def record_decision(self, prompt: str, response: SelectResponse, features: PromptFeatures) -> str:
-        """Remember a decision for feedback by its id; returns the id."""
+    def record_decision(self, prompt: str, response: SelectResponse, encoded: Encoded) -> str:
+        """Remember a decision for feedback by its id, with the prompt's u and the encoder that made it;
+        returns the id."""
         chosen = [response.resolved.get(n, n) for n in response.chosen]
-        return self.decisions.record(prompt, chosen, np.asarray(features.u[0], dtype=np.float32),
-                                     self._predictor.encoder_version)
+        return self.decisions.record(prompt, chosen, np.asarray(encoded.features.u[0], dtype=np.float32),
+                                     encoded.predictor.encoder_version)
 
     def feedback(self, request: FeedbackRequest) -> FeedbackStored:
         """Store one outcome (committed before this returns), by decision id or by prompt and model."""
@@ -538,7 +589,8 @@ class PickwiseService:
         else:
             prompt = request.prompt
         if not request.keep_prompt and u is None:
-            u, encoder = self.encode([prompt]).u[0], self.predictor.encoder_version
+            predictor = self.predictor
+            u, encoder = self.encode([prompt], predictor).u[0], predictor.encoder_version
         outcome = Outcome(
             model=model, score=float(request.score), prompt=prompt if request.keep_prompt else None,
             prompt_sha256=prompt_sha256(prompt),

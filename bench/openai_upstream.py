@@ -39,6 +39,7 @@ class Behaviour:
     delay_s: float = 0.0  # before the answer starts
     event_gap_s: float = 0.0  # between streamed events
     cut_after: int = 2
+    usage: bool = True  # a whole answer carries `usage` (some servers leave it out)
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Upstream:
             return _Dropped()
         if body.get("stream"):
             return StreamingResponse(self._events(body, model, text, how), media_type="text/event-stream")
-        return JSONResponse(_completion(model, text))
+        return JSONResponse(_completion(model, text, how.usage))
 
     async def _hang(self, request: Request, model: str) -> Response:
         deadline = time.monotonic() + HANG_LIMIT_S
@@ -150,10 +151,10 @@ def _usage(text: str) -> dict:
     return {"prompt_tokens": 12, "completion_tokens": completion, "total_tokens": 12 + completion}
 
 
-def _completion(model: str, text: str) -> dict:
+def _completion(model: str, text: str, usage: bool = True) -> dict:
     return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": _usage(text)}
+            **({"usage": _usage(text)} if usage else {})}
 
 
 def _chunk(model: str, delta: dict | None, finish: str | None) -> dict:

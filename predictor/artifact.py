@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,12 +103,15 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
         tmp.rename(out_dir)
 
 
-def write_refit_artifact(base_dir: str | Path, out_dir: str | Path, vectors: dict[str, dict], refit: dict) -> Path:
+def write_refit_artifact(base_dir: str | Path, out_dir: str | Path, vectors: dict[str, dict], refit: dict,
+                         write_more: Callable[[Path], object] | None = None) -> Path:
     """A copy of the artifact `base_dir` whose models listed in `vectors` ({name: {"vector", "bias",
     "rows", ...}}) are scored from those vectors, with `refit` (what they were fitted from) in its meta.
 
     The encoder, heads and probe vectors are the base's, byte for byte; vectors the base already had
-    from an earlier refit are kept unless `vectors` replaces them. Written like `save_artifact`."""
+    from an earlier refit are kept unless `vectors` replaces them. `write_more(directory)` writes
+    further refitted files (the output lengths) into the copy before it is swapped in. Written like
+    `save_artifact`."""
     base_dir, out_dir = Path(base_dir), check_artifact_target(out_dir)
     if base_dir.resolve() == out_dir.resolve():
         raise ArtifactError(f"{out_dir}: the refitted artifact must go to another directory than its base")
@@ -119,6 +123,8 @@ def write_refit_artifact(base_dir: str | Path, out_dir: str | Path, vectors: dic
         shutil.copytree(base_dir, tmp)
         merged = {**(read_outcome_vectors(base_dir) or {}), **vectors}
         (tmp / OUTCOME_VECTORS_FILE).write_text(json.dumps({"models": merged}, indent=1, sort_keys=True))
+        if write_more is not None:
+            write_more(tmp)
         meta = {**meta, "format_version": REFIT_FORMAT_VERSION, "refit": refit,
                 "encoder_version": meta.get("encoder_version") or artifact_version(base_dir)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))

@@ -226,6 +226,7 @@ class QualityPredictor:
         from pickwise.predictor.lengths import load_length_model
 
         self.lengths = load_length_model(directory)  # None: every model's output length is its registry prior
+        self._length_fits: dict = {}  # probe-answer length fits, by registry version and model (or content)
 
     def _apply_outcome_vectors(self, models: dict[str, dict]) -> None:
         """Score the models of `models` ({name: {"vector", "bias", "rows"}}) from those vectors."""
@@ -249,6 +250,14 @@ class QualityPredictor:
         vectors, as the artifact `pickwise fit` writes would be (this one is unchanged)."""
         other = copy.copy(self)
         other._apply_outcome_vectors(models)
+        return other
+
+    def with_outcome_lengths(self, vectors: dict, rows: dict[str, int]) -> QualityPredictor:
+        """A predictor sharing this one's encoder whose models in `vectors` ({name: LengthVector}) have those
+        outcome length vectors, as the artifact `pickwise fit` writes would (this one is unchanged)."""
+        other = copy.copy(self)
+        other.lengths = self.lengths.with_outcome(vectors, rows)
+        other._length_fits = {}
         return other
 
     @property
@@ -391,10 +400,11 @@ class QualityPredictor:
         """The fitted common-mode failure share for `predictor.scale.set_quality` (0: independent)."""
         return float(self.scale.set_rho) if self.scale is not None else 0.0
 
-    def output_tokens(self, u: np.ndarray, models: Sequence,
-                      open_ended: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    def output_tokens(self, u: np.ndarray, models: Sequence, open_ended: np.ndarray | None = None,
+                      snapshot=None) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
-        and per model its source: "trained" | "fitted" | "registry" (`predictor.lengths`).
+        and per model its source: "outcomes" | "probe" | "trained" | "fitted" | "registry" (`length_vector`).
+        `snapshot` supplies the probe answers' lengths of models registered from probe results.
 
         On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
         lengths come only from benchmark answers (a letter, a number) would be priced for a one-token
@@ -402,8 +412,11 @@ class QualityPredictor:
         instructions, for the same prompt."""
         from pickwise.predictor.lengths import predict_output_tokens
 
-        tokens, sources = predict_output_tokens(self.lengths, u, models)
-        if open_ended is None or self.lengths is None:
+        if self.lengths is None:
+            return predict_output_tokens(None, u, models)
+        estimate = self.lengths.predict(u, models, vectors=[self.length_vector(m, snapshot) for m in models])
+        tokens, sources = estimate.tokens, estimate.sources
+        if open_ended is None:
             return tokens, sources
         rows = np.flatnonzero(np.asarray(open_ended) >= OPEN_ENDED)
         pool = [n for n, tables in self.lengths.model_tables.items() if OPEN_ENDED_TABLE in tables]
@@ -415,6 +428,51 @@ class QualityPredictor:
                     cap = np.inf if isinstance(m, str) else m.max_output_tokens
                     tokens[rows, j] = np.minimum(np.maximum(tokens[rows, j], typical), cap)
         return tokens, sources
+
+    def length_vector(self, model, snapshot=None):
+        """The model's output-length vector (`predictor.lengths.LengthVector`), or None when it has no length
+        evidence (its registry `expected_output_tokens` is used). In order: the vector `pickwise fit`
+        refitted to its outcomes; a fit to its probe answers' lengths (centred on its trained vector if it
+        has one); its trained vector; one added with `lengths.add_fitted`."""
+        lengths = self.lengths
+        if lengths is None:
+            return None
+        if isinstance(model, str):
+            return lengths.vector_for(model)
+        refitted = lengths.outcome_vector(model.all_names())
+        if refitted is not None:
+            return refitted
+        key = (snapshot.version, model.name) if snapshot is not None else None
+        if key is None or key not in self._length_fits:
+            observed = probe_lengths(model, snapshot)
+            fitted = self.fit_probe_lengths(model, observed) if observed else None
+            if key is None:
+                return fitted or lengths.vector_for(model)
+            with self._lock:
+                if len(self._length_fits) > 4096:  # registry versions come and go: never grow without bound
+                    self._length_fits.clear()
+                self._length_fits[key] = fitted
+        return self._length_fits[key] or lengths.vector_for(model)
+
+    def fit_probe_lengths(self, model, observed: dict[str, int], u: np.ndarray | None = None,
+                          tokens: np.ndarray | None = None, source: str = "probe"):
+        """A length vector for `model` from its probe answers' lengths `observed` ({prompt_id: tokens}) and
+        any further lengths `tokens` on prompts with vectors `u`: under the population prior of the probe
+        prompts' tables, or centred on the model's trained vector (with `lengths.TRUST_TRAINED`)."""
+        from pickwise.predictor.lengths import TRUST_TRAINED
+        from pickwise.registry.probes.probe_set import probe_index
+
+        ids, probe_u = self.probe_vectors(needed=set(observed))
+        position = {pid: i for i, pid in enumerate(ids)}
+        known = [pid for pid in observed if pid in position]
+        index = probe_index()
+        trained = self.lengths.trained_vector(model.all_names())
+        extra_u = np.zeros((0, probe_u.shape[1])) if u is None else np.asarray(u, dtype=np.float64)
+        extra = np.zeros(0) if tokens is None else np.asarray(tokens, dtype=np.float64)
+        return self.lengths.fit(np.vstack([probe_u[[position[p] for p in known]], extra_u]),
+                                np.concatenate([np.array([observed[p] for p in known], dtype=np.float64), extra]),
+                                {index[p].table for p in known if p in index} or None, model.name,
+                                center=trained, trust=TRUST_TRAINED if trained is not None else 1.0, source=source)
 
     def low_confidence(self, models: Sequence, snapshot=None) -> dict[str, str]:
         """{model name: reason} for models scored from a prior rather than from results."""
@@ -570,8 +628,16 @@ def probe_results(model, snapshot=None) -> dict[str, float] | None:
     """{probe prompt id: score} of a registry model: from the snapshot's files, or given inline."""
     scores = snapshot.probe_scores(model.name) if snapshot is not None else None
     if scores is None and model.probe is not None and isinstance(model.probe.results, list):
-        scores = {r.prompt_id: r.score for r in model.probe.results}
+        scores = {r.prompt_id: r.score for r in model.probe.results if r.score is not None}
     return scores
+
+
+def probe_lengths(model, snapshot=None) -> dict[str, int] | None:
+    """{probe prompt id: output tokens} of a registry model's probe answers: from the snapshot's files, or inline."""
+    lengths = snapshot.probe_lengths(model.name) if snapshot is not None else None
+    if lengths is None and model.probe is not None and isinstance(model.probe.results, list):
+        lengths = {r.prompt_id: r.output_tokens for r in model.probe.results if r.output_tokens is not None}
+    return lengths or None
 
 
 def refresh_probe_vectors(artifact_dir: str | Path) -> int:

@@ -23,10 +23,16 @@ Counts are cl100k_base tokens, as the routing tables record them; prices per tok
 to those counts. A model without length evidence falls back to its registry
 `expected_output_tokens`, and `LengthEstimate.sources` says so.
 
+Observed lengths refine a model's vector by the same MAP fit, centred on what the model had:
+its probe answers' lengths (`QualityPredictor.length_vector`) and its outcomes' lengths
+(`pickwise fit`, stored as the model's "outcomes" vector). A model's vector is, in this order,
+its outcomes vector, its probe fit, its trained vector, else none (the registry prior).
+
 Stored in the artifact directory as `output_lengths.npz` (see `save_length_model`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -42,7 +48,12 @@ from pickwise.predictor.coldstart import gaussian_prior
 log = logging.getLogger("pickwise.predictor")
 LENGTHS_FILE = "output_lengths.npz"
 FORMAT = "output-lengths-v1"
-SOURCES = ("trained", "fitted", "registry")
+# v2: v1 plus the vectors `pickwise fit` refitted to outcomes, which a v1 reader would silently
+# ignore (serving the trained lengths), so it refuses the file instead
+OUTCOME_FORMAT = "output-lengths-v2"
+READABLE_FORMATS = (FORMAT, OUTCOME_FORMAT)
+SOURCES = ("outcomes", "probe", "trained", "fitted", "registry")
+TRUST_TRAINED = 10.0  # a trained vector's weight against new lengths, as `pickwise fit --trust-trained` defaults
 MIN_TOKENS = 1.0  # counts are clipped here before log2: a 0-token answer is billed like a 1-token one
 PRIOR_SHRINK = 0.1
 
@@ -96,7 +107,7 @@ class LengthVector:
     vector: np.ndarray
     bias: float
     log2_smear: float
-    source: str  # "trained" | "fitted"
+    source: str  # "outcomes" | "probe" | "trained" | "fitted"
     log2_range: tuple[float, float] = (0.0, math.inf)  # the estimate is clipped here (see LengthModel)
 
 
@@ -115,14 +126,22 @@ def fit_length_vector(
     vectors: np.ndarray,
     bias: np.ndarray,
     noise_var: float,
+    *,
+    center: tuple[np.ndarray, float] | None = None,
+    trust: float = 1.0,
 ) -> tuple[np.ndarray, float]:
     """MAP (l, c) for a model whose answers to prompts with features `v` [n, d] had `log2_counts` [n].
 
     Linear-Gaussian: log2 count ~ N(v . l + c, noise_var) and (l, c) ~ N(mean, cov) of the
     population (`vectors`, `bias`), so the posterior mode is one linear solve. With no results
-    it is the population mean; with many, the least-squares fit.
+    it is the population mean; with many, the least-squares fit. As in `coldstart.fit_model_vector`,
+    `center` (a model's current (l, c)) replaces the population mean and `trust` scales the
+    prior's precision: new lengths move a vector the model already has as far as they say.
     """
     mean, precision = gaussian_prior(np.asarray(vectors, np.float64), np.asarray(bias, np.float64), PRIOR_SHRINK)
+    if center is not None:
+        mean = np.append(np.asarray(center[0], dtype=np.float64), center[1])
+    precision = precision * trust
     y = np.asarray(log2_counts, dtype=np.float64)
     ok = np.isfinite(y)
     x = np.hstack([np.asarray(v, np.float64)[ok], np.ones((int(ok.sum()), 1))])
@@ -148,6 +167,9 @@ class LengthModel:
     aliases: dict[str, str] = field(default_factory=dict)  # other name -> a name in `names`
     model_tables: dict[str, list[str]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    # vectors `pickwise fit` refitted to outcome lengths, by registry name: they come before any other
+    outcome: dict[str, LengthVector] = field(default_factory=dict)
+    outcome_rows: dict[str, int] = field(default_factory=dict)  # how many outcome lengths each was fitted to
 
     def __post_init__(self):
         self._index = {n: j for j, n in enumerate(self.names)}
@@ -169,6 +191,20 @@ class LengthModel:
                                     (float(self.log2_range[j, 0]), float(self.log2_range[j, 1])))
         return None
 
+    def outcome_vector(self, names: Iterable[str]) -> LengthVector | None:
+        """The outcomes vector of the first of `names` that has one, under the first name."""
+        names = list(names)
+        for name in names:
+            vec = self.outcome.get(name)
+            if vec is not None:
+                return dataclasses.replace(vec, name=names[0])
+        return None
+
+    def with_outcome(self, vectors: Mapping[str, LengthVector], rows: Mapping[str, int]) -> LengthModel:
+        """A copy whose models in `vectors` are predicted from those outcome vectors (this one is unchanged);
+        outcome vectors it already had are kept unless replaced."""
+        return dataclasses.replace(self, outcome={**self.outcome, **vectors}, outcome_rows={**self.outcome_rows, **rows})
+
     def add_fitted(self, name: str, u: np.ndarray, tokens: np.ndarray, tables: Iterable[str] | None = None) -> LengthVector:
         """Fit (l, c) for `name` from its answers' token counts on prompts with vectors `u`, and keep it.
 
@@ -178,15 +214,23 @@ class LengthModel:
         self._fitted[name] = vec
         return vec
 
-    def fit(self, u: np.ndarray, tokens: np.ndarray, tables: Iterable[str] | None = None, name: str = "") -> LengthVector:
-        """MAP length vector from observed counts; prior from the trained models of `tables` (all when None)."""
+    def fit(self, u: np.ndarray, tokens: np.ndarray, tables: Iterable[str] | None = None, name: str = "", *,
+            center: LengthVector | None = None, trust: float = 1.0, source: str = "fitted") -> LengthVector:
+        """MAP length vector from observed counts; prior from the trained models of `tables` (all when None),
+        centred on `center` (with its smearing factor and range) when the model already has a vector."""
         ref = self.reference_models(tables)
-        vector, bias = fit_length_vector(self.features(u), log2_tokens(tokens), self.vectors[ref], self.bias[ref],
-                                         self.noise_var)
         observed = log2_tokens(tokens)
-        lo = min(float(self.log2_range[ref, 0].min()), float(np.nanmin(observed, initial=np.inf)))
-        hi = max(float(self.log2_range[ref, 1].max()), float(np.nanmax(observed, initial=-np.inf)))
-        return LengthVector(name, vector, bias, float(np.median(self.log2_smear[ref])), "fitted", (lo, hi))
+        vector, bias = fit_length_vector(self.features(u), observed, self.vectors[ref], self.bias[ref],
+                                         self.noise_var, trust=trust,
+                                         center=None if center is None else (center.vector, center.bias))
+        if center is not None:
+            smear, (lo, hi) = center.log2_smear, center.log2_range
+        else:
+            smear = float(np.median(self.log2_smear[ref]))
+            lo, hi = float(self.log2_range[ref, 0].min()), float(self.log2_range[ref, 1].max())
+        lo = min(lo, float(np.nanmin(observed, initial=np.inf)))
+        hi = max(hi, float(np.nanmax(observed, initial=-np.inf)))
+        return LengthVector(name, vector, bias, smear, source, (lo, hi))
 
     def reference_models(self, tables: Iterable[str] | None = None) -> np.ndarray:
         """Trained models with lengths on any of `tables` (every one when None or fewer than 3 match)."""
@@ -198,8 +242,12 @@ class LengthModel:
         return ref if len(ref) >= 3 else everyone
 
     def vector_for(self, model) -> LengthVector | None:
-        """A name or a registry ModelSpec -> its length vector (trained, else fitted), or None (use the registry)."""
+        """A name or a registry ModelSpec -> its length vector (outcomes, else trained, else fitted), or None
+        (use the registry). Probe answers need the registry snapshot: `QualityPredictor.length_vector`."""
         names = [model] if isinstance(model, str) else list(model.all_names())
+        refitted = self.outcome_vector(names)
+        if refitted is not None:
+            return refitted
         trained = self.trained_vector(names)
         if trained is not None:
             return trained
@@ -215,19 +263,20 @@ class LengthModel:
         v = self.features(u)
         return v @ np.stack([x.vector for x in vectors]).T + np.array([x.bias for x in vectors])
 
-    def predict(self, u: np.ndarray, models: Sequence, *, form: str | None = None) -> LengthEstimate:
+    def predict(self, u: np.ndarray, models: Sequence, *, form: str | None = None,
+                vectors: Sequence[LengthVector | None] | None = None) -> LengthEstimate:
         """Expected output tokens for prompts with vectors `u` [N, dim] and `models` (names or ModelSpecs).
 
-        A model with neither a trained nor a fitted vector gets its registry
-        `expected_output_tokens` on every prompt (source "registry"); a bare name without one is
-        a KeyError, since there is no registry entry to fall back to. `form` "mean" (default:
-        the artifact's choice) or "median".
+        A model without a length vector (`vector_for`, or `vectors[j]` when the caller resolved them)
+        gets its registry `expected_output_tokens` on every prompt (source "registry"); a bare name
+        without one is a KeyError, since there is no registry entry to fall back to. `form` "mean"
+        (default: the artifact's choice) or "median".
         """
         form = form or self.meta.get("count_form", "mean")
         if form not in ("mean", "median"):
             raise ValueError(f"form must be 'mean' or 'median', got {form!r}")
         u = np.atleast_2d(np.asarray(u, dtype=np.float64))
-        found = [self.vector_for(m) for m in models]
+        found = list(vectors) if vectors is not None else [self.vector_for(m) for m in models]
         known = [j for j, x in enumerate(found) if x is not None]
         n = len(u)
         log2_med = np.full((n, len(models)), np.nan)
@@ -276,11 +325,20 @@ def save_length_model(directory: str | Path, model: LengthModel) -> Path:
     """Write `output_lengths.npz` into an artifact directory (a reader sees the old file or the new)."""
     from pickwise.files import atomic_file
 
-    meta = {"format": FORMAT, "feature_kind": model.features.kind, "names": model.names, "aliases": model.aliases,
-            "model_tables": model.model_tables, "noise_var": model.noise_var, **model.meta}
+    outcome = [model.outcome[n] for n in sorted(model.outcome)]
+    meta = {**model.meta, "format": OUTCOME_FORMAT if outcome else FORMAT, "feature_kind": model.features.kind,
+            "names": model.names, "aliases": model.aliases, "model_tables": model.model_tables,
+            "noise_var": model.noise_var}
     arrays = {"vectors": model.vectors.astype(np.float32), "bias": model.bias.astype(np.float32),
-              "log2_smear": model.log2_smear.astype(np.float32), "log2_range": model.log2_range.astype(np.float32),
-              "meta": np.array(json.dumps(meta, sort_keys=True))}
+              "log2_smear": model.log2_smear.astype(np.float32), "log2_range": model.log2_range.astype(np.float32)}
+    if outcome:
+        meta["outcome_names"] = [v.name for v in outcome]
+        meta["outcome_rows"] = {v.name: int(model.outcome_rows.get(v.name, 0)) for v in outcome}
+        arrays.update({"outcome.vectors": np.stack([v.vector for v in outcome]).astype(np.float32),
+                       "outcome.bias": np.array([v.bias for v in outcome], np.float32),
+                       "outcome.log2_smear": np.array([v.log2_smear for v in outcome], np.float32),
+                       "outcome.log2_range": np.array([v.log2_range for v in outcome], np.float32)})
+    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     arrays.update({f"feature.{k}": np.asarray(v, np.float32) for k, v in model.features.params.items()})
     path = Path(directory) / LENGTHS_FILE
     with atomic_file(path) as fh:
@@ -322,12 +380,17 @@ def load_length_model(directory: str | Path) -> LengthModel | None:
         return None
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: format {meta.get('format')!r}, this code reads {FORMAT}")
+        if meta.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{path}: format {meta.get('format')!r}, this code reads {' and '.join(READABLE_FORMATS)}")
         params = {k.removeprefix("feature."): data[k].astype(np.float64) for k in data.files if k.startswith("feature.")}
         vectors, bias = data["vectors"].astype(np.float64), data["bias"].astype(np.float64)
         smear = data["log2_smear"].astype(np.float64)
         log2_range = data["log2_range"].astype(np.float64)
+        outcome_names, outcome_rows = meta.pop("outcome_names", []), meta.pop("outcome_rows", {})
+        outcome = {name: LengthVector(name, data["outcome.vectors"][k].astype(np.float64),
+                                      float(data["outcome.bias"][k]), float(data["outcome.log2_smear"][k]), "outcomes",
+                                      tuple(float(x) for x in data["outcome.log2_range"][k]))
+                   for k, name in enumerate(outcome_names)}
     fitted_on, current = meta.get("encoder_key"), encoder_key(directory)
     if fitted_on != current:
         log.warning("%s was fitted on encoder %s, the artifact's is %s: ignored (output lengths fall back to the "
@@ -337,7 +400,9 @@ def load_length_model(directory: str | Path) -> LengthModel | None:
     names, aliases, tables = meta.pop("names"), meta.pop("aliases"), meta.pop("model_tables")
     noise_var = float(meta.pop("noise_var"))
     features = FeatureMap(meta.pop("feature_kind"), params)
-    return LengthModel(names, vectors, bias, smear, noise_var, features, log2_range, aliases, tables, meta)
+    meta.pop("format")
+    return LengthModel(names, vectors, bias, smear, noise_var, features, log2_range, aliases, tables, meta, outcome,
+                       {k: int(v) for k, v in outcome_rows.items()})
 
 
 # ----------------------------------------------------------------------------- training

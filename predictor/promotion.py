@@ -1,5 +1,5 @@
 """Which artifact serves: a pointer under $PICKWISE_HOME that `pickwise artifact promote` moves
-forward only when a refitted candidate is not worse than its base on held-out outcomes.
+forward only when held-out outcomes do not show a refitted candidate worse than its base.
 
     $PICKWISE_HOME/artifact.json        {"current": entry, "history": [older entries, newest last]}
     $PICKWISE_HOME/artifacts/<version>/ a copy of every promoted artifact (a later `fit --out` that
@@ -7,7 +7,7 @@ forward only when a refitted candidate is not worse than its base on held-out ou
     $PICKWISE_HOME/promotions.jsonl     one line per promotion or rollback, with its figures
 
 `serve` and every CLI command without `--artifact` load the current entry when there is one, else
-the shipped artifact.
+the shipped artifact; a running `serve` follows the pointer (api/http/promotions.py).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from pickwise.errors import PickwiseError
 from pickwise.files import atomic_file
@@ -48,25 +49,60 @@ def promoted_artifact_dir(home: Path | None = None) -> Path | None:
     return Path(current["path"]) if current else None
 
 
-def serving_artifact_dir() -> Path:
+def serving_artifact_dir(home: Path | None = None) -> Path:
     """What serves by default: the promoted artifact if there is one, else the shipped one."""
-    return promoted_artifact_dir() or default_artifact_dir()
+    return promoted_artifact_dir(home) or default_artifact_dir()
 
 
-def judge(meta: dict) -> tuple[list[str], dict]:
-    """(why the candidate is worse, the figures judged): an empty list means promotable."""
+class Judgement(NamedTuple):
+    worse: list[str]  # why the candidate is refused; empty: promotable
+    verdicts: dict[str, str]  # per figure: "better", "worse", "not distinguishable" (or "not worse": no interval)
+    figures: dict  # the held-out figures judged
+
+
+def verdict(figure: dict, lower_is_better: bool) -> str:
+    """Where candidate − base lies: "worse" or "better" when its whole 95% paired bootstrap interval
+    is on that side of zero, else "not distinguishable". A figure fitted before intervals were
+    stored is judged on its point estimate: "worse" or "not worse"."""
+    point = figure["candidate"] - figure["base"]
+    difference = figure.get("difference") or {}
+    if not difference.get("n"):
+        return "worse" if (point > 0 if lower_is_better else point < 0) else "not worse"
+    gain_lo, gain_hi = (-difference["hi"], -difference["lo"]) if lower_is_better else \
+        (difference["lo"], difference["hi"])
+    return "worse" if gain_hi < 0 else "better" if gain_lo > 0 else "not distinguishable"
+
+
+def _interval_text(figure: dict, digits: int) -> str:
+    d = figure.get("difference") or {}
+    if not d.get("n"):
+        return "point estimates only (no bootstrap interval stored)"
+    return f"candidate − base {d['point']:+.{digits}f}, 95% interval [{d['lo']:+.{digits}f}, {d['hi']:+.{digits}f}]"
+
+
+def judge(meta: dict) -> Judgement:
+    """The gate: refuse a candidate that the held-out outcomes show to be worse than its base.
+
+    Worse means the whole paired bootstrap interval of candidate − base is on the worse side, for
+    Brier or for headroom capture; a difference within the noise ("not distinguishable") does not
+    refuse it (docs/outcomes.md says why)."""
     holdout = (meta.get("refit") or {}).get("holdout") or {}
     brier = holdout.get("brier")
     if not brier:
-        return ["it has no held-out figures (not a `pickwise fit` artifact, or fitted with --holdout 0)"], holdout
-    worse = []
-    if brier["candidate"] > brier["base"]:
-        worse.append(f"Brier {brier['candidate']:.5f} > base {brier['base']:.5f} on {holdout['rows']} held-out outcomes")
+        return Judgement(["it has no held-out figures (not a `pickwise fit` artifact, or fitted with --holdout 0)"],
+                         {}, holdout)
+    verdicts = {"brier": verdict(brier, lower_is_better=True)}
     capture = holdout.get("capture")
-    if capture and capture["candidate"] < capture["base"]:
+    if capture:
+        verdicts["capture"] = verdict(capture, lower_is_better=False)
+    worse = []
+    if verdicts["brier"] == "worse":
+        worse.append(f"Brier {brier['candidate']:.5f} > base {brier['base']:.5f} on {holdout['rows']} held-out "
+                     f"outcomes ({_interval_text(brier, 5)})")
+    if verdicts.get("capture") == "worse":
         worse.append(f"headroom capture {capture['candidate']:.4f} < base {capture['base']:.4f} on "
-                     f"{capture['prompts']} held-out prompts")
-    return worse, holdout
+                     f"{capture['prompts']} held-out prompts ({_interval_text(capture, 4)})")
+    return Judgement(worse, verdicts, holdout)
 
 
 def _write_pointer(home: Path, pointer: dict) -> None:
@@ -86,7 +122,7 @@ def promote(directory: str | Path, *, force: bool = False, home: Path | None = N
     home = home or pickwise_home()
     directory = Path(directory)
     meta = read_meta(directory)  # ArtifactError when it is not an artifact
-    worse, figures = judge(meta)
+    worse, verdicts, figures = judge(meta)
     if worse and not force:
         raise PromotionRefused(f"{directory} is not promoted: " + "; ".join(worse) + " (--force promotes it anyway)")
     version = artifact_version(directory)
@@ -101,8 +137,8 @@ def promote(directory: str | Path, *, force: bool = False, home: Path | None = N
     entry = {"path": str(copy), "version": version, "source": str(directory.resolve()), "promoted_at": _now()}
     history = pointer["history"] + ([pointer["current"]] if pointer.get("current") else [])
     _write_pointer(home, {"current": entry, "history": history})
-    record = {"action": "promote", **entry, "forced": bool(force and worse), "worse": worse, "figures": figures,
-              "previous": pointer.get("current")}
+    record = {"action": "promote", **entry, "forced": bool(force and worse), "worse": worse, "verdicts": verdicts,
+              "figures": figures, "previous": pointer.get("current")}
     _log(home, record)
     return record
 

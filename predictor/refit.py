@@ -12,8 +12,11 @@ by the base artifact and cached in the store per encoder), under the prior of `p
 
 A share of the prompts, the newest ones, is held out: the candidate is fitted without them, and
 it and the base are scored on them (Brier, and headroom capture where several models have results
-on the same prompts): `pickwise artifact promote` reads those figures. Rows that keep only a
+on the same prompts), each with a paired bootstrap interval of candidate − base over the held-out
+prompts: `pickwise artifact promote` reads those figures. Rows that keep only a
 prompt's hash are used only when they carry a vector from this encoder, and only for fitting.
+Outcomes that record the answer's `output_tokens` refit the models' output-length vectors the same
+way (`predictor.length_refit`), written into the candidate's `output_lengths.npz`.
 """
 from __future__ import annotations
 
@@ -28,9 +31,14 @@ import numpy as np
 
 from pickwise.predictor.artifact import write_refit_artifact
 from pickwise.predictor.coldstart import fit_model_vector
+from pickwise.predictor.length_refit import length_figures, refit_lengths
+from pickwise.predictor.lengths import save_length_model
 
 log = logging.getLogger("pickwise.predictor")
 MIN_CAPTURE_PROMPTS = 20  # fewer held-out prompts with several models' results: no capture figure
+BOOTSTRAP_RESAMPLES = 1000  # of the held-out prompts, the same ones for base and candidate (paired)
+BOOTSTRAP_SEED = 0  # fixed: the same store and candidate always get the same interval
+BOOTSTRAP_CHUNK = 50  # resamples drawn at once, so memory stays bounded on a large holdout
 ENCODE_CHUNK = 512  # prompts encoded (and cached) per step, so an interrupted fit keeps most of its work
 
 
@@ -46,6 +54,11 @@ class OutcomeRows:
     texts: dict[str, str] = field(default_factory=dict)  # prompts whose text is kept
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # hashed prompts' stored u (this encoder)
     skipped: dict[str, int] = field(default_factory=dict)
+    tokens: np.ndarray | None = None  # the answers' output tokens, NaN where not recorded (None: none recorded)
+
+    def __post_init__(self):
+        if self.tokens is None:
+            self.tokens = np.full(len(self.models), np.nan)
 
     def __len__(self) -> int:
         return len(self.models)
@@ -54,7 +67,7 @@ class OutcomeRows:
 def read_outcomes(store, snapshot, encoder_version: str) -> OutcomeRows:
     """Every usable outcome of `store`: models resolved in `snapshot` (rows of models it no longer
     has are skipped), hashed rows only with a vector from `encoder_version`."""
-    models, scores, shas, stamps, cost = [], [], [], [], []
+    models, scores, shas, stamps, cost, tokens = [], [], [], [], [], []
     texts, vectors = {}, {}
     skipped = {"unknown_model": 0, "hashed_without_vector": 0}
     for o in store.outcomes():
@@ -73,8 +86,9 @@ def read_outcomes(store, snapshot, encoder_version: str) -> OutcomeRows:
         shas.append(o.prompt_sha256)
         stamps.append(o.timestamp)
         cost.append(np.nan if o.cost_usd is None else o.cost_usd)
+        tokens.append(np.nan if o.output_tokens is None else o.output_tokens)
     return OutcomeRows(models, np.array(scores, dtype=np.float64), shas, stamps, np.array(cost, dtype=np.float64),
-                       texts, vectors, skipped)
+                       texts, vectors, skipped, np.array(tokens, dtype=np.float64))
 
 
 @dataclass
@@ -178,9 +192,52 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
     return fitted
 
 
+def _negated(x: float | None) -> float | None:
+    return None if x is None else 0.0 - x  # 0.0 - 0.0 is 0.0, where -0.0 would print as "-0.0"
+
+
+def _difference(samples: np.ndarray, point: float) -> dict:
+    """candidate − base: the point estimate and its bootstrap summary (mean, std, 95% lo/hi, n)."""
+    from pickwise.predictor.routing_metrics import _interval
+
+    return {"point": float(point), **_interval(samples).model_dump()}
+
+
+def brier_difference(sq_base: np.ndarray, sq_candidate: np.ndarray, prompt: np.ndarray, n_prompts: int,
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+    """Candidate − base Brier with a paired bootstrap interval: the held-out prompts are resampled
+    (a prompt's outcomes stay together, as they are not independent) and both are scored on each
+    resample. `prompt[i]`: row i's prompt index; the squared errors are per row."""
+    diff = np.bincount(prompt, weights=sq_candidate - sq_base, minlength=n_prompts)
+    count = np.bincount(prompt, minlength=n_prompts).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for start in range(0, resamples, BOOTSTRAP_CHUNK):
+        draws = rng.integers(0, n_prompts, size=(min(BOOTSTRAP_CHUNK, resamples - start), n_prompts))
+        samples.append(diff[draws].sum(1) / count[draws].sum(1))
+    return _difference(np.concatenate(samples) if samples else np.zeros(0), diff.sum() / count.sum())
+
+
+def capture_figures(quality: np.ndarray, cost: np.ndarray, c_hat: np.ndarray, predicted: dict[str, np.ndarray],
+                    names: list[str]) -> dict:
+    """Headroom capture of "base" and "candidate" routing on the same prompts ([N, M] arrays, NaN: no
+    result), and candidate − base with its paired bootstrap interval (the prompts resampled, both
+    routers scored on each resample); ValueError when the prompts leave no headroom to capture."""
+    from pickwise.predictor.routing_metrics import routing_figures
+
+    result = routing_figures(quality, cost, c_hat, predicted, names, reference="base",
+                             n_bootstrap=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+    capture = {k: float(result.routers[k].capture) for k in ("base", "candidate")}
+    flipped = result.routers["candidate"].capture_diff_bootstrap  # base − candidate: turned round here
+    return {"prompts": int(len(quality)), **capture, "difference": {
+        "point": capture["candidate"] - capture["base"], "mean": _negated(flipped.mean), "std": flipped.std,
+        "lo": _negated(flipped.hi), "hi": _negated(flipped.lo), "n": flipped.n}}
+
+
 def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Features, mask: np.ndarray) -> dict:
     """Brier of base and candidate on the held-out outcomes (overall and per model), and headroom
-    capture on the held-out prompts with results for two or more models."""
+    capture on the held-out prompts with results for two or more models; each overall figure with
+    `difference`, candidate − base and its paired bootstrap interval."""
     from pickwise.registry import count_tokens, estimate_cost_usd
 
     idx = np.flatnonzero(mask)
@@ -202,10 +259,13 @@ def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Feat
     sq = {k: (p[r, c] - y) ** 2 for k, p in predicted.items()}
     figures = {
         "rows": int(len(idx)), "prompts": len(prompts),
-        "brier": {k: float(v.mean()) for k, v in sq.items()},
+        "brier": {**{k: float(v.mean()) for k, v in sq.items()},
+                  "difference": brier_difference(sq["base"], sq["candidate"], r, len(prompts))},
         "per_model": {m: {"rows": int((c == j).sum()), **{k: float(v[c == j].mean()) for k, v in sq.items()}}
                       for m, j in m_col.items()},
         "capture": None,
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "interval": 0.95,
+                      "unit": "held-out prompt"},
     }
     # capture: mean score per (prompt, model); realised cost as recorded, else the registry's estimate
     total, count, paid, paid_n = (np.zeros((len(prompts), len(names))) for _ in range(4))
@@ -216,8 +276,6 @@ def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Feat
     np.add.at(paid_n, (r[has_cost], c[has_cost]), 1)
     several = (count > 0).sum(1) >= 2
     if several.sum() >= MIN_CAPTURE_PROMPTS and len(names) >= 2:
-        from pickwise.predictor.routing_metrics import routing_figures
-
         keep = np.flatnonzero(several)
         text = {s: rows.texts[s] for s in prompts}
         tokens = [count_tokens(text[prompts[k]]) for k in keep]
@@ -227,10 +285,8 @@ def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Feat
             cost = np.where(paid_n[keep] > 0, paid[keep] / np.maximum(paid_n[keep], 1), c_hat)
         cost = np.where(np.isnan(quality), np.nan, cost)
         try:
-            result = routing_figures(quality, cost, c_hat, {k: p[keep] for k, p in predicted.items()}, names,
-                                     n_bootstrap=0)
-            figures["capture"] = {"prompts": int(len(keep)),
-                                  **{k: float(result.routers[k].capture) for k in predicted}}
+            figures["capture"] = capture_figures(quality, cost, c_hat, {k: p[keep] for k, p in predicted.items()},
+                                                 names)
         except ValueError as exc:  # e.g. no spread between zero router and oracle on these prompts
             figures["capture"] = None
             figures["capture_skipped"] = str(exc)
@@ -252,9 +308,14 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
     encoded_at = time.perf_counter()
     held = holdout_mask(rows, holdout)
     fitted = fit_vectors(base_predictor, snapshot, rows, features, ~held, trust_trained)
+    lengths = refit_lengths(base_predictor, snapshot, rows, features, held, trust_trained)
     fitted_at = time.perf_counter()
     candidate = base_predictor.with_outcome_vectors(fitted)
+    if lengths.fitted:
+        candidate = candidate.with_outcome_lengths(lengths.vectors(), lengths.rows())
     figures = holdout_figures(base_predictor, candidate, snapshot, rows, features, held)
+    if figures.get("rows"):
+        figures["lengths"] = length_figures(base_predictor, candidate, snapshot, rows, features, held)
     report = {
         "store": str(Path(store.path).resolve()),
         "base_artifact": str(Path(base_predictor.directory).resolve()),
@@ -265,10 +326,12 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
         "time_range": [min(rows.timestamps), max(rows.timestamps)],
         "holdout_share": holdout, "trust_trained": trust_trained,
         "models": {m: {k: v for k, v in f.items() if k not in ("vector", "bias")} for m, f in fitted.items()},
+        "lengths": lengths.report(),
         "holdout": figures,
         "seconds": {"encode": round(encoded_at - start, 3), "fit": round(fitted_at - encoded_at, 3),
                     "total": round(time.perf_counter() - start, 3)},
         "prompts_encoded": features.encoded,
     }
-    write_refit_artifact(base_predictor.directory, out_dir, fitted, report)
+    write_refit_artifact(base_predictor.directory, out_dir, fitted, report,
+                         (lambda directory: save_length_model(directory, candidate.lengths)) if lengths.fitted else None)
     return report

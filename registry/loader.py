@@ -208,16 +208,18 @@ def _check_similar_to(entries: list[LoadedEntry], owner: Mapping[str, LoadedEntr
             ))
 
 
-def _probe_scores(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dict[str, dict[str, float]]:
-    """Read and validate every model's probe results (the rules live in registry.probes)."""
+def _probe_results(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> tuple[dict, dict]:
+    """Read and validate every model's probe results (the rules live in registry.probes):
+    ({model: {prompt_id: score}}, {model: {prompt_id: output tokens}} for models that gave lengths)."""
     with_probe = [e for e in entries if e.spec.probe is not None]
     if not with_probe:
-        return {}
+        return {}, {}
     from pickwise.registry.probes.results import (
         parse_probe,  # imported here: only registries with probe sections need it
     )
 
     scores: dict[str, dict[str, float]] = {}
+    lengths: dict[str, dict[str, int]] = {}
     for entry in with_probe:
         try:
             result = parse_probe(entry.spec.probe, entry.path, entry.spec.name)
@@ -225,8 +227,10 @@ def _probe_scores(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> di
             issues.extend(exc.errors)
             continue
         if result is not None:
-            scores[entry.spec.name] = result
-    return scores
+            scores[entry.spec.name] = result.scores
+            if result.lengths:
+                lengths[entry.spec.name] = result.lengths
+    return scores, lengths
 
 
 def _probe_file(entry: LoadedEntry) -> Path | None:
@@ -346,7 +350,7 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
     owner = _check_names(valid, issues)
     _check_similar_to(entries, owner, issues)
     probe_files = _read_probe_files(valid, record)
-    scores = _probe_scores(valid, issues)
+    scores, lengths = _probe_results(valid, issues)
     if issues:
         raise RegistryError(issues)
     models = tuple(sorted((e.spec for e in valid), key=lambda s: s.name))
@@ -357,4 +361,5 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
         base=base,
         _files={e.spec.name: e.path for e in valid},
         _probe_scores=scores,
+        _probe_lengths=lengths,
     )

@@ -77,10 +77,21 @@ class Latency(_Strict):
 
 
 class ProbeResult(_Strict):
-    """One scored answer of the model to one prompt of the probe set."""
+    """One answer of the model to one prompt of the probe set: its score, its length, or both.
+
+    A row without a score (an answer no grader could score) still says how long the model's
+    answers are; the quality fit reads only scored rows, the length fit every row with a length.
+    """
 
     prompt_id: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    score: float = Field(ge=0, le=1, strict=True)
+    score: float | None = Field(default=None, ge=0, le=1, strict=True)
+    output_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS, strict=True)
+
+    @model_validator(mode="after")
+    def _score_or_length(self) -> ProbeResult:
+        if self.score is None and self.output_tokens is None:
+            raise ValueError("a result needs a score, output_tokens or both")
+        return self
 
 
 class Probe(_Strict):

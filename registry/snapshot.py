@@ -29,6 +29,7 @@ class RegistrySnapshot:
     base: Path | None = None  # a read-only layer of shipped models under `directory`
     _files: Mapping[str, Path] = field(repr=False, default_factory=dict)
     _probe_scores: Mapping[str, Mapping[str, float]] = field(repr=False, default_factory=dict)
+    _probe_lengths: Mapping[str, Mapping[str, int]] = field(repr=False, default_factory=dict)
     _by_name: Mapping[str, ModelSpec] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -37,6 +38,8 @@ class RegistrySnapshot:
         object.__setattr__(self, "_files", MappingProxyType(dict(self._files)))
         frozen_scores = {k: MappingProxyType(dict(v)) for k, v in self._probe_scores.items()}
         object.__setattr__(self, "_probe_scores", MappingProxyType(frozen_scores))
+        frozen_lengths = {k: MappingProxyType(dict(v)) for k, v in self._probe_lengths.items()}
+        object.__setattr__(self, "_probe_lengths", MappingProxyType(frozen_lengths))
 
     def get(self, name_or_alias: str) -> ModelSpec:
         """The model with this name or alias; UnknownModelError (a KeyError and RegistryError) otherwise."""
@@ -82,3 +85,8 @@ class RegistrySnapshot:
         """Validated probe results (prompt_id -> score) of the model, or None if it has none."""
         scores = self._probe_scores.get(self.get(name).name)
         return dict(scores) if scores is not None else None
+
+    def probe_lengths(self, name: str) -> dict[str, int] | None:
+        """Output tokens of the model's probe answers (prompt_id -> tokens), or None if its results give none."""
+        lengths = self._probe_lengths.get(self.get(name).name)
+        return dict(lengths) if lengths is not None else None

@@ -56,3 +56,38 @@ def api(registry_dir, tiny_predictor):
     """A client on the tiny predictor over `registry_dir`, admin token TOKEN."""
     with client(registry_dir, tiny_predictor) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def length_artifact(tiny_artifact, tmp_path_factory):
+    """The tiny artifact with a length model (a made population of trained length vectors) and probe vectors
+    that separate the long-answer probe prompts from the others."""
+    import shutil
+
+    import numpy as np
+
+    from pickwise.predictor.artifact import read_meta, write_probe_vectors
+    from pickwise.predictor.lengths import FeatureMap, LengthModel, encoder_key, save_length_model
+    from tests.length_support import LONG_TABLE, probe_kind_vectors
+
+    art = tmp_path_factory.mktemp("lengths") / "art"
+    shutil.copytree(tiny_artifact, art)
+    names = read_meta(art)["model_names"]
+    dim = read_meta(art)["model_config"]["dim"]
+    rng = np.random.default_rng(3)
+    model = LengthModel(names, rng.normal(scale=0.5, size=(len(names), dim)), rng.uniform(4, 7, size=len(names)),
+                        np.zeros(len(names)), 0.09, FeatureMap(), np.tile([0.0, 12.0], (len(names), 1)),
+                        model_tables={n: ["mmlu_pro_25models", LONG_TABLE] for n in names},
+                        meta={"count_form": "median", "encoder_key": encoder_key(art)})
+    save_length_model(art, model)
+    ids, u, _ = probe_kind_vectors(dim)
+    write_probe_vectors(art, ids, u)
+    return art
+
+
+@pytest.fixture
+def length_predictor(length_artifact):
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.inference import load_predictor
+
+    return load_predictor(length_artifact, device="cpu", backbone=tiny_backbone())

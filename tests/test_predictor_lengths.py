@@ -17,6 +17,7 @@ from pickwise.predictor.lengths import (
     train_length_model,
 )
 from pickwise.registry.schema import ModelSpec
+from tests.length_support import LONG_TABLE, probe_kind_vectors
 from tests.registry_samples import model as model_entry
 
 
@@ -155,3 +156,116 @@ def test_open_ended_prompts_get_at_least_an_open_ended_answers_length(tiny_predi
     tokens, _ = tiny_predictor.output_tokens(u, [spec("letters", expected=1)], np.array([0.9, 0.1]))
     assert tokens[0, 0] == pytest.approx(np.median([2.0 ** 8, 2.0 ** 9]))  # open-ended: the pool's median
     assert tokens[1, 0] == pytest.approx(1.0)  # a benchmark-like prompt keeps its own estimate
+
+
+# ----------------------------------------------------------------------------- evidence from probe answers
+
+def probe_registry(directory, with_lengths: bool = True):
+    """A registry of one new model registered from probe results whose answers are 2^8 tokens long on the
+    long-answer prompts and 2^3 on the others (`with_lengths=False`: the same file without the column)."""
+    import yaml
+
+    from pickwise.registry.probes.probe_set import load_probe_set
+    from tests.api_support import new_model
+
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["prompt_id,score,output_tokens" if with_lengths else "prompt_id,score"]
+    for e in load_probe_set():
+        tokens = 256 if e.table == LONG_TABLE else 8
+        if e.gradable:
+            lines.append(f"{e.prompt_id},1" + (f",{tokens}" if with_lengths else ""))
+        elif with_lengths:
+            lines.append(f"{e.prompt_id},,{tokens}")
+    (directory / "newbie.csv").write_text("\n".join(lines) + "\n")
+    entry = new_model("newbie", probe={"results": "newbie.csv"}, expected_output_tokens=100)
+    (directory / "newbie.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    return directory
+
+
+def test_a_model_registered_from_probe_answers_gets_their_lengths(length_predictor, tmp_path):
+    """Long answers on one kind of probe prompt and short ones on another give a length vector that
+    predicts the same; without the output_tokens column the model falls back to its registry prior."""
+    from pickwise.registry import load_registry
+
+    snapshot = load_registry(probe_registry(tmp_path / "reg"))
+    spec = snapshot.get("newbie")
+    dim = length_predictor.model.config.dim
+    _, u, long = probe_kind_vectors(dim, seed=1)  # fresh prompts of the two kinds
+    tokens, sources = length_predictor.output_tokens(u, [spec], snapshot=snapshot)
+    assert sources == ["probe"] and length_predictor.length_vector(spec, snapshot).source == "probe"
+    log2 = np.log2(tokens[:, 0])
+    assert abs(np.median(log2[long]) - 8) < 0.5 and abs(np.median(log2[~long]) - 3) < 0.5
+    # without the snapshot (or the column) nothing says how long its answers are: the registry prior
+    assert length_predictor.output_tokens(u, [spec])[1] == ["registry"]
+    plain = load_registry(probe_registry(tmp_path / "plain", with_lengths=False))
+    tokens, sources = length_predictor.output_tokens(u, [plain.get("newbie")], snapshot=plain)
+    assert sources == ["registry"] and np.all(tokens == 100)
+
+
+def test_probe_lengths_refine_a_trained_vector_instead_of_replacing_it(length_predictor):
+    from pickwise.registry import Probe, ProbeResult
+    from tests.test_predictor_inference import spec as registry_spec
+
+    trained_name = length_predictor.lengths.names[0]
+    ids, u, _ = probe_kind_vectors(length_predictor.model.config.dim)
+    measured = registry_spec(trained_name, Probe(results=[ProbeResult(prompt_id=p, score=1.0, output_tokens=512)
+                                                          for p in ids[:50]]))
+    before, sources_before = length_predictor.output_tokens(u[:50], [registry_spec(trained_name)])
+    after, sources = length_predictor.output_tokens(u[:50], [measured])
+    assert (sources_before, sources) == (["trained"], ["probe"])
+    assert np.median(before) < 100 and np.all(after > before) and np.median(after) < 512  # pulled up, not replaced
+
+
+def test_predict_estimates_say_where_each_length_comes_from(length_predictor, registry_dir, tmp_path, monkeypatch,
+                                                            capsys):
+    import json
+
+    from pickwise.api.cli.main import main
+    from pickwise.predictor import inference
+    from tests.api_support import TRAINED, UNTRAINED
+
+    monkeypatch.setattr(inference, "load_predictor", lambda *args, **kwargs: length_predictor)
+    probe_registry(registry_dir)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": "Solve 12 * 7 and show your work."}) + "\n")
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir), "--estimates",
+                 "--no-progress"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    trained = [n for n in TRAINED if n in length_predictor.lengths.names]
+    assert line["output_tokens_from"] == {"newbie": "probe", UNTRAINED: "registry", **{n: "trained" for n in trained},
+                                          **{n: "registry" for n in TRAINED if n not in trained}}
+    from pickwise.registry import load_registry
+
+    assert line["output_tokens"][UNTRAINED] == load_registry(registry_dir).get(UNTRAINED).expected_output_tokens
+
+
+def test_select_prices_a_probe_registered_model_by_its_probe_lengths(length_predictor, registry_dir):
+    from pickwise.registry import load_registry
+    from tests.api_support import PROMPT, client
+
+    probe_registry(registry_dir)
+    snapshot = load_registry(registry_dir)
+    spec = snapshot.get("newbie")
+    f = length_predictor.prompt_features([PROMPT])
+    open_ended = length_predictor.evidence(f.u, [], f.tasks, pooled=f.pooled).open_ended
+    want = length_predictor.output_tokens(f.u, [spec], open_ended, snapshot)[0][0, 0]
+    prior = length_predictor.output_tokens(f.u, [spec], open_ended)[0][0, 0]
+    assert abs(want - prior) > 1  # the probe lengths say something else than the registry's 100
+    with client(registry_dir, length_predictor) as api:
+        body = api.post("/v1/select", json={"prompt": PROMPT, "models": ["newbie"]}).json()
+    newbie = next(c for c in body["candidates"] if c["name"] == "newbie")
+    assert newbie["output_tokens"] == pytest.approx(want, abs=1)
+
+
+def test_inline_length_only_rows_leave_the_quality_fit_to_the_scored_ones(length_predictor):
+    from pickwise.registry import Probe, ProbeResult
+    from tests.test_predictor_inference import spec as registry_spec
+
+    ids, u, _ = probe_kind_vectors(length_predictor.model.config.dim)
+    scored = [ProbeResult(prompt_id=p, score=1.0, output_tokens=40) for p in ids[:60]]
+    length_only = [ProbeResult(prompt_id=p, output_tokens=40) for p in ids[60:90]]
+    both = registry_spec("inline-new", Probe(results=scored + length_only))
+    just_scores = registry_spec("inline-new", Probe(results=scored))
+    vec = length_predictor.model_vector(both)
+    assert vec.source == "probe" and np.allclose(vec.vector, length_predictor.model_vector(just_scores).vector)
+    assert length_predictor.output_tokens(u[:3], [both])[1] == ["probe"]

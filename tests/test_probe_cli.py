@@ -127,3 +127,23 @@ def test_check_reports_priors_and_errors(tmp_path, capsys):
     path = write(tmp_path, "limits.yaml", model("big", max_output_tokens=64000, context_window=32000))
     code, _, err = run(capsys, "probe", "check", path)  # not a probe problem: not called one
     assert code == 2 and "limits.yaml: invalid:" in err and "exceeds context_window" in err
+
+
+def test_score_keeps_answer_lengths_given_with_the_responses(tmp_path, capsys):
+    """A responses line may give its answer's output_tokens: graded rows keep it, ungradable ones
+    become length-only rows, and a bad value is named with its line."""
+    ungraded = [e for e in ENTRIES if not e.gradable][:3]
+    lines = [{"prompt_id": e.prompt_id, "response": f"({e.reference})", "output_tokens": 3} for e in GRADABLE[:60]]
+    lines += [{"prompt_id": e.prompt_id, "response": "a long essay", "output_tokens": 700} for e in ungraded]
+    lines += [{"prompt_id": GRADABLE[60].prompt_id, "response": "(A)"}]  # no length given
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "r.jsonl", "--output", tmp_path / "o.csv")
+    assert code == 0 and "63 answer lengths (output_tokens) kept" in err
+    with open(tmp_path / "o.csv", newline="") as fh:
+        rows = {r["prompt_id"]: (r["score"], r["output_tokens"]) for r in csv.DictReader(fh)}
+    assert rows[GRADABLE[0].prompt_id] == ("1", "3") and rows[ungraded[0].prompt_id] == ("", "700")
+    assert rows[GRADABLE[60].prompt_id][1] == "" and len(rows) == 64
+
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**lines[0], "output_tokens": -1}) + "\n")
+    code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "bad.jsonl", "--output", tmp_path / "b.csv")
+    assert code == 2 and "line 1: output_tokens -1 is outside [0, 1,000,000,000]" in err

@@ -153,3 +153,55 @@ def test_errors_of_several_models_are_all_reported(tmp_path):
     write(tmp_path, "m.yaml", [model("a", probe={"results": "a.csv"}), model("b", probe={"results": "b.jsonl"})])
     err = load_error(tmp_path)
     assert [(e.model, e.field) for e in err.errors] == [("a", "probe.results"), ("b", "probe.results")]
+
+
+def lengths(ids: list[str]) -> dict[str, int]:
+    return {pid: 10 + 7 * i for i, pid in enumerate(ids)}
+
+
+def test_output_tokens_column_round_trips_with_length_only_rows(tmp_path):
+    """Lengths ride along in CSV, JSONL and inline rows; a row may give a length without a score."""
+    graded, extra = scores(60), IDS[200:205]
+    n = lengths(list(graded) + extra)
+    csv_rows = "".join(f"{p},{graded.get(p, '')},{n[p]}\n" for p in n)
+    (tmp_path / "a.csv").write_text("prompt_id,score,output_tokens\n" + csv_rows)
+    (tmp_path / "b.jsonl").write_text("".join(
+        json.dumps({"prompt_id": p, **({"score": graded[p]} if p in graded else {"score": None}), "output_tokens": n[p]})
+        + "\n" for p in n))
+    inline = [{"prompt_id": p, **({"score": graded[p]} if p in graded else {}), "output_tokens": n[p]} for p in n]
+    write(tmp_path, "m.yaml", [model("a", probe={"results": "a.csv"}), model("b", probe={"results": "b.jsonl"}),
+                               model("c", probe={"results": inline}), model("old", probe={"results": "old.csv"})])
+    (tmp_path / "old.csv").write_text(csv_text(graded))  # a file from before the column: still loads
+    snap = load_registry(tmp_path)
+    for name in "abc":
+        assert snap.probe_scores(name) == graded and snap.probe_lengths(name) == n
+    assert snap.probe_scores("old") == graded and snap.probe_lengths("old") is None
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("r.csv", f"prompt_id,score,output_tokens\n{IDS[0]},1,12.5\n", "r.csv:2: output_tokens '12.5' is not a whole number"),
+    ("r.csv", f"prompt_id,score,output_tokens\n{IDS[0]},1,7\n{IDS[1]},0,-3\n", "r.csv:3: output_tokens '-3' is not a whole"),
+    ("r.csv", f"prompt_id,score,output_tokens\n{IDS[0]},1,many\n", "r.csv:2: output_tokens 'many' is not a whole number"),
+    ("r.csv", f"prompt_id,score,output_tokens\n{IDS[0]},,\n", "r.csv:2: score '' is not a number"),
+    ("r.csv", f"prompt_id,score,output_tokens\n{IDS[0]},1,9999999999999\n", "r.csv:2: output_tokens '9999999999999' is outside"),
+    ("r.jsonl", f'{{"prompt_id": "{IDS[0]}", "score": 1, "output_tokens": "12"}}\n', "r.jsonl:1: output_tokens '12' is not a whole"),
+    ("r.jsonl", f'{{"prompt_id": "{IDS[0]}", "score": 1, "output_tokens": 12.0}}\n', "r.jsonl:1: output_tokens 12.0 is not a whole"),
+    ("r.jsonl", f'{{"prompt_id": "{IDS[0]}", "score": 1, "output_tokens": true}}\n', "r.jsonl:1: output_tokens True is not a whole"),
+    ("r.jsonl", f'{{"prompt_id": "{IDS[0]}", "output_tokens": null}}\n', "r.jsonl:1: missing key(s) score"),
+])
+def test_bad_output_tokens_are_named_with_file_and_line(tmp_path, name, content, message):
+    assert message in str(file_error(tmp_path, name, content))
+
+
+def test_length_only_rows_do_not_count_towards_the_minimum(tmp_path):
+    rows = scores(MIN_PROBE_RESULTS - 1)
+    text = "prompt_id,score,output_tokens\n" + "".join(f"{p},{s},5\n" for p, s in rows.items()) \
+        + "".join(f"{p},,5\n" for p in IDS[300:310])
+    err = file_error(tmp_path, "r.csv", text)
+    assert f"only {MIN_PROBE_RESULTS - 1} result(s) with a score (10 give only a length)" in str(err)
+
+
+def test_inline_row_needs_a_score_or_a_length(tmp_path):
+    inline = [{"prompt_id": p, "score": s} for p, s in scores(55).items()] + [{"prompt_id": IDS[100]}]
+    write(tmp_path, "m.yaml", model("new", probe={"results": inline}))
+    assert "a result needs a score, output_tokens or both" in str(load_error(tmp_path))

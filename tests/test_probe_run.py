@@ -74,3 +74,58 @@ def test_probe_run_needs_an_endpoint(tmp_path, capsys):
     (registry / "ref.yaml").write_text(yaml.safe_dump(new_model("gpt-4-1106-preview", probe=None), sort_keys=False))
     assert main(["probe", "run", "--model", "plain", "--registry", str(registry)]) == 2
     assert "has no endpoint" in capsys.readouterr().err
+
+
+def test_probe_run_records_each_answers_length(tmp_path, monkeypatch, capsys):
+    """usage.completion_tokens of every answer goes into the results (graded or not); a reply without
+    usage, or an answer kept from a run before lengths were recorded, has no length."""
+    import json
+
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    everything = load_probe_set()
+    reference = {e.prompt: e.reference for e in GRADABLE}
+
+    def answer(model, messages):  # one short line on multiple-choice prompts, 40 words on the others
+        prompt = messages[-1]["content"]
+        return f"The answer is ({reference[prompt]})." if prompt in reference else " ".join(["step"] * 40)
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY, answer=answer).running() as up:
+        for name in ("talker", "quiet"):
+            entry = new_model(name, probe=None, endpoint={"base_url": up.base_url, "model": f"{name}-v1",
+                                                          "api_key_env": KEY_ENV, "timeout_s": 5.0})
+            entry.pop("probe")
+            (registry / f"{name}.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+        up.behave("quiet-v1", usage=False)
+        old = registry / "probes" / "talker.responses.jsonl"  # two answers from a run before lengths were kept
+        old.parent.mkdir()
+        old.write_text("".join(json.dumps({"prompt_id": e.prompt_id, "response": "The answer is (A)."}) + "\n"
+                               for e in GRADABLE[:2]))
+        assert main(["probe", "run", "--model", "talker", "--registry", str(registry), "--no-progress"]) == 0
+        assert f"recorded for {len(everything) - 2} of {len(everything)} answers" in capsys.readouterr().err
+        assert main(["probe", "run", "--model", "quiet", "--registry", str(registry), "--no-progress",
+                     "--gradable-only"]) == 0
+        assert "had no usage: their lengths are unknown" in capsys.readouterr().err
+
+    with (registry / "probes" / "talker.csv").open() as f:
+        rows = {row["prompt_id"]: row for row in csv.DictReader(f)}
+    assert len(rows) == len(everything)
+    for e in everything:
+        row = rows[e.prompt_id]
+        if e in GRADABLE[:2]:
+            assert row["output_tokens"] == ""
+        elif e.gradable:
+            assert (row["score"], row["output_tokens"]) == ("1", "4")
+        else:
+            assert (row["score"], row["output_tokens"]) == ("", "40")
+    assert (registry / "probes" / "quiet.csv").read_text().startswith("prompt_id,score\n")  # no lengths: no column
+
+    for name in ("talker", "quiet"):
+        entry = yaml.safe_load((registry / f"{name}.yaml").read_text())
+        entry["probe"] = {"results": f"probes/{name}.csv"}
+        (registry / f"{name}.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    snapshot = load_registry(registry)
+    lengths = snapshot.probe_lengths("talker")
+    assert len(lengths) == len(everything) - 2 and set(lengths.values()) == {4, 40}
+    assert len(snapshot.probe_scores("talker")) == len(GRADABLE) and snapshot.probe_lengths("quiet") is None

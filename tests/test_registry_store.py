@@ -448,3 +448,18 @@ def test_latest_never_waits_and_a_background_look_serves_the_change(tmp_path):
     while "delta" not in reg.latest() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert "delta" in reg.latest()
+
+
+def test_add_inlines_answer_lengths_and_length_only_rows(tmp_path):
+    reg = Registry(make_registry(tmp_path / "reg"))
+    graded = scores(60)
+    rows = "".join(f"{p},{s},{40 + i}\n" for i, (p, s) in enumerate(graded.items()))
+    extra = [p for p in scores(70) if p not in graded]
+    (tmp_path / "new.csv").write_text("prompt_id,score,output_tokens\n" + rows + "".join(f"{p},,900\n" for p in extra))
+    reg.add_model(yaml.safe_dump(model("new", probe={"results": "new.csv"})), source_dir=tmp_path)
+    (tmp_path / "new.csv").unlink()
+    snap = Registry(tmp_path / "reg").snapshot
+    assert snap.probe_scores("new") == graded
+    assert snap.probe_lengths("new") == {**{p: 40 + i for i, p in enumerate(graded)}, **{p: 900 for p in extra}}
+    inline = yaml.safe_load((tmp_path / "reg" / "new.yaml").read_text())["probe"]["results"]
+    assert inline[-1] == {"prompt_id": extra[-1], "output_tokens": 900}

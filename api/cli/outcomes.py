@@ -1,5 +1,5 @@
 """`pickwise outcomes import|export|stats`, `pickwise fit` and `pickwise artifact promote|rollback|status`:
-learn model vectors from observed outcomes and promote the result only when it is not worse.
+learn model vectors from observed outcomes and promote the result unless held-out outcomes show it worse.
 
 The store is `--store PATH` (default $PICKWISE_HOME/outcomes.sqlite); docs/outcomes.md.
 """
@@ -80,9 +80,10 @@ def register(sub) -> None:
     p = sub.add_parser("artifact", help="which artifact serves: promote, rollback, status")
     asub = p.add_subparsers(dest="artifact_command", metavar="ACTION")
     asub.required = True
-    q = asub.add_parser("promote", help="serve DIR by default if it is not worse than its base on held-out outcomes")
+    q = asub.add_parser("promote", help="serve DIR by default unless its held-out outcomes show it worse than its base "
+                                         "(the whole 95%% paired bootstrap interval of Brier or capture on the worse side)")
     q.add_argument("dir")
-    q.add_argument("--force", action="store_true", help="promote even if worse, or without figures")
+    q.add_argument("--force", action="store_true", help="promote even if shown worse, or without figures")
     q.set_defaults(func=cmd_promote)
     q = asub.add_parser("rollback", help="serve the previously promoted artifact again")
     q.set_defaults(func=cmd_rollback)
@@ -200,16 +201,48 @@ def cmd_fit(args: argparse.Namespace) -> int:
           f"{used['prompts']:,} prompts, {report['time_range'][0]} .. {report['time_range'][1]}) "
           f"in {report['seconds']['total']:.1f} s; wrote {args.out}")
     print(_figures_line(report["holdout"]))
+    print(_lengths_line(report))
     return 0
 
 
+def _lengths_line(report: dict) -> str:
+    """What the length refit did and, on held-out outcomes with lengths, how close base and candidate come."""
+    lengths = report.get("lengths", {})
+    if lengths.get("skipped"):
+        return f"lengths: {lengths['skipped']}"
+    used = lengths.get("outcomes_with_tokens", {}).get("used", 0)
+    if not used:
+        return "lengths: no outcome records output_tokens: length vectors unchanged"
+    line = f"lengths: refitted {len(lengths['models'])} models from {lengths['outcomes_with_tokens']['fit']:,} outcomes"
+    h = report["holdout"].get("lengths", {})
+    if h.get("rows"):
+        e, w = h["median_abs_log2_error"], h["within_2x"]
+        line += (f"; held-out {h['rows']:,}: median |log2 error| base {e['base']:.3f} -> candidate "
+                 f"{e['candidate']:.3f}, within 2x base {w['base']:.3f} -> candidate {w['candidate']:.3f}")
+    return line
+
+
 def _figures_line(h: dict) -> str:
+    """The held-out figures, each with candidate − base, its paired bootstrap interval and the verdict."""
+    from pickwise.predictor.promotion import verdict
+
     if not h.get("rows"):
         return "held-out: none (nothing for `artifact promote` to judge)"
-    line = f"held-out {h['rows']:,} outcomes: Brier base {h['brier']['base']:.4f} -> candidate {h['brier']['candidate']:.4f}"
+
+    def difference(figure: dict, digits: int, lower_is_better: bool) -> str:
+        d = figure.get("difference") or {}
+        if not d.get("n"):
+            return ""
+        return (f" (difference {d['point']:+.{digits}f}, 95% interval [{d['lo']:+.{digits}f}, {d['hi']:+.{digits}f}]: "
+                f"{verdict(figure, lower_is_better)})")
+
+    b = h["brier"]
+    line = (f"held-out {h['rows']:,} outcomes on {h.get('prompts', 0):,} prompts: Brier base {b['base']:.4f} -> "
+            f"candidate {b['candidate']:.4f}{difference(b, 4, True)}")
     if h.get("capture"):
         c = h["capture"]
-        line += f"; capture base {c['base']:.4f} -> candidate {c['candidate']:.4f} on {c['prompts']} prompts"
+        line += (f"\ncapture on {c['prompts']:,} prompts: base {c['base']:.4f} -> candidate {c['candidate']:.4f}"
+                 f"{difference(c, 4, False)}")
     return line
 
 

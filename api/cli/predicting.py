@@ -74,8 +74,9 @@ def register(sub) -> None:
     p.add_argument("--output", default="-", metavar="FILE", help="output JSONL (default stdout)")
     p.add_argument("--batch-size", type=number(int, low=1), default=64, help="prompts per encoder call (default 64)")
     p.add_argument("--estimates", action="store_true",
-                   help="add per model the predicted answer length (output_tokens, cl100k_base) and the cost_usd and "
-                        "latency_ms it implies, as select decides with them")
+                   help="add per model the predicted answer length (output_tokens, cl100k_base; output_tokens_from: "
+                        "outcomes, probe, trained or registry) and the cost_usd and latency_ms it implies, as select "
+                        "decides with them")
     add_precision_option(p)
     p.add_argument("--no-progress", action="store_true")
     add_server_option(p)
@@ -209,7 +210,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.estimates and prompts:
         from pickwise.registry import count_tokens_batch, estimate_cost_usd, estimate_latency_ms
 
-        lengths = np.rint(predictor.output_tokens(features.u, models, result.open_ended)[0])
+        lengths, length_sources = predictor.output_tokens(features.u, models, result.open_ended, snapshot)
+        lengths = np.rint(lengths)
         prompt_tokens = np.asarray(count_tokens_batch(prompts))
     with open_output(args.output) as out:
         for i, line in enumerate(lines):
@@ -221,6 +223,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 record["low_confidence"] = {called[name]: why for name, why in sorted(result.low_confidence[i].items())}
             if args.estimates:
                 record["output_tokens"] = {called[m.name]: int(n) for m, n in zip(models, lengths[i])}
+                # where each length comes from: outcomes, probe, trained (the tables) or registry (its prior)
+                record["output_tokens_from"] = {called[m.name]: src for m, src in zip(models, length_sources)}
                 record["cost_usd"] = {called[m.name]: float(estimate_cost_usd(m, int(prompt_tokens[i]), int(n)))
                                       for m, n in zip(models, lengths[i])}
                 record["latency_ms"] = {called[m.name]: round(float(estimate_latency_ms(m, int(prompt_tokens[i]), int(n))), 1)

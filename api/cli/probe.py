@@ -4,7 +4,8 @@ The workflow for a model pickwise never trained on:
 1. `pickwise probe export --output probe.jsonl` writes the probe prompts;
 2. the user runs them through the new model, writing `{"prompt_id", "response"}` lines;
 3. `pickwise probe score --responses responses.jsonl --output results.csv` grades the
-   multiple-choice answers against the references (prompts without one are skipped);
+   multiple-choice answers against the references (prompts without one are skipped, unless the
+   line gives the answer's `output_tokens`: then it is a length-only row);
    (`pickwise probe run --model NAME` does 1-3 for a model with an endpoint, and resumes if stopped);
 4. the model's YAML says `probe: {results: results.csv}`; `pickwise probe check model.yaml`
    validates it before `pickwise models add model.yaml`.
@@ -25,7 +26,7 @@ from pickwise.registry.jsonl import json_object_lines, listed_problems, read_inp
 from pickwise.registry.loader import parse_registry_text
 from pickwise.registry.probes.grading import grade_response
 from pickwise.registry.probes.probe_set import ProbeEntry, load_probe_set, probe_index, probe_set_version
-from pickwise.registry.probes.results import MIN_PROBE_RESULTS, parse_probe
+from pickwise.registry.probes.results import MIN_PROBE_RESULTS, parse_output_tokens, parse_probe, write_results
 
 EXPORT_FIELDS = ("prompt_id", "prompt", "choices")
 
@@ -54,8 +55,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeEntry, str]]:
-    """(entry, response) per line of a responses JSONL file; every bad line reported at once."""
+def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeEntry, str, int | None]]:
+    """(entry, response, output tokens or None) per line of a responses JSONL file; every bad line
+    reported at once."""
     try:
         raw = read_input(path)
     except OSError as exc:
@@ -74,8 +76,13 @@ def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeE
         elif not isinstance(response, str):
             errors.append(f'{where}: field "response": expected a string, got {response!r:.60}')
         else:
+            try:
+                tokens = parse_output_tokens(record.get("output_tokens"))
+            except ValueError as exc:
+                errors.append(f"{where}: {exc}")
+                continue
             seen[pid] = number
-            pairs.append((index[pid], response))
+            pairs.append((index[pid], response, tokens))
     if errors:
         raise CliError(f"{path}: bad response lines:\n" + listed_problems(errors))
     if not pairs:
@@ -85,23 +92,20 @@ def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeE
 
 def cmd_score(args: argparse.Namespace) -> int:
     pairs = read_responses(args.responses, probe_index())
-    scored: list[tuple[str, float]] = []
-    for entry, response in pairs:
-        score = grade_response(entry, response)
-        if score is not None:
-            scored.append((entry.prompt_id, score))
+    rows = [(entry.prompt_id, grade_response(entry, response), tokens) for entry, response, tokens in pairs]
+    scored = [(pid, score) for pid, score, _ in rows if score is not None]
     skipped = len(pairs) - len(scored)
     if not scored:
         raise CliError(f"{args.responses}: none of the {len(pairs)} responses is to a gradable prompt "
                        "(multiple-choice with a reference answer); nothing written")
     with open_output(args.output) as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(("prompt_id", "score"))
-        writer.writerows((pid, f"{score:g}") for pid, score in scored)
+        write_results(out, [r for r in rows if r[1] is not None or r[2] is not None])
     accuracy = sum(s for _, s in scored) / len(scored)
     target = "the results" if args.output == "-" else args.output
     print(f"scored {len(scored)} responses (accuracy {accuracy:.3f}); skipped {skipped} without a reference answer"
           f" (grade those yourself and add them to {target} if you can)"
+          + (f"; {lengths} answer lengths (output_tokens) kept" if (lengths := sum(t is not None for *_, t in rows))
+             else "")
           + ("" if args.output == "-" else f"; wrote {args.output}"), file=sys.stderr)
     if len(scored) < MIN_PROBE_RESULTS:
         print(f"warning: a registry needs at least {MIN_PROBE_RESULTS} probe results; these are {len(scored)}",
@@ -124,12 +128,14 @@ def _similar_to_issues(entries, registry_option: str | None) -> list[RegistryIss
     ]
 
 
-def _describe(spec, scores: dict[str, float] | None) -> str:
+def _describe(spec, evidence) -> str:
     probe = spec.probe
-    if scores is not None:
+    if evidence is not None:
+        scores, lengths = evidence.scores, evidence.lengths
         tables = sorted({probe_index()[p].table for p in scores})
         return (f"{len(scores)} probe results, mean score {sum(scores.values()) / len(scores):.3f} "
-                f"(tables: {', '.join(tables)})")
+                f"(tables: {', '.join(tables)}); "
+                + (f"{len(lengths)} answer lengths" if lengths else "no answer lengths"))
     if probe.similar_to:
         return f"no probe results: prior from similar_to '{probe.similar_to}' (low-confidence)"
     return f"no probe results: prior from benchmark_score {probe.benchmark_score} (low-confidence)"
@@ -149,11 +155,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             report.append(f"{entry.spec.name}: no probe section: scored as an average model (low-confidence)")
             continue
         try:
-            scores = parse_probe(entry.spec.probe, path, entry.spec.name)
+            evidence = parse_probe(entry.spec.probe, path, entry.spec.name)
         except RegistryError as exc:
             issues.extend(exc.errors)
             continue
-        report.append(f"{entry.spec.name}: {_describe(entry.spec, scores)}")
+        report.append(f"{entry.spec.name}: {_describe(entry.spec, evidence)}")
     issues.extend(_similar_to_issues(entries, args.registry))
     if issues:
         what = "probe section invalid" if all((i.field or "").startswith("probe") for i in issues) else "invalid"

@@ -5,15 +5,20 @@ Calls go through the gateway's pooled upstream client (`pickwise.api.gateway`), 
 model's YAML file as soon as it arrives, so an interrupted run picks up where it stopped; a call
 that fails with 408/429/5xx or a transport error is retried with backoff, a client error (400,
 401, ...) is counted and left for the next run. The answers `probe score` can grade (multiple-choice
-prompts with a reference letter) are graded into `probes/NAME.csv` (`prompt_id,score`).
+prompts with a reference letter) are graded into `probes/NAME.csv` (`prompt_id,score,output_tokens`).
+
+Each answer's length is the upstream's `usage.completion_tokens`, what the model is billed by. A
+reply without it has no length: counting it here would need the tables' cl100k_base tokenizer,
+which is not shipped, and a count in another tokenizer would be a different unit in the same
+column. Answers that cannot be graded still give their length (a row with an empty score).
 """
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from pickwise.api.cli.options import CliError
@@ -21,7 +26,7 @@ from pickwise.api.gateway import UpstreamClient, UpstreamError, upstream_body
 from pickwise.registry import ModelSpec
 from pickwise.registry.probes.grading import grade_response
 from pickwise.registry.probes.probe_set import ProbeEntry
-from pickwise.registry.probes.results import MIN_PROBE_RESULTS
+from pickwise.registry.probes.results import MIN_PROBE_RESULTS, parse_output_tokens, write_results
 
 RETRIES = 3
 BACKOFF_S = 1.0
@@ -32,9 +37,22 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def read_done(path: Path) -> dict[str, str]:
-    """prompt_id -> response of a previous run; a line cut short by an interruption is ignored."""
-    done: dict[str, str] = {}
+@dataclass(frozen=True)
+class Answer:
+    """One probe answer: its text and its length in the upstream's tokens (None: the reply had no usage)."""
+
+    text: str
+    output_tokens: int | None = None
+
+    def record(self, prompt_id: str) -> dict:
+        extra = {"output_tokens": self.output_tokens} if self.output_tokens is not None else {}
+        return {"prompt_id": prompt_id, "response": self.text, **extra}
+
+
+def read_done(path: Path) -> dict[str, Answer]:
+    """prompt_id -> answer of a previous run; a line cut short by an interruption is ignored, and a
+    line without a valid output_tokens (a run before lengths were kept) is an answer of unknown length."""
+    done: dict[str, Answer] = {}
     if not path.is_file():
         return done
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -44,19 +62,29 @@ def read_done(path: Path) -> dict[str, str]:
             continue
         if isinstance(record, dict) and isinstance(record.get("prompt_id"), str) \
                 and isinstance(record.get("response"), str):
-            done[record["prompt_id"]] = record["response"]
+            try:
+                tokens = parse_output_tokens(record.get("output_tokens"))
+            except ValueError:
+                tokens = None
+            done[record["prompt_id"]] = Answer(record["response"], tokens)
     return done
 
 
-def _content(body: bytes) -> str:
+def _answer(body: bytes) -> Answer:
     try:
-        content = json.loads(body)["choices"][0]["message"]["content"]
+        reply = json.loads(body)
+        content = reply["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise UpstreamError("protocol", "the answer is not a chat completion", retryable=False) from None
-    return content if isinstance(content, str) else ""
+    usage = reply.get("usage") if isinstance(reply, dict) else None
+    try:
+        tokens = parse_output_tokens(usage.get("completion_tokens")) if isinstance(usage, dict) else None
+    except ValueError:  # a server's odd usage figure: the answer counts, its length is unknown
+        tokens = None
+    return Answer(content if isinstance(content, str) else "", tokens)
 
 
-async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_tokens: int) -> str:
+async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_tokens: int) -> Answer:
     body = {"model": spec.name, "messages": [{"role": "user", "content": entry.prompt}],
             "temperature": 0, "max_tokens": max_tokens}
     for attempt in range(RETRIES + 1):
@@ -70,12 +98,12 @@ async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_t
         if reply.status >= 400:
             raise UpstreamError("client_error", f"answered {reply.status}: {reply.body[:200]!r}", status=reply.status,
                                 retryable=False)
-        return _content(reply.body)
+        return _answer(reply.body)
     raise AssertionError("unreachable")
 
 
 async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *, concurrency: int,
-                  max_tokens: int, progress: bool, client: UpstreamClient | None = None) -> tuple[dict[str, str], list[str]]:
+                  max_tokens: int, progress: bool, client: UpstreamClient | None = None) -> tuple[dict[str, Answer], list[str]]:
     """Every entry's response (earlier runs' included) and the failures of this run."""
     from tqdm import tqdm
 
@@ -92,14 +120,14 @@ async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *
         async def one(entry: ProbeEntry) -> None:
             async with gate:
                 try:
-                    text = await _ask(client, spec, entry, max_tokens)
+                    answer = await _ask(client, spec, entry, max_tokens)
                 except UpstreamError as exc:
                     failures.append(f"{entry.prompt_id}: {exc}")
                     return
                 finally:
                     bar.update(1)
-            done[entry.prompt_id] = text
-            out.write(json.dumps({"prompt_id": entry.prompt_id, "response": text}, ensure_ascii=False) + "\n")
+            done[entry.prompt_id] = answer
+            out.write(json.dumps(answer.record(entry.prompt_id), ensure_ascii=False) + "\n")
             out.flush()  # each answer kept at once: a run stopped midway resumes from here
 
         try:
@@ -111,15 +139,16 @@ async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *
     return done, failures
 
 
-def grade(entries: list[ProbeEntry], done: dict[str, str], output: Path) -> tuple[int, float]:
-    """Write `prompt_id,score` for every graded answer; (how many, their mean)."""
-    scored = [(e.prompt_id, s) for e in entries if e.prompt_id in done
-              for s in [grade_response(e, done[e.prompt_id])] if s is not None]
+def grade(entries: list[ProbeEntry], done: dict[str, Answer], output: Path) -> tuple[int, float, int]:
+    """Write a results row for every answer that is graded or has a length (a length-only row when it
+    cannot be graded); (how many graded, their mean, how many lengths)."""
+    rows = [(e.prompt_id, grade_response(e, a.text), a.output_tokens) for e in entries
+            for a in [done.get(e.prompt_id)] if a is not None]
+    rows = [r for r in rows if r[1] is not None or r[2] is not None]
     with output.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(("prompt_id", "score"))
-        writer.writerows((pid, f"{score:g}") for pid, score in scored)
-    return len(scored), (sum(s for _, s in scored) / len(scored) if scored else 0.0)
+        write_results(out, rows)
+    scores = [s for _, s, _ in rows if s is not None]
+    return len(scores), (sum(scores) / len(scores) if scores else 0.0), sum(t is not None for _, _, t in rows)
 
 
 def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurrency: int, max_tokens: int,
@@ -132,10 +161,13 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
     responses, results = folder / f"{stem}.responses.jsonl", folder / f"{stem}.csv"
     done, failures = asyncio.run(collect(spec, entries, responses, concurrency=concurrency,
                                          max_tokens=max_tokens, progress=progress))
-    count, accuracy = grade(entries, done, results)
+    count, accuracy, with_length = grade(entries, done, results)
     answered = sum(e.prompt_id in done for e in entries)
     print(f"{answered} of {len(entries)} probe prompts answered ({len(failures)} failed this run); graded {count} "
           f"(accuracy {accuracy:.3f}) into {results}; answers in {responses}", file=sys.stderr)
+    print(f"answer lengths (the upstream's usage.completion_tokens) recorded for {with_length} of {answered} answers"
+          + (f"; the other {answered - with_length} replies had no usage: their lengths are unknown"
+             if with_length < answered else ""), file=sys.stderr)
     for failure in failures[:5]:
         print(f"  failed: {failure}", file=sys.stderr)
     if failures:

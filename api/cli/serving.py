@@ -34,13 +34,14 @@ ON_INFEASIBLE = ("error", "cheapest", "best_quality")
 
 class WorkerSettings(BaseSettings):
     """What `serve --workers N` hands each worker process (uvicorn imports the app factory there), as
-    PICKWISE_REGISTRY, PICKWISE_ARTIFACT, PICKWISE_PRECISION and PICKWISE_TORCH_THREADS; the
-    service's limits travel as ServiceSettings' own PICKWISE_* variables."""
+    PICKWISE_REGISTRY, PICKWISE_ARTIFACT, PICKWISE_FOLLOW_PROMOTIONS, PICKWISE_PRECISION and
+    PICKWISE_TORCH_THREADS; the service's limits travel as ServiceSettings' own PICKWISE_* variables."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
 
     registry: Path | None = None  # None: the user's registry over the shipped one
     artifact: Path
+    follow_promotions: bool = False  # no --artifact: serve what `artifact promote` names, and follow it
     precision: str = "auto"
     torch_threads: int | None = None
 
@@ -52,7 +53,9 @@ class WorkerSettings(BaseSettings):
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)",
                        description="Serve /v1/select, /v1/plan(s), /v1/models, /healthz, /readyz, /metrics. "
-                                   "Registry writes need PICKWISE_ADMIN_TOKEN in the environment.")
+                                   "Registry writes need PICKWISE_ADMIN_TOKEN in the environment. Without "
+                                   "--artifact it serves the promoted artifact and swaps in the next one that "
+                                   "`pickwise artifact promote` or `rollback` names, without a restart.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=number(int, low=1, high=65535), default=8000, help="TCP port (default 8000)")
     p.add_argument("--workers", type=number(int, low=1), default=1,
@@ -144,14 +147,20 @@ def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return (Path(args.registry) if args.registry else None), artifact
 
 
-def predictor_loader(artifact: Path, precision: str = "auto"):
-    """Zero-argument loader the app runs in the background (on predictor.inference.default_device)."""
-    def load():
+def artifact_loader(precision: str = "auto"):
+    """load(directory): the loader the app runs in the background (on predictor.inference.default_device)."""
+    def load(directory: Path):
         from pickwise.predictor.inference import load_predictor
 
-        return load_predictor(artifact, precision=precision)
+        return load_predictor(directory, precision=precision)
 
     return load
+
+
+def predictor_loader(artifact: Path, precision: str = "auto"):
+    """Zero-argument loader of `artifact` the app runs in the background."""
+    load = artifact_loader(precision)
+    return lambda: load(artifact)
 
 
 def default_torch_threads(precision: str, cpus: int | None = None) -> int:
@@ -188,7 +197,8 @@ def app_from_env():
     HeaderTimeoutProtocol.header_timeout_s = settings.header_timeout_s  # this worker's uvicorn uses that class
     set_torch_threads(worker.torch_threads, worker.precision)
     return create_app(worker.registry, settings=settings,
-                      predictor=predictor_loader(worker.artifact, worker.precision))
+                      predictor=predictor_loader(worker.artifact, worker.precision),
+                      follow_promotions=artifact_loader(worker.precision) if worker.follow_promotions else None)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -198,20 +208,22 @@ def run_serve(args: argparse.Namespace) -> int:
 
     batching = batching_settings(args)
     registry, artifact = _check_paths(args)
+    follow = args.artifact is None  # an artifact named on the command line serves as long as the server runs
     if args.workers == 1:
         from pickwise.api.http.app import create_app
         from pickwise.api.http.settings import ServiceSettings
 
         set_torch_threads(args.torch_threads, args.precision)
         settings = ServiceSettings(**batching)
-        app = create_app(registry, settings=settings, predictor=predictor_loader(artifact, args.precision))
+        app = create_app(registry, settings=settings, predictor=predictor_loader(artifact, args.precision),
+                         follow_promotions=artifact_loader(args.precision) if follow else None)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(args.log_level),
                     **settings.uvicorn_options())
     else:
         from pickwise.api.http.settings import ServiceSettings
 
-        worker = WorkerSettings(registry=registry, artifact=artifact, precision=args.precision,
-                                torch_threads=args.torch_threads)
+        worker = WorkerSettings(registry=registry, artifact=artifact, follow_promotions=follow,
+                                precision=args.precision, torch_threads=args.torch_threads)
         settings = ServiceSettings(**batching)
         os.environ.update({**worker.environment(), **settings.environment()})
         uvicorn.run("pickwise.api.cli.serving:app_from_env", factory=True, host=args.host, port=args.port,

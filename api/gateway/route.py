@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field
 
 from pickwise.api.errors import ModelNotServed, RequestFieldError, quoted
 from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, MAX_WILLINGNESS_TO_PAY, SelectRequest
-from pickwise.api.service import PickwiseService
+from pickwise.api.service import Encoded, PickwiseService
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.selector import SelectionConstraints, ranking
 from pickwise.selector.errors import InfeasibleSelection
@@ -94,11 +94,13 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
     return SelectRequest.model_validate({**fields, "prompt": cut_prompt(prompt)})
 
 
-def decide_route(service: PickwiseService, request: SelectRequest, features, truncated: bool,
+def decide_route(service: PickwiseService, request: SelectRequest, encoded: Encoded, truncated: bool,
                  snapshot: RegistrySnapshot, prompt_tokens: int):
-    """(the decision, its ranking as specs) for one chat request; runs in a worker thread."""
+    """(the decision, its ranking as specs) for one chat request, by the predictor that encoded its
+    prompt; runs in a worker thread."""
     try:
-        decision = service.decide(request, features, truncated, snapshot, prompt_tokens=prompt_tokens)
+        decision = service.decide(request, encoded.features, truncated, snapshot, prompt_tokens=prompt_tokens,
+                                  predictor=encoded.predictor)
     except InfeasibleSelection as exc:  # only the models the gateway could have called are of interest
         pool = set(request.models or ())
         exc.blocking = {n: why for n, why in exc.blocking.items() if n in pool}

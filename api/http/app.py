@@ -3,9 +3,12 @@
     create_app(registry_dir, artifact_dir)        # loads the predictor in the background
     create_app(registry_dir, predictor=loaded)    # tests: an already-loaded predictor
     create_app(registry_dir, predictor=loader)    # or any zero-argument callable returning one
+    create_app(registry_dir, follow_promotions=load)  # whatever `artifact promote` names, load(dir) loads
 
 The predictor loads in a background thread started by the lifespan, so /healthz answers at
-once and /readyz (and every route that needs the predictor) says 503 until it is loaded.
+once and /readyz (and every route that needs the predictor) says 503 until it is loaded. With
+`follow_promotions` the app serves the promoted artifact and swaps in the next one when the
+pointer moves (api/http/promotions.py).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.errors import install_error_handlers
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.http.limits import BodySizeLimit
+from pickwise.api.http.promotions import PromotionWatcher
 from pickwise.api.http.routes import AppState, health, models, outcomes, selection
 from pickwise.api.http.settings import ADMIN_TOKEN_ENV, ServiceSettings
 from pickwise.api.http.telemetry import MetricsMiddleware, ServiceMetrics
@@ -80,22 +84,27 @@ def create_app(
     *,
     predictor=None,
     settings: ServiceSettings | None = None,
+    follow_promotions: Callable[[Path], object] | None = None,
 ) -> FastAPI:
-    """Build the app; raises RegistryError when the registry directory is invalid."""
+    """Build the app; raises RegistryError when the registry directory is invalid.
+
+    `follow_promotions(directory)` loads an artifact: given, the app serves the artifact the promotion
+    pointer names, and follows the pointer (`artifact_dir` and `predictor` are then not used)."""
     settings = settings or ServiceSettings()
     registry = Registry(registry_dir) if registry_dir is not None else \
         Registry(user_registry_dir(), base=default_registry_dir())
-    loader = _loader(predictor, artifact_dir)
-    service = PickwiseService(registry, predictor if loader is None else None, outcome_store=settings.outcome_store)
+    loader = None if follow_promotions is not None else _loader(predictor, artifact_dir)
+    service = PickwiseService(registry, predictor if loader is None and follow_promotions is None else None,
+                              outcome_store=settings.outcome_store)
+    watcher = PromotionWatcher(service, follow_promotions) if follow_promotions is not None else None
     metrics = ServiceMetrics()
     def lanes() -> int:  # read when the batcher starts, after the predictor has loaded
         supported = service.predictor.parallel_lanes
         return min(settings.encoder_lanes, supported) if settings.encoder_lanes else supported
 
-    def encode(prompts, single_thread):  # the batcher hands each prompt its own row of the features
-        features = service.predictor.prompt_features(prompts, batch_size=settings.max_batch,
-                                                     single_thread=single_thread)
-        return features, features.truncated
+    def encode(prompts, single_thread):  # the batcher hands each prompt its row: features and their predictor
+        batch = service.encode_batch(prompts, batch_size=settings.max_batch, single_thread=single_thread)
+        return batch, batch.features.truncated
 
     batcher = MicroBatcher(
         encode,
@@ -109,13 +118,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         forwarder.client = UpstreamClient(max_connections=settings.upstream_max_connections)
-        if loader is not None and not service.ready and service.load_error is None:
+        if watcher is not None:
+            watcher.start()  # loads what the pointer names, then follows it
+        elif loader is not None and not service.ready and service.load_error is None:
             threading.Thread(target=service.load_predictor, args=(loader,), name="pickwise-load-predictor",
                              daemon=True).start()
         elif service.ready:
             service.scoring(registry.snapshot)  # model vectors ready before the first request
             service.log_ready(registry.snapshot)
         yield
+        if watcher is not None:
+            watcher.stop()
         await batcher.aclose()
         await forwarder.client.aclose()
         jobs.shutdown()
@@ -123,7 +136,7 @@ def create_app(
     # Swagger UI and ReDoc from assets shipped in fastapi-offline: no page loads anything from another host
     app = FastAPIOffline(title="pickwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.pickwise = AppState(service=service, batcher=batcher, metrics=metrics, jobs=jobs, settings=settings,
-                                  forwarder=forwarder)
+                                  forwarder=forwarder, watcher=watcher)
     install_error_handlers(app)
     for module in (selection, outcomes, models, health, gateway):
         app.include_router(module.router)

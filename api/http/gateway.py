@@ -131,11 +131,11 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
         prompt, tokens = await run_in_threadpool(routing_prompt, messages, window)
     select = select_request(service, snapshot, options, prompt)
     try:
-        features, truncated = await unless_disconnected(request, st.batcher.submit(select.prompt))
+        encoded, truncated = await unless_disconnected(request, st.batcher.submit(select.prompt))
     except QueueFull as exc:
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                         waiting=exc.waiting, max_queue=exc.limit) from None
-    return await run_in_threadpool(decide_route, service, select, features, truncated, snapshot, tokens)
+    return await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens)
 
 
 async def _relay(forwarded: Forwarded, observer) -> AsyncIterator[bytes]:

@@ -79,10 +79,10 @@ def self_contained_text(text: str, spec: ModelSpec, source_dir: Path | None, lab
             file=label, model=spec.name, field=FIELD, line=parsed.line_of(path),
         ))
     try:
-        scores = parse_probe(probe, Path(source_dir) / label.name, spec.name)
+        evidence = parse_probe(probe, Path(source_dir) / label.name, spec.name)
     except RegistryError as exc:
         raise RegistryError([dataclasses.replace(issue, file=label) for issue in exc.errors]) from None
-    rows = [{"prompt_id": prompt_id, "score": score} for prompt_id, score in (scores or {}).items()]
+    rows = evidence.inline_rows() if evidence is not None else []
     expected = _with_rows(parsed.data, path, rows)
     results_file = Path(source_dir) / Path(probe.results).expanduser()  # an absolute path stays as it is
     header = f"# probe.results: {len(rows)} rows inlined from {results_file} when this model was added\n"

@@ -7,6 +7,11 @@ every result must be a score in [0, 1] on a prompt of the shipped probe set, eac
 prompt at most once, and there must be enough of them (MIN_PROBE_RESULTS) for the
 fit to say more than its prior. Every problem is reported with the YAML file, the
 model, the field `probe.results` and the results file's line (or the inline row).
+
+An optional `output_tokens` column (key) gives the answer's length, from which the
+predictor fits the model's output-length vector. A row may give a length without a
+score (an answer no grader could score): it counts for the length fit only. Files
+without the column read as before.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from pickwise.errors import PickwiseError
 from pickwise.registry.errors import RegistryError, RegistryIssue, display_path
 from pickwise.registry.jsonl import json_object_lines
 from pickwise.registry.probes.probe_set import load_probe_set, probe_ids
-from pickwise.registry.schema import Probe
+from pickwise.registry.schema import MAX_TOKENS, Probe
 
 MIN_PROBE_RESULTS = 50
 MAX_LISTED = 5  # unknown ids / bad rows quoted in one message before "... and N more"
@@ -37,7 +42,28 @@ class ResultRow:
 
     where: str
     prompt_id: str
-    score: float
+    score: float | None  # None: a length-only row
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ProbeEvidence:
+    """A model's validated probe results: what the quality fit and the length fit read."""
+
+    rows: tuple[ResultRow, ...]
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {r.prompt_id: r.score for r in self.rows if r.score is not None}
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        return {r.prompt_id: r.output_tokens for r in self.rows if r.output_tokens is not None}
+
+    def inline_rows(self) -> list[dict[str, Any]]:
+        """The rows as inline YAML results: keys only for what each row gives."""
+        return [{"prompt_id": r.prompt_id, **({"score": r.score} if r.score is not None else {}),
+                 **({"output_tokens": r.output_tokens} if r.output_tokens is not None else {})} for r in self.rows]
 
 
 class ResultsFormatError(PickwiseError, ValueError):
@@ -60,6 +86,31 @@ def _score(value: Any, text_allowed: bool) -> float:
     if not math.isfinite(score) or not 0.0 <= score <= 1.0:
         raise ValueError(f"score {value!r} is outside [0, 1]")
     return score
+
+
+def parse_output_tokens(value: Any, text_allowed: bool = False) -> int | None:
+    """A whole number of tokens >= 0 from a CSV cell (digits) or a JSON integer; None when absent."""
+    if value is None or (text_allowed and isinstance(value, str) and not value.strip()):
+        return None
+    if text_allowed and isinstance(value, str) and value.strip().isdigit():
+        tokens = int(value.strip())
+    elif not text_allowed and isinstance(value, int) and not isinstance(value, bool):
+        tokens = value
+    else:
+        raise ValueError(f"output_tokens {value!r} is not a whole number of tokens")
+    if not 0 <= tokens <= MAX_TOKENS:
+        raise ValueError(f"output_tokens {value!r} is outside [0, {MAX_TOKENS:,}]")
+    return tokens
+
+
+def _row(where: str, record: dict, text_allowed: bool) -> ResultRow:
+    """One row: a score unless the row gives only a length (then an empty / absent score is allowed)."""
+    prompt_id = _prompt_id(record.get("prompt_id"))
+    tokens = parse_output_tokens(record.get("output_tokens"), text_allowed)
+    raw = record.get("score")
+    blank = raw is None or (text_allowed and isinstance(raw, str) and not raw.strip())
+    score = None if blank and tokens is not None else _score(raw, text_allowed)
+    return ResultRow(where, prompt_id, score, tokens)
 
 
 def _prompt_id(value: Any) -> str:
@@ -85,7 +136,7 @@ def _csv_rows(text: str, name: str) -> tuple[list[ResultRow], list[str]]:
             problems.append(f"{where}: {len(header) + len(record[None])} cells for {len(header)} header columns")
             continue
         try:
-            rows.append(ResultRow(where, _prompt_id(record["prompt_id"]), _score(record["score"], text_allowed=True)))
+            rows.append(_row(where, record, text_allowed=True))
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     return rows, problems
@@ -96,12 +147,13 @@ def _jsonl_rows(text: str, name: str) -> tuple[list[ResultRow], list[str]]:
     shape = '{"prompt_id": ..., "score": ...}'
     for number, record in json_object_lines(text, lambda n: f"{name}:{n}", problems, shape):
         where = f"{name}:{number}"
-        missing = [k for k in ("prompt_id", "score") if k not in record]
+        needed = ("prompt_id",) if record.get("output_tokens") is not None else ("prompt_id", "score")
+        missing = [k for k in needed if k not in record]
         if missing:
             problems.append(f"{where}: missing key(s) {', '.join(missing)}")
             continue
         try:
-            rows.append(ResultRow(where, _prompt_id(record["prompt_id"]), _score(record["score"], text_allowed=False)))
+            rows.append(_row(where, record, text_allowed=False))
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     return rows, problems
@@ -164,9 +216,12 @@ def check_results(rows: list[ResultRow], known_ids: frozenset[str], set_size: in
             first[r.prompt_id] = r.where
     if duplicates:
         problems.append(f"duplicate prompt id(s): {_listed(duplicates)}")
-    if not problems and len(rows) < MIN_PROBE_RESULTS:
+    scored = sum(r.score is not None for r in rows)
+    if not problems and scored < MIN_PROBE_RESULTS:
         problems.append(
-            f"only {len(rows)} result(s): at least {MIN_PROBE_RESULTS} of the {set_size} probe prompts are needed"
+            f"only {scored} result(s)"
+            + (f" with a score ({len(rows) - scored} give only a length)" if scored < len(rows) else "")
+            + f": at least {MIN_PROBE_RESULTS} of the {set_size} probe prompts are needed"
             " (or drop `results` and give `benchmark_score` or `similar_to` as a prior)"
         )
     return problems
@@ -176,11 +231,11 @@ def _rows(probe: Probe, yaml_path: Path) -> list[ResultRow]:
     if isinstance(probe.results, str):
         target = Path(probe.results).expanduser()
         return read_results_file(target if target.is_absolute() else yaml_path.parent / target, probe.results)
-    return [ResultRow(f"results[{i}]", r.prompt_id, r.score) for i, r in enumerate(probe.results)]
+    return [ResultRow(f"results[{i}]", r.prompt_id, r.score, r.output_tokens) for i, r in enumerate(probe.results)]
 
 
-def parse_probe(probe: Probe, yaml_path: Path, model: str) -> dict[str, float] | None:
-    """The model's validated probe results (prompt_id -> score), or None when it gives only a prior.
+def parse_probe(probe: Probe, yaml_path: Path, model: str) -> ProbeEvidence | None:
+    """The model's validated probe results (scores and answer lengths), or None when it gives only a prior.
 
     Raises RegistryError with one issue per problem, each naming `yaml_path`, `model`
     and the field `probe.results`.
@@ -200,4 +255,15 @@ def parse_probe(probe: Probe, yaml_path: Path, model: str) -> dict[str, float] |
     problems = check_results(rows, probe_ids(), len(load_probe_set()))
     if problems:
         raise issues(problems)
-    return {r.prompt_id: r.score for r in rows}
+    return ProbeEvidence(tuple(rows))
+
+
+def write_results(out, rows: list[tuple[str, float | None, int | None]]) -> None:
+    """Write (prompt_id, score, output_tokens) rows as a results CSV; the output_tokens column only
+    when some row has a length, so graded-only results keep the plain `prompt_id,score` form."""
+    with_lengths = any(tokens is not None for _, _, tokens in rows)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("prompt_id", "score", "output_tokens") if with_lengths else ("prompt_id", "score"))
+    for pid, score, tokens in rows:
+        cells = [pid, "" if score is None else f"{score:g}"]
+        writer.writerow(cells + (["" if tokens is None else str(tokens)] if with_lengths else []))

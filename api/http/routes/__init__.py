@@ -13,6 +13,7 @@ from pickwise.api.gateway import Forwarder
 from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.errors import ClientGone, HttpError, unreadable_json
 from pickwise.api.http.jobs import PlanJobs
+from pickwise.api.http.promotions import PromotionWatcher
 from pickwise.api.http.settings import ServiceSettings
 from pickwise.api.http.telemetry import ServiceMetrics
 from pickwise.api.service import PickwiseService
@@ -28,6 +29,7 @@ class AppState:
     jobs: PlanJobs
     settings: ServiceSettings
     forwarder: Forwarder
+    watcher: PromotionWatcher | None = None  # following the promotion pointer (serve without --artifact)
 
 
 class BodyErrorRoute(APIRoute):

@@ -17,11 +17,13 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Ready, summary="the predictor is loaded (503 until then)",
             responses={503: {"model": ErrorBody, "description": "predictor loading, or failed to load"}})
 async def readyz(request: Request) -> Ready:
-    service = state(request).service
+    st = state(request)
+    service = st.service
     predictor = service.predictor  # NotReady (503) while loading
     snapshot = service.registry.latest()  # never waits for a reload or a write on the event loop
     return Ready(predictor_version=predictor.version, predictor_precision=predictor.precision,
-                 registry_version=snapshot.version, models=len(snapshot), registry_error=service.registry.reload_error)
+                 registry_version=snapshot.version, models=len(snapshot), registry_error=service.registry.reload_error,
+                 artifact_error=st.watcher.error if st.watcher is not None else None)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

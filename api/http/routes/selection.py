@@ -42,12 +42,14 @@ async def select(body: SelectRequest, request: Request) -> Response:
     service.check_ready()  # 503 before queueing when not ready
     snapshot = service.registry.latest()  # never waits for a reload or a write on the event loop
     try:
-        u, truncated = await unless_disconnected(request, st.batcher.submit(body.prompt))
+        encoded, truncated = await unless_disconnected(request, st.batcher.submit(body.prompt))
     except QueueFull as exc:
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                            waiting=exc.waiting, max_queue=exc.limit) from None
-    result = await run_in_threadpool(service.decide, body, u, truncated, snapshot)
-    result.decision_id = service.record_decision(body.prompt, result, u)
+    # decided by the predictor that encoded the prompt, even if a promotion swapped in another since
+    result = await run_in_threadpool(service.decide, body, encoded.features, truncated, snapshot,
+                                     predictor=encoded.predictor)
+    result.decision_id = service.record_decision(body.prompt, result, encoded)
     st.metrics.count_selection(result.chosen)
     return _json(result)
 
