@@ -30,7 +30,6 @@ from pickwise.predictor.routing_metrics import ece as ece_score  # noqa: E402
 from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.predictor.scale import (  # noqa: E402
     ALPACA_LINKS,
-    BASE_MODELS,
     dominance_pairs,
     fit_detector,
     fit_one_scale,
@@ -40,10 +39,12 @@ from pickwise.predictor.scale import (  # noqa: E402
 )
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-# rounds 1-3: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
-# round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature)
-CANDIDATES = {"scale3-gate": {"tau": 0.5, "open_gate": 0.5}, "scale3-gate-T": {"tau": 0.5, "open_gate": 0.5}}
-REFIT_TEMPERATURE = {"scale3-gate-T"}
+# rounds 1-4: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
+# round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature; round 4: no
+# base-model penalty in the probabilities, the pool rule instead)
+CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
+              "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False}}
+REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule"}
 SHIPPED = "shipped"
 DECISIONS = [
     ("poem", "Write a short poem about the sea at dawn.", "max_quality"),
@@ -126,11 +127,12 @@ def reversals(prob: np.ndarray, table: np.ndarray | None, pairs, has) -> dict:
     return {k: (v[0] / v[1] if v[1] else None) for k, v in out.items()} | {"cases": out["outside"][1]}
 
 
-def ordering_figures(probs: dict, feats, split: str, names: list[str]) -> dict:
+def ordering_figures(probs: dict, feats, split: str, names: list[str], snapshot) -> dict:
     direct, implied, has = measured_orderings(feats)
-    # pairs a base model wins on benchmarks: open-ended prompts rate base models lower on purpose
-    plain = {(a, b) for a, b in direct if not (names[a] in BASE_MODELS and names[b] not in BASE_MODELS)}
-    plain_implied = {(a, b) for a, b in implied if not (names[a] in BASE_MODELS and names[b] not in BASE_MODELS)}
+    # pairs a base model wins on benchmarks (the pool keeps open-ended prompts from it), shown apart
+    base = {n for n in names if n in snapshot and snapshot.get(n).base_model}
+    plain = {(a, b) for a, b in direct if not (names[a] in base and names[b] not in base)}
+    plain_implied = {(a, b) for a, b in implied if not (names[a] in base and names[b] not in base)}
     pr = feats["priced"]
     rows = pr["split"] == split
     out = {"pairs": {"direct": len(direct), "implied": len(implied)}}
@@ -160,10 +162,23 @@ def routing(probs: dict, feats, predictor, snapshot, split: str, bootstrap: int)
         figs = routing_figures(sub.quality, sub.cost, registry_cost_estimate(table, snapshot)[rows], preds,
                                table.model_names, reference=SHIPPED, n_bootstrap=bootstrap)
         out[stem] = {}
+        ece_draws = ece_bootstrap(preds, sub.quality, bootstrap)
         for n in probs:
             r, d = figs.routers[n], figs.routers[n].capture_diff_bootstrap
             out[stem][n] = {"capture": r.capture, "c2m": r.c2m, "brier": r.brier, "ece": r.ece,
-                            "shipped_minus_this": None if d is None else [d.lo, d.hi]}
+                            "ece_interval": ece_draws[n], "shipped_minus_this": None if d is None else [d.lo, d.hi]}
+    return out
+
+
+def ece_bootstrap(preds: dict, quality: np.ndarray, n: int, seed: int = 0) -> dict:
+    """95% interval of each predictor's ECE over resampled rows (the same resamples for all): how far
+    a table's ECE is from a goal is only meaningful against its sampling noise."""
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(quality), len(quality)) for _ in range(n)]
+    out = {}
+    for name, p in preds.items():
+        values = np.array([ece_score(p[rows], quality[rows]) for rows in draws])
+        out[name] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
     return out
 
 
@@ -222,6 +237,30 @@ def decisions(predictor, scale, snapshot) -> dict:
     return out
 
 
+def product_decisions(predictor, scale) -> dict:
+    """The same prompts through the product's own select (its defaults: low-confidence qualities do
+    not meet a floor, open-ended prompts skip base models), with this scale in the predictor."""
+    from pickwise.api.errors import NoFeasibleModel
+    from pickwise.api.schemas import SelectRequest
+    from pickwise.api.service import PickwiseService
+    from pickwise.registry import Registry
+
+    kept, predictor.scale = predictor.scale, scale
+    service = PickwiseService(Registry(default_registry_dir()), predictor)
+    out = {}
+    try:
+        for key, prompt, rule in DECISIONS:
+            options = {"objective": "max_quality"} if rule == "max_quality" else {"min_quality": 0.7}
+            try:
+                d = service.select(SelectRequest(prompt=prompt, **options))
+                out[key] = f"{d.chosen[0]} ({d.quality:.3f}{', low confidence' if d.low_confidence else ''})"
+            except NoFeasibleModel as exc:
+                out[key] = f"409, way out {exc.way_out}"
+    finally:
+        predictor.scale = kept
+    return out
+
+
 def markdown(result: dict) -> str:
     split = result["split"]
     lines = [f"# One scale study ({split} rows)", "", f"Artifact {result['artifact']}; bootstrap {result['bootstrap']}.", "",
@@ -234,13 +273,14 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {o['direct_other_tables']['outside']:.3f} | {o['implied_other_tables']['outside']:.3f} | "
                      f"{o['direct_everyday']:.3f} | {o['implied_everyday']:.3f} | {o['direct_everyday_no_base_winner']:.3f} / "
                      f"{o['implied_everyday_no_base_winner']:.3f} | {o['direct_other_tables']['inside']:.3f} |")
-    lines += ["", "| table | predictor | capture | shipped − this [95%] | c2m | Brier | ECE |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| table | predictor | capture | shipped − this [95%] | c2m | Brier | ECE [95%] |", "|---|---|---|---|---|---|---|"]
     for stem, rows in result["routing"].items():
         for name, r in rows.items():
             d = r["shipped_minus_this"]
             lines.append(f"| {PRICED_TABLES[stem]} | {name} | {r['capture']:.3f} | "
                          + ("" if d is None else "[{:+.3f}, {:+.3f}]".format(*d))
-                         + f" | {r['c2m'] if r['c2m'] is None else round(r['c2m'], 3)} | {r['brier']:.4f} | {r['ece']:.3f} |")
+                         + f" | {r['c2m'] if r['c2m'] is None else round(r['c2m'], 3)} | {r['brier']:.4f} | {r['ece']:.3f} "
+                         + "[{:.3f}, {:.3f}] |".format(*r["ece_interval"]))
     s = result["sets"]
     lines += ["", f"Set quality (rho = {s['rho']:.2f}, fitted on validation rows):", "",
               "| set | independent Brier / ECE | fitted Brier / ECE | mean predicted (ind., fitted) | actual |", "|---|---|---|---|---|"]
@@ -253,6 +293,7 @@ def markdown(result: dict) -> str:
         lines.append(f"- **{key}** ({d['rule']}): \"{d['prompt']}\"")
         for label in (SHIPPED, "after"):
             lines.append(f"  - {label}: pick {d[label]['pick']}; top {d[label]['top5']}; {d[label]['named']}")
+        lines.append(f"  - product select (defaults): {result['product_decisions'][key]}")
     lines += ["", "Scale: " + json.dumps(result["scale_info"])]
     return "\n".join(lines) + "\n"
 
@@ -278,7 +319,7 @@ def main() -> int:
         probs[n] = (all_probabilities(predictor, scales[n], feats["priced"]),
                     all_probabilities(predictor, scales[n], feats["everyday"]))
     result = {"split": args.split, "artifact": predictor.version, "bootstrap": args.bootstrap,
-              "routers": list(probs), "orderings": ordering_figures(probs, feats, args.split, predictor.model_names)}
+              "routers": list(probs), "orderings": ordering_figures(probs, feats, args.split, predictor.model_names, snapshot)}
     print(json.dumps(result["orderings"], indent=1), flush=True)
     result["routing"] = routing(probs, feats, predictor, snapshot, args.split, args.bootstrap)
     chosen = scales[names[-1]]
@@ -286,6 +327,7 @@ def main() -> int:
     result["sets"] = val_sets if args.split == "val" else set_figures(probs[names[-1]][0], feats, args.split, val_sets["rho"])
     chosen.set_rho = float(val_sets["rho"])
     result["decisions"] = decisions(predictor, chosen, snapshot)
+    result["product_decisions"] = product_decisions(predictor, chosen)
     p_open = {g: chosen.open_ended(feats[g]["u"].astype(float), feats[g]["tasks"].astype(float), feats[g]["pooled"].astype(float))
               for g in ("everyday", "alpaca")}
     pr = feats["priced"]
