@@ -86,17 +86,13 @@ def refit_lengths(predictor, snapshot, rows: OutcomeRows, features: Features, he
 def length_figures(base, candidate, snapshot, rows: OutcomeRows, features: Features, held: np.ndarray) -> dict:
     """Median |log2 error| and share within 2x of the counts base and candidate price held-out outcomes with,
     against the lengths those outcomes had; overall and per model."""
+    from pickwise.predictor.refit import held_out_grid
+
     idx = np.flatnonzero(held & np.isfinite(rows.tokens))
     if not len(idx):
         return {"rows": 0}
-    prompts = sorted({rows.shas[i] for i in idx})
-    names = sorted({rows.models[i] for i in idx})
-    p_row, m_col = {s: k for k, s in enumerate(prompts)}, {m: j for j, m in enumerate(names)}
-    u = np.stack([features.u[s] for s in prompts])
-    tasks = np.stack([features.tasks[s] for s in prompts]) if features.tasks else None
-    pooled = np.stack([features.pooled[s] for s in prompts]) if features.pooled else None
-    specs = [snapshot.get(m) for m in names]
-    r, c = np.array([p_row[rows.shas[i]] for i in idx]), np.array([m_col[rows.models[i]] for i in idx])
+    grid = held_out_grid(snapshot, rows, features, idx)
+    u, tasks, pooled, specs, r, c = grid.u, grid.tasks, grid.pooled, grid.specs, grid.r, grid.c
     truth = log2_tokens(rows.tokens[idx])
     errors = {}
     for label, predictor in (("base", base), ("candidate", candidate)):
@@ -104,9 +100,9 @@ def length_figures(base, candidate, snapshot, rows: OutcomeRows, features: Featu
         tokens, _ = predictor.output_tokens(u, specs, open_ended, snapshot)
         errors[label] = np.abs(log2_tokens(tokens[r, c]) - truth)
     return {
-        "rows": int(len(idx)), "prompts": len(prompts),
+        "rows": int(len(idx)), "prompts": len(grid.prompts),
         "median_abs_log2_error": {k: float(np.median(e)) for k, e in errors.items()},
         "within_2x": {k: float(np.mean(e <= 1.0)) for k, e in errors.items()},
         "per_model": {m: {"rows": int((c == j).sum()),
-                          **{k: float(np.median(e[c == j])) for k, e in errors.items()}} for m, j in m_col.items()},
+                          **{k: float(np.median(e[c == j])) for k, e in errors.items()}} for j, m in enumerate(grid.names)},
     }

@@ -234,6 +234,35 @@ def capture_figures(quality: np.ndarray, cost: np.ndarray, c_hat: np.ndarray, pr
         "lo": _negated(flipped.hi), "hi": _negated(flipped.lo), "n": flipped.n}}
 
 
+@dataclass
+class HeldOut:
+    """Held-out outcomes `idx` as a (prompt, model) grid: row r[i] and column c[i] of outcome idx[i],
+    and the prompts' encoder outputs stacked in row order."""
+
+    idx: np.ndarray
+    prompts: list[str]  # sha256, sorted
+    names: list[str]  # registry names, sorted
+    r: np.ndarray
+    c: np.ndarray
+    u: np.ndarray
+    tasks: np.ndarray | None
+    pooled: np.ndarray | None
+    specs: list
+
+
+def held_out_grid(snapshot, rows: OutcomeRows, features: Features, idx: np.ndarray) -> HeldOut:
+    prompts = sorted({rows.shas[i] for i in idx})
+    names = sorted({rows.models[i] for i in idx})
+    p_row, m_col = {s: k for k, s in enumerate(prompts)}, {m: j for j, m in enumerate(names)}
+    return HeldOut(
+        idx=idx, prompts=prompts, names=names,
+        r=np.array([p_row[rows.shas[i]] for i in idx]), c=np.array([m_col[rows.models[i]] for i in idx]),
+        u=np.stack([features.u[s] for s in prompts]),
+        tasks=np.stack([features.tasks[s] for s in prompts]) if features.tasks else None,
+        pooled=np.stack([features.pooled[s] for s in prompts]) if features.pooled else None,
+        specs=[snapshot.get(m) for m in names])
+
+
 def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Features, mask: np.ndarray) -> dict:
     """Brier of base and candidate on the held-out outcomes (overall and per model), and headroom
     capture on the held-out prompts with results for two or more models; each overall figure with
@@ -243,18 +272,12 @@ def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Feat
     idx = np.flatnonzero(mask)
     if not len(idx):
         return {"rows": 0}
-    prompts = sorted({rows.shas[i] for i in idx})
-    names = sorted({rows.models[i] for i in idx})
-    p_row, m_col = {s: k for k, s in enumerate(prompts)}, {m: j for j, m in enumerate(names)}
-    u = np.stack([features.u[s] for s in prompts])
-    tasks = np.stack([features.tasks[s] for s in prompts]) if features.tasks else None
-    pooled = np.stack([features.pooled[s] for s in prompts]) if features.pooled else None
-    specs = [snapshot.get(m) for m in names]
+    grid = held_out_grid(snapshot, rows, features, idx)
+    prompts, names, specs, r, c = grid.prompts, grid.names, grid.specs, grid.r, grid.c
     predicted = {}
     for label, predictor in (("base", base), ("candidate", candidate)):
         vectors = [predictor.model_vector(s, snapshot) for s in specs]
-        predicted[label] = predictor.evidence(u, vectors, tasks, pooled=pooled).quality
-    r, c = np.array([p_row[rows.shas[i]] for i in idx]), np.array([m_col[rows.models[i]] for i in idx])
+        predicted[label] = predictor.evidence(grid.u, vectors, grid.tasks, pooled=grid.pooled).quality
     y = rows.scores[idx]
     sq = {k: (p[r, c] - y) ** 2 for k, p in predicted.items()}
     figures = {
@@ -262,7 +285,7 @@ def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Feat
         "brier": {**{k: float(v.mean()) for k, v in sq.items()},
                   "difference": brier_difference(sq["base"], sq["candidate"], r, len(prompts))},
         "per_model": {m: {"rows": int((c == j).sum()), **{k: float(v[c == j].mean()) for k, v in sq.items()}}
-                      for m, j in m_col.items()},
+                      for j, m in enumerate(names)},
         "capture": None,
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "interval": 0.95,
                       "unit": "held-out prompt"},

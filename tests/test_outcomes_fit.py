@@ -205,7 +205,10 @@ def test_cli_import_fit_promote(tmp_path, home, tiny_predictor, registry_dir, mo
     assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(tmp_path / "cand")]) == 0
     out = capsys.readouterr().out
     assert "fitted 1 models from 160 outcomes (40 held out" in out and "Brier base" in out
+    d = read_meta(tmp_path / "cand")["refit"]["holdout"]["brier"]["difference"]
+    assert f"(difference {d['point']:+.4f}, 95% interval [{d['lo']:+.4f}, {d['hi']:+.4f}]: better)" in out
     assert main(["artifact", "promote", str(tmp_path / "cand")]) == 0
+    assert "95% interval" in capsys.readouterr().out
     assert promoted_artifact_dir().parent == home / "artifacts"
     assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(registry_dir)]) == 2
     assert "not a pickwise artifact" in capsys.readouterr().err

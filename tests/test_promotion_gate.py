@@ -117,22 +117,3 @@ def test_capture_difference_is_candidate_minus_base_with_its_interval():
     assert figures["candidate"] > figures["base"] and d["point"] == pytest.approx(figures["candidate"] - figures["base"])
     assert 0 < d["lo"] <= d["hi"] and d["n"] == BOOTSTRAP_RESAMPLES
     assert verdict(figures, lower_is_better=False) == "better"
-
-
-def test_fit_and_promote_print_the_intervals(tmp_path, home, tiny_predictor, registry_dir, monkeypatch, capsys):
-    from pickwise.api.cli.main import main
-    from pickwise.predictor import inference
-
-    monkeypatch.setattr(inference, "load_predictor", lambda *args, **kwargs: tiny_predictor)
-    rows = [{"prompt": p, "model": TRAINED, "score": 0.0, "timestamp": 1.7e9 + i}
-            for i, p in enumerate(prompts(200, seed=7))]
-    source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    store = str(tmp_path / "s.sqlite")
-    assert main(["outcomes", "import", str(source), "--store", store, "--registry", str(registry_dir)]) == 0
-    assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(tmp_path / "cand")]) == 0
-    out = capsys.readouterr().out
-    d = read_meta(tmp_path / "cand")["refit"]["holdout"]["brier"]["difference"]
-    assert f"(difference {d['point']:+.4f}, 95% interval [{d['lo']:+.4f}, {d['hi']:+.4f}]: better)" in out
-    assert main(["artifact", "promote", str(tmp_path / "cand")]) == 0
-    assert "95% interval" in capsys.readouterr().out
