@@ -8,14 +8,14 @@ fits on one, on the frozen encoder's cached pooled embeddings (bench/one_scale_f
 - a prompt head of the artifact's IRT form, logit = (u . e_m + b_m) / T, with u from the artifact's
   own kind of head: the product's TaskMixture (u = sum_k p(task k | pooled) t_k over the artifact's 33
   tasks; no subtasks, whose labels are not cached), its classifier trained with the task
-  cross-entropy, trained as `pickwise train` trains its heads (AdamW, lr 2e-3, weight decay 1e-4,
-  batches of 64, masked BCE on the training rows of the four priced tables, early stopping on
-  validation loss with patience 3, temperature fitted on validation rows, fixed seed). All four
-  tables, so that the outcome fits' prior population is every other trained model, as it is for
-  `pickwise fit`. `--head linear|mlp` swaps in Linear(LayerNorm(pooled)) or the product's
+  cross-entropy, trained with `pickwise train`'s head settings (AdamW, lr 2e-3, weight decay 1e-4,
+  batches of 64, no warm-up or decay; masked BCE on the training rows of the four priced tables,
+  early stopping on validation loss with patience 3, temperature fitted on validation rows, fixed
+  seeds). All four tables, so that the outcome fits' prior population is every other trained model,
+  as it is for `pickwise fit`. `--head linear|mlp` swaps in Linear(LayerNorm(pooled)) or the product's
   PromptHead (the task head was chosen on the validation rows: the other two route far below the
   shipped artifact there, too weak a reference for shares of it to mean much);
-- trained twice from the same seed: **twin-all** (all models: the "trained-in" reference) and
+- trained twice per head seed, from that seed: **twin-all** (all models: the "trained-in" reference) and
   **twin-heldout** (the four models' columns removed, so neither the head nor the other vectors
   ever see their results);
 - on twin-heldout the four are learned as `pickwise fit` learns a model without a vector
@@ -31,7 +31,7 @@ score on the four models' columns. The shipped artifact is scored on the same ro
 own level is known. What this does not measure: the LoRA encoder, which was trained with the four
 models (the pooled embeddings come from it).
 
-Run: .venv/bin/python -m bench.outcomes_heldout_twin [--seeds 5] [--split test]
+Run: .venv/bin/python -m bench.outcomes_heldout_twin [--seeds 5] [--head-seeds 0,1,2] [--split test]
 Writes bench/results/outcomes_heldout_twin.json and .md (with --split val: ..._val.json/.md).
 """
 from __future__ import annotations
