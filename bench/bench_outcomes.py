@@ -97,6 +97,21 @@ class _Snapshot:
         return None
 
 
+def draw_outcomes(table, train_rows: np.ndarray, sha: list[str], size: int, seed: int) -> OutcomeRows:
+    """`size` real results of each model of NEW on random training prompts of `table` (an independent
+    draw per model; a seed always gives the same draw), as the store would hand them to `fit`."""
+    rng = np.random.default_rng(seed)
+    models, scores, shas = [], [], []
+    for m in NEW:
+        j = table.model_names.index(m)
+        have = train_rows[~np.isnan(table.quality[train_rows, j])]
+        for i in rng.choice(have, size=min(size, len(have)), replace=False):
+            models.append(m)
+            scores.append(float(table.quality[i, j]))
+            shas.append(sha[i])
+    return OutcomeRows(models, np.array(scores), shas, [""] * len(shas), np.full(len(shas), np.nan))
+
+
 def fit_time_and_memory(table, train_rows: np.ndarray, n_rows: int, artifact: Path, predictor, u, tasks, pooled) -> dict:
     """`pickwise fit` on a store of `n_rows` outcomes (random training results of the table), in a child
     process: its wall time and peak memory, with the prompts' features cached in the store (a store's
@@ -197,16 +212,7 @@ def main() -> int:
     for size in [int(s) for s in args.sizes.split(",")]:
         runs = []
         for seed in range(args.seeds):
-            rng = np.random.default_rng(seed)
-            models, scores, shas = [], [], []
-            for m in NEW:
-                j = names.index(m)
-                have = train_rows[~np.isnan(table.quality[train_rows, j])]
-                for i in rng.choice(have, size=min(size, len(have)), replace=False):
-                    models.append(m)
-                    scores.append(float(table.quality[i, j]))
-                    shas.append(sha[i])
-            rows = OutcomeRows(models, np.array(scores), shas, [""] * len(shas), np.full(len(shas), np.nan))
+            rows = draw_outcomes(table, train_rows, sha, size, seed)
             start = time.perf_counter()
             fitted = fit_vectors(fitter, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool))
             seconds = time.perf_counter() - start
