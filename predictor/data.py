@@ -94,11 +94,17 @@ class RoutingTable:
         )
 
 
-def load_table(path: str | Path) -> RoutingTable:
-    """Read one `*.parquet` routing table; raises ValueError naming the file and the missing column."""
+def load_table(path: str | Path, resolve_model=None) -> RoutingTable:
+    """Read one routing table: a wide `*.parquet` one, or logged outcomes in the long format
+    (predictor.outcome_table; `resolve_model` maps their model names and aliases to one name).
+    Raises ValueError naming the file and what is wrong with it."""
+    from pickwise.predictor.outcome_table import is_long_format, outcomes_table
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such data table")
+    if is_long_format(path):
+        return outcomes_table(path, resolve_model)
     frame = pd.read_parquet(path)
     prompt_col = next((c for c in PROMPT_COLUMNS if c in frame.columns), None)
     if prompt_col is None or "prompt_id" not in frame.columns:

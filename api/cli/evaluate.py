@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "TF-IDF baselines trained here on the artifact's training rows, with every figure of METRICS.md."
         ),
     )
-    p.add_argument("--data", nargs="+", required=True, metavar="TABLE.parquet", help="routing table(s)")
+    p.add_argument("--data", nargs="+", required=True, metavar="TABLE",
+                   help="routing table(s): wide parquet, or outcomes in the long format (JSONL, CSV, parquet)")
     add_artifact_option(p)
     add_precision_option(p)
     add_registry_option(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from pickwise.errors import PickwiseError
@@ -73,8 +74,17 @@ def load_registry_option(option: str | None, *, writable: bool = False):
 
 def load_tables_option(paths: list[str], option: str = "--data") -> list:
     """The routing tables `--data` names, each read once; a missing, unreadable or malformed table (or
-    one listed twice, which would double its rows) is a CliError naming it."""
+    one listed twice, which would double its rows) is a CliError naming it. Logged outcomes in the
+    long format name models as the user's registry does: an alias becomes its model's name."""
     from pickwise.predictor.data import load_table
+
+    snapshot = None
+
+    def resolve(name: str) -> str:
+        nonlocal snapshot
+        if snapshot is None:
+            snapshot = load_registry_option(None)
+        return snapshot.get(name).name if name in snapshot else name
 
     tables, seen = [], set()
     for raw in paths:
@@ -85,11 +95,15 @@ def load_tables_option(paths: list[str], option: str = "--data") -> list:
             raise CliError(f"{option} {raw}: listed twice")
         seen.add(path.resolve())
         try:
-            tables.append(load_table(path))
+            tables.append(load_table(path, resolve))
         except (ValueError, OSError) as exc:
             raise CliError(f"{option} {raw}: not a readable routing table ({exc})") from None
         except Exception as exc:  # pyarrow raises its own types for corrupt parquet
             raise CliError(f"{option} {raw}: not a readable parquet routing table ({type(exc).__name__}: {exc})") from None
+        hashed = tables[-1].extra.get("hash_only_rows")
+        if hashed:
+            print(f"{option} {raw}: {hashed} row(s) keep only the prompt's hash and are left out (no text to "
+                  "encode)", file=sys.stderr)
     return tables
 
 

@@ -39,8 +39,9 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a predictor artifact from routing tables")
-    p.add_argument("--data", nargs="+", metavar="TABLE.parquet",
-                   help="routing tables (default: the four priced tables in ../shared/data)")
+    p.add_argument("--data", nargs="+", metavar="TABLE",
+                   help="routing tables (default: the four priced tables in ../shared/data): wide parquet ones, or "
+                        "logged outcomes in the long format of `outcomes import` (JSONL, CSV or parquet)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
     p.add_argument("--epochs", type=number(int, low=1), default=None, help=f"most epochs {RECIPE_DEFAULT}")
     p.add_argument("--epoch-fraction", type=number(above=0, high=1), default=None,
