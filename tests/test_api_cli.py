@@ -233,3 +233,14 @@ def test_predict_estimates_show_each_models_answer_length_cost_and_latency(regis
         assert line["output_tokens"][name] == spec.expected_output_tokens
         assert line["cost_usd"][name] == pytest.approx(estimate_cost_usd(spec, count_tokens(PROMPT)))
         assert line["latency_ms"][name] > 0
+
+
+def test_an_infeasible_select_offers_a_fallback_only_where_one_could_help():
+    from pickwise.api.cli.serving import format_infeasible
+
+    hard_only = format_infeasible({"detail": "no model satisfies the constraints",
+                                   "blocking": {"a": ["base model, open-ended prompt"], "b": ["deny-list"]}})
+    assert "--on-infeasible" in hard_only.splitlines()[-1] and "cannot override" in hard_only
+    soft = format_infeasible({"detail": "no model satisfies the constraints",
+                              "blocking": {"a": ["cost cap"], "b": ["deny-list"]}})
+    assert soft.splitlines()[-1] == "relax one of these constraints, or pass --on-infeasible cheapest|best_quality"

@@ -27,6 +27,7 @@ from pickwise.api.errors import error_body
 from pickwise.api.http.settings import ENV_PREFIX
 from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
 from pickwise.selector.errors import InfeasibleSelection
+from pickwise.selector.request import HARD_REASONS
 
 OBJECTIVES = ("min_cost", "max_quality", "balanced")
 ON_INFEASIBLE = ("error", "cheapest", "best_quality")
@@ -326,7 +327,12 @@ def format_infeasible(body: dict) -> str:
                      "quality meet the floor)")
     if any("base model, open-ended prompt" in why for why in blocking.values()):
         lines.append("(base model, open-ended prompt: not instruction-tuned; --allow-base-models lets it answer)")
-    lines.append("relax one of these constraints, or pass --on-infeasible cheapest|best_quality")
+    # a fallback only overrides soft constraints: offer it only where some model is held by those alone
+    if any(not any(r in HARD_REASONS for r in why) for why in blocking.values()):
+        lines.append("relax one of these constraints, or pass --on-infeasible cheapest|best_quality")
+    else:
+        lines.append("every model is ruled out by a hard constraint (allow- or deny-list, disabled, context "
+                     "window, base model): --on-infeasible cannot override those")
     return "\n".join(lines)
 
 
