@@ -61,7 +61,7 @@ from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
 from pickwise.predictor.inference import ModelVector, load_predictor  # noqa: E402
 from pickwise.predictor.model import PromptHead, TaskMixture  # noqa: E402
-from pickwise.predictor.refit import Features, fit_vectors  # noqa: E402
+from pickwise.predictor.refit import TRUST_NEW, Features, fit_vectors  # noqa: E402
 from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 from pickwise.registry.outcomes import prompt_sha256  # noqa: E402
@@ -260,7 +260,7 @@ def one_head_seed(setup: Setup, head_seed: int) -> dict:
         for seed in range(args.seeds):
             rows = draw_outcomes(table, setup.train_rows, setup.sha, size, seed)
             start = time.perf_counter()
-            fitted = fit_vectors(held, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool))
+            fitted = fit_vectors(held, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool), trust_new=args.trust_new)
             fit_seconds.append(time.perf_counter() - start)
             if any(f["before"] != "population" for f in fitted.values()):
                 raise SystemExit(f"expected population-prior fits, got {fitted}")
@@ -320,6 +320,8 @@ def main() -> int:
     parser.add_argument("--head-seeds", default="0,1,2", help="a pair of twins per seed (the twin is a draw too)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="the MMLU-Pro rows scored")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired resamples of the scored prompts")
+    parser.add_argument("--trust-new", type=float, default=TRUST_NEW,
+                        help="the prior's weight on the new models' outcome fits (docs/decisions/outcome-prior.md)")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     torch.set_num_threads(1)  # a small head; the machine is shared
@@ -341,13 +343,14 @@ def main() -> int:
                 "runs_meeting": sum(x["share_of_trained_in"] >= GOAL for x in runs), "runs": len(runs)}
     report = {"table": TABLE, "split": args.split, "n_prompts": per_seed[0]["n_prompts"], "new_models": NEW,
               "artifact": str(args.artifact), "head": HEAD_TEXT[args.head], "head_seeds": args.head_seeds,
-              "outcome_seeds": args.seeds, "reference": reference, "by_outcomes": curve, "goal_at_1000": goal,
+              "outcome_seeds": args.seeds, "trust_new": args.trust_new, "reference": reference, "by_outcomes": curve, "goal_at_1000": goal,
               "per_head_seed": per_seed,
               "bootstrap": {"resamples": args.bootstrap, "seed": 0, "interval": 0.95, "unit": "scored prompt"},
               "command": "python -m bench.outcomes_heldout_twin " + " ".join(sys.argv[1:])}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    stem = "outcomes_heldout_twin" + ("" if args.split == "test" else f"_{args.split}")
+    stem = ("outcomes_heldout_twin" + ("" if args.split == "test" else f"_{args.split}")
+            + f"_trust{args.trust_new:g}")
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     md = markdown(report)
     (out / f"{stem}.md").write_text(md)

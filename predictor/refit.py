@@ -8,7 +8,8 @@ by the base artifact and cached in the store per encoder), under the prior of `p
 - a model registered with probe results: fitted to its probe results and its outcomes together,
   under the population prior of the probe results' tables (as cold start does);
 - any other model (no vector of its own, or a `similar_to` / `benchmark_score` prior): centred on
-  its current prior vector with the population's precision.
+  its current prior vector with `trust_new` times the population's precision (a loose prior: the
+  team's outcomes, not the population, should shape it).
 
 A share of the prompts, the newest ones, is held out: the candidate is fitted without them, and
 it and the base are scored on them (Brier, and headroom capture where several models have results
@@ -35,6 +36,8 @@ from pickwise.predictor.length_refit import length_figures, refit_lengths
 from pickwise.predictor.lengths import save_length_model
 
 log = logging.getLogger("pickwise.predictor")
+# the population prior's weight on a model without a trained vector (docs/decisions/outcome-prior.md)
+TRUST_NEW = 0.03
 MIN_CAPTURE_PROMPTS = 20  # fewer held-out prompts with several models' results: no capture figure
 BOOTSTRAP_RESAMPLES = 1000  # of the held-out prompts, the same ones for base and candidate (paired)
 BOOTSTRAP_SEED = 0  # fixed: the same store and candidate always get the same interval
@@ -151,7 +154,8 @@ def holdout_mask(rows: OutcomeRows, share: float) -> np.ndarray:
     return np.array([sha in held for sha in rows.shas], dtype=bool)
 
 
-def fit_one(predictor, spec, snapshot, u: np.ndarray, y: np.ndarray, trust_trained: float) -> tuple[np.ndarray, float, str]:
+def fit_one(predictor, spec, snapshot, u: np.ndarray, y: np.ndarray, trust_trained: float,
+            trust_new: float = TRUST_NEW) -> tuple[np.ndarray, float, str]:
     """(e, b, what the model was scored from before) for one registry model and its outcomes."""
     from pickwise.predictor.inference import probe_results
 
@@ -173,12 +177,13 @@ def fit_one(predictor, spec, snapshot, u: np.ndarray, y: np.ndarray, trust_train
         e, b = fit_model_vector(np.vstack([probe_u[[position[p] for p in known]], u]),
                                 np.concatenate([[scores[p] for p in known], y]), vectors[ref], bias[ref], temperature)
     else:
-        e, b = fit_model_vector(u, y, vectors, bias, temperature, center=(current.vector, current.bias))
+        e, b = fit_model_vector(u, y, vectors, bias, temperature, center=(current.vector, current.bias),
+                                trust=trust_new)
     return e, b, current.source
 
 
 def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask: np.ndarray,
-                trust_trained: float = 10.0) -> dict[str, dict]:
+                trust_trained: float = 10.0, trust_new: float = TRUST_NEW) -> dict[str, dict]:
     """{model: {"vector", "bias", "rows", "prompts", "before"}} fitted on the rows where `mask`."""
     by_model: dict[str, list[int]] = defaultdict(list)
     for i in np.flatnonzero(mask):
@@ -186,7 +191,7 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
     fitted = {}
     for name, idx in sorted(by_model.items()):
         u = np.stack([features.u[rows.shas[i]] for i in idx])
-        e, b, before = fit_one(predictor, snapshot.get(name), snapshot, u, rows.scores[idx], trust_trained)
+        e, b, before = fit_one(predictor, snapshot.get(name), snapshot, u, rows.scores[idx], trust_trained, trust_new)
         fitted[name] = {"vector": [float(x) for x in e], "bias": float(b), "rows": len(idx),
                         "prompts": len({rows.shas[i] for i in idx}), "before": before}
     return fitted
@@ -317,7 +322,7 @@ def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Feat
 
 
 def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: float = 0.2, trust_trained: float = 10.0,
-          progress: bool = False) -> dict:
+          trust_new: float = TRUST_NEW, progress: bool = False) -> dict:
     """Fit every model with outcomes in `store`, write the refitted artifact to `out_dir`, and return
     what was fitted from and the held-out figures (also in the artifact's meta.json, key "refit")."""
     start = time.perf_counter()
@@ -330,7 +335,7 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
     features = prompt_features(base_predictor, rows, store, progress=progress)
     encoded_at = time.perf_counter()
     held = holdout_mask(rows, holdout)
-    fitted = fit_vectors(base_predictor, snapshot, rows, features, ~held, trust_trained)
+    fitted = fit_vectors(base_predictor, snapshot, rows, features, ~held, trust_trained, trust_new)
     lengths = refit_lengths(base_predictor, snapshot, rows, features, held, trust_trained)
     fitted_at = time.perf_counter()
     candidate = base_predictor.with_outcome_vectors(fitted)
@@ -347,7 +352,7 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
         "outcomes": {"used": len(rows), "fit": int((~held).sum()), "held_out": int(held.sum()),
                      "prompts": len(set(rows.shas)), "skipped": rows.skipped},
         "time_range": [min(rows.timestamps), max(rows.timestamps)],
-        "holdout_share": holdout, "trust_trained": trust_trained,
+        "holdout_share": holdout, "trust_trained": trust_trained, "trust_new": trust_new,
         "models": {m: {k: v for k, v in f.items() if k not in ("vector", "bias")} for m, f in fitted.items()},
         "lengths": lengths.report(),
         "holdout": figures,

@@ -74,6 +74,9 @@ def register(sub) -> None:
                         "(default 0.2; 0 fits on everything and leaves `artifact promote` nothing to judge)")
     p.add_argument("--trust-trained", type=number(float, above=0.0), default=10.0, metavar="K",
                    help="how many population priors' worth of evidence a trained vector stands for (default 10)")
+    p.add_argument("--trust-new", type=number(float, above=0.0), default=None, metavar="K",
+                   help="the population prior's weight on a model without a trained vector "
+                        "(default 0.03, chosen in docs/decisions/outcome-prior.md)")
     p.add_argument("--json", action="store_true", help="print the fit's report as JSON")
     p.set_defaults(func=cmd_fit)
 
@@ -192,6 +195,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     with open_store(args.store, must_exist=True) as store:
         predictor = load_predictor(base, "cpu")
         report = refit(predictor, snapshot, store, args.out, holdout=args.holdout, trust_trained=args.trust_trained,
+                       **({} if args.trust_new is None else {"trust_new": args.trust_new}),
                        progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(report, indent=2))
