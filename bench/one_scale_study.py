@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
+from bench.density_detector import DensityScale, fit_density_detector  # noqa: E402
 from bench.one_scale_features import ALPACA, load_features  # noqa: E402
 from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
@@ -31,7 +32,6 @@ from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.predictor.scale import (  # noqa: E402
     ALPACA_LINKS,
     dominance_pairs,
-    fit_density_detector,
     fit_detector,
     fit_one_scale,
     fit_set_rho,
@@ -95,18 +95,18 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
     rng = np.random.default_rng(0)
     neg = rng.choice(np.flatnonzero(train), 6000, replace=False)
     x = lambda g, rows: np.hstack([g["u"][rows], g["tasks"][rows], g["pooled"][rows]])  # noqa: E731
-    detectors = {"logistic": (fit_detector(x(al, ~held), x(pr, neg), c=0.01, neg_groups=pr["table"][neg]), None)}
-    if any(CANDIDATES[n].get("detector") == "density" for n in names):
-        detectors["density"] = density_detector(feats, held)
+    detector = fit_detector(x(al, ~held), x(pr, neg), c=0.01, neg_groups=pr["table"][neg])
     meta = predictor.meta
     scales = {}
     for name in names:
         params = dict(CANDIDATES[name])
-        detector, bank = detectors[params.pop("detector", "logistic")]
+        density = params.pop("detector", None) == "density"
         scales[name] = fit_one_scale(
             predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
             pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
-            links=ALPACA_LINKS, detector=detector, bank=bank, **params)
+            links=ALPACA_LINKS, detector=detector, **params)
+        if density:
+            scales[name] = DensityScale.of(scales[name], *density_detector(feats, held))
         if name in REFIT_TEMPERATURE:
             from pickwise.predictor.calibration import fit_temperature
 
@@ -395,15 +395,18 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="save the chosen scale into the shipped artifact")
     parser.add_argument("--name", default="one_scale_study")
     args = parser.parse_args()
+    names = args.choose.split(",") if args.choose else list(CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        parser.error(f"--choose: unknown candidate(s) {unknown}; known: {list(CANDIDATES)}")
+    if args.write and CANDIDATES[names[-1]].get("detector") == "density":
+        parser.error(f"--write: {names[-1]} is study-only (the serving layer has no density detector)")
+
 
     predictor = load_predictor(None, "cpu", precision="fp32")
     predictor.scale = None  # "shipped" is the artifact without any scale.json
     snapshot = load_registry(default_registry_dir())
     feats = load_features(predictor)
-    names = args.choose.split(",") if args.choose else list(CANDIDATES)
-    unknown = [n for n in names if n not in CANDIDATES]
-    if unknown:
-        parser.error(f"--choose: unknown candidate(s) {unknown}; known: {list(CANDIDATES)}")
     scales, fitted = fit_scales(predictor, feats, names)
     probs = {SHIPPED: (all_probabilities(predictor, None, feats["priced"]),
                        all_probabilities(predictor, None, feats["everyday"]))}
@@ -428,7 +431,7 @@ def main() -> int:
                             "temperature": {n: scales[n].temperature for n in names}, "open_difficulty": chosen.open_difficulty,
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
-    if chosen.bank is not None:
+    if isinstance(chosen, DensityScale):
         result["scale_info"]["detector"] = chosen.detector | {"bank": list(chosen.bank.shape)}
     out = ROOT / "bench" / "results"
     suffix = "" if args.split == "test" else f"_{args.split}"

@@ -6,10 +6,8 @@ Here ability and difficulty are fitted jointly over all tables (a Rasch layer, l
 per task k), so tables are linked through the models they share, and a dominance the data shows
 (A ≥ 0.08 better than B wherever both were measured) is kept as a constraint a_A > a_B.
 
-At serving time, for a prompt with task posterior P and open-endedness p_open (trained on AlpacaEval
-instructions against priced prompts; either a logistic detector on [u, P, pooled embedding], or a
-density test: logistic in the mean cosine similarity to the nearest prompts of a bank of priced
-training prompts kept with the scale, so a plain question near TriviaQA's reads as TriviaQA's kind):
+At serving time, for a prompt with task posterior P and open-endedness p_open (a logistic
+detector on [u, P, pooled embedding], trained on AlpacaEval instructions against priced prompts):
 - support s_m = (1 − cut) · min(1, Σ_k P_k w_mk / tau), w_mk = n_mk / (n_mk + n0), n_mk the
   model's training rows on task k, cut = clip((p_open − gate) / (1 − gate), 0, 1): how much of
   the prompt reads as tasks the model was measured on;
@@ -29,8 +27,6 @@ from pathlib import Path
 import numpy as np
 
 SCALE_FILE = "scale.json"
-BANK_FILE = "scale_bank.npy"  # the density detector's bank: unit-norm pooled embeddings, float16
-DENSITY = "density"  # detector["kind"] of the density test; no kind: the logistic detector
 LOW_SUPPORT = 0.5  # support below this: the prediction is flagged low-confidence
 OPEN_TASK = "open-ended"
 OPEN_ENDED_AT = 0.5  # p_open from which a prompt counts as open-ended (reasons, the base-model pool rule)
@@ -151,9 +147,7 @@ class OneScale:
     open_difficulty: float  # d for an open-ended prompt (no priced table measures it)
     base: np.ndarray  # [M] bool: a base (not instruction-tuned) model
     base_penalty: float = 0.0  # logit subtracted for base models on open-ended prompts
-    # p(open-ended): logistic {mean, std, w, b} on [u, P(, pooled)], or {kind: density, k, w, b} on s_nn
-    detector: dict = field(default_factory=dict)
-    bank: np.ndarray | None = None  # [B, width] unit-norm pooled embeddings of the density detector
+    detector: dict = field(default_factory=dict)  # mean, std, w, b: p(open-ended | [u, P])
     n0: float = 20.0
     tau: float = 1.0
     kappa: float = 2.0  # prior weight (in supported models) of the task difficulty against d̂
@@ -164,67 +158,38 @@ class OneScale:
 
     # ---- persistence
     def to_dict(self) -> dict:
-        """Everything but the bank (an array file beside scale.json, see `save`)."""
         out = {}
         for key, value in self.__dict__.items():
-            if key != "bank":
-                out[key] = value.tolist() if isinstance(value, np.ndarray) else value
-        out["detector"] = {k: (v if isinstance(v, str) else np.asarray(v).tolist()) for k, v in self.detector.items()}
+            out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+        out["detector"] = {k: (np.asarray(v).tolist()) for k, v in self.detector.items()}
         return out
 
     def save(self, directory: str | Path) -> Path:
-        """Write scale.json, and the density bank beside it (removed if this scale has none). The bank
-        goes first, so a reader that sees the new scale.json finds the bank it was fitted with."""
-        from pickwise.files import atomic_file
-
-        directory = Path(directory)
-        bank_path = directory / BANK_FILE
-        if self.bank is not None:
-            with atomic_file(bank_path) as handle:
-                np.save(handle, np.asarray(self.bank, dtype=np.float16), allow_pickle=False)
-        path = directory / SCALE_FILE
-        with atomic_file(path, "w") as handle:
-            handle.write(json.dumps(self.to_dict(), separators=(",", ":")))
-        if self.bank is None:
-            bank_path.unlink(missing_ok=True)
+        path = Path(directory) / SCALE_FILE
+        tmp = path.with_name(".tmp-" + SCALE_FILE)
+        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
+        tmp.replace(path)
         return path
 
     @classmethod
-    def from_dict(cls, data: dict, bank: np.ndarray | None = None) -> OneScale:
+    def from_dict(cls, data: dict) -> OneScale:
         data = dict(data)
         for key in ("ability", "difficulty", "rows"):
             data[key] = np.asarray(data[key], dtype=np.float64)
         data["base"] = np.asarray(data["base"], dtype=bool)
-        data["detector"] = {k: (v if isinstance(v, str) else np.asarray(v, dtype=np.float64))
-                            for k, v in data.get("detector", {}).items()}
-        return cls(**data, bank=bank)
+        data["detector"] = {k: np.asarray(v, dtype=np.float64) for k, v in data.get("detector", {}).items()}
+        return cls(**data)
 
     @classmethod
     def load(cls, directory: str | Path) -> OneScale | None:
         path = Path(directory) / SCALE_FILE
-        if not path.exists():
-            return None
-        data = json.loads(path.read_text())
-        bank = None
-        if data.get("detector", {}).get("kind") == DENSITY:
-            bank_path = path.with_name(BANK_FILE)
-            if not bank_path.exists():
-                raise ValueError(f"{path}: its open-ended detector is a density test, but {BANK_FILE} is missing")
-            bank = np.load(bank_path, allow_pickle=False).astype(np.float32)  # float16 on disk
-            if bank.ndim != 2:
-                raise ValueError(f"{bank_path}: expected a [prompts, width] array, got shape {bank.shape}")
-        return cls.from_dict(data, bank)
+        return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
 
     # ---- per prompt
     def open_ended(self, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None = None) -> np.ndarray:
         """p(open-ended: of no priced table's kind) [N] from u, the task posterior and the pooled embedding."""
         if not self.detector:
             return np.zeros(len(u))
-        if self.detector.get("kind") == DENSITY:
-            if pooled is None:
-                raise ValueError("this scale's open-ended detector reads the pooled embedding: pass prompt_features().pooled")
-            s_nn = nearest_similarity(pooled, self.bank, int(self.detector["k"]))
-            return sigmoid(float(self.detector["w"]) * s_nn + float(self.detector["b"]))
         parts = [u, tasks] + ([pooled] if len(self.detector["mean"]) > u.shape[1] + tasks.shape[1] else [])
         if len(parts) == 3 and pooled is None:
             raise ValueError("this scale's open-ended detector reads the pooled embedding: pass prompt_features().pooled")
@@ -348,38 +313,6 @@ def fit_detector(pos: np.ndarray, neg: np.ndarray, c: float = 1.0, neg_groups: n
     return {"mean": mean, "std": std, "w": clf.coef_[0], "b": np.array(clf.intercept_[0])}
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def nearest_similarity(pooled: np.ndarray, bank: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
-    """s_nn [N]: mean cosine similarity of each pooled embedding to its `k` nearest bank rows
-    (`bank` unit-norm). In chunks, so a large batch never holds an [N, B] matrix at once."""
-    pooled = np.asarray(pooled)
-    if pooled.ndim != 2 or pooled.shape[1] != bank.shape[1]:
-        raise ValueError(f"pooled embeddings of shape {pooled.shape} do not match the density bank's width {bank.shape[1]}")
-    k = min(k, len(bank))
-    bank = np.asarray(bank, dtype=np.float32)
-    out = np.empty(len(pooled))
-    for start in range(0, len(pooled), chunk):
-        sims = unit_rows(pooled[start:start + chunk]) @ bank.T
-        out[start:start + chunk] = np.partition(sims, -k, axis=1)[:, -k:].mean(1)
-    return out
-
-
-def fit_density_detector(bank_pooled: np.ndarray, pos_pooled: np.ndarray, neg_pooled: np.ndarray,
-                         neg_groups: np.ndarray | None = None, k: int = 10) -> tuple[dict, np.ndarray]:
-    """(detector, bank): p_open = logistic(w · s_nn + b), s_nn the mean cosine similarity to the `k`
-    nearest bank prompts; fitted like `fit_detector` (positives open-ended, negatives' groups
-    weighing the same). The negatives must not be in the bank (they would find themselves)."""
-    bank = unit_rows(bank_pooled).astype(np.float16).astype(np.float32)  # what the artifact will hold
-    s_pos, s_neg = nearest_similarity(pos_pooled, bank, k), nearest_similarity(neg_pooled, bank, k)
-    fit = fit_detector(s_pos[:, None], s_neg[:, None], neg_groups=neg_groups)
-    w = float(fit["w"][0] / fit["std"][0])  # un-standardised: the rule is stated on s_nn itself
-    return {"kind": DENSITY, "k": k, "w": w, "b": float(fit["b"]) - w * float(fit["mean"][0])}, bank
-
-
 def fit_one_scale(
     model_names: list[str],
     tasks: list[str],
@@ -392,7 +325,6 @@ def fit_one_scale(
     open_models: list[str] | None = None,
     links: dict[str, str] | None = None,
     detector: dict | None = None,
-    bank: np.ndarray | None = None,
     tau: float = 1.0,
     open_gate: float = 0.0,
     n0: float = 20.0,
@@ -439,5 +371,5 @@ def fit_one_scale(
         model_names=list(model_names), tasks=list(tasks), ability=a, difficulty=d, rows=n,
         model_tables={k: list(v) for k, v in model_tables.items()}, open_difficulty=open_difficulty,
         base=np.array([m in BASE_MODELS for m in model_names]), base_penalty=penalty,
-        detector=detector or {}, bank=bank, n0=n0, tau=tau, kappa=kappa, info=info, open_gate=open_gate,
+        detector=detector or {}, n0=n0, tau=tau, kappa=kappa, info=info, open_gate=open_gate,
     )

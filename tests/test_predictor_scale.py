@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from pickwise.predictor.scale import (
-    BANK_FILE,
     OneScale,
     dominance_pairs,
-    fit_density_detector,
     fit_one_scale,
     fit_set_rho,
-    nearest_similarity,
     set_quality,
     sigmoid,
 )
@@ -98,79 +94,3 @@ def test_set_calibration_recovers_the_failure_correlation():
     fail = np.where(common[:, None], shared, rng.random((n, 2))) < q
     assert abs(np.corrcoef(fail.T)[0, 1] - rho) < 0.03
     assert set_quality(np.array([[0.5, 0.5]]), 0.0)[0] == 0.75 and set_quality(np.array([[0.5, 0.5]]), 1.0)[0] == 0.5
-
-
-# ----------------------------------------------------------------------------- the density detector
-def clusters(seed: int = 0, width: int = 32):
-    """Priced prompts as tight clusters around 8 directions; open-ended ones spread anywhere."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(8, width))
-
-    def priced(n):
-        return centres[rng.integers(0, 8, n)] + 0.3 * rng.normal(size=(n, width))
-
-    return priced, (lambda n: rng.normal(size=(n, width))), centres
-
-
-def density_scale(seed: int = 0):
-    priced, spread, centres = clusters(seed)
-    detector, bank = fit_density_detector(priced(400), spread(200), priced(300), neg_groups=np.arange(300) % 3, k=10)
-    scale, *_ = fitted()
-    scale.detector, scale.bank = detector, bank
-    return scale, priced, spread, centres
-
-
-def test_density_detector_reads_prompts_near_the_bank_as_closed_and_far_ones_as_open():
-    scale, priced, spread, _ = density_scale()
-    assert scale.detector["w"] < 0  # more similar to priced prompts: less open-ended
-    near, far = priced(100), spread(100)
-    no_u, no_tasks = np.zeros((100, 0)), np.zeros((100, 0))
-    assert np.mean(scale.open_ended(no_u, no_tasks, near) < 0.5) > 0.95
-    assert np.mean(scale.open_ended(no_u, no_tasks, far) >= 0.5) > 0.95
-    with pytest.raises(ValueError, match="pooled"):
-        scale.open_ended(no_u, no_tasks, None)
-    with pytest.raises(ValueError, match="width"):
-        scale.open_ended(no_u, no_tasks, near[:, :5])
-
-
-def test_density_p_open_falls_as_similarity_to_the_bank_rises():
-    scale, *_, centres = density_scale()
-    rng = np.random.default_rng(3)
-    away = rng.normal(size=centres.shape[1])
-    # from a random direction towards a bank cluster's centre: s_nn rises, p_open must fall
-    path = np.array([(1 - t) * away + t * centres[0] for t in np.linspace(0, 1, 21)])
-    s_nn = nearest_similarity(path, scale.bank, 10)
-    p_open = scale.open_ended(np.zeros((21, 0)), np.zeros((21, 0)), path)
-    order = np.argsort(s_nn)
-    assert s_nn[order[-1]] > s_nn[order[0]] + 0.3
-    assert np.all(np.diff(p_open[order]) <= 1e-12)
-
-
-def test_density_bank_round_trips_through_save_and_load(tmp_path):
-    scale, priced, *_ = density_scale()
-    scale.save(tmp_path)
-    assert (tmp_path / BANK_FILE).exists() and np.load(tmp_path / BANK_FILE).dtype == np.float16
-    again = OneScale.load(tmp_path)
-    np.testing.assert_array_equal(again.bank, scale.bank)  # the fitted bank is already float16-exact
-    assert again.detector == scale.detector
-    x = priced(50)
-    np.testing.assert_allclose(again.open_ended(np.zeros((50, 0)), np.zeros((50, 0)), x),
-                               scale.open_ended(np.zeros((50, 0)), np.zeros((50, 0)), x))
-    # a logistic-detector scale saved over it takes the bank file away; one without its bank is refused
-    plain, *_ = fitted()
-    plain.save(tmp_path)
-    assert not (tmp_path / BANK_FILE).exists() and OneScale.load(tmp_path).bank is None
-    scale.save(tmp_path)
-    (tmp_path / BANK_FILE).unlink()
-    with pytest.raises(ValueError, match=BANK_FILE):
-        OneScale.load(tmp_path)
-
-
-def test_logistic_detector_scale_loads_as_before(tmp_path):
-    scale, *_ = fitted()
-    width = 3
-    scale.detector = {"mean": np.zeros(width), "std": np.ones(width), "w": np.array([1.0, -1.0, 0.5]), "b": np.array(0.2)}
-    scale.save(tmp_path)
-    again = OneScale.load(tmp_path)
-    u, tasks = np.array([[0.3]]), np.array([[0.1, 0.2]])
-    np.testing.assert_allclose(again.open_ended(u, tasks), sigmoid(np.array([0.3 - 0.1 + 0.1 + 0.2])))

@@ -63,20 +63,3 @@ def test_predict_with_evidence_reports_support_and_flags_unsupported_pairs(scale
     vectors = [predictor.model_vector(m) for m in models]
     np.testing.assert_allclose(predictor.probabilities(f.u.astype(float), vectors, f.tasks), result.quality)
     assert predictor.set_rho == 0.3 and set_quality(result.quality[:, :2], predictor.set_rho).shape == (3,)
-
-
-def test_a_density_detector_is_loaded_with_the_artifact_and_read_at_serving_time(scaled_artifact):
-    """The bank travels in the artifact; predictions read it on the pooled embedding the encoder gives."""
-    from pickwise.predictor.inference import load_predictor
-    from pickwise.predictor.scale import BANK_FILE, fit_density_detector
-
-    predictor = load_predictor(scaled_artifact, device="cpu", backbone=tiny_backbone())
-    pooled = predictor.prompt_features(PROMPTS).pooled
-    detector, bank = fit_density_detector(pooled[:1], pooled[1:], pooled[:1], k=1)
-    predictor.scale.detector, predictor.scale.bank = detector, bank
-    predictor.scale.save(scaled_artifact)
-    assert (scaled_artifact / BANK_FILE).exists()
-    served = load_predictor(scaled_artifact, device="cpu", backbone=tiny_backbone())
-    result = served.predict_with_evidence(PROMPTS, served.model_names)
-    np.testing.assert_allclose(result.open_ended, served.scale.open_ended(None, None, pooled), atol=1e-6)
-    assert result.open_ended[0] < 0.5 < result.open_ended[1]  # the bank's own prompt reads closed
