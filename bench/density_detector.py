@@ -2,7 +2,7 @@
 
 p_open = logistic(w · s_nn + b), s_nn the mean cosine similarity of a prompt's pooled embedding to
 its k nearest prompts of a bank of priced training prompts, so a plain question near TriviaQA's
-reads as TriviaQA's kind. It did not ship (read ~37% of validation MMLU prompts as open-ended), so
+reads as TriviaQA's kind. It did not ship (docs/decisions/one-scale.md, round 5), so
 it lives beside the study rather than in the serving layer.
 """
 from __future__ import annotations
