@@ -5,8 +5,8 @@ from bench/one_scale_features.py (cached under .cache/one_scale). The scale is f
 rows; candidates are chosen on validation rows and the everyday prompts (docs/decisions/one-scale.md);
 `--split test` reads the test rows once to report.
 
-Run: .venv/bin/python -m bench.one_scale_study [--split val|test] [--write]
-(--write stores the chosen scale into the shipped artifact). Writes bench/results/one_scale_study.{json,md}.
+Run: .venv/bin/python -m bench.one_scale_study [--split val|test] [--choose a,b] [--write]
+(--write stores the last chosen scale into the shipped artifact). Writes bench/results/one_scale_study.{json,md}.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
+from bench.density_detector import DensityScale, fit_density_detector  # noqa: E402
 from bench.one_scale_features import ALPACA, load_features  # noqa: E402
 from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
@@ -39,17 +40,27 @@ from pickwise.predictor.scale import (  # noqa: E402
 )
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-# rounds 1-4: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
+# rounds 1-5: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
 # round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature; round 4: no
-# base-model penalty in the probabilities, the pool rule instead)
+# base-model penalty in the probabilities, the pool rule instead; round 5: density detector)
 CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
-              "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False}}
-REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule"}
+              "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False},
+              "scale5-density": {"tau": 0.5, "open_gate": 0.5, "detector": "density"}}
+REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule", "scale5-density"}
+BANK_PER_TABLE, BANK_SEED, BANK_K = 1000, 0, 10  # round 5's density bank
 SHIPPED = "shipped"
 DECISIONS = [
     ("poem", "Write a short poem about the sea at dawn.", "max_quality"),
     ("hi", "hi, how are you?", "max_quality"),
     ("number theory", "Prove that for every prime p > 3, p^2 - 1 is divisible by 24.", "min_quality 0.7"),
+]
+# what a user tries first (docs/decisions/one-scale.md, the detector's known weakness): p_open and select
+PROBES = [
+    ("capital", "What is the capital of Australia?"),
+    ("poem", "Write a short poem about the sea at dawn."),
+    ("hi", "hi, how are you?"),
+    ("contract", "Is a verbal agreement to sell a house legally binding, or does the contract have to be in writing?"),
+    ("python bug", "Why does my Python function return None instead of the list? def f(xs): xs.sort()"),
 ]
 
 
@@ -63,7 +74,20 @@ def alpaca_table():
     return models, quality, held
 
 
-def fit_scales(predictor, feats) -> tuple[dict, dict]:
+def density_detector(feats, held: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Round 5: a bank of BANK_PER_TABLE random training prompts per priced table; negatives are
+    the other training prompts (each table weighing the same), positives AlpacaEval's training ones."""
+    pr = feats["priced"]
+    train = pr["split"] == "train"
+    rng = np.random.default_rng(BANK_SEED)
+    bank = np.concatenate([rng.choice(np.flatnonzero(train & (pr["table"] == t)), BANK_PER_TABLE, replace=False)
+                           for t in range(len(PRICED_TABLES))])
+    neg = np.flatnonzero(train & ~np.isin(np.arange(len(train)), bank))
+    return fit_density_detector(pr["pooled"][bank], feats["alpaca"]["pooled"][~held], pr["pooled"][neg],
+                                neg_groups=pr["table"][neg], k=BANK_K)
+
+
+def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
     pr = feats["priced"]
     train = pr["split"] == "train"
     models, quality, held = alpaca_table()
@@ -74,11 +98,15 @@ def fit_scales(predictor, feats) -> tuple[dict, dict]:
     detector = fit_detector(x(al, ~held), x(pr, neg), c=0.01, neg_groups=pr["table"][neg])
     meta = predictor.meta
     scales = {}
-    for name, params in CANDIDATES.items():
+    for name in names:
+        params = dict(CANDIDATES[name])
+        density = params.pop("detector", None) == "density"
         scales[name] = fit_one_scale(
             predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
             pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
             links=ALPACA_LINKS, detector=detector, **params)
+        if density:
+            scales[name] = DensityScale.of(scales[name], *density_detector(feats, held))
         if name in REFIT_TEMPERATURE:
             from pickwise.predictor.calibration import fit_temperature
 
@@ -237,9 +265,10 @@ def decisions(predictor, scale, snapshot) -> dict:
     return out
 
 
-def product_decisions(predictor, scale) -> dict:
-    """The same prompts through the product's own select (its defaults: low-confidence qualities do
-    not meet a floor, open-ended prompts skip base models), with this scale in the predictor."""
+def product_answers(predictor, scale, requests: list[tuple[str, str, dict]]) -> dict:
+    """{key: what select answers} for (key, prompt, options) through the product's own select
+    (its defaults: low-confidence qualities do not meet a floor, open-ended prompts skip base models),
+    with this scale in the predictor."""
     from pickwise.api.errors import NoFeasibleModel
     from pickwise.api.schemas import SelectRequest
     from pickwise.api.service import PickwiseService
@@ -249,8 +278,7 @@ def product_decisions(predictor, scale) -> dict:
     service = PickwiseService(Registry(default_registry_dir()), predictor)
     out = {}
     try:
-        for key, prompt, rule in DECISIONS:
-            options = {"objective": "max_quality"} if rule == "max_quality" else {"min_quality": 0.7}
+        for key, prompt, options in requests:
             try:
                 d = service.select(SelectRequest(prompt=prompt, **options))
                 out[key] = f"{d.chosen[0]} ({d.quality:.3f}{', low confidence' if d.low_confidence else ''})"
@@ -259,6 +287,53 @@ def product_decisions(predictor, scale) -> dict:
     finally:
         predictor.scale = kept
     return out
+
+
+def product_decisions(predictor, scale) -> dict:
+    """The issue's three prompts through select."""
+    options = {"max_quality": {"objective": "max_quality"}, "min_quality 0.7": {"min_quality": 0.7}}
+    return product_answers(predictor, scale, [(key, prompt, options[rule]) for key, prompt, rule in DECISIONS])
+
+
+def probes(predictor, scale) -> dict:
+    """PROBES through select: p_open, the max_quality pick, and what a 0.7 floor answers."""
+    answers = product_answers(predictor, scale, [(f"{key}|{rule}", prompt, options) for key, prompt in PROBES
+                                                 for rule, options in (("max_quality", {"objective": "max_quality"}),
+                                                                       ("floor_0.7", {"min_quality": 0.7}))])
+    p_open = predictor_p_open(predictor, scale, [prompt for _, prompt in PROBES])
+    return {key: {"prompt": prompt, "p_open": round(float(p_open[i]), 3), "max_quality": answers[f"{key}|max_quality"],
+                  "floor_0.7": answers[f"{key}|floor_0.7"]} for i, (key, prompt) in enumerate(PROBES)}
+
+
+def predictor_p_open(predictor, scale, prompts: list[str]) -> np.ndarray:
+    f = predictor.prompt_features(prompts)
+    return scale.open_ended(f.u.astype(float), f.tasks.astype(float), f.pooled.astype(float))
+
+
+def open_ended_figures(scale, feats, split: str, held: np.ndarray) -> dict:
+    """Share read as open-ended (p_open >= 0.5): priced rows of `split` per table and LLMRouter's per
+    task, AlpacaEval's held-out instructions, everyday prompts per kind (with the mean p_open)."""
+    def p_open(group, rows=slice(None)):
+        g = feats[group]
+        return scale.open_ended(g["u"][rows].astype(float), g["tasks"][rows].astype(float), g["pooled"][rows].astype(float))
+
+    pr = feats["priced"]
+    rows = pr["split"] == split
+    p_priced, p_every = p_open("priced", rows), p_open("everyday")
+    table, task = pr["table"][rows], pr["task"][rows]
+    stems = list(PRICED_TABLES)
+    llm = table == stems.index(next(s for s in stems if "llmrouter" in s.lower()))
+    kind = feats["everyday"]["kind"]
+    return {
+        "priced_share": float((p_priced >= 0.5).mean()),
+        "priced_by_table": {PRICED_TABLES[s]: float((p_priced[table == k] >= 0.5).mean()) for k, s in enumerate(stems)},
+        "llmrouter_by_task": {t.split("/", 1)[1]: float((p_priced[llm & (task == t)] >= 0.5).mean())
+                              for t in np.unique(task[llm])},
+        "alpaca_heldout_share": float((p_open("alpaca", held) >= 0.5).mean()),
+        "everyday_share": float((p_every >= 0.5).mean()), "everyday_mean": float(p_every.mean()),
+        "everyday_by_kind": {k: [float((p_every[kind == k] >= 0.5).mean()), float(p_every[kind == k].mean())]
+                             for k in np.unique(kind)},
+    }
 
 
 def markdown(result: dict) -> str:
@@ -294,6 +369,19 @@ def markdown(result: dict) -> str:
         for label in (SHIPPED, "after"):
             lines.append(f"  - {label}: pick {d[label]['pick']}; top {d[label]['top5']}; {d[label]['named']}")
         lines.append(f"  - product select (defaults): {result['product_decisions'][key]}")
+    lines += ["", "Read as open-ended (p_open >= 0.5): share, and the everyday prompts' mean p_open:", ""]
+    for name, o in result["open_ended"].items():
+        lines.append(f"- **{name}**: priced {split} {o['priced_share']:.3f} "
+                     + str({k: round(v, 3) for k, v in o["priced_by_table"].items()})
+                     + f"; AlpacaEval held-out {o['alpaca_heldout_share']:.3f}; everyday {o['everyday_share']:.3f}"
+                     + f" (mean {o['everyday_mean']:.3f})")
+        lines.append("  - LLMRouter by task: " + ", ".join(f"{k} {v:.3f}" for k, v in o["llmrouter_by_task"].items()))
+        lines.append("  - everyday by kind (share, mean): "
+                     + ", ".join(f"{k} {v[0]:.2f}/{v[1]:.2f}" for k, v in o["everyday_by_kind"].items()))
+    lines += ["", "Probes through select (p_open; max_quality pick; what a 0.7 floor answers):", ""]
+    for name, rows in result["probes"].items():
+        for key, r in rows.items():
+            lines.append(f"- {name}, {key} \"{r['prompt']}\": p_open {r['p_open']}; {r['max_quality']}; floor: {r['floor_0.7']}")
     lines += ["", "Scale: " + json.dumps(result["scale_info"])]
     return "\n".join(lines) + "\n"
 
@@ -301,18 +389,25 @@ def markdown(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--split", default="val", choices=("val", "test"))
-    parser.add_argument("--choose", default=None, help="candidate to report (default: all)")
+    parser.add_argument("--choose", default=None, help="candidates to report, comma-separated (default: all); "
+                        "the last is the one --write stores")
     parser.add_argument("--bootstrap", type=int, default=500)
     parser.add_argument("--write", action="store_true", help="save the chosen scale into the shipped artifact")
     parser.add_argument("--name", default="one_scale_study")
     args = parser.parse_args()
+    names = args.choose.split(",") if args.choose else list(CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        parser.error(f"--choose: unknown candidate(s) {unknown}; known: {list(CANDIDATES)}")
+    if args.write and CANDIDATES[names[-1]].get("detector") == "density":
+        parser.error(f"--write: {names[-1]} is study-only (the serving layer has no density detector)")
+
 
     predictor = load_predictor(None, "cpu", precision="fp32")
     predictor.scale = None  # "shipped" is the artifact without any scale.json
     snapshot = load_registry(default_registry_dir())
     feats = load_features(predictor)
-    scales, _ = fit_scales(predictor, feats)
-    names = [args.choose] if args.choose else list(scales)
+    scales, fitted = fit_scales(predictor, feats, names)
     probs = {SHIPPED: (all_probabilities(predictor, None, feats["priced"]),
                        all_probabilities(predictor, None, feats["everyday"]))}
     for n in names:
@@ -328,26 +423,23 @@ def main() -> int:
     chosen.set_rho = float(val_sets["rho"])
     result["decisions"] = decisions(predictor, chosen, snapshot)
     result["product_decisions"] = product_decisions(predictor, chosen)
-    p_open = {g: chosen.open_ended(feats[g]["u"].astype(float), feats[g]["tasks"].astype(float), feats[g]["pooled"].astype(float))
-              for g in ("everyday", "alpaca")}
-    pr = feats["priced"]
-    val = pr["split"] == args.split
-    result["open_ended"] = {"everyday_mean": float(p_open["everyday"].mean()),
-                            "everyday_share_above_half": float((p_open["everyday"] >= 0.5).mean()),
-                            "alpaca_heldout_share_above_half": float((p_open["alpaca"][_["held"]] >= 0.5).mean()),
-                            "priced_share_above_half": float((chosen.open_ended(pr["u"][val].astype(float), pr["tasks"][val].astype(float), pr["pooled"][val].astype(float)) >= 0.5).mean()),
-                            "everyday_by_kind": {k: float(p_open["everyday"][feats["everyday"]["kind"] == k].mean())
-                                                 for k in np.unique(feats["everyday"]["kind"])}}
+    result["open_ended"] = {n: open_ended_figures(scales[n], feats, args.split, fitted["held"]) for n in names}
+    result["probes"] = {}
+    for n in names:
+        result["probes"][n] = probes(predictor, scales[n])
     result["scale_info"] = {**chosen.info, "candidate": names[-1], "tau": chosen.tau, "open_gate": chosen.open_gate,
                             "temperature": {n: scales[n].temperature for n in names}, "open_difficulty": chosen.open_difficulty,
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
+    if isinstance(chosen, DensityScale):
+        result["scale_info"]["detector"] = chosen.detector | {"bank": list(chosen.bank.shape)}
     out = ROOT / "bench" / "results"
     suffix = "" if args.split == "test" else f"_{args.split}"
     (out / f"{args.name}{suffix}.json").write_text(json.dumps(result, indent=1, default=str))
     (out / f"{args.name}{suffix}.md").write_text(markdown(result))
     print(markdown(result))
     print(json.dumps(result["open_ended"], indent=1))
+    print(json.dumps(result["probes"], indent=1))
     if args.write:
         path = chosen.save(predictor.directory)
         print(f"wrote {path}")
