@@ -89,6 +89,11 @@ class Decision:
                    latency_ms)
 
 
+def _insert(db: sqlite3.Connection, decisions: list[Decision]) -> None:
+    with immediate(db):
+        db.executemany(_INSERT, [d.row() for d in decisions])
+
+
 class DecisionStore:
     """The decisions of one store file: queued by `record`, written by one writer thread (started by
     the first record, so a server that decides nothing makes no file), read back by `get`."""
@@ -185,25 +190,46 @@ class DecisionStore:
             decisions = [d for d in batch if d is not None]
             try:
                 if decisions:
-                    if db is None:
-                        db = connect(self.path, busy_timeout_s=WRITER_BUSY_TIMEOUT_S, synchronous="NORMAL")
-                    with immediate(db):
-                        db.executemany(_INSERT, [d.row() for d in decisions])
+                    db = db or self._open()
+                    stored = db is not None and self._logged(_insert, db, decisions,
+                                                             what=f"storing {len(decisions)} decision(s)")
+                    self._done(decisions, stored)
                     since_prune += len(decisions)
-                    if since_prune >= self.prune_every:
-                        self._prune(db)
+                    if stored and since_prune >= self.prune_every:
                         since_prune = 0
-            except (sqlite3.Error, OutcomeError) as exc:
-                self.dropped += len(decisions)
-                log.error("%d decision(s) not stored in %s: %s", len(decisions), self.path, exc)
+                        self._logged(self._prune, db, what="pruning decisions")
             finally:
-                with self._lock:
-                    for d in decisions:
-                        self._pending.pop(d.id, None)
                 for _ in batch:
                     self._queue.task_done()
         if db is not None:
             db.close()
+
+    def _open(self) -> sqlite3.Connection | None:
+        """The writer's connection, opened at its first batch (a server that decides nothing makes no
+        file); None when the store cannot be opened (logged; the next batch tries again)."""
+        try:
+            return connect(self.path, busy_timeout_s=WRITER_BUSY_TIMEOUT_S, synchronous="NORMAL")
+        except (OutcomeError, OSError) as exc:
+            log.error("decisions cannot be stored: %s", exc)
+            return None
+
+    def _done(self, decisions: list[Decision], stored: bool) -> None:
+        """The batch is committed, or dropped (a failure is logged and the writer goes on)."""
+        with self._lock:
+            for d in decisions:
+                self._pending.pop(d.id, None)
+            if not stored:
+                self.dropped += len(decisions)
+
+    def _logged(self, work, *args, what: str) -> bool:
+        """Run `work(*args)`; False when it failed, which is logged (a thread's exception would go nowhere)."""
+        try:
+            work(*args)
+            return True
+        except Exception as exc:
+            expected = isinstance(exc, (sqlite3.Error, OutcomeError))  # a busy or broken file: no traceback
+            log.error("%s in %s failed: %s", what, self.path, exc, exc_info=not expected)
+            return False
 
     def _prune(self, db: sqlite3.Connection) -> None:
         """Delete expired decisions, then the oldest beyond `max_rows`, a chunk per transaction."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pickwise.registry.decisions import DecisionStore
-from pickwise.registry.outcomes import OutcomeStore, prompt_sha256
+from pickwise.registry.outcomes import OutcomeError, OutcomeStore, prompt_sha256
 
 U = np.arange(8, dtype=np.float32) / 8
 
@@ -133,3 +133,16 @@ def test_a_closed_store_keeps_nothing_more(path):
     store = DecisionStore(path)
     store.close()
     assert store.record("p", ["m"], U, "enc") is None and not path.exists()
+
+
+def test_an_unusable_store_drops_decisions_and_says_so(tmp_path, caplog):
+    path = tmp_path / "not-a-store.sqlite"
+    path.write_bytes(b"this is no database " * 100)
+    store = DecisionStore(path)
+    decision_id = store.record("p", ["m"], U, "enc")
+    store.flush()
+    assert store.dropped == 1
+    with pytest.raises(OutcomeError, match="not a usable outcome store"):  # feedback says so too
+        store.get(decision_id)
+    assert "decisions cannot be stored" in caplog.text and "not a usable outcome store" in caplog.text
+    store.close()  # the writer lives on: close does not hang
