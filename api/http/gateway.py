@@ -184,9 +184,9 @@ async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None
                            "code": "stream_interrupted", "model": model}}
         yield b"\n\ndata: " + json.dumps(error).encode() + b"\n\n"
     finally:
-        await stream.aclose()
-        if finished is not None:
+        if finished is not None:  # before the await below, which a cancelled request may not get past
             finished(last_usage, stream.first_byte_seconds + time.perf_counter() - started)
+        await stream.aclose()
 
 
 @router.post("/chat/completions", dependencies=[Depends(require_client_key)], openapi_extra=CHAT_BODY,
