@@ -115,7 +115,8 @@ class SelectResponse(Decision):
     )
     decision_id: str | None = Field(
         None, description="the HTTP service's id of this decision: POST /v1/feedback {decision_id, score} reports "
-                          "how the chosen model did (kept in memory for an hour, at most 100,000 decisions)")
+                          "how the chosen model did (kept in the outcome store, by default for 7 days, at most "
+                          "1,000,000 decisions; null when it could not be kept)")
 
 
 # ---- batch planning ----------------------------------------------------------------------
@@ -349,14 +350,17 @@ class FeedbackRequest(BaseModel):
                      {"prompt": "What is 2+2?", "model": "gpt-3.5-turbo-1106", "score": 0.0, "cost_usd": 0.00002}]})
 
     decision_id: str | None = Field(None, min_length=1, max_length=64,
-                                    description="from a /v1/select answer; gives the prompt and the chosen model")
+                                    description="from a /v1/select answer, or a routed gateway call's "
+                                                "x-pickwise-decision-id header; gives the prompt and the model")
     prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS, description="instead of decision_id")
     model: str | None = Field(None, min_length=1, description="name or alias; with decision_id, only needed when a "
-                                                               "set of models was chosen (one of them)")
+                                                               "set of models was chosen (one of them); for a gateway "
+                                                               "call, the model that answered")
     score: Probability = Field(description="how well the model answered, in [0, 1] (1: acceptably)")
     cost_usd: float | None = Field(None, ge=0.0, description="what the call cost")
-    latency_ms: float | None = Field(None, ge=0.0)
-    output_tokens: int | None = Field(None, ge=0)
+    latency_ms: float | None = Field(None, ge=0.0, description="by default a gateway call's answer time")
+    output_tokens: int | None = Field(None, ge=0, description="the answer's length; by default a gateway call's "
+                                                              "usage.completion_tokens")
     tags: dict[str, Any] | None = Field(None, description="free JSON, stored as given")
     keep_prompt: bool = Field(True, description="false: store the prompt's sha256 and its vector, not its text")
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
-from pickwise.api.decisions import DecisionLog
 from pickwise.api.errors import DecisionNotFound, ModelNotFound, NoFeasibleModel, NotReady, RequestFieldError
 from pickwise.api.schemas import (
     MAX_OUTPUT_TOKENS,
@@ -48,6 +47,7 @@ from pickwise.registry import (
     estimate_cost_usd,
     estimate_latency_ms,
 )
+from pickwise.registry.decisions import DecisionStore
 from pickwise.selector.batch import plan_batch
 from pickwise.selector.costs import request_candidates
 from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible
@@ -105,6 +105,24 @@ def caller_names(snapshot: RegistrySnapshot, *named: Iterable[str] | None) -> di
             if name in snapshot and snapshot.get(name).name != name:
                 names.setdefault(snapshot.get(name).name, name)
     return names
+
+
+def _decided_model(decision, model: str | None, asked: str | None) -> str:
+    """The model feedback on `decision` is about: the one that answered a gateway call, else the one
+    chosen; `model` (the registry name of `asked`, the request's) must be that model, or one of a set."""
+    if decision.answered_by is not None:
+        if model is not None and model != decision.answered_by:
+            raise RequestFieldError("model", f"{asked!r} is not the model that answered this call "
+                                             f"({decision.answered_by})")
+        return decision.answered_by
+    if model is None:
+        if len(decision.chosen) != 1:
+            raise RequestFieldError("model", f"the decision chose a set ({', '.join(decision.chosen)}): "
+                                             "name the model the score is for")
+        return decision.chosen[0]
+    if model not in decision.chosen:
+        raise RequestFieldError("model", f"{asked!r} is not what the decision chose ({', '.join(decision.chosen)})")
+    return model
 
 
 def _renamed_decision(decision, names: dict[str, str]) -> dict:
@@ -186,10 +204,12 @@ class PickwiseService:
     """Registry + predictor + selection logic; thread-safe (called from worker threads)."""
 
     def __init__(self, registry: Registry, predictor=None, *, load_on_demand: Callable[[], object] | None = None,
-                 outcome_store=None):
+                 outcome_store=None, decisions: DecisionStore | None = None):
         """`predictor`: a loaded one, or None until `load_predictor` publishes one (the HTTP app loads
         it in the background); `load_on_demand`: load it the first time a call needs it (the CLI,
-        which must not pay for the encoder when every prompt comes with its qualities)."""
+        which must not pay for the encoder when every prompt comes with its qualities).
+        `outcome_store`: the store's path (None: the default); `decisions`: where decisions are kept
+        (default: that store, with the default bounds)."""
         self.registry = registry
         self._predictor = predictor
         self._load_on_demand = load_on_demand
@@ -199,7 +219,7 @@ class PickwiseService:
         # the one thread every torch predictor call runs on (see `encode`; an ONNX encoder's
         # micro-batches also use the batcher's other lanes); lives as long as the service
         self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickwise-encode")
-        self.decisions = DecisionLog()
+        self.decisions = decisions if decisions is not None else DecisionStore(outcome_store)
         self._outcome_store_path = outcome_store  # opened on the first feedback: a server that gets none makes no file
         self._outcome_store = None
 
@@ -553,12 +573,13 @@ class PickwiseService:
                 self._outcome_store = OutcomeStore(self._outcome_store_path)
             return self._outcome_store
 
-    def record_decision(self, prompt: str, response: SelectResponse, encoded: Encoded) -> str:
-        """Remember a decision for feedback by its id, with the prompt's u and the encoder that made it;
-        returns the id."""
+    def record_decision(self, prompt: str, response: SelectResponse, encoded: Encoded, **answer) -> str | None:
+        """Keep a decision for feedback by its id, with the prompt's u and the encoder that made it;
+        returns the id (None when it could not be kept). `answer`: the gateway's `decision_id`,
+        `answered_by`, `output_tokens` and `latency_ms`, as DecisionStore.record takes them."""
         chosen = [response.resolved.get(n, n) for n in response.chosen]
-        return self.decisions.record(prompt, chosen, np.asarray(encoded.features.u[0], dtype=np.float32),
-                                     encoded.predictor.encoder_version)
+        return self.decisions.record(prompt, chosen, encoded.features.u[0], encoded.predictor.encoder_version,
+                                     **answer)
 
     def feedback(self, request: FeedbackRequest) -> FeedbackStored:
         """Store one outcome (committed before this returns), by decision id or by prompt and model."""
@@ -570,37 +591,36 @@ class PickwiseService:
             if request.model not in snapshot:
                 raise RequestFieldError("model", f"unknown model {request.model!r} (not in the registry)")
             model = snapshot.get(request.model).name
-        u, encoder = None, None
+        output_tokens, latency_ms = request.output_tokens, request.latency_ms
         if request.decision_id is not None:
-            decision = self.decisions.get(request.decision_id)
-            if decision is None:
-                raise DecisionNotFound(f"unknown decision {request.decision_id!r}: this server keeps decisions for "
-                                       f"{self.decisions.ttl_s / 3600:g} hour(s), at most {self.decisions.max_entries:,}; "
-                                       "send the prompt and model instead")
-            if model is None:
-                if len(decision.chosen) != 1:
-                    raise RequestFieldError("model", f"the decision chose a set ({', '.join(decision.chosen)}): "
-                                                     "name the model the score is for")
-                model = decision.chosen[0]
-            elif model not in decision.chosen:
-                raise RequestFieldError("model", f"{request.model!r} is not what the decision chose "
-                                                 f"({', '.join(decision.chosen)})")
-            prompt, u, encoder = decision.prompt, decision.u, decision.encoder
+            decision = self._decision(request.decision_id)
+            model = _decided_model(decision, model, request.model)
+            prompt, sha, u, encoder = decision.prompt, decision.prompt_sha256, decision.u, decision.encoder
+            output_tokens = output_tokens if output_tokens is not None else decision.output_tokens
+            latency_ms = latency_ms if latency_ms is not None else decision.latency_ms
         else:
-            prompt = request.prompt
-        if not request.keep_prompt and u is None:
+            prompt, sha, u, encoder = request.prompt, prompt_sha256(request.prompt), None, None
+        keep = request.keep_prompt and prompt is not None  # a decision kept without its text has only the hash
+        if not keep and u is None:
             predictor = self.predictor
             u, encoder = self.encode([prompt], predictor).u[0], predictor.encoder_version
         outcome = Outcome(
-            model=model, score=float(request.score), prompt=prompt if request.keep_prompt else None,
-            prompt_sha256=prompt_sha256(prompt),
-            prompt_vector=None if request.keep_prompt else tuple(float(x) for x in np.asarray(u, dtype=np.float32)),
-            vector_encoder=None if request.keep_prompt else encoder,
-            cost_usd=request.cost_usd, latency_ms=request.latency_ms, output_tokens=request.output_tokens,
+            model=model, score=float(request.score), prompt=prompt if keep else None, prompt_sha256=sha,
+            prompt_vector=None if keep else tuple(float(x) for x in np.asarray(u, dtype=np.float32)),
+            vector_encoder=None if keep else encoder,
+            cost_usd=request.cost_usd, latency_ms=latency_ms, output_tokens=output_tokens,
             decision_id=request.decision_id, tags=request.tags)
         self.outcome_store.add([outcome])
-        return FeedbackStored(model=model, prompt_sha256=outcome.prompt_sha256, decision_id=request.decision_id,
-                              prompt_kept=request.keep_prompt)
+        return FeedbackStored(model=model, prompt_sha256=sha, decision_id=request.decision_id, prompt_kept=keep)
+
+    def _decision(self, decision_id: str):
+        decision = self.decisions.get(decision_id)
+        if decision is None:
+            keep = self.decisions.keep_s
+            span = f"{keep / 86400:g} day(s)" if keep >= 86400 else f"{keep / 3600:g} hour(s)"
+            raise DecisionNotFound(f"unknown decision {decision_id!r}: decisions are kept in the outcome store for "
+                                   f"{span}, at most {self.decisions.max_rows:,}; send the prompt and model instead")
+        return decision
 
     # ---- registry ----------------------------------------------------------------------------
     def model_info(self, spec: ModelSpec, snapshot: RegistrySnapshot) -> ModelInfo:

@@ -10,12 +10,16 @@ hashed row without a vector can only be counted, never fitted). Every write is o
 a batch is stored whole or not at all, and a committed batch survives a crash of the writer
 (`synchronous=FULL` makes the commit durable before it returns).
 
+The same file holds the routing decisions feedback can name by id (`decisions` table; written and
+read by `pickwise.registry.decisions`).
+
 Several processes on one host may share a store (WAL readers never block the writer; writers wait
 up to `busy_timeout`). A SQLite file on a network volume shared by several hosts is not safe: its
 locks do not hold across hosts (docs/outcomes.md).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -68,6 +72,20 @@ CREATE TABLE IF NOT EXISTS feature_cache (
     PRIMARY KEY (prompt_sha256, encoder)
 );
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    prompt TEXT,
+    prompt_sha256 TEXT NOT NULL,
+    chosen TEXT NOT NULL,
+    prompt_vector BLOB,
+    vector_encoder TEXT,
+    answered_by TEXT,
+    output_tokens INTEGER,
+    latency_ms REAL
+);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created);
 """
 
 
@@ -146,28 +164,52 @@ def _f32_tuple(blob: bytes | None) -> tuple[float, ...] | None:
     return None if blob is None else tuple(float(x) for x in np.frombuffer(blob, dtype="<f4"))
 
 
+@contextlib.contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on an autocommit connection: committed whole, or rolled back on any error.
+    IMMEDIATE takes the write lock at the start (waiting up to the busy timeout), never midway."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def connect(path: Path, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL") -> sqlite3.Connection:
+    """A connection to the store at `path` (created with its tables when new), in WAL mode and
+    autocommit (callers open their transactions), usable from any one thread at a time.
+    OutcomeError when the file is not a store this code reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(str(path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.executescript(_SCHEMA)
+            found = db.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
+            if found is None:
+                db.execute("INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(found[0]) != SCHEMA_VERSION:
+                raise OutcomeError(f"{path}: outcome store schema {found[0]}, this code reads {SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+    except sqlite3.DatabaseError as exc:
+        raise OutcomeError(f"{path}: not a usable outcome store ({exc})") from None
+    return db
+
+
 class OutcomeStore:
     """A connection to one store; thread-safe (one connection behind a lock)."""
 
     def __init__(self, path: str | os.PathLike | None = None, *, busy_timeout_s: float = 10.0):
         self.path = Path(path) if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s, check_same_thread=False,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk before it returns (NORMAL in WAL mode may lose the last
-            # commits on power loss; a process crash loses nothing either way)
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            found = self._db.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
-            if found is None:
-                self._db.execute("INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) != SCHEMA_VERSION:
-                raise OutcomeError(f"{self.path}: outcome store schema {found[0]}, this code reads {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise OutcomeError(f"{self.path}: not a usable outcome store ({exc})") from None
+        # FULL: a commit is on disk before it returns (NORMAL in WAL mode may lose the last
+        # commits on power loss; a process crash loses nothing either way)
+        self._db = connect(self.path, busy_timeout_s=busy_timeout_s, synchronous="FULL")
 
     def close(self) -> None:
         with self._lock:
@@ -179,27 +221,10 @@ class OutcomeStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    class _Tx:
-        def __init__(self, store):
-            self.store = store
-
-        def __enter__(self):
-            self.store._lock.acquire()
-            try:
-                self.store._db.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                self.store._lock.release()
-                raise
-            return self.store._db
-
-        def __exit__(self, kind, exc, tb):
-            try:
-                self.store._db.execute("COMMIT" if kind is None else "ROLLBACK")
-            finally:
-                self.store._lock.release()
-
-    def _transaction(self) -> _Tx:
-        return OutcomeStore._Tx(self)
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, immediate(self._db) as db:
+            yield db
 
     # ---- writes ----------------------------------------------------------------------------
     def add(self, outcomes: Iterable[Outcome]) -> int:

@@ -12,7 +12,6 @@ import textwrap
 import pytest
 
 from pickwise.api.cli.main import main
-from pickwise.api.decisions import DecisionLog
 from pickwise.registry.outcomes import Outcome, OutcomeStore, parse_file, prompt_sha256, utc_timestamp
 from tests.api_support import registry_with_alias
 
@@ -160,17 +159,6 @@ def test_a_crash_mid_import_loses_no_committed_outcome(tmp_path):
     rows = _rows(path)
     assert len(rows) >= committed and len(rows) % batch == 0  # every committed batch whole, no partial one
     assert {o.prompt for o in rows} == {f"prompt {i}" for i in range(len(rows))}
-
-
-def test_decision_log_is_bounded_by_count_size_and_age():
-    now = [0.0]
-    log = DecisionLog(max_entries=3, max_chars=10, ttl_s=60, clock=lambda: now[0])
-    ids = [log.record("ab", ["m"]) for _ in range(4)]
-    assert log.get(ids[0]) is None and log.get(ids[3]).chosen == ("m",) and len(log) == 3
-    log.record("x" * 7, ["m"])  # 2 + 2 + 7 chars > 10: the oldest go
-    assert len(log) == 2
-    now[0] = 61
-    assert log.get(ids[3]) is None and len(log) == 0
 
 
 def test_timestamps_sort_as_times():

@@ -106,6 +106,12 @@ def usage_of(body: bytes) -> dict | None:
     return usage if isinstance(usage, dict) else None
 
 
+def completion_tokens(usage: dict | None) -> int | None:
+    """`usage.completion_tokens`, the answer's length as the upstream counts it, when it is a count."""
+    value = (usage or {}).get("completion_tokens")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Whole server-sent events (each with its blank-line terminator) from a byte stream, each as
     soon as its end arrives; what is left at the end of the stream comes last."""

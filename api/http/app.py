@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
 
 from pickwise.api.gateway import Forwarder, UpstreamClient
 from pickwise.api.http import gateway
@@ -35,6 +36,7 @@ from pickwise.api.http.timeouts import BodyReadTimeout
 from pickwise.api.schemas import MAX_PROMPT_CHARS
 from pickwise.api.service import PickwiseService
 from pickwise.registry import Registry, default_registry_dir, user_registry_dir
+from pickwise.registry.decisions import DecisionStore
 
 DESCRIPTION = f"""
 Pick the cheapest LLM (or parallel set of LLMs) that answers a prompt well.
@@ -94,8 +96,10 @@ def create_app(
     registry = Registry(registry_dir) if registry_dir is not None else \
         Registry(user_registry_dir(), base=default_registry_dir())
     loader = None if follow_promotions is not None else _loader(predictor, artifact_dir)
+    decisions = DecisionStore(settings.outcome_store, keep_s=settings.decision_keep_s, max_rows=settings.decision_max,
+                              keep_prompt=settings.decision_keep_prompt)
     service = PickwiseService(registry, predictor if loader is None and follow_promotions is None else None,
-                              outcome_store=settings.outcome_store)
+                              outcome_store=settings.outcome_store, decisions=decisions)
     watcher = PromotionWatcher(service, follow_promotions) if follow_promotions is not None else None
     metrics = ServiceMetrics()
     def lanes() -> int:  # read when the batcher starts, after the predictor has loaded
@@ -132,6 +136,7 @@ def create_app(
         await batcher.aclose()
         await forwarder.client.aclose()
         jobs.shutdown()
+        await run_in_threadpool(decisions.close)  # what is queued is written before the process goes
 
     # Swagger UI and ReDoc from assets shipped in fastapi-offline: no page loads anything from another host
     app = FastAPIOffline(title="pickwise", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

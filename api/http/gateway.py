@@ -6,14 +6,18 @@ body's `pickwise` object) and forwards it down the decision's ranking until a mo
 registered name or alias is forwarded to that model alone. The upstream's answer comes back as it
 was sent (JSON, or its server-sent events as they arrive), with `x-pickwise-model`,
 `x-pickwise-attempts` and `x-pickwise-decision-id`. Errors take OpenAI's shape (`errors.py`).
+A routed call that was answered keeps its decision under that id, with the model that answered and
+the upstream's usage.completion_tokens (a stream's once it ends), for POST /v1/feedback.
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,13 +30,15 @@ from starlette.requests import ClientDisconnect
 from pickwise.api.errors import AllAttemptsFailed, RequestFieldError
 from pickwise.api.gateway import Forwarded, routing_prompt
 from pickwise.api.gateway.route import AUTO_MODEL, GatewayOptions, decide_route, named_model, select_request, served
-from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, usage_of
+from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, completion_tokens, usage_of
 from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.batcher import QueueFull
 from pickwise.api.http.errors import ClientGone, HttpError, error_response
 from pickwise.api.http.routes import json_response, state, unless_disconnected
 from pickwise.api.http.settings import API_KEYS_ENV
-from pickwise.api.schemas import OpenAIErrorBody, OpenAIModel, OpenAIModelList
+from pickwise.api.schemas import OpenAIErrorBody, OpenAIModel, OpenAIModelList, SelectResponse
+from pickwise.api.service import Encoded
+from pickwise.registry import ModelSpec
 
 PREFIX = "/openai/v1"
 router = APIRouter(prefix=PREFIX, tags=["gateway"])
@@ -117,8 +123,17 @@ def _header_name(name: str) -> str:
     return quote(name, safe=HEADER_SAFE)
 
 
-async def _route(request: Request, body: dict[str, Any], options: GatewayOptions):
-    """(decision, ranked specs) of a `pickwise/auto` request: the select path, prompt from the messages."""
+class Route(NamedTuple):
+    """A `pickwise/auto` request's decision, its ranking as specs, and what the decision is kept with."""
+
+    decision: SelectResponse
+    models: list[ModelSpec]
+    prompt: str  # what the predictor read of the messages
+    encoded: Encoded
+
+
+async def _route(request: Request, body: dict[str, Any], options: GatewayOptions) -> Route:
+    """The route of a `pickwise/auto` request: the select path, prompt from the messages."""
     st = state(request)
     service = st.service
     service.check_ready()
@@ -135,18 +150,30 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
     except QueueFull as exc:
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                         waiting=exc.waiting, max_queue=exc.limit) from None
-    return await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens)
+    decision, models = await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens)
+    return Route(decision, models, select.prompt, encoded)
 
 
-async def _relay(forwarded: Forwarded, observer) -> AsyncIterator[bytes]:
+def _keep(service, route: Route, decision_id: str, model: str, usage: dict | None, seconds: float) -> None:
+    """Keep a routed call's decision for feedback by `decision_id`: with the model that answered, its
+    usage.completion_tokens (None when the upstream sent no usage) and the answer's seconds."""
+    service.record_decision(route.prompt, route.decision, route.encoded, decision_id=decision_id,
+                            answered_by=model, output_tokens=completion_tokens(usage), latency_ms=seconds * 1000.0)
+
+
+async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None, float], None] | None = None
+                 ) -> AsyncIterator[bytes]:
     """The upstream's events as they arrive; a failure midway ends the stream with an error event (never
-    another model's text: the caller already has part of this one's answer)."""
+    another model's text: the caller already has part of this one's answer). At the end, however it
+    ends, `finished(usage, seconds)` gets the last usage sent and the answer's duration."""
     stream: UpstreamStream = forwarded.stream
     model = forwarded.model
+    last_usage, started = None, time.perf_counter()
     try:
         async for event in stream.events():
             usage = usage_of(event)
             if usage:
+                last_usage = usage
                 observer.usage(model, usage)
             yield event
     except UpstreamError as exc:
@@ -157,6 +184,8 @@ async def _relay(forwarded: Forwarded, observer) -> AsyncIterator[bytes]:
                            "code": "stream_interrupted", "model": model}}
         yield b"\n\ndata: " + json.dumps(error).encode() + b"\n\n"
     finally:
+        if finished is not None:  # before the await below, which a cancelled request may not get past
+            finished(last_usage, stream.first_byte_seconds + time.perf_counter() - started)
         await stream.aclose()
 
 
@@ -169,12 +198,13 @@ async def chat_completions(request: Request) -> Response:
     decision_id = uuid.uuid4().hex
     stream = bool(body.get("stream", False))
     untried = 0
+    route = None
     if body["model"] == AUTO_MODEL:
         options = _options(body)
-        decision, models = await _route(request, body, options)
-        max_attempts = options.max_attempts
+        route = await _route(request, body, options)
+        models, max_attempts = route.models, options.max_attempts
         log.info("gateway decision %s: ranking %s (quality %.3f, cost %.6f USD)", decision_id,
-                 ",".join(s.name for s in models), decision.quality, decision.cost_usd)
+                 ",".join(s.name for s in models), route.decision.quality, route.decision.cost_usd)
     else:
         if body.get("pickwise"):
             raise RequestFieldError("pickwise", f"routing options apply to model {AUTO_MODEL!r} only; "
@@ -192,9 +222,12 @@ async def chat_completions(request: Request) -> Response:
     headers = _headers(forwarded.model, forwarded.attempts, decision_id)
     if forwarded.stream is None:
         reply = forwarded.reply
+        if route is not None and reply.status < 400:  # a client error passed back is no answer to score
+            _keep(st.service, route, decision_id, forwarded.model, reply.usage(), reply.seconds)
         return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
     headers["cache-control"] = "no-cache"
-    return StreamingResponse(_relay(forwarded, st.metrics), status_code=forwarded.stream.status,
+    finished = None if route is None else partial(_keep, st.service, route, decision_id, forwarded.model)
+    return StreamingResponse(_relay(forwarded, st.metrics, finished), status_code=forwarded.stream.status,
                              media_type=forwarded.stream.content_type, headers=headers)
 
 

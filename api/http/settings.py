@@ -38,6 +38,15 @@ class ServiceSettings(BaseSettings):
     outcome_store: str | None = Field(
         None, description="the outcome store feedback goes to (a SQLite file); None: $PICKWISE_HOME/outcomes.sqlite",
     )
+    decision_keep_s: float = Field(
+        7 * 86400.0, gt=0.0, description="how long a decision (a select's, a routed gateway call's) is kept in the "
+                                         "outcome store for feedback by its id; older ones are deleted")
+    decision_max: int = Field(
+        1_000_000, ge=1, description="most decisions kept in the store (shared by every server on it); past it the "
+                                     "oldest are deleted")
+    decision_keep_prompt: bool = Field(
+        True, description="false: a decision keeps the prompt's sha256 and vector, not its text (feedback on it then "
+                          "stores the hash only, whatever its keep_prompt)")
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request bodies above this get 413")
     max_batch: int = Field(32, ge=1, description="most prompts in one micro-batched predictor call")
     max_wait_ms: float = Field(

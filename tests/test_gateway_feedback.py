@@ -1,0 +1,101 @@
+"""Gateway calls feed the outcome loop: the official OpenAI SDK calls pickwise (uvicorn, loopback), which
+forwards to a loopback upstream; the decision id from the response header then scores the answer over
+POST /v1/feedback, and the outcome stored holds the model that answered and its output tokens."""
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from bench.openai_upstream import Upstream
+from pickwise.registry.outcomes import OutcomeStore
+from tests.api_support import TOKEN
+from tests.gateway_support import KEY_ENV, UPSTREAM_KEY, pickwise_server, served_registry
+
+AUTO = "pickwise/auto"
+QUESTION = [{"role": "user", "content": "Which of these numbers is prime? A) 4 B) 6 C) 7 D) 9"}]
+WORDS = {"provider-cheap": 3, "mid": 11}  # the upstream's answer lengths (its usage counts words)
+
+
+@pytest.fixture
+def gateway(tmp_path, tiny_predictor, monkeypatch):
+    """(pickwise's base URL, the upstream, the store's path)."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    store = tmp_path / "outcomes.sqlite"
+    answer = lambda model, messages: " ".join(["word"] * WORDS.get(model, 5))  # noqa: E731
+    with Upstream(key=UPSTREAM_KEY, answer=answer).running() as up:
+        registry = served_registry(tmp_path / "registry", up.base_url)
+        with pickwise_server(registry, tiny_predictor, outcome_store=str(store)) as url:
+            yield url, up, store
+
+
+def _sdk(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/openai/v1", api_key="unused", max_retries=0)
+
+
+def _feedback(url: str, **body) -> httpx.Response:
+    return httpx.post(url + "/v1/feedback", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+
+def _outcomes(path):
+    with OutcomeStore(path) as store:
+        return list(store.outcomes())
+
+
+def test_feedback_on_a_routed_call_scores_the_model_that_answered(gateway):
+    url, up, store = gateway
+    up.behave("provider-cheap", "status", status=503)  # 'down' refuses connections: 'mid' answers
+    raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=QUESTION)
+    completion = raw.parse()
+    assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+    assert completion.usage.completion_tokens == 11 and completion.model == "mid"  # the upstream's body as sent
+    decision_id = raw.headers["x-pickwise-decision-id"]
+
+    wrong = _feedback(url, decision_id=decision_id, model="cheap", score=1)
+    assert wrong.status_code == 422 and "not the model that answered" in wrong.text
+    r = _feedback(url, decision_id=decision_id, score=0.75)
+    assert r.status_code == 201, r.text
+    assert r.json()["model"] == "mid"
+    [row] = _outcomes(store)
+    assert (row.model, row.score, row.output_tokens, row.decision_id) == ("mid", 0.75, 11, decision_id)
+    assert row.prompt == QUESTION[0]["content"] and row.latency_ms > 0
+
+
+@pytest.mark.parametrize("include_usage, tokens", [(True, 3), (False, None)])
+def test_a_streamed_call_records_its_usage_when_the_upstream_sends_it(gateway, include_usage, tokens):
+    url, up, store = gateway
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    with _sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION, stream=True,
+                                                                    **options) as raw:
+        text = "".join(c.delta.content or "" for chunk in raw.parse() for c in chunk.choices)
+        decision_id = raw.headers["x-pickwise-decision-id"]
+    assert text == "word word word"
+    # kept when the server's side of the stream ends, which may be just after the SDK has read [DONE]
+    deadline = time.monotonic() + 5
+    while (r := _feedback(url, decision_id=decision_id, score=1)).status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.status_code == 201, r.text
+    [row] = _outcomes(store)
+    assert (row.model, row.output_tokens) == ("cheap", tokens)
+
+
+def test_feedback_may_give_its_own_length(gateway):
+    url, _, store = gateway
+    raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=QUESTION)
+    r = _feedback(url, decision_id=raw.headers["x-pickwise-decision-id"], score=1, output_tokens=40)
+    assert r.status_code == 201, r.text
+    assert [o.output_tokens for o in _outcomes(store)] == [40]
+
+
+def test_calls_that_route_nothing_or_answer_nothing_keep_no_decision(gateway):
+    url, up, store = gateway
+    named = _sdk(url).chat.completions.with_raw_response.create(model="mid", messages=QUESTION)
+    up.default.kind, up.default.status = "status", 503
+    with pytest.raises(openai.InternalServerError) as failed:
+        _sdk(url).chat.completions.create(model=AUTO, messages=QUESTION)
+    for decision_id in (named.headers["x-pickwise-decision-id"],
+                        failed.value.response.headers["x-pickwise-decision-id"]):
+        r = _feedback(url, decision_id=decision_id, score=1)
+        assert r.status_code == 404 and "unknown decision" in r.text
