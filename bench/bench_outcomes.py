@@ -11,14 +11,14 @@ vectors for them ("trained-in").
 
 No artifact trained without these models is at hand (training takes hours on a CPU), so every router
 here uses the shipped artifact, whose encoder was trained *with* these models' results: the outcome
-fits see an encoder already shaped by them. The figures are therefore an upper bound on what a truly
-new model reaches; docs/coldstart.md measures the same gap with a held-out artifact (fits from
+fits see an encoder already shaped by them, which may flatter a truly new model;
+bench/outcomes_heldout_twin.py removes them from everything but the encoder; docs/coldstart.md measures the same gap with a held-out artifact (fits from
 training labels reach 67-83% of trained-in there).
 
 Also measured: `pickwise fit` on a store of 100,000 outcomes (time, peak memory), in a child process.
 
 Run: .venv/bin/python -m bench.bench_outcomes [--seeds 3] [--fit-rows 100000]
-Writes bench/results/outcomes.json and .md.
+Writes bench/results/outcomes.json and .md (outcomes_trustK.* for another --trust-new).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from pickwise.predictor.coldstart import fit_model_vector  # noqa: E402
 from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
 from pickwise.predictor.inference import ModelVector, load_predictor  # noqa: E402
-from pickwise.predictor.refit import Features, OutcomeRows, fit_vectors  # noqa: E402
+from pickwise.predictor.refit import TRUST_NEW, Features, OutcomeRows, fit_vectors  # noqa: E402
 from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 from pickwise.registry.outcomes import prompt_sha256  # noqa: E402
@@ -70,10 +70,13 @@ def features(predictor, prompts: list[str]) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def as_new(predictor, excluded: list[int]):
-    """The predictor with `excluded` trained models left out of the refit's prior population."""
+    """The predictor with `excluded` trained models left out of the refit's prior population and
+    unknown by name, so that `fit` finds no trained vector to start from."""
     other = copy.copy(predictor)
     keep = np.setdiff1d(np.arange(len(predictor.model_names)), excluded)
     other.trained_vectors = (predictor.trained_vectors[0][keep], predictor.trained_vectors[1][keep])
+    gone = {predictor.model_names[j] for j in excluded}
+    other._index = {name: j for name, j in predictor._index.items() if predictor.model_names[j] not in gone}
     return other
 
 
@@ -158,6 +161,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,300,1000,3000")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fit-rows", type=int, default=100_000, help="outcomes in the fit-time store (0 skips)")
+    parser.add_argument("--trust-new", type=float, default=TRUST_NEW,
+                        help="the prior's weight on the new models' fits (docs/decisions/outcome-prior.md)")
     args = parser.parse_args()
 
     table = load_table(default_data_dir() / TABLE)
@@ -214,7 +219,10 @@ def main() -> int:
         for seed in range(args.seeds):
             rows = draw_outcomes(table, train_rows, sha, size, seed)
             start = time.perf_counter()
-            fitted = fit_vectors(fitter, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool))
+            fitted = fit_vectors(fitter, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool),
+                                 trust_new=args.trust_new)
+            if any(f["before"] != "population" for f in fitted.values()):
+                raise SystemExit(f"expected population-prior fits, got {fitted}")
             seconds = time.perf_counter() - start
             runs.append({**scored(routed({m: (np.array(f["vector"]), f["bias"]) for m, f in fitted.items()})),
                          "fit_seconds_all_models": seconds})
@@ -235,12 +243,13 @@ def main() -> int:
               f"peak RSS {scale['peak_rss_mb']} MB", flush=True)
 
     report = {"table": TABLE, "new_models": NEW, "n_test_prompts": int(test.sum()), "artifact": args.artifact,
-              "reference": reference, "by_outcomes": curve, "fit_at_scale": scale,
+              "trust_new": args.trust_new, "reference": reference, "by_outcomes": curve, "fit_at_scale": scale,
               "note": "every router uses the shipped artifact, trained with these models' results (see module doc)",
               "command": "python -m bench.bench_outcomes " + " ".join(sys.argv[1:])}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "outcomes.json").write_text(json.dumps(report, indent=2))
+    stem = "outcomes" + ("" if args.trust_new == TRUST_NEW else f"_trust{args.trust_new:g}")
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     lines = [f"MMLU-Pro held-out prompts: {report['n_test_prompts']}; models learned from outcomes: {', '.join(NEW)}",
              "", "| router | capture | share of trained-in | Brier (the four models) |", "|---|---|---|---|"]
     t = reference["trained-in"]["capture"]
@@ -256,7 +265,7 @@ def main() -> int:
                       f"command (of which reading and fitting {scale['fit_report_seconds']['total']} s, "
                       f"the MAP fits {scale['fit_report_seconds']['fit']} s), peak RSS {scale['peak_rss_mb']} MB; "
                       f"storing them: {scale['store_write_seconds']} s"]
-    (out / "outcomes.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
