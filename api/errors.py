@@ -11,6 +11,7 @@ from typing import Any
 
 from pickwise.errors import PickwiseError
 from pickwise.registry import RegistryConflict, RegistryError
+from pickwise.registry.errors import StoreUnavailable
 from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible, SelectorInputError
 
 
@@ -118,6 +119,7 @@ ERROR_CODES: tuple[tuple[type[PickwiseError], str], ...] = (
     (PlanInfeasible, "plan_infeasible"),
     (RegistryConflict, "conflict"),
     (RegistryError, "invalid_model"),
+    (StoreUnavailable, "store_unavailable"),
 )
 
 

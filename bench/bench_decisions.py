@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pickwise.registry.decisions import _INSERT, Decision, DecisionStore
-from pickwise.registry.outcomes import connect, immediate, prompt_sha256, utc_timestamp
+from pickwise.registry.outcomes import connect, prompt_sha256, utc_timestamp
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Which of these numbers is prime? A) 4 B) 6 C) 7 D) 9 " * 8  # ~400 characters
@@ -49,7 +49,7 @@ def inline(path: Path, n: int, synchronous: str) -> dict:
         started = time.perf_counter()
         row = Decision(f"{synchronous}-{i}", ("gpt-3.5-turbo-1106",), PROMPT, prompt_sha256(PROMPT), U, "enc",
                        utc_timestamp()).row()
-        with immediate(db):
+        with db.transaction():
             db.execute(_INSERT, row)
         times.append(time.perf_counter() - started)
     db.close()

@@ -330,7 +330,7 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
     if not len(rows):
         from pickwise.errors import PickwiseError
 
-        raise PickwiseError(f"{store.path}: no usable outcomes (skipped: {rows.skipped}); import some with "
+        raise PickwiseError(f"{store.location}: no usable outcomes (skipped: {rows.skipped}); import some with "
                             "`pickwise outcomes import`")
     features = prompt_features(base_predictor, rows, store, progress=progress)
     encoded_at = time.perf_counter()
@@ -345,7 +345,7 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
     if figures.get("rows"):
         figures["lengths"] = length_figures(base_predictor, candidate, snapshot, rows, features, held)
     report = {
-        "store": str(Path(store.path).resolve()),
+        "store": store.location,  # the resolved file path, or the URL without its password
         "base_artifact": str(Path(base_predictor.directory).resolve()),
         "base_version": base_predictor.version,
         "fitted_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -4,17 +4,17 @@ A select, or a routed gateway call, records what feedback by `decision_id` needs
 (only its sha256 when the service keeps no prompt text), the registry names chosen, the prompt's
 vector u and the encoder that made it (so feedback that keeps only the hash still refits vectors)
 and, for a gateway call, the model that answered, its output tokens and its latency. They live in
-the store file's `decisions` table: a restarted server, and every replica or worker sharing the
-file on one host, knows every decision (a SQLite file shared across hosts is not safe: see
-`pickwise.registry.outcomes`).
+the store's `decisions` table: a restarted server, and every replica or worker sharing the store
+(a file on one host, a Postgres database across hosts), knows every decision (a SQLite file shared
+across hosts is not safe: see `pickwise.registry.outcomes`).
 
 The request path never waits for the disk: `record` queues the decision (bounded: past
 `queue_limit` it is not kept, and says so) and one writer thread stores the queue in batches, one
-transaction each, so a writer elsewhere holding the file (an import) stalls no request. Until its
+transaction each, so a writer elsewhere holding the store (an import) stalls no request. Until its
 batch commits a decision is found in this process's queue; other processes see it once committed
 (normally milliseconds). A crash loses the decisions still queued, never an outcome: outcomes are
 written by `OutcomeStore`, synchronously, with synchronous=FULL; decisions use NORMAL (a process
-crash loses no committed batch, a power loss may lose the last ones).
+crash loses no committed batch, a power loss, or a Postgres server's crash, may lose the last ones).
 
 Bounded by age (`keep_s`) and count (`max_rows`): the writer deletes expired rows and the oldest
 beyond the count on its first batch and then after every `prune_every` decisions, at most
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 import uuid
@@ -39,10 +38,11 @@ from pickwise.registry.outcomes import (
     OutcomeError,
     connect,
     default_store_path,
-    immediate,
     prompt_sha256,
+    store_exists,
     utc_timestamp,
 )
+from pickwise.registry.sql import Database, driver_errors, is_url, redact
 
 log = logging.getLogger("pickwise.decisions")
 
@@ -89,19 +89,22 @@ class Decision:
                    latency_ms)
 
 
-def _insert(db: sqlite3.Connection, decisions: list[Decision]) -> None:
-    with immediate(db):
+def _insert(db: Database, decisions: list[Decision]) -> None:
+    with db.transaction():
         db.executemany(_INSERT, [d.row() for d in decisions])
 
 
 class DecisionStore:
-    """The decisions of one store file: queued by `record`, written by one writer thread (started by
-    the first record, so a server that decides nothing makes no file), read back by `get`."""
+    """The decisions of one store (a file path or a Postgres URL): queued by `record`, written by one
+    writer thread (started by the first record, so a server that decides nothing makes no file),
+    read back by `get`."""
 
-    def __init__(self, path: str | Path | None = None, *, keep_s: float = DEFAULT_KEEP_S,
+    def __init__(self, target: str | Path | None = None, *, keep_s: float = DEFAULT_KEEP_S,
                  max_rows: int = DEFAULT_MAX_ROWS, keep_prompt: bool = True, queue_limit: int = QUEUE_LIMIT,
                  prune_every: int = PRUNE_EVERY, clock=time.time):
-        self.path = Path(path) if path is not None else default_store_path()
+        self.target = target if target is not None else default_store_path()
+        # how logs name the store: a URL without its password
+        self.location = redact(self.target) if is_url(self.target) else str(self.target)
         self.keep_s, self.max_rows, self.keep_prompt = keep_s, max_rows, keep_prompt
         self.prune_every, self._clock = prune_every, clock
         self._queue: queue.Queue[Decision | None] = queue.Queue(maxsize=queue_limit)
@@ -109,7 +112,7 @@ class DecisionStore:
         self._lock = threading.Lock()  # guards _pending, _writer, _closed
         self._writer: threading.Thread | None = None
         self._closed = False
-        self._reader: sqlite3.Connection | None = None
+        self._reader: Database | None = None
         self._read_lock = threading.Lock()
         self.dropped = 0  # decisions not kept: the queue was full, or their batch failed
 
@@ -132,7 +135,7 @@ class DecisionStore:
             except queue.Full:
                 self.dropped += 1
                 log.warning("decision %s not kept: %d decisions wait for the store %s", decision.id,
-                            self._queue.qsize(), self.path)
+                            self._queue.qsize(), self.location)
                 return None
             self._pending[decision.id] = decision
             if self._writer is None:
@@ -144,10 +147,10 @@ class DecisionStore:
         """The decision of that id, if it is known here or in the store and not older than `keep_s`."""
         with self._lock:
             found = self._pending.get(decision_id)
-        if found is None and self.path.exists():  # a lookup never creates the file
+        if found is None and store_exists(self.target):  # a lookup never creates a file
             with self._read_lock:
                 if self._reader is None:
-                    self._reader = connect(self.path, synchronous="NORMAL")
+                    self._reader = connect(self.target, synchronous="NORMAL")
                 row = self._reader.execute(_SELECT, (decision_id,)).fetchone()
             found = None if row is None else Decision.from_row(row)
         if found is None or found.created < self._cutoff():
@@ -176,7 +179,7 @@ class DecisionStore:
         return utc_timestamp(self._clock() - self.keep_s)
 
     def _write_loop(self) -> None:
-        db: sqlite3.Connection | None = None
+        db: Database | None = None
         since_prune = self.prune_every  # prune after the first batch too: a restart clears what expired
         stop = False
         while not stop:
@@ -204,11 +207,11 @@ class DecisionStore:
         if db is not None:
             db.close()
 
-    def _open(self) -> sqlite3.Connection | None:
+    def _open(self) -> Database | None:
         """The writer's connection, opened at its first batch (a server that decides nothing makes no
         file); None when the store cannot be opened (logged; the next batch tries again)."""
         try:
-            return connect(self.path, busy_timeout_s=WRITER_BUSY_TIMEOUT_S, synchronous="NORMAL")
+            return connect(self.target, busy_timeout_s=WRITER_BUSY_TIMEOUT_S, synchronous="NORMAL")
         except (OutcomeError, OSError) as exc:
             log.error("decisions cannot be stored: %s", exc)
             return None
@@ -227,11 +230,11 @@ class DecisionStore:
             work(*args)
             return True
         except Exception as exc:
-            expected = isinstance(exc, (sqlite3.Error, OutcomeError))  # a busy or broken file: no traceback
-            log.error("%s in %s failed: %s", what, self.path, exc, exc_info=not expected)
+            expected = isinstance(exc, (*driver_errors(), OutcomeError))  # a busy or broken store: no traceback
+            log.error("%s in %s failed: %s", what, self.location, exc, exc_info=not expected)
             return False
 
-    def _prune(self, db: sqlite3.Connection) -> None:
+    def _prune(self, db: Database) -> None:
         """Delete expired decisions, then the oldest beyond `max_rows`, a chunk per transaction."""
         cutoff = self._cutoff()
         self._delete_chunks(db, "SELECT seq FROM decisions WHERE created < ? LIMIT ?", cutoff)
@@ -241,9 +244,9 @@ class DecisionStore:
                                 top - self.max_rows)
 
     @staticmethod
-    def _delete_chunks(db: sqlite3.Connection, select: str, bound) -> None:
+    def _delete_chunks(db: Database, select: str, bound) -> None:
         while True:
-            with immediate(db):
+            with db.transaction():
                 gone = db.execute(f"DELETE FROM decisions WHERE seq IN ({select})", (bound, PRUNE_CHUNK)).rowcount
             if gone < PRUNE_CHUNK:
                 return

@@ -96,3 +96,16 @@ class RegistryConflict(RegistryError):
 
 class NameTakenError(RegistryConflict):
     """A new model's name or alias belongs to a registered model."""
+
+
+class OutcomeError(PickwiseError, ValueError):
+    """Bad outcome rows (each named with its line) or a store that cannot be opened."""
+
+    def __init__(self, message: str, problems=()):
+        super().__init__(message + "".join(f"\n  {p}" for p in problems))
+        self.problems = list(problems)
+
+
+class StoreUnavailable(OutcomeError):
+    """The outcome store's database cannot be reached now (a Postgres server down or refusing us):
+    the request may succeed later, unlike a bad row (HTTP 503)."""

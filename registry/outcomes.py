@@ -1,4 +1,5 @@
-"""The outcome store: observed scores of (prompt, model) pairs, in one SQLite database (WAL mode).
+"""The outcome store: observed scores of (prompt, model) pairs, in one SQLite database (WAL mode)
+or, named by a URL, one Postgres database (`pickwise.registry.sql`: the same SQL on either).
 
 It lives in the registry layer, the lowest one, because every layer above uses it: the CLI and the
 HTTP app write outcomes, and `pickwise fit` (predictor layer) reads them. Model names are resolved
@@ -8,14 +9,14 @@ Each outcome keeps the prompt's text, or, when the caller asks not to keep it, o
 if the caller has one, the prompt's vector from the encoder (text cannot be re-encoded later, so a
 hashed row without a vector can only be counted, never fitted). Every write is one transaction:
 a batch is stored whole or not at all, and a committed batch survives a crash of the writer
-(`synchronous=FULL` makes the commit durable before it returns).
+(`synchronous=FULL`, Postgres's `synchronous_commit=on`, make the commit durable before it returns).
 
 The same file holds the routing decisions feedback can name by id (`decisions` table; written and
 read by `pickwise.registry.decisions`).
 
-Several processes on one host may share a store (WAL readers never block the writer; writers wait
-up to `busy_timeout`). A SQLite file on a network volume shared by several hosts is not safe: its
-locks do not hold across hosts (docs/outcomes.md).
+Several processes on one host may share a store file (WAL readers never block the writer; writers
+wait up to `busy_timeout`). A SQLite file on a network volume shared by several hosts is not safe:
+its locks do not hold across hosts; replicas on several hosts share a Postgres store (docs/outcomes.md).
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ import io
 import json
 import math
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,8 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from pickwise.errors import PickwiseError
+from pickwise.registry.errors import OutcomeError, StoreUnavailable
 from pickwise.registry.loader import pickwise_home
+from pickwise.registry.sql import Database, store_exists
+
+__all__ = ["OutcomeError", "StoreUnavailable", "store_exists"]  # re-exported: every store user imports them here
 
 SCHEMA_VERSION = 1
 STORE_FILE = "outcomes.sqlite"
@@ -47,54 +50,47 @@ FIELDS = ("prompt", "prompt_sha256", "prompt_vector", "vector_encoder", "model",
 REQUIRED = ("model", "score")
 IMPORT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
+# column types are the dialect's ({key}: an autoincrementing integer key; registry.sql)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
-    id INTEGER PRIMARY KEY,
-    prompt TEXT,
-    prompt_sha256 TEXT NOT NULL,
-    prompt_vector BLOB,
-    vector_encoder TEXT,
-    model TEXT NOT NULL,
-    score REAL NOT NULL CHECK (score >= 0 AND score <= 1),
-    cost_usd REAL,
-    latency_ms REAL,
-    output_tokens INTEGER,
-    ts TEXT NOT NULL,
-    decision_id TEXT,
-    tags TEXT
+    id {key},
+    prompt {text},
+    prompt_sha256 {text} NOT NULL,
+    prompt_vector {blob},
+    vector_encoder {text},
+    model {text} NOT NULL,
+    score {real} NOT NULL CHECK (score >= 0 AND score <= 1),
+    cost_usd {real},
+    latency_ms {real},
+    output_tokens {int},
+    ts {text} NOT NULL,
+    decision_id {text},
+    tags {text}
 );
 CREATE INDEX IF NOT EXISTS outcomes_model ON outcomes (model);
 CREATE INDEX IF NOT EXISTS outcomes_sha ON outcomes (prompt_sha256);
 CREATE TABLE IF NOT EXISTS feature_cache (
-    prompt_sha256 TEXT NOT NULL,
-    encoder TEXT NOT NULL,
-    features BLOB NOT NULL,
+    prompt_sha256 {text} NOT NULL,
+    encoder {text} NOT NULL,
+    features {blob} NOT NULL,
     PRIMARY KEY (prompt_sha256, encoder)
 );
-CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS store_meta (key {text} PRIMARY KEY, value {text} NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    created TEXT NOT NULL,
-    prompt TEXT,
-    prompt_sha256 TEXT NOT NULL,
-    chosen TEXT NOT NULL,
-    prompt_vector BLOB,
-    vector_encoder TEXT,
-    answered_by TEXT,
-    output_tokens INTEGER,
-    latency_ms REAL
+    seq {key},
+    id {text} NOT NULL UNIQUE,
+    created {text} NOT NULL,
+    prompt {text},
+    prompt_sha256 {text} NOT NULL,
+    chosen {text} NOT NULL,
+    prompt_vector {blob},
+    vector_encoder {text},
+    answered_by {text},
+    output_tokens {int},
+    latency_ms {real}
 );
-CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created)
 """
-
-
-class OutcomeError(PickwiseError, ValueError):
-    """Bad outcome rows (each named with its line) or a store that cannot be opened."""
-
-    def __init__(self, message: str, problems: Sequence[str] = ()):
-        super().__init__(message + "".join(f"\n  {p}" for p in problems))
-        self.problems = list(problems)
 
 
 def default_store_path() -> Path:
@@ -164,52 +160,42 @@ def _f32_tuple(blob: bytes | None) -> tuple[float, ...] | None:
     return None if blob is None else tuple(float(x) for x in np.frombuffer(blob, dtype="<f4"))
 
 
-@contextlib.contextmanager
-def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction on an autocommit connection: committed whole, or rolled back on any error.
-    IMMEDIATE takes the write lock at the start (waiting up to the busy timeout), never midway."""
-    db.execute("BEGIN IMMEDIATE")
+def connect(target: str | os.PathLike, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL") -> Database:
+    """A connection to the store at `target`, a file path or a Postgres URL (its tables created when
+    new), in autocommit (callers open their transactions with `db.transaction()`), usable from any one
+    thread at a time. OutcomeError when it is not a store this code reads; StoreUnavailable when a
+    server cannot be reached."""
+    db = Database(target, busy_timeout_s=busy_timeout_s, synchronous=synchronous)
     try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
+        db.create_schema([part.strip().format(**db.dialect.types) for part in _SCHEMA.split(";")])
+        found = db.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
+        if found is None:
+            db.execute("INSERT INTO store_meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                       (str(SCHEMA_VERSION),))
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise OutcomeError(f"{db.location}: outcome store schema {found[0]}, this code reads {SCHEMA_VERSION}")
+    except OutcomeError:
+        db.close()
         raise
-    db.execute("COMMIT")
-
-
-def connect(path: Path, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL") -> sqlite3.Connection:
-    """A connection to the store at `path` (created with its tables when new), in WAL mode and
-    autocommit (callers open their transactions), usable from any one thread at a time.
-    OutcomeError when the file is not a store this code reads."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        db = sqlite3.connect(str(path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            db.executescript(_SCHEMA)
-            found = db.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
-            if found is None:
-                db.execute("INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) != SCHEMA_VERSION:
-                raise OutcomeError(f"{path}: outcome store schema {found[0]}, this code reads {SCHEMA_VERSION}")
-        except BaseException:
-            db.close()
-            raise
-    except sqlite3.DatabaseError as exc:
-        raise OutcomeError(f"{path}: not a usable outcome store ({exc})") from None
+    except db.errors as exc:
+        db.close()
+        raise OutcomeError(f"{db.location}: not a usable outcome store ({exc})") from None
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
 class OutcomeStore:
-    """A connection to one store; thread-safe (one connection behind a lock)."""
+    """A connection to one store (a file path or a Postgres URL); thread-safe (one connection behind a lock)."""
 
-    def __init__(self, path: str | os.PathLike | None = None, *, busy_timeout_s: float = 10.0):
-        self.path = Path(path) if path is not None else default_store_path()
+    def __init__(self, target: str | os.PathLike | None = None, *, busy_timeout_s: float = 10.0):
+        self.target = target if target is not None else default_store_path()
         self._lock = threading.Lock()
         # FULL: a commit is on disk before it returns (NORMAL in WAL mode may lose the last
         # commits on power loss; a process crash loses nothing either way)
-        self._db = connect(self.path, busy_timeout_s=busy_timeout_s, synchronous="FULL")
+        self._db = connect(self.target, busy_timeout_s=busy_timeout_s, synchronous="FULL")
+        self.location = self._db.location  # what messages and a fit's metadata name: no password
 
     def close(self) -> None:
         with self._lock:
@@ -222,8 +208,8 @@ class OutcomeStore:
         self.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, immediate(self._db) as db:
+    def _transaction(self) -> Iterator[Database]:
+        with self._lock, self._db.transaction() as db:
             yield db
 
     # ---- writes ----------------------------------------------------------------------------
@@ -276,7 +262,7 @@ class OutcomeStore:
             hashed = db.execute("SELECT COUNT(*), COUNT(prompt_vector) FROM outcomes WHERE prompt IS NULL").fetchone()
             prompts = db.execute("SELECT COUNT(DISTINCT prompt_sha256) FROM outcomes").fetchone()[0]
         return {
-            "store": str(self.path), "outcomes": total, "prompts": prompts, "first": first, "last": last,
+            "store": self.location, "outcomes": total, "prompts": prompts, "first": first, "last": last,
             "hashed_prompts": {"rows": hashed[0], "with_vector": hashed[1]},
             "per_model": [{"model": m, "outcomes": n, "mean_score": round(s, 6), "prompts": p}
                           for m, n, s, p in per_model],
@@ -298,7 +284,8 @@ class OutcomeStore:
 
     def cache_features(self, items: dict[str, bytes], encoder: str) -> None:
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO feature_cache VALUES (?, ?, ?)",
+            db.executemany("INSERT INTO feature_cache VALUES (?, ?, ?) ON CONFLICT (prompt_sha256, encoder) "
+                           "DO UPDATE SET features = excluded.features",
                            [(sha, encoder, blob) for sha, blob in items.items()])
 
 

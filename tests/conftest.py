@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["PICKWISE_HOME"] = tempfile.mkdtemp(prefix="pickwise-home-")
 
 from tests.api_support import client, copy_models  # noqa: E402
+from tests.store_support import postgres_schema_url  # noqa: E402
 from tests.tables import synthetic_table  # noqa: E402
 
 
@@ -91,3 +92,28 @@ def length_predictor(length_artifact):
     from pickwise.predictor.inference import load_predictor
 
     return load_predictor(length_artifact, device="cpu", backbone=tiny_backbone())
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """One real Postgres server for the whole session (pgserver bundles the binaries, so a clean machine
+    needs nothing installed); the tests that need it are skipped, saying why, only if it cannot start."""
+    try:
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    except Exception as exc:  # ImportError, or the server failing to start on this machine
+        pytest.skip(f"the Postgres outcome-store tests need a server: pgserver could not start one "
+                    f"({type(exc).__name__}: {exc})")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request, tmp_path):
+    """new_store(name) -> a store no test has used yet, on each backend in turn: a file under tmp_path,
+    or a URL of a fresh schema on the session's Postgres server."""
+    if request.param == "sqlite":
+        return lambda name="store": str(tmp_path / f"{name}.sqlite")
+    server = request.getfixturevalue("postgres_server")
+    return lambda name="store": postgres_schema_url(server)

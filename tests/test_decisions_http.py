@@ -1,5 +1,6 @@
-"""Feedback by decision id over the real HTTP app, with decisions in a real store file: after a
-restart, from another replica on the same file, without prompt text, and the 404 for an unknown id."""
+"""Feedback by decision id over the real HTTP app, with decisions in a real store (a file; for a restart
+and replicas, a real Postgres server too): after a restart, from another replica on the same store,
+without prompt text, and the 404 for an unknown id."""
 from __future__ import annotations
 
 import pytest
@@ -25,7 +26,8 @@ def _stored(path):
         return list(store.outcomes())
 
 
-def test_feedback_after_a_restart(registry, tiny_predictor, store_path):
+def test_feedback_after_a_restart(registry, tiny_predictor, new_store):
+    store_path = new_store()
     with client(registry, tiny_predictor, outcome_store=str(store_path)) as before:
         decision = before.post("/v1/select", json={"prompt": PROMPT}).json()
     with client(registry, tiny_predictor, outcome_store=str(store_path)) as after:  # a new service, same store
@@ -35,7 +37,8 @@ def test_feedback_after_a_restart(registry, tiny_predictor, store_path):
     assert (row.prompt, row.model, row.decision_id) == (PROMPT, decision["chosen"][0], decision["decision_id"])
 
 
-def test_feedback_on_another_replica(registry, tiny_predictor, store_path):
+def test_feedback_on_another_replica(registry, tiny_predictor, new_store):
+    store_path = new_store()
     with client(registry, tiny_predictor, outcome_store=str(store_path)) as a, \
             client(registry, tiny_predictor, outcome_store=str(store_path)) as b:
         decision = a.post("/v1/select", json={"prompt": PROMPT}).json()

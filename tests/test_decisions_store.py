@@ -1,5 +1,6 @@
-"""The decisions table of the outcome store, on real SQLite files: kept across a restart and between
-processes sharing the file, bounded by age and count, and never making the request path wait."""
+"""The decisions table of the outcome store, on real SQLite files and (`new_store`) a real Postgres
+server: kept across a restart and between processes sharing the store, bounded by age and count, and
+never making the request path wait."""
 from __future__ import annotations
 
 import sqlite3
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from pickwise.registry.decisions import DecisionStore
-from pickwise.registry.outcomes import OutcomeError, OutcomeStore, prompt_sha256
+from pickwise.registry.outcomes import OutcomeError, OutcomeStore, connect, prompt_sha256
 
 U = np.arange(8, dtype=np.float32) / 8
 
@@ -19,15 +20,16 @@ def path(tmp_path):
     return tmp_path / "outcomes.sqlite"
 
 
-def _ids(path) -> list[str]:
-    db = sqlite3.connect(path)
+def _ids(target) -> list[str]:
+    db = connect(target)
     try:
         return [row[0] for row in db.execute("SELECT id FROM decisions ORDER BY seq")]
     finally:
         db.close()
 
 
-def test_a_decision_outlives_its_store_object(path):
+def test_a_decision_outlives_its_store_object(new_store):
+    path = new_store()
     first = DecisionStore(path)
     decision_id = first.record("What is 2+2?", ["m1"], U, "enc-1", answered_by="m2", output_tokens=17,
                                latency_ms=812.5)
@@ -43,7 +45,8 @@ def test_a_decision_outlives_its_store_object(path):
     restarted.close()
 
 
-def test_processes_sharing_the_file_see_each_others_decisions(path):
+def test_processes_sharing_the_store_see_each_others_decisions(new_store):
+    path = new_store()
     a, b = DecisionStore(path), DecisionStore(path)
     from_a = a.record("p", ["m1", "m3"], U, "enc")
     a.flush()
@@ -58,7 +61,8 @@ def test_a_lookup_never_creates_the_store(path):
     store.close()
 
 
-def test_decisions_expire_by_age_and_are_pruned(path):
+def test_decisions_expire_by_age_and_are_pruned(new_store):
+    path = new_store()
     now = [1_000_000.0]
     store = DecisionStore(path, keep_s=60, prune_every=1, clock=lambda: now[0])
     old = store.record("old", ["m"], U, "enc")
@@ -72,7 +76,8 @@ def test_decisions_expire_by_age_and_are_pruned(path):
     store.close()
 
 
-def test_decisions_are_bounded_by_count(path):
+def test_decisions_are_bounded_by_count(new_store):
+    path = new_store()
     store = DecisionStore(path, max_rows=3, prune_every=1)
     ids = []
     for i in range(5):
@@ -82,7 +87,8 @@ def test_decisions_are_bounded_by_count(path):
     store.close()
 
 
-def test_a_restart_prunes_what_expired_while_it_was_down(path):
+def test_a_restart_prunes_what_expired_while_it_was_down(new_store):
+    path = new_store()
     now = [1_000_000.0]
     store = DecisionStore(path, keep_s=60, clock=lambda: now[0])
     stale = [store.record(f"p{i}", ["m"], U, "enc") for i in range(3)]
@@ -95,11 +101,12 @@ def test_a_restart_prunes_what_expired_while_it_was_down(path):
     assert _ids(path) == [fresh]
 
 
-def test_without_prompt_text_only_the_hash_and_vector_are_kept(path):
+def test_without_prompt_text_only_the_hash_and_vector_are_kept(new_store):
+    path = new_store()
     store = DecisionStore(path, keep_prompt=False)
     decision_id = store.record("private text", ["m"], U, "enc")
     store.close()
-    db = sqlite3.connect(path)
+    db = connect(path)
     prompt, sha, vector = db.execute("SELECT prompt, prompt_sha256, prompt_vector FROM decisions").fetchone()
     db.close()
     assert prompt is None and sha == prompt_sha256("private text") and vector is not None

@@ -1,4 +1,5 @@
-"""The outcome store: import/export round trips, bad rows named, atomic batches, crash safety."""
+"""The outcome store: import/export round trips, bad rows named, atomic batches, crash safety, on
+both backends (`new_store`: a SQLite file, then a schema on a real Postgres server)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,16 @@ import textwrap
 import pytest
 
 from pickwise.api.cli.main import main
-from pickwise.registry.outcomes import Outcome, OutcomeStore, parse_file, prompt_sha256, utc_timestamp
+from pickwise.registry.outcomes import (
+    Outcome,
+    OutcomeStore,
+    connect,
+    parse_file,
+    prompt_sha256,
+    store_exists,
+    utc_timestamp,
+)
+from pickwise.registry.sql import is_url
 from tests.api_support import registry_with_alias
 
 ROWS = [
@@ -39,9 +49,9 @@ def _rows(store_path):
         return list(store.outcomes())
 
 
-def test_round_trip_every_format(tmp_path, aliased, capsys):
+def test_round_trip_every_format(tmp_path, aliased, capsys, new_store):
     source = _jsonl(tmp_path / "in.jsonl", ROWS)
-    store = tmp_path / "a.sqlite"
+    store = new_store("a")
     assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased)]) == 0
     stored = _rows(store)
     assert [o.model for o in stored] == ["claude-v2", "gpt-4-1106-preview", "Llama-2-7b-hf"]  # alias resolved, by time
@@ -51,14 +61,14 @@ def test_round_trip_every_format(tmp_path, aliased, capsys):
     for suffix in ("jsonl", "csv", "parquet"):
         first, second = tmp_path / f"out1.{suffix}", tmp_path / f"out2.{suffix}"
         assert main(["outcomes", "export", "--store", str(store), "--output", str(first)]) == 0
-        copy = tmp_path / f"copy-{suffix}.sqlite"
+        copy = new_store(f"copy-{suffix}")
         assert main(["outcomes", "import", str(first), "--store", str(copy), "--registry", str(aliased)]) == 0
         assert _rows(copy) == stored
         assert main(["outcomes", "export", "--store", str(copy), "--output", str(second)]) == 0
         assert first.read_bytes() == second.read_bytes()
 
 
-def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys):
+def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys, new_store):
     rows = [json.dumps(ROWS[0]), "{not json", json.dumps({"prompt": "x", "model": "nobody", "score": 1}),
             json.dumps({"prompt": "x", "model": "gpt4", "score": 1.5}), "",
             json.dumps({"prompt": "x", "model": "gpt4", "score": 1, "colour": "red"}),
@@ -66,7 +76,7 @@ def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys):
             json.dumps({"prompt": "x", "model": "gpt4"}), json.dumps(ROWS[1])]
     source = tmp_path / "bad.jsonl"
     source.write_text("\n".join(rows) + "\n")
-    store = tmp_path / "s.sqlite"
+    store = new_store()
     code = main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased)])
     err = capsys.readouterr().err
     assert code == 2
@@ -75,7 +85,7 @@ def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys):
                    "line 8: missing field(s) 'score'"):
         assert needle in err, needle
     assert "line 1" not in err and "line 9" not in err and "6 bad row(s), nothing stored" in err
-    assert not store.exists() or _rows(store) == []
+    assert not store_exists(store) or _rows(store) == []
     assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased),
                  "--skip-bad"]) == 0
     assert len(_rows(store)) == 2
@@ -90,36 +100,42 @@ def test_csv_bad_rows_name_their_line(tmp_path, aliased, capsys):
     assert bad[0].startswith("line 4: field 'score'") and bad[1].startswith("line 5: field 'tags'")
 
 
-def test_stats_counts_per_model_and_day(tmp_path, aliased, capsys):
-    store = tmp_path / "s.sqlite"
+def test_stats_counts_per_model_and_day(tmp_path, aliased, capsys, new_store):
+    store = new_store()
     main(["outcomes", "import", str(_jsonl(tmp_path / "in.jsonl", ROWS)), "--store", str(store),
           "--registry", str(aliased)])
     capsys.readouterr()
     assert main(["outcomes", "stats", "--store", str(store), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["outcomes"] == 3 and stats["prompts"] == 3
+    assert "s3cret" not in json.dumps(stats) and (stats["store"].startswith("postgresql://") == is_url(store))
     assert {r["model"]: r["outcomes"] for r in stats["per_model"]} == {
         "gpt-4-1106-preview": 1, "Llama-2-7b-hf": 1, "claude-v2": 1}
     assert [d["day"] for d in stats["per_day"]] == ["2025-12-01", "2026-11-30", "2026-12-01"]
     assert main(["outcomes", "stats", "--store", str(tmp_path / "none.sqlite")]) == 2
 
 
-def test_hashed_rows_keep_no_text(tmp_path):
-    with OutcomeStore(tmp_path / "s.sqlite") as store:
+def test_hashed_rows_keep_no_text(new_store):
+    target = new_store()
+    with OutcomeStore(target) as store:
         store.add([Outcome(model="m", score=1.0, prompt_sha256=prompt_sha256("secret"), prompt_vector=(0.5, -1.0),
                            vector_encoder="enc")])
-    raw = sqlite3.connect(tmp_path / "s.sqlite").execute("SELECT prompt, prompt_sha256 FROM outcomes").fetchall()
-    assert raw == [(None, prompt_sha256("secret"))]
-    assert _rows(tmp_path / "s.sqlite")[0].prompt_vector == (0.5, -1.0)
+    db = connect(target)
+    assert db.execute("SELECT prompt, prompt_sha256 FROM outcomes").fetchall() == [(None, prompt_sha256("secret"))]
+    db.close()
+    assert _rows(target)[0].prompt_vector == (0.5, -1.0)
 
 
-def test_a_failing_batch_stores_nothing(tmp_path):
-    with OutcomeStore(tmp_path / "s.sqlite") as store:
+def test_a_failing_batch_stores_nothing(new_store):
+    target = new_store()
+    with OutcomeStore(target) as store:
         store.add([Outcome(model="m", score=0.5, prompt="a")])
-        with pytest.raises(sqlite3.IntegrityError):  # the CHECK on score rejects the batch's second row
+        with pytest.raises(store._db.errors) as failed:  # the CHECK on score rejects the batch's second row
             store.add([Outcome(model="m", score=1.0, prompt="b"), _unchecked(score=7.0)])
+        assert "check" in str(failed.value).lower()
         assert len(store) == 1
-        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        if not is_url(target):
+            assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def _unchecked(score: float) -> Outcome:
@@ -140,8 +156,8 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_a_crash_mid_import_loses_no_committed_outcome(tmp_path):
-    path, batch = tmp_path / "s.sqlite", 500
+def test_a_crash_mid_import_loses_no_committed_outcome(new_store):
+    path, batch = new_store(), 500
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(batch)], stdout=subprocess.PIPE, text=True,
                              env={**os.environ})
     try:
@@ -153,9 +169,10 @@ def test_a_crash_mid_import_loses_no_committed_outcome(tmp_path):
         child.wait()
         child.stdout.close()
     assert child.returncode == -signal.SIGKILL
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    db.close()
+    if not is_url(path):
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.close()
     rows = _rows(path)
     assert len(rows) >= committed and len(rows) % batch == 0  # every committed batch whole, no partial one
     assert {o.prompt for o in rows} == {f"prompt {i}" for i in range(len(rows))}

@@ -1,7 +1,8 @@
 """`pickwise outcomes import|export|stats`, `pickwise fit` and `pickwise artifact promote|rollback|status`:
 learn model vectors from observed outcomes and promote the result unless held-out outcomes show it worse.
 
-The store is `--store PATH` (default $PICKWISE_HOME/outcomes.sqlite); docs/outcomes.md.
+The store is `--store PATH|URL` (a SQLite file, default $PICKWISE_HOME/outcomes.sqlite, or a Postgres
+URL); docs/outcomes.md.
 """
 from __future__ import annotations
 
@@ -20,18 +21,19 @@ from pickwise.api.cli.output import check_output_path
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", metavar="PATH", default=None,
-                        help="the outcome store, a SQLite file (default $PICKWISE_HOME/outcomes.sqlite, "
-                             "~/.pickwise/outcomes.sqlite)")
+    parser.add_argument("--store", metavar="PATH|URL", default=None,
+                        help="the outcome store: a SQLite file (default $PICKWISE_HOME/outcomes.sqlite, "
+                             "~/.pickwise/outcomes.sqlite) or postgresql://user:pass@host:port/db, which "
+                             "replicas on several hosts can share (pip install 'pickwise[postgres]')")
 
 
 def open_store(option: str | None, *, must_exist: bool = False):
-    from pickwise.registry.outcomes import OutcomeStore, default_store_path
+    from pickwise.registry.outcomes import OutcomeStore, default_store_path, store_exists
 
-    path = Path(option) if option else default_store_path()
-    if must_exist and not path.is_file():
-        raise CliError(f"outcome store {path} does not exist; `pickwise outcomes import FILE` creates it")
-    return OutcomeStore(path)
+    target = option or default_store_path()
+    if must_exist and not store_exists(target):
+        raise CliError(f"outcome store {target} does not exist; `pickwise outcomes import FILE` creates it")
+    return OutcomeStore(target)
 
 
 def register(sub) -> None:
@@ -124,7 +126,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     with store:
         added = store.add(good)  # one transaction: all of the file's good rows, or none
-    print(f"stored {added} outcomes from {path} in {store.path}" + (f" ({len(bad)} bad rows skipped)" if bad else ""),
+    print(f"stored {added} outcomes from {path} in {store.location}" + (f" ({len(bad)} bad rows skipped)" if bad else ""),
           file=sys.stderr)
     return 0
 

@@ -62,8 +62,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=number(int, low=1), default=1,
                    help="uvicorn worker processes (each loads its own predictor; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.add_argument("--store", metavar="PATH", default=None,
-                   help="the outcome store POST /v1/feedback writes to (default $PICKWISE_HOME/outcomes.sqlite)")
+    p.add_argument("--store", metavar="PATH|URL", default=None,
+                   help="the outcome store POST /v1/feedback writes to and decisions are kept in: a SQLite file "
+                        "(default $PICKWISE_HOME/outcomes.sqlite) or a postgresql:// URL that replicas share")
     p.add_argument("--torch-threads", type=number(int, low=1), default=None, metavar="N",
                    help="intra-op threads of the predictor (default: every CPU for a bf16 or int8 encoder, "
                         "CPUs - 1 for fp32, so HTTP handling keeps a core)")
@@ -128,7 +129,9 @@ def batching_settings(args: argparse.Namespace) -> dict:
                "encoder_lanes": args.encoder_lanes}
     given = {k: v for k, v in options.items() if v is not None}
     if getattr(args, "store", None):
-        given["outcome_store"] = str(Path(args.store).resolve())
+        from pickwise.registry.sql import store_target
+
+        given["outcome_store"] = store_target(args.store)
     try:
         ServiceSettings(**given)
     except ValidationError as exc:
@@ -146,6 +149,16 @@ def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
         raise CliError(f"predictor artifact {artifact} does not exist; train one with "
                        "`pickwise train --out DIR` and pass --artifact DIR")
     return (Path(args.registry) if args.registry else None), artifact
+
+
+def _check_store(target: str | None) -> None:
+    """Reach a Postgres store (creating its tables) before binding the port: a wrong URL or a server
+    down fails the start with its reason, not the first feedback. A file is made by its first write."""
+    from pickwise.registry.outcomes import OutcomeStore
+    from pickwise.registry.sql import is_url
+
+    if is_url(target):
+        OutcomeStore(target).close()  # an OutcomeError names the URL without its password
 
 
 def artifact_loader(precision: str = "auto"):
@@ -209,10 +222,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
     batching = batching_settings(args)
     registry, artifact = _check_paths(args)
+    from pickwise.api.http.settings import ServiceSettings
+
+    _check_store(ServiceSettings(**batching).outcome_store)  # --store, else PICKWISE_OUTCOME_STORE
     follow = args.artifact is None  # an artifact named on the command line serves as long as the server runs
     if args.workers == 1:
         from pickwise.api.http.app import create_app
-        from pickwise.api.http.settings import ServiceSettings
 
         set_torch_threads(args.torch_threads, args.precision)
         settings = ServiceSettings(**batching)
@@ -221,8 +236,6 @@ def run_serve(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(args.log_level),
                     **settings.uvicorn_options())
     else:
-        from pickwise.api.http.settings import ServiceSettings
-
         worker = WorkerSettings(registry=registry, artifact=artifact, follow_promotions=follow,
                                 precision=args.precision, torch_threads=args.torch_threads)
         settings = ServiceSettings(**batching)

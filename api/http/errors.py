@@ -61,8 +61,9 @@ STATUS = {
     "invalid_model": 422,
     "upstream_failed": 502,
     "overloaded": 429,
+    "store_unavailable": 503,  # the outcome store's database cannot be reached now
 }
-RETRY_AFTER = {"not_ready": "5", "overloaded": "1"}
+RETRY_AFTER = {"not_ready": "5", "overloaded": "1", "store_unavailable": "5"}
 
 
 class HttpError(PickwiseError):

@@ -36,7 +36,9 @@ class ServiceSettings(BaseSettings):
                           "accepted too; with neither set, feedback is refused",
     )
     outcome_store: str | None = Field(
-        None, description="the outcome store feedback goes to (a SQLite file); None: $PICKWISE_HOME/outcomes.sqlite",
+        None, description="the outcome store feedback goes to and decisions are kept in: a SQLite file, or a "
+                          "postgresql://user:pass@host:port/db URL that replicas on several hosts share; None: "
+                          "$PICKWISE_HOME/outcomes.sqlite",
     )
     decision_keep_s: float = Field(
         7 * 86400.0, gt=0.0, description="how long a decision (a select's, a routed gateway call's) is kept in the "
