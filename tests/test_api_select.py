@@ -107,6 +107,12 @@ def test_unknown_model_in_allow_list_is_422_naming_the_field(api):
     assert r.json()["errors"][0]["loc"] == ["body", "exclude"] and "no-such-model" in r.json()["detail"]
 
 
+def test_an_unknown_model_named_short_is_422_with_the_name_it_meant(api):
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["gpt-4", "nothing-like-it"]})
+    assert r.status_code == 422
+    assert "unknown model(s) 'gpt-4', 'nothing-like-it' (did you mean 'gpt-4-1106-preview'?)" in r.json()["detail"]
+
+
 def test_balanced_without_willingness_to_pay_is_422(api):
     r = api.post("/v1/select", json={"prompt": PROMPT, "objective": "balanced"})
     assert r.status_code == 422 and "willingness_to_pay" in r.json()["detail"]
