@@ -358,7 +358,9 @@ class PickwiseService:
         left out of routing); for the deny-list only unknown names are an error."""
         unknown = [n for n in names or () if n not in snapshot]
         if unknown:
-            raise RequestFieldError(field, f"unknown model(s) {', '.join(map(repr, unknown))} (not in the registry: see GET /v1/models or `pickwise models list`)")
+            hints = "".join(snapshot.did_you_mean(n) for n in unknown[:3])  # an error path: a bounded look
+            raise RequestFieldError(field, f"unknown model(s) {', '.join(map(repr, unknown))}{hints} (not in the registry: "
+                                           "see GET /v1/models or `pickwise models list`)")
         if scoring is not None and field == "models":
             out = {n: scoring.left_out[snapshot.get(n).name] for n in names or () if snapshot.get(n).name in scoring.left_out}
             if out:
@@ -589,7 +591,8 @@ class PickwiseService:
         model = None
         if request.model is not None:
             if request.model not in snapshot:
-                raise RequestFieldError("model", f"unknown model {request.model!r} (not in the registry)")
+                raise RequestFieldError("model", f"unknown model {request.model!r}{snapshot.did_you_mean(request.model)} "
+                                                 "(not in the registry)")
             model = snapshot.get(request.model).name
         output_tokens, latency_ms = request.output_tokens, request.latency_ms
         if request.decision_id is not None:

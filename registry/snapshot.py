@@ -5,6 +5,7 @@ and swap the reference, so a reader never sees half of an update.
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +49,35 @@ class RegistrySnapshot:
         except (KeyError, TypeError):
             if isinstance(name_or_alias, str) and (normal := normal_name(name_or_alias)) in self._by_name:
                 return self._by_name[normal]  # names are kept in NFKC: `ｇpt-4` is `gpt-4`
-            known = ", ".join(s.name for s in self.models[:8]) + (", ..." if len(self.models) > 8 else "")
-            error = UnknownModelError(
-                RegistryIssue(f"unknown model '{name_or_alias}' (registry {self.directory} has: {known})")
-            )
+            if not (hint := self.did_you_mean(name_or_alias)):
+                known = ", ".join(s.name for s in self.models[:8]) + (", ..." if len(self.models) > 8 else "")
+                hint = f" (the registry's {len(self.models)} models: {known})"
+            error = UnknownModelError(RegistryIssue(f"unknown model '{name_or_alias}'{hint}"))
             error.model = name_or_alias
             raise error from None
+
+    def suggest(self, name: object, limit: int = 3) -> list[str]:
+        """The models a mistyped or shortened `name` most likely meant, case ignored: those whose name
+        or alias it equals or begins after any 'org/' prefix ('zephyr-7b-beta', 'gpt-4'), then close
+        spellings. Shipped names carry an org and a date or version a user rarely types."""
+        if not isinstance(name, str) or len(key := normal_name(name).strip().casefold()) < 2:
+            return []
+        names: dict[str, str] = {}  # a name or alias, casefolded -> the model's name
+        for spec in self.models:
+            for n in spec.all_names():
+                names.setdefault(n.casefold(), spec.name)
+        tails = {n: n.rsplit("/", 1)[-1] for n in names}
+        hits = [names[n] for n in names if key in (n, tails[n])]
+        hits += [names[n] for n in names if len(key) >= 3 and (tails[n].startswith(key) or n.startswith(key))]
+        closeness = {n: max(difflib.SequenceMatcher(None, key, n).ratio(), difflib.SequenceMatcher(None, key, tails[n]).ratio())
+                     for n in names}
+        hits += [names[n] for n in sorted(names, key=lambda n: -closeness[n]) if closeness[n] >= 0.75]
+        return list(dict.fromkeys(hits))[:limit]
+
+    def did_you_mean(self, name: object) -> str:
+        """' (did you mean 'A' or 'B'?)' for an unknown `name`, or '' when nothing is close."""
+        found = self.suggest(name)
+        return f" (did you mean {' or '.join(map(repr, found))}?)" if found else ""
 
     def __contains__(self, name_or_alias: object) -> bool:
         return isinstance(name_or_alias, str) and (name_or_alias in self._by_name

@@ -67,7 +67,8 @@ def values_by_column(snapshot: RegistrySnapshot, column: dict[str, int], values:
     seen: dict[str, str] = {}  # canonical name -> the key that named it
     for name, value in values.items():
         if name not in snapshot:
-            raise ModelKeyError(name, f"unknown model '{name}' (not in the registry: see GET /v1/models or `pickwise models list`)")
+            raise ModelKeyError(name, f"unknown model '{name}'{snapshot.did_you_mean(name)} (not in the registry: "
+                                      "see GET /v1/models or `pickwise models list`)")
         canonical = snapshot.get(name).name
         if canonical in seen:
             raise ModelKeyError(name, f"'{name}' names the same model as '{seen[canonical]}' ({canonical}); give it once")

@@ -107,6 +107,12 @@ def test_unknown_model_in_allow_list_is_422_naming_the_field(api):
     assert r.json()["errors"][0]["loc"] == ["body", "exclude"] and "no-such-model" in r.json()["detail"]
 
 
+def test_an_unknown_model_named_short_is_422_with_the_name_it_meant(api):
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["gpt-4", "nothing-like-it"]})
+    assert r.status_code == 422
+    assert "unknown model(s) 'gpt-4', 'nothing-like-it' (did you mean 'gpt-4-1106-preview'?)" in r.json()["detail"]
+
+
 def test_balanced_without_willingness_to_pay_is_422(api):
     r = api.post("/v1/select", json={"prompt": PROMPT, "objective": "balanced"})
     assert r.status_code == 422 and "willingness_to_pay" in r.json()["detail"]
@@ -114,9 +120,23 @@ def test_balanced_without_willingness_to_pay_is_422(api):
     assert r.status_code == 422 and "applies only to objective 'balanced'" in r.json()["detail"]
 
 
-def test_malformed_json_is_422(api):
+def test_malformed_json_is_422_saying_what_and_where(api):
     r = api.post("/v1/select", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    r = api.post("/v1/select", content='{"prompt": "é",\n "min_quality": }'.encode(),
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == "body: not valid JSON: Expecting value at line 2, column 17", r.json()
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_not_sent_as_json_says_to_send_json(api, content_type):
+    # `curl -d '{...}'` without -H sends application/x-www-form-urlencoded: the body is never parsed
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = api.post("/v1/select", content=b'{"prompt": "hi"}', headers=headers)
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "is not JSON" in detail and "Content-Type: application/json" in detail, detail
 
 
 def test_oversize_bodies_are_413(registry_dir, tiny_predictor):

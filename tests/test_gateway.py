@@ -87,6 +87,8 @@ def test_errors_take_openais_shape(gateway):
     with pytest.raises(openai.NotFoundError) as missing:
         create(client, model="no-such-model")
     assert missing.value.body["code"] == "model_not_found" and missing.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.NotFoundError, match="did you mean 'cheap'"):
+        create(client, model="Cheap")
     with pytest.raises(openai.NotFoundError, match="no endpoint"):
         create(client, model="gpt-4-1106-preview")  # registered, but served by nobody
     with pytest.raises(openai.UnprocessableEntityError) as bad:

@@ -38,6 +38,20 @@ def test_unknown_model_error_names_it(tmp_path):
     assert isinstance(info.value, KeyError) and info.value.model == "nope"
 
 
+def test_unknown_model_error_suggests_what_a_short_or_mistyped_name_meant(tmp_path):
+    write(tmp_path, "m.yaml", [model("HuggingFaceH4/zephyr-7b-beta"), model("gpt-4-1106-preview"),
+                               model("claude-v2", aliases=["claude-2-0"])])
+    snap = load_registry(tmp_path)
+    assert snap.suggest("zephyr-7b-beta") == ["HuggingFaceH4/zephyr-7b-beta"]  # the org left off
+    assert snap.suggest("GPT-4") == ["gpt-4-1106-preview"]  # the version left off, case ignored
+    assert snap.suggest("claude-2") == ["claude-v2"]  # a close spelling, found by its alias too
+    assert snap.suggest("nothing-like-it") == [] and snap.suggest("g") == []
+    with pytest.raises(UnknownModelError, match=r"unknown model 'zephyr-7b-beta' \(did you mean 'HuggingFaceH4/zephyr"):
+        snap.get("zephyr-7b-beta")
+    with pytest.raises(UnknownModelError, match=r"unknown model 'nope' \(the registry's 3 models: Hugging"):
+        snap.get("nope")
+
+
 def test_snapshot_is_immutable(tmp_path):
     snap = load_registry(make_registry(tmp_path))
     with pytest.raises((AttributeError, TypeError, ValueError)):  # frozen dataclass / pydantic model

@@ -70,7 +70,9 @@ def test_plan_bad_lines_name_file_and_line(tmp_path, names, capsys, bad, message
     cheap, _ = names
     rows = [workload(names)[0], bad.replace("CHEAP", cheap)]
     assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1"]) == 2
-    assert message.replace("CHEAP", cheap) in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message.replace("CHEAP", cheap) in err
+    assert err.startswith("pickwise plan: error:"), err  # no progress bar frame on a stderr that is no terminal
 
 
 def test_plan_unknown_model_in_models_option(tmp_path, names, capsys):

@@ -190,7 +190,9 @@ def run_predict(args: argparse.Namespace) -> int:
         names = [m.strip() for m in args.models.split(",") if m.strip()]
         unknown = [m for m in names if m not in snapshot]
         if unknown:
-            raise CliError(f"unknown model(s) {', '.join(unknown)}: not in registry {snapshot.directory}")
+            hints = "".join(snapshot.did_you_mean(n) for n in unknown[:3])
+            raise CliError(f"--models: unknown model(s) {', '.join(unknown)}{hints}: not in the registry "
+                           "(`pickwise models list` lists them)")
         called = {}  # registry name -> the name asked for (a name and its alias: scored once)
         for name in names:
             called.setdefault(snapshot.get(name).name, name)

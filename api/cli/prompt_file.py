@@ -71,8 +71,11 @@ def read_prompt_file(
     items: list = []
     first_line: dict[str, int] = {}
     lines = json_object_lines(raw, lambda n: f"{source}:{n}", problems, '{"id": ..., "prompt": ...}')
-    for number, obj in tqdm(lines, desc="reading", unit="line", total=raw.count(b"\n") + 1,
-                            disable=not progress, leave=False):
+    # total: the lines a final newline ends (blank ones included, so a bound); the bar only on a
+    # terminal (disable=None): piped stderr kept its first frame, glued to the error message after it
+    total = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    for number, obj in tqdm(lines, desc="reading", unit="line", total=total,
+                            disable=None if progress else True, leave=False):
         try:
             record = _record(number, obj, require_prompt)
             if record.id in first_line:

@@ -47,8 +47,8 @@ def served(snapshot: RegistrySnapshot) -> list[ModelSpec]:
 def named_model(snapshot: RegistrySnapshot, name: str) -> ModelSpec:
     """The served model a request names (name or alias); ModelNotServed otherwise."""
     if name not in snapshot:
-        raise ModelNotServed(f"unknown model {quoted(name)}: GET /openai/v1/models lists the models served here, "
-                             f"and {AUTO_MODEL!r} routes among them")
+        raise ModelNotServed(f"unknown model {quoted(name)}{snapshot.did_you_mean(name)}: GET /openai/v1/models "
+                             f"lists the models served here, and {AUTO_MODEL!r} routes among them")
     spec = snapshot.get(name)
     if not spec.enabled:
         raise ModelNotServed(f"model {quoted(name)} is disabled in the registry")
@@ -64,7 +64,7 @@ def _pool(service: PickwiseService, snapshot: RegistrySnapshot, options: Gateway
     if options.models is not None:
         for name in options.models:
             if name not in snapshot:
-                raise RequestFieldError("pickwise.models", f"unknown model {quoted(name)}")
+                raise RequestFieldError("pickwise.models", f"unknown model {quoted(name)}{snapshot.did_you_mean(name)}")
             spec = snapshot.get(name)
             if spec.name not in pool:
                 why = ("has no endpoint" if spec.endpoint is None else "is disabled" if not spec.enabled

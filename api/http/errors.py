@@ -169,10 +169,27 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _message(error: dict, body: Any, content_type: str) -> str:
+    """FastAPI's message for one error, made to say what is wrong where it says too little: a JSON
+    syntax error ("JSON decode error") or a body left unparsed because it was not sent as JSON."""
+    loc, kind = tuple(error.get("loc", ())), error.get("type")
+    if kind == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int) and isinstance(body, str):
+        before = body[:loc[1]].encode("utf-8", "surrogatepass")
+        where = _line_column(before, len(before))
+        return f"not valid JSON: {(error.get('ctx') or {}).get('error', 'cannot parse')} at {where}"
+    if kind == "model_attributes_type" and loc == ("body",) and isinstance(error.get("input"), bytes):
+        return (f"Content-Type {content_type or '(none)'!r} is not JSON, so the body was not read; "
+                "send it as JSON with 'Content-Type: application/json'")
+    return error.get("msg", "")
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+    content_type = request.headers.get("content-type", "")
+    errors = [{"loc": list(e.get("loc", ())), "msg": _message(e, exc.body, content_type), "type": e.get("type", "")}
               for e in exc.errors()]
-    detail = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    # a JSON syntax error's loc ends in its character offset, which its message turns into line and column
+    detail = "; ".join(f"{_location(e['loc'][:1] if e['type'] == 'json_invalid' else e['loc'])}: {e['msg']}"
+                       for e in errors) or "invalid request"
     return error_response(422, "validation_error", detail, path=request.url.path, errors=_plain(errors))
 
 
