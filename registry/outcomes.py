@@ -389,7 +389,11 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise OutcomeError(f"{path}: not a readable parquet file ({exc})") from None
+        for i, row in enumerate(rows, start=1):
             cleaned = {}
             for k, v in row.items():
                 if isinstance(v, float) and math.isnan(v):
@@ -421,10 +425,17 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     header = next(reader, None)
     if header is None:
         return
+    last_line = text.count("\n") + (not text.endswith("\n"))
+    end = reader.line_num
     for row in reader:
-        n = reader.line_num
+        start, n = end + 1, reader.line_num  # a quoted cell may span lines: the row's first and last
+        end = n
         if not any(row):
             continue
+        if n > start and n >= last_line and _quote_left_open(text):
+            # csv reads an unclosed quote to the end of the file: no later row can be told apart
+            raise OutcomeError(f"{path}: line {start}: a quoted cell is never closed (it runs to the end of the "
+                               "file); close the quote, or double a quote inside a quoted cell")
         if len(row) != len(header):
             yield f"line {n}", ValueError(f"{len(row)} cells, the header has {len(header)}")
             continue
@@ -432,6 +443,16 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             yield f"line {n}", {name: _csv_cell(name, cell) for name, cell in zip(header, row)}
         except ValueError as exc:
             yield f"line {n}", exc
+
+
+def _quote_left_open(text: str) -> bool:
+    """Whether a CSV text ends inside a quoted cell (the lenient reader would swallow the rest)."""
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        return "end of data" in str(exc)
+    return False
 
 
 def parse_file(path: str | os.PathLike, resolve_model) -> tuple[list[Outcome], list[str]]:

@@ -100,6 +100,28 @@ def test_csv_bad_rows_name_their_line(tmp_path, aliased, capsys):
     assert bad[0].startswith("line 4: field 'score'") and bad[1].startswith("line 5: field 'tags'")
 
 
+def test_a_quote_left_open_is_named_where_it_starts(tmp_path):
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "in.csv"
+    source.write_text('prompt,model,score\na,gpt4,1\n"b,gpt4,1\nc,gpt4,0.5\nd,gpt4,0.5\n')
+    with pytest.raises(OutcomeError, match=r"in.csv: line 3: a quoted cell is never closed"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    closed = tmp_path / "closed.csv"  # a closed multi-line cell on the last row is a good row
+    closed.write_text('prompt,model,score\na,gpt4,1\n"b\nc",gpt4,1\n')
+    good, bad = parse_file(closed, lambda m: "gpt-4-1106-preview")
+    assert [o.prompt for o in good] == ["a", "b\nc"] and not bad
+
+
+def test_a_file_that_is_not_parquet_is_refused_by_name(tmp_path):
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "in.parquet"
+    source.write_bytes(b"PAR1 not really")
+    with pytest.raises(OutcomeError, match=r"in.parquet: not a readable parquet file"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+
+
 def test_stats_counts_per_model_and_day(tmp_path, aliased, capsys, new_store):
     store = new_store()
     main(["outcomes", "import", str(_jsonl(tmp_path / "in.jsonl", ROWS)), "--store", str(store),
