@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pickwise.registry import ModelSpec
 from pickwise.selector.batch import Solver
@@ -73,6 +73,13 @@ class PlanInfeasibleBody(ErrorBody):
     min_budget: float | None = Field(None, description="smallest budget that makes the plan feasible")
 
 
+def _not_blank(prompt: str | None) -> str | None:
+    """Whitespace alone is no prompt: the predictor would read it as anything at all."""
+    if prompt is not None and not prompt.strip():
+        raise ValueError("the prompt is empty or only whitespace")
+    return prompt
+
+
 # ---- selection ---------------------------------------------------------------------------
 class SelectRequest(SelectionConstraints):
     """One prompt and the selector's constraints (all optional; default objective min_cost)."""
@@ -88,6 +95,11 @@ class SelectRequest(SelectionConstraints):
         None, ge=0.0, le=MAX_WILLINGNESS_TO_PAY,
         description="lambda for 'balanced': USD the caller would pay for +1.0 quality",
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, prompt):
+        return _not_blank(prompt)
 
     def constraints(self) -> SelectionConstraints:
         return SelectionConstraints.model_validate(self.model_dump(exclude={"prompt"}))
@@ -133,6 +145,11 @@ class PlanPrompt(BaseModel):
     prompt_tokens: int | None = Field(
         None, ge=0, le=MAX_OUTPUT_TOKENS, description="prompt length for cost when no prompt text is given (default 0)"
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, prompt):
+        return _not_blank(prompt)
 
     @model_validator(mode="after")
     def _text_or_quality(self) -> PlanPrompt:

@@ -81,6 +81,8 @@ def test_plan_constraints_and_their_errors(api):
     assert r.json()["detail"].endswith(": " + ", ".join(p["id"] for p in PROMPTS))  # ids, not positions
     r = api.post("/v1/plan", json={"prompts": [{"id": "a"}]})
     assert r.status_code == 422 and "prompt" in r.json()["detail"]
+    r = api.post("/v1/plan", json={"prompts": [{"id": "a", "prompt": "x"}, {"id": "b", "prompt": "  "}]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "prompts", 1, "prompt"]
     r = api.post("/v1/plan", json={"prompts": [{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]})
     assert r.status_code == 422 and "duplicate prompt id" in r.json()["detail"]
     r = api.post("/v1/plan", json={"prompts": [{"id": "a", "quality": {"Llama-2-7b-hf": 1.5}}]})

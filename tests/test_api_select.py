@@ -81,6 +81,7 @@ def test_infeasible_with_fallback_returns_a_choice_flagged_as_fallback(api):
 @pytest.mark.parametrize("body, field", [
     ({}, "prompt"),
     ({"prompt": ""}, "prompt"),
+    ({"prompt": " \n\t "}, "prompt"),  # whitespace is no prompt either
     ({"prompt": PROMPT, "min_quality": 1.5}, "min_quality"),
     ({"prompt": PROMPT, "max_models": 4}, "max_models"),
     ({"prompt": PROMPT, "objective": "cheapest"}, "objective"),
