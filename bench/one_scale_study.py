@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
-from bench.density_detector import BothScale, DensityScale, fit_both_detector, fit_density_detector  # noqa: E402
+from bench.density_detector import DensityScale, fit_density_detector  # noqa: E402
 from bench.one_scale_features import ALPACA, load_features  # noqa: E402
 from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
@@ -32,6 +32,7 @@ from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.predictor.scale import (  # noqa: E402
     ALPACA_LINKS,
     dominance_pairs,
+    fit_bank_detector,
     fit_detector,
     fit_one_scale,
     fit_set_rho,
@@ -44,6 +45,7 @@ from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 # round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature; round 4: no
 # base-model penalty in the probabilities, the pool rule instead; round 5: density detector;
 # round 6: round 3's detector + s_nn, and the density test on u)
+STUDY_ONLY = {"density", "density-u"}  # detectors the serving layer does not have
 CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
               "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False},
               "scale5-density": {"tau": 0.5, "open_gate": 0.5, "detector": "density"},
@@ -123,7 +125,7 @@ def both_detector(feats, held: np.ndarray) -> tuple[dict, np.ndarray]:
     bank = bank_rows(feats)
     neg = np.random.default_rng(0).choice(negative_rows(pr["split"], bank, priced_texts(feats)), 6000, replace=False)
     part = lambda g, rows: (g["u"][rows], g["tasks"][rows], g["pooled"][rows])  # noqa: E731
-    return fit_both_detector(pr["pooled"][bank], part(al, ~held), part(pr, neg), neg_groups=pr["table"][neg], k=BANK_K)
+    return fit_bank_detector(pr["pooled"][bank], part(al, ~held), part(pr, neg), neg_groups=pr["table"][neg], k=BANK_K)
 
 
 def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
@@ -149,7 +151,7 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
         elif kind == "density-u":
             scales[name] = DensityScale.of(scales[name], *density_detector(feats, held, "u"), space="u")
         elif kind == "both":
-            scales[name] = BothScale.of(scales[name], *both_detector(feats, held))
+            scales[name].detector, scales[name].bank = both_detector(feats, held)
         if name in REFIT_TEMPERATURE:
             from pickwise.predictor.calibration import fit_temperature
 
@@ -442,7 +444,7 @@ def main() -> int:
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         parser.error(f"--choose: unknown candidate(s) {unknown}; known: {list(CANDIDATES)}")
-    if args.write and CANDIDATES[names[-1]].get("detector"):
+    if args.write and CANDIDATES[names[-1]].get("detector") in STUDY_ONLY:
         parser.error(f"--write: {names[-1]} is study-only (the serving layer has no such detector)")
 
 
@@ -475,7 +477,7 @@ def main() -> int:
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
     for n in names:
-        if isinstance(scales[n], DensityScale | BothScale):
+        if scales[n].bank is not None:
             d = scales[n].detector
             result["scale_info"].setdefault("detectors", {})[n] = {
                 "k": d["k"], "bank": list(scales[n].bank.shape), "space": getattr(scales[n], "space", "pooled"),

@@ -1,16 +1,11 @@
-"""The study-only open-ended detectors (bench.density_detector: rounds 5 and 6), on synthetic embeddings."""
+"""The study-only density detectors (bench.density_detector: rounds 5 and 6), on synthetic embeddings."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.density_detector import (
-    BothScale,
-    DensityScale,
-    fit_both_detector,
-    fit_density_detector,
-    nearest_similarity,
-)
+from bench.density_detector import DensityScale, fit_density_detector
+from pickwise.predictor.scale import nearest_similarity
 from tests.test_predictor_scale import fitted
 
 
@@ -69,7 +64,8 @@ def test_the_density_p_open_is_what_cuts_support_in_the_blend():
     assert out["support"][0, 0] > out["support"][1, 0]  # the far prompt loses model A's support
 
 
-# ---- round 6: the density test on u, and round 3's logistic detector with s_nn as one more feature
+# ---- round 6: the density test on u (its other candidate, s_nn in the logistic detector, is
+# the serving layer's: tests/test_predictor_scale.py)
 def test_the_u_space_density_test_reads_u_and_needs_no_pooled_embedding():
     priced, spread, _ = clusters(1, width=16)
     detector, bank = fit_density_detector(priced(400), spread(200), priced(300), k=10)
@@ -78,21 +74,6 @@ def test_the_u_space_density_test_reads_u_and_needs_no_pooled_embedding():
     none = np.zeros((100, 0))
     assert np.mean(scale.open_ended(priced(100), none, None) < 0.5) > 0.95
     assert np.mean(scale.open_ended(spread(100), none, None) >= 0.5) > 0.95
-
-
-def test_the_logistic_detector_with_s_nn_separates_what_a_linear_read_of_pooled_cannot():
-    priced, spread, _ = clusters(2)
-    rng = np.random.default_rng(5)
-    triple = lambda pooled: (rng.normal(size=(len(pooled), 4)), np.full((len(pooled), 3), 1 / 3), pooled)  # noqa: E731
-    detector, bank = fit_both_detector(priced(400), triple(spread(300)), triple(priced(300)),
-                                       neg_groups=np.arange(300) % 3, k=10, c=1.0)
-    assert len(detector["w"]) == 4 + 3 + 32 + 1 and detector["w"][-1] < 0  # s_nn last: nearer, less open
-    scale, *_ = fitted()
-    scale = BothScale.of(scale, detector, bank)
-    assert np.mean(scale.open_ended(*triple(priced(100))) < 0.5) > 0.9
-    assert np.mean(scale.open_ended(*triple(spread(100))) >= 0.5) > 0.9
-    with pytest.raises(ValueError, match="pooled"):
-        scale.open_ended(np.zeros((1, 4)), np.zeros((1, 3)), None)
 
 
 def test_negatives_leave_out_the_bank_and_with_texts_its_duplicates():
