@@ -32,6 +32,7 @@ from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.predictor.scale import (  # noqa: E402
     ALPACA_LINKS,
     dominance_pairs,
+    fit_bank_detector,
     fit_detector,
     fit_one_scale,
     fit_set_rho,
@@ -40,14 +41,18 @@ from pickwise.predictor.scale import (  # noqa: E402
 )
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-# rounds 1-5: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
+# rounds 1-6: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
 # round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature; round 4: no
-# base-model penalty in the probabilities, the pool rule instead; round 5: density detector)
+# base-model penalty in the probabilities, the pool rule instead; round 5: density detector;
+# round 6: round 3's detector + s_nn, and the density test on u)
+STUDY_ONLY = {"density", "density-u"}  # detectors the serving layer does not have
 CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
               "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False},
-              "scale5-density": {"tau": 0.5, "open_gate": 0.5, "detector": "density"}}
-REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule", "scale5-density"}
-BANK_PER_TABLE, BANK_SEED, BANK_K = 1000, 0, 10  # round 5's density bank
+              "scale5-density": {"tau": 0.5, "open_gate": 0.5, "detector": "density"},
+              "scale6-both": {"tau": 0.5, "open_gate": 0.5, "detector": "both"},
+              "scale6-u": {"tau": 0.5, "open_gate": 0.5, "detector": "density-u"}}
+REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u"}
+BANK_PER_TABLE, BANK_SEED, BANK_K = 1000, 0, 10  # round 5's density bank (round 6 reuses it)
 SHIPPED = "shipped"
 DECISIONS = [
     ("poem", "Write a short poem about the sea at dawn.", "max_quality"),
@@ -74,17 +79,53 @@ def alpaca_table():
     return models, quality, held
 
 
-def density_detector(feats, held: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Round 5: a bank of BANK_PER_TABLE random training prompts per priced table; negatives are
-    the other training prompts (each table weighing the same), positives AlpacaEval's training ones."""
+def bank_rows(feats) -> np.ndarray:
+    """Round 5's bank: BANK_PER_TABLE random training prompts per priced table (seed BANK_SEED)."""
     pr = feats["priced"]
     train = pr["split"] == "train"
     rng = np.random.default_rng(BANK_SEED)
-    bank = np.concatenate([rng.choice(np.flatnonzero(train & (pr["table"] == t)), BANK_PER_TABLE, replace=False)
+    return np.concatenate([rng.choice(np.flatnonzero(train & (pr["table"] == t)), BANK_PER_TABLE, replace=False)
                            for t in range(len(PRICED_TABLES))])
-    neg = np.flatnonzero(train & ~np.isin(np.arange(len(train)), bank))
-    return fit_density_detector(pr["pooled"][bank], feats["alpaca"]["pooled"][~held], pr["pooled"][neg],
+
+
+def priced_texts(feats) -> np.ndarray:
+    """The prompt text of every priced row of the features, from the tables themselves."""
+    pr = feats["priced"]
+    texts = np.empty(len(pr["row"]), object)
+    for k, stem in enumerate(PRICED_TABLES):
+        mine = pr["table"] == k
+        texts[mine] = np.array(load_table(default_data_dir() / f"{stem}.parquet").prompts, object)[pr["row"][mine]]
+    return texts
+
+
+def negative_rows(split: np.ndarray, bank: np.ndarray, texts: np.ndarray | None = None) -> np.ndarray:
+    """Training rows outside the bank; given the rows' `texts` (round 6), also none whose text is a
+    bank prompt's (a duplicate would find itself in the bank at similarity 1)."""
+    keep = (split == "train") & ~np.isin(np.arange(len(split)), bank)
+    if texts is not None:
+        keep &= ~np.isin(texts, np.unique(texts[bank]))
+    return np.flatnonzero(keep)
+
+
+def density_detector(feats, held: np.ndarray, space: str = "pooled") -> tuple[dict, np.ndarray]:
+    """Round 5 (pooled) and round 6's `scale6-u` (u): the density test on the bank; negatives are the
+    other training prompts (each table weighing the same; round 6 drops the bank's duplicates by
+    text), positives AlpacaEval's training ones."""
+    pr = feats["priced"]
+    bank = bank_rows(feats)
+    neg = negative_rows(pr["split"], bank, priced_texts(feats) if space == "u" else None)
+    return fit_density_detector(pr[space][bank], feats["alpaca"][space][~held], pr[space][neg],
                                 neg_groups=pr["table"][neg], k=BANK_K)
+
+
+def both_detector(feats, held: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Round 6's `scale6-both`: round 3's detector (6,000 random training negatives, seed 0, c 0.01,
+    table-balanced) drawn from the negatives the round-6 rule allows, with s_nn appended."""
+    pr, al = feats["priced"], feats["alpaca"]
+    bank = bank_rows(feats)
+    neg = np.random.default_rng(0).choice(negative_rows(pr["split"], bank, priced_texts(feats)), 6000, replace=False)
+    part = lambda g, rows: (g["u"][rows], g["tasks"][rows], g["pooled"][rows])  # noqa: E731
+    return fit_bank_detector(pr["pooled"][bank], part(al, ~held), part(pr, neg), neg_groups=pr["table"][neg], k=BANK_K)
 
 
 def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
@@ -100,13 +141,17 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
     scales = {}
     for name in names:
         params = dict(CANDIDATES[name])
-        density = params.pop("detector", None) == "density"
+        kind = params.pop("detector", None)
         scales[name] = fit_one_scale(
             predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
             pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
             links=ALPACA_LINKS, detector=detector, **params)
-        if density:
+        if kind == "density":
             scales[name] = DensityScale.of(scales[name], *density_detector(feats, held))
+        elif kind == "density-u":
+            scales[name] = DensityScale.of(scales[name], *density_detector(feats, held, "u"), space="u")
+        elif kind == "both":
+            scales[name].detector, scales[name].bank = both_detector(feats, held)
         if name in REFIT_TEMPERATURE:
             from pickwise.predictor.calibration import fit_temperature
 
@@ -399,8 +444,8 @@ def main() -> int:
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         parser.error(f"--choose: unknown candidate(s) {unknown}; known: {list(CANDIDATES)}")
-    if args.write and CANDIDATES[names[-1]].get("detector") == "density":
-        parser.error(f"--write: {names[-1]} is study-only (the serving layer has no density detector)")
+    if args.write and CANDIDATES[names[-1]].get("detector") in STUDY_ONLY:
+        parser.error(f"--write: {names[-1]} is study-only (the serving layer has no such detector)")
 
 
     predictor = load_predictor(None, "cpu", precision="fp32")
@@ -431,8 +476,14 @@ def main() -> int:
                             "temperature": {n: scales[n].temperature for n in names}, "open_difficulty": chosen.open_difficulty,
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
-    if isinstance(chosen, DensityScale):
-        result["scale_info"]["detector"] = chosen.detector | {"bank": list(chosen.bank.shape)}
+    for n in names:
+        if scales[n].bank is not None:
+            d = scales[n].detector
+            result["scale_info"].setdefault("detectors", {})[n] = {
+                "k": d["k"], "bank": list(scales[n].bank.shape), "space": getattr(scales[n], "space", "pooled"),
+                **({"w": d["w"], "b": d["b"]} if np.ndim(d["w"]) == 0 else
+                   {"w_s_nn": float(d["w"][-1]), "s_nn_mean": float(d["mean"][-1]), "s_nn_std": float(d["std"][-1]),
+                    "features": len(d["w"])})}
     out = ROOT / "bench" / "results"
     suffix = "" if args.split == "test" else f"_{args.split}"
     (out / f"{args.name}{suffix}.json").write_text(json.dumps(result, indent=1, default=str))

@@ -7,7 +7,9 @@ per task k), so tables are linked through the models they share, and a dominance
 (A ≥ 0.08 better than B wherever both were measured) is kept as a constraint a_A > a_B.
 
 At serving time, for a prompt with task posterior P and open-endedness p_open (a logistic
-detector on [u, P, pooled embedding], trained on AlpacaEval instructions against priced prompts):
+detector on [u, P, pooled embedding, s_nn], trained on AlpacaEval instructions against priced
+prompts; s_nn is the mean cosine similarity of the pooled embedding to its k nearest prompts of a
+bank of priced training prompts, so a prompt close to a priced table's reads as that table's kind):
 - support s_m = (1 − cut) · min(1, Σ_k P_k w_mk / tau), w_mk = n_mk / (n_mk + n0), n_mk the
   model's training rows on task k, cut = clip((p_open − gate) / (1 − gate), 0, 1): how much of
   the prompt reads as tasks the model was measured on;
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 SCALE_FILE = "scale.json"
+BANK_FILE = "scale_bank.npy"  # the detector's bank: [B, width] unit-norm pooled embeddings, float16
 LOW_SUPPORT = 0.5  # support below this: the prediction is flagged low-confidence
 OPEN_TASK = "open-ended"
 OPEN_ENDED_AT = 0.5  # p_open from which a prompt counts as open-ended (reasons, the base-model pool rule)
@@ -129,6 +132,31 @@ def fit_rasch(n: np.ndarray, y: np.ndarray, pairs=(), *, free_slope=None, l2: fl
     return unpack(result.x)
 
 
+# ----------------------------------------------------------------------------- nearest-prompt similarity
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def stored_bank(x: np.ndarray) -> np.ndarray:
+    """Unit-norm rows rounded to float16, as the artifact stores them (fit on what serving reads)."""
+    return unit_rows(x).astype(np.float16).astype(np.float32)
+
+
+def nearest_similarity(x: np.ndarray, bank: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
+    """s_nn [N]: mean cosine similarity of each row of `x` to its `k` nearest rows of the unit-norm
+    `bank`; in chunks, so a large batch never holds an [N, B] matrix at once."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != bank.shape[1]:
+        raise ValueError(f"embeddings of shape {x.shape} do not match the density bank's width {bank.shape[1]}")
+    k = min(k, len(bank))
+    out = np.empty(len(x))
+    for start in range(0, len(x), chunk):
+        sims = unit_rows(x[start:start + chunk]) @ bank.T
+        out[start:start + chunk] = np.partition(sims, -k, axis=1)[:, -k:].mean(1)
+    return out
+
+
 # ----------------------------------------------------------------------------- serving-time layer
 @dataclass
 class OneScale:
@@ -147,7 +175,7 @@ class OneScale:
     open_difficulty: float  # d for an open-ended prompt (no priced table measures it)
     base: np.ndarray  # [M] bool: a base (not instruction-tuned) model
     base_penalty: float = 0.0  # logit subtracted for base models on open-ended prompts
-    detector: dict = field(default_factory=dict)  # mean, std, w, b: p(open-ended | [u, P])
+    detector: dict = field(default_factory=dict)  # mean, std, w, b (+ k with a bank): p(open-ended | [u, P, ...])
     n0: float = 20.0
     tau: float = 1.0
     kappa: float = 2.0  # prior weight (in supported models) of the task difficulty against d̂
@@ -155,46 +183,82 @@ class OneScale:
     open_gate: float = 0.0  # p_open below this does not cut support (the detector's false positives sit there)
     temperature: float = 1.0  # divides the blended logits (fitted on validation rows)
     info: dict = field(default_factory=dict)
+    # the detector's bank ([B, width] unit-norm pooled embeddings of priced training prompts): its
+    # last feature is s_nn against it; None for a detector without that feature (older scale.json)
+    bank: np.ndarray | None = None
 
     # ---- persistence
     def to_dict(self) -> dict:
         out = {}
         for key, value in self.__dict__.items():
-            out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+            if key != "bank":  # stored beside, as float16 (BANK_FILE)
+                out[key] = value.tolist() if isinstance(value, np.ndarray) else value
         out["detector"] = {k: (np.asarray(v).tolist()) for k, v in self.detector.items()}
         return out
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / SCALE_FILE
+        """Write scale.json, and the bank beside it (or remove a stale one, so it never pairs with
+        a scale it was not fitted with)."""
+        directory = Path(directory)
+        bank = directory / BANK_FILE
+        if self.bank is not None:
+            with open(bank.with_name(".tmp-" + BANK_FILE), "wb") as handle:
+                np.save(handle, self.bank.astype(np.float16), allow_pickle=False)
+            bank.with_name(".tmp-" + BANK_FILE).replace(bank)
+        elif bank.exists():
+            bank.unlink()
+        path = directory / SCALE_FILE
         tmp = path.with_name(".tmp-" + SCALE_FILE)
         tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
         tmp.replace(path)
         return path
 
     @classmethod
-    def from_dict(cls, data: dict) -> OneScale:
+    def from_dict(cls, data: dict, bank: np.ndarray | None = None) -> OneScale:
         data = dict(data)
         for key in ("ability", "difficulty", "rows"):
             data[key] = np.asarray(data[key], dtype=np.float64)
         data["base"] = np.asarray(data["base"], dtype=bool)
         data["detector"] = {k: np.asarray(v, dtype=np.float64) for k, v in data.get("detector", {}).items()}
-        return cls(**data)
+        if ("k" in data["detector"]) != (bank is not None):
+            raise ValueError("a detector with an s_nn feature (k) needs its bank, and only such a detector has one")
+        return cls(**data, bank=bank)
 
     @classmethod
     def load(cls, directory: str | Path) -> OneScale | None:
         path = Path(directory) / SCALE_FILE
-        return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        bank = None
+        if "k" in data.get("detector", {}):
+            bank_path = path.with_name(BANK_FILE)
+            if not bank_path.exists():
+                raise ValueError(f"{path}: its open-ended detector reads s_nn, but {BANK_FILE} is missing beside it")
+            bank = np.load(bank_path, allow_pickle=False).astype(np.float32)
+            if bank.ndim != 2:
+                raise ValueError(f"{bank_path}: expected a [prompts, width] bank, got shape {bank.shape}")
+        return cls.from_dict(data, bank)
 
     # ---- per prompt
     def open_ended(self, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None = None) -> np.ndarray:
-        """p(open-ended: of no priced table's kind) [N] from u, the task posterior and the pooled embedding."""
+        """p(open-ended: of no priced table's kind) [N] from u, the task posterior, the pooled
+        embedding and (with a bank) its similarity to the nearest priced training prompts."""
         if not self.detector:
             return np.zeros(len(u))
-        parts = [u, tasks] + ([pooled] if len(self.detector["mean"]) > u.shape[1] + tasks.shape[1] else [])
-        if len(parts) == 3 and pooled is None:
-            raise ValueError("this scale's open-ended detector reads the pooled embedding: pass prompt_features().pooled")
-        x = (np.hstack(parts) - self.detector["mean"]) / self.detector["std"]
-        return sigmoid(x @ self.detector["w"] + float(self.detector["b"]))
+        return sigmoid(self.detector_features(u, tasks, pooled) @ self.detector["w"] + float(self.detector["b"]))
+
+    def detector_features(self, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None = None) -> np.ndarray:
+        """The detector's standardised input [N, F]: [u, P] (+ pooled) (+ s_nn with a bank)."""
+        extra = 1 if self.bank is not None else 0
+        parts = [u, tasks]
+        if len(self.detector["mean"]) - extra > u.shape[1] + tasks.shape[1]:
+            if pooled is None:
+                raise ValueError("this scale's open-ended detector reads the pooled embedding: pass prompt_features().pooled")
+            parts.append(pooled)
+        if extra:
+            parts.append(nearest_similarity(pooled, self.bank, int(self.detector["k"]))[:, None])
+        return (np.hstack(parts) - self.detector["mean"]) / self.detector["std"]
 
     def support(self, tasks: np.ndarray, p_open: np.ndarray) -> np.ndarray:
         """[N, M] in [0, 1]: the share of the prompt that reads as tasks the model has results on."""
@@ -313,6 +377,19 @@ def fit_detector(pos: np.ndarray, neg: np.ndarray, c: float = 1.0, neg_groups: n
     return {"mean": mean, "std": std, "w": clf.coef_[0], "b": np.array(clf.intercept_[0])}
 
 
+def fit_bank_detector(bank_pooled: np.ndarray, pos: tuple, neg: tuple, neg_groups: np.ndarray | None = None,
+                      k: int = 10, c: float = 0.01) -> tuple[dict, np.ndarray]:
+    """`fit_detector` on [u, P, pooled, s_nn]: `pos`/`neg` are (u, tasks, pooled) triples and s_nn
+    is read against `bank_pooled` (stored as the artifact will hold it). Negatives must not be bank
+    prompts (they would find themselves). Returns (detector {mean, std, w, b, k}, bank)."""
+    bank = stored_bank(bank_pooled)
+
+    def features(u, tasks, pooled):
+        return np.hstack([u, tasks, pooled, nearest_similarity(pooled, bank, k)[:, None]])
+
+    return fit_detector(features(*pos), features(*neg), c=c, neg_groups=neg_groups) | {"k": k}, bank
+
+
 def fit_one_scale(
     model_names: list[str],
     tasks: list[str],
@@ -325,6 +402,7 @@ def fit_one_scale(
     open_models: list[str] | None = None,
     links: dict[str, str] | None = None,
     detector: dict | None = None,
+    bank: np.ndarray | None = None,
     tau: float = 1.0,
     open_gate: float = 0.0,
     n0: float = 20.0,
@@ -335,7 +413,8 @@ def fit_one_scale(
     """Fit the scale on training rows: `labels` [N, M] (NaN = no result) with task names `task` [N]
     and table ids `table` [N]; optionally an open-ended table (`open_quality` [Na, Mo], columns
     `open_models`, linked to trained models by `links`) that gets its own difficulty and slope.
-    `base_penalty` False records the base/instruct gap in `info` without applying it."""
+    `base_penalty` False records the base/instruct gap in `info` without applying it; `bank` goes
+    with a `detector` from `fit_bank_detector`."""
     n, y = task_counts(labels, task, tasks)
     direct, implied = dominance_pairs([(labels[table == t], task[table == t]) for t in np.unique(table)])
     m_trained = len(model_names)
@@ -371,5 +450,5 @@ def fit_one_scale(
         model_names=list(model_names), tasks=list(tasks), ability=a, difficulty=d, rows=n,
         model_tables={k: list(v) for k, v in model_tables.items()}, open_difficulty=open_difficulty,
         base=np.array([m in BASE_MODELS for m in model_names]), base_penalty=penalty,
-        detector=detector or {}, n0=n0, tau=tau, kappa=kappa, info=info, open_gate=open_gate,
+        detector=detector or {}, bank=bank, n0=n0, tau=tau, kappa=kappa, info=info, open_gate=open_gate,
     )

@@ -1,10 +1,11 @@
-"""Round 5's density open-ended detector (bench.density_detector), on synthetic embeddings."""
+"""The study-only density detectors (bench.density_detector: rounds 5 and 6), on synthetic embeddings."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.density_detector import DensityScale, fit_density_detector, nearest_similarity
+from bench.density_detector import DensityScale, fit_density_detector
+from pickwise.predictor.scale import nearest_similarity
 from tests.test_predictor_scale import fitted
 
 
@@ -61,3 +62,25 @@ def test_the_density_p_open_is_what_cuts_support_in_the_blend():
     out = scale.combine(np.zeros((2, 4)), tasks, np.zeros((2, 0)), pooled)
     assert out["open_ended"][0] < 0.5 <= out["open_ended"][1]
     assert out["support"][0, 0] > out["support"][1, 0]  # the far prompt loses model A's support
+
+
+# ---- round 6: the density test on u (its other candidate, s_nn in the logistic detector, is
+# the serving layer's: tests/test_predictor_scale.py)
+def test_the_u_space_density_test_reads_u_and_needs_no_pooled_embedding():
+    priced, spread, _ = clusters(1, width=16)
+    detector, bank = fit_density_detector(priced(400), spread(200), priced(300), k=10)
+    scale, *_ = fitted()
+    scale = DensityScale.of(scale, detector, bank, space="u")
+    none = np.zeros((100, 0))
+    assert np.mean(scale.open_ended(priced(100), none, None) < 0.5) > 0.95
+    assert np.mean(scale.open_ended(spread(100), none, None) >= 0.5) > 0.95
+
+
+def test_negatives_leave_out_the_bank_and_with_texts_its_duplicates():
+    from bench.one_scale_study import negative_rows
+
+    split = np.array(["train"] * 5 + ["val"])
+    texts = np.array(["a", "b", "a", "c", "d", "d"], object)
+    bank = np.array([0, 4])
+    np.testing.assert_array_equal(negative_rows(split, bank), [1, 2, 3])
+    np.testing.assert_array_equal(negative_rows(split, bank, texts), [1, 3])  # row 2 repeats bank row 0

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pickwise.predictor.scale import (
+    BANK_FILE,
     OneScale,
     dominance_pairs,
+    fit_bank_detector,
     fit_one_scale,
     fit_set_rho,
     set_quality,
@@ -94,3 +97,63 @@ def test_set_calibration_recovers_the_failure_correlation():
     fail = np.where(common[:, None], shared, rng.random((n, 2))) < q
     assert abs(np.corrcoef(fail.T)[0, 1] - rho) < 0.03
     assert set_quality(np.array([[0.5, 0.5]]), 0.0)[0] == 0.75 and set_quality(np.array([[0.5, 0.5]]), 1.0)[0] == 0.5
+
+
+def bank_detector_scale(seed: int = 2, width: int = 32):
+    """A scale whose detector reads s_nn against a bank: priced prompts sit in tight clusters (which
+    no linear read of the embedding separates from prompts spread anywhere), open-ended ones anywhere."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, width))
+    priced = lambda n: centres[rng.integers(0, 8, n)] + 0.3 * rng.normal(size=(n, width))  # noqa: E731
+    spread = lambda n: rng.normal(size=(n, width))  # noqa: E731
+    triple = lambda pooled: (rng.normal(size=(len(pooled), 2)), np.full((len(pooled), 3), 1 / 3), pooled)  # noqa: E731
+    detector, bank = fit_bank_detector(priced(400), triple(spread(300)), triple(priced(300)),
+                                       neg_groups=np.arange(300) % 3, k=10, c=1.0)
+    scale, *_ = fitted()
+    scale.detector, scale.bank = detector, bank
+    return scale, priced, spread, triple
+
+
+def test_the_detector_reads_similarity_to_the_bank_of_priced_prompts():
+    scale, priced, spread, triple = bank_detector_scale()
+    assert len(scale.detector["w"]) == 2 + 3 + 32 + 1 and scale.detector["w"][-1] < 0  # s_nn: nearer, less open
+    assert np.mean(scale.open_ended(*triple(priced(100))) < 0.5) > 0.9
+    assert np.mean(scale.open_ended(*triple(spread(100))) >= 0.5) > 0.9
+    u, tasks, _ = triple(priced(1))
+    with pytest.raises(ValueError, match="pooled"):
+        scale.open_ended(u, tasks, None)
+    # and the p_open it gives is what cuts support in the blend
+    tasks = np.tile([[1.0, 0.0, 0.0]], (2, 1))
+    out = scale.combine(np.zeros((2, 4)), tasks, np.zeros((2, 2)), np.vstack([priced(1), spread(1)]))
+    assert out["open_ended"][0] < 0.5 <= out["open_ended"][1] and out["support"][0, 0] > out["support"][1, 0]
+
+
+def test_the_bank_is_saved_and_loaded_with_the_scale(tmp_path):
+    scale, priced, spread, triple = bank_detector_scale()
+    scale.save(tmp_path)
+    assert (tmp_path / BANK_FILE).stat().st_size < 400 * 32 * 2 + 200  # float16
+    again = OneScale.load(tmp_path)
+    assert again.bank.shape == scale.bank.shape and int(again.detector["k"]) == 10
+    x = triple(np.vstack([priced(20), spread(20)]))
+    np.testing.assert_allclose(again.open_ended(*x), scale.open_ended(*x), atol=1e-6)
+    # a scale without a bank (an older scale.json) removes a stale bank and loads without one
+    plain, *_ = fitted()
+    plain.save(tmp_path)
+    assert not (tmp_path / BANK_FILE).exists() and OneScale.load(tmp_path).bank is None
+    # a detector that needs its bank does not load without it
+    scale.save(tmp_path)
+    (tmp_path / BANK_FILE).unlink()
+    with pytest.raises(ValueError, match=BANK_FILE):
+        OneScale.load(tmp_path)
+
+
+def test_a_scale_json_written_before_the_bank_still_loads(tmp_path):
+    """scale.json as rounds 3-5 wrote it: no `bank` key, a detector without k."""
+    import json
+
+    scale, *_ = fitted()
+    data = scale.to_dict()
+    data["detector"] = {"mean": [0.0] * 5, "std": [1.0] * 5, "w": [0.1] * 5, "b": 0.0}
+    (tmp_path / "scale.json").write_text(json.dumps(data))
+    old = OneScale.load(tmp_path)
+    assert old.bank is None and old.open_ended(np.zeros((1, 2)), np.zeros((1, 3))).shape == (1,)
