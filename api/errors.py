@@ -37,9 +37,11 @@ class NoFeasibleModel(InfeasibleSelection):
     """An infeasible select, told in one sentence, with `way_out`: {constraint: the value that alone
     would make it feasible} (pickwise.api.way_out); `blocking` keeps every model's reasons."""
 
-    def __init__(self, blocking: dict[str, list[str]], way_out: dict[str, float | bool], message: str):
+    def __init__(self, blocking: dict[str, list[str]], way_out: dict[str, float | bool], message: str,
+                 way_out_together: dict[str, float | bool] | None = None):
         super().__init__(blocking, message)
         self.way_out = way_out
+        self.way_out_together = way_out_together or {}
 
 
 class DecisionNotFound(PickwiseError, LookupError):
@@ -90,7 +92,8 @@ def _facts(exc: PickwiseError) -> dict[str, Any]:
     if isinstance(exc, RequestFieldError):
         return {"errors": [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]}
     if isinstance(exc, InfeasibleSelection):
-        return {"blocking": exc.blocking, "way_out": getattr(exc, "way_out", {})}
+        return {"blocking": exc.blocking, "way_out": getattr(exc, "way_out", {}),
+                "way_out_together": getattr(exc, "way_out_together", {})}
     if isinstance(exc, BudgetInfeasible):
         return {"reason": exc.reason, "budget": exc.budget, "min_budget": exc.min_budget}
     if isinstance(exc, PlanInfeasible):

@@ -60,6 +60,10 @@ class InfeasibleBody(ErrorBody):
         description="for each of min_quality, max_cost_usd, max_latency_ms, allow_low_confidence and "
                     "allow_base_models the request "
                     "set, the value that alone makes it feasible (the highest floor, the smallest caps), if any")
+    way_out_together: dict[str, float | bool] = Field(
+        default_factory=dict,
+        description="where no single change helps: changes that make it feasible together (allow_low_confidence "
+                    "with the highest min_quality it then admits)")
     registry_version: str
     predictor_version: str
 

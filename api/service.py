@@ -33,7 +33,7 @@ from pickwise.api.schemas import (
     SelectRequest,
     SelectResponse,
 )
-from pickwise.api.way_out import describe, way_out
+from pickwise.api.way_out import describe, way_out, way_out_together
 from pickwise.errors import PickwiseError
 from pickwise.predictor.scale import OPEN_ENDED_AT
 from pickwise.registry import (
@@ -396,7 +396,9 @@ class PickwiseService:
         except InfeasibleSelection as exc:
             blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
             ways = way_out(candidates, constraints, predictor.set_rho)
-            short = NoFeasibleModel(blocking, ways, describe(blocking, ways, constraints.on_infeasible))
+            together = {} if ways else way_out_together(candidates, constraints, predictor.set_rho)
+            short = NoFeasibleModel(blocking, ways, describe(blocking, ways, constraints.on_infeasible, together),
+                                    together)
             short.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
             raise short from None
         return SelectResponse.model_construct(

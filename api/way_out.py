@@ -65,7 +65,25 @@ def way_out(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: fl
     return out
 
 
-def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fallback: str = "error") -> str:
+def way_out_together(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float = 0.0) -> dict[str, float | bool]:
+    """Where no single change helps a floor that only low-confidence qualities come near (an open-ended
+    prompt: every model is low-confidence): allow_low_confidence with the highest floor it then admits."""
+    if cons.min_quality is None or cons.allow_low_confidence:
+        return {}
+    best = _decide(candidates, cons, rho, allow_low_confidence=True, min_quality=None, objective="max_quality",
+                   willingness_to_pay=None)
+    floor = math.floor(best.quality * 1000) / 1000 if best is not None else 0.0
+    if floor <= 0 or _decide(candidates, cons, rho, allow_low_confidence=True, min_quality=floor) is None:
+        return {}
+    return {"allow_low_confidence": True, "min_quality": floor}
+
+
+def _options(ways: dict[str, float | bool], joiner: str) -> str:
+    return joiner.join(f"{k} {str(v).lower() if isinstance(v, bool) else f'{v:g}'}" for k, v in ways.items())
+
+
+def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fallback: str = "error",
+             together: dict[str, float | bool] | None = None) -> str:
     """One sentence: how many models each constraint rules out, then the way out."""
     counts = Counter(reason for why in blocking.values() for reason in (why or ["no feasible set"]))
     ruled = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
@@ -73,6 +91,7 @@ def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fall
     if fallback != "error":
         text += f"; no model passes the hard constraints for fallback '{fallback}'"
     if ways:
-        return text + "; way out: " + " or ".join(f"{k} {str(v).lower() if isinstance(v, bool) else f'{v:g}'}"
-                                                 for k, v in ways.items())
+        return text + "; way out: " + _options(ways, " or ")
+    if together:
+        return text + "; way out, both together: " + _options(together, " and ")
     return text + f"; no single change of {', '.join(WAY_OUT_FIELDS[:-1])} or {WAY_OUT_FIELDS[-1]} helps"

@@ -82,3 +82,15 @@ def test_a_plan_keeps_open_ended_prompts_from_base_models(service):
     assert assigned["poem"] == "gemma-2-9b-it"
     allowed = service.workload(PlanRequest.model_validate({**request, "allow_base_models": True})).workload.allowed
     assert allowed.all()
+
+
+def test_a_floor_over_every_guess_gets_a_way_out_of_two_changes(service):
+    # every quality on "hi" is low-confidence: no floor counts them, and allowing them alone does not
+    # reach a floor above the best; the answer names both changes together
+    with pytest.raises(NoFeasibleModel) as info:
+        service.select(SelectRequest(prompt=HELLO, min_quality=0.99))
+    together = info.value.way_out_together
+    assert info.value.way_out == {} and together["allow_low_confidence"] is True
+    assert "both together" in str(info.value)
+    d = service.select(SelectRequest(prompt=HELLO, **together))
+    assert d.low_confidence and d.quality >= together["min_quality"]

@@ -329,10 +329,12 @@ def format_infeasible(body: dict) -> str:
     blocking = body.get("blocking") or {}
     width = max((len(n) for n in blocking), default=0)
     lines = [body.get("detail", "no model satisfies the constraints")]
-    ways = body.get("way_out") or {}
+    ways, together = body.get("way_out") or {}, body.get("way_out_together") or {}
+    option = lambda k, v: "--" + k.replace("_", "-") + ("" if v is True else f" {v:g}")  # noqa: E731
     if ways:
-        lines.append("way out: " + " or ".join("--" + k.replace("_", "-") + ("" if v is True else f" {v:g}")
-                                               for k, v in ways.items()))
+        lines.append("way out: " + " or ".join(option(k, v) for k, v in ways.items()))
+    elif together:
+        lines.append("way out: " + " ".join(option(k, v) for k, v in together.items()) + " (both together)")
     lines.append("what blocks each model:")
     lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in blocking.items()]
     if any("low confidence" in why for why in blocking.values()):
