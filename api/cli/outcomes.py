@@ -165,7 +165,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
-    print(f"{stats['outcomes']:,} outcomes on {stats['prompts']:,} prompts in {stats['store']}"
+    n, prompts = stats["outcomes"], stats["prompts"]
+    print(f"{n:,} outcome{'' if n == 1 else 's'} on {prompts:,} prompt{'' if prompts == 1 else 's'} in {stats['store']}"
           + (f", {stats['first']} .. {stats['last']}" if stats["outcomes"] else ""))
     hashed = stats["hashed_prompts"]
     if hashed["rows"]:
