@@ -96,3 +96,31 @@ def test_feedback_needs_a_token(api, tmp_path, tiny_predictor):
     with client(registry, tiny_predictor, admin_token=None, feedback_token="fb",
                 outcome_store=str(tmp_path / "x.sqlite")) as c:
         assert c.post("/v1/feedback", json=body, headers={"Authorization": "Bearer fb"}).status_code == 201
+
+
+def test_feedback_over_http_reaches_the_next_refit(api, store_path, tmp_path, tiny_predictor):
+    """Issue #24's 'done when': outcomes sent to /v1/feedback for a model registered by YAML alone are
+    what `fit` learns it from; the refitted artifact scores it from them."""
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.inference import load_predictor
+    from pickwise.predictor.refit import refit
+    from pickwise.registry import load_registry
+    from tests.api_support import UNTRAINED
+
+    prompts = [f"{PROMPT} Variant {i}." for i in range(30)]
+    for prompt in prompts:
+        r = api.post("/v1/feedback", json={"prompt": prompt, "model": UNTRAINED, "score": 1.0}, headers=AUTH)
+        assert r.status_code == 201, r.text
+    snapshot = load_registry(tmp_path / "registry")
+    spec = snapshot.get(UNTRAINED)
+    before = tiny_predictor.model_vector(spec, snapshot)
+    assert before.source == "population"
+    with OutcomeStore(store_path) as store:
+        report = refit(tiny_predictor, snapshot, store, tmp_path / "fitted", holdout=0.0)
+    assert report["models"][UNTRAINED]["rows"] == len(prompts)
+    fitted = load_predictor(tmp_path / "fitted", device="cpu", backbone=tiny_backbone())
+    after = fitted.model_vector(spec, snapshot)
+    assert after.source == "outcomes"
+    u = tiny_predictor.prompt_features([PROMPT]).u
+    # every outcome was a success: the refitted model is predicted to do better than the prior said
+    assert fitted.probabilities(u, [after])[0, 0] > tiny_predictor.probabilities(u, [before])[0, 0] + 0.05
