@@ -384,7 +384,8 @@ class PickwiseService:
         evidence = predictor.evidence(features.u, scoring.vectors, features.tasks, pooled=features.pooled)
         output_tokens = request.expected_output_tokens
         if output_tokens is None:  # each model's predicted answer length (its registry figure where it has none)
-            output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended, snapshot)[0][0]
+            output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended, snapshot,
+                                                   features.tasks)[0][0]
         candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
                                         low_confidence=evidence.low_confidence[0],
                                         output_tokens=output_tokens,
@@ -492,7 +493,8 @@ class PickwiseService:
                                    dtype=bool).reshape(len(texts), len(vectors)))
             open_ended.append(evidence.open_ended >= OPEN_ENDED_AT)
             if isinstance(lengths, np.ndarray):
-                lengths[predicted] = predictor.output_tokens(features.u, specs, evidence.open_ended, snapshot)[0]
+                lengths[predicted] = predictor.output_tokens(features.u, specs, evidence.open_ended, snapshot,
+                                                             features.tasks)[0]
             return evidence.quality
 
         workload = build_workload(rows, specs, score, output_tokens=lengths)

@@ -401,10 +401,14 @@ class QualityPredictor:
         return float(self.scale.set_rho) if self.scale is not None else 0.0
 
     def output_tokens(self, u: np.ndarray, models: Sequence, open_ended: np.ndarray | None = None,
-                      snapshot=None) -> tuple[np.ndarray, list[str]]:
+                      snapshot=None, tasks: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
         and per model its source: "outcomes" | "probe" | "trained" | "fitted" | "registry" (`length_vector`).
         `snapshot` supplies the probe answers' lengths of models registered from probe results.
+
+        With the task posterior `tasks` (`prompt_features().tasks`), a model whose lengths come only from
+        training rows is pulled towards the pool's typical count on prompts of tables it has no lengths
+        on, by its length support (`LengthModel.toward_pool`).
 
         On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
         lengths come only from benchmark answers (a letter, a number) would be priced for a one-token
@@ -414,8 +418,11 @@ class QualityPredictor:
 
         if self.lengths is None:
             return predict_output_tokens(None, u, models)
-        estimate = self.lengths.predict(u, models, vectors=[self.length_vector(m, snapshot) for m in models])
+        found = [self.length_vector(m, snapshot) for m in models]
+        estimate = self.lengths.predict(u, models, vectors=found)
         tokens, sources = estimate.tokens, estimate.sources
+        if tasks is not None and self.meta.get("tasks"):
+            tokens = self.lengths.toward_pool(u, tasks, self.meta["tasks"], models, found, tokens)
         if open_ended is None:
             return tokens, sources
         rows = np.flatnonzero(np.asarray(open_ended) >= OPEN_ENDED)

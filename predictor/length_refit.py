@@ -97,7 +97,7 @@ def length_figures(base, candidate, snapshot, rows: OutcomeRows, features: Featu
     errors = {}
     for label, predictor in (("base", base), ("candidate", candidate)):
         open_ended = predictor.evidence(u, [], tasks, pooled=pooled).open_ended if tasks is not None else None
-        tokens, _ = predictor.output_tokens(u, specs, open_ended, snapshot)
+        tokens, _ = predictor.output_tokens(u, specs, open_ended, snapshot, tasks)
         errors[label] = np.abs(log2_tokens(tokens[r, c]) - truth)
     return {
         "rows": int(len(idx)), "prompts": len(grid.prompts),

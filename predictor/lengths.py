@@ -56,6 +56,7 @@ SOURCES = ("outcomes", "probe", "trained", "fitted", "registry")
 TRUST_TRAINED = 10.0  # a trained vector's weight against new lengths, as `pickwise fit --trust-trained` defaults
 MIN_TOKENS = 1.0  # counts are clipped here before log2: a 0-token answer is billed like a 1-token one
 PRIOR_SHRINK = 0.1
+SUPPORTED = 0.5  # a trained model with at least this length support on a prompt votes for the pool's typical count
 
 
 def log2_tokens(tokens: np.ndarray) -> np.ndarray:
@@ -256,6 +257,48 @@ class LengthModel:
                 return self._fitted[name]
         return None
 
+    def trained_tables(self, names: Iterable[str]) -> list[str]:
+        """The tables the trained model among `names` (a name and its aliases) has length rows on ([] if none)."""
+        for name in names:
+            j = self._index.get(name)
+            if j is not None:
+                return list(self.model_tables.get(self.names[j], ()))
+        return []
+
+    def toward_pool(self, u: np.ndarray, tasks: np.ndarray, task_names: Sequence[str], models: Sequence,
+                    found: Sequence[LengthVector | None], tokens: np.ndarray) -> np.ndarray:
+        """`tokens` [N, M] with each trained-only model's estimate pulled towards the pool's typical count
+        where the prompt reads as tasks of tables it has no length rows on (decision output-lengths.md,
+        round 2): a linear form extrapolates there, as quality does without `support`.
+
+        s = the task posterior `tasks` [N, K] (tasks named "<table>/<task>") on tasks of the model's
+        tables; t = the median estimate of the trained models with s >= SUPPORTED (all, if none);
+        estimate 2^(s log2 est + (1 - s) log2 t), clipped as `predict` clips. Vectors from probe
+        answers or outcomes (s = 1) and registry fallbacks are left as they are.
+        """
+        pulled = [j for j, x in enumerate(found) if x is not None and x.source == "trained"]
+        if not pulled:
+            return tokens
+        u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+        tasks = np.atleast_2d(np.asarray(tasks, dtype=np.float64))
+        pool = self.predict(u, self.names, vectors=[self.trained_vector([n]) for n in self.names]).tokens
+        pool_s = length_support(tasks, task_names, [self.model_tables.get(n, ()) for n in self.names])
+        voters = pool_s >= SUPPORTED
+        voters[~voters.any(axis=1)] = True
+        typical = np.nanmedian(np.where(voters, pool, np.nan), axis=1)
+        names = [[m] if isinstance(m, str) else list(m.all_names()) for m in models]
+        s = length_support(tasks, task_names, [self.trained_tables(names[j]) for j in pulled])
+        smear = [found[j].log2_smear if self.meta.get("count_form", "mean") == "mean" else 0.0 for j in pulled]
+        lo = np.array([found[j].log2_range[0] for j in pulled]) + smear
+        hi = np.array([found[j].log2_range[1] for j in pulled]) + smear
+        z = s * np.log2(tokens[:, pulled]) + (1.0 - s) * np.log2(typical)[:, None]
+        out = tokens.copy()
+        out[:, pulled] = np.exp2(np.clip(z, lo, hi))
+        for j in pulled:  # never more than the model may produce
+            if not isinstance(models[j], str):
+                out[:, j] = np.minimum(out[:, j], models[j].max_output_tokens)
+        return out
+
     # ---- prediction --------------------------------------------------------------------
     def log2_median(self, u: np.ndarray, vectors: Sequence[LengthVector]) -> np.ndarray:
         if not vectors:
@@ -301,6 +344,15 @@ class LengthModel:
             tokens[:, j] = float(model.expected_output_tokens)
             sources.append("registry")
         return LengthEstimate(tokens, sources, log2_med)
+
+
+def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequence[Iterable[str]]) -> np.ndarray:
+    """[N, M]: per prompt and model, the task posterior `tasks` [N, K]'s mass on the tasks (named
+    "<table>/<task>", as the artifact's task list names them) of that model's `tables`."""
+    table_of = [name.split("/", 1)[0] for name in task_names]
+    member = np.array([[t in mine for t in table_of] for mine in map(set, tables)], dtype=np.float64)
+    member = member.reshape(-1, len(table_of))
+    return np.clip(np.asarray(tasks, dtype=np.float64) @ member.T, 0.0, 1.0)
 
 
 def predict_output_tokens(model: LengthModel | None, u: np.ndarray, models: Sequence) -> tuple[np.ndarray, list[str]]:

@@ -213,7 +213,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.estimates and prompts:
         from pickwise.registry import count_tokens_batch, estimate_cost_usd, estimate_latency_ms
 
-        lengths, length_sources = predictor.output_tokens(features.u, models, result.open_ended, snapshot)
+        lengths, length_sources = predictor.output_tokens(features.u, models, result.open_ended, snapshot,
+                                                            features.tasks)
         lengths = np.rint(lengths)
         prompt_tokens = np.asarray(count_tokens_batch(prompts))
     with open_output(args.output) as out:

@@ -1,0 +1,146 @@
+"""Round 2 of docs/decisions/output-lengths.md: does `length-support` route as well as the current estimate?
+
+Both routers are the serving path's own: `QualityPredictor.output_tokens` without the task posterior
+(current: trained vectors, clips, open-ended floor) and with it (`LengthModel.toward_pool`). Quality
+is select's (`QualityPredictor.evidence` with the task posterior and pooled embedding), the same for
+both, so only the cost estimate differs; routing and paired bootstrap are
+`bench.output_length_study`'s. Features are the frozen fp32 ones of `bench.one_scale_features`
+(u, task posterior, pooled for every priced row and the everyday prompts; cached under
+.cache/one_scale), so no table is re-encoded here.
+
+Also reported, not deciding: six models' estimates on bench/everyday_prompts.jsonl as the spread
+across them (max/min, median over a kind's prompts) per kind, and the QA pass's prompts.
+
+Run: PYTHONPATH=. HF_HUB_OFFLINE=1 python -m bench.length_support_study [--test]
+Writes bench/results/length_support_study[_test].{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.one_scale_features import load_features  # noqa: E402
+from bench.output_length_study import LENGTH_TABLES, ROUTED, calibration, fmt_ci, paired_routing, prices  # noqa: E402
+from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
+from pickwise.predictor.data import PRICED_TABLES, default_data_dir, load_table  # noqa: E402
+from pickwise.predictor.inference import load_predictor  # noqa: E402
+from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
+
+CURRENT, CANDIDATE = "current", "length-support"
+# chosen before any round-2 figure: the two models of the QA pass and four more across the tables
+SIX = ("gemini-1.5-pro-002", "gpt-4-1106-preview", "claude-v2", "meta/llama-2-70b-chat",
+       "mistralai/Mixtral-8x7B-Instruct-v0.1", "qwen2.5-7b-instruct")
+QA = (("gemini-1.5-pro-002", "Write a short poem about the sea."),
+      ("gemini-1.5-pro-002", "Write a Python function that merges two sorted lists."),
+      ("gpt-4-1106-preview", "Quelle est la capitale de la France ?"))
+
+
+def both(predictor, u, tasks, pooled, specs, snapshot) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Select's quality [N, M] and the two routers' expected output tokens for the same features."""
+    u = np.asarray(u, dtype=np.float64)
+    evidence = predictor.evidence(u, [predictor.model_vector(s, snapshot) for s in specs], tasks, pooled=pooled)
+    current = predictor.output_tokens(u, specs, evidence.open_ended, snapshot)[0]
+    candidate = predictor.output_tokens(u, specs, evidence.open_ended, snapshot, tasks)[0]
+    return evidence.quality, {CURRENT: current, CANDIDATE: candidate}
+
+
+def check_features(predictor, prompts: list[str], cached_u: np.ndarray) -> float:
+    """Largest |u| difference between the cache and the predictor's own encoding of a few prompts."""
+    fresh = predictor.prompt_features(prompts).u
+    return float(np.max(np.abs(fresh - cached_u)))
+
+
+def spread(tokens: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
+    """Per kind: median over its prompts of max/min estimate across the models."""
+    ratio = tokens.max(axis=1) / tokens.min(axis=1)
+    return {k: float(np.median(ratio[kinds == k])) for k in dict.fromkeys(kinds.tolist())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--test", action="store_true", help="score the held-out rows (read once, to report)")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    predictor = load_predictor(default_artifact_dir(), "cpu", precision="fp32")
+    snapshot = load_registry(default_registry_dir())
+    feats = load_features(predictor)
+    priced, scored = feats["priced"], "test" if args.test else "val"
+    stems = list(PRICED_TABLES.values())
+
+    routing, calib, drift = {}, {}, {}
+    for key in ROUTED:
+        stem = LENGTH_TABLES[key]
+        table = load_table(default_data_dir() / f"{stem}.parquet")
+        mine = np.flatnonzero(priced["table"] == stems.index(stem))
+        mine = mine[np.argsort(priced["row"][mine])]
+        if len(mine) != len(table) or not np.array_equal(priced["row"][mine], np.arange(len(table))):
+            raise ValueError(f"the one-scale cache's rows of {stem} differ from the table; delete .cache/one_scale")
+        drift[key] = check_features(predictor, table.prompts[:4], priced["u"][mine[:4]])
+        pick = mine[priced["split"][mine] == scored]
+        rows = priced["row"][pick]
+        sub = table.subset(rows)
+        specs = [snapshot.get(n) for n in table.model_names]
+        q_hat, tokens = both(predictor, priced["u"][pick], priced["tasks"][pick], priced["pooled"][pick], specs,
+                             snapshot)
+        calib[key] = calibration(tokens, sub.out_tokens)
+        p_in, p_out, fee = prices(table, snapshot)
+        c_hats = {k: sub.in_tokens[:, None] * p_in + v * p_out + fee for k, v in tokens.items()}
+        routing[key] = paired_routing(sub.quality, sub.cost, q_hat, c_hats, CANDIDATE, args.bootstrap, args.seed)
+        print(key, json.dumps({k: round(v["capture"], 4) for k, v in routing[key]["routers"].items()}), flush=True)
+
+    every = feats["everyday"]
+    six = [snapshot.get(n) for n in SIX]
+    _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot)
+    spreads = {k: spread(v, every["kind"]) for k, v in tokens.items()}
+    qa = []
+    for name, prompt in QA:
+        f = predictor.prompt_features([prompt])
+        _, t = both(predictor, f.u, f.tasks, f.pooled, [snapshot.get(name)], snapshot)
+        qa.append({"model": name, "prompt": prompt, **{k: float(v[0, 0]) for k, v in t.items()}})
+
+    verdict = {k: routing[k]["routers"][CURRENT]["ref_minus_this_capture"] for k in ROUTED}
+    adopt = all(v["hi"] >= 0.0 for v in verdict.values())  # the interval includes 0 or lies above it
+    result = {"split": scored, "bootstrap": args.bootstrap, "seed": args.seed, "feature_drift": drift,
+              "routing": routing, "calibration": calib, "everyday_spread": spreads, "qa": qa,
+              "candidate_minus_current": verdict, "adopt": adopt, "six": list(SIX)}
+    name = "length_support_study" + ("_test" if args.test else "")
+    out = ROOT / "bench" / "results"
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (out / f"{name}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    lines = [f"{r['split']} rows; paired bootstrap {r['bootstrap']}; rule met (adopt): **{r['adopt']}**", "",
+             "| table (prompts) | capture current | capture length-support | candidate − current [95%] | "
+             "c2m current / length-support | median abs log2 err / within 2x, current → length-support |",
+             "|---|---:|---:|---|---|---|"]
+    for key in ROUTED:
+        f, c = r["routing"][key]["routers"], r["calibration"][key]
+        c2m = " / ".join("∞" if f[k]["c2m"] is None else f"{f[k]['c2m']:.2f}" for k in (CURRENT, CANDIDATE))
+        cal = " → ".join(f"{c[k]['mae_log2']:.2f} / {c[k]['within_2x']:.2f}" for k in (CURRENT, CANDIDATE))
+        lines.append(f"| {key} ({r['routing'][key]['n_prompts']}) | {f[CURRENT]['capture']:.3f} | "
+                     f"{f[CANDIDATE]['capture']:.3f} | {fmt_ci(r['candidate_minus_current'][key])} | {c2m} | {cal} |")
+    kinds = list(r["everyday_spread"][CURRENT])
+    lines += ["", f"Everyday prompts, spread across {', '.join(r['six'])} (max/min, median per kind):", "",
+              "| | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
+    for k, s in r["everyday_spread"].items():
+        lines.append(f"| {k} | " + " | ".join(f"{s[kind]:.1f}" for kind in kinds) + " |")
+    lines += ["", "QA prompts (expected output tokens, current → length-support):", ""]
+    lines += [f"- {q['model']} on {q['prompt']!r}: {q[CURRENT]:.0f} → {q[CANDIDATE]:.0f}" for q in r["qa"]]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
