@@ -158,6 +158,62 @@ def test_open_ended_prompts_get_at_least_an_open_ended_answers_length(tiny_predi
     assert tokens[1, 0] == pytest.approx(1.0)  # a benchmark-like prompt keeps its own estimate
 
 
+# ----------------------------------------------------------------------------- length support (round 2)
+SUPPORT_TASKS = ["table_a/x", "table_b/y"]
+
+
+def support_population() -> LengthModel:
+    """`a-only` answers 2^2 tokens and has lengths on table A only; A's other models 2^3 and 2^5, B's 2^8..2^10."""
+    names = ["a-only", "a1", "a2", "b1", "b2", "b3"]
+    tables = {"a-only": ["table_a"], "a1": ["table_a"], "a2": ["table_a"], "b1": ["table_b"], "b2": ["table_b"],
+              "b3": ["table_b"]}
+    return LengthModel(names, np.zeros((6, 2)), np.array([2.0, 3.0, 5.0, 8.0, 9.0, 10.0]), np.zeros(6), 0.5,
+                       FeatureMap(), model_tables=tables, meta={"count_form": "median"})
+
+
+def test_a_model_gets_the_pools_typical_length_on_tables_it_has_no_lengths_on():
+    model = support_population()
+    tasks = np.array([[1.0, 0.0], [0.0, 1.0], [0.25, 0.75]])  # table A's task, table B's, mostly B
+    u = np.zeros((3, 2))
+    models = [spec("a-only-spec", aliases=("a-only",))]
+    found = [model.vector_for(m) for m in models]
+    own = model.predict(u, models, vectors=found).tokens
+    tokens = model.toward_pool(u, tasks, SUPPORT_TASKS, models, found, own)
+    assert tokens[0, 0] == pytest.approx(4.0)  # its own table: its own count
+    assert tokens[1, 0] == pytest.approx(2.0 ** 9)  # B's: the median of B's models
+    assert tokens[2, 0] == pytest.approx(2.0 ** (0.25 * 2 + 0.75 * 9))  # blended by its support, 0.25
+
+
+def test_lengths_from_probe_answers_or_outcomes_and_registry_priors_are_not_pulled():
+    import dataclasses
+
+    model = support_population()
+    u, tasks = np.zeros((1, 2)), np.array([[0.0, 1.0]])
+    trained = model.trained_vector(["a-only"])
+    probe = dataclasses.replace(trained, source="probe")
+    outcome = model.with_outcome({"a-only": dataclasses.replace(trained, source="outcomes")}, {"a-only": 50})
+    models = [spec("a-only-spec", aliases=("a-only",)), spec("a-only-probe", aliases=("a-only",)),
+              spec("new", expected=77)]
+    found = [outcome.vector_for(models[0]), probe, None]
+    own = outcome.predict(u, models, vectors=found)
+    assert own.sources == ["outcomes", "probe", "registry"]
+    np.testing.assert_allclose(outcome.toward_pool(u, tasks, SUPPORT_TASKS, models, found, own.tokens), own.tokens)
+
+
+def test_output_tokens_pulls_by_the_task_posterior_the_caller_passes(tiny_predictor, monkeypatch):
+    model = support_population()
+    names = tiny_predictor.meta["tasks"]  # the artifact's tasks, "<table>/<task>"
+    model.model_tables = {n: [names[0].split("/", 1)[0] if t == ["table_b"] else "table_a"]
+                          for n, t in model.model_tables.items()}  # B's models have lengths on the artifact's table
+    monkeypatch.setattr(tiny_predictor, "lengths", model)
+    u, tasks = np.zeros((1, 2)), np.zeros((1, len(names)))
+    tasks[0, 0] = 1.0  # reads as that table's first task
+    models = [spec("a-only-spec", aliases=("a-only",))]
+    without, _ = tiny_predictor.output_tokens(u, models)
+    pulled, sources = tiny_predictor.output_tokens(u, models, tasks=tasks)
+    assert sources == ["trained"] and without[0, 0] == pytest.approx(4.0) and pulled[0, 0] == pytest.approx(2.0 ** 9)
+
+
 # ----------------------------------------------------------------------------- evidence from probe answers
 
 def probe_registry(directory, with_lengths: bool = True):
