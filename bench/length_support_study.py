@@ -122,7 +122,9 @@ def main() -> int:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"{r['split']} rows; paired bootstrap {r['bootstrap']}; rule met (adopt): **{r['adopt']}**", "",
+    rule = f"rule met (adopt): **{r['adopt']}**" if r["split"] == "val" else \
+        f"every interval includes 0 or lies above it: {r['adopt']} (reported; the rule reads validation rows)"
+    lines = [f"{r['split']} rows; paired bootstrap {r['bootstrap']}; {rule}", "",
              "| table (prompts) | capture current | capture length-support | candidate − current [95%] | "
              "c2m current / length-support | median abs log2 err / within 2x, current → length-support |",
              "|---|---:|---:|---|---|---|"]
