@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 CREATE INDEX IF NOT EXISTS outcomes_model ON outcomes (model);
 CREATE INDEX IF NOT EXISTS outcomes_sha ON outcomes (prompt_sha256);
+CREATE INDEX IF NOT EXISTS outcomes_ts_id ON outcomes (ts, id);
 CREATE TABLE IF NOT EXISTS feature_cache (
     prompt_sha256 {text} NOT NULL,
     encoder {text} NOT NULL,
