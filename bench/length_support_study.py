@@ -1,9 +1,11 @@
-"""Round 2 of docs/decisions/output-lengths.md: does `length-support` route as well as the current estimate?
+"""Rounds 2 and 3 of docs/decisions/output-lengths.md: do `length-support` (round 2) and
+`length-support-twins` (round 3, `--twins`) route as well as what they would replace?
 
-Both routers are the serving path's own: `QualityPredictor.output_tokens` without the task posterior
-(current: trained vectors, clips, open-ended floor) and with it (`LengthModel.toward_pool`). Quality
-is select's (`QualityPredictor.evidence` with the task posterior and pooled embedding), the same for
-both, so only the cost estimate differs; routing and paired bootstrap are
+Every router is the serving path's own: `QualityPredictor.output_tokens` without the task posterior
+(current: trained vectors, clips, open-ended floor), with it (`LengthModel.toward_pool`, round 2's
+support), and with it counting twin tasks (`twins=True`). Quality is select's
+(`QualityPredictor.evidence` with the task posterior and pooled embedding), the same for all, so
+only the cost estimate differs; routing and paired bootstrap are
 `bench.output_length_study`'s. Features are the frozen fp32 ones of `bench.one_scale_features`
 (u, task posterior, pooled for every priced row and the everyday prompts; cached under
 .cache/one_scale), so no table is re-encoded here.
@@ -11,8 +13,8 @@ both, so only the cost estimate differs; routing and paired bootstrap are
 Also reported, not deciding: six models' estimates on bench/everyday_prompts.jsonl as the spread
 across them (max/min, median over a kind's prompts) per kind, and the QA pass's prompts.
 
-Run: PYTHONPATH=. HF_HUB_OFFLINE=1 python -m bench.length_support_study [--test]
-Writes bench/results/length_support_study[_test].{json,md}.
+Run: PYTHONPATH=. HF_HUB_OFFLINE=1 python -m bench.length_support_study [--twins] [--test]
+Writes bench/results/length_support[_twins]_study[_test].{json,md}.
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ from pickwise.predictor.data import PRICED_TABLES, default_data_dir, load_table 
 from pickwise.predictor.inference import load_predictor  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-CURRENT, CANDIDATE = "current", "length-support"
+CURRENT, ROUND2, TWINS = "current", "length-support", "length-support-twins"
+# each router's `output_tokens` arguments: None = without the task posterior
+ROUTERS = {CURRENT: None, ROUND2: {"twins": False}, TWINS: {"twins": True}}
 # chosen before any round-2 figure: the two models of the QA pass and four more across the tables
 SIX = ("gemini-1.5-pro-002", "gpt-4-1106-preview", "claude-v2", "meta/llama-2-70b-chat",
        "mistralai/Mixtral-8x7B-Instruct-v0.1", "qwen2.5-7b-instruct")
@@ -43,13 +47,16 @@ QA = (("gemini-1.5-pro-002", "Write a short poem about the sea."),
       ("gpt-4-1106-preview", "Quelle est la capitale de la France ?"))
 
 
-def both(predictor, u, tasks, pooled, specs, snapshot) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Select's quality [N, M] and the two routers' expected output tokens for the same features."""
+def both(predictor, u, tasks, pooled, specs, snapshot, routers) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Select's quality [N, M] and each of `routers`' expected output tokens for the same features."""
     u = np.asarray(u, dtype=np.float64)
     evidence = predictor.evidence(u, [predictor.model_vector(s, snapshot) for s in specs], tasks, pooled=pooled)
-    current = predictor.output_tokens(u, specs, evidence.open_ended, snapshot)[0]
-    candidate = predictor.output_tokens(u, specs, evidence.open_ended, snapshot, tasks)[0]
-    return evidence.quality, {CURRENT: current, CANDIDATE: candidate}
+    out = {}
+    for name in routers:
+        kw = ROUTERS[name]
+        out[name] = predictor.output_tokens(u, specs, evidence.open_ended, snapshot,
+                                            None if kw is None else tasks, **(kw or {}))[0]
+    return evidence.quality, out
 
 
 def check_features(predictor, prompts: list[str], cached_u: np.ndarray) -> float:
@@ -69,7 +76,11 @@ def main() -> int:
     parser.add_argument("--test", action="store_true", help="score the held-out rows (read once, to report)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--twins", action="store_true",
+                        help="round 3: length-support-twins against round 2's length-support (and current)")
     args = parser.parse_args()
+    routers = (CURRENT, ROUND2, TWINS) if args.twins else (CURRENT, ROUND2)
+    candidate, shipped = routers[-1], routers[-2]
     torch.set_num_threads(1)
     predictor = load_predictor(default_artifact_dir(), "cpu", precision="fp32")
     snapshot = load_registry(default_registry_dir())
@@ -91,29 +102,33 @@ def main() -> int:
         sub = table.subset(rows)
         specs = [snapshot.get(n) for n in table.model_names]
         q_hat, tokens = both(predictor, priced["u"][pick], priced["tasks"][pick], priced["pooled"][pick], specs,
-                             snapshot)
+                             snapshot, routers)
         calib[key] = calibration(tokens, sub.out_tokens)
         p_in, p_out, fee = prices(table, snapshot)
         c_hats = {k: sub.in_tokens[:, None] * p_in + v * p_out + fee for k, v in tokens.items()}
-        routing[key] = paired_routing(sub.quality, sub.cost, q_hat, c_hats, CANDIDATE, args.bootstrap, args.seed)
+        routing[key] = paired_routing(sub.quality, sub.cost, q_hat, c_hats, candidate, args.bootstrap, args.seed)
         print(key, json.dumps({k: round(v["capture"], 4) for k, v in routing[key]["routers"].items()}), flush=True)
 
     every = feats["everyday"]
     six = [snapshot.get(n) for n in SIX]
-    _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot)
+    _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot, routers)
     spreads = {k: spread(v, every["kind"]) for k, v in tokens.items()}
     qa = []
     for name, prompt in QA:
         f = predictor.prompt_features([prompt])
-        _, t = both(predictor, f.u, f.tasks, f.pooled, [snapshot.get(name)], snapshot)
+        _, t = both(predictor, f.u, f.tasks, f.pooled, [snapshot.get(name)], snapshot, routers)
         qa.append({"model": name, "prompt": prompt, **{k: float(v[0, 0]) for k, v in t.items()}})
 
-    verdict = {k: routing[k]["routers"][CURRENT]["ref_minus_this_capture"] for k in ROUTED}
-    adopt = all(v["hi"] >= 0.0 for v in verdict.values())  # the interval includes 0 or lies above it
+    against = {r: {k: routing[k]["routers"][r]["ref_minus_this_capture"] for k in ROUTED} for r in routers[:-1]}
+    adopt = all(v["hi"] >= 0.0 for v in against[shipped].values())  # the interval includes 0 or lies above it
+    means = {r: float(np.mean([routing[k]["routers"][r]["capture"] for k in ROUTED])) for r in routers}
+    if args.twins:  # round 3 also asks that the mean capture over the tables is not lower
+        adopt = adopt and means[candidate] >= means[shipped]
     result = {"split": scored, "bootstrap": args.bootstrap, "seed": args.seed, "feature_drift": drift,
+              "routers": list(routers), "candidate": candidate, "shipped": shipped, "mean_capture": means,
               "routing": routing, "calibration": calib, "everyday_spread": spreads, "qa": qa,
-              "candidate_minus_current": verdict, "adopt": adopt, "six": list(SIX)}
-    name = "length_support_study" + ("_test" if args.test else "")
+              "candidate_minus": against, "adopt": adopt, "six": list(SIX)}
+    name = "length_support" + ("_twins" if args.twins else "") + "_study" + ("_test" if args.test else "")
     out = ROOT / "bench" / "results"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{name}.md").write_text(markdown(result))
@@ -122,25 +137,29 @@ def main() -> int:
 
 
 def markdown(r: dict) -> str:
+    routers, cand = r["routers"], r["candidate"]
     rule = f"rule met (adopt): **{r['adopt']}**" if r["split"] == "val" else \
-        f"every interval includes 0 or lies above it: {r['adopt']} (reported; the rule reads validation rows)"
-    lines = [f"{r['split']} rows; paired bootstrap {r['bootstrap']}; {rule}", "",
-             "| table (prompts) | capture current | capture length-support | candidate − current [95%] | "
-             "c2m current / length-support | median abs log2 err / within 2x, current → length-support |",
-             "|---|---:|---:|---|---|---|"]
+        f"rule's conditions hold here: {r['adopt']} (reported; the rule reads validation rows)"
+    means = ", ".join(f"{k} {v:.3f}" for k, v in r["mean_capture"].items())
+    lines = [f"{r['split']} rows; paired bootstrap {r['bootstrap']}; {rule}; mean capture over the tables: {means}",
+             "", "| table (prompts) | " + " | ".join(f"capture {k}" for k in routers) + " | "
+             + " | ".join(f"{cand} − {k} [95%]" for k in routers[:-1]) + " | c2m " + " / ".join(routers)
+             + " | median abs log2 err / within 2x, " + " → ".join(routers) + " |",
+             "|---|" + "---:|" * len(routers) + "---|" * (len(routers) - 1) + "---|---|"]
     for key in ROUTED:
         f, c = r["routing"][key]["routers"], r["calibration"][key]
-        c2m = " / ".join("∞" if f[k]["c2m"] is None else f"{f[k]['c2m']:.2f}" for k in (CURRENT, CANDIDATE))
-        cal = " → ".join(f"{c[k]['mae_log2']:.2f} / {c[k]['within_2x']:.2f}" for k in (CURRENT, CANDIDATE))
-        lines.append(f"| {key} ({r['routing'][key]['n_prompts']}) | {f[CURRENT]['capture']:.3f} | "
-                     f"{f[CANDIDATE]['capture']:.3f} | {fmt_ci(r['candidate_minus_current'][key])} | {c2m} | {cal} |")
+        c2m = " / ".join("∞" if f[k]["c2m"] is None else f"{f[k]['c2m']:.2f}" for k in routers)
+        cal = " → ".join(f"{c[k]['mae_log2']:.2f} / {c[k]['within_2x']:.2f}" for k in routers)
+        lines.append(f"| {key} ({r['routing'][key]['n_prompts']}) | "
+                     + " | ".join(f"{f[k]['capture']:.3f}" for k in routers) + " | "
+                     + " | ".join(fmt_ci(r["candidate_minus"][k][key]) for k in routers[:-1]) + f" | {c2m} | {cal} |")
     kinds = list(r["everyday_spread"][CURRENT])
     lines += ["", f"Everyday prompts, spread across {', '.join(r['six'])} (max/min, median per kind):", "",
               "| | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
     for k, s in r["everyday_spread"].items():
         lines.append(f"| {k} | " + " | ".join(f"{s[kind]:.1f}" for kind in kinds) + " |")
-    lines += ["", "QA prompts (expected output tokens, current → length-support):", ""]
-    lines += [f"- {q['model']} on {q['prompt']!r}: {q[CURRENT]:.0f} → {q[CANDIDATE]:.0f}" for q in r["qa"]]
+    lines += ["", f"QA prompts (expected output tokens, {' → '.join(routers)}):", ""]
+    lines += [f"- {q['model']} on {q['prompt']!r}: " + " → ".join(f"{q[k]:.0f}" for k in routers) for q in r["qa"]]
     return "\n".join(lines) + "\n"
 
 

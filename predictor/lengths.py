@@ -266,7 +266,7 @@ class LengthModel:
         return []
 
     def toward_pool(self, u: np.ndarray, tasks: np.ndarray, task_names: Sequence[str], models: Sequence,
-                    found: Sequence[LengthVector | None], tokens: np.ndarray) -> np.ndarray:
+                    found: Sequence[LengthVector | None], tokens: np.ndarray, *, twins: bool = False) -> np.ndarray:
         """`tokens` [N, M] with each trained-only model's estimate pulled towards the pool's typical count
         where the prompt reads as tasks of tables it has no length rows on (decision output-lengths.md,
         round 2): a linear form extrapolates there, as quality does without `support`.
@@ -282,12 +282,12 @@ class LengthModel:
         u = np.atleast_2d(np.asarray(u, dtype=np.float64))
         tasks = np.atleast_2d(np.asarray(tasks, dtype=np.float64))
         pool = self.predict(u, self.names, vectors=[self.trained_vector([n]) for n in self.names]).tokens
-        pool_s = length_support(tasks, task_names, [self.model_tables.get(n, ()) for n in self.names])
+        pool_s = length_support(tasks, task_names, [self.model_tables.get(n, ()) for n in self.names], twins=twins)
         voters = pool_s >= SUPPORTED
         voters[~voters.any(axis=1)] = True
         typical = np.nanmedian(np.where(voters, pool, np.nan), axis=1)
         names = [[m] if isinstance(m, str) else list(m.all_names()) for m in models]
-        s = length_support(tasks, task_names, [self.trained_tables(names[j]) for j in pulled])
+        s = length_support(tasks, task_names, [self.trained_tables(names[j]) for j in pulled], twins=twins)
         smear = [found[j].log2_smear if self.meta.get("count_form", "mean") == "mean" else 0.0 for j in pulled]
         lo = np.array([found[j].log2_range[0] for j in pulled]) + smear
         hi = np.array([found[j].log2_range[1] for j in pulled]) + smear
@@ -346,12 +346,25 @@ class LengthModel:
         return LengthEstimate(tokens, sources, log2_med)
 
 
-def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequence[Iterable[str]]) -> np.ndarray:
+def task_key(name: str) -> str:
+    """A task's name without its table, lower-cased with '-' read as '_': the key that makes tasks of two
+    tables twins (`llmrouter…/arc_challenge` and `routerbench…/arc-challenge`; output-lengths.md, round 3)."""
+    return name.split("/", 1)[-1].lower().replace("-", "_")
+
+
+def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequence[Iterable[str]], *,
+                   twins: bool = False) -> np.ndarray:
     """[N, M]: per prompt and model, the task posterior `tasks` [N, K]'s mass on the tasks (named
-    "<table>/<task>", as the artifact's task list names them) of that model's `tables`."""
+    "<table>/<task>", as the artifact's task list names them) of that model's `tables`, and with
+    `twins` also on every task of another table whose `task_key` is that of one of them."""
     table_of = [name.split("/", 1)[0] for name in task_names]
-    member = np.array([[t in mine for t in table_of] for mine in map(set, tables)], dtype=np.float64)
-    member = member.reshape(-1, len(table_of))
+    keys = [task_key(name) for name in task_names]
+    rows = []
+    for mine in map(set, tables):
+        own = [t in mine for t in table_of]
+        twin_keys = {k for k, o in zip(keys, own) if o} if twins else set()
+        rows.append([o or k in twin_keys for o, k in zip(own, keys)])
+    member = np.array(rows, dtype=np.float64).reshape(-1, len(table_of))
     return np.clip(np.asarray(tasks, dtype=np.float64) @ member.T, 0.0, 1.0)
 
 
