@@ -402,14 +402,15 @@ class QualityPredictor:
 
     def output_tokens(self, u: np.ndarray, models: Sequence, open_ended: np.ndarray | None = None,
                       snapshot=None, tasks: np.ndarray | None = None, *,
-                      twins: bool = False) -> tuple[np.ndarray, list[str]]:
+                      twins: bool = True) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
         and per model its source: "outcomes" | "probe" | "trained" | "fitted" | "registry" (`length_vector`).
         `snapshot` supplies the probe answers' lengths of models registered from probe results.
 
         With the task posterior `tasks` (`prompt_features().tasks`), a model whose lengths come only from
         training rows is pulled towards the pool's typical count on prompts of tables it has no lengths
-        on, by its length support (`LengthModel.toward_pool`).
+        on, by its length support (`LengthModel.toward_pool`; a task of another table under the same name
+        counts as its own, `twins`).
 
         On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
         lengths come only from benchmark answers (a letter, a number) would be priced for a one-token

@@ -266,15 +266,17 @@ class LengthModel:
         return []
 
     def toward_pool(self, u: np.ndarray, tasks: np.ndarray, task_names: Sequence[str], models: Sequence,
-                    found: Sequence[LengthVector | None], tokens: np.ndarray, *, twins: bool = False) -> np.ndarray:
+                    found: Sequence[LengthVector | None], tokens: np.ndarray, *, twins: bool = True) -> np.ndarray:
         """`tokens` [N, M] with each trained-only model's estimate pulled towards the pool's typical count
         where the prompt reads as tasks of tables it has no length rows on (decision output-lengths.md,
-        round 2): a linear form extrapolates there, as quality does without `support`.
+        rounds 2 and 3): a linear form extrapolates there, as quality does without `support`.
 
         s = the task posterior `tasks` [N, K] (tasks named "<table>/<task>") on tasks of the model's
-        tables; t = the median estimate of the trained models with s >= SUPPORTED (all, if none);
-        estimate 2^(s log2 est + (1 - s) log2 t), clipped as `predict` clips. Vectors from probe
-        answers or outcomes (s = 1) and registry fallbacks are left as they are.
+        tables and their twins (`length_support`; `twins=False` is round 2's rule, kept so
+        bench.length_support_study can reproduce the comparison); t = the median estimate of the
+        trained models with s >= SUPPORTED (all, if none); estimate 2^(s log2 est + (1 - s) log2 t),
+        clipped as `predict` clips. Vectors from probe answers or outcomes (s = 1) and registry
+        fallbacks are left as they are.
         """
         pulled = [j for j, x in enumerate(found) if x is not None and x.source == "trained"]
         if not pulled:
@@ -353,10 +355,11 @@ def task_key(name: str) -> str:
 
 
 def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequence[Iterable[str]], *,
-                   twins: bool = False) -> np.ndarray:
+                   twins: bool = True) -> np.ndarray:
     """[N, M]: per prompt and model, the task posterior `tasks` [N, K]'s mass on the tasks (named
-    "<table>/<task>", as the artifact's task list names them) of that model's `tables`, and with
-    `twins` also on every task of another table whose `task_key` is that of one of them."""
+    "<table>/<task>", as the artifact's task list names them) of that model's `tables` and on every task
+    of another table whose `task_key` is that of one of them: a twin is the same benchmark, so a model
+    measured on it is measured on that kind of prompt (`twins=False`: round 2, own tables only)."""
     table_of = [name.split("/", 1)[0] for name in task_names]
     keys = [task_key(name) for name in task_names]
     rows = []

@@ -10,10 +10,12 @@ from pickwise.predictor.lengths import (
     LengthModel,
     encoder_key,
     fit_length_vector,
+    length_support,
     load_length_model,
     log2_tokens,
     predict_output_tokens,
     save_length_model,
+    task_key,
     train_length_model,
 )
 from pickwise.registry.schema import ModelSpec
@@ -198,6 +200,28 @@ def test_lengths_from_probe_answers_or_outcomes_and_registry_priors_are_not_pull
     own = outcome.predict(u, models, vectors=found)
     assert own.sources == ["outcomes", "probe", "registry"]
     np.testing.assert_allclose(outcome.toward_pool(u, tasks, SUPPORT_TASKS, models, found, own.tokens), own.tokens)
+
+
+def test_a_task_twin_in_a_table_without_length_rows_counts_as_support():
+    names = ["table_a/ARC-Challenge", "table_a/x", "no_lengths/arc_challenge", "no_lengths/poetry"]
+    tasks = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.5, 0.0, 0.3, 0.2]])
+    s = length_support(tasks, names, [["table_a"], ["table_b"]])
+    np.testing.assert_allclose(s[:, 0], [1.0, 0.0, 0.8])  # the twin counts; an unrelated task does not
+    np.testing.assert_allclose(s[:, 1], 0.0)  # a table with neither task
+    np.testing.assert_allclose(length_support(tasks, names, [["table_a"]], twins=False)[:, 0], [0.0, 0.0, 0.5])
+    assert task_key("routerbench_x/ARC-Challenge") == task_key("llmrouter_y/arc_challenge") == "arc_challenge"
+
+
+def test_a_model_keeps_its_own_length_on_a_twin_of_its_tables_task():
+    model = support_population()
+    names = SUPPORT_TASKS + ["table_c/X", "table_c/z"]  # table C has no length rows; X is table A's x
+    tasks = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    models = [spec("a-only-spec", aliases=("a-only",))]
+    found = [model.vector_for(m) for m in models]
+    own = model.predict(np.zeros((2, 2)), models, vectors=found).tokens
+    tokens = model.toward_pool(np.zeros((2, 2)), tasks, names, models, found, own)
+    assert tokens[0, 0] == pytest.approx(4.0)  # the twin: its own count
+    assert tokens[1, 0] == pytest.approx((2.0 ** 5 + 2.0 ** 8) / 2)  # unrelated: every model's median (none supported)
 
 
 def test_output_tokens_pulls_by_the_task_posterior_the_caller_passes(tiny_predictor, monkeypatch):
