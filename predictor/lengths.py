@@ -33,6 +33,7 @@ Stored in the artifact directory as `output_lengths.npz` (see `save_length_model
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -360,6 +361,13 @@ def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequenc
     "<table>/<task>", as the artifact's task list names them) of that model's `tables` and on every task
     of another table whose `task_key` is that of one of them: a twin is the same benchmark, so a model
     measured on it is measured on that kind of prompt (`twins=False`: round 2, own tables only)."""
+    member = _membership(tuple(task_names), tuple(tuple(sorted(t)) for t in tables), twins)
+    return np.clip(np.asarray(tasks, dtype=np.float64) @ member.T, 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _membership(task_names: tuple[str, ...], tables: tuple[tuple[str, ...], ...], twins: bool) -> np.ndarray:
+    """[M, K] 0/1: which tasks count for each model's tables; fixed per artifact, so built once, not per prompt."""
     table_of = [name.split("/", 1)[0] for name in task_names]
     keys = [task_key(name) for name in task_names]
     rows = []
@@ -368,7 +376,8 @@ def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequenc
         twin_keys = {k for k, o in zip(keys, own) if o} if twins else set()
         rows.append([o or k in twin_keys for o, k in zip(own, keys)])
     member = np.array(rows, dtype=np.float64).reshape(-1, len(table_of))
-    return np.clip(np.asarray(tasks, dtype=np.float64) @ member.T, 0.0, 1.0)
+    member.flags.writeable = False  # shared by every caller through the cache
+    return member
 
 
 def predict_output_tokens(model: LengthModel | None, u: np.ndarray, models: Sequence) -> tuple[np.ndarray, list[str]]:
