@@ -22,6 +22,14 @@ def _decide(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: fl
         return None
 
 
+def _highest_floor(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float, **relaxed) -> float:
+    """The best quality reachable with no floor (other constraints kept), rounded down to 3 decimals: the
+    highest min_quality that admits it; 0 when nothing is feasible."""
+    best = _decide(candidates, cons, rho, min_quality=None, objective="max_quality", willingness_to_pay=None,
+                   **relaxed)
+    return math.floor(best.quality * 1000) / 1000 if best is not None else 0.0
+
+
 def _round_up(value: float) -> float:
     """`value` rounded up to 3 significant digits (a cap that admits it)."""
     if value <= 0:
@@ -37,8 +45,7 @@ def way_out(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: fl
         # what counts towards a floor: a quality without evidence counts as 0 unless the request allows it
         counted = [c if cons.allow_low_confidence or c.low_confidence is None
                    else c.model_copy(update={"quality": 0.0, "low_confidence": None}) for c in candidates]
-        best = _decide(counted, cons, rho, min_quality=None, objective="max_quality", willingness_to_pay=None)
-        floor = math.floor(best.quality * 1000) / 1000 if best is not None else 0.0
+        floor = _highest_floor(counted, cons, rho)
         if floor > 0:
             out["min_quality"] = floor
     if cons.max_cost_usd is not None:
@@ -70,9 +77,7 @@ def way_out_together(candidates: Sequence[Candidate], cons: SelectionConstraints
     prompt: every model is low-confidence): allow_low_confidence with the highest floor it then admits."""
     if cons.min_quality is None or cons.allow_low_confidence:
         return {}
-    best = _decide(candidates, cons, rho, allow_low_confidence=True, min_quality=None, objective="max_quality",
-                   willingness_to_pay=None)
-    floor = math.floor(best.quality * 1000) / 1000 if best is not None else 0.0
+    floor = _highest_floor(candidates, cons, rho, allow_low_confidence=True)
     if floor <= 0 or _decide(candidates, cons, rho, allow_low_confidence=True, min_quality=floor) is None:
         return {}
     return {"allow_low_confidence": True, "min_quality": floor}
