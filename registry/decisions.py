@@ -42,7 +42,7 @@ from pickwise.registry.outcomes import (
     store_exists,
     utc_timestamp,
 )
-from pickwise.registry.sql import Database, driver_errors, is_url, redact
+from pickwise.registry.sql import Database, driver_errors, location
 
 log = logging.getLogger("pickwise.decisions")
 
@@ -103,8 +103,7 @@ class DecisionStore:
                  max_rows: int = DEFAULT_MAX_ROWS, keep_prompt: bool = True, queue_limit: int = QUEUE_LIMIT,
                  prune_every: int = PRUNE_EVERY, clock=time.time):
         self.target = target if target is not None else default_store_path()
-        # how logs name the store: a URL without its password
-        self.location = redact(self.target) if is_url(self.target) else str(self.target)
+        self.location = location(self.target)  # how logs name the store
         self.keep_s, self.max_rows, self.keep_prompt = keep_s, max_rows, keep_prompt
         self.prune_every, self._clock = prune_every, clock
         self._queue: queue.Queue[Decision | None] = queue.Queue(maxsize=queue_limit)

@@ -31,6 +31,11 @@ def is_url(target: str | os.PathLike | None) -> bool:
     return isinstance(target, str) and urlsplit(target).scheme.lower() in URL_SCHEMES
 
 
+def location(target: str | os.PathLike) -> str:
+    """How messages, logs and metadata name a store: the resolved file path, or the URL without its password."""
+    return redact(target) if is_url(target) else str(Path(target).resolve())
+
+
 def redact(url: str) -> str:
     """The URL without its password (in the netloc or as a `password=` parameter): what messages,
     logs and an artifact's metadata may show."""
@@ -92,7 +97,7 @@ class Database:
     def __init__(self, target: str | os.PathLike, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL"):
         self.target = target
         self.dialect = POSTGRES if is_url(target) else SQLITE
-        self.location = redact(target) if is_url(target) else str(Path(target).resolve())
+        self.location = location(target)
         self.errors = driver_errors()  # what a failed statement may raise, either driver
         self._busy_timeout_s, self._synchronous = busy_timeout_s, synchronous
         self._conn = self._open()
