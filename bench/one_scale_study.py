@@ -44,14 +44,18 @@ from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 # rounds 1-6: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
 # round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature; round 4: no
 # base-model penalty in the probabilities, the pool rule instead; round 5: density detector;
-# round 6: round 3's detector + s_nn, and the density test on u)
+# round 6: round 3's detector + s_nn, and the density test on u; round 7: round 6's detector with
+# AlpacaEval positives that sit among priced prompts left out)
 STUDY_ONLY = {"density", "density-u"}  # detectors the serving layer does not have
 CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
               "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False},
               "scale5-density": {"tau": 0.5, "open_gate": 0.5, "detector": "density"},
               "scale6-both": {"tau": 0.5, "open_gate": 0.5, "detector": "both"},
-              "scale6-u": {"tau": 0.5, "open_gate": 0.5, "detector": "density-u"}}
-REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u"}
+              "scale6-u": {"tau": 0.5, "open_gate": 0.5, "detector": "density-u"},
+              "scale7-clean-bal": {"tau": 0.5, "open_gate": 0.5, "detector": "both", "clean": "balanced"},
+              "scale7-clean-raw": {"tau": 0.5, "open_gate": 0.5, "detector": "both", "clean": "raw"}}
+REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u",
+                     "scale7-clean-bal", "scale7-clean-raw"}
 BANK_PER_TABLE, BANK_SEED, BANK_K = 1000, 0, 10  # round 5's density bank (round 6 reuses it)
 SHIPPED = "shipped"
 DECISIONS = [
@@ -118,14 +122,38 @@ def density_detector(feats, held: np.ndarray, space: str = "pooled") -> tuple[di
                                 neg_groups=pr["table"][neg], k=BANK_K)
 
 
-def both_detector(feats, held: np.ndarray) -> tuple[dict, np.ndarray]:
+def priced_like(feats, held: np.ndarray, balanced: bool) -> np.ndarray:
+    """Round 7: which AlpacaEval training instructions sit among priced prompts ([n_train] bool).
+
+    Each one's BANK_K nearest neighbours (pooled cosine) among the bank and the *other* AlpacaEval
+    training instructions vote; it is priced-like when the priced share of the vote is at least a
+    half, each priced vote weighing len(alpaca)/len(bank) of an AlpacaEval vote if `balanced`."""
+    from pickwise.predictor.scale import stored_bank
+
+    pr, al = feats["priced"], feats["alpaca"]
+    bank = stored_bank(pr["pooled"][bank_rows(feats)])
+    own = stored_bank(al["pooled"][~held])
+    sims = np.hstack([own @ bank.T, own @ own.T])
+    sims[:, len(bank):][np.diag_indices(len(own))] = -np.inf  # not itself
+    nearest = np.argpartition(sims, -BANK_K, axis=1)[:, -BANK_K:]
+    priced = nearest < len(bank)
+    w = len(own) / len(bank) if balanced else 1.0
+    share = w * priced.sum(1) / (w * priced.sum(1) + (~priced).sum(1))
+    return share >= 0.5
+
+
+def both_detector(feats, held: np.ndarray, clean: str | None = None) -> tuple[dict, np.ndarray]:
     """Round 6's `scale6-both`: round 3's detector (6,000 random training negatives, seed 0, c 0.01,
-    table-balanced) drawn from the negatives the round-6 rule allows, with s_nn appended."""
+    table-balanced) drawn from the negatives the round-6 rule allows, with s_nn appended. Round 7's
+    `clean` ("balanced" or "raw") leaves out the positives `priced_like` names."""
     pr, al = feats["priced"], feats["alpaca"]
     bank = bank_rows(feats)
     neg = np.random.default_rng(0).choice(negative_rows(pr["split"], bank, priced_texts(feats)), 6000, replace=False)
+    pos = np.flatnonzero(~held)
+    if clean is not None:
+        pos = pos[~priced_like(feats, held, clean == "balanced")]
     part = lambda g, rows: (g["u"][rows], g["tasks"][rows], g["pooled"][rows])  # noqa: E731
-    return fit_bank_detector(pr["pooled"][bank], part(al, ~held), part(pr, neg), neg_groups=pr["table"][neg], k=BANK_K)
+    return fit_bank_detector(pr["pooled"][bank], part(al, pos), part(pr, neg), neg_groups=pr["table"][neg], k=BANK_K)
 
 
 def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
@@ -142,6 +170,7 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
     for name in names:
         params = dict(CANDIDATES[name])
         kind = params.pop("detector", None)
+        clean = params.pop("clean", None)
         scales[name] = fit_one_scale(
             predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
             pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
@@ -151,7 +180,7 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
         elif kind == "density-u":
             scales[name] = DensityScale.of(scales[name], *density_detector(feats, held, "u"), space="u")
         elif kind == "both":
-            scales[name].detector, scales[name].bank = both_detector(feats, held)
+            scales[name].detector, scales[name].bank = both_detector(feats, held, clean)
         if name in REFIT_TEMPERATURE:
             from pickwise.predictor.calibration import fit_temperature
 
