@@ -45,7 +45,8 @@ from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 # round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature; round 4: no
 # base-model penalty in the probabilities, the pool rule instead; round 5: density detector;
 # round 6: round 3's detector + s_nn, and the density test on u; round 7: round 6's detector with
-# AlpacaEval positives that sit among priced prompts left out)
+# AlpacaEval positives that sit among priced prompts left out; round 8: round 7 with twin tasks'
+# rows as support, and/or without the base penalty in the probabilities)
 STUDY_ONLY = {"density", "density-u"}  # detectors the serving layer does not have
 CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
               "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False},
@@ -54,8 +55,12 @@ CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
               "scale6-u": {"tau": 0.5, "open_gate": 0.5, "detector": "density-u"},
               "scale7-clean-bal": {"tau": 0.5, "open_gate": 0.5, "detector": "both", "clean": "balanced"},
               "scale7-clean-raw": {"tau": 0.5, "open_gate": 0.5, "detector": "both", "clean": "raw"}}
+ROUND7 = CANDIDATES["scale7-clean-raw"]
+CANDIDATES |= {"scale8-twins": {**ROUND7, "twins": True},
+               "scale8-nopen": {**ROUND7, "base_penalty": False},
+               "scale8-twins-nopen": {**ROUND7, "twins": True, "base_penalty": False}}
 REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u",
-                     "scale7-clean-bal", "scale7-clean-raw"}
+                     "scale7-clean-bal", "scale7-clean-raw", "scale8-twins", "scale8-nopen", "scale8-twins-nopen"}
 BANK_PER_TABLE, BANK_SEED, BANK_K = 1000, 0, 10  # round 5's density bank (round 6 reuses it)
 SHIPPED = "shipped"
 DECISIONS = [
