@@ -41,12 +41,13 @@ from pickwise.predictor.scale import (  # noqa: E402
 )
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-# rounds 1-6: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
+# rounds 1-9: docs/decisions/one-scale.md (round 1: detector on [u, posterior] only, tau 1 / 0.5;
 # round 2: + pooled embedding, table-balanced negatives; round 3: gate, temperature; round 4: no
 # base-model penalty in the probabilities, the pool rule instead; round 5: density detector;
 # round 6: round 3's detector + s_nn, and the density test on u; round 7: round 6's detector with
 # AlpacaEval positives that sit among priced prompts left out; round 8: round 7 with twin tasks'
-# rows as support, and/or without the base penalty in the probabilities)
+# rows as support, and/or without the base penalty in the probabilities; round 9: round 8's
+# `scale8-nopen` with a per-task temperature (and offset) on top)
 STUDY_ONLY = {"density", "density-u"}  # detectors the serving layer does not have
 CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
               "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False},
@@ -59,7 +60,9 @@ ROUND7 = CANDIDATES["scale7-clean-raw"]
 CANDIDATES |= {"scale8-twins": {**ROUND7, "twins": True},
                "scale8-nopen": {**ROUND7, "base_penalty": False},
                "scale8-twins-nopen": {**ROUND7, "twins": True, "base_penalty": False}}
-REFIT_TEMPERATURE = {"scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u",
+ROUND8 = CANDIDATES["scale8-nopen"]
+CANDIDATES |= {"scale9-taskT": {**ROUND8, "task_cal": "T"}, "scale9-taskTb": {**ROUND8, "task_cal": "Tb"}}
+REFIT_TEMPERATURE = {"scale9-taskT", "scale9-taskTb", "scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u",
                      "scale7-clean-bal", "scale7-clean-raw", "scale8-twins", "scale8-nopen", "scale8-twins-nopen"}
 BANK_PER_TABLE, BANK_SEED, BANK_K = 1000, 0, 10  # round 5's density bank (round 6 reuses it)
 SHIPPED = "shipped"
@@ -176,6 +179,7 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
         params = dict(CANDIDATES[name])
         kind = params.pop("detector", None)
         clean = params.pop("clean", None)
+        task_cal = params.pop("task_cal", None)
         scales[name] = fit_one_scale(
             predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
             pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
@@ -187,12 +191,36 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
         elif kind == "both":
             scales[name].detector, scales[name].bank = both_detector(feats, held, clean)
         if name in REFIT_TEMPERATURE:
-            from pickwise.predictor.calibration import fit_temperature
+            from pickwise.predictor.calibration import fit_task_calibration, fit_temperature
 
             val = pr["split"] == "val"
             logits = scale_logits(predictor, scales[name], {k: v[val] for k, v in pr.items()})
             scales[name].temperature = float(fit_temperature(logits, pr["labels"][val]))
+            if task_cal:  # round 9: on all validation rows (what ships); `crossfit_val` scores them
+                logits = logits / scales[name].temperature
+                scales[name].task_temperature, bias = fit_task_calibration(
+                    logits, pr["labels"][val], pr["tasks"][val].astype(np.float64), bias=task_cal == "Tb")
+                scales[name].task_bias = bias if task_cal == "Tb" else None
     return scales, {"held": held}
+
+
+def crossfit_val(predictor, scale, pr: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Round 9: validation rows' probabilities with the per-task calibration fitted on the other half
+    of the validation rows (halves drawn with seed 0), so they are not scored on what fitted them."""
+    import dataclasses
+
+    from pickwise.predictor.calibration import fit_task_calibration
+
+    val = np.flatnonzero(pr["split"] == "val")
+    plain = dataclasses.replace(scale, task_temperature=None, task_bias=None)
+    z = scale_logits(predictor, plain, {k: v[val] for k, v in pr.items()})
+    post, labels = pr["tasks"][val].astype(np.float64), pr["labels"][val]
+    half = np.random.default_rng(0).random(len(val)) < 0.5
+    out = np.empty_like(z)
+    for fit, score in ((half, ~half), (~half, half)):
+        t, c = fit_task_calibration(z[fit], labels[fit], post[fit], bias=scale.task_bias is not None)
+        out[score] = sigmoid(z[score] / (post[score] @ t)[:, None] + (post[score] @ c)[:, None])
+    return val, out
 
 
 def scale_logits(predictor, scale, group: dict) -> np.ndarray:
@@ -492,6 +520,9 @@ def main() -> int:
     for n in names:
         probs[n] = (all_probabilities(predictor, scales[n], feats["priced"]),
                     all_probabilities(predictor, scales[n], feats["everyday"]))
+        if args.split == "val" and scales[n].task_temperature is not None:
+            rows, crossfit = crossfit_val(predictor, scales[n], feats["priced"])
+            probs[n][0][rows] = crossfit
     result = {"split": args.split, "artifact": predictor.version, "bootstrap": args.bootstrap,
               "routers": list(probs), "orderings": ordering_figures(probs, feats, args.split, predictor.model_names, snapshot)}
     print(json.dumps(result["orderings"], indent=1), flush=True)
@@ -508,6 +539,8 @@ def main() -> int:
         result["probes"][n] = probes(predictor, scales[n])
     result["scale_info"] = {**chosen.info, "candidate": names[-1], "tau": chosen.tau, "open_gate": chosen.open_gate,
                             "temperature": {n: scales[n].temperature for n in names}, "open_difficulty": chosen.open_difficulty,
+                            "task_calibration": {n: {"T": scales[n].task_temperature, "c": scales[n].task_bias}
+                                                 for n in names if scales[n].task_temperature is not None},
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
     for n in names:

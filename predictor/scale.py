@@ -185,6 +185,9 @@ class OneScale:
     set_rho: float = 0.0  # common-mode share of failures in `set_quality`
     open_gate: float = 0.0  # p_open below this does not cut support (the detector's false positives sit there)
     temperature: float = 1.0  # divides the blended logits (fitted on validation rows)
+    # per-task calibration on top (fit_task_calibration; None: none): z / (T · P·task_temperature) + P·task_bias
+    task_temperature: np.ndarray | None = None
+    task_bias: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     # the detector's bank ([B, width] unit-norm pooled embeddings of priced training prompts): its
     # last feature is s_nn against it; None for a detector without that feature (older scale.json)
@@ -221,6 +224,11 @@ class OneScale:
         data = dict(data)
         for key in ("ability", "difficulty", "rows"):
             data[key] = np.asarray(data[key], dtype=np.float64)
+        for key in ("task_temperature", "task_bias"):
+            if data.get(key) is not None:
+                data[key] = np.asarray(data[key], dtype=np.float64)
+                if data[key].shape != (len(data["tasks"]),):
+                    raise ValueError(f"scale.json: {key} has {data[key].size} values for {len(data['tasks'])} tasks")
         data["base"] = np.asarray(data["base"], dtype=bool)
         data["detector"] = {k: np.asarray(v, dtype=np.float64) for k, v in data.get("detector", {}).items()}
         if ("k" in data["detector"]) != (bank is not None):
@@ -282,6 +290,10 @@ class OneScale:
         d = (weight * anchored + self.kappa * task_d) / (weight + self.kappa)
         scale = self.ability[None, :] - d[:, None] - self.base_penalty * self.base[None, :] * p_open[:, None]
         logits = (s * trained_logits + (1.0 - s) * scale) / self.temperature
+        if self.task_temperature is not None:
+            logits = logits / (tasks @ self.task_temperature)[:, None]
+        if self.task_bias is not None:
+            logits = logits + (tasks @ self.task_bias)[:, None]
         return {"logits": logits, "support": s, "scale_logits": scale, "open_ended": p_open,
                 "rows": tasks @ self.rows.T * (1.0 - p_open)[:, None], "difficulty": d}
 
