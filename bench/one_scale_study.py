@@ -539,7 +539,9 @@ def main() -> int:
         result["probes"][n] = probes(predictor, scales[n])
     result["scale_info"] = {**chosen.info, "candidate": names[-1], "tau": chosen.tau, "open_gate": chosen.open_gate,
                             "temperature": {n: scales[n].temperature for n in names}, "open_difficulty": chosen.open_difficulty,
-                            "task_calibration": {n: {"T": scales[n].task_temperature, "c": scales[n].task_bias}
+                            "task_calibration": {n: {"T": scales[n].task_temperature.round(4).tolist(),
+                                                     "c": None if scales[n].task_bias is None else
+                                                     scales[n].task_bias.round(4).tolist()}
                                                  for n in names if scales[n].task_temperature is not None},
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
