@@ -260,8 +260,7 @@ def one_head_seed(setup: Setup, head_seed: int) -> dict:
         for seed in range(args.seeds):
             rows = draw_outcomes(table, setup.train_rows, setup.sha, size, seed)
             start = time.perf_counter()
-            fitted = fit_vectors(held, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool), trust_new=args.trust_new,
-                                 new_centre=args.centre, trust_new_per=args.trust_per, subspace=args.subspace)
+            fitted = fit_vectors(held, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool), trust_new=args.trust_new)
             fit_seconds.append(time.perf_counter() - start)
             if any(f["before"] != "population" for f in fitted.values()):
                 raise SystemExit(f"expected population-prior fits, got {fitted}")
@@ -323,13 +322,6 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired resamples of the scored prompts")
     parser.add_argument("--trust-new", type=float, default=TRUST_NEW,
                         help="the prior's weight on the new models' outcome fits (docs/decisions/outcome-prior.md)")
-    parser.add_argument("--centre", default="population", choices=("population", "mix"),
-                        help="the new models' prior centre: the population mean, or the convex mix of trained "
-                             "vectors that fits their outcomes best (coldstart.mixture_center)")
-    parser.add_argument("--trust-per", type=float, default=None, metavar="K",
-                        help="trust = min(1, K / n outcomes) instead of --trust-new")
-    parser.add_argument("--subspace", type=float, default=None, metavar="SHARE",
-                        help="fit only along the population's principal directions explaining SHARE of variance")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     torch.set_num_threads(1)  # a small head; the machine is shared
@@ -351,17 +343,14 @@ def main() -> int:
                 "runs_meeting": sum(x["share_of_trained_in"] >= GOAL for x in runs), "runs": len(runs)}
     report = {"table": TABLE, "split": args.split, "n_prompts": per_seed[0]["n_prompts"], "new_models": NEW,
               "artifact": str(args.artifact), "head": HEAD_TEXT[args.head], "head_seeds": args.head_seeds,
-              "outcome_seeds": args.seeds, "trust_new": args.trust_new, "centre": args.centre,
-              "trust_per": args.trust_per, "subspace": args.subspace, "reference": reference, "by_outcomes": curve, "goal_at_1000": goal,
+              "outcome_seeds": args.seeds, "trust_new": args.trust_new, "reference": reference, "by_outcomes": curve, "goal_at_1000": goal,
               "per_head_seed": per_seed,
               "bootstrap": {"resamples": args.bootstrap, "seed": 0, "interval": 0.95, "unit": "scored prompt"},
               "command": "python -m bench.outcomes_heldout_twin " + " ".join(sys.argv[1:])}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = ("outcomes_heldout_twin" + ("" if args.split == "test" else f"_{args.split}")
-            + (f"_trust{args.trust_new:g}" if args.trust_per is None else f"_trustper{args.trust_per:g}")
-            + ("" if args.centre == "population" else f"_{args.centre}")
-            + ("" if args.subspace is None else f"_sub{args.subspace:g}"))
+            + f"_trust{args.trust_new:g}")
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     md = markdown(report)
     (out / f"{stem}.md").write_text(md)

@@ -40,7 +40,6 @@ def fit_model_vector(
     *,
     center: tuple[np.ndarray, float] | None = None,
     trust: float = 1.0,
-    subspace: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """MAP (e, b) for results `scores` in [0, 1] on prompts with vectors `u` [n, dim].
 
@@ -48,9 +47,6 @@ def fit_model_vector(
     model's current (e, b), when new results refine a vector it already has), and its precision is
     multiplied by `trust` (how many population priors' worth of evidence the centre stands for).
     The more results, the less the prior weighs: the fit moves from the centre as far as they say.
-    With `subspace` (a share of variance), the vector moves from the centre only along the leading
-    principal directions of the population's vectors that explain that share (the bias moves freely):
-    a new model differs from the centre as the trained models differ from each other.
     """
     # fit in calibrated units (p = sigmoid(z / T)), with the prior taken in the same units
     mean, precision = gaussian_prior(vectors / temperature, bias / temperature)
@@ -59,18 +55,9 @@ def fit_model_vector(
     precision = precision * trust
     x = np.hstack([u, np.ones((len(u), 1))])
     y = np.clip(scores, 0.0, 1.0)
-    basis, offset = None, 0.0
-    if subspace is not None:
-        values, directions = np.linalg.eigh(np.atleast_2d(np.cov(vectors / temperature, rowvar=False)))
-        values, directions = values[::-1], directions[:, ::-1]
-        rank = int(np.searchsorted(np.cumsum(values) / values.sum(), subspace) + 1)
-        basis = np.zeros((x.shape[1], rank + 1))  # theta = mean + basis @ z; the bias stays free
-        basis[:-1, :rank], basis[-1, rank] = directions[:, :rank], 1.0
-        origin, offset = mean, x @ mean
-        x, precision, mean = x @ basis, basis.T @ precision @ basis, np.zeros(rank + 1)
 
     def objective(theta):
-        z = offset + x @ theta
+        z = x @ theta
         p = 1.0 / (1.0 + np.exp(-z))
         # cross-entropy with soft targets, written stably
         nll = np.sum(np.logaddexp(0.0, z) - y * z)
@@ -79,39 +66,6 @@ def fit_model_vector(
         return nll + 0.5 * d @ precision @ d, grad
 
     result = minimize(objective, mean.copy(), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    theta = result.x if basis is None else origin + basis @ result.x
+    theta = result.x
     # training scored logits / T; store vectors in the same units as the trained ones
     return theta[:-1] * temperature, float(theta[-1] * temperature)
-
-
-def mixture_center(
-    u: np.ndarray,
-    scores: np.ndarray,
-    vectors: np.ndarray,
-    bias: np.ndarray,
-    temperature: float = 1.0,
-) -> tuple[tuple[np.ndarray, float], np.ndarray]:
-    """((e, b), weights): the convex mix of trained models' (e, b) whose predictions best fit `scores`.
-
-    Collaborative filtering with the artifact alone: a new model is taken to answer like a blend of
-    known ones, and its outcomes say which (maximum likelihood over the simplex of weights, softmax
-    parametrised; uniform weights, the population mean, is the start). Used as a prior's centre.
-    """
-    theta = np.hstack([vectors, bias[:, None]]) / temperature  # [models, dim + 1], calibrated units
-    x = np.hstack([u, np.ones((len(u), 1))])
-    y = np.clip(scores, 0.0, 1.0)
-    logits = x @ theta.T  # every trained model's logits on the outcome prompts
-
-    def objective(a):
-        w = np.exp(a - a.max())
-        w /= w.sum()
-        z = logits @ w
-        p = 1.0 / (1.0 + np.exp(-z))
-        g = logits.T @ (p - y)  # d nll / d w
-        return np.sum(np.logaddexp(0.0, z) - y * z), w * (g - w @ g)
-
-    result = minimize(objective, np.zeros(len(theta)), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    w = np.exp(result.x - result.x.max())
-    w /= w.sum()
-    center = w @ theta * temperature
-    return (center[:-1], float(center[-1])), w

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pickwise.predictor.artifact import write_refit_artifact
-from pickwise.predictor.coldstart import fit_model_vector, mixture_center
+from pickwise.predictor.coldstart import fit_model_vector
 from pickwise.predictor.length_refit import length_figures, refit_lengths
 from pickwise.predictor.lengths import save_length_model
 
@@ -155,8 +155,7 @@ def holdout_mask(rows: OutcomeRows, share: float) -> np.ndarray:
 
 
 def fit_one(predictor, spec, snapshot, u: np.ndarray, y: np.ndarray, trust_trained: float,
-            trust_new: float = TRUST_NEW, new_centre: str = "population",
-            trust_new_per: float | None = None, subspace: float | None = None) -> tuple[np.ndarray, float, str]:
+            trust_new: float = TRUST_NEW) -> tuple[np.ndarray, float, str]:
     """(e, b, what the model was scored from before) for one registry model and its outcomes."""
     from pickwise.predictor.inference import probe_results
 
@@ -178,17 +177,13 @@ def fit_one(predictor, spec, snapshot, u: np.ndarray, y: np.ndarray, trust_train
         e, b = fit_model_vector(np.vstack([probe_u[[position[p] for p in known]], u]),
                                 np.concatenate([[scores[p] for p in known], y]), vectors[ref], bias[ref], temperature)
     else:
-        center = (current.vector, current.bias)
-        if new_centre == "mix" and current.source in ("population", "benchmark_score"):
-            center = mixture_center(u, y, vectors, bias, temperature)[0]
-        trust = trust_new if trust_new_per is None else min(1.0, trust_new_per / len(y))
-        e, b = fit_model_vector(u, y, vectors, bias, temperature, center=center, trust=trust, subspace=subspace)
+        e, b = fit_model_vector(u, y, vectors, bias, temperature, center=(current.vector, current.bias),
+                                trust=trust_new)
     return e, b, current.source
 
 
 def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask: np.ndarray,
-                trust_trained: float = 10.0, trust_new: float = TRUST_NEW, new_centre: str = "population",
-                trust_new_per: float | None = None, subspace: float | None = None) -> dict[str, dict]:
+                trust_trained: float = 10.0, trust_new: float = TRUST_NEW) -> dict[str, dict]:
     """{model: {"vector", "bias", "rows", "prompts", "before"}} fitted on the rows where `mask`."""
     by_model: dict[str, list[int]] = defaultdict(list)
     for i in np.flatnonzero(mask):
@@ -196,8 +191,7 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
     fitted = {}
     for name, idx in sorted(by_model.items()):
         u = np.stack([features.u[rows.shas[i]] for i in idx])
-        e, b, before = fit_one(predictor, snapshot.get(name), snapshot, u, rows.scores[idx], trust_trained, trust_new,
-                               new_centre, trust_new_per, subspace)
+        e, b, before = fit_one(predictor, snapshot.get(name), snapshot, u, rows.scores[idx], trust_trained, trust_new)
         fitted[name] = {"vector": [float(x) for x in e], "bias": float(b), "rows": len(idx),
                         "prompts": len({rows.shas[i] for i in idx}), "before": before}
     return fitted
