@@ -402,7 +402,7 @@ class QualityPredictor:
 
     def output_tokens(self, u: np.ndarray, models: Sequence, open_ended: np.ndarray | None = None,
                       snapshot=None, tasks: np.ndarray | None = None, *,
-                      twins: bool = True, quality: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+                      twins: bool = True) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
         and per model its source: "outcomes" | "probe" | "trained" | "fitted" | "registry" (`length_vector`).
         `snapshot` supplies the probe answers' lengths of models registered from probe results.
@@ -410,9 +410,7 @@ class QualityPredictor:
         With the task posterior `tasks` (`prompt_features().tasks`), a model whose lengths come only from
         training rows is pulled towards the pool's typical count on prompts of tables it has no lengths
         on, by its length support (`LengthModel.toward_pool`; a task of another table under the same name
-        counts as its own, `twins`). With it and an artifact whose length model has a smear table, a
-        trained model's count is the mean for the prompt's tasks and, given `quality` [N, M] (select's
-        `Prediction.quality` for these models), for its chance of answering right (`predictor.length_smear`).
+        counts as its own, `twins`).
 
         On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
         lengths come only from benchmark answers (a letter, a number) would be priced for a one-token
@@ -423,11 +421,9 @@ class QualityPredictor:
         if self.lengths is None:
             return predict_output_tokens(None, u, models)
         found = [self.length_vector(m, snapshot) for m in models]
-        with_tasks = tasks is not None and bool(self.meta.get("tasks"))
-        estimate = self.lengths.predict(u, models, vectors=found, tasks=tasks if with_tasks else None,
-                                        quality=quality if with_tasks else None)
+        estimate = self.lengths.predict(u, models, vectors=found)
         tokens, sources = estimate.tokens, estimate.sources
-        if with_tasks:
+        if tasks is not None and self.meta.get("tasks"):
             tokens = self.lengths.toward_pool(u, tasks, self.meta["tasks"], models, found, tokens, twins=twins)
         if open_ended is None:
             return tokens, sources

@@ -41,14 +41,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pickwise.predictor.coldstart import gaussian_prior
-
-if TYPE_CHECKING:
-    from pickwise.predictor.length_smear import SmearTable
 
 log = logging.getLogger("pickwise.predictor")
 LENGTHS_FILE = "output_lengths.npz"
@@ -176,9 +172,6 @@ class LengthModel:
     # vectors `pickwise fit` refitted to outcome lengths, by registry name: they come before any other
     outcome: dict[str, LengthVector] = field(default_factory=dict)
     outcome_rows: dict[str, int] = field(default_factory=dict)  # how many outcome lengths each was fitted to
-    # trained models' smearing by task and correctness (`predictor.length_smear`), used when `predict` is
-    # given the task posterior; None: one factor per model
-    smear: SmearTable | None = None
 
     def __post_init__(self):
         self._index = {n: j for j, n in enumerate(self.names)}
@@ -317,16 +310,13 @@ class LengthModel:
         return v @ np.stack([x.vector for x in vectors]).T + np.array([x.bias for x in vectors])
 
     def predict(self, u: np.ndarray, models: Sequence, *, form: str | None = None,
-                vectors: Sequence[LengthVector | None] | None = None, tasks: np.ndarray | None = None,
-                quality: np.ndarray | None = None) -> LengthEstimate:
+                vectors: Sequence[LengthVector | None] | None = None) -> LengthEstimate:
         """Expected output tokens for prompts with vectors `u` [N, dim] and `models` (names or ModelSpecs).
 
         A model without a length vector (`vector_for`, or `vectors[j]` when the caller resolved them)
         gets its registry `expected_output_tokens` on every prompt (source "registry"); a bare name
         without one is a KeyError, since there is no registry entry to fall back to. `form` "mean"
-        (default: the artifact's choice) or "median". With the task posterior `tasks` [N, K] and a
-        `smear` table, a trained vector's mean count uses the table's factor (with `quality` [N, M],
-        the models' predicted quality, where the table conditions on it) instead of its one factor.
+        (default: the artifact's choice) or "median".
         """
         form = form or self.meta.get("count_form", "mean")
         if form not in ("mean", "median"):
@@ -343,8 +333,6 @@ class LengthModel:
             log2_med[:, known] = z
             smear = np.array([x.log2_smear for x in vecs]) if form == "mean" else 0.0
             tokens[:, known] = np.exp2(z + smear)
-            if form == "mean" and tasks is not None and self.smear is not None:
-                self._resmear(tokens, z, known, models, found, tasks, quality)
             for j in known:  # never more than the model may produce
                 if not isinstance(models[j], str):
                     tokens[:, j] = np.minimum(tokens[:, j], models[j].max_output_tokens)
@@ -359,17 +347,6 @@ class LengthModel:
             tokens[:, j] = float(model.expected_output_tokens)
             sources.append("registry")
         return LengthEstimate(tokens, sources, log2_med)
-
-    def _resmear(self, tokens, z, known, models, found, tasks, quality) -> None:
-        """Replace, in `tokens`, each trained vector's one smearing factor by the smear table's for the prompt."""
-        for col, j in enumerate(known):
-            if found[j].source != "trained":
-                continue
-            names = [models[j]] if isinstance(models[j], str) else list(models[j].all_names())
-            row = next(self._index[n] for n in names if n in self._index)
-            p = None if quality is None else np.asarray(quality)[:, j]
-            tokens[:, j] = np.exp2(z[:, col]) * self.smear.factor(row, self.model_tables.get(self.names[row], ()),
-                                                                   tasks, p)
 
 
 def task_key(name: str) -> str:
