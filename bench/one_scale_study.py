@@ -47,7 +47,7 @@ from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 # round 6: round 3's detector + s_nn, and the density test on u; round 7: round 6's detector with
 # AlpacaEval positives that sit among priced prompts left out; round 8: round 7 with twin tasks'
 # rows as support, and/or without the base penalty in the probabilities; round 9: round 8's
-# `scale8-nopen` with a per-task temperature (and offset) on top)
+# `scale8-nopen` with a per-task temperature (and offset) on top; round 10: the same per table)
 STUDY_ONLY = {"density", "density-u"}  # detectors the serving layer does not have
 CANDIDATES = {"scale3-gate-T": {"tau": 0.5, "open_gate": 0.5},
               "scale4-pool-rule": {"tau": 0.5, "open_gate": 0.5, "base_penalty": False},
@@ -61,8 +61,9 @@ CANDIDATES |= {"scale8-twins": {**ROUND7, "twins": True},
                "scale8-nopen": {**ROUND7, "base_penalty": False},
                "scale8-twins-nopen": {**ROUND7, "twins": True, "base_penalty": False}}
 ROUND8 = CANDIDATES["scale8-nopen"]
-CANDIDATES |= {"scale9-taskT": {**ROUND8, "task_cal": "T"}, "scale9-taskTb": {**ROUND8, "task_cal": "Tb"}}
-REFIT_TEMPERATURE = {"scale9-taskT", "scale9-taskTb", "scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u",
+CANDIDATES |= {"scale9-taskT": {**ROUND8, "task_cal": "T"}, "scale9-taskTb": {**ROUND8, "task_cal": "Tb"},
+               "scale10-tableT": {**ROUND8, "task_cal": "tableT"}, "scale10-tableTb": {**ROUND8, "task_cal": "tableTb"}}
+REFIT_TEMPERATURE = {"scale9-taskT", "scale9-taskTb", "scale10-tableT", "scale10-tableTb", "scale3-gate-T", "scale4-pool-rule", "scale5-density", "scale6-both", "scale6-u",
                      "scale7-clean-bal", "scale7-clean-raw", "scale8-twins", "scale8-nopen", "scale8-twins-nopen"}
 BANK_PER_TABLE, BANK_SEED, BANK_K = 1000, 0, 10  # round 5's density bank (round 6 reuses it)
 SHIPPED = "shipped"
@@ -199,12 +200,18 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
             if task_cal:  # round 9: on all validation rows (what ships); `crossfit_val` scores them
                 logits = logits / scales[name].temperature
                 scales[name].task_temperature, bias = fit_task_calibration(
-                    logits, pr["labels"][val], pr["tasks"][val].astype(np.float64), bias=task_cal == "Tb")
-                scales[name].task_bias = bias if task_cal == "Tb" else None
+                    logits, pr["labels"][val], pr["tasks"][val].astype(np.float64), bias=task_cal.endswith("Tb"),
+                    groups=calibration_groups(meta["tasks"], task_cal))
+                scales[name].task_bias = bias if task_cal.endswith("Tb") else None
     return scales, {"held": held}
 
 
-def crossfit_val(predictor, scale, pr: dict) -> tuple[np.ndarray, np.ndarray]:
+def calibration_groups(tasks: list[str], task_cal: str) -> np.ndarray | None:
+    """Round 10: tasks share their calibration within a table ("table..."); round 9: one per task."""
+    return np.array([t.split("/", 1)[0] for t in tasks]) if task_cal.startswith("table") else None
+
+
+def crossfit_val(predictor, scale, pr: dict, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Round 9: validation rows' probabilities with the per-task calibration fitted on the other half
     of the validation rows (halves drawn with seed 0), so they are not scored on what fitted them."""
     import dataclasses
@@ -218,7 +225,7 @@ def crossfit_val(predictor, scale, pr: dict) -> tuple[np.ndarray, np.ndarray]:
     half = np.random.default_rng(0).random(len(val)) < 0.5
     out = np.empty_like(z)
     for fit, score in ((half, ~half), (~half, half)):
-        t, c = fit_task_calibration(z[fit], labels[fit], post[fit], bias=scale.task_bias is not None)
+        t, c = fit_task_calibration(z[fit], labels[fit], post[fit], bias=scale.task_bias is not None, groups=groups)
         out[score] = sigmoid(z[score] / (post[score] @ t)[:, None] + (post[score] @ c)[:, None])
     return val, out
 
@@ -521,7 +528,8 @@ def main() -> int:
         probs[n] = (all_probabilities(predictor, scales[n], feats["priced"]),
                     all_probabilities(predictor, scales[n], feats["everyday"]))
         if args.split == "val" and scales[n].task_temperature is not None:
-            rows, crossfit = crossfit_val(predictor, scales[n], feats["priced"])
+            groups = calibration_groups(predictor.meta["tasks"], CANDIDATES[n]["task_cal"])
+            rows, crossfit = crossfit_val(predictor, scales[n], feats["priced"], groups)
             probs[n][0][rows] = crossfit
     result = {"split": args.split, "artifact": predictor.version, "bootstrap": args.bootstrap,
               "routers": list(probs), "orderings": ordering_figures(probs, feats, args.split, predictor.model_names, snapshot)}
