@@ -18,7 +18,7 @@ training labels reach 67-83% of trained-in there).
 Also measured: `pickwise fit` on a store of 100,000 outcomes (time, peak memory), in a child process.
 
 Run: .venv/bin/python -m bench.bench_outcomes [--seeds 3] [--fit-rows 100000]
-Writes bench/results/outcomes.json and .md (outcomes_trustK.* for another --trust-new).
+Writes bench/results/outcomes.json and .md (outcomes_trustK.* for another --trust-new, NAME.* with --name).
 """
 from __future__ import annotations
 
@@ -163,6 +163,7 @@ def main() -> int:
     parser.add_argument("--fit-rows", type=int, default=100_000, help="outcomes in the fit-time store (0 skips)")
     parser.add_argument("--trust-new", type=float, default=TRUST_NEW,
                         help="the prior's weight on the new models' fits (docs/decisions/outcome-prior.md)")
+    parser.add_argument("--name", default=None, help="results file stem (default: outcomes[_trustK])")
     args = parser.parse_args()
 
     table = load_table(default_data_dir() / TABLE)
@@ -248,7 +249,7 @@ def main() -> int:
               "command": "python -m bench.bench_outcomes " + " ".join(sys.argv[1:])}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    stem = "outcomes" + ("" if args.trust_new == TRUST_NEW else f"_trust{args.trust_new:g}")
+    stem = args.name or "outcomes" + ("" if args.trust_new == TRUST_NEW else f"_trust{args.trust_new:g}")
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     lines = [f"MMLU-Pro held-out prompts: {report['n_test_prompts']}; models learned from outcomes: {', '.join(NEW)}",
              "", "| router | capture | share of trained-in | Brier (the four models) |", "|---|---|---|---|"]
