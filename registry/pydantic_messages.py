@@ -36,6 +36,10 @@ _EXPECTED: dict[str, str] = {
     "model_attributes_type": "a mapping",
 }
 
+# PyYAML follows YAML 1.1, where a float's exponent needs a point and a sign: `1e3` and `1.0e3` are
+# strings, `1.0e+3` is 1000.0. An author's number, read as text.
+_TEXT_EXPONENT = re.compile(r"^([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))[eE]([-+]?)([0-9]+)$")
+
 
 def clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """The error location without pydantic's union-member tags."""
@@ -80,7 +84,13 @@ def describe(error: dict[str, Any]) -> str:
         limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
         return f"expected a number {bounds[kind]} {limit}, got {_got(value)}"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_got(value)}"
+        text = f"expected {_EXPECTED[kind]}, got {_got(value)}"
+        match = _TEXT_EXPONENT.match(value) if _EXPECTED[kind] == "a number" and isinstance(value, str) else None
+        if match:
+            whole, point, sign = match.group(1), "" if "." in match.group(1) else ".0", match.group(2) or "+"
+            text += (f" (YAML reads an exponent without a decimal point and a sign as text: "
+                     f"write {whole}{point}e{sign}{match.group(3)})")
+        return text
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "value_error":

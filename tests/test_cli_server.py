@@ -78,6 +78,16 @@ def test_predict_through_the_server_writes_the_local_lines(served, loads, capsys
     assert any("low_confidence" in line for line in lines)
 
 
+def test_predict_estimates_through_the_server_is_refused_not_dropped(served, loads, capsys, tmp_path):
+    """POST /v1/predict answers qualities only: `--estimates` would silently lose its fields."""
+    _, url = served
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "q0", "prompt": PROMPT}) + "\n")
+    code, out, err = _run(capsys, "predict", "--input", str(prompts), "--server", url, "--estimates")
+    assert code == 2 and out == ""
+    assert "--estimates" in err and "--server ''" in err
+
+
 def test_plan_through_the_server_inline_and_as_a_job(served, loads, capsys, tmp_path):
     registry, url = served
     for n in (2, 5):  # the server plans 3 prompts inline: 5 go to POST /v1/plans

@@ -110,6 +110,9 @@ def test_infeasible_is_409_and_not_retried_by_the_sdk(gateway):
         create(client, extra_body={"pickwise": {"max_cost_usd": 0.0}})
     assert time.monotonic() - started < 0.5  # no backoff-and-retry: x-should-retry: false
     assert set(infeasible.value.body["blocking"]) == {"cheap", "down", "mid", "dear"}
+    # the sentence counts the models the gateway could call, not the unserved ones as "not in allow-list"
+    message = infeasible.value.body["message"]
+    assert message.startswith("no model satisfies the constraints (4 models; ruled out by cost cap 4)"), message
     assert up.calls() == []
 
 

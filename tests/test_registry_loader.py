@@ -122,6 +122,19 @@ def test_numbers_and_flags_of_the_wrong_type_are_not_coerced(tmp_path):
     assert load_registry(tmp_path).get("m1").pricing.input_per_million == 1.0  # an integer price is a number
 
 
+def test_an_exponent_yaml_reads_as_text_says_how_to_write_it(tmp_path):
+    """YAML 1.1 (PyYAML) reads `1e3` as the string '1e3': "expected a number" alone looks absurd."""
+    text = yaml.safe_dump(model("m1"), sort_keys=False).replace("output_tokens_per_s: 100", "output_tokens_per_s: 1e3")
+    write(tmp_path, "m.yaml", text)
+    hint = "(YAML reads an exponent without a decimal point and a sign as text: write "
+    for written, fixed in (("1e3", "1.0e+3"), ("1.5e3", "1.5e+3"), ("2E-3", "2.0e-3")):
+        write(tmp_path, "m.yaml", text.replace("1e3", written))
+        assert {e.field: e.message for e in load_error(tmp_path).errors} == {
+            "latency.output_tokens_per_s": f"expected a number, got '{written}' {hint}{fixed})"}
+        write(tmp_path, "m.yaml", text.replace("1e3", fixed))
+        assert load_registry(tmp_path).get("m1").latency.output_tokens_per_s == float(written)
+
+
 def test_all_errors_of_a_load_are_collected(tmp_path):
     write(tmp_path, "a.yaml", model("m1", context_window="big", enabled="maybe"))
     write(tmp_path, "b.yaml", model("m2", latency={"ttft_ms": 1, "output_tokens_per_s": 0}))

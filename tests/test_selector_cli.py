@@ -65,6 +65,11 @@ def test_plan_tight_budget_moves_the_easy_prompt_and_reports_min_budget(tmp_path
     ('{"id": "x", "prompt": "p", "quality": {"CHEAP": 1.5}}', "prompts.jsonl:2: quality of 'CHEAP' is 1.5"),
     ('{"id": "easy", "prompt": "p", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: duplicate id 'easy'"),
     ('{"prompt": "p"}', "prompts.jsonl:2: missing or invalid 'id'"),
+    # the API's rules hold here too (POST /v1/plan refuses these lines), each named by its line
+    ('{"id": "x", "prompt": " ", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: 'prompt': the prompt is empty"),
+    ('{"id": "x", "quality": {"CHEAP": 0.5}, "prompt_tokens": 1' + "0" * 30 + '}',
+     "prompts.jsonl:2: 'prompt_tokens': Input should be less than or equal to"),
+    ('{"id": "' + "x" * 300 + '", "prompt": "p", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: 'id': String should have at most 256"),
 ])
 def test_plan_bad_lines_name_file_and_line(tmp_path, names, capsys, bad, message):
     cheap, _ = names

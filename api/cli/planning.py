@@ -13,6 +13,8 @@ import json
 import math
 import sys
 
+from pydantic import ValidationError
+
 from pickwise.api.cli.options import CliError, add_artifact_option, add_registry_option, load_registry_option, number
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
@@ -98,9 +100,19 @@ def _prompt_parser(snapshot: RegistrySnapshot | None):
         if record.prompt is None and (given is None or tokens is None):
             raise ValueError("needs 'prompt' (or both 'quality' and 'prompt_tokens')")
         quality = None if given is None else {name: float(p) for name, p in given.items()}
-        return PlanPrompt.model_construct(id=record.id, prompt=record.prompt, quality=quality, prompt_tokens=tokens)
+        try:  # the API's own rules (a blank prompt, an id or a token count too long), here with the line
+            return PlanPrompt.model_validate({"id": record.id, "prompt": record.prompt, "quality": quality,
+                                              "prompt_tokens": tokens})
+        except ValidationError as exc:
+            raise ValueError("; ".join(_problem(e) for e in exc.errors())) from None
 
     return parse
+
+
+def _problem(error: dict) -> str:
+    """One pydantic error of a line as `'field': what is wrong`."""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"'{'.'.join(str(x) for x in error['loc'])}': {message}" if error["loc"] else message
 
 
 def _capacity(text: str | None) -> dict[str, int] | None:

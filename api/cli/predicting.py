@@ -183,6 +183,9 @@ def run_predict(args: argparse.Namespace) -> int:
     except PromptFileError as exc:
         raise CliError(str(exc)) from None
     url = server_url(args)
+    if url and args.estimates:  # POST /v1/predict answers qualities only
+        raise CliError(f"--estimates needs the predictor here: the server at {url} gives qualities only "
+                       "(run with --server '')")
     if url:
         return _predict_remote(url, args, lines)
     snapshot = load_registry_option(args.registry)

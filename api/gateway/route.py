@@ -11,12 +11,12 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from pickwise.api.errors import ModelNotServed, RequestFieldError, quoted
+from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
 from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, MAX_WILLINGNESS_TO_PAY, SelectRequest
 from pickwise.api.service import Encoded, PickwiseService
+from pickwise.api.way_out import describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.selector import SelectionConstraints, ranking
-from pickwise.selector.errors import InfeasibleSelection
 
 AUTO_MODEL = "pickwise/auto"
 DEFAULT_MAX_ATTEMPTS = 3
@@ -101,10 +101,11 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
     try:
         decision = service.decide(request, encoded.features, truncated, snapshot, prompt_tokens=prompt_tokens,
                                   predictor=encoded.predictor)
-    except InfeasibleSelection as exc:  # only the models the gateway could have called are of interest
+    except NoFeasibleModel as exc:  # only the models the gateway could have called are of interest
         pool = set(request.models or ())
-        exc.blocking = {n: why for n, why in exc.blocking.items() if n in pool}
-        raise
+        blocking = {n: why for n, why in exc.blocking.items() if n in pool}
+        message = describe(blocking, exc.way_out, request.on_infeasible, exc.way_out_together)
+        raise NoFeasibleModel(blocking, exc.way_out, message, exc.way_out_together).add_context(**exc.context) from None
     except RequestFieldError as exc:
         if exc.field.startswith("pickwise."):
             raise
