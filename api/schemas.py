@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pickwise.registry import ModelSpec
 from pickwise.selector.batch import Solver
-from pickwise.selector.types import BatchPlan, Decision, SelectionConstraints
+from pickwise.selector.types import BatchPlan, Decision, QualityFloor, SelectionConstraints
 
 # A prompt longer than this is refused (422 on `prompt`). The predictor reads only the head and
 # tail of a prompt (128 tokens), but its full length sets the cost estimate and the context-window
@@ -175,7 +175,7 @@ class PlanRequest(BaseModel):
     prompts: list[PlanPrompt]
     budget: float | None = Field(None, ge=0.0, description="total USD for the batch")
     min_avg_quality: float | None = Field(None, ge=0.0, le=1.0, description="mean predicted quality to reach at least cost")
-    min_quality: float | None = Field(None, ge=0.0, le=1.0, description="floor for every prompt's chosen model")
+    min_quality: QualityFloor = Field(None, description="floor for every prompt's chosen model (0: none)")
     max_latency_ms: float | None = Field(None, gt=0.0, description="latency cap for every prompt")
     models: list[str] | None = Field(None, min_length=1,  # an empty allow-list could only ever be infeasible
                                      description="allow-list (names or aliases); leave it out for every model")

@@ -1,12 +1,20 @@
 """pydantic types that cross the selector's boundary (API, CLI, JSON files)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Objective = Literal["min_cost", "max_quality", "balanced"]
 OnInfeasible = Literal["error", "cheapest", "best_quality"]
+
+
+def _no_floor_at_zero(value: float | None) -> float | None:
+    """A floor of 0 asks for nothing, so it is no floor: low-confidence qualities are not held back by it."""
+    return None if value == 0 else value
+
+
+QualityFloor = Annotated[float | None, Field(ge=0.0, le=1.0), AfterValidator(_no_floor_at_zero)]
 
 
 class SelectionConstraints(BaseModel):
@@ -17,7 +25,7 @@ class SelectionConstraints(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    min_quality: float | None = Field(None, ge=0.0, le=1.0, description="floor on predicted (set) quality")
+    min_quality: QualityFloor = Field(None, description="floor on predicted (set) quality (0: none)")
     max_latency_ms: float | None = Field(None, gt=0.0, description="cap on latency (a set's latency is its slowest member)")
     max_cost_usd: float | None = Field(None, ge=0.0, description="cap on estimated cost (a set's cost is the sum)")
     objective: Objective = "min_cost"

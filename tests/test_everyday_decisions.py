@@ -96,3 +96,14 @@ def test_a_floor_over_every_guess_gets_a_way_out_of_two_changes(service):
     assert "both together" in str(info.value)
     d = service.select(SelectRequest(prompt=PROOF, **together))
     assert d.low_confidence and d.quality >= together["min_quality"]
+
+
+def test_a_floor_of_zero_is_no_floor(service):
+    # every quality on the poem is a guess; a floor of 0 asks for nothing, so it must not hold them back
+    none = service.select(SelectRequest(prompt=POEM))
+    zero = service.select(SelectRequest(prompt=POEM, min_quality=0.0))
+    assert zero.chosen == none.chosen and zero.low_confidence
+    prompts = [{"id": "poem", "prompt": POEM}]
+    plan = service.plan(PlanRequest.model_validate({"prompts": prompts, "min_quality": 0, "budget": 1.0}))
+    assert plan.assignments[0].model == service.plan(
+        PlanRequest.model_validate({"prompts": prompts, "budget": 1.0})).assignments[0].model
