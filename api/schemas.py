@@ -402,3 +402,5 @@ class FeedbackStored(BaseModel):
     prompt_sha256: str
     decision_id: str | None = None
     prompt_kept: bool
+    replaced: bool = Field(False, description="it replaced earlier feedback on the same decision and model "
+                                              "(a retry or a corrected score counts once)")

@@ -588,7 +588,8 @@ class PickwiseService:
                                      **answer)
 
     def feedback(self, request: FeedbackRequest) -> FeedbackStored:
-        """Store one outcome (committed before this returns), by decision id or by prompt and model."""
+        """Store one outcome (committed before this returns), by decision id or by prompt and model; feedback
+        on a decision replaces earlier feedback on that decision and model."""
         from pickwise.registry.outcomes import Outcome, prompt_sha256
 
         snapshot = self.registry.refresh()
@@ -617,8 +618,13 @@ class PickwiseService:
             vector_encoder=None if keep else encoder,
             cost_usd=request.cost_usd, latency_ms=latency_ms, output_tokens=output_tokens,
             decision_id=request.decision_id, tags=request.tags)
-        self.outcome_store.add([outcome])
-        return FeedbackStored(model=model, prompt_sha256=sha, decision_id=request.decision_id, prompt_kept=keep)
+        if request.decision_id is None:
+            self.outcome_store.add([outcome])
+            replaced = False
+        else:
+            replaced = self.outcome_store.add_feedback(outcome)
+        return FeedbackStored(model=model, prompt_sha256=sha, decision_id=request.decision_id, prompt_kept=keep,
+                              replaced=replaced)
 
     def _decision(self, decision_id: str):
         decision = self.decisions.get(decision_id)

@@ -48,6 +48,8 @@ STORE_FILE = "outcomes.sqlite"
 FIELDS = ("prompt", "prompt_sha256", "prompt_vector", "vector_encoder", "model", "score", "cost_usd", "latency_ms",
           "output_tokens", "timestamp", "decision_id", "tags")
 REQUIRED = ("model", "score")
+_INSERT = ("INSERT INTO outcomes (prompt, prompt_sha256, prompt_vector, vector_encoder, model, score, cost_usd, "
+           "latency_ms, output_tokens, ts, decision_id, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 IMPORT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 # column types are the dialect's ({key}: an autoincrementing integer key; registry.sql)
@@ -70,6 +72,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_model ON outcomes (model);
 CREATE INDEX IF NOT EXISTS outcomes_sha ON outcomes (prompt_sha256);
 CREATE INDEX IF NOT EXISTS outcomes_ts_id ON outcomes (ts, id);
+CREATE INDEX IF NOT EXISTS outcomes_decision ON outcomes (decision_id, model);
 CREATE TABLE IF NOT EXISTS feature_cache (
     prompt_sha256 {text} NOT NULL,
     encoder {text} NOT NULL,
@@ -216,15 +219,21 @@ class OutcomeStore:
     # ---- writes ----------------------------------------------------------------------------
     def add(self, outcomes: Iterable[Outcome]) -> int:
         """Store a batch in one transaction (all or nothing); returns how many rows were added."""
-        rows = [(o.prompt, o.prompt_sha256, _f32_blob(o.prompt_vector), o.vector_encoder, o.model, float(o.score),
-                 o.cost_usd, o.latency_ms, o.output_tokens, o.timestamp, o.decision_id,
-                 json.dumps(o.tags, sort_keys=True, separators=(",", ":")) if o.tags is not None else None)
-                for o in outcomes]
+        rows = [_row(o) for o in outcomes]
         with self._transaction() as db:
-            db.executemany("INSERT INTO outcomes (prompt, prompt_sha256, prompt_vector, vector_encoder, model, score, "
-                           "cost_usd, latency_ms, output_tokens, ts, decision_id, tags) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(_INSERT, rows)
         return len(rows)
+
+    def add_feedback(self, outcome: Outcome) -> bool:
+        """Store feedback on a decision, replacing earlier feedback on the same decision and model (a
+        retry or a corrected score must not count twice in a fit); True when it replaced one."""
+        if outcome.decision_id is None:
+            raise ValueError("add_feedback takes feedback on a decision (decision_id set); use add")
+        with self._transaction() as db:
+            replaced = db.execute("DELETE FROM outcomes WHERE decision_id = ? AND model = ?",
+                                  (outcome.decision_id, outcome.model)).rowcount
+            db.executemany(_INSERT, [_row(outcome)])
+        return replaced > 0
 
     # ---- reads -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -505,3 +514,10 @@ def write_records(outcomes: Iterable[Outcome], path: str | os.PathLike) -> int:
                 writer.writerow(["" if r[k] is None else json.dumps(r[k], sort_keys=True) if k in ("tags", "prompt_vector")
                                  else repr(r[k]) if isinstance(r[k], float) else r[k] for k in FIELDS])
     return len(records)
+
+
+def _row(o: Outcome) -> tuple:
+    """An outcome as `_INSERT` takes it."""
+    return (o.prompt, o.prompt_sha256, _f32_blob(o.prompt_vector), o.vector_encoder, o.model, float(o.score),
+            o.cost_usd, o.latency_ms, o.output_tokens, o.timestamp, o.decision_id,
+            json.dumps(o.tags, sort_keys=True, separators=(",", ":")) if o.tags is not None else None)

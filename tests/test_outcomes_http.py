@@ -40,6 +40,19 @@ def test_feedback_by_decision_id(api, store_path):
         PROMPT, body["chosen"][0], 1.0, body["decision_id"], {"app": "t"}, 0.001)
 
 
+def test_feedback_on_a_decision_counts_once(api, store_path):
+    # a retried or corrected score replaces the earlier one: a fit must not count one call twice
+    body = api.post("/v1/select", json={"prompt": PROMPT}).json()
+    first = api.post("/v1/feedback", json={"decision_id": body["decision_id"], "score": 1}, headers=AUTH)
+    again = api.post("/v1/feedback", json={"decision_id": body["decision_id"], "score": 0.25}, headers=AUTH)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert (first.json()["replaced"], again.json()["replaced"]) == (False, True)
+    other = api.post("/v1/feedback", json={"prompt": PROMPT, "model": body["chosen"][0], "score": 0}, headers=AUTH)
+    assert other.json()["replaced"] is False
+    rows = _stored(store_path)
+    assert sorted((r.decision_id is None, r.score) for r in rows) == [(False, 0.25), (True, 0.0)]
+
+
 def test_feedback_by_prompt_resolves_aliases(api, store_path):
     r = api.post("/v1/feedback", json={"prompt": "What is 2+2?", "model": "gpt4", "score": 0.5}, headers=AUTH)
     assert r.status_code == 201, r.text

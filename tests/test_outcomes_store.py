@@ -148,6 +148,19 @@ def test_hashed_rows_keep_no_text(new_store):
     assert _rows(target)[0].prompt_vector == (0.5, -1.0)
 
 
+def test_feedback_on_a_decision_replaces_the_earlier_one(new_store):
+    target = new_store()
+    with OutcomeStore(target) as store:
+        store.add([Outcome(model="m", score=1.0, prompt="p", decision_id="d1")])  # an import keeps every row
+        assert store.add_feedback(Outcome(model="m", score=0.0, prompt="p", decision_id="d1")) is True
+        assert store.add_feedback(Outcome(model="n", score=0.5, prompt="p", decision_id="d1")) is False
+        assert store.add_feedback(Outcome(model="m", score=0.75, prompt="p", decision_id="d2")) is False
+        with pytest.raises(ValueError, match="decision_id"):
+            store.add_feedback(Outcome(model="m", score=1.0, prompt="p"))
+    assert sorted((o.decision_id, o.model, o.score) for o in _rows(target)) == [
+        ("d1", "m", 0.0), ("d1", "n", 0.5), ("d2", "m", 0.75)]
+
+
 def test_a_failing_batch_stores_nothing(new_store):
     target = new_store()
     with OutcomeStore(target) as store:
