@@ -77,6 +77,13 @@ class LoadedEntry:
     index: int
     raw: Any
     spec: ModelSpec | None
+    # the YAML source and this entry's place in it, so checks across entries can name a line too
+    source: Any = None
+    prefix: tuple[Any, ...] = ()
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        """1-based line of this entry's field at `loc` (as `ParsedYaml.line_of`), None without a source."""
+        return self.source.line_of(self.prefix + loc) if self.source is not None else None
 
 
 def _entry_label(raw: Any, index: int) -> str:
@@ -128,7 +135,7 @@ def parse_registry_text(text: str, path: Path, issues: list[RegistryIssue]) -> l
                     message, file=path, model=label, field=field_path(loc), line=parsed.line_of(prefix + loc)
                 ))
             spec = None
-        entries.append(LoadedEntry(path=path, index=index, raw=raw, spec=spec))
+        entries.append(LoadedEntry(path=path, index=index, raw=raw, spec=spec, source=parsed, prefix=prefix))
     return entries
 
 
@@ -150,13 +157,14 @@ def _check_names(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dic
     for entry in entries:
         spec = entry.spec
         for kind, name in [("name", spec.name)] + [("alias", a) for a in spec.aliases]:
-            field = "name" if kind == "name" else f"aliases[{spec.aliases.index(name)}]"
+            loc = ("name",) if kind == "name" else ("aliases", spec.aliases.index(name))
+            field = "name" if kind == "name" else f"aliases[{loc[1]}]"
             first = owner.get(name)
             if first is not None:
                 issues.append(RegistryIssue(
                     f"{kind} '{name}' is already used by model '{first.spec.name}' in {first.path.name}"
                     f" (duplicate in {entry.path.name})",
-                    file=entry.path, model=spec.name, field=field,
+                    file=entry.path, model=spec.name, field=field, line=entry.line_of(loc),
                 ))
                 continue
             owner[name] = entry
@@ -165,7 +173,7 @@ def _check_names(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dic
                 issues.append(RegistryIssue(
                     f"{kind} {name!a} looks like '{twin[0]}' of model '{twin[1].spec.name}' in {twin[1].path.name}"
                     " (look-alike characters); choose a name that reads differently",
-                    file=entry.path, model=spec.name, field=field,
+                    file=entry.path, model=spec.name, field=field, line=entry.line_of(loc),
                 ))
     return owner
 
@@ -199,12 +207,12 @@ def _check_similar_to(entries: list[LoadedEntry], owner: Mapping[str, LoadedEntr
         if target is None and target_name not in invalid_names:
             issues.append(RegistryIssue(
                 f"similar_to '{target_name}' is not a model name or alias in this registry",
-                file=entry.path, model=model, field="probe.similar_to",
+                file=entry.path, model=model, field="probe.similar_to", line=entry.line_of(("probe", "similar_to")),
             ))
         elif target is entry or (target is None and target_name in _raw_names(entry)):
             issues.append(RegistryIssue(
                 "similar_to must name another model, not the model itself",
-                file=entry.path, model=model, field="probe.similar_to",
+                file=entry.path, model=model, field="probe.similar_to", line=entry.line_of(("probe", "similar_to")),
             ))
 
 

@@ -184,6 +184,8 @@ def test_duplicate_alias_across_files(tmp_path):
     write(tmp_path, "two.yaml", model("second", aliases=["x", "first"]))
     err = load_error(tmp_path)
     assert (err.model, err.field) == ("second", "aliases[1]")
+    lines = (tmp_path / "two.yaml").read_text().splitlines()
+    assert "first" in lines[err.line - 1] and "two.yaml:" in str(err)  # the line of the alias itself
     assert "alias 'first' is already used by model 'first' in one.yaml (duplicate in two.yaml)" in str(err)
 
 
@@ -202,6 +204,7 @@ def test_similar_to_pointing_nowhere(tmp_path):
     write(tmp_path, "m.yaml", [model("m1"), model("m2", probe={"similar_to": "ghost"})])
     err = load_error(tmp_path)
     assert (err.model, err.field) == ("m2", "probe.similar_to")
+    assert "ghost" in (tmp_path / "m.yaml").read_text().splitlines()[err.line - 1]
     assert "similar_to 'ghost' is not a model name or alias in this registry" in str(err)
 
 
