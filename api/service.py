@@ -565,7 +565,10 @@ class PickwiseService:
         pool = [j for j, s in enumerate(scoring.specs)
                 if s.enabled and s.name not in denied and (allowed is None or s.name in allowed)]
         if not pool:
-            raise RequestFieldError("models", "no enabled, scorable model is left after the allow- and deny-lists")
+            disabled = sorted(s.name for s in scoring.specs
+                              if not s.enabled and s.name not in denied and (allowed is None or s.name in allowed))
+            why = f" ({', '.join(disabled)} {'is' if len(disabled) == 1 else 'are'} disabled)" if disabled else ""
+            raise RequestFieldError("models", f"no enabled, scorable model is left after the allow- and deny-lists{why}")
         return pool
 
     # ---- outcomes ----------------------------------------------------------------------------

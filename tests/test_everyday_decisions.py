@@ -107,3 +107,21 @@ def test_a_floor_of_zero_is_no_floor(service):
     plan = service.plan(PlanRequest.model_validate({"prompts": prompts, "min_quality": 0, "budget": 1.0}))
     assert plan.assignments[0].model == service.plan(
         PlanRequest.model_validate({"prompts": prompts, "budget": 1.0})).assignments[0].model
+
+
+def test_a_plan_over_disabled_models_names_them(tmp_path):
+    import shutil
+
+    from pickwise.api.errors import RequestFieldError
+    from pickwise.predictor.inference import load_predictor
+
+    shutil.copytree(default_registry_dir(), tmp_path / "registry")
+    path = tmp_path / "registry" / "anthropic.yaml"
+    text = path.read_text()
+    block = text.index("- name: claude-instant-v1")
+    end = text.index("enabled: true", block)
+    path.write_text(text[:end] + "enabled: false" + text[end + len("enabled: true"):])
+    service = PickwiseService(Registry(tmp_path / "registry"), load_predictor())
+    request = {"prompts": [{"id": "a", "prompt": POEM}], "models": ["claude-instant-v1"], "budget": 1.0}
+    with pytest.raises(RequestFieldError, match="claude-instant-v1 is disabled"):
+        service.plan(PlanRequest.model_validate(request))
