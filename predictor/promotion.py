@@ -86,11 +86,18 @@ def judge(meta: dict) -> Judgement:
     Worse means the whole paired bootstrap interval of candidate − base is on the worse side, for
     Brier or for headroom capture; a difference within the noise ("not distinguishable") does not
     refuse it (docs/outcomes.md says why)."""
-    holdout = (meta.get("refit") or {}).get("holdout") or {}
+    refit = meta.get("refit") or {}
+    holdout = refit.get("holdout") or {}
     brier = holdout.get("brier")
     if not brier:
-        return Judgement(["it has no held-out figures (not a `pickwise fit` artifact, or fitted with --holdout 0)"],
-                         {}, holdout)
+        if not refit:
+            why = "not a `pickwise fit` artifact"
+        elif not refit.get("holdout_share"):
+            why = "fitted with --holdout 0"
+        else:  # a share of too few prompts rounds to none; outcomes kept as a hash cannot be held out
+            why = (f"no outcome was held out: {refit['holdout_share']:g} of the prompts whose text the store "
+                   "keeps rounds to none, or to all of them")
+        return Judgement([f"it has no held-out figures ({why})"], {}, holdout)
     verdicts = {"brier": verdict(brier, lower_is_better=True)}
     capture = holdout.get("capture")
     if capture:

@@ -229,3 +229,11 @@ def test_import_with_hashed_prompts_keeps_vectors_not_text(tmp_path, tiny_predic
         rows = list(s.outcomes())
     assert all(o.prompt is None and o.vector_encoder == tiny_predictor.encoder_version for o in rows)
     assert rows[0].prompt_vector == rows[2].prompt_vector != rows[1].prompt_vector
+
+
+def test_a_candidate_without_held_out_figures_is_refused_with_the_reason():
+    from pickwise.predictor.promotion import judge
+
+    assert "not a `pickwise fit` artifact" in judge({}).worse[0]
+    assert "--holdout 0" in judge({"refit": {"holdout_share": 0.0, "holdout": {"rows": 0}}}).worse[0]
+    assert "no outcome was held out" in judge({"refit": {"holdout_share": 0.2, "holdout": {"rows": 0}}}).worse[0]

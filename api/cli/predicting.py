@@ -245,7 +245,8 @@ def _report(resolved: dict[str, str], prompts: int, models: int, n_cut: int) -> 
     for asked, name in resolved.items():
         print(f"{asked}: answered for registry model {name}", file=sys.stderr)
     print(f"predicted {prompts} prompts x {models} models"
-          + (f"; {n_cut} prompts longer than the model's input were cut (head + tail kept)" if n_cut else ""),
+          + (f"; {n_cut} prompt{'s' if n_cut != 1 else ''} longer than the model's input {'were' if n_cut != 1 else 'was'} "
+             "cut (head + tail kept)" if n_cut else ""),
           file=sys.stderr)
 
 
