@@ -244,3 +244,14 @@ def test_an_infeasible_select_offers_a_fallback_only_where_one_could_help():
     soft = format_infeasible({"detail": "no model satisfies the constraints",
                               "blocking": {"a": ["cost cap"], "b": ["deny-list"]}})
     assert soft.splitlines()[-1] == "relax one of these constraints, or pass --on-infeasible cheapest|best_quality"
+
+
+def test_an_infeasible_select_lists_only_the_models_asked_for():
+    from pickwise.api.cli.serving import format_infeasible
+
+    blocking = {"asked": ["cost cap"], **{f"other{i}": ["not in allow-list", "cost cap"] for i in range(40)},
+                "denied": ["deny-list"]}
+    text = format_infeasible({"detail": "no model satisfies the constraints", "blocking": blocking})
+    lines = text.splitlines()
+    assert "what blocks each model asked for:" in lines and any(line.strip().startswith("asked") for line in lines)
+    assert not any("other" in line for line in lines) and "(41 more not in the allow-list or denied" in text

@@ -327,7 +327,6 @@ def format_infeasible(body: dict) -> str:
     """An infeasible select's error body (`error_body`, or a server's 409) as text: the sentence, the
     way out as options, then what blocks each model."""
     blocking = body.get("blocking") or {}
-    width = max((len(n) for n in blocking), default=0)
     lines = [body.get("detail", "no model satisfies the constraints")]
     ways, together = body.get("way_out") or {}, body.get("way_out_together") or {}
     option = lambda k, v: "--" + k.replace("_", "-") + ("" if v is True else f" {v:g}")  # noqa: E731
@@ -335,15 +334,20 @@ def format_infeasible(body: dict) -> str:
         lines.append("way out: " + " or ".join(option(k, v) for k, v in ways.items()))
     elif together:
         lines.append("way out: " + " ".join(option(k, v) for k, v in together.items()) + " (both together)")
-    lines.append("what blocks each model:")
-    lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in blocking.items()]
-    if any("low confidence" in why for why in blocking.values()):
+    # models the caller left out of the allow-list or denied are not worth a line each
+    listed = {n: why for n, why in blocking.items() if not {"not in allow-list", "deny-list"} & set(why)}
+    width = max((len(n) for n in listed), default=0)
+    lines.append("what blocks each model:" if len(listed) == len(blocking) else "what blocks each model asked for:")
+    lines += [f"  {name.ljust(width)}  {', '.join(why) or 'no feasible set'}" for name, why in listed.items()]
+    if len(listed) < len(blocking):
+        lines.append(f"  ({len(blocking) - len(listed)} more not in the allow-list or denied; --json lists them)")
+    if any("low confidence" in why for why in listed.values()):
         lines.append("(low confidence: no results on prompts like this; --allow-low-confidence lets such a "
                      "quality meet the floor)")
-    if any("base model, open-ended prompt" in why for why in blocking.values()):
+    if any("base model, open-ended prompt" in why for why in listed.values()):
         lines.append("(base model, open-ended prompt: not instruction-tuned; --allow-base-models lets it answer)")
     # a fallback only overrides soft constraints: offer it only where some model is held by those alone
-    if any(not any(r in HARD_REASONS for r in why) for why in blocking.values()):
+    if any(not any(r in HARD_REASONS for r in why) for why in listed.values()):
         lines.append("relax one of these constraints, or pass --on-infeasible cheapest|best_quality")
     else:
         lines.append("every model is ruled out by a hard constraint (allow- or deny-list, disabled, context "
