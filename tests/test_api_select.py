@@ -130,6 +130,16 @@ def test_malformed_json_is_422_saying_what_and_where(api):
     assert r.json()["detail"] == "body: not valid JSON: Expecting value at line 2, column 17", r.json()
 
 
+def test_a_key_sent_twice_is_refused_not_read_as_the_last(api):
+    r = api.post("/v1/select", content=b'{"prompt": "hi", "options": {}, "prompt": "yo"}',
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    assert "'prompt' appears twice" in r.json()["detail"], r.json()
+    nested = api.post("/v1/plan", content=b'{"prompts": [{"id": "a", "id": "b", "prompt": "hi"}]}',
+                      headers={"Content-Type": "application/json"})
+    assert nested.status_code == 422 and "'id' appears twice" in nested.json()["detail"]
+
+
 @pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
 def test_a_body_not_sent_as_json_says_to_send_json(api, content_type):
     # `curl -d '{...}'` without -H sends application/x-www-form-urlencoded: the body is never parsed

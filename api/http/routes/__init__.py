@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 from fastapi import Request, Response
@@ -32,15 +33,38 @@ class AppState:
     watcher: PromotionWatcher | None = None  # following the promotion pointer (serve without --artifact)
 
 
+def _repeated_key(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads' object hook: an object that names a key twice is ambiguous (json.loads keeps the last)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
 class BodyErrorRoute(APIRoute):
     """A route whose JSON body json.loads rejects for a reason other than syntax (a 5,000-digit
     integer, nesting 100,000 deep) says what and where; FastAPI answers a bare 400 "There was an
-    error parsing the body"."""
+    error parsing the body". A body that names a key twice in one object is refused (422) rather
+    than read as its last value, as the registry refuses a repeated YAML key."""
 
     def get_route_handler(self):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            if "json" in request.headers.get("content-type", ""):
+                try:
+                    json.loads(await request.body(), object_pairs_hook=_repeated_key)  # the body read is cached
+                except _RepeatedKey as exc:
+                    raise HttpError(422, "validation_error", f"body: key {exc.args[0]!r} appears twice in one JSON "
+                                                             "object; send each key once") from None
+                except (ValueError, RecursionError):
+                    pass  # syntax and the rest: FastAPI's own parse reports them, below
             try:
                 return await handler(request)
             except HTTPException as exc:

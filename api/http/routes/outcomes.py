@@ -13,12 +13,12 @@ from starlette.concurrency import run_in_threadpool
 
 from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.errors import HttpError
+from pickwise.api.http.routes import BodyErrorRoute, state
 from pickwise.api.http.routes import json_response as _json
-from pickwise.api.http.routes import state
 from pickwise.api.http.settings import ADMIN_TOKEN_ENV, FEEDBACK_TOKEN_ENV
 from pickwise.api.schemas import ErrorBody, FeedbackRequest, FeedbackStored, ValidationErrorBody
 
-router = APIRouter(prefix="/v1", tags=["outcomes"])
+router = APIRouter(prefix="/v1", tags=["outcomes"], route_class=BodyErrorRoute)
 bearer = HTTPBearer(auto_error=False, description=f"the token in {FEEDBACK_TOKEN_ENV} (or {ADMIN_TOKEN_ENV})")
 
 
