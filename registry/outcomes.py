@@ -272,16 +272,11 @@ class OutcomeStore:
 
     # ---- the encoder's features, cached per prompt and encoder -------------------------------
     def cached_features(self, shas: Sequence[str], encoder: str) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
+        """The cached features of those of `shas` that `encoder` has features for."""
         with self._lock:
-            for start in range(0, len(shas), 500):
-                part = list(shas[start:start + 500])
-                marks = ",".join("?" * len(part))
-                for sha, blob in self._db.execute(
-                        f"SELECT prompt_sha256, features FROM feature_cache WHERE encoder=? AND prompt_sha256 IN ({marks})",
-                        (encoder, *part)):
-                    out[sha] = blob
-        return out
+            return dict(self._db.select_in(
+                "SELECT prompt_sha256, features FROM feature_cache WHERE encoder=? AND prompt_sha256 {in_keys}",
+                (encoder,), shas))
 
     def cache_features(self, items: dict[str, bytes], encoder: str) -> None:
         with self._transaction() as db:
