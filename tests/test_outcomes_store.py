@@ -249,3 +249,52 @@ def test_cached_features_are_read_in_one_round_trip_on_postgres(new_store, tmp_p
         assert found == features
         assert len(sent) == (1 if is_url(target) else 3), sent[:5]
         assert store.cached_features([], "enc") == {}
+
+
+def _indexes(target) -> set[str]:
+    """The store's index names, read through a connection of the test's own."""
+    if not is_url(target):
+        with contextlib.closing(sqlite3.connect(target)) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    import psycopg
+
+    with psycopg.connect(target) as db:
+        return {row[0] for row in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+
+
+def _drop_index(target, name: str) -> None:
+    if not is_url(target):
+        with contextlib.closing(sqlite3.connect(target)) as db:
+            db.execute(f"DROP INDEX {name}")
+        return
+    import psycopg
+
+    with psycopg.connect(target, autocommit=True) as db:
+        db.execute(f"DROP INDEX {name}")
+
+
+def test_the_schema_ddl_runs_once_per_process_and_store(new_store, tmp_path):
+    """A fresh store gets its tables; a later connection to it in this process runs no DDL (an index
+    dropped behind its back stays dropped), and a store made anew at a known location gets them again."""
+    target = new_store()
+    connect(target).close()
+    assert {"outcomes_model", "decisions_created"} <= _indexes(target)
+    _drop_index(target, "decisions_created")
+    with OutcomeStore(target) as store:  # what `CREATE INDEX IF NOT EXISTS` would have put back
+        store.add([Outcome(model="m", score=1.0, prompt="a")])
+        assert len(store) == 1
+    assert "decisions_created" not in _indexes(target)
+
+    if is_url(target):  # the same location, empty again
+        import psycopg
+
+        with psycopg.connect(target, autocommit=True) as db:
+            schema = db.execute("SELECT current_schema()").fetchone()[0]
+            db.execute(f"DROP SCHEMA {schema} CASCADE")
+            db.execute(f"CREATE SCHEMA {schema}")
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"store.sqlite{suffix}").unlink(missing_ok=True)
+    with OutcomeStore(target) as store:
+        assert len(store) == 0
+    assert "decisions_created" in _indexes(target)
