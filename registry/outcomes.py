@@ -164,6 +164,38 @@ def _f32_tuple(blob: bytes | None) -> tuple[float, ...] | None:
     return None if blob is None else tuple(float(x) for x in np.frombuffer(blob, dtype="<f4"))
 
 
+# store locations whose tables this process has created (or found): a store's every later connection
+# (a server opens several: feedback, the decision writer, its reader) skips the DDL
+_schema_done: set[str] = set()
+_schema_lock = threading.Lock()
+
+
+def _check_version(db: Database) -> None:
+    found = db.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
+    if found is None:
+        db.execute("INSERT INTO store_meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", (str(SCHEMA_VERSION),))
+    elif int(found[0]) != SCHEMA_VERSION:
+        raise OutcomeError(f"{db.location}: outcome store schema {found[0]}, this code reads {SCHEMA_VERSION}")
+
+
+def _create_schema(db: Database) -> None:
+    """Create the tables where missing (once per process and location) and check the schema's version.
+    A location done before whose tables are gone (a file deleted and made again, a database dropped)
+    has no store_meta for the version check to read: its tables are created again."""
+    with _schema_lock:
+        if db.location not in _schema_done:
+            db.create_schema([part.strip().format(**db.dialect.types) for part in _SCHEMA.split(";")])
+            _check_version(db)
+            _schema_done.add(db.location)
+            return
+    try:
+        _check_version(db)
+    except db.errors:
+        with _schema_lock:
+            _schema_done.discard(db.location)
+        _create_schema(db)
+
+
 def connect(target: str | os.PathLike, *, busy_timeout_s: float = 10.0, synchronous: str = "FULL") -> Database:
     """A connection to the store at `target`, a file path or a Postgres URL (its tables created when
     new), in autocommit (callers open their transactions with `db.transaction()`), usable from any one
@@ -171,13 +203,7 @@ def connect(target: str | os.PathLike, *, busy_timeout_s: float = 10.0, synchron
     server cannot be reached."""
     db = Database(target, busy_timeout_s=busy_timeout_s, synchronous=synchronous)
     try:
-        db.create_schema([part.strip().format(**db.dialect.types) for part in _SCHEMA.split(";")])
-        found = db.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
-        if found is None:
-            db.execute("INSERT INTO store_meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
-                       (str(SCHEMA_VERSION),))
-        elif int(found[0]) != SCHEMA_VERSION:
-            raise OutcomeError(f"{db.location}: outcome store schema {found[0]}, this code reads {SCHEMA_VERSION}")
+        _create_schema(db)
     except OutcomeError:
         db.close()
         raise
@@ -281,16 +307,11 @@ class OutcomeStore:
 
     # ---- the encoder's features, cached per prompt and encoder -------------------------------
     def cached_features(self, shas: Sequence[str], encoder: str) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
+        """The cached features of those of `shas` that `encoder` has features for."""
         with self._lock:
-            for start in range(0, len(shas), 500):
-                part = list(shas[start:start + 500])
-                marks = ",".join("?" * len(part))
-                for sha, blob in self._db.execute(
-                        f"SELECT prompt_sha256, features FROM feature_cache WHERE encoder=? AND prompt_sha256 IN ({marks})",
-                        (encoder, *part)):
-                    out[sha] = blob
-        return out
+            return dict(self._db.select_in(
+                "SELECT prompt_sha256, features FROM feature_cache WHERE encoder=? AND prompt_sha256 {in_keys}",
+                (encoder,), shas))
 
     def cache_features(self, items: dict[str, bytes], encoder: str) -> None:
         with self._transaction() as db:

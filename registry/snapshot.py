@@ -6,7 +6,7 @@ and swap the reference, so a reader never sees half of an update.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -56,16 +56,20 @@ class RegistrySnapshot:
             error.model = name_or_alias
             raise error from None
 
-    def suggest(self, name: object, limit: int = 3) -> list[str]:
+    def suggest(self, name: object, limit: int = 3, *, among: Iterable[ModelSpec] | None = None,
+                extra: Iterable[str] = ()) -> list[str]:
         """The models a mistyped or shortened `name` most likely meant, case ignored: those whose name
         or alias it equals or begins after any 'org/' prefix ('zephyr-7b-beta', 'gpt-4'), then close
-        spellings. Shipped names carry an org and a date or version a user rarely types."""
+        spellings. Shipped names carry an org and a date or version a user rarely types. `among`: only
+        these models (say, those a front end can serve; default all); `extra`: other names it accepts."""
         if not isinstance(name, str) or len(key := normal_name(name).strip().casefold()) < 2:
             return []
         names: dict[str, str] = {}  # a name or alias, casefolded -> the model's name
-        for spec in self.models:
+        for spec in self.models if among is None else among:
             for n in spec.all_names():
                 names.setdefault(n.casefold(), spec.name)
+        for n in extra:
+            names.setdefault(n.casefold(), n)
         tails = {n: n.rsplit("/", 1)[-1] for n in names}
         hits = [names[n] for n in names if key in (n, tails[n])]
         hits += [names[n] for n in names if len(key) >= 3 and (tails[n].startswith(key) or n.startswith(key))]
@@ -74,9 +78,9 @@ class RegistrySnapshot:
         hits += [names[n] for n in sorted(names, key=lambda n: -closeness[n]) if closeness[n] >= 0.75]
         return list(dict.fromkeys(hits))[:limit]
 
-    def did_you_mean(self, name: object) -> str:
-        """' (did you mean 'A' or 'B'?)' for an unknown `name`, or '' when nothing is close."""
-        found = self.suggest(name)
+    def did_you_mean(self, name: object, *, among: Iterable[ModelSpec] | None = None, extra: Iterable[str] = ()) -> str:
+        """' (did you mean 'A' or 'B'?)' for an unknown `name`, or '' when nothing is close (`suggest`'s options)."""
+        found = self.suggest(name, among=among, extra=extra)
         return f" (did you mean {' or '.join(map(repr, found))}?)" if found else ""
 
     def __contains__(self, name_or_alias: object) -> bool:

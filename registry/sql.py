@@ -24,6 +24,7 @@ from pickwise.registry.errors import OutcomeError, StoreUnavailable
 URL_SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_S = 5  # a wrong host fails a command (or a server's start) in seconds, not minutes
 SCHEMA_LOCK = 7_242_024  # the Postgres advisory lock under which a store's tables are created
+SQLITE_IN_CHUNK = 500  # keys per IN list on SQLite: no arrays there, and older builds allow 999 parameters
 
 
 def is_url(target: str | os.PathLike | None) -> bool:
@@ -173,6 +174,23 @@ class Database:
         """Run one statement (`?` placeholders); the cursor, to fetch from."""
         with self._reachable():
             return self._live().execute(self.dialect.sql(statement), tuple(params))
+
+    def select_in(self, statement: str, params: Sequence, keys: Sequence) -> list[tuple]:
+        """Every row of a SELECT whose `{in_keys}` tests one column against all of `keys` (its other `?`
+        come before it, taking `params`). Postgres: one statement with the keys as one array parameter
+        (`= ANY(%s)`), so one round trip however many keys; SQLite, which has no arrays: IN lists of
+        SQLITE_IN_CHUNK keys, one statement each (in-process, no round trip to save). Postgres sends the
+        rows in binary: a bytea column as its bytes, not twice as many hex digits to decode."""
+        if self.dialect is POSTGRES:
+            with self._reachable():
+                return self._live().execute(self.dialect.sql(statement.format(in_keys="= ANY(?)")),
+                                            (*params, list(keys)), binary=True).fetchall()
+        rows: list[tuple] = []
+        for start in range(0, len(keys), SQLITE_IN_CHUNK):
+            part = list(keys[start:start + SQLITE_IN_CHUNK])
+            marks = ",".join("?" * len(part))
+            rows += self.execute(statement.format(in_keys=f"IN ({marks})"), (*params, *part)).fetchall()
+        return rows
 
     def executemany(self, statement: str, rows: Iterable[Sequence]) -> None:
         with self._reachable():

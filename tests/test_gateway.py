@@ -102,6 +102,22 @@ def test_errors_take_openais_shape(gateway):
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
 
 
+def test_did_you_mean_names_only_models_the_gateway_can_call(gateway):
+    """A suggestion must work when followed: never a registered model without an endpoint (or disabled)."""
+    url, _ = gateway
+    client = sdk(url)
+    with pytest.raises(openai.NotFoundError) as unserved:
+        create(client, model="gpt-4")  # registered as gpt-4-1106-preview, which has no endpoint here
+    assert "gpt-4-1106-preview" not in unserved.value.message and "did you mean" not in unserved.value.message
+    with pytest.raises(openai.NotFoundError, match="did you mean 'dear'"):
+        create(client, model="deer")
+    with pytest.raises(openai.NotFoundError, match="did you mean 'pickwise/auto'"):
+        create(client, model="auto")
+    with pytest.raises(openai.UnprocessableEntityError) as allow_list:
+        create(client, extra_body={"pickwise": {"models": ["gpt-4"]}})
+    assert "gpt-4-1106-preview" not in allow_list.value.message
+
+
 def test_infeasible_is_409_and_not_retried_by_the_sdk(gateway):
     url, up = gateway
     client = openai.OpenAI(base_url=url + "/openai/v1", api_key="unused", max_retries=2)

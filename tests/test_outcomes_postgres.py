@@ -6,8 +6,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import numpy as np
 import pytest
 
@@ -16,6 +24,7 @@ from pickwise.predictor.artifact import read_meta
 from pickwise.registry.decisions import DecisionStore
 from pickwise.registry.outcomes import Outcome, OutcomeStore, StoreUnavailable
 from pickwise.registry.sql import redact
+from tests.gateway_support import dead_url
 from tests.store_support import PASSWORD, postgres_schema_url
 from tests.test_outcomes_fit import prompts
 
@@ -100,3 +109,64 @@ def test_a_dropped_connection_is_opened_again(postgres_server):
             store.add([Outcome(model="m", score=0.0, prompt="b")])  # this one is not stored, and says so
         store.add([Outcome(model="m", score=0.5, prompt="c")])
         assert [o.prompt for o in store.outcomes()] == ["a", "c"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes started under `pid`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found += (kids := children.get(todo.pop(), []))
+        todo += kids
+    return found
+
+
+def test_serve_workers_get_the_store_url_in_a_private_file_not_their_environment(
+        registry_dir, tiny_artifact, postgres_server, tmp_path):
+    """`serve --workers 2 --store URL`: no worker's environment or command line holds the password; each
+    reads the URL from a 0600 file in a 0700 folder, removed when the server stops."""
+    url = postgres_schema_url(postgres_server)
+    with OutcomeStore(url) as store:
+        store.add([Outcome(model="m", score=1.0, prompt="a")])  # what only this store holds
+    port = urlsplit(dead_url()).port
+    env = {k: v for k, v in os.environ.items() if k != "PICKWISE_OUTCOME_STORE"}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pickwise.api.cli.main", "serve", "--workers", "2", "--port", str(port),
+         "--registry", str(registry_dir), "--artifact", str(tiny_artifact), "--store", url, "--precision", "fp32",
+         "--torch-threads", "1", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.log").open("w"))
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # both workers answer once each has built its app; then the stats are this store's
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/v1/outcomes/stats", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.5)
+                continue
+            assert answer.status_code == 200 and answer.json()["outcomes"] == 1, answer.text
+            break
+        workers = _descendants(server.pid)
+        environments = {pid: Path(f"/proc/{pid}/environ").read_bytes() for pid in workers}
+        assert len(environments) >= 2
+        for pid, environ in environments.items():
+            assert PASSWORD.encode() not in environ + Path(f"/proc/{pid}/cmdline").read_bytes(), pid
+        handed = {dict(v.split(b"=", 1) for v in e.split(b"\0") if b"=" in v).get(b"PICKWISE_STORE_FILE")
+                  for e in environments.values()}
+        handed.discard(None)
+        assert len(handed) == 1
+        store_file = Path(handed.pop().decode())
+        assert store_file.read_text() == url
+        assert stat.S_IMODE(store_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(store_file.parent.stat().st_mode) == 0o700
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert not store_file.parent.exists()

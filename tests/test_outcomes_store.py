@@ -2,6 +2,7 @@
 both backends (`new_store`: a SQLite file, then a schema on a real Postgres server)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -220,3 +221,93 @@ def test_timestamps_sort_as_times():
         "2026-01-01T00:00:00.500000Z"]
     with pytest.raises(ValueError):
         utc_timestamp("yesterday")
+
+
+@contextlib.contextmanager
+def statements_sent(store: OutcomeStore, tmp_path):
+    """A list, filled when the block ends, of what the store's real connection sent to its database: on
+    SQLite each statement (its trace callback), on Postgres each round trip (libpq's protocol trace:
+    one ReadyForQuery from the server ends each). Reaches into the store for its driver connection."""
+    conn, sent = store._db._conn, []
+    if isinstance(conn, sqlite3.Connection):
+        conn.set_trace_callback(sent.append)
+        try:
+            yield sent
+        finally:
+            conn.set_trace_callback(None)
+        return
+    from psycopg.pq import Trace
+
+    trace = tmp_path / "libpq.trace"
+    with open(trace, "w") as fh:
+        conn.pgconn.trace(fh.fileno())
+        conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield sent
+        finally:
+            conn.pgconn.untrace()
+    sent += [line for line in trace.read_text().splitlines() if line.startswith("B") and "ReadyForQuery" in line]
+
+
+def test_cached_features_are_read_in_one_round_trip_on_postgres(new_store, tmp_path):
+    """Postgres takes the keys as one array (= ANY); SQLite, which has no arrays, in IN lists of 500."""
+    target = new_store()
+    features = {prompt_sha256(f"p{i}"): bytes([i % 256]) * 8 for i in range(1_200)}
+    wanted = [*features, *(prompt_sha256(f"absent{i}") for i in range(30))]
+    with OutcomeStore(target) as store:
+        store.cache_features(features, "enc")
+        store.cache_features({prompt_sha256("p0"): b"other"}, "another encoder")
+        with statements_sent(store, tmp_path) as sent:
+            found = store.cached_features(wanted, "enc")
+        assert found == features
+        assert len(sent) == (1 if is_url(target) else 3), sent[:5]
+        assert store.cached_features([], "enc") == {}
+
+
+def _indexes(target) -> set[str]:
+    """The store's index names, read through a connection of the test's own."""
+    if not is_url(target):
+        with contextlib.closing(sqlite3.connect(target)) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    import psycopg
+
+    with psycopg.connect(target) as db:
+        return {row[0] for row in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+
+
+def _drop_index(target, name: str) -> None:
+    if not is_url(target):
+        with contextlib.closing(sqlite3.connect(target)) as db:
+            db.execute(f"DROP INDEX {name}")
+        return
+    import psycopg
+
+    with psycopg.connect(target, autocommit=True) as db:
+        db.execute(f"DROP INDEX {name}")
+
+
+def test_the_schema_ddl_runs_once_per_process_and_store(new_store, tmp_path):
+    """A fresh store gets its tables; a later connection to it in this process runs no DDL (an index
+    dropped behind its back stays dropped), and a store made anew at a known location gets them again."""
+    target = new_store()
+    connect(target).close()
+    assert {"outcomes_model", "decisions_created"} <= _indexes(target)
+    _drop_index(target, "decisions_created")
+    with OutcomeStore(target) as store:  # what `CREATE INDEX IF NOT EXISTS` would have put back
+        store.add([Outcome(model="m", score=1.0, prompt="a")])
+        assert len(store) == 1
+    assert "decisions_created" not in _indexes(target)
+
+    if is_url(target):  # the same location, empty again
+        import psycopg
+
+        with psycopg.connect(target, autocommit=True) as db:
+            schema = db.execute("SELECT current_schema()").fetchone()[0]
+            db.execute(f"DROP SCHEMA {schema} CASCADE")
+            db.execute(f"CREATE SCHEMA {schema}")
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"store.sqlite{suffix}").unlink(missing_ok=True)
+    with OutcomeStore(target) as store:
+        assert len(store) == 0
+    assert "decisions_created" in _indexes(target)

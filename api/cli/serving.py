@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -35,8 +39,10 @@ ON_INFEASIBLE = ("error", "cheapest", "best_quality")
 
 class WorkerSettings(BaseSettings):
     """What `serve --workers N` hands each worker process (uvicorn imports the app factory there), as
-    PICKWISE_REGISTRY, PICKWISE_ARTIFACT, PICKWISE_FOLLOW_PROMOTIONS, PICKWISE_PRECISION and
-    PICKWISE_TORCH_THREADS; the service's limits travel as ServiceSettings' own PICKWISE_* variables."""
+    PICKWISE_REGISTRY, PICKWISE_ARTIFACT, PICKWISE_FOLLOW_PROMOTIONS, PICKWISE_PRECISION,
+    PICKWISE_TORCH_THREADS and PICKWISE_STORE_FILE; the service's limits travel as ServiceSettings' own
+    PICKWISE_* variables. The outcome store does not: its URL may hold a password, which a worker's
+    environment would show (/proc/PID/environ), so it goes in the file `store_file` names (`handoff_file`)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
 
@@ -45,6 +51,15 @@ class WorkerSettings(BaseSettings):
     follow_promotions: bool = False  # no --artifact: serve what `artifact promote` names, and follow it
     precision: str = "auto"
     torch_threads: int | None = None
+    store_file: Path | None = None  # holds the outcome store's path or URL
+
+    def service_settings(self):
+        """The service's settings in this worker: its PICKWISE_* variables, and the store from `store_file`."""
+        from pickwise.api.http.settings import ServiceSettings
+
+        if self.store_file is None:
+            return ServiceSettings()
+        return ServiceSettings(outcome_store=self.store_file.read_text(encoding="utf-8"))
 
     def environment(self) -> dict[str, str]:
         values = self.model_dump(exclude_none=True)
@@ -200,14 +215,28 @@ def set_torch_threads(requested: int | None, precision: str = "fp32") -> int:
     return threads
 
 
+@contextlib.contextmanager
+def handoff_file(text: str) -> Iterator[Path]:
+    """A file holding `text` that only this user can read (mode 0600, in a fresh 0700 folder), removed
+    with its folder when the block ends: how `serve --workers` hands its workers a secret without
+    putting it in their environment or command line."""
+    folder = Path(tempfile.mkdtemp(prefix="pickwise-serve-"))
+    try:
+        path = folder / "store"
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
+            fh.write(text)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def app_from_env():
     """uvicorn factory for --workers > 1 (each worker process builds its own app from the environment)."""
     from pickwise.api.http.app import create_app
-    from pickwise.api.http.settings import ServiceSettings
     from pickwise.api.http.timeouts import HeaderTimeoutProtocol
 
     worker = WorkerSettings()
-    settings = ServiceSettings()
+    settings = worker.service_settings()
     HeaderTimeoutProtocol.header_timeout_s = settings.header_timeout_s  # this worker's uvicorn uses that class
     set_torch_threads(worker.torch_threads, worker.precision)
     return create_app(worker.registry, settings=settings,
@@ -236,13 +265,17 @@ def run_serve(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(args.log_level),
                     **settings.uvicorn_options())
     else:
-        worker = WorkerSettings(registry=registry, artifact=artifact, follow_promotions=follow,
-                                precision=args.precision, torch_threads=args.torch_threads)
         settings = ServiceSettings(**batching)
-        os.environ.update({**worker.environment(), **settings.environment()})
-        uvicorn.run("pickwise.api.cli.serving:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, log_config=log_config(args.log_level),
-                    **settings.uvicorn_options(args.workers))
+        with contextlib.ExitStack() as stack:
+            store_file = None if settings.outcome_store is None else stack.enter_context(
+                handoff_file(settings.outcome_store))
+            worker = WorkerSettings(registry=registry, artifact=artifact, follow_promotions=follow,
+                                    precision=args.precision, torch_threads=args.torch_threads, store_file=store_file)
+            os.environ.pop(ENV_PREFIX + "OUTCOME_STORE", None)  # the workers inherit the environment: not the URL
+            os.environ.update({**worker.environment(), **settings.environment()})
+            uvicorn.run("pickwise.api.cli.serving:app_from_env", factory=True, host=args.host, port=args.port,
+                        workers=args.workers, log_level=args.log_level, log_config=log_config(args.log_level),
+                        **settings.uvicorn_options(args.workers))
     return 0
 
 

@@ -46,8 +46,9 @@ def served(snapshot: RegistrySnapshot) -> list[ModelSpec]:
 
 def named_model(snapshot: RegistrySnapshot, name: str) -> ModelSpec:
     """The served model a request names (name or alias); ModelNotServed otherwise."""
-    if name not in snapshot:
-        raise ModelNotServed(f"unknown model {quoted(name)}{snapshot.did_you_mean(name)}: GET /openai/v1/models "
+    if name not in snapshot:  # a suggestion names what the gateway can call: following it must work
+        hint = snapshot.did_you_mean(name, among=served(snapshot), extra=(AUTO_MODEL,))
+        raise ModelNotServed(f"unknown model {quoted(name)}{hint}: GET /openai/v1/models "
                              f"lists the models served here, and {AUTO_MODEL!r} routes among them")
     spec = snapshot.get(name)
     if not spec.enabled:
@@ -64,7 +65,8 @@ def _pool(service: PickwiseService, snapshot: RegistrySnapshot, options: Gateway
     if options.models is not None:
         for name in options.models:
             if name not in snapshot:
-                raise RequestFieldError("pickwise.models", f"unknown model {quoted(name)}{snapshot.did_you_mean(name)}")
+                hint = snapshot.did_you_mean(name, among=served(snapshot))
+                raise RequestFieldError("pickwise.models", f"unknown model {quoted(name)}{hint}")
             spec = snapshot.get(name)
             if spec.name not in pool:
                 why = ("has no endpoint" if spec.endpoint is None else "is disabled" if not spec.enabled

@@ -104,6 +104,8 @@ class ServiceSettings(BaseSettings):
 
     def environment(self) -> dict[str, str]:
         """These settings as the PICKWISE_* variables that rebuild them in another process (no token or
-        keys: a worker reads those from the environment it inherits)."""
-        values = self.model_dump(exclude={"admin_token", "api_keys", "feedback_token"}, exclude_defaults=True)
+        keys: a worker reads those from the environment it inherits; nor the outcome store, whose URL may
+        hold a password: `serve --workers` hands it over in a file)."""
+        values = self.model_dump(exclude={"admin_token", "api_keys", "feedback_token", "outcome_store"},
+                                 exclude_defaults=True)
         return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}
