@@ -60,6 +60,15 @@ class ModelNotServed(PickwiseError, LookupError):
         self.param = param
 
 
+class InvalidParameter(PickwiseError, ValueError):
+    """A well-formed chat request parameter that the model it would go to refuses (OpenAI answers 400):
+    `param` names it. The gateway answers it before calling an upstream, whose refusal would not fall back."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
 class GatewayBusy(PickwiseError):
     """Every upstream connection the gateway may open is in use, and none came free in time."""
 
@@ -100,7 +109,7 @@ def _facts(exc: PickwiseError) -> dict[str, Any]:
         return {"reason": exc.reason}
     if isinstance(exc, RegistryError):
         return {"errors": registry_issues(exc)}
-    if isinstance(exc, ModelNotServed):
+    if isinstance(exc, (ModelNotServed, InvalidParameter)):
         return {"param": exc.param}
     if isinstance(exc, AllAttemptsFailed):
         return {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
@@ -113,6 +122,7 @@ ERROR_CODES: tuple[tuple[type[PickwiseError], str], ...] = (
     (NotReady, "not_ready"),
     (ModelNotFound, "not_found"),
     (ModelNotServed, "model_not_found"),
+    (InvalidParameter, "invalid_parameter"),
     (GatewayBusy, "overloaded"),
     (AllAttemptsFailed, "upstream_failed"),
     (DecisionNotFound, "not_found"),

@@ -367,11 +367,13 @@ class PickwiseService:
                 raise RequestFieldError(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
 
     def decide(self, request: SelectRequest, features: PromptFeatures, truncated: bool,
-               snapshot: RegistrySnapshot, *, prompt_tokens: int | None = None, predictor=None) -> SelectResponse:
+               snapshot: RegistrySnapshot, *, prompt_tokens: int | None = None, output_cap: int | None = None,
+               predictor=None) -> SelectResponse:
         """Selection for one prompt whose features are already computed (cheap: no transformer call).
 
         `prompt_tokens` overrides the prompt's token count for cost and context-window estimates: the
         gateway's predictor reads part of a conversation, but the whole conversation is sent.
+        `output_cap`: a chat request's max_tokens (`request_candidates` says what it changes).
         `predictor`: the one that computed `features` (`Encoded.predictor`; default: the serving one)."""
         predictor = predictor if predictor is not None else self.predictor
         scoring = self.scoring(snapshot, predictor)
@@ -390,7 +392,8 @@ class PickwiseService:
                                         low_confidence=evidence.low_confidence[0],
                                         output_tokens=output_tokens,
                                         support=evidence.support[0], evidence_rows=evidence.rows[0],
-                                        open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT))
+                                        open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT),
+                                        output_cap=output_cap)
         names = caller_names(snapshot, request.models)
         try:
             decision = select_models(candidates, constraints, set_rho=predictor.set_rho)

@@ -3,8 +3,9 @@
 It speaks what the gateway forwards: `POST /v1/chat/completions` (JSON, or server-sent events with
 `stream: true`, a `usage` chunk when `stream_options.include_usage`), behind an expected bearer
 key, and `GET /v1/models`. Each model can be told how to behave (`Upstream.behave`): answer, answer
-slowly, fail with a status, hang until the caller leaves, cut its stream midway. It records every
-request it gets, so a test can check what was forwarded, in which order, and what was cancelled.
+slowly, fail with a status, hang until the caller leaves, cut its stream midway, refuse a max_tokens
+over its limit. It records every request it gets, so a test can check what was forwarded, in which
+order, and what was cancelled.
 
     with Upstream(key="sk-test").running() as up:     # up.base_url == "http://127.0.0.1:PORT/v1"
         up.behave("model-a", "status", status=503)
@@ -40,6 +41,7 @@ class Behaviour:
     event_gap_s: float = 0.0  # between streamed events
     cut_after: int = 2
     usage: bool = True  # a whole answer carries `usage` (some servers leave it out)
+    max_tokens: int | None = None  # a larger max_tokens (or max_completion_tokens) is refused with a 400, as servers do
 
 
 @dataclass
@@ -98,6 +100,10 @@ class Upstream:
         delay = how.delay_s + float(body.get("x_delay_ms") or 0) / 1000
         if delay:
             await asyncio.sleep(delay)
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        if how.max_tokens is not None and isinstance(cap, int) and cap > how.max_tokens:
+            return self._refusal(400, f"max_tokens is too large: {cap}. This model supports at most "
+                                      f"{how.max_tokens} completion tokens.", "invalid_value")
         if how.kind == "status":
             return self._refusal(how.status, f"model {model} answers {how.status} as told", f"told_{how.status}")
         if how.kind == "hang":

@@ -3,7 +3,7 @@
 Depends on nothing else in pickwise; predictor, selector and api build on it.
 """
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue, UnknownModelError
-from pickwise.registry.estimates import estimate_cost_usd, estimate_latency_ms, fits_context
+from pickwise.registry.estimates import estimate_cost_usd, estimate_latency_ms, fits_context, output_room
 from pickwise.registry.loader import default_registry_dir, load_registry, pickwise_home, user_registry_dir
 from pickwise.registry.schema import Endpoint, Latency, ModelSpec, Pricing, Probe, ProbeResult
 from pickwise.registry.snapshot import RegistrySnapshot
@@ -14,5 +14,5 @@ __all__ = [
     "Endpoint", "Latency", "ModelSpec", "Pricing", "Probe", "ProbeResult",
     "NameTakenError", "Registry", "RegistryConflict", "RegistryError", "RegistryIssue", "RegistrySnapshot", "UnknownModelError",
     "TOKENIZER_NAME", "count_tokens", "count_tokens_batch",
-    "default_registry_dir", "estimate_cost_usd", "pickwise_home", "user_registry_dir", "estimate_latency_ms", "fits_context", "load_registry",
+    "default_registry_dir", "estimate_cost_usd", "pickwise_home", "user_registry_dir", "estimate_latency_ms", "fits_context", "load_registry", "output_room",
 ]

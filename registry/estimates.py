@@ -47,9 +47,15 @@ def estimate_latency_ms(spec: ModelSpec, prompt_tokens: int, output_tokens: int 
     return spec.latency.ttft_ms + out / spec.latency.output_tokens_per_s * 1000.0
 
 
+def output_room(spec: ModelSpec, prompt_tokens: int) -> int:
+    """The longest answer the model takes after a prompt: its max_output_tokens, or what the context
+    window leaves (below 0 when the prompt alone overflows it)."""
+    _check_prompt(prompt_tokens)
+    room = np.minimum(spec.max_output_tokens, spec.context_window - np.asarray(prompt_tokens))
+    return int(room) if np.ndim(room) == 0 else room
+
+
 def fits_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int | None = None) -> bool:
     """Whether prompt plus answer fit the context window and the answer fits max_output_tokens."""
-    _check_prompt(prompt_tokens)
-    out = _output_tokens(spec, output_tokens)
-    fits = (np.asarray(out) <= spec.max_output_tokens) & (np.asarray(prompt_tokens) + out <= spec.context_window)
+    fits = np.asarray(_output_tokens(spec, output_tokens)) <= output_room(spec, prompt_tokens)
     return bool(fits) if np.ndim(fits) == 0 else fits

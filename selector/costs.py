@@ -66,11 +66,14 @@ def request_candidates(
     support: Sequence[float] | None = None,
     evidence_rows: Sequence[float] | None = None,
     open_ended: bool = False,
+    output_cap: int | None = None,
 ) -> list[Candidate]:
     """Candidates for one prompt: the predictor's quality per model (with the evidence behind it,
     where known: NaN means none measured) plus the registry's estimates. `output_tokens`: one count
     for all, None for each model's registry figure, or one estimate per model. `open_ended`: the
-    prompt reads as open-ended, which base models are not routed by default."""
+    prompt reads as open-ended, which base models are not routed by default. `output_cap`: the most
+    the request lets a model answer (OpenAI's max_tokens): the estimates assume no longer an answer,
+    and a model fits only when the prompt plus the whole cap fit it, as its server checks."""
     if len(quality) != len(specs):
         raise ValueError(f"{len(quality)} qualities for {len(specs)} models")
     notes = low_confidence or {}
@@ -78,10 +81,13 @@ def request_candidates(
     def known(values, j):
         return None if values is None or not np.isfinite(values[j]) else float(values[j])
 
-    def tokens(spec, j) -> int:
+    def estimate(spec, j) -> int:
         if output_tokens is None:
             return spec.expected_output_tokens
         return int(output_tokens) if np.ndim(output_tokens) == 0 else int(round(float(output_tokens[j])))
+
+    def tokens(spec, j) -> int:
+        return estimate(spec, j) if output_cap is None else min(estimate(spec, j), output_cap)
 
     return [
         Candidate(
@@ -90,7 +96,7 @@ def request_candidates(
             quality=float(q),
             cost_usd=estimate_cost_usd(spec, prompt_tokens, tokens(spec, j)),
             latency_ms=estimate_latency_ms(spec, prompt_tokens, tokens(spec, j)),
-            fits_context=fits_context(spec, prompt_tokens, tokens(spec, j)),
+            fits_context=fits_context(spec, prompt_tokens, tokens(spec, j) if output_cap is None else output_cap),
             output_tokens=tokens(spec, j),
             enabled=spec.enabled,
             low_confidence=notes.get(spec.name),

@@ -28,9 +28,10 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-def served_registry(directory: Path, upstream_url: str, *, timeout_s: float = 1.0) -> Path:
+def served_registry(directory: Path, upstream_url: str, *, timeout_s: float = 1.0,
+                    fields: dict[str, dict] | None = None) -> Path:
     """The API tests' models (no endpoint) plus SERVED, served by `upstream_url` ('down' by nothing);
-    'cheap' is known upstream as 'provider-cheap'."""
+    'cheap' is known upstream as 'provider-cheap'. `fields`: registry fields to set, by model."""
     copy_models(directory)
     entries = []
     dead = dead_url()
@@ -40,7 +41,7 @@ def served_registry(directory: Path, upstream_url: str, *, timeout_s: float = 1.
         if name == "cheap":
             endpoint["model"] = "provider-cheap"
         entries.append(new_model(name, pricing={"input_per_million": price, "output_per_million": 2 * price},
-                                 probe={"benchmark_score": score}, endpoint=endpoint))
+                                 probe={"benchmark_score": score}, endpoint=endpoint, **(fields or {}).get(name, {})))
     (directory / "served.yaml").write_text(yaml.safe_dump(entries, sort_keys=False))
     return directory
 

@@ -1,6 +1,7 @@
 """Cost/latency arithmetic, context fit and the stated token counter."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pickwise.registry import (
@@ -11,6 +12,7 @@ from pickwise.registry import (
     estimate_cost_usd,
     estimate_latency_ms,
     fits_context,
+    output_room,
 )
 from tests.registry_samples import model
 
@@ -37,6 +39,13 @@ def test_fits_context():
     assert not fits_context(SPEC, 3897)
     assert not fits_context(SPEC, 10, 1001)  # over max_output_tokens
     assert fits_context(SPEC, 3096, 1000)
+
+
+def test_output_room_is_what_the_window_leaves_up_to_max_output_tokens():
+    assert output_room(SPEC, 10) == 1000      # max_output_tokens binds
+    assert output_room(SPEC, 3596) == 500     # the window (4096) binds
+    assert output_room(SPEC, 5000) == -904    # the prompt alone overflows it
+    assert output_room(SPEC, np.array([10, 3596])).tolist() == [1000, 500]
 
 
 def test_negative_token_counts_are_rejected():

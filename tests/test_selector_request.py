@@ -9,9 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from pickwise.registry import ModelSpec, estimate_cost_usd
+from pickwise.selector.costs import request_candidates
 from pickwise.selector.errors import InfeasibleSelection, SelectorInputError
 from pickwise.selector.request import select_models
 from pickwise.selector.types import Candidate, SelectionConstraints
+from tests.registry_samples import model
 
 
 def cand(name, q, cost, lat=100.0, **kw):
@@ -231,3 +234,19 @@ def test_a_base_model_on_an_open_ended_prompt_is_left_out_unless_allowed():
     with pytest.raises(InfeasibleSelection) as info:
         select_models([pool[0]], SelectionConstraints(on_infeasible="cheapest"))
     assert info.value.blocking == {"base": ["base model, open-ended prompt"]}
+
+
+def test_an_output_cap_bounds_the_estimates_and_reserves_its_whole_length():
+    small = ModelSpec.model_validate(model("small", context_window=4096, max_output_tokens=4096))
+    large = ModelSpec.model_validate(model("large", context_window=128_000, max_output_tokens=16_000))
+    capped = request_candidates([small, large], 100, [0.5, 0.5], output_tokens=[300.0, 300.0], output_cap=20)
+    assert [c.output_tokens for c in capped] == [20, 20]  # min(estimate, cap), as expected_output_tokens=20 gives
+    assert capped[0].cost_usd == request_candidates([small], 100, [0.5], output_tokens=20)[0].cost_usd
+    assert capped[0].cost_usd == pytest.approx(estimate_cost_usd(small, 100, 20))
+    roomy = request_candidates([small, large], 100, [0.5, 0.5], output_tokens=[300.0, 300.0], output_cap=10_000)
+    assert [c.output_tokens for c in roomy] == [300, 300]  # the cap binds only above the estimate ...
+    assert [c.fits_context for c in roomy] == [False, True]  # ... but the window must take all of it
+    assert [c.fits_context for c in request_candidates([large], 100, [0.5], output_cap=16_001)] == [False]
+    decision = select_models(roomy, SelectionConstraints())
+    assert decision.chosen == ["large"]
+    assert next(c for c in decision.candidates if c.name == "small").excluded_by == ["context window"]

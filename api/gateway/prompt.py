@@ -47,12 +47,22 @@ def _cut(text: str, tokens: int, budget: int, keep_end: bool) -> str:
     return text[len(text) - keep:] if keep_end else text[:keep]
 
 
+def _total(counts: Sequence[int]) -> int:
+    """The conversation's tokens from each message's text tokens."""
+    return sum(counts) + TOKENS_PER_MESSAGE * len(counts) + REPLY_PRIMING_TOKENS
+
+
+def conversation_tokens(messages: Sequence[Any]) -> int:
+    """The token count of a chat request's messages, as `routing_prompt` gives it."""
+    return _total(count_tokens_batch([message_text(m) for m in messages]))
+
+
 def routing_prompt(messages: Sequence[Any], window: int = DEFAULT_WINDOW) -> tuple[str, int]:
     """(the prompt the predictor reads, the conversation's token count) for a chat request's messages."""
     texts = [message_text(m) for m in messages]
     roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
     counts = count_tokens_batch(texts)
-    total = sum(counts) + TOKENS_PER_MESSAGE * len(messages) + REPLY_PRIMING_TOKENS
+    total = _total(counts)
     users = [i for i, r in enumerate(roles) if r == "user"]
     last = users[-1] if users else len(messages) - 1
     if last < 0:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
+from pickwise.api.gateway.output_cap import OutputCap, fits_none
 from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, MAX_WILLINGNESS_TO_PAY, SelectRequest
 from pickwise.api.service import Encoded, PickwiseService
 from pickwise.api.way_out import describe
@@ -97,16 +98,23 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
 
 
 def decide_route(service: PickwiseService, request: SelectRequest, encoded: Encoded, truncated: bool,
-                 snapshot: RegistrySnapshot, prompt_tokens: int):
+                 snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None):
     """(the decision, its ranking as specs) for one chat request, by the predictor that encoded its
-    prompt; runs in a worker thread."""
+    prompt, under the request's cap on its answer; runs in a worker thread."""
     try:
         decision = service.decide(request, encoded.features, truncated, snapshot, prompt_tokens=prompt_tokens,
-                                  predictor=encoded.predictor)
+                                  output_cap=None if cap is None else cap.tokens, predictor=encoded.predictor)
     except NoFeasibleModel as exc:  # only the models the gateway could have called are of interest
         pool = set(request.models or ())
         blocking = {n: why for n, why in exc.blocking.items() if n in pool}
+        too_long = None if cap is None else fits_none([snapshot.get(n) for n in request.models or ()], blocking,
+                                                      cap, prompt_tokens)
+        if too_long is not None:
+            raise too_long from None
         message = describe(blocking, exc.way_out, request.on_infeasible, exc.way_out_together)
+        if cap is not None and any("context window" in why for why in blocking.values()):
+            message += (f"; 'context window' counts the conversation's {prompt_tokens:,} prompt tokens plus "
+                        f"{cap.field} {cap.tokens:,}")
         raise NoFeasibleModel(blocking, exc.way_out, message, exc.way_out_together).add_context(**exc.context) from None
     except RequestFieldError as exc:
         if exc.field.startswith("pickwise."):

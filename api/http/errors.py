@@ -54,6 +54,7 @@ STATUS = {
     "not_ready": 503,
     "not_found": 404,
     "model_not_found": 404,
+    "invalid_parameter": 400,
     "validation_error": 422,
     "infeasible": 409,
     "plan_infeasible": 409,

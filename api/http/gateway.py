@@ -29,6 +29,9 @@ from starlette.requests import ClientDisconnect
 
 from pickwise.api.errors import AllAttemptsFailed, RequestFieldError
 from pickwise.api.gateway import Forwarded, routing_prompt
+from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
+from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
+from pickwise.api.gateway.prompt import conversation_tokens
 from pickwise.api.gateway.route import AUTO_MODEL, GatewayOptions, decide_route, named_model, select_request, served
 from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, completion_tokens, usage_of
 from pickwise.api.http.auth import check_bearer
@@ -61,7 +64,8 @@ def _errors(*statuses: int) -> dict:
     return {status: {"model": OpenAIErrorBody, "description": WHY[status]} for status in statuses}
 
 
-WHY = {400: "the body is not a JSON object", 401: "no API key (PICKWISE_API_KEYS is set)", 403: "wrong API key",
+WHY = {400: "the body is not a JSON object; both max_tokens and max_completion_tokens; or the cap fits no model "
+            "it could go to", 401: "no API key (PICKWISE_API_KEYS is set)", 403: "wrong API key",
        404: "unknown model, or one no endpoint serves", 409: "no served model meets the constraints",
        413: "body too large", 422: "a field is wrong; `param` names it",
        429: "overloaded (the predictor's queue or the upstream connections are full)",
@@ -74,6 +78,8 @@ CHAT_BODY = {
             "model": {"type": "string", "minLength": 1, "description": f"{AUTO_MODEL!r} to route, or a served model"},
             "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
             "stream": {"type": "boolean"},
+            **{field: {"type": "integer", "minimum": 1, "description": "the answer's cap: routing goes only to models "
+                       "whose context window takes the conversation plus all of it"} for field in CAP_FIELDS},
             "pickwise": GatewayOptions.model_json_schema(),
         }}}}},
 }
@@ -132,25 +138,30 @@ class Route(NamedTuple):
     encoded: Encoded
 
 
-async def _route(request: Request, body: dict[str, Any], options: GatewayOptions) -> Route:
+async def _counted(count: Callable[[list], Any], messages: list):
+    """`count(messages)`, tokenizing: on the event loop for a short conversation (a thread hop costs
+    more), in a worker thread otherwise."""
+    if sum(len(str(m.get("content") or "")) for m in messages) <= INLINE_TOKENIZE_CHARS:
+        return count(messages)
+    return await run_in_threadpool(count, messages)
+
+
+async def _route(request: Request, body: dict[str, Any], options: GatewayOptions, cap: OutputCap | None) -> Route:
     """The route of a `pickwise/auto` request: the select path, prompt from the messages."""
     st = state(request)
     service = st.service
     service.check_ready()
     snapshot = service.registry.refresh()
-    messages = body["messages"]
     window = service.predictor.model.config.max_len - 2  # [CLS] and [SEP]
-    if sum(len(str(m.get("content") or "")) for m in messages) <= INLINE_TOKENIZE_CHARS:
-        prompt, tokens = routing_prompt(messages, window)
-    else:
-        prompt, tokens = await run_in_threadpool(routing_prompt, messages, window)
+    prompt, tokens = await _counted(partial(routing_prompt, window=window), body["messages"])
     select = select_request(service, snapshot, options, prompt)
     try:
         encoded, truncated = await unless_disconnected(request, st.batcher.submit(select.prompt))
     except QueueFull as exc:
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                         waiting=exc.waiting, max_queue=exc.limit) from None
-    decision, models = await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens)
+    decision, models = await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens,
+                                               cap)
     return Route(decision, models, select.prompt, encoded)
 
 
@@ -199,9 +210,10 @@ async def chat_completions(request: Request) -> Response:
     stream = bool(body.get("stream", False))
     untried = 0
     route = None
+    cap = output_cap(body)
     if body["model"] == AUTO_MODEL:
         options = _options(body)
-        route = await _route(request, body, options)
+        route = await _route(request, body, options, cap)
         models, max_attempts = route.models, options.max_attempts
         log.info("gateway decision %s: ranking %s (quality %.3f, cost %.6f USD)", decision_id,
                  ",".join(s.name for s in models), route.decision.quality, route.decision.cost_usd)
@@ -210,6 +222,8 @@ async def chat_completions(request: Request) -> Response:
             raise RequestFieldError("pickwise", f"routing options apply to model {AUTO_MODEL!r} only; "
                                                 f"{body['model']!r} is forwarded as named")
         models, max_attempts = [named_model(st.service.registry.refresh(), body["model"])], 1
+        if cap is not None:  # counted only then: a plain pass-through reads no message
+            check_named(models[0], cap, await _counted(conversation_tokens, body["messages"]))
     try:
         forwarded = await unless_disconnected(
             request, st.forwarder.forward(models, body, stream=stream, max_attempts=max_attempts, untried=untried))
