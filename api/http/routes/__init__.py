@@ -59,7 +59,8 @@ class BodyErrorRoute(APIRoute):
         async def route(request: Request) -> Response:
             if "json" in request.headers.get("content-type", ""):
                 try:
-                    json.loads(await request.body(), object_pairs_hook=_repeated_key)  # the body read is cached
+                    # parsed once: Request.json(), which FastAPI reads the body with, returns what it cached
+                    request._json = json.loads(await request.body(), object_pairs_hook=_repeated_key)
                 except _RepeatedKey as exc:
                     raise HttpError(422, "validation_error", f"body: key {exc.args[0]!r} appears twice in one JSON "
                                                              "object; send each key once") from None
