@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
 from bench.density_detector import DensityScale, fit_density_detector  # noqa: E402
 from bench.one_scale_features import ALPACA, load_features  # noqa: E402
+from bench.scale_candidates import TaskCalibratedScale, calibrated, fit_task_calibration, twin_rows  # noqa: E402
 from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
 from pickwise.predictor.inference import load_predictor  # noqa: E402
@@ -181,10 +182,13 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
         kind = params.pop("detector", None)
         clean = params.pop("clean", None)
         task_cal = params.pop("task_cal", None)
+        twins = params.pop("twins", False)
         scales[name] = fit_one_scale(
             predictor.model_names, meta["tasks"], meta["model_tables"], pr["labels"][train].astype(np.float64),
             pr["task"][train], pr["table"][train], open_quality=quality[~held], open_models=models,
             links=ALPACA_LINKS, detector=detector, **params)
+        if twins:  # round 8: a twin task's rows count as support (only the stored rows change)
+            scales[name].rows = twin_rows(scales[name].rows, meta["tasks"])
         if kind == "density":
             scales[name] = DensityScale.of(scales[name], *density_detector(feats, held))
         elif kind == "density-u":
@@ -192,17 +196,17 @@ def fit_scales(predictor, feats, names: list[str]) -> tuple[dict, dict]:
         elif kind == "both":
             scales[name].detector, scales[name].bank = both_detector(feats, held, clean)
         if name in REFIT_TEMPERATURE:
-            from pickwise.predictor.calibration import fit_task_calibration, fit_temperature
+            from pickwise.predictor.calibration import fit_temperature
 
             val = pr["split"] == "val"
             logits = scale_logits(predictor, scales[name], {k: v[val] for k, v in pr.items()})
             scales[name].temperature = float(fit_temperature(logits, pr["labels"][val]))
             if task_cal:  # round 9: on all validation rows (what ships); `crossfit_val` scores them
                 logits = logits / scales[name].temperature
-                scales[name].task_temperature, bias = fit_task_calibration(
+                t, bias = fit_task_calibration(
                     logits, pr["labels"][val], pr["tasks"][val].astype(np.float64), bias=task_cal.endswith("Tb"),
                     groups=calibration_groups(meta["tasks"], task_cal))
-                scales[name].task_bias = bias if task_cal.endswith("Tb") else None
+                scales[name] = TaskCalibratedScale.of(scales[name], t, bias if task_cal.endswith("Tb") else None)
     return scales, {"held": held}
 
 
@@ -214,19 +218,14 @@ def calibration_groups(tasks: list[str], task_cal: str) -> np.ndarray | None:
 def crossfit_val(predictor, scale, pr: dict, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Round 9: validation rows' probabilities with the per-task calibration fitted on the other half
     of the validation rows (halves drawn with seed 0), so they are not scored on what fitted them."""
-    import dataclasses
-
-    from pickwise.predictor.calibration import fit_task_calibration
-
     val = np.flatnonzero(pr["split"] == "val")
-    plain = dataclasses.replace(scale, task_temperature=None, task_bias=None)
-    z = scale_logits(predictor, plain, {k: v[val] for k, v in pr.items()})
+    z = scale_logits(predictor, scale.plain(), {k: v[val] for k, v in pr.items()})
     post, labels = pr["tasks"][val].astype(np.float64), pr["labels"][val]
     half = np.random.default_rng(0).random(len(val)) < 0.5
     out = np.empty_like(z)
     for fit, score in ((half, ~half), (~half, half)):
         t, c = fit_task_calibration(z[fit], labels[fit], post[fit], bias=scale.task_bias is not None, groups=groups)
-        out[score] = sigmoid(z[score] / (post[score] @ t)[:, None] + (post[score] @ c)[:, None])
+        out[score] = sigmoid(calibrated(z[score], post[score], t, c))
     return val, out
 
 
@@ -527,7 +526,7 @@ def main() -> int:
     for n in names:
         probs[n] = (all_probabilities(predictor, scales[n], feats["priced"]),
                     all_probabilities(predictor, scales[n], feats["everyday"]))
-        if args.split == "val" and scales[n].task_temperature is not None:
+        if args.split == "val" and isinstance(scales[n], TaskCalibratedScale):
             groups = calibration_groups(predictor.meta["tasks"], CANDIDATES[n]["task_cal"])
             rows, crossfit = crossfit_val(predictor, scales[n], feats["priced"], groups)
             probs[n][0][rows] = crossfit
@@ -550,7 +549,7 @@ def main() -> int:
                             "task_calibration": {n: {"T": scales[n].task_temperature.round(4).tolist(),
                                                      "c": None if scales[n].task_bias is None else
                                                      scales[n].task_bias.round(4).tolist()}
-                                                 for n in names if scales[n].task_temperature is not None},
+                                                 for n in names if isinstance(scales[n], TaskCalibratedScale)},
                             "base_penalty": chosen.base_penalty, "set_rho": chosen.set_rho}
     result["scale_info"].pop("open_abilities", None)
     for n in names:

@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from pickwise.predictor.lengths import task_key
 
 SCALE_FILE = "scale.json"
 BANK_FILE = "scale_bank.npy"  # the detector's bank: [B, width] unit-norm pooled embeddings, float16
@@ -185,9 +182,6 @@ class OneScale:
     set_rho: float = 0.0  # common-mode share of failures in `set_quality`
     open_gate: float = 0.0  # p_open below this does not cut support (the detector's false positives sit there)
     temperature: float = 1.0  # divides the blended logits (fitted on validation rows)
-    # per-task calibration on top (fit_task_calibration; None: none): z / (T · P·task_temperature) + P·task_bias
-    task_temperature: np.ndarray | None = None
-    task_bias: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     # the detector's bank ([B, width] unit-norm pooled embeddings of priced training prompts): its
     # last feature is s_nn against it; None for a detector without that feature (older scale.json)
@@ -224,11 +218,6 @@ class OneScale:
         data = dict(data)
         for key in ("ability", "difficulty", "rows"):
             data[key] = np.asarray(data[key], dtype=np.float64)
-        for key in ("task_temperature", "task_bias"):
-            if data.get(key) is not None:
-                data[key] = np.asarray(data[key], dtype=np.float64)
-                if data[key].shape != (len(data["tasks"]),):
-                    raise ValueError(f"scale.json: {key} has {data[key].size} values for {len(data['tasks'])} tasks")
         data["base"] = np.asarray(data["base"], dtype=bool)
         data["detector"] = {k: np.asarray(v, dtype=np.float64) for k, v in data.get("detector", {}).items()}
         if ("k" in data["detector"]) != (bank is not None):
@@ -290,10 +279,6 @@ class OneScale:
         d = (weight * anchored + self.kappa * task_d) / (weight + self.kappa)
         scale = self.ability[None, :] - d[:, None] - self.base_penalty * self.base[None, :] * p_open[:, None]
         logits = (s * trained_logits + (1.0 - s) * scale) / self.temperature
-        if self.task_temperature is not None:
-            logits = logits / (tasks @ self.task_temperature)[:, None]
-        if self.task_bias is not None:
-            logits = logits + (tasks @ self.task_bias)[:, None]
         return {"logits": logits, "support": s, "scale_logits": scale, "open_ended": p_open,
                 "rows": tasks @ self.rows.T * (1.0 - p_open)[:, None], "difficulty": d}
 
@@ -405,15 +390,6 @@ def fit_bank_detector(bank_pooled: np.ndarray, pos: tuple, neg: tuple, neg_group
     return fit_detector(features(*pos), features(*neg), c=c, neg_groups=neg_groups) | {"k": k}, bank
 
 
-def twin_rows(n: np.ndarray, tasks: Sequence[str]) -> np.ndarray:
-    """[M, K] training rows per model and task, a twin task's rows (the same benchmark in another
-    table, as `task_key` reads it for lengths) counted on the task too: a model measured on
-    LLMRouter's gsm8k is measured on MMLU-57 + GSM8K's kind of prompt."""
-    keys = [task_key(t) for t in tasks]
-    same = np.array([[a == b for b in keys] for a in keys], dtype=np.float64)
-    return np.asarray(n, dtype=np.float64) @ same
-
-
 def fit_one_scale(
     model_names: list[str],
     tasks: list[str],
@@ -433,14 +409,12 @@ def fit_one_scale(
     kappa: float = 2.0,
     margin: float = 0.1,
     base_penalty: bool = True,
-    twins: bool = False,
 ) -> OneScale:
     """Fit the scale on training rows: `labels` [N, M] (NaN = no result) with task names `task` [N]
     and table ids `table` [N]; optionally an open-ended table (`open_quality` [Na, Mo], columns
     `open_models`, linked to trained models by `links`) that gets its own difficulty and slope.
     `base_penalty` False records the base/instruct gap in `info` without applying it; `bank` goes
-    with a `detector` from `fit_bank_detector`; `twins` counts a twin task's rows as support
-    (`twin_rows`), not in the ability fit."""
+    with a `detector` from `fit_bank_detector`."""
     n, y = task_counts(labels, task, tasks)
     direct, implied = dominance_pairs([(labels[table == t], task[table == t]) for t in np.unique(table)])
     m_trained = len(model_names)
@@ -473,8 +447,7 @@ def fit_one_scale(
     # no priced table measures open-ended prompts: a typical priced task's difficulty stands in
     open_difficulty = float(np.median(d[measured]))
     return OneScale(
-        model_names=list(model_names), tasks=list(tasks), ability=a, difficulty=d,
-        rows=twin_rows(n, tasks) if twins else n,
+        model_names=list(model_names), tasks=list(tasks), ability=a, difficulty=d, rows=n,
         model_tables={k: list(v) for k, v in model_tables.items()}, open_difficulty=open_difficulty,
         base=np.array([m in BASE_MODELS for m in model_names]), base_penalty=penalty,
         detector=detector or {}, bank=bank, n0=n0, tau=tau, kappa=kappa, info=info, open_gate=open_gate,

@@ -158,31 +158,3 @@ def test_a_scale_json_written_before_the_bank_still_loads(tmp_path):
     old = OneScale.load(tmp_path)
     assert old.bank is None and old.open_ended(np.zeros((1, 2)), np.zeros((1, 3))).shape == (1,)
 
-
-def test_per_task_calibration_sharpens_only_the_task_that_needs_it(tmp_path):
-    from pickwise.predictor.calibration import fit_task_calibration
-
-    # task 0's logits are right; task 1's are twice too flat (its true logit is 2z)
-    rng = np.random.default_rng(0)
-    n = 4000
-    post = np.zeros((n, 2))
-    post[np.arange(n), rng.integers(0, 2, n)] = 1.0
-    z = rng.normal(0.0, 1.5, (n, 3))
-    truth = np.where(post[:, 1:] > 0, 2.0 * z, z)
-    labels = (rng.random(z.shape) < sigmoid(truth)).astype(float)
-    labels[rng.random(z.shape) < 0.1] = np.nan  # missing results are skipped
-    t, c = fit_task_calibration(z, labels, post)
-    assert abs(t[0] - 1.0) < 0.1 and abs(t[1] - 0.5) < 0.06 and not c.any()
-    # the scale applies it after its temperature, keeps it through JSON, and never reorders a prompt's models
-    scale, *_ = fitted()
-    scale.task_temperature, scale.task_bias = np.array([1.0, 0.5, 1.0]), np.array([0.0, 0.2, 0.0])
-    scale.save(tmp_path)
-    again = OneScale.load(tmp_path)
-    tasks = np.array([[0.0, 1.0, 0.0]])
-    trained = np.array([[0.3, -0.2, 0.1, 0.0]])
-    plain = OneScale.load(tmp_path)
-    plain.task_temperature = plain.task_bias = None
-    np.testing.assert_allclose(again.combine(trained, tasks, np.zeros((1, 0)))["logits"],
-                               plain.combine(trained, tasks, np.zeros((1, 0)))["logits"] * 2.0 + 0.2)
-    np.testing.assert_array_equal(np.argsort(again.combine(trained, tasks, np.zeros((1, 0)))["logits"]),
-                                  np.argsort(plain.combine(trained, tasks, np.zeros((1, 0)))["logits"]))
