@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from pickwise.registry import ModelSpec
 from pickwise.selector.batch import Solver
@@ -77,11 +77,14 @@ class PlanInfeasibleBody(ErrorBody):
     min_budget: float | None = Field(None, description="smallest budget that makes the plan feasible")
 
 
-def _not_blank(prompt: str | None) -> str | None:
+def _not_blank(prompt: str) -> str:
     """Whitespace alone is no prompt: the predictor would read it as anything at all."""
-    if prompt is not None and not prompt.strip():
+    if not prompt.strip():
         raise ValueError("the prompt is empty or only whitespace")
     return prompt
+
+
+PromptText = Annotated[str, AfterValidator(_not_blank)]  # a prompt that is more than whitespace
 
 
 # ---- selection ---------------------------------------------------------------------------
@@ -90,8 +93,8 @@ class SelectRequest(SelectionConstraints):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [SELECT_EXAMPLE]})
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS,
-                        description=f"the prompt to route (at most {MAX_PROMPT_CHARS:,} characters)")
+    prompt: PromptText = Field(min_length=1, max_length=MAX_PROMPT_CHARS,
+                               description=f"the prompt to route (at most {MAX_PROMPT_CHARS:,} characters)")
     expected_output_tokens: int | None = Field(
         None, ge=0, le=MAX_OUTPUT_TOKENS, description="override each model's expected output length"
     )
@@ -99,11 +102,6 @@ class SelectRequest(SelectionConstraints):
         None, ge=0.0, le=MAX_WILLINGNESS_TO_PAY,
         description="lambda for 'balanced': USD the caller would pay for +1.0 quality",
     )
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, prompt):
-        return _not_blank(prompt)
 
     def constraints(self) -> SelectionConstraints:
         return SelectionConstraints.model_validate(self.model_dump(exclude={"prompt"}))
@@ -142,18 +140,13 @@ class PlanPrompt(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     id: str = Field(min_length=1, max_length=256)
-    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    prompt: PromptText | None = Field(None, max_length=MAX_PROMPT_CHARS)
     quality: dict[str, Probability] | None = Field(
         None, min_length=1, description="your own P(answers well) per model; only these models are considered"
     )
     prompt_tokens: int | None = Field(
         None, ge=0, le=MAX_OUTPUT_TOKENS, description="prompt length for cost when no prompt text is given (default 0)"
     )
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, prompt):
-        return _not_blank(prompt)
 
     @model_validator(mode="after")
     def _text_or_quality(self) -> PlanPrompt:
