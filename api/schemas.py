@@ -114,6 +114,9 @@ class SelectResponse(Decision):
     predictor_version: str
     prompt_tokens: int = Field(description="prompt length in the registry's token count (sets cost estimates)")
     truncated: bool = Field(description="the predictor read only the head and tail of a long prompt")
+    unreadable: bool = Field(False, description="most of the prompt's tokens are unknown to the predictor's encoder "
+                                                "(emoji, or a script outside its vocabulary): every quality is a "
+                                                "low-confidence guess")
     left_out: dict[str, str] = Field(
         default_factory=dict,
         description="registry models left out (the predictor cannot score them, or their figures overflow), and why",
@@ -224,11 +227,14 @@ class PredictRequest(BaseModel):
 
 
 class PredictLine(BaseModel):
-    """One prompt's line, as `pickwise predict` writes it: `truncated` and `low_confidence` only when set."""
+    """One prompt's line, as `pickwise predict` writes it: `truncated`, `unreadable` and `low_confidence`
+    only when set."""
 
     id: str
     quality: dict[str, float] = Field(description="P(answers acceptably) per model, rounded to 6 decimals")
     truncated: Literal[True] | None = Field(None, description="the predictor read only the head and tail")
+    unreadable: Literal[True] | None = Field(None, description="most of its tokens are unknown to the encoder: "
+                                                                "every quality is a low-confidence guess")
     low_confidence: dict[str, str] | None = Field(None, description="models whose quality has no evidence here, and why")
 
 
@@ -258,6 +264,9 @@ class PlanResponse(BatchPlan):
     assignments: list[PlanAssignment]
     low_confidence: dict[str, str] = Field(default_factory=dict)
     truncated: list[str] = Field(default_factory=list, description="ids of prompts the predictor read head+tail only")
+    unreadable: list[str] = Field(default_factory=list,
+                                  description="ids of prompts the encoder could not read (mostly unknown tokens): "
+                                              "their qualities are low-confidence")
     registry_version: str
     predictor_version: str | None = Field(description="None when every prompt came with its own qualities")
     resolved: dict[str, str] = Field(

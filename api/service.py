@@ -179,6 +179,7 @@ class PlanWorkload(NamedTuple):
     capacity: np.ndarray | None
     truncated_ids: list[str]  # prompts the predictor read only the head and tail of
     predictor: object = None  # the one that scored the prompts without given qualities (None: none did)
+    unreadable_ids: list[str] = []  # prompts the encoder could not read (every quality low-confidence)
 
 
 class _PlanInputs(NamedTuple):
@@ -383,7 +384,8 @@ class PickwiseService:
         if scoring.left_out and constraints.exclude:  # already out; the selector only knows scored models
             constraints.exclude = [n for n in constraints.exclude if snapshot.get(n).name not in scoring.left_out]
         tokens = count_tokens(request.prompt) if prompt_tokens is None else prompt_tokens
-        evidence = predictor.evidence(features.u, scoring.vectors, features.tasks, pooled=features.pooled)
+        evidence = predictor.evidence(features.u, scoring.vectors, features.tasks, pooled=features.pooled,
+                                      unknown=features.unknown)
         output_tokens = request.expected_output_tokens
         if output_tokens is None:  # each model's predicted answer length (its registry figure where it has none)
             output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended, snapshot,
@@ -401,14 +403,18 @@ class PickwiseService:
             blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
             ways = way_out(candidates, constraints, predictor.set_rho)
             together = {} if ways else way_out_together(candidates, constraints, predictor.set_rho)
-            short = NoFeasibleModel(blocking, ways, describe(blocking, ways, constraints.on_infeasible, together),
-                                    together)
+            unreadable = evidence.unreadable[0]
+            short = NoFeasibleModel(blocking, ways,
+                                    describe(blocking, ways, constraints.on_infeasible, together, unreadable), together)
             short.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
+            if unreadable:
+                short.add_context(unreadable=True)
             raise short from None
         return SelectResponse.model_construct(
             **_renamed_decision(decision, names), resolved={v: k for k, v in names.items()},
             registry_version=snapshot.version, predictor_version=predictor.version,
-            prompt_tokens=tokens, truncated=bool(truncated), left_out=dict(scoring.left_out),
+            prompt_tokens=tokens, truncated=bool(truncated), unreadable=evidence.unreadable[0],
+            left_out=dict(scoring.left_out),
             open_ended=float(evidence.open_ended[0]), set_rho=predictor.set_rho,
         )
 
@@ -436,13 +442,14 @@ class PickwiseService:
         names = [scoring.specs[j].name for j in columns]
         features = self.encode([p.prompt for p in request.prompts], predictor)
         evidence = predictor.evidence(features.u, [scoring.vectors[j] for j in columns], features.tasks,
-                                      pooled=features.pooled)
+                                      pooled=features.pooled, unknown=features.unknown)
         lines = []
         for i, prompt in enumerate(request.prompts):
             low = evidence.low_confidence[i]
             lines.append(PredictLine.model_construct(
                 id=prompt.id, quality={called[n]: round(float(p), 6) for n, p in zip(names, evidence.quality[i])},
                 truncated=True if features.truncated[i] else None,
+                unreadable=True if evidence.unreadable[i] else None,
                 low_confidence={called[n]: why for n, why in sorted(low.items())} or None))
         return PredictResponse(
             registry_version=snapshot.version, predictor_version=predictor.version,
@@ -478,6 +485,7 @@ class PickwiseService:
         latencies, and what fits (the matrices `plan` and the CLI's `universe` decide on)."""
         snapshot, predictor, scoring, specs, vectors, rows, capacity = self._plan_inputs(request)
         truncated_ids: list[str] = []
+        unreadable_ids: list[str] = []
 
         unsure: list[np.ndarray] = []  # [k, M] per scored prompt: no evidence behind the quality
         open_ended: list[np.ndarray] = []  # [k] per scored prompt: reads as open-ended
@@ -491,7 +499,10 @@ class PickwiseService:
             features = self.encode(texts, predictor)
             truncated_ids.extend(row.id for row, c in zip((r for r in rows if r.quality is None), features.truncated)
                                  if c)
-            evidence = predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled)
+            evidence = predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled,
+                                          unknown=features.unknown)
+            unreadable_ids.extend(row.id for row, bad in zip((r for r in rows if r.quality is None), evidence.unreadable)
+                                  if bad)
             unsure.append(np.array([[name in low for name in evidence.models] for low in evidence.low_confidence],
                                    dtype=bool).reshape(len(texts), len(vectors)))
             open_ended.append(evidence.open_ended >= OPEN_ENDED_AT)
@@ -510,11 +521,11 @@ class PickwiseService:
         workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
-        return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor)
+        return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids)
 
     def plan(self, request: PlanRequest) -> PlanResponse:
         """One model per prompt under the request's budget or quality target (see selector.batch)."""
-        snapshot, workload, capacity, truncated_ids, predictor = self.workload(request)
+        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids = self.workload(request)
         names = workload.names
         prompts = request.prompts
         try:
@@ -545,7 +556,7 @@ class PickwiseService:
         return PlanResponse(
             **dict(plan), assignments=assignments, resolved={v: k for k, v in called.items()},
             low_confidence={called.get(k, k): v for k, v in workload.low_confidence.items() if called.get(k, k) in used},
-            truncated=truncated_ids, registry_version=snapshot.version,
+            truncated=truncated_ids, unreadable=unreadable_ids, registry_version=snapshot.version,
             predictor_version=predictor.version if workload.predicted_lines else None,
         )
 

@@ -88,11 +88,15 @@ def _options(ways: dict[str, float | bool], joiner: str) -> str:
 
 
 def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fallback: str = "error",
-             together: dict[str, float | bool] | None = None) -> str:
-    """One sentence: how many models each constraint rules out, then the way out."""
+             together: dict[str, float | bool] | None = None, unreadable: bool = False) -> str:
+    """One sentence: how many models each constraint rules out (and, for a prompt the encoder cannot
+    read, why every quality is low-confidence), then the way out."""
     counts = Counter(reason for why in blocking.values() for reason in (why or ["no feasible set"]))
     ruled = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
     text = f"no model satisfies the constraints ({len(blocking)} models; ruled out by {ruled})"
+    if unreadable:
+        text += ("; the predictor cannot read the prompt (mostly unknown tokens: emoji, or a script outside its "
+                 "vocabulary), so every quality is a low-confidence guess")
     if fallback != "error":
         text += f"; no model passes the hard constraints for fallback '{fallback}'"
     if ways:

@@ -87,10 +87,12 @@ def tiny_backbone(vocab_size: int = 30522, hidden: int = 32, layers: int = 2, se
 
 @dataclass(frozen=True)
 class Encoded:
-    """Token ids per prompt (already cut and wrapped in [CLS] ... [SEP]) and whether each was cut."""
+    """Token ids per prompt (already cut and wrapped in [CLS] ... [SEP]), whether each was cut, and
+    the share of its tokens the vocabulary does not know ([UNK]; 1.0 for a prompt with no tokens)."""
 
     ids: list[list[int]]
     truncated: list[bool]
+    unknown: list[float]
 
 
 def encode_texts(tokenizer, texts: list[str], max_len: int = 128, head_frac: float = 0.4) -> Encoded:
@@ -99,15 +101,16 @@ def encode_texts(tokenizer, texts: list[str], max_len: int = 128, head_frac: flo
     head = int(round(body * head_frac))
     tail = body - head
     raw = tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
-    ids, cut = [], []
+    ids, cut, unknown = [], [], []
     for toks in raw:
+        unknown.append(sum(t == tokenizer.unk_token_id for t in toks) / len(toks) if toks else 1.0)
         if len(toks) > body:
             toks = toks[:head] + (toks[-tail:] if tail else [])
             cut.append(True)
         else:
             cut.append(False)
         ids.append([tokenizer.cls_token_id, *toks, tokenizer.sep_token_id])
-    return Encoded(ids=ids, truncated=cut)
+    return Encoded(ids=ids, truncated=cut, unknown=unknown)
 
 
 def pad_batch(ids: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

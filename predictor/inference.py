@@ -41,6 +41,7 @@ MIN_REFERENCE_MODELS = 5  # fewer same-table models than this: the cold-start pr
 MAX_PROMPT_CHARS = 200_000  # longer input is cut before tokenising (the model reads 128 tokens anyway)
 OPEN_ENDED = 0.5  # a prompt read as open-ended at least this much gets open-ended answer lengths
 OPEN_ENDED_TABLE = "alpacaeval_57models"  # the table of open-ended instructions and their answers' lengths
+UNREADABLE_AT = 0.5  # a prompt with at least this share of [UNK] tokens is unreadable: every quality is a guess
 MIN_OUTCOME_ROWS = 50  # a vector fitted to fewer outcomes than this (and no trained vector) is low-confidence
 
 
@@ -55,9 +56,10 @@ def encode_prompt_features(
     batch_size: int = 64,
     progress: bool = False,
     prompt_encoder=None,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[bool]]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[bool], np.ndarray]:
     """Prompt vectors u [N, dim], task posteriors [N, n_tasks] and pooled embeddings [N, width]
-    (both None without tasks) and which prompts were cut to `max_len` tokens.
+    (both None without tasks), which prompts were cut to `max_len` tokens, and the share of each
+    prompt's tokens that are [UNK] (`unreadable`).
 
     Batched in length buckets, so short prompts are not padded to the longest one.
     `prompt_encoder` (the ONNX Runtime int8 graph of `predictor.onnx_encoder`) replaces the torch
@@ -87,7 +89,7 @@ def encode_prompt_features(
         if tasks is not None:
             tasks[batch] = torch.softmax(logits[0].float(), dim=-1).cpu().numpy()
             pooled_all = _store(pooled_all, batch, pooled.float().cpu().numpy(), len(texts))
-    return out, tasks, pooled_all, encoded.truncated
+    return out, tasks, pooled_all, encoded.truncated, np.asarray(encoded.unknown, dtype=np.float64)
 
 
 def _store(buffer, rows, values, n):
@@ -113,7 +115,7 @@ def encode_prompt_vectors(model, tokenizer, prompts: Sequence[str], device="cpu"
                           head_frac: float = 0.4, batch_size: int = 64, progress: bool = False,
                           prompt_encoder=None) -> tuple[np.ndarray, list[bool]]:
     """Prompt vectors u [N, dim] and truncation flags (`encode_prompt_features` without the posteriors)."""
-    u, _, _, truncated = encode_prompt_features(model, tokenizer, prompts, device, max_len, head_frac, batch_size,
+    u, _, _, truncated, _ = encode_prompt_features(model, tokenizer, prompts, device, max_len, head_frac, batch_size,
                                              progress, prompt_encoder)
     return u, truncated
 
@@ -121,12 +123,13 @@ def encode_prompt_vectors(model, tokenizer, prompts: Sequence[str], device="cpu"
 @dataclass(frozen=True)
 class PromptFeatures:
     """What the encoder pass gives per prompt: u, the task posterior and the pooled embedding (None
-    without tasks), truncation."""
+    without tasks), truncation, and the share of [UNK] tokens (None: not known, e.g. cached features)."""
 
     u: np.ndarray  # [N, dim]
     tasks: np.ndarray | None  # [N, n_tasks], rows sum to 1
     pooled: np.ndarray | None  # [N, width], what the task classifier reads
     truncated: list[bool]
+    unknown: np.ndarray | None = None  # [N] in [0, 1]
 
     def __len__(self) -> int:
         return len(self.u)
@@ -138,7 +141,8 @@ class PromptFeatures:
         def pick(a):
             return None if a is None else a[idx]
 
-        return PromptFeatures(pick(self.u), pick(self.tasks), pick(self.pooled), [bool(self.truncated[i]) for i in idx])
+        return PromptFeatures(pick(self.u), pick(self.tasks), pick(self.pooled), [bool(self.truncated[i]) for i in idx],
+                              pick(self.unknown))
 
     @staticmethod
     def concat(parts: Sequence[PromptFeatures]) -> PromptFeatures:
@@ -147,7 +151,8 @@ class PromptFeatures:
             return None if arrays[0] is None else np.concatenate(arrays)
 
         return PromptFeatures(stack([f.u for f in parts]), stack([f.tasks for f in parts]),
-                              stack([f.pooled for f in parts]), [c for f in parts for c in f.truncated])
+                              stack([f.pooled for f in parts]), [c for f in parts for c in f.truncated],
+                              stack([f.unknown for f in parts]))
 
 
 @dataclass
@@ -173,6 +178,14 @@ class Prediction:
     low_confidence: list[dict[str, str]]  # [N]
     truncated: list[bool]
     sources: list[str]  # [M] ModelVector.source
+    unknown: np.ndarray | None = None  # [N] share of the prompt's tokens the encoder's vocabulary lacks
+
+    @property
+    def unreadable(self) -> list[bool]:
+        """[N] prompts the encoder could not read (`UNREADABLE_AT`): their qualities are all low-confidence."""
+        if self.unknown is None:
+            return [False] * len(self.quality)
+        return [bool(x >= UNREADABLE_AT) for x in self.unknown]
 
 
 @dataclass(frozen=True)
@@ -300,11 +313,11 @@ class QualityPredictor:
         if single_thread and encoder is not None:
             encoder = functools.partial(encoder, single_thread=True)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            u, tasks, pooled, truncated = encode_prompt_features(
+            u, tasks, pooled, truncated, unknown = encode_prompt_features(
                 self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress,
                 encoder,
             )
-        return PromptFeatures(u, tasks, pooled, truncated)
+        return PromptFeatures(u, tasks, pooled, truncated, unknown)
 
     def predict(
         self,
@@ -340,7 +353,7 @@ class QualityPredictor:
             return Prediction([v.name for v in vectors], empty, empty, empty, empty, empty, np.zeros(0), [], [], [],
                               [v.source for v in vectors])
         f = self.prompt_features(prompts, progress=progress, batch_size=batch_size)
-        return self.evidence(f.u.astype(np.float64), vectors, f.tasks, f.truncated, f.pooled)
+        return self.evidence(f.u.astype(np.float64), vectors, f.tasks, f.truncated, f.pooled, f.unknown)
 
     def probabilities(self, u: np.ndarray, vectors: Sequence[ModelVector], tasks: np.ndarray | None = None,
                       pooled: np.ndarray | None = None) -> np.ndarray:
@@ -359,8 +372,10 @@ class QualityPredictor:
         return 1.0 / (1.0 + np.exp(-(u @ e.T + b) / self.temperature))
 
     def evidence(self, u: np.ndarray, vectors: Sequence[ModelVector], tasks: np.ndarray | None,
-                 truncated: list[bool] | None = None, pooled: np.ndarray | None = None) -> Prediction:
-        """`Prediction` for precomputed features (see `prompt_features`)."""
+                 truncated: list[bool] | None = None, pooled: np.ndarray | None = None,
+                 unknown: np.ndarray | None = None) -> Prediction:
+        """`Prediction` for precomputed features (see `prompt_features`); `unknown`, their share of
+        [UNK] tokens, marks every quality of an unreadable prompt low-confidence."""
         from pickwise.predictor.scale import LOW_SUPPORT, sigmoid
 
         u = np.asarray(u, dtype=np.float64)
@@ -392,8 +407,14 @@ class QualityPredictor:
             if v.low_confidence:
                 for i in range(n):
                     low[i][v.name] = v.low_confidence
+        if unknown is not None:
+            unknown = np.asarray(unknown, dtype=np.float64)
+            for i in np.flatnonzero(unknown >= UNREADABLE_AT):
+                why = unreadable_reason(float(unknown[i]))
+                low[i] = {name: why + (f"; {low[i][name]}" if name in low[i] else "") for name in names}
         return Prediction(names, quality, support, rows, trained, scale_p, p_open, top, low,
-                          list(truncated) if truncated is not None else [False] * n, [v.source for v in vectors])
+                          list(truncated) if truncated is not None else [False] * n, [v.source for v in vectors],
+                          unknown)
 
     @property
     def set_rho(self) -> float:
@@ -631,6 +652,12 @@ class QualityPredictor:
             return split_labels(table.prompts, seed=rule["seed"], val_frac=rule["val_frac"], test_frac=rule["test_frac"])
         train, val = set(recorded["train"]), set(recorded["val"])
         return np.array(["train" if p in train else "val" if p in val else "test" for p in table.prompt_ids], dtype=object)
+
+
+def unreadable_reason(unknown: float) -> str:
+    """Why every quality of a prompt the encoder cannot read is low-confidence, in words."""
+    return (f"unreadable prompt: {unknown:.0%} of its tokens are unknown to the encoder (emoji, or a script "
+            "outside its vocabulary), so its quality is a guess")
 
 
 def probe_results(model, snapshot=None) -> dict[str, float] | None:

@@ -434,3 +434,13 @@ def test_each_model_is_priced_by_its_predicted_answer_length(api, tiny_predictor
     assert not any("cost cap" in why for n, why in excluded.items() if n != "gpt-4-1106-preview")
     own = api.post("/v1/select", json={"prompt": PROMPT, "expected_output_tokens": 7}).json()
     assert {c["output_tokens"] for c in own["candidates"]} == {7}  # the request's own length overrides
+
+
+def test_a_prompt_of_unknown_tokens_is_answered_as_unreadable(api):
+    body = api.post("/v1/select", json={"prompt": "🎉🎉🎉"}).json()
+    assert body["unreadable"] is True
+    assert all(c["low_confidence"].startswith("unreadable prompt") for c in body["candidates"])
+    assert api.post("/v1/select", json={"prompt": PROMPT}).json()["unreadable"] is False
+    r = api.post("/v1/select", json={"prompt": "🎉🎉🎉", "min_quality": 0.01})
+    assert r.status_code == 409 and "cannot read the prompt" in r.json()["detail"], r.text
+    assert r.json()["unreadable"] is True

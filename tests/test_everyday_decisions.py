@@ -125,3 +125,24 @@ def test_a_plan_over_disabled_models_names_them(tmp_path):
     request = {"prompts": [{"id": "a", "prompt": POEM}], "models": ["claude-instant-v1"], "budget": 1.0}
     with pytest.raises(RequestFieldError, match="claude-instant-v1 is disabled"):
         service.plan(PlanRequest.model_validate(request))
+
+
+def test_a_prompt_the_encoder_cannot_read_is_flagged_and_meets_no_floor(service):
+    # emoji and Thai are [UNK] to MiniLM's vocabulary: the encoder sees an empty prompt, so every
+    # quality is a guess; one unknown word in an English request still reads
+    from pickwise.api.schemas import PredictRequest
+
+    for prompt in ("🎉🎉🎉", "สวัสดีครับ"):
+        d = service.select(SelectRequest(prompt=prompt))
+        assert d.unreadable and all(c.low_confidence.startswith("unreadable prompt") for c in d.candidates)
+        with pytest.raises(NoFeasibleModel, match="cannot read the prompt") as info:
+            service.select(SelectRequest(prompt=prompt, min_quality=0.3))
+        assert info.value.context["unreadable"] is True
+    readable = service.select(SelectRequest(prompt="Translate 'สวัสดีครับ' into English, please."))
+    assert not readable.unreadable
+    lines = service.predict(PredictRequest.model_validate(
+        {"prompts": [{"id": "emoji", "prompt": "😀 👍"}, {"id": "quiz", "prompt": QUIZ}], "models": ["gemma-2-9b-it"]}))
+    assert [line.unreadable for line in lines.predictions] == [True, None]
+    plan = service.plan(PlanRequest.model_validate(
+        {"prompts": [{"id": "emoji", "prompt": "😀 👍"}, {"id": "quiz", "prompt": QUIZ}], "budget": 1.0}))
+    assert plan.unreadable == ["emoji"]

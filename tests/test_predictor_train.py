@@ -80,6 +80,12 @@ def test_head_and_tail_are_kept_when_cutting():
     assert decoded.split()[1] == "start" and decoded.rstrip(" [SEP]").endswith("final question here")
 
 
+def test_the_share_of_unknown_tokens_is_counted_per_prompt():
+    # emoji are [UNK] to the vocabulary; a prompt with no tokens at all reads as nothing either
+    enc = encode_texts(load_tokenizer(), ["🎉🎉🎉", "hello 🎉 world friend", "hello world", "\u200b"], max_len=32)
+    assert enc.unknown == [1.0, 0.25, 0.0, 1.0]
+
+
 def test_stem_plus_top_equals_the_full_encoder():
     model = QualityModel(tiny_backbone(), 3, ModelConfig(dim=8, hidden=16, lora_layers=1))
     ids, mask = pad_batch([[101, 2000, 2001, 102], [101, 2003, 102]])

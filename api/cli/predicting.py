@@ -211,7 +211,7 @@ def run_predict(args: argparse.Namespace) -> int:
     features = predictor.prompt_features(prompts, progress=not args.no_progress, batch_size=args.batch_size) \
         if prompts else None
     result = predictor.evidence(features.u, [predictor.model_vector(m, snapshot) for m in models], features.tasks,
-                                features.truncated, features.pooled) if prompts else None
+                                features.truncated, features.pooled, features.unknown) if prompts else None
     truncated = result.truncated if prompts else []
     if args.estimates and prompts:
         from pickwise.registry import count_tokens_batch, estimate_cost_usd, estimate_latency_ms
@@ -226,6 +226,8 @@ def run_predict(args: argparse.Namespace) -> int:
                       "quality": {called[m.name]: round(float(p), 6) for m, p in zip(models, result.quality[i])}}
             if truncated[i]:
                 record["truncated"] = True
+            if result.unreadable[i]:
+                record["unreadable"] = True
             if result.low_confidence[i]:  # {model: why no evidence stands behind its quality here}
                 record["low_confidence"] = {called[name]: why for name, why in sorted(result.low_confidence[i].items())}
             if args.estimates:

@@ -339,6 +339,9 @@ def format_decision(result) -> str:
                  f"registry {result.registry_version}; predictor {result.predictor_version}")
     for name, why in result.left_out.items():
         lines.append(f"left out: {name}: {why}")
+    if result.unreadable:
+        lines.append("unreadable prompt: most of its tokens are unknown to the predictor's encoder (emoji, or a "
+                     "script outside its vocabulary); every quality is a guess")
     if result.open_ended >= 0.5:
         lines.append("open-ended prompt: no priced table measures prompts like this; qualities rank models by "
                      "general ability")

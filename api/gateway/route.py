@@ -111,7 +111,8 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
                                                       cap, prompt_tokens)
         if too_long is not None:
             raise too_long from None
-        message = describe(blocking, exc.way_out, request.on_infeasible, exc.way_out_together)
+        message = describe(blocking, exc.way_out, request.on_infeasible, exc.way_out_together,
+                           bool(exc.context.get("unreadable")))
         if cap is not None and any("context window" in why for why in blocking.values()):
             message += (f"; 'context window' counts the conversation's {prompt_tokens:,} prompt tokens plus "
                         f"{cap.field} {cap.tokens:,}")
