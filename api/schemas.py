@@ -124,6 +124,11 @@ class SelectResponse(Decision):
     open_ended: float = Field(0.0, description="how much the prompt reads as open-ended (chat, writing, advice): "
                                                "no priced table measures such prompts, so qualities there rank models "
                                                "by general ability and are flagged low-confidence")
+    reads_as: dict[str, float] = Field(
+        default_factory=dict,
+        description="the tasks ('table/task') the prompt reads as most, with their share of the task posterior: "
+                    "qualities are those tasks' pass rates as their tables grade them (LLMRouter's trivia_qa, "
+                    "graded by exact match, keeps every model near 0.2)")
     set_rho: float = Field(0.0, description="share of a set's failures taken as common-mode in its quality")
     resolved: dict[str, str] = Field(
         default_factory=dict,

@@ -416,6 +416,18 @@ class QualityPredictor:
                           list(truncated) if truncated is not None else [False] * n, [v.source for v in vectors],
                           unknown)
 
+    def reads_as(self, tasks: np.ndarray | None, top: int = 3, least: float = 0.05) -> list[dict[str, float]]:
+        """[N] the tasks ("table/task") each prompt reads as most (up to `top`, each at least `least` of
+        the posterior): the level of its qualities is those tasks' pass rates as their tables grade."""
+        names = self.meta.get("tasks") or []
+        if tasks is None or not names:
+            return [{} for _ in range(0 if tasks is None else len(tasks))]
+        out = []
+        for row in np.asarray(tasks, dtype=np.float64):
+            order = np.argsort(-row, kind="stable")[:top]
+            out.append({names[k]: round(float(row[k]), 3) for k in order if row[k] >= least})
+        return out
+
     @property
     def set_rho(self) -> float:
         """The fitted common-mode failure share for `predictor.scale.set_quality` (0: independent)."""

@@ -146,3 +146,15 @@ def test_a_prompt_the_encoder_cannot_read_is_flagged_and_meets_no_floor(service)
     plan = service.plan(PlanRequest.model_validate(
         {"prompts": [{"id": "emoji", "prompt": "😀 👍"}, {"id": "quiz", "prompt": QUIZ}], "budget": 1.0}))
     assert plan.unreadable == ["emoji"]
+
+
+def test_a_decision_says_which_tasks_set_the_level_of_its_qualities(service):
+    # a trivia question gets ~0.2 from every model because LLMRouter grades trivia by exact match:
+    # the decision names the task it read the prompt as, so the level can be understood
+    trivia = service.select(SelectRequest(prompt="Which Irish boxer was nicknamed the Clones Cyclone?"))
+    top, share = next(iter(trivia.reads_as.items()))
+    assert top == "llmrouter_dcrouter_9models/trivia_qa" and share > 0.5
+    assert max(c.quality for c in trivia.candidates if not c.low_confidence) < 0.4
+    quiz = service.select(SelectRequest(prompt=QUIZ))
+    assert 0 < len(quiz.reads_as) <= 3 and sum(quiz.reads_as.values()) <= 1.0 + 1e-9
+    assert all(v >= 0.05 for v in quiz.reads_as.values()) and "trivia_qa" not in next(iter(quiz.reads_as))

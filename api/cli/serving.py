@@ -323,6 +323,12 @@ def _evidence(c) -> str:
     return f"{c.support:.0%}, {c.evidence_rows:,.0f} rows"
 
 
+def _task_label(task: str) -> str:
+    """'llmrouter_dcrouter_9models/trivia_qa' -> 'trivia_qa (llmrouter_dcrouter)'."""
+    table, _, name = task.partition("/")
+    return f"{name} ({re.sub(r'(_subset.*)?_[0-9]+models$', '', table)})" if name else task
+
+
 def format_decision(result) -> str:
     """The decision as text: a summary line, then every candidate (chosen first) with its figures."""
     chosen = " + ".join(result.chosen)
@@ -342,6 +348,8 @@ def format_decision(result) -> str:
     if result.unreadable:
         lines.append("unreadable prompt: most of its tokens are unknown to the predictor's encoder (emoji, or a "
                      "script outside its vocabulary); every quality is a guess")
+    if result.reads_as and result.open_ended < 0.5:
+        lines.append("reads as: " + ", ".join(f"{_task_label(t)} {share:.0%}" for t, share in result.reads_as.items()))
     if result.open_ended >= 0.5:
         lines.append("open-ended prompt: no priced table measures prompts like this; qualities rank models by "
                      "general ability")
