@@ -9,8 +9,13 @@ from __future__ import annotations
 BLANK_PROMPT = "the prompt is empty or only whitespace"
 
 
+def is_blank(prompt: str) -> bool:
+    """Whether `prompt` is empty or only whitespace."""
+    return not prompt.strip()
+
+
 def not_blank(prompt: str) -> str:
     """`prompt` itself; ValueError (BLANK_PROMPT) when it is empty or only whitespace."""
-    if not prompt.strip():
+    if is_blank(prompt):
         raise ValueError(BLANK_PROMPT)
     return prompt

@@ -17,12 +17,13 @@ from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, MAX_WILLIN
 from pickwise.api.service import Encoded, PickwiseService
 from pickwise.api.way_out import describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
+from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import SelectionConstraints, ranking
 
 AUTO_MODEL = "pickwise/auto"
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_ATTEMPTS_LIMIT = 10
-EMPTY_PROMPT = "(no text)"  # a conversation of images or tool calls only: the predictor still needs a string
+EMPTY_PROMPT = "(no text)"  # a conversation of images, tool calls or whitespace only: the predictor needs text
 
 
 class GatewayOptions(SelectionConstraints):
@@ -82,9 +83,12 @@ def _pool(service: PickwiseService, snapshot: RegistrySnapshot, options: Gateway
 
 
 def cut_prompt(prompt: str) -> str:
-    """A prompt within MAX_PROMPT_CHARS, cut as the predictor cuts long prompts (head 40%, tail 60%)."""
+    """A prompt within MAX_PROMPT_CHARS, cut as the predictor cuts long prompts (head 40%, tail 60%), and
+    EMPTY_PROMPT for one without text (SelectRequest refuses a blank prompt: the caller sent none)."""
+    if is_blank(prompt):
+        return EMPTY_PROMPT
     if len(prompt) <= MAX_PROMPT_CHARS:
-        return prompt or EMPTY_PROMPT
+        return prompt
     head = MAX_PROMPT_CHARS * 2 // 5
     return prompt[:head] + prompt[len(prompt) - (MAX_PROMPT_CHARS - head):]
 
