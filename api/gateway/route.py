@@ -102,12 +102,13 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
 
 
 def decide_route(service: PickwiseService, request: SelectRequest, encoded: Encoded, truncated: bool,
-                 snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None):
+                 snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None, answers: int = 1):
     """(the decision, its ranking as specs) for one chat request, by the predictor that encoded its
-    prompt, under the request's cap on its answer; runs in a worker thread."""
+    prompt, under the request's cap on each answer and priced for its `answers` (n); runs in a worker thread."""
     try:
         decision = service.decide(request, encoded.features, truncated, snapshot, prompt_tokens=prompt_tokens,
-                                  output_cap=None if cap is None else cap.tokens, predictor=encoded.predictor)
+                                  output_cap=None if cap is None else cap.tokens, answers=answers,
+                                  predictor=encoded.predictor)
     except NoFeasibleModel as exc:  # only the models the gateway could have called are of interest
         pool = set(request.models or ())
         blocking = {n: why for n, why in exc.blocking.items() if n in pool}
