@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from pickwise.registry import ModelSpec
+from pickwise.registry.prompt_text import not_blank
 from pickwise.selector.batch import Solver
 from pickwise.selector.types import BatchPlan, Decision, QualityFloor, SelectionConstraints
 
@@ -77,14 +78,7 @@ class PlanInfeasibleBody(ErrorBody):
     min_budget: float | None = Field(None, description="smallest budget that makes the plan feasible")
 
 
-def _not_blank(prompt: str) -> str:
-    """Whitespace alone is no prompt: the predictor would read it as anything at all."""
-    if not prompt.strip():
-        raise ValueError("the prompt is empty or only whitespace")
-    return prompt
-
-
-PromptText = Annotated[str, AfterValidator(_not_blank)]  # a prompt that is more than whitespace
+PromptText = Annotated[str, AfterValidator(not_blank)]  # a prompt that is more than whitespace
 
 
 # ---- selection ---------------------------------------------------------------------------
@@ -207,7 +201,7 @@ class PredictPrompt(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str
-    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    prompt: PromptText = Field(max_length=MAX_PROMPT_CHARS)
 
 
 class PredictRequest(BaseModel):
@@ -380,7 +374,8 @@ class FeedbackRequest(BaseModel):
     decision_id: str | None = Field(None, min_length=1, max_length=64,
                                     description="from a /v1/select answer, or a routed gateway call's "
                                                 "x-pickwise-decision-id header; gives the prompt and the model")
-    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS, description="instead of decision_id")
+    prompt: PromptText | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS,
+                                      description="instead of decision_id")
     model: str | None = Field(None, min_length=1, description="name or alias; with decision_id, only needed when a "
                                                                "set of models was chosen (one of them); for a gateway "
                                                                "call, the model that answered")

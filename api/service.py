@@ -369,12 +369,12 @@ class PickwiseService:
 
     def decide(self, request: SelectRequest, features: PromptFeatures, truncated: bool,
                snapshot: RegistrySnapshot, *, prompt_tokens: int | None = None, output_cap: int | None = None,
-               predictor=None) -> SelectResponse:
+               answers: int = 1, predictor=None) -> SelectResponse:
         """Selection for one prompt whose features are already computed (cheap: no transformer call).
 
         `prompt_tokens` overrides the prompt's token count for cost and context-window estimates: the
         gateway's predictor reads part of a conversation, but the whole conversation is sent.
-        `output_cap`: a chat request's max_tokens (`request_candidates` says what it changes).
+        `output_cap`: a chat request's max_tokens, `answers` its n (`request_candidates` says what they change).
         `predictor`: the one that computed `features` (`Encoded.predictor`; default: the serving one)."""
         predictor = predictor if predictor is not None else self.predictor
         scoring = self.scoring(snapshot, predictor)
@@ -395,7 +395,7 @@ class PickwiseService:
                                         output_tokens=output_tokens,
                                         support=evidence.support[0], evidence_rows=evidence.rows[0],
                                         open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT),
-                                        output_cap=output_cap)
+                                        output_cap=output_cap, answers=answers)
         names = caller_names(snapshot, request.models)
         try:
             decision = select_models(candidates, constraints, set_rho=predictor.set_rho)

@@ -38,6 +38,7 @@ import numpy as np
 
 from pickwise.registry.errors import OutcomeError, StoreUnavailable
 from pickwise.registry.loader import pickwise_home
+from pickwise.registry.prompt_text import not_blank
 from pickwise.registry.sql import Database, store_exists
 
 __all__ = ["OutcomeError", "StoreUnavailable", "store_exists"]  # re-exported: every store user imports them here
@@ -351,6 +352,11 @@ def parse_record(record: Any, resolve_model) -> Outcome:
     prompt, sha, vector = record.get("prompt"), record.get("prompt_sha256"), record.get("prompt_vector")
     if prompt is not None and (not isinstance(prompt, str) or not prompt):
         raise ValueError(f"field 'prompt': expected a non-empty string, got {prompt!r}"[:120])
+    if prompt is not None:
+        try:
+            not_blank(prompt)
+        except ValueError as exc:
+            raise ValueError(f"field 'prompt': {exc}") from None
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
         raise ValueError(f"field 'prompt_sha256': expected 64 lowercase hex digits, got {sha!r}")
     if prompt is None and sha is None:

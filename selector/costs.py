@@ -67,15 +67,20 @@ def request_candidates(
     evidence_rows: Sequence[float] | None = None,
     open_ended: bool = False,
     output_cap: int | None = None,
+    answers: int = 1,
 ) -> list[Candidate]:
     """Candidates for one prompt: the predictor's quality per model (with the evidence behind it,
     where known: NaN means none measured) plus the registry's estimates. `output_tokens`: one count
     for all, None for each model's registry figure, or one estimate per model. `open_ended`: the
     prompt reads as open-ended, which base models are not routed by default. `output_cap`: the most
     the request lets a model answer (OpenAI's max_tokens): the estimates assume no longer an answer,
-    and a model fits only when the prompt plus the whole cap fit it, as its server checks."""
+    and a model fits only when the prompt plus the whole cap fit it, as its server checks. `answers`: how
+    many answers one call writes (OpenAI's n): each is billed for its output and the prompt once, while
+    they are written together, so latency, the fit and `output_tokens` are one answer's."""
     if len(quality) != len(specs):
         raise ValueError(f"{len(quality)} qualities for {len(specs)} models")
+    if answers < 1:
+        raise ValueError(f"answers must be >= 1, got {answers}")
     notes = low_confidence or {}
 
     def known(values, j):
@@ -94,7 +99,7 @@ def request_candidates(
             name=spec.name,
             aliases=list(spec.aliases),
             quality=float(q),
-            cost_usd=estimate_cost_usd(spec, prompt_tokens, tokens(spec, j)),
+            cost_usd=estimate_cost_usd(spec, prompt_tokens, answers * tokens(spec, j)),
             latency_ms=estimate_latency_ms(spec, prompt_tokens, tokens(spec, j)),
             fits_context=fits_context(spec, prompt_tokens, tokens(spec, j) if output_cap is None else output_cap),
             output_tokens=tokens(spec, j),

@@ -70,7 +70,8 @@ class Candidate(BaseModel):
     low_confidence: str | None = Field(None, description="why the quality has no evidence behind it, if it has none")
     support: float | None = Field(None, description="share of the prompt that reads as kinds of prompts the model has "
                                                     "results on (None: not a trained model)")
-    output_tokens: int | None = Field(None, description="the answer length its cost and latency assume (cl100k_base)")
+    output_tokens: int | None = Field(None, description="the answer length its cost and latency assume (cl100k_base; "
+                                                        "one answer's, where a call asks for several)")
     evidence_rows: float | None = Field(None, description="training results behind the quality, weighted by how "
                                                           "much the prompt reads as each kind")
     open_ended_base: bool = Field(False, description="a base (not instruction-tuned) model and a prompt read as "

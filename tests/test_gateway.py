@@ -316,3 +316,12 @@ def test_a_missing_key_variable_falls_back(gateway, monkeypatch):
     assert failed.value.body["attempts"][0]["outcome"] == "no_key"
     assert KEY_ENV in failed.value.body["message"] or failed.value.body["attempts"]
     assert up.calls() == []
+
+
+@pytest.mark.parametrize("content", ["", " \n\t "])
+def test_a_conversation_without_text_is_routed_not_refused(gateway, content):
+    # OpenAI takes a blank message; the predictor reads the gateway's stand-in for no text (it was a 500)
+    url, up = gateway
+    raw, completion = create(sdk(url), messages=[{"role": "user", "content": content}])
+    assert raw.status_code == 200 and raw.headers["x-pickwise-model"] == "cheap"
+    assert up.seen[-1].body["messages"] == [{"role": "user", "content": content}]

@@ -114,3 +114,34 @@ def test_the_cap_bounds_the_cost_and_latency_estimates(gateway):
         assert capped == way_out(cap, options={"expected_output_tokens": 1})
         assert capped == way_out(cap, max_completion_tokens=1000, options={"expected_output_tokens": 1})
     assert way_out("max_latency_ms", max_tokens=1) == 105.0  # 'cheap': 100 ms to the first token, 200 tokens/s
+
+
+def test_n_answers_are_priced_n_times_their_output_and_the_prompt_once(gateway):
+    """`n: 3` makes the upstream write 3 answers: the estimate pays 3 answers' output tokens and the prompt
+    once (what 1 answer of 3x the length costs); latency is one answer's; the cap bounds each answer."""
+    url, up = gateway
+
+    def way_out(cap: str, tokens: int, **kwargs) -> float:
+        options = {"max_cost_usd": 0.0} if cap == "max_cost_usd" else {"max_latency_ms": 1.0}
+        return refusal(url, openai.ConflictError, extra_body={"pickwise": {**options, "expected_output_tokens": tokens},
+                                                              **kwargs.pop("extra", {})}, **kwargs)["way_out"][cap]
+
+    assert way_out("max_cost_usd", 1000, n=3) == way_out("max_cost_usd", 3000) > way_out("max_cost_usd", 1000)
+    assert way_out("max_cost_usd", 1000, n=1) == way_out("max_cost_usd", 1000)
+    assert way_out("max_latency_ms", 1000, n=3) == way_out("max_latency_ms", 1000)
+    # each answer is capped: 3 answers of at most 100 tokens
+    assert way_out("max_cost_usd", 1000, n=3, max_tokens=100) == way_out("max_cost_usd", 300)
+    assert up.calls() == []
+    # the cap is each answer's: 3 answers of 4,000 tokens still fit the cheapest model's 4,096-token window
+    raw = create(url, n=3, max_tokens=4000, extra_body=NO_DOWN)
+    assert raw.headers["x-pickwise-model"] == "cheap" and up.seen[-1].body["n"] == 3
+
+
+def test_a_bad_n_is_refused_naming_it(gateway):
+    url, up = gateway
+    for model in (AUTO, "cheap"):
+        for bad in (0, -1, 2.5, "3", True, 129):
+            body = refusal(url, openai.UnprocessableEntityError, model=model, extra_body={"n": bad})
+            assert body["param"] == "n" and "from 1 to 128" in body["message"], body
+    assert up.calls() == []
+    assert create(url, n=None, extra_body=NO_DOWN).headers["x-pickwise-model"] == "cheap"  # null: unset

@@ -76,6 +76,26 @@ def test_probe_run_needs_an_endpoint(tmp_path, capsys):
     assert "has no endpoint" in capsys.readouterr().err
 
 
+def test_probe_run_refuses_a_max_tokens_over_the_models_limit_before_any_call(tmp_path, monkeypatch, capsys):
+    # its server would refuse every one of the 400 calls with a 400 (as the loopback upstream does)
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY).running() as up:
+        up.behave("short-v1", max_tokens=256)
+        entry = new_model("short", max_output_tokens=256, expected_output_tokens=100,
+                          endpoint={"base_url": up.base_url, "model": "short-v1", "api_key_env": KEY_ENV})
+        entry.pop("probe")
+        (registry / "short.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+        assert main(["probe", "run", "--model", "short", "--registry", str(registry), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "--max-tokens 512 is more than model 'short' answers" in err, err
+        assert "max_output_tokens is 256" in err and "--max-tokens 256 or less" in err, err
+        assert main(["probe", "run", "--model", "short", "--registry", str(registry), "--no-progress",
+                     "--max-tokens", "257"]) == 2
+        assert up.seen == [] and not (registry / "probes").exists()
+
+
 def test_probe_run_records_each_answers_length(tmp_path, monkeypatch, capsys):
     """usage.completion_tokens of every answer goes into the results (graded or not); a reply without
     usage, or an answer kept from a run before lengths were recorded, has no length."""

@@ -250,3 +250,13 @@ def test_an_output_cap_bounds_the_estimates_and_reserves_its_whole_length():
     decision = select_models(roomy, SelectionConstraints())
     assert decision.chosen == ["large"]
     assert next(c for c in decision.candidates if c.name == "small").excluded_by == ["context window"]
+
+
+def test_several_answers_pay_each_ones_output_and_the_prompt_once():
+    small = ModelSpec.model_validate(model("small", context_window=4096, max_output_tokens=4096))
+    [one] = request_candidates([small], 100, [0.5], output_tokens=1000, output_cap=3000)
+    [three] = request_candidates([small], 100, [0.5], output_tokens=1000, output_cap=3000, answers=3)
+    assert three.cost_usd == pytest.approx(estimate_cost_usd(small, 100, 3000)) and three.cost_usd > one.cost_usd
+    assert (three.latency_ms, three.fits_context, three.output_tokens) == (one.latency_ms, True, 1000)
+    with pytest.raises(ValueError, match="answers must be >= 1"):
+        request_candidates([small], 100, [0.5], answers=0)

@@ -156,6 +156,10 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
     if spec.endpoint is None:
         raise CliError(f"model {spec.name!r} has no endpoint in {yaml_file}: add an `endpoint` section (base_url, "
                        "model, api_key_env) to probe it")
+    if max_tokens > spec.max_output_tokens:  # its server would refuse every call with a 400, one by one
+        raise CliError(f"--max-tokens {max_tokens:,} is more than model {spec.name!r} answers: its registry "
+                       f"max_output_tokens is {spec.max_output_tokens:,}; pass --max-tokens "
+                       f"{spec.max_output_tokens} or less")
     folder = yaml_file.parent / "probes"
     stem = file_stem(spec.name)
     responses, results = folder / f"{stem}.responses.jsonl", folder / f"{stem}.csv"

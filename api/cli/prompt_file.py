@@ -2,7 +2,7 @@
 
 `pickwise predict` reads them as they are; `pickwise plan` and `pickwise universe` read the same
 format plus their own fields ("quality", "prompt_tokens") through the `parse` hook, so the shared checks (UTF-8, JSON, an object, a usable id, a string
-prompt, no repeated id) are written once and every problem in the file is reported at once,
+prompt that is more than whitespace, no repeated id) are written once and every problem in the file is reported at once,
 each with the file and line it comes from.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from pickwise.errors import PickwiseError
 from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
+from pickwise.registry.prompt_text import not_blank
 
 
 class PromptFileError(PickwiseError, ValueError):
@@ -46,6 +47,11 @@ def _record(number: int, obj: dict[str, Any], require_prompt: bool) -> PromptRec
         raise ValueError("missing 'prompt' (a string)")
     if prompt is not None and not isinstance(prompt, str):
         raise ValueError(f"'prompt' must be a string, got {type(prompt).__name__}")
+    if prompt is not None:
+        try:
+            not_blank(prompt)
+        except ValueError as exc:
+            raise ValueError(f"'prompt': {exc}") from None
     return PromptRecord(number, str(rid), prompt, obj)
 
 

@@ -17,12 +17,13 @@ from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, MAX_WILLIN
 from pickwise.api.service import Encoded, PickwiseService
 from pickwise.api.way_out import describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
+from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import SelectionConstraints, ranking
 
 AUTO_MODEL = "pickwise/auto"
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_ATTEMPTS_LIMIT = 10
-EMPTY_PROMPT = "(no text)"  # a conversation of images or tool calls only: the predictor still needs a string
+EMPTY_PROMPT = "(no text)"  # a conversation of images, tool calls or whitespace only: the predictor needs text
 
 
 class GatewayOptions(SelectionConstraints):
@@ -82,9 +83,12 @@ def _pool(service: PickwiseService, snapshot: RegistrySnapshot, options: Gateway
 
 
 def cut_prompt(prompt: str) -> str:
-    """A prompt within MAX_PROMPT_CHARS, cut as the predictor cuts long prompts (head 40%, tail 60%)."""
+    """A prompt within MAX_PROMPT_CHARS, cut as the predictor cuts long prompts (head 40%, tail 60%), and
+    EMPTY_PROMPT for one without text (SelectRequest refuses a blank prompt: the caller sent none)."""
+    if is_blank(prompt):
+        return EMPTY_PROMPT
     if len(prompt) <= MAX_PROMPT_CHARS:
-        return prompt or EMPTY_PROMPT
+        return prompt
     head = MAX_PROMPT_CHARS * 2 // 5
     return prompt[:head] + prompt[len(prompt) - (MAX_PROMPT_CHARS - head):]
 
@@ -98,12 +102,13 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
 
 
 def decide_route(service: PickwiseService, request: SelectRequest, encoded: Encoded, truncated: bool,
-                 snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None):
+                 snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None, answers: int = 1):
     """(the decision, its ranking as specs) for one chat request, by the predictor that encoded its
-    prompt, under the request's cap on its answer; runs in a worker thread."""
+    prompt, under the request's cap on each answer and priced for its `answers` (n); runs in a worker thread."""
     try:
         decision = service.decide(request, encoded.features, truncated, snapshot, prompt_tokens=prompt_tokens,
-                                  output_cap=None if cap is None else cap.tokens, predictor=encoded.predictor)
+                                  output_cap=None if cap is None else cap.tokens, answers=answers,
+                                  predictor=encoded.predictor)
     except NoFeasibleModel as exc:  # only the models the gateway could have called are of interest
         pool = set(request.models or ())
         blocking = {n: why for n, why in exc.blocking.items() if n in pool}

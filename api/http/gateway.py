@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect
 
 from pickwise.api.errors import AllAttemptsFailed, RequestFieldError
 from pickwise.api.gateway import Forwarded, routing_prompt
+from pickwise.api.gateway.answers import MAX_ANSWERS, answer_count
 from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
 from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
 from pickwise.api.gateway.prompt import conversation_tokens
@@ -78,8 +79,10 @@ CHAT_BODY = {
             "model": {"type": "string", "minLength": 1, "description": f"{AUTO_MODEL!r} to route, or a served model"},
             "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
             "stream": {"type": "boolean"},
-            **{field: {"type": "integer", "minimum": 1, "description": "the answer's cap: routing goes only to models "
+            **{field: {"type": "integer", "minimum": 1, "description": "each answer's cap: routing goes only to models "
                        "whose context window takes the conversation plus all of it"} for field in CAP_FIELDS},
+            "n": {"type": "integer", "minimum": 1, "maximum": MAX_ANSWERS,
+                  "description": "answers to write: routing prices n answers' output and the prompt once"},
             "pickwise": GatewayOptions.model_json_schema(),
         }}}}},
 }
@@ -146,7 +149,8 @@ async def _counted(count: Callable[[list], Any], messages: list):
     return await run_in_threadpool(count, messages)
 
 
-async def _route(request: Request, body: dict[str, Any], options: GatewayOptions, cap: OutputCap | None) -> Route:
+async def _route(request: Request, body: dict[str, Any], options: GatewayOptions, cap: OutputCap | None,
+                 answers: int) -> Route:
     """The route of a `pickwise/auto` request: the select path, prompt from the messages."""
     st = state(request)
     service = st.service
@@ -161,7 +165,7 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                         waiting=exc.waiting, max_queue=exc.limit) from None
     decision, models = await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens,
-                                               cap)
+                                               cap, answers)
     return Route(decision, models, select.prompt, encoded)
 
 
@@ -210,10 +214,10 @@ async def chat_completions(request: Request) -> Response:
     stream = bool(body.get("stream", False))
     untried = 0
     route = None
-    cap = output_cap(body)
+    cap, answers = output_cap(body), answer_count(body)
     if body["model"] == AUTO_MODEL:
         options = _options(body)
-        route = await _route(request, body, options, cap)
+        route = await _route(request, body, options, cap, answers)
         models, max_attempts = route.models, options.max_attempts
         log.info("gateway decision %s: ranking %s (quality %.3f, cost %.6f USD)", decision_id,
                  ",".join(s.name for s in models), route.decision.quality, route.decision.cost_usd)
