@@ -146,6 +146,9 @@ def test_a_prompt_the_encoder_cannot_read_is_flagged_and_meets_no_floor(service)
     plan = service.plan(PlanRequest.model_validate(
         {"prompts": [{"id": "emoji", "prompt": "😀 👍"}, {"id": "quiz", "prompt": QUIZ}], "budget": 1.0}))
     assert plan.unreadable == ["emoji"]
+    from pickwise.api.cli.planning import plan_summary
+
+    assert "1 prompt(s) unreadable" in plan_summary(plan, 2) and plan_summary(plan, 2).endswith(": emoji")
 
 
 def test_a_decision_says_which_tasks_set_the_level_of_its_qualities(service):
