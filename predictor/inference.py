@@ -448,7 +448,9 @@ class QualityPredictor:
         On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
         lengths come only from benchmark answers (a letter, a number) would be priced for a one-token
         essay: its estimate is raised to at least the median of the models measured on open-ended
-        instructions, for the same prompt."""
+        instructions, for the same prompt. Only a model measured on open-ended answers alone keeps its own
+        estimate there: one that also has benchmark answers (gpt-3.5-turbo-1106: RouterBench and
+        AlpacaEval) gets a vector pulled to their letters, which priced a poem at 9 tokens."""
         from pickwise.predictor.lengths import predict_output_tokens
 
         if self.lengths is None:
@@ -462,11 +464,12 @@ class QualityPredictor:
             return tokens, sources
         rows = np.flatnonzero(np.asarray(open_ended) >= OPEN_ENDED)
         pool = [n for n, tables in self.lengths.model_tables.items() if OPEN_ENDED_TABLE in tables]
+        only_open = {n for n in pool if set(self.lengths.model_tables[n]) == {OPEN_ENDED_TABLE}}
         if rows.size and pool:
             typical = np.median(self.lengths.predict(np.atleast_2d(u)[rows], pool).tokens, axis=1)
             for j, m in enumerate(models):
                 name = m if isinstance(m, str) else m.name
-                if name not in pool:
+                if name not in only_open:
                     cap = np.inf if isinstance(m, str) else m.max_output_tokens
                     tokens[rows, j] = np.minimum(np.maximum(tokens[rows, j], typical), cap)
         return tokens, sources

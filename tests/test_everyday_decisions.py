@@ -161,3 +161,12 @@ def test_a_decision_says_which_tasks_set_the_level_of_its_qualities(service):
     quiz = service.select(SelectRequest(prompt=QUIZ))
     assert 0 < len(quiz.reads_as) <= 3 and sum(quiz.reads_as.values()) <= 1.0 + 1e-9
     assert all(v >= 0.05 for v in quiz.reads_as.values()) and "trivia_qa" not in next(iter(quiz.reads_as))
+
+
+def test_no_model_is_priced_for_a_few_tokens_on_a_poem(service):
+    # gpt-3.5-turbo-1106 has RouterBench letters and AlpacaEval answers: its own length vector priced
+    # a poem at 9 tokens (the others ~200), so it looked the cheapest for every open-ended prompt
+    d = service.select(SelectRequest(prompt="Write a poem about rain in Paris."))
+    assert d.open_ended >= 0.5
+    tokens = {c.name: c.output_tokens for c in d.candidates}
+    assert min(tokens.values()) >= 100, sorted(tokens.items(), key=lambda kv: kv[1])[:3]
