@@ -86,7 +86,7 @@ def refit_lengths(predictor, snapshot, rows: OutcomeRows, features: Features, he
 def length_figures(base, candidate, snapshot, rows: OutcomeRows, features: Features, held: np.ndarray) -> dict:
     """Median |log2 error| and share within 2x of the counts base and candidate price held-out outcomes with,
     against the lengths those outcomes had; overall and per model."""
-    from pickwise.predictor.refit import held_out_grid
+    from pickwise.predictor.refit import held_out_grid, paired_difference
 
     idx = np.flatnonzero(held & np.isfinite(rows.tokens))
     if not len(idx):
@@ -102,6 +102,10 @@ def length_figures(base, candidate, snapshot, rows: OutcomeRows, features: Featu
     return {
         "rows": int(len(idx)), "prompts": len(grid.prompts),
         "median_abs_log2_error": {k: float(np.median(e)) for k, e in errors.items()},
+        # the promotion gate's figure: a mean, whose paired difference resamples as Brier's does
+        "mean_abs_log2_error": {**{k: float(np.mean(e)) for k, e in errors.items()},
+                                "difference": paired_difference(errors["base"], errors["candidate"], r,
+                                                                len(grid.prompts))},
         "within_2x": {k: float(np.mean(e <= 1.0)) for k, e in errors.items()},
         "per_model": {m: {"rows": int((c == j).sum()),
                           **{k: float(np.median(e[c == j])) for k, e in errors.items()}} for j, m in enumerate(grid.names)},

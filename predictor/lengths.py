@@ -58,6 +58,7 @@ TRUST_TRAINED = 10.0  # a trained vector's weight against new lengths, as `pickw
 MIN_TOKENS = 1.0  # counts are clipped here before log2: a 0-token answer is billed like a 1-token one
 PRIOR_SHRINK = 0.1
 SUPPORTED = 0.5  # a trained model with at least this length support on a prompt votes for the pool's typical count
+OUTCOME_LENGTH_ROWS = 50  # a trained model refitted to n outcome lengths is supported n / (n + this) everywhere
 
 
 def log2_tokens(tokens: np.ndarray) -> np.ndarray:
@@ -276,10 +277,16 @@ class LengthModel:
         tables and their twins (`length_support`; `twins=False` is round 2's rule, kept so
         bench.length_support_study can reproduce the comparison); t = the median estimate of the
         trained models with s >= SUPPORTED (all, if none); estimate 2^(s log2 est + (1 - s) log2 t),
-        clipped as `predict` clips. Vectors from probe answers or outcomes (s = 1) and registry
-        fallbacks are left as they are.
+        clipped as `predict` clips. A trained model's vector refitted to n outcome lengths is pulled the
+        same way, with s at least n / (n + OUTCOME_LENGTH_ROWS): a refit centred on the trained vector
+        moves little with few outcomes, and without the pull it priced "What is 5 + 7?" at MMLU-Pro's
+        chain-of-thought length. Vectors from probe answers (s = 1) and registry fallbacks are left as
+        they are.
         """
-        pulled = [j for j, x in enumerate(found) if x is not None and x.source == "trained"]
+        names = [[m] if isinstance(m, str) else list(m.all_names()) for m in models]
+        evidence = {j: self.outcome_rows.get(x.name, 0) for j, x in enumerate(found)
+                    if x is not None and x.source == "outcomes" and self.trained_vector(names[j]) is not None}
+        pulled = [j for j, x in enumerate(found) if x is not None and (x.source == "trained" or j in evidence)]
         if not pulled:
             return tokens
         u = np.atleast_2d(np.asarray(u, dtype=np.float64))
@@ -289,8 +296,9 @@ class LengthModel:
         voters = pool_s >= SUPPORTED
         voters[~voters.any(axis=1)] = True
         typical = np.nanmedian(np.where(voters, pool, np.nan), axis=1)
-        names = [[m] if isinstance(m, str) else list(m.all_names()) for m in models]
         s = length_support(tasks, task_names, [self.trained_tables(names[j]) for j in pulled], twins=twins)
+        floor = np.array([evidence.get(j, 0) / (evidence.get(j, 0) + OUTCOME_LENGTH_ROWS) for j in pulled])
+        s = np.maximum(s, floor[None, :])
         smear = [found[j].log2_smear if self.meta.get("count_form", "mean") == "mean" else 0.0 for j in pulled]
         lo = np.array([found[j].log2_range[0] for j in pulled]) + smear
         hi = np.array([found[j].log2_range[1] for j in pulled]) + smear

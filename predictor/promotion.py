@@ -84,8 +84,8 @@ def judge(meta: dict) -> Judgement:
     """The gate: refuse a candidate that the held-out outcomes show to be worse than its base.
 
     Worse means the whole paired bootstrap interval of candidate − base is on the worse side, for
-    Brier or for headroom capture; a difference within the noise ("not distinguishable") does not
-    refuse it (docs/outcomes.md says why)."""
+    Brier, for headroom capture or for the answer lengths select prices with (mean |log2 error|); a
+    difference within the noise ("not distinguishable") does not refuse it (docs/outcomes.md says why)."""
     refit = meta.get("refit") or {}
     holdout = refit.get("holdout") or {}
     brier = holdout.get("brier")
@@ -102,6 +102,9 @@ def judge(meta: dict) -> Judgement:
     capture = holdout.get("capture")
     if capture:
         verdicts["capture"] = verdict(capture, lower_is_better=False)
+    lengths = (holdout.get("lengths") or {}).get("mean_abs_log2_error")
+    if lengths:
+        verdicts["lengths"] = verdict(lengths, lower_is_better=True)
     worse = []
     if verdicts["brier"] == "worse":
         worse.append(f"Brier {brier['candidate']:.5f} > base {brier['base']:.5f} on {holdout['rows']} held-out "
@@ -109,6 +112,9 @@ def judge(meta: dict) -> Judgement:
     if verdicts.get("capture") == "worse":
         worse.append(f"headroom capture {capture['candidate']:.4f} < base {capture['base']:.4f} on "
                      f"{capture['prompts']} held-out prompts ({_interval_text(capture, 4)})")
+    if verdicts.get("lengths") == "worse":
+        worse.append(f"answer lengths: mean |log2 error| {lengths['candidate']:.3f} > base {lengths['base']:.3f} on "
+                     f"{holdout['lengths']['rows']} held-out outcomes ({_interval_text(lengths, 3)})")
     return Judgement(worse, verdicts, holdout)
 
 

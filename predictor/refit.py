@@ -208,11 +208,11 @@ def _difference(samples: np.ndarray, point: float) -> dict:
     return {"point": float(point), **_interval(samples).model_dump()}
 
 
-def brier_difference(sq_base: np.ndarray, sq_candidate: np.ndarray, prompt: np.ndarray, n_prompts: int,
+def paired_difference(sq_base: np.ndarray, sq_candidate: np.ndarray, prompt: np.ndarray, n_prompts: int,
                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
-    """Candidate − base Brier with a paired bootstrap interval: the held-out prompts are resampled
-    (a prompt's outcomes stay together, as they are not independent) and both are scored on each
-    resample. `prompt[i]`: row i's prompt index; the squared errors are per row."""
+    """Candidate − base mean per-row loss (Brier's squared errors, lengths' |log2 error|) with a paired
+    bootstrap interval: the held-out prompts are resampled (a prompt's outcomes stay together, as they
+    are not independent) and both are scored on each resample. `prompt[i]`: row i's prompt index."""
     diff = np.bincount(prompt, weights=sq_candidate - sq_base, minlength=n_prompts)
     count = np.bincount(prompt, minlength=n_prompts).astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -288,7 +288,7 @@ def holdout_figures(base, candidate, snapshot, rows: OutcomeRows, features: Feat
     figures = {
         "rows": int(len(idx)), "prompts": len(prompts),
         "brier": {**{k: float(v.mean()) for k, v in sq.items()},
-                  "difference": brier_difference(sq["base"], sq["candidate"], r, len(prompts))},
+                  "difference": paired_difference(sq["base"], sq["candidate"], r, len(prompts))},
         "per_model": {m: {"rows": int((c == j).sum()), **{k: float(v[c == j].mean()) for k, v in sq.items()}}
                       for j, m in enumerate(names)},
         "capture": None,

@@ -85,6 +85,9 @@ def test_fit_reports_held_out_length_figures(length_predictor, registry_dir, tmp
     assert h["rows"] == 60 and h["per_model"][UNTRAINED]["rows"] == 60
     assert h["median_abs_log2_error"]["base"] > 2.5 > 0.3 > h["median_abs_log2_error"]["candidate"]
     assert (h["within_2x"]["base"], h["within_2x"]["candidate"]) == (0.0, 1.0)
+    mean = h["mean_abs_log2_error"]  # the gate's figure: much better here, by an interval clear of 0
+    assert mean["difference"]["hi"] < 0 and mean["candidate"] < mean["base"]
+    assert "mean |log2 error|" in line and line.endswith(": better)")
     meta = json.loads(str(np.load(out / LENGTHS_FILE)["meta"]))
     assert meta["format"] == OUTCOME_FORMAT and meta["outcome_rows"] == {UNTRAINED: 240}
 

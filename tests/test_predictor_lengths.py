@@ -186,20 +186,39 @@ def test_a_model_gets_the_pools_typical_length_on_tables_it_has_no_lengths_on():
     assert tokens[2, 0] == pytest.approx(2.0 ** (0.25 * 2 + 0.75 * 9))  # blended by its support, 0.25
 
 
-def test_lengths_from_probe_answers_or_outcomes_and_registry_priors_are_not_pulled():
+def test_lengths_from_probe_answers_and_registry_priors_are_not_pulled():
     import dataclasses
 
     model = support_population()
     u, tasks = np.zeros((1, 2)), np.array([[0.0, 1.0]])
     trained = model.trained_vector(["a-only"])
     probe = dataclasses.replace(trained, source="probe")
-    outcome = model.with_outcome({"a-only": dataclasses.replace(trained, source="outcomes")}, {"a-only": 50})
-    models = [spec("a-only-spec", aliases=("a-only",)), spec("a-only-probe", aliases=("a-only",)),
-              spec("new", expected=77)]
-    found = [outcome.vector_for(models[0]), probe, None]
-    own = outcome.predict(u, models, vectors=found)
-    assert own.sources == ["outcomes", "probe", "registry"]
-    np.testing.assert_allclose(outcome.toward_pool(u, tasks, SUPPORT_TASKS, models, found, own.tokens), own.tokens)
+    models = [spec("a-only-probe", aliases=("a-only",)), spec("new", expected=77)]
+    found = [probe, None]
+    own = model.predict(u, models, vectors=found)
+    assert own.sources == ["probe", "registry"]
+    np.testing.assert_allclose(model.toward_pool(u, tasks, SUPPORT_TASKS, models, found, own.tokens), own.tokens)
+
+
+def test_a_trained_models_outcome_refit_is_pulled_less_the_more_outcomes_it_had():
+    # a refit centred on the trained vector barely moves with a few outcomes: off its tables it must
+    # keep the trained vector's pull to the pool's typical count, fading as its outcomes add up
+    import dataclasses
+
+    from pickwise.predictor.lengths import OUTCOME_LENGTH_ROWS
+
+    model = support_population()
+    u, tasks = np.zeros((1, 2)), np.array([[0.0, 1.0]])  # table B's task: none of a-only's lengths
+    refit = dataclasses.replace(model.trained_vector(["a-only"]), source="outcomes")
+    models = [spec("a-only-spec", aliases=("a-only",))]
+    for n in (16, 5000):
+        outcome = model.with_outcome({"a-only-spec": refit}, {"a-only-spec": n})
+        found = [outcome.vector_for(models[0])]
+        own = outcome.predict(u, models, vectors=found)
+        assert own.sources == ["outcomes"] and own.tokens[0, 0] == pytest.approx(4.0)
+        s = n / (n + OUTCOME_LENGTH_ROWS)
+        pulled = outcome.toward_pool(u, tasks, SUPPORT_TASKS, models, found, own.tokens)
+        assert pulled[0, 0] == pytest.approx(2.0 ** (s * 2 + (1 - s) * 9))
 
 
 def test_a_task_twin_in_a_table_without_length_rows_counts_as_support():

@@ -9,7 +9,7 @@ import pytest
 
 from pickwise.predictor.artifact import read_meta
 from pickwise.predictor.promotion import PromotionRefused, judge, promote, verdict
-from pickwise.predictor.refit import BOOTSTRAP_RESAMPLES, brier_difference, capture_figures, refit
+from pickwise.predictor.refit import BOOTSTRAP_RESAMPLES, capture_figures, paired_difference, refit
 from pickwise.registry import load_registry
 from pickwise.registry.outcomes import Outcome, OutcomeStore, utc_timestamp
 from tests.test_outcomes_fit import _worse_candidate, prompts
@@ -88,19 +88,37 @@ def test_the_rule_reads_the_whole_interval_for_each_figure():
     assert verdict({"base": 0.2, "candidate": 0.19}, lower_is_better=True) == "not worse"
 
 
+def test_a_candidate_that_prices_answers_worse_is_refused():
+    # lengths set every cost select decides with: a refit whose held-out answer lengths are further
+    # off (the whole interval of candidate − base mean |log2 error| above 0) is refused as well
+    def figures(length_diff):
+        lengths = {"base": 0.9, "candidate": 0.9 + length_diff[0],
+                   "difference": dict(zip(("point", "lo", "hi"), length_diff), n=1000)}
+        return {"refit": {"holdout": {"rows": 100, "prompts": 50,
+                                      "brier": {"base": 0.2, "candidate": 0.2,
+                                                "difference": {"point": 0.0, "lo": -0.01, "hi": 0.01, "n": 1000}},
+                                      "lengths": {"rows": 30, "mean_abs_log2_error": lengths}}}}
+
+    refused = judge(figures((0.3, 0.1, 0.5)))
+    assert refused.verdicts == {"brier": "not distinguishable", "lengths": "worse"}
+    assert refused.worse == ["answer lengths: mean |log2 error| 1.200 > base 0.900 on 30 held-out outcomes "
+                             "(candidate − base +0.300, 95% interval [+0.100, +0.500])"]
+    assert judge(figures((0.3, -0.1, 0.5))).worse == []
+
+
 def test_brier_difference_resamples_whole_prompts_with_a_fixed_seed():
     prompt = np.array([0, 0, 0, 1, 2, 3])
     base = np.array([0.1, 0.1, 0.1, 0.2, 0.3, 0.4])
-    same = brier_difference(base, base, prompt, 4)
+    same = paired_difference(base, base, prompt, 4)
     assert (same["point"], same["lo"], same["hi"], same["n"]) == (0.0, 0.0, 0.0, BOOTSTRAP_RESAMPLES)
-    shifted = brier_difference(base, base + 0.05, prompt, 4)  # every row worse by 0.05: no noise at all
+    shifted = paired_difference(base, base + 0.05, prompt, 4)  # every row worse by 0.05: no noise at all
     assert shifted["lo"] == pytest.approx(0.05) and shifted["hi"] == pytest.approx(0.05)
     rng = np.random.default_rng(1)
     noisy = base + rng.normal(0, 0.05, size=6)
-    assert brier_difference(base, noisy, prompt, 4) == brier_difference(base, noisy, prompt, 4)  # seeded
+    assert paired_difference(base, noisy, prompt, 4) == paired_difference(base, noisy, prompt, 4)  # seeded
     # prompt 0's three rows are worse together: resampled as one prompt, they are one draw, not three
     together = base + np.array([0.1, 0.1, 0.1, 0, 0, 0])
-    clustered, per_row = brier_difference(base, together, prompt, 4), brier_difference(base, together, np.arange(6), 6)
+    clustered, per_row = paired_difference(base, together, prompt, 4), paired_difference(base, together, np.arange(6), 6)
     assert clustered["point"] == pytest.approx(per_row["point"]) and clustered["std"] > 1.2 * per_row["std"]
 
 

@@ -226,23 +226,29 @@ def _lengths_line(report: dict) -> str:
         e, w = h["median_abs_log2_error"], h["within_2x"]
         line += (f"; held-out {h['rows']:,}: median |log2 error| base {e['base']:.3f} -> candidate "
                  f"{e['candidate']:.3f}, within 2x base {w['base']:.3f} -> candidate {w['candidate']:.3f}")
+        if h.get("mean_abs_log2_error"):
+            m = h["mean_abs_log2_error"]
+            line += (f"; mean |log2 error| base {m['base']:.3f} -> candidate {m['candidate']:.3f}"
+                     f"{_difference_text(m, 3, True)}")
     return line
+
+
+def _difference_text(figure: dict, digits: int, lower_is_better: bool) -> str:
+    """' (difference ±x, 95% interval [lo, hi]: verdict)' for a held-out figure with an interval, else ''."""
+    from pickwise.predictor.promotion import verdict
+
+    d = figure.get("difference") or {}
+    if not d.get("n"):
+        return ""
+    return (f" (difference {d['point']:+.{digits}f}, 95% interval [{d['lo']:+.{digits}f}, {d['hi']:+.{digits}f}]: "
+            f"{verdict(figure, lower_is_better)})")
 
 
 def _figures_line(h: dict) -> str:
     """The held-out figures, each with candidate − base, its paired bootstrap interval and the verdict."""
-    from pickwise.predictor.promotion import verdict
-
     if not h.get("rows"):
         return "held-out: none (nothing for `artifact promote` to judge)"
-
-    def difference(figure: dict, digits: int, lower_is_better: bool) -> str:
-        d = figure.get("difference") or {}
-        if not d.get("n"):
-            return ""
-        return (f" (difference {d['point']:+.{digits}f}, 95% interval [{d['lo']:+.{digits}f}, {d['hi']:+.{digits}f}]: "
-                f"{verdict(figure, lower_is_better)})")
-
+    difference = _difference_text
     b = h["brier"]
     line = (f"held-out {h['rows']:,} outcomes on {h.get('prompts', 0):,} prompts: Brier base {b['base']:.4f} -> "
             f"candidate {b['candidate']:.4f}{difference(b, 4, True)}")
