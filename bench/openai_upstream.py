@@ -113,7 +113,7 @@ class Upstream:
             return _Dropped()
         if body.get("stream"):
             return StreamingResponse(self._events(body, model, text, how), media_type="text/event-stream")
-        return JSONResponse(_completion(model, text, how.usage))
+        return JSONResponse(_completion(model, text, how.usage, _answers(body)))
 
     async def _hang(self, request: Request, model: str) -> Response:
         deadline = time.monotonic() + HANG_LIMIT_S
@@ -128,16 +128,19 @@ class Upstream:
         words = text.split(" ")
         chunks = [{"role": "assistant", "content": ""}] + [{"content": w if i == 0 else " " + w}
                                                             for i, w in enumerate(words)]
+        answers = _answers(body)
         for i, delta in enumerate(chunks):
             if how.kind == "cut" and i == how.cut_after:
                 raise ConnectionResetError("told to cut the stream")  # uvicorn drops the connection mid-body
-            yield _sse(_chunk(model, delta, None))
+            for index in range(answers):
+                yield _sse(_chunk(model, delta, None, index))
             if how.event_gap_s:
                 await asyncio.sleep(how.event_gap_s)
-        yield _sse(_chunk(model, {}, "stop"))
+        for index in range(answers):
+            yield _sse(_chunk(model, {}, "stop", index))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = _chunk(model, None, None)
-            usage["choices"], usage["usage"] = [], _usage(text)
+            usage["choices"], usage["usage"] = [], _usage(text, answers)
             yield _sse(usage)
         yield b"data: [DONE]\n\n"
 
@@ -152,20 +155,27 @@ class _Dropped(Response):
         raise ConnectionResetError("told to drop the connection")
 
 
-def _usage(text: str) -> dict:
-    completion = len(text.split())
+def _answers(body: dict) -> int:
+    """`n`, the answers asked for (1 when absent), as an OpenAI server reads it."""
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
+def _usage(text: str, answers: int = 1) -> dict:
+    completion = len(text.split()) * answers  # every answer's tokens, as OpenAI bills n answers
     return {"prompt_tokens": 12, "completion_tokens": completion, "total_tokens": 12 + completion}
 
 
-def _completion(model: str, text: str, usage: bool = True) -> dict:
+def _completion(model: str, text: str, usage: bool = True, answers: int = 1) -> dict:
     return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            **({"usage": _usage(text)} if usage else {})}
+            "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        for i in range(answers)],
+            **({"usage": _usage(text, answers)} if usage else {})}
 
 
-def _chunk(model: str, delta: dict | None, finish: str | None) -> dict:
+def _chunk(model: str, delta: dict | None, finish: str | None, index: int = 0) -> dict:
     return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            "choices": [] if delta is None else [{"index": index, "delta": delta, "finish_reason": finish}]}
 
 
 def _sse(data: dict) -> bytes:

@@ -81,6 +81,18 @@ def test_a_streamed_call_records_its_usage_when_the_upstream_sends_it(gateway, i
     assert (row.model, row.output_tokens) == ("cheap", tokens)
 
 
+def test_an_outcome_of_n_answers_records_one_answers_length(gateway):
+    # usage.completion_tokens counts all n answers; a length vector fitted to that would price every
+    # later single answer n times too long
+    url, _, store = gateway
+    raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=QUESTION, n=3)
+    completion = raw.parse()
+    assert len(completion.choices) == 3 and completion.usage.completion_tokens == 3 * WORDS[completion.model]
+    r = _feedback(url, decision_id=raw.headers["x-pickwise-decision-id"], score=1)
+    assert r.status_code == 201, r.text
+    assert [o.output_tokens for o in _outcomes(store)] == [WORDS[completion.model]]
+
+
 def test_feedback_may_give_its_own_length(gateway):
     url, _, store = gateway
     raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=QUESTION)

@@ -139,6 +139,7 @@ class Route(NamedTuple):
     models: list[ModelSpec]
     prompt: str  # what the predictor read of the messages
     encoded: Encoded
+    answers: int = 1  # the request's n: usage counts all of them, an outcome's length is one answer's
 
 
 async def _counted(count: Callable[[list], Any], messages: list):
@@ -166,14 +167,18 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
                         waiting=exc.waiting, max_queue=exc.limit) from None
     decision, models = await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens,
                                                cap, answers)
-    return Route(decision, models, select.prompt, encoded)
+    return Route(decision, models, select.prompt, encoded, answers)
 
 
 def _keep(service, route: Route, decision_id: str, model: str, usage: dict | None, seconds: float) -> None:
-    """Keep a routed call's decision for feedback by `decision_id`: with the model that answered, its
-    usage.completion_tokens (None when the upstream sent no usage) and the answer's seconds."""
+    """Keep a routed call's decision for feedback by `decision_id`: with the model that answered, one
+    answer's length (usage.completion_tokens over the request's n; None when the upstream sent no usage)
+    and the answer's seconds."""
+    tokens = completion_tokens(usage)
+    if tokens is not None and route.answers > 1:
+        tokens = round(tokens / route.answers)
     service.record_decision(route.prompt, route.decision, route.encoded, decision_id=decision_id,
-                            answered_by=model, output_tokens=completion_tokens(usage), latency_ms=seconds * 1000.0)
+                            answered_by=model, output_tokens=tokens, latency_ms=seconds * 1000.0)
 
 
 async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None, float], None] | None = None
