@@ -1,5 +1,6 @@
-"""Rounds 2 and 3 of docs/decisions/output-lengths.md: do `length-support` (round 2) and
-`length-support-twins` (round 3, `--twins`) route as well as what they would replace?
+"""Rounds 2, 3 and 5 of docs/decisions/output-lengths.md: do `length-support` (round 2),
+`length-support-twins` (round 3, `--twins`) and `voters-own` (round 5, `--voters`) route as well as
+what they would replace?
 
 Every router is the serving path's own: `QualityPredictor.output_tokens` without the task posterior
 (current: trained vectors, clips, open-ended floor), with it (`LengthModel.toward_pool`, round 2's
@@ -13,8 +14,8 @@ only the cost estimate differs; routing and paired bootstrap are
 Also reported, not deciding: six models' estimates on bench/everyday_prompts.jsonl as the spread
 across them (max/min, median over a kind's prompts) per kind, and the QA pass's prompts.
 
-Run: PYTHONPATH=. HF_HUB_OFFLINE=1 python -m bench.length_support_study [--twins] [--test]
-Writes bench/results/length_support[_twins]_study[_test].{json,md}.
+Run: PYTHONPATH=. HF_HUB_OFFLINE=1 python -m bench.length_support_study [--twins | --voters] [--test]
+Writes bench/results/length_support[_twins|_voters]_study[_test].{json,md}.
 """
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ from pickwise.predictor.data import PRICED_TABLES, default_data_dir, load_table 
 from pickwise.predictor.inference import load_predictor  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-CURRENT, ROUND2, TWINS = "current", "length-support", "length-support-twins"
+CURRENT, ROUND2, TWINS, VOTERS = "current", "length-support", "length-support-twins", "voters-own"
 # each router's `output_tokens` arguments: None = without the task posterior
-ROUTERS = {CURRENT: None, ROUND2: {"twins": False}, TWINS: {"twins": True}}
+ROUTERS = {CURRENT: None, ROUND2: {"twins": False}, TWINS: {"twins": True, "voters_twins": True},
+           VOTERS: {"twins": True, "voters_twins": False}}
+SHORT = 20  # round 5's everyday symptom: an estimate under this many tokens on a prompt not read as open-ended
 # chosen before any round-2 figure: the two models of the QA pass and four more across the tables
 SIX = ("gemini-1.5-pro-002", "gpt-4-1106-preview", "claude-v2", "meta/llama-2-70b-chat",
        "mistralai/Mixtral-8x7B-Instruct-v0.1", "qwen2.5-7b-instruct")
@@ -76,10 +79,13 @@ def main() -> int:
     parser.add_argument("--test", action="store_true", help="score the held-out rows (read once, to report)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--twins", action="store_true",
+    rounds = parser.add_mutually_exclusive_group()
+    rounds.add_argument("--twins", action="store_true",
                         help="round 3: length-support-twins against round 2's length-support (and current)")
+    rounds.add_argument("--voters", action="store_true",
+                        help="round 5: voters-own against round 3's length-support-twins (shipped before it)")
     args = parser.parse_args()
-    routers = (CURRENT, ROUND2, TWINS) if args.twins else (CURRENT, ROUND2)
+    routers = (TWINS, VOTERS) if args.voters else (CURRENT, ROUND2, TWINS) if args.twins else (CURRENT, ROUND2)
     candidate, shipped = routers[-1], routers[-2]
     torch.set_num_threads(1)
     predictor = load_predictor(default_artifact_dir(), "cpu", precision="fp32")
@@ -113,6 +119,13 @@ def main() -> int:
     six = [snapshot.get(n) for n in SIX]
     _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot, routers)
     spreads = {k: spread(v, every["kind"]) for k, v in tokens.items()}
+    trained = [s for s in snapshot.enabled() if (v := predictor.length_vector(s, snapshot)) is not None
+               and v.source == "trained"]
+    _, trained_tokens = both(predictor, every["u"], every["tasks"], every["pooled"], trained, snapshot, routers)
+    p_open = predictor.evidence(np.asarray(every["u"], dtype=np.float64), [], every["tasks"],
+                                pooled=every["pooled"]).open_ended
+    priced_like = p_open < 0.5
+    short = {k: float((v[priced_like] < SHORT).mean()) for k, v in trained_tokens.items()}
     qa = []
     for name, prompt in QA:
         f = predictor.prompt_features([prompt])
@@ -127,8 +140,11 @@ def main() -> int:
     result = {"split": scored, "bootstrap": args.bootstrap, "seed": args.seed, "feature_drift": drift,
               "routers": list(routers), "candidate": candidate, "shipped": shipped, "mean_capture": means,
               "routing": routing, "calibration": calib, "everyday_spread": spreads, "qa": qa,
-              "candidate_minus": against, "adopt": adopt, "six": list(SIX)}
-    name = "length_support" + ("_twins" if args.twins else "") + "_study" + ("_test" if args.test else "")
+              "candidate_minus": against, "adopt": adopt, "six": list(SIX),
+              "everyday_short": {"share": short, "under_tokens": SHORT, "prompts": int(priced_like.sum()),
+                                 "models": len(trained)}}
+    tag = "_voters" if args.voters else "_twins" if args.twins else ""
+    name = "length_support" + tag + "_study" + ("_test" if args.test else "")
     out = ROOT / "bench" / "results"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{name}.md").write_text(markdown(result))
@@ -153,13 +169,18 @@ def markdown(r: dict) -> str:
         lines.append(f"| {key} ({r['routing'][key]['n_prompts']}) | "
                      + " | ".join(f"{f[k]['capture']:.3f}" for k in routers) + " | "
                      + " | ".join(fmt_ci(r["candidate_minus"][k][key]) for k in routers[:-1]) + f" | {c2m} | {cal} |")
-    kinds = list(r["everyday_spread"][CURRENT])
+    kinds = list(r["everyday_spread"][routers[0]])
     lines += ["", f"Everyday prompts, spread across {', '.join(r['six'])} (max/min, median per kind):", "",
               "| | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
     for k, s in r["everyday_spread"].items():
         lines.append(f"| {k} | " + " | ".join(f"{s[kind]:.1f}" for kind in kinds) + " |")
     lines += ["", f"QA prompts (expected output tokens, {' → '.join(routers)}):", ""]
     lines += [f"- {q['model']} on {q['prompt']!r}: " + " → ".join(f"{q[k]:.0f}" for k in routers) for q in r["qa"]]
+    e = r.get("everyday_short")
+    if e:
+        lines += ["", f"Everyday prompts not read as open-ended ({e['prompts']}) × trained models ({e['models']}): "
+                  f"share of estimates under {e['under_tokens']} tokens, " + " → ".join(
+                      f"{k} {v:.3f}" for k, v in e["share"].items())]
     return "\n".join(lines) + "\n"
 
 

@@ -435,7 +435,7 @@ class QualityPredictor:
 
     def output_tokens(self, u: np.ndarray, models: Sequence, open_ended: np.ndarray | None = None,
                       snapshot=None, tasks: np.ndarray | None = None, *,
-                      twins: bool = True) -> tuple[np.ndarray, list[str]]:
+                      twins: bool = True, voters_twins: bool = False) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
         and per model its source: "outcomes" | "probe" | "trained" | "fitted" | "registry" (`length_vector`).
         `snapshot` supplies the probe answers' lengths of models registered from probe results.
@@ -459,7 +459,8 @@ class QualityPredictor:
         estimate = self.lengths.predict(u, models, vectors=found)
         tokens, sources = estimate.tokens, estimate.sources
         if tasks is not None and self.meta.get("tasks"):
-            tokens = self.lengths.toward_pool(u, tasks, self.meta["tasks"], models, found, tokens, twins=twins)
+            tokens = self.lengths.toward_pool(u, tasks, self.meta["tasks"], models, found, tokens, twins=twins,
+                                              voters_twins=voters_twins)
         if open_ended is None:
             return tokens, sources
         rows = np.flatnonzero(np.asarray(open_ended) >= OPEN_ENDED)

@@ -268,7 +268,8 @@ class LengthModel:
         return []
 
     def toward_pool(self, u: np.ndarray, tasks: np.ndarray, task_names: Sequence[str], models: Sequence,
-                    found: Sequence[LengthVector | None], tokens: np.ndarray, *, twins: bool = True) -> np.ndarray:
+                    found: Sequence[LengthVector | None], tokens: np.ndarray, *, twins: bool = True,
+                    voters_twins: bool = False) -> np.ndarray:
         """`tokens` [N, M] with each trained-only model's estimate pulled towards the pool's typical count
         where the prompt reads as tasks of tables it has no length rows on (decision output-lengths.md,
         rounds 2 and 3): a linear form extrapolates there, as quality does without `support`.
@@ -276,7 +277,10 @@ class LengthModel:
         s = the task posterior `tasks` [N, K] (tasks named "<table>/<task>") on tasks of the model's
         tables and their twins (`length_support`; `twins=False` is round 2's rule, kept so
         bench.length_support_study can reproduce the comparison); t = the median estimate of the
-        trained models with s >= SUPPORTED (all, if none); estimate 2^(s log2 est + (1 - s) log2 t),
+        trained models whose support on their own tables alone is >= SUPPORTED (all, if none: a twin
+        says a model's lengths apply to a same-named task, not that another table's prompts of that
+        name are answered in its table's format; `voters_twins=True` is round 3's rule, for the same
+        study); estimate 2^(s log2 est + (1 - s) log2 t),
         clipped as `predict` clips. A trained model's vector refitted to n outcome lengths is pulled the
         same way, with s at least n / (n + OUTCOME_LENGTH_ROWS): a refit centred on the trained vector
         moves little with few outcomes, and without the pull it priced "What is 5 + 7?" at MMLU-Pro's
@@ -292,7 +296,8 @@ class LengthModel:
         u = np.atleast_2d(np.asarray(u, dtype=np.float64))
         tasks = np.atleast_2d(np.asarray(tasks, dtype=np.float64))
         pool = self.predict(u, self.names, vectors=[self.trained_vector([n]) for n in self.names]).tokens
-        pool_s = length_support(tasks, task_names, [self.model_tables.get(n, ()) for n in self.names], twins=twins)
+        pool_s = length_support(tasks, task_names, [self.model_tables.get(n, ()) for n in self.names],
+                                twins=twins and voters_twins)
         voters = pool_s >= SUPPORTED
         voters[~voters.any(axis=1)] = True
         typical = np.nanmedian(np.where(voters, pool, np.nan), axis=1)

@@ -368,3 +368,19 @@ def test_inline_length_only_rows_leave_the_quality_fit_to_the_scored_ones(length
     vec = length_predictor.model_vector(both)
     assert vec.source == "probe" and np.allclose(vec.vector, length_predictor.model_vector(just_scores).vector)
     assert length_predictor.output_tokens(u[:3], [both])[1] == ["probe"]
+
+
+def test_a_twin_keeps_a_models_own_length_but_does_not_set_the_others_typical_count():
+    # table C (no length rows) has a task named like table A's: A's models keep their own count on it,
+    # but they are not the only voters for the typical count the other models are pulled to there
+    model = support_population()
+    names = SUPPORT_TASKS + ["table_c/X"]
+    tasks = np.array([[0.0, 0.0, 1.0]])
+    models = [spec("a-only-spec", aliases=("a-only",)), spec("b1-spec", aliases=("b1",))]
+    found = [model.vector_for(m) for m in models]
+    own = model.predict(np.zeros((1, 2)), models, vectors=found).tokens
+    tokens = model.toward_pool(np.zeros((1, 2)), tasks, names, models, found, own)
+    assert tokens[0, 0] == pytest.approx(4.0)  # the twin: a-only's own count
+    assert tokens[0, 1] == pytest.approx((2.0 ** 5 + 2.0 ** 8) / 2)  # every model votes, not A's alone
+    round3 = model.toward_pool(np.zeros((1, 2)), tasks, names, models, found, own, voters_twins=True)
+    assert round3[0, 1] == pytest.approx(2.0 ** 3)  # A's models' median (2^2, 2^3, 2^5)
