@@ -389,7 +389,7 @@ class PickwiseService:
         output_tokens = request.expected_output_tokens
         if output_tokens is None:  # each model's predicted answer length (its registry figure where it has none)
             output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended, snapshot,
-                                                   features.tasks)[0][0]
+                                                   features.tasks, options=features.options)[0][0]
         candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
                                         low_confidence=evidence.low_confidence[0],
                                         output_tokens=output_tokens,
@@ -509,7 +509,7 @@ class PickwiseService:
             open_ended.append(evidence.open_ended >= OPEN_ENDED_AT)
             if isinstance(lengths, np.ndarray):
                 lengths[predicted] = predictor.output_tokens(features.u, specs, evidence.open_ended, snapshot,
-                                                             features.tasks)[0]
+                                                             features.tasks, options=features.options)[0]
             return evidence.quality
 
         workload = build_workload(rows, specs, score, output_tokens=lengths)

@@ -30,17 +30,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.one_scale_features import load_features  # noqa: E402
+from bench.one_scale_features import EVERYDAY, load_features  # noqa: E402
 from bench.output_length_study import LENGTH_TABLES, ROUTED, calibration, fmt_ci, paired_routing, prices  # noqa: E402
 from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
 from pickwise.predictor.data import PRICED_TABLES, default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.inference import load_predictor  # noqa: E402
+from pickwise.predictor.lengths import has_options  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-CURRENT, ROUND2, TWINS, VOTERS = "current", "length-support", "length-support-twins", "voters-own"
-# each router's `output_tokens` arguments: None = without the task posterior
+CURRENT, ROUND2, TWINS, VOTERS, OPTIONS = ("current", "length-support", "length-support-twins", "voters-own",
+                                          "options-twins")
+# each router's `output_tokens` arguments: None = without the task posterior; "options": the prompts'
+# `has_options` flags are passed (round 6)
 ROUTERS = {CURRENT: None, ROUND2: {"twins": False}, TWINS: {"twins": True, "voters_twins": True},
-           VOTERS: {"twins": True, "voters_twins": False}}
+           VOTERS: {"twins": True, "voters_twins": False},
+           OPTIONS: {"twins": True, "voters_twins": False, "options": True}}
 SHORT = 20  # round 5's everyday symptom: an estimate under this many tokens on a prompt not read as open-ended
 # chosen before any round-2 figure: the two models of the QA pass and four more across the tables
 SIX = ("gemini-1.5-pro-002", "gpt-4-1106-preview", "claude-v2", "meta/llama-2-70b-chat",
@@ -50,15 +54,17 @@ QA = (("gemini-1.5-pro-002", "Write a short poem about the sea."),
       ("gpt-4-1106-preview", "Quelle est la capitale de la France ?"))
 
 
-def both(predictor, u, tasks, pooled, specs, snapshot, routers) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def both(predictor, u, tasks, pooled, specs, snapshot, routers, prompts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Select's quality [N, M] and each of `routers`' expected output tokens for the same features."""
     u = np.asarray(u, dtype=np.float64)
     evidence = predictor.evidence(u, [predictor.model_vector(s, snapshot) for s in specs], tasks, pooled=pooled)
     out = {}
     for name in routers:
-        kw = ROUTERS[name]
+        kw = dict(ROUTERS[name] or {})
+        if kw.pop("options", False):
+            kw["options"] = has_options(prompts)
         out[name] = predictor.output_tokens(u, specs, evidence.open_ended, snapshot,
-                                            None if kw is None else tasks, **(kw or {}))[0]
+                                            None if ROUTERS[name] is None else tasks, **kw)[0]
     return evidence.quality, out
 
 
@@ -84,8 +90,11 @@ def main() -> int:
                         help="round 3: length-support-twins against round 2's length-support (and current)")
     rounds.add_argument("--voters", action="store_true",
                         help="round 5: voters-own against round 3's length-support-twins (shipped before it)")
+    rounds.add_argument("--options", action="store_true",
+                        help="round 6: options-twins against round 5's voters-own (shipped before it)")
     args = parser.parse_args()
-    routers = (TWINS, VOTERS) if args.voters else (CURRENT, ROUND2, TWINS) if args.twins else (CURRENT, ROUND2)
+    routers = (VOTERS, OPTIONS) if args.options else (TWINS, VOTERS) if args.voters else \
+        (CURRENT, ROUND2, TWINS) if args.twins else (CURRENT, ROUND2)
     candidate, shipped = routers[-1], routers[-2]
     torch.set_num_threads(1)
     predictor = load_predictor(default_artifact_dir(), "cpu", precision="fp32")
@@ -108,7 +117,7 @@ def main() -> int:
         sub = table.subset(rows)
         specs = [snapshot.get(n) for n in table.model_names]
         q_hat, tokens = both(predictor, priced["u"][pick], priced["tasks"][pick], priced["pooled"][pick], specs,
-                             snapshot, routers)
+                             snapshot, routers, [table.prompts[i] for i in rows])
         calib[key] = calibration(tokens, sub.out_tokens)
         p_in, p_out, fee = prices(table, snapshot)
         c_hats = {k: sub.in_tokens[:, None] * p_in + v * p_out + fee for k, v in tokens.items()}
@@ -117,11 +126,12 @@ def main() -> int:
 
     every = feats["everyday"]
     six = [snapshot.get(n) for n in SIX]
-    _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot, routers)
+    texts = [json.loads(line)["prompt"] for line in EVERYDAY.read_text().splitlines() if line.strip()]
+    _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot, routers, texts)
     spreads = {k: spread(v, every["kind"]) for k, v in tokens.items()}
     trained = [s for s in snapshot.enabled() if (v := predictor.length_vector(s, snapshot)) is not None
                and v.source == "trained"]
-    _, trained_tokens = both(predictor, every["u"], every["tasks"], every["pooled"], trained, snapshot, routers)
+    _, trained_tokens = both(predictor, every["u"], every["tasks"], every["pooled"], trained, snapshot, routers, texts)
     p_open = predictor.evidence(np.asarray(every["u"], dtype=np.float64), [], every["tasks"],
                                 pooled=every["pooled"]).open_ended
     priced_like = p_open < 0.5
@@ -129,7 +139,7 @@ def main() -> int:
     qa = []
     for name, prompt in QA:
         f = predictor.prompt_features([prompt])
-        _, t = both(predictor, f.u, f.tasks, f.pooled, [snapshot.get(name)], snapshot, routers)
+        _, t = both(predictor, f.u, f.tasks, f.pooled, [snapshot.get(name)], snapshot, routers, [prompt])
         qa.append({"model": name, "prompt": prompt, **{k: float(v[0, 0]) for k, v in t.items()}})
 
     against = {r: {k: routing[k]["routers"][r]["ref_minus_this_capture"] for k in ROUTED} for r in routers[:-1]}
@@ -143,7 +153,7 @@ def main() -> int:
               "candidate_minus": against, "adopt": adopt, "six": list(SIX),
               "everyday_short": {"share": short, "under_tokens": SHORT, "prompts": int(priced_like.sum()),
                                  "models": len(trained)}}
-    tag = "_voters" if args.voters else "_twins" if args.twins else ""
+    tag = "_options" if args.options else "_voters" if args.voters else "_twins" if args.twins else ""
     name = "length_support" + tag + "_study" + ("_test" if args.test else "")
     out = ROOT / "bench" / "results"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))

@@ -123,13 +123,15 @@ def encode_prompt_vectors(model, tokenizer, prompts: Sequence[str], device="cpu"
 @dataclass(frozen=True)
 class PromptFeatures:
     """What the encoder pass gives per prompt: u, the task posterior and the pooled embedding (None
-    without tasks), truncation, and the share of [UNK] tokens (None: not known, e.g. cached features)."""
+    without tasks), truncation, and what the text shows: the share of [UNK] tokens and whether it
+    carries lettered answer options (`lengths.has_options`) (None: not known, e.g. cached features)."""
 
     u: np.ndarray  # [N, dim]
     tasks: np.ndarray | None  # [N, n_tasks], rows sum to 1
     pooled: np.ndarray | None  # [N, width], what the task classifier reads
     truncated: list[bool]
     unknown: np.ndarray | None = None  # [N] in [0, 1]
+    options: np.ndarray | None = None  # [N] bool
 
     def __len__(self) -> int:
         return len(self.u)
@@ -142,7 +144,7 @@ class PromptFeatures:
             return None if a is None else a[idx]
 
         return PromptFeatures(pick(self.u), pick(self.tasks), pick(self.pooled), [bool(self.truncated[i]) for i in idx],
-                              pick(self.unknown))
+                              pick(self.unknown), pick(self.options))
 
     @staticmethod
     def concat(parts: Sequence[PromptFeatures]) -> PromptFeatures:
@@ -152,7 +154,7 @@ class PromptFeatures:
 
         return PromptFeatures(stack([f.u for f in parts]), stack([f.tasks for f in parts]),
                               stack([f.pooled for f in parts]), [c for f in parts for c in f.truncated],
-                              stack([f.unknown for f in parts]))
+                              stack([f.unknown for f in parts]), stack([f.options for f in parts]))
 
 
 @dataclass
@@ -317,7 +319,9 @@ class QualityPredictor:
                 self.model, self.tokenizer, prompts, self.device, cfg.max_len, cfg.head_frac, batch_size, progress,
                 encoder,
             )
-        return PromptFeatures(u, tasks, pooled, truncated, unknown)
+        from pickwise.predictor.lengths import has_options
+
+        return PromptFeatures(u, tasks, pooled, truncated, unknown, has_options(prompts))
 
     def predict(
         self,
@@ -435,7 +439,8 @@ class QualityPredictor:
 
     def output_tokens(self, u: np.ndarray, models: Sequence, open_ended: np.ndarray | None = None,
                       snapshot=None, tasks: np.ndarray | None = None, *,
-                      twins: bool = True, voters_twins: bool = False) -> tuple[np.ndarray, list[str]]:
+                      twins: bool = True, voters_twins: bool = False,
+                      options: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
         and per model its source: "outcomes" | "probe" | "trained" | "fitted" | "registry" (`length_vector`).
         `snapshot` supplies the probe answers' lengths of models registered from probe results.
@@ -443,7 +448,8 @@ class QualityPredictor:
         With the task posterior `tasks` (`prompt_features().tasks`), a model whose lengths come only from
         training rows is pulled towards the pool's typical count on prompts of tables it has no lengths
         on, by its length support (`LengthModel.toward_pool`; a task of another table under the same name
-        counts as its own, `twins`).
+        counts as its own, `twins`, on prompts with lettered `options` only: `lengths.has_options` of
+        the prompts' texts; None counts twins on every prompt).
 
         On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
         lengths come only from benchmark answers (a letter, a number) would be priced for a one-token
@@ -460,7 +466,7 @@ class QualityPredictor:
         tokens, sources = estimate.tokens, estimate.sources
         if tasks is not None and self.meta.get("tasks"):
             tokens = self.lengths.toward_pool(u, tasks, self.meta["tasks"], models, found, tokens, twins=twins,
-                                              voters_twins=voters_twins)
+                                              voters_twins=voters_twins, options=options)
         if open_ended is None:
             return tokens, sources
         rows = np.flatnonzero(np.asarray(open_ended) >= OPEN_ENDED)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pickwise.predictor.lengths import log2_tokens
+from pickwise.predictor.lengths import has_options, log2_tokens
 
 if TYPE_CHECKING:
     from pickwise.predictor.refit import Features, OutcomeRows
@@ -95,9 +95,10 @@ def length_figures(base, candidate, snapshot, rows: OutcomeRows, features: Featu
     u, tasks, pooled, specs, r, c = grid.u, grid.tasks, grid.pooled, grid.specs, grid.r, grid.c
     truth = log2_tokens(rows.tokens[idx])
     errors = {}
+    options = has_options([rows.texts.get(sha, "") for sha in grid.prompts])  # a prompt kept as a hash: no letters
     for label, predictor in (("base", base), ("candidate", candidate)):
         open_ended = predictor.evidence(u, [], tasks, pooled=pooled).open_ended if tasks is not None else None
-        tokens, _ = predictor.output_tokens(u, specs, open_ended, snapshot, tasks)
+        tokens, _ = predictor.output_tokens(u, specs, open_ended, snapshot, tasks, options=options)
         errors[label] = np.abs(log2_tokens(tokens[r, c]) - truth)
     return {
         "rows": int(len(idx)), "prompts": len(grid.prompts),

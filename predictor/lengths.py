@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,7 +270,7 @@ class LengthModel:
 
     def toward_pool(self, u: np.ndarray, tasks: np.ndarray, task_names: Sequence[str], models: Sequence,
                     found: Sequence[LengthVector | None], tokens: np.ndarray, *, twins: bool = True,
-                    voters_twins: bool = False) -> np.ndarray:
+                    voters_twins: bool = False, options: np.ndarray | None = None) -> np.ndarray:
         """`tokens` [N, M] with each trained-only model's estimate pulled towards the pool's typical count
         where the prompt reads as tasks of tables it has no length rows on (decision output-lengths.md,
         rounds 2 and 3): a linear form extrapolates there, as quality does without `support`.
@@ -280,7 +281,8 @@ class LengthModel:
         trained models whose support on their own tables alone is >= SUPPORTED (all, if none: a twin
         says a model's lengths apply to a same-named task, not that another table's prompts of that
         name are answered in its table's format; `voters_twins=True` is round 3's rule, for the same
-        study); estimate 2^(s log2 est + (1 - s) log2 t),
+        study); twins count only on prompts with `options` (`has_options`; None: on every prompt, round
+        5's rule, for the study); estimate 2^(s log2 est + (1 - s) log2 t),
         clipped as `predict` clips. A trained model's vector refitted to n outcome lengths is pulled the
         same way, with s at least n / (n + OUTCOME_LENGTH_ROWS): a refit centred on the trained vector
         moves little with few outcomes, and without the pull it priced "What is 5 + 7?" at MMLU-Pro's
@@ -301,7 +303,8 @@ class LengthModel:
         voters = pool_s >= SUPPORTED
         voters[~voters.any(axis=1)] = True
         typical = np.nanmedian(np.where(voters, pool, np.nan), axis=1)
-        s = length_support(tasks, task_names, [self.trained_tables(names[j]) for j in pulled], twins=twins)
+        s = length_support(tasks, task_names, [self.trained_tables(names[j]) for j in pulled], twins=twins,
+                           options=options)
         floor = np.array([evidence.get(j, 0) / (evidence.get(j, 0) + OUTCOME_LENGTH_ROWS) for j in pulled])
         s = np.maximum(s, floor[None, :])
         smear = [found[j].log2_smear if self.meta.get("count_form", "mean") == "mean" else 0.0 for j in pulled]
@@ -369,13 +372,29 @@ def task_key(name: str) -> str:
 
 
 def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequence[Iterable[str]], *,
-                   twins: bool = True) -> np.ndarray:
+                   twins: bool = True, options: np.ndarray | None = None) -> np.ndarray:
     """[N, M]: per prompt and model, the task posterior `tasks` [N, K]'s mass on the tasks (named
     "<table>/<task>", as the artifact's task list names them) of that model's `tables` and on every task
     of another table whose `task_key` is that of one of them: a twin is the same benchmark, so a model
-    measured on it is measured on that kind of prompt (`twins=False`: round 2, own tables only)."""
-    member = _membership(tuple(task_names), tuple(tuple(sorted(t)) for t in tables), twins)
-    return np.clip(np.asarray(tasks, dtype=np.float64) @ member.T, 0.0, 1.0)
+    measured on it is measured on that kind of prompt (`twins=False`: round 2, own tables only).
+    `options` [N] (`has_options`): twins count only on those prompts, the lettered ones: the twins'
+    tables letter ARC, MMLU and MMLU-Pro's maths where LLMRouter asks them open (round 6)."""
+    tasks = np.asarray(tasks, dtype=np.float64)
+    tables = tuple(tuple(sorted(t)) for t in tables)
+    support = np.clip(tasks @ _membership(tuple(task_names), tables, twins).T, 0.0, 1.0)
+    if options is None or not twins:
+        return support
+    own = np.clip(tasks @ _membership(tuple(task_names), tables, False).T, 0.0, 1.0)
+    return np.where(np.asarray(options, dtype=bool)[:, None], support, own)
+
+
+# an options block: a line "A." / "A)" / "(A)" / "A:" with text, and the next line the same for B
+OPTIONS_BLOCK = re.compile(r"(?m)^[ \t]*\(?A[.):][ \t]*\S.*\n[ \t]*\(?B[.):][ \t]*\S")
+
+
+def has_options(prompts: Sequence[str]) -> np.ndarray:
+    """[N] bool: which prompts carry lettered answer options, so a letter can answer them."""
+    return np.array([bool(OPTIONS_BLOCK.search(p)) for p in prompts], dtype=bool)
 
 
 @functools.lru_cache(maxsize=64)

@@ -175,3 +175,10 @@ def test_no_model_is_priced_for_a_few_tokens_on_a_poem(service):
     d = service.select(SelectRequest(prompt="How do airplanes stay in the air?"))
     tokens = {c.name: c.output_tokens for c in d.candidates}
     assert tokens["cognitivecomputations/dolphin-2.6-mistral-7b"] >= 100 and tokens["gemini-1.5-flash-002"] >= 100
+    # read as LLMRouter's mmlu, whose twin MMLU-57 letters its questions: an open one is answered in prose,
+    # a lettered one with a letter
+    will = service.select(SelectRequest(prompt="What is the difference between a will and a trust?"))
+    quiz = service.select(SelectRequest(prompt=QUIZ))
+    for name in ("gpt-4-1106-preview", "claude-v2"):
+        assert next(c.output_tokens for c in will.candidates if c.name == name) >= 100
+        assert next(c.output_tokens for c in quiz.candidates if c.name == name) <= 5

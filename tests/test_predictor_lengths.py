@@ -384,3 +384,22 @@ def test_a_twin_keeps_a_models_own_length_but_does_not_set_the_others_typical_co
     assert tokens[0, 1] == pytest.approx((2.0 ** 5 + 2.0 ** 8) / 2)  # every model votes, not A's alone
     round3 = model.toward_pool(np.zeros((1, 2)), tasks, names, models, found, own, voters_twins=True)
     assert round3[0, 1] == pytest.approx(2.0 ** 3)  # A's models' median (2^2, 2^3, 2^5)
+
+
+def test_lettered_prompts_are_told_from_open_ones():
+    from pickwise.predictor.lengths import has_options
+
+    lettered = ["Q?\nA. one\nB. two\nAnswer:", "Q?\n(A) one\n(B) two", "Q?\n  A) one\n  B) two", "x\nA: yes\nB: no"]
+    open_ones = ["How do airplanes stay in the air?", "A. Smith wrote it.", "Plan A) fails.\nThen B",
+                 "Is vitamin A. good?\nB"]
+    assert has_options(lettered).all() and not has_options(open_ones).any()
+
+
+def test_a_twin_counts_only_on_a_lettered_prompt():
+    # the twins' tables letter ARC and MMLU where LLMRouter asks them open: on an open question of the
+    # same task name a model's letter lengths do not apply, so the twin does not count there
+    names = ["table_a/ARC-Challenge", "no_lengths/arc_challenge"]
+    tasks = np.array([[0.0, 1.0], [0.0, 1.0]])
+    s = length_support(tasks, names, [["table_a"]], options=np.array([True, False]))
+    np.testing.assert_allclose(s[:, 0], [1.0, 0.0])
+    np.testing.assert_allclose(length_support(tasks, names, [["table_a"]])[:, 0], [1.0, 1.0])  # round 5

@@ -217,7 +217,7 @@ def run_predict(args: argparse.Namespace) -> int:
         from pickwise.registry import count_tokens_batch, estimate_cost_usd, estimate_latency_ms
 
         lengths, length_sources = predictor.output_tokens(features.u, models, result.open_ended, snapshot,
-                                                            features.tasks)
+                                                            features.tasks, options=features.options)
         lengths = np.rint(lengths)
         prompt_tokens = np.asarray(count_tokens_batch(prompts))
     with open_output(args.output) as out:
