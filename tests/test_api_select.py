@@ -418,7 +418,7 @@ def test_unreadable_json_says_what_and_where(api):
 
 def test_each_model_is_priced_by_its_predicted_answer_length(api, tiny_predictor, monkeypatch):
     """A cap that only the long-answer model breaks: its cost comes from its own predicted length."""
-    def lengths(u, models, open_ended=None, snapshot=None, tasks=None):
+    def lengths(u, models, open_ended=None, snapshot=None, tasks=None, options=None):
         row = [4000.0 if m.name == "gpt-4-1106-preview" else 10.0 for m in models]
         return np.array([row] * len(u)), ["trained"] * len(models)
 
