@@ -16,8 +16,11 @@ WAY_OUT_FIELDS = ("min_quality", "max_cost_usd", "max_latency_ms", "allow_low_co
 
 
 def _decide(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float, **relaxed) -> Decision | None:
+    """The decision with `relaxed` changed, or None when it is still refused. The request's own
+    `on_infeasible` is kept: a fallback is refused only when no model passes the hard constraints, so
+    what answers it is a change to those (allow_base_models), not to a soft one the fallback breaks anyway."""
     try:
-        return select_models(candidates, cons.model_copy(update={"on_infeasible": "error", **relaxed}), set_rho=rho)
+        return select_models(candidates, cons.model_copy(update=relaxed), set_rho=rho)
     except InfeasibleSelection:
         return None
 
