@@ -396,18 +396,23 @@ class PickwiseService:
         if output_tokens is None:  # each model's predicted answer length (its registry figure where it has none)
             output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended, snapshot,
                                                    features.tasks)[0][0]
-        candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
-                                        low_confidence=evidence.low_confidence[0],
-                                        output_tokens=output_tokens,
-                                        support=evidence.support[0], evidence_rows=evidence.rows[0],
-                                        open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT),
-                                        output_cap=output_cap, answers=answers)
+
+        def figures(output_tokens) -> list:
+            return request_candidates(scoring.specs, tokens, evidence.quality[0],
+                                      low_confidence=evidence.low_confidence[0], output_tokens=output_tokens,
+                                      support=evidence.support[0], evidence_rows=evidence.rows[0],
+                                      open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT),
+                                      output_cap=output_cap, answers=answers)
+
+        candidates = figures(output_tokens)
         names = caller_names(snapshot, request.models)
         try:
             decision = select_models(candidates, constraints, set_rho=predictor.set_rho)
         except InfeasibleSelection as exc:
             blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
-            ways = way_out(candidates, constraints, predictor.set_rho)
+            # a shorter expected_output_tokens is a way out only where it decides what fits (no cap does)
+            told = request.expected_output_tokens is not None and output_cap is None
+            ways = way_out(candidates, constraints, predictor.set_rho, figures if told else None)
             together = {} if ways else way_out_together(candidates, constraints, predictor.set_rho)
             unreadable = evidence.unreadable[0]
             short = NoFeasibleModel(blocking, ways,
