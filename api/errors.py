@@ -28,8 +28,9 @@ class ModelNotFound(PickwiseError, LookupError):
     """No registered model answers to a name. The registry's own error also names its directory,
     which a caller of the service has no business learning."""
 
-    def __init__(self, name: str):
-        super().__init__(f"unknown model {quoted(name)} (GET /v1/models lists them)")
+    def __init__(self, name: str, hint: str = "", listing: str = "GET /v1/models"):
+        """`hint`: the registry's did-you-mean; `listing`: what lists the models, in the front end's terms."""
+        super().__init__(f"unknown model {quoted(name)}{hint} ({listing} lists them)")
         self.name = name
 
 
@@ -89,6 +90,17 @@ def quoted(value: str, limit: int = 80) -> str:
     """A caller's string as an error quotes it: repr'd and cut to `limit` characters, so a
     5,000-character name is not echoed back whole."""
     return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def unknown_models(snapshot, names, listing: str) -> str | None:
+    """"unknown model(s) 'a' (did you mean ...?), 'b' (not in the registry: see LISTING)" for the
+    `names` a registry snapshot does not know, each hint right after its name; None when it knows all.
+    `listing`: what lists the models, in the front end's terms. Hints for the first 3 only: a bounded look."""
+    unknown = [n for n in names if n not in snapshot]
+    if not unknown:
+        return None
+    named = ", ".join(quoted(n) + (snapshot.did_you_mean(n) if i < 3 else "") for i, n in enumerate(unknown))
+    return f"unknown model(s) {named} (not in the registry: see {listing})"
 
 
 def registry_issues(exc: RegistryError) -> list[dict]:

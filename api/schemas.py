@@ -58,9 +58,10 @@ class InfeasibleBody(ErrorBody):
     blocking: dict[str, list[str]] = Field(description="per model, the constraints that rule it out")
     way_out: dict[str, float | bool] = Field(
         default_factory=dict,
-        description="for each of min_quality, max_cost_usd, max_latency_ms, allow_low_confidence and "
-                    "allow_base_models the request "
-                    "set, the value that alone makes it feasible (the highest floor, the smallest caps), if any")
+        description="for each of min_quality, max_cost_usd, max_latency_ms, allow_low_confidence, "
+                    "allow_base_models and expected_output_tokens the request "
+                    "set, the value that alone makes it feasible (the highest floor, the smallest caps, the longest "
+                    "answer some model takes), if any")
     way_out_together: dict[str, float | bool] = Field(
         default_factory=dict,
         description="where no single change helps: changes that make it feasible together (allow_low_confidence "

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
-from pickwise.api.errors import DecisionNotFound, ModelNotFound, NoFeasibleModel, NotReady, RequestFieldError
+from pickwise.api.errors import (
+    DecisionNotFound,
+    ModelNotFound,
+    NoFeasibleModel,
+    NotReady,
+    RequestFieldError,
+    unknown_models,
+)
 from pickwise.api.schemas import (
     MAX_OUTPUT_TOKENS,
     FeedbackRequest,
@@ -205,13 +212,15 @@ class PickwiseService:
     """Registry + predictor + selection logic; thread-safe (called from worker threads)."""
 
     def __init__(self, registry: Registry, predictor=None, *, load_on_demand: Callable[[], object] | None = None,
-                 outcome_store=None, decisions: DecisionStore | None = None):
+                 outcome_store=None, decisions: DecisionStore | None = None, models_listing: str = "GET /v1/models"):
         """`predictor`: a loaded one, or None until `load_predictor` publishes one (the HTTP app loads
         it in the background); `load_on_demand`: load it the first time a call needs it (the CLI,
         which must not pay for the encoder when every prompt comes with its qualities).
         `outcome_store`: the store's path (None: the default); `decisions`: where decisions are kept
-        (default: that store, with the default bounds)."""
+        (default: that store, with the default bounds). `models_listing`: what lists the models in the
+        front end's terms, for the errors about unknown names (the CLI: `pickwise models list`)."""
         self.registry = registry
+        self.models_listing = models_listing
         self._predictor = predictor
         self._load_on_demand = load_on_demand
         self.load_error: str | None = None
@@ -357,11 +366,8 @@ class PickwiseService:
                     scoring: Scoring | None = None) -> None:
         """422 naming `field` when an allow-list names a model the registry does not know (or that is
         left out of routing); for the deny-list only unknown names are an error."""
-        unknown = [n for n in names or () if n not in snapshot]
-        if unknown:
-            hints = "".join(snapshot.did_you_mean(n) for n in unknown[:3])  # an error path: a bounded look
-            raise RequestFieldError(field, f"unknown model(s) {', '.join(map(repr, unknown))}{hints} (not in the registry: "
-                                           "see GET /v1/models or `pickwise models list`)")
+        if unknown := unknown_models(snapshot, names or (), self.models_listing):
+            raise RequestFieldError(field, unknown)
         if scoring is not None and field == "models":
             out = {n: scoring.left_out[snapshot.get(n).name] for n in names or () if snapshot.get(n).name in scoring.left_out}
             if out:
@@ -390,18 +396,23 @@ class PickwiseService:
         if output_tokens is None:  # each model's predicted answer length (its registry figure where it has none)
             output_tokens = predictor.output_tokens(features.u, scoring.specs, evidence.open_ended, snapshot,
                                                    features.tasks, options=features.options)[0][0]
-        candidates = request_candidates(scoring.specs, tokens, evidence.quality[0],
-                                        low_confidence=evidence.low_confidence[0],
-                                        output_tokens=output_tokens,
-                                        support=evidence.support[0], evidence_rows=evidence.rows[0],
-                                        open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT),
-                                        output_cap=output_cap, answers=answers)
+
+        def figures(output_tokens) -> list:
+            return request_candidates(scoring.specs, tokens, evidence.quality[0],
+                                      low_confidence=evidence.low_confidence[0], output_tokens=output_tokens,
+                                      support=evidence.support[0], evidence_rows=evidence.rows[0],
+                                      open_ended=bool(evidence.open_ended[0] >= OPEN_ENDED_AT),
+                                      output_cap=output_cap, answers=answers)
+
+        candidates = figures(output_tokens)
         names = caller_names(snapshot, request.models)
         try:
             decision = select_models(candidates, constraints, set_rho=predictor.set_rho)
         except InfeasibleSelection as exc:
             blocking = {names.get(n, n): why for n, why in exc.blocking.items()}
-            ways = way_out(candidates, constraints, predictor.set_rho)
+            # a shorter expected_output_tokens is a way out only where it decides what fits (no cap does)
+            told = request.expected_output_tokens is not None and output_cap is None
+            ways = way_out(candidates, constraints, predictor.set_rho, figures if told else None)
             together = {} if ways else way_out_together(candidates, constraints, predictor.set_rho)
             unreadable = evidence.unreadable[0]
             short = NoFeasibleModel(blocking, ways,
@@ -669,7 +680,7 @@ class PickwiseService:
         try:
             spec = snapshot.get(name)
         except UnknownModelError:
-            raise ModelNotFound(name) from None
+            raise ModelNotFound(name, snapshot.did_you_mean(name), self.models_listing) from None
         return self.model_info(spec, snapshot), snapshot
 
     def add_model(self, text: str, fmt: str, *, replace: str | None = None) -> tuple[ModelInfo, RegistrySnapshot]:
@@ -688,7 +699,7 @@ class PickwiseService:
         try:
             spec = self.registry.remove_model(name)
         except UnknownModelError:
-            raise ModelNotFound(name) from None
+            raise ModelNotFound(name, self.registry.snapshot.did_you_mean(name), self.models_listing) from None
         except RegistryConflict as exc:
             raise exc.relative_to(self.registry.directory) from None
         except RegistryError as exc:  # another model depends on it: the registry's state forbids it

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pickwise.selector.errors import InfeasibleSelection
 from pickwise.selector.request import select_models
@@ -16,8 +16,11 @@ WAY_OUT_FIELDS = ("min_quality", "max_cost_usd", "max_latency_ms", "allow_low_co
 
 
 def _decide(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float, **relaxed) -> Decision | None:
+    """The decision with `relaxed` changed, or None when it is still refused. The request's own
+    `on_infeasible` is kept: a fallback is refused only when no model passes the hard constraints, so
+    what answers it is a change to those (allow_base_models), not to a soft one the fallback breaks anyway."""
     try:
-        return select_models(candidates, cons.model_copy(update={"on_infeasible": "error", **relaxed}), set_rho=rho)
+        return select_models(candidates, cons.model_copy(update=relaxed), set_rho=rho)
     except InfeasibleSelection:
         return None
 
@@ -38,8 +41,22 @@ def _round_up(value: float) -> float:
     return float(f"{math.ceil(round(value / step, 6)) * step:.3g}")
 
 
-def way_out(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float = 0.0) -> dict[str, float | bool]:
-    """{constraint: the value that alone makes the request feasible}, for the constraints it set."""
+def _shorter_answer(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float,
+                    refigure: Callable[[int], Sequence[Candidate]]) -> int | None:
+    """The longest answer some model takes (its output room after the prompt) under which the request
+    is feasible, trying the longest first; None when no shorter answer helps. Shorter answers only
+    cost and wait less, so each room tried is the most that model allows."""
+    asked = max(c.output_tokens or 0 for c in candidates)
+    rooms = sorted({c.output_room for c in candidates if c.output_room is not None and 0 < c.output_room < asked},
+                   reverse=True)
+    return next((room for room in rooms if _decide(refigure(room), cons, rho) is not None), None)
+
+
+def way_out(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: float = 0.0,
+            refigure: Callable[[int], Sequence[Candidate]] | None = None) -> dict[str, float | bool]:
+    """{constraint: the value that alone makes the request feasible}, for the constraints it set.
+    `refigure(n)`: the candidates with every answer n tokens long, for a request that set
+    expected_output_tokens (None: it did not, or a cap on the answer decides what fits)."""
     out: dict[str, float | bool] = {}
     if cons.min_quality is not None:
         # what counts towards a floor: a quality without evidence counts as 0 unless the request allows it
@@ -69,6 +86,9 @@ def way_out(candidates: Sequence[Candidate], cons: SelectionConstraints, rho: fl
     if not cons.allow_base_models and any(c.open_ended_base for c in candidates) \
             and _decide(candidates, cons, rho, allow_base_models=True) is not None:
         out["allow_base_models"] = True
+    if refigure is not None and not all(c.fits_context and c.fits_output for c in candidates):
+        if (shorter := _shorter_answer(candidates, cons, rho, refigure)) is not None:
+            out["expected_output_tokens"] = shorter
     return out
 
 

@@ -131,14 +131,20 @@ def _log(home: Path, entry: dict) -> None:
 
 def promote(directory: str | Path, *, force: bool = False, home: Path | None = None) -> dict:
     """Make `directory` the serving artifact if it is not worse than its base (or `force`); the
-    previous one is kept in the history for `rollback`. Returns the log entry."""
+    previous one is kept in the history for `rollback`. Returns the log entry, or, when the same
+    artifact (by content) already serves, `{"action": "unchanged", ...}` and nothing is written or
+    logged: a second history step for it would make the next rollback a step to itself."""
     home = home or pickwise_home()
     directory = Path(directory)
     meta = read_meta(directory)  # ArtifactError when it is not an artifact
+    version = artifact_version(directory)
+    pointer = read_pointer(home)
+    serving = pointer.get("current") or {"path": str(default_artifact_dir()), "version": "shipped"}
+    if version == (serving["version"] if pointer.get("current") else artifact_version(default_artifact_dir())):
+        return {"action": "unchanged", "version": version, "path": serving["path"], "source": str(directory.resolve())}
     worse, verdicts, figures = judge(meta)
     if worse and not force:
         raise PromotionRefused(f"{directory} is not promoted: " + "; ".join(worse) + " (--force promotes it anyway)")
-    version = artifact_version(directory)
     copy = home / COPIES_DIR / version
     if not copy.exists():
         copy.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +152,6 @@ def promote(directory: str | Path, *, force: bool = False, home: Path | None = N
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(directory, tmp)
         tmp.rename(copy)
-    pointer = read_pointer(home)
     entry = {"path": str(copy), "version": version, "source": str(directory.resolve()), "promoted_at": _now()}
     history = pointer["history"] + ([pointer["current"]] if pointer.get("current") else [])
     _write_pointer(home, {"current": entry, "history": history})

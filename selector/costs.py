@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pickwise.registry import ModelSpec, estimate_cost_usd, estimate_latency_ms, fits_context
+from pickwise.registry import ModelSpec, estimate_cost_usd, estimate_latency_ms, fits_context, output_room
 from pickwise.selector.types import Candidate
 
 
@@ -74,7 +74,8 @@ def request_candidates(
     for all, None for each model's registry figure, or one estimate per model. `open_ended`: the
     prompt reads as open-ended, which base models are not routed by default. `output_cap`: the most
     the request lets a model answer (OpenAI's max_tokens): the estimates assume no longer an answer,
-    and a model fits only when the prompt plus the whole cap fit it, as its server checks. `answers`: how
+    and a model fits only when the prompt plus the whole cap fit it, as its server checks (`fits_context`
+    for the window, `fits_output` for max_output_tokens). `answers`: how
     many answers one call writes (OpenAI's n): each is billed for its output and the prompt once, while
     they are written together, so latency, the fit and `output_tokens` are one answer's."""
     if len(quality) != len(specs):
@@ -94,6 +95,9 @@ def request_candidates(
     def tokens(spec, j) -> int:
         return estimate(spec, j) if output_cap is None else min(estimate(spec, j), output_cap)
 
+    def reserved(spec, j) -> int:  # what the model must take: the answer, or the whole cap
+        return tokens(spec, j) if output_cap is None else output_cap
+
     return [
         Candidate(
             name=spec.name,
@@ -101,7 +105,10 @@ def request_candidates(
             quality=float(q),
             cost_usd=estimate_cost_usd(spec, prompt_tokens, answers * tokens(spec, j)),
             latency_ms=estimate_latency_ms(spec, prompt_tokens, tokens(spec, j)),
-            fits_context=fits_context(spec, prompt_tokens, tokens(spec, j) if output_cap is None else output_cap),
+            # the two limits apart, so an exclusion names the one the answer breaks
+            fits_context=prompt_tokens + reserved(spec, j) <= spec.context_window,
+            fits_output=reserved(spec, j) <= spec.max_output_tokens,
+            output_room=output_room(spec, prompt_tokens),
             output_tokens=tokens(spec, j),
             enabled=spec.enabled,
             low_confidence=notes.get(spec.name),

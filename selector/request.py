@@ -21,7 +21,7 @@ from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 ENUMERATION_LIMIT = 60
 # Constraints that say "never call this model here" (a fallback must respect them too) ...
 BASE_ON_OPEN_ENDED = "base model, open-ended prompt"
-HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window", BASE_ON_OPEN_ENDED)
+HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window", "max output tokens", BASE_ON_OPEN_ENDED)
 # ... and the ones a fallback may break.
 SOFT_REASONS = ("latency cap", "cost cap", "quality floor", "low confidence")
 
@@ -44,6 +44,7 @@ class _Pool:
         self.cost = np.array([c.cost_usd for c in candidates], dtype=np.float64)
         self.latency = np.array([c.latency_ms for c in candidates], dtype=np.float64)
         self.fits = np.array([c.fits_context for c in candidates], dtype=bool)
+        self.fits_output = np.array([c.fits_output for c in candidates], dtype=bool)
         self.enabled = np.array([c.enabled for c in candidates], dtype=bool)
         self.open_ended_base = np.array([c.open_ended_base for c in candidates], dtype=bool)
         if len(set(self.names)) != len(self.names):
@@ -93,6 +94,7 @@ def _exclusions(pool: _Pool, cons: SelectionConstraints) -> list[list[str]]:
     if cons.models is not None:
         checks.append(("not in allow-list", ~pool.resolve(cons.models, "models (allow-list)")))
     checks.append(("context window", ~pool.fits))
+    checks.append(("max output tokens", ~pool.fits_output))
     if not cons.allow_base_models:
         checks.append((BASE_ON_OPEN_ENDED, pool.open_ended_base))
     if cons.max_latency_ms is not None:
@@ -183,7 +185,7 @@ def select_models(
 
     Raises InfeasibleSelection (with the constraints blocking each model) when nothing fits and
     `on_infeasible` is 'error', or when even a fallback has no model allowed by the hard
-    constraints (lists, disabled, context window).
+    constraints (lists, disabled, context window, max output tokens, base models).
     """
     cons = constraints
     pool = _Pool(candidates, cons, set_rho)
@@ -244,7 +246,7 @@ def _decision(pool, reasons, chosen, cons, method, fallback, violates) -> Decisi
     # Plain dicts: pydantic validates the list in one pass, faster than building each model.
     reports = [
         {"name": c.name, "quality": c.quality, "cost_usd": c.cost_usd, "latency_ms": c.latency_ms,
-         "fits_context": c.fits_context, "low_confidence": c.low_confidence, "support": c.support,
+         "fits_context": c.fits_context, "fits_output": c.fits_output, "low_confidence": c.low_confidence, "support": c.support,
          "evidence_rows": c.evidence_rows, "output_tokens": c.output_tokens, "excluded_by": reasons[i],
          "chosen": i in chosen_set}
         for i, c in enumerate(pool.candidates)

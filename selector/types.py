@@ -64,7 +64,10 @@ class Candidate(BaseModel):
     quality: float = Field(ge=0.0, le=1.0)
     cost_usd: float = Field(ge=0.0)
     latency_ms: float = Field(ge=0.0)
-    fits_context: bool = True
+    fits_context: bool = Field(True, description="prompt plus answer (or the request's whole cap) fit the context window")
+    fits_output: bool = Field(True, description="the answer (or the request's whole cap) fits max_output_tokens")
+    output_room: int | None = Field(None, description="the longest answer the model takes after this prompt "
+                                                      "(None: not known), for the way out of an answer too long")
     enabled: bool = True
     aliases: list[str] = Field(default_factory=list)
     low_confidence: str | None = Field(None, description="why the quality has no evidence behind it, if it has none")
@@ -93,6 +96,7 @@ class CandidateReport(BaseModel):
     cost_usd: float
     latency_ms: float
     fits_context: bool
+    fits_output: bool = True
     low_confidence: str | None = None
     support: float | None = None
     evidence_rows: float | None = None

@@ -57,6 +57,13 @@ def test_infeasible_select_names_each_models_blocking_constraints(registry_dir, 
         assert "latency cap" in line and "cost cap" in line
 
 
+def test_select_names_each_unknown_model_with_its_own_hint_and_the_cli_listing(registry_dir, tiny_loader, capsys):
+    assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", "gpt-4,Llama-2-7b-hf,llama-2-7b"]) == 2
+    err = capsys.readouterr().err
+    assert ("unknown model(s) 'gpt-4' (did you mean 'gpt-4-1106-preview'?), 'llama-2-7b' (did you mean "
+            "'Llama-2-7b-hf'?) (not in the registry: see `pickwise models list`)") in err
+
+
 def test_select_option_errors_name_the_option(registry_dir, tiny_loader, capsys):
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--min-quality", "2"]) == 2
     assert "--min-quality" in capsys.readouterr().err
@@ -147,7 +154,7 @@ def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_
                  "--no-progress"]) == 0
     assert asked == {"precision": "fp32"}  # the default: bit-stable across machines
     assert main(["predict", "--input", str(prompts), "--models", "nope", "--registry", str(registry_dir)]) == 2
-    assert "unknown model(s) nope" in capsys.readouterr().err
+    assert "unknown model(s) 'nope' (not in the registry: see `pickwise models list`)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -28,6 +28,7 @@ def test_list_and_get_models(api, registry_dir):
     r = api.get("/v1/models/no-such-model")
     assert r.status_code == 404 and "no-such-model" in r.json()["detail"]
     assert str(registry_dir) not in r.json()["detail"]  # the server's paths are not the client's business
+    assert "did you mean 'gpt-4-1106-preview'" in api.get("/v1/models/gpt-4").json()["detail"]
 
 
 def test_writes_are_refused_when_no_token_is_configured(registry_dir, tiny_predictor):

@@ -109,9 +109,26 @@ def test_unknown_model_in_allow_list_is_422_naming_the_field(api):
 
 
 def test_an_unknown_model_named_short_is_422_with_the_name_it_meant(api):
-    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["gpt-4", "nothing-like-it"]})
-    assert r.status_code == 422
-    assert "unknown model(s) 'gpt-4', 'nothing-like-it' (did you mean 'gpt-4-1106-preview'?)" in r.json()["detail"]
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["nothing-like-it", "gpt-4"]})
+    assert r.status_code == 422  # each hint right after the name it is for
+    assert ("unknown model(s) 'nothing-like-it', 'gpt-4' (did you mean 'gpt-4-1106-preview'?) (not in the registry: "
+            "see GET /v1/models)") in r.json()["detail"]
+
+
+def test_an_answer_longer_than_every_models_max_output_names_that_and_the_length_that_fits(api, registry_dir):
+    from pickwise.registry import load_registry
+
+    rooms = {s.name: s.max_output_tokens for s in load_registry(registry_dir).models}
+    r = api.post("/v1/select", json={"prompt": "hi", "expected_output_tokens": 100_000})
+    assert r.status_code == 409
+    body = r.json()
+    assert all("max output tokens" in why for why in body["blocking"].values()), body["blocking"]
+    assert body["way_out"] == {"expected_output_tokens": max(rooms.values())}
+    assert f"way out: expected_output_tokens {max(rooms.values())}" in body["detail"]
+    ok = api.post("/v1/select", json={"prompt": "hi", "expected_output_tokens": body["way_out"]["expected_output_tokens"]})
+    assert ok.status_code == 200
+    report = next(c for c in ok.json()["candidates"] if c["name"] == ok.json()["chosen"][0])
+    assert report["fits_output"] and report["fits_context"]
 
 
 def test_balanced_without_willingness_to_pay_is_422(api):

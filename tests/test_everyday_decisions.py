@@ -75,6 +75,15 @@ def test_a_base_model_asked_for_by_name_gets_the_way_out(service):
     assert d.chosen == ["Meta-Llama-3-70B"]
 
 
+def test_a_fallback_held_back_by_the_base_model_rule_gets_that_way_out(service):
+    request = {"prompt": "hi", "min_quality": 0.5, "on_infeasible": "cheapest", "models": ["Llama-2-7b-hf"]}
+    with pytest.raises(NoFeasibleModel) as info:
+        service.select(SelectRequest.model_validate(request))
+    assert info.value.way_out == {"allow_base_models": True}
+    d = service.select(SelectRequest.model_validate({**request, "allow_base_models": True}))
+    assert d.chosen == ["Llama-2-7b-hf"] and d.fallback == "cheapest"
+
+
 def test_a_plan_keeps_open_ended_prompts_from_base_models(service):
     base = [s.name for s in service.registry.refresh().models if s.base_model]
     prompts = [{"id": "poem", "prompt": POEM}, {"id": "quiz", "prompt": QUIZ}]

@@ -67,7 +67,7 @@ def test_a_cap_no_served_model_takes_is_a_400_naming_it(gateway):
 def test_context_window_exclusions_under_a_cap_say_so_in_a_409(gateway):
     url, up = gateway
     body = refusal(url, openai.ConflictError, max_tokens=8000, extra_body={"pickwise": {"max_cost_usd": 0.0}})
-    assert body["blocking"]["cheap"] == ["context window", "cost cap"]
+    assert body["blocking"]["cheap"] == ["context window", "max output tokens", "cost cap"]
     assert body["blocking"]["mid"] == ["cost cap"]
     assert "'context window' counts the conversation's" in body["message"]
     assert "plus max_tokens 8,000" in body["message"]

@@ -174,6 +174,27 @@ def test_cli_promote_and_rollback(tmp_path, home, tiny_predictor, registry_dir, 
     assert promoted_artifact_dir() is None
 
 
+def test_promoting_what_already_serves_changes_nothing(tmp_path, home, tiny_predictor, registry_dir, capsys):
+    from pickwise.api.cli.main import main
+
+    better = _better_candidate(tmp_path, tiny_predictor, load_registry(registry_dir))
+    assert main(["artifact", "promote", better]) == 0
+    capsys.readouterr()
+    assert main(["artifact", "promote", better]) == 0  # a second history step would make rollback a no-op
+    assert "already serves" in capsys.readouterr().out
+    log = [json.loads(line) for line in (home / "promotions.jsonl").read_text().splitlines()]
+    assert [r["action"] for r in log] == ["promote"]
+    assert main(["artifact", "rollback"]) == 0
+    assert "to shipped" in capsys.readouterr().out and promoted_artifact_dir() is None
+
+
+def test_promoting_the_shipped_artifact_while_it_serves_changes_nothing(home):
+    from pickwise.predictor.artifact import default_artifact_dir
+
+    assert promote(default_artifact_dir())["action"] == "unchanged"  # no --force needed: nothing would change
+    assert not (home / "promotions.jsonl").exists() and promoted_artifact_dir() is None
+
+
 def test_a_probe_registered_model_is_fitted_to_its_probe_results_and_outcomes(tiny_predictor):
     from pickwise.predictor.refit import fit_one
     from pickwise.registry import Probe, ProbeResult

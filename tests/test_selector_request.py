@@ -246,10 +246,14 @@ def test_an_output_cap_bounds_the_estimates_and_reserves_its_whole_length():
     roomy = request_candidates([small, large], 100, [0.5, 0.5], output_tokens=[300.0, 300.0], output_cap=10_000)
     assert [c.output_tokens for c in roomy] == [300, 300]  # the cap binds only above the estimate ...
     assert [c.fits_context for c in roomy] == [False, True]  # ... but the window must take all of it
-    assert [c.fits_context for c in request_candidates([large], 100, [0.5], output_cap=16_001)] == [False]
+    [over] = request_candidates([large], 100, [0.5], output_cap=16_001)  # the window takes it, max_output_tokens not
+    assert (over.fits_context, over.fits_output) == (True, False)
+    with pytest.raises(InfeasibleSelection) as info:  # a hard limit: no fallback breaks it
+        select_models([over], SelectionConstraints(on_infeasible="cheapest"))
+    assert info.value.blocking == {"large": ["max output tokens"]}
     decision = select_models(roomy, SelectionConstraints())
     assert decision.chosen == ["large"]
-    assert next(c for c in decision.candidates if c.name == "small").excluded_by == ["context window"]
+    assert next(c for c in decision.candidates if c.name == "small").excluded_by == ["context window", "max output tokens"]
 
 
 def test_several_answers_pay_each_ones_output_and_the_prompt_once():

@@ -10,6 +10,9 @@ from pathlib import Path
 from pickwise.errors import PickwiseError
 from pickwise.predictor import PRECISIONS  # a constant: predictor/__init__ imports no torch
 
+# what the CLI's errors about unknown model names point to (the HTTP API says GET /v1/models)
+MODELS_LISTING = "`pickwise models list`"
+
 
 class CliError(PickwiseError):
     """A user-facing error: printed without a traceback, exit code 2 (or `.code`)."""

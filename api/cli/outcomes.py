@@ -263,6 +263,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from pickwise.predictor.promotion import promote
 
     record = promote(args.dir, force=args.force)
+    if record["action"] == "unchanged":
+        print(f"{args.dir} (version {record['version']}) already serves ({record['path']}): nothing promoted")
+        return 0
     print(f"promoted {args.dir} (version {record['version']}, copied to {record['path']})"
           + (" despite: " + "; ".join(record["worse"]) if record["worse"] else ""))
     print(_figures_line(record["figures"]))

@@ -15,7 +15,14 @@ import sys
 
 from pydantic import ValidationError
 
-from pickwise.api.cli.options import CliError, add_artifact_option, add_registry_option, load_registry_option, number
+from pickwise.api.cli.options import (
+    MODELS_LISTING,
+    CliError,
+    add_artifact_option,
+    add_registry_option,
+    load_registry_option,
+    number,
+)
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 from pickwise.api.cli.remote import Server, add_server_option, server_url
@@ -151,7 +158,8 @@ def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[Pi
 
     request = PlanRequest.model_construct(prompts=prompts, models=names,
                                           expected_output_tokens=args.expected_output_tokens, **options)
-    return (None if remote else PickwiseService(registry, load_on_demand=load_predictor)), request
+    service = None if remote else PickwiseService(registry, load_on_demand=load_predictor, models_listing=MODELS_LISTING)
+    return service, request
 
 
 def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pickwise.api.cli.options import (
+    MODELS_LISTING,
     CliError,
     add_artifact_option,
     add_precision_option,
@@ -19,6 +20,7 @@ from pickwise.api.cli.options import (
 )
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.remote import Server, add_server_option, server_url
+from pickwise.api.errors import unknown_models
 
 # Recipe options default to None and are passed on only when given: the defaults live in
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
@@ -191,11 +193,8 @@ def run_predict(args: argparse.Namespace) -> int:
     snapshot = load_registry_option(args.registry)
     if args.models:
         names = [m.strip() for m in args.models.split(",") if m.strip()]
-        unknown = [m for m in names if m not in snapshot]
-        if unknown:
-            hints = "".join(snapshot.did_you_mean(n) for n in unknown[:3])
-            raise CliError(f"--models: unknown model(s) {', '.join(unknown)}{hints}: not in the registry "
-                           "(`pickwise models list` lists them)")
+        if unknown := unknown_models(snapshot, names, MODELS_LISTING):
+            raise CliError(f"--models: {unknown}")
         called = {}  # registry name -> the name asked for (a name and its alias: scored once)
         for name in names:
             called.setdefault(snapshot.get(name).name, name)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pickwise.api.cli.options import (
+    MODELS_LISTING,
     CliError,
     add_artifact_option,
     add_registry_option,
@@ -425,7 +426,7 @@ def _select_local(args: argparse.Namespace, request):
     except (ArtifactError, FileNotFoundError, OSError) as exc:
         raise CliError(f"cannot load the predictor: {exc}") from None
     try:
-        return PickwiseService(registry, predictor).select(request)
+        return PickwiseService(registry, predictor, models_listing=MODELS_LISTING).select(request)
     except InfeasibleSelection as exc:
         raise _infeasible(error_body(exc), args.json) from None
 

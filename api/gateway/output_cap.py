@@ -58,8 +58,8 @@ def check_named(spec: ModelSpec, cap: OutputCap, prompt_tokens: int) -> None:
 def fits_none(pool: Sequence[ModelSpec], blocking: dict[str, list[str]], cap: OutputCap,
               prompt_tokens: int) -> InvalidParameter | None:
     """The 400 for a routed request whose cap fits none of the models in `pool` (every one ruled out by
-    'context window'); None when some model takes it (any other refusal is the selector's 409)."""
-    if not pool or any("context window" not in blocking.get(s.name, ()) for s in pool):
+    'context window' or 'max output tokens'); None when some model takes it (any other refusal is the selector's 409)."""
+    if not pool or any(not {"context window", "max output tokens"} & set(blocking.get(s.name, ())) for s in pool):
         return None
     best = max(pool, key=lambda s: output_room(s, prompt_tokens))
     room = output_room(best, prompt_tokens)
