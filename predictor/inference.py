@@ -200,6 +200,10 @@ class ModelVector:
     source: str  # "trained" | "outcomes" | "probe" | "similar_to" | "benchmark_score" | "population"
     low_confidence: str | None = None
     index: int | None = None  # row among the artifact's trained models ("trained" only)
+    # "probe" with a one-scale layer: its results per scale task (where its evidence is) and its ability
+    # on the joint scale, so its predictions get support and are placed on the scale where it has none
+    task_rows: np.ndarray | None = None
+    ability: float | None = None
 
 
 class QualityPredictor:
@@ -400,6 +404,8 @@ class QualityPredictor:
             top = [self.scale.tasks[k] for k in tasks.argmax(1)]
             for col, v in enumerate(vectors):
                 if v.index is None:
+                    if v.task_rows is not None:
+                        self._place_probe_model(col, v, own, out, tasks, quality, scale_p, support, rows, low, top)
                     continue
                 j = v.index
                 quality[:, col] = sigmoid(out["logits"][:, j])
@@ -431,6 +437,22 @@ class QualityPredictor:
             order = np.argsort(-row, kind="stable")[:top]
             out.append({names[k]: round(float(row[k]), 3) for k in order if row[k] >= least})
         return out
+
+    def _place_probe_model(self, col, v: ModelVector, own, out, tasks, quality, scale_p, support, rows, low, top):
+        """A probe-registered model in `evidence`: support from its probe results' tasks, as a trained
+        model's from its training rows; where it has none, its own logit is blended towards its ability
+        on the joint scale minus the prompt's difficulty, as a trained model's is."""
+        from pickwise.predictor.scale import LOW_SUPPORT, sigmoid
+
+        p_open = out["open_ended"]
+        s = self.scale.support(tasks, p_open, v.task_rows)[:, 0]
+        placed = v.ability - out["difficulty"]
+        quality[:, col] = sigmoid((s * own[:, col] + (1.0 - s) * placed) / self.scale.temperature)
+        scale_p[:, col] = sigmoid(placed)
+        support[:, col], rows[:, col] = s, tasks @ v.task_rows * (1.0 - p_open)
+        where = self.scale.covered_tables(v.task_rows)
+        for i in np.flatnonzero(s < LOW_SUPPORT):
+            low[i][v.name] = self.scale.probe_reason(v.name, s[i], p_open[i], top[i], where, int(v.task_rows.sum()))
 
     @property
     def set_rho(self) -> float:
@@ -561,7 +583,8 @@ class QualityPredictor:
         scores = probe_results(model, snapshot)
         if scores:
             vector, bias = self.fit_probe(scores)
-            return ModelVector(model.name, vector, bias, "probe")
+            rows, ability = self.probe_evidence(scores)
+            return ModelVector(model.name, vector, bias, "probe", task_rows=rows, ability=ability)
         probe = model.probe
         if probe is not None and probe.similar_to:
             target = snapshot.get(probe.similar_to) if snapshot is not None else probe.similar_to
@@ -598,6 +621,18 @@ class QualityPredictor:
         with self._lock:
             self._fitted[key] = fitted
         return fitted
+
+    def probe_evidence(self, scores: dict[str, float]) -> tuple[np.ndarray | None, float | None]:
+        """(results per scale task, ability on the joint scale) of a model's probe results; (None, None)
+        without a one-scale layer. The probe set names each prompt's table and task."""
+        if self.scale is None:
+            return None, None
+        from pickwise.registry.probes.probe_set import probe_index
+
+        index = probe_index()
+        known = [pid for pid in sorted(scores) if pid in index]
+        tasks = [f"{index[pid].table}/{index[pid].task}" for pid in known]
+        return self.scale.task_rows(tasks), self.scale.ability_from(tasks, np.array([scores[p] for p in known]))
 
     def fit_results(self, u: np.ndarray, scores: np.ndarray, tables: Iterable[str] | None = None) -> tuple[np.ndarray, float]:
         """(e, b) for a model with `scores` on prompts whose vectors are `u` and that come from `tables`.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,9 +261,11 @@ class OneScale:
             parts.append(nearest_similarity(pooled, self.bank, int(self.detector["k"]))[:, None])
         return (np.hstack(parts) - self.detector["mean"]) / self.detector["std"]
 
-    def support(self, tasks: np.ndarray, p_open: np.ndarray) -> np.ndarray:
-        """[N, M] in [0, 1]: the share of the prompt that reads as tasks the model has results on."""
-        weight = self.rows / (self.rows + self.n0)
+    def support(self, tasks: np.ndarray, p_open: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """[N, M] in [0, 1]: the share of the prompt that reads as tasks the model has results on.
+        `rows` [M', K]: other models' result counts per task (probe results), instead of the trained ones'."""
+        rows = self.rows if rows is None else np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        weight = rows / (rows + self.n0)
         raw = tasks @ weight.T
         cut = np.clip((p_open - self.open_gate) / (1.0 - self.open_gate), 0.0, 1.0)
         return (1.0 - cut)[:, None] * np.clip(raw / self.tau, 0.0, 1.0)
@@ -281,6 +284,47 @@ class OneScale:
         logits = (s * trained_logits + (1.0 - s) * scale) / self.temperature
         return {"logits": logits, "support": s, "scale_logits": scale, "open_ended": p_open,
                 "rows": tasks @ self.rows.T * (1.0 - p_open)[:, None], "difficulty": d}
+
+    def task_rows(self, tasks: Iterable[str]) -> np.ndarray:
+        """[K] how many of `tasks` ("table/task" per result) fall on each of the scale's tasks."""
+        index = {t: k for k, t in enumerate(self.tasks)}
+        rows = np.zeros(len(self.tasks))
+        for task in tasks:
+            if task in index:
+                rows[index[task]] += 1
+        return rows
+
+    def ability_from(self, tasks: Sequence[str], scores: np.ndarray, l2: float = 0.01) -> float:
+        """A model's ability on the joint scale from its scores on prompts of `tasks` (one "table/task"
+        each): the maximum a posteriori a of sigmoid(a - d_task), d the scale's fitted difficulties,
+        with the same small ridge as the joint fit (a few Newton steps on one number)."""
+        index = {t: k for k, t in enumerate(self.tasks)}
+        known = [i for i, t in enumerate(tasks) if t in index]
+        if not known:
+            return float(np.median(self.ability))
+        d = self.difficulty[[index[tasks[i]] for i in known]]
+        y = np.clip(np.asarray(scores, dtype=np.float64)[known], 0.0, 1.0)
+        a = float(np.median(self.ability))
+        for _ in range(50):
+            p = sigmoid(a - d)
+            step = (np.sum(y - p) - l2 * a) / (np.sum(p * (1.0 - p)) + l2)
+            a += float(np.clip(step, -2.0, 2.0))
+            if abs(step) < 1e-8:
+                break
+        return a
+
+    def covered_tables(self, rows: np.ndarray) -> list[str]:
+        """The tables (short names) whose tasks hold any of `rows` [K]."""
+        return sorted({re.sub(r"_\d+models$", "", t.split("/", 1)[0]) for t, n in zip(self.tasks, rows) if n > 0})
+
+    def probe_reason(self, name: str, support: float, p_open: float, top_task: str, tables: list[str],
+                     results: int) -> str:
+        """Why a probe-registered model's prediction is low-confidence, in words (`reason`'s kind)."""
+        if p_open >= OPEN_ENDED_AT:
+            head = f"open-ended prompt (p={p_open:.2f}): no priced table measures this kind"
+        else:
+            head = f"only {support:.0%} of this prompt reads as tasks {name}'s probe results cover (nearest task: {top_task})"
+        return head + f"; placed on the joint ability scale from its {results} probe results on {', '.join(tables) or 'no table'}"
 
     def reason(self, j: int, support: float, p_open: float, top_task: str) -> str:
         """Why prediction (·, model j) is low-confidence, in words."""

@@ -6,6 +6,7 @@ The decisions issue #21 found unacceptable (a maths fine-tune for a poem, Yi-34B
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pickwise.api.errors import NoFeasibleModel
@@ -191,3 +192,27 @@ def test_no_model_is_priced_for_a_few_tokens_on_a_poem(service):
     for name in ("gpt-4-1106-preview", "claude-v2"):
         assert next(c.output_tokens for c in will.candidates if c.name == name) >= 100
         assert next(c.output_tokens for c in quiz.candidates if c.name == name) <= 5
+
+
+def test_a_probe_registered_model_says_where_its_evidence_is(service):
+    # 220 MMLU-Pro probe results, nearly all right: trusted on MMLU-Pro-like prompts, placed on the
+    # joint scale and flagged elsewhere (it was unflagged everywhere, and won every plan)
+    from pickwise.predictor.scale import LOW_SUPPORT
+    from pickwise.registry import Probe, ProbeResult
+    from pickwise.registry.probes.probe_set import probe_index
+    from tests.test_predictor_inference import spec
+
+    ids = [pid for pid, entry in probe_index().items() if entry.table == "mmlu_pro_25models"]
+    strong = spec("acme-strong", Probe(results=[ProbeResult(prompt_id=i, score=float(k % 50 != 0))
+                                                for k, i in enumerate(ids)]))
+    predictor = service.predictor
+    vector = predictor.model_vector(strong)
+    assert vector.source == "probe" and vector.task_rows.sum() == len(ids) and vector.ability is not None
+    mmlu_pro = next(e.prompt for e in probe_index().values() if e.table == "mmlu_pro_25models")
+    code = "Write a Python function that merges two sorted lists."
+    result = predictor.predict_with_evidence([mmlu_pro, code, POEM], [strong])
+    assert result.support[0, 0] >= LOW_SUPPORT and "acme-strong" not in result.low_confidence[0]
+    for i in (1, 2):
+        assert result.support[i, 0] < LOW_SUPPORT
+        assert "probe results on mmlu_pro" in result.low_confidence[i]["acme-strong"]
+    assert np.all((result.quality > 0.5) & (result.quality < 1.0))  # a strong model stays strong, flagged
