@@ -182,8 +182,12 @@ def main() -> int:
     trained = [predictor.model_vector(m) for m in names]
     print(f"{int(test.sum())} held-out prompts, {len(train_rows)} training prompts; new models: {NEW}", flush=True)
 
-    def routed(replace: dict[str, tuple[np.ndarray, float]]) -> np.ndarray:
-        vectors = [ModelVector(m, *replace[m], "outcomes") if m in replace else v for m, v in zip(names, trained)]
+    def routed(replace: dict[str, tuple[np.ndarray, float]], placed: dict | None = None) -> np.ndarray:
+        """Select's qualities with `replace`d models' vectors; `placed`: their probe evidence (task rows,
+        ability), which gives a probe-registered model its support and place on the scale as serving does."""
+        vectors = [v if m not in replace else
+                   ModelVector(m, *replace[m], "probe", task_rows=placed[m][0], ability=placed[m][1]) if placed else
+                   ModelVector(m, *replace[m], "outcomes") for m, v in zip(names, trained)]
         return predictor.evidence(ut, vectors, tt, pooled=pt).quality
 
     cols = [names.index(m) for m in NEW]
@@ -199,14 +203,15 @@ def main() -> int:
     probe_ids, probe_u = predictor.probe_vectors()
     position = {p: i for i, p in enumerate(probe_ids)}
     ref = np.setdiff1d(predictor.reference_models([table.name]), excluded)
-    probe_fit = {}
+    probe_fit, probe_place = {}, {}
     for m in NEW:
         scores = probe_scores(table, m)
+        probe_place[m] = predictor.probe_evidence(scores)
         ids = [p for p in scores if p in position]
         probe_fit[m] = fit_model_vector(probe_u[[position[p] for p in ids]].astype(np.float64),
                                         np.array([scores[p] for p in ids]), predictor._vectors[ref],
                                         predictor._bias[ref], predictor.temperature)
-    reference["probe results (cold start)"] = scored(routed(probe_fit))
+    reference["probe results (cold start)"] = scored(routed(probe_fit, probe_place))
     reference["population prior (no results)"] = scored(routed(
         {m: (fitter.trained_vectors[0].mean(0), float(fitter.trained_vectors[1].mean())) for m in NEW}))
     for k, v in reference.items():

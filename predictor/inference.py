@@ -439,13 +439,13 @@ class QualityPredictor:
         return out
 
     def _place_probe_model(self, col, v: ModelVector, own, out, tasks, quality, scale_p, support, rows, low, top):
-        """A probe-registered model in `evidence`: support from its probe results' tasks, as a trained
-        model's from its training rows; where it has none, its own logit is blended towards its ability
-        on the joint scale minus the prompt's difficulty, as a trained model's is."""
+        """A probe-registered model in `evidence`: support from the tables its probe results cover, as a
+        trained model's from its training rows; where it has none, its own logit is blended towards its
+        ability on the joint scale minus the prompt's difficulty, as a trained model's is."""
         from pickwise.predictor.scale import LOW_SUPPORT, sigmoid
 
         p_open = out["open_ended"]
-        s = self.scale.support(tasks, p_open, v.task_rows)[:, 0]
+        s = self.scale.support(tasks, p_open, self.scale.table_cover(v.task_rows))[:, 0]
         placed = v.ability - out["difficulty"]
         quality[:, col] = sigmoid((s * own[:, col] + (1.0 - s) * placed) / self.scale.temperature)
         scale_p[:, col] = sigmoid(placed)

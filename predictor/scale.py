@@ -261,11 +261,11 @@ class OneScale:
             parts.append(nearest_similarity(pooled, self.bank, int(self.detector["k"]))[:, None])
         return (np.hstack(parts) - self.detector["mean"]) / self.detector["std"]
 
-    def support(self, tasks: np.ndarray, p_open: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    def support(self, tasks: np.ndarray, p_open: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         """[N, M] in [0, 1]: the share of the prompt that reads as tasks the model has results on.
-        `rows` [M', K]: other models' result counts per task (probe results), instead of the trained ones'."""
-        rows = self.rows if rows is None else np.atleast_2d(np.asarray(rows, dtype=np.float64))
-        weight = rows / (rows + self.n0)
+        `weight` [M', K] in [0, 1]: how far other models' results cover each task (`table_cover`),
+        instead of the trained models' rows / (rows + n0)."""
+        weight = self.rows / (self.rows + self.n0) if weight is None else np.atleast_2d(weight)
         raw = tasks @ weight.T
         cut = np.clip((p_open - self.open_gate) / (1.0 - self.open_gate), 0.0, 1.0)
         return (1.0 - cut)[:, None] * np.clip(raw / self.tau, 0.0, 1.0)
@@ -312,6 +312,14 @@ class OneScale:
             if abs(step) < 1e-8:
                 break
         return a
+
+    def table_cover(self, rows: np.ndarray) -> np.ndarray:
+        """[K] 1.0 on every task of a table where `rows` [K] has any result: a probe result set samples
+        its tables' tasks by design, and the cold-start fit pools it with those tables' trained models,
+        so its vector is the model's estimate across them, not only on the tasks it drew."""
+        tables = [t.split("/", 1)[0] for t in self.tasks]
+        covered = {table for table, n in zip(tables, rows) if n > 0}
+        return np.array([float(table in covered) for table in tables])
 
     def covered_tables(self, rows: np.ndarray) -> list[str]:
         """The tables (short names) whose tasks hold any of `rows` [K]."""
