@@ -176,6 +176,17 @@ def test_a_plan_naming_one_model_by_name_and_alias_is_422(api):
     assert r.json()["errors"][0]["loc"][-1] == "acme-alias" and "names the same model as 'acme-twin'" in r.json()["detail"]
 
 
+def test_a_plan_allow_list_naming_one_model_twice_is_422_at_submission(api):
+    assert api.post("/v1/models", json=new_model("acme-twin", aliases=["acme-alias"]), headers=AUTH).status_code == 201
+    prompts = [{"id": "a", "quality": {"acme-twin": 0.9}, "prompt_tokens": 10}]
+    for models, says in ((["acme-twin", "acme-twin"], "'acme-twin' is given twice"),
+                         (["acme-twin", "acme-alias"], "'acme-alias' names the same model as 'acme-twin'")):
+        for route in ("/v1/plan", "/v1/plans"):  # used to run the plan (a job: 202)
+            r = api.post(route, json={"prompts": prompts, "models": models})
+            assert r.status_code == 422, (route, r.text)
+            assert r.json()["errors"][0]["loc"] == ["body", "models"] and says in r.json()["detail"]
+
+
 def _ready_when(api, condition, timeout_s=5.0) -> dict:
     """/readyz's body once `condition` holds (its reload runs in the background), or when time is up."""
     deadline = time.monotonic() + timeout_s
