@@ -152,7 +152,7 @@ class BatchPlan(BaseModel):
 class UniversePlan(BaseModel):
     """A pool of models chosen to maximise the expected best-model quality on a workload sample."""
 
-    models: list[str]
+    models: list[str] = Field(description="the pool: at most K models, each serving at least one prompt")
     mean_best_quality: float = Field(description="mean over prompts of the pool's best predicted quality")
     mean_cost: float | None = Field(None, description="mean per-prompt cost when each prompt goes to its pool model")
     share: dict[str, float] = Field(description="fraction of prompts each pool model serves")

@@ -16,7 +16,8 @@ Only z is integral: without a mean-cost budget y is integral once z is. With one
 split a prompt between two pool models to spend the budget exactly, so its bound is that of the
 split routing and can sit above the best whole-prompt routing of any pool: then the pool is
 reported `within_gap` (with that gap), not `optimal`. Integral y would close the gap at a cost
-far beyond the time limits used here.
+far beyond the time limits used here. The reported pool holds only models that serve at least
+one prompt, so it can be smaller than K when more models add nothing.
 """
 from __future__ import annotations
 
@@ -225,7 +226,7 @@ def _plan(q, ok, c, names, pool, bound, solver, status, seconds, max_mean_cost) 
     gap = (bound - value) / max(abs(bound), 1e-12)
     if status == "optimal" and gap > OPTIMAL_GAP:  # the solver proved its relaxation, not this pool's routing
         status = "within_gap"
-    used = list(zip(pool, share))
+    used = [(j, s) for j, s in zip(pool, share) if s > 0]  # a member that serves no prompt adds nothing
     return UniversePlan(
         models=[names[j] for j, _ in used], mean_best_quality=value, mean_cost=mean_cost,
         share={names[j]: float(s) for j, s in used}, bound=bound, gap=gap, solver=solver, status=status,
