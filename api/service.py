@@ -546,6 +546,10 @@ class PickwiseService:
         workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
+        if (can := workload.allowed.any(axis=0)).any() and not can.all():
+            # a model no prompt may go to (absent from every line's own qualities, say) is no candidate
+            workload = workload.columns(can)
+            capacity = capacity[can] if capacity is not None else None
         return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids)
 
     def plan(self, request: PlanRequest) -> PlanResponse:

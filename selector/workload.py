@@ -39,6 +39,14 @@ class Workload:
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
 
+    def columns(self, keep: np.ndarray) -> Workload:
+        """The workload over the models `keep` (a [M] bool mask) selects."""
+        specs = [s for s, k in zip(self.specs, keep) if k]
+        kept = {s.name for s in specs}
+        return Workload(self.ids, specs, self.quality[:, keep], self.cost_usd[:, keep], self.latency_ms[:, keep],
+                        self.allowed[:, keep], self.predicted_lines,
+                        {n: why for n, why in self.low_confidence.items() if n in kept})
+
 
 @dataclass(frozen=True)
 class WorkloadRow:

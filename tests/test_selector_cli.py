@@ -93,6 +93,12 @@ def test_plan_models_option_naming_one_model_twice_is_an_error(tmp_path, names, 
         assert f"--models: {says}" in capsys.readouterr().err
 
 
+def test_plan_counts_only_models_a_prompt_may_go_to(tmp_path, names, capsys):
+    """Every line gives its own qualities for 2 models: the summary said 'candidate models: 48'."""
+    assert main(["plan", "--input", write(tmp_path, workload(names)), "--budget", "1"]) == 0
+    assert "candidate models: 2\n" in capsys.readouterr().err
+
+
 def test_universe_picks_the_pool(tmp_path, names, capsys):
     cheap, dear = names
     rc = main(["universe", "--input", write(tmp_path, workload(names)), "--max-models", "1",
