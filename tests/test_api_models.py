@@ -120,6 +120,13 @@ def test_invalid_models_are_422_listing_every_problem(api, registry_dir):
     r = api.post("/v1/models", json=new_model("claude-v2"), headers=AUTH)  # name taken
     assert r.status_code == 409 and r.json()["error"] == "conflict" and "already taken" in r.json()["detail"]
     assert r.json()["errors"][0]["model"] == "claude-v2"
+    assert {k: r.json()["errors"][0][k] for k in ("file", "field", "line")} == {"file": "<new model>", "field": "name",
+                                                                               "line": None}  # JSON: no lines
+    text = yaml.safe_dump(new_model("acme-dup", aliases=["claude-v2"]), sort_keys=False)
+    line = text.splitlines().index("- claude-v2") + 1
+    r = api.post("/v1/models", content=text, headers={**AUTH, **YAML})
+    assert r.status_code == 409 and {k: r.json()["errors"][0][k] for k in ("file", "field", "line")} == {
+        "file": "<new model>", "field": "aliases[0]", "line": line}, r.text
     r = api.post("/v1/models", content="name: [unclosed", headers={**AUTH, **YAML})
     assert r.status_code == 422 and r.json()["errors"]
     r = api.post("/v1/models", content=b"\xff\xfe", headers={**AUTH, **YAML})
