@@ -59,7 +59,14 @@ from pickwise.selector.batch import plan_batch
 from pickwise.selector.costs import request_candidates
 from pickwise.selector.errors import BudgetInfeasible, InfeasibleSelection, PlanInfeasible
 from pickwise.selector.request import select_models
-from pickwise.selector.workload import ModelKeyError, Workload, WorkloadRow, build_workload, values_by_column
+from pickwise.selector.workload import (
+    ModelKeyError,
+    Workload,
+    WorkloadRow,
+    build_workload,
+    canonical_names,
+    values_by_column,
+)
 
 if TYPE_CHECKING:
     from pickwise.predictor.inference import PromptFeatures
@@ -364,10 +371,16 @@ class PickwiseService:
     # ---- one request -------------------------------------------------------------------------
     def check_names(self, snapshot: RegistrySnapshot, names: Sequence[str] | None, field: str,
                     scoring: Scoring | None = None) -> None:
-        """422 naming `field` when an allow-list names a model the registry does not know (or that is
-        left out of routing); for the deny-list only unknown names are an error."""
+        """422 naming `field` when an allow-list names a model the registry does not know, names one
+        model twice (by a name and its alias too), or one left out of routing; for the deny-list only
+        unknown names are an error."""
         if unknown := unknown_models(snapshot, names or (), self.models_listing):
             raise RequestFieldError(field, unknown)
+        if field == "models":
+            try:
+                canonical_names(snapshot, names or ())
+            except ModelKeyError as exc:
+                raise RequestFieldError(field, str(exc)) from None
         if scoring is not None and field == "models":
             out = {n: scoring.left_out[snapshot.get(n).name] for n in names or () if snapshot.get(n).name in scoring.left_out}
             if out:
@@ -533,6 +546,10 @@ class PickwiseService:
         workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
+        if (can := workload.allowed.any(axis=0)).any() and not can.all():
+            # a model no prompt may go to (absent from every line's own qualities, say) is no candidate
+            workload = workload.columns(can)
+            capacity = capacity[can] if capacity is not None else None
         return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids)
 
     def plan(self, request: PlanRequest) -> PlanResponse:

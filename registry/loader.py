@@ -170,9 +170,10 @@ def _check_names(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> dic
             owner[name] = entry
             twin = looks.setdefault(skeleton(name), (name, entry))
             if twin[1] is not entry:  # a model may alias look-alikes of its own name, never of another's
+                how = "differs only in case" if name.casefold() == twin[0].casefold() else "look-alike characters"
                 issues.append(RegistryIssue(
                     f"{kind} {name!a} looks like '{twin[0]}' of model '{twin[1].spec.name}' in {twin[1].path.name}"
-                    " (look-alike characters); choose a name that reads differently",
+                    f" ({how}); choose a name that reads differently",
                     file=entry.path, model=spec.name, field=field, line=entry.line_of(loc),
                 ))
     return owner

@@ -5,7 +5,7 @@ names whose *skeletons* match are refused as look-alikes: `gpt‐4` with U+2010 
 Cyrillic `е`, would otherwise be a second model a caller cannot tell from the first. The skeleton
 maps the confusables that matter for model names (dash variants, Cyrillic and Greek letters drawn
 like Latin ones) onto ASCII; it is a small subset of Unicode TR39's table, chosen so no two plain
-ASCII names ever collide (`l`/`1`/`I` and `rn`/`m` stay distinct).
+ASCII names ever collide but for case (`l`/`1`/`I` and `rn`/`m` stay distinct; `A`/`a` do not).
 """
 from __future__ import annotations
 
@@ -35,5 +35,6 @@ def normal_name(name: str) -> str:
 
 
 def skeleton(name: str) -> str:
-    """What the name looks like: equal skeletons are names a reader cannot tell apart."""
-    return normal_name(name).translate(_TABLE)
+    """What the name reads as: equal skeletons are names a reader cannot tell apart, case ignored
+    (`acme-7b` and `acme-7B` would be two models that one lookup typed either way cannot tell)."""
+    return normal_name(name).translate(_TABLE).casefold()

@@ -241,7 +241,7 @@ class Registry:
                                                   file=label, model=spec.name, field="name"))
             replaced = current.get(spec.name) if replace and spec.name in current else None
             registered = {skeleton(n): n for m in current.models for n in m.all_names()}
-            for name in spec.all_names():
+            for loc, name in [(("name",), spec.name), *((("aliases", i), a) for i, a in enumerate(spec.aliases))]:
                 taken = name if name in current else registered.get(skeleton(name))
                 if taken is not None and current.get(taken) is not replaced:
                     owner = current.get(taken)
@@ -251,7 +251,8 @@ class Registry:
                     raise NameTakenError(RegistryIssue(
                         f"{name!a}{looks} is already taken by model '{owner.name}' in "
                         f"{current.source_file(owner.name).name}; {how}",
-                        model=spec.name,
+                        file=label, model=spec.name, field="name" if len(loc) == 1 else f"aliases[{loc[1]}]",
+                        line=entries[0].line_of(loc),
                     ))
             written = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label)
             target, data = self._target(written, spec.name, replaced)

@@ -97,6 +97,9 @@ def plan_batch(
             rows=empty_rows.tolist(),
         )
 
+    if cap is not None and (short := _capacity_shortfall(ok, cap, names, prompts)) is not None:
+        raise short
+
     if objective == "min_cost":
         problem = MCKP(profit=-c, weight=-q, allowed=ok, limit=-n * min_avg_quality, capacity=cap)
         _check_quality_target(problem, min_avg_quality, n, solver, time_limit)
@@ -183,6 +186,27 @@ def _min_cost_plan(problem_cost: MCKP, time_limit: float | None) -> MCKPSolution
         if exc.infeasible:
             raise PlanInfeasible("capacity", "model capacities cannot serve every prompt with an allowed model") from exc
         raise
+
+
+def _capacity_shortfall(ok: np.ndarray, cap: np.ndarray, names: list[str], prompts: list[str]) -> PlanInfeasible | None:
+    """Why capacities cannot take every prompt, in numbers: their total (each model counted up to the
+    prompts it may take) against the prompts, or a group of prompts whose allowed models together hold
+    too few places (checked for the 64 commonest allowed-model sets). None when neither shows."""
+    n = ok.shape[0]
+    usable = int(np.minimum(cap, ok.sum(axis=0)).sum())
+    if usable < n:
+        return PlanInfeasible("capacity", f"model capacities total {usable} for {n} prompts (each model counted up "
+                                          "to the prompts it may take)")
+    patterns, counts = np.unique(ok, axis=0, return_counts=True)
+    for pattern in patterns[np.argsort(-counts)[:64]]:
+        inside = np.flatnonzero(~(ok & ~pattern).any(axis=1))  # prompts that may go only to these models
+        places = int(cap[pattern].sum())
+        if inside.size > places:
+            models = ", ".join(f"{names[j]}={cap[j]}" for j in np.flatnonzero(pattern))
+            shown = ", ".join(prompts[i] for i in inside[:10]) + (" ..." if inside.size > 10 else "")
+            return PlanInfeasible("capacity", f"{inside.size} prompt(s) may go only to {models} ({places} places): "
+                                              f"{shown}", rows=inside.tolist())
+    return None
 
 
 def _check_capacity(problem: MCKP, time_limit: float | None) -> None:

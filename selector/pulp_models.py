@@ -14,7 +14,7 @@ import pulp
 
 from pickwise.selector.mckp import MCKP, MCKPSolution, _repair_overflow
 from pickwise.selector.milp import SolverFailed
-from pickwise.selector.solver_output import solver_stdout_to_stderr
+from pickwise.selector.solver_output import solver_stdout_discarded, solver_stdout_to_stderr
 
 PULP_SOLVERS = ("pulp-cbc", "pulp-highs")
 
@@ -27,6 +27,14 @@ def new_variable(prob: pulp.LpProblem, name: str, *, binary: bool = True, up: fl
     return pulp.LpVariable(name, upBound=up, cat=cat)
 
 
+class _QuietHiGHS(pulp.HiGHS):
+    """pulp's HiGHS with msg=False still printed HiGHS's banner: the instance prints it when made."""
+
+    def createAndConfigureSolver(self, lp):
+        with solver_stdout_discarded():
+            super().createAndConfigureSolver(lp)
+
+
 def _solver(name: str, gap_tolerance: float, time_limit: float | None):
     kwargs = {"msg": False, "gapRel": gap_tolerance}
     if time_limit is not None:
@@ -34,7 +42,7 @@ def _solver(name: str, gap_tolerance: float, time_limit: float | None):
     if name == "pulp-cbc":
         return pulp.PULP_CBC_CMD(**kwargs)
     if name == "pulp-highs":
-        return pulp.HiGHS(**kwargs)
+        return _QuietHiGHS(**kwargs)
     raise ValueError(f"unknown pulp solver {name!r}; expected one of {PULP_SOLVERS}")
 
 

@@ -71,3 +71,26 @@ def solver_stdout_to_stderr() -> Iterator[None]:
                 os.dup2(_saved_stdout, 1)
                 os.close(_saved_stdout)
                 _saved_stdout = None
+
+
+@contextmanager
+def solver_stdout_discarded() -> Iterator[None]:
+    """Send fd 1 to /dev/null for a short call that only prints a banner (HiGHS prints its own when
+    an instance is made, before any option can silence it); fd 1 is restored after it."""
+    with _lock:
+        _flush_c_stdio()
+        try:
+            saved = os.dup(1)
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            saved = None
+        if saved is not None:
+            os.dup2(null, 1)
+            os.close(null)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                _flush_c_stdio()
+                os.dup2(saved, 1)
+                os.close(saved)

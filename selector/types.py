@@ -152,12 +152,13 @@ class BatchPlan(BaseModel):
 class UniversePlan(BaseModel):
     """A pool of models chosen to maximise the expected best-model quality on a workload sample."""
 
-    models: list[str]
+    models: list[str] = Field(description="the pool: at most K models, each serving at least one prompt")
     mean_best_quality: float = Field(description="mean over prompts of the pool's best predicted quality")
     mean_cost: float | None = Field(None, description="mean per-prompt cost when each prompt goes to its pool model")
     share: dict[str, float] = Field(description="fraction of prompts each pool model serves")
-    bound: float = Field(description="proven upper bound on mean_best_quality for any admissible pool")
-    gap: float
+    bound: float = Field(description="proven upper bound on mean_best_quality for any admissible pool (with "
+                                     "a mean-cost budget, of routing that may split a prompt: can exceed the best)")
+    gap: float = Field(description="(bound - mean_best_quality) / bound")
     solver: str
-    status: str
+    status: str = Field(description="optimal (gap <= 1e-6), within_gap (the gap is what is proven) or time_limit")
     seconds: float

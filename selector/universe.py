@@ -11,6 +11,13 @@ ILP (HiGHS): z_m = model m is in the pool, y_im = prompt i is served by m;
 With only the cardinality limit the objective is monotone submodular, so greedy reaches at
 least (1 - 1/e) of the optimum; it also yields an online bound (Nemhauser & Wolsey:
 f(S) + the K largest marginal gains over S bounds OPT), reported as the certificate.
+
+Only z is integral: without a mean-cost budget y is integral once z is. With one, the MILP may
+split a prompt between two pool models to spend the budget exactly, so its bound is that of the
+split routing and can sit above the best whole-prompt routing of any pool: then the pool is
+reported `within_gap` (with that gap), not `optimal`. Integral y would close the gap at a cost
+far beyond the time limits used here. The reported pool holds only models that serve at least
+one prompt, so it can be smaller than K when more models add nothing.
 """
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ from pickwise.selector.types import UniversePlan
 
 # Above this many (prompt, model) pairs, 'auto' uses greedy when it is allowed to.
 ILP_CELL_LIMIT = 300_000
+# A pool is reported `optimal` only when its value is within this relative gap of the proven bound.
+OPTIMAL_GAP = 1e-6
 
 
 def build_universe(
@@ -178,7 +187,7 @@ def _ilp(q, ok, k, c, max_mean_cost, price, max_total_price, time_limit):
         # whose routing then overshoots the budget when re-solved exactly in _plan.
         cons.append(LinearConstraint(sparse.csr_matrix(np.concatenate([c.ravel() / (n * scale), np.zeros(m)])[None, :]),
                                      -np.inf, max_mean_cost / scale * (1 - 1e-6)))
-    integrality = np.concatenate([np.zeros(ny), np.ones(m)])  # y is integral once z is
+    integrality = np.concatenate([np.zeros(ny), np.ones(m)])  # y integral once z is, but for the budget: see top
     options = {"mip_rel_gap": 1e-6}
     if time_limit is not None:
         options["time_limit"] = float(time_limit)
@@ -215,8 +224,11 @@ def _plan(q, ok, c, names, pool, bound, solver, status, seconds, max_mean_cost) 
     bound = max(bound, value)
     share = np.bincount(serve, minlength=len(pool)) / n
     gap = (bound - value) / max(abs(bound), 1e-12)
+    if status == "optimal" and gap > OPTIMAL_GAP:  # the solver proved its relaxation, not this pool's routing
+        status = "within_gap"
+    used = [(j, s) for j, s in zip(pool, share) if s > 0]  # a member that serves no prompt adds nothing
     return UniversePlan(
-        models=[names[j] for j in pool], mean_best_quality=value, mean_cost=mean_cost,
-        share={names[j]: float(s) for j, s in zip(pool, share)}, bound=bound, gap=gap, solver=solver,
-        status="optimal" if status == "optimal" and gap <= 1e-6 else status, seconds=seconds,
+        models=[names[j] for j, _ in used], mean_best_quality=value, mean_cost=mean_cost,
+        share={names[j]: float(s) for j, s in used}, bound=bound, gap=gap, solver=solver, status=status,
+        seconds=seconds,
     )

@@ -8,13 +8,13 @@ turns rows into matrices for the service's plans (POST /v1/plan, `pickwise plan`
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pickwise.errors import PickwiseError
-from pickwise.registry import ModelSpec, RegistrySnapshot, UnknownModelError, count_tokens_batch
+from pickwise.registry import ModelSpec, RegistrySnapshot, count_tokens_batch
 from pickwise.selector.costs import batch_figures
 
 
@@ -39,6 +39,14 @@ class Workload:
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
 
+    def columns(self, keep: np.ndarray) -> Workload:
+        """The workload over the models `keep` (a [M] bool mask) selects."""
+        specs = [s for s, k in zip(self.specs, keep) if k]
+        kept = {s.name for s in specs}
+        return Workload(self.ids, specs, self.quality[:, keep], self.cost_usd[:, keep], self.latency_ms[:, keep],
+                        self.allowed[:, keep], self.predicted_lines,
+                        {n: why for n, why in self.low_confidence.items() if n in kept})
+
 
 @dataclass(frozen=True)
 class WorkloadRow:
@@ -59,42 +67,47 @@ class ModelKeyError(PickwiseError, ValueError):
         self.name = name
 
 
-def values_by_column(snapshot: RegistrySnapshot, column: dict[str, int], values: dict) -> dict[int, object]:
-    """{candidate column: value} for {model name or alias: value}; models outside the candidates
-    are skipped. ModelKeyError for an unknown name, and for a model named twice (by its name and
-    an alias): one value would silently replace the other."""
-    out: dict[int, object] = {}
-    seen: dict[str, str] = {}  # canonical name -> the key that named it
-    for name, value in values.items():
+def canonical_names(snapshot: RegistrySnapshot, names: Iterable[str]) -> list[str]:
+    """The registry name of each of `names` (names or aliases). ModelKeyError for an unknown name, and
+    for a model named twice (the same name again, or its name and an alias): a repeated allow-list
+    entry or mapping key would silently count once, or one value replace the other."""
+    out: list[str] = []
+    seen: dict[str, str] = {}  # canonical name -> the name that named it first
+    for name in names:
         if name not in snapshot:
             raise ModelKeyError(name, f"unknown model '{name}'{snapshot.did_you_mean(name)} (not in the registry: "
                                       "see GET /v1/models or `pickwise models list`)")
         canonical = snapshot.get(name).name
         if canonical in seen:
-            raise ModelKeyError(name, f"'{name}' names the same model as '{seen[canonical]}' ({canonical}); give it once")
+            first = seen[canonical]
+            raise ModelKeyError(name, f"'{name}' is given twice; give it once" if first == name else
+                                f"'{name}' names the same model as '{first}' ({canonical}); give it once")
         seen[canonical] = name
-        if canonical in column:
-            out[column[canonical]] = value
+        out.append(canonical)
     return out
 
 
+def values_by_column(snapshot: RegistrySnapshot, column: dict[str, int], values: dict) -> dict[int, object]:
+    """{candidate column: value} for {model name or alias: value}; models outside the candidates
+    are skipped. ModelKeyError as `canonical_names` raises it."""
+    return {column[canonical]: value for canonical, value in zip(canonical_names(snapshot, values), values.values())
+            if canonical in column}
+
+
 def candidate_models(snapshot: RegistrySnapshot, names: Sequence[str] | None) -> list[ModelSpec]:
-    """Enabled registry models, or the named ones (names or aliases; each must exist and be enabled)."""
+    """Enabled registry models, or the named ones (names or aliases; each must exist, be enabled and be named once)."""
     if not names:
         specs = list(snapshot.enabled())
         if not specs:
             raise WorkloadError(f"registry {snapshot.directory} has no enabled models")
         return specs
-    specs = []
-    for name in names:
-        try:
-            spec = snapshot.get(name)
-        except UnknownModelError as exc:
-            raise WorkloadError(f"--models: {exc}") from None
+    try:
+        specs = [snapshot.get(name) for name in canonical_names(snapshot, names)]
+    except ModelKeyError as exc:
+        raise WorkloadError(f"--models: {exc}") from None
+    for spec in specs:
         if not spec.enabled:
             raise WorkloadError(f"--models: model '{spec.name}' is disabled in the registry")
-        if spec not in specs:
-            specs.append(spec)
     return specs
 
 

@@ -120,6 +120,13 @@ def test_invalid_models_are_422_listing_every_problem(api, registry_dir):
     r = api.post("/v1/models", json=new_model("claude-v2"), headers=AUTH)  # name taken
     assert r.status_code == 409 and r.json()["error"] == "conflict" and "already taken" in r.json()["detail"]
     assert r.json()["errors"][0]["model"] == "claude-v2"
+    assert {k: r.json()["errors"][0][k] for k in ("file", "field", "line")} == {"file": "<new model>", "field": "name",
+                                                                               "line": None}  # JSON: no lines
+    text = yaml.safe_dump(new_model("acme-dup", aliases=["claude-v2"]), sort_keys=False)
+    line = text.splitlines().index("- claude-v2") + 1
+    r = api.post("/v1/models", content=text, headers={**AUTH, **YAML})
+    assert r.status_code == 409 and {k: r.json()["errors"][0][k] for k in ("file", "field", "line")} == {
+        "file": "<new model>", "field": "aliases[0]", "line": line}, r.text
     r = api.post("/v1/models", content="name: [unclosed", headers={**AUTH, **YAML})
     assert r.status_code == 422 and r.json()["errors"]
     r = api.post("/v1/models", content=b"\xff\xfe", headers={**AUTH, **YAML})
@@ -174,6 +181,17 @@ def test_a_plan_naming_one_model_by_name_and_alias_is_422(api):
     r = api.post("/v1/plan", json={"prompts": prompts})  # used to be 200 with the 0.9 silently dropped
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["loc"][-1] == "acme-alias" and "names the same model as 'acme-twin'" in r.json()["detail"]
+
+
+def test_a_plan_allow_list_naming_one_model_twice_is_422_at_submission(api):
+    assert api.post("/v1/models", json=new_model("acme-twin", aliases=["acme-alias"]), headers=AUTH).status_code == 201
+    prompts = [{"id": "a", "quality": {"acme-twin": 0.9}, "prompt_tokens": 10}]
+    for models, says in ((["acme-twin", "acme-twin"], "'acme-twin' is given twice"),
+                         (["acme-twin", "acme-alias"], "'acme-alias' names the same model as 'acme-twin'")):
+        for route in ("/v1/plan", "/v1/plans"):  # used to run the plan (a job: 202)
+            r = api.post(route, json={"prompts": prompts, "models": models})
+            assert r.status_code == 422, (route, r.text)
+            assert r.json()["errors"][0]["loc"] == ["body", "models"] and says in r.json()["detail"]
 
 
 def _ready_when(api, condition, timeout_s=5.0) -> dict:

@@ -82,6 +82,15 @@ def test_add_then_remove(tmp_path, capsys):
     assert code == 0 and "rewrote" in out
 
 
+def test_add_with_a_taken_alias_names_the_file_line_and_field(tmp_path, capsys):
+    reg = make_registry(tmp_path / "reg")
+    dup = tmp_path / "dupalias.yaml"
+    dup.write_text(yaml.safe_dump(model("gamma", aliases=["g1", "a1"]), sort_keys=False))  # a1: alpha's alias
+    line = next(i for i, text in enumerate(dup.read_text().splitlines(), 1) if text.strip() == "- a1")
+    code, _, err = run(capsys, "models", "add", str(dup), "--registry", str(reg))
+    assert code == 2 and f"{dup}:{line}: model 'gamma': field 'aliases[1]': 'a1' is already taken by model 'alpha'" in err
+
+
 def test_add_bad_input(tmp_path, capsys):
     reg = make_registry(tmp_path / "reg")
     code, _, err = run(capsys, "models", "add", str(tmp_path / "missing.yaml"), "--registry", str(reg))

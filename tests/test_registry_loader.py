@@ -300,3 +300,15 @@ def test_look_alike_names_across_models_are_an_error_but_a_model_may_alias_its_o
     assert [str(e).split(": ", 1)[1] for e in info.value.errors] == [
         "model 'claude-4': field 'name': name 'claude-4' looks like 'claude\u20104' of model 'claude\u20104' in a.yaml "
         "(look-alike characters); choose a name that reads differently"]
+
+
+def test_names_differing_only_in_case_are_an_error_and_lookups_suggest_the_right_case(tmp_path):
+    write(tmp_path, "a.yaml", model("acme-7B", aliases=["ACME-7B-chat"]))
+    write(tmp_path, "b.yaml", model("acme-7b"))
+    with pytest.raises(RegistryError) as info:
+        load_registry(tmp_path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{tmp_path / 'b.yaml'}:1: model 'acme-7b': field 'name': name 'acme-7b' looks like 'acme-7B' of model "
+        "'acme-7B' in a.yaml (differs only in case); choose a name that reads differently"]
+    (tmp_path / "b.yaml").unlink()
+    assert load_registry(tmp_path).did_you_mean("ACME-7b") == " (did you mean 'acme-7B'?)"

@@ -204,3 +204,16 @@ def test_fast_path_certifies_a_tiny_gap_on_a_large_instance():
     exact = plan_batch(q, c, budget=budget, solver="exact", gap_tolerance=1e-7)
     assert exact.quality_sum >= fast.quality_sum - 1e-9
     assert exact.quality_sum <= fast.bound + 1e-9
+
+
+def test_infeasible_capacities_say_their_numbers():
+    """It used to say only 'model capacities cannot serve every prompt with an allowed model'."""
+    q, c = np.full((5, 3), 0.5), np.ones((5, 3))
+    with pytest.raises(PlanInfeasible, match=r"^model capacities total 3 for 5 prompts") as err:
+        plan_batch(q, c, capacity=[1, 1, 1], model_names=["A", "B", "C"])
+    assert err.value.reason == "capacity"
+    allowed = np.array([[1, 0, 0], [1, 0, 0], [1, 1, 1], [1, 1, 1], [1, 1, 1]], dtype=bool)  # p0, p1: A only
+    with pytest.raises(PlanInfeasible, match=r"^2 prompt\(s\) may go only to A=1 \(1 places\): p0, p1$") as err:
+        plan_batch(q, c, capacity=[1, 5, 5], allowed=allowed, model_names=["A", "B", "C"],
+                   prompt_ids=[f"p{i}" for i in range(5)])
+    assert err.value.rows == [0, 1]

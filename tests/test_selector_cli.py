@@ -85,6 +85,20 @@ def test_plan_unknown_model_in_models_option(tmp_path, names, capsys):
     assert "unknown model 'nope'" in capsys.readouterr().err
 
 
+def test_plan_models_option_naming_one_model_twice_is_an_error(tmp_path, names, capsys):
+    spec = next(s for s in load_registry(default_registry_dir()).enabled() if s.aliases)
+    for models, says in ((f"{spec.name},{spec.name}", f"'{spec.name}' is given twice"),
+                         (f"{spec.name},{spec.aliases[0]}", f"'{spec.aliases[0]}' names the same model as '{spec.name}'")):
+        assert main(["plan", "--input", write(tmp_path, workload(names)), "--budget", "1", "--models", models]) == 2
+        assert f"--models: {says}" in capsys.readouterr().err
+
+
+def test_plan_counts_only_models_a_prompt_may_go_to(tmp_path, names, capsys):
+    """Every line gives its own qualities for 2 models: the summary said 'candidate models: 48'."""
+    assert main(["plan", "--input", write(tmp_path, workload(names)), "--budget", "1"]) == 0
+    assert "candidate models: 2\n" in capsys.readouterr().err
+
+
 def test_universe_picks_the_pool(tmp_path, names, capsys):
     cheap, dear = names
     rc = main(["universe", "--input", write(tmp_path, workload(names)), "--max-models", "1",

@@ -38,3 +38,16 @@ def test_overlapping_solves_in_threads_restore_stdout(capfd):
     out, err = capfd.readouterr()
     assert out == "after\n"
     assert sorted(err.split()) == ["t0", "t1", "t2", "t3"]
+
+
+def test_pulp_highs_prints_no_banner(capfd):
+    """HiGHS printed 'Running HiGHS ...' on making its instance, before msg=False could silence it."""
+    import numpy as np
+
+    from pickwise.selector.batch import plan_batch
+
+    plan = plan_batch(np.array([[0.9, 0.5], [0.8, 0.6]]), np.array([[1.0, 0.1], [1.0, 0.1]]), budget=1.2,
+                      solver="pulp-highs")
+    assert list(plan.assignment) in ([0, 1], [1, 0])
+    out, err = capfd.readouterr()
+    assert out == "" and "HiGHS" not in err, err

@@ -59,3 +59,22 @@ def test_bad_input():
         build_universe(np.zeros((0, 2)), max_models=1)
     with pytest.raises(SelectorInputError, match="greedy"):
         build_universe(np.ones((2, 2)) / 2, max_models=1, cost=np.ones((2, 2)), max_mean_cost=1, solver="greedy")
+
+
+def test_a_mean_cost_budget_bound_from_split_prompts_is_within_gap_not_optimal():
+    """The MILP may route half a prompt to spend the budget exactly (bound 0.75); whole prompts reach
+    0.5. It used to print status optimal beside that gap."""
+    q = c = np.array([[1.0, 0.0], [1.0, 0.0]])
+    plan = build_universe(q, max_models=2, cost=c, max_mean_cost=0.75, solver="ilp")
+    assert plan.mean_best_quality == pytest.approx(0.5) and plan.bound == pytest.approx(0.75, abs=1e-5)
+    assert plan.gap == pytest.approx((plan.bound - plan.mean_best_quality) / plan.bound)
+    assert plan.status == "within_gap"
+
+
+@pytest.mark.parametrize("solver", ["greedy", "ilp"])
+def test_a_pool_holds_only_models_that_serve_a_prompt(solver):
+    """model_0 is best on every prompt: a second member would serve a share of 0, adding nothing."""
+    q = np.array([[0.9, 0.5, 0.4], [0.8, 0.3, 0.2]])
+    plan = build_universe(q, max_models=2, solver=solver)
+    assert plan.models == ["model_0"] and plan.share == {"model_0": 1.0}
+    assert plan.mean_best_quality == pytest.approx(0.85) and plan.status != "time_limit"
