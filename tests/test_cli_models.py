@@ -204,3 +204,20 @@ def test_without_registry_models_go_to_the_user_registry_over_the_shipped_one(tm
     capsys.readouterr()
     assert main(["models", "list", "--json", "--registry", str(alone)]) == 0
     assert {m["source"] for m in json.loads(capsys.readouterr().out)["models"]} == {"registry"}
+
+
+def test_a_price_typed_per_token_is_added_with_a_warning(tmp_path, capsys):
+    # $3e-07 per million tokens is almost surely $0.30 per million typed per token: valid (free and
+    # very cheap models exist), so added, but said
+    make_registry(tmp_path / "reg")
+    entry = model("acme-pertoken", pricing={"input_per_million": 3e-07, "output_per_million": 6e-07})
+    code, out, err = run(capsys, "models", "add", str(write(tmp_path, "p.yaml", entry)), "--registry",
+                         str(tmp_path / "reg"))
+    assert code == 0 and "added model 'acme-pertoken'" in out
+    assert "warning: model 'acme-pertoken': pricing.input_per_million 3e-07 is below $0.001 per million" in err
+    assert "pricing.output_per_million 6e-07" in err and "$0.3 per million" in err
+    code, out, err = run(capsys, "models", "validate", "--registry", str(tmp_path / "reg"))
+    assert code == 0 and out.startswith("OK:") and err.count("warning:") == 2
+    make_registry(tmp_path / "plain")
+    code, _, err = run(capsys, "models", "validate", "--registry", str(tmp_path / "plain"))  # plausible prices
+    assert code == 0 and "warning" not in err
