@@ -62,3 +62,12 @@ class BudgetInfeasible(PlanInfeasible):
             f"constraints costs {min_budget:.6g} USD"
         )
         super().__init__("budget", message + (f" ({detail})" if detail else ""))
+
+
+class SolverTimedOut(PickwiseError, RuntimeError):
+    """The solver reached its time limit before it had any feasible answer to return; `time_limit`
+    is the limit in seconds, so a caller can say what to raise."""
+
+    def __init__(self, message: str, time_limit: float | None):
+        self.time_limit = time_limit
+        super().__init__(message)

@@ -31,7 +31,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from pickwise.selector import validation
-from pickwise.selector.errors import PlanInfeasible, SelectorInputError
+from pickwise.selector.errors import PlanInfeasible, SelectorInputError, SolverTimedOut
 from pickwise.selector.solver_output import solver_stdout_to_stderr
 from pickwise.selector.types import UniversePlan
 
@@ -199,6 +199,10 @@ def _ilp(q, ok, k, c, max_mean_cost, price, max_total_price, time_limit):
             return [], math.inf, "time_limit"  # the caller keeps its greedy pool
         if res.status == 2:
             raise PlanInfeasible("budget", "no pool of models meets the model-count, price and mean-cost limits")
+        if res.status == 1:  # the time limit, without an incumbent that meets the mean-cost limit
+            raise SolverTimedOut(
+                f"the universe ILP found no pool that meets the mean-cost limit within its time limit "
+                f"({time_limit:g} s); give it more time (--time-limit) or loosen --max-mean-cost", time_limit)
         raise RuntimeError(f"universe ILP: {res.message}")
     pool = np.flatnonzero(res.x[ny:] > 0.5).tolist()
     dual = getattr(res, "mip_dual_bound", None)

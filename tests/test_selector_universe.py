@@ -78,3 +78,13 @@ def test_a_pool_holds_only_models_that_serve_a_prompt(solver):
     plan = build_universe(q, max_models=2, solver=solver)
     assert plan.models == ["model_0"] and plan.share == {"model_0": 1.0}
     assert plan.mean_best_quality == pytest.approx(0.85) and plan.status != "time_limit"
+
+
+def test_a_time_limit_with_no_pool_found_says_what_to_change():
+    from pickwise.selector.errors import SolverTimedOut
+
+    rng = np.random.default_rng(0)
+    q, c = rng.random((400, 30)), rng.random((400, 30)) * 1e-3
+    with pytest.raises(SolverTimedOut, match=r"within its time limit \(1e-06 s\).*--time-limit") as info:
+        build_universe(q, max_models=3, cost=c, max_mean_cost=3e-4, time_limit=1e-6)
+    assert info.value.time_limit == 1e-6
