@@ -93,6 +93,15 @@ def test_two_workers_share_jobs_their_bound_and_their_cancellation(tmp_path):
     b.shutdown()
 
 
+def test_reading_or_cancelling_before_any_job_is_a_404_and_makes_no_file(tmp_path):
+    jobs = PlanJobs(_gated(threading.Event()), path=tmp_path / "jobs.sqlite", queue_limit=1, keep=1, ttl_s=60)
+    for call in (jobs.get, jobs.get_json, jobs.cancel):
+        with pytest.raises(HttpError) as exc:
+            call("abc")
+        assert exc.value.status == 404
+    assert not (tmp_path / "jobs.sqlite").exists()
+
+
 def test_shutdown_fails_its_queued_jobs_for_every_reader(tmp_path):
     path = tmp_path / "jobs.sqlite"
     gate = threading.Event()

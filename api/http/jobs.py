@@ -118,6 +118,8 @@ class PlanJobs:
         """Cancel a queued or running job (a cancelled one: as it is); 409 for a finished one."""
         with self._lock, usable(self.path):
             db = self._connected()
+            if db is None:  # no job was ever submitted here
+                self._live_row(db, job_id)
             with transaction(db):
                 row = self._live_row(db, job_id)
                 status, now = row[1], self._clock()
@@ -179,7 +181,7 @@ class PlanJobs:
                        (self.max_bytes,))
 
     # ---- reading the file ---------------------------------------------------------------------------
-    def _connected(self, create: bool = False) -> sqlite3.Connection:
+    def _connected(self, create: bool = False) -> sqlite3.Connection | None:
         if self._db is None:
             if not create and not self.path.is_file():
                 return None
