@@ -23,7 +23,7 @@ MAX_PROMPT_CHARS = 200_000
 MAX_OUTPUT_TOKENS = 10_000_000  # bound on expected_output_tokens: keeps cost arithmetic finite
 MAX_WILLINGNESS_TO_PAY = 1e9  # bound on lambda: keeps quality - lambda * cost finite
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-JobState = Literal["queued", "running", "done", "failed"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 
 SELECT_EXAMPLE = {
     "prompt": "Write a Python function that checks whether a string is a palindrome.",

@@ -137,7 +137,7 @@ def _fake_response() -> PlanResponse:
                         status="empty", seconds=0, registry_version="r", predictor_version="p")
 
 
-def test_jobs_queue_bound_eviction_and_expiry():
+def test_jobs_queue_bound_eviction_and_expiry(tmp_path):
     """PlanJobs on its own, with a plan function that waits for a signal and a settable clock."""
     import threading
 
@@ -147,7 +147,7 @@ def test_jobs_queue_bound_eviction_and_expiry():
         gate.wait(10)
         return _fake_response()
 
-    jobs = PlanJobs(slow_plan, queue_limit=2, keep=3, ttl_s=60, clock=lambda: now[0])
+    jobs = PlanJobs(slow_plan, path=tmp_path / "jobs.sqlite", queue_limit=2, keep=3, ttl_s=60, clock=lambda: now[0])
     first, second = jobs.submit(_request()), jobs.submit(_request())
     with pytest.raises(HttpError) as exc:
         jobs.submit(_request())
@@ -173,7 +173,7 @@ def test_jobs_queue_bound_eviction_and_expiry():
     jobs.shutdown()
 
 
-def test_finished_jobs_keep_json_bytes_within_the_bound():
+def test_finished_jobs_keep_json_bytes_within_the_bound(tmp_path):
     """Each kept job held its plan as pydantic objects (~24 MB for a 20,000-prompt plan) with no bound
     on the total: now the answers' JSON is kept, at most max_bytes of it, oldest finished evicted first."""
     def plan(request):
@@ -182,7 +182,7 @@ def test_finished_jobs_keep_json_bytes_within_the_bound():
             {"id": i, "model": "m", "quality": 0.5, "cost_usd": 0.001, "latency_ms": 100.0} for i in ids]})
 
     one = len(plan(_request(200)).model_dump_json())
-    jobs = PlanJobs(plan, queue_limit=1, keep=100, ttl_s=60, max_bytes=5 * one)
+    jobs = PlanJobs(plan, path=tmp_path / "jobs.sqlite", queue_limit=1, keep=100, ttl_s=60, max_bytes=5 * one)
     ids = []
     for _ in range(30):
         ids.append(jobs.submit(_request(200)).id)

@@ -34,6 +34,7 @@ def api_schema(tmp_path_factory, tiny_predictor):
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 OPERATIONS = [("POST", "/v1/select"), ("POST", "/v1/predict"), ("POST", "/v1/plan"), ("POST", "/v1/plans"), ("GET", "/v1/plans/{job_id}"),
+              ("DELETE", "/v1/plans/{job_id}"),
               ("GET", "/v1/models"), ("GET", "/v1/models/{name}"), ("POST", "/v1/models"),
               ("PUT", "/v1/models/{name}"), ("DELETE", "/v1/models/{name}"), ("GET", "/healthz"), ("GET", "/readyz"),
               ("GET", "/metrics"),

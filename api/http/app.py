@@ -26,6 +26,7 @@ from pickwise.api.gateway import Forwarder, UpstreamClient
 from pickwise.api.http import gateway
 from pickwise.api.http.batcher import MicroBatcher
 from pickwise.api.http.errors import install_error_handlers
+from pickwise.api.http.job_store import default_jobs_path
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.http.limits import BodySizeLimit
 from pickwise.api.http.promotions import PromotionWatcher
@@ -116,7 +117,8 @@ def create_app(
         observe=metrics.observe_batch, executor=service.encoder, lanes=lanes,
     )
     forwarder = Forwarder(None, observer=metrics)  # its pooled client opens with the app (lifespan)
-    jobs = PlanJobs(service.plan, queue_limit=settings.job_queue_limit, keep=settings.job_keep,
+    jobs = PlanJobs(service.plan, path=settings.job_store or default_jobs_path(settings.outcome_store),
+                    queue_limit=settings.job_queue_limit, keep=settings.job_keep,
                     ttl_s=settings.job_ttl_s, max_bytes=settings.job_keep_bytes)
 
     @asynccontextmanager
@@ -135,7 +137,7 @@ def create_app(
             watcher.stop()
         await batcher.aclose()
         await forwarder.client.aclose()
-        jobs.shutdown()
+        await run_in_threadpool(jobs.shutdown)
         await run_in_threadpool(decisions.close)  # what is queued is written before the process goes
 
     # Swagger UI and ReDoc from assets shipped in fastapi-offline: no page loads anything from another host

@@ -67,11 +67,14 @@ class ServiceSettings(BaseSettings):
     sync_plan_limit: int = Field(1_000, ge=1, description="most prompts POST /v1/plan and POST /v1/predict answer inline")
     job_plan_limit: int = Field(20_000, ge=1, description="most prompts in one POST /v1/plans job")
     job_queue_limit: int = Field(4, ge=1, description="plan jobs waiting or running at once; more get 429")
+    job_store: str | None = Field(
+        None, description="the SQLite file plan jobs live in, shared by every worker process (one host); None: "
+                          "jobs.sqlite beside the outcome store file, or in $PICKWISE_HOME when the store is a URL")
     job_keep: int = Field(100, ge=1, description="plan jobs remembered (finished ones are evicted oldest first)")
     job_ttl_s: float = Field(3600.0, gt=0.0, description="a finished job is forgotten this long after it ends")
     job_keep_bytes: int = Field(
         256 * 1024 * 1024, ge=1024,
-        description="most bytes of finished jobs' answers (their JSON) kept in memory; past it the oldest finished "
+        description="most bytes of finished jobs' answers (their JSON) kept; past it the oldest finished "
                     "jobs are forgotten first, and a job whose answer alone is larger fails")
 
     header_timeout_s: float = Field(

@@ -1,13 +1,17 @@
 """Per-request selection and batch planning (inline, or as a background job)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
+from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.batcher import QueueFull
 from pickwise.api.http.errors import HttpError
 from pickwise.api.http.routes import BodyErrorRoute, state, unless_disconnected
 from pickwise.api.http.routes import json_response as _json
+from pickwise.api.http.routes.models import AUTH_RESPONSES, bearer
+from pickwise.api.http.settings import ADMIN_TOKEN_ENV
 from pickwise.api.schemas import (
     ErrorBody,
     InfeasibleBody,
@@ -87,11 +91,28 @@ async def submit_plan(body: PlanRequest, request: Request) -> Response:
     st = state(request)
     _check_size(body, st.settings.job_plan_limit, " for a plan job")
     await run_in_threadpool(st.service.check_plan, body)  # a bad name is 422 now, not a failed job later
-    job = st.jobs.submit(body)
+    job = await run_in_threadpool(st.jobs.submit, body)  # the jobs file: never waited on by the event loop
     return _json(job, status=202, headers={"Location": f"/v1/plans/{job.id}"})
 
 
 @router.get("/plans/{job_id}", response_model=PlanJob, summary="a plan job's status, then its plan",
             responses={404: {"model": ErrorBody, "description": "unknown or expired job"}})
 async def get_plan(job_id: str, request: Request) -> Response:
-    return Response(state(request).jobs.get_json(job_id), media_type="application/json")
+    return Response(await run_in_threadpool(state(request).jobs.get_json, job_id), media_type="application/json")
+
+
+def require_admin_to_cancel(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    """Cancelling is a write: the admin token, as the registry's writes."""
+    expected = state(request).settings.admin_token
+    if not expected:
+        raise HttpError(403, "forbidden", f"cancelling jobs is disabled: the server was started without {ADMIN_TOKEN_ENV}")
+    check_bearer(credentials, [expected], missing="cancelling a job needs 'Authorization: Bearer <token>'",
+                 wrong="wrong bearer token")
+
+
+@router.delete("/plans/{job_id}", response_model=PlanJob, dependencies=[Depends(require_admin_to_cancel)],
+               summary="cancel a queued or running plan job",
+               responses={**AUTH_RESPONSES, 404: {"model": ErrorBody, "description": "unknown or expired job"},
+                          409: {"model": ErrorBody, "description": "the job has already finished"}})
+async def cancel_plan(job_id: str, request: Request) -> Response:
+    return _json(await run_in_threadpool(state(request).jobs.cancel, job_id))

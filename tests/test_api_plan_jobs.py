@@ -1,0 +1,215 @@
+"""Plan jobs shared by worker processes through their SQLite file, and their cancellation."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from pickwise.api.http.errors import HttpError
+from pickwise.api.http.jobs import PlanJobs
+from pickwise.api.schemas import PlanRequest, PlanResponse
+from tests.api_support import PROMPT, TOKEN, client
+from tests.gateway_support import dead_url
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _request(n: int = 1) -> PlanRequest:
+    return PlanRequest(prompts=[{"id": str(i), "prompt": "x"} for i in range(n)])
+
+
+def _response() -> PlanResponse:
+    return PlanResponse(objective="max_quality", assignment=[], model_names=[], assignments=[], total_cost=0,
+                        quality_sum=0, quality_mean=0, count_per_model={}, solver="test", bound=0, gap=0,
+                        status="empty", seconds=0, registry_version="r", predictor_version="p")
+
+
+def _gated(gate: threading.Event, started: threading.Event | None = None):
+    def plan(request):
+        if started is not None:
+            started.set()
+        gate.wait(10)
+        return _response()
+    return plan
+
+
+def _until(jobs: PlanJobs, job_id: str, *states: str) -> str:
+    deadline = time.monotonic() + 10
+    while (status := jobs.get(job_id).status) not in states:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.01)
+    return status
+
+
+def test_two_workers_share_jobs_their_bound_and_their_cancellation(tmp_path):
+    """Two PlanJobs on one file stand for two worker processes (each its own connection and flock)."""
+    path = tmp_path / "jobs.sqlite"
+    gate, started = threading.Event(), threading.Event()
+    a = PlanJobs(_gated(gate, started), path=path, queue_limit=3, keep=10, ttl_s=60)
+    b = PlanJobs(_gated(gate), path=path, queue_limit=3, keep=10, ttl_s=60)
+    running = a.submit(_request())
+    queued = a.submit(_request())
+    on_b = b.submit(_request())
+    assert started.wait(5) and b.get(running.id).status == "running" and b.get(queued.id).status == "queued"
+    with pytest.raises(HttpError) as exc:  # the bound counts both workers' jobs
+        a.submit(_request())
+    assert exc.value.status == 429 and "3 plan jobs" in exc.value.detail
+
+    cancelled = b.cancel(queued.id)  # a queued job of the other worker: never runs
+    assert cancelled.status == "cancelled" and cancelled.error.error == "cancelled"
+    assert b.cancel(queued.id).status == "cancelled"  # again: as it is
+    stopping = b.cancel(running.id)  # running: cancelled now, its answer discarded when it ends
+    assert stopping.status == "cancelled" and "discarded" in stopping.error.detail
+    extra = b.submit(_request())  # the cancelled queued job no longer counts...
+    with pytest.raises(HttpError) as exc:  # ...the running one does, while it still computes
+        b.submit(_request())
+    assert exc.value.status == 429
+    gate.set()
+    assert _until(a, extra.id, "done") == _until(a, on_b.id, "done") == "done"
+    deadline = time.monotonic() + 10
+    while a._running is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    after = b.get(running.id)
+    assert after.status == "cancelled" and after.result is None and after.started_at is not None
+    assert a.get(queued.id).started_at is None  # never ran
+
+    with pytest.raises(HttpError) as exc:  # a finished job cannot be cancelled
+        a.cancel(on_b.id)
+    assert exc.value.status == 409 and "already ended" in exc.value.detail
+    with pytest.raises(HttpError) as exc:
+        a.cancel("nope")
+    assert exc.value.status == 404
+    a.shutdown()
+    b.shutdown()
+
+
+def test_reading_or_cancelling_before_any_job_is_a_404_and_makes_no_file(tmp_path):
+    jobs = PlanJobs(_gated(threading.Event()), path=tmp_path / "jobs.sqlite", queue_limit=1, keep=1, ttl_s=60)
+    for call in (jobs.get, jobs.get_json, jobs.cancel):
+        with pytest.raises(HttpError) as exc:
+            call("abc")
+        assert exc.value.status == 404
+    assert not (tmp_path / "jobs.sqlite").exists()
+
+
+def test_shutdown_fails_its_queued_jobs_for_every_reader(tmp_path):
+    path = tmp_path / "jobs.sqlite"
+    gate = threading.Event()
+    a = PlanJobs(_gated(gate), path=path, queue_limit=4, keep=10, ttl_s=60)
+    reader = PlanJobs(_gated(gate), path=path, queue_limit=4, keep=10, ttl_s=60)
+    first, second = a.submit(_request()), a.submit(_request())
+    _until(reader, first.id, "running")
+    a.shutdown()
+    failed = reader.get(second.id)
+    assert failed.status == "failed" and failed.error.error == "server_stopped"
+    gate.set()  # the running plan finishes and is kept
+    assert _until(reader, first.id, "done", "failed") == "done"
+
+
+def test_a_job_whose_worker_died_reads_as_failed(tmp_path):
+    """A worker killed mid-plan leaves its job 'running' in the file; its flock goes with it, so the
+    next reader marks the job failed, saying why."""
+    path = tmp_path / "jobs.sqlite"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pickwise.api.http.jobs import PlanJobs
+        from pickwise.api.schemas import PlanRequest
+        def plan(request):
+            time.sleep(60)
+        jobs = PlanJobs(plan, path={str(path)!r}, queue_limit=4, keep=10, ttl_s=60)
+        print(jobs.submit(PlanRequest(prompts=[{{"id": "a", "prompt": "x"}}])).id, flush=True)
+        time.sleep(60)
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        job_id = worker.stdout.readline().strip()
+        reader = PlanJobs(_gated(threading.Event()), path=path, queue_limit=1, keep=10, ttl_s=60)
+        assert _until(reader, job_id, "running") == "running"  # its worker lives: running it is
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    gone = reader.get(job_id)
+    assert gone.status == "failed" and gone.error.error == "server_stopped"
+    assert f"pid {worker.pid}" in gone.error.detail and "submit the plan again" in gone.error.detail
+    assert not list((tmp_path / "jobs.sqlite-owners").iterdir())  # its lock file went with it
+    gate = threading.Event()
+    gate.set()
+    again = PlanJobs(_gated(gate), path=path, queue_limit=1, keep=10, ttl_s=60).submit(_request())
+    assert again.status in ("queued", "running", "done")  # the dead job no longer counts against the bound
+
+
+def test_cancelling_over_http_needs_the_admin_token(registry_dir, tiny_predictor, tmp_path):
+    with client(registry_dir, tiny_predictor, job_store=str(tmp_path / "jobs.sqlite")) as api:
+        prompts = [{"id": f"j{i}", "prompt": f"{PROMPT} {i}"} for i in range(3)]
+        job = api.post("/v1/plans", json={"prompts": prompts, "budget": 1.0}).json()
+        assert api.delete(f"/v1/plans/{job['id']}").status_code == 401
+        assert api.delete(f"/v1/plans/{job['id']}", headers={"Authorization": "Bearer nope"}).status_code == 403
+        r = api.delete(f"/v1/plans/{job['id']}", headers=AUTH)
+        assert r.status_code in (200, 409), r.text  # cancelled, or it had already finished
+        if r.status_code == 200:
+            assert r.json()["status"] == "cancelled" and r.json()["error"]["error"] == "cancelled"
+        assert api.delete("/v1/plans/unknown", headers=AUTH).status_code == 404
+    with client(registry_dir, tiny_predictor, admin_token=None, job_store=str(tmp_path / "jobs.sqlite")) as api:
+        r = api.delete(f"/v1/plans/{job['id']}", headers=AUTH)
+        assert r.status_code == 403 and "disabled" in r.json()["detail"]
+
+
+def test_serve_with_two_workers_answers_every_poll_alike(registry_dir, tiny_artifact, tmp_path):
+    """`pickwise serve --workers 2`: each poll on a new connection lands on either worker, and every one
+    finds the job (it lived only in the worker that accepted it: 200 or 404 at random)."""
+    port = urlsplit(dead_url()).port
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKWISE_") or k == "PICKWISE_HOME"}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PICKWISE_ADMIN_TOKEN=TOKEN,
+               PICKWISE_JOB_STORE=str(tmp_path / "jobs.sqlite"), PICKWISE_SYNC_PLAN_LIMIT="2")
+    log = tmp_path / "serve.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pickwise.api.cli.main", "serve", "--workers", "2", "--port", str(port),
+         "--registry", str(registry_dir), "--artifact", str(tiny_artifact), "--store", str(tmp_path / "o.sqlite"),
+         "--precision", "fp32", "--torch-threads", "1", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+
+    def fresh(method: str, path: str, **kwargs) -> httpx.Response:
+        with httpx.Client(base_url=base, timeout=30) as c:  # a new connection each time
+            return c.request(method, path, **kwargs)
+
+    try:
+        deadline = time.monotonic() + 120
+        ready = 0
+        while ready < 6:  # several answers in a row: both workers have built their apps
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            try:
+                ready = ready + 1 if fresh("GET", "/healthz").status_code == 200 else 0
+            except httpx.TransportError:
+                time.sleep(0.3)
+        # qualities given: no predictor needed (the tiny one loads only on its tiny backbone)
+        prompts = [{"id": f"p{i}", "quality": {"gpt-4-1106-preview": 0.9, "Llama-2-7b-hf": 0.4 + i / 100},
+                    "prompt_tokens": 100} for i in range(5)]
+        r = fresh("POST", "/v1/plans", json={"prompts": prompts, "budget": 1.0})
+        assert r.status_code == 202, r.text
+        job_id, seen = r.json()["id"], []
+        while not seen or seen[-1] not in ("done", "failed"):
+            assert time.monotonic() < deadline
+            r = fresh("GET", f"/v1/plans/{job_id}")
+            assert r.status_code == 200, (seen, r.text)
+            seen.append(r.json()["status"])
+        for _ in range(6):  # done, whichever worker answers
+            r = fresh("GET", f"/v1/plans/{job_id}")
+            assert r.status_code == 200 and r.json()["status"] == "done", r.text
+            assert [a["id"] for a in r.json()["result"]["assignments"]] == [p["id"] for p in prompts]
+        r = fresh("DELETE", f"/v1/plans/{job_id}", headers=AUTH)
+        assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert Path(tmp_path / "jobs.sqlite").is_file()
