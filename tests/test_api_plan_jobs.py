@@ -148,20 +148,17 @@ def test_a_job_whose_worker_died_reads_as_failed(tmp_path):
     assert again.status in ("queued", "running", "done")  # the dead job no longer counts against the bound
 
 
-def test_cancelling_over_http_needs_the_admin_token(registry_dir, tiny_predictor, tmp_path):
-    with client(registry_dir, tiny_predictor, job_store=str(tmp_path / "jobs.sqlite")) as api:
+def test_a_job_is_cancelled_over_http_by_whoever_holds_its_id(registry_dir, tiny_predictor, tmp_path):
+    # submitting and reading a job need no token, so neither does cancelling the batch one sent by mistake
+    with client(registry_dir, tiny_predictor, admin_token=None, job_store=str(tmp_path / "jobs.sqlite")) as api:
         prompts = [{"id": f"j{i}", "prompt": f"{PROMPT} {i}"} for i in range(3)]
         job = api.post("/v1/plans", json={"prompts": prompts, "budget": 1.0}).json()
-        assert api.delete(f"/v1/plans/{job['id']}").status_code == 401
-        assert api.delete(f"/v1/plans/{job['id']}", headers={"Authorization": "Bearer nope"}).status_code == 403
-        r = api.delete(f"/v1/plans/{job['id']}", headers=AUTH)
+        r = api.delete(f"/v1/plans/{job['id']}")
         assert r.status_code in (200, 409), r.text  # cancelled, or it had already finished
         if r.status_code == 200:
             assert r.json()["status"] == "cancelled" and r.json()["error"]["error"] == "cancelled"
-        assert api.delete("/v1/plans/unknown", headers=AUTH).status_code == 404
-    with client(registry_dir, tiny_predictor, admin_token=None, job_store=str(tmp_path / "jobs.sqlite")) as api:
-        r = api.delete(f"/v1/plans/{job['id']}", headers=AUTH)
-        assert r.status_code == 403 and "disabled" in r.json()["detail"]
+            assert api.get(f"/v1/plans/{job['id']}").json()["status"] == "cancelled"
+        assert api.delete("/v1/plans/unknown").status_code == 404
 
 
 def test_serve_with_two_workers_answers_every_poll_alike(registry_dir, tiny_artifact, tmp_path):
