@@ -155,3 +155,7 @@ def error_code(exc: PickwiseError) -> str:
 def error_body(exc: PickwiseError) -> dict[str, Any]:
     """`{"error", "detail", ...}` for a domain error; the service adds request facts in `exc.context`."""
     return {"error": error_code(exc), "detail": str(exc), **_facts(exc), **exc.context}
+
+
+class PlanCancelled(PickwiseError):
+    """A plan job was cancelled while its prompts were being encoded: the plan stops there."""

@@ -22,6 +22,7 @@ from pickwise.api.errors import (
     ModelNotFound,
     NoFeasibleModel,
     NotReady,
+    PlanCancelled,
     RequestFieldError,
     unknown_models,
 )
@@ -344,7 +345,7 @@ class PickwiseService:
         return EncodedBatch(predictor.prompt_features(prompts, batch_size=batch_size, single_thread=single_thread),
                             predictor)
 
-    def encode(self, prompts: Sequence[str], predictor=None) -> PromptFeatures:
+    def encode(self, prompts: Sequence[str], predictor=None, stop: Callable[[], bool] | None = None) -> PromptFeatures:
         """Prompt features for the CLI and batch plans, computed on the service's one encoder thread.
 
         With a torch encoder every predictor call of the service runs on `self.encoder` (the routes'
@@ -361,8 +362,13 @@ class PickwiseService:
         prompts = list(prompts)
         predictor = predictor if predictor is not None else self.predictor
         chunks = length_buckets([len(p) for p in prompts], PLAN_ENCODE_BATCH)
-        parts = [self.encoder.submit(predictor.prompt_features, [prompts[i] for i in chunk],
-                                     batch_size=PLAN_ENCODE_BATCH).result() for chunk in chunks]
+        parts = []
+        for chunk in chunks:
+            if stop is not None and stop():  # a cancelled plan job: no more encoder time for it
+                raise PlanCancelled(f"cancelled after {sum(len(p) for p in parts):,} of {len(prompts):,} prompts "
+                                    "were encoded")
+            parts.append(self.encoder.submit(predictor.prompt_features, [prompts[i] for i in chunk],
+                                             batch_size=PLAN_ENCODE_BATCH).result())
         order = np.argsort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.intp)
         if not parts:
             return PromptFeatures(np.zeros((0, predictor.model.config.dim), dtype=np.float32), None, None, [])
@@ -505,9 +511,10 @@ class PickwiseService:
         (the job checks again when it runs: the registry may change meanwhile)."""
         self._plan_inputs(request)
 
-    def workload(self, request: PlanRequest) -> PlanWorkload:
+    def workload(self, request: PlanRequest, stop: Callable[[], bool] | None = None) -> PlanWorkload:
         """The request's prompts x its pool: given qualities or predicted ones, registry costs and
-        latencies, and what fits (the matrices `plan` and the CLI's `universe` decide on)."""
+        latencies, and what fits (the matrices `plan` and the CLI's `universe` decide on). `stop`:
+        asked between encoder chunks; once it says so, PlanCancelled ends the work."""
         snapshot, predictor, scoring, specs, vectors, rows, capacity = self._plan_inputs(request)
         truncated_ids: list[str] = []
         unreadable_ids: list[str] = []
@@ -521,7 +528,7 @@ class PickwiseService:
             np.tile(np.array([s.expected_output_tokens for s in specs], dtype=np.float64), (len(rows), 1))
 
         def score(texts: list[str]) -> np.ndarray:
-            features = self.encode(texts, predictor)
+            features = self.encode(texts, predictor, stop)
             truncated_ids.extend(row.id for row, c in zip((r for r in rows if r.quality is None), features.truncated)
                                  if c)
             evidence = predictor.evidence(features.u, vectors, features.tasks, pooled=features.pooled,
@@ -552,9 +559,10 @@ class PickwiseService:
             capacity = capacity[can] if capacity is not None else None
         return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids)
 
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        """One model per prompt under the request's budget or quality target (see selector.batch)."""
-        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids = self.workload(request)
+    def plan(self, request: PlanRequest, stop: Callable[[], bool] | None = None) -> PlanResponse:
+        """One model per prompt under the request's budget or quality target (see selector.batch);
+        `stop` as `workload` takes it (a plan job's cancellation)."""
+        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids = self.workload(request, stop)
         names = workload.names
         prompts = request.prompts
         try:

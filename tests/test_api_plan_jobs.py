@@ -34,7 +34,7 @@ def _response() -> PlanResponse:
 
 
 def _gated(gate: threading.Event, started: threading.Event | None = None):
-    def plan(request):
+    def plan(request, stop=None):
         if started is not None:
             started.set()
         gate.wait(10)
@@ -124,7 +124,7 @@ def test_a_job_whose_worker_died_reads_as_failed(tmp_path):
         import sys, time
         from pickwise.api.http.jobs import PlanJobs
         from pickwise.api.schemas import PlanRequest
-        def plan(request):
+        def plan(request, stop):
             time.sleep(60)
         jobs = PlanJobs(plan, path={str(path)!r}, queue_limit=4, keep=10, ttl_s=60)
         print(jobs.submit(PlanRequest(prompts=[{{"id": "a", "prompt": "x"}}])).id, flush=True)
@@ -210,3 +210,53 @@ def test_serve_with_two_workers_answers_every_poll_alike(registry_dir, tiny_arti
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     assert Path(tmp_path / "jobs.sqlite").is_file()
+
+
+def test_a_running_job_cancelled_stops_at_its_next_check(tmp_path):
+    """The plan asks `stop` between encoder chunks: a cancelled job stops there and frees its slot,
+    rather than holding the bound of jobs until its whole batch is encoded."""
+    from pickwise.api.errors import PlanCancelled
+
+    stopped = threading.Event()
+
+    def plan(request, stop):
+        while not stop():
+            time.sleep(0.01)
+        stopped.set()
+        raise PlanCancelled("cancelled between chunks")
+
+    jobs = PlanJobs(plan, path=tmp_path / "jobs.sqlite", queue_limit=1, keep=10, ttl_s=60)
+    job = jobs.submit(_request())
+    _until(jobs, job.id, "running")
+    assert jobs.cancel(job.id).status == "cancelled"
+    assert stopped.wait(5)
+    deadline = time.monotonic() + 5
+    while True:  # the slot frees as soon as the plan has stopped
+        try:
+            second = jobs.submit(_request())
+            break
+        except HttpError as exc:
+            assert exc.status == 429 and time.monotonic() < deadline
+            time.sleep(0.02)
+    assert jobs.get(job.id).status == "cancelled"
+    jobs.cancel(second.id)  # it waits for its stop too: let its thread end
+    jobs.shutdown()
+
+
+def test_the_service_stops_encoding_a_plan_when_asked(registry_dir, tiny_predictor):
+    from pickwise.api.errors import PlanCancelled
+    from pickwise.api.service import PLAN_ENCODE_BATCH, PickwiseService
+    from pickwise.registry import Registry
+
+    service = PickwiseService(Registry(registry_dir), tiny_predictor)
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return len(asked) > 1  # after the first chunk
+
+    prompts = [f"prompt {i}" for i in range(3 * PLAN_ENCODE_BATCH)]
+    with pytest.raises(PlanCancelled, match=f"after {PLAN_ENCODE_BATCH} of {len(prompts)} prompts"):
+        service.encode(prompts, stop=stop)
+    assert len(service.encode(prompts[:5], stop=lambda: False)) == 5
+

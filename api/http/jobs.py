@@ -8,9 +8,10 @@ and finished jobs' answers weigh at most `max_bytes` (oldest deleted first; an a
 fails its job). A finished job keeps its answer as the JSON bytes GET sends, never re-parsed.
 
 Cancelling (DELETE): a queued job is cancelled at once and never runs. A running one is marked
-cancelled at once and its answer discarded when the plan ends: the encoder and the solver
-(scipy's HiGHS, no callback; its time limit is fixed when it starts) cannot be stopped midway,
-so until then it still counts against `queue_limit`. A finished job cannot be cancelled (409).
+cancelled at once; its plan stops before its next chunk of prompts to encode (`plan`'s `stop`), or,
+once encoding is done, its answer is discarded when the solver ends (scipy's HiGHS takes no
+callback; its time limit is fixed when it starts); until it stops it still counts against
+`queue_limit`. A finished job cannot be cancelled (409).
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class PlanJobs:
     """Runs `plan(request)` for submitted requests in a background thread; thread-safe. `path`: the
     jobs file, made by the first submit (reads never create it)."""
 
-    def __init__(self, plan: Callable[[PlanRequest], PlanResponse], *, path: str | Path, queue_limit: int, keep: int,
+    def __init__(self, plan: Callable[[PlanRequest, Callable[[], bool]], PlanResponse], *, path: str | Path,
+                 queue_limit: int, keep: int,
                  ttl_s: float, max_bytes: int = 256 * 1024 * 1024, clock: Callable[[], float] = time.time):
         self._plan = plan
         self.path = Path(path)
@@ -146,17 +148,23 @@ class PlanJobs:
                 return
             self._running = job_id
         try:
-            self._finish(job_id, *self._answer(request))
+            self._finish(job_id, *self._answer(request, lambda: self._cancelled(job_id)))
         finally:
             with self._lock:
                 self._running = None
                 if self._closing:
                     self._release()
 
-    def _answer(self, request: PlanRequest) -> tuple[bytes, bool]:
+    def _cancelled(self, job_id: str) -> bool:
+        """Whether the running job has been cancelled (by any worker) since it started."""
+        with self._lock, usable(self.path):
+            row = self._db.execute("SELECT status FROM plan_jobs WHERE id = ?", (job_id,)).fetchone()
+        return row is None or row[0] != "running"
+
+    def _answer(self, request: PlanRequest, stop: Callable[[], bool]) -> tuple[bytes, bool]:
         """The plan's JSON, or its error's; and whether it failed."""
         try:
-            answer, failed = self._plan(request).model_dump_json().encode(), False
+            answer, failed = self._plan(request, stop).model_dump_json().encode(), False
         except PickwiseError as exc:
             body = exc.body() if isinstance(exc, HttpError) else error_body(exc)
             answer, failed = ErrorBody.model_validate(body).model_dump_json().encode(), True
