@@ -143,7 +143,7 @@ def test_jobs_queue_bound_eviction_and_expiry(tmp_path):
 
     gate, now = threading.Event(), [1000.0]
 
-    def slow_plan(request):
+    def slow_plan(request, stop=None):
         gate.wait(10)
         return _fake_response()
 
@@ -176,7 +176,7 @@ def test_jobs_queue_bound_eviction_and_expiry(tmp_path):
 def test_finished_jobs_keep_json_bytes_within_the_bound(tmp_path):
     """Each kept job held its plan as pydantic objects (~24 MB for a 20,000-prompt plan) with no bound
     on the total: now the answers' JSON is kept, at most max_bytes of it, oldest finished evicted first."""
-    def plan(request):
+    def plan(request, stop=None):
         ids = [p.id for p in request.prompts]
         return _fake_response().model_copy(update={"assignment": [0] * len(ids), "model_names": ["m"], "assignments": [
             {"id": i, "model": "m", "quality": 0.5, "cost_usd": 0.001, "latency_ms": 100.0} for i in ids]})
