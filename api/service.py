@@ -445,7 +445,7 @@ class PickwiseService:
             registry_version=snapshot.version, predictor_version=predictor.version,
             prompt_tokens=tokens, truncated=bool(truncated), unreadable=evidence.unreadable[0],
             left_out=dict(scoring.left_out),
-            open_ended=float(evidence.open_ended[0]), reads_as=(predictor.reads_as(features.tasks) or [{}])[0],
+            open_ended=float(evidence.open_ended[0]), reads_as={} if evidence.unreadable[0] else (predictor.reads_as(features.tasks) or [{}])[0],
             set_rho=predictor.set_rho,
         )
 

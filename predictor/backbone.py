@@ -88,7 +88,7 @@ def tiny_backbone(vocab_size: int = 30522, hidden: int = 32, layers: int = 2, se
 @dataclass(frozen=True)
 class Encoded:
     """Token ids per prompt (already cut and wrapped in [CLS] ... [SEP]), whether each was cut, and
-    the share of its tokens the vocabulary does not know ([UNK]; 1.0 for a prompt with no tokens)."""
+    the share of the tokens kept that the vocabulary does not know ([UNK]; 1.0 for a prompt with none)."""
 
     ids: list[list[int]]
     truncated: list[bool]
@@ -103,12 +103,13 @@ def encode_texts(tokenizer, texts: list[str], max_len: int = 128, head_frac: flo
     raw = tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
     ids, cut, unknown = [], [], []
     for toks in raw:
-        unknown.append(sum(t == tokenizer.unk_token_id for t in toks) / len(toks) if toks else 1.0)
         if len(toks) > body:
             toks = toks[:head] + (toks[-tail:] if tail else [])
             cut.append(True)
         else:
             cut.append(False)
+        # of what the encoder reads: a long prompt's English middle does not make its emoji ends readable
+        unknown.append(sum(t == tokenizer.unk_token_id for t in toks) / len(toks) if toks else 1.0)
         ids.append([tokenizer.cls_token_id, *toks, tokenizer.sep_token_id])
     return Encoded(ids=ids, truncated=cut, unknown=unknown)
 

@@ -419,9 +419,18 @@ class QualityPredictor:
                     low[i][v.name] = v.low_confidence
         if unknown is not None:
             unknown = np.asarray(unknown, dtype=np.float64)
-            for i in np.flatnonzero(unknown >= UNREADABLE_AT):
+            bad = np.flatnonzero(unknown >= UNREADABLE_AT)
+            placed = ~np.isnan(support[0]) if n else np.zeros(len(vectors), dtype=bool)
+            if bad.size and placed.any():
+                # the encoder read nothing, so no task evidence applies: support 0, and a model placed on
+                # the joint scale gets its place there (general ability), not its logit on an empty prompt
+                z = np.log(scale_p[np.ix_(bad, placed)]) - np.log1p(-scale_p[np.ix_(bad, placed)])
+                quality[np.ix_(bad, placed)] = sigmoid(z / self.scale.temperature)
+                support[np.ix_(bad, placed)] = 0.0
+                rows[np.ix_(bad, placed)] = 0.0
+            for i in bad:
                 why = unreadable_reason(float(unknown[i]))
-                low[i] = {name: why + (f"; {low[i][name]}" if name in low[i] else "") for name in names}
+                low[i] = {v.name: why + (f"; {v.low_confidence}" if v.low_confidence else "") for v in vectors}
         return Prediction(names, quality, support, rows, trained, scale_p, p_open, top, low,
                           list(truncated) if truncated is not None else [False] * n, [v.source for v in vectors],
                           unknown)
@@ -713,8 +722,8 @@ class QualityPredictor:
 
 def unreadable_reason(unknown: float) -> str:
     """Why every quality of a prompt the encoder cannot read is low-confidence, in words."""
-    return (f"unreadable prompt: {unknown:.0%} of its tokens are unknown to the encoder (emoji, or a script "
-            "outside its vocabulary), so its quality is a guess")
+    return (f"unreadable prompt: {unknown:.0%} of the tokens the encoder reads are unknown to it (emoji, or a "
+            "script outside its vocabulary), so its quality is a guess: the model's general ability")
 
 
 def probe_results(model, snapshot=None) -> dict[str, float] | None:

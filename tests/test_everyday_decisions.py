@@ -145,6 +145,7 @@ def test_a_prompt_the_encoder_cannot_read_is_flagged_and_meets_no_floor(service)
     for prompt in ("🎉🎉🎉", "สวัสดีครับ"):
         d = service.select(SelectRequest(prompt=prompt))
         assert d.unreadable and all(c.low_confidence.startswith("unreadable prompt") for c in d.candidates)
+        assert d.reads_as == {} and all(c.support == 0.0 and c.evidence_rows == 0.0 for c in d.candidates)
         with pytest.raises(NoFeasibleModel, match="cannot read the prompt") as info:
             service.select(SelectRequest(prompt=prompt, min_quality=0.3))
         assert info.value.context["unreadable"] is True

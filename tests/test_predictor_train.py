@@ -84,6 +84,11 @@ def test_the_share_of_unknown_tokens_is_counted_per_prompt():
     # emoji are [UNK] to the vocabulary; a prompt with no tokens at all reads as nothing either
     enc = encode_texts(load_tokenizer(), ["🎉🎉🎉", "hello 🎉 world friend", "hello world", "\u200b"], max_len=32)
     assert enc.unknown == [1.0, 0.25, 0.0, 1.0]
+    # counted on what the encoder reads (head and tail), not on the whole prompt
+    emoji, words = " ".join(["🎉"] * 40), " ".join(["hello"] * 40)
+    ends, middle = encode_texts(load_tokenizer(), [f"{emoji} {words} {emoji}", f"{words} {emoji} {words}"],
+                                max_len=32).unknown
+    assert ends == 1.0 and middle == 0.0
 
 
 def test_stem_plus_top_equals_the_full_encoder():
