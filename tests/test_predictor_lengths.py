@@ -403,3 +403,19 @@ def test_a_twin_counts_only_on_a_lettered_prompt():
     s = length_support(tasks, names, [["table_a"]], options=np.array([True, False]))
     np.testing.assert_allclose(s[:, 0], [1.0, 0.0])
     np.testing.assert_allclose(length_support(tasks, names, [["table_a"]])[:, 0], [1.0, 1.0])  # round 5
+
+
+def test_a_fit_prices_answers_by_their_own_spread_not_the_populations():
+    # every answer 20 tokens: its mean count is 20, whatever the trained models' spread (smear 1.0 here,
+    # 2x); with answers spread as widely as those, the prior's factor stands
+    from pickwise.predictor.lengths import SMEAR_PRIOR_ROWS, own_smear
+
+    u, _, vectors, bias = synthetic(n=200, models=4, seed=3)
+    model = LengthModel([f"m{j}" for j in range(4)], vectors, bias, np.ones(4), 0.09, FeatureMap())
+    steady = model.fit(u[:80], np.full(80, 20.0), name="steady")
+    tokens = model.predict(u[:80], [spec("steady")], vectors=[steady]).tokens[:, 0]
+    assert np.all(np.abs(tokens / 20.0 - 1.0) < 0.25), tokens[:5]  # was 2x: the population's factor
+    assert own_smear(np.zeros(0), 0.7) == 0.7  # nothing observed: the prior
+    spread = np.random.default_rng(0).normal(scale=1.2, size=4000)
+    assert own_smear(spread, 0.0) == pytest.approx(4000 * np.log2(np.mean(np.exp2(spread))) / (4000 + SMEAR_PRIOR_ROWS),
+                                                   rel=1e-9)
