@@ -644,7 +644,7 @@ class PickwiseService:
     def feedback(self, request: FeedbackRequest) -> FeedbackStored:
         """Store one outcome (committed before this returns), by decision id or by prompt and model; feedback
         on a decision replaces earlier feedback on that decision and model."""
-        from pickwise.registry.outcomes import Outcome, prompt_sha256
+        from pickwise.registry.outcomes import Outcome, check_output_tokens, prompt_sha256
 
         snapshot = self.registry.refresh()
         model = None
@@ -662,6 +662,11 @@ class PickwiseService:
             latency_ms = latency_ms if latency_ms is not None else decision.latency_ms
         else:
             prompt, sha, u, encoder = request.prompt, prompt_sha256(request.prompt), None, None
+        if model in snapshot:  # the caller's length only: a decision's own is what the gateway saw answered
+            try:
+                check_output_tokens(request.output_tokens, model, snapshot.get(model).max_output_tokens)
+            except ValueError as exc:
+                raise RequestFieldError("output_tokens", f"output_tokens {exc}") from None
         keep = request.keep_prompt and prompt is not None  # a decision kept without its text has only the hash
         if not keep and u is None:
             predictor = self.predictor

@@ -112,7 +112,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise KeyError(name) from None
 
     try:
-        good, bad = parse_file(path, resolve)
+        good, bad = parse_file(path, resolve, lambda name: snapshot.get(name).max_output_tokens)
     except OutcomeError as exc:
         raise CliError(str(exc)) from None
     if bad and not args.skip_bad:
