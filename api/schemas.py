@@ -75,6 +75,9 @@ class PlanInfeasibleBody(ErrorBody):
 
     reason: str = Field(description="'no allowed model' | 'capacity' | 'quality target' | 'budget'")
     prompt_ids: list[str] = Field(default_factory=list, description="prompts with no allowed model")
+    way_out: dict[str, bool] = Field(
+        default_factory=dict, description="allow_low_confidence and/or allow_base_models: true where that rule is what "
+                                          "left some of those prompts with no model (the detail says how many)")
     budget: float | None = None
     min_budget: float | None = Field(None, description="smallest budget that makes the plan feasible")
 
