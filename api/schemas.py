@@ -75,6 +75,9 @@ class PlanInfeasibleBody(ErrorBody):
 
     reason: str = Field(description="'no allowed model' | 'capacity' | 'quality target' | 'budget'")
     prompt_ids: list[str] = Field(default_factory=list, description="prompts with no allowed model")
+    way_out: dict[str, bool] = Field(
+        default_factory=dict, description="allow_low_confidence and/or allow_base_models: true where that rule is what "
+                                          "left some of those prompts with no model (the detail says how many)")
     budget: float | None = None
     min_budget: float | None = Field(None, description="smallest budget that makes the plan feasible")
 
@@ -383,7 +386,8 @@ class FeedbackRequest(BaseModel):
     score: Probability = Field(description="how well the model answered, in [0, 1] (1: acceptably)")
     cost_usd: float | None = Field(None, ge=0.0, description="what the call cost")
     latency_ms: float | None = Field(None, ge=0.0, description="by default a gateway call's answer time")
-    output_tokens: int | None = Field(None, ge=0, description="the answer's length; by default a gateway call's "
+    output_tokens: int | None = Field(None, ge=0, description="the answer's length, at most the model's registry "
+                                                              "max_output_tokens; by default a gateway call's "
                                                               "usage.completion_tokens")
     tags: dict[str, Any] | None = Field(None, description="free JSON, stored as given")
     keep_prompt: bool = Field(True, description="false: store the prompt's sha256 and its vector, not its text")

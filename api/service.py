@@ -26,6 +26,7 @@ from pickwise.api.errors import (
     RequestFieldError,
     unknown_models,
 )
+from pickwise.api.plan_way_out import held_back, plan_way_out
 from pickwise.api.schemas import (
     MAX_OUTPUT_TOKENS,
     FeedbackRequest,
@@ -195,6 +196,7 @@ class PlanWorkload(NamedTuple):
     truncated_ids: list[str]  # prompts the predictor read only the head and tail of
     predictor: object = None  # the one that scored the prompts without given qualities (None: none did)
     unreadable_ids: list[str] = []  # prompts the encoder could not read (every quality low-confidence)
+    set_aside: dict[str, list[int]] = {}  # way-out field -> prompts (rows) only its rule left with no model
 
 
 class _PlanInputs(NamedTuple):
@@ -544,12 +546,19 @@ class PickwiseService:
             return evidence.quality
 
         workload = build_workload(rows, specs, score, output_tokens=lengths)
+        held: dict[str, np.ndarray] = {}  # request field that would lift a rule -> the [N, M] entries it removed
         if unsure and request.min_quality is not None and not request.allow_low_confidence:
             # under a floor, a prompt goes only to a model whose quality has evidence behind it
+            held["allow_low_confidence"] = np.zeros_like(workload.allowed)
+            held["allow_low_confidence"][predicted] = workload.allowed[predicted] & unsure[0]
             workload.allowed[predicted] &= ~unsure[0]
         if open_ended and not request.allow_base_models:  # open-ended prompts go to instruction-tuned models
             base = np.array([s.base_model for s in specs], dtype=bool)
-            workload.allowed[np.asarray(predicted)[open_ended[0]]] &= ~base
+            rows_open = np.asarray(predicted)[open_ended[0]]
+            held["allow_base_models"] = np.zeros_like(workload.allowed)
+            held["allow_base_models"][rows_open] = workload.allowed[rows_open] & base
+            workload.allowed[rows_open] &= ~base
+        set_aside = held_back(workload, held, min_quality=request.min_quality, max_latency_ms=request.max_latency_ms)
         workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
@@ -557,12 +566,12 @@ class PickwiseService:
             # a model no prompt may go to (absent from every line's own qualities, say) is no candidate
             workload = workload.columns(can)
             capacity = capacity[can] if capacity is not None else None
-        return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids)
+        return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids, set_aside)
 
     def plan(self, request: PlanRequest, stop: Callable[[], bool] | None = None) -> PlanResponse:
         """One model per prompt under the request's budget or quality target (see selector.batch);
         `stop` as `workload` takes it (a plan job's cancellation)."""
-        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids = self.workload(request, stop)
+        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids, set_aside = self.workload(request, stop)
         names = workload.names
         prompts = request.prompts
         try:
@@ -576,8 +585,9 @@ class PickwiseService:
         except BudgetInfeasible:
             raise
         except PlanInfeasible as exc:
+            exc = plan_way_out(exc, set_aside)
             exc.add_context(prompt_ids=[prompts[i].id for i in exc.rows])
-            raise
+            raise exc from None
 
         called = caller_names(snapshot, request.models, *(p.quality for p in prompts))
         names = [called.get(n, n) for n in names]
@@ -644,7 +654,7 @@ class PickwiseService:
     def feedback(self, request: FeedbackRequest) -> FeedbackStored:
         """Store one outcome (committed before this returns), by decision id or by prompt and model; feedback
         on a decision replaces earlier feedback on that decision and model."""
-        from pickwise.registry.outcomes import Outcome, prompt_sha256
+        from pickwise.registry.outcomes import Outcome, check_output_tokens, prompt_sha256
 
         snapshot = self.registry.refresh()
         model = None
@@ -662,6 +672,11 @@ class PickwiseService:
             latency_ms = latency_ms if latency_ms is not None else decision.latency_ms
         else:
             prompt, sha, u, encoder = request.prompt, prompt_sha256(request.prompt), None, None
+        if model in snapshot:  # the caller's length only: a decision's own is what the gateway saw answered
+            try:
+                check_output_tokens(request.output_tokens, model, snapshot.get(model).max_output_tokens)
+            except ValueError as exc:
+                raise RequestFieldError("output_tokens", f"output_tokens {exc}") from None
         keep = request.keep_prompt and prompt is not None  # a decision kept without its text has only the hash
         if not keep and u is None:
             predictor = self.predictor

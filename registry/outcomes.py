@@ -337,10 +337,18 @@ def _number(value: Any, name: str, *, low: float | None = None, high: float | No
     return value
 
 
-def parse_record(record: Any, resolve_model) -> Outcome:
+def check_output_tokens(tokens: int | None, model: str, limit: int) -> None:
+    """ValueError when an answer is longer than its model may give (the registry's max_output_tokens):
+    no call answered that, and a length refit would learn it as one."""
+    if tokens is not None and tokens > limit:
+        raise ValueError(f"{tokens:,} is above {model}'s max_output_tokens ({limit:,}) in the registry")
+
+
+def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     """One row of the long format as an Outcome; ValueError naming the field when it is bad.
 
-    `resolve_model(name_or_alias) -> registry name` raises KeyError for an unknown model."""
+    `resolve_model(name_or_alias) -> registry name` raises KeyError for an unknown model;
+    `max_output_tokens(registry name) -> int`, when given, bounds the row's output_tokens."""
     if not isinstance(record, dict):
         raise ValueError(f"expected an object with fields {', '.join(FIELDS)}, got {type(record).__name__}")
     unknown = sorted(set(record) - set(FIELDS))
@@ -388,14 +396,19 @@ def parse_record(record: Any, resolve_model) -> Outcome:
     decision = record.get("decision_id")
     if decision is not None and not isinstance(decision, str):
         raise ValueError(f"field 'decision_id': expected a string, got {type(decision).__name__}")
+    tokens = None if record.get("output_tokens") is None \
+        else _number(record["output_tokens"], "output_tokens", low=0, integer=True)
+    if max_output_tokens is not None:
+        try:
+            check_output_tokens(tokens, model, max_output_tokens(model))
+        except ValueError as exc:
+            raise ValueError(f"field 'output_tokens': {exc}") from None
     return Outcome(
         model=model, score=float(_number(record["score"], "score", low=0.0, high=1.0)), prompt=prompt,
         prompt_sha256=sha or "", prompt_vector=vector, vector_encoder=encoder,
         cost_usd=None if record.get("cost_usd") is None else float(_number(record["cost_usd"], "cost_usd", low=0.0)),
         latency_ms=None if record.get("latency_ms") is None else float(_number(record["latency_ms"], "latency_ms", low=0.0)),
-        output_tokens=None if record.get("output_tokens") is None
-        else _number(record["output_tokens"], "output_tokens", low=0, integer=True),
-        timestamp=timestamp, decision_id=decision, tags=tags,
+        output_tokens=tokens, timestamp=timestamp, decision_id=decision, tags=tags,
     )
 
 
@@ -492,15 +505,15 @@ def _quote_left_open(text: str) -> bool:
     return False
 
 
-def parse_file(path: str | os.PathLike, resolve_model) -> tuple[list[Outcome], list[str]]:
-    """Every good outcome of a file and a message per bad row ('line N: ...')."""
+def parse_file(path: str | os.PathLike, resolve_model, max_output_tokens=None) -> tuple[list[Outcome], list[str]]:
+    """Every good outcome of a file and a message per bad row ('line N: ...'); the callables as parse_record takes them."""
     good, bad = [], []
     for where, record in read_records(path):
         if isinstance(record, Exception):
             bad.append(f"{where}: {record}")
             continue
         try:
-            good.append(parse_record(record, resolve_model))
+            good.append(parse_record(record, resolve_model, max_output_tokens))
         except ValueError as exc:
             bad.append(f"{where}: {exc}")
     return good, bad

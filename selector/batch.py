@@ -139,6 +139,16 @@ def plan_batch(
     )
 
 
+def unserved_rows(quality, *, allowed=None, min_quality=None, latency=None, max_latency_ms=None) -> np.ndarray:
+    """The prompts (row indices) no model may take after floors, latency caps and `allowed`: those plan_batch
+    refuses as 'no allowed model'. A caller asks again with a rule of its own lifted, to say which one held them."""
+    q = validation.quality_matrix(quality)
+    n, m = q.shape
+    ok = _allowed_mask(q, n, m, [f"model_{j}" for j in range(m)], validation.prompt_labels(None, n), min_quality,
+                       latency, max_latency_ms, allowed)
+    return np.flatnonzero(~ok.any(axis=1))
+
+
 def _allowed_mask(q, n, m, names, prompts, min_quality, latency, max_latency_ms, allowed) -> np.ndarray:
     ok = np.ones((n, m), dtype=bool)
     if allowed is not None:

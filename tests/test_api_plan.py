@@ -255,3 +255,18 @@ def test_a_lone_surrogate_in_a_request_is_a_422_not_a_500(api):
         for route in ("/v1/plan", "/v1/plans"):
             r = api.post(route, content=json.dumps(body), headers={"Content-Type": "application/json"})
             assert r.status_code == 422, (route, r.text)
+
+
+def test_a_plan_whose_floor_no_evidence_meets_names_low_confidence(api):
+    """Every quality on a prompt the encoder cannot read is low-confidence; under a floor, the 409 says so and
+    names the switch that lets such qualities count, as select's does."""
+    prompts = [{"id": f"e{i}", "prompt": "🎉" * (i + 1)} for i in range(3)]
+    r = api.post("/v1/plan", json={"prompts": prompts, "min_quality": 0.01, "budget": 1.0})
+    assert r.status_code == 409 and r.json()["reason"] == "no allowed model", r.text
+    body = r.json()
+    assert body["prompt_ids"] == ["e0", "e1", "e2"] and body["way_out"] == {"allow_low_confidence": True}
+    assert "3 of them for low confidence" in body["detail"] and "--allow-low-confidence" in body["detail"], body
+    ok = api.post("/v1/plan", json={"prompts": prompts, "min_quality": 0.01, "budget": 1.0, "allow_low_confidence": True})
+    assert ok.status_code == 200, ok.text
+    r = api.post("/v1/plan", json={"prompts": prompts, "min_quality": 0.01, "budget": 1.0, "max_latency_ms": 1})
+    assert r.status_code == 409 and "low confidence" not in r.json()["detail"] and "way_out" not in r.json()

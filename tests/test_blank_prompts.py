@@ -80,3 +80,31 @@ def test_outcomes_import_names_a_blank_prompts_row(tmp_path, aliased, capsys, su
     err = capsys.readouterr().err
     assert f"{where}: field 'prompt': {BLANK}" in err and "1 bad row(s), nothing stored" in err, err
     assert not store_exists(store)
+
+
+INVISIBLE = ["\u200b\u200b\u200b", "\u200c", "\u200d \u2060", "\ufeff\n", "\u200b\u00ad\u2060"]
+
+
+@pytest.mark.parametrize("prompt", INVISIBLE)
+def test_a_prompt_of_format_characters_only_is_blank_everywhere(api, tmp_path, prompt):
+    """Zero-width and other format (Cf) characters print nothing: such a prompt has no text either."""
+    _refused(api.post("/v1/predict", json={"prompts": [{"id": "a", "prompt": prompt}]}),
+             ["body", "prompts", 0, "prompt"])
+    _refused(api.post("/v1/select", json={"prompt": prompt}), ["body", "prompt"])
+    _refused(api.post("/v1/plan", json={"prompts": [{"id": "a", "prompt": "What is 2+2?"}, {"id": "b", "prompt": prompt}],
+                                        "budget": 1.0}), ["body", "prompts", 1, "prompt"])
+    _refused(api.post("/v1/feedback", json={"prompt": prompt, "model": "gpt4", "score": 1}, headers=AUTH),
+             ["body", "prompt"])
+    assert not store_exists(tmp_path / "outcomes.sqlite") or api.get("/v1/outcomes/stats").json()["outcomes"] == 0
+
+
+def test_a_prompt_with_text_keeps_its_format_characters(api):
+    r = api.post("/v1/predict", json={"prompts": [{"id": "a", "prompt": "\u200bWhat is 2+2?\ufeff"}]})
+    assert r.status_code == 200, r.text
+
+
+def test_predict_cli_names_a_line_of_format_characters(tmp_path, aliased, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": "\u200b\u200b\u200b"}) + "\n")
+    assert main(["predict", "--input", str(prompts), "--registry", str(aliased), "--output", str(tmp_path / "q.jsonl")]) == 2
+    assert f"prompts.jsonl:1: 'prompt': {BLANK}" in capsys.readouterr().err

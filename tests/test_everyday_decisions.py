@@ -96,6 +96,18 @@ def test_a_plan_keeps_open_ended_prompts_from_base_models(service):
     assert allowed.all()
 
 
+def test_a_plan_held_back_by_the_base_model_rule_says_so(service):
+    from pickwise.selector.errors import PlanInfeasible
+
+    base = [s.name for s in service.registry.refresh().models if s.base_model]
+    request = {"prompts": [{"id": "poem", "prompt": POEM}, {"id": "quiz", "prompt": QUIZ}], "models": [base[0]],
+               "budget": 1.0}
+    with pytest.raises(PlanInfeasible, match=r": poem \(1 of them for the base-model rule: .*--allow-base-models") as info:
+        service.plan(PlanRequest.model_validate(request))
+    assert info.value.context["way_out"] == {"allow_base_models": True}
+    service.plan(PlanRequest.model_validate({**request, "allow_base_models": True}))
+
+
 def test_a_floor_over_every_guess_gets_a_way_out_of_two_changes(service):
     # every quality on the proof is low-confidence: no floor counts them, and allowing them alone does
     # not reach a floor above the best; the answer names both changes together

@@ -169,7 +169,8 @@ def test_cli_promote_and_rollback(tmp_path, home, tiny_predictor, registry_dir, 
     assert "is not promoted: Brier" in capsys.readouterr().err
     assert main(["artifact", "promote", worse, "--force"]) == 0
     assert main(["artifact", "status"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 2)[-1])["serving"].startswith(str(home))
+    out = capsys.readouterr().out  # promote's lines, then status's JSON
+    assert json.loads(out[out.index("\n{") + 1:])["serving"].startswith(str(home))
     assert main(["artifact", "rollback"]) == 0
     assert promoted_artifact_dir() is None
 

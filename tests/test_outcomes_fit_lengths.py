@@ -91,6 +91,15 @@ def test_fit_reports_held_out_length_figures(length_predictor, registry_dir, tmp
     meta = json.loads(str(np.load(out / LENGTHS_FILE)["meta"]))
     assert meta["format"] == OUTCOME_FORMAT and meta["outcome_rows"] == {UNTRAINED: 240}
 
+    # promoting it prints the lengths verdict the gate judged, as fit did
+    monkeypatch.setenv("PICKWISE_HOME", str(tmp_path / "home"))
+    assert main(["artifact", "promote", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    [verdict_line] = [x for x in printed if x.startswith("lengths:")]
+    assert verdict_line == "lengths: " + line.split("; ", 1)[1], printed
+    log = json.loads((tmp_path / "home" / "promotions.jsonl").read_text())
+    assert log["verdicts"]["lengths"] == "better"
+
 
 def test_a_second_fit_keeps_the_first_fits_length_vectors(length_predictor, registry_dir, tmp_path):
     snapshot = load_registry(registry_dir)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from pickwise.registry import load_registry
 from pickwise.registry.outcomes import OutcomeStore, prompt_sha256
 from tests.api_support import PROMPT, TOKEN, client, registry_with_alias
 
@@ -137,3 +138,34 @@ def test_feedback_over_http_reaches_the_next_refit(api, store_path, tmp_path, ti
     u = tiny_predictor.prompt_features([PROMPT]).u
     # every outcome was a success: the refitted model is predicted to do better than the prior said
     assert fitted.probabilities(u, [after])[0, 0] > tiny_predictor.probabilities(u, [before])[0, 0] + 0.05
+
+
+def _limit(tmp_path, name: str) -> int:
+    return load_registry(tmp_path / "registry").get(name).max_output_tokens
+
+
+def test_feedback_longer_than_the_model_may_answer_is_refused(api, store_path, tmp_path):
+    """An answer longer than the registry's max_output_tokens no call could give: a length refit must not learn it."""
+    limit = _limit(tmp_path, "gpt-4-1106-preview")
+    r = api.post("/v1/feedback", json={"prompt": "What is 2+2?", "model": "gpt4", "score": 1,
+                                       "output_tokens": 1_000_000_000}, headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["errors"]] == [["body", "output_tokens"]]
+    assert "gpt-4-1106-preview" in r.text and f"{limit:,}" in r.text
+    assert not store_path.exists() or _stored(store_path) == []
+    for tokens in (0, limit):
+        r = api.post("/v1/feedback", json={"prompt": "What is 2+2?", "model": "gpt4", "score": 1,
+                                           "output_tokens": tokens}, headers=AUTH)
+        assert r.status_code == 201, r.text
+
+
+def test_feedback_on_a_decision_longer_than_its_model_may_answer_keeps_the_earlier_row(api, store_path, tmp_path):
+    decision = api.post("/v1/select", json={"prompt": PROMPT}).json()
+    chosen = decision["chosen"][0]
+    first = api.post("/v1/feedback", json={"decision_id": decision["decision_id"], "score": 1, "output_tokens": 50},
+                     headers=AUTH)
+    assert first.status_code == 201, first.text
+    r = api.post("/v1/feedback", json={"decision_id": decision["decision_id"], "score": 0,
+                                       "output_tokens": 1_000_000_000}, headers=AUTH)
+    assert r.status_code == 422 and chosen in r.text and f"{_limit(tmp_path, chosen):,}" in r.text, r.text
+    assert [(o.score, o.output_tokens) for o in _stored(store_path)] == [(1.0, 50)]

@@ -112,7 +112,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise KeyError(name) from None
 
     try:
-        good, bad = parse_file(path, resolve)
+        good, bad = parse_file(path, resolve, lambda name: snapshot.get(name).max_output_tokens)
     except OutcomeError as exc:
         raise CliError(str(exc)) from None
     if bad and not args.skip_bad:
@@ -221,16 +221,22 @@ def _lengths_line(report: dict) -> str:
     if not used:
         return "lengths: no outcome records output_tokens: length vectors unchanged"
     line = f"lengths: refitted {len(lengths['models'])} models from {lengths['outcomes_with_tokens']['fit']:,} outcomes"
-    h = report["holdout"].get("lengths", {})
-    if h.get("rows"):
-        e, w = h["median_abs_log2_error"], h["within_2x"]
-        line += (f"; held-out {h['rows']:,}: median |log2 error| base {e['base']:.3f} -> candidate "
-                 f"{e['candidate']:.3f}, within 2x base {w['base']:.3f} -> candidate {w['candidate']:.3f}")
-        if h.get("mean_abs_log2_error"):
-            m = h["mean_abs_log2_error"]
-            line += (f"; mean |log2 error| base {m['base']:.3f} -> candidate {m['candidate']:.3f}"
-                     f"{_difference_text(m, 3, True)}")
-    return line
+    held_out = _held_out_lengths(report["holdout"].get("lengths", {}))
+    return line + (f"; {held_out}" if held_out else "")
+
+
+def _held_out_lengths(h: dict) -> str:
+    """How close base and candidate come to the held-out answer lengths, with the gate's verdict; '' without any."""
+    if not h.get("rows"):
+        return ""
+    e, w = h["median_abs_log2_error"], h["within_2x"]
+    text = (f"held-out {h['rows']:,}: median |log2 error| base {e['base']:.3f} -> candidate "
+            f"{e['candidate']:.3f}, within 2x base {w['base']:.3f} -> candidate {w['candidate']:.3f}")
+    if h.get("mean_abs_log2_error"):
+        m = h["mean_abs_log2_error"]
+        text += (f"; mean |log2 error| base {m['base']:.3f} -> candidate {m['candidate']:.3f}"
+                 f"{_difference_text(m, 3, True)}")
+    return text
 
 
 def _difference_text(figure: dict, digits: int, lower_is_better: bool) -> str:
@@ -269,6 +275,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     print(f"promoted {args.dir} (version {record['version']}, copied to {record['path']})"
           + (" despite: " + "; ".join(record["worse"]) if record["worse"] else ""))
     print(_figures_line(record["figures"]))
+    if record["figures"].get("rows"):  # the gate also judged the answer lengths, where outcomes recorded them
+        held_out = _held_out_lengths(record["figures"].get("lengths", {}))
+        print(f"lengths: {held_out or 'no held-out outcome records output_tokens (not judged)'}")
     return 0
 
 
