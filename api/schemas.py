@@ -270,6 +270,10 @@ class PlanResponse(BatchPlan):
     unreadable: list[str] = Field(default_factory=list,
                                   description="ids of prompts the encoder could not read (mostly unknown tokens): "
                                               "their qualities are low-confidence")
+    guessed: list[str] = Field(default_factory=list,
+                               description="ids of prompts assigned to a model whose quality there is low-confidence "
+                                           "(no evidence behind it): a floor keeps such qualities out; a budget or "
+                                           "max_quality plan takes them at face value")
     registry_version: str
     predictor_version: str | None = Field(description="None when every prompt came with its own qualities")
     resolved: dict[str, str] = Field(

@@ -197,6 +197,7 @@ class PlanWorkload(NamedTuple):
     predictor: object = None  # the one that scored the prompts without given qualities (None: none did)
     unreadable_ids: list[str] = []  # prompts the encoder could not read (every quality low-confidence)
     set_aside: dict[str, list[int]] = {}  # way-out field -> prompts (rows) only its rule left with no model
+    guessed: np.ndarray | None = None  # [N, M] the quality is low-confidence (no evidence behind it)
 
 
 class _PlanInputs(NamedTuple):
@@ -559,6 +560,9 @@ class PickwiseService:
             held["allow_base_models"][rows_open] = workload.allowed[rows_open] & base
             workload.allowed[rows_open] &= ~base
         set_aside = held_back(workload, held, min_quality=request.min_quality, max_latency_ms=request.max_latency_ms)
+        guessed = np.zeros_like(workload.allowed)
+        if unsure:
+            guessed[predicted] = unsure[0]
         workload.quality[~workload.allowed] = 0.0
         workload.low_confidence = {s.name: scoring.low_confidence[s.name] for s in specs
                                    if s.name in scoring.low_confidence}
@@ -566,12 +570,14 @@ class PickwiseService:
             # a model no prompt may go to (absent from every line's own qualities, say) is no candidate
             workload = workload.columns(can)
             capacity = capacity[can] if capacity is not None else None
-        return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids, set_aside)
+            guessed = guessed[:, can]
+        return PlanWorkload(snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids, set_aside, guessed)
 
     def plan(self, request: PlanRequest, stop: Callable[[], bool] | None = None) -> PlanResponse:
         """One model per prompt under the request's budget or quality target (see selector.batch);
         `stop` as `workload` takes it (a plan job's cancellation)."""
-        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids, set_aside = self.workload(request, stop)
+        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids, set_aside, guessed = \
+            self.workload(request, stop)
         names = workload.names
         prompts = request.prompts
         try:
@@ -604,6 +610,7 @@ class PickwiseService:
             **dict(plan), assignments=assignments, resolved={v: k for k, v in called.items()},
             low_confidence={called.get(k, k): v for k, v in workload.low_confidence.items() if called.get(k, k) in used},
             truncated=truncated_ids, unreadable=unreadable_ids, registry_version=snapshot.version,
+            guessed=[p.id for i, (p, j) in enumerate(zip(prompts, plan.assignment)) if guessed[i, j]],
             predictor_version=predictor.version if workload.predicted_lines else None,
         )
 

@@ -169,9 +169,15 @@ def test_a_prompt_the_encoder_cannot_read_is_flagged_and_meets_no_floor(service)
     plan = service.plan(PlanRequest.model_validate(
         {"prompts": [{"id": "emoji", "prompt": "😀 👍"}, {"id": "quiz", "prompt": QUIZ}], "budget": 1.0}))
     assert plan.unreadable == ["emoji"]
+    assert "emoji" in plan.guessed  # a budget plan takes a guess at face value, and says it did
+    floored = service.plan(PlanRequest.model_validate(
+        {"prompts": [{"id": "quiz", "prompt": QUIZ}], "budget": 1.0, "min_quality": 0.1}))
+    assert floored.guessed == []  # under a floor only qualities with evidence count
     from pickwise.api.cli.planning import plan_summary
 
-    assert "1 prompt(s) unreadable" in plan_summary(plan, 2) and plan_summary(plan, 2).endswith(": emoji")
+    summary = plan_summary(plan, 2).splitlines()
+    assert any(line.startswith("1 prompt(s) unreadable") and line.endswith(": emoji") for line in summary)
+    assert summary[-1].startswith(f"{len(plan.guessed)} prompt(s) assigned on a low-confidence quality")
 
 
 def test_a_decision_says_which_tasks_set_the_level_of_its_qualities(service):

@@ -218,7 +218,9 @@ def plan_summary(plan: PlanResponse, predicted: int) -> str:
     used = sorted(((c, name) for name, c in plan.count_per_model.items() if c), reverse=True)
     rows += [f"  {name:<40} {c:>8}  ({c / n:.1%})" for c, name in used]
     for ids, what in ((plan.truncated, "read head+tail only (longer than the encoder's 128 tokens)"),
-                      (plan.unreadable, "unreadable (mostly tokens the encoder does not know): qualities are guesses")):
+                      (plan.unreadable, "unreadable (mostly tokens the encoder does not know): qualities are guesses"),
+                      (plan.guessed, "assigned on a low-confidence quality (no evidence behind it; "
+                                     "--min-quality keeps such qualities out)")):
         if ids:
             rows.append(f"{len(ids)} prompt(s) {what}: {', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''}")
     return "\n".join(rows)
