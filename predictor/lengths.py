@@ -113,6 +113,7 @@ class LengthVector:
     log2_smear: float
     source: str  # "outcomes" | "probe" | "trained" | "fitted"
     log2_range: tuple[float, float] = (0.0, math.inf)  # the estimate is clipped here (see LengthModel)
+    tables: tuple[str, ...] = ()  # "probe": the tables its answers' prompts come from (where it has evidence)
 
 
 @dataclass
@@ -235,7 +236,7 @@ class LengthModel:
         smear = own_smear(observed - (self.features(u) @ vector + bias), smear)
         lo = min(lo, float(np.nanmin(observed, initial=np.inf)))
         hi = max(hi, float(np.nanmax(observed, initial=-np.inf)))
-        return LengthVector(name, vector, bias, smear, source, (lo, hi))
+        return LengthVector(name, vector, bias, smear, source, (lo, hi), tuple(sorted(tables or ())))
 
     def reference_models(self, tables: Iterable[str] | None = None) -> np.ndarray:
         """Trained models with lengths on any of `tables` (every one when None or fewer than 3 match)."""
@@ -287,13 +288,16 @@ class LengthModel:
         clipped as `predict` clips. A trained model's vector refitted to n outcome lengths is pulled the
         same way, with s at least n / (n + OUTCOME_LENGTH_ROWS): a refit centred on the trained vector
         moves little with few outcomes, and without the pull it priced "What is 5 + 7?" at MMLU-Pro's
-        chain-of-thought length. Vectors from probe answers (s = 1) and registry fallbacks are left as
-        they are.
+        chain-of-thought length. A vector fitted to probe answers is pulled too, its support counting the
+        tables those answers' prompts come from (and its trained tables): 220 MMLU-Pro answers of 300
+        tokens priced a GSM8K question at 414-550. Registry fallbacks are left as they are.
         """
         names = [[m] if isinstance(m, str) else list(m.all_names()) for m in models]
         evidence = {j: self.outcome_rows.get(x.name, 0) for j, x in enumerate(found)
                     if x is not None and x.source == "outcomes" and self.trained_vector(names[j]) is not None}
-        pulled = [j for j, x in enumerate(found) if x is not None and (x.source == "trained" or j in evidence)]
+        probed = {j for j, x in enumerate(found) if x is not None and x.source == "probe" and x.tables}
+        pulled = [j for j, x in enumerate(found)
+                  if x is not None and (x.source == "trained" or j in evidence or j in probed)]
         if not pulled:
             return tokens
         u = np.atleast_2d(np.asarray(u, dtype=np.float64))
@@ -304,8 +308,8 @@ class LengthModel:
         voters = pool_s >= SUPPORTED
         voters[~voters.any(axis=1)] = True
         typical = np.nanmedian(np.where(voters, pool, np.nan), axis=1)
-        s = length_support(tasks, task_names, [self.trained_tables(names[j]) for j in pulled], twins=twins,
-                           options=options)
+        tables = [sorted(set(self.trained_tables(names[j])) | set(found[j].tables)) for j in pulled]
+        s = length_support(tasks, task_names, tables, twins=twins, options=options)
         floor = np.array([evidence.get(j, 0) / (evidence.get(j, 0) + OUTCOME_LENGTH_ROWS) for j in pulled])
         s = np.maximum(s, floor[None, :])
         smear = [found[j].log2_smear if self.meta.get("count_form", "mean") == "mean" else 0.0 for j in pulled]

@@ -186,7 +186,7 @@ def test_a_model_gets_the_pools_typical_length_on_tables_it_has_no_lengths_on():
     assert tokens[2, 0] == pytest.approx(2.0 ** (0.25 * 2 + 0.75 * 9))  # blended by its support, 0.25
 
 
-def test_lengths_from_probe_answers_and_registry_priors_are_not_pulled():
+def test_probe_lengths_of_no_known_table_and_registry_priors_are_not_pulled():
     import dataclasses
 
     model = support_population()
@@ -347,7 +347,7 @@ def test_select_prices_a_probe_registered_model_by_its_probe_lengths(length_pred
     spec = snapshot.get("newbie")
     f = length_predictor.prompt_features([PROMPT])
     open_ended = length_predictor.evidence(f.u, [], f.tasks, pooled=f.pooled).open_ended
-    want = length_predictor.output_tokens(f.u, [spec], open_ended, snapshot)[0][0, 0]
+    want = length_predictor.output_tokens(f.u, [spec], open_ended, snapshot, f.tasks, options=f.options)[0][0, 0]
     prior = length_predictor.output_tokens(f.u, [spec], open_ended)[0][0, 0]
     assert abs(want - prior) > 1  # the probe lengths say something else than the registry's 100
     with client(registry_dir, length_predictor) as api:
@@ -419,3 +419,19 @@ def test_a_fit_prices_answers_by_their_own_spread_not_the_populations():
     spread = np.random.default_rng(0).normal(scale=1.2, size=4000)
     assert own_smear(spread, 0.0) == pytest.approx(4000 * np.log2(np.mean(np.exp2(spread))) / (4000 + SMEAR_PRIOR_ROWS),
                                                    rel=1e-9)
+
+
+def test_probe_lengths_are_pulled_to_the_pool_off_the_tables_they_come_from():
+    # answers measured on table A's prompts say nothing of table B's: there the pool's typical count
+    import dataclasses
+
+    model = support_population()
+    u, tasks = np.zeros((2, 2)), np.array([[1.0, 0.0], [0.0, 1.0]])  # table A's task, table B's
+    probe = dataclasses.replace(model.trained_vector(["a-only"]), source="probe", tables=("table_a",))
+    models = [spec("newcomer")]
+    own = model.predict(u, models, vectors=[probe]).tokens
+    pulled = model.toward_pool(u, tasks, SUPPORT_TASKS, models, [probe], own)
+    assert pulled[0, 0] == pytest.approx(4.0)  # its own table: its own count
+    assert pulled[1, 0] == pytest.approx(2.0 ** 9)  # B's: B's models' median
+    untold = dataclasses.replace(probe, tables=())  # no tables known: left as it is
+    np.testing.assert_allclose(model.toward_pool(u, tasks, SUPPORT_TASKS, models, [untold], own), own)
