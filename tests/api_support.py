@@ -65,6 +65,8 @@ def client(registry_dir: Path, predictor, **settings):
     """A TestClient (lifespan running) on an app over `registry_dir`; 5xx responses never raise here,
     so tests can assert on them."""
     settings.setdefault("admin_token", TOKEN)
+    # each test's own jobs file: the session's $PICKWISE_HOME one would share the bound of 4 jobs across tests
+    settings.setdefault("job_store", str(Path(registry_dir).parent / "jobs.sqlite"))
     app = create_app(registry_dir, predictor=predictor, settings=ServiceSettings(**settings))
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
