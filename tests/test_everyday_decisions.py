@@ -235,3 +235,14 @@ def test_a_probe_registered_model_says_where_its_evidence_is(service):
         assert result.support[i, 0] < LOW_SUPPORT
         assert "probe results on mmlu_pro" in result.low_confidence[i]["acme-strong"]
     assert np.all((result.quality > 0.5) & (result.quality < 1.0))  # a strong model stays strong, flagged
+
+
+def test_universe_over_base_models_names_the_switch_for_open_ended_prompts(tmp_path, capsys):
+    from pickwise.api.cli.main import main
+
+    path = tmp_path / "poem.jsonl"
+    path.write_text('{"id": "poem", "prompt": "Write a short poem about the sea at dawn."}\n')
+    args = ["universe", "--input", str(path), "--max-models", "1", "--models", "Llama-2-7b-hf,Yi-34B", "--quiet"]
+    assert main(args) == 2
+    assert "--allow-base-models lets them" in capsys.readouterr().err
+    assert main([*args, "--allow-base-models"]) == 0

@@ -26,11 +26,12 @@ from pickwise.api.cli.options import (
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 from pickwise.api.cli.remote import Server, add_server_option, server_url
+from pickwise.api.plan_way_out import plan_way_out
 from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
 from pickwise.api.service import PickwiseService
 from pickwise.registry import RegistrySnapshot
 from pickwise.selector.batch import SOLVERS
-from pickwise.selector.errors import BudgetInfeasible
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible
 from pickwise.selector.types import UniversePlan
 from pickwise.selector.universe import build_universe
 from pickwise.selector.workload import ModelKeyError, candidate_models, values_by_column
@@ -69,6 +70,8 @@ def register(subparsers) -> None:
     universe.add_argument("--max-mean-cost", type=number(low=0), metavar="USD", help="mean cost per prompt when each goes to its pool model")
     universe.add_argument("--solver", choices=("auto", "ilp", "greedy"), default="auto")
     universe.add_argument("--time-limit", type=number(above=0), default=60.0, help="seconds for the MILP (default 60)")
+    universe.add_argument("--allow-base-models", action="store_true",
+                          help="let base (not instruction-tuned) models take prompts read as open-ended")
     universe.set_defaults(func=cmd_universe)
 
 
@@ -229,14 +232,18 @@ def plan_summary(plan: PlanResponse, predicted: int) -> str:
 def cmd_universe(args: argparse.Namespace) -> int:
     if args.max_models is None and args.max_mean_cost is None:
         raise CliError("give --max-models and/or --max-mean-cost")
-    service, request = _load(args)
-    workload = service.workload(request).workload
+    service, request = _load(args, allow_base_models=args.allow_base_models)
+    planned = service.workload(request)
+    workload = planned.workload
     _warn_low_confidence(workload.low_confidence, args.quiet)
-    plan = build_universe(
-        workload.quality, max_models=args.max_models, cost=workload.cost_usd,
-        max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
-        solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
-    )
+    try:
+        plan = build_universe(
+            workload.quality, max_models=args.max_models, cost=workload.cost_usd,
+            max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
+            solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
+        )
+    except PlanInfeasible as exc:  # say which rule the request can lift, as plan's 409 does
+        raise plan_way_out(exc, planned.set_aside) from None
     print(plan.model_dump_json(indent=2))
     if not args.quiet:
         print(universe_summary(plan, len(workload.ids)), file=sys.stderr)
