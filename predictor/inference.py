@@ -459,9 +459,8 @@ class QualityPredictor:
         quality[:, col] = sigmoid((s * own[:, col] + (1.0 - s) * placed) / self.scale.temperature)
         scale_p[:, col] = sigmoid(placed)
         support[:, col], rows[:, col] = s, tasks @ v.task_rows * (1.0 - p_open)
-        where = self.scale.covered_tables(v.task_rows)
         for i in np.flatnonzero(s < LOW_SUPPORT):
-            low[i][v.name] = self.scale.probe_reason(v.name, s[i], p_open[i], top[i], where, int(v.task_rows.sum()))
+            low[i][v.name] = self.scale.probe_reason(v.name, s[i], p_open[i], top[i], v.task_rows)
 
     @property
     def set_rho(self) -> float:

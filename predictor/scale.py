@@ -313,39 +313,44 @@ class OneScale:
                 break
         return a
 
+    def covered(self, rows: np.ndarray) -> set[str]:
+        """The tables whose tasks hold any of `rows` [K] (results per scale task)."""
+        return {task.split("/", 1)[0] for task, n in zip(self.tasks, rows) if n > 0}
+
     def table_cover(self, rows: np.ndarray) -> np.ndarray:
         """[K] 1.0 on every task of a table where `rows` [K] has any result: a probe result set samples
         its tables' tasks by design, and the cold-start fit pools it with those tables' trained models,
         so its vector is the model's estimate across them, not only on the tasks it drew."""
-        tables = [t.split("/", 1)[0] for t in self.tasks]
-        covered = {table for table, n in zip(tables, rows) if n > 0}
-        return np.array([float(table in covered) for table in tables])
+        covered = self.covered(rows)
+        return np.array([float(task.split("/", 1)[0] in covered) for task in self.tasks])
 
-    def covered_tables(self, rows: np.ndarray) -> list[str]:
-        """The tables (short names) whose tasks hold any of `rows` [K]."""
-        return sorted({re.sub(r"_\d+models$", "", t.split("/", 1)[0]) for t, n in zip(self.tasks, rows) if n > 0})
-
-    def probe_reason(self, name: str, support: float, p_open: float, top_task: str, tables: list[str],
-                     results: int) -> str:
-        """Why a probe-registered model's prediction is low-confidence, in words (`reason`'s kind)."""
-        if p_open >= OPEN_ENDED_AT:
-            head = f"open-ended prompt (p={p_open:.2f}): no priced table measures this kind"
-        else:
-            head = f"only {support:.0%} of this prompt reads as tasks {name}'s probe results cover (nearest task: {top_task})"
-        return head + f"; placed on the joint ability scale from its {results} probe results on {', '.join(tables) or 'no table'}"
+    def probe_reason(self, name: str, support: float, p_open: float, top_task: str, rows: np.ndarray) -> str:
+        """Why a probe-registered model's prediction is low-confidence, in words (`reason`'s kind), from
+        its probe results per scale task `rows`."""
+        head = _unsupported(f"tasks {name}'s probe results cover", support, p_open, top_task)
+        return head + (f"; placed on the joint ability scale from its {int(rows.sum())} probe results on "
+                       f"{_tables_text(sorted(self.covered(rows)))}")
 
     def reason(self, j: int, support: float, p_open: float, top_task: str) -> str:
         """Why prediction (·, model j) is low-confidence, in words."""
         name = self.model_names[j]
-        where = ", ".join(re.sub(r"_\d+models$", "", t) for t in self.model_tables.get(name, [])) or "no table"
-        if p_open >= OPEN_ENDED_AT:
-            head = f"open-ended prompt (p={p_open:.2f}): no priced table measures this kind"
-        else:
-            head = f"only {support:.0%} of this prompt reads as tasks {name} has results on (nearest task: {top_task})"
-        tail = f"; placed on the joint ability scale from its results on {where}"
+        head = _unsupported(f"tasks {name} has results on", support, p_open, top_task)
+        tail = f"; placed on the joint ability scale from its results on {_tables_text(self.model_tables.get(name, []))}"
         if self.base[j] and p_open >= OPEN_ENDED_AT and self.base_penalty > 0:
             tail += "; base model (not instruction-tuned), rated lower on open-ended prompts"
         return head + tail
+
+
+def _unsupported(evidence: str, support: float, p_open: float, top_task: str) -> str:
+    """A low-confidence reason's head: an open-ended prompt, or how little of it reads as `evidence`."""
+    if p_open >= OPEN_ENDED_AT:
+        return f"open-ended prompt (p={p_open:.2f}): no priced table measures this kind"
+    return f"only {support:.0%} of this prompt reads as {evidence} (nearest task: {top_task})"
+
+
+def _tables_text(tables) -> str:
+    """Tables by their short names ('mmlu_pro_25models' -> 'mmlu_pro'), in the order given, or 'no table'."""
+    return ", ".join(re.sub(r"_\d+models$", "", t) for t in tables) or "no table"
 
 
 # ----------------------------------------------------------------------------- sets of models
