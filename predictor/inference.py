@@ -391,6 +391,7 @@ class QualityPredictor:
         own = (u @ np.stack([v.vector for v in vectors]).T + np.array([v.bias for v in vectors])) / self.temperature \
             if vectors else np.zeros((n, 0))
         quality, trained, scale_p = sigmoid(own), sigmoid(own), sigmoid(own)
+        scale_z = np.full((n, len(vectors)), np.nan)  # logits on the joint scale, for the models placed there
         support = np.full((n, len(vectors)), np.nan)
         rows = np.full((n, len(vectors)), np.nan)
         p_open = np.zeros(n)
@@ -405,11 +406,11 @@ class QualityPredictor:
             for col, v in enumerate(vectors):
                 if v.index is None:
                     if v.task_rows is not None:
-                        self._place_probe_model(col, v, own, out, tasks, quality, scale_p, support, rows, low, top)
+                        self._place_probe_model(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
                     continue
                 j = v.index
                 quality[:, col] = sigmoid(out["logits"][:, j])
-                scale_p[:, col] = sigmoid(out["scale_logits"][:, j])
+                scale_z[:, col] = out["scale_logits"][:, j]
                 support[:, col], rows[:, col] = out["support"][:, j], out["rows"][:, j]
                 for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
                     low[i][v.name] = self.scale.reason(j, support[i, col], p_open[i], top[i])
@@ -417,15 +418,15 @@ class QualityPredictor:
             if v.low_confidence:
                 for i in range(n):
                     low[i][v.name] = v.low_confidence
+        placed = ~np.isnan(scale_z).any(axis=0)
+        scale_p[:, placed] = sigmoid(scale_z[:, placed])
         if unknown is not None:
             unknown = np.asarray(unknown, dtype=np.float64)
             bad = np.flatnonzero(unknown >= UNREADABLE_AT)
-            placed = ~np.isnan(support[0]) if n else np.zeros(len(vectors), dtype=bool)
             if bad.size and placed.any():
                 # the encoder read nothing, so no task evidence applies: support 0, and a model placed on
                 # the joint scale gets its place there (general ability), not its logit on an empty prompt
-                z = np.log(scale_p[np.ix_(bad, placed)]) - np.log1p(-scale_p[np.ix_(bad, placed)])
-                quality[np.ix_(bad, placed)] = sigmoid(z / self.scale.temperature)
+                quality[np.ix_(bad, placed)] = sigmoid(scale_z[np.ix_(bad, placed)] / self.scale.temperature)
                 support[np.ix_(bad, placed)] = 0.0
                 rows[np.ix_(bad, placed)] = 0.0
             for i in bad:
@@ -447,7 +448,7 @@ class QualityPredictor:
             out.append({names[k]: round(float(row[k]), 3) for k in order if row[k] >= least})
         return out
 
-    def _place_probe_model(self, col, v: ModelVector, own, out, tasks, quality, scale_p, support, rows, low, top):
+    def _place_probe_model(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
         """A probe-registered model in `evidence`: support from the tables its probe results cover, as a
         trained model's from its training rows; where it has none, its own logit is blended towards its
         ability on the joint scale minus the prompt's difficulty, as a trained model's is."""
@@ -457,7 +458,7 @@ class QualityPredictor:
         s = self.scale.support(tasks, p_open, self.scale.table_cover(v.task_rows))[:, 0]
         placed = v.ability - out["difficulty"]
         quality[:, col] = sigmoid((s * own[:, col] + (1.0 - s) * placed) / self.scale.temperature)
-        scale_p[:, col] = sigmoid(placed)
+        scale_z[:, col] = placed
         support[:, col], rows[:, col] = s, tasks @ v.task_rows * (1.0 - p_open)
         for i in np.flatnonzero(s < LOW_SUPPORT):
             low[i][v.name] = self.scale.probe_reason(v.name, s[i], p_open[i], top[i], v.task_rows)
