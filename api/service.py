@@ -576,8 +576,8 @@ class PickwiseService:
     def plan(self, request: PlanRequest, stop: Callable[[], bool] | None = None) -> PlanResponse:
         """One model per prompt under the request's budget or quality target (see selector.batch);
         `stop` as `workload` takes it (a plan job's cancellation)."""
-        snapshot, workload, capacity, truncated_ids, predictor, unreadable_ids, set_aside, guessed = \
-            self.workload(request, stop)
+        planned = self.workload(request, stop)
+        snapshot, workload, capacity = planned.snapshot, planned.workload, planned.capacity
         names = workload.names
         prompts = request.prompts
         try:
@@ -591,7 +591,7 @@ class PickwiseService:
         except BudgetInfeasible:
             raise
         except PlanInfeasible as exc:
-            exc = plan_way_out(exc, set_aside)
+            exc = plan_way_out(exc, planned.set_aside)
             exc.add_context(prompt_ids=[prompts[i].id for i in exc.rows])
             raise exc from None
 
@@ -609,9 +609,9 @@ class PickwiseService:
         return PlanResponse(
             **dict(plan), assignments=assignments, resolved={v: k for k, v in called.items()},
             low_confidence={called.get(k, k): v for k, v in workload.low_confidence.items() if called.get(k, k) in used},
-            truncated=truncated_ids, unreadable=unreadable_ids, registry_version=snapshot.version,
-            guessed=[p.id for i, (p, j) in enumerate(zip(prompts, plan.assignment)) if guessed[i, j]],
-            predictor_version=predictor.version if workload.predicted_lines else None,
+            truncated=planned.truncated_ids, unreadable=planned.unreadable_ids, registry_version=snapshot.version,
+            guessed=[p.id for i, (p, j) in enumerate(zip(prompts, plan.assignment)) if planned.guessed[i, j]],
+            predictor_version=planned.predictor.version if workload.predicted_lines else None,
         )
 
     @staticmethod

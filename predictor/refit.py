@@ -208,12 +208,12 @@ def _difference(samples: np.ndarray, point: float) -> dict:
     return {"point": float(point), **_interval(samples).model_dump()}
 
 
-def paired_difference(sq_base: np.ndarray, sq_candidate: np.ndarray, prompt: np.ndarray, n_prompts: int,
-                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+def paired_difference(loss_base: np.ndarray, loss_candidate: np.ndarray, prompt: np.ndarray, n_prompts: int,
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
     """Candidate − base mean per-row loss (Brier's squared errors, lengths' |log2 error|) with a paired
     bootstrap interval: the held-out prompts are resampled (a prompt's outcomes stay together, as they
     are not independent) and both are scored on each resample. `prompt[i]`: row i's prompt index."""
-    diff = np.bincount(prompt, weights=sq_candidate - sq_base, minlength=n_prompts)
+    diff = np.bincount(prompt, weights=loss_candidate - loss_base, minlength=n_prompts)
     count = np.bincount(prompt, minlength=n_prompts).astype(np.float64)
     rng = np.random.default_rng(seed)
     samples = []
