@@ -229,14 +229,17 @@ def _held_out_lengths(h: dict) -> str:
     """How close base and candidate come to the held-out answer lengths, with the gate's verdict; '' without any."""
     if not h.get("rows"):
         return ""
-    e, w = h["median_abs_log2_error"], h["within_2x"]
-    text = (f"held-out {h['rows']:,}: median |log2 error| base {e['base']:.3f} -> candidate "
-            f"{e['candidate']:.3f}, within 2x base {w['base']:.3f} -> candidate {w['candidate']:.3f}")
+    text = (f"held-out {h['rows']:,}: median |log2 error| {_base_to_candidate(h['median_abs_log2_error'], 3)}, "
+            f"within 2x {_base_to_candidate(h['within_2x'], 3)}")
     if h.get("mean_abs_log2_error"):
-        m = h["mean_abs_log2_error"]
-        text += (f"; mean |log2 error| base {m['base']:.3f} -> candidate {m['candidate']:.3f}"
-                 f"{_difference_text(m, 3, True)}")
+        text += f"; mean |log2 error| {_base_to_candidate(h['mean_abs_log2_error'], 3, lower_is_better=True)}"
     return text
+
+
+def _base_to_candidate(figure: dict, digits: int, lower_is_better: bool | None = None) -> str:
+    """'base x -> candidate y', then, for a figure the gate judges (`lower_is_better` given), its interval."""
+    text = f"base {figure['base']:.{digits}f} -> candidate {figure['candidate']:.{digits}f}"
+    return text if lower_is_better is None else text + _difference_text(figure, digits, lower_is_better)
 
 
 def _difference_text(figure: dict, digits: int, lower_is_better: bool) -> str:
@@ -254,14 +257,11 @@ def _figures_line(h: dict) -> str:
     """The held-out figures, each with candidate − base, its paired bootstrap interval and the verdict."""
     if not h.get("rows"):
         return "held-out: none (nothing for `artifact promote` to judge)"
-    difference = _difference_text
-    b = h["brier"]
-    line = (f"held-out {h['rows']:,} outcomes on {h.get('prompts', 0):,} prompts: Brier base {b['base']:.4f} -> "
-            f"candidate {b['candidate']:.4f}{difference(b, 4, True)}")
+    line = (f"held-out {h['rows']:,} outcomes on {h.get('prompts', 0):,} prompts: "
+            f"Brier {_base_to_candidate(h['brier'], 4, lower_is_better=True)}")
     if h.get("capture"):
         c = h["capture"]
-        line += (f"\ncapture on {c['prompts']:,} prompts: base {c['base']:.4f} -> candidate {c['candidate']:.4f}"
-                 f"{difference(c, 4, False)}")
+        line += f"\ncapture on {c['prompts']:,} prompts: {_base_to_candidate(c, 4, lower_is_better=False)}"
     return line
 
 
