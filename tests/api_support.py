@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from pickwise.api.http.app import create_app
 from pickwise.api.http.settings import ServiceSettings
+from pickwise.api.schemas import PlanRequest, PlanResponse
 from pickwise.registry import default_registry_dir, load_registry
 from pickwise.registry.store import specs_to_yaml
 
@@ -103,3 +104,15 @@ def live_server(app, **options):
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+def plan_request(n: int = 1) -> PlanRequest:
+    """A plan request of `n` one-word prompts, for tests of the jobs around a plan rather than the plan."""
+    return PlanRequest(prompts=[{"id": str(i), "prompt": "x"} for i in range(n)])
+
+
+def empty_plan_response() -> PlanResponse:
+    """A plan answer with nothing in it, for stand-in plan functions."""
+    return PlanResponse(objective="max_quality", assignment=[], model_names=[], assignments=[], total_cost=0,
+                        quality_sum=0, quality_mean=0, count_per_model={}, solver="test", bound=0, gap=0,
+                        status="empty", seconds=0, registry_version="r", predictor_version="p")

@@ -9,13 +9,14 @@ import pytest
 
 from pickwise.api.http.errors import HttpError
 from pickwise.api.http.jobs import PlanJobs
-from pickwise.api.schemas import PlanRequest, PlanResponse
 from tests.api_support import (
     PROMPT,
     TRAINED,
     UNTRAINED,
     RecordingPredictor,
     client,
+    empty_plan_response,
+    plan_request,
 )
 
 PROMPTS = [{"id": f"p{i}", "prompt": f"{PROMPT} Case {i}."} for i in range(6)]
@@ -127,16 +128,6 @@ def test_plan_job_lifecycle(api):
     assert r.status_code == 404 and len(r.json()["detail"]) < 200  # a long id is not echoed back whole
 
 
-def _request(n: int = 1) -> PlanRequest:
-    return PlanRequest(prompts=[{"id": str(i), "prompt": "x"} for i in range(n)])
-
-
-def _fake_response() -> PlanResponse:
-    return PlanResponse(objective="max_quality", assignment=[], model_names=[], assignments=[], total_cost=0,
-                        quality_sum=0, quality_mean=0, count_per_model={}, solver="test", bound=0, gap=0,
-                        status="empty", seconds=0, registry_version="r", predictor_version="p")
-
-
 def test_jobs_queue_bound_eviction_and_expiry(tmp_path):
     """PlanJobs on its own, with a plan function that waits for a signal and a settable clock."""
     import threading
@@ -145,22 +136,22 @@ def test_jobs_queue_bound_eviction_and_expiry(tmp_path):
 
     def slow_plan(request, stop=None):
         gate.wait(10)
-        return _fake_response()
+        return empty_plan_response()
 
     jobs = PlanJobs(slow_plan, path=tmp_path / "jobs.sqlite", queue_limit=2, keep=3, ttl_s=60, clock=lambda: now[0])
-    first, second = jobs.submit(_request()), jobs.submit(_request())
+    first, second = jobs.submit(plan_request()), jobs.submit(plan_request())
     with pytest.raises(HttpError) as exc:
-        jobs.submit(_request())
+        jobs.submit(plan_request())
     assert exc.value.status == 429 and "limit 2" in exc.value.detail
     gate.set()
     deadline = time.monotonic() + 10
     while jobs.get(second.id).status != "done" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert jobs.get(first.id).status == "done"
-    third, fourth = jobs.submit(_request()), None
+    third, fourth = jobs.submit(plan_request()), None
     while jobs.get(third.id).status != "done" and time.monotonic() < deadline:
         time.sleep(0.01)
-    fourth = jobs.submit(_request())  # 3 kept already: the oldest finished one goes
+    fourth = jobs.submit(plan_request())  # 3 kept already: the oldest finished one goes
     with pytest.raises(HttpError) as exc:
         jobs.get(first.id)
     assert exc.value.status == 404
@@ -178,14 +169,14 @@ def test_finished_jobs_keep_json_bytes_within_the_bound(tmp_path):
     on the total: now the answers' JSON is kept, at most max_bytes of it, oldest finished evicted first."""
     def plan(request, stop=None):
         ids = [p.id for p in request.prompts]
-        return _fake_response().model_copy(update={"assignment": [0] * len(ids), "model_names": ["m"], "assignments": [
+        return empty_plan_response().model_copy(update={"assignment": [0] * len(ids), "model_names": ["m"], "assignments": [
             {"id": i, "model": "m", "quality": 0.5, "cost_usd": 0.001, "latency_ms": 100.0} for i in ids]})
 
-    one = len(plan(_request(200)).model_dump_json())
+    one = len(plan(plan_request(200)).model_dump_json())
     jobs = PlanJobs(plan, path=tmp_path / "jobs.sqlite", queue_limit=1, keep=100, ttl_s=60, max_bytes=5 * one)
     ids = []
     for _ in range(30):
-        ids.append(jobs.submit(_request(200)).id)
+        ids.append(jobs.submit(plan_request(200)).id)
         deadline = time.monotonic() + 10
         while jobs.get(ids[-1]).status != "done" and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -197,7 +188,7 @@ def test_finished_jobs_keep_json_bytes_within_the_bound(tmp_path):
     kept = jobs.get(ids[-1])
     assert kept.status == "done" and len(kept.result.assignments) == 200
     assert json.loads(jobs.get_json(ids[-1])) == json.loads(kept.model_dump_json())
-    big = jobs.submit(_request(2000))  # its answer alone exceeds the bound: the job fails, saying so
+    big = jobs.submit(plan_request(2000))  # its answer alone exceeds the bound: the job fails, saying so
     deadline = time.monotonic() + 10
     while jobs.get(big.id).status not in ("done", "failed") and time.monotonic() < deadline:
         time.sleep(0.005)

@@ -16,21 +16,10 @@ import pytest
 
 from pickwise.api.http.errors import HttpError
 from pickwise.api.http.jobs import PlanJobs
-from pickwise.api.schemas import PlanRequest, PlanResponse
-from tests.api_support import PROMPT, TOKEN, client
+from tests.api_support import PROMPT, TOKEN, client, empty_plan_response, plan_request
 from tests.gateway_support import dead_url
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _request(n: int = 1) -> PlanRequest:
-    return PlanRequest(prompts=[{"id": str(i), "prompt": "x"} for i in range(n)])
-
-
-def _response() -> PlanResponse:
-    return PlanResponse(objective="max_quality", assignment=[], model_names=[], assignments=[], total_cost=0,
-                        quality_sum=0, quality_mean=0, count_per_model={}, solver="test", bound=0, gap=0,
-                        status="empty", seconds=0, registry_version="r", predictor_version="p")
 
 
 def _gated(gate: threading.Event, started: threading.Event | None = None):
@@ -38,7 +27,7 @@ def _gated(gate: threading.Event, started: threading.Event | None = None):
         if started is not None:
             started.set()
         gate.wait(10)
-        return _response()
+        return empty_plan_response()
     return plan
 
 
@@ -56,12 +45,12 @@ def test_two_workers_share_jobs_their_bound_and_their_cancellation(tmp_path):
     gate, started = threading.Event(), threading.Event()
     a = PlanJobs(_gated(gate, started), path=path, queue_limit=3, keep=10, ttl_s=60)
     b = PlanJobs(_gated(gate), path=path, queue_limit=3, keep=10, ttl_s=60)
-    running = a.submit(_request())
-    queued = a.submit(_request())
-    on_b = b.submit(_request())
+    running = a.submit(plan_request())
+    queued = a.submit(plan_request())
+    on_b = b.submit(plan_request())
     assert started.wait(5) and b.get(running.id).status == "running" and b.get(queued.id).status == "queued"
     with pytest.raises(HttpError) as exc:  # the bound counts both workers' jobs
-        a.submit(_request())
+        a.submit(plan_request())
     assert exc.value.status == 429 and "3 plan jobs" in exc.value.detail
 
     cancelled = b.cancel(queued.id)  # a queued job of the other worker: never runs
@@ -69,9 +58,9 @@ def test_two_workers_share_jobs_their_bound_and_their_cancellation(tmp_path):
     assert b.cancel(queued.id).status == "cancelled"  # again: as it is
     stopping = b.cancel(running.id)  # running: cancelled now, its answer discarded when it ends
     assert stopping.status == "cancelled" and "discarded" in stopping.error.detail
-    extra = b.submit(_request())  # the cancelled queued job no longer counts...
+    extra = b.submit(plan_request())  # the cancelled queued job no longer counts...
     with pytest.raises(HttpError) as exc:  # ...the running one does, while it still computes
-        b.submit(_request())
+        b.submit(plan_request())
     assert exc.value.status == 429
     gate.set()
     assert _until(a, extra.id, "done") == _until(a, on_b.id, "done") == "done"
@@ -107,7 +96,7 @@ def test_shutdown_fails_its_queued_jobs_for_every_reader(tmp_path):
     gate = threading.Event()
     a = PlanJobs(_gated(gate), path=path, queue_limit=4, keep=10, ttl_s=60)
     reader = PlanJobs(_gated(gate), path=path, queue_limit=4, keep=10, ttl_s=60)
-    first, second = a.submit(_request()), a.submit(_request())
+    first, second = a.submit(plan_request()), a.submit(plan_request())
     _until(reader, first.id, "running")
     a.shutdown()
     failed = reader.get(second.id)
@@ -144,7 +133,7 @@ def test_a_job_whose_worker_died_reads_as_failed(tmp_path):
     assert not list((tmp_path / "jobs.sqlite-owners").iterdir())  # its lock file went with it
     gate = threading.Event()
     gate.set()
-    again = PlanJobs(_gated(gate), path=path, queue_limit=1, keep=10, ttl_s=60).submit(_request())
+    again = PlanJobs(_gated(gate), path=path, queue_limit=1, keep=10, ttl_s=60).submit(plan_request())
     assert again.status in ("queued", "running", "done")  # the dead job no longer counts against the bound
 
 
@@ -226,14 +215,14 @@ def test_a_running_job_cancelled_stops_at_its_next_check(tmp_path):
         raise PlanCancelled("cancelled between chunks")
 
     jobs = PlanJobs(plan, path=tmp_path / "jobs.sqlite", queue_limit=1, keep=10, ttl_s=60)
-    job = jobs.submit(_request())
+    job = jobs.submit(plan_request())
     _until(jobs, job.id, "running")
     assert jobs.cancel(job.id).status == "cancelled"
     assert stopped.wait(5)
     deadline = time.monotonic() + 5
     while True:  # the slot frees as soon as the plan has stopped
         try:
-            second = jobs.submit(_request())
+            second = jobs.submit(plan_request())
             break
         except HttpError as exc:
             assert exc.status == 429 and time.monotonic() < deadline
