@@ -1,21 +1,23 @@
-"""Rounds 2, 3 and 5 of docs/decisions/output-lengths.md: do `length-support` (round 2),
-`length-support-twins` (round 3, `--twins`) and `voters-own` (round 5, `--voters`) route as well as
-what they would replace?
+"""The serving length path with and without the task posterior (docs/decisions/output-lengths.md,
+rounds 2 to 6): does pulling each trained model's estimate towards the pool's typical count where it
+has no length rows (`LengthModel.toward_pool`, twins counting on lettered prompts) route as well as
+the estimates without it?
 
-Every router is the serving path's own: `QualityPredictor.output_tokens` without the task posterior
-(current: trained vectors, clips, open-ended floor), with it (`LengthModel.toward_pool`, round 2's
-support), and with it counting twin tasks (`twins=True`). Quality is select's
-(`QualityPredictor.evidence` with the task posterior and pooled embedding), the same for all, so
-only the cost estimate differs; routing and paired bootstrap are
+Both routers are the serving path's own: `QualityPredictor.output_tokens` without the task posterior
+(trained vectors, clips, open-ended floor) and with it and the prompts' `has_options` flags, as select
+decides. Quality is select's (`QualityPredictor.evidence` with the task posterior and pooled
+embedding), the same for both, so only the cost estimate differs; routing and paired bootstrap are
 `bench.output_length_study`'s. Features are the frozen fp32 ones of `bench.one_scale_features`
 (u, task posterior, pooled for every priced row and the everyday prompts; cached under
-.cache/one_scale), so no table is re-encoded here.
+.cache/one_scale), so no table is re-encoded here. The rounds' own candidates (`--twins`,
+`--voters`, `--options`) ran with this script at commit fa11df6, whose serving code still had their
+knobs.
 
 Also reported, not deciding: six models' estimates on bench/everyday_prompts.jsonl as the spread
 across them (max/min, median over a kind's prompts) per kind, and the QA pass's prompts.
 
-Run: PYTHONPATH=. HF_HUB_OFFLINE=1 python -m bench.length_support_study [--twins | --voters] [--test]
-Writes bench/results/length_support[_twins|_voters]_study[_test].{json,md}.
+Run: PYTHONPATH=. HF_HUB_OFFLINE=1 python -m bench.length_support_study [--test]
+Writes bench/results/length_support_shipped_study[_test].{json,md}.
 """
 from __future__ import annotations
 
@@ -38,13 +40,8 @@ from pickwise.predictor.inference import load_predictor  # noqa: E402
 from pickwise.predictor.lengths import has_options  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
 
-CURRENT, ROUND2, TWINS, VOTERS, OPTIONS = ("current", "length-support", "length-support-twins", "voters-own",
-                                          "options-twins")
-# each router's `output_tokens` arguments: None = without the task posterior; "options": the prompts'
-# `has_options` flags are passed (round 6)
-ROUTERS = {CURRENT: None, ROUND2: {"twins": False}, TWINS: {"twins": True, "voters_twins": True},
-           VOTERS: {"twins": True, "voters_twins": False},
-           OPTIONS: {"twins": True, "voters_twins": False, "options": True}}
+WITHOUT, SHIPPED = "no-posterior", "shipped"
+ROUTERS = (WITHOUT, SHIPPED)
 SHORT = 20  # round 5's everyday symptom: an estimate under this many tokens on a prompt not read as open-ended
 # chosen before any round-2 figure: the two models of the QA pass and four more across the tables
 SIX = ("gemini-1.5-pro-002", "gpt-4-1106-preview", "claude-v2", "meta/llama-2-70b-chat",
@@ -58,14 +55,10 @@ def both(predictor, u, tasks, pooled, specs, snapshot, routers, prompts) -> tupl
     """Select's quality [N, M] and each of `routers`' expected output tokens for the same features."""
     u = np.asarray(u, dtype=np.float64)
     evidence = predictor.evidence(u, [predictor.model_vector(s, snapshot) for s in specs], tasks, pooled=pooled)
-    out = {}
-    for name in routers:
-        kw = dict(ROUTERS[name] or {})
-        if kw.pop("options", False):
-            kw["options"] = has_options(prompts)
-        out[name] = predictor.output_tokens(u, specs, evidence.open_ended, snapshot,
-                                            None if ROUTERS[name] is None else tasks, **kw)[0]
-    return evidence.quality, out
+    out = {WITHOUT: predictor.output_tokens(u, specs, evidence.open_ended, snapshot)[0],
+           SHIPPED: predictor.output_tokens(u, specs, evidence.open_ended, snapshot, tasks,
+                                            options=has_options(prompts))[0]}
+    return evidence.quality, {name: out[name] for name in routers}
 
 
 def check_features(predictor, prompts: list[str], cached_u: np.ndarray) -> float:
@@ -85,17 +78,8 @@ def main() -> int:
     parser.add_argument("--test", action="store_true", help="score the held-out rows (read once, to report)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    rounds = parser.add_mutually_exclusive_group()
-    rounds.add_argument("--twins", action="store_true",
-                        help="round 3: length-support-twins against round 2's length-support (and current)")
-    rounds.add_argument("--voters", action="store_true",
-                        help="round 5: voters-own against round 3's length-support-twins (shipped before it)")
-    rounds.add_argument("--options", action="store_true",
-                        help="round 6: options-twins against round 5's voters-own (shipped before it)")
     args = parser.parse_args()
-    routers = (VOTERS, OPTIONS) if args.options else (TWINS, VOTERS) if args.voters else \
-        (CURRENT, ROUND2, TWINS) if args.twins else (CURRENT, ROUND2)
-    candidate, shipped = routers[-1], routers[-2]
+    routers = ROUTERS
     torch.set_num_threads(1)
     predictor = load_predictor(default_artifact_dir(), "cpu", precision="fp32")
     snapshot = load_registry(default_registry_dir())
@@ -121,7 +105,7 @@ def main() -> int:
         calib[key] = calibration(tokens, sub.out_tokens)
         p_in, p_out, fee = prices(table, snapshot)
         c_hats = {k: sub.in_tokens[:, None] * p_in + v * p_out + fee for k, v in tokens.items()}
-        routing[key] = paired_routing(sub.quality, sub.cost, q_hat, c_hats, candidate, args.bootstrap, args.seed)
+        routing[key] = paired_routing(sub.quality, sub.cost, q_hat, c_hats, SHIPPED, args.bootstrap, args.seed)
         print(key, json.dumps({k: round(v["capture"], 4) for k, v in routing[key]["routers"].items()}), flush=True)
 
     every = feats["everyday"]
@@ -143,18 +127,15 @@ def main() -> int:
         qa.append({"model": name, "prompt": prompt, **{k: float(v[0, 0]) for k, v in t.items()}})
 
     against = {r: {k: routing[k]["routers"][r]["ref_minus_this_capture"] for k in ROUTED} for r in routers[:-1]}
-    adopt = all(v["hi"] >= 0.0 for v in against[shipped].values())  # the interval includes 0 or lies above it
+    holds = all(v["hi"] >= 0.0 for v in against[WITHOUT].values())  # each interval includes 0 or lies above it
     means = {r: float(np.mean([routing[k]["routers"][r]["capture"] for k in ROUTED])) for r in routers}
-    if args.twins:  # round 3 also asks that the mean capture over the tables is not lower
-        adopt = adopt and means[candidate] >= means[shipped]
     result = {"split": scored, "bootstrap": args.bootstrap, "seed": args.seed, "feature_drift": drift,
-              "routers": list(routers), "candidate": candidate, "shipped": shipped, "mean_capture": means,
+              "routers": list(routers), "candidate": SHIPPED, "mean_capture": means,
               "routing": routing, "calibration": calib, "everyday_spread": spreads, "qa": qa,
-              "candidate_minus": against, "adopt": adopt, "six": list(SIX),
+              "candidate_minus": against, "holds": holds, "six": list(SIX),
               "everyday_short": {"share": short, "under_tokens": SHORT, "prompts": int(priced_like.sum()),
                                  "models": len(trained)}}
-    tag = "_options" if args.options else "_voters" if args.voters else "_twins" if args.twins else ""
-    name = "length_support" + tag + "_study" + ("_test" if args.test else "")
+    name = "length_support_shipped_study" + ("_test" if args.test else "")
     out = ROOT / "bench" / "results"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{name}.md").write_text(markdown(result))
@@ -164,8 +145,7 @@ def main() -> int:
 
 def markdown(r: dict) -> str:
     routers, cand = r["routers"], r["candidate"]
-    rule = f"rule met (adopt): **{r['adopt']}**" if r["split"] == "val" else \
-        f"rule's conditions hold here: {r['adopt']} (reported; the rule reads validation rows)"
+    rule = f"every interval includes 0 or favours {cand}: **{r['holds']}**"
     means = ", ".join(f"{k} {v:.3f}" for k, v in r["mean_capture"].items())
     lines = [f"{r['split']} rows; paired bootstrap {r['bootstrap']}; {rule}; mean capture over the tables: {means}",
              "", "| table (prompts) | " + " | ".join(f"capture {k}" for k in routers) + " | "

@@ -470,7 +470,6 @@ class QualityPredictor:
 
     def output_tokens(self, u: np.ndarray, models: Sequence, open_ended: np.ndarray | None = None,
                       snapshot=None, tasks: np.ndarray | None = None, *,
-                      twins: bool = True, voters_twins: bool = False,
                       options: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """Expected output tokens [N, M] (cl100k_base) for prompt vectors u and models (names or ModelSpecs),
         and per model its source: "outcomes" | "probe" | "trained" | "fitted" | "registry" (`length_vector`).
@@ -479,8 +478,8 @@ class QualityPredictor:
         With the task posterior `tasks` (`prompt_features().tasks`), a model whose lengths come only from
         training rows is pulled towards the pool's typical count on prompts of tables it has no lengths
         on, by its length support (`LengthModel.toward_pool`; a task of another table under the same name
-        counts as its own, `twins`, on prompts with lettered `options` only: `lengths.has_options` of
-        the prompts' texts; None counts twins on every prompt).
+        counts as its own on prompts with lettered `options` only: `lengths.has_options` of the prompts'
+        texts; None counts such twins on every prompt).
 
         On prompts that read as open-ended (`open_ended` >= 0.5, `Prediction.open_ended`), a model whose
         lengths come only from benchmark answers (a letter, a number) would be priced for a one-token
@@ -496,8 +495,7 @@ class QualityPredictor:
         estimate = self.lengths.predict(u, models, vectors=found)
         tokens, sources = estimate.tokens, estimate.sources
         if tasks is not None and self.meta.get("tasks"):
-            tokens = self.lengths.toward_pool(u, tasks, self.meta["tasks"], models, found, tokens, twins=twins,
-                                              voters_twins=voters_twins, options=options)
+            tokens = self.lengths.toward_pool(u, tasks, self.meta["tasks"], models, found, tokens, options=options)
         if open_ended is None:
             return tokens, sources
         rows = np.flatnonzero(np.asarray(open_ended) >= OPEN_ENDED)

@@ -271,20 +271,18 @@ class LengthModel:
         return []
 
     def toward_pool(self, u: np.ndarray, tasks: np.ndarray, task_names: Sequence[str], models: Sequence,
-                    found: Sequence[LengthVector | None], tokens: np.ndarray, *, twins: bool = True,
-                    voters_twins: bool = False, options: np.ndarray | None = None) -> np.ndarray:
+                    found: Sequence[LengthVector | None], tokens: np.ndarray, *,
+                    options: np.ndarray | None = None) -> np.ndarray:
         """`tokens` [N, M] with each trained-only model's estimate pulled towards the pool's typical count
         where the prompt reads as tasks of tables it has no length rows on (decision output-lengths.md,
-        rounds 2 and 3): a linear form extrapolates there, as quality does without `support`.
+        rounds 2 to 6): a linear form extrapolates there, as quality does without `support`.
 
         s = the task posterior `tasks` [N, K] (tasks named "<table>/<task>") on tasks of the model's
-        tables and their twins (`length_support`; `twins=False` is round 2's rule, kept so
-        bench.length_support_study can reproduce the comparison); t = the median estimate of the
-        trained models whose support on their own tables alone is >= SUPPORTED (all, if none: a twin
-        says a model's lengths apply to a same-named task, not that another table's prompts of that
-        name are answered in its table's format; `voters_twins=True` is round 3's rule, for the same
-        study); twins count only on prompts with `options` (`has_options`; None: on every prompt, round
-        5's rule, for the study); estimate 2^(s log2 est + (1 - s) log2 t),
+        tables and their twins (`length_support`), twins counting only on prompts with lettered
+        `options` (`has_options`; None: texts unknown, twins count everywhere); t = the median estimate
+        of the trained models whose support on their own tables alone is >= SUPPORTED (all, if none: a
+        twin says a model's lengths apply to a same-named task, not that another table's prompts of that
+        name are answered in its table's format); estimate 2^(s log2 est + (1 - s) log2 t),
         clipped as `predict` clips. A trained model's vector refitted to n outcome lengths is pulled the
         same way, with s at least n / (n + OUTCOME_LENGTH_ROWS): a refit centred on the trained vector
         moves little with few outcomes, and without the pull it priced "What is 5 + 7?" at MMLU-Pro's
@@ -303,13 +301,12 @@ class LengthModel:
         u = np.atleast_2d(np.asarray(u, dtype=np.float64))
         tasks = np.atleast_2d(np.asarray(tasks, dtype=np.float64))
         pool = self.predict(u, self.names, vectors=[self.trained_vector([n]) for n in self.names]).tokens
-        pool_s = length_support(tasks, task_names, [self.model_tables.get(n, ()) for n in self.names],
-                                twins=twins and voters_twins)
+        pool_s = length_support(tasks, task_names, [self.model_tables.get(n, ()) for n in self.names], twins=False)
         voters = pool_s >= SUPPORTED
         voters[~voters.any(axis=1)] = True
         typical = np.nanmedian(np.where(voters, pool, np.nan), axis=1)
         tables = [sorted(set(self.trained_tables(names[j])) | set(found[j].tables)) for j in pulled]
-        s = length_support(tasks, task_names, tables, twins=twins, options=options)
+        s = length_support(tasks, task_names, tables, options=options)
         floor = np.array([evidence.get(j, 0) / (evidence.get(j, 0) + OUTCOME_LENGTH_ROWS) for j in pulled])
         s = np.maximum(s, floor[None, :])
         smear = [found[j].log2_smear if self.meta.get("count_form", "mean") == "mean" else 0.0 for j in pulled]
@@ -396,7 +393,7 @@ def length_support(tasks: np.ndarray, task_names: Sequence[str], tables: Sequenc
     """[N, M]: per prompt and model, the task posterior `tasks` [N, K]'s mass on the tasks (named
     "<table>/<task>", as the artifact's task list names them) of that model's `tables` and on every task
     of another table whose `task_key` is that of one of them: a twin is the same benchmark, so a model
-    measured on it is measured on that kind of prompt (`twins=False`: round 2, own tables only).
+    measured on it is measured on that kind of prompt (`twins=False`: its own tables only).
     `options` [N] (`has_options`): twins count only on those prompts, the lettered ones: the twins'
     tables letter ARC, MMLU and MMLU-Pro's maths where LLMRouter asks them open (round 6)."""
     tasks = np.asarray(tasks, dtype=np.float64)
