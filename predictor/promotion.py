@@ -129,6 +129,11 @@ def _log(home: Path, entry: dict) -> None:
         fh.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
+def _shipped() -> dict:
+    """The shipped artifact as a pointer entry: what serves when nothing promoted does."""
+    return {"path": str(default_artifact_dir()), "version": artifact_version(default_artifact_dir()), "shipped": True}
+
+
 def promote(directory: str | Path, *, force: bool = False, home: Path | None = None) -> dict:
     """Make `directory` the serving artifact if it is not worse than its base (or `force`); the
     previous one is kept in the history for `rollback`. Returns the log entry, or, when the same
@@ -139,8 +144,8 @@ def promote(directory: str | Path, *, force: bool = False, home: Path | None = N
     meta = read_meta(directory)  # ArtifactError when it is not an artifact
     version = artifact_version(directory)
     pointer = read_pointer(home)
-    serving = pointer.get("current") or {"path": str(default_artifact_dir()), "version": "shipped"}
-    if version == (serving["version"] if pointer.get("current") else artifact_version(default_artifact_dir())):
+    serving = pointer.get("current") or _shipped()
+    if version == serving["version"]:
         return {"action": "unchanged", "version": version, "path": serving["path"], "source": str(directory.resolve())}
     worse, verdicts, figures = judge(meta)
     if worse and not force:
@@ -174,6 +179,6 @@ def rollback(*, home: Path | None = None) -> dict:
         raise ArtifactError(f"cannot roll back to {previous['path']}: it no longer exists")
     _write_pointer(home, {"current": previous, "history": history})
     record = {"action": "rollback", "at": _now(), "from": pointer["current"],
-              "to": previous or {"path": str(default_artifact_dir()), "version": "shipped"}}
+              "to": previous or _shipped()}
     _log(home, record)
     return record
