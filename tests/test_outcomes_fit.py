@@ -186,7 +186,7 @@ def test_promoting_what_already_serves_changes_nothing(tmp_path, home, tiny_pred
     log = [json.loads(line) for line in (home / "promotions.jsonl").read_text().splitlines()]
     assert [r["action"] for r in log] == ["promote"]
     assert main(["artifact", "rollback"]) == 0
-    assert "to shipped" in capsys.readouterr().out and promoted_artifact_dir() is None
+    assert "to the shipped artifact" in capsys.readouterr().out and promoted_artifact_dir() is None
 
 
 def test_promoting_the_shipped_artifact_while_it_serves_changes_nothing(home):

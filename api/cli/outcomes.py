@@ -285,7 +285,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from pickwise.predictor.promotion import rollback
 
     record = rollback()
-    print(f"rolled back from {record['from']['version']} to {record['to']['version']} ({record['to']['path']})")
+    to = record["to"]
+    print(f"rolled back from {record['from']['version']} to {'the shipped artifact ' if to.get('shipped') else ''}"
+          f"{to['version']} ({to['path']})")
     return 0
 
 
