@@ -506,7 +506,7 @@ class PickwiseService:
         if request.capacity:
             capacity = np.full(len(specs), len(rows), dtype=np.int64)
             for k, cap in _pool_columns(snapshot, column, request.capacity, "capacity").items():
-                capacity[k] = cap
+                capacity[k] = min(cap, len(rows))  # more places than prompts is no limit (and fits an int64)
         return _PlanInputs(snapshot, predictor, scoring, specs, [scoring.vectors[j] for j in pool], rows, capacity)
 
     def check_plan(self, request: PlanRequest) -> None:
