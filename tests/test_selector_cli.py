@@ -149,3 +149,28 @@ def test_a_model_named_twice_by_name_and_alias_is_an_error_not_a_silent_pick(tmp
     assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1"]) == 2
     assert (f"prompts.jsonl:2: '{alias}' names the same model as '{spec.name}' ({spec.name}); give it once "
             "in 'quality'") in capsys.readouterr().err
+
+
+def test_plan_capacity_and_exclude_name_their_option(tmp_path, names, capsys):
+    """A capacity naming an unknown model said `capacity.gpt-4: ...`; one named by its name and an
+    alias is refused like a repeat; `--exclude` (the API's `exclude`) keeps a model out of the plan."""
+    cheap, dear = names
+    path = write(tmp_path, workload(names))
+    assert main(["plan", "--input", path, "--budget", "1", "--capacity", "nope=1", "--quiet"]) == 2
+    assert "pickwise plan: error: --capacity: unknown model 'nope'" in capsys.readouterr().err
+    spec = next(s for s in load_registry(default_registry_dir()).enabled() if s.aliases)
+    assert main(["plan", "--input", path, "--budget", "1", "--quiet",
+                 "--capacity", f"{spec.name}=1,{spec.aliases[0]}=2"]) == 2
+    assert f"--capacity: '{spec.aliases[0]}' names the same model as '{spec.name}'" in capsys.readouterr().err
+    assert main(["plan", "--input", path, "--budget", "1", "--exclude", "nope", "--quiet"]) == 2
+    assert "--exclude: unknown model(s) 'nope'" in capsys.readouterr().err
+    assert main(["plan", "--input", path, "--budget", "1", "--exclude", dear, "--quiet"]) == 0
+    assert {json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()} == {cheap}
+
+
+def test_plan_capacity_above_the_prompt_count_is_no_limit(tmp_path, names, capsys):
+    """A capacity past int64 raised OverflowError (a traceback here, a 500 over HTTP)."""
+    cheap, dear = names
+    path = write(tmp_path, workload(names))
+    assert main(["plan", "--input", path, "--budget", "1", "--quiet", "--capacity", f"{dear}={10**30}"]) == 0
+    assert [json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()] == [dear, dear, cheap]
