@@ -191,12 +191,22 @@ def test_duplicate_alias_across_files(tmp_path):
 
 def test_alias_repeating_own_name(tmp_path):
     write(tmp_path, "m.yaml", model("m1", aliases=["m1"]))
-    assert "aliases must be distinct and differ from the model's name" in str(load_error(tmp_path))
+    err = load_error(tmp_path)
+    assert "field 'aliases': aliases must be distinct and differ from the model's name" in str(err)
+    assert err.field == "aliases" and "m1" in (tmp_path / "m.yaml").read_text().splitlines()[err.line - 1]
 
 
-def test_limits_must_be_consistent(tmp_path):
-    write(tmp_path, "m.yaml", model("m1", context_window=512, max_output_tokens=1024))
-    assert "model 'm1': max_output_tokens (1024) exceeds context_window (512)" in str(load_error(tmp_path))
+@pytest.mark.parametrize("fields, field, says", [
+    ({"context_window": 512, "max_output_tokens": 1024}, "max_output_tokens", "1024 exceeds context_window (512)"),
+    ({"max_output_tokens": 64, "expected_output_tokens": 100}, "expected_output_tokens",
+     "100 exceeds max_output_tokens (64)"),
+])
+def test_limits_must_be_consistent(tmp_path, fields, field, says):
+    """The error named the model's first line and no field: it names the field that breaks the limit, on its line."""
+    write(tmp_path, "m.yaml", model("m1", **fields))
+    err = load_error(tmp_path)
+    assert f"model 'm1': field '{field}': {says}" in str(err)
+    assert err.field == field and (tmp_path / "m.yaml").read_text().splitlines()[err.line - 1].strip().startswith(field)
 
 
 def test_similar_to_pointing_nowhere(tmp_path):
