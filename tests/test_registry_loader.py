@@ -156,6 +156,19 @@ def test_invalid_yaml_syntax_gives_line(tmp_path):
     assert err.line is not None and "bad.yaml:" in str(err) and "invalid YAML" in str(err)
 
 
+@pytest.mark.parametrize("text, line, says", [
+    ("name: m1\nlatency:\n\tttft_ms: 3\n", 3, "(column 1): while scanning for the next token found character '\\t' "
+     "that cannot start any token (YAML indents with spaces; a tab cannot indent)"),
+    ("name: m1\npricing:\n  input_per_million: 1.0\n   output_per_million: 2.0\n", 4,
+     "(column 22): mapping values are not allowed here (a key indented more or less than the keys beside it"),
+])
+def test_hand_edit_slips_get_their_column_and_a_hint(tmp_path, text, line, says):
+    """A tab or a key out of line gave the parser's words alone: they now come with the column and the usual cause."""
+    write(tmp_path, "m.yaml", text)
+    err = load_error(tmp_path)
+    assert err.line == line and f"m.yaml:{line}: invalid YAML {says}" in str(err)
+
+
 def test_duplicate_key_in_a_mapping(tmp_path):
     write(tmp_path, "dup.yaml", "name: a\nname: b\n")
     assert "dup.yaml:2: duplicate key 'name' (first on line 1)" in str(load_error(tmp_path))
