@@ -85,3 +85,12 @@ def test_the_api_table_lists_every_route_and_its_status_codes(api):
         # FastAPI's 422 on a path parameter is never reached (any string is a name or an id)
         assert real[route] - {"422"} <= codes | ({"200"} if route.startswith("POST /openai/") else set()), \
             f"{route}: answers {sorted(real[route] - codes)} the README does not list"
+
+
+def test_serve_help_names_every_route_family(api):
+    """`pickwise serve --help` named six of the ten route families (no /v1/predict, feedback, outcomes or gateway)."""
+    described = _commands()["serve"].description
+    for path in api.get("/openapi.json").json()["paths"]:
+        family = re.sub(r"/\{[^}]+\}$", "", path)
+        family = "/openai/v1" if family.startswith("/openai/v1") else re.sub(r"^/v1/plans$", "/v1/plan(s)", family)
+        assert family in described, path

@@ -70,7 +70,8 @@ class WorkerSettings(BaseSettings):
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)",
-                       description="Serve /v1/select, /v1/plan(s), /v1/models, /healthz, /readyz, /metrics. "
+                       description="Serve /v1/select, /v1/predict, /v1/plan(s), /v1/feedback, /v1/outcomes/stats, "
+                                   "/v1/models, the OpenAI-compatible /openai/v1, /healthz, /readyz and /metrics. "
                                    "Registry writes need PICKWISE_ADMIN_TOKEN in the environment. Without "
                                    "--artifact it serves the promoted artifact and swaps in the next one that "
                                    "`pickwise artifact promote` or `rollback` names, without a restart.")
