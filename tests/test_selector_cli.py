@@ -65,6 +65,9 @@ def test_plan_tight_budget_moves_the_easy_prompt_and_reports_min_budget(tmp_path
     ('{"id": "x", "prompt": "p", "quality": {"CHEAP": 1.5}}', "prompts.jsonl:2: quality of 'CHEAP' is 1.5"),
     ('{"id": "easy", "prompt": "p", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: duplicate id 'easy'"),
     ('{"prompt": "p"}', "prompts.jsonl:2: missing or invalid 'id'"),
+    # json.loads kept the last value (0.1) without a word; POST /v1/plan refuses such a body
+    ('{"id": "x", "prompt": "p", "quality": {"CHEAP": 0.9, "CHEAP": 0.1}}',
+     "prompts.jsonl:2: key 'CHEAP' appears twice in one JSON object; give each key once"),
     # the API's rules hold here too (POST /v1/plan refuses these lines), each named by its line
     ('{"id": "x", "prompt": " ", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: 'prompt': the prompt is empty"),
     ('{"id": "x", "quality": {"CHEAP": 0.5}, "prompt_tokens": 1' + "0" * 30 + '}',
