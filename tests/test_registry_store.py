@@ -71,6 +71,9 @@ def test_add_invalid_model_reports_field_and_writes_nothing(tmp_path):
         reg.add_model(yaml.safe_dump([model("x1"), model("x2")]))
     with pytest.raises(RegistryError, match="invalid JSON"):
         reg.add_model("{nope", fmt="json")
+    twice = json.dumps(model("dup")).replace('"context_window": 8192', '"context_window": 8192, "context_window": 50')
+    with pytest.raises(RegistryError, match="invalid JSON: key 'context_window' appears twice"):  # kept 50 silently
+        reg.add_model(twice, fmt="json")
     assert file_state(tmp_path) == before
 
 
