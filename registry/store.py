@@ -252,7 +252,7 @@ class Registry:
                     how = "remove that model first to replace it, or add it with --replace (PUT /v1/models/NAME)" \
                         if replaced is None and owner.name == spec.name else "rename or remove one of them"
                     raise NameTakenError(RegistryIssue(
-                        f"{name!a}{looks} is already taken by model '{owner.name}' in "
+                        f"{name!a}{looks} is already taken by model '{owner.name}' in registry file "
                         f"{current.source_file(owner.name).name}; {how}",
                         file=label, model=spec.name, field="name" if len(loc) == 1 else f"aliases[{loc[1]}]",
                         line=entries[0].line_of(loc),
