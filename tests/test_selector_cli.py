@@ -85,7 +85,7 @@ def test_plan_bad_lines_name_file_and_line(tmp_path, names, capsys, bad, message
 
 def test_plan_unknown_model_in_models_option(tmp_path, names, capsys):
     assert main(["plan", "--input", write(tmp_path, workload(names)), "--budget", "1", "--models", "nope"]) == 2
-    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert "--models: unknown model(s) 'nope' (not in the registry: see `pickwise models list`)" in capsys.readouterr().err
 
 
 def test_plan_models_option_naming_one_model_twice_is_an_error(tmp_path, names, capsys):
@@ -177,3 +177,23 @@ def test_plan_capacity_above_the_prompt_count_is_no_limit(tmp_path, names, capsy
     path = write(tmp_path, workload(names))
     assert main(["plan", "--input", path, "--budget", "1", "--quiet", "--capacity", f"{dear}={10**30}"]) == 0
     assert [json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()] == [dear, dear, cheap]
+
+
+def test_plan_allow_list_naming_a_disabled_model_plans_as_the_api_does(tmp_path, names, capsys):
+    """The CLI refused `--models` naming a disabled model before reading the input, while POST /v1/plan
+    (and `plan --server`) leaves it out and plans on the rest: both now take the service's rule."""
+    from pickwise.registry.store import specs_to_yaml
+
+    cheap, dear = names
+    shipped = load_registry(default_registry_dir())
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / "m.yaml").write_text(specs_to_yaml([shipped.get(cheap), shipped.get(dear).model_copy(
+        update={"enabled": False})]))
+    path = write(tmp_path, workload(names)[:2])
+    assert main(["plan", "--input", path, "--budget", "1", "--models", f"{cheap},{dear}", "--registry",
+                 str(registry), "--quiet"]) == 0
+    assert {json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()} == {cheap}
+    assert main(["plan", "--input", path, "--budget", "1", "--models", dear, "--registry", str(registry)]) == 2
+    assert f"--models: no enabled, scorable model is left after the allow- and deny-lists ({dear} is disabled)" \
+        in capsys.readouterr().err

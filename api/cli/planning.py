@@ -28,16 +28,15 @@ from pickwise.api.cli.options import (
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 from pickwise.api.cli.remote import Server, add_server_option, server_url
-from pickwise.api.errors import unknown_models
 from pickwise.api.plan_way_out import plan_way_out
 from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
-from pickwise.api.service import PickwiseService
+from pickwise.api.service import PickwiseService, check_model_list
 from pickwise.registry import RegistrySnapshot
 from pickwise.selector.batch import SOLVERS
 from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible
 from pickwise.selector.types import UniversePlan
 from pickwise.selector.universe import build_universe
-from pickwise.selector.workload import ModelKeyError, candidate_models, values_by_column
+from pickwise.selector.workload import ModelKeyError, values_by_column
 
 
 def register(subparsers) -> None:
@@ -139,9 +138,8 @@ def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[Pi
     if not remote:
         registry = load_registry_option(args.registry, writable=True)
         snapshot = registry.snapshot
-        candidate_models(snapshot, names)  # an unknown name is an error naming it, before reading the input
-        if unknown := unknown_models(snapshot, args.exclude, MODELS_LISTING):
-            raise CliError(f"--exclude: {unknown}")
+        for field, listed in (("models", names), ("exclude", args.exclude)):  # the service's checks, before any work
+            check_model_list(snapshot, listed, field, MODELS_LISTING)
     try:
         prompts = read_prompt_file(args.input, require_prompt=False, parse=_prompt_parser(snapshot),
                                    progress=not args.quiet)

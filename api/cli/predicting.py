@@ -21,8 +21,7 @@ from pickwise.api.cli.options import (
 )
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.remote import Server, add_server_option, server_url
-from pickwise.api.errors import unknown_models
-from pickwise.selector.workload import ModelKeyError, canonical_names
+from pickwise.api.service import check_model_list
 
 # Recipe options default to None and are passed on only when given: the defaults live in
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
@@ -196,13 +195,8 @@ def run_predict(args: argparse.Namespace) -> int:
         return _predict_remote(url, args, lines)
     snapshot = load_registry_option(args.registry)
     if args.models:
-        if unknown := unknown_models(snapshot, args.models, MODELS_LISTING):
-            raise CliError(f"--models: {unknown}")
-        try:  # a model named twice (or by its name and an alias) is refused, as POST /v1/predict does
-            canonical = canonical_names(snapshot, args.models)
-        except ModelKeyError as exc:
-            raise CliError(f"--models: {exc}") from None
-        called = dict(zip(canonical, args.models))  # registry name -> the name asked for
+        check_model_list(snapshot, args.models, "models", MODELS_LISTING)  # as POST /v1/predict checks them
+        called = {snapshot.get(name).name: name for name in args.models}  # registry name -> the name asked for
         models = [snapshot.get(name) for name in called]
     else:
         models = list(snapshot.enabled())
