@@ -110,6 +110,8 @@ def test_universe_picks_the_pool(tmp_path, names, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["models"] == [dear]  # (0.95 + 0.9 + 0) / 3 beats (0.9 + 0.2 + 0.7) / 3
     assert plan["status"] == "optimal"
+    assert main(["universe", "--input", write(tmp_path, workload(names)), "--max-models", "1", "--exclude", dear]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == [cheap]
 
 
 def test_plan_reports_every_bad_line_at_once(tmp_path, names, capsys):
