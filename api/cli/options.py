@@ -51,7 +51,7 @@ def name_list(text: str) -> list[str]:
     skipped, and a list naming nothing is one too, so a lost name never silently widens or empties a list."""
     names = [item.strip() for item in text.split(",")]
     if not any(names):
-        raise argparse.ArgumentTypeError(f"names no model, got {text!r} (leave the option out for every model)")
+        raise argparse.ArgumentTypeError(f"names no model, got {text!r} (leave the option out instead)")
     if "" in names:
         raise argparse.ArgumentTypeError(f"empty name at item {names.index('') + 1} of {text!r} (a stray comma?)")
     return names
