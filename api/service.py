@@ -210,6 +210,19 @@ class _PlanInputs(NamedTuple):
     capacity: np.ndarray | None
 
 
+def check_model_list(snapshot: RegistrySnapshot, names: Sequence[str] | None, field: str, listing: str) -> None:
+    """RequestFieldError naming `field` when a list names a model the registry does not know, or (an
+    allow-list, `models`) names one model twice, by a name and its alias too. `listing`: what lists
+    the models, in the front end's terms. Shared by the service and the CLI's checks before work."""
+    if unknown := unknown_models(snapshot, names or (), listing):
+        raise RequestFieldError(field, unknown)
+    if field == "models":
+        try:
+            canonical_names(snapshot, names or ())
+        except ModelKeyError as exc:
+            raise RequestFieldError(field, str(exc)) from None
+
+
 def _pool_columns(snapshot: RegistrySnapshot, column: dict[str, int], values: dict[str, T], field: str) -> dict[int, T]:
     """{pool column: value} for a request's {model name or alias: value}; a model outside the pool
     (deny-list, disabled) is ignored; an unknown one, or one named twice, is a 422 naming `field.<name>`."""
@@ -383,13 +396,7 @@ class PickwiseService:
         """422 naming `field` when an allow-list names a model the registry does not know, names one
         model twice (by a name and its alias too), or one left out of routing; for the deny-list only
         unknown names are an error."""
-        if unknown := unknown_models(snapshot, names or (), self.models_listing):
-            raise RequestFieldError(field, unknown)
-        if field == "models":
-            try:
-                canonical_names(snapshot, names or ())
-            except ModelKeyError as exc:
-                raise RequestFieldError(field, str(exc)) from None
+        check_model_list(snapshot, names, field, self.models_listing)
         if scoring is not None and field == "models":
             out = {n: scoring.left_out[snapshot.get(n).name] for n in names or () if snapshot.get(n).name in scoring.left_out}
             if out:
@@ -506,7 +513,7 @@ class PickwiseService:
         if request.capacity:
             capacity = np.full(len(specs), len(rows), dtype=np.int64)
             for k, cap in _pool_columns(snapshot, column, request.capacity, "capacity").items():
-                capacity[k] = cap
+                capacity[k] = min(cap, len(rows))  # more places than prompts is no limit (and fits an int64)
         return _PlanInputs(snapshot, predictor, scoring, specs, [scoring.vectors[j] for j in pool], rows, capacity)
 
     def check_plan(self, request: PlanRequest) -> None:

@@ -24,6 +24,25 @@ def read_input(path: str | Path) -> bytes:
     return Path(path).read_bytes()
 
 
+class RepeatedKey(ValueError):
+    """A JSON object names a key twice: json.loads would keep the last value without a word."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key {key!r} appears twice in one JSON object; give each key once")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads' `object_pairs_hook` that refuses a repeated key (RepeatedKey), as the registry
+    refuses a repeated YAML key and the HTTP API a repeated body key."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise RepeatedKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
 def json_object_lines(
     data: bytes | str, where: Callable[[int], str], problems: list[str], shape: str = ""
 ) -> Iterator[tuple[int, dict]]:
@@ -41,7 +60,11 @@ def json_object_lines(
         if not chunk.strip():
             continue
         try:
-            record = json.loads(chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk)
+            record = json.loads(chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk,
+                                object_pairs_hook=unique_keys)
+        except RepeatedKey as exc:
+            problems.append(f"{where(number)}: {exc}")
+            continue
         except UnicodeDecodeError as exc:
             problems.append(f"{where(number)}: not UTF-8 text (byte {exc.start})")
             continue

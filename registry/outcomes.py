@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pickwise.registry.errors import OutcomeError, StoreUnavailable
+from pickwise.registry.jsonl import RepeatedKey, unique_keys
 from pickwise.registry.loader import pickwise_home
 from pickwise.registry.prompt_text import not_blank
 from pickwise.registry.sql import Database, store_exists
@@ -467,7 +468,9 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield f"line {n}", json.loads(line)
+                yield f"line {n}", json.loads(line, object_pairs_hook=unique_keys)
+            except RepeatedKey as exc:
+                yield f"line {n}", exc
             except json.JSONDecodeError as exc:
                 yield f"line {n}", ValueError(f"not JSON ({exc.msg})")
         return

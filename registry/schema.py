@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from pickwise.registry.names import normal_name
 
@@ -156,24 +156,30 @@ class ModelSpec(_Strict):
     endpoint: Endpoint | None = None
     notes: str | None = Field(default=None, max_length=MAX_NOTES_LENGTH)
 
-    @model_validator(mode="after")
-    def _limits_are_consistent(self) -> ModelSpec:
-        # Caught here because each value alone is valid but together they cannot be served.
-        if self.max_output_tokens > self.context_window:
-            raise ValueError(
-                f"max_output_tokens ({self.max_output_tokens}) exceeds context_window ({self.context_window})"
-            )
-        if self.expected_output_tokens > self.max_output_tokens:
-            raise ValueError(
-                f"expected_output_tokens ({self.expected_output_tokens}) exceeds "
-                f"max_output_tokens ({self.max_output_tokens})"
-            )
-        empty = [a for a in self.aliases if not a.strip()]
-        if empty or not self.name.strip():
-            raise ValueError("name and aliases must not be blank")
-        if self.name in self.aliases or len(set(self.aliases)) != len(self.aliases):
+    # Each value alone is valid but together they cannot be served. Checked on the later field (the
+    # earlier one is validated by then), so the error names that field and the loader its line.
+    @field_validator("max_output_tokens")
+    @classmethod
+    def _output_fits_the_context(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("context_window")
+        if window is not None and value > window:
+            raise ValueError(f"{value} exceeds context_window ({window})")
+        return value
+
+    @field_validator("expected_output_tokens")
+    @classmethod
+    def _expected_fits_the_output(cls, value: int, info: ValidationInfo) -> int:
+        most = info.data.get("max_output_tokens")
+        if most is not None and value > most:
+            raise ValueError(f"{value} exceeds max_output_tokens ({most})")
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_are_distinct(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.data.get("name") in value or len(set(value)) != len(value):
             raise ValueError("aliases must be distinct and differ from the model's name")
-        return self
+        return value
 
     def all_names(self) -> tuple[str, ...]:
         """The name followed by every alias: all the strings that select this model."""

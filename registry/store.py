@@ -26,6 +26,7 @@ import yaml
 from pickwise.files import atomic_file
 from pickwise.registry.disk import DiskRecord, digest, read_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
+from pickwise.registry.jsonl import RepeatedKey, unique_keys
 from pickwise.registry.loader import ParseCache, load_registry, parse_registry_text, registry_files
 from pickwise.registry.names import skeleton
 from pickwise.registry.probes.inline import self_contained_text
@@ -187,7 +188,9 @@ class Registry:
             raise TypeError(f"add_model takes a ModelSpec, a mapping or text, not {type(spec_or_text).__name__}")
         if fmt == "json":
             try:
-                return _to_yaml(json.loads(spec_or_text))
+                return _to_yaml(json.loads(spec_or_text, object_pairs_hook=unique_keys))
+            except RepeatedKey as exc:  # as the YAML loader refuses a repeated key
+                raise RegistryError(RegistryIssue(f"invalid JSON: {exc}", file=label)) from None
             except json.JSONDecodeError as exc:
                 raise RegistryError(RegistryIssue(f"invalid JSON: {exc.msg}", file=label, line=exc.lineno)) from None
             except RecursionError:
@@ -249,7 +252,7 @@ class Registry:
                     how = "remove that model first to replace it, or add it with --replace (PUT /v1/models/NAME)" \
                         if replaced is None and owner.name == spec.name else "rename or remove one of them"
                     raise NameTakenError(RegistryIssue(
-                        f"{name!a}{looks} is already taken by model '{owner.name}' in "
+                        f"{name!a}{looks} is already taken by model '{owner.name}' in registry file "
                         f"{current.source_file(owner.name).name}; {how}",
                         file=label, model=spec.name, field="name" if len(loc) == 1 else f"aliases[{loc[1]}]",
                         line=entries[0].line_of(loc),

@@ -13,6 +13,13 @@ import yaml
 
 from pickwise.errors import PickwiseError
 
+# What a hand edit most often did wrong, by the parser's words: said after them.
+_SYNTAX_HINTS = (
+    ("'\\t'", " (YAML indents with spaces; a tab cannot indent)"),
+    ("mapping values are not allowed here",
+     " (a key indented more or less than the keys beside it, or an unquoted value holding ': ')"),
+)
+
 
 class YamlSyntaxError(PickwiseError, ValueError):
     """Invalid YAML: `.line` (1-based) and `.column` say where the parser gave up."""
@@ -94,8 +101,10 @@ def parse_yaml(text: str) -> ParsedYaml:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        hint = next((h for key, h in _SYNTAX_HINTS if key in problem), "")
+        where = f" (column {mark.column + 1})" if mark else ""
         raise YamlSyntaxError(
-            f"invalid YAML: {problem}", mark.line + 1 if mark else None, mark.column + 1 if mark else None
+            f"invalid YAML{where}: {problem}{hint}", mark.line + 1 if mark else None, mark.column + 1 if mark else None
         ) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"invalid YAML: {exc}", None) from None

@@ -94,23 +94,6 @@ def values_by_column(snapshot: RegistrySnapshot, column: dict[str, int], values:
             if canonical in column}
 
 
-def candidate_models(snapshot: RegistrySnapshot, names: Sequence[str] | None) -> list[ModelSpec]:
-    """Enabled registry models, or the named ones (names or aliases; each must exist, be enabled and be named once)."""
-    if not names:
-        specs = list(snapshot.enabled())
-        if not specs:
-            raise WorkloadError(f"registry {snapshot.directory} has no enabled models")
-        return specs
-    try:
-        specs = [snapshot.get(name) for name in canonical_names(snapshot, names)]
-    except ModelKeyError as exc:
-        raise WorkloadError(f"--models: {exc}") from None
-    for spec in specs:
-        if not spec.enabled:
-            raise WorkloadError(f"--models: model '{spec.name}' is disabled in the registry")
-    return specs
-
-
 def build_workload(
     rows: Sequence[WorkloadRow],
     specs: Sequence[ModelSpec],

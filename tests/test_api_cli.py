@@ -71,8 +71,9 @@ def test_select_option_errors_name_the_option(registry_dir, tiny_loader, capsys)
     assert "--objective 'balanced' needs --willingness-to-pay" in capsys.readouterr().err  # options, not fields
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--willingness-to-pay", "5"]) == 2
     assert "options: --willingness-to-pay applies only to --objective 'balanced'" in capsys.readouterr().err
-    assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", ""]) == 2
-    assert "--models: List should have at least 1 item" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error, before the predictor loads
+        main(["select", PROMPT, "--registry", str(registry_dir), "--models", ""])
+    assert exit_.value.code == 2 and "argument --models: names no model" in capsys.readouterr().err
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--models", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 
@@ -141,7 +142,11 @@ def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_
     prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n"
                        + json.dumps({"id": "b", "prompt": "word " * 5000}) + "\n")
     out = tmp_path / "quality.jsonl"
-    models = ",".join([*TRAINED, TRAINED[0]])  # a model named twice is scored once
+    twice = ",".join([*TRAINED, TRAINED[0]])  # refused, as POST /v1/predict refuses it
+    assert main(["predict", "--input", str(prompts), "--models", twice, "--registry", str(registry_dir)]) == 2
+    assert f"--models: '{TRAINED[0]}' is given twice; give it once" in capsys.readouterr().err
+    assert asked == {}  # before the predictor loads
+    models = ",".join(TRAINED)
     assert main(["predict", "--input", str(prompts), "--models", models, "--registry", str(registry_dir),
                  "--output", str(out), "--precision", "onnx-int8", "--no-progress"]) == 0
     assert asked == {"precision": "onnx-int8"}
@@ -177,6 +182,38 @@ def test_numeric_options_out_of_range_are_usage_errors_naming_the_option(argv, m
         main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+@pytest.mark.parametrize("argv, message", [
+    # --capacity A=1,A=2 kept the last value; a count only unicode calls a digit ('²') raised a traceback
+    (["plan", "--input", "x.jsonl", "--capacity", "m=1, m=2"], "argument --capacity: 'm' is given twice (m=1, m=2)"),
+    (["plan", "--input", "x.jsonl", "--capacity", "m=-1"], "argument --capacity: 'm=-1': N must be a whole number >= 0"),
+    (["plan", "--input", "x.jsonl", "--capacity", "m=1.5"], "'m=1.5': N must be a whole number >= 0, got '1.5'"),
+    (["plan", "--input", "x.jsonl", "--capacity", "m=\u00b2"], "N must be a whole number >= 0, got '\u00b2'"),
+    (["plan", "--input", "x.jsonl", "--capacity", "=3"], "argument --capacity: expected MODEL=N, got '=3'"),
+    (["plan", "--input", "x.jsonl", "--capacity", "m"], "argument --capacity: expected MODEL=N, got 'm'"),
+    (["plan", "--input", "x.jsonl", "--capacity", "m=1,"], "argument --capacity: empty name at item 2 of 'm=1,'"),
+    # an empty --models used to mean every model in plan and predict, and to be a pydantic message in select
+    (["plan", "--input", "x.jsonl", "--models", ""], "argument --models: names no model, got ''"),
+    (["universe", "--input", "x.jsonl", "--models", " , "], "argument --models: names no model"),
+    (["predict", "--input", "x.jsonl", "--models", "a,,b"], "argument --models: empty name at item 2 of 'a,,b'"),
+    (["select", "p", "--exclude", "a,"], "argument --exclude: empty name at item 2 of 'a,' (a stray comma?)"),
+    (["plan", "--input", "x.jsonl", "--exclude", ""], "argument --exclude: names no model"),
+    (["train", "--out", "x", "--exclude-models", ",a"], "argument --exclude-models: empty name at item 1"),
+])
+def test_model_list_options_refuse_empty_items_and_repeats(argv, message, capsys):
+    """--models, --exclude and --capacity read their commas one way in every command, before any work."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_model_list_options_drop_spaces_around_names():
+    from pickwise.api.cli.main import build_parser
+
+    args = build_parser().parse_args(["plan", "--input", "x", "--models", " a , b", "--capacity", "a = 2, b=0"])
+    assert (args.models, args.capacity, args.exclude) == (["a", "b"], {"a": 2, "b": 0}, [])
+
 
 
 def test_length_buckets_refuse_a_batch_size_below_one():

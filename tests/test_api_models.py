@@ -447,10 +447,15 @@ def test_names_are_kept_in_nfkc(api):
     assert api.get("/v1/models/\uff47pt-4-1106-preview").json()["model"]["name"] == "gpt-4-1106-preview"
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT"])
 @pytest.mark.parametrize("name", ["../../../etc/passwd", "..", "acme/a b?c#d%e"])
-def test_location_is_one_encoded_segment_that_leads_back_to_the_model(api, name):
-    """`Location: /v1/models/../../../etc/passwd` kept the dot segments: a client resolves it to /etc/passwd."""
-    r = api.post("/v1/models", json=new_model(name), headers=AUTH)
+def test_location_is_one_encoded_segment_that_leads_back_to_the_model(api, name, method):
+    """`Location: /v1/models/../../../etc/passwd` kept the dot segments: a client resolves it to /etc/passwd
+    (PUT registering a new model still wrote its Location that way)."""
+    from pickwise.api.http.routes.models import model_url
+
+    url = "/v1/models" if method == "POST" else model_url(name)
+    r = api.request(method, url, json=new_model(name), headers=AUTH)
     assert r.status_code == 201, r.text
     location = r.headers["location"]
     assert location.startswith("/v1/models/") and "/" not in location[len("/v1/models/"):], location

@@ -72,6 +72,8 @@ def test_plan_min_cost_for_a_quality_target_with_precomputed_qualities(api):
 def test_plan_constraints_and_their_errors(api):
     r = api.post("/v1/plan", json={"prompts": PROMPTS, "models": ["Llama-2-7b-hf"], "capacity": {"Llama-2-7b-hf": 2}})
     assert r.status_code == 409 and r.json()["reason"] == "capacity"
+    r = api.post("/v1/plan", json={"prompts": PROMPTS, "capacity": {"Llama-2-7b-hf": 10**30}})  # was a 500
+    assert r.status_code == 200, r.text
     r = api.post("/v1/plan", json={"prompts": PROMPTS, "exclude": [*TRAINED, UNTRAINED]})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "models"]
     r = api.post("/v1/plan", json={"prompts": [{"id": "a", "quality": {"nope": 0.5}}]})

@@ -89,6 +89,7 @@ def test_add_with_a_taken_alias_names_the_file_line_and_field(tmp_path, capsys):
     line = next(i for i, text in enumerate(dup.read_text().splitlines(), 1) if text.strip() == "- a1")
     code, _, err = run(capsys, "models", "add", str(dup), "--registry", str(reg))
     assert code == 2 and f"{dup}:{line}: model 'gamma': field 'aliases[1]': 'a1' is already taken by model 'alpha'" in err
+    assert "by model 'alpha' in registry file a.yaml" in err  # not the input file, whose name may be the same
 
 
 def test_add_bad_input(tmp_path, capsys):

@@ -93,12 +93,17 @@ def test_plan_through_the_server_inline_and_as_a_job(served, loads, capsys, tmp_
     for n in (2, 5):  # the server plans 3 prompts inline: 5 go to POST /v1/plans
         prompts = tmp_path / f"prompts{n}.jsonl"
         prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"{PROMPT} #{i}"}) + "\n" for i in range(n)))
-        for extra in (["--budget", "1"], ["--budget", "0"]):  # feasible; then a budget below the minimum
+        # feasible; then a budget below the minimum; then with the model-list options
+        for extra in (["--budget", "1"], ["--budget", "0"],
+                      ["--budget", "1", "--exclude", TRAINED[0], "--capacity", f"{TRAINED[1]}=1"]):
             local = _run(capsys, "plan", "--input", str(prompts), "--registry", str(registry), "--quiet", *extra)
             remote = _run(capsys, "plan", "--input", str(prompts), "--server", url, "--quiet", *extra)
             assert remote[:2] == local[:2], (n, extra)
             if local[0] == 0:
                 assert len(remote[1].splitlines()) == n
+                if "--exclude" in extra:
+                    used = [json.loads(line)["model"] for line in remote[1].splitlines()]
+                    assert TRAINED[0] not in used and used.count(TRAINED[1]) <= 1, used
             else:
                 assert url in remote[2] and "minimum feasible budget" in remote[2]
                 assert local[2].splitlines()[-1] == remote[2].splitlines()[-1]

@@ -75,7 +75,8 @@ def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys, new
             json.dumps({"prompt": "x", "model": "gpt4", "score": 1, "colour": "red"}),
             json.dumps({"prompt": "x", "model": "gpt4", "score": True}),
             json.dumps({"prompt": "x", "model": "gpt4"}),
-            json.dumps({"prompt": "x", "model": "gpt4", "score": 1, "output_tokens": 10**9}), json.dumps(ROWS[1])]
+            json.dumps({"prompt": "x", "model": "gpt4", "score": 1, "output_tokens": 10**9}),
+            '{"prompt": "x", "model": "gpt4", "score": 1, "score": 0}', json.dumps(ROWS[1])]  # was stored as 0
     source = tmp_path / "bad.jsonl"
     source.write_text("\n".join(rows) + "\n")
     store = new_store()
@@ -85,9 +86,10 @@ def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys, new
     for needle in ("line 2: not JSON", "line 3: field 'model': unknown model 'nobody'", "line 4: field 'score'",
                    "line 6: unknown field(s) 'colour'", "line 7: field 'score': expected a number",
                    "line 8: missing field(s) 'score'",
-                   "line 9: field 'output_tokens': 1,000,000,000 is above gpt-4-1106-preview's max_output_tokens"):
+                   "line 9: field 'output_tokens': 1,000,000,000 is above gpt-4-1106-preview's max_output_tokens",
+                   "line 10: key 'score' appears twice in one JSON object"):
         assert needle in err, needle
-    assert "line 1" not in err and "line 10" not in err and "7 bad row(s), nothing stored" in err
+    assert "line 1:" not in err and "line 11" not in err and "8 bad row(s), nothing stored" in err
     assert not store_exists(store) or _rows(store) == []
     assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased),
                  "--skip-bad"]) == 0

@@ -156,6 +156,19 @@ def test_invalid_yaml_syntax_gives_line(tmp_path):
     assert err.line is not None and "bad.yaml:" in str(err) and "invalid YAML" in str(err)
 
 
+@pytest.mark.parametrize("text, line, says", [
+    ("name: m1\nlatency:\n\tttft_ms: 3\n", 3, "(column 1): while scanning for the next token found character '\\t' "
+     "that cannot start any token (YAML indents with spaces; a tab cannot indent)"),
+    ("name: m1\npricing:\n  input_per_million: 1.0\n   output_per_million: 2.0\n", 4,
+     "(column 22): mapping values are not allowed here (a key indented more or less than the keys beside it"),
+])
+def test_hand_edit_slips_get_their_column_and_a_hint(tmp_path, text, line, says):
+    """A tab or a key out of line gave the parser's words alone: they now come with the column and the usual cause."""
+    write(tmp_path, "m.yaml", text)
+    err = load_error(tmp_path)
+    assert err.line == line and f"m.yaml:{line}: invalid YAML {says}" in str(err)
+
+
 def test_duplicate_key_in_a_mapping(tmp_path):
     write(tmp_path, "dup.yaml", "name: a\nname: b\n")
     assert "dup.yaml:2: duplicate key 'name' (first on line 1)" in str(load_error(tmp_path))
@@ -191,12 +204,22 @@ def test_duplicate_alias_across_files(tmp_path):
 
 def test_alias_repeating_own_name(tmp_path):
     write(tmp_path, "m.yaml", model("m1", aliases=["m1"]))
-    assert "aliases must be distinct and differ from the model's name" in str(load_error(tmp_path))
+    err = load_error(tmp_path)
+    assert "field 'aliases': aliases must be distinct and differ from the model's name" in str(err)
+    assert err.field == "aliases" and "m1" in (tmp_path / "m.yaml").read_text().splitlines()[err.line - 1]
 
 
-def test_limits_must_be_consistent(tmp_path):
-    write(tmp_path, "m.yaml", model("m1", context_window=512, max_output_tokens=1024))
-    assert "model 'm1': max_output_tokens (1024) exceeds context_window (512)" in str(load_error(tmp_path))
+@pytest.mark.parametrize("fields, field, says", [
+    ({"context_window": 512, "max_output_tokens": 1024}, "max_output_tokens", "1024 exceeds context_window (512)"),
+    ({"max_output_tokens": 64, "expected_output_tokens": 100}, "expected_output_tokens",
+     "100 exceeds max_output_tokens (64)"),
+])
+def test_limits_must_be_consistent(tmp_path, fields, field, says):
+    """The error named the model's first line and no field: it names the field that breaks the limit, on its line."""
+    write(tmp_path, "m.yaml", model("m1", **fields))
+    err = load_error(tmp_path)
+    assert f"model 'm1': field '{field}': {says}" in str(err)
+    assert err.field == field and (tmp_path / "m.yaml").read_text().splitlines()[err.line - 1].strip().startswith(field)
 
 
 def test_similar_to_pointing_nowhere(tmp_path):

@@ -54,7 +54,7 @@ def test_add_accepts_spec_and_json(tmp_path):
 def test_add_refuses_existing_name_or_alias_and_writes_nothing(tmp_path):
     reg = Registry(make_registry(tmp_path))
     before = file_state(tmp_path)
-    with pytest.raises(NameTakenError, match="'a1' is already taken by model 'alpha' in a.yaml"):
+    with pytest.raises(NameTakenError, match="'a1' is already taken by model 'alpha' in registry file a.yaml"):
         reg.add_model(model("other", aliases=["a1"]))
     with pytest.raises(RegistryError, match="'beta' is already taken"):
         reg.add_model(model("beta"))
@@ -71,6 +71,9 @@ def test_add_invalid_model_reports_field_and_writes_nothing(tmp_path):
         reg.add_model(yaml.safe_dump([model("x1"), model("x2")]))
     with pytest.raises(RegistryError, match="invalid JSON"):
         reg.add_model("{nope", fmt="json")
+    twice = json.dumps(model("dup")).replace('"context_window": 8192', '"context_window": 8192, "context_window": 50')
+    with pytest.raises(RegistryError, match="invalid JSON: key 'context_window' appears twice"):  # kept 50 silently
+        reg.add_model(twice, fmt="json")
     assert file_state(tmp_path) == before
 
 
@@ -162,7 +165,7 @@ def test_add_sees_a_model_written_to_disk_by_hand_as_taken(tmp_path):
     reg = Registry(make_registry(tmp_path))
     reg.check_interval_s = 3600.0  # the service has not looked since: add must look itself
     write(tmp_path, "hand.yaml", model("by-hand"))
-    with pytest.raises(NameTakenError, match="'by-hand' is already taken by model 'by-hand' in hand.yaml"):
+    with pytest.raises(NameTakenError, match="'by-hand' is already taken by model 'by-hand' in registry file hand.yaml"):
         reg.add_model(model("by-hand"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "b.yaml", "hand.yaml"]
 

@@ -65,6 +65,9 @@ def test_plan_tight_budget_moves_the_easy_prompt_and_reports_min_budget(tmp_path
     ('{"id": "x", "prompt": "p", "quality": {"CHEAP": 1.5}}', "prompts.jsonl:2: quality of 'CHEAP' is 1.5"),
     ('{"id": "easy", "prompt": "p", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: duplicate id 'easy'"),
     ('{"prompt": "p"}', "prompts.jsonl:2: missing or invalid 'id'"),
+    # json.loads kept the last value (0.1) without a word; POST /v1/plan refuses such a body
+    ('{"id": "x", "prompt": "p", "quality": {"CHEAP": 0.9, "CHEAP": 0.1}}',
+     "prompts.jsonl:2: key 'CHEAP' appears twice in one JSON object; give each key once"),
     # the API's rules hold here too (POST /v1/plan refuses these lines), each named by its line
     ('{"id": "x", "prompt": " ", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: 'prompt': the prompt is empty"),
     ('{"id": "x", "quality": {"CHEAP": 0.5}, "prompt_tokens": 1' + "0" * 30 + '}',
@@ -82,7 +85,7 @@ def test_plan_bad_lines_name_file_and_line(tmp_path, names, capsys, bad, message
 
 def test_plan_unknown_model_in_models_option(tmp_path, names, capsys):
     assert main(["plan", "--input", write(tmp_path, workload(names)), "--budget", "1", "--models", "nope"]) == 2
-    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert "--models: unknown model(s) 'nope' (not in the registry: see `pickwise models list`)" in capsys.readouterr().err
 
 
 def test_plan_models_option_naming_one_model_twice_is_an_error(tmp_path, names, capsys):
@@ -107,6 +110,8 @@ def test_universe_picks_the_pool(tmp_path, names, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["models"] == [dear]  # (0.95 + 0.9 + 0) / 3 beats (0.9 + 0.2 + 0.7) / 3
     assert plan["status"] == "optimal"
+    assert main(["universe", "--input", write(tmp_path, workload(names)), "--max-models", "1", "--exclude", dear]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == [cheap]
 
 
 def test_plan_reports_every_bad_line_at_once(tmp_path, names, capsys):
@@ -149,3 +154,48 @@ def test_a_model_named_twice_by_name_and_alias_is_an_error_not_a_silent_pick(tmp
     assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1"]) == 2
     assert (f"prompts.jsonl:2: '{alias}' names the same model as '{spec.name}' ({spec.name}); give it once "
             "in 'quality'") in capsys.readouterr().err
+
+
+def test_plan_capacity_and_exclude_name_their_option(tmp_path, names, capsys):
+    """A capacity naming an unknown model said `capacity.gpt-4: ...`; one named by its name and an
+    alias is refused like a repeat; `--exclude` (the API's `exclude`) keeps a model out of the plan."""
+    cheap, dear = names
+    path = write(tmp_path, workload(names))
+    assert main(["plan", "--input", path, "--budget", "1", "--capacity", "nope=1", "--quiet"]) == 2
+    assert "pickwise plan: error: --capacity: unknown model 'nope'" in capsys.readouterr().err
+    spec = next(s for s in load_registry(default_registry_dir()).enabled() if s.aliases)
+    assert main(["plan", "--input", path, "--budget", "1", "--quiet",
+                 "--capacity", f"{spec.name}=1,{spec.aliases[0]}=2"]) == 2
+    assert f"--capacity: '{spec.aliases[0]}' names the same model as '{spec.name}'" in capsys.readouterr().err
+    assert main(["plan", "--input", path, "--budget", "1", "--exclude", "nope", "--quiet"]) == 2
+    assert "--exclude: unknown model(s) 'nope'" in capsys.readouterr().err
+    assert main(["plan", "--input", path, "--budget", "1", "--exclude", dear, "--quiet"]) == 0
+    assert {json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()} == {cheap}
+
+
+def test_plan_capacity_above_the_prompt_count_is_no_limit(tmp_path, names, capsys):
+    """A capacity past int64 raised OverflowError (a traceback here, a 500 over HTTP)."""
+    cheap, dear = names
+    path = write(tmp_path, workload(names))
+    assert main(["plan", "--input", path, "--budget", "1", "--quiet", "--capacity", f"{dear}={10**30}"]) == 0
+    assert [json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()] == [dear, dear, cheap]
+
+
+def test_plan_allow_list_naming_a_disabled_model_plans_as_the_api_does(tmp_path, names, capsys):
+    """The CLI refused `--models` naming a disabled model before reading the input, while POST /v1/plan
+    (and `plan --server`) leaves it out and plans on the rest: both now take the service's rule."""
+    from pickwise.registry.store import specs_to_yaml
+
+    cheap, dear = names
+    shipped = load_registry(default_registry_dir())
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    (registry / "m.yaml").write_text(specs_to_yaml([shipped.get(cheap), shipped.get(dear).model_copy(
+        update={"enabled": False})]))
+    path = write(tmp_path, workload(names)[:2])
+    assert main(["plan", "--input", path, "--budget", "1", "--models", f"{cheap},{dear}", "--registry",
+                 str(registry), "--quiet"]) == 0
+    assert {json.loads(line)["model"] for line in capsys.readouterr().out.splitlines()} == {cheap}
+    assert main(["plan", "--input", path, "--budget", "1", "--models", dear, "--registry", str(registry)]) == 2
+    assert f"--models: no enabled, scorable model is left after the allow- and deny-lists ({dear} is disabled)" \
+        in capsys.readouterr().err

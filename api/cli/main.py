@@ -7,7 +7,7 @@ import os
 import sys
 
 from pickwise.api.cli.options import CliError
-from pickwise.api.errors import error_code
+from pickwise.api.errors import RequestFieldError, error_code
 from pickwise.errors import PickwiseError
 
 # Exit codes of domain errors by code (pickwise.api.errors): 1 when the request was valid but
@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
+    except RequestFieldError as exc:  # a field the service refused, named as the option it came from
+        head = exc.field.split(".")[0]
+        where = f"--{head.replace('_', '-')}" if hasattr(args, head) else exc.field
+        print(f"pickwise {args.command}: error: {where}: {exc.message}", file=sys.stderr)
+        return 2
     except PickwiseError as exc:
         print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_CODES.get(error_code(exc), 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -42,6 +43,35 @@ def number(kind: type = float, *, low: float | None = None, high: float | None =
         return value
 
     return parse
+
+
+def name_list(text: str) -> list[str]:
+    """An argparse `type=` for a comma-separated list of model names (`--models`, `--exclude`): spaces
+    around a name are dropped; an empty item (a stray comma, an empty variable) is an error rather than
+    skipped, and a list naming nothing is one too, so a lost name never silently widens or empties a list."""
+    names = [item.strip() for item in text.split(",")]
+    if not any(names):
+        raise argparse.ArgumentTypeError(f"names no model, got {text!r} (leave the option out instead)")
+    if "" in names:
+        raise argparse.ArgumentTypeError(f"empty name at item {names.index('') + 1} of {text!r} (a stray comma?)")
+    return names
+
+
+def capacity_list(text: str) -> dict[str, int]:
+    """An argparse `type=` for `--capacity MODEL=N,...`: the items as `name_list` reads them, each a
+    name and a whole number >= 0; a model given twice is an error (a dict would keep the last value)."""
+    caps: dict[str, int] = {}
+    for item in name_list(text):
+        name, sep, count = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"expected MODEL=N, got {item!r}")
+        if not re.fullmatch(r"[0-9]+", count):
+            raise argparse.ArgumentTypeError(f"{item!r}: N must be a whole number >= 0, got {count!r}")
+        if name in caps:
+            raise argparse.ArgumentTypeError(f"{name!r} is given twice ({name}={caps[name]}, {name}={count}); "
+                                             "give it once")
+        caps[name] = int(count)
+    return caps
 
 
 def add_registry_option(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,9 @@ from pickwise.api.cli.options import (
     CliError,
     add_artifact_option,
     add_registry_option,
+    capacity_list,
     load_registry_option,
+    name_list,
     number,
 )
 from pickwise.api.cli.output import check_output_path, open_output
@@ -28,13 +30,13 @@ from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_pro
 from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.plan_way_out import plan_way_out
 from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
-from pickwise.api.service import PickwiseService
+from pickwise.api.service import PickwiseService, check_model_list
 from pickwise.registry import RegistrySnapshot
 from pickwise.selector.batch import SOLVERS
 from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible
 from pickwise.selector.types import UniversePlan
 from pickwise.selector.universe import build_universe
-from pickwise.selector.workload import ModelKeyError, candidate_models, values_by_column
+from pickwise.selector.workload import ModelKeyError, values_by_column
 
 
 def register(subparsers) -> None:
@@ -48,7 +50,8 @@ def register(subparsers) -> None:
     plan.add_argument("--min-avg-quality", type=number(low=0, high=1), metavar="Q", help="minimise cost subject to mean quality >= Q")
     plan.add_argument("--min-quality", type=number(low=0, high=1), metavar="P", help="per-prompt quality floor")
     plan.add_argument("--max-latency-ms", type=number(above=0), help="per-prompt latency cap")
-    plan.add_argument("--capacity", metavar="MODEL=N,...", help="at most N prompts per model")
+    plan.add_argument("--capacity", type=capacity_list, metavar="MODEL=N,...",
+                      help="at most N prompts per model (names or aliases, each once)")
     plan.add_argument("--allow-low-confidence", action="store_true",
                       help="let a quality with no evidence behind it meet --min-quality")
     plan.add_argument("--allow-base-models", action="store_true",
@@ -77,7 +80,9 @@ def register(subparsers) -> None:
 
 def _workload_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help='JSONL: {"id", "prompt"} or with "quality": {model: p}')
-    parser.add_argument("--models", metavar="A,B", help="candidate models (default: every enabled model)")
+    parser.add_argument("--models", type=name_list, metavar="A,B",
+                        help="candidate models, names or aliases (default: every enabled model)")
+    parser.add_argument("--exclude", type=name_list, default=[], metavar="A,B", help="models never to use (names or aliases)")
     parser.add_argument("--expected-output-tokens", type=number(int, low=0), help="override each model's expected answer length")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_registry_option(parser)
@@ -125,27 +130,16 @@ def _problem(error: dict) -> str:
     return f"'{'.'.join(str(x) for x in error['loc'])}': {message}" if error["loc"] else message
 
 
-def _capacity(text: str | None) -> dict[str, int] | None:
-    if not text:
-        return None
-    caps = {}
-    for item in text.split(","):
-        name, sep, count = item.partition("=")
-        if not sep or not count.strip().isdigit():
-            raise CliError(f"--capacity: expected MODEL=N, got {item!r}")
-        caps[name.strip()] = int(count)
-    return caps
-
-
 def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[PickwiseService | None, PlanRequest]:
     """The service over --registry (the predictor loads on demand; None when `remote`) and the request
     the input and options make."""
-    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
+    names = args.models
     registry = snapshot = None
     if not remote:
         registry = load_registry_option(args.registry, writable=True)
         snapshot = registry.snapshot
-        candidate_models(snapshot, names)  # an unknown name is an error naming it, before reading the input
+        for field, listed in (("models", names), ("exclude", args.exclude)):  # the service's checks, before any work
+            check_model_list(snapshot, listed, field, MODELS_LISTING)
     try:
         prompts = read_prompt_file(args.input, require_prompt=False, parse=_prompt_parser(snapshot),
                                    progress=not args.quiet)
@@ -159,7 +153,7 @@ def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[Pi
 
         return load_predictor(args.artifact)
 
-    request = PlanRequest.model_construct(prompts=prompts, models=names,
+    request = PlanRequest.model_construct(prompts=prompts, models=names, exclude=args.exclude,
                                           expected_output_tokens=args.expected_output_tokens, **options)
     service = None if remote else PickwiseService(registry, load_on_demand=load_predictor, models_listing=MODELS_LISTING)
     return service, request
@@ -176,7 +170,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     url = server_url(args)
     service, request = _load(
         args, remote=url is not None, budget=args.budget, min_avg_quality=args.min_avg_quality,
-        min_quality=args.min_quality, max_latency_ms=args.max_latency_ms, capacity=_capacity(args.capacity),
+        min_quality=args.min_quality, max_latency_ms=args.max_latency_ms, capacity=args.capacity,
         solver=args.solver, allow_low_confidence=args.allow_low_confidence, allow_base_models=args.allow_base_models,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:

@@ -16,11 +16,12 @@ from pickwise.api.cli.options import (
     add_registry_option,
     load_registry_option,
     load_tables_option,
+    name_list,
     number,
 )
 from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.remote import Server, add_server_option, server_url
-from pickwise.api.errors import unknown_models
+from pickwise.api.service import check_model_list
 
 # Recipe options default to None and are passed on only when given: the defaults live in
 # predictor.model.ModelConfig / predictor.train.TrainConfig alone (importing them here would load
@@ -62,7 +63,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help=f"initialisation, dropout and batch order {RECIPE_DEFAULT}")
     p.add_argument("--split-seed", type=int, default=None,
                    help=f"the train/val/test split by question stem (keep it to compare runs on the same rows) {RECIPE_DEFAULT}")
-    p.add_argument("--exclude-models", default="", metavar="A,B", help="train without these models (cold-start studies)")
+    p.add_argument("--exclude-models", type=name_list, default=[], metavar="A,B",
+                   help="train without these models (cold-start studies)")
     p.add_argument("--max-rows-per-table", type=number(int, low=1), default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--stem-cache", default=".cache/stem", metavar="DIR",
@@ -73,7 +75,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("predict", help="predict per-model quality for prompts in a JSONL file")
     p.add_argument("--input", required=True, metavar="prompts.jsonl", help='lines {"id": str, "prompt": str}; - for stdin')
-    p.add_argument("--models", default=None, metavar="A,B", help="models to score (default: every enabled registry model)")
+    p.add_argument("--models", type=name_list, default=None, metavar="A,B",
+                   help="models to score, names or aliases, each once (default: every enabled registry model)")
     p.add_argument("--output", default="-", metavar="FILE", help="output JSONL (default stdout)")
     p.add_argument("--batch-size", type=number(int, low=1), default=64, help="prompts per encoder call (default 64)")
     p.add_argument("--estimates", action="store_true",
@@ -109,7 +112,7 @@ def train_config(args: argparse.Namespace):
     return TrainConfig(
         model=ModelConfig(**model),
         **_given(args, TRAIN_OPTIONS),
-        exclude_models=tuple(m for m in args.exclude_models.split(",") if m),
+        exclude_models=tuple(args.exclude_models),
         max_rows_per_table=args.max_rows_per_table,
         stem_cache_dir=args.stem_cache,
         use_tasks=not args.no_tasks,
@@ -192,12 +195,8 @@ def run_predict(args: argparse.Namespace) -> int:
         return _predict_remote(url, args, lines)
     snapshot = load_registry_option(args.registry)
     if args.models:
-        names = [m.strip() for m in args.models.split(",") if m.strip()]
-        if unknown := unknown_models(snapshot, names, MODELS_LISTING):
-            raise CliError(f"--models: {unknown}")
-        called = {}  # registry name -> the name asked for (a name and its alias: scored once)
-        for name in names:
-            called.setdefault(snapshot.get(name).name, name)
+        check_model_list(snapshot, args.models, "models", MODELS_LISTING)  # as POST /v1/predict checks them
+        called = {snapshot.get(name).name: name for name in args.models}  # registry name -> the name asked for
         models = [snapshot.get(name) for name in called]
     else:
         models = list(snapshot.enabled())
@@ -267,7 +266,7 @@ def _predict_remote(url: str, args: argparse.Namespace, lines: list) -> int:
     from pickwise.api.schemas import PredictPrompt, PredictRequest, PredictResponse
 
     server = Server(url)
-    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    names = args.models
     models, resolved, n_cut, done, max_prompts = [], {}, 0, 0, REMOTE_CHUNK_PROMPTS
     with open_output(args.output) as out:
         while done < len(lines):  # each pass answers at least one prompt, or raises

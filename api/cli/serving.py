@@ -25,6 +25,7 @@ from pickwise.api.cli.options import (
     add_artifact_option,
     add_registry_option,
     load_registry_option,
+    name_list,
     number,
 )
 from pickwise.api.cli.remote import Server, add_server_option, server_url
@@ -69,7 +70,8 @@ class WorkerSettings(BaseSettings):
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run the HTTP API (FastAPI + uvicorn)",
-                       description="Serve /v1/select, /v1/plan(s), /v1/models, /healthz, /readyz, /metrics. "
+                       description="Serve /v1/select, /v1/predict, /v1/plan(s), /v1/feedback, /v1/outcomes/stats, "
+                                   "/v1/models, the OpenAI-compatible /openai/v1, /healthz, /readyz and /metrics. "
                                    "Registry writes need PICKWISE_ADMIN_TOKEN in the environment. Without "
                                    "--artifact it serves the promoted artifact and swaps in the next one that "
                                    "`pickwise artifact promote` or `rollback` names, without a restart.")
@@ -115,8 +117,8 @@ def register(sub) -> None:
     p.add_argument("--willingness-to-pay", type=float, metavar="USD",
                    help="for --objective balanced: USD you would pay for +1.0 quality")
     p.add_argument("--max-models", type=int, default=1, metavar="K", help="call up to K (<= 3) models in parallel")
-    p.add_argument("--models", metavar="A,B", help="allow-list (names or aliases)")
-    p.add_argument("--exclude", metavar="A,B", help="deny-list (names or aliases)")
+    p.add_argument("--models", type=name_list, metavar="A,B", help="allow-list (names or aliases)")
+    p.add_argument("--exclude", type=name_list, default=[], metavar="A,B", help="deny-list (names or aliases)")
     p.add_argument("--expected-output-tokens", type=int, metavar="N")
     p.add_argument("--on-infeasible", choices=ON_INFEASIBLE, default="error")
     p.add_argument("--allow-low-confidence", action="store_true",
@@ -281,10 +283,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 # ---- select ------------------------------------------------------------------------------------
-def _names(value: str | None) -> list[str] | None:
-    return None if value is None else [n.strip() for n in value.split(",") if n.strip()]
-
-
 def build_request(args: argparse.Namespace, prompt: str):
     """The API's SelectRequest from the options; pydantic errors become messages naming the option."""
     from pickwise.api.schemas import SelectRequest
@@ -292,7 +290,7 @@ def build_request(args: argparse.Namespace, prompt: str):
     fields = {
         "prompt": prompt, "min_quality": args.min_quality, "max_latency_ms": args.max_latency_ms,
         "max_cost_usd": args.max_cost_usd, "objective": args.objective, "willingness_to_pay": args.willingness_to_pay,
-        "max_models": args.max_models, "models": _names(args.models), "exclude": _names(args.exclude) or [],
+        "max_models": args.max_models, "models": args.models, "exclude": args.exclude,
         "expected_output_tokens": args.expected_output_tokens, "on_infeasible": args.on_infeasible,
         "allow_low_confidence": args.allow_low_confidence, "allow_base_models": args.allow_base_models,
     }

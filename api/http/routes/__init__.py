@@ -18,6 +18,7 @@ from pickwise.api.http.promotions import PromotionWatcher
 from pickwise.api.http.settings import ServiceSettings
 from pickwise.api.http.telemetry import ServiceMetrics
 from pickwise.api.service import PickwiseService
+from pickwise.registry.jsonl import RepeatedKey, unique_keys
 
 
 @dataclass
@@ -33,20 +34,6 @@ class AppState:
     watcher: PromotionWatcher | None = None  # following the promotion pointer (serve without --artifact)
 
 
-def _repeated_key(pairs: list[tuple[str, object]]) -> dict:
-    """json.loads' object hook: an object that names a key twice is ambiguous (json.loads keeps the last)."""
-    seen = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise _RepeatedKey(key)
-        seen.add(key)
-    return dict(pairs)
-
-
-class _RepeatedKey(ValueError):
-    pass
-
-
 class BodyErrorRoute(APIRoute):
     """A route whose JSON body json.loads rejects for a reason other than syntax (a 5,000-digit
     integer, nesting 100,000 deep) says what and where; FastAPI answers a bare 400 "There was an
@@ -60,9 +47,9 @@ class BodyErrorRoute(APIRoute):
             if "json" in request.headers.get("content-type", ""):
                 try:
                     # parsed once: Request.json(), which FastAPI reads the body with, returns what it cached
-                    request._json = json.loads(await request.body(), object_pairs_hook=_repeated_key)
-                except _RepeatedKey as exc:
-                    raise HttpError(422, "validation_error", f"body: key {exc.args[0]!r} appears twice in one JSON "
+                    request._json = json.loads(await request.body(), object_pairs_hook=unique_keys)
+                except RepeatedKey as exc:
+                    raise HttpError(422, "validation_error", f"body: key {exc.key!r} appears twice in one JSON "
                                                              "object; send each key once") from None
                 except (ValueError, RecursionError):
                     pass  # syntax and the rest: FastAPI's own parse reports them, below

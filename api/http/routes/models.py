@@ -147,7 +147,7 @@ async def replace_model(name: str, request: Request) -> Response:
     existed = name in service.registry.refresh()
     info, snapshot = await run_in_threadpool(service.add_model, text, fmt, replace=name)
     return _json(ModelWritten(registry_version=snapshot.version, model=info), status=200 if existed else 201,
-                 headers=None if existed else {"Location": f"/v1/models/{quote(info.name, safe='/')}"})
+                 headers=None if existed else {"Location": model_url(info.name)})
 
 
 @router.delete("/{name:path}", response_model=ModelRemoved, dependencies=[Depends(require_admin)],
