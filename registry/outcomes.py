@@ -108,12 +108,15 @@ def prompt_sha256(text: str) -> str:
 
 
 def utc_timestamp(value: Any = None) -> str:
-    """ISO 8601 in UTC with microseconds and a 'Z': from None (now), epoch seconds or an ISO string;
-    a string without a zone is taken as UTC. ValueError when it is none of those.
+    """ISO 8601 in UTC with microseconds and a 'Z': from None (now), epoch seconds, an ISO string or
+    a datetime (what a parquet timestamp column reads as); one without a zone is taken as UTC.
+    ValueError when it is none of those.
 
     Always the same width, so that text order is time order (the store sorts and pages by it)."""
     if value is None:
         moment = datetime.now(timezone.utc)
+    elif isinstance(value, datetime):
+        moment = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ValueError(f"not a finite epoch time: {value}")
@@ -416,6 +419,11 @@ def _csv_cell(name: str, text: str) -> Any:
     """A CSV cell as the JSON value it stands for: empty is null, numbers and JSON fields parsed."""
     if text == "":
         return None
+    if name == "timestamp":  # epoch seconds, which CSV can only give as text
+        try:
+            return float(text)
+        except ValueError:
+            return text  # ISO 8601, or parse_record names it
     if name in ("score", "cost_usd", "latency_ms", "output_tokens"):
         try:
             return float(text) if name != "output_tokens" or not text.lstrip("-").isdigit() else int(text)
@@ -463,7 +471,9 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     except UnicodeDecodeError as exc:
         raise OutcomeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), start=1):
+        # lines end at '\n' only: splitlines() would also end one at U+2028, U+2029 or U+0085, which
+        # JSON leaves raw inside a string (and export, writing UTF-8, does too)
+        for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:

@@ -22,6 +22,7 @@ from pickwise.registry.outcomes import (
     prompt_sha256,
     store_exists,
     utc_timestamp,
+    write_records,
 )
 from pickwise.registry.sql import is_url
 from tests.api_support import registry_with_alias
@@ -313,3 +314,38 @@ def test_the_schema_ddl_runs_once_per_process_and_store(new_store, tmp_path):
     with OutcomeStore(target) as store:
         assert len(store) == 0
     assert "decisions_created" in _indexes(target)
+
+
+def test_a_prompt_with_unicode_line_separators_round_trips_through_jsonl(tmp_path):
+    """json.dumps(ensure_ascii=False), as export writes, leaves U+2028/U+2029/U+0085 raw inside a
+    string: JSONL lines end at '\\n' only, so such a prompt is one row and later rows keep their line."""
+    prompts = ["a\u2028b", "c\u0085d", "e\u2029f"]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(("\ufeff" + "\r\n".join(json.dumps({"prompt": p, "model": "gpt4", "score": 1}, ensure_ascii=False)
+                                               for p in prompts) + "\r\n{oops\r\n").encode())
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert [o.prompt for o in good] == prompts and bad == ["line 4: not JSON (Expecting property name enclosed "
+                                                           "in double quotes)"]
+    exported = tmp_path / "out.jsonl"
+    write_records(good, exported)
+    assert [o.prompt for o in parse_file(exported, lambda m: m)[0]] == prompts
+
+
+def test_csv_and_parquet_timestamps_as_their_writers_give_them(tmp_path):
+    """Epoch seconds in a CSV cell are text, and a parquet timestamp column reads as datetimes: both are
+    times the format accepts (a naive one is UTC, as an ISO string without a zone is)."""
+    import pandas as pd
+
+    source = tmp_path / "in.csv"
+    source.write_text("prompt,model,score,timestamp\na,gpt4,1,1764547200\nb,gpt4,1,1764547200.5\nc,gpt4,1,-\n")
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert [o.timestamp for o in good] == [utc_timestamp(1764547200), utc_timestamp(1764547200.5)]
+    assert bad == ["line 4: field 'timestamp': Invalid isoformat string: '-'"]
+    frame = pd.DataFrame({"prompt": ["a", "b"], "model": ["gpt4"] * 2, "score": [1.0, 0.0],
+                          "timestamp": pd.to_datetime(["2026-12-01T10:00:00Z", "2026-12-01T12:00:00+02:00"], utc=True, format="ISO8601")})
+    frame.to_parquet(tmp_path / "utc.parquet")
+    frame["timestamp"] = frame["timestamp"].dt.tz_localize(None)
+    frame.to_parquet(tmp_path / "naive.parquet")
+    for name in ("utc.parquet", "naive.parquet"):
+        good, bad = parse_file(tmp_path / name, lambda m: "gpt-4-1106-preview")
+        assert not bad and [o.timestamp for o in good] == ["2026-12-01T10:00:00.000000Z"] * 2, name
