@@ -350,7 +350,8 @@ def check_output_tokens(tokens: int | None, model: str, limit: int) -> None:
 def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     """One row of the long format as an Outcome; ValueError naming the field when it is bad.
 
-    `resolve_model(name_or_alias) -> registry name` raises KeyError for an unknown model;
+    `resolve_model(name_or_alias) -> registry name` raises KeyError for an unknown model (its argument,
+    when a string, a hint the message ends with: " (did you mean 'x'?)");
     `max_output_tokens(registry name) -> int`, when given, bounds the row's output_tokens."""
     if not isinstance(record, dict):
         raise ValueError(f"expected an object with fields {', '.join(FIELDS)}, got {type(record).__name__}")
@@ -384,8 +385,9 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
         raise ValueError(f"field 'model': expected a string, got {type(model).__name__}")
     try:
         model = resolve_model(model)
-    except KeyError:
-        raise ValueError(f"field 'model': unknown model {record['model']!r} (not in the registry)") from None
+    except KeyError as exc:
+        hint = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+        raise ValueError(f"field 'model': unknown model {record['model']!r}{hint} (not in the registry)") from None
     tags = record.get("tags")
     if tags is not None and not isinstance(tags, dict):
         raise ValueError(f"field 'tags': expected a JSON object, got {type(tags).__name__}")

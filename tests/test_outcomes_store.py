@@ -349,3 +349,13 @@ def test_csv_and_parquet_timestamps_as_their_writers_give_them(tmp_path):
     for name in ("utc.parquet", "naive.parquet"):
         good, bad = parse_file(tmp_path / name, lambda m: "gpt-4-1106-preview")
         assert not bad and [o.timestamp for o in good] == ["2026-12-01T10:00:00.000000Z"] * 2, name
+
+
+def test_a_model_name_in_another_case_is_a_bad_row_that_says_which_was_meant(tmp_path, aliased, capsys):
+    """Logs often spell a model in another case ('GPT-4-1106-preview'): import names the registry's
+    spelling, as feedback over HTTP does, rather than only calling the model unknown."""
+    source = _jsonl(tmp_path / "in.jsonl", [{"prompt": "x", "model": "GPT-4-1106-Preview", "score": 1}])
+    assert main(["outcomes", "import", str(source), "--store", str(tmp_path / "s.sqlite"),
+                 "--registry", str(aliased)]) == 2
+    assert ("line 1: field 'model': unknown model 'GPT-4-1106-Preview' (did you mean 'gpt-4-1106-preview'?) "
+            "(not in the registry)") in capsys.readouterr().err

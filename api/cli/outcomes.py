@@ -109,7 +109,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             return snapshot.get(name).name
         except UnknownModelError:
-            raise KeyError(name) from None
+            raise KeyError(snapshot.did_you_mean(name)) from None
 
     try:
         good, bad = parse_file(path, resolve, lambda name: snapshot.get(name).max_output_tokens)
