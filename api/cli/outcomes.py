@@ -262,6 +262,8 @@ def _figures_line(h: dict) -> str:
     if h.get("capture"):
         c = h["capture"]
         line += f"\ncapture on {c['prompts']:,} prompts: {_base_to_candidate(c, 4, lower_is_better=False)}"
+    elif h.get("capture_skipped"):
+        line += f"\ncapture: not judged ({h['capture_skipped']})"
     return line
 
 
