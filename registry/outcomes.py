@@ -254,6 +254,20 @@ class OutcomeStore:
             db.executemany(_INSERT, rows)
         return len(rows)
 
+    def stored_already(self, outcomes: Sequence[Outcome]) -> list[int]:
+        """Indexes of `outcomes` identical to a stored row in prompt, model, score, timestamp and decision:
+        the same event imported before (timestamps carry microseconds; a row given none is stamped at its
+        import, so never matches). One range read over the batch's time span."""
+        if not outcomes:
+            return []
+        times = [o.timestamp for o in outcomes]
+        with self._lock:
+            found = self._db.execute("SELECT prompt_sha256, model, score, ts, decision_id FROM outcomes "
+                                     "WHERE ts >= ? AND ts <= ?", (min(times), max(times))).fetchall()
+        stored = {tuple(row) for row in found}
+        return [i for i, o in enumerate(outcomes)
+                if (o.prompt_sha256, o.model, float(o.score), o.timestamp, o.decision_id) in stored]
+
     def add_feedback(self, outcome: Outcome) -> bool:
         """Store feedback on a decision, replacing earlier feedback on the same decision and model (a
         retry or a corrected score must not count twice in a fit); True when it replaced one."""

@@ -359,3 +359,26 @@ def test_a_model_name_in_another_case_is_a_bad_row_that_says_which_was_meant(tmp
                  "--registry", str(aliased)]) == 2
     assert ("line 1: field 'model': unknown model 'GPT-4-1106-Preview' (did you mean 'gpt-4-1106-preview'?) "
             "(not in the registry)") in capsys.readouterr().err
+
+
+def test_importing_a_file_again_is_refused_or_skips_what_is_stored(tmp_path, aliased, capsys, new_store):
+    """A log imported twice (a rerun, or a file that only grew since) would count every outcome twice in
+    the next fit. Rows identical to stored ones (prompt, model, score, timestamp, decision) refuse the
+    file by default; --duplicates skip stores only the new ones, --duplicates add stores them again."""
+    store = new_store()
+    first = _jsonl(tmp_path / "day1.jsonl", ROWS[:2])
+    args = ["--store", str(store), "--registry", str(aliased)]
+    assert main(["outcomes", "import", str(first), *args]) == 0
+    grown = _jsonl(tmp_path / "day2.jsonl", ROWS)
+    capsys.readouterr()
+    assert main(["outcomes", "import", str(grown), *args]) == 2
+    err = capsys.readouterr().err
+    assert "2 of its 3 rows are in the store already" in err and "nothing stored" in err
+    assert len(_rows(store)) == 2
+    assert main(["outcomes", "import", str(grown), *args, "--duplicates", "skip"]) == 0
+    assert "stored 1 outcomes" in capsys.readouterr().err and len(_rows(store)) == 3
+    assert main(["outcomes", "import", str(first), *args, "--duplicates", "add"]) == 0
+    assert len(_rows(store)) == 5
+    assert main(["outcomes", "import", str(_jsonl(tmp_path / "now.jsonl", [{"prompt": "x", "model": "gpt4", "score": 1}])),
+                 *args]) == 0  # a row without a timestamp is stored at its import's time: never a duplicate
+    assert main(["outcomes", "import", str(tmp_path / "now.jsonl"), *args]) == 0
