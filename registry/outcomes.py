@@ -120,6 +120,9 @@ def utc_timestamp(value: Any = None) -> str:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ValueError(f"not a finite epoch time: {value}")
+        if value >= 253402300800:  # 10000-01-01: past it, most likely milliseconds (many loggers write them)
+            raise ValueError(f"{value} is after the year 9999 in epoch seconds: epoch milliseconds? give seconds "
+                             f"({value / 1000})")
         moment = datetime.fromtimestamp(value, timezone.utc)
     elif isinstance(value, str):
         text = value.strip()
