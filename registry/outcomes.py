@@ -467,9 +467,13 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
         import pyarrow.parquet as pq
 
         try:
-            rows = pq.read_table(path).to_pylist()
+            table = pq.read_table(path)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise OutcomeError(f"{path}: not a readable parquet file ({exc})") from None
+        index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+        table = table.drop_columns([c for c in index if c in table.column_names])  # pandas' saved row index
+        _check_columns(table.column_names, f"{path}")
+        rows = table.to_pylist()
         for i, row in enumerate(rows, start=1):
             cleaned = {}
             for k, v in row.items():
@@ -504,6 +508,7 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     header = next(reader, None)
     if header is None:
         return
+    _check_columns(header, f"{path}: line 1")
     last_line = text.count("\n") + (not text.endswith("\n"))
     end = reader.line_num
     for row in reader:
@@ -522,6 +527,17 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             yield f"line {n}", {name: _csv_cell(name, cell) for name, cell in zip(header, row)}
         except ValueError as exc:
             yield f"line {n}", exc
+
+
+def _check_columns(columns: Sequence[str], where: str) -> None:
+    """OutcomeError naming a CSV header's or parquet schema's columns that are no field of the long format
+    (once for the file: every row would repeat it), with the field meant where only the case differs."""
+    unknown = [c for c in columns if c not in FIELDS]
+    if unknown:
+        named = ", ".join(repr(c) + (f" (did you mean {c.strip().lower()!r}?)" if c.strip().lower() in FIELDS else "")
+                          for c in unknown)
+        raise OutcomeError(f"{where}: unknown column(s) {named} (the long format's: {', '.join(FIELDS)}); "
+                           "rename or drop them (anything else to keep goes in the 'tags' JSON object)")
 
 
 def _quote_left_open(text: str) -> bool:

@@ -386,3 +386,28 @@ def test_importing_a_file_again_is_refused_or_skips_what_is_stored(tmp_path, ali
     assert main(["outcomes", "import", str(_jsonl(tmp_path / "now.jsonl", [{"prompt": "x", "model": "gpt4", "score": 1}])),
                  *args]) == 0  # a row without a timestamp is stored at its import's time: never a duplicate
     assert main(["outcomes", "import", str(tmp_path / "now.jsonl"), *args]) == 0
+
+
+def test_unknown_csv_and_parquet_columns_are_named_once_for_the_header(tmp_path):
+    """A column the long format lacks is the header's fault, not each row's: one error for the file
+    (not one per row of a log of 200,000), with the spelling meant for a column in another case."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "in.csv"
+    source.write_text("Prompt,model,Score,user_id\n" + "a,gpt4,1,u1\n" * 3)
+    with pytest.raises(OutcomeError) as info:
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert str(info.value).startswith(f"{source}: line 1: unknown column(s) 'Prompt' (did you mean 'prompt'?), "
+                                      "'Score' (did you mean 'score'?), 'user_id' (the long format's: prompt, ")
+    pq.write_table(pa.table({"prompt": ["a"], "model": ["gpt4"], "score": [1.0], "session": ["s"]}), tmp_path / "in.parquet")
+    with pytest.raises(OutcomeError, match=r"in.parquet: unknown column\(s\) 'session' \(the long format's"):
+        parse_file(tmp_path / "in.parquet", lambda m: "gpt-4-1106-preview")
+    import pandas as pd  # a frame with a row index of its own saves it as a column: not the file's data
+
+    pd.DataFrame({"prompt": ["a", "b"], "model": ["gpt4"] * 2, "score": [1.0, 0.0]}, index=[7, 3]).to_parquet(
+        tmp_path / "indexed.parquet")
+    good, bad = parse_file(tmp_path / "indexed.parquet", lambda m: "gpt-4-1106-preview")
+    assert [o.prompt for o in good] == ["a", "b"] and not bad
