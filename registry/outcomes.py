@@ -536,6 +536,10 @@ def _check_columns(columns: Sequence[str], where: str) -> None:
     if unknown:
         named = ", ".join(repr(c) + (f" (did you mean {c.strip().lower()!r}?)" if c.strip().lower() in FIELDS else "")
                           for c in unknown)
+        other = [sep for sep in (";", "\t", "|") if len(columns) == 1 and sep in columns[0]]
+        if other:  # Excel in many locales writes ';', and a .tsv renamed .csv has tabs
+            raise OutcomeError(f"{where}: one column {columns[0][:80]!r}: separated by {other[0]!r}? "
+                               "the CSV import reads comma-separated values")
         raise OutcomeError(f"{where}: unknown column(s) {named} (the long format's: {', '.join(FIELDS)}); "
                            "rename or drop them (anything else to keep goes in the 'tags' JSON object)")
 

@@ -405,6 +405,9 @@ def test_unknown_csv_and_parquet_columns_are_named_once_for_the_header(tmp_path)
     pq.write_table(pa.table({"prompt": ["a"], "model": ["gpt4"], "score": [1.0], "session": ["s"]}), tmp_path / "in.parquet")
     with pytest.raises(OutcomeError, match=r"in.parquet: unknown column\(s\) 'session' \(the long format's"):
         parse_file(tmp_path / "in.parquet", lambda m: "gpt-4-1106-preview")
+    source.write_text("prompt;model;score\na;gpt4;1\n")
+    with pytest.raises(OutcomeError, match=r"line 1: one column 'prompt;model;score': separated by ';'\? the CSV"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
     import pandas as pd  # a frame with a row index of its own saves it as a column: not the file's data
 
     pd.DataFrame({"prompt": ["a", "b"], "model": ["gpt4"] * 2, "score": [1.0, 0.0]}, index=[7, 3]).to_parquet(
