@@ -232,6 +232,8 @@ def capture_figures(quality: np.ndarray, cost: np.ndarray, c_hat: np.ndarray, pr
 
     result = routing_figures(quality, cost, c_hat, predicted, names, reference="base",
                              n_bootstrap=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+    if any(result.routers[k].capture is None for k in ("base", "candidate")):  # undefined, say why
+        raise ValueError("; ".join(result.notes) or "capture is undefined on these prompts")
     capture = {k: float(result.routers[k].capture) for k in ("base", "candidate")}
     flipped = result.routers["candidate"].capture_diff_bootstrap  # base − candidate: turned round here
     return {"prompts": int(len(quality)), **capture, "difference": {

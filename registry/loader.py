@@ -231,7 +231,7 @@ def _probe_results(entries: list[LoadedEntry], issues: list[RegistryIssue]) -> t
     lengths: dict[str, dict[str, int]] = {}
     for entry in with_probe:
         try:
-            result = parse_probe(entry.spec.probe, entry.path, entry.spec.name)
+            result = parse_probe(entry.spec.probe, entry.path, entry.spec.name, entry.spec.max_output_tokens)
         except RegistryError as exc:
             issues.extend(exc.errors)
             continue

@@ -109,15 +109,21 @@ def prompt_sha256(text: str) -> str:
 
 
 def utc_timestamp(value: Any = None) -> str:
-    """ISO 8601 in UTC with microseconds and a 'Z': from None (now), epoch seconds or an ISO string;
-    a string without a zone is taken as UTC. ValueError when it is none of those.
+    """ISO 8601 in UTC with microseconds and a 'Z': from None (now), epoch seconds, an ISO string or
+    a datetime (what a parquet timestamp column reads as); one without a zone is taken as UTC.
+    ValueError when it is none of those.
 
     Always the same width, so that text order is time order (the store sorts and pages by it)."""
     if value is None:
         moment = datetime.now(timezone.utc)
+    elif isinstance(value, datetime):
+        moment = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ValueError(f"not a finite epoch time: {value}")
+        if value >= 253402300800:  # 10000-01-01: past it, most likely milliseconds (many loggers write them)
+            raise ValueError(f"{value} is after the year 9999 in epoch seconds: epoch milliseconds? give seconds "
+                             f"({value / 1000})")
         moment = datetime.fromtimestamp(value, timezone.utc)
     elif isinstance(value, str):
         text = value.strip()
@@ -252,6 +258,20 @@ class OutcomeStore:
             db.executemany(_INSERT, rows)
         return len(rows)
 
+    def stored_already(self, outcomes: Sequence[Outcome]) -> list[int]:
+        """Indexes of `outcomes` identical to a stored row in prompt, model, score, timestamp and decision:
+        the same event imported before (timestamps carry microseconds; a row given none is stamped at its
+        import, so never matches). One range read over the batch's time span."""
+        if not outcomes:
+            return []
+        times = [o.timestamp for o in outcomes]
+        with self._lock:
+            found = self._db.execute("SELECT prompt_sha256, model, score, ts, decision_id FROM outcomes "
+                                     "WHERE ts >= ? AND ts <= ?", (min(times), max(times))).fetchall()
+        stored = {tuple(row) for row in found}
+        return [i for i, o in enumerate(outcomes)
+                if (o.prompt_sha256, o.model, float(o.score), o.timestamp, o.decision_id) in stored]
+
     def add_feedback(self, outcome: Outcome) -> bool:
         """Store feedback on a decision, replacing earlier feedback on the same decision and model (a
         retry or a corrected score must not count twice in a fit); True when it replaced one."""
@@ -348,7 +368,8 @@ def check_output_tokens(tokens: int | None, model: str, limit: int) -> None:
 def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     """One row of the long format as an Outcome; ValueError naming the field when it is bad.
 
-    `resolve_model(name_or_alias) -> registry name` raises KeyError for an unknown model;
+    `resolve_model(name_or_alias) -> registry name` raises KeyError for an unknown model (its argument,
+    when a string, a hint the message ends with: " (did you mean 'x'?)");
     `max_output_tokens(registry name) -> int`, when given, bounds the row's output_tokens."""
     if not isinstance(record, dict):
         raise ValueError(f"expected an object with fields {', '.join(FIELDS)}, got {type(record).__name__}")
@@ -382,8 +403,9 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
         raise ValueError(f"field 'model': expected a string, got {type(model).__name__}")
     try:
         model = resolve_model(model)
-    except KeyError:
-        raise ValueError(f"field 'model': unknown model {record['model']!r} (not in the registry)") from None
+    except KeyError as exc:
+        hint = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+        raise ValueError(f"field 'model': unknown model {record['model']!r}{hint} (not in the registry)") from None
     tags = record.get("tags")
     if tags is not None and not isinstance(tags, dict):
         raise ValueError(f"field 'tags': expected a JSON object, got {type(tags).__name__}")
@@ -417,6 +439,11 @@ def _csv_cell(name: str, text: str) -> Any:
     """A CSV cell as the JSON value it stands for: empty is null, numbers and JSON fields parsed."""
     if text == "":
         return None
+    if name == "timestamp":  # epoch seconds, which CSV can only give as text
+        try:
+            return float(text)
+        except ValueError:
+            return text  # ISO 8601, or parse_record names it
     if name in ("score", "cost_usd", "latency_ms", "output_tokens"):
         try:
             return float(text) if name != "output_tokens" or not text.lstrip("-").isdigit() else int(text)
@@ -441,9 +468,13 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
         import pyarrow.parquet as pq
 
         try:
-            rows = pq.read_table(path).to_pylist()
+            table = pq.read_table(path)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise OutcomeError(f"{path}: not a readable parquet file ({exc})") from None
+        index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+        table = table.drop_columns([c for c in index if c in table.column_names])  # pandas' saved row index
+        _check_columns(table.column_names, f"{path}")
+        rows = table.to_pylist()
         for i, row in enumerate(rows, start=1):
             cleaned = {}
             for k, v in row.items():
@@ -464,7 +495,9 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     except UnicodeDecodeError as exc:
         raise OutcomeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), start=1):
+        # lines end at '\n' only: splitlines() would also end one at U+2028, U+2029 or U+0085, which
+        # JSON leaves raw inside a string (and export, writing UTF-8, does too)
+        for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -478,6 +511,7 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     header = next(reader, None)
     if header is None:
         return
+    _check_columns(header, f"{path}: line 1")
     last_line = text.count("\n") + (not text.endswith("\n"))
     end = reader.line_num
     for row in reader:
@@ -496,6 +530,21 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             yield f"line {n}", {name: _csv_cell(name, cell) for name, cell in zip(header, row)}
         except ValueError as exc:
             yield f"line {n}", exc
+
+
+def _check_columns(columns: Sequence[str], where: str) -> None:
+    """OutcomeError naming a CSV header's or parquet schema's columns that are no field of the long format
+    (once for the file: every row would repeat it), with the field meant where only the case differs."""
+    unknown = [c for c in columns if c not in FIELDS]
+    if unknown:
+        named = ", ".join(repr(c) + (f" (did you mean {c.strip().lower()!r}?)" if c.strip().lower() in FIELDS else "")
+                          for c in unknown)
+        other = [sep for sep in (";", "\t", "|") if len(columns) == 1 and sep in columns[0]]
+        if other:  # Excel in many locales writes ';', and a .tsv renamed .csv has tabs
+            raise OutcomeError(f"{where}: one column {columns[0][:80]!r}: separated by {other[0]!r}? "
+                               "the CSV import reads comma-separated values")
+        raise OutcomeError(f"{where}: unknown column(s) {named} (the long format's: {', '.join(FIELDS)}); "
+                           "rename or drop them (anything else to keep goes in the 'tags' JSON object)")
 
 
 def _quote_left_open(text: str) -> bool:

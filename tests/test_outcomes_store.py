@@ -22,6 +22,7 @@ from pickwise.registry.outcomes import (
     prompt_sha256,
     store_exists,
     utc_timestamp,
+    write_records,
 )
 from pickwise.registry.sql import is_url
 from tests.api_support import registry_with_alias
@@ -225,6 +226,10 @@ def test_timestamps_sort_as_times():
         "2026-01-01T00:00:00.500000Z"]
     with pytest.raises(ValueError):
         utc_timestamp("yesterday")
+    # many loggers write epoch milliseconds: say so rather than "year 57887 is out of range"
+    with pytest.raises(ValueError, match=r"1764583200000 is after the year 9999 in epoch seconds: epoch "
+                                         r"milliseconds\? give seconds \(1764583200\.0\)"):
+        utc_timestamp(1764583200000)
 
 
 @contextlib.contextmanager
@@ -315,3 +320,99 @@ def test_the_schema_ddl_runs_once_per_process_and_store(new_store, tmp_path):
     with OutcomeStore(target) as store:
         assert len(store) == 0
     assert "decisions_created" in _indexes(target)
+
+
+def test_a_prompt_with_unicode_line_separators_round_trips_through_jsonl(tmp_path):
+    """json.dumps(ensure_ascii=False), as export writes, leaves U+2028/U+2029/U+0085 raw inside a
+    string: JSONL lines end at '\\n' only, so such a prompt is one row and later rows keep their line."""
+    prompts = ["a\u2028b", "c\u0085d", "e\u2029f"]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(("\ufeff" + "\r\n".join(json.dumps({"prompt": p, "model": "gpt4", "score": 1}, ensure_ascii=False)
+                                               for p in prompts) + "\r\n{oops\r\n").encode())
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert [o.prompt for o in good] == prompts and bad == ["line 4: not JSON (Expecting property name enclosed "
+                                                           "in double quotes)"]
+    exported = tmp_path / "out.jsonl"
+    write_records(good, exported)
+    assert [o.prompt for o in parse_file(exported, lambda m: m)[0]] == prompts
+
+
+def test_csv_and_parquet_timestamps_as_their_writers_give_them(tmp_path):
+    """Epoch seconds in a CSV cell are text, and a parquet timestamp column reads as datetimes: both are
+    times the format accepts (a naive one is UTC, as an ISO string without a zone is)."""
+    import pandas as pd
+
+    source = tmp_path / "in.csv"
+    source.write_text("prompt,model,score,timestamp\na,gpt4,1,1764547200\nb,gpt4,1,1764547200.5\nc,gpt4,1,-\n")
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert [o.timestamp for o in good] == [utc_timestamp(1764547200), utc_timestamp(1764547200.5)]
+    assert bad == ["line 4: field 'timestamp': Invalid isoformat string: '-'"]
+    frame = pd.DataFrame({"prompt": ["a", "b"], "model": ["gpt4"] * 2, "score": [1.0, 0.0],
+                          "timestamp": pd.to_datetime(["2026-12-01T10:00:00Z", "2026-12-01T12:00:00+02:00"], utc=True, format="ISO8601")})
+    frame.to_parquet(tmp_path / "utc.parquet")
+    frame["timestamp"] = frame["timestamp"].dt.tz_localize(None)
+    frame.to_parquet(tmp_path / "naive.parquet")
+    for name in ("utc.parquet", "naive.parquet"):
+        good, bad = parse_file(tmp_path / name, lambda m: "gpt-4-1106-preview")
+        assert not bad and [o.timestamp for o in good] == ["2026-12-01T10:00:00.000000Z"] * 2, name
+
+
+def test_a_model_name_in_another_case_is_a_bad_row_that_says_which_was_meant(tmp_path, aliased, capsys):
+    """Logs often spell a model in another case ('GPT-4-1106-preview'): import names the registry's
+    spelling, as feedback over HTTP does, rather than only calling the model unknown."""
+    source = _jsonl(tmp_path / "in.jsonl", [{"prompt": "x", "model": "GPT-4-1106-Preview", "score": 1}])
+    assert main(["outcomes", "import", str(source), "--store", str(tmp_path / "s.sqlite"),
+                 "--registry", str(aliased)]) == 2
+    assert ("line 1: field 'model': unknown model 'GPT-4-1106-Preview' (did you mean 'gpt-4-1106-preview'?) "
+            "(not in the registry)") in capsys.readouterr().err
+
+
+def test_importing_a_file_again_is_refused_or_skips_what_is_stored(tmp_path, aliased, capsys, new_store):
+    """A log imported twice (a rerun, or a file that only grew since) would count every outcome twice in
+    the next fit. Rows identical to stored ones (prompt, model, score, timestamp, decision) refuse the
+    file by default; --duplicates skip stores only the new ones, --duplicates add stores them again."""
+    store = new_store()
+    first = _jsonl(tmp_path / "day1.jsonl", ROWS[:2])
+    args = ["--store", str(store), "--registry", str(aliased)]
+    assert main(["outcomes", "import", str(first), *args]) == 0
+    grown = _jsonl(tmp_path / "day2.jsonl", ROWS)
+    capsys.readouterr()
+    assert main(["outcomes", "import", str(grown), *args]) == 2
+    err = capsys.readouterr().err
+    assert "2 of its 3 rows are in the store already" in err and "nothing stored" in err
+    assert len(_rows(store)) == 2
+    assert main(["outcomes", "import", str(grown), *args, "--duplicates", "skip"]) == 0
+    assert "stored 1 outcomes" in capsys.readouterr().err and len(_rows(store)) == 3
+    assert main(["outcomes", "import", str(first), *args, "--duplicates", "add"]) == 0
+    assert len(_rows(store)) == 5
+    assert main(["outcomes", "import", str(_jsonl(tmp_path / "now.jsonl", [{"prompt": "x", "model": "gpt4", "score": 1}])),
+                 *args]) == 0  # a row without a timestamp is stored at its import's time: never a duplicate
+    assert main(["outcomes", "import", str(tmp_path / "now.jsonl"), *args]) == 0
+
+
+def test_unknown_csv_and_parquet_columns_are_named_once_for_the_header(tmp_path):
+    """A column the long format lacks is the header's fault, not each row's: one error for the file
+    (not one per row of a log of 200,000), with the spelling meant for a column in another case."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "in.csv"
+    source.write_text("Prompt,model,Score,user_id\n" + "a,gpt4,1,u1\n" * 3)
+    with pytest.raises(OutcomeError) as info:
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert str(info.value).startswith(f"{source}: line 1: unknown column(s) 'Prompt' (did you mean 'prompt'?), "
+                                      "'Score' (did you mean 'score'?), 'user_id' (the long format's: prompt, ")
+    pq.write_table(pa.table({"prompt": ["a"], "model": ["gpt4"], "score": [1.0], "session": ["s"]}), tmp_path / "in.parquet")
+    with pytest.raises(OutcomeError, match=r"in.parquet: unknown column\(s\) 'session' \(the long format's"):
+        parse_file(tmp_path / "in.parquet", lambda m: "gpt-4-1106-preview")
+    source.write_text("prompt;model;score\na;gpt4;1\n")
+    with pytest.raises(OutcomeError, match=r"line 1: one column 'prompt;model;score': separated by ';'\? the CSV"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    import pandas as pd  # a frame with a row index of its own saves it as a column: not the file's data
+
+    pd.DataFrame({"prompt": ["a", "b"], "model": ["gpt4"] * 2, "score": [1.0, 0.0]}, index=[7, 3]).to_parquet(
+        tmp_path / "indexed.parquet")
+    good, bad = parse_file(tmp_path / "indexed.parquet", lambda m: "gpt-4-1106-preview")
+    assert [o.prompt for o in good] == ["a", "b"] and not bad

@@ -205,3 +205,24 @@ def test_inline_row_needs_a_score_or_a_length(tmp_path):
     inline = [{"prompt_id": p, "score": s} for p, s in scores(55).items()] + [{"prompt_id": IDS[100]}]
     write(tmp_path, "m.yaml", model("new", probe={"results": inline}))
     assert "a result needs a score, output_tokens or both" in str(load_error(tmp_path))
+
+
+def test_answer_lengths_above_the_models_max_output_tokens_are_named(tmp_path, capsys):
+    """As import and feedback refuse an outcome longer than its model may answer, probe results do: a
+    length above max_output_tokens (1,024 here) was no call's answer, and the length fit would learn it.
+    Every loader of probe results says so: the registry, and `probe check` before `models add`."""
+    graded = scores(60)
+    text = "prompt_id,score,output_tokens\n" + "".join(f"{p},{s},{5000 if i in (3, 7) else 1024}\n"
+                                                       for i, (p, s) in enumerate(graded.items()))
+    (tmp_path / "r.csv").write_text(text)
+    write(tmp_path, "m.yaml", model("a", probe={"results": "r.csv"}))
+    message = str(load_error(tmp_path))
+    assert ("2 answer length(s) above a's max_output_tokens (1,024): 5,000 (r.csv:5), 5,000 (r.csv:9)"
+            in message), message
+    inline = [{"prompt_id": p, "score": s, "output_tokens": 2048 if i == 0 else 10} for i, (p, s) in enumerate(graded.items())]
+    write(tmp_path, "m.yaml", model("a", probe={"results": inline}))
+    assert "1 answer length(s) above a's max_output_tokens (1,024): 2,048 (results[0])" in str(load_error(tmp_path))
+    from pickwise.api.cli.main import main
+
+    assert main(["probe", "check", str(tmp_path / "m.yaml")]) == 2
+    assert "2,048 (results[0])" in capsys.readouterr().err

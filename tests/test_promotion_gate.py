@@ -135,3 +135,20 @@ def test_capture_difference_is_candidate_minus_base_with_its_interval():
     assert figures["candidate"] > figures["base"] and d["point"] == pytest.approx(figures["candidate"] - figures["base"])
     assert 0 < d["lo"] <= d["hi"] and d["n"] == BOOTSTRAP_RESAMPLES
     assert verdict(figures, lower_is_better=False) == "better"
+
+
+def test_capture_without_headroom_is_a_reason_not_a_crash():
+    """Held-out prompts where the dearer model always succeeds and the cheaper one always fails leave
+    the oracle nothing over the best single model: capture is undefined, which `refit` records as
+    capture_skipped (a ValueError saying why), not a TypeError that ends `pickwise fit`."""
+    n = 30
+    quality = np.tile([1.0, 0.0], (n, 1))
+    cost = np.tile([0.01, 0.001], (n, 1))
+    predicted = {"base": np.full((n, 2), 0.5), "candidate": np.tile([0.2, 0.8], (n, 1))}
+    with pytest.raises(ValueError, match="capture undefined: the oracle has no headroom"):
+        capture_figures(quality, cost, cost, predicted, ["a", "b"])
+    from pickwise.api.cli.outcomes import _figures_line
+
+    brier = {"base": 0.2, "candidate": 0.2, "difference": {}}
+    assert _figures_line({"rows": 60, "prompts": 30, "brier": brier, "capture": None,
+                          "capture_skipped": "capture undefined: why"}).endswith("\ncapture: not judged (capture undefined: why)")

@@ -48,6 +48,9 @@ def register(sub) -> None:
     add_registry_option(q)
     q.add_argument("--skip-bad", action="store_true", help="store the good rows of a file with bad ones "
                                                           "(default: store nothing, name every bad row)")
+    q.add_argument("--duplicates", choices=("refuse", "skip", "add"), default="refuse",
+                   help="rows identical to stored ones (prompt, model, score, timestamp, decision; a file imported "
+                        "before, or one that grew since): refuse the file (default), skip those rows, or add them again")
     q.add_argument("--hash-prompts", action="store_true",
                    help="keep each prompt's sha256 and its vector from --artifact's encoder, not its text")
     q.add_argument("--artifact", metavar="DIR", default=None,
@@ -109,7 +112,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             return snapshot.get(name).name
         except UnknownModelError:
-            raise KeyError(name) from None
+            raise KeyError(snapshot.did_you_mean(name)) from None
 
     try:
         good, bad = parse_file(path, resolve, lambda name: snapshot.get(name).max_output_tokens)
@@ -119,14 +122,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         shown = bad[:50] + ([f"... and {len(bad) - 50} more"] if len(bad) > 50 else [])
         raise CliError(f"{path}: {len(bad)} bad row(s), nothing stored (--skip-bad stores the {len(good)} good ones):\n"
                        + "\n".join(f"  {path}: {b}" for b in shown))
-    for b in bad:
-        print(f"pickwise outcomes import: skipped {path}: {b}", file=sys.stderr)
-    if args.hash_prompts:
-        good = _hashed(good, args.artifact)
     store = open_store(args.store)
     with store:
+        repeated = store.stored_already(good) if args.duplicates != "add" else []
+        if repeated and args.duplicates == "refuse":
+            raise CliError(f"{path}: {len(repeated)} of its {len(good)} rows are in the store already (identical prompt, "
+                           f"model, score, timestamp and decision: imported before?), nothing stored; "
+                           "--duplicates skip stores only the others, --duplicates add stores them again")
+        for b in bad:
+            print(f"pickwise outcomes import: skipped {path}: {b}", file=sys.stderr)
+        if repeated:
+            dropped = set(repeated)
+            good = [o for i, o in enumerate(good) if i not in dropped]
+        if args.hash_prompts:
+            good = _hashed(good, args.artifact)
         added = store.add(good)  # one transaction: all of the file's good rows, or none
-    print(f"stored {added} outcomes from {path} in {store.location}" + (f" ({len(bad)} bad rows skipped)" if bad else ""),
+    skipped = [f"{len(bad)} bad rows"] * bool(bad) + [f"{len(repeated)} stored already"] * bool(repeated)
+    print(f"stored {added} outcomes from {path} in {store.location}" + (f" ({', '.join(skipped)} skipped)" if skipped else ""),
           file=sys.stderr)
     return 0
 
@@ -262,6 +274,8 @@ def _figures_line(h: dict) -> str:
     if h.get("capture"):
         c = h["capture"]
         line += f"\ncapture on {c['prompts']:,} prompts: {_base_to_candidate(c, 4, lower_is_better=False)}"
+    elif h.get("capture_skipped"):
+        line += f"\ncapture: not judged ({h['capture_skipped']})"
     return line
 
 

@@ -155,7 +155,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             report.append(f"{entry.spec.name}: no probe section: scored as an average model (low-confidence)")
             continue
         try:
-            evidence = parse_probe(entry.spec.probe, path, entry.spec.name)
+            evidence = parse_probe(entry.spec.probe, path, entry.spec.name, entry.spec.max_output_tokens)
         except RegistryError as exc:
             issues.extend(exc.errors)
             continue

@@ -79,7 +79,7 @@ def self_contained_text(text: str, spec: ModelSpec, source_dir: Path | None, lab
             file=label, model=spec.name, field=FIELD, line=parsed.line_of(path),
         ))
     try:
-        evidence = parse_probe(probe, Path(source_dir) / label.name, spec.name)
+        evidence = parse_probe(probe, Path(source_dir) / label.name, spec.name, spec.max_output_tokens)
     except RegistryError as exc:
         raise RegistryError([dataclasses.replace(issue, file=label) for issue in exc.errors]) from None
     rows = evidence.inline_rows() if evidence is not None else []

@@ -198,8 +198,11 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:MAX_LISTED]) + (f", ... and {more} more" if more > 0 else "")
 
 
-def check_results(rows: list[ResultRow], known_ids: frozenset[str], set_size: int) -> list[str]:
-    """Problems with a model's results as a whole: unknown ids, duplicates, too few results."""
+def check_results(rows: list[ResultRow], known_ids: frozenset[str], set_size: int, model: str = "",
+                  max_output_tokens: int | None = None) -> list[str]:
+    """Problems with a model's results as a whole: unknown ids, duplicates, too few results, and answer
+    lengths above the model's `max_output_tokens` (no call answered that long, as import and feedback
+    say of an outcome, and the length fit would learn it)."""
     problems = []
     unknown = [f"{r.prompt_id!r:.60} ({r.where})" for r in rows if r.prompt_id not in known_ids]
     if unknown:
@@ -224,6 +227,12 @@ def check_results(rows: list[ResultRow], known_ids: frozenset[str], set_size: in
             + f": at least {MIN_PROBE_RESULTS} of the {set_size} probe prompts are needed"
             " (or drop `results` and give `benchmark_score` or `similar_to` as a prior)"
         )
+    if max_output_tokens is not None:
+        over = [f"{r.output_tokens:,} ({r.where})" for r in rows
+                if r.output_tokens is not None and r.output_tokens > max_output_tokens]
+        if over:
+            problems.append(f"{len(over)} answer length(s) above {model}'s max_output_tokens "
+                            f"({max_output_tokens:,}): {_listed(over)}")
     return problems
 
 
@@ -234,8 +243,9 @@ def _rows(probe: Probe, yaml_path: Path) -> list[ResultRow]:
     return [ResultRow(f"results[{i}]", r.prompt_id, r.score, r.output_tokens) for i, r in enumerate(probe.results)]
 
 
-def parse_probe(probe: Probe, yaml_path: Path, model: str) -> ProbeEvidence | None:
-    """The model's validated probe results (scores and answer lengths), or None when it gives only a prior.
+def parse_probe(probe: Probe, yaml_path: Path, model: str, max_output_tokens: int | None = None) -> ProbeEvidence | None:
+    """The model's validated probe results (scores and answer lengths, none above `max_output_tokens`),
+    or None when it gives only a prior.
 
     Raises RegistryError with one issue per problem, each naming `yaml_path`, `model`
     and the field `probe.results`.
@@ -252,7 +262,7 @@ def parse_probe(probe: Probe, yaml_path: Path, model: str) -> ProbeEvidence | No
     except ResultsFormatError as exc:
         more = len(exc.problems) - MAX_ROW_ERRORS
         raise issues(exc.problems[:MAX_ROW_ERRORS] + ([f"... and {more} more bad rows"] if more > 0 else [])) from None
-    problems = check_results(rows, probe_ids(), len(load_probe_set()))
+    problems = check_results(rows, probe_ids(), len(load_probe_set()), model, max_output_tokens)
     if problems:
         raise issues(problems)
     return ProbeEvidence(tuple(rows))
