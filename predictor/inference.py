@@ -43,6 +43,7 @@ OPEN_ENDED = 0.5  # a prompt read as open-ended at least this much gets open-end
 OPEN_ENDED_TABLE = "alpacaeval_57models"  # the table of open-ended instructions and their answers' lengths
 UNREADABLE_AT = 0.5  # a prompt with at least this share of [UNK] tokens is unreadable: every quality is a guess
 MIN_OUTCOME_ROWS = 50  # a vector fitted to fewer outcomes than this (and no trained vector) is low-confidence
+OPEN_ABILITY_PRIOR = 1.0  # precision of the prior on a model's open-ended place, around its scale ability
 
 
 @torch.no_grad()
@@ -191,6 +192,35 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class OutcomeEvidence:
+    """What a model's outcomes (`pickwise fit`) say beyond its vector: where they were, so its predictions
+    get support there as from training rows, and where it stands on the joint scale.
+
+    task_rows [K]: its outcomes per scale task (the prompts' task posteriors, summed over the part of
+    each prompt that is not open-ended); open_rows: the open-ended part's count; ability: its place on
+    the joint scale from all its outcomes (None for a trained model, which has one from training);
+    open_ability: its place from its open-ended outcomes, which is where they put it on such prompts."""
+
+    task_rows: np.ndarray
+    open_rows: float
+    ability: float | None
+    open_ability: float
+
+    def to_dict(self) -> dict:
+        return {"task_rows": [round(float(x), 4) for x in self.task_rows], "open_rows": round(self.open_rows, 4),
+                "ability": self.ability, "open_ability": self.open_ability}
+
+    @classmethod
+    def from_dict(cls, data: dict, n_tasks: int, name: str) -> OutcomeEvidence:
+        rows = np.asarray(data["task_rows"], dtype=np.float64)
+        if rows.shape != (n_tasks,):
+            raise ValueError(f"outcome evidence of {name!r} counts {rows.shape} tasks, the scale has {n_tasks}")
+        ability = data.get("ability")
+        return cls(rows, float(data["open_rows"]), None if ability is None else float(ability),
+                   float(data["open_ability"]))
+
+
+@dataclass(frozen=True)
 class ModelVector:
     """How one registered model is scored: its vector, bias, and why it is low-confidence (if it is)."""
 
@@ -204,6 +234,7 @@ class ModelVector:
     # on the joint scale, so its predictions get support and are placed on the scale where it has none
     task_rows: np.ndarray | None = None
     ability: float | None = None
+    outcomes: OutcomeEvidence | None = None  # "trained" or "outcomes" refitted by `pickwise fit`
 
 
 class QualityPredictor:
@@ -239,6 +270,7 @@ class QualityPredictor:
         self.encoder_version: str = meta.get("encoder_version") or self.version
         self.trained_vectors = (self._vectors, self._bias)  # as training left them, the refit's reference population
         self._outcome: dict[str, ModelVector] = {}
+        self._outcome_evidence: dict[int, OutcomeEvidence] = {}  # trained models', by index
         outcome_vectors = read_outcome_vectors(directory)
         if outcome_vectors:
             self._apply_outcome_vectors(outcome_vectors)
@@ -250,19 +282,24 @@ class QualityPredictor:
     def _apply_outcome_vectors(self, models: dict[str, dict]) -> None:
         """Score the models of `models` ({name: {"vector", "bias", "rows"}}) from those vectors."""
         self._vectors, self._bias = self._vectors.copy(), self._bias.copy()
-        self._outcome = dict(self._outcome)
+        self._outcome, self._outcome_evidence = dict(self._outcome), dict(self._outcome_evidence)
         for name, fitted in models.items():
             vector, bias = np.asarray(fitted["vector"], dtype=np.float64), float(fitted["bias"])
             if vector.shape != self._vectors.shape[1:]:
                 raise ValueError(f"outcome vector of {name!r} has {vector.shape} values, the artifact's have "
                                  f"{self._vectors.shape[1:]}")
+            evidence = None
+            if fitted.get("evidence") and self.scale is not None:
+                evidence = OutcomeEvidence.from_dict(fitted["evidence"], len(self.scale.tasks), name)
             j = self._index.get(name)
             if j is not None:
                 self._vectors[j], self._bias[j] = vector, bias
+                if evidence is not None:
+                    self._outcome_evidence[j] = evidence
                 continue
             rows = int(fitted.get("rows", 0))
             low = None if rows >= MIN_OUTCOME_ROWS else f"fitted to only {rows} outcomes"
-            self._outcome[name] = ModelVector(name, vector, bias, "outcomes", low)
+            self._outcome[name] = ModelVector(name, vector, bias, "outcomes", low, outcomes=evidence)
 
     def with_outcome_vectors(self, models: dict[str, dict]) -> QualityPredictor:
         """A predictor sharing this one's encoder whose models in `models` are scored from those
@@ -404,6 +441,9 @@ class QualityPredictor:
             p_open = out["open_ended"]
             top = [self.scale.tasks[k] for k in tasks.argmax(1)]
             for col, v in enumerate(vectors):
+                if v.outcomes is not None:
+                    self._place_with_outcomes(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
+                    continue
                 if v.index is None:
                     if v.task_rows is not None:
                         self._place_probe_model(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
@@ -462,6 +502,52 @@ class QualityPredictor:
         support[:, col], rows[:, col] = s, tasks @ v.task_rows * (1.0 - p_open)
         for i in np.flatnonzero(s < LOW_SUPPORT):
             low[i][v.name] = self.scale.probe_reason(v.name, s[i], p_open[i], top[i], v.task_rows)
+
+    def outcome_evidence(self, index: int | None, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None,
+                         scores: np.ndarray) -> OutcomeEvidence | None:
+        """The `OutcomeEvidence` of `scores` on prompts with these features, for trained model `index` (None:
+        a model without a trained vector); None without a one-scale layer or prompts. Difficulties are the
+        scale's reading of each prompt off the trained models, as `evidence` places a model there."""
+        from pickwise.predictor.scale import ability_at
+
+        if self.scale is None or tasks is None or not len(u):
+            return None
+        u, tasks = np.asarray(u, dtype=np.float64), np.asarray(tasks, dtype=np.float64)
+        out = self.scale.combine((u @ self._vectors.T + self._bias) / self.temperature, tasks, u, pooled)
+        cut, d = self.scale.open_cut(out["open_ended"]), out["difficulty"]
+        if index is None:
+            ability = ability_at(d, scores, start=float(np.median(self.scale.ability)))
+        else:
+            ability = float(self.scale.ability[index])
+        # one logit of prior spread around where the tables put it: a few open-ended outcomes move it a little
+        open_ability = ability_at(d, scores, cut, start=ability, centre=ability, l2=OPEN_ABILITY_PRIOR)
+        return OutcomeEvidence(((1.0 - cut)[:, None] * tasks).sum(0), float(cut.sum()),
+                               None if index is not None else ability, open_ability)
+
+    def _place_with_outcomes(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
+        """A model refitted to outcomes in `evidence`: its outcomes count as rows where they were, beside a
+        trained model's training rows, and its open-ended outcomes support it on open-ended prompts, where
+        they also move its place on the joint scale (otherwise the place of a model no table measured
+        there). Without outcomes this is the trained model's blend in `OneScale.combine`."""
+        from pickwise.predictor.scale import LOW_SUPPORT, sigmoid
+
+        scale, ev, j = self.scale, v.outcomes, v.index
+        p_open, cut = out["open_ended"], scale.open_cut(out["open_ended"])
+        trained_rows = scale.rows[j] if j is not None else np.zeros(len(scale.tasks))
+        task_rows = trained_rows + ev.task_rows
+        s = scale.support(tasks, p_open, scale.rows_weight(task_rows))[:, 0]
+        o = cut * float(scale.rows_weight(ev.open_rows))
+        if j is not None:
+            place, ability = out["scale_logits"][:, j], float(scale.ability[j])
+        else:
+            place, ability = ev.ability - out["difficulty"], float(ev.ability)
+        logit = s * own[:, col] + o * (place + ev.open_ability - ability) + (1.0 - s - o) * place
+        quality[:, col] = sigmoid(logit / scale.temperature)
+        scale_z[:, col] = place
+        support[:, col] = s + o
+        rows[:, col] = tasks @ task_rows * (1.0 - p_open) + cut * ev.open_rows
+        for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
+            low[i][v.name] = scale.outcome_reason(v.name, support[i, col], p_open[i], top[i], ev.open_rows)
 
     @property
     def set_rho(self) -> float:
@@ -578,15 +664,18 @@ class QualityPredictor:
                     f"model {model!r} is not in the predictor artifact ({len(self.model_names)} trained models); "
                     "pass its registry entry (with probe results) instead of its name"
                 )
-            return ModelVector(model, self._vectors[j], float(self._bias[j]), "trained", index=j)
+            return ModelVector(model, self._vectors[j], float(self._bias[j]), "trained", index=j,
+                               outcomes=self._outcome_evidence.get(j))
         for name in model.all_names():
             j = self._index.get(name)
             if j is not None:
-                return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained", index=j)
+                return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained", index=j,
+                                   outcomes=self._outcome_evidence.get(j))
         for name in model.all_names():
             fitted = self._outcome.get(name)
             if fitted is not None:
-                return ModelVector(model.name, fitted.vector, fitted.bias, "outcomes", fitted.low_confidence)
+                return ModelVector(model.name, fitted.vector, fitted.bias, "outcomes", fitted.low_confidence,
+                                   outcomes=fitted.outcomes)
         scores = probe_results(model, snapshot)
         if scores:
             vector, bias = self.fit_probe(scores)

@@ -194,7 +194,23 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
         e, b, before = fit_one(predictor, snapshot.get(name), snapshot, u, rows.scores[idx], trust_trained, trust_new)
         fitted[name] = {"vector": [float(x) for x in e], "bias": float(b), "rows": len(idx),
                         "prompts": len({rows.shas[i] for i in idx}), "before": before}
+        evidence = outcome_evidence(predictor, snapshot.get(name), rows, features, idx)
+        if evidence is not None:
+            fitted[name]["evidence"] = evidence.to_dict()
     return fitted
+
+
+def outcome_evidence(predictor, spec, rows: OutcomeRows, features: Features, idx: list[int]):
+    """Where a model's outcomes `idx` were (`QualityPredictor.outcome_evidence`), from the prompts whose
+    text was kept (a hash-only prompt has no task posterior): None when none was."""
+    read = [i for i in idx if rows.shas[i] in features.tasks]
+    if not read:
+        return None
+    index = next((j for n in spec.all_names() if (j := predictor.trained_index(n)) is not None), None)
+    shas = [rows.shas[i] for i in read]
+    pooled = np.stack([features.pooled[s] for s in shas]) if features.pooled else None
+    return predictor.outcome_evidence(index, np.stack([features.u[s] for s in shas]),
+                                      np.stack([features.tasks[s] for s in shas]), pooled, rows.scores[read])
 
 
 def _negated(x: float | None) -> float | None:
@@ -355,7 +371,9 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
                      "prompts": len(set(rows.shas)), "skipped": rows.skipped},
         "time_range": [min(rows.timestamps), max(rows.timestamps)],
         "holdout_share": holdout, "trust_trained": trust_trained, "trust_new": trust_new,
-        "models": {m: {k: v for k, v in f.items() if k not in ("vector", "bias")} for m, f in fitted.items()},
+        "models": {m: {k: v for k, v in f.items() if k not in ("vector", "bias", "evidence")}
+                   | ({"open_ended_outcomes": f["evidence"]["open_rows"]} if "evidence" in f else {})
+                   for m, f in fitted.items()},
         "lengths": lengths.report(),
         "holdout": figures,
         "seconds": {"encode": round(encoded_at - start, 3), "fit": round(fitted_at - encoded_at, 3),

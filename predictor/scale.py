@@ -267,8 +267,16 @@ class OneScale:
         instead of the trained models' rows / (rows + n0)."""
         weight = self.rows / (self.rows + self.n0) if weight is None else np.atleast_2d(weight)
         raw = tasks @ weight.T
-        cut = np.clip((p_open - self.open_gate) / (1.0 - self.open_gate), 0.0, 1.0)
-        return (1.0 - cut)[:, None] * np.clip(raw / self.tau, 0.0, 1.0)
+        return (1.0 - self.open_cut(p_open))[:, None] * np.clip(raw / self.tau, 0.0, 1.0)
+
+    def open_cut(self, p_open: np.ndarray) -> np.ndarray:
+        """[N] how much of each prompt is open-ended for support: 0 below the gate, 1 at p_open 1."""
+        return np.clip((np.asarray(p_open, dtype=np.float64) - self.open_gate) / (1.0 - self.open_gate), 0.0, 1.0)
+
+    def rows_weight(self, rows: np.ndarray) -> np.ndarray:
+        """Results per task (or open-ended results) -> how far they support a prediction: n / (n + n0)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        return rows / (rows + self.n0)
 
     def combine(self, trained_logits: np.ndarray, tasks: np.ndarray, u: np.ndarray,
                 pooled: np.ndarray | None = None) -> dict:
@@ -303,15 +311,8 @@ class OneScale:
         if not known:
             return float(np.median(self.ability))
         d = self.difficulty[[index[tasks[i]] for i in known]]
-        y = np.clip(np.asarray(scores, dtype=np.float64)[known], 0.0, 1.0)
-        a = float(np.median(self.ability))
-        for _ in range(50):
-            p = sigmoid(a - d)
-            step = (np.sum(y - p) - l2 * a) / (np.sum(p * (1.0 - p)) + l2)
-            a += float(np.clip(step, -2.0, 2.0))
-            if abs(step) < 1e-8:
-                break
-        return a
+        return ability_at(d, np.asarray(scores, dtype=np.float64)[known], start=float(np.median(self.ability)),
+                          l2=l2)
 
     def covered(self, rows: np.ndarray) -> set[str]:
         """The tables whose tasks hold any of `rows` [K] (results per scale task)."""
@@ -331,6 +332,12 @@ class OneScale:
         return head + (f"; placed on the joint ability scale from its {int(rows.sum())} probe results on "
                        f"{_tables_text(sorted(self.covered(rows)))}")
 
+    def outcome_reason(self, name: str, support: float, p_open: float, top_task: str, open_rows: float) -> str:
+        """Why a prediction of a model with outcomes (`pickwise fit`) is low-confidence, in words."""
+        head = _unsupported(f"tasks {name}'s results and outcomes cover", support, p_open, top_task)
+        return head + (f"; placed on the joint ability scale from its results and outcomes "
+                       f"({open_rows:.0f} of them on open-ended prompts)")
+
     def reason(self, j: int, support: float, p_open: float, top_task: str) -> str:
         """Why prediction (·, model j) is low-confidence, in words."""
         name = self.model_names[j]
@@ -339,6 +346,23 @@ class OneScale:
         if self.base[j] and p_open >= OPEN_ENDED_AT and self.base_penalty > 0:
             tail += "; base model (not instruction-tuned), rated lower on open-ended prompts"
         return head + tail
+
+
+def ability_at(d: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None, *, start: float = 0.0,
+               centre: float = 0.0, l2: float = 0.01) -> float:
+    """The maximum a posteriori a of sigmoid(a - d_i) for scores in [0, 1] on prompts of difficulty d_i
+    (each counted by `weights`), under a ridge l2 (a - centre)^2 / 2: Newton steps on one number."""
+    y = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    a = start
+    for _ in range(50):
+        p = sigmoid(a - d)
+        step = (np.sum(w * (y - p)) - l2 * (a - centre)) / (np.sum(w * p * (1.0 - p)) + l2)
+        a += float(np.clip(step, -2.0, 2.0))
+        if abs(step) < 1e-8:
+            break
+    return a
 
 
 def _unsupported(evidence: str, support: float, p_open: float, top_task: str) -> str:
