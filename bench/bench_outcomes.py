@@ -43,7 +43,7 @@ from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
 from pickwise.predictor.coldstart import fit_model_vector  # noqa: E402
 from pickwise.predictor.data import default_data_dir, load_table  # noqa: E402
 from pickwise.predictor.evaluate import registry_cost_estimate  # noqa: E402
-from pickwise.predictor.inference import ModelVector, load_predictor  # noqa: E402
+from pickwise.predictor.inference import ModelVector, OutcomeEvidence, load_predictor  # noqa: E402
 from pickwise.predictor.refit import TRUST_NEW, Features, OutcomeRows, fit_vectors  # noqa: E402
 from pickwise.predictor.routing_metrics import routing_figures  # noqa: E402
 from pickwise.registry import default_registry_dir, load_registry  # noqa: E402
@@ -182,12 +182,18 @@ def main() -> int:
     trained = [predictor.model_vector(m) for m in names]
     print(f"{int(test.sum())} held-out prompts, {len(train_rows)} training prompts; new models: {NEW}", flush=True)
 
-    def routed(replace: dict[str, tuple[np.ndarray, float]], placed: dict | None = None) -> np.ndarray:
+    def routed(replace: dict[str, tuple[np.ndarray, float]], placed: dict | None = None,
+               outcomes: dict | None = None) -> np.ndarray:
         """Select's qualities with `replace`d models' vectors; `placed`: their probe evidence (task rows,
-        ability), which gives a probe-registered model its support and place on the scale as serving does."""
-        vectors = [v if m not in replace else
-                   ModelVector(m, *replace[m], "probe", task_rows=placed[m][0], ability=placed[m][1]) if placed else
-                   ModelVector(m, *replace[m], "outcomes") for m, v in zip(names, trained)]
+        ability), which gives a probe-registered model its support and place on the scale as serving does;
+        `outcomes`: their outcome evidence as `fit` stores it, which does the same for a refitted model."""
+        def vector(m):
+            if placed:
+                return ModelVector(m, *replace[m], "probe", task_rows=placed[m][0], ability=placed[m][1])
+            evidence = (outcomes or {}).get(m)
+            return ModelVector(m, *replace[m], "outcomes", outcomes=evidence and OutcomeEvidence.from_dict(
+                evidence, len(predictor.scale.tasks), m))
+        vectors = [vector(m) if m in replace else v for m, v in zip(names, trained)]
         return predictor.evidence(ut, vectors, tt, pooled=pt).quality
 
     cols = [names.index(m) for m in NEW]
@@ -218,7 +224,8 @@ def main() -> int:
         print(f"{k}: capture {v['capture']:.4f}, Brier {v['brier_new_models']:.4f}", flush=True)
 
     sha = [prompt_sha256(p) for p in table.prompts]
-    feats = Features(u={sha[i]: u[i] for i in train_rows}, tasks={}, pooled={})
+    feats = Features(u={sha[i]: u[i] for i in train_rows}, tasks={sha[i]: tasks[i] for i in train_rows},
+                     pooled={sha[i]: pooled[i] for i in train_rows})
     curve = []
     for size in [int(s) for s in args.sizes.split(",")]:
         runs = []
@@ -230,7 +237,8 @@ def main() -> int:
             if any(f["before"] != "population" for f in fitted.values()):
                 raise SystemExit(f"expected population-prior fits, got {fitted}")
             seconds = time.perf_counter() - start
-            runs.append({**scored(routed({m: (np.array(f["vector"]), f["bias"]) for m, f in fitted.items()})),
+            runs.append({**scored(routed({m: (np.array(f["vector"]), f["bias"]) for m, f in fitted.items()},
+                                         outcomes={m: f.get("evidence") for m, f in fitted.items()})),
                          "fit_seconds_all_models": seconds})
         point = {"outcomes_per_model": size, "runs": len(runs),
                  "capture_mean": float(np.mean([r["capture"] for r in runs])),
