@@ -503,26 +503,27 @@ class QualityPredictor:
         for i in np.flatnonzero(s < LOW_SUPPORT):
             low[i][v.name] = self.scale.probe_reason(v.name, s[i], p_open[i], top[i], v.task_rows)
 
-    def outcome_evidence(self, index: int | None, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None,
-                         scores: np.ndarray) -> OutcomeEvidence | None:
-        """The `OutcomeEvidence` of `scores` on prompts with these features, for trained model `index` (None:
-        a model without a trained vector); None without a one-scale layer or prompts. Difficulties are the
-        scale's reading of each prompt off the trained models, as `evidence` places a model there."""
-        from pickwise.predictor.scale import ability_at
-
-        if self.scale is None or tasks is None or not len(u):
-            return None
+    def scale_reading(self, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(open-ended cut [N], difficulty [N]) of prompts as the one-scale layer reads them off the trained
+        models, which is where `evidence` places a model on them."""
         u, tasks = np.asarray(u, dtype=np.float64), np.asarray(tasks, dtype=np.float64)
         out = self.scale.combine((u @ self._vectors.T + self._bias) / self.temperature, tasks, u, pooled)
-        cut, d = self.scale.open_cut(out["open_ended"]), out["difficulty"]
+        return self.scale.open_cut(out["open_ended"]), out["difficulty"]
+
+    def outcome_evidence(self, index: int | None, tasks: np.ndarray, cut: np.ndarray, difficulty: np.ndarray,
+                         scores: np.ndarray) -> OutcomeEvidence:
+        """The `OutcomeEvidence` of `scores` on prompts with task posteriors `tasks` and `scale_reading`
+        (cut, difficulty), for trained model `index` (None: a model without a trained vector)."""
+        from pickwise.predictor.scale import ability_at
+
         if index is None:
-            ability = ability_at(d, scores, start=float(np.median(self.scale.ability)))
+            ability = ability_at(difficulty, scores, start=float(np.median(self.scale.ability)))
         else:
             ability = float(self.scale.ability[index])
         # one logit of prior spread around where the tables put it: a few open-ended outcomes move it a little
-        open_ability = ability_at(d, scores, cut, start=ability, centre=ability, l2=OPEN_ABILITY_PRIOR)
-        return OutcomeEvidence(((1.0 - cut)[:, None] * tasks).sum(0), float(cut.sum()),
-                               None if index is not None else ability, open_ability)
+        open_ability = ability_at(difficulty, scores, cut, start=ability, centre=ability, l2=OPEN_ABILITY_PRIOR)
+        return OutcomeEvidence(((1.0 - cut)[:, None] * np.asarray(tasks, dtype=np.float64)).sum(0),
+                               float(cut.sum()), None if index is not None else ability, open_ability)
 
     def _place_with_outcomes(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
         """A model refitted to outcomes in `evidence`: its outcomes count as rows where they were, beside a

@@ -189,28 +189,33 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
     for i in np.flatnonzero(mask):
         by_model[rows.models[i]].append(int(i))
     fitted = {}
+    reading = scale_readings(predictor, features) if predictor.scale is not None else {}
     for name, idx in sorted(by_model.items()):
         u = np.stack([features.u[rows.shas[i]] for i in idx])
         e, b, before = fit_one(predictor, snapshot.get(name), snapshot, u, rows.scores[idx], trust_trained, trust_new)
         fitted[name] = {"vector": [float(x) for x in e], "bias": float(b), "rows": len(idx),
                         "prompts": len({rows.shas[i] for i in idx}), "before": before}
-        evidence = outcome_evidence(predictor, snapshot.get(name), rows, features, idx)
-        if evidence is not None:
+        read = [i for i in idx if rows.shas[i] in reading]  # a hash-only prompt has no task posterior
+        if read:
+            spec = snapshot.get(name)
+            index = next((j for n in spec.all_names() if (j := predictor.trained_index(n)) is not None), None)
+            cut, difficulty = (np.array([reading[rows.shas[i]][k] for i in read]) for k in (0, 1))
+            evidence = predictor.outcome_evidence(index, np.stack([features.tasks[rows.shas[i]] for i in read]),
+                                                  cut, difficulty, rows.scores[read])
             fitted[name]["evidence"] = evidence.to_dict()
     return fitted
 
 
-def outcome_evidence(predictor, spec, rows: OutcomeRows, features: Features, idx: list[int]):
-    """Where a model's outcomes `idx` were (`QualityPredictor.outcome_evidence`), from the prompts whose
-    text was kept (a hash-only prompt has no task posterior): None when none was."""
-    read = [i for i in idx if rows.shas[i] in features.tasks]
-    if not read:
-        return None
-    index = next((j for n in spec.all_names() if (j := predictor.trained_index(n)) is not None), None)
-    shas = [rows.shas[i] for i in read]
+def scale_readings(predictor, features: Features) -> dict[str, tuple[float, float]]:
+    """{sha256: (open-ended cut, difficulty)} of every prompt with a task posterior, read once for all
+    models (`QualityPredictor.scale_reading`)."""
+    shas = sorted(features.tasks)
+    if not shas:
+        return {}
     pooled = np.stack([features.pooled[s] for s in shas]) if features.pooled else None
-    return predictor.outcome_evidence(index, np.stack([features.u[s] for s in shas]),
-                                      np.stack([features.tasks[s] for s in shas]), pooled, rows.scores[read])
+    cut, difficulty = predictor.scale_reading(np.stack([features.u[s] for s in shas]),
+                                              np.stack([features.tasks[s] for s in shas]), pooled)
+    return {s: (float(c), float(d)) for s, c, d in zip(shas, cut, difficulty)}
 
 
 def _negated(x: float | None) -> float | None:
