@@ -54,6 +54,15 @@ def test_a_long_last_turn_is_read_alone_and_long_context_is_cut():
     assert tokens > 1000
 
 
+def test_context_messages_of_only_invisible_characters_are_left_out():
+    # the front door's rule (registry.prompt_text.is_blank): zero-width characters print nothing, so a
+    # system message or earlier turn of them is no context, and takes no room from one that has text
+    messages = [{"role": "system", "content": "\u200b\u2060"}, {"role": "user", "content": "Tell me about tides."},
+                {"role": "assistant", "content": " \ufeff\u200d "}, {"role": "user", "content": "And waves?"}]
+    prompt, _ = routing_prompt(messages)
+    assert prompt == "Tell me about tides.\n\nAnd waves?"
+
+
 def _candidates():
     return [Candidate(name=n, quality=q, cost_usd=c, latency_ms=100.0)
             for n, q, c in [("a", 0.5, 1.0), ("b", 0.9, 3.0), ("c", 0.7, 2.0), ("d", 0.2, 0.5)]]

@@ -5,6 +5,8 @@ chat request is a list of messages; the question to route is the last user turn,
 read whole whenever it fits, and what room is left is filled with context: the system (or
 developer) messages first, since they set the task, then the earlier turns from the most recent
 back. A last turn longer than the window is read alone, cut by the predictor as any long prompt.
+Context with no text by the front door's rule (`is_blank`: zero-width characters count as
+whitespace) is left out: it would take room and give the predictor nothing.
 
 Cost estimates and the context-window check need the whole conversation, not what the predictor
 reads, so the token count is of every message's text, plus a few tokens per message for the chat
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pickwise.registry import count_tokens_batch
+from pickwise.registry.prompt_text import is_blank
 
 DEFAULT_WINDOW = 126  # the shipped predictor's max_len (128) less [CLS] and [SEP]
 TOKENS_PER_MESSAGE = 3
@@ -70,8 +73,8 @@ def routing_prompt(messages: Sequence[Any], window: int = DEFAULT_WINDOW) -> tup
     prompt, room = texts[last], window - counts[last]
     if room < MIN_CONTEXT_TOKENS:
         return prompt, total
-    systems = [i for i in range(last) if roles[i] in SYSTEM_ROLES and texts[i].strip()]
-    earlier = [i for i in reversed(range(last)) if roles[i] not in SYSTEM_ROLES and texts[i].strip()]
+    systems = [i for i in range(last) if roles[i] in SYSTEM_ROLES and not is_blank(texts[i])]
+    earlier = [i for i in reversed(range(last)) if roles[i] not in SYSTEM_ROLES and not is_blank(texts[i])]
     context: dict[int, str] = {}
     for i in systems + earlier:
         if room < MIN_CONTEXT_TOKENS:
