@@ -33,7 +33,8 @@ HANG_LIMIT_S = 30.0  # a hanging model gives up after this, so no test can wait 
 @dataclass
 class Behaviour:
     """How one model answers. kind: ok | status (answers `status`) | hang | cut (streams
-    `cut_after` events, then drops the connection) | drop (sends headers, then drops the connection)."""
+    `cut_after` events, then drops the connection) | drop (sends headers, then drops the connection) |
+    malformed (a whole 200 whose JSON body is broken, streamed or not, as a misconfigured proxy sends)."""
 
     kind: str = "ok"
     status: int = 200
@@ -111,6 +112,8 @@ class Upstream:
         text = self.answer(model, body.get("messages", []))
         if how.kind == "drop":
             return _Dropped()
+        if how.kind == "malformed":
+            return Response(b'{"id": "chatcmpl-test", "choices": [', media_type="application/json")
         if body.get("stream"):
             return StreamingResponse(self._events(body, model, text, how), media_type="text/event-stream")
         return JSONResponse(_completion(model, text, how.usage, _answers(body)))

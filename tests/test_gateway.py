@@ -206,6 +206,23 @@ def test_a_broken_answer_body_falls_back_too(gateway):
     assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_that_is_not_a_chat_completion_falls_back(gateway, stream):
+    # a 200 whose body is no JSON object (or, asked to stream, not server-sent events) is no answer:
+    # passed on, the SDK would fail to parse it, or read an empty stream, and feedback would score it
+    url, up = gateway
+    up.behave("provider-cheap", "malformed")
+    if stream:
+        with sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION,
+                                                                      stream=True) as answer:
+            text = "".join(c.choices[0].delta.content or "" for c in answer.parse() if c.choices)
+            attempts = answer.headers["x-pickwise-attempts"]
+    else:
+        raw, completion = create(sdk(url))
+        text, attempts = completion.choices[0].message.content, raw.headers["x-pickwise-attempts"]
+    assert attempts == "cheap,down,mid" and text == "Hello from mid. The answer is (A)."
+
+
 def _qualities(url: str) -> dict[str, float]:
     body = {"prompt": QUESTION[0]["content"], "models": ["cheap", "down", "mid", "dear"]}
     answer = httpx.post(url + "/v1/select", json=body, timeout=10).json()

@@ -5,8 +5,8 @@ and bounds how many are open at once (`max_connections`); a call past the bound 
 connection, at most as long as the endpoint's timeout, then fails with `GatewayBusy`. Both the
 HTTP gateway and `pickwise probe run` call through it.
 
-Every attempt ends one of three ways: an answer (`UpstreamReply`, or an `UpstreamStream` whose first
-event has arrived), a client error from the upstream (a 4xx other than 408/429, returned as an
+Every attempt ends one of three ways: an answer (`UpstreamReply` holding a JSON object, or an
+`UpstreamStream` of server-sent events whose first event has arrived), a client error from the upstream (a 4xx other than 408/429, returned as an
 `UpstreamReply` to pass back as is) or an `UpstreamError` saying what went wrong and whether another
 model may be tried. A stream counts as answered only once its first event is in: until then no byte
 has gone to the caller, so a failure is still an attempt failure.
@@ -202,6 +202,9 @@ class UpstreamClient:
                 data = await response.aread()
             except httpx.HTTPError as exc:
                 raise _transport_error(exc) from None
+            if not 200 <= response.status_code < 300 or not _json_object(data):
+                raise UpstreamError("protocol", f"answered {response.status_code} with a body that is not a chat "
+                                                "completion (no JSON object)", retryable=False)
             return UpstreamReply(response.status_code, response.headers.get("content-type", "application/json"),
                                  data, time.perf_counter() - started)
         finally:
@@ -217,6 +220,10 @@ class UpstreamClient:
                 reply = await self._refusal(response, started)
                 await response.aclose()
                 return reply
+            kind = response.headers.get("content-type", "")
+            if not 200 <= response.status_code < 300 or not kind.startswith("text/event-stream"):
+                raise UpstreamError("protocol", f"answered a stream request {response.status_code} with "
+                                                f"{kind or 'no content type'}, not server-sent events", retryable=False)
             events = sse_events(response.aiter_bytes())
             try:
                 first = await anext(events)
@@ -228,6 +235,14 @@ class UpstreamClient:
             await response.aclose()
             raise
         return UpstreamStream(response, first, events, time.perf_counter() - started)
+
+
+def _json_object(body: bytes) -> bool:
+    """Whether a body is one JSON object, as every chat completion is."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:  # UnicodeDecodeError included
+        return False
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
