@@ -262,7 +262,7 @@ def test_all_attempts_failing_is_502_naming_them(gateway):
     assert error.response.headers["x-pickwise-attempts"] == "cheap,down,mid"
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 422])
+@pytest.mark.parametrize("status", [400, 409, 413, 422])
 def test_client_errors_from_the_upstream_come_back_as_is(gateway, status):
     url, up = gateway
     up.behave("provider-cheap", "status", status=status)
@@ -272,6 +272,20 @@ def test_client_errors_from_the_upstream_come_back_as_is(gateway, status):
     assert refused.value.body["code"] == f"told_{status}"  # the upstream's own body
     assert refused.value.response.headers["x-pickwise-attempts"] == "cheap"
     assert up.calls() == ["provider-cheap"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_an_upstream_refusing_the_gateways_key_or_model_name_falls_back(gateway, status):
+    # 401/403/404 are about that model's endpoint (the key the gateway holds, its access, the model's name
+    # there), not the caller's request: another model answers, and the caller never reads "wrong API key"
+    url, up = gateway
+    up.behave("provider-cheap", "status", status=status)
+    raw, _ = create(sdk(url))
+    assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+    with pytest.raises(openai.InternalServerError) as failed:
+        create(sdk(url), model="cheap")
+    assert failed.value.status_code == 502
+    assert failed.value.body["attempts"][0]["outcome"] == f"status {status}"
 
 
 def test_a_client_that_leaves_cancels_the_upstream_call(gateway):

@@ -3,9 +3,9 @@
 The list comes from the routing decision (`selector.ranking`: the chosen model, then the others that
 meet every constraint of the request, best first) or is one model the caller named. Each model is
 tried once, in order, at most `max_attempts` of them; the next is tried only when the previous one
-failed before any byte of its answer was sent (connection error, timeout, 408, 429, 5xx, a missing
-key). A client error from an upstream (400, 401, 404, 422, ...) ends the request: the same request
-would be refused by the next model too. When every attempt fails, `AllAttemptsFailed` names them.
+failed before any byte of its answer was sent (connection error, timeout, 408, 429, 5xx, 401/403/404
+about its endpoint, an answer that is no chat completion, a missing key). A client error from an
+upstream (400, 409, 422, ...) ends the request: the same request would be refused by the next model too. When every attempt fails, `AllAttemptsFailed` names them.
 """
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ connection, at most as long as the endpoint's timeout, then fails with `GatewayB
 HTTP gateway and `pickwise probe run` call through it.
 
 Every attempt ends one of three ways: an answer (`UpstreamReply` holding a JSON object, or an
-`UpstreamStream` of server-sent events whose first event has arrived), a client error from the upstream (a 4xx other than 408/429, returned as an
-`UpstreamReply` to pass back as is) or an `UpstreamError` saying what went wrong and whether another
-model may be tried. A stream counts as answered only once its first event is in: until then no byte
+`UpstreamStream` of server-sent events whose first event has arrived), a client error from the
+upstream (a 4xx but 401/403/404/408/429, returned as an `UpstreamReply` to pass back as is) or an
+`UpstreamError` saying what went wrong, after which the gateway tries another model. A stream counts as answered only once its first event is in: until then no byte
 has gone to the caller, so a failure is still an attempt failure.
 """
 from __future__ import annotations
@@ -30,15 +30,19 @@ DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
 # 408 and 429 say "not now", 5xx "not this server": another model may answer. Any other 4xx is about
-# the request itself, which another model would refuse as well.
+# the request itself, which another model would refuse as well, but for these three: they are about the
+# model's endpoint (the key the gateway sends, its access, the model's name there), so another model may
+# answer, and the caller, whose request is fine, must not read "wrong API key".
 RETRYABLE_STATUS = frozenset({408, 429})
+ENDPOINT_STATUS = frozenset({401, 403, 404})
 MAX_ERROR_BODY = 64 * 1024
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 class UpstreamError(PickwiseError):
     """One attempt that did not answer: `kind` (connect, timeout, status, protocol, no_key, empty),
-    the upstream's HTTP status for `status`, and whether the next model may be tried."""
+    the upstream's HTTP status for `status`, and whether the same call may succeed if made again
+    (`pickwise probe run` retries those); the gateway tries the next model either way."""
 
     def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True):
         super().__init__(message)
@@ -188,6 +192,9 @@ class UpstreamClient:
         status = response.status_code
         if status in RETRYABLE_STATUS or status >= 500:
             raise UpstreamError("status", f"answered {status}", status=status)
+        if status in ENDPOINT_STATUS:  # the same call to the same endpoint would fail the same way
+            raise UpstreamError("status", f"answered {status}: check the model's endpoint and key", status=status,
+                                retryable=False)
         return UpstreamReply(status, response.headers.get("content-type", "application/json"), body,
                              time.perf_counter() - started)
 
