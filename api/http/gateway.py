@@ -7,7 +7,7 @@ registered name or alias is forwarded to that model alone. The upstream's answer
 was sent (JSON, or its server-sent events as they arrive), with `x-pickwise-model`,
 `x-pickwise-attempts` and `x-pickwise-decision-id`. Errors take OpenAI's shape (`errors.py`).
 A routed call that was answered keeps its decision under that id, with the model that answered and
-the upstream's usage.completion_tokens (a stream's once it ends), for POST /v1/feedback.
+the upstream's usage.completion_tokens (a stream's once it ends whole), for POST /v1/feedback.
 """
 from __future__ import annotations
 
@@ -184,11 +184,12 @@ def _keep(service, route: Route, decision_id: str, model: str, usage: dict | Non
 async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None, float], None] | None = None
                  ) -> AsyncIterator[bytes]:
     """The upstream's events as they arrive; a failure midway ends the stream with an error event (never
-    another model's text: the caller already has part of this one's answer). At the end, however it
-    ends, `finished(usage, seconds)` gets the last usage sent and the answer's duration."""
+    another model's text: the caller already has part of this one's answer). When the upstream's stream
+    ends whole, `finished(usage, seconds)` gets the last usage sent and the answer's duration; a stream
+    cut midway, or left by its caller, is no answer to score."""
     stream: UpstreamStream = forwarded.stream
     model = forwarded.model
-    last_usage, started = None, time.perf_counter()
+    last_usage, started, whole = None, time.perf_counter(), False
     try:
         async for event in stream.events():
             usage = usage_of(event)
@@ -196,6 +197,7 @@ async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None
                 last_usage = usage
                 observer.usage(model, usage)
             yield event
+        whole = True
     except UpstreamError as exc:
         observer.interrupted(model)
         log.warning("stream from %s interrupted: %s", model, exc)
@@ -204,7 +206,7 @@ async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None
                            "code": "stream_interrupted", "model": model}}
         yield b"\n\ndata: " + json.dumps(error).encode() + b"\n\n"
     finally:
-        if finished is not None:  # before the await below, which a cancelled request may not get past
+        if finished is not None and whole:  # before the await below, which a cancelled request may not get past
             finished(last_usage, stream.first_byte_seconds + time.perf_counter() - started)
         await stream.aclose()
 
