@@ -43,6 +43,7 @@ class Behaviour:
     cut_after: int = 2
     usage: bool = True  # a whole answer carries `usage` (some servers leave it out)
     max_tokens: int | None = None  # a larger max_tokens (or max_completion_tokens) is refused with a 400, as servers do
+    retry_after: str | None = None  # a `status` answer's Retry-After header, as rate limits send it
 
 
 @dataclass
@@ -83,9 +84,9 @@ class Upstream:
             yield self
 
     # ---- handlers ------------------------------------------------------------------------------
-    def _refusal(self, status: int, message: str, code: str) -> JSONResponse:
+    def _refusal(self, status: int, message: str, code: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                       "code": code}}, status_code=status)
+                                       "code": code}}, status_code=status, headers=headers)
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": []})
@@ -106,7 +107,8 @@ class Upstream:
             return self._refusal(400, f"max_tokens is too large: {cap}. This model supports at most "
                                       f"{how.max_tokens} completion tokens.", "invalid_value")
         if how.kind == "status":
-            return self._refusal(how.status, f"model {model} answers {how.status} as told", f"told_{how.status}")
+            return self._refusal(how.status, f"model {model} answers {how.status} as told", f"told_{how.status}",
+                                 None if how.retry_after is None else {"Retry-After": how.retry_after})
         if how.kind == "hang":
             return await self._hang(request, model)
         text = self.answer(model, body.get("messages", []))

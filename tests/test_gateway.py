@@ -262,6 +262,26 @@ def test_all_attempts_failing_is_502_naming_them(gateway):
     assert error.response.headers["x-pickwise-attempts"] == "cheap,down,mid"
 
 
+def test_rate_limits_on_every_attempt_are_a_429_with_the_soonest_retry_after(gateway):
+    # a 502 would hide "try again in N s" from the SDK, which retries a 429 after its Retry-After
+    url, up = gateway
+    up.behave("provider-cheap", "status", status=429, retry_after="7")
+    up.behave("mid", "status", status=429, retry_after="3")
+    up.behave("dear", "status", status=429)
+    with pytest.raises(openai.RateLimitError) as limited:
+        create(sdk(url), extra_body={"pickwise": {"exclude": ["down"]}})
+    error = limited.value
+    assert error.body["code"] == "upstream_rate_limited" and error.body["type"] == "rate_limit_error"
+    assert [a["outcome"] for a in error.body["attempts"]] == ["status 429"] * 3
+    assert error.response.headers["retry-after"] == "3"
+    with pytest.raises(openai.RateLimitError) as limited:  # a named model: its own Retry-After
+        create(sdk(url), model="cheap")
+    assert limited.value.response.headers["retry-after"] == "7"
+    with pytest.raises(openai.InternalServerError) as failed:  # 'down' refuses connections: not only limits
+        create(sdk(url))
+    assert failed.value.status_code == 502 and "retry-after" not in failed.value.response.headers
+
+
 @pytest.mark.parametrize("status", [400, 409, 413, 422])
 def test_client_errors_from_the_upstream_come_back_as_is(gateway, status):
     url, up = gateway

@@ -5,7 +5,8 @@ meet every constraint of the request, best first) or is one model the caller nam
 tried once, in order, at most `max_attempts` of them; the next is tried only when the previous one
 failed before any byte of its answer was sent (connection error, timeout, 408, 429, 5xx, 401/403/404
 about its endpoint, an answer that is no chat completion, a missing key). A client error from an
-upstream (400, 409, 422, ...) ends the request: the same request would be refused by the next model too. When every attempt fails, `AllAttemptsFailed` names them.
+upstream (400, 409, 422, ...) ends the request: the same request would be refused by the next model
+too. When every attempt fails, `AllAttemptsFailed` names them.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Attempt:
     model: str
     outcome: str  # "ok", "client error 400", "status 503", "timeout", "connect", ...
     seconds: float
+    retry_after: float | None = None  # seconds the upstream asked to wait (its Retry-After), if any
 
 
 class Observer:
@@ -83,7 +85,7 @@ class Forwarder:
                     answer = await self.client.complete(spec, upstream_body(body, spec))
             except UpstreamError as exc:
                 seconds = time.perf_counter() - started
-                attempts.append(Attempt(spec.name, exc.outcome, seconds))
+                attempts.append(Attempt(spec.name, exc.outcome, seconds, exc.retry_after))
                 self.observer.attempt(spec.name, exc.outcome, seconds)
                 log.warning("upstream %s failed: %s", spec.name, exc)
                 if k + 1 < len(tried):

@@ -13,7 +13,9 @@ has gone to the caller, so a failure is still an attempt failure.
 """
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import os
 import re
 import time
@@ -44,11 +46,13 @@ class UpstreamError(PickwiseError):
     the upstream's HTTP status for `status`, and whether the same call may succeed if made again
     (`pickwise probe run` retries those); the gateway tries the next model either way."""
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True):
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds, from the upstream's Retry-After header
 
     @property
     def outcome(self) -> str:
@@ -191,7 +195,8 @@ class UpstreamClient:
             body = b""
         status = response.status_code
         if status in RETRYABLE_STATUS or status >= 500:
-            raise UpstreamError("status", f"answered {status}", status=status)
+            raise UpstreamError("status", f"answered {status}", status=status,
+                                retry_after=retry_after_s(response.headers.get("retry-after")))
         if status in ENDPOINT_STATUS:  # the same call to the same endpoint would fail the same way
             raise UpstreamError("status", f"answered {status}: check the model's endpoint and key", status=status,
                                 retryable=False)
@@ -242,6 +247,21 @@ class UpstreamClient:
             await response.aclose()
             raise
         return UpstreamStream(response, first, events, time.perf_counter() - started)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks to wait (a number of seconds or an HTTP date); None when absent
+    or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _json_object(body: bytes) -> bool:

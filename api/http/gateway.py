@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -69,7 +70,8 @@ WHY = {400: "the body is not a JSON object; both max_tokens and max_completion_t
             "it could go to", 401: "no API key (PICKWISE_API_KEYS is set)", 403: "wrong API key",
        404: "unknown model, or one no endpoint serves", 409: "no served model meets the constraints",
        413: "body too large", 422: "a field is wrong; `param` names it",
-       429: "overloaded (the predictor's queue or the upstream connections are full)",
+       429: "overloaded (the predictor's queue or the upstream connections are full), or every model tried "
+            "answered 429",
        502: "every upstream attempt failed; `attempts` names them", 503: "the predictor is not loaded yet"}
 CHAT_BODY = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -240,10 +242,7 @@ async def chat_completions(request: Request) -> Response:
             request, st.forwarder.forward(models, body, stream=stream, max_attempts=max_attempts, untried=untried))
     except AllAttemptsFailed as exc:
         log.warning("gateway decision %s: %s", decision_id, exc)
-        facts = {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
-                              for a in exc.attempts]}
-        return error_response(502, "upstream_failed", str(exc), _headers(None, exc.attempts, decision_id),
-                              path=request.url.path, **facts)
+        return _all_failed(exc, _headers(None, exc.attempts, decision_id), request.url.path)
     headers = _headers(forwarded.model, forwarded.attempts, decision_id)
     if forwarded.stream is None:
         reply = forwarded.reply
@@ -254,6 +253,20 @@ async def chat_completions(request: Request) -> Response:
     finished = None if route is None else partial(_keep, st.service, route, decision_id, forwarded.model)
     return StreamingResponse(_relay(forwarded, st.metrics, finished), status_code=forwarded.stream.status,
                              media_type=forwarded.stream.content_type, headers=headers)
+
+
+def _all_failed(exc: AllAttemptsFailed, headers: dict[str, str], path: str) -> Response:
+    """502 naming every attempt; 429 when every one was rate-limited (429), with the soonest Retry-After
+    any upstream gave, so an SDK retries when one of them may answer rather than at once."""
+    facts = {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
+                          for a in exc.attempts]}
+    if not exc.attempts or any(a.outcome != "status 429" for a in exc.attempts):
+        return error_response(502, "upstream_failed", str(exc), headers, path=path, **facts)
+    waits = [a.retry_after for a in exc.attempts if a.retry_after is not None]
+    if waits:
+        headers["Retry-After"] = str(math.ceil(min(waits)))
+    return error_response(429, "upstream_rate_limited", f"every model tried is rate-limited now: {exc}", headers,
+                          path=path, **facts)
 
 
 def _headers(model: str | None, attempts, decision_id: str) -> dict[str, str]:
