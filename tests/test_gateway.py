@@ -102,6 +102,17 @@ def test_errors_take_openais_shape(gateway):
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
 
 
+def test_null_fields_are_unset_as_openai_reads_them(gateway):
+    # typed clients send every optional field, null when unset: OpenAI takes "stream": null as no stream
+    url, up = gateway
+    body = {"model": AUTO, "messages": QUESTION, "stream": None, "pickwise": None, "n": None, "max_tokens": None}
+    answer = httpx.post(url + "/openai/v1/chat/completions", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json") and answer.headers["x-pickwise-model"] == "cheap"
+    named = httpx.post(url + "/openai/v1/chat/completions", json={**body, "model": "mid"}, timeout=10)
+    assert named.status_code == 200, named.text
+
+
 def test_did_you_mean_names_only_models_the_gateway_can_call(gateway):
     """A suggestion must work when followed: never a registered model without an endpoint (or disabled)."""
     url, _ = gateway

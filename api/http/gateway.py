@@ -114,10 +114,11 @@ async def _body(request: Request) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise _field_error("messages", "required: a non-empty list of message objects")
-    if not isinstance(body.get("stream", False), bool):
-        raise _field_error("stream", "must be true or false")
-    if "pickwise" in body and not isinstance(body["pickwise"], dict):
-        raise _field_error("pickwise", "must be an object of routing options")
+    # null is unset, as OpenAI reads it (typed clients send every optional field)
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _field_error("stream", "must be true, false or null")
+    if body.get("pickwise") is not None and not isinstance(body["pickwise"], dict):
+        raise _field_error("pickwise", "must be an object of routing options (or null)")
     return body
 
 
