@@ -81,6 +81,18 @@ def test_models_list_has_auto_and_every_served_model(gateway):
     assert ids == [AUTO, "cheap", "dear", "down", "mid"]  # never the models without an endpoint
 
 
+def test_one_model_is_retrieved_as_openai_lists_it(gateway):
+    # the SDK's models.retrieve(), which OpenAI clients call to check a model before using it
+    url, _ = gateway
+    client = sdk(url)
+    assert (client.models.retrieve("cheap").id, client.models.retrieve("cheap").owned_by) == ("cheap", "acme")
+    assert client.models.retrieve(AUTO).id == AUTO  # a name with a slash, percent-encoded by the SDK
+    with pytest.raises(openai.NotFoundError, match="no endpoint"):
+        client.models.retrieve("gpt-4-1106-preview")
+    with pytest.raises(openai.NotFoundError, match="did you mean 'cheap'"):
+        client.models.retrieve("Cheap")
+
+
 def test_errors_take_openais_shape(gateway):
     url, _ = gateway
     client = sdk(url)
@@ -348,6 +360,8 @@ def test_client_keys_guard_every_gateway_route(tmp_path, upstream, tiny_predicto
             create(sdk(url, key="key-three"))
         with pytest.raises(openai.PermissionDeniedError):
             sdk(url, key="nope").models.list()
+        with pytest.raises(openai.PermissionDeniedError):
+            sdk(url, key="nope").models.retrieve("cheap")
         bare = httpx.get(url + "/openai/v1/models", timeout=5)
         assert bare.status_code == 401 and bare.json()["error"]["type"] == "authentication_error"
         assert httpx.get(url + "/v1/models", timeout=5).status_code == 200  # the rest of the API is unchanged

@@ -80,12 +80,12 @@ CHAT_BODY = {
         "properties": {
             "model": {"type": "string", "minLength": 1, "description": f"{AUTO_MODEL!r} to route, or a served model"},
             "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-            "stream": {"type": "boolean"},
+            "stream": {"type": ["boolean", "null"]},
             **{field: {"type": "integer", "minimum": 1, "description": "each answer's cap: routing goes only to models "
                        "whose context window takes the conversation plus all of it"} for field in CAP_FIELDS},
             "n": {"type": "integer", "minimum": 1, "maximum": MAX_ANSWERS,
                   "description": "answers to write: routing prices n answers' output and the prompt once"},
-            "pickwise": GatewayOptions.model_json_schema(),
+            "pickwise": {"anyOf": [GatewayOptions.model_json_schema(), {"type": "null"}]},
         }}}}},
 }
 CHAT_ANSWER = {"description": "the upstream's answer as it sent it: a chat.completion, or its server-sent events",
@@ -286,3 +286,12 @@ async def list_models(request: Request) -> Response:
     data = [OpenAIModel(id=AUTO_MODEL, owned_by="pickwise")]
     data += [OpenAIModel(id=s.name, owned_by=s.provider) for s in served(snapshot)]
     return json_response(OpenAIModelList(data=data))
+
+
+@router.get("/models/{model:path}", dependencies=[Depends(require_client_key)], response_model=OpenAIModel,
+            summary="one model served here, by name or alias (a name may hold a slash)", responses=_errors(401, 403, 404))
+async def get_model(request: Request, model: str) -> Response:
+    if model == AUTO_MODEL:
+        return json_response(OpenAIModel(id=AUTO_MODEL, owned_by="pickwise"))
+    spec = named_model(state(request).service.registry.refresh(), model)
+    return json_response(OpenAIModel(id=spec.name, owned_by=spec.provider))
