@@ -44,6 +44,7 @@ class Behaviour:
     usage: bool = True  # a whole answer carries `usage` (some servers leave it out)
     max_tokens: int | None = None  # a larger max_tokens (or max_completion_tokens) is refused with a 400, as servers do
     retry_after: str | None = None  # a `status` answer's Retry-After header, as rate limits send it
+    usage_every_event: bool = False  # a stream's usage so far in every event (vLLM's continuous_usage_stats)
 
 
 @dataclass
@@ -138,7 +139,10 @@ class Upstream:
             if how.kind == "cut" and i == how.cut_after:
                 raise ConnectionResetError("told to cut the stream")  # uvicorn drops the connection mid-body
             for index in range(answers):
-                yield _sse(_chunk(model, delta, None, index))
+                chunk = _chunk(model, delta, None, index)
+                if how.usage_every_event:  # cumulative: the words sent so far
+                    chunk["usage"] = _usage(" ".join(words[:i]), answers) if i else _usage("", answers)
+                yield _sse(chunk)
             if how.event_gap_s:
                 await asyncio.sleep(how.event_gap_s)
         for index in range(answers):

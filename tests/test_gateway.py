@@ -180,6 +180,18 @@ def test_stream_usage_is_counted(gateway):
     assert sample_total(metrics, "pickwise_upstream_tokens_total", model="mid", kind="completion") == 7
 
 
+def test_a_stream_with_usage_in_every_event_is_counted_once(gateway):
+    # vLLM's continuous_usage_stats sends the usage so far in every chunk: each is a running total
+    url, up = gateway
+    up.behave("mid", usage_every_event=True)
+    chunks = list(sdk(url).chat.completions.create(model="mid", messages=QUESTION, stream=True,
+                                                   stream_options={"include_usage": True}))
+    assert chunks[-1].usage.completion_tokens == 7
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    assert sample_total(metrics, "pickwise_upstream_tokens_total", model="mid", kind="completion") == 7
+    assert sample_total(metrics, "pickwise_upstream_tokens_total", model="mid", kind="prompt") == 12
+
+
 def test_stream_failing_midway_ends_with_an_error_event(gateway):
     url, up = gateway
     up.behave("provider-cheap", "cut", cut_after=3)

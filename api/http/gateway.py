@@ -195,10 +195,7 @@ async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None
     last_usage, started, whole = None, time.perf_counter(), False
     try:
         async for event in stream.events():
-            usage = usage_of(event)
-            if usage:
-                last_usage = usage
-                observer.usage(model, usage)
+            last_usage = usage_of(event) or last_usage  # a running total where a server sends it in every event
             yield event
         whole = True
     except UpstreamError as exc:
@@ -209,6 +206,8 @@ async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None
                            "code": "stream_interrupted", "model": model}}
         yield b"\n\ndata: " + json.dumps(error).encode() + b"\n\n"
     finally:
+        if last_usage:  # counted once, however the stream ended: what the upstream says it billed
+            observer.usage(model, last_usage)
         if finished is not None and whole:  # before the await below, which a cancelled request may not get past
             finished(last_usage, stream.first_byte_seconds + time.perf_counter() - started)
         await stream.aclose()
