@@ -234,6 +234,25 @@ def test_fallback_follows_the_ranking_past_errors_refusals_and_hangs(gateway):
     assert sample_total(metrics, "pickwise_upstream_calls_total", model="dear", outcome="ok") == 1
 
 
+def test_a_model_whose_server_timed_out_is_tried_last_for_a_while(gateway):
+    # each attempt at a server that is down costs its timeout (1 s here) before the next model answers
+    url, up = gateway
+    up.behave("provider-cheap", "hang")
+    options = {"pickwise": {"exclude": ["down"]}}
+    raw, _ = create(sdk(url), extra_body=options)
+    assert raw.headers["x-pickwise-attempts"] == "cheap,mid"
+    started = time.monotonic()
+    raw, _ = create(sdk(url), extra_body=options)
+    assert raw.headers["x-pickwise-attempts"] == "mid" and time.monotonic() - started < 0.9
+    up.behave("provider-cheap")
+    up.behave("mid", "status", status=503)
+    up.behave("dear", "status", status=503)
+    raw, _ = create(sdk(url), extra_body=options)  # still tried, last; its answer ends the cooldown
+    assert raw.headers["x-pickwise-attempts"] == "mid,dear,cheap"
+    raw, _ = create(sdk(url), extra_body=options)
+    assert raw.headers["x-pickwise-attempts"] == "cheap"
+
+
 def test_a_broken_answer_body_falls_back_too(gateway):
     url, up = gateway
     up.behave("provider-cheap", "drop")

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
+from pickwise.api.gateway.cooldown import Cooldown
 from pickwise.api.gateway.prompt import routing_prompt
 from pickwise.api.gateway.upstream import sse_events, usage_of
 from pickwise.registry import Endpoint, count_tokens
@@ -89,3 +90,19 @@ def test_streams_are_relayed_in_whole_events():
     events = asyncio.run(collect())
     assert events == [b'data: {"a": 1}\n\n', b'data: {"usage": {"completion_tokens": 3}}\r\n\r\n', b"data: [DONE]\n\n"]
     assert usage_of(events[1]) == {"completion_tokens": 3} and usage_of(events[0]) is None
+
+
+def test_a_model_that_could_not_connect_or_timed_out_is_tried_last_for_a_while():
+    now = [0.0]
+    cooldown = Cooldown(30.0, clock=lambda: now[0])
+    names = ["a", "b", "c"]
+    cooldown.attempted("a", "timeout")
+    cooldown.attempted("b", "status 503")  # a fast refusal says nothing of the next call
+    assert cooldown.order(names, str) == ["b", "c", "a"]
+    cooldown.attempted("c", "connect")
+    assert cooldown.order(names, str) == ["b", "a", "c"]
+    cooldown.attempted("c", "ok")  # tried last and answered: its server is back
+    now[0] = 29.9
+    assert cooldown.order(names, str) == ["b", "c", "a"]
+    now[0] = 30.0
+    assert cooldown.order(names, str) == names
