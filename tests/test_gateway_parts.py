@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from pickwise.api.gateway.cooldown import Cooldown
-from pickwise.api.gateway.prompt import routing_prompt
+from pickwise.api.gateway.prompt import conversation_tokens, request_tools, routing_prompt
 from pickwise.api.gateway.upstream import sse_events, usage_of
 from pickwise.registry import Endpoint, count_tokens
 from pickwise.selector import Candidate, SelectionConstraints, ranking, select_models
@@ -106,3 +106,25 @@ def test_a_model_that_could_not_connect_or_timed_out_is_tried_last_for_a_while()
     assert cooldown.order(names, str) == ["b", "c", "a"]
     now[0] = 30.0
     assert cooldown.order(names, str) == names
+
+
+def test_tool_definitions_and_calls_count_in_the_conversation_not_in_the_prompt():
+    # the model reads them (a tool schema can be thousands of tokens): a context-window check without
+    # them routes to a model whose server then refuses the request with a 400, which does not fall back
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "a long description "
+                                                                                              "of the field " * 5}
+                                               for i in range(40)}}
+    body = {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": schema}}],
+            "messages": [{"role": "user", "content": "Find my order."},
+                         {"role": "assistant", "content": None, "tool_calls": [
+                             {"id": "c1", "type": "function", "function": {"name": "lookup",
+                                                                           "arguments": '{"q": "' + "order " * 300 + '"}'}}]},
+                         {"role": "tool", "tool_call_id": "c1", "content": "shipped"},
+                         {"role": "user", "content": "When will it arrive?"}]}
+    bare = conversation_tokens(body["messages"])
+    tools = request_tools(body)
+    total = conversation_tokens(body["messages"], tools=tools)
+    assert bare > 300 and total > bare + 40 * 5 * 5  # the call's arguments, then the schema's descriptions
+    prompt, counted = routing_prompt(body["messages"], tools=tools)
+    assert counted == total and "lookup" not in prompt and prompt.endswith("When will it arrive?")
+    assert request_tools({"functions": [{"name": "f"}], "tools": None}) == [{"name": "f"}]

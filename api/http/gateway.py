@@ -33,7 +33,7 @@ from pickwise.api.gateway import Forwarded, routing_prompt
 from pickwise.api.gateway.answers import MAX_ANSWERS, answer_count
 from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
 from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
-from pickwise.api.gateway.prompt import conversation_tokens
+from pickwise.api.gateway.prompt import conversation_tokens, request_tools
 from pickwise.api.gateway.route import AUTO_MODEL, GatewayOptions, decide_route, named_model, select_request, served
 from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, completion_tokens, usage_of
 from pickwise.api.http.auth import check_bearer
@@ -148,7 +148,8 @@ class Route(NamedTuple):
 async def _counted(count: Callable[[list], Any], messages: list):
     """`count(messages)`, tokenizing: on the event loop for a short conversation (a thread hop costs
     more), in a worker thread otherwise."""
-    if sum(len(str(m.get("content") or "")) for m in messages) <= INLINE_TOKENIZE_CHARS:
+    if sum(len(str(m.get("content") or "")) + len(str(m.get("tool_calls") or "")) for m in messages) \
+            <= INLINE_TOKENIZE_CHARS:
         return count(messages)
     return await run_in_threadpool(count, messages)
 
@@ -161,7 +162,7 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
     service.check_ready()
     snapshot = service.registry.refresh()
     window = service.predictor.model.config.max_len - 2  # [CLS] and [SEP]
-    prompt, tokens = await _counted(partial(routing_prompt, window=window), body["messages"])
+    prompt, tokens = await _counted(partial(routing_prompt, window=window, tools=request_tools(body)), body["messages"])
     select = select_request(service, snapshot, options, prompt)
     try:
         encoded, truncated = await unless_disconnected(request, st.batcher.submit(select.prompt))
@@ -236,7 +237,8 @@ async def chat_completions(request: Request) -> Response:
                                                 f"{body['model']!r} is forwarded as named")
         models, max_attempts = [named_model(st.service.registry.refresh(), body["model"])], 1
         if cap is not None:  # counted only then: a plain pass-through reads no message
-            check_named(models[0], cap, await _counted(conversation_tokens, body["messages"]))
+            check_named(models[0], cap, await _counted(partial(conversation_tokens, tools=request_tools(body)),
+                                                       body["messages"]))
     try:
         forwarded = await unless_disconnected(
             request, st.forwarder.forward(models, body, stream=stream, max_attempts=max_attempts, untried=untried))
