@@ -134,3 +134,15 @@ def test_a_stream_cut_midway_keeps_no_decision(gateway):
         time.sleep(0.05)
     assert r.status_code == 201, r.text
     assert _feedback(url, decision_id=cut, score=0).status_code == 404
+
+
+def test_a_conversation_without_text_keeps_no_decision(gateway):
+    # routed on the gateway's stand-in for no text; an outcome of that stand-in would teach a refit about
+    # a prompt nobody sent, as the front doors refusing blank prompts say
+    url, _, store = gateway
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+    raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=image)
+    assert raw.parse().choices[0].message.content
+    r = _feedback(url, decision_id=raw.headers["x-pickwise-decision-id"], score=1)
+    assert r.status_code == 404 and "unknown decision" in r.text
+    assert _outcomes(store) == []

@@ -34,7 +34,15 @@ from pickwise.api.gateway.answers import MAX_ANSWERS, answer_count
 from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
 from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
 from pickwise.api.gateway.prompt import conversation_tokens, request_tools
-from pickwise.api.gateway.route import AUTO_MODEL, GatewayOptions, decide_route, named_model, select_request, served
+from pickwise.api.gateway.route import (
+    AUTO_MODEL,
+    EMPTY_PROMPT,
+    GatewayOptions,
+    decide_route,
+    named_model,
+    select_request,
+    served,
+)
 from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, completion_tokens, usage_of
 from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.batcher import QueueFull
@@ -144,6 +152,12 @@ class Route(NamedTuple):
     encoded: Encoded
     answers: int = 1  # the request's n: usage counts all of them, an outcome's length is one answer's
 
+    @property
+    def scorable(self) -> bool:
+        """Whether the conversation had text: an outcome of the stand-in for none would teach a refit
+        about a prompt nobody sent, so no decision is kept for it."""
+        return self.prompt != EMPTY_PROMPT
+
 
 async def _counted(count: Callable[[list], Any], messages: list):
     """`count(messages)`, tokenizing: on the event loop for a short conversation (a thread hop costs
@@ -248,11 +262,12 @@ async def chat_completions(request: Request) -> Response:
     headers = _headers(forwarded.model, forwarded.attempts, decision_id)
     if forwarded.stream is None:
         reply = forwarded.reply
-        if route is not None and reply.status < 400:  # a client error passed back is no answer to score
+        if route is not None and route.scorable and reply.status < 400:  # a client error is no answer to score
             _keep(st.service, route, decision_id, forwarded.model, reply.usage(), reply.seconds)
         return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
     headers["cache-control"] = "no-cache"
-    finished = None if route is None else partial(_keep, st.service, route, decision_id, forwarded.model)
+    finished = None if route is None or not route.scorable else partial(_keep, st.service, route, decision_id,
+                                                                        forwarded.model)
     return StreamingResponse(_relay(forwarded, st.metrics, finished), status_code=forwarded.stream.status,
                              media_type=forwarded.stream.content_type, headers=headers)
 
