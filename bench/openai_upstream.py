@@ -45,6 +45,7 @@ class Behaviour:
     max_tokens: int | None = None  # a larger max_tokens (or max_completion_tokens) is refused with a 400, as servers do
     retry_after: str | None = None  # a `status` answer's Retry-After header, as rate limits send it
     usage_every_event: bool = False  # a stream's usage so far in every event (vLLM's continuous_usage_stats)
+    comments_first: int = 0  # SSE comments (keep-alives) a stream sends before its first chunk, as some routers do
 
 
 @dataclass
@@ -135,6 +136,10 @@ class Upstream:
         chunks = [{"role": "assistant", "content": ""}] + [{"content": w if i == 0 else " " + w}
                                                             for i, w in enumerate(words)]
         answers = _answers(body)
+        for _ in range(how.comments_first):
+            yield b": keep-alive\n\n"
+            if how.event_gap_s:
+                await asyncio.sleep(how.event_gap_s)
         for i, delta in enumerate(chunks):
             if how.kind == "cut" and i == how.cut_after:
                 raise ConnectionResetError("told to cut the stream")  # uvicorn drops the connection mid-body

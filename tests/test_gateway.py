@@ -208,6 +208,19 @@ def test_stream_failing_midway_ends_with_an_error_event(gateway):
     assert sample_total(metrics, "pickwise_upstream_failures_total", model="cheap", kind="interrupted") == 1
 
 
+def test_keep_alive_comments_before_a_streams_first_chunk_do_not_count_as_an_answer(gateway):
+    # routers send ': keep-alive' while a model thinks; a server that then drops the stream has answered nothing
+    url, up = gateway
+    up.behave("provider-cheap", "cut", cut_after=0, comments_first=2)
+    with sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION, stream=True) as raw:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+    assert text == "Hello from mid. The answer is (A)."
+    up.behave("mid", comments_first=2)  # passed on with the first chunk: the SDK skips comments
+    chunks = list(sdk(url).chat.completions.create(model="mid", messages=QUESTION, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+
+
 def test_stream_falls_back_before_the_first_byte(gateway):
     url, up = gateway
     up.behave("provider-cheap", "status", status=503)

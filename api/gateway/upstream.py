@@ -8,8 +8,9 @@ HTTP gateway and `pickwise probe run` call through it.
 Every attempt ends one of three ways: an answer (`UpstreamReply` holding a JSON object, or an
 `UpstreamStream` of server-sent events whose first event has arrived), a client error from the
 upstream (a 4xx but 401/403/404/408/429, returned as an `UpstreamReply` to pass back as is) or an
-`UpstreamError` saying what went wrong, after which the gateway tries another model. A stream counts as answered only once its first event is in: until then no byte
-has gone to the caller, so a failure is still an attempt failure.
+`UpstreamError` saying what went wrong, after which the gateway tries another model. A stream counts
+as answered only once its first data event is in (comments before it, keep-alives, are dropped):
+until then no byte has gone to the caller, so a failure is still an attempt failure.
 """
 from __future__ import annotations
 
@@ -239,6 +240,8 @@ class UpstreamClient:
             events = sse_events(response.aiter_bytes())
             try:
                 first = await anext(events)
+                while not _has_data(first):  # a comment (keep-alive) before the first chunk answers nothing
+                    first = await anext(events)
             except StopAsyncIteration:
                 raise UpstreamError("empty", "closed the stream before sending anything") from None
             except httpx.HTTPError as exc:
@@ -247,6 +250,11 @@ class UpstreamClient:
             await response.aclose()
             raise
         return UpstreamStream(response, first, events, time.perf_counter() - started)
+
+
+def _has_data(event: bytes) -> bool:
+    """Whether a server-sent event carries data (not only a comment, `: ...`, or other fields)."""
+    return any(line.startswith(b"data") for line in event.splitlines())
 
 
 def retry_after_s(value: str | None) -> float | None:
