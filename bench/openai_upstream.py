@@ -33,7 +33,8 @@ HANG_LIMIT_S = 30.0  # a hanging model gives up after this, so no test can wait 
 @dataclass
 class Behaviour:
     """How one model answers. kind: ok | status (answers `status`) | hang | cut (streams
-    `cut_after` events, then drops the connection) | drop (sends headers, then drops the connection)."""
+    `cut_after` events, then drops the connection) | drop (sends headers, then drops the connection) |
+    malformed (a whole 200 whose JSON body is broken, streamed or not, as a misconfigured proxy sends)."""
 
     kind: str = "ok"
     status: int = 200
@@ -42,6 +43,9 @@ class Behaviour:
     cut_after: int = 2
     usage: bool = True  # a whole answer carries `usage` (some servers leave it out)
     max_tokens: int | None = None  # a larger max_tokens (or max_completion_tokens) is refused with a 400, as servers do
+    retry_after: str | None = None  # a `status` answer's Retry-After header, as rate limits send it
+    usage_every_event: bool = False  # a stream's usage so far in every event (vLLM's continuous_usage_stats)
+    comments_first: int = 0  # SSE comments (keep-alives) a stream sends before its first chunk, as some routers do
 
 
 @dataclass
@@ -82,9 +86,9 @@ class Upstream:
             yield self
 
     # ---- handlers ------------------------------------------------------------------------------
-    def _refusal(self, status: int, message: str, code: str) -> JSONResponse:
+    def _refusal(self, status: int, message: str, code: str, headers: dict | None = None) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                       "code": code}}, status_code=status)
+                                       "code": code}}, status_code=status, headers=headers)
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": []})
@@ -105,12 +109,15 @@ class Upstream:
             return self._refusal(400, f"max_tokens is too large: {cap}. This model supports at most "
                                       f"{how.max_tokens} completion tokens.", "invalid_value")
         if how.kind == "status":
-            return self._refusal(how.status, f"model {model} answers {how.status} as told", f"told_{how.status}")
+            return self._refusal(how.status, f"model {model} answers {how.status} as told", f"told_{how.status}",
+                                 None if how.retry_after is None else {"Retry-After": how.retry_after})
         if how.kind == "hang":
             return await self._hang(request, model)
         text = self.answer(model, body.get("messages", []))
         if how.kind == "drop":
             return _Dropped()
+        if how.kind == "malformed":
+            return Response(b'{"id": "chatcmpl-test", "choices": [', media_type="application/json")
         if body.get("stream"):
             return StreamingResponse(self._events(body, model, text, how), media_type="text/event-stream")
         return JSONResponse(_completion(model, text, how.usage, _answers(body)))
@@ -129,11 +136,18 @@ class Upstream:
         chunks = [{"role": "assistant", "content": ""}] + [{"content": w if i == 0 else " " + w}
                                                             for i, w in enumerate(words)]
         answers = _answers(body)
+        for _ in range(how.comments_first):
+            yield b": keep-alive\n\n"
+            if how.event_gap_s:
+                await asyncio.sleep(how.event_gap_s)
         for i, delta in enumerate(chunks):
             if how.kind == "cut" and i == how.cut_after:
                 raise ConnectionResetError("told to cut the stream")  # uvicorn drops the connection mid-body
             for index in range(answers):
-                yield _sse(_chunk(model, delta, None, index))
+                chunk = _chunk(model, delta, None, index)
+                if how.usage_every_event:  # cumulative: the words sent so far
+                    chunk["usage"] = _usage(" ".join(words[:i]), answers) if i else _usage("", answers)
+                yield _sse(chunk)
             if how.event_gap_s:
                 await asyncio.sleep(how.event_gap_s)
         for index in range(answers):

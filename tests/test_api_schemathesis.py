@@ -40,6 +40,7 @@ OPERATIONS = [("POST", "/v1/select"), ("POST", "/v1/predict"), ("POST", "/v1/pla
               ("GET", "/metrics"),
               # the gateway; these models have no endpoint, so nothing is forwarded anywhere
               ("POST", "/openai/v1/chat/completions"), ("GET", "/openai/v1/models"),
+              ("GET", "/openai/v1/models/{model}"),
               ("POST", "/v1/feedback"), ("GET", "/v1/outcomes/stats")]
 
 

@@ -81,6 +81,18 @@ def test_models_list_has_auto_and_every_served_model(gateway):
     assert ids == [AUTO, "cheap", "dear", "down", "mid"]  # never the models without an endpoint
 
 
+def test_one_model_is_retrieved_as_openai_lists_it(gateway):
+    # the SDK's models.retrieve(), which OpenAI clients call to check a model before using it
+    url, _ = gateway
+    client = sdk(url)
+    assert (client.models.retrieve("cheap").id, client.models.retrieve("cheap").owned_by) == ("cheap", "acme")
+    assert client.models.retrieve(AUTO).id == AUTO  # a name with a slash, percent-encoded by the SDK
+    with pytest.raises(openai.NotFoundError, match="no endpoint"):
+        client.models.retrieve("gpt-4-1106-preview")
+    with pytest.raises(openai.NotFoundError, match="did you mean 'cheap'"):
+        client.models.retrieve("Cheap")
+
+
 def test_errors_take_openais_shape(gateway):
     url, _ = gateway
     client = sdk(url)
@@ -100,6 +112,17 @@ def test_errors_take_openais_shape(gateway):
     assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"
     huge = httpx.post(url + "/openai/v1/chat/completions", content=b"x" * (9 * 1024 * 1024), timeout=10)
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
+
+
+def test_null_fields_are_unset_as_openai_reads_them(gateway):
+    # typed clients send every optional field, null when unset: OpenAI takes "stream": null as no stream
+    url, up = gateway
+    body = {"model": AUTO, "messages": QUESTION, "stream": None, "pickwise": None, "n": None, "max_tokens": None}
+    answer = httpx.post(url + "/openai/v1/chat/completions", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json") and answer.headers["x-pickwise-model"] == "cheap"
+    named = httpx.post(url + "/openai/v1/chat/completions", json={**body, "model": "mid"}, timeout=10)
+    assert named.status_code == 200, named.text
 
 
 def test_did_you_mean_names_only_models_the_gateway_can_call(gateway):
@@ -157,6 +180,18 @@ def test_stream_usage_is_counted(gateway):
     assert sample_total(metrics, "pickwise_upstream_tokens_total", model="mid", kind="completion") == 7
 
 
+def test_a_stream_with_usage_in_every_event_is_counted_once(gateway):
+    # vLLM's continuous_usage_stats sends the usage so far in every chunk: each is a running total
+    url, up = gateway
+    up.behave("mid", usage_every_event=True)
+    chunks = list(sdk(url).chat.completions.create(model="mid", messages=QUESTION, stream=True,
+                                                   stream_options={"include_usage": True}))
+    assert chunks[-1].usage.completion_tokens == 7
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    assert sample_total(metrics, "pickwise_upstream_tokens_total", model="mid", kind="completion") == 7
+    assert sample_total(metrics, "pickwise_upstream_tokens_total", model="mid", kind="prompt") == 12
+
+
 def test_stream_failing_midway_ends_with_an_error_event(gateway):
     url, up = gateway
     up.behave("provider-cheap", "cut", cut_after=3)
@@ -171,6 +206,19 @@ def test_stream_failing_midway_ends_with_an_error_event(gateway):
     assert up.calls() == ["provider-cheap"]
     metrics = httpx.get(url + "/metrics", timeout=5).text
     assert sample_total(metrics, "pickwise_upstream_failures_total", model="cheap", kind="interrupted") == 1
+
+
+def test_keep_alive_comments_before_a_streams_first_chunk_do_not_count_as_an_answer(gateway):
+    # routers send ': keep-alive' while a model thinks; a server that then drops the stream has answered nothing
+    url, up = gateway
+    up.behave("provider-cheap", "cut", cut_after=0, comments_first=2)
+    with sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION, stream=True) as raw:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+    assert text == "Hello from mid. The answer is (A)."
+    up.behave("mid", comments_first=2)  # passed on with the first chunk: the SDK skips comments
+    chunks = list(sdk(url).chat.completions.create(model="mid", messages=QUESTION, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
 
 
 def test_stream_falls_back_before_the_first_byte(gateway):
@@ -199,11 +247,47 @@ def test_fallback_follows_the_ranking_past_errors_refusals_and_hangs(gateway):
     assert sample_total(metrics, "pickwise_upstream_calls_total", model="dear", outcome="ok") == 1
 
 
+def test_a_model_whose_server_timed_out_is_tried_last_for_a_while(gateway):
+    # each attempt at a server that is down costs its timeout (1 s here) before the next model answers
+    url, up = gateway
+    up.behave("provider-cheap", "hang")
+    options = {"pickwise": {"exclude": ["down"]}}
+    raw, _ = create(sdk(url), extra_body=options)
+    assert raw.headers["x-pickwise-attempts"] == "cheap,mid"
+    started = time.monotonic()
+    raw, _ = create(sdk(url), extra_body=options)
+    assert raw.headers["x-pickwise-attempts"] == "mid" and time.monotonic() - started < 0.9
+    up.behave("provider-cheap")
+    up.behave("mid", "status", status=503)
+    up.behave("dear", "status", status=503)
+    raw, _ = create(sdk(url), extra_body=options)  # still tried, last; its answer ends the cooldown
+    assert raw.headers["x-pickwise-attempts"] == "mid,dear,cheap"
+    raw, _ = create(sdk(url), extra_body=options)
+    assert raw.headers["x-pickwise-attempts"] == "cheap"
+
+
 def test_a_broken_answer_body_falls_back_too(gateway):
     url, up = gateway
     up.behave("provider-cheap", "drop")
     raw, _ = create(sdk(url))
     assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_that_is_not_a_chat_completion_falls_back(gateway, stream):
+    # a 200 whose body is no JSON object (or, asked to stream, not server-sent events) is no answer:
+    # passed on, the SDK would fail to parse it, or read an empty stream, and feedback would score it
+    url, up = gateway
+    up.behave("provider-cheap", "malformed")
+    if stream:
+        with sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION,
+                                                                      stream=True) as answer:
+            text = "".join(c.choices[0].delta.content or "" for c in answer.parse() if c.choices)
+            attempts = answer.headers["x-pickwise-attempts"]
+    else:
+        raw, completion = create(sdk(url))
+        text, attempts = completion.choices[0].message.content, raw.headers["x-pickwise-attempts"]
+    assert attempts == "cheap,down,mid" and text == "Hello from mid. The answer is (A)."
 
 
 def _qualities(url: str) -> dict[str, float]:
@@ -245,7 +329,27 @@ def test_all_attempts_failing_is_502_naming_them(gateway):
     assert error.response.headers["x-pickwise-attempts"] == "cheap,down,mid"
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 422])
+def test_rate_limits_on_every_attempt_are_a_429_with_the_soonest_retry_after(gateway):
+    # a 502 would hide "try again in N s" from the SDK, which retries a 429 after its Retry-After
+    url, up = gateway
+    up.behave("provider-cheap", "status", status=429, retry_after="7")
+    up.behave("mid", "status", status=429, retry_after="3")
+    up.behave("dear", "status", status=429)
+    with pytest.raises(openai.RateLimitError) as limited:
+        create(sdk(url), extra_body={"pickwise": {"exclude": ["down"]}})
+    error = limited.value
+    assert error.body["code"] == "upstream_rate_limited" and error.body["type"] == "rate_limit_error"
+    assert [a["outcome"] for a in error.body["attempts"]] == ["status 429"] * 3
+    assert error.response.headers["retry-after"] == "3"
+    with pytest.raises(openai.RateLimitError) as limited:  # a named model: its own Retry-After
+        create(sdk(url), model="cheap")
+    assert limited.value.response.headers["retry-after"] == "7"
+    with pytest.raises(openai.InternalServerError) as failed:  # 'down' refuses connections: not only limits
+        create(sdk(url))
+    assert failed.value.status_code == 502 and "retry-after" not in failed.value.response.headers
+
+
+@pytest.mark.parametrize("status", [400, 409, 413, 422])
 def test_client_errors_from_the_upstream_come_back_as_is(gateway, status):
     url, up = gateway
     up.behave("provider-cheap", "status", status=status)
@@ -255,6 +359,20 @@ def test_client_errors_from_the_upstream_come_back_as_is(gateway, status):
     assert refused.value.body["code"] == f"told_{status}"  # the upstream's own body
     assert refused.value.response.headers["x-pickwise-attempts"] == "cheap"
     assert up.calls() == ["provider-cheap"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_an_upstream_refusing_the_gateways_key_or_model_name_falls_back(gateway, status):
+    # 401/403/404 are about that model's endpoint (the key the gateway holds, its access, the model's name
+    # there), not the caller's request: another model answers, and the caller never reads "wrong API key"
+    url, up = gateway
+    up.behave("provider-cheap", "status", status=status)
+    raw, _ = create(sdk(url))
+    assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+    with pytest.raises(openai.InternalServerError) as failed:
+        create(sdk(url), model="cheap")
+    assert failed.value.status_code == 502
+    assert failed.value.body["attempts"][0]["outcome"] == f"status {status}"
 
 
 def test_a_client_that_leaves_cancels_the_upstream_call(gateway):
@@ -286,6 +404,8 @@ def test_client_keys_guard_every_gateway_route(tmp_path, upstream, tiny_predicto
             create(sdk(url, key="key-three"))
         with pytest.raises(openai.PermissionDeniedError):
             sdk(url, key="nope").models.list()
+        with pytest.raises(openai.PermissionDeniedError):
+            sdk(url, key="nope").models.retrieve("cheap")
         bare = httpx.get(url + "/openai/v1/models", timeout=5)
         assert bare.status_code == 401 and bare.json()["error"]["type"] == "authentication_error"
         assert httpx.get(url + "/v1/models", timeout=5).status_code == 200  # the rest of the API is unchanged

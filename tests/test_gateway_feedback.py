@@ -111,3 +111,38 @@ def test_calls_that_route_nothing_or_answer_nothing_keep_no_decision(gateway):
                         failed.value.response.headers["x-pickwise-decision-id"]):
         r = _feedback(url, decision_id=decision_id, score=1)
         assert r.status_code == 404 and "unknown decision" in r.text
+
+
+def test_a_stream_cut_midway_keeps_no_decision(gateway):
+    # the caller got part of an answer: a score of it would grade the connection, not the model, and
+    # its time would be the time to the cut
+    url, up, _ = gateway
+    up.behave("provider-cheap", "cut", cut_after=2)
+    with pytest.raises(openai.APIError, match="failed midway"):
+        with _sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION,
+                                                                        stream=True) as raw:
+            cut = raw.headers["x-pickwise-decision-id"]
+            for _ in raw.parse():
+                pass
+    up.behave("provider-cheap")
+    with _sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION, stream=True) as raw:
+        whole = raw.headers["x-pickwise-decision-id"]
+        for _ in raw.parse():
+            pass
+    deadline = time.monotonic() + 5  # the whole one is kept as its server side ends, after the cut one's
+    while (r := _feedback(url, decision_id=whole, score=1)).status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.status_code == 201, r.text
+    assert _feedback(url, decision_id=cut, score=0).status_code == 404
+
+
+def test_a_conversation_without_text_keeps_no_decision(gateway):
+    # routed on the gateway's stand-in for no text; an outcome of that stand-in would teach a refit about
+    # a prompt nobody sent, as the front doors refusing blank prompts say
+    url, _, store = gateway
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+    raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=image)
+    assert raw.parse().choices[0].message.content
+    r = _feedback(url, decision_id=raw.headers["x-pickwise-decision-id"], score=1)
+    assert r.status_code == 404 and "unknown decision" in r.text
+    assert _outcomes(store) == []

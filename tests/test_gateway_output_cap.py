@@ -145,3 +145,15 @@ def test_a_bad_n_is_refused_naming_it(gateway):
             assert body["param"] == "n" and "from 1 to 128" in body["message"], body
     assert up.calls() == []
     assert create(url, n=None, extra_body=NO_DOWN).headers["x-pickwise-model"] == "cheap"  # null: unset
+
+
+def test_tool_definitions_count_toward_the_window(gateway):
+    # a 4,000-token cap fits 'cheap' after the question alone, not after ~500 tokens of tool schema
+    url, up = gateway
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "the field's meaning"}
+                                               for i in range(60)}}
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": schema}}]
+    raw = create(url, max_tokens=4000, tools=tools, extra_body=NO_DOWN)
+    assert raw.headers["x-pickwise-model"] == "mid" and up.calls() == ["mid"]
+    body = refusal(url, openai.BadRequestError, model="cheap", max_tokens=4000, tools=tools)
+    assert body["param"] == "max_tokens" and "more than model 'cheap' can answer" in body["message"]

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from pickwise.api.gateway.prompt import routing_prompt
+from pickwise.api.gateway.cooldown import Cooldown
+from pickwise.api.gateway.prompt import conversation_tokens, request_tools, routing_prompt
 from pickwise.api.gateway.upstream import sse_events, usage_of
 from pickwise.registry import Endpoint, count_tokens
 from pickwise.selector import Candidate, SelectionConstraints, ranking, select_models
@@ -54,6 +55,15 @@ def test_a_long_last_turn_is_read_alone_and_long_context_is_cut():
     assert tokens > 1000
 
 
+def test_context_messages_of_only_invisible_characters_are_left_out():
+    # the front door's rule (registry.prompt_text.is_blank): zero-width characters print nothing, so a
+    # system message or earlier turn of them is no context, and takes no room from one that has text
+    messages = [{"role": "system", "content": "\u200b\u2060"}, {"role": "user", "content": "Tell me about tides."},
+                {"role": "assistant", "content": " \ufeff\u200d "}, {"role": "user", "content": "And waves?"}]
+    prompt, _ = routing_prompt(messages)
+    assert prompt == "Tell me about tides.\n\nAnd waves?"
+
+
 def _candidates():
     return [Candidate(name=n, quality=q, cost_usd=c, latency_ms=100.0)
             for n, q, c in [("a", 0.5, 1.0), ("b", 0.9, 3.0), ("c", 0.7, 2.0), ("d", 0.2, 0.5)]]
@@ -80,3 +90,41 @@ def test_streams_are_relayed_in_whole_events():
     events = asyncio.run(collect())
     assert events == [b'data: {"a": 1}\n\n', b'data: {"usage": {"completion_tokens": 3}}\r\n\r\n', b"data: [DONE]\n\n"]
     assert usage_of(events[1]) == {"completion_tokens": 3} and usage_of(events[0]) is None
+
+
+def test_a_model_that_could_not_connect_or_timed_out_is_tried_last_for_a_while():
+    now = [0.0]
+    cooldown = Cooldown(30.0, clock=lambda: now[0])
+    names = ["a", "b", "c"]
+    cooldown.attempted("a", "timeout")
+    cooldown.attempted("b", "status 503")  # a fast refusal says nothing of the next call
+    assert cooldown.order(names, str) == ["b", "c", "a"]
+    cooldown.attempted("c", "connect")
+    assert cooldown.order(names, str) == ["b", "a", "c"]
+    cooldown.attempted("c", "ok")  # tried last and answered: its server is back
+    now[0] = 29.9
+    assert cooldown.order(names, str) == ["b", "c", "a"]
+    now[0] = 30.0
+    assert cooldown.order(names, str) == names
+
+
+def test_tool_definitions_and_calls_count_in_the_conversation_not_in_the_prompt():
+    # the model reads them (a tool schema can be thousands of tokens): a context-window check without
+    # them routes to a model whose server then refuses the request with a 400, which does not fall back
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "a long description "
+                                                                                              "of the field " * 5}
+                                               for i in range(40)}}
+    body = {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": schema}}],
+            "messages": [{"role": "user", "content": "Find my order."},
+                         {"role": "assistant", "content": None, "tool_calls": [
+                             {"id": "c1", "type": "function", "function": {"name": "lookup",
+                                                                           "arguments": '{"q": "' + "order " * 300 + '"}'}}]},
+                         {"role": "tool", "tool_call_id": "c1", "content": "shipped"},
+                         {"role": "user", "content": "When will it arrive?"}]}
+    bare = conversation_tokens(body["messages"])
+    tools = request_tools(body)
+    total = conversation_tokens(body["messages"], tools=tools)
+    assert bare > 300 and total > bare + 40 * 5 * 5  # the call's arguments, then the schema's descriptions
+    prompt, counted = routing_prompt(body["messages"], tools=tools)
+    assert counted == total and "lookup" not in prompt and prompt.endswith("When will it arrive?")
+    assert request_tools({"functions": [{"name": "f"}], "tools": None}) == [{"name": "f"}]

@@ -1,11 +1,13 @@
 """Forwarding one chat request down a list of models until one answers (fallback).
 
 The list comes from the routing decision (`selector.ranking`: the chosen model, then the others that
-meet every constraint of the request, best first) or is one model the caller named. Each model is
+meet every constraint of the request, best first) or is one model the caller named; a model whose
+server looks down (`cooldown`) moves to its end. Each model is
 tried once, in order, at most `max_attempts` of them; the next is tried only when the previous one
-failed before any byte of its answer was sent (connection error, timeout, 408, 429, 5xx, a missing
-key). A client error from an upstream (400, 401, 404, 422, ...) ends the request: the same request
-would be refused by the next model too. When every attempt fails, `AllAttemptsFailed` names them.
+failed before any byte of its answer was sent (connection error, timeout, 408, 429, 5xx, 401/403/404
+about its endpoint, an answer that is no chat completion, a missing key). A client error from an
+upstream (400, 409, 422, ...) ends the request: the same request would be refused by the next model
+too. When every attempt fails, `AllAttemptsFailed` names them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pickwise.api.errors import AllAttemptsFailed
+from pickwise.api.gateway.cooldown import Cooldown
 from pickwise.api.gateway.upstream import UpstreamClient, UpstreamError, UpstreamReply, UpstreamStream
 from pickwise.registry import ModelSpec
 
@@ -27,6 +30,7 @@ class Attempt:
     model: str
     outcome: str  # "ok", "client error 400", "status 503", "timeout", "connect", ...
     seconds: float
+    retry_after: float | None = None  # seconds the upstream asked to wait (its Retry-After), if any
 
 
 class Observer:
@@ -62,17 +66,19 @@ def upstream_body(body: dict, spec: ModelSpec) -> bytes:
 
 
 class Forwarder:
-    def __init__(self, client: UpstreamClient | None, observer: Observer | None = None):
+    def __init__(self, client: UpstreamClient | None, observer: Observer | None = None,
+                 cooldown: Cooldown | None = None):
         """`client` may be set later (the HTTP app opens it when it starts serving)."""
         self.client = client
         self.observer = observer or Observer()
+        self.cooldown = cooldown or Cooldown()
 
     async def forward(self, models: Sequence[ModelSpec], body: dict, *, stream: bool, max_attempts: int,
                       untried: int = 0) -> Forwarded:
         """The first answer down `models` (at most `max_attempts` tried); AllAttemptsFailed otherwise.
         `untried`: how many more models the ranking holds beyond `models` (for the error message)."""
         attempts: list[Attempt] = []
-        tried = list(models)[:max_attempts]
+        tried = self.cooldown.order(models, lambda s: s.name)[:max_attempts]  # a server that looks down: last
         untried += len(models) - len(tried)
         for k, spec in enumerate(tried):
             started = time.perf_counter()
@@ -83,8 +89,9 @@ class Forwarder:
                     answer = await self.client.complete(spec, upstream_body(body, spec))
             except UpstreamError as exc:
                 seconds = time.perf_counter() - started
-                attempts.append(Attempt(spec.name, exc.outcome, seconds))
+                attempts.append(Attempt(spec.name, exc.outcome, seconds, exc.retry_after))
                 self.observer.attempt(spec.name, exc.outcome, seconds)
+                self.cooldown.attempted(spec.name, exc.outcome)
                 log.warning("upstream %s failed: %s", spec.name, exc)
                 if k + 1 < len(tried):
                     self.observer.fallback(spec.name)
@@ -101,5 +108,6 @@ class Forwarder:
                     self.observer.usage(spec.name, usage)
             attempts.append(Attempt(spec.name, outcome, seconds))
             self.observer.attempt(spec.name, outcome, seconds)
+            self.cooldown.attempted(spec.name, outcome)
             return done
         raise AllAttemptsFailed(attempts, untried)

@@ -5,15 +5,18 @@ and bounds how many are open at once (`max_connections`); a call past the bound 
 connection, at most as long as the endpoint's timeout, then fails with `GatewayBusy`. Both the
 HTTP gateway and `pickwise probe run` call through it.
 
-Every attempt ends one of three ways: an answer (`UpstreamReply`, or an `UpstreamStream` whose first
-event has arrived), a client error from the upstream (a 4xx other than 408/429, returned as an
-`UpstreamReply` to pass back as is) or an `UpstreamError` saying what went wrong and whether another
-model may be tried. A stream counts as answered only once its first event is in: until then no byte
-has gone to the caller, so a failure is still an attempt failure.
+Every attempt ends one of three ways: an answer (`UpstreamReply` holding a JSON object, or an
+`UpstreamStream` of server-sent events whose first event has arrived), a client error from the
+upstream (a 4xx but 401/403/404/408/429, returned as an `UpstreamReply` to pass back as is) or an
+`UpstreamError` saying what went wrong, after which the gateway tries another model. A stream counts
+as answered only once its first data event is in (comments before it, keep-alives, are dropped):
+until then no byte has gone to the caller, so a failure is still an attempt failure.
 """
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import os
 import re
 import time
@@ -30,21 +33,27 @@ DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
 # 408 and 429 say "not now", 5xx "not this server": another model may answer. Any other 4xx is about
-# the request itself, which another model would refuse as well.
+# the request itself, which another model would refuse as well, but for these three: they are about the
+# model's endpoint (the key the gateway sends, its access, the model's name there), so another model may
+# answer, and the caller, whose request is fine, must not read "wrong API key".
 RETRYABLE_STATUS = frozenset({408, 429})
+ENDPOINT_STATUS = frozenset({401, 403, 404})
 MAX_ERROR_BODY = 64 * 1024
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 class UpstreamError(PickwiseError):
     """One attempt that did not answer: `kind` (connect, timeout, status, protocol, no_key, empty),
-    the upstream's HTTP status for `status`, and whether the next model may be tried."""
+    the upstream's HTTP status for `status`, and whether the same call may succeed if made again
+    (`pickwise probe run` retries those); the gateway tries the next model either way."""
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True):
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds, from the upstream's Retry-After header
 
     @property
     def outcome(self) -> str:
@@ -187,7 +196,11 @@ class UpstreamClient:
             body = b""
         status = response.status_code
         if status in RETRYABLE_STATUS or status >= 500:
-            raise UpstreamError("status", f"answered {status}", status=status)
+            raise UpstreamError("status", f"answered {status}", status=status,
+                                retry_after=retry_after_s(response.headers.get("retry-after")))
+        if status in ENDPOINT_STATUS:  # the same call to the same endpoint would fail the same way
+            raise UpstreamError("status", f"answered {status}: check the model's endpoint and key", status=status,
+                                retryable=False)
         return UpstreamReply(status, response.headers.get("content-type", "application/json"), body,
                              time.perf_counter() - started)
 
@@ -202,6 +215,9 @@ class UpstreamClient:
                 data = await response.aread()
             except httpx.HTTPError as exc:
                 raise _transport_error(exc) from None
+            if not 200 <= response.status_code < 300 or not _json_object(data):
+                raise UpstreamError("protocol", f"answered {response.status_code} with a body that is not a chat "
+                                                "completion (no JSON object)", retryable=False)
             return UpstreamReply(response.status_code, response.headers.get("content-type", "application/json"),
                                  data, time.perf_counter() - started)
         finally:
@@ -217,9 +233,15 @@ class UpstreamClient:
                 reply = await self._refusal(response, started)
                 await response.aclose()
                 return reply
+            kind = response.headers.get("content-type", "")
+            if not 200 <= response.status_code < 300 or not kind.startswith("text/event-stream"):
+                raise UpstreamError("protocol", f"answered a stream request {response.status_code} with "
+                                                f"{kind or 'no content type'}, not server-sent events", retryable=False)
             events = sse_events(response.aiter_bytes())
             try:
                 first = await anext(events)
+                while not _has_data(first):  # a comment (keep-alive) before the first chunk answers nothing
+                    first = await anext(events)
             except StopAsyncIteration:
                 raise UpstreamError("empty", "closed the stream before sending anything") from None
             except httpx.HTTPError as exc:
@@ -228,6 +250,34 @@ class UpstreamClient:
             await response.aclose()
             raise
         return UpstreamStream(response, first, events, time.perf_counter() - started)
+
+
+def _has_data(event: bytes) -> bool:
+    """Whether a server-sent event carries data (not only a comment, `: ...`, or other fields)."""
+    return any(line.startswith(b"data") for line in event.splitlines())
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks to wait (a number of seconds or an HTTP date); None when absent
+    or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _json_object(body: bytes) -> bool:
+    """Whether a body is one JSON object, as every chat completion is."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:  # UnicodeDecodeError included
+        return False
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -7,12 +7,13 @@ registered name or alias is forwarded to that model alone. The upstream's answer
 was sent (JSON, or its server-sent events as they arrive), with `x-pickwise-model`,
 `x-pickwise-attempts` and `x-pickwise-decision-id`. Errors take OpenAI's shape (`errors.py`).
 A routed call that was answered keeps its decision under that id, with the model that answered and
-the upstream's usage.completion_tokens (a stream's once it ends), for POST /v1/feedback.
+the upstream's usage.completion_tokens (a stream's once it ends whole), for POST /v1/feedback.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -32,8 +33,16 @@ from pickwise.api.gateway import Forwarded, routing_prompt
 from pickwise.api.gateway.answers import MAX_ANSWERS, answer_count
 from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
 from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
-from pickwise.api.gateway.prompt import conversation_tokens
-from pickwise.api.gateway.route import AUTO_MODEL, GatewayOptions, decide_route, named_model, select_request, served
+from pickwise.api.gateway.prompt import conversation_tokens, request_tools
+from pickwise.api.gateway.route import (
+    AUTO_MODEL,
+    EMPTY_PROMPT,
+    GatewayOptions,
+    decide_route,
+    named_model,
+    select_request,
+    served,
+)
 from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, completion_tokens, usage_of
 from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.batcher import QueueFull
@@ -69,7 +78,8 @@ WHY = {400: "the body is not a JSON object; both max_tokens and max_completion_t
             "it could go to", 401: "no API key (PICKWISE_API_KEYS is set)", 403: "wrong API key",
        404: "unknown model, or one no endpoint serves", 409: "no served model meets the constraints",
        413: "body too large", 422: "a field is wrong; `param` names it",
-       429: "overloaded (the predictor's queue or the upstream connections are full)",
+       429: "overloaded (the predictor's queue or the upstream connections are full), or every model tried "
+            "answered 429",
        502: "every upstream attempt failed; `attempts` names them", 503: "the predictor is not loaded yet"}
 CHAT_BODY = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -78,12 +88,12 @@ CHAT_BODY = {
         "properties": {
             "model": {"type": "string", "minLength": 1, "description": f"{AUTO_MODEL!r} to route, or a served model"},
             "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-            "stream": {"type": "boolean"},
+            "stream": {"type": ["boolean", "null"]},
             **{field: {"type": "integer", "minimum": 1, "description": "each answer's cap: routing goes only to models "
                        "whose context window takes the conversation plus all of it"} for field in CAP_FIELDS},
             "n": {"type": "integer", "minimum": 1, "maximum": MAX_ANSWERS,
                   "description": "answers to write: routing prices n answers' output and the prompt once"},
-            "pickwise": GatewayOptions.model_json_schema(),
+            "pickwise": {"anyOf": [GatewayOptions.model_json_schema(), {"type": "null"}]},
         }}}}},
 }
 CHAT_ANSWER = {"description": "the upstream's answer as it sent it: a chat.completion, or its server-sent events",
@@ -112,10 +122,11 @@ async def _body(request: Request) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise _field_error("messages", "required: a non-empty list of message objects")
-    if not isinstance(body.get("stream", False), bool):
-        raise _field_error("stream", "must be true or false")
-    if "pickwise" in body and not isinstance(body["pickwise"], dict):
-        raise _field_error("pickwise", "must be an object of routing options")
+    # null is unset, as OpenAI reads it (typed clients send every optional field)
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _field_error("stream", "must be true, false or null")
+    if body.get("pickwise") is not None and not isinstance(body["pickwise"], dict):
+        raise _field_error("pickwise", "must be an object of routing options (or null)")
     return body
 
 
@@ -141,11 +152,18 @@ class Route(NamedTuple):
     encoded: Encoded
     answers: int = 1  # the request's n: usage counts all of them, an outcome's length is one answer's
 
+    @property
+    def scorable(self) -> bool:
+        """Whether the conversation had text: an outcome of the stand-in for none would teach a refit
+        about a prompt nobody sent, so no decision is kept for it."""
+        return self.prompt != EMPTY_PROMPT
+
 
 async def _counted(count: Callable[[list], Any], messages: list):
     """`count(messages)`, tokenizing: on the event loop for a short conversation (a thread hop costs
     more), in a worker thread otherwise."""
-    if sum(len(str(m.get("content") or "")) for m in messages) <= INLINE_TOKENIZE_CHARS:
+    if sum(len(str(m.get("content") or "")) + len(str(m.get("tool_calls") or "")) for m in messages) \
+            <= INLINE_TOKENIZE_CHARS:
         return count(messages)
     return await run_in_threadpool(count, messages)
 
@@ -158,7 +176,7 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
     service.check_ready()
     snapshot = service.registry.refresh()
     window = service.predictor.model.config.max_len - 2  # [CLS] and [SEP]
-    prompt, tokens = await _counted(partial(routing_prompt, window=window), body["messages"])
+    prompt, tokens = await _counted(partial(routing_prompt, window=window, tools=request_tools(body)), body["messages"])
     select = select_request(service, snapshot, options, prompt)
     try:
         encoded, truncated = await unless_disconnected(request, st.batcher.submit(select.prompt))
@@ -184,18 +202,17 @@ def _keep(service, route: Route, decision_id: str, model: str, usage: dict | Non
 async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None, float], None] | None = None
                  ) -> AsyncIterator[bytes]:
     """The upstream's events as they arrive; a failure midway ends the stream with an error event (never
-    another model's text: the caller already has part of this one's answer). At the end, however it
-    ends, `finished(usage, seconds)` gets the last usage sent and the answer's duration."""
+    another model's text: the caller already has part of this one's answer). When the upstream's stream
+    ends whole, `finished(usage, seconds)` gets the last usage sent and the answer's duration; a stream
+    cut midway, or left by its caller, is no answer to score."""
     stream: UpstreamStream = forwarded.stream
     model = forwarded.model
-    last_usage, started = None, time.perf_counter()
+    last_usage, started, whole = None, time.perf_counter(), False
     try:
         async for event in stream.events():
-            usage = usage_of(event)
-            if usage:
-                last_usage = usage
-                observer.usage(model, usage)
+            last_usage = usage_of(event) or last_usage  # a running total where a server sends it in every event
             yield event
+        whole = True
     except UpstreamError as exc:
         observer.interrupted(model)
         log.warning("stream from %s interrupted: %s", model, exc)
@@ -204,7 +221,9 @@ async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None
                            "code": "stream_interrupted", "model": model}}
         yield b"\n\ndata: " + json.dumps(error).encode() + b"\n\n"
     finally:
-        if finished is not None:  # before the await below, which a cancelled request may not get past
+        if last_usage:  # counted once, however the stream ended: what the upstream says it billed
+            observer.usage(model, last_usage)
+        if finished is not None and whole:  # before the await below, which a cancelled request may not get past
             finished(last_usage, stream.first_byte_seconds + time.perf_counter() - started)
         await stream.aclose()
 
@@ -232,26 +251,39 @@ async def chat_completions(request: Request) -> Response:
                                                 f"{body['model']!r} is forwarded as named")
         models, max_attempts = [named_model(st.service.registry.refresh(), body["model"])], 1
         if cap is not None:  # counted only then: a plain pass-through reads no message
-            check_named(models[0], cap, await _counted(conversation_tokens, body["messages"]))
+            check_named(models[0], cap, await _counted(partial(conversation_tokens, tools=request_tools(body)),
+                                                       body["messages"]))
     try:
         forwarded = await unless_disconnected(
             request, st.forwarder.forward(models, body, stream=stream, max_attempts=max_attempts, untried=untried))
     except AllAttemptsFailed as exc:
         log.warning("gateway decision %s: %s", decision_id, exc)
-        facts = {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
-                              for a in exc.attempts]}
-        return error_response(502, "upstream_failed", str(exc), _headers(None, exc.attempts, decision_id),
-                              path=request.url.path, **facts)
+        return _all_failed(exc, _headers(None, exc.attempts, decision_id), request.url.path)
     headers = _headers(forwarded.model, forwarded.attempts, decision_id)
     if forwarded.stream is None:
         reply = forwarded.reply
-        if route is not None and reply.status < 400:  # a client error passed back is no answer to score
+        if route is not None and route.scorable and reply.status < 400:  # a client error is no answer to score
             _keep(st.service, route, decision_id, forwarded.model, reply.usage(), reply.seconds)
         return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
     headers["cache-control"] = "no-cache"
-    finished = None if route is None else partial(_keep, st.service, route, decision_id, forwarded.model)
+    finished = None if route is None or not route.scorable else partial(_keep, st.service, route, decision_id,
+                                                                        forwarded.model)
     return StreamingResponse(_relay(forwarded, st.metrics, finished), status_code=forwarded.stream.status,
                              media_type=forwarded.stream.content_type, headers=headers)
+
+
+def _all_failed(exc: AllAttemptsFailed, headers: dict[str, str], path: str) -> Response:
+    """502 naming every attempt; 429 when every one was rate-limited (429), with the soonest Retry-After
+    any upstream gave, so an SDK retries when one of them may answer rather than at once."""
+    facts = {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
+                          for a in exc.attempts]}
+    if not exc.attempts or any(a.outcome != "status 429" for a in exc.attempts):
+        return error_response(502, "upstream_failed", str(exc), headers, path=path, **facts)
+    waits = [a.retry_after for a in exc.attempts if a.retry_after is not None]
+    if waits:
+        headers["Retry-After"] = str(math.ceil(min(waits)))
+    return error_response(429, "upstream_rate_limited", f"every model tried is rate-limited now: {exc}", headers,
+                          path=path, **facts)
 
 
 def _headers(model: str | None, attempts, decision_id: str) -> dict[str, str]:
@@ -270,3 +302,12 @@ async def list_models(request: Request) -> Response:
     data = [OpenAIModel(id=AUTO_MODEL, owned_by="pickwise")]
     data += [OpenAIModel(id=s.name, owned_by=s.provider) for s in served(snapshot)]
     return json_response(OpenAIModelList(data=data))
+
+
+@router.get("/models/{model:path}", dependencies=[Depends(require_client_key)], response_model=OpenAIModel,
+            summary="one model served here, by name or alias (a name may hold a slash)", responses=_errors(401, 403, 404))
+async def get_model(request: Request, model: str) -> Response:
+    if model == AUTO_MODEL:
+        return json_response(OpenAIModel(id=AUTO_MODEL, owned_by="pickwise"))
+    spec = named_model(state(request).service.registry.refresh(), model)
+    return json_response(OpenAIModel(id=spec.name, owned_by=spec.provider))
