@@ -80,7 +80,7 @@ def as_new(predictor, excluded: list[int]):
     return other
 
 
-class _Spec:
+class BareSpec:
     """A registry entry with no vector, probe results or prior: what `fit` fits from the population."""
 
     probe = None
@@ -92,9 +92,9 @@ class _Spec:
         return (self.name,)
 
 
-class _Snapshot:
+class BareSnapshot:
     def get(self, name):
-        return _Spec(name)
+        return BareSpec(name)
 
     def probe_scores(self, name):
         return None
@@ -232,7 +232,7 @@ def main() -> int:
         for seed in range(args.seeds):
             rows = draw_outcomes(table, train_rows, sha, size, seed)
             start = time.perf_counter()
-            fitted = fit_vectors(fitter, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool),
+            fitted = fit_vectors(fitter, BareSnapshot(), rows, feats, np.ones(len(rows), dtype=bool),
                                  trust_new=args.trust_new)
             if any(f["before"] != "population" for f in fitted.values()):
                 raise SystemExit(f"expected population-prior fits, got {fitted}")

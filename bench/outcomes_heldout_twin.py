@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.bench_coldstart import probe_scores  # noqa: E402
-from bench.bench_outcomes import NEW, TABLE, _Snapshot, _Spec, draw_outcomes  # noqa: E402
+from bench.bench_outcomes import NEW, TABLE, BareSnapshot, BareSpec, draw_outcomes  # noqa: E402
 from bench.compare_artifacts import PRICED_TABLES  # noqa: E402
 from bench.one_scale_features import load_features  # noqa: E402
 from pickwise.predictor.artifact import default_artifact_dir  # noqa: E402
@@ -251,7 +251,7 @@ def one_head_seed(setup: Setup, head_seed: int) -> dict:
         rows = [row_of[p] for p in scores]
         probe_fit[m] = held.fit_results(u_held[rows], np.array(list(scores.values())), tables=[table.name])
     predictions[PROBE] = routed("twin-heldout", probe_fit)
-    population = {m: held.model_vector(_Spec(m), _Snapshot()) for m in NEW}
+    population = {m: held.model_vector(BareSpec(m), BareSnapshot()) for m in NEW}
     predictions[PRIOR] = routed("twin-heldout", {m: (v.vector, v.bias) for m, v in population.items()})
 
     feats = Features(u={setup.sha[i]: u_held[i] for i in setup.train_rows}, tasks={}, pooled={})
@@ -260,7 +260,7 @@ def one_head_seed(setup: Setup, head_seed: int) -> dict:
         for seed in range(args.seeds):
             rows = draw_outcomes(table, setup.train_rows, setup.sha, size, seed)
             start = time.perf_counter()
-            fitted = fit_vectors(held, _Snapshot(), rows, feats, np.ones(len(rows), dtype=bool), trust_new=args.trust_new)
+            fitted = fit_vectors(held, BareSnapshot(), rows, feats, np.ones(len(rows), dtype=bool), trust_new=args.trust_new)
             fit_seconds.append(time.perf_counter() - start)
             if any(f["before"] != "population" for f in fitted.values()):
                 raise SystemExit(f"expected population-prior fits, got {fitted}")

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from bench.bench_outcomes import BareSnapshot, BareSpec
 from pickwise.predictor.backbone import tiny_backbone
 from pickwise.predictor.scale import OneScale
 
@@ -52,24 +53,6 @@ def _rows(predictor, model: str, scores: list[float]):
     return rows, features
 
 
-class _Spec:
-    probe = None
-
-    def __init__(self, name):
-        self.name = name
-
-    def all_names(self):
-        return (self.name,)
-
-
-class _Snapshot:
-    def get(self, name):
-        return _Spec(name)
-
-    def probe_scores(self, name):
-        return None
-
-
 def test_a_trained_models_open_ended_outcomes_support_it_there_and_move_it(open_predictor):
     from pickwise.predictor.refit import fit_vectors
 
@@ -79,7 +62,7 @@ def test_a_trained_models_open_ended_outcomes_support_it_there_and_move_it(open_
     assert np.all(before.support[:, 0] < 0.01) and all(weak in low for low in before.low_confidence)
 
     rows, features = _rows(open_predictor, weak, [1.0] * 55 + [0.0] * 5)
-    fitted = fit_vectors(open_predictor, _Snapshot(), rows, features, np.ones(len(rows.scores), dtype=bool))
+    fitted = fit_vectors(open_predictor, BareSnapshot(), rows, features, np.ones(len(rows.scores), dtype=bool))
     assert fitted[weak]["evidence"]["open_rows"] == pytest.approx(60 * open_predictor.scale.open_cut(
         np.array([0.999]))[0], rel=1e-6)
     after = open_predictor.with_outcome_vectors(fitted).evidence(
@@ -97,11 +80,11 @@ def test_a_new_model_is_confident_only_where_its_outcomes_were(tiny_artifact, tm
     predictor = load_predictor(_open_scale_artifact(tiny_artifact, tmp_path, 0.999), device="cpu",
                                backbone=tiny_backbone())
     rows, features = _rows(predictor, "team-model", [1.0, 0.0] * 30)
-    fitted = fit_vectors(predictor, _Snapshot(), rows, features, np.ones(len(rows.scores), dtype=bool))
+    fitted = fit_vectors(predictor, BareSnapshot(), rows, features, np.ones(len(rows.scores), dtype=bool))
     assert fitted["team-model"]["evidence"]["ability"] is not None
     refitted = predictor.with_outcome_vectors(fitted)
     f = predictor.prompt_features(OTHER)
-    vector = refitted.model_vector(_Spec("team-model"))
+    vector = refitted.model_vector(BareSpec("team-model"))
     assert vector.source == "outcomes" and vector.outcomes is not None
     open_ended = refitted.evidence(f.u, [vector], f.tasks, pooled=f.pooled)
     assert np.all(open_ended.support[:, 0] > 0.7) and not any(open_ended.low_confidence)
