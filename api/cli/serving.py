@@ -104,6 +104,10 @@ def register(sub) -> None:
     p.add_argument("--encoder-lanes", type=int, default=None, metavar="N",
                    help="most micro-batches encoded at once, each on one thread (default: as many as the encoder "
                         "can run side by side: onnx-int8 its thread count, torch encoders 1)")
+    p.add_argument("--gateway-defaults", metavar="JSON", default=None,
+                   help="the gateway's routing policy: a JSON object of fields of the `pickwise` object (e.g. "
+                        "'{\"min_quality\": 0.6, \"on_infeasible\": \"best_quality\"}'), which a request's own "
+                        "fields override one by one (default: PICKWISE_GATEWAY_DEFAULTS, else min_cost, no floor)")
     add_registry_option(p)
     add_artifact_option(p)
     p.set_defaults(func=run_serve)
@@ -144,7 +148,7 @@ def batching_settings(args: argparse.Namespace) -> dict:
     from pickwise.api.http.settings import ServiceSettings
 
     options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
-               "encoder_lanes": args.encoder_lanes}
+               "encoder_lanes": args.encoder_lanes, "gateway_defaults": getattr(args, "gateway_defaults", None)}
     given = {k: v for k, v in options.items() if v is not None}
     if getattr(args, "store", None):
         from pickwise.registry.sql import store_target
@@ -153,9 +157,18 @@ def batching_settings(args: argparse.Namespace) -> dict:
     try:
         ServiceSettings(**given)
     except ValidationError as exc:
-        problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{_option_name(str(e['loc'][0]), given)}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
         raise CliError(problems) from None
     return given
+
+
+def _option_name(field: str, given: dict) -> str:
+    """The option a setting came from: its flag, or the environment variable when no flag set it (the
+    routing defaults are often set by a deployment's environment)."""
+    if field == "gateway_defaults" and field not in given:
+        return ENV_PREFIX + field.upper()
+    return "--" + field.replace("_", "-")
 
 
 def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:

@@ -7,38 +7,18 @@ alias is forwarded to that model alone.
 """
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import ConfigDict, Field
-
 from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
+from pickwise.api.gateway.options import GatewayOptions
 from pickwise.api.gateway.output_cap import OutputCap, fits_none
-from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_PROMPT_CHARS, MAX_WILLINGNESS_TO_PAY, SelectRequest
+from pickwise.api.schemas import MAX_PROMPT_CHARS, SelectRequest
 from pickwise.api.service import Encoded, PickwiseService
 from pickwise.api.way_out import describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.prompt_text import is_blank
-from pickwise.selector import SelectionConstraints, ranking
+from pickwise.selector import ranking
 
 AUTO_MODEL = "pickwise/auto"
-DEFAULT_MAX_ATTEMPTS = 3
-MAX_ATTEMPTS_LIMIT = 10
 EMPTY_PROMPT = "(no text)"  # a conversation of images, tool calls or whitespace only: the predictor needs text
-
-
-class GatewayOptions(SelectionConstraints):
-    """The `pickwise` object of a chat request (the SDK sends it with `extra_body`): the constraints of
-    `/v1/select`, with their meaning, and how many models to try."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-    max_models: Literal[1] = Field(1, description="the gateway forwards to one model at a time")
-    expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS,
-                                               description="override each model's expected output length")
-    willingness_to_pay: float | None = Field(None, ge=0.0, le=MAX_WILLINGNESS_TO_PAY,
-                                             description="for 'balanced': USD the caller would pay for +1.0 quality")
-    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS_LIMIT,
-                              description="models tried at most, down the decision's ranking")
 
 
 def served(snapshot: RegistrySnapshot) -> list[ModelSpec]:

@@ -5,7 +5,8 @@ An OpenAI client whose `base_url` is `http://HOST/openai/v1` sends its chat comp
 body's `pickwise` object) and forwards it down the decision's ranking until a model answers; a
 registered name or alias is forwarded to that model alone. The upstream's answer comes back as it
 was sent (JSON, or its server-sent events as they arrive), with `x-pickwise-model`,
-`x-pickwise-attempts` and `x-pickwise-decision-id`. Errors take OpenAI's shape (`errors.py`).
+`x-pickwise-attempts` and `x-pickwise-decision-id` (and, routed, `x-pickwise-policy`: whether the
+server's routing defaults, PICKWISE_GATEWAY_DEFAULTS, applied). Errors take OpenAI's shape (`errors.py`).
 A routed call that was answered keeps its decision under that id, with the model that answered and
 the upstream's usage.completion_tokens (a stream's once it ends whole), for POST /v1/feedback.
 """
@@ -28,16 +29,16 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from pickwise.api.errors import AllAttemptsFailed, RequestFieldError
+from pickwise.api.errors import AllAttemptsFailed, NoFeasibleModel, RequestFieldError
 from pickwise.api.gateway import Forwarded, routing_prompt
 from pickwise.api.gateway.answers import MAX_ANSWERS, answer_count
+from pickwise.api.gateway.options import GatewayOptions, from_server, policy, request_options
 from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
 from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
 from pickwise.api.gateway.prompt import conversation_tokens, request_tools
 from pickwise.api.gateway.route import (
     AUTO_MODEL,
     EMPTY_PROMPT,
-    GatewayOptions,
     decide_route,
     named_model,
     select_request,
@@ -48,7 +49,7 @@ from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.batcher import QueueFull
 from pickwise.api.http.errors import ClientGone, HttpError, error_response
 from pickwise.api.http.routes import json_response, state, unless_disconnected
-from pickwise.api.http.settings import API_KEYS_ENV
+from pickwise.api.http.settings import API_KEYS_ENV, GATEWAY_DEFAULTS_ENV
 from pickwise.api.schemas import OpenAIErrorBody, OpenAIModel, OpenAIModelList, SelectResponse
 from pickwise.api.service import Encoded
 from pickwise.registry import ModelSpec
@@ -130,9 +131,11 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _options(body: dict[str, Any]) -> GatewayOptions:
+def _options(body: dict[str, Any], defaults: dict[str, Any]) -> GatewayOptions:
+    """The request's `pickwise` fields over the server's defaults (checked at startup, so an error here
+    is the request's, or its mix with them)."""
     try:
-        return GatewayOptions.model_validate(body.get("pickwise") or {})
+        return request_options(defaults, body.get("pickwise"))
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in ("pickwise", *first["loc"]))
@@ -240,12 +243,19 @@ async def chat_completions(request: Request) -> Response:
     route = None
     cap, answers = output_cap(body), answer_count(body)
     if body["model"] == AUTO_MODEL:
-        options = _options(body)
-        route = await _route(request, body, options, cap, answers)
+        defaults = st.settings.gateway_options
+        options = _options(body, defaults)
+        applied = policy(defaults, body.get("pickwise"))
+        try:
+            route = await _route(request, body, options, cap, answers)
+        except (NoFeasibleModel, RequestFieldError) as exc:
+            raise _blamed(exc, from_server(defaults, body.get("pickwise"))) from None
         models, max_attempts = route.models, options.max_attempts
-        log.info("gateway decision %s: ranking %s (quality %.3f, cost %.6f USD)", decision_id,
-                 ",".join(s.name for s in models), route.decision.quality, route.decision.cost_usd)
+        log.info("gateway decision %s: ranking %s (quality %.3f, cost %.6f USD; %s options %s)", decision_id,
+                 ",".join(s.name for s in models), route.decision.quality, route.decision.cost_usd, applied,
+                 options.model_dump_json(exclude_defaults=True))
     else:
+        applied = None
         if body.get("pickwise"):
             raise RequestFieldError("pickwise", f"routing options apply to model {AUTO_MODEL!r} only; "
                                                 f"{body['model']!r} is forwarded as named")
@@ -258,8 +268,8 @@ async def chat_completions(request: Request) -> Response:
             request, st.forwarder.forward(models, body, stream=stream, max_attempts=max_attempts, untried=untried))
     except AllAttemptsFailed as exc:
         log.warning("gateway decision %s: %s", decision_id, exc)
-        return _all_failed(exc, _headers(None, exc.attempts, decision_id), request.url.path)
-    headers = _headers(forwarded.model, forwarded.attempts, decision_id)
+        return _all_failed(exc, _headers(None, exc.attempts, decision_id, applied), request.url.path)
+    headers = _headers(forwarded.model, forwarded.attempts, decision_id, applied)
     if forwarded.stream is None:
         reply = forwarded.reply
         if route is not None and route.scorable and reply.status < 400:  # a client error is no answer to score
@@ -286,9 +296,22 @@ def _all_failed(exc: AllAttemptsFailed, headers: dict[str, str], path: str) -> R
                           path=path, **facts)
 
 
-def _headers(model: str | None, attempts, decision_id: str) -> dict[str, str]:
+def _blamed(exc: NoFeasibleModel | RequestFieldError, server: dict[str, Any]) -> Exception:
+    """A routed request's 409 or 422, saying which of the server's routing defaults applied: the caller
+    sent none of them, and a 409's way out or a 422's field may be one."""
+    if isinstance(exc, NoFeasibleModel):
+        return exc.add_context(server_defaults=server) if server else exc
+    name = exc.field.removeprefix("pickwise.")
+    if exc.field.startswith("pickwise.") and name in server:
+        return RequestFieldError(exc.field, f"{exc.message} (the server's default, {GATEWAY_DEFAULTS_ENV})")
+    return exc
+
+
+def _headers(model: str | None, attempts, decision_id: str, applied: str | None = None) -> dict[str, str]:
     headers = {"x-pickwise-attempts": ",".join(_header_name(a.model) for a in attempts),
                "x-pickwise-decision-id": decision_id}
+    if applied is not None:  # a routed call: whose routing options applied
+        headers["x-pickwise-policy"] = applied
     if model is not None:
         headers["x-pickwise-model"] = _header_name(model)
     return headers

@@ -7,6 +7,9 @@ PICKWISE_MAX_BATCH, ...): that is how `serve --workers N` hands its options to e
 """
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -14,6 +17,7 @@ ENV_PREFIX = "PICKWISE_"
 ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
 API_KEYS_ENV = ENV_PREFIX + "API_KEYS"
 FEEDBACK_TOKEN_ENV = ENV_PREFIX + "FEEDBACK_TOKEN"
+GATEWAY_DEFAULTS_ENV = ENV_PREFIX + "GATEWAY_DEFAULTS"
 
 
 class ServiceSettings(BaseSettings):
@@ -31,6 +35,10 @@ class ServiceSettings(BaseSettings):
     upstream_max_connections: int = Field(
         256, ge=1, description="most connections open to upstream model servers at once (the gateway's concurrency "
                                "bound); a call past it waits for one, at most its endpoint's timeout, then gets 429")
+    gateway_defaults: str | None = Field(
+        None, description=f"the gateway's routing policy (env {GATEWAY_DEFAULTS_ENV}): a JSON object of fields of a "
+                          "request's `pickwise` object, which a request's own fields override one by one; None: "
+                          "the built-in defaults (min_cost, no floor)")
     feedback_token: str | None = Field(
         None, description=f"bearer token for POST /v1/feedback (env {FEEDBACK_TOKEN_ENV}); the admin token is "
                           "accepted too; with neither set, feedback is refused",
@@ -90,6 +98,23 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _empty_token_is_none(cls, token: str | None) -> str | None:
         return token or None  # PICKWISE_ADMIN_TOKEN= (set but empty) disables writes, as unset does
+
+    @field_validator("gateway_defaults")
+    @classmethod
+    def _routing_options(cls, text: str | None) -> str | None:
+        from pickwise.api.gateway.options import parse_defaults  # the gateway's model: only when one is set
+
+        if text is None or not text.strip():
+            return None
+        parse_defaults(text)  # a ValueError names the field
+        return text
+
+    @cached_property
+    def gateway_options(self) -> dict[str, Any]:
+        """The fields of `gateway_defaults` (parsed once), which a routed request starts from."""
+        from pickwise.api.gateway.options import parse_defaults
+
+        return {} if self.gateway_defaults is None else parse_defaults(self.gateway_defaults)
 
     def uvicorn_options(self, workers: int = 1) -> dict:
         """uvicorn's options for these read bounds: the head timeout lives in the protocol class (with
