@@ -126,7 +126,7 @@ def test_probe_run_records_each_answers_length(tmp_path, monkeypatch, capsys):
         assert f"recorded for {len(everything) - 2} of {len(everything)} answers" in capsys.readouterr().err
         assert main(["probe", "run", "--model", "quiet", "--registry", str(registry), "--no-progress",
                      "--gradable-only"]) == 0
-        assert "had no usage: their lengths are unknown" in capsys.readouterr().err
+        assert "had no usage (or one over --max-tokens): their lengths are unknown" in capsys.readouterr().err
 
     with (registry / "probes" / "talker.csv").open() as f:
         rows = {row["prompt_id"]: row for row in csv.DictReader(f)}
@@ -149,3 +149,78 @@ def test_probe_run_records_each_answers_length(tmp_path, monkeypatch, capsys):
     lengths = snapshot.probe_lengths("talker")
     assert len(lengths) == len(everything) - 2 and set(lengths.values()) == {4, 40}
     assert len(snapshot.probe_scores("talker")) == len(GRADABLE) and snapshot.probe_lengths("quiet") is None
+
+
+def _registered(registry, up, name, upstream_name, **fields):
+    entry = new_model(name, probe=None, endpoint={"base_url": up.base_url, "model": upstream_name,
+                                                  "api_key_env": KEY_ENV, "timeout_s": 5.0}, **fields)
+    entry.pop("probe")
+    (registry / f"{name}.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    return entry
+
+
+def test_a_failed_run_never_replaces_the_results_the_registry_reads(tmp_path, monkeypatch, capsys):
+    """The answers file gone (deleted, or moved away to probe again) and the endpoint failing: the
+    run must not swap the 220 results the model's entry reads for an empty file, breaking the registry."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    monkeypatch.setattr("pickwise.api.cli.probe_run.BACKOFF_S", 0.01)
+    reference = {e.prompt: e.reference for e in GRADABLE}
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    args = ["probe", "run", "--model", "kept", "--registry", str(registry), "--gradable-only", "--no-progress"]
+    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: f"({reference[msgs[-1]['content']]})").running() as up:
+        entry = _registered(registry, up, "kept", "kept-v1")
+        assert main(args) == 0
+        entry["probe"] = {"results": "probes/kept.csv"}
+        (registry / "kept.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+        results = (registry / "probes" / "kept.csv").read_text()
+        (registry / "probes" / "kept.responses.jsonl").unlink()
+        up.behave("kept-v1", "status", status=401)  # its key revoked
+        capsys.readouterr()
+        assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{registry / 'probes' / 'kept.csv'} was not replaced: it holds results for {len(GRADABLE)} probe " \
+           "prompts this run has no answer to" in err, err
+    assert (registry / "probes" / "kept.csv").read_text() == results
+    assert len(load_registry(registry).probe_scores("kept")) == len(GRADABLE)
+
+
+def test_probe_run_warns_when_the_answers_do_not_measure_the_model(tmp_path, monkeypatch, capsys):
+    """Another model answering, empty answers, answers the grader cannot read: each said, with what to do."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    answers = {"proxied-v1": lambda p: "The answer is (A).", "mute-v1": lambda p: "",
+               "prose-v1": lambda p: "I think the second one is right."}
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: answers[m](msgs[-1]["content"])).running() as up:
+        up.behave("proxied-v1", reply_model="gpt-3.5-turbo-0125")
+        for name in ("proxied", "mute", "prose"):
+            _registered(registry, up, name, f"{name}-v1")
+        out = {}
+        for name in ("proxied", "mute", "prose"):
+            assert main(["probe", "run", "--model", name, "--registry", str(registry), "--gradable-only",
+                         "--no-progress"]) == 0
+            out[name] = capsys.readouterr().err
+    n = len(GRADABLE)
+    assert f"{n} replies name another model than 'proxied-v1': 'gpt-3.5-turbo-0125' ({n})" in out["proxied"]
+    assert f"{n} of {n} answers are empty (graded wrong)" in out["mute"] and "--max-tokens" in out["mute"]
+    assert "is below blind guessing" in out["prose"] and "name an option letter" in out["prose"]
+    assert "another model" not in out["mute"] + out["prose"] and "empty" not in out["proxied"] + out["prose"]
+
+
+def test_probe_run_names_what_a_malformed_reply_said_and_drops_impossible_lengths(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: "(A) " + "blah " * 600).running() as up:
+        up.behave("broken-v1", "malformed")
+        _registered(registry, up, "broken", "broken-v1")
+        _registered(registry, up, "wordy", "wordy-v1")
+        assert main(["probe", "run", "--model", "broken", "--registry", str(registry), "--gradable-only",
+                     "--no-progress"]) == 1
+        assert "the answer is not a chat completion: b'{\"id\": \"chatcmpl-test\", \"choices\": ['" in capsys.readouterr().err
+        # the server bills 601 tokens for an answer capped at 512: that length cannot be right
+        assert main(["probe", "run", "--model", "wordy", "--registry", str(registry), "--gradable-only",
+                     "--no-progress", "--max-tokens", "512"]) == 0
+    assert f"recorded for 0 of {len(GRADABLE)} answers" in capsys.readouterr().err
+    assert (registry / "probes" / "wordy.csv").read_text().startswith("prompt_id,score\n")

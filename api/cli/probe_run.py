@@ -11,6 +11,12 @@ Each answer's length is the upstream's `usage.completion_tokens`, what the model
 reply without it has no length: counting it here would need the tables' cl100k_base tokenizer,
 which is not shipped, and a count in another tokenizer would be a different unit in the same
 column. Answers that cannot be graded still give their length (a row with an empty score).
+
+The results file is replaced whole (temp file + rename: a running service may be reading it), and
+never by one lacking results it holds: the model's entry may read it, and a run whose answers file
+is gone would otherwise swap its results for fewer and break the registry. Replies that suggest the
+answers do not measure the model (another model answering, empty answers, accuracy below blind
+guessing) are graded as they are, with a warning.
 """
 from __future__ import annotations
 
@@ -18,15 +24,23 @@ import asyncio
 import json
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from pickwise.api.cli.options import CliError
 from pickwise.api.gateway import UpstreamClient, UpstreamError, upstream_body
+from pickwise.files import atomic_file
 from pickwise.registry import ModelSpec
 from pickwise.registry.probes.grading import grade_response
-from pickwise.registry.probes.probe_set import ProbeEntry
-from pickwise.registry.probes.results import MIN_PROBE_RESULTS, parse_output_tokens, write_results
+from pickwise.registry.probes.probe_set import ProbeEntry, load_probe_set
+from pickwise.registry.probes.results import (
+    MIN_PROBE_RESULTS,
+    ResultsFormatError,
+    parse_output_tokens,
+    read_results_file,
+    write_results,
+)
 
 RETRIES = 3
 BACKOFF_S = 1.0
@@ -39,10 +53,12 @@ def file_stem(name: str) -> str:
 
 @dataclass(frozen=True)
 class Answer:
-    """One probe answer: its text and its length in the upstream's tokens (None: the reply had no usage)."""
+    """One probe answer: its text, its length in the upstream's tokens (None: the reply had no usable usage)
+    and, for answers of this run, the model the reply says answered (not kept in the answers file)."""
 
     text: str
     output_tokens: int | None = None
+    served_by: str | None = None
 
     def record(self, prompt_id: str) -> dict:
         extra = {"output_tokens": self.output_tokens} if self.output_tokens is not None else {}
@@ -70,18 +86,22 @@ def read_done(path: Path) -> dict[str, Answer]:
     return done
 
 
-def _answer(body: bytes) -> Answer:
+def _answer(body: bytes, max_tokens: int) -> Answer:
     try:
         reply = json.loads(body)
         content = reply["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        raise UpstreamError("protocol", "the answer is not a chat completion", retryable=False) from None
+        raise UpstreamError("protocol", f"the answer is not a chat completion: {body[:120]!r}",
+                            retryable=False) from None
     usage = reply.get("usage") if isinstance(reply, dict) else None
     try:
         tokens = parse_output_tokens(usage.get("completion_tokens")) if isinstance(usage, dict) else None
     except ValueError:  # a server's odd usage figure: the answer counts, its length is unknown
         tokens = None
-    return Answer(content if isinstance(content, str) else "", tokens)
+    if tokens is not None and tokens > max_tokens:  # more than it was allowed to write: the figure is wrong
+        tokens = None
+    served_by = reply.get("model") if isinstance(reply.get("model"), str) else None
+    return Answer(content if isinstance(content, str) else "", tokens, served_by)
 
 
 async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_tokens: int) -> Answer:
@@ -98,7 +118,7 @@ async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_t
         if reply.status >= 400:
             raise UpstreamError("client_error", f"answered {reply.status}: {reply.body[:200]!r}", status=reply.status,
                                 retryable=False)
-        return _answer(reply.body)
+        return _answer(reply.body, max_tokens)
     raise AssertionError("unreachable")
 
 
@@ -139,16 +159,52 @@ async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *
     return done, failures
 
 
-def grade(entries: list[ProbeEntry], done: dict[str, Answer], output: Path) -> tuple[int, float, int]:
-    """Write a results row for every answer that is graded or has a length (a length-only row when it
-    cannot be graded); (how many graded, their mean, how many lengths)."""
+def graded_rows(entries: list[ProbeEntry], done: dict[str, Answer]) -> list[tuple[str, float | None, int | None]]:
+    """A results row for every answer that is graded or has a length (a length-only row when it cannot be graded)."""
     rows = [(e.prompt_id, grade_response(e, a.text), a.output_tokens) for e in entries
             for a in [done.get(e.prompt_id)] if a is not None]
-    rows = [r for r in rows if r[1] is not None or r[2] is not None]
-    with output.open("w", encoding="utf-8", newline="") as out:
-        write_results(out, rows)
-    scores = [s for _, s, _ in rows if s is not None]
-    return len(scores), (sum(scores) / len(scores) if scores else 0.0), sum(t is not None for _, _, t in rows)
+    return [r for r in rows if r[1] is not None or r[2] is not None]
+
+
+def kept_results(results: Path, rows: list[tuple[str, float | None, int | None]]) -> str | None:
+    """Why `results` must not be replaced by `rows` (None: it may be). The registry may already read that
+    file: a run whose answers file lost rows (deleted, or a run against a failing endpoint after it was
+    moved) must not swap 220 results for fewer and break the model's entry."""
+    if not results.is_file():
+        return None
+    try:
+        before = read_results_file(results)
+    except ResultsFormatError as exc:
+        return f"it is not a results file this command wrote ({exc.problems[0]})"
+    lost = {r.prompt_id for r in before} - {pid for pid, _, _ in rows}
+    return f"it holds results for {len(lost)} probe prompts this run has no answer to" if lost else None
+
+
+def doubts(spec: ModelSpec, done: dict[str, Answer], responses: Path) -> list[str]:
+    """Signs that the answers do not measure the model asked for: another model answering (a proxy's
+    fallback; a dated snapshot of the name, `gpt-4o-2024-08-06` for `gpt-4o`, is the same model), empty
+    answers (a reasoning model spending max_tokens on thought, a broken server) and accuracy below blind
+    guessing (answers the grader cannot read). Each is graded as the answers are; the user decides."""
+    lines = []
+    asked = spec.upstream_model
+    others = Counter(a.served_by for a in done.values() if a.served_by and not a.served_by.startswith(asked))
+    if others:
+        names = ", ".join(f"{name!r} ({n})" for name, n in others.most_common(3))
+        lines.append(f"{sum(others.values())} replies name another model than {asked!r}: {names}; the results "
+                     f"describe the model that answered (check the endpoint of {spec.name!r})")
+    empty = sum(not a.text.strip() for a in done.values())
+    if empty:
+        lines.append(f"{empty} of {len(done)} answers are empty (graded wrong); if the model spends its tokens "
+                     f"thinking, raise --max-tokens; delete their lines from {responses} to ask again")
+    graded = [(e, grade_response(e, a.text)) for e in load_probe_set() for a in [done.get(e.prompt_id)] if a]
+    graded = [(e, s) for e, s in graded if s is not None]
+    if len(graded) >= MIN_PROBE_RESULTS:
+        accuracy = sum(s for _, s in graded) / len(graded)
+        chance = sum(1 / len(e.choices) for e, _ in graded) / len(graded)
+        if accuracy < chance:
+            lines.append(f"accuracy {accuracy:.3f} is below blind guessing ({chance:.3f}): check that the answers "
+                         f"in {responses} name an option letter (`The answer is (C)`)")
+    return lines
 
 
 def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurrency: int, max_tokens: int,
@@ -165,17 +221,31 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
     responses, results = folder / f"{stem}.responses.jsonl", folder / f"{stem}.csv"
     done, failures = asyncio.run(collect(spec, entries, responses, concurrency=concurrency,
                                          max_tokens=max_tokens, progress=progress))
-    count, accuracy, with_length = grade(entries, done, results)
+    rows = graded_rows(load_probe_set(), done)  # every answer in, so a --gradable-only run keeps earlier lengths
+    kept = kept_results(results, rows)
+    if kept is None:
+        with atomic_file(results, "w") as out:  # a running service may be reading it: whole or not at all
+            write_results(out, rows)
+    scores = [score for _, score, _ in rows if score is not None]
+    count, accuracy = len(scores), (sum(scores) / len(scores) if scores else 0.0)
+    with_length = sum(tokens is not None for *_, tokens in rows)
     answered = sum(e.prompt_id in done for e in entries)
     print(f"{answered} of {len(entries)} probe prompts answered ({len(failures)} failed this run); graded {count} "
-          f"(accuracy {accuracy:.3f}) into {results}; answers in {responses}", file=sys.stderr)
+          f"(accuracy {accuracy:.3f}) " + (f"into {results}" if kept is None else "(not written)")
+          + f"; answers in {responses}", file=sys.stderr)
     print(f"answer lengths (the upstream's usage.completion_tokens) recorded for {with_length} of {answered} answers"
-          + (f"; the other {answered - with_length} replies had no usage: their lengths are unknown"
+          + (f"; the other {answered - with_length} replies had no usage (or one over --max-tokens): their lengths are unknown"
              if with_length < answered else ""), file=sys.stderr)
     for failure in failures[:5]:
         print(f"  failed: {failure}", file=sys.stderr)
     if failures:
         print("run the command again to retry the failed prompts (answers already in are kept)", file=sys.stderr)
+    for line in doubts(spec, done, responses):
+        print(f"warning: {line}", file=sys.stderr)
+    if kept is not None:
+        print(f"error: {results} was not replaced: {kept} (their answers are not in {responses}); "
+              "move it away to write new results", file=sys.stderr)
+        return 1
     linked = spec.probe is not None and isinstance(spec.probe.results, str) \
         and (yaml_file.parent / spec.probe.results).resolve() == results.resolve()
     if count < MIN_PROBE_RESULTS:
