@@ -224,3 +224,33 @@ def test_probe_run_names_what_a_malformed_reply_said_and_drops_impossible_length
                      "--no-progress", "--max-tokens", "512"]) == 0
     assert f"recorded for 0 of {len(GRADABLE)} answers" in capsys.readouterr().err
     assert (registry / "probes" / "wordy.csv").read_text().startswith("prompt_id,score\n")
+
+
+def test_an_interrupted_run_says_what_it_kept(tmp_path):
+    """Ctrl-C midway: exit 130 with where the answers are and how to resume, not silence."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY).running() as up:
+        up.behave("slow-v1", delay_s=0.2)
+        _registered(registry, up, "slow", "slow-v1")
+        answers = registry / "probes" / "slow.responses.jsonl"
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from pickwise.api.cli.main import main; sys.exit(main(sys.argv[1:]))",
+             "probe", "run", "--model", "slow", "--registry", str(registry), "--no-progress", "--concurrency", "4"],
+            stderr=subprocess.PIPE, text=True, env={**os.environ, KEY_ENV: UPSTREAM_KEY})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not answers.is_file() or answers.stat().st_size == 0):
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        err = child.communicate(timeout=30)[1]
+    assert child.returncode == 130, err
+    kept = len(answers.read_text().splitlines())
+    assert 0 < kept < len(load_probe_set())
+    assert f"interrupted: {kept} answers kept in {answers}; run the command again to resume" in err, err

@@ -219,8 +219,13 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
     folder = yaml_file.parent / "probes"
     stem = file_stem(spec.name)
     responses, results = folder / f"{stem}.responses.jsonl", folder / f"{stem}.csv"
-    done, failures = asyncio.run(collect(spec, entries, responses, concurrency=concurrency,
-                                         max_tokens=max_tokens, progress=progress))
+    try:
+        done, failures = asyncio.run(collect(spec, entries, responses, concurrency=concurrency,
+                                             max_tokens=max_tokens, progress=progress))
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept, as a stopped run is meant to be resumed
+        print(f"\ninterrupted: {len(read_done(responses))} answers kept in {responses}; run the command again "
+              f"to resume (the results in {results} are as they were)", file=sys.stderr)
+        raise
     rows = graded_rows(load_probe_set(), done)  # every answer in, so a --gradable-only run keeps earlier lengths
     kept = kept_results(results, rows)
     if kept is None:
