@@ -254,3 +254,26 @@ def test_an_interrupted_run_says_what_it_kept(tmp_path):
     kept = len(answers.read_text().splitlines())
     assert 0 < kept < len(load_probe_set())
     assert f"interrupted: {kept} answers kept in {answers}; run the command again to resume" in err, err
+
+
+def test_failures_say_which_endpoint_setting_to_change(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    monkeypatch.setattr("pickwise.api.cli.probe_run.RETRIES", 0)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    args = ["probe", "run", "--registry", str(registry), "--gradable-only", "--no-progress", "--concurrency", "64"]
+    with Upstream(key=UPSTREAM_KEY).running() as up:
+        up.behave("sluggish-v1", "hang")
+        entry = _registered(registry, up, "sluggish", "sluggish-v1")
+        entry["endpoint"]["timeout_s"] = 0.2
+        (registry / "sluggish.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+        monkeypatch.setenv(KEY_ENV, "sk-revoked")  # refused at once: before the hanging calls fill the server
+        assert main(args + ["--model", "sluggish"]) == 1
+        err = capsys.readouterr().err
+        assert f"the endpoint refused the key: check the environment variable {KEY_ENV}" in err, err
+        assert "timed out" not in err
+        monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+        assert main(args + ["--model", "sluggish"]) == 1
+    err = capsys.readouterr().err
+    assert f"{len(GRADABLE)} calls timed out after 0.2 s, each tried 1 time(s): for a slow model, raise " \
+           f"`endpoint.timeout_s` of 'sluggish' in {registry / 'sluggish.yaml'}" in err, err

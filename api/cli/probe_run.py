@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pickwise.api.cli.options import CliError
 from pickwise.api.gateway import UpstreamClient, UpstreamError, upstream_body
+from pickwise.api.gateway.upstream import DEFAULT_TIMEOUT_S
 from pickwise.files import atomic_file
 from pickwise.registry import ModelSpec
 from pickwise.registry.probes.grading import grade_response
@@ -123,13 +124,14 @@ async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_t
 
 
 async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *, concurrency: int,
-                  max_tokens: int, progress: bool, client: UpstreamClient | None = None) -> tuple[dict[str, Answer], list[str]]:
+                  max_tokens: int, progress: bool, client: UpstreamClient | None = None
+                  ) -> tuple[dict[str, Answer], list[tuple[str, UpstreamError]]]:
     """Every entry's response (earlier runs' included) and the failures of this run."""
     from tqdm import tqdm
 
     done = read_done(responses)
     todo = [e for e in entries if e.prompt_id not in done]
-    failures: list[str] = []
+    failures: list[tuple[str, UpstreamError]] = []
     own = client is None
     client = client or UpstreamClient(max_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
@@ -142,7 +144,7 @@ async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *
                 try:
                     answer = await _ask(client, spec, entry, max_tokens)
                 except UpstreamError as exc:
-                    failures.append(f"{entry.prompt_id}: {exc}")
+                    failures.append((entry.prompt_id, exc))
                     return
                 finally:
                     bar.update(1)
@@ -178,6 +180,22 @@ def kept_results(results: Path, rows: list[tuple[str, float | None, int | None]]
         return f"it is not a results file this command wrote ({exc.problems[0]})"
     lost = {r.prompt_id for r in before} - {pid for pid, _, _ in rows}
     return f"it holds results for {len(lost)} probe prompts this run has no answer to" if lost else None
+
+
+def failure_hints(spec: ModelSpec, yaml_file: Path, errors: list[UpstreamError]) -> list[str]:
+    """What to change when many calls failed the same way: the endpoint's settings in `yaml_file`."""
+    endpoint, hints = spec.endpoint, []
+    timeouts = sum(e.kind == "timeout" for e in errors)
+    if timeouts:
+        hints.append(f"{timeouts} calls timed out after {endpoint.timeout_s or DEFAULT_TIMEOUT_S:g} s, each tried "
+                     f"{RETRIES + 1} time(s): for a slow model, raise `endpoint.timeout_s` of {spec.name!r} in {yaml_file}")
+    if any(e.status in (401, 403) for e in errors):
+        hints.append(f"the endpoint refused the key: check the environment variable "
+                     f"{endpoint.api_key_env or '(none: set endpoint.api_key_env)'} of {spec.name!r} in {yaml_file}")
+    if any(e.status == 404 for e in errors):
+        hints.append(f"the endpoint answered 404: check `endpoint.base_url` ({endpoint.base_url}) and "
+                     f"`endpoint.model` ({spec.upstream_model!r}) of {spec.name!r} in {yaml_file}")
+    return hints
 
 
 def doubts(spec: ModelSpec, done: dict[str, Answer], responses: Path) -> list[str]:
@@ -241,8 +259,10 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
     print(f"answer lengths (the upstream's usage.completion_tokens) recorded for {with_length} of {answered} answers"
           + (f"; the other {answered - with_length} replies had no usage (or one over --max-tokens): their lengths are unknown"
              if with_length < answered else ""), file=sys.stderr)
-    for failure in failures[:5]:
-        print(f"  failed: {failure}", file=sys.stderr)
+    for prompt_id, exc in failures[:5]:
+        print(f"  failed: {prompt_id}: {exc}", file=sys.stderr)
+    for line in failure_hints(spec, yaml_file, [exc for _, exc in failures]):
+        print(line, file=sys.stderr)
     if failures:
         print("run the command again to retry the failed prompts (answers already in are kept)", file=sys.stderr)
     for line in doubts(spec, done, responses):
