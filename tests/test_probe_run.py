@@ -277,3 +277,31 @@ def test_failures_say_which_endpoint_setting_to_change(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert f"{len(GRADABLE)} calls timed out after 0.2 s, each tried 1 time(s): for a slow model, raise " \
            f"`endpoint.timeout_s` of 'sluggish' in {registry / 'sluggish.yaml'}" in err, err
+
+
+def test_answers_of_another_endpoint_model_are_asked_again(tmp_path, monkeypatch, capsys):
+    """endpoint.model changed after a run (a new version, a fixed typo): the answers kept from the
+    old model do not describe the new one, so the resumed run asks again instead of reusing them."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    reference = {e.prompt: e.reference for e in GRADABLE}
+
+    def answer(model, messages):  # v1 always right, v2 always "A"
+        return f"The answer is ({reference[messages[-1]['content']] if model == 'fresh-v1' else 'A'})."
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    args = ["probe", "run", "--model", "fresh", "--registry", str(registry), "--gradable-only", "--no-progress"]
+    with Upstream(key=UPSTREAM_KEY, answer=answer).running() as up:
+        _registered(registry, up, "fresh", "fresh-v1")
+        assert main(args) == 0
+        _registered(registry, up, "fresh", "fresh-v2")
+        capsys.readouterr()
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    n = len(GRADABLE)
+    assert f"{n} answers in {registry / 'probes' / 'fresh.responses.jsonl'} were asked of another endpoint model " \
+           f"('fresh-v1' ({n})), not 'fresh-v2': asking again" in err, err
+    assert up.calls("fresh-v2") == ["fresh-v2"] * n
+    with (registry / "probes" / "fresh.csv").open() as f:
+        scores = [float(row["score"]) for row in csv.DictReader(f)]
+    assert len(scores) == n and sum(scores) == sum(e.reference == "A" for e in GRADABLE)

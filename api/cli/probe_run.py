@@ -2,7 +2,8 @@
 
 Calls go through the gateway's pooled upstream client (`pickwise.api.gateway`), at most
 `--concurrency` at once. Each answer is appended to `probes/NAME.responses.jsonl` beside the
-model's YAML file as soon as it arrives, so an interrupted run picks up where it stopped; a call
+model's YAML file as soon as it arrives (with the endpoint model it was asked of), so an interrupted
+run picks up where it stopped, and answers of another endpoint model are asked again; a call
 that fails with 408/429/5xx or a transport error is retried with backoff, a client error (400,
 401, ...) is counted and left for the next run. The answers `probe score` can grade (multiple-choice
 prompts with a reference letter) are graded into `probes/NAME.csv` (`prompt_id,score,output_tokens`).
@@ -25,7 +26,7 @@ import json
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pickwise.api.cli.options import CliError
@@ -54,37 +55,51 @@ def file_stem(name: str) -> str:
 
 @dataclass(frozen=True)
 class Answer:
-    """One probe answer: its text, its length in the upstream's tokens (None: the reply had no usable usage)
-    and, for answers of this run, the model the reply says answered (not kept in the answers file)."""
+    """One probe answer: its text, its length in the upstream's tokens (None: the reply had no usable usage),
+    the endpoint model it was asked of and the model the reply says answered (None: not known)."""
 
     text: str
     output_tokens: int | None = None
     served_by: str | None = None
+    asked: str | None = None
 
     def record(self, prompt_id: str) -> dict:
         extra = {"output_tokens": self.output_tokens} if self.output_tokens is not None else {}
-        return {"prompt_id": prompt_id, "response": self.text, **extra}
+        who = {k: v for k, v in (("model", self.asked), ("served_by", self.served_by)) if v is not None}
+        return {"prompt_id": prompt_id, "response": self.text, **extra, **who}
 
 
-def read_done(path: Path) -> dict[str, Answer]:
-    """prompt_id -> answer of a previous run; a line cut short by an interruption is ignored, and a
-    line without a valid output_tokens (a run before lengths were kept) is an answer of unknown length."""
+def read_done(path: Path, asked: str | None = None) -> tuple[dict[str, Answer], Counter]:
+    """(prompt_id -> answer of a previous run, how many answers came from other endpoint models, by name).
+
+    A line cut short by an interruption is ignored; a line without a valid output_tokens (a run before
+    lengths were kept) is an answer of unknown length. An answer asked of another endpoint model than
+    `asked` (the YAML's `endpoint.model` changed since) does not describe this one: it is asked again.
+    Lines from runs before the model was recorded count as this model's."""
     done: dict[str, Answer] = {}
+    others: Counter = Counter()
     if not path.is_file():
-        return done
+        return done, others
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("prompt_id"), str) \
-                and isinstance(record.get("response"), str):
-            try:
-                tokens = parse_output_tokens(record.get("output_tokens"))
-            except ValueError:
-                tokens = None
-            done[record["prompt_id"]] = Answer(record["response"], tokens)
-    return done
+        if not (isinstance(record, dict) and isinstance(record.get("prompt_id"), str)
+                and isinstance(record.get("response"), str)):
+            continue
+        model = record.get("model")
+        if asked is not None and isinstance(model, str) and model != asked:
+            others[model] += 1
+            continue
+        try:
+            tokens = parse_output_tokens(record.get("output_tokens"))
+        except ValueError:
+            tokens = None
+        served_by = record.get("served_by") if isinstance(record.get("served_by"), str) else None
+        done[record["prompt_id"]] = Answer(record["response"], tokens, served_by, model if isinstance(model, str)
+                                           else None)
+    return done, others
 
 
 def _answer(body: bytes, max_tokens: int) -> Answer:
@@ -102,7 +117,7 @@ def _answer(body: bytes, max_tokens: int) -> Answer:
     if tokens is not None and tokens > max_tokens:  # more than it was allowed to write: the figure is wrong
         tokens = None
     served_by = reply.get("model") if isinstance(reply.get("model"), str) else None
-    return Answer(content if isinstance(content, str) else "", tokens, served_by)
+    return Answer(content if isinstance(content, str) else "", tokens, served_by)  # `asked` is set by _ask
 
 
 async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_tokens: int) -> Answer:
@@ -119,7 +134,7 @@ async def _ask(client: UpstreamClient, spec: ModelSpec, entry: ProbeEntry, max_t
         if reply.status >= 400:
             raise UpstreamError("client_error", f"answered {reply.status}: {reply.body[:200]!r}", status=reply.status,
                                 retryable=False)
-        return _answer(reply.body, max_tokens)
+        return replace(_answer(reply.body, max_tokens), asked=spec.upstream_model)
     raise AssertionError("unreachable")
 
 
@@ -129,7 +144,11 @@ async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *
     """Every entry's response (earlier runs' included) and the failures of this run."""
     from tqdm import tqdm
 
-    done = read_done(responses)
+    done, others = read_done(responses, spec.upstream_model)
+    if others:
+        names = ", ".join(f"{name!r} ({n})" for name, n in others.most_common(3))
+        print(f"{sum(others.values())} answers in {responses} were asked of another endpoint model ({names}), "
+              f"not {spec.upstream_model!r}: asking again", file=sys.stderr)
     todo = [e for e in entries if e.prompt_id not in done]
     failures: list[tuple[str, UpstreamError]] = []
     own = client is None
@@ -241,7 +260,7 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
         done, failures = asyncio.run(collect(spec, entries, responses, concurrency=concurrency,
                                              max_tokens=max_tokens, progress=progress))
     except KeyboardInterrupt:  # Ctrl-C: say what is kept, as a stopped run is meant to be resumed
-        print(f"\ninterrupted: {len(read_done(responses))} answers kept in {responses}; run the command again "
+        print(f"\ninterrupted: {len(read_done(responses, spec.upstream_model)[0])} answers kept in {responses}; run the command again "
               f"to resume (the results in {results} are as they were)", file=sys.stderr)
         raise
     rows = graded_rows(load_probe_set(), done)  # every answer in, so a --gradable-only run keeps earlier lengths
