@@ -168,7 +168,7 @@ def test_a_failed_run_never_replaces_the_results_the_registry_reads(tmp_path, mo
     registry = tmp_path / "registry"
     registry.mkdir()
     args = ["probe", "run", "--model", "kept", "--registry", str(registry), "--gradable-only", "--no-progress"]
-    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: f"({reference[msgs[-1]['content']]})").running() as up:
+    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: f"({reference.get(msgs[-1]['content'], 'A')})").running() as up:
         entry = _registered(registry, up, "kept", "kept-v1")
         assert main(args) == 0
         entry["probe"] = {"results": "probes/kept.csv"}
@@ -178,11 +178,19 @@ def test_a_failed_run_never_replaces_the_results_the_registry_reads(tmp_path, mo
         up.behave("kept-v1", "status", status=401)  # its key revoked
         capsys.readouterr()
         assert main(args) == 1
-    err = capsys.readouterr().err
-    assert f"{registry / 'probes' / 'kept.csv'} was not replaced: it holds results for {len(GRADABLE)} probe " \
-           "prompts this run has no answer to" in err, err
-    assert (registry / "probes" / "kept.csv").read_text() == results
-    assert len(load_registry(registry).probe_scores("kept")) == len(GRADABLE)
+        err = capsys.readouterr().err
+        assert f"{registry / 'probes' / 'kept.csv'} was not replaced: it holds results for {len(GRADABLE)} probe " \
+               "prompts this run has no answer to" in err, err
+        assert (registry / "probes" / "kept.csv").read_text() == results
+        assert len(load_registry(registry).probe_scores("kept")) == len(GRADABLE)
+
+        # a score added by hand for a prompt the grader cannot grade (as `probe score` suggests) is kept too
+        up.behave("kept-v1")
+        open_ended = next(e for e in load_probe_set() if not e.gradable)
+        (registry / "probes" / "kept.csv").write_text(results + f"{open_ended.prompt_id},0.5\n")
+        assert main(args[:-2] + ["--no-progress"]) == 1  # the whole set: that prompt answered, not graded
+    assert "it holds scores for 1 probe prompts this run cannot grade (graded by hand?)" in capsys.readouterr().err
+    assert load_registry(registry).probe_scores("kept")[open_ended.prompt_id] == 0.5
 
 
 def test_probe_run_warns_when_the_answers_do_not_measure_the_model(tmp_path, monkeypatch, capsys):

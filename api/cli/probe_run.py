@@ -197,8 +197,14 @@ def kept_results(results: Path, rows: list[tuple[str, float | None, int | None]]
         before = read_results_file(results)
     except ResultsFormatError as exc:
         return f"it is not a results file this command wrote ({exc.problems[0]})"
+    scored = {pid for pid, score, _ in rows if score is not None}
     lost = {r.prompt_id for r in before} - {pid for pid, _, _ in rows}
-    return f"it holds results for {len(lost)} probe prompts this run has no answer to" if lost else None
+    lost_scores = {r.prompt_id for r in before if r.score is not None} - scored - lost  # graded by hand
+    if lost:
+        return f"it holds results for {len(lost)} probe prompts this run has no answer to"
+    if lost_scores:
+        return f"it holds scores for {len(lost_scores)} probe prompts this run cannot grade (graded by hand?)"
+    return None
 
 
 def failure_hints(spec: ModelSpec, yaml_file: Path, errors: list[UpstreamError]) -> list[str]:
@@ -287,8 +293,7 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
     for line in doubts(spec, done, responses):
         print(f"warning: {line}", file=sys.stderr)
     if kept is not None:
-        print(f"error: {results} was not replaced: {kept} (their answers are not in {responses}); "
-              "move it away to write new results", file=sys.stderr)
+        print(f"error: {results} was not replaced: {kept}; move it away to write new results", file=sys.stderr)
         return 1
     linked = spec.probe is not None and isinstance(spec.probe.results, str) \
         and (yaml_file.parent / spec.probe.results).resolve() == results.resolve()
