@@ -216,17 +216,12 @@ def test_probe_run_warns_when_the_answers_do_not_measure_the_model(tmp_path, mon
     assert "another model" not in out["mute"] + out["prose"] and "empty" not in out["proxied"] + out["prose"]
 
 
-def test_probe_run_names_what_a_malformed_reply_said_and_drops_impossible_lengths(tmp_path, monkeypatch, capsys):
+def test_probe_run_drops_lengths_over_the_calls_max_tokens(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
     registry = tmp_path / "registry"
     registry.mkdir()
     with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: "(A) " + "blah " * 600).running() as up:
-        up.behave("broken-v1", "malformed")
-        _registered(registry, up, "broken", "broken-v1")
         _registered(registry, up, "wordy", "wordy-v1")
-        assert main(["probe", "run", "--model", "broken", "--registry", str(registry), "--gradable-only",
-                     "--no-progress"]) == 1
-        assert "the answer is not a chat completion: b'{\"id\": \"chatcmpl-test\", \"choices\": ['" in capsys.readouterr().err
         # the server bills 601 tokens for an answer capped at 512: that length cannot be right
         assert main(["probe", "run", "--model", "wordy", "--registry", str(registry), "--gradable-only",
                      "--no-progress", "--max-tokens", "512"]) == 0

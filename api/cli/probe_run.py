@@ -107,8 +107,7 @@ def _answer(body: bytes, max_tokens: int) -> Answer:
         reply = json.loads(body)
         content = reply["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        raise UpstreamError("protocol", f"the answer is not a chat completion: {body[:120]!r}",
-                            retryable=False) from None
+        raise UpstreamError("protocol", "the answer is not a chat completion", retryable=False) from None
     usage = reply.get("usage") if isinstance(reply, dict) else None
     try:
         tokens = parse_output_tokens(usage.get("completion_tokens")) if isinstance(usage, dict) else None
