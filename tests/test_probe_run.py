@@ -214,6 +214,7 @@ def test_probe_run_warns_when_the_answers_do_not_measure_the_model(tmp_path, mon
     assert f"{n} of {n} answers are empty (graded wrong)" in out["mute"] and "--max-tokens" in out["mute"]
     assert "is below blind guessing" in out["prose"] and "name an option letter" in out["prose"]
     assert "another model" not in out["mute"] + out["prose"] and "empty" not in out["proxied"] + out["prose"]
+    assert "guessing" not in out["mute"]  # empty answers are said once
 
 
 def test_probe_run_drops_lengths_over_the_calls_max_tokens(tmp_path, monkeypatch, capsys):
@@ -275,6 +276,7 @@ def test_failures_say_which_endpoint_setting_to_change(tmp_path, monkeypatch, ca
         err = capsys.readouterr().err
         assert f"the endpoint refused the key: check the environment variable {KEY_ENV}" in err, err
         assert "timed out" not in err
+        assert "(not written)" in err and not (registry / "probes" / "sluggish.csv").exists()  # no bare header
         monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
         assert main(args + ["--model", "sluggish"]) == 1
     err = capsys.readouterr().err

@@ -238,7 +238,8 @@ def doubts(spec: ModelSpec, done: dict[str, Answer], responses: Path) -> list[st
     if empty:
         lines.append(f"{empty} of {len(done)} answers are empty (graded wrong); if the model spends its tokens "
                      f"thinking, raise --max-tokens; delete their lines from {responses} to ask again")
-    graded = [(e, grade_response(e, a.text)) for e in load_probe_set() for a in [done.get(e.prompt_id)] if a]
+    graded = [(e, grade_response(e, a.text)) for e in load_probe_set()  # empty answers are said above
+              for a in [done.get(e.prompt_id)] if a and a.text.strip()]
     graded = [(e, s) for e, s in graded if s is not None]
     if len(graded) >= MIN_PROBE_RESULTS:
         accuracy = sum(s for _, s in graded) / len(graded)
@@ -270,7 +271,7 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
         raise
     rows = graded_rows(load_probe_set(), done)  # every answer in, so a --gradable-only run keeps earlier lengths
     kept = kept_results(results, rows)
-    if kept is None:
+    if kept is None and rows:  # no answers: no file (a bare header would only fail the registry later)
         with atomic_file(results, "w") as out:  # a running service may be reading it: whole or not at all
             write_results(out, rows)
     scores = [score for _, score, _ in rows if score is not None]
@@ -278,7 +279,7 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
     with_length = sum(tokens is not None for *_, tokens in rows)
     answered = sum(e.prompt_id in done for e in entries)
     print(f"{answered} of {len(entries)} probe prompts answered ({len(failures)} failed this run); graded {count} "
-          f"(accuracy {accuracy:.3f}) " + (f"into {results}" if kept is None else "(not written)")
+          f"(accuracy {accuracy:.3f}) " + (f"into {results}" if kept is None and rows else "(not written)")
           + f"; answers in {responses}", file=sys.stderr)
     print(f"answer lengths (the upstream's usage.completion_tokens) recorded for {with_length} of {answered} answers"
           + (f"; the other {answered - with_length} replies had no usage (or one over --max-tokens): their lengths are unknown"
