@@ -271,13 +271,14 @@ def test_failures_say_which_endpoint_setting_to_change(tmp_path, monkeypatch, ca
         entry = _registered(registry, up, "sluggish", "sluggish-v1")
         entry["endpoint"]["timeout_s"] = 0.2
         (registry / "sluggish.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
-        monkeypatch.setenv(KEY_ENV, "sk-revoked")  # refused at once: before the hanging calls fill the server
-        assert main(args + ["--model", "sluggish"]) == 1
+        up.behave("locked-v1", "status", status=403)  # refused at once: before the hanging calls fill the server
+        _registered(registry, up, "locked", "locked-v1")
+        assert main(args + ["--model", "locked"]) == 1
+        assert len(up.calls("locked-v1")) <= 64  # those in flight when the key was refused; no more are sent
         err = capsys.readouterr().err
         assert f"the endpoint refused the key: check the environment variable {KEY_ENV}" in err, err
         assert "timed out" not in err
-        assert "(not written)" in err and not (registry / "probes" / "sluggish.csv").exists()  # no bare header
-        monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+        assert "(not written)" in err and not (registry / "probes" / "locked.csv").exists()  # no bare header
         assert main(args + ["--model", "sluggish"]) == 1
     err = capsys.readouterr().err
     assert f"{len(GRADABLE)} calls timed out after 0.2 s, each tried 1 time(s): for a slow model, raise " \

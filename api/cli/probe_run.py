@@ -5,8 +5,9 @@ Calls go through the gateway's pooled upstream client (`pickwise.api.gateway`), 
 model's YAML file as soon as it arrives (with the endpoint model it was asked of), so an interrupted
 run picks up where it stopped, and answers of another endpoint model are asked again; a call
 that fails with 408/429/5xx or a transport error is retried with backoff, a client error (400,
-401, ...) is counted and left for the next run. The answers `probe score` can grade (multiple-choice
-prompts with a reference letter) are graded into `probes/NAME.csv` (`prompt_id,score,output_tokens`).
+401, ...) is counted and left for the next run, and once the key is refused (401/403) no more calls
+go out. The answers `probe score` can grade (multiple-choice prompts with a reference letter) are
+graded into `probes/NAME.csv` (`prompt_id,score,output_tokens`).
 
 Each answer's length is the upstream's `usage.completion_tokens`, what the model is billed by. A
 reply without it has no length: counting it here would need the tables' cl100k_base tokenizer,
@@ -157,12 +158,18 @@ async def collect(spec: ModelSpec, entries: list[ProbeEntry], responses: Path, *
                disable=not progress, file=sys.stderr)
     responses.parent.mkdir(parents=True, exist_ok=True)
     with responses.open("a", encoding="utf-8") as out:
+        refused: list[UpstreamError] = []  # a refused key fails every call alike: stop asking
+
         async def one(entry: ProbeEntry) -> None:
             async with gate:
                 try:
+                    if refused:
+                        raise refused[0]
                     answer = await _ask(client, spec, entry, max_tokens)
                 except UpstreamError as exc:
                     failures.append((entry.prompt_id, exc))
+                    if exc.status in (401, 403) and not refused:
+                        refused.append(exc)
                     return
                 finally:
                     bar.update(1)
