@@ -46,6 +46,7 @@ class Behaviour:
     retry_after: str | None = None  # a `status` answer's Retry-After header, as rate limits send it
     usage_every_event: bool = False  # a stream's usage so far in every event (vLLM's continuous_usage_stats)
     comments_first: int = 0  # SSE comments (keep-alives) a stream sends before its first chunk, as some routers do
+    reply_model: str | None = None  # the model a whole answer names (a proxy that falls back to another model)
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Upstream:
             return Response(b'{"id": "chatcmpl-test", "choices": [', media_type="application/json")
         if body.get("stream"):
             return StreamingResponse(self._events(body, model, text, how), media_type="text/event-stream")
-        return JSONResponse(_completion(model, text, how.usage, _answers(body)))
+        return JSONResponse(_completion(how.reply_model or model, text, how.usage, _answers(body)))
 
     async def _hang(self, request: Request, model: str) -> Response:
         deadline = time.monotonic() + HANG_LIMIT_S

@@ -126,7 +126,7 @@ def test_probe_run_records_each_answers_length(tmp_path, monkeypatch, capsys):
         assert f"recorded for {len(everything) - 2} of {len(everything)} answers" in capsys.readouterr().err
         assert main(["probe", "run", "--model", "quiet", "--registry", str(registry), "--no-progress",
                      "--gradable-only"]) == 0
-        assert "had no usage: their lengths are unknown" in capsys.readouterr().err
+        assert "had no usage (or one over --max-tokens): their lengths are unknown" in capsys.readouterr().err
 
     with (registry / "probes" / "talker.csv").open() as f:
         rows = {row["prompt_id"]: row for row in csv.DictReader(f)}
@@ -149,3 +149,165 @@ def test_probe_run_records_each_answers_length(tmp_path, monkeypatch, capsys):
     lengths = snapshot.probe_lengths("talker")
     assert len(lengths) == len(everything) - 2 and set(lengths.values()) == {4, 40}
     assert len(snapshot.probe_scores("talker")) == len(GRADABLE) and snapshot.probe_lengths("quiet") is None
+
+
+def _registered(registry, up, name, upstream_name, **fields):
+    entry = new_model(name, probe=None, endpoint={"base_url": up.base_url, "model": upstream_name,
+                                                  "api_key_env": KEY_ENV, "timeout_s": 5.0}, **fields)
+    entry.pop("probe")
+    (registry / f"{name}.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    return entry
+
+
+def test_a_failed_run_never_replaces_the_results_the_registry_reads(tmp_path, monkeypatch, capsys):
+    """The answers file gone (deleted, or moved away to probe again) and the endpoint failing: the
+    run must not swap the 220 results the model's entry reads for an empty file, breaking the registry."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    monkeypatch.setattr("pickwise.api.cli.probe_run.BACKOFF_S", 0.01)
+    reference = {e.prompt: e.reference for e in GRADABLE}
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    args = ["probe", "run", "--model", "kept", "--registry", str(registry), "--gradable-only", "--no-progress"]
+    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: f"({reference.get(msgs[-1]['content'], 'A')})").running() as up:
+        entry = _registered(registry, up, "kept", "kept-v1")
+        assert main(args) == 0
+        entry["probe"] = {"results": "probes/kept.csv"}
+        (registry / "kept.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+        results = (registry / "probes" / "kept.csv").read_text()
+        (registry / "probes" / "kept.responses.jsonl").unlink()
+        up.behave("kept-v1", "status", status=401)  # its key revoked
+        capsys.readouterr()
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert f"{registry / 'probes' / 'kept.csv'} was not replaced: it holds results for {len(GRADABLE)} probe " \
+               "prompts this run has no answer to" in err, err
+        assert (registry / "probes" / "kept.csv").read_text() == results
+        assert len(load_registry(registry).probe_scores("kept")) == len(GRADABLE)
+
+        # a score added by hand for a prompt the grader cannot grade (as `probe score` suggests) is kept too
+        up.behave("kept-v1")
+        open_ended = next(e for e in load_probe_set() if not e.gradable)
+        (registry / "probes" / "kept.csv").write_text(results + f"{open_ended.prompt_id},0.5\n")
+        assert main(args[:-2] + ["--no-progress"]) == 1  # the whole set: that prompt answered, not graded
+    assert "it holds scores for 1 probe prompts this run cannot grade (graded by hand?)" in capsys.readouterr().err
+    assert load_registry(registry).probe_scores("kept")[open_ended.prompt_id] == 0.5
+
+
+def test_probe_run_warns_when_the_answers_do_not_measure_the_model(tmp_path, monkeypatch, capsys):
+    """Another model answering, empty answers, answers the grader cannot read: each said, with what to do."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    answers = {"proxied-v1": lambda p: "The answer is (A).", "mute-v1": lambda p: "",
+               "prose-v1": lambda p: "I think the second one is right."}
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: answers[m](msgs[-1]["content"])).running() as up:
+        up.behave("proxied-v1", reply_model="gpt-3.5-turbo-0125")
+        for name in ("proxied", "mute", "prose"):
+            _registered(registry, up, name, f"{name}-v1")
+        out = {}
+        for name in ("proxied", "mute", "prose"):
+            assert main(["probe", "run", "--model", name, "--registry", str(registry), "--gradable-only",
+                         "--no-progress"]) == 0
+            out[name] = capsys.readouterr().err
+    n = len(GRADABLE)
+    assert f"{n} replies name another model than 'proxied-v1': 'gpt-3.5-turbo-0125' ({n})" in out["proxied"]
+    assert f"{n} of {n} answers are empty (graded wrong)" in out["mute"] and "--max-tokens" in out["mute"]
+    assert "is below blind guessing" in out["prose"] and "name an option letter" in out["prose"]
+    assert "another model" not in out["mute"] + out["prose"] and "empty" not in out["proxied"] + out["prose"]
+    assert "guessing" not in out["mute"]  # empty answers are said once
+
+
+def test_probe_run_drops_lengths_over_the_calls_max_tokens(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY, answer=lambda m, msgs: "(A) " + "blah " * 600).running() as up:
+        _registered(registry, up, "wordy", "wordy-v1")
+        # the server bills 601 tokens for an answer capped at 512: that length cannot be right
+        assert main(["probe", "run", "--model", "wordy", "--registry", str(registry), "--gradable-only",
+                     "--no-progress", "--max-tokens", "512"]) == 0
+    assert f"recorded for 0 of {len(GRADABLE)} answers" in capsys.readouterr().err
+    assert (registry / "probes" / "wordy.csv").read_text().startswith("prompt_id,score\n")
+
+
+def test_an_interrupted_run_says_what_it_kept(tmp_path):
+    """Ctrl-C midway: exit 130 with where the answers are and how to resume, not silence."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    with Upstream(key=UPSTREAM_KEY).running() as up:
+        up.behave("slow-v1", delay_s=0.2)
+        _registered(registry, up, "slow", "slow-v1")
+        answers = registry / "probes" / "slow.responses.jsonl"
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from pickwise.api.cli.main import main; sys.exit(main(sys.argv[1:]))",
+             "probe", "run", "--model", "slow", "--registry", str(registry), "--no-progress", "--concurrency", "4"],
+            stderr=subprocess.PIPE, text=True, env={**os.environ, KEY_ENV: UPSTREAM_KEY})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not answers.is_file() or answers.stat().st_size == 0):
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        err = child.communicate(timeout=30)[1]
+    assert child.returncode == 130, err
+    kept = len(answers.read_text().splitlines())
+    assert 0 < kept < len(load_probe_set())
+    assert f"interrupted: {kept} answers kept in {answers}; run the command again to resume" in err, err
+
+
+def test_failures_say_which_endpoint_setting_to_change(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    monkeypatch.setattr("pickwise.api.cli.probe_run.RETRIES", 0)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    args = ["probe", "run", "--registry", str(registry), "--gradable-only", "--no-progress", "--concurrency", "64"]
+    with Upstream(key=UPSTREAM_KEY).running() as up:
+        up.behave("sluggish-v1", "hang")
+        entry = _registered(registry, up, "sluggish", "sluggish-v1")
+        entry["endpoint"]["timeout_s"] = 0.2
+        (registry / "sluggish.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+        up.behave("locked-v1", "status", status=403)  # refused at once: before the hanging calls fill the server
+        _registered(registry, up, "locked", "locked-v1")
+        assert main(args + ["--model", "locked"]) == 1
+        assert len(up.calls("locked-v1")) <= 64  # those in flight when the key was refused; no more are sent
+        err = capsys.readouterr().err
+        assert f"the endpoint refused the key: check the environment variable {KEY_ENV}" in err, err
+        assert "timed out" not in err
+        assert "(not written)" in err and not (registry / "probes" / "locked.csv").exists()  # no bare header
+        assert main(args + ["--model", "sluggish"]) == 1
+    err = capsys.readouterr().err
+    assert f"{len(GRADABLE)} calls timed out after 0.2 s, each tried 1 time(s): for a slow model, raise " \
+           f"`endpoint.timeout_s` of 'sluggish' in {registry / 'sluggish.yaml'}" in err, err
+
+
+def test_answers_of_another_endpoint_model_are_asked_again(tmp_path, monkeypatch, capsys):
+    """endpoint.model changed after a run (a new version, a fixed typo): the answers kept from the
+    old model do not describe the new one, so the resumed run asks again instead of reusing them."""
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    reference = {e.prompt: e.reference for e in GRADABLE}
+
+    def answer(model, messages):  # v1 always right, v2 always "A"
+        return f"The answer is ({reference[messages[-1]['content']] if model == 'fresh-v1' else 'A'})."
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    args = ["probe", "run", "--model", "fresh", "--registry", str(registry), "--gradable-only", "--no-progress"]
+    with Upstream(key=UPSTREAM_KEY, answer=answer).running() as up:
+        _registered(registry, up, "fresh", "fresh-v1")
+        assert main(args) == 0
+        _registered(registry, up, "fresh", "fresh-v2")
+        capsys.readouterr()
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    n = len(GRADABLE)
+    assert f"{n} answers in {registry / 'probes' / 'fresh.responses.jsonl'} were asked of another endpoint model " \
+           f"('fresh-v1' ({n})), not 'fresh-v2': asking again" in err, err
+    assert up.calls("fresh-v2") == ["fresh-v2"] * n
+    with (registry / "probes" / "fresh.csv").open() as f:
+        scores = [float(row["score"]) for row in csv.DictReader(f)]
+    assert len(scores) == n and sum(scores) == sum(e.reference == "A" for e in GRADABLE)
