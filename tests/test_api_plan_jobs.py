@@ -82,6 +82,34 @@ def test_two_workers_share_jobs_their_bound_and_their_cancellation(tmp_path):
     b.shutdown()
 
 
+def test_a_job_finishing_while_another_worker_reads_it_reads_whole(tmp_path, monkeypatch):
+    # the reader saw the job running, then the owner finished it before the answer was read: the plan's
+    # result was parsed as the error of a running job (seen once in a full test run)
+    path = tmp_path / "jobs.sqlite"
+    gate, started = threading.Event(), threading.Event()
+    owner = PlanJobs(_gated(gate, started), path=path, queue_limit=2, keep=10, ttl_s=60)
+    reader = PlanJobs(_gated(gate), path=path, queue_limit=2, keep=10, ttl_s=60)
+    job = owner.submit(plan_request())
+    assert started.wait(5)
+    seen = reader._live_row
+
+    def finished_after_the_look(db, job_id):
+        row = seen(db, job_id)
+        if row[1] == "running":
+            gate.set()
+            deadline = time.monotonic() + 10
+            while db.execute("SELECT status FROM plan_jobs WHERE id = ?", (job_id,)).fetchone()[0] != "done":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        return row
+
+    monkeypatch.setattr(reader, "_live_row", finished_after_the_look)
+    got = reader.get(job.id)
+    assert got.status == "done" and got.result is not None and got.error is None
+    owner.shutdown()
+    reader.shutdown()
+
+
 def test_reading_or_cancelling_before_any_job_is_a_404_and_makes_no_file(tmp_path):
     jobs = PlanJobs(_gated(threading.Event()), path=tmp_path / "jobs.sqlite", queue_limit=1, keep=1, ttl_s=60)
     for call in (jobs.get, jobs.get_json, jobs.cancel):

@@ -40,7 +40,9 @@ from pickwise.api.schemas import ErrorBody, PlanJob, PlanRequest, PlanResponse
 from pickwise.errors import PickwiseError
 
 ACTIVE = ("queued", "running")
-_VIEW = "SELECT id, status, prompts, created_at, started_at, finished_at, owner, pid FROM plan_jobs WHERE id = ?"
+_COLUMNS = "id, status, prompts, created_at, started_at, finished_at, owner, pid"
+_VIEW = f"SELECT {_COLUMNS} FROM plan_jobs WHERE id = ?"
+_VIEW_ANSWER = f"SELECT {_COLUMNS}, answer FROM plan_jobs WHERE id = ?"  # status and answer in one read
 
 
 def _error(code: str, detail: str) -> bytes:
@@ -215,9 +217,13 @@ class PlanJobs:
     def _find(self, job_id: str) -> tuple[PlanJob, bytes | None]:
         with self._lock, usable(self.path):
             db = self._connected()
-            row = self._live_row(db, job_id)
-            answer = db.execute("SELECT answer FROM plan_jobs WHERE id = ?", (job_id,)).fetchone()
-        return self._view(row), None if answer is None else answer[0]
+            self._live_row(db, job_id)  # 404, or an active job's owner checked
+            # another worker may finish the job meanwhile: its status and answer are read together, or a
+            # plan's result could be read as the error of a job still seen running
+            row = db.execute(_VIEW_ANSWER, (job_id,)).fetchone()
+            if row is None:  # forgotten meanwhile
+                self._live_row(db, job_id)
+        return self._view(row), row[-1]
 
     def _view(self, row: tuple) -> PlanJob:
         job_id, status, prompts, created, started, finished = row[:6]
