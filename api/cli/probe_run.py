@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -44,14 +43,10 @@ from pickwise.registry.probes.results import (
     read_results_file,
     write_results,
 )
+from pickwise.registry.store import safe_file_stem
 
 RETRIES = 3
 BACKOFF_S = 1.0
-
-
-def file_stem(name: str) -> str:
-    """A model name as a file name ('/' and other unsafe characters become '_')."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 @dataclass(frozen=True)
@@ -267,7 +262,7 @@ def run(spec: ModelSpec, yaml_file: Path, entries: list[ProbeEntry], *, concurre
                        f"max_output_tokens is {spec.max_output_tokens:,}; pass --max-tokens "
                        f"{spec.max_output_tokens} or less")
     folder = yaml_file.parent / "probes"
-    stem = file_stem(spec.name)
+    stem = safe_file_stem(spec.name)  # as the registry names a model's files
     responses, results = folder / f"{stem}.responses.jsonl", folder / f"{stem}.csv"
     try:
         done, failures = asyncio.run(collect(spec, entries, responses, concurrency=concurrency,
