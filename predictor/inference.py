@@ -205,19 +205,22 @@ class OutcomeEvidence:
     open_rows: float
     ability: float | None
     open_ability: float
+    cover: np.ndarray | None = None  # [K] 1 on the tasks of tables its probe results cover, as cold start counts
 
     def to_dict(self) -> dict:
         return {"task_rows": [round(float(x), 4) for x in self.task_rows], "open_rows": round(self.open_rows, 4),
-                "ability": self.ability, "open_ability": self.open_ability}
+                "ability": self.ability, "open_ability": self.open_ability,
+                "cover": None if self.cover is None else [float(x) for x in self.cover]}
 
     @classmethod
     def from_dict(cls, data: dict, n_tasks: int, name: str) -> OutcomeEvidence:
         rows = np.asarray(data["task_rows"], dtype=np.float64)
-        if rows.shape != (n_tasks,):
+        cover = None if data.get("cover") is None else np.asarray(data["cover"], dtype=np.float64)
+        if rows.shape != (n_tasks,) or (cover is not None and cover.shape != (n_tasks,)):
             raise ValueError(f"outcome evidence of {name!r} counts {rows.shape} tasks, the scale has {n_tasks}")
         ability = data.get("ability")
         return cls(rows, float(data["open_rows"]), None if ability is None else float(ability),
-                   float(data["open_ability"]))
+                   float(data["open_ability"]), cover)
 
 
 @dataclass(frozen=True)
@@ -511,19 +514,33 @@ class QualityPredictor:
         return self.scale.open_cut(out["open_ended"]), out["difficulty"]
 
     def outcome_evidence(self, index: int | None, tasks: np.ndarray, cut: np.ndarray, difficulty: np.ndarray,
-                         scores: np.ndarray) -> OutcomeEvidence:
+                         scores: np.ndarray, probe: dict[str, float] | None = None) -> OutcomeEvidence:
         """The `OutcomeEvidence` of `scores` on prompts with task posteriors `tasks` and `scale_reading`
-        (cut, difficulty), for trained model `index` (None: a model without a trained vector)."""
+        (cut, difficulty), for trained model `index` (None: a model without a trained vector). `probe`: a
+        probe-registered model's results, which keep the support they gave it and count in its ability
+        beside the outcomes, as its vector is fitted to both."""
         from pickwise.predictor.scale import ability_at
 
+        cover, d, y = None, np.asarray(difficulty, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+        if probe:
+            from pickwise.registry.probes.probe_set import probe_index
+
+            entries = probe_index()
+            known = [pid for pid in sorted(probe) if pid in entries]
+            probe_tasks = [f"{entries[pid].table}/{entries[pid].task}" for pid in known]
+            cover = self.scale.table_cover(self.scale.task_rows(probe_tasks))
+            where = {t: k for k, t in enumerate(self.scale.tasks)}
+            on_scale = [i for i, t in enumerate(probe_tasks) if t in where]
+            d = np.concatenate([d, self.scale.difficulty[[where[probe_tasks[i]] for i in on_scale]]])
+            y = np.concatenate([y, [probe[known[i]] for i in on_scale]])
         if index is None:
-            ability = ability_at(difficulty, scores, start=float(np.median(self.scale.ability)))
+            ability = ability_at(d, y, start=float(np.median(self.scale.ability)))
         else:
             ability = float(self.scale.ability[index])
         # one logit of prior spread around where the tables put it: a few open-ended outcomes move it a little
         open_ability = ability_at(difficulty, scores, cut, start=ability, centre=ability, l2=OPEN_ABILITY_PRIOR)
         return OutcomeEvidence(((1.0 - cut)[:, None] * np.asarray(tasks, dtype=np.float64)).sum(0),
-                               float(cut.sum()), None if index is not None else ability, open_ability)
+                               float(cut.sum()), None if index is not None else ability, open_ability, cover)
 
     def _place_with_outcomes(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
         """A model refitted to outcomes in `evidence`: its outcomes count as rows where they were, beside a
@@ -536,7 +553,8 @@ class QualityPredictor:
         p_open, cut = out["open_ended"], scale.open_cut(out["open_ended"])
         trained_rows = scale.rows[j] if j is not None else np.zeros(len(scale.tasks))
         task_rows = trained_rows + ev.task_rows
-        s = scale.support(tasks, p_open, scale.rows_weight(task_rows))[:, 0]
+        weight = scale.rows_weight(task_rows) if ev.cover is None else np.maximum(scale.rows_weight(task_rows), ev.cover)
+        s = scale.support(tasks, p_open, weight)[:, 0]
         o = cut * float(scale.rows_weight(ev.open_rows))
         if j is not None:
             place, ability = out["scale_logits"][:, j], float(scale.ability[j])
