@@ -97,6 +97,16 @@ def test_bad_rows_are_named_and_nothing_is_stored(tmp_path, aliased, capsys, new
     assert len(_rows(store)) == 2
 
 
+def test_skipping_many_bad_rows_lists_the_first_fifty(tmp_path, aliased, new_store, capsys):
+    source = tmp_path / "many.jsonl"
+    source.write_text("\n".join([json.dumps(ROWS[0])] + ['{"prompt": "x", "model": "nobody", "score": 1}'] * 120) + "\n")
+    store = new_store()
+    assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased),
+                 "--skip-bad"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("import: skipped") == 51 and "... and 70 more" in err and "120 bad rows skipped" in err
+
+
 def test_csv_bad_rows_name_their_line(tmp_path, aliased, capsys):
     source = tmp_path / "in.csv"
     source.write_text('prompt,model,score,tags\n"a, b",gpt4,1,\n"multi\nline",gpt4,2,\nc,gpt4,0.5,{oops\n'

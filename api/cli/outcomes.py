@@ -119,9 +119,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OutcomeError as exc:
         raise CliError(str(exc)) from None
     if bad and not args.skip_bad:
-        shown = bad[:50] + ([f"... and {len(bad) - 50} more"] if len(bad) > 50 else [])
         raise CliError(f"{path}: {len(bad)} bad row(s), nothing stored (--skip-bad stores the {len(good)} good ones):\n"
-                       + "\n".join(f"  {path}: {b}" for b in shown))
+                       + "\n".join(f"  {path}: {b}" for b in _first(bad)))
     store = open_store(args.store)
     with store:
         repeated = store.stored_already(good) if args.duplicates != "add" else []
@@ -129,7 +128,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: {len(repeated)} of its {len(good)} rows are in the store already (identical prompt, "
                            f"model, score, timestamp and decision: imported before?), nothing stored; "
                            "--duplicates skip stores only the others, --duplicates add stores them again")
-        for b in bad:
+        for b in _first(bad):
             print(f"pickwise outcomes import: skipped {path}: {b}", file=sys.stderr)
         if repeated:
             dropped = set(repeated)
@@ -141,6 +140,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"stored {added} outcomes from {path} in {store.location}" + (f" ({', '.join(skipped)} skipped)" if skipped else ""),
           file=sys.stderr)
     return 0
+
+
+def _first(bad: list[str], most: int = 50) -> list[str]:
+    """A file's bad rows as listed: the first `most`, then how many more (a huge file's would flood)."""
+    return bad[:most] + ([f"... and {len(bad) - most:,} more"] if len(bad) > most else [])
 
 
 def _hashed(outcomes: list, artifact: str | None) -> list:
