@@ -34,7 +34,9 @@ HANG_LIMIT_S = 30.0  # a hanging model gives up after this, so no test can wait 
 class Behaviour:
     """How one model answers. kind: ok | status (answers `status`) | hang | cut (streams
     `cut_after` events, then drops the connection) | drop (sends headers, then drops the connection) |
-    malformed (a whole 200 whose JSON body is broken, streamed or not, as a misconfigured proxy sends)."""
+    malformed (a whole 200 whose JSON body is broken, streamed or not, as a misconfigured proxy sends) |
+    error_event (a stream whose first event is an error object, as servers report a failure once the
+    200 and its headers are out)."""
 
     kind: str = "ok"
     status: int = 200
@@ -141,6 +143,10 @@ class Upstream:
             yield b": keep-alive\n\n"
             if how.event_gap_s:
                 await asyncio.sleep(how.event_gap_s)
+        if how.kind == "error_event":
+            yield _sse({"error": {"message": f"{model} failed while generating", "type": "server_error"}})
+            yield b"data: [DONE]\n\n"
+            return
         for i, delta in enumerate(chunks):
             if how.kind == "cut" and i == how.cut_after:
                 raise ConnectionResetError("told to cut the stream")  # uvicorn drops the connection mid-body

@@ -221,6 +221,16 @@ def test_keep_alive_comments_before_a_streams_first_chunk_do_not_count_as_an_ans
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
 
 
+def test_a_stream_opening_with_an_error_event_falls_back(gateway):
+    # nothing has gone to the caller: another model may answer, rather than the SDK reading an error chunk
+    url, up = gateway
+    up.behave("provider-cheap", "error_event")
+    with sdk(url).chat.completions.with_streaming_response.create(model=AUTO, messages=QUESTION, stream=True) as raw:
+        text = "".join(c.delta.content or "" for chunk in raw.parse() for c in chunk.choices)
+        assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+    assert text == "Hello from mid. The answer is (A)."
+
+
 def test_stream_falls_back_before_the_first_byte(gateway):
     url, up = gateway
     up.behave("provider-cheap", "status", status=503)

@@ -246,10 +246,29 @@ class UpstreamClient:
                 raise UpstreamError("empty", "closed the stream before sending anything") from None
             except httpx.HTTPError as exc:
                 raise _transport_error(exc) from None
+            failed = _error_event(first)
+            if failed is not None:  # nothing has gone to the caller yet: another model may answer
+                raise UpstreamError("protocol", f"answered the stream with an error event first ({failed})",
+                                    retryable=False)
         except BaseException:  # cancelled (the caller left) or failed: release the connection
             await response.aclose()
             raise
         return UpstreamStream(response, first, events, time.perf_counter() - started)
+
+
+def _error_event(event: bytes) -> str | None:
+    """The message of an event whose data is an error object (`{"error": ...}`, as OpenAI-compatible
+    servers send one when a stream fails), else None."""
+    data = b"\n".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or "error" not in value or "choices" in value:
+        return None
+    error = value["error"]
+    message = error.get("message") if isinstance(error, dict) else error
+    return str(message)[:200] if message else "no message"
 
 
 def _has_data(event: bytes) -> bool:
