@@ -161,7 +161,9 @@ def promote(directory: str | Path, *, force: bool = False, home: Path | None = N
     history = pointer["history"] + ([pointer["current"]] if pointer.get("current") else [])
     _write_pointer(home, {"current": entry, "history": history})
     record = {"action": "promote", **entry, "forced": bool(force and worse), "worse": worse, "verdicts": verdicts,
-              "figures": figures, "previous": pointer.get("current")}
+              "figures": figures, "previous": pointer.get("current"),
+              # the gate compares the candidate with the artifact it was fitted on, which need not be what served
+              "judged_against": (meta.get("refit") or {}).get("base_version"), "replaced": serving["version"]}
     _log(home, record)
     return record
 

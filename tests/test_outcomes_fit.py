@@ -175,6 +175,25 @@ def test_cli_promote_and_rollback(tmp_path, home, tiny_predictor, registry_dir, 
     assert promoted_artifact_dir() is None
 
 
+def test_promote_says_when_what_served_was_not_what_it_was_judged_against(tmp_path, home, tiny_predictor,
+                                                                           registry_dir, capsys):
+    # both candidates were fitted on the same base: the second is judged against it, not the first
+    from pickwise.api.cli.main import main
+    from pickwise.predictor.artifact import artifact_version
+
+    snapshot = load_registry(registry_dir)
+    better = _better_candidate(tmp_path, tiny_predictor, snapshot)
+    worse = _worse_candidate(tmp_path, tiny_predictor, snapshot)
+    assert main(["artifact", "promote", better]) == 0
+    capsys.readouterr()
+    assert main(["artifact", "promote", worse, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert (f"compare it with {tiny_predictor.version}, the artifact it was fitted on; {artifact_version(better)}, "
+            "which served until now, was not compared") in out
+    log = [json.loads(line) for line in (home / "promotions.jsonl").read_text().splitlines()]
+    assert log[-1]["judged_against"] == tiny_predictor.version and log[-1]["replaced"] == artifact_version(better)
+
+
 def test_promoting_what_already_serves_changes_nothing(tmp_path, home, tiny_predictor, registry_dir, capsys):
     from pickwise.api.cli.main import main
 

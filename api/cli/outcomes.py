@@ -293,6 +293,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     print(f"promoted {args.dir} (version {record['version']}, copied to {record['path']})"
           + (" despite: " + "; ".join(record["worse"]) if record["worse"] else ""))
     print(_figures_line(record["figures"]))
+    if record["judged_against"] and record["judged_against"] != record["replaced"]:
+        print(f"note: these figures compare it with {record['judged_against']}, the artifact it was fitted on; "
+              f"{record['replaced']}, which served until now, was not compared (`artifact rollback` returns to it)")
     if record["figures"].get("rows"):  # the gate also judged the answer lengths, where outcomes recorded them
         held_out = _held_out_lengths(record["figures"].get("lengths", {}))
         print(f"lengths: {held_out or 'no held-out outcome records output_tokens (not judged)'}")
