@@ -34,7 +34,7 @@ def gateway(tmp_path, upstream, tiny_predictor, monkeypatch):
 
 
 def sdk(url: str, key: str = "unused", **options) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/openai/v1", api_key=key, max_retries=0, **options)
+    return openai.OpenAI(base_url=url + "/openai/v1", api_key=key, **{"max_retries": 0, **options})
 
 
 def create(client: openai.OpenAI, model: str = AUTO, messages=QUESTION, **kwargs):
@@ -379,10 +379,14 @@ def test_an_upstream_refusing_the_gateways_key_or_model_name_falls_back(gateway,
     up.behave("provider-cheap", "status", status=status)
     raw, _ = create(sdk(url))
     assert raw.headers["x-pickwise-attempts"] == "cheap,down,mid"
+    before = len(up.calls("provider-cheap"))
     with pytest.raises(openai.InternalServerError) as failed:
-        create(sdk(url), model="cheap")
+        create(sdk(url, max_retries=2), model="cheap")
     assert failed.value.status_code == 502
     assert failed.value.body["attempts"][0]["outcome"] == f"status {status}"
+    # the same call would fail the same way: the SDK is told not to repeat it
+    assert failed.value.response.headers["x-should-retry"] == "false"
+    assert len(up.calls("provider-cheap")) == before + 1
 
 
 def test_a_client_that_leaves_cancels_the_upstream_call(gateway):

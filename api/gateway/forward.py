@@ -31,6 +31,7 @@ class Attempt:
     outcome: str  # "ok", "client error 400", "status 503", "timeout", "connect", ...
     seconds: float
     retry_after: float | None = None  # seconds the upstream asked to wait (its Retry-After), if any
+    retryable: bool = True  # whether the same call may succeed if made again (UpstreamError.retryable)
 
 
 class Observer:
@@ -89,7 +90,7 @@ class Forwarder:
                     answer = await self.client.complete(spec, upstream_body(body, spec))
             except UpstreamError as exc:
                 seconds = time.perf_counter() - started
-                attempts.append(Attempt(spec.name, exc.outcome, seconds, exc.retry_after))
+                attempts.append(Attempt(spec.name, exc.outcome, seconds, exc.retry_after, exc.retryable))
                 self.observer.attempt(spec.name, exc.outcome, seconds)
                 self.cooldown.attempted(spec.name, exc.outcome)
                 log.warning("upstream %s failed: %s", spec.name, exc)

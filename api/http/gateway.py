@@ -283,11 +283,14 @@ async def chat_completions(request: Request) -> Response:
 
 
 def _all_failed(exc: AllAttemptsFailed, headers: dict[str, str], path: str) -> Response:
-    """502 naming every attempt; 429 when every one was rate-limited (429), with the soonest Retry-After
-    any upstream gave, so an SDK retries when one of them may answer rather than at once."""
+    """502 naming every attempt (`x-should-retry: false` when none could succeed if made again: an SDK
+    retrying would repeat them all); 429 when every one was rate-limited (429), with the soonest
+    Retry-After any upstream gave, so an SDK retries when one of them may answer rather than at once."""
     facts = {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
                           for a in exc.attempts]}
     if not exc.attempts or any(a.outcome != "status 429" for a in exc.attempts):
+        if exc.attempts and not any(a.retryable for a in exc.attempts):  # the SDK's retries would fail alike
+            headers["x-should-retry"] = "false"
         return error_response(502, "upstream_failed", str(exc), headers, path=path, **facts)
     waits = [a.retry_after for a in exc.attempts if a.retry_after is not None]
     if waits:
