@@ -534,21 +534,30 @@ class QualityPredictor:
 
         scale, ev, j = self.scale, v.outcomes, v.index
         p_open, cut = out["open_ended"], scale.open_cut(out["open_ended"])
-        trained_rows = scale.rows[j] if j is not None else np.zeros(len(scale.tasks))
-        task_rows = trained_rows + ev.task_rows
-        s = scale.support(tasks, p_open, scale.rows_weight(task_rows))[:, 0]
-        o = cut * float(scale.rows_weight(ev.open_rows))
         if j is not None:
-            place, ability = out["scale_logits"][:, j], float(scale.ability[j])
+            task_rows = scale.rows[j] + ev.task_rows
+            weight = scale.rows_weight(task_rows)
+            place, centre = out["scale_logits"][:, j], float(scale.ability[j])
+        elif v.task_rows is not None:  # registered from probe results: they keep the support they gave it
+            task_rows = v.task_rows + ev.task_rows
+            weight = np.maximum(scale.table_cover(v.task_rows), scale.rows_weight(ev.task_rows))
+            n_probe, n_outcomes = float(v.task_rows.sum()), float(ev.task_rows.sum() + ev.open_rows)
+            ability = (n_probe * v.ability + n_outcomes * ev.ability) / (n_probe + n_outcomes)  # by count
+            place, centre = ability - out["difficulty"], float(ev.ability)
         else:
-            place, ability = ev.ability - out["difficulty"], float(ev.ability)
-        logit = s * own[:, col] + o * (place + ev.open_ability - ability) + (1.0 - s - o) * place
+            task_rows = ev.task_rows
+            weight = scale.rows_weight(task_rows)
+            place, centre = ev.ability - out["difficulty"], float(ev.ability)
+        s = scale.support(tasks, p_open, weight)[:, 0]
+        o = cut * float(scale.rows_weight(ev.open_rows))
+        # the open-ended place: what its open-ended outcomes showed, relative to where that fit was centred
+        logit = s * own[:, col] + o * (place + ev.open_ability - centre) + (1.0 - s - o) * place
         quality[:, col] = sigmoid(logit / scale.temperature)
         scale_z[:, col] = place
         support[:, col] = s + o
         rows[:, col] = tasks @ task_rows * (1.0 - p_open) + cut * ev.open_rows
         for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
-            low[i][v.name] = scale.outcome_reason(v.name, support[i, col], p_open[i], top[i], ev.open_rows)
+            low[i][v.name] = scale.outcome_reason(v.name, support[i, col], p_open[i], top[i], ev, j, v.task_rows)
 
     @property
     def set_rho(self) -> float:
@@ -672,12 +681,18 @@ class QualityPredictor:
             if j is not None:
                 return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained", index=j,
                                    outcomes=self._outcome_evidence.get(j))
+        scores = probe_results(model, snapshot)
         for name in model.all_names():
             fitted = self._outcome.get(name)
+            if fitted is not None and scores:
+                # `refit.fit_one` fitted it to its probe results and outcomes: it keeps the support (and
+                # the place on the scale) its probe results gave it, and is not "fitted to only N outcomes"
+                rows, ability = self.probe_evidence(scores)
+                return ModelVector(model.name, fitted.vector, fitted.bias, "outcomes", task_rows=rows,
+                                   ability=ability, outcomes=fitted.outcomes)
             if fitted is not None:
                 return ModelVector(model.name, fitted.vector, fitted.bias, "outcomes", fitted.low_confidence,
                                    outcomes=fitted.outcomes)
-        scores = probe_results(model, snapshot)
         if scores:
             vector, bias = self.fit_probe(scores)
             rows, ability = self.probe_evidence(scores)
