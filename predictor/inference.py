@@ -205,22 +205,19 @@ class OutcomeEvidence:
     open_rows: float
     ability: float | None
     open_ability: float
-    cover: np.ndarray | None = None  # [K] 1 on the tasks of tables its probe results cover, as cold start counts
 
     def to_dict(self) -> dict:
         return {"task_rows": [round(float(x), 4) for x in self.task_rows], "open_rows": round(self.open_rows, 4),
-                "ability": self.ability, "open_ability": self.open_ability,
-                "cover": None if self.cover is None else [float(x) for x in self.cover]}
+                "ability": self.ability, "open_ability": self.open_ability}
 
     @classmethod
     def from_dict(cls, data: dict, n_tasks: int, name: str) -> OutcomeEvidence:
         rows = np.asarray(data["task_rows"], dtype=np.float64)
-        cover = None if data.get("cover") is None else np.asarray(data["cover"], dtype=np.float64)
-        if rows.shape != (n_tasks,) or (cover is not None and cover.shape != (n_tasks,)):
+        if rows.shape != (n_tasks,):
             raise ValueError(f"outcome evidence of {name!r} counts {rows.shape} tasks, the scale has {n_tasks}")
         ability = data.get("ability")
         return cls(rows, float(data["open_rows"]), None if ability is None else float(ability),
-                   float(data["open_ability"]), cover)
+                   float(data["open_ability"]))
 
 
 @dataclass(frozen=True)
@@ -514,33 +511,19 @@ class QualityPredictor:
         return self.scale.open_cut(out["open_ended"]), out["difficulty"]
 
     def outcome_evidence(self, index: int | None, tasks: np.ndarray, cut: np.ndarray, difficulty: np.ndarray,
-                         scores: np.ndarray, probe: dict[str, float] | None = None) -> OutcomeEvidence:
+                         scores: np.ndarray) -> OutcomeEvidence:
         """The `OutcomeEvidence` of `scores` on prompts with task posteriors `tasks` and `scale_reading`
-        (cut, difficulty), for trained model `index` (None: a model without a trained vector). `probe`: a
-        probe-registered model's results, which keep the support they gave it and count in its ability
-        beside the outcomes, as its vector is fitted to both."""
+        (cut, difficulty), for trained model `index` (None: a model without a trained vector)."""
         from pickwise.predictor.scale import ability_at
 
-        cover, d, y = None, np.asarray(difficulty, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-        if probe:
-            from pickwise.registry.probes.probe_set import probe_index
-
-            entries = probe_index()
-            known = [pid for pid in sorted(probe) if pid in entries]
-            probe_tasks = [f"{entries[pid].table}/{entries[pid].task}" for pid in known]
-            cover = self.scale.table_cover(self.scale.task_rows(probe_tasks))
-            where = {t: k for k, t in enumerate(self.scale.tasks)}
-            on_scale = [i for i, t in enumerate(probe_tasks) if t in where]
-            d = np.concatenate([d, self.scale.difficulty[[where[probe_tasks[i]] for i in on_scale]]])
-            y = np.concatenate([y, [probe[known[i]] for i in on_scale]])
         if index is None:
-            ability = ability_at(d, y, start=float(np.median(self.scale.ability)))
+            ability = ability_at(difficulty, scores, start=float(np.median(self.scale.ability)))
         else:
             ability = float(self.scale.ability[index])
         # one logit of prior spread around where the tables put it: a few open-ended outcomes move it a little
         open_ability = ability_at(difficulty, scores, cut, start=ability, centre=ability, l2=OPEN_ABILITY_PRIOR)
         return OutcomeEvidence(((1.0 - cut)[:, None] * np.asarray(tasks, dtype=np.float64)).sum(0),
-                               float(cut.sum()), None if index is not None else ability, open_ability, cover)
+                               float(cut.sum()), None if index is not None else ability, open_ability)
 
     def _place_with_outcomes(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
         """A model refitted to outcomes in `evidence`: its outcomes count as rows where they were, beside a
@@ -551,22 +534,30 @@ class QualityPredictor:
 
         scale, ev, j = self.scale, v.outcomes, v.index
         p_open, cut = out["open_ended"], scale.open_cut(out["open_ended"])
-        trained_rows = scale.rows[j] if j is not None else np.zeros(len(scale.tasks))
-        task_rows = trained_rows + ev.task_rows
-        weight = scale.rows_weight(task_rows) if ev.cover is None else np.maximum(scale.rows_weight(task_rows), ev.cover)
+        if j is not None:
+            task_rows = scale.rows[j] + ev.task_rows
+            weight = scale.rows_weight(task_rows)
+            place, centre = out["scale_logits"][:, j], float(scale.ability[j])
+        elif v.task_rows is not None:  # registered from probe results: they keep the support they gave it
+            task_rows = v.task_rows + ev.task_rows
+            weight = np.maximum(scale.table_cover(v.task_rows), scale.rows_weight(ev.task_rows))
+            n_probe, n_outcomes = float(v.task_rows.sum()), float(ev.task_rows.sum() + ev.open_rows)
+            ability = (n_probe * v.ability + n_outcomes * ev.ability) / (n_probe + n_outcomes)  # by count
+            place, centre = ability - out["difficulty"], float(ev.ability)
+        else:
+            task_rows = ev.task_rows
+            weight = scale.rows_weight(task_rows)
+            place, centre = ev.ability - out["difficulty"], float(ev.ability)
         s = scale.support(tasks, p_open, weight)[:, 0]
         o = cut * float(scale.rows_weight(ev.open_rows))
-        if j is not None:
-            place, ability = out["scale_logits"][:, j], float(scale.ability[j])
-        else:
-            place, ability = ev.ability - out["difficulty"], float(ev.ability)
-        logit = s * own[:, col] + o * (place + ev.open_ability - ability) + (1.0 - s - o) * place
+        # the open-ended place: what its open-ended outcomes showed, relative to where that fit was centred
+        logit = s * own[:, col] + o * (place + ev.open_ability - centre) + (1.0 - s - o) * place
         quality[:, col] = sigmoid(logit / scale.temperature)
         scale_z[:, col] = place
         support[:, col] = s + o
         rows[:, col] = tasks @ task_rows * (1.0 - p_open) + cut * ev.open_rows
         for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
-            low[i][v.name] = scale.outcome_reason(v.name, support[i, col], p_open[i], top[i], ev.open_rows)
+            low[i][v.name] = scale.outcome_reason(v.name, support[i, col], p_open[i], top[i], ev, j, v.task_rows)
 
     @property
     def set_rho(self) -> float:
@@ -690,12 +681,18 @@ class QualityPredictor:
             if j is not None:
                 return ModelVector(model.name, self._vectors[j], float(self._bias[j]), "trained", index=j,
                                    outcomes=self._outcome_evidence.get(j))
+        scores = probe_results(model, snapshot)
         for name in model.all_names():
             fitted = self._outcome.get(name)
+            if fitted is not None and scores:
+                # `refit.fit_one` fitted it to its probe results and outcomes: it keeps the support (and
+                # the place on the scale) its probe results gave it, and is not "fitted to only N outcomes"
+                rows, ability = self.probe_evidence(scores)
+                return ModelVector(model.name, fitted.vector, fitted.bias, "outcomes", task_rows=rows,
+                                   ability=ability, outcomes=fitted.outcomes)
             if fitted is not None:
                 return ModelVector(model.name, fitted.vector, fitted.bias, "outcomes", fitted.low_confidence,
                                    outcomes=fitted.outcomes)
-        scores = probe_results(model, snapshot)
         if scores:
             vector, bias = self.fit_probe(scores)
             rows, ability = self.probe_evidence(scores)

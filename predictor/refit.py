@@ -188,8 +188,6 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
     by_model: dict[str, list[int]] = defaultdict(list)
     for i in np.flatnonzero(mask):
         by_model[rows.models[i]].append(int(i))
-    from pickwise.predictor.inference import probe_results
-
     fitted = {}
     reading = scale_readings(predictor, features) if predictor.scale is not None else {}
     for name, idx in sorted(by_model.items()):
@@ -202,9 +200,8 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
             spec = snapshot.get(name)
             index = next((j for n in spec.all_names() if (j := predictor.trained_index(n)) is not None), None)
             cut, difficulty = (np.array([reading[rows.shas[i]][k] for i in read]) for k in (0, 1))
-            probe = probe_results(spec, snapshot) if before == "probe" else None
             evidence = predictor.outcome_evidence(index, np.stack([features.tasks[rows.shas[i]] for i in read]),
-                                                  cut, difficulty, rows.scores[read], probe)
+                                                  cut, difficulty, rows.scores[read])
             fitted[name]["evidence"] = evidence.to_dict()
     return fitted
 

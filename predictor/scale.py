@@ -332,11 +332,21 @@ class OneScale:
         return head + (f"; placed on the joint ability scale from its {int(rows.sum())} probe results on "
                        f"{_tables_text(sorted(self.covered(rows)))}")
 
-    def outcome_reason(self, name: str, support: float, p_open: float, top_task: str, open_rows: float) -> str:
-        """Why a prediction of a model with outcomes (`pickwise fit`) is low-confidence, in words."""
-        head = _unsupported(f"tasks {name}'s results and outcomes cover", support, p_open, top_task)
-        return head + (f"; placed on the joint ability scale from its results and outcomes "
-                       f"({open_rows:.0f} of them on open-ended prompts)")
+    def outcome_reason(self, name: str, support: float, p_open: float, top_task: str, outcomes,
+                       index: int | None = None, probe_rows: np.ndarray | None = None) -> str:
+        """Why a prediction of a model with outcomes (`pickwise fit`, `OutcomeEvidence` `outcomes`) is
+        low-confidence, in words; `index` its row if trained, `probe_rows` its probe results per task."""
+        if index is not None:
+            results = f"its results on {_tables_text(self.model_tables.get(self.model_names[index], []))} and "
+        elif probe_rows is not None:
+            results = f"its {int(probe_rows.sum())} probe results on {_tables_text(sorted(self.covered(probe_rows)))} and "
+        else:
+            results = ""
+        head = _unsupported(f"tasks {name}'s {'results and ' if results else ''}outcomes cover", support, p_open,
+                            top_task)
+        n = float(outcomes.task_rows.sum() + outcomes.open_rows)
+        return head + (f"; placed on the joint ability scale from {results}its {n:.0f} outcomes "
+                       f"({outcomes.open_rows:.0f} on open-ended prompts)")
 
     def reason(self, j: int, support: float, p_open: float, top_task: str) -> str:
         """Why prediction (·, model j) is low-confidence, in words."""

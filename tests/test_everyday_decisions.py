@@ -237,6 +237,37 @@ def test_a_probe_registered_model_says_where_its_evidence_is(service):
     assert np.all((result.quality > 0.5) & (result.quality < 1.0))  # a strong model stays strong, flagged
 
 
+def test_a_probe_registered_model_keeps_its_probe_support_after_a_refit_adds_outcomes(service, tmp_path):
+    # `fit` fits it to its probe results and outcomes together: forty legal outcomes must not take away
+    # the support its 220 MMLU-Pro probe results gave it (it lost it, and was "fitted to only 40 outcomes")
+    from pickwise.predictor.refit import Features, OutcomeRows, fit_vectors
+    from pickwise.predictor.scale import LOW_SUPPORT
+    from pickwise.registry import Probe, ProbeResult
+    from pickwise.registry.outcomes import prompt_sha256
+    from pickwise.registry.probes.probe_set import probe_index
+    from pickwise.registry.snapshot import RegistrySnapshot
+    from tests.test_predictor_inference import spec
+
+    ids = [pid for pid, entry in probe_index().items() if entry.table == "mmlu_pro_25models"]
+    strong = spec("acme-strong", Probe(results=[ProbeResult(prompt_id=i, score=float(k % 50 != 0))
+                                                for k, i in enumerate(ids)]))
+    predictor = service.predictor
+    legal = [f"Is a {k}-month non-compete clause enforceable against a software engineer?" for k in range(40)]
+    f, shas = predictor.prompt_features(legal), [prompt_sha256(t) for t in legal]
+    features = Features(*({s: part[i] for i, s in enumerate(shas)} for part in (f.u, f.tasks, f.pooled)))
+    rows = OutcomeRows(["acme-strong"] * 40, np.array([1.0, 0.0] * 20), shas, ["2026-12-01T00:00:00Z"] * 40,
+                       np.full(40, np.nan), texts=dict(zip(shas, legal)))
+    fitted = fit_vectors(predictor, RegistrySnapshot((strong,), "v", tmp_path), rows, features, np.ones(40, bool))
+    refitted = predictor.with_outcome_vectors(fitted)
+    assert refitted.model_vector(strong).source == "outcomes"
+    mmlu_pro = next(e.prompt for e in probe_index().values() if e.table == "mmlu_pro_25models")
+    code = "Write a Python function that merges two sorted lists."
+    result = refitted.predict_with_evidence([mmlu_pro, code], [strong])
+    assert result.support[0, 0] >= LOW_SUPPORT and "acme-strong" not in result.low_confidence[0]
+    assert "placed on the joint ability scale from its 220 probe results on mmlu_pro and its 40 outcomes (" \
+        in result.low_confidence[1]["acme-strong"]
+
+
 def test_universe_over_base_models_names_the_switch_for_open_ended_prompts(tmp_path, capsys):
     from pickwise.api.cli.main import main
 

@@ -61,6 +61,8 @@ def test_a_default_floor_holds_until_a_request_lifts_it_and_a_bad_default_name_i
         raw, _ = create(client, extra_body={"pickwise": {"min_quality": 0, "objective": "min_cost"}})  # 0: no floor
         # its own objective drops the default's willingness_to_pay, which belongs to 'balanced'
         assert (raw.headers["x-pickwise-model"], raw.headers["x-pickwise-policy"]) == ("cheap", "server+request")
+        raw, _ = create(client, extra_body={"pickwise": {"min_quality": 0, "objective": "balanced"}})
+        assert raw.status_code == 200  # asking for the server's own objective keeps its price (it was a 422)
         with pytest.raises(openai.UnprocessableEntityError) as wrong:
             create(client, extra_body={"pickwise": {"willingness_to_pay": 1.0, "objective": "max_quality"}})
         assert wrong.value.body["param"] == "pickwise"  # the request's own mix is its own error
@@ -72,6 +74,28 @@ def test_a_default_floor_holds_until_a_request_lifts_it_and_a_bad_default_name_i
         assert "PICKWISE_GATEWAY_DEFAULTS" in unknown.value.message
         raw, _ = create(sdk(url), extra_body={"pickwise": {"models": ["mid", "dear"], "min_quality": 0.99}})
         assert raw.headers["x-pickwise-model"] == "dear"  # the default on_infeasible: the best, below the floor
+
+
+def test_a_model_removed_while_serving_leaves_the_servers_lists_instead_of_refusing_every_call(served, tiny_predictor):
+    # serve checks the policy's names at startup; one removed later excluded nothing yet made every call of
+    # a stock client a 422 it could not fix
+    import httpx
+
+    from tests.api_support import TOKEN
+
+    defaults = {"objective": "max_quality", "exclude": ["dear", *DOWN], "models": ["mid", "dear", "cheap"]}
+    with policy_server(served, tiny_predictor, defaults) as url:
+        client = sdk(url)
+        assert create(client)[0].headers["x-pickwise-model"] == "mid"
+        assert httpx.delete(url + "/v1/models/dear", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        raw, _ = create(client)
+        assert (raw.headers["x-pickwise-model"], raw.headers["x-pickwise-policy"]) == ("mid", "server")
+        assert create(client, extra_body={"pickwise": {"models": ["cheap"]}})[0].headers["x-pickwise-model"] == "cheap"
+        with pytest.raises(openai.ConflictError) as infeasible:
+            create(client, extra_body={"pickwise": {"min_quality": 0.999}})
+        # what applied: the lists as the registry stands
+        assert infeasible.value.body["server_defaults"]["exclude"] == DOWN
+        assert infeasible.value.body["server_defaults"]["models"] == ["mid", "cheap"]
 
 
 def test_a_bad_default_stops_serve_naming_the_field(registry_dir, tmp_path, capsys, monkeypatch):
@@ -88,6 +112,9 @@ def test_a_bad_default_stops_serve_naming_the_field(registry_dir, tmp_path, caps
     monkeypatch.setenv("PICKWISE_GATEWAY_DEFAULTS", "min_quality=0.5")
     assert main(args) == 2
     assert "PICKWISE_GATEWAY_DEFAULTS: not JSON" in capsys.readouterr().err
+    monkeypatch.setenv("PICKWISE_GATEWAY_DEFAULTS", '{"exclude": ["claude-v2x"]}')  # a typo would exclude nothing
+    assert main([*args[:-1], str(tmp_path / "missing")]) == 2  # checked first: a valid one is not served here
+    assert "PICKWISE_GATEWAY_DEFAULTS: exclude: unknown model 'claude-v2x'" in capsys.readouterr().err
 
 
 def test_serve_workers_get_the_defaults_through_the_environment(monkeypatch):

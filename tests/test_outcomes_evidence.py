@@ -95,29 +95,3 @@ def test_a_new_model_is_confident_only_where_its_outcomes_were(tiny_artifact, tm
     tabled = refitted.evidence(f.u, [vector], f.tasks, pooled=f.pooled)
     assert np.all(tabled.support[:, 0] < 0.5) and all("team-model" in low for low in tabled.low_confidence)
 
-
-def test_a_probe_registered_model_keeps_its_probe_support_after_outcomes():
-    # its probe results gave it support on their tables; outcomes on other prompts must not take it away
-    from pickwise.predictor.inference import load_predictor
-    from pickwise.predictor.refit import fit_vectors
-    from pickwise.registry import Probe, ProbeResult
-    from pickwise.registry.probes.probe_set import probe_index
-    from tests.test_predictor_inference import spec as registry_spec
-
-    shipped = load_predictor()
-    mmlu_pro = [pid for pid, entry in probe_index().items() if entry.table.startswith("mmlu_pro")]
-    model = registry_spec("probed", Probe(results=[ProbeResult(prompt_id=p, score=1.0) for p in mmlu_pro]))
-    rows, features = _rows(shipped, "probed", [1.0, 0.0] * 30)
-
-    class Snapshot(BareSnapshot):
-        def get(self, name):
-            return model
-
-    fitted = fit_vectors(shipped, Snapshot(), rows, features, np.ones(len(rows.scores), dtype=bool))
-    assert fitted["probed"]["before"] == "probe" and fitted["probed"]["evidence"]["cover"] is not None
-    entry = probe_index()[mmlu_pro[0]]
-    f = shipped.prompt_features([entry.prompt])
-    before = shipped.evidence(f.u, [shipped.model_vector(model)], f.tasks, pooled=f.pooled)
-    refitted = shipped.with_outcome_vectors(fitted)
-    after = refitted.evidence(f.u, [refitted.model_vector(model)], f.tasks, pooled=f.pooled)
-    assert before.support[0, 0] > 0.9 and after.support[0, 0] >= before.support[0, 0] - 1e-9

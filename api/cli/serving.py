@@ -171,15 +171,28 @@ def _option_name(field: str, given: dict) -> str:
     return "--" + field.replace("_", "-")
 
 
-def _check_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+def _check_paths(args: argparse.Namespace, batching: dict) -> tuple[Path, Path]:
     from pickwise.predictor.promotion import serving_artifact_dir
 
-    load_registry_option(args.registry)  # fail before binding the port, with every problem listed
+    snapshot = load_registry_option(args.registry)  # fail before binding the port, with every problem listed
+    _check_policy_names(batching, snapshot)
     artifact = Path(args.artifact) if args.artifact else serving_artifact_dir()
     if not artifact.is_dir():
         raise CliError(f"predictor artifact {artifact} does not exist; train one with "
                        "`pickwise train --out DIR` and pass --artifact DIR")
     return (Path(args.registry) if args.registry else None), artifact
+
+
+def _check_policy_names(batching: dict, snapshot) -> None:
+    """The routing policy's model names, against the registry serve starts with: a typo stops it here,
+    so a name missing later was removed while serving (`gateway.route.for_registry`)."""
+    from pickwise.api.gateway.options import check_names
+    from pickwise.api.http.settings import ServiceSettings
+
+    try:
+        check_names(ServiceSettings(**batching).gateway_options, snapshot)
+    except ValueError as exc:
+        raise CliError(f"{_option_name('gateway_defaults', batching)}: {exc}") from None
 
 
 def _check_store(target: str | None) -> None:
@@ -266,7 +279,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from pickwise.api.http.app import log_config
 
     batching = batching_settings(args)
-    registry, artifact = _check_paths(args)
+    registry, artifact = _check_paths(args, batching)
     from pickwise.api.http.settings import ServiceSettings
 
     _check_store(ServiceSettings(**batching).outcome_store)  # --store, else PICKWISE_OUTCOME_STORE

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError
 
 from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_WILLINGNESS_TO_PAY
+from pickwise.registry import RegistrySnapshot
 from pickwise.selector import SelectionConstraints
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -44,11 +45,11 @@ def given(fields: dict[str, Any] | None) -> dict[str, Any]:
 
 def merged(defaults: dict[str, Any], fields: dict[str, Any] | None) -> dict[str, Any]:
     """The server's defaults with a request's fields over them, field by field. A request that picks
-    its own objective drops the default's willingness_to_pay: that price belongs to 'balanced', and
-    would otherwise make a request for another objective invalid."""
+    another objective than 'balanced' drops the default's willingness_to_pay: that price belongs to
+    'balanced', and would otherwise make the request invalid (one that asks for 'balanced' keeps it)."""
     request = given(fields)
     base = dict(defaults)
-    if "objective" in request and "willingness_to_pay" not in request:
+    if request.get("objective", "balanced") != "balanced" and "willingness_to_pay" not in request:
         base.pop("willingness_to_pay", None)
     return {**base, **request}
 
@@ -68,6 +69,15 @@ def from_server(defaults: dict[str, Any], fields: dict[str, Any] | None) -> dict
     """The server's defaults a request left in place (those it did not override)."""
     request = given(fields)
     return {k: v for k, v in merged(defaults, fields).items() if k not in request}
+
+
+def check_names(defaults: dict[str, Any], snapshot: RegistrySnapshot) -> None:
+    """ValueError naming a model of the defaults' `models` or `exclude` that the registry does not hold
+    at startup (a typo would otherwise exclude nothing, or be dropped from the allow-list)."""
+    for field in ("models", "exclude"):
+        for name in defaults.get(field) or ():
+            if name not in snapshot:
+                raise ValueError(f"{field}: unknown model {name!r}{snapshot.did_you_mean(name)}")
 
 
 def parse_defaults(text: str) -> dict[str, Any]:

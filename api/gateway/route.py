@@ -7,6 +7,8 @@ alias is forwarded to that model alone.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
 from pickwise.api.gateway.options import GatewayOptions
 from pickwise.api.gateway.output_cap import OutputCap, fits_none
@@ -24,6 +26,21 @@ EMPTY_PROMPT = "(no text)"  # a conversation of images, tool calls or whitespace
 def served(snapshot: RegistrySnapshot) -> list[ModelSpec]:
     """The models the gateway can call: enabled, with an endpoint."""
     return [s for s in snapshot.models if s.enabled and s.endpoint is not None]
+
+
+def for_registry(defaults: dict[str, Any], snapshot: RegistrySnapshot) -> dict[str, Any]:
+    """The server's defaults as the registry stands now. `serve` checked their model names at startup,
+    so a name the registry no longer holds (or no longer serves) was removed while serving: it excludes
+    nothing, and leaves the allow-list while any of it is left, rather than refusing every call of
+    clients that sent no options for the server's list."""
+    out = dict(defaults)
+    if out.get("exclude"):
+        out["exclude"] = [n for n in out["exclude"] if n in snapshot]
+    if out.get("models"):
+        callable_ = {n for spec in served(snapshot) for n in spec.all_names()}
+        left = [n for n in out["models"] if n in callable_]
+        out["models"] = left or out["models"]  # none left: the request's 422 names them
+    return out
 
 
 def named_model(snapshot: RegistrySnapshot, name: str) -> ModelSpec:

@@ -40,6 +40,7 @@ from pickwise.api.gateway.route import (
     AUTO_MODEL,
     EMPTY_PROMPT,
     decide_route,
+    for_registry,
     named_model,
     select_request,
     served,
@@ -243,7 +244,7 @@ async def chat_completions(request: Request) -> Response:
     route = None
     cap, answers = output_cap(body), answer_count(body)
     if body["model"] == AUTO_MODEL:
-        defaults = st.settings.gateway_options
+        defaults = for_registry(st.settings.gateway_options, st.service.registry.refresh())
         options = _options(body, defaults)
         applied = policy(defaults, body.get("pickwise"))
         try:
