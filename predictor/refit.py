@@ -191,14 +191,14 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
     fitted = {}
     reading = scale_readings(predictor, features) if predictor.scale is not None else {}
     for name, idx in sorted(by_model.items()):
+        spec = snapshot.get(name)
         u = np.stack([features.u[rows.shas[i]] for i in idx])
-        e, b, before = fit_one(predictor, snapshot.get(name), snapshot, u, rows.scores[idx], trust_trained, trust_new)
+        e, b, before = fit_one(predictor, spec, snapshot, u, rows.scores[idx], trust_trained, trust_new)
         fitted[name] = {"vector": [float(x) for x in e], "bias": float(b), "rows": len(idx),
                         "prompts": len({rows.shas[i] for i in idx}), "before": before}
         read = [i for i in idx if rows.shas[i] in reading]  # a hash-only prompt has no task posterior
         if read:
-            spec = snapshot.get(name)
-            index = next((j for n in spec.all_names() if (j := predictor.trained_index(n)) is not None), None)
+            index = predictor.model_vector(spec, snapshot).index  # its trained row, by name or alias
             cut, difficulty = (np.array([reading[rows.shas[i]][k] for i in read]) for k in (0, 1))
             evidence = predictor.outcome_evidence(index, np.stack([features.tasks[rows.shas[i]] for i in read]),
                                                   cut, difficulty, rows.scores[read])
