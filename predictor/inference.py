@@ -441,12 +441,10 @@ class QualityPredictor:
             p_open = out["open_ended"]
             top = [self.scale.tasks[k] for k in tasks.argmax(1)]
             for col, v in enumerate(vectors):
-                if v.outcomes is not None:
-                    self._place_with_outcomes(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
+                if v.outcomes is not None or (v.index is None and v.task_rows is not None):
+                    self._place_with_evidence(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
                     continue
                 if v.index is None:
-                    if v.task_rows is not None:
-                        self._place_probe_model(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
                     continue
                 j = v.index
                 quality[:, col] = sigmoid(out["logits"][:, j])
@@ -488,21 +486,6 @@ class QualityPredictor:
             out.append({names[k]: round(float(row[k]), 3) for k in order if row[k] >= least})
         return out
 
-    def _place_probe_model(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
-        """A probe-registered model in `evidence`: support from the tables its probe results cover, as a
-        trained model's from its training rows; where it has none, its own logit is blended towards its
-        ability on the joint scale minus the prompt's difficulty, as a trained model's is."""
-        from pickwise.predictor.scale import LOW_SUPPORT, sigmoid
-
-        p_open = out["open_ended"]
-        s = self.scale.support(tasks, p_open, self.scale.table_cover(v.task_rows))[:, 0]
-        placed = v.ability - out["difficulty"]
-        quality[:, col] = sigmoid((s * own[:, col] + (1.0 - s) * placed) / self.scale.temperature)
-        scale_z[:, col] = placed
-        support[:, col], rows[:, col] = s, tasks @ v.task_rows * (1.0 - p_open)
-        for i in np.flatnonzero(s < LOW_SUPPORT):
-            low[i][v.name] = self.scale.probe_reason(v.name, s[i], p_open[i], top[i], v.task_rows)
-
     def scale_reading(self, u: np.ndarray, tasks: np.ndarray, pooled: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(open-ended cut [N], difficulty [N]) of prompts as the one-scale layer reads them off the trained
         models, which is where `evidence` places a model on them."""
@@ -525,39 +508,46 @@ class QualityPredictor:
         return OutcomeEvidence(((1.0 - cut)[:, None] * np.asarray(tasks, dtype=np.float64)).sum(0),
                                float(cut.sum()), None if index is not None else ability, open_ability)
 
-    def _place_with_outcomes(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
-        """A model refitted to outcomes in `evidence`: its outcomes count as rows where they were, beside a
-        trained model's training rows, and its open-ended outcomes support it on open-ended prompts, where
-        they also move its place on the joint scale (otherwise the place of a model no table measured
-        there). Without outcomes this is the trained model's blend in `OneScale.combine`."""
+    def _place_with_evidence(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
+        """A model with evidence beyond training rows: probe results, whose tables support it as a trained
+        model's training rows do, and outcomes (`pickwise fit`), which count as rows where they were,
+        beside training rows or probe tables, and support it on open-ended prompts, where they also move
+        its place on the joint scale. Where it has no support, its own logit is blended towards its place
+        on the scale minus the prompt's difficulty. Without either this is `OneScale.combine`'s blend."""
         from pickwise.predictor.scale import LOW_SUPPORT, sigmoid
 
         scale, ev, j = self.scale, v.outcomes, v.index
         p_open, cut = out["open_ended"], scale.open_cut(out["open_ended"])
+        outcome_rows = ev.task_rows if ev is not None else np.zeros(len(scale.tasks))
         if j is not None:
-            task_rows = scale.rows[j] + ev.task_rows
+            task_rows = scale.rows[j] + outcome_rows
             weight = scale.rows_weight(task_rows)
             place, centre = out["scale_logits"][:, j], float(scale.ability[j])
         elif v.task_rows is not None:  # registered from probe results: they keep the support they gave it
-            task_rows = v.task_rows + ev.task_rows
-            weight = np.maximum(scale.table_cover(v.task_rows), scale.rows_weight(ev.task_rows))
-            n_probe, n_outcomes = float(v.task_rows.sum()), float(ev.task_rows.sum() + ev.open_rows)
-            ability = (n_probe * v.ability + n_outcomes * ev.ability) / (n_probe + n_outcomes)  # by count
-            place, centre = ability - out["difficulty"], float(ev.ability)
+            task_rows = v.task_rows + outcome_rows
+            weight = np.maximum(scale.table_cover(v.task_rows), scale.rows_weight(outcome_rows))
+            ability = v.ability
+            if ev is not None:
+                n_probe, n_outcomes = float(v.task_rows.sum()), float(ev.task_rows.sum() + ev.open_rows)
+                ability = (n_probe * v.ability + n_outcomes * ev.ability) / (n_probe + n_outcomes)  # by count
+            place, centre = ability - out["difficulty"], float(ev.ability if ev is not None else ability)
         else:
             task_rows = ev.task_rows
             weight = scale.rows_weight(task_rows)
             place, centre = ev.ability - out["difficulty"], float(ev.ability)
         s = scale.support(tasks, p_open, weight)[:, 0]
-        o = cut * float(scale.rows_weight(ev.open_rows))
-        # the open-ended place: what its open-ended outcomes showed, relative to where that fit was centred
-        logit = s * own[:, col] + o * (place + ev.open_ability - centre) + (1.0 - s - o) * place
+        logit = s * own[:, col] + (1.0 - s) * place
+        open_rows = ev.open_rows if ev is not None else 0.0
+        o = cut * float(scale.rows_weight(open_rows))
+        if ev is not None:  # the open-ended place: what its open-ended outcomes showed, relative to the fit's centre
+            logit = logit + o * (ev.open_ability - centre)
         quality[:, col] = sigmoid(logit / scale.temperature)
         scale_z[:, col] = place
         support[:, col] = s + o
-        rows[:, col] = tasks @ task_rows * (1.0 - p_open) + cut * ev.open_rows
+        rows[:, col] = tasks @ task_rows * (1.0 - p_open) + cut * open_rows
         for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
-            low[i][v.name] = scale.outcome_reason(v.name, support[i, col], p_open[i], top[i], ev, j, v.task_rows)
+            low[i][v.name] = (scale.probe_reason(v.name, s[i], p_open[i], top[i], v.task_rows) if ev is None else
+                              scale.outcome_reason(v.name, support[i, col], p_open[i], top[i], ev, j, v.task_rows))
 
     @property
     def set_rho(self) -> float:
