@@ -51,14 +51,14 @@ QA = (("gemini-1.5-pro-002", "Write a short poem about the sea."),
       ("gpt-4-1106-preview", "Quelle est la capitale de la France ?"))
 
 
-def both(predictor, u, tasks, pooled, specs, snapshot, routers, prompts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Select's quality [N, M] and each of `routers`' expected output tokens for the same features."""
+def both(predictor, u, tasks, pooled, specs, snapshot, prompts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Select's quality [N, M] and both routers' expected output tokens for the same features."""
     u = np.asarray(u, dtype=np.float64)
     evidence = predictor.evidence(u, [predictor.model_vector(s, snapshot) for s in specs], tasks, pooled=pooled)
     out = {WITHOUT: predictor.output_tokens(u, specs, evidence.open_ended, snapshot)[0],
            SHIPPED: predictor.output_tokens(u, specs, evidence.open_ended, snapshot, tasks,
                                             options=has_options(prompts))[0]}
-    return evidence.quality, {name: out[name] for name in routers}
+    return evidence.quality, out
 
 
 def check_features(predictor, prompts: list[str], cached_u: np.ndarray) -> float:
@@ -79,7 +79,6 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    routers = ROUTERS
     torch.set_num_threads(1)
     predictor = load_predictor(default_artifact_dir(), "cpu", precision="fp32")
     snapshot = load_registry(default_registry_dir())
@@ -101,7 +100,7 @@ def main() -> int:
         sub = table.subset(rows)
         specs = [snapshot.get(n) for n in table.model_names]
         q_hat, tokens = both(predictor, priced["u"][pick], priced["tasks"][pick], priced["pooled"][pick], specs,
-                             snapshot, routers, [table.prompts[i] for i in rows])
+                             snapshot, [table.prompts[i] for i in rows])
         calib[key] = calibration(tokens, sub.out_tokens)
         p_in, p_out, fee = prices(table, snapshot)
         c_hats = {k: sub.in_tokens[:, None] * p_in + v * p_out + fee for k, v in tokens.items()}
@@ -111,11 +110,11 @@ def main() -> int:
     every = feats["everyday"]
     six = [snapshot.get(n) for n in SIX]
     texts = [json.loads(line)["prompt"] for line in EVERYDAY.read_text().splitlines() if line.strip()]
-    _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot, routers, texts)
+    _, tokens = both(predictor, every["u"], every["tasks"], every["pooled"], six, snapshot, texts)
     spreads = {k: spread(v, every["kind"]) for k, v in tokens.items()}
     trained = [s for s in snapshot.enabled() if (v := predictor.length_vector(s, snapshot)) is not None
                and v.source == "trained"]
-    _, trained_tokens = both(predictor, every["u"], every["tasks"], every["pooled"], trained, snapshot, routers, texts)
+    _, trained_tokens = both(predictor, every["u"], every["tasks"], every["pooled"], trained, snapshot, texts)
     p_open = predictor.evidence(np.asarray(every["u"], dtype=np.float64), [], every["tasks"],
                                 pooled=every["pooled"]).open_ended
     priced_like = p_open < 0.5
@@ -123,14 +122,14 @@ def main() -> int:
     qa = []
     for name, prompt in QA:
         f = predictor.prompt_features([prompt])
-        _, t = both(predictor, f.u, f.tasks, f.pooled, [snapshot.get(name)], snapshot, routers, [prompt])
+        _, t = both(predictor, f.u, f.tasks, f.pooled, [snapshot.get(name)], snapshot, [prompt])
         qa.append({"model": name, "prompt": prompt, **{k: float(v[0, 0]) for k, v in t.items()}})
 
-    against = {r: {k: routing[k]["routers"][r]["ref_minus_this_capture"] for k in ROUTED} for r in routers[:-1]}
+    against = {r: {k: routing[k]["routers"][r]["ref_minus_this_capture"] for k in ROUTED} for r in ROUTERS[:-1]}
     holds = all(v["hi"] >= 0.0 for v in against[WITHOUT].values())  # each interval includes 0 or lies above it
-    means = {r: float(np.mean([routing[k]["routers"][r]["capture"] for k in ROUTED])) for r in routers}
+    means = {r: float(np.mean([routing[k]["routers"][r]["capture"] for k in ROUTED])) for r in ROUTERS}
     result = {"split": scored, "bootstrap": args.bootstrap, "seed": args.seed, "feature_drift": drift,
-              "routers": list(routers), "candidate": SHIPPED, "mean_capture": means,
+              "routers": list(ROUTERS), "candidate": SHIPPED, "mean_capture": means,
               "routing": routing, "calibration": calib, "everyday_spread": spreads, "qa": qa,
               "candidate_minus": against, "holds": holds, "six": list(SIX),
               "everyday_short": {"share": short, "under_tokens": SHORT, "prompts": int(priced_like.sum()),
