@@ -308,6 +308,26 @@ class QualityPredictor:
         other._apply_outcome_vectors(models)
         return other
 
+    def without_outcomes(self, names: Iterable[str]) -> QualityPredictor:
+        """A copy whose models `names` are scored as before any refit (trained, probe or prior vectors,
+        no outcome evidence or lengths): `pickwise fit` starts from it, so that refitting a refit to the
+        same store counts each outcome once. Other models keep what an earlier refit gave them."""
+        other = copy.copy(self)
+        other._vectors, other._bias = self._vectors.copy(), self._bias.copy()
+        other._outcome, other._outcome_evidence = dict(self._outcome), dict(self._outcome_evidence)
+        trained, trained_bias = self.trained_vectors
+        names = set(names)
+        for name in names:
+            j = self._index.get(name)
+            if j is not None:
+                other._vectors[j], other._bias[j] = trained[j], trained_bias[j]
+                other._outcome_evidence.pop(j, None)
+            other._outcome.pop(name, None)
+        if self.lengths is not None:
+            other.lengths = self.lengths.without_outcome(names)
+            other._length_fits = {}
+        return other
+
     def with_outcome_lengths(self, vectors: dict, rows: dict[str, int]) -> QualityPredictor:
         """A predictor sharing this one's encoder whose models in `vectors` ({name: LengthVector}) have those
         outcome length vectors, as the artifact `pickwise fit` writes would (this one is unchanged)."""

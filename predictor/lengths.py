@@ -205,6 +205,12 @@ class LengthModel:
                 return dataclasses.replace(vec, name=names[0])
         return None
 
+    def without_outcome(self, names: Iterable[str]) -> LengthModel:
+        """A copy without the outcome vectors of `names` (this one is unchanged)."""
+        names = set(names)
+        return dataclasses.replace(self, outcome={k: v for k, v in self.outcome.items() if k not in names},
+                                   outcome_rows={k: v for k, v in self.outcome_rows.items() if k not in names})
+
     def with_outcome(self, vectors: Mapping[str, LengthVector], rows: Mapping[str, int]) -> LengthModel:
         """A copy whose models in `vectors` are predicted from those outcome vectors (this one is unchanged);
         outcome vectors it already had are kept unless replaced."""

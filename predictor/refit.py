@@ -358,10 +358,11 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
     features = prompt_features(base_predictor, rows, store, progress=progress)
     encoded_at = time.perf_counter()
     held = holdout_mask(rows, holdout)
-    fitted = fit_vectors(base_predictor, snapshot, rows, features, ~held, trust_trained, trust_new)
-    lengths = refit_lengths(base_predictor, snapshot, rows, features, held, trust_trained)
+    origin = base_predictor.without_outcomes(set(rows.models))  # a refit of a refit counts each outcome once
+    fitted = fit_vectors(origin, snapshot, rows, features, ~held, trust_trained, trust_new)
+    lengths = refit_lengths(origin, snapshot, rows, features, held, trust_trained)
     fitted_at = time.perf_counter()
-    candidate = base_predictor.with_outcome_vectors(fitted)
+    candidate = origin.with_outcome_vectors(fitted)
     if lengths.fitted:
         candidate = candidate.with_outcome_lengths(lengths.vectors(), lengths.rows())
     figures = holdout_figures(base_predictor, candidate, snapshot, rows, features, held)

@@ -278,3 +278,22 @@ def test_a_candidate_without_held_out_figures_is_refused_with_the_reason():
     assert "not a `pickwise fit` artifact" in judge({}).worse[0]
     assert "--holdout 0" in judge({"refit": {"holdout_share": 0.0, "holdout": {"rows": 0}}}).worse[0]
     assert "no outcome was held out" in judge({"refit": {"holdout_share": 0.2, "holdout": {"rows": 0}}}).worse[0]
+
+
+def test_fitting_a_refit_to_the_same_store_counts_each_outcome_once(tmp_path, tiny_predictor, registry_dir):
+    """`fit` on the promoted refit (the usual next week) starts each model with outcomes in the store
+    from what it had before any refit: its earlier outcome vector is not a prior for the same outcomes."""
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.inference import load_predictor
+
+    snapshot = load_registry(registry_dir)
+    _store(tmp_path / "s.sqlite", prompts(80, seed=21), "gpt-4-1106-preview", [0.0] * 80)
+    _store(tmp_path / "s.sqlite", prompts(80, seed=22), UNTRAINED, [1.0] * 80, start=100)
+    with OutcomeStore(tmp_path / "s.sqlite") as store:
+        refit(tiny_predictor, snapshot, store, tmp_path / "first", holdout=0.2)
+        first = load_predictor(tmp_path / "first", device="cpu", backbone=tiny_backbone())
+        report = refit(first, snapshot, store, tmp_path / "second", holdout=0.2)
+    assert {m: f["before"] for m, f in report["models"].items()} == {"gpt-4-1106-preview": "trained",
+                                                                     UNTRAINED: "population"}
+    assert json.loads((tmp_path / "first" / "outcome_vectors.json").read_text()) == \
+        json.loads((tmp_path / "second" / "outcome_vectors.json").read_text())

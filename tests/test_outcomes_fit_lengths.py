@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from pickwise.predictor.artifact import read_meta
 from pickwise.predictor.lengths import LENGTHS_FILE, OUTCOME_FORMAT
@@ -126,3 +127,15 @@ def test_fit_without_a_length_model_says_so(tiny_predictor, registry_dir, tmp_pa
         report = refit(tiny_predictor, snapshot, store, tmp_path / "fitted", holdout=0.0)
     assert report["lengths"]["models"] == {} and "has no length model" in report["lengths"]["skipped"]
     assert not (tmp_path / "fitted" / LENGTHS_FILE).exists()
+
+
+def test_refitting_a_refit_to_the_same_store_counts_each_length_once(length_predictor, registry_dir, tmp_path):
+    snapshot = load_registry(registry_dir)
+    trained = next(n for n in TRAINED if n in length_predictor.lengths.names)
+    with OutcomeStore(tmp_path / "s.sqlite") as store:
+        store.add([Outcome(model=trained, score=1.0, prompt=t, output_tokens=900) for t in prompts(40, seed=15)])
+        refit(length_predictor, snapshot, store, tmp_path / "first", holdout=0.0)
+        report = refit(load(tmp_path / "first"), snapshot, store, tmp_path / "second", holdout=0.0)
+    assert report["lengths"]["models"][trained]["before"] == "trained"
+    first, second = (load(tmp_path / d).lengths.outcome[trained] for d in ("first", "second"))
+    assert np.allclose(first.vector, second.vector) and first.bias == pytest.approx(second.bias)
