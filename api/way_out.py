@@ -119,6 +119,12 @@ def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fall
                  "vocabulary), so every quality is a low-confidence guess")
     if fallback != "error":
         text += f"; no model passes the hard constraints for fallback '{fallback}'"
+    lacking = [reason.removeprefix("lacks ") for reason in counts if reason.startswith("lacks ")
+               and all(reason in why for why in blocking.values())]
+    if lacking:  # no request option changes what a model can do: the registry entry must say it
+        return text + (f"; the call needs {' and '.join(lacking)}, which no model here declares: list "
+                       f"{'it' if len(lacking) == 1 else 'them'} under "
+                       "`capabilities` in the registry entries of models whose endpoints support it")
     if ways:
         return text + "; way out: " + _options(ways, " or ")
     if together:

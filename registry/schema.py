@@ -6,7 +6,7 @@ field that leaves a price at its default.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -47,6 +47,13 @@ ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), Afte
 # The tag that marks a base (not instruction-tuned) model: it continues text rather than following
 # instructions, so chat, writing and advice prompts do not go to it unless a request allows it.
 BASE_MODEL_TAG = "base-model"
+
+# What a chat request may need of the model beyond text in, text out, in OpenAI's terms: tool (function)
+# calling, image inputs, audio inputs, and structured outputs (`response_format` of type json_schema).
+# A model serves such a request only if its entry declares the capability: an endpoint that lacks one
+# refuses the request, or worse, answers it while ignoring the tools or the image.
+Capability = Literal["tools", "vision", "audio", "json_schema"]
+CAPABILITIES: tuple[str, ...] = get_args(Capability)
 
 
 class _Strict(BaseModel):
@@ -151,6 +158,7 @@ class ModelSpec(_Strict):
     max_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
     expected_output_tokens: int = Field(gt=0, le=MAX_TOKENS, strict=True)
     tags: tuple[Annotated[str, Field(max_length=MAX_NAME_LENGTH)], ...] = Field(default=(), max_length=MAX_LIST_ITEMS)
+    capabilities: tuple[Capability, ...] = Field(default=(), max_length=len(CAPABILITIES))
     enabled: bool = Field(default=True, strict=True)
     probe: Probe | None = None
     endpoint: Endpoint | None = None
@@ -179,6 +187,13 @@ class ModelSpec(_Strict):
     def _aliases_are_distinct(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         if info.data.get("name") in value or len(set(value)) != len(value):
             raise ValueError("aliases must be distinct and differ from the model's name")
+        return value
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capabilities_are_distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("each capability at most once")
         return value
 
     def all_names(self) -> tuple[str, ...]:

@@ -115,6 +115,7 @@ def request_candidates(
             support=known(support, j),
             evidence_rows=known(evidence_rows, j),
             open_ended_base=open_ended and spec.base_model,
+            capabilities=list(spec.capabilities),
         )
         for j, (spec, q) in enumerate(zip(specs, quality))
     ]

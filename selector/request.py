@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from pickwise.predictor.scale import set_quality as correlated_set_quality
+from pickwise.registry.schema import CAPABILITIES
 from pickwise.selector.errors import InfeasibleSelection, SelectorInputError
 from pickwise.selector.request_ilp import solve_set_ilp
 from pickwise.selector.sets import REL_TOL, cost_limit, floor_limit, log_miss, member_sum, set_quality, subsets
@@ -21,7 +22,9 @@ from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 ENUMERATION_LIMIT = 60
 # Constraints that say "never call this model here" (a fallback must respect them too) ...
 BASE_ON_OPEN_ENDED = "base model, open-ended prompt"
-HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window", "max output tokens", BASE_ON_OPEN_ENDED)
+LACKS = {c: f"lacks {c}" for c in CAPABILITIES}  # a capability the request needs and the model does not declare
+HARD_REASONS = ("disabled", "deny-list", "not in allow-list", "context window", "max output tokens", BASE_ON_OPEN_ENDED,
+                *LACKS.values())
 # ... and the ones a fallback may break.
 SOFT_REASONS = ("latency cap", "cost cap", "quality floor", "low confidence")
 
@@ -97,6 +100,9 @@ def _exclusions(pool: _Pool, cons: SelectionConstraints) -> list[list[str]]:
     checks.append(("max output tokens", ~pool.fits_output))
     if not cons.allow_base_models:
         checks.append((BASE_ON_OPEN_ENDED, pool.open_ended_base))
+    for capability in dict.fromkeys(cons.requires):
+        checks.append((LACKS[capability], np.array([capability not in c.capabilities for c in pool.candidates],
+                                                   dtype=bool)))
     if cons.max_latency_ms is not None:
         checks.append(("latency cap", pool.latency > cons.max_latency_ms))
     if cons.max_cost_usd is not None:  # costs are >= 0, so a set costs at least each member

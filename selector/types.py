@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pickwise.registry.schema import Capability
+
 Objective = Literal["min_cost", "max_quality", "balanced"]
 OnInfeasible = Literal["error", "cheapest", "best_quality"]
 
@@ -46,6 +48,10 @@ class SelectionConstraints(BaseModel):
     allow_base_models: bool = Field(
         False, description="let a base (not instruction-tuned) model answer a prompt read as open-ended (chat, writing, "
                            "advice); by default such prompts go only to instruction-tuned models")
+    requires: list[Capability] = Field(
+        default_factory=list, description="what the call needs of the model beyond text: tools (function calling), "
+                                          "vision (image inputs), audio (audio inputs), json_schema (structured "
+                                          "outputs); only models whose registry entry declares each are chosen")
 
     @model_validator(mode="after")
     def _lambda_iff_balanced(self) -> SelectionConstraints:
@@ -79,6 +85,8 @@ class Candidate(BaseModel):
                                                           "much the prompt reads as each kind")
     open_ended_base: bool = Field(False, description="a base (not instruction-tuned) model and a prompt read as "
                                                      "open-ended: left out unless allow_base_models")
+    capabilities: list[str] = Field(default_factory=list, description="what its registry entry declares it takes "
+                                                                      "beyond text (SelectionConstraints.requires)")
 
     @field_validator("quality", "cost_usd", "latency_ms")
     @classmethod

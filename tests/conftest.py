@@ -117,3 +117,11 @@ def new_store(request, tmp_path):
         return lambda name="store": str(tmp_path / f"{name}.sqlite")
     server = request.getfixturevalue("postgres_server")
     return lambda name="store": postgres_schema_url(server)
+
+
+@pytest.fixture
+def tiny_loader(monkeypatch, tiny_predictor):
+    """The CLI loads the shipped artifact on MiniLM; here it gets the tiny predictor instead."""
+    from pickwise.predictor import inference as predictor_inference
+
+    monkeypatch.setattr(predictor_inference, "load_predictor", lambda artifact=None, **kw: tiny_predictor)

@@ -14,12 +14,6 @@ from tests.api_support import (
 )
 
 
-@pytest.fixture
-def tiny_loader(monkeypatch, tiny_predictor):
-    """The CLI loads the shipped artifact on MiniLM; here it gets the tiny predictor instead."""
-    monkeypatch.setattr(predictor_inference, "load_predictor", lambda artifact=None, **kw: tiny_predictor)
-
-
 def test_select_prints_a_table_with_the_chosen_model_first(registry_dir, tiny_loader, capsys):
     assert main(["select", PROMPT, "--registry", str(registry_dir), "--exclude", "Llama-2-7b-hf"]) == 0
     out = capsys.readouterr().out

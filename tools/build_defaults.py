@@ -70,6 +70,9 @@ class Facts:
     ttft_ms: float | None = None            # API models: set explicitly
     output_tokens_per_s: float | None = None
     moe_active_b: float | None = None       # mixture-of-experts: active parameters drive speed
+    # beyond text, as the provider's own API documents it; an open-weight model's depends on its server
+    # (vLLM needs a tool parser, a vision build), so none is declared for those: their users say it
+    capabilities: tuple[str, ...] = ()
 
 
 def _open(params_b, ctx, src="published (model card)", provider="together", max_out=None, moe_active_b=None):
@@ -77,21 +80,26 @@ def _open(params_b, ctx, src="published (model card)", provider="together", max_
     return Facts(provider, params_b, ctx, src, max_out, "typical host default (assumed)", moe_active_b=moe_active_b)
 
 
-def _api(provider, ctx, max_out, ttft, tps, src="published (provider docs)", max_src="published (provider docs)"):
-    return Facts(provider, None, ctx, src, max_out, max_src, ttft, tps)
+def _api(provider, ctx, max_out, ttft, tps, src="published (provider docs)", max_src="published (provider docs)",
+         capabilities=()):
+    return Facts(provider, None, ctx, src, max_out, max_src, ttft, tps, capabilities=capabilities)
 
+
+# function calling, image and audio inputs, and a response schema (controlled generation)
+GEMINI_1_5 = ("tools", "vision", "audio", "json_schema")
 
 CATALOG: dict[str, Facts] = {
     # --- closed API models
-    "gpt-4-1106-preview": _api("openai", 128000, 4096, 700, 25),
-    "gpt-3.5-turbo-1106": _api("openai", 16385, 4096, 350, 80),
+    "gpt-4-1106-preview": _api("openai", 128000, 4096, 700, 25, capabilities=("tools",)),  # images: gpt-4-1106-vision-preview
+    "gpt-3.5-turbo-1106": _api("openai", 16385, 4096, 350, 80, capabilities=("tools",)),
     "claude-instant-v1": _api("anthropic", 100000, 4096, 450, 90, max_src="typical (assumed)"),
     "claude-v1": _api("anthropic", 100000, 4096, 900, 35, src="published (Bedrock anthropic.claude-v1, 100k)",
                       max_src="typical (assumed)"),
     "claude-v2": _api("anthropic", 100000, 4096, 900, 40),
-    "gemini-1.5-flash-002": _api("google", 1048576, 8192, 350, 180),
-    "gemini-1.5-pro-002": _api("google", 2097152, 8192, 700, 60),
-    "c4ai-command-r-v01": _api("cohere", 128000, 4096, 400, 55, max_src="published (Cohere docs: 4k output)"),
+    "gemini-1.5-flash-002": _api("google", 1048576, 8192, 350, 180, capabilities=GEMINI_1_5),
+    "gemini-1.5-pro-002": _api("google", 2097152, 8192, 700, 60, capabilities=GEMINI_1_5),
+    "c4ai-command-r-v01": _api("cohere", 128000, 4096, 400, 55, max_src="published (Cohere docs: 4k output)",
+                               capabilities=("tools",)),
     # --- open weights, MMLU-Pro (Together-style size-tier prices)
     "Llama-2-7b-hf": _open(7, 4096),
     "Llama-2-13b-hf": _open(13, 4096),
@@ -249,6 +257,8 @@ def build_entry(canon: str, ev: Evidence) -> tuple[dict, list[str]]:
         if facts.params_b else "closed API model"
     comments.append(f"latency: estimated for {size} on {facts.provider} (not measured)")
     comments.append(f"context_window: {facts.context_source}; max_output_tokens: {facts.max_output_source}")
+    if facts.capabilities:
+        comments.append("capabilities: published (provider docs)")
     aliases = [n for n in dict.fromkeys(ev.names) if n != canon]
     entry = {
         "name": canon,
@@ -261,6 +271,7 @@ def build_entry(canon: str, ev: Evidence) -> tuple[dict, list[str]]:
         "expected_output_tokens": min(expected, facts.max_output_tokens),
         "tags": list(dict.fromkeys(ev.tables)) + (["open-weights"] if facts.params_b else ["api"])
                 + ([BASE_MODEL_TAG] if canon in BASE_MODELS else []),
+        **({"capabilities": list(facts.capabilities)} if facts.capabilities else {}),
         "enabled": True,
     }
     if notes:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pickwise.errors import PickwiseError
 from pickwise.predictor import PRECISIONS  # a constant: predictor/__init__ imports no torch
+from pickwise.registry.schema import CAPABILITIES
 
 # what the CLI's errors about unknown model names point to (the HTTP API says GET /v1/models)
 MODELS_LISTING = "`pickwise models list`"
@@ -55,6 +56,16 @@ def name_list(text: str) -> list[str]:
     if "" in names:
         raise argparse.ArgumentTypeError(f"empty name at item {names.index('') + 1} of {text!r} (a stray comma?)")
     return names
+
+
+def capability_list(text: str) -> list[str]:
+    """An argparse `type=` for `--requires`: comma-separated capabilities, each one the registry knows."""
+    items = [item.strip() for item in text.split(",")]
+    unknown = [item for item in items if item not in CAPABILITIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown capability {unknown[0]!r} in {text!r}; "
+                                         f"known: {', '.join(CAPABILITIES)}")
+    return list(dict.fromkeys(items))
 
 
 def capacity_list(text: str) -> dict[str, int]:

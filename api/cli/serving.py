@@ -24,6 +24,7 @@ from pickwise.api.cli.options import (
     CliError,
     add_artifact_option,
     add_registry_option,
+    capability_list,
     load_registry_option,
     name_list,
     number,
@@ -32,6 +33,7 @@ from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.errors import error_body
 from pickwise.api.http.settings import ENV_PREFIX
 from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
+from pickwise.registry.schema import CAPABILITIES
 from pickwise.selector.errors import InfeasibleSelection
 from pickwise.selector.request import HARD_REASONS
 
@@ -129,6 +131,9 @@ def register(sub) -> None:
                    help="let a quality with no evidence behind it (~ in the table) meet --min-quality on its own")
     p.add_argument("--allow-base-models", action="store_true",
                    help="let a base (not instruction-tuned) model answer a prompt read as open-ended")
+    p.add_argument("--requires", type=capability_list, default=[], metavar="C,D",
+                   help=f"what the call needs beyond text, of {', '.join(CAPABILITIES)}: only models whose "
+                        "registry entry declares each are chosen")
     p.add_argument("--json", action="store_true", help="print the decision as JSON (the API's response body)")
     add_server_option(p)
     add_registry_option(p)
@@ -319,6 +324,7 @@ def build_request(args: argparse.Namespace, prompt: str):
         "max_models": args.max_models, "models": args.models, "exclude": args.exclude,
         "expected_output_tokens": args.expected_output_tokens, "on_infeasible": args.on_infeasible,
         "allow_low_confidence": args.allow_low_confidence, "allow_base_models": args.allow_base_models,
+        "requires": args.requires,
     }
     try:
         return SelectRequest.model_validate(fields)
@@ -415,12 +421,14 @@ def format_infeasible(body: dict) -> str:
                      "quality meet the floor)")
     if any("base model, open-ended prompt" in why for why in listed.values()):
         lines.append("(base model, open-ended prompt: not instruction-tuned; --allow-base-models lets it answer)")
+    if any(r.startswith("lacks ") for why in listed.values() for r in why):
+        lines.append("(lacks C: the call needs C and the model's registry entry does not declare it in `capabilities`)")
     # a fallback only overrides soft constraints: offer it only where some model is held by those alone
     if any(not any(r in HARD_REASONS for r in why) for why in listed.values()):
         lines.append("relax one of these constraints, or pass --on-infeasible cheapest|best_quality")
     else:
         lines.append("every model is ruled out by a hard constraint (allow- or deny-list, disabled, context "
-                     "window, base model): --on-infeasible cannot override those")
+                     "window, base model, a capability it lacks): --on-infeasible cannot override those")
     return "\n".join(lines)
 
 

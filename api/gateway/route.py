@@ -7,6 +7,7 @@ alias is forwarded to that model alone.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
@@ -91,10 +92,12 @@ def cut_prompt(prompt: str) -> str:
 
 
 def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options: GatewayOptions,
-                   prompt: str) -> SelectRequest:
-    """The `/v1/select` request this chat request amounts to (its pool resolved to registry names)."""
+                   prompt: str, needs: Sequence[str] = ()) -> SelectRequest:
+    """The `/v1/select` request this chat request amounts to (its pool resolved to registry names), needing
+    `needs` (`required_capabilities` of its body) beside what its options require."""
     fields = options.model_dump(exclude={"max_attempts"})
     fields["models"] = _pool(service, snapshot, options)
+    fields["requires"] = list(dict.fromkeys([*options.requires, *needs]))
     return SelectRequest.model_validate({**fields, "prompt": cut_prompt(prompt)})
 
 

@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from pickwise.api.errors import AllAttemptsFailed, NoFeasibleModel, RequestFieldError
 from pickwise.api.gateway import Forwarded, routing_prompt
 from pickwise.api.gateway.answers import MAX_ANSWERS, answer_count
+from pickwise.api.gateway.capabilities import required_capabilities
 from pickwise.api.gateway.options import GatewayOptions, from_server, policy, request_options
 from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
 from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
@@ -181,7 +182,7 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
     snapshot = service.registry.refresh()
     window = service.predictor.model.config.max_len - 2  # [CLS] and [SEP]
     prompt, tokens = await _counted(partial(routing_prompt, window=window, tools=request_tools(body)), body["messages"])
-    select = select_request(service, snapshot, options, prompt)
+    select = select_request(service, snapshot, options, prompt, required_capabilities(body))
     try:
         encoded, truncated = await unless_disconnected(request, st.batcher.submit(select.prompt))
     except QueueFull as exc:
