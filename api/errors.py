@@ -70,6 +70,15 @@ class InvalidParameter(PickwiseError, ValueError):
         self.param = param
 
 
+class OutsideLimits(PickwiseError):
+    """A gateway request asks for what the server's limits forbid (a model outside them, say): `param`
+    names the field. Unlike the defaults, a request cannot override the limits."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
 class GatewayBusy(PickwiseError):
     """Every upstream connection the gateway may open is in use, and none came free in time."""
 
@@ -121,7 +130,7 @@ def _facts(exc: PickwiseError) -> dict[str, Any]:
         return {"reason": exc.reason}
     if isinstance(exc, RegistryError):
         return {"errors": registry_issues(exc)}
-    if isinstance(exc, (ModelNotServed, InvalidParameter)):
+    if isinstance(exc, (ModelNotServed, InvalidParameter, OutsideLimits)):
         return {"param": exc.param}
     if isinstance(exc, AllAttemptsFailed):
         return {"attempts": [{"model": a.model, "outcome": a.outcome, "seconds": round(a.seconds, 4)}
@@ -135,6 +144,7 @@ ERROR_CODES: tuple[tuple[type[PickwiseError], str], ...] = (
     (ModelNotFound, "not_found"),
     (ModelNotServed, "model_not_found"),
     (InvalidParameter, "invalid_parameter"),
+    (OutsideLimits, "outside_limits"),
     (GatewayBusy, "overloaded"),
     (AllAttemptsFailed, "upstream_failed"),
     (DecisionNotFound, "not_found"),

@@ -110,6 +110,11 @@ def register(sub) -> None:
                    help="the gateway's routing policy: a JSON object of fields of the `pickwise` object (e.g. "
                         "'{\"min_quality\": 0.6, \"on_infeasible\": \"best_quality\"}'), which a request's own "
                         "fields override one by one (default: PICKWISE_GATEWAY_DEFAULTS, else min_cost, no floor)")
+    p.add_argument("--gateway-limits", metavar="JSON", default=None,
+                   help="bounds no gateway call may pass: a JSON object of max_cost_usd, max_latency_ms, "
+                        "min_quality, models, exclude, requires, allow_low_confidence/allow_base_models false and "
+                        "max_attempts, which a request may tighten but not loosen, nor a fallback break (default: "
+                        "PICKWISE_GATEWAY_LIMITS, else none)")
     add_registry_option(p)
     add_artifact_option(p)
     p.set_defaults(func=run_serve)
@@ -153,7 +158,8 @@ def batching_settings(args: argparse.Namespace) -> dict:
     from pickwise.api.http.settings import ServiceSettings
 
     options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
-               "encoder_lanes": args.encoder_lanes, "gateway_defaults": getattr(args, "gateway_defaults", None)}
+               "encoder_lanes": args.encoder_lanes, "gateway_defaults": getattr(args, "gateway_defaults", None),
+               "gateway_limits": getattr(args, "gateway_limits", None)}
     given = {k: v for k, v in options.items() if v is not None}
     if getattr(args, "store", None):
         from pickwise.registry.sql import store_target
@@ -171,7 +177,7 @@ def batching_settings(args: argparse.Namespace) -> dict:
 def _option_name(field: str, given: dict) -> str:
     """The option a setting came from: its flag, or the environment variable when no flag set it (the
     routing defaults are often set by a deployment's environment)."""
-    if field == "gateway_defaults" and field not in given:
+    if field in ("gateway_defaults", "gateway_limits") and field not in given:
         return ENV_PREFIX + field.upper()
     return "--" + field.replace("_", "-")
 
@@ -194,10 +200,13 @@ def _check_policy_names(batching: dict, snapshot) -> None:
     from pickwise.api.gateway.options import check_names
     from pickwise.api.http.settings import ServiceSettings
 
-    try:
-        check_names(ServiceSettings(**batching).gateway_options, snapshot)
-    except ValueError as exc:
-        raise CliError(f"{_option_name('gateway_defaults', batching)}: {exc}") from None
+    settings = ServiceSettings(**batching)
+    for field, names in (("gateway_defaults", settings.gateway_options),
+                         ("gateway_limits", settings.limits.model_dump(include={"models", "exclude"}))):
+        try:
+            check_names(names, snapshot)
+        except ValueError as exc:
+            raise CliError(f"{_option_name(field, batching)}: {exc}") from None
 
 
 def _check_store(target: str | None) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
+from pickwise.api.gateway.limits import LIMITS_ENV, GatewayLimits, broken_limits
 from pickwise.api.gateway.options import GatewayOptions
 from pickwise.api.gateway.output_cap import OutputCap, fits_none
 from pickwise.api.schemas import MAX_PROMPT_CHARS, SelectRequest
@@ -19,6 +20,7 @@ from pickwise.api.way_out import describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import ranking
+from pickwise.selector.sets import REL_TOL, cost_limit
 
 AUTO_MODEL = "pickwise/auto"
 EMPTY_PROMPT = "(no text)"  # a conversation of images, tool calls or whitespace only: the predictor needs text
@@ -101,15 +103,46 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
     return SelectRequest.model_validate({**fields, "prompt": cut_prompt(prompt)})
 
 
+def _within(candidate, limits: GatewayLimits) -> bool:
+    """Whether a candidate's figures keep the limited caps and floor (as a fallback must)."""
+    return ((limits.max_cost_usd is None or candidate.cost_usd <= cost_limit(limits.max_cost_usd))
+            and (limits.max_latency_ms is None or candidate.latency_ms <= limits.max_latency_ms)
+            and (limits.min_quality is None or (candidate.quality >= limits.min_quality * (1 - REL_TOL)
+                                                and candidate.low_confidence is None)))
+
+
+def _fallback_within(request: SelectRequest, decide, limits: GatewayLimits):
+    """The decision, or, where it is an `on_infeasible` fallback breaking a limited cap or floor, the
+    fallback chosen again among the models within the limits (NoFeasibleModel when there are none)."""
+    decision = decide(request)
+    broken = broken_limits(decision.violates, limits) if decision.fallback else []
+    if not broken:
+        return decision
+    within = [c.name for c in decision.candidates if c.name in (request.models or ()) and _within(c, limits)]
+    if not within:
+        blocking = {c.name: c.excluded_by for c in decision.candidates if c.name in (request.models or ())}
+        raise NoFeasibleModel(blocking, {}, f"no model satisfies the constraints, and no fallback "
+                                            f"'{request.on_infeasible}' keeps the server's limits on "
+                                            f"{', '.join(broken)} ({LIMITS_ENV})").add_context(fallback_limited=True)
+    return decide(request.model_copy(update={"models": within}))
+
+
 def decide_route(service: PickwiseService, request: SelectRequest, encoded: Encoded, truncated: bool,
-                 snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None, answers: int = 1):
+                 snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None, answers: int = 1,
+                 limits: GatewayLimits | None = None):
     """(the decision, its ranking as specs) for one chat request, by the predictor that encoded its
-    prompt, under the request's cap on each answer and priced for its `answers` (n); runs in a worker thread."""
+    prompt, under the request's cap on each answer and priced for its `answers` (n), keeping the server's
+    `limits` even in a fallback; runs in a worker thread."""
+    def decide(select: SelectRequest):
+        return service.decide(select, encoded.features, truncated, snapshot, prompt_tokens=prompt_tokens,
+                              output_cap=None if cap is None else cap.tokens, answers=answers,
+                              predictor=encoded.predictor)
+
     try:
-        decision = service.decide(request, encoded.features, truncated, snapshot, prompt_tokens=prompt_tokens,
-                                  output_cap=None if cap is None else cap.tokens, answers=answers,
-                                  predictor=encoded.predictor)
+        decision = _fallback_within(request, decide, limits or GatewayLimits())
     except NoFeasibleModel as exc:  # only the models the gateway could have called are of interest
+        if exc.context.get("fallback_limited"):
+            raise
         pool = set(request.models or ())
         blocking = {n: why for n, why in exc.blocking.items() if n in pool}
         too_long = None if cap is None else fits_none([snapshot.get(n) for n in request.models or ()], blocking,

@@ -55,6 +55,7 @@ STATUS = {
     "not_found": 404,
     "model_not_found": 404,
     "invalid_parameter": 400,
+    "outside_limits": 403,
     "validation_error": 422,
     "infeasible": 409,
     "plan_infeasible": 409,

@@ -33,6 +33,8 @@ from pickwise.api.errors import AllAttemptsFailed, NoFeasibleModel, RequestField
 from pickwise.api.gateway import Forwarded, routing_prompt
 from pickwise.api.gateway.answers import MAX_ANSWERS, answer_count
 from pickwise.api.gateway.capabilities import required_capabilities
+from pickwise.api.gateway.limits import GatewayLimits, bounded
+from pickwise.api.gateway.limits import check_named as check_limited
 from pickwise.api.gateway.options import GatewayOptions, from_server, policy, request_options
 from pickwise.api.gateway.output_cap import FIELDS as CAP_FIELDS
 from pickwise.api.gateway.output_cap import OutputCap, check_named, output_cap
@@ -174,7 +176,7 @@ async def _counted(count: Callable[[list], Any], messages: list):
 
 
 async def _route(request: Request, body: dict[str, Any], options: GatewayOptions, cap: OutputCap | None,
-                 answers: int) -> Route:
+                 answers: int, limits: GatewayLimits) -> Route:
     """The route of a `pickwise/auto` request: the select path, prompt from the messages."""
     st = state(request)
     service = st.service
@@ -189,7 +191,7 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
         raise HttpError(429, "overloaded", f"{exc}; retry shortly", headers={"Retry-After": "1"},
                         waiting=exc.waiting, max_queue=exc.limit) from None
     decision, models = await run_in_threadpool(decide_route, service, select, encoded, truncated, snapshot, tokens,
-                                               cap, answers)
+                                               cap, answers, limits)
     return Route(decision, models, select.prompt, encoded, answers)
 
 
@@ -244,14 +246,16 @@ async def chat_completions(request: Request) -> Response:
     untried = 0
     route = None
     cap, answers = output_cap(body), answer_count(body)
+    limits = st.settings.limits
     if body["model"] == AUTO_MODEL:
-        defaults = for_registry(st.settings.gateway_options, st.service.registry.refresh())
-        options = _options(body, defaults)
+        snapshot = st.service.registry.refresh()
+        defaults = for_registry(st.settings.gateway_options, snapshot)
+        options = bounded(_options(body, defaults), limits, snapshot)
         applied = policy(defaults, body.get("pickwise"))
         try:
-            route = await _route(request, body, options, cap, answers)
+            route = await _route(request, body, options, cap, answers, limits)
         except (NoFeasibleModel, RequestFieldError) as exc:
-            raise _blamed(exc, from_server(defaults, body.get("pickwise"))) from None
+            raise _blamed(exc, from_server(defaults, body.get("pickwise")), limits) from None
         models, max_attempts = route.models, options.max_attempts
         log.info("gateway decision %s: ranking %s (quality %.3f, cost %.6f USD; %s options %s)", decision_id,
                  ",".join(s.name for s in models), route.decision.quality, route.decision.cost_usd, applied,
@@ -261,7 +265,9 @@ async def chat_completions(request: Request) -> Response:
         if body.get("pickwise"):
             raise RequestFieldError("pickwise", f"routing options apply to model {AUTO_MODEL!r} only; "
                                                 f"{body['model']!r} is forwarded as named")
-        models, max_attempts = [named_model(st.service.registry.refresh(), body["model"])], 1
+        snapshot = st.service.registry.refresh()
+        models, max_attempts = [named_model(snapshot, body["model"])], 1
+        check_limited(models[0], limits, snapshot)
         if cap is not None:  # counted only then: a plain pass-through reads no message
             check_named(models[0], cap, await _counted(partial(conversation_tokens, tools=request_tools(body)),
                                                        body["messages"]))
@@ -301,10 +307,12 @@ def _all_failed(exc: AllAttemptsFailed, headers: dict[str, str], path: str) -> R
                           path=path, **facts)
 
 
-def _blamed(exc: NoFeasibleModel | RequestFieldError, server: dict[str, Any]) -> Exception:
-    """A routed request's 409 or 422, saying which of the server's routing defaults applied: the caller
-    sent none of them, and a 409's way out or a 422's field may be one."""
+def _blamed(exc: NoFeasibleModel | RequestFieldError, server: dict[str, Any], limits: GatewayLimits) -> Exception:
+    """A routed request's 409 or 422, saying which of the server's routing defaults applied (the caller
+    sent none of them, and a 409's way out or a 422's field may be one) and, in a 409, its limits."""
     if isinstance(exc, NoFeasibleModel):
+        if limits.set_fields():
+            exc.add_context(server_limits=limits.set_fields())
         return exc.add_context(server_defaults=server) if server else exc
     name = exc.field.removeprefix("pickwise.")
     if exc.field.startswith("pickwise.") and name in server:
@@ -328,7 +336,8 @@ def _headers(model: str | None, attempts, decision_id: str, applied: str | None 
 async def list_models(request: Request) -> Response:
     snapshot = state(request).service.registry.refresh()
     data = [OpenAIModel(id=AUTO_MODEL, owned_by="pickwise")]
-    data += [OpenAIModel(id=s.name, owned_by=s.provider) for s in served(snapshot)]
+    limits = state(request).settings.limits
+    data += [OpenAIModel(id=s.name, owned_by=s.provider) for s in served(snapshot) if limits.allows(s, snapshot)]
     return json_response(OpenAIModelList(data=data))
 
 
@@ -337,5 +346,7 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request, model: str) -> Response:
     if model == AUTO_MODEL:
         return json_response(OpenAIModel(id=AUTO_MODEL, owned_by="pickwise"))
-    spec = named_model(state(request).service.registry.refresh(), model)
+    snapshot = state(request).service.registry.refresh()
+    spec = named_model(snapshot, model)
+    check_limited(spec, state(request).settings.limits, snapshot)
     return json_response(OpenAIModel(id=spec.name, owned_by=spec.provider))

@@ -18,6 +18,7 @@ ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
 API_KEYS_ENV = ENV_PREFIX + "API_KEYS"
 FEEDBACK_TOKEN_ENV = ENV_PREFIX + "FEEDBACK_TOKEN"
 GATEWAY_DEFAULTS_ENV = ENV_PREFIX + "GATEWAY_DEFAULTS"
+GATEWAY_LIMITS_ENV = ENV_PREFIX + "GATEWAY_LIMITS"
 
 
 class ServiceSettings(BaseSettings):
@@ -39,6 +40,10 @@ class ServiceSettings(BaseSettings):
         None, description=f"the gateway's routing policy (env {GATEWAY_DEFAULTS_ENV}): a JSON object of fields of a "
                           "request's `pickwise` object, which a request's own fields override one by one; None: "
                           "the built-in defaults (min_cost, no floor)")
+    gateway_limits: str | None = Field(
+        None, description=f"the gateway's limits (env {GATEWAY_LIMITS_ENV}): a JSON object of caps, a floor, "
+                          "models, exclude, requires, allow_* false and max_attempts that a request may tighten "
+                          "but never loosen, and that no fallback breaks; None: no limits")
     feedback_token: str | None = Field(
         None, description=f"bearer token for POST /v1/feedback (env {FEEDBACK_TOKEN_ENV}); the admin token is "
                           "accepted too; with neither set, feedback is refused",
@@ -108,6 +113,23 @@ class ServiceSettings(BaseSettings):
             return None
         parse_defaults(text)  # a ValueError names the field
         return text
+
+    @field_validator("gateway_limits")
+    @classmethod
+    def _gateway_limits(cls, text: str | None) -> str | None:
+        from pickwise.api.gateway.limits import parse_limits
+
+        if text is None or not text.strip():
+            return None
+        parse_limits(text)  # a ValueError names the field
+        return text
+
+    @cached_property
+    def limits(self):
+        """The gateway's limits (`gateway.limits.GatewayLimits`, parsed once; none set: no bounds)."""
+        from pickwise.api.gateway.limits import parse_limits
+
+        return parse_limits(self.gateway_limits)
 
     @cached_property
     def gateway_options(self) -> dict[str, Any]:

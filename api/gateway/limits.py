@@ -1,0 +1,111 @@
+"""The server's limits on gateway calls (PICKWISE_GATEWAY_LIMITS, `serve --gateway-limits`).
+
+The defaults (`options.py`) are a policy a request overrides field by field; limits are bounds it can
+only tighten. A team that pays for the calls sets them once: caps a request cannot raise, a floor it
+cannot lower, the models callers may reach (by route or by name), and no `on_infeasible` fallback
+that breaks a limited cap or floor: a fallback is then chosen among the models within them.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pickwise.api.errors import OutsideLimits, quoted
+from pickwise.api.gateway.options import MAX_ATTEMPTS_LIMIT, GatewayOptions
+from pickwise.registry import ModelSpec, RegistrySnapshot
+from pickwise.registry.schema import Capability
+
+LIMITS_ENV = "PICKWISE_GATEWAY_LIMITS"
+# a fallback's broken constraints (`Decision.violates`) and the limit each belongs to
+_BROKEN = {"cost cap": "max_cost_usd", "latency cap": "max_latency_ms", "quality floor": "min_quality",
+           "low confidence": "min_quality"}
+
+
+class GatewayLimits(BaseModel):
+    """What no routed (or, for the models, named) call may go beyond."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    max_cost_usd: float | None = Field(None, ge=0.0, description="the highest estimated cost of a call")
+    max_latency_ms: float | None = Field(None, gt=0.0, description="the highest estimated latency of a call")
+    min_quality: float | None = Field(None, gt=0.0, le=1.0, description="the lowest predicted quality routed to")
+    models: list[str] | None = Field(None, min_length=1, description="the only models callers may reach")
+    exclude: list[str] = Field(default_factory=list, description="models callers may never reach")
+    requires: list[Capability] = Field(default_factory=list, description="capabilities every routed model needs")
+    allow_low_confidence: Literal[False] | None = Field(
+        None, description="false: a low-confidence quality never meets the floor, whatever a request says")
+    allow_base_models: Literal[False] | None = Field(
+        None, description="false: base models never take open-ended prompts, whatever a request says")
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_LIMIT, description="the most models tried")
+
+    def names(self) -> list[str]:
+        return [*(self.models or ()), *self.exclude]
+
+    def allows(self, spec: ModelSpec, snapshot: RegistrySnapshot) -> bool:
+        """Whether callers may reach this model (names compared as the registry resolves them)."""
+        if any(n in snapshot and snapshot.get(n).name == spec.name for n in self.exclude):
+            return False
+        return self.models is None or any(n in snapshot and snapshot.get(n).name == spec.name for n in self.models)
+
+    def set_fields(self) -> dict[str, Any]:
+        """The limits set, as JSON (what a 409 or 403 reports)."""
+        return self.model_dump(exclude_defaults=True)
+
+
+def parse_limits(text: str | None) -> GatewayLimits:
+    """The limits from their JSON text; ValueError naming the field otherwise."""
+    if text is None or not text.strip():
+        return GatewayLimits()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object of limits (fields of a request's `pickwise` object)")
+    try:
+        return GatewayLimits.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}") from None
+
+
+def _smaller(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySnapshot) -> GatewayOptions:
+    """A routed request's options within the limits: each cap the smaller, the floor the higher, the
+    pool within the allowed models (a request naming one outside them is refused: OutsideLimits)."""
+    update: dict[str, Any] = {
+        "max_cost_usd": _smaller(options.max_cost_usd, limits.max_cost_usd),
+        "max_latency_ms": _smaller(options.max_latency_ms, limits.max_latency_ms),
+        "min_quality": max((q for q in (options.min_quality, limits.min_quality) if q is not None), default=None),
+        "exclude": list(dict.fromkeys([*options.exclude, *limits.exclude])),
+        "requires": list(dict.fromkeys([*options.requires, *limits.requires])),
+        "allow_low_confidence": options.allow_low_confidence and limits.allow_low_confidence is None,
+        "allow_base_models": options.allow_base_models and limits.allow_base_models is None,
+        "max_attempts": min(options.max_attempts, limits.max_attempts or options.max_attempts),
+    }
+    if limits.models is not None:
+        for name in options.models or ():
+            if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
+                raise OutsideLimits(f"{quoted(name)} is outside the models this server lets callers reach "
+                                    f"({LIMITS_ENV})", param="pickwise.models")
+        if options.models is None:
+            update["models"] = [n for n in limits.models if n in snapshot]
+    return options.model_copy(update=update)
+
+
+def check_named(spec: ModelSpec, limits: GatewayLimits, snapshot: RegistrySnapshot) -> None:
+    """OutsideLimits for a named call to a model callers may not reach."""
+    if not limits.allows(spec, snapshot):
+        raise OutsideLimits(f"model {quoted(spec.name)} is outside the models this server lets callers reach "
+                            f"({LIMITS_ENV})", param="model")
+
+
+def broken_limits(violates: list[str], limits: GatewayLimits) -> list[str]:
+    """The limits a fallback decision breaks (its `violates`), by field name."""
+    return list(dict.fromkeys(_BROKEN[v] for v in violates if v in _BROKEN and getattr(limits, _BROKEN[v]) is not None))

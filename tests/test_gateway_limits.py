@@ -1,0 +1,86 @@
+"""The gateway's limits (PICKWISE_GATEWAY_LIMITS, `serve --gateway-limits`): bounds a request may tighten
+but not loosen, which no fallback breaks; the official OpenAI SDK against pickwise on loopback."""
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from bench.openai_upstream import Upstream
+from pickwise.api.cli.main import main
+from pickwise.api.http.settings import ServiceSettings
+from tests.gateway_support import KEY_ENV, UPSTREAM_KEY, pickwise_server, served_registry
+from tests.test_gateway import create, sdk
+
+SKIP_DOWN = {"exclude": ["down"]}  # nothing listens for 'down'
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
+    with Upstream(key=UPSTREAM_KEY).running() as up:
+        yield served_registry(tmp_path / "registry", up.base_url), up
+
+
+def limited(served, tiny_predictor, limits: dict, **settings):
+    return pickwise_server(served[0], tiny_predictor, gateway_limits=json.dumps(limits), **settings)
+
+
+def routed(client, **pickwise):
+    return create(client, extra_body={"pickwise": {**SKIP_DOWN, **pickwise}})[0].headers["x-pickwise-model"]
+
+
+def test_a_cost_limit_holds_whatever_the_request_or_its_fallback_asks(served, tiny_predictor):
+    with pickwise_server(served[0], tiny_predictor) as url:  # without limits: the best model, 'dear'
+        assert routed(sdk(url), objective="max_quality") == "dear"
+        assert routed(sdk(url), min_quality=0.99, allow_low_confidence=True, on_infeasible="best_quality") == "dear"
+    with limited(served, tiny_predictor, {"max_cost_usd": 0.001}) as url:
+        client = sdk(url)
+        assert routed(client, objective="max_quality") == "mid"  # 'dear' costs ~0.002 a call
+        assert routed(client, objective="max_quality", max_cost_usd=5.0) == "mid"  # a looser cap changes nothing
+        assert routed(client, objective="max_quality", max_cost_usd=0.0001) == "cheap"  # a stricter one holds
+        # nothing meets the floor: the fallback takes the best model within the limit, not 'dear'
+        assert routed(client, min_quality=0.99, allow_low_confidence=True, on_infeasible="best_quality") == "mid"
+    with limited(served, tiny_predictor, {"max_cost_usd": 0.0}) as url:
+        with pytest.raises(openai.ConflictError) as infeasible:  # no model is free: no fallback keeps the limit
+            routed(sdk(url), on_infeasible="cheapest")
+        assert "keeps the server's limits on max_cost_usd (PICKWISE_GATEWAY_LIMITS)" in infeasible.value.message
+        assert infeasible.value.body["server_limits"] == {"max_cost_usd": 0.0}
+
+
+def test_a_floor_and_flags_cannot_be_lowered(served, tiny_predictor):
+    with limited(served, tiny_predictor, {"min_quality": 0.5, "allow_low_confidence": False}) as url:
+        with pytest.raises(openai.ConflictError) as infeasible:  # every quality here is low-confidence
+            routed(sdk(url), min_quality=0.1, allow_low_confidence=True)
+        assert "low confidence" in infeasible.value.message
+        assert infeasible.value.body["server_limits"] == {"min_quality": 0.5, "allow_low_confidence": False}
+
+
+def test_callers_reach_only_the_allowed_models_by_route_by_name_and_in_the_listing(served, tiny_predictor):
+    with limited(served, tiny_predictor, {"models": ["cheap", "mid", "dear"], "exclude": ["dear"]}) as url:
+        client = sdk(url)
+        assert routed(client, objective="max_quality", exclude=[]) == "mid"  # 'down' and 'dear' are out
+        with pytest.raises(openai.PermissionDeniedError) as outside:
+            routed(client, models=["dear", "mid"])
+        assert outside.value.body["param"] == "pickwise.models" and "'dear' is outside" in outside.value.message
+        with pytest.raises(openai.PermissionDeniedError) as named:
+            create(client, model="dear")
+        assert named.value.body["param"] == "model"
+        assert create(client, model="cheap")[0].headers["x-pickwise-model"] == "cheap"
+        assert [m.id for m in client.models.list()] == ["pickwise/auto", "cheap", "mid"]
+        with pytest.raises(openai.PermissionDeniedError):
+            client.models.retrieve("dear")
+
+
+def test_bad_limits_stop_serve_naming_the_field(registry_dir, tmp_path, capsys, monkeypatch):
+    args = ["serve", "--registry", str(registry_dir), "--artifact", str(tmp_path)]
+    assert main([*args, "--gateway-limits", '{"allow_low_confidence": true}']) == 2
+    assert "--gateway-limits: allow_low_confidence: Input should be False" in capsys.readouterr().err
+    monkeypatch.setenv("PICKWISE_GATEWAY_LIMITS", '{"models": ["gpt-4-1106-previw"]}')
+    assert main([*args[:-1], str(tmp_path / "missing")]) == 2
+    assert "PICKWISE_GATEWAY_LIMITS: models: unknown model 'gpt-4-1106-previw'" in capsys.readouterr().err
+    settings = ServiceSettings(gateway_limits='{"max_cost_usd": 0.01}')  # serve --workers hands them over
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
+    assert ServiceSettings().limits.max_cost_usd == 0.01
