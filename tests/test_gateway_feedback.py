@@ -12,7 +12,7 @@ import pytest
 from bench.openai_upstream import Upstream
 from pickwise.registry.outcomes import OutcomeStore
 from tests.api_support import TOKEN
-from tests.gateway_support import KEY_ENV, UPSTREAM_KEY, pickwise_server, served_registry
+from tests.gateway_support import KEY_ENV, SERVED, UPSTREAM_KEY, pickwise_server, served_registry
 
 AUTO = "pickwise/auto"
 QUESTION = [{"role": "user", "content": "Which of these numbers is prime? A) 4 B) 6 C) 7 D) 9"}]
@@ -26,7 +26,8 @@ def gateway(tmp_path, tiny_predictor, monkeypatch):
     store = tmp_path / "outcomes.sqlite"
     answer = lambda model, messages: " ".join(["word"] * WORDS.get(model, 5))  # noqa: E731
     with Upstream(key=UPSTREAM_KEY, answer=answer).running() as up:
-        registry = served_registry(tmp_path / "registry", up.base_url)
+        vision = {name: {"capabilities": ["vision"]} for name in SERVED}  # one test sends an image alone
+        registry = served_registry(tmp_path / "registry", up.base_url, fields=vision)
         with pickwise_server(registry, tiny_predictor, outcome_store=str(store)) as url:
             yield url, up, store
 

@@ -13,7 +13,9 @@ from tests.gateway_support import KEY_ENV, UPSTREAM_KEY, pickwise_server, served
 AUTO = "pickwise/auto"
 QUESTION = [{"role": "user", "content": "Which of these numbers is prime? A) 4 B) 6 C) 7 D) 9"}]
 ROOMY = {"context_window": 32_000, "max_output_tokens": 16_000}
-FIELDS = {"cheap": {"context_window": 4096, "max_output_tokens": 4096}, "down": ROOMY, "mid": ROOMY, "dear": ROOMY}
+FIELDS = {name: {**fields, "capabilities": ["tools"]}  # every one takes the tool calls some tests send
+          for name, fields in {"cheap": {"context_window": 4096, "max_output_tokens": 4096}, "down": ROOMY,
+                               "mid": ROOMY, "dear": ROOMY}.items()}
 NO_DOWN = {"pickwise": {"exclude": ["down"]}}  # 'down' is served by nothing: keeps the attempts to one
 
 
