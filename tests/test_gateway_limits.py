@@ -58,7 +58,9 @@ def test_a_floor_and_flags_cannot_be_lowered(served, tiny_predictor):
 
 
 def test_callers_reach_only_the_allowed_models_by_route_by_name_and_in_the_listing(served, tiny_predictor):
-    with limited(served, tiny_predictor, {"models": ["cheap", "mid", "dear"], "exclude": ["dear"]}) as url:
+    # gpt-4-1106-preview is registered without an endpoint: allowed, but nothing to call
+    allowed = {"models": ["cheap", "mid", "dear", "gpt-4-1106-preview"], "exclude": ["dear"]}
+    with limited(served, tiny_predictor, allowed) as url:
         client = sdk(url)
         assert routed(client, objective="max_quality", exclude=[]) == "mid"  # 'down' and 'dear' are out
         with pytest.raises(openai.PermissionDeniedError) as outside:

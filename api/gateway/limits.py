@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pickwise.api.errors import OutsideLimits, quoted
+from pickwise.api.errors import ModelNotServed, OutsideLimits, quoted
 from pickwise.api.gateway.options import MAX_ATTEMPTS_LIMIT, GatewayOptions
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.schema import Capability
@@ -76,9 +76,11 @@ def _smaller(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySnapshot) -> GatewayOptions:
+def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySnapshot,
+            served: list[ModelSpec]) -> GatewayOptions:
     """A routed request's options within the limits: each cap the smaller, the floor the higher, the
-    pool within the allowed models (a request naming one outside them is refused: OutsideLimits)."""
+    pool within the allowed models (a request naming one outside them is refused: OutsideLimits), of
+    which those `served` now (enabled, with an endpoint) are its allow-list when it names none."""
     update: dict[str, Any] = {
         "max_cost_usd": _smaller(options.max_cost_usd, limits.max_cost_usd),
         "max_latency_ms": _smaller(options.max_latency_ms, limits.max_latency_ms),
@@ -95,7 +97,10 @@ def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySn
                 raise OutsideLimits(f"{quoted(name)} is outside the models this server lets callers reach "
                                     f"({LIMITS_ENV})", param="pickwise.models")
         if options.models is None:
-            update["models"] = [n for n in limits.models if n in snapshot]
+            update["models"] = [s.name for s in served if limits.allows(s, snapshot)]
+            if not update["models"]:
+                raise ModelNotServed(f"none of the models this server lets callers reach ({LIMITS_ENV}) can be "
+                                     "called now: each is disabled, without an endpoint or removed", param="model")
     return options.model_copy(update=update)
 
 

@@ -250,7 +250,7 @@ async def chat_completions(request: Request) -> Response:
     if body["model"] == AUTO_MODEL:
         snapshot = st.service.registry.refresh()
         defaults = for_registry(st.settings.gateway_options, snapshot)
-        options = bounded(_options(body, defaults), limits, snapshot)
+        options = bounded(_options(body, defaults), limits, snapshot, served(snapshot))
         applied = policy(defaults, body.get("pickwise"))
         try:
             route = await _route(request, body, options, cap, answers, limits)
