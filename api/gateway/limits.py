@@ -7,13 +7,12 @@ that breaks a limited cap or floor: a fallback is then chosen among the models w
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pickwise.api.errors import ModelNotServed, OutsideLimits, quoted
-from pickwise.api.gateway.options import MAX_ATTEMPTS_LIMIT, GatewayOptions
+from pickwise.api.gateway.options import MAX_ATTEMPTS_LIMIT, GatewayOptions, parse_json_object
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.schema import Capability
 
@@ -55,21 +54,10 @@ class GatewayLimits(BaseModel):
 
 
 def parse_limits(text: str | None) -> GatewayLimits:
-    """The limits from their JSON text; ValueError naming the field otherwise."""
+    """The limits from their JSON text (none: no bounds); ValueError naming the field otherwise."""
     if text is None or not text.strip():
         return GatewayLimits()
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError("must be a JSON object of limits (fields of a request's `pickwise` object)")
-    try:
-        return GatewayLimits.model_validate(value)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}") from None
+    return parse_json_object(text, GatewayLimits, "limits")
 
 
 def _smaller(a: float | None, b: float | None) -> float | None:

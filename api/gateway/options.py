@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pickwise.api.schemas import MAX_OUTPUT_TOKENS, MAX_WILLINGNESS_TO_PAY
 from pickwise.registry import RegistrySnapshot
@@ -80,22 +80,28 @@ def check_names(defaults: dict[str, Any], snapshot: RegistrySnapshot) -> None:
                 raise ValueError(f"{field}: unknown model {name!r}{snapshot.did_you_mean(name)}")
 
 
-def parse_defaults(text: str) -> dict[str, Any]:
-    """The server's defaults from their JSON text: an object of `pickwise` fields, checked as a request's
-    object is (model names excepted: the registry can change while serving, so a request checks them).
-    ValueError naming the field otherwise."""
+def parse_json_object(text: str, model: type[BaseModel], what: str) -> BaseModel:
+    """`model` validated from a JSON object's text (a server setting): ValueError naming each field
+    that is wrong, or saying the text is no JSON object (of `what`)."""
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ValueError("must be a JSON object of routing options, as a request's `pickwise` object")
+        raise ValueError(f"must be a JSON object of {what}, as a request's `pickwise` object")
     try:
-        GatewayOptions.model_validate(value)
+        return model.model_validate(value)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
             problems.append(f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}")
         raise ValueError("; ".join(problems)) from None
-    return given(value)
+
+
+def parse_defaults(text: str) -> dict[str, Any]:
+    """The server's defaults from their JSON text: an object of `pickwise` fields, checked as a request's
+    object is (model names excepted: the registry can change while serving, so a request checks them).
+    ValueError naming the field otherwise."""
+    parse_json_object(text, GatewayOptions, "routing options")
+    return given(json.loads(text))

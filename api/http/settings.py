@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PICKWISE_"
@@ -104,24 +104,15 @@ class ServiceSettings(BaseSettings):
     def _empty_token_is_none(cls, token: str | None) -> str | None:
         return token or None  # PICKWISE_ADMIN_TOKEN= (set but empty) disables writes, as unset does
 
-    @field_validator("gateway_defaults")
+    @field_validator("gateway_defaults", "gateway_limits")
     @classmethod
-    def _routing_options(cls, text: str | None) -> str | None:
-        from pickwise.api.gateway.options import parse_defaults  # the gateway's model: only when one is set
+    def _gateway_json(cls, text: str | None, info: ValidationInfo) -> str | None:
+        from pickwise.api.gateway.limits import parse_limits  # the gateway's models: only when one is set
+        from pickwise.api.gateway.options import parse_defaults
 
         if text is None or not text.strip():
             return None
-        parse_defaults(text)  # a ValueError names the field
-        return text
-
-    @field_validator("gateway_limits")
-    @classmethod
-    def _gateway_limits(cls, text: str | None) -> str | None:
-        from pickwise.api.gateway.limits import parse_limits
-
-        if text is None or not text.strip():
-            return None
-        parse_limits(text)  # a ValueError names the field
+        (parse_defaults if info.field_name == "gateway_defaults" else parse_limits)(text)  # a ValueError names the field
         return text
 
     @cached_property
