@@ -29,6 +29,7 @@ from pickwise.api.http.errors import install_error_handlers
 from pickwise.api.http.job_store import default_jobs_path
 from pickwise.api.http.jobs import PlanJobs
 from pickwise.api.http.limits import BodySizeLimit
+from pickwise.api.http.methods import HeadAsGet
 from pickwise.api.http.promotions import PromotionWatcher
 from pickwise.api.http.routes import AppState, health, models, outcomes, selection
 from pickwise.api.http.settings import ADMIN_TOKEN_ENV, ServiceSettings
@@ -147,6 +148,7 @@ def create_app(
     install_error_handlers(app)
     for module in (selection, outcomes, models, health, gateway):
         app.include_router(module.router)
+    app.add_middleware(HeadAsGet)  # innermost: the metrics count a HEAD as HEAD
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)  # outermost: sees 413s too

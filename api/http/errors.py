@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from pickwise.api.errors import error_body, error_code
+from pickwise.api.http.methods import allowed_methods
 from pickwise.errors import PickwiseError
 
 log = logging.getLogger("pickwise.api")
@@ -212,10 +213,15 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     cause = exc.__cause__
     if isinstance(cause, ClientDisconnect):  # FastAPI's body parsing turns a hang-up mid-body into a 400
         return await _client_gone(request, ClientGone())
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's body parsing says only "error"
         detail = f"request body is not UTF-8 text (byte {cause.start}); send JSON"
+    if exc.status_code == 405:
+        allowed = ", ".join(allowed_methods(request.scope, request.app.router.routes))
+        headers = {**(headers or {}), "Allow": allowed}
+        detail = f"{request.method} is not allowed on {request.url.path}; it takes {allowed}"
     return error_response(exc.status_code, STATUS_CODES.get(exc.status_code, "http_error"), detail,
-                          headers=getattr(exc, "headers", None), path=request.url.path)
+                          headers=headers, path=request.url.path)
 
 
 async def _client_gone(request: Request, exc: ClientGone) -> JSONResponse:
