@@ -1,4 +1,5 @@
-"""HTTP methods at the front door: HEAD wherever GET is served, a 405 that lists every method the path takes."""
+"""HTTP methods and paths at the front door: HEAD wherever GET is served, a 405 that lists every
+method the path takes, and a trailing slash on /v1/models/ treated as on every other route."""
 from __future__ import annotations
 
 import httpx
@@ -34,6 +35,18 @@ def test_a_405_lists_every_method_the_path_takes(api):
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
     assert r.headers["allow"] == "GET, HEAD, PUT, DELETE"
     assert "POST" in r.json()["detail"] and "GET, HEAD, PUT, DELETE" in r.json()["detail"]
+
+
+def test_a_trailing_slash_on_v1_models_redirects_like_every_route(api):
+    """`POST /v1/models/` was a 405 (the NAME route matched an empty name) and `GET /v1/models/` a 404
+    "unknown model ''", where `/v1/select/` and the others redirect to the path without the slash."""
+    for method in ("GET", "POST"):
+        r = api.request(method, "/v1/models/", json=new_model("slash-model"), headers=AUTH, follow_redirects=False)
+        assert r.status_code == 307, (method, r.status_code, r.text)
+        assert r.headers["location"].endswith("/v1/models"), r.headers["location"]
+    added = api.post("/v1/models/", json=new_model("slash-model"), headers=AUTH)  # the client follows it
+    assert added.status_code == 201 and added.json()["model"]["name"] == "slash-model"
+    assert "slash-model" in {m["name"] for m in api.get("/v1/models/").json()["models"]}
 
 
 def test_head_on_a_real_server_answers_headers_only(registry_dir, tiny_predictor):

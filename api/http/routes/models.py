@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from pickwise.api.http.auth import check_bearer
@@ -21,6 +22,15 @@ from pickwise.api.http.settings import ADMIN_TOKEN_ENV
 from pickwise.api.schemas import ErrorBody, ModelList, ModelRemoved, ModelWritten, ValidationErrorBody
 from pickwise.registry import ModelSpec
 
+
+class ModelNameConvertor(PathConvertor):
+    """A model name in the path: '/' allowed (names hold it), empty not, so `/v1/models/` is no request
+    for the model '' but, as on every route, a redirect to the path without the slash (`/v1/models`)."""
+
+    regex = ".+"
+
+
+register_url_convertor("model_name", ModelNameConvertor())
 router = APIRouter(prefix="/v1/models", tags=["models"])
 bearer = HTTPBearer(auto_error=False, description=f"the token in {ADMIN_TOKEN_ENV} on the server")
 
@@ -81,7 +91,7 @@ async def list_models(request: Request) -> Response:
     return _json(await run_in_threadpool(build))
 
 
-@router.get("/{name:path}", response_model=ModelWritten, summary="one model, by name or alias",
+@router.get("/{name:model_name}", response_model=ModelWritten, summary="one model, by name or alias",
             responses={404: {"model": ErrorBody, "description": "unknown model"}})
 async def get_model(name: str, request: Request) -> Response:
     info, snapshot = await run_in_threadpool(state(request).service.get_model, name)
@@ -130,7 +140,7 @@ async def add_model(request: Request) -> Response:
                  headers={"Location": model_url(info.name)})
 
 
-@router.put("/{name:path}", response_model=ModelWritten, openapi_extra=ADD_BODY,
+@router.put("/{name:model_name}", response_model=ModelWritten, openapi_extra=ADD_BODY,
             dependencies=[Depends(require_admin)], summary="replace a model (or register it under that name)",
             responses={**AUTH_RESPONSES,
                        201: {"model": ModelWritten, "description": "no model had that name: registered"},
@@ -150,7 +160,7 @@ async def replace_model(name: str, request: Request) -> Response:
                  headers=None if existed else {"Location": model_url(info.name)})
 
 
-@router.delete("/{name:path}", response_model=ModelRemoved, dependencies=[Depends(require_admin)],
+@router.delete("/{name:model_name}", response_model=ModelRemoved, dependencies=[Depends(require_admin)],
                summary="remove a model",
                responses={**AUTH_RESPONSES,
                           404: {"model": ErrorBody, "description": "unknown model"},
