@@ -119,3 +119,21 @@ def test_a_server_that_is_down_or_refuses_is_a_clear_error_naming_it(served, loa
     code, _, err = _run(capsys, "select", PROMPT, "--server", url, "--models", "nope")
     assert code == 2 and url in err and "HTTP 422" in err and "nope" in err
     assert not loads
+
+
+def test_a_field_the_server_refuses_is_named_as_the_option_like_the_local_path(served, loads, capsys, tmp_path):
+    """An unknown model in --models is `--models: unknown model(s) ...` locally; through the server the
+    same error named the request field (`models: ...`), which is no option the user typed."""
+    registry, url = served
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "q0", "prompt": PROMPT}) + "\n")
+    cases = [("select", PROMPT, "--models", "gpt-4-1106-previe"), ("select", PROMPT, "--exclude", "nope"),
+             ("predict", "--input", str(prompts), "--models", "nope"),
+             ("plan", "--input", str(prompts), "--capacity", "nope=1", "--quiet")]
+    for argv in cases:
+        option = argv[-2] if argv[-1] != "--quiet" else argv[-3]
+        local = _run(capsys, *argv, "--registry", str(registry))
+        remote = _run(capsys, *argv, "--server", url)
+        assert local[0] == remote[0] == 2, (argv, local, remote)
+        assert f"error: {option}: unknown model" in local[2], local[2]
+        assert f"answered HTTP 422: {option}: unknown model" in remote[2] and url in remote[2], remote[2]

@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 
-from pickwise.api.cli.options import CliError
+from pickwise.api.cli.options import CliError, option_for
 from pickwise.api.errors import RequestFieldError, error_code
 from pickwise.errors import PickwiseError
 
@@ -52,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
     except RequestFieldError as exc:  # a field the service refused, named as the option it came from
-        head = exc.field.split(".")[0]
-        where = f"--{head.replace('_', '-')}" if hasattr(args, head) else exc.field
-        print(f"pickwise {args.command}: error: {where}: {exc.message}", file=sys.stderr)
+        print(f"pickwise {args.command}: error: {option_for(args, exc.field)}: {exc.message}", file=sys.stderr)
         return 2
     except PickwiseError as exc:
         print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)

@@ -24,6 +24,13 @@ class CliError(PickwiseError):
         self.code = code
 
 
+def option_for(args: argparse.Namespace | None, field: str) -> str:
+    """A request field as the user named it: `--max-cost-usd` for `max_cost_usd` (and for `capacity.NAME`,
+    `--capacity`) where the command has that option, else the field's own dotted path."""
+    head = field.split(".")[0]
+    return f"--{head.replace('_', '-')}" if args is not None and hasattr(args, head) else field
+
+
 def number(kind: type = float, *, low: float | None = None, high: float | None = None, above: float | None = None):
     """An argparse `type=` that parses `kind` and checks its range, so a bad value is a usage error
     naming the option ("argument --batch-size: must be an integer >= 1, got 0") before any work

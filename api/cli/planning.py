@@ -174,7 +174,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         solver=args.solver, allow_low_confidence=args.allow_low_confidence, allow_base_models=args.allow_base_models,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
-        plan = _plan_remote(url, request) if url else service.plan(request)
+        plan = _plan_remote(url, request, args) if url else service.plan(request)
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
     _warn_low_confidence(plan.low_confidence, args.quiet)
@@ -188,10 +188,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_remote(url: str, request: PlanRequest) -> PlanResponse:
+def _plan_remote(url: str, request: PlanRequest, args: argparse.Namespace) -> PlanResponse:
     """POST /v1/plan; a batch over the server's inline limit (its 413 says where to send it) goes to
     POST /v1/plans as a job, polled until it ends."""
-    server = Server(url)
+    server = Server(url, args)
     body = request.model_dump_json(exclude_none=True)
     status, answer = server.call("POST", "/v1/plan", body)
     if status == 413 and isinstance(answer, dict) and answer.get("jobs"):

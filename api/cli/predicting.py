@@ -265,7 +265,7 @@ def _predict_remote(url: str, args: argparse.Namespace, lines: list) -> int:
     """`predict` through POST /v1/predict, in chunks; the lines are the server's, written as they come."""
     from pickwise.api.schemas import PredictPrompt, PredictRequest, PredictResponse
 
-    server = Server(url)
+    server = Server(url, args)
     names = args.models
     models, resolved, n_cut, done, max_prompts = [], {}, 0, 0, REMOTE_CHUNK_PROMPTS
     with open_output(args.output) as out:

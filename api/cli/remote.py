@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from pickwise.api.cli.options import CliError
+from pickwise.api.cli.options import CliError, option_for
 
 SERVER_ENV = "PICKWISE_SERVER"
 TIMEOUT_S = 600.0  # a plan or a predict chunk the server is still computing
@@ -35,12 +35,14 @@ def server_url(args: argparse.Namespace) -> str | None:
 class Server:
     """A pickwise service at `url`, over HTTP/JSON."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, args: argparse.Namespace | None = None):
+        """`args`: the command's options, so a request field the server refuses is named as the option."""
         import httpx
 
         if not url.startswith(("http://", "https://")):
             raise CliError(f"--server {url!r}: expected an http:// or https:// URL")
         self.url = url
+        self.args = args
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
 
     def call(self, method: str, path: str, body: str | None = None) -> tuple[int, Any]:
@@ -64,6 +66,9 @@ class Server:
     def refusal(self, status: int, body: Any) -> CliError:
         """The CliError (exit 2) for an error answer: the URL, the status and the server's detail."""
         detail = body.get("detail") if isinstance(body, dict) else None
+        fields = _field_errors(body)
+        if fields:  # as the local path says it (pickwise.api.cli.main): the option, then what is wrong
+            detail = "; ".join(f"{option_for(self.args, field)}: {message}" for field, message in fields)
         return CliError(f"the pickwise server at {self.url} answered HTTP {status}: {detail or body}")
 
     def answer(self, method: str, path: str, body: str | None = None, ok: tuple[int, ...] = (200,)) -> Any:
@@ -87,3 +92,18 @@ class Server:
             return 200, job["result"]
         error = job.get("error") or {}
         return (409 if str(error.get("error", "")).endswith("infeasible") else 400), error
+
+
+def _field_errors(body: Any) -> list[tuple[str, str]]:
+    """(dotted request field, message) of each error a validation refusal lists, when every one names
+    a field of the body (`{"loc": ["body", "models"], "msg": ...}`); else []."""
+    errors = body.get("errors") if isinstance(body, dict) and body.get("error") == "validation_error" else None
+    if not isinstance(errors, list) or not errors:
+        return []
+    fields = []
+    for error in errors:
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if not isinstance(loc, list) or len(loc) < 2 or loc[0] != "body":
+            return []
+        fields.append((".".join(str(part) for part in loc[1:]), str(error.get("msg", ""))))
+    return fields

@@ -445,7 +445,7 @@ def run_select(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     request = build_request(args, prompt)
     url = server_url(args)
-    result = _select_remote(url, request, args.json) if url else _select_local(args, request)
+    result = _select_remote(url, request, args) if url else _select_local(args, request)
     print(result.model_dump_json(indent=2) if args.json else format_decision(result))
     return 0
 
@@ -472,13 +472,13 @@ def _select_local(args: argparse.Namespace, request):
         raise _infeasible(error_body(exc), args.json) from None
 
 
-def _select_remote(url: str, request, as_json: bool):
+def _select_remote(url: str, request, args: argparse.Namespace):
     from pickwise.api.schemas import SelectResponse
 
-    server = Server(url)
+    server = Server(url, args)
     status, body = server.call("POST", "/v1/select", request.model_dump_json(exclude_none=True))
     if status == 200:
         return SelectResponse.model_validate(body)
     if status == 409 and isinstance(body, dict) and body.get("error") == "infeasible":
-        raise _infeasible(body, as_json)
+        raise _infeasible(body, args.json)
     raise server.refusal(status, body)
