@@ -22,7 +22,7 @@ from pickwise.registry.errors import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import lone_surrogate
 from pickwise.registry.names import skeleton
 from pickwise.registry.pydantic_messages import field_path, iter_field_errors
-from pickwise.registry.schema import ModelSpec
+from pickwise.registry.schema import MAX_NAME_LENGTH, ModelSpec
 from pickwise.registry.snapshot import RegistrySnapshot
 from pickwise.registry.yaml_source import YamlSyntaxError, parse_yaml
 
@@ -87,8 +87,12 @@ class LoadedEntry:
 
 
 def _entry_label(raw: Any, index: int) -> str:
+    """How problems name an entry: its name, cut where no valid name is that long (every problem of
+    the entry repeats it, and an answer or a terminal should not repeat a megabyte)."""
     name = raw.get("name") if isinstance(raw, dict) else None
-    return name if isinstance(name, str) and name.strip() else f"#{index + 1} (no name)"
+    if not isinstance(name, str) or not name.strip():
+        return f"#{index + 1} (no name)"
+    return name if len(name) <= MAX_NAME_LENGTH else name[:MAX_NAME_LENGTH] + "..."
 
 
 def parse_registry_text(text: str, path: Path, issues: list[RegistryIssue]) -> list[LoadedEntry]:

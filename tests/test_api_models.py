@@ -136,6 +136,20 @@ def test_invalid_models_are_422_listing_every_problem(api, registry_dir):
     assert [m.name for m in load_registry(registry_dir).models] == sorted([*TRAINED, UNTRAINED])
 
 
+def test_an_overlong_name_is_not_echoed_back_in_every_problem(api, registry_dir):
+    """Each problem of an entry names its model; a 1,000,000-character name made a 4 MB answer to one missing
+    field and four others (an echo per problem, twice): the label is cut, the name's own error says why."""
+    name = "n" * 1_000_000
+    entry = {k: v for k, v in new_model(name).items() if k != "expected_output_tokens"}
+    r = api.post("/v1/models", json=entry, headers=AUTH)
+    assert r.status_code == 422 and len(r.content) < 10_000, len(r.content)
+    problems = {e["field"]: e for e in r.json()["errors"]}
+    assert {"name", "expected_output_tokens"} <= set(problems)
+    assert "at most 200 characters" in problems["name"]["message"]
+    assert problems["expected_output_tokens"]["model"].startswith("n" * 50)
+    assert [m.name for m in load_registry(registry_dir).models] == sorted([*TRAINED, UNTRAINED])
+
+
 def test_removing_the_last_model_is_409(tmp_path, tiny_predictor):
     directory = copy_models(tmp_path / "one", names=["gpt-4-1106-preview"])
     with client(directory, tiny_predictor) as c:
