@@ -192,7 +192,8 @@ class Registry:
             except RepeatedKey as exc:  # as the YAML loader refuses a repeated key
                 raise RegistryError(RegistryIssue(f"invalid JSON: {exc}", file=label)) from None
             except json.JSONDecodeError as exc:
-                raise RegistryError(RegistryIssue(f"invalid JSON: {exc.msg}", file=label, line=exc.lineno)) from None
+                raise RegistryError(RegistryIssue(f"invalid JSON (column {exc.colno}): {exc.msg}", file=label,
+                                                  line=exc.lineno)) from None  # as invalid YAML says it
             except RecursionError:
                 raise RegistryError(RegistryIssue("invalid JSON: nested too deeply", file=label)) from None
         if fmt not in (None, "yaml"):

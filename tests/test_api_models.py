@@ -15,6 +15,7 @@ from tests.api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_mo
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 YAML = {"Content-Type": "application/yaml"}
+JSON = {"Content-Type": "application/json"}
 
 
 def test_list_and_get_models(api, registry_dir):
@@ -147,6 +148,15 @@ def test_an_overlong_name_is_not_echoed_back_in_every_problem(api, registry_dir)
     assert {"name", "expected_output_tokens"} <= set(problems)
     assert "at most 200 characters" in problems["name"]["message"]
     assert problems["expected_output_tokens"]["model"].startswith("n" * 50)
+    assert [m.name for m in load_registry(registry_dir).models] == sorted([*TRAINED, UNTRAINED])
+
+
+def test_a_json_model_with_a_syntax_error_says_where_like_yaml(api, registry_dir):
+    """Invalid YAML names the line and column; invalid JSON named the line only."""
+    r = api.post("/v1/models", content='{\n  "name": "x",\n  "provider": ,\n}', headers={**AUTH, **JSON})
+    assert r.status_code == 422, r.text
+    issue = r.json()["errors"][0]
+    assert issue["line"] == 3 and issue["message"].startswith("invalid JSON (column 15): "), issue
     assert [m.name for m in load_registry(registry_dir).models] == sorted([*TRAINED, UNTRAINED])
 
 

@@ -102,7 +102,7 @@ def test_add_bad_input(tmp_path, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text('{"name": "x",\n"provider": }')
     code, _, err = run(capsys, "models", "add", str(broken), "--registry", str(reg))
-    assert code == 2 and f"{broken}:2: invalid JSON: Expecting value" in err  # the file and line, like YAML
+    assert code == 2 and f"{broken}:2: invalid JSON (column 13): Expecting value" in err  # file, line, column: as YAML
 
 
 def test_add_errors_name_the_users_file_never_the_registry_file_it_would_have_become(tmp_path, capsys):
