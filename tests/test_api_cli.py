@@ -89,6 +89,17 @@ def test_serve_batching_options_are_checked_and_name_the_option(registry_dir, tm
     assert "--max-batch" in err and "--max-wait-ms" in err and "--max-queue" in err
 
 
+def test_serve_names_a_bad_setting_where_it_was_set(registry_dir, tmp_path, capsys, monkeypatch):
+    """A bad PICKWISE_MAX_BODY_BYTES was reported as `--max-body-bytes`, an option serve does not have, and a
+    bad PICKWISE_MAX_QUEUE as `--max-queue`, which the user never typed: the variable is what to fix."""
+    monkeypatch.setenv("PICKWISE_MAX_BODY_BYTES", "8MB")
+    monkeypatch.setenv("PICKWISE_MAX_QUEUE", "0")
+    assert main(["serve", "--registry", str(registry_dir), "--artifact", str(tmp_path), "--max-batch", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "PICKWISE_MAX_BODY_BYTES: " in err and "PICKWISE_MAX_QUEUE: " in err and "--max-batch: " in err, err
+    assert "--max-body-bytes" not in err and "--max-queue" not in err
+
+
 def test_serve_workers_get_the_batching_options_through_the_environment(registry_dir, tmp_path, monkeypatch):
     """`serve --workers N` hands its options to each worker process as environment variables."""
     import torch

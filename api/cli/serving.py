@@ -175,11 +175,11 @@ def batching_settings(args: argparse.Namespace) -> dict:
 
 
 def _option_name(field: str, given: dict) -> str:
-    """The option a setting came from: its flag, or the environment variable when no flag set it (the
-    routing defaults are often set by a deployment's environment)."""
-    if field in ("gateway_defaults", "gateway_limits") and field not in given:
+    """The option a setting came from: its flag, or the environment variable when no flag set it (every
+    setting can come from the environment, most have no flag)."""
+    if field not in given:
         return ENV_PREFIX + field.upper()
-    return "--" + field.replace("_", "-")
+    return "--store" if field == "outcome_store" else "--" + field.replace("_", "-")
 
 
 def _check_paths(args: argparse.Namespace, batching: dict) -> tuple[Path, Path]:
