@@ -157,6 +157,14 @@ def test_a_key_sent_twice_is_refused_not_read_as_the_last(api):
     assert nested.status_code == 422 and "'id' appears twice" in nested.json()["detail"]
 
 
+def test_a_key_sent_twice_is_listed_in_errors_like_every_validation_error(api):
+    """Every 422 validation_error lists `errors: [{loc, msg, type}]` (README); this one had none, so a client
+    reading them got a KeyError."""
+    r = api.post("/v1/select", content=b'{"prompt": "hi", "prompt": "yo"}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"] == [
+        {"loc": ["body"], "msg": r.json()["detail"].removeprefix("body: "), "type": "json_invalid"}], r.json()
+
+
 @pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
 def test_a_body_not_sent_as_json_says_to_send_json(api, content_type):
     # `curl -d '{...}'` without -H sends application/x-www-form-urlencoded: the body is never parsed

@@ -49,8 +49,9 @@ class BodyErrorRoute(APIRoute):
                     # parsed once: Request.json(), which FastAPI reads the body with, returns what it cached
                     request._json = json.loads(await request.body(), object_pairs_hook=unique_keys)
                 except RepeatedKey as exc:
-                    raise HttpError(422, "validation_error", f"body: key {exc.key!r} appears twice in one JSON "
-                                                             "object; send each key once") from None
+                    message = f"key {exc.key!r} appears twice in one JSON object; send each key once"
+                    raise HttpError(422, "validation_error", f"body: {message}",  # listed as every 422 lists them
+                                    errors=[{"loc": ["body"], "msg": message, "type": "json_invalid"}]) from None
                 except (ValueError, RecursionError):
                     pass  # syntax and the rest: FastAPI's own parse reports them, below
             try:
