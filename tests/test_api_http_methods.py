@@ -58,3 +58,19 @@ def test_head_on_a_real_server_answers_headers_only(registry_dir, tiny_predictor
     with live_server(app) as url:
         r = httpx.head(f"{url}/healthz")
         assert r.status_code == 200 and r.content == b"" and int(r.headers["content-length"]) > 0
+
+
+def test_a_compressed_body_is_refused_saying_so(api):
+    """A gzip body was read as text: "request body is not UTF-8 text (byte 1); send JSON", a puzzle to a
+    client that sent valid JSON, compressed. The server reads no Content-Encoding: 415 naming it."""
+    import gzip
+
+    body = gzip.compress(b'{"prompt": "hi"}')
+    for path, extra in (("/v1/select", {}), ("/v1/models", AUTH), ("/v1/feedback", AUTH)):
+        r = api.post(path, content=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip",
+                                                  **extra})
+        assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type", (path, r.text)
+        assert "Content-Encoding 'gzip'" in r.json()["detail"], r.json()
+    plain = api.post("/v1/select", content=b'{"prompt": "hi"}',
+                     headers={"Content-Type": "application/json", "Content-Encoding": "identity"})
+    assert plain.status_code == 200, plain.text

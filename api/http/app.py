@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from pickwise.api.gateway import Forwarder, UpstreamClient
 from pickwise.api.http import gateway
 from pickwise.api.http.batcher import MicroBatcher
+from pickwise.api.http.encoding import NoContentEncoding
 from pickwise.api.http.errors import install_error_handlers
 from pickwise.api.http.job_store import default_jobs_path
 from pickwise.api.http.jobs import PlanJobs
@@ -149,6 +150,7 @@ def create_app(
     for module in (selection, outcomes, models, health, gateway):
         app.include_router(module.router)
     app.add_middleware(HeadAsGet)  # innermost: the metrics count a HEAD as HEAD
+    app.add_middleware(NoContentEncoding)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)  # outermost: sees 413s too
