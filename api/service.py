@@ -402,6 +402,19 @@ class PickwiseService:
             if out:
                 raise RequestFieldError(field, "left out of routing: " + "; ".join(f"{n!r}: {why}" for n, why in out.items()))
 
+    def check_lists(self, request: SelectRequest, snapshot: RegistrySnapshot) -> None:
+        """422 on `exclude` when it denies every model the allow-list names: a request that contradicts itself
+        is the caller's mistake, not a prompt no model meets (409). Checked before the prompt is encoded; a
+        deny-list that only narrows the allow-list is fine."""
+        if not request.models or not request.exclude:
+            return
+        check_model_list(snapshot, request.models, "models", self.models_listing)
+        check_model_list(snapshot, request.exclude, "exclude", self.models_listing)
+        allowed = {snapshot.get(n).name for n in request.models}
+        if allowed <= {snapshot.get(n).name for n in request.exclude}:
+            raise RequestFieldError("exclude", f"it denies every model the allow-list names ({', '.join(sorted(allowed))}): "
+                                               "nothing is left to choose from; name each model in one list only")
+
     def decide(self, request: SelectRequest, features: PromptFeatures, truncated: bool,
                snapshot: RegistrySnapshot, *, prompt_tokens: int | None = None, output_cap: int | None = None,
                answers: int = 1, predictor=None) -> SelectResponse:
@@ -462,6 +475,7 @@ class PickwiseService:
     def select(self, request: SelectRequest) -> SelectResponse:
         """`decide` with the prompt vector computed here (one predictor call): the CLI's path."""
         snapshot = self.registry.refresh()
+        self.check_lists(request, snapshot)
         predictor = self.predictor
         features = self.encode([request.prompt], predictor)
         return self.decide(request, features, features.truncated[0], snapshot, predictor=predictor)

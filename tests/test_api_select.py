@@ -108,6 +108,17 @@ def test_unknown_model_in_allow_list_is_422_naming_the_field(api):
     assert r.json()["errors"][0]["loc"] == ["body", "exclude"] and "no-such-model" in r.json()["detail"]
 
 
+def test_a_deny_list_that_denies_the_whole_allow_list_is_422_not_infeasible(api, tiny_predictor):
+    """`models: [A], exclude: [A]` contradicts itself: it was a 409 saying no single change of the floor or
+    caps helps, and the CLI listed no model under "what blocks each model asked for"."""
+    r = api.post("/v1/select", json={"prompt": PROMPT, "models": [TRAINED[0], TRAINED[1]],
+                                     "exclude": [TRAINED[1], TRAINED[0]]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "exclude"], r.text
+    assert TRAINED[0] in r.json()["detail"] and "nothing is left" in r.json()["detail"]
+    narrowed = api.post("/v1/select", json={"prompt": PROMPT, "models": TRAINED[:2], "exclude": [TRAINED[1]]})
+    assert narrowed.status_code == 200 and narrowed.json()["chosen"] == [TRAINED[0]]
+
+
 def test_an_unknown_model_named_short_is_422_with_the_name_it_meant(api):
     r = api.post("/v1/select", json={"prompt": PROMPT, "models": ["nothing-like-it", "gpt-4"]})
     assert r.status_code == 422  # each hint right after the name it is for

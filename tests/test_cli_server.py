@@ -137,3 +137,12 @@ def test_a_field_the_server_refuses_is_named_as_the_option_like_the_local_path(s
         assert local[0] == remote[0] == 2, (argv, local, remote)
         assert f"error: {option}: unknown model" in local[2], local[2]
         assert f"answered HTTP 422: {option}: unknown model" in remote[2] and url in remote[2], remote[2]
+
+
+def test_an_allow_list_all_denied_is_the_same_usage_error_locally_and_through_the_server(served, loads, capsys):
+    registry, url = served
+    argv = ("select", PROMPT, "--models", TRAINED[0], "--exclude", TRAINED[0])
+    local = _run(capsys, *argv, "--registry", str(registry))
+    remote = _run(capsys, *argv, "--server", url)
+    assert local[0] == remote[0] == 2, (local, remote)
+    assert "error: --exclude: " in local[2] and "answered HTTP 422: --exclude: " in remote[2], (local, remote)

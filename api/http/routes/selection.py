@@ -41,6 +41,7 @@ async def select(body: SelectRequest, request: Request) -> Response:
     service = st.service
     service.check_ready()  # 503 before queueing when not ready
     snapshot = service.registry.latest()  # never waits for a reload or a write on the event loop
+    service.check_lists(body, snapshot)  # a request that contradicts itself costs no encoder time
     try:
         encoded, truncated = await unless_disconnected(request, st.batcher.submit(body.prompt))
     except QueueFull as exc:
