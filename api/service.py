@@ -278,9 +278,9 @@ class PickwiseService:
         if self._predictor is None and self._load_on_demand is not None:
             loader, self._load_on_demand = self._load_on_demand, None
             self._predictor = loader()
-        if self._predictor is None:
+        if self._predictor is None:  # `loading`: whether waiting helps (a failed load stays failed)
             raise NotReady(f"the predictor failed to load: {self.load_error}" if self.load_error
-                           else "the predictor is still loading")
+                           else "the predictor is still loading").add_context(loading=self.load_error is None)
 
     def load_predictor(self, loader: Callable[[], object]) -> str | None:
         """Run `loader` (slow: reads the artifact), warm the result and publish it, replacing any

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 
+import httpx
 import pytest
 
 from pickwise.api.cli.main import main
@@ -146,3 +148,49 @@ def test_an_allow_list_all_denied_is_the_same_usage_error_locally_and_through_th
     remote = _run(capsys, *argv, "--server", url)
     assert local[0] == remote[0] == 2, (local, remote)
     assert "error: --exclude: " in local[2] and "answered HTTP 422: --exclude: " in remote[2], (local, remote)
+
+
+def test_a_server_still_loading_its_predictor_is_waited_for_not_an_error(tiny_predictor, tmp_path, loads, capsys,
+                                                                         monkeypatch):
+    """Right after `pickwise serve` starts, /v1/select is 503 not_ready (Retry-After) while the predictor
+    loads; `select --server` failed there (exit 2) where the local path just loads and answers. It now
+    waits for a server that says it is loading (not one whose load failed), saying so once."""
+    from pickwise.api.cli import remote
+
+    release = threading.Event()
+
+    def slow_load():
+        release.wait(30)
+        return tiny_predictor
+
+    registry = copy_models(tmp_path / "registry")
+    app = create_app(registry, predictor=slow_load, settings=ServiceSettings(job_store=str(tmp_path / "jobs.sqlite")))
+    waits = []
+
+    def wait(seconds):  # the first wait lets the load finish; no test time spent sleeping
+        waits.append(seconds)
+        release.set()
+        threading.Event().wait(0.05)
+
+    monkeypatch.setattr(remote, "_wait", wait)
+    with live_server(app) as url:
+        code, out, err = _run(capsys, "select", PROMPT, "--server", url, "--json")
+    assert code == 0 and json.loads(out)["chosen"], (code, err)
+    assert waits and err.count("still loading") == 1, err
+    assert not loads
+
+
+def test_a_server_whose_predictor_failed_to_load_is_an_error_at_once(tmp_path, loads, capsys, monkeypatch):
+    from pickwise.api.cli import remote
+
+    def broken():
+        raise OSError("no artifact here")
+
+    registry = copy_models(tmp_path / "registry")
+    app = create_app(registry, predictor=broken, settings=ServiceSettings(job_store=str(tmp_path / "jobs.sqlite")))
+    monkeypatch.setattr(remote, "_wait", lambda seconds: (_ for _ in ()).throw(AssertionError("waited")))
+    with live_server(app) as url:
+        while httpx.get(f"{url}/readyz").json().get("detail", "").endswith("still loading"):
+            threading.Event().wait(0.02)  # the load fails in the background: wait until it has
+        code, _, err = _run(capsys, "select", PROMPT, "--server", url)
+    assert code == 2 and "failed to load" in err and "no artifact here" in err, err

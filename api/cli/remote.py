@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import Any
 
@@ -18,6 +19,8 @@ SERVER_ENV = "PICKWISE_SERVER"
 TIMEOUT_S = 600.0  # a plan or a predict chunk the server is still computing
 CONNECT_TIMEOUT_S = 10.0
 JOB_WAIT_S = 3600.0  # how long `plan` polls a job (the server keeps one an hour by default)
+LOAD_WAIT_S = 300.0  # how long a call waits for a server still loading its predictor (503, loading: true)
+LOAD_POLL_S = 1.0
 
 
 def add_server_option(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +49,22 @@ class Server:
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
 
     def call(self, method: str, path: str, body: str | None = None) -> tuple[int, Any]:
-        """(status, parsed JSON body); a CliError naming the URL when there is no JSON answer."""
+        """(status, parsed JSON body); a CliError naming the URL when there is no JSON answer. A server
+        still loading its predictor (just started) is waited for, as the local path waits for its own load."""
+        deadline = time.monotonic() + LOAD_WAIT_S
+        told = False
+        while True:
+            status, answer = self._call_once(method, path, body)
+            loading = status == 503 and isinstance(answer, dict) and answer.get("loading") is True
+            if not loading or time.monotonic() > deadline:
+                return status, answer
+            if not told:
+                print(f"the pickwise server at {self.url}: {answer.get('detail')}; waiting (at most "
+                      f"{LOAD_WAIT_S:g} s)", file=sys.stderr)
+                told = True
+            _wait(LOAD_POLL_S)
+
+    def _call_once(self, method: str, path: str, body: str | None) -> tuple[int, Any]:
         import httpx
 
         try:
@@ -92,6 +110,10 @@ class Server:
             return 200, job["result"]
         error = job.get("error") or {}
         return (409 if str(error.get("error", "")).endswith("infeasible") else 400), error
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _field_errors(body: Any) -> list[tuple[str, str]]:
