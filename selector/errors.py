@@ -5,7 +5,20 @@ while the API and CLI can read the fields (blocking constraints, minimum budget)
 """
 from __future__ import annotations
 
+from decimal import ROUND_CEILING, Decimal
+
 from pickwise.errors import PickwiseError
+
+
+def at_least(value: float, digits: int = 6) -> str:
+    """`value` to `digits` significant digits, rounded up where rounding would go below it: a minimum
+    budget shown rounded down (0.000264 for 0.00026415, 0.000000 for 1e-07) is refused when passed back."""
+    text = f"{value:.{digits}g}"
+    if float(text) >= value:
+        return text
+    exact = Decimal(value)
+    step = Decimal(1).scaleb(exact.adjusted() - digits + 1)
+    return f"{float(exact.quantize(step, rounding=ROUND_CEILING)):.{digits}g}"
 
 
 class SelectorInputError(PickwiseError, ValueError):
@@ -59,7 +72,7 @@ class BudgetInfeasible(PlanInfeasible):
         self.min_budget = float(min_budget)
         message = (
             f"budget {budget:.6g} USD is infeasible: the cheapest assignment meeting the other "
-            f"constraints costs {min_budget:.6g} USD"
+            f"constraints costs {at_least(min_budget)} USD"
         )
         super().__init__("budget", message + (f" ({detail})" if detail else ""))
 

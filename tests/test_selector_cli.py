@@ -199,3 +199,28 @@ def test_plan_allow_list_naming_a_disabled_model_plans_as_the_api_does(tmp_path,
     assert main(["plan", "--input", path, "--budget", "1", "--models", dear, "--registry", str(registry)]) == 2
     assert f"--models: no enabled, scorable model is left after the allow- and deny-lists ({dear} is disabled)" \
         in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rounds", ["down at 6 decimals", "below a millionth of a dollar"])
+def test_the_minimum_budget_printed_is_a_budget_that_plans(tmp_path, names, capsys, rounds):
+    """`minimum feasible budget: 0.000264 USD` for a true minimum of 0.00026415: that budget was then
+    refused; and a minimum under $0.000001 printed as 0.000000. The figure printed must plan."""
+    from pickwise.registry import estimate_cost_usd
+
+    cheap, _ = names
+    spec = load_registry(default_registry_dir()).get(cheap)
+    tokens = range(1, 20_000) if rounds == "down at 6 decimals" else range(1, 3)
+
+    def printed_too_low(t):
+        cost = estimate_cost_usd(spec, t, 0)
+        return cost > 1e-5 and float(f"{cost:.6f}") < cost if rounds == "down at 6 decimals" else cost < 5e-7
+
+    t = next(t for t in tokens if printed_too_low(t))
+    path = write(tmp_path, [{"id": "a", "quality": {cheap: 0.5}, "prompt_tokens": t}])
+    argv = ["plan", "--input", path, "--expected-output-tokens", "0", "--quiet", "--budget"]
+    assert main([*argv, "0"]) == 2
+    err = capsys.readouterr().err
+    printed = err.split("minimum feasible budget:")[1].split()[0]
+    assert float(printed) > 0, err
+    assert main([*argv, printed]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["cost_usd"] <= float(printed)

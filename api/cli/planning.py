@@ -33,7 +33,7 @@ from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
 from pickwise.api.service import PickwiseService, check_model_list
 from pickwise.registry import RegistrySnapshot
 from pickwise.selector.batch import SOLVERS
-from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, at_least
 from pickwise.selector.types import UniversePlan
 from pickwise.selector.universe import build_universe
 from pickwise.selector.workload import ModelKeyError, values_by_column
@@ -176,7 +176,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         plan = _plan_remote(url, request) if url else service.plan(request)
     except BudgetInfeasible as exc:
-        raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
+        raise CliError(f"{exc}\nminimum feasible budget: {at_least(exc.min_budget)} USD") from None
     _warn_low_confidence(plan.low_confidence, args.quiet)
     with open_output(args.output or "-") as out:
         for a in plan.assignments:
@@ -199,7 +199,7 @@ def _plan_remote(url: str, request: PlanRequest) -> PlanResponse:
     if status == 200:
         return PlanResponse.model_validate(answer)
     if isinstance(answer, dict) and answer.get("reason") == "budget" and answer.get("min_budget") is not None:
-        raise CliError(f"{server.refusal(status, answer)}\nminimum feasible budget: {answer['min_budget']:.6f} USD")
+        raise CliError(f"{server.refusal(status, answer)}\nminimum feasible budget: {at_least(answer['min_budget'])} USD")
     raise server.refusal(status, answer)
 
 
