@@ -119,3 +119,28 @@ def test_a_server_that_is_down_or_refuses_is_a_clear_error_naming_it(served, loa
     code, _, err = _run(capsys, "select", PROMPT, "--server", url, "--models", "nope")
     assert code == 2 and url in err and "HTTP 422" in err and "nope" in err
     assert not loads
+
+
+def test_ctrl_c_while_a_plan_job_runs_cancels_the_job(served, loads, capsys, tmp_path, monkeypatch):
+    """Ctrl-C while `plan` polled its job left the job queued or running on the server, holding one
+    of the few places for jobs (4 by default) until it ended; the CLI now cancels it, and says so."""
+    import httpx
+
+    from pickwise.api.cli import remote
+
+    _, url = served
+    prompts = tmp_path / "prompts.jsonl"  # over the server's inline limit of 3: a job
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"{PROMPT} #{i}"}) + "\n" for i in range(5)))
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote.time, "sleep", interrupted)
+    code, out, err = _run(capsys, "plan", "--input", str(prompts), "--budget", "1", "--server", url)
+    assert code == 130 and out == ""
+    job_id = re.search(r"plan job ([0-9a-f]{32})", err).group(1)
+    job = httpx.get(f"{url}/v1/plans/{job_id}").json()
+    if job["status"] == "cancelled":  # else the tiny predictor's plan had already ended
+        assert f"cancelled plan job {job_id} on the pickwise server at {url}" in err
+    else:
+        assert job["status"] == "done" and f"plan job {job_id} had already finished" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from pickwise.api.cli.options import CliError
 SERVER_ENV = "PICKWISE_SERVER"
 TIMEOUT_S = 600.0  # a plan or a predict chunk the server is still computing
 CONNECT_TIMEOUT_S = 10.0
+CANCEL_TIMEOUT_S = 10.0  # the DELETE sent for an interrupted job: Ctrl-C should not hang
 JOB_WAIT_S = 3600.0  # how long `plan` polls a job (the server keeps one an hour by default)
 
 
@@ -43,16 +45,16 @@ class Server:
         self.url = url
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
 
-    def call(self, method: str, path: str, body: str | None = None) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: str | None = None, timeout: float = TIMEOUT_S) -> tuple[int, Any]:
         """(status, parsed JSON body); a CliError naming the URL when there is no JSON answer."""
         import httpx
 
         try:
-            response = self._client.request(method, path, content=body,
-                                            headers={"Content-Type": "application/json"} if body else None)
+            response = self._client.request(method, path, content=body, timeout=httpx.Timeout(
+                timeout, connect=CONNECT_TIMEOUT_S), headers={"Content-Type": "application/json"} if body else None)
         except httpx.TimeoutException:
             raise CliError(f"the pickwise server at {self.url} did not answer {method} {path} within "
-                           f"{TIMEOUT_S:g} s") from None
+                           f"{timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the pickwise server at {self.url}: {exc}") from None
         try:
@@ -76,14 +78,34 @@ class Server:
         """Poll a plan job until it ends: (200, the plan) or (status, error body) like an inline plan."""
         deadline = time.monotonic() + JOB_WAIT_S
         delay = 0.1
-        while job.get("status") in ("queued", "running"):
-            if time.monotonic() > deadline:
-                raise CliError(f"plan job {job.get('id')} on the pickwise server at {self.url} did not finish "
-                               f"within {JOB_WAIT_S:g} s")
-            time.sleep(delay)
-            delay = min(1.0, delay * 2)
-            job = self.answer("GET", f"/v1/plans/{job['id']}")
+        try:
+            while job.get("status") in ("queued", "running"):
+                if time.monotonic() > deadline:
+                    raise CliError(f"plan job {job.get('id')} on the pickwise server at {self.url} did not finish "
+                                   f"within {JOB_WAIT_S:g} s")
+                time.sleep(delay)
+                delay = min(1.0, delay * 2)
+                job = self.answer("GET", f"/v1/plans/{job['id']}")
+        except KeyboardInterrupt:
+            self._cancel_job(job["id"])
+            raise
         if job.get("status") == "done":
             return 200, job["result"]
         error = job.get("error") or {}
         return (409 if str(error.get("error", "")).endswith("infeasible") else 400), error
+
+    def _cancel_job(self, job_id: str) -> None:
+        """Ctrl-C while polling: cancel the job, which would else hold one of the server's few places
+        for jobs until it ended, and say what became of it (stderr)."""
+        path = f"/v1/plans/{job_id}"
+        try:
+            status, _ = self.call("DELETE", path, timeout=CANCEL_TIMEOUT_S)
+        except CliError:
+            status = None
+        if status == 200:
+            note = f"cancelled plan job {job_id} on the pickwise server at {self.url}"
+        elif status == 409:
+            note = f"plan job {job_id} had already finished on the pickwise server at {self.url}"
+        else:
+            note = f"could not cancel plan job {job_id} on the pickwise server at {self.url} (DELETE {path} does)"
+        print(f"interrupted: {note}", file=sys.stderr)
