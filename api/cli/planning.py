@@ -29,7 +29,7 @@ from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.plan_way_out import plan_way_out
-from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
+from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse, SelectRequest
 from pickwise.api.service import PickwiseService, check_model_list
 from pickwise.registry import RegistrySnapshot
 from pickwise.selector.batch import SOLVERS
@@ -89,6 +89,10 @@ def _workload_options(parser: argparse.ArgumentParser) -> None:
     add_artifact_option(parser)
 
 
+# a request's options (a floor, a cap, ...) found on a line: the line would seem to set its own, and be ignored
+_REQUEST_OPTIONS = (set(PlanRequest.model_fields) | set(SelectRequest.model_fields)) - set(PlanPrompt.model_fields)
+
+
 def _prompt_parser(snapshot: RegistrySnapshot | None):
     """A line's own fields as a PlanPrompt; ValueError names what is wrong (read_prompt_file adds
     the file and line). Model names in "quality" are checked here, so each bad one has its line
@@ -97,6 +101,10 @@ def _prompt_parser(snapshot: RegistrySnapshot | None):
 
     def parse(record: PromptRecord) -> PlanPrompt:
         obj = record.fields
+        if options := sorted(_REQUEST_OPTIONS.intersection(obj)):
+            raise ValueError(f"{', '.join(repr(k) for k in options)} {'is' if len(options) == 1 else 'are'} not read "
+                             "from a line (a line gives id, prompt, quality and prompt_tokens); floors, caps and the "
+                             "other constraints apply to the whole batch, as options")
         tokens = obj.get("prompt_tokens")
         if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
             raise ValueError("'prompt_tokens' must be a non-negative integer")
