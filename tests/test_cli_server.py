@@ -144,3 +144,20 @@ def test_ctrl_c_while_a_plan_job_runs_cancels_the_job(served, loads, capsys, tmp
         assert f"cancelled plan job {job_id} on the pickwise server at {url}" in err
     else:
         assert job["status"] == "done" and f"plan job {job_id} had already finished" in err
+
+
+@pytest.mark.parametrize("more", [0, 3], ids=["inline", "job"])
+def test_a_line_the_server_refuses_is_named_by_its_file_and_line(served, loads, capsys, tmp_path, more):
+    """With --server the CLI cannot check model names in a line's "quality" (the server's registry is
+    not here); the server's 422 said `prompts.1.quality.nope`, counting prompts from 0 and skipping
+    blank lines, so the user looked for the wrong line. It now reads as the local path's `file:line`."""
+    registry, url = served
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n\n"
+                       + json.dumps({"id": "b", "prompt": PROMPT, "quality": {"nope": 0.5}}) + "\n"
+                       + "".join(json.dumps({"id": f"c{i}", "prompt": PROMPT}) + "\n" for i in range(more)))
+    local = _run(capsys, "plan", "--input", str(prompts), "--registry", str(registry), "--budget", "1")
+    remote = _run(capsys, "plan", "--input", str(prompts), "--server", url, "--budget", "1")
+    assert local[0] == remote[0] == 2
+    assert f"{prompts}:3: unknown model 'nope'" in local[2]
+    assert url in remote[2] and f"{prompts}:3: " in remote[2] and "unknown model 'nope'" in remote[2], remote[2]

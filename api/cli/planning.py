@@ -32,6 +32,7 @@ from pickwise.api.plan_way_out import plan_way_out
 from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse, SelectRequest
 from pickwise.api.service import PickwiseService, check_model_list
 from pickwise.registry import RegistrySnapshot
+from pickwise.registry.jsonl import listed_problems
 from pickwise.selector.batch import SOLVERS
 from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, at_least
 from pickwise.selector.types import UniversePlan
@@ -138,9 +139,10 @@ def _problem(error: dict) -> str:
     return f"'{'.'.join(str(x) for x in error['loc'])}': {message}" if error["loc"] else message
 
 
-def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[PickwiseService | None, PlanRequest]:
-    """The service over --registry (the predictor loads on demand; None when `remote`) and the request
-    the input and options make."""
+def _load(args: argparse.Namespace, remote: bool = False,
+          **options) -> tuple[PickwiseService | None, PlanRequest, list[str]]:
+    """The service over --registry (the predictor loads on demand; None when `remote`), the request
+    the input and options make, and where each of its prompts is ('file:line')."""
     names = args.models
     registry = snapshot = None
     if not remote:
@@ -148,9 +150,16 @@ def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[Pi
         snapshot = registry.snapshot
         for field, listed in (("models", names), ("exclude", args.exclude)):  # the service's checks, before any work
             check_model_list(snapshot, listed, field, MODELS_LISTING)
+    parse, places = _prompt_parser(snapshot), []
+    source = "<stdin>" if args.input == "-" else args.input
+
+    def parse_line(record: PromptRecord) -> PlanPrompt:
+        prompt = parse(record)
+        places.append(f"{source}:{record.line}")
+        return prompt
+
     try:
-        prompts = read_prompt_file(args.input, require_prompt=False, parse=_prompt_parser(snapshot),
-                                   progress=not args.quiet)
+        prompts = read_prompt_file(args.input, require_prompt=False, parse=parse_line, progress=not args.quiet)
     except PromptFileError as exc:
         raise CliError(str(exc)) from None
     if not prompts:
@@ -164,7 +173,7 @@ def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[Pi
     request = PlanRequest.model_construct(prompts=prompts, models=names, exclude=args.exclude,
                                           expected_output_tokens=args.expected_output_tokens, **options)
     service = None if remote else PickwiseService(registry, load_on_demand=load_predictor, models_listing=MODELS_LISTING)
-    return service, request
+    return service, request, places
 
 
 def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
@@ -176,13 +185,13 @@ def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     check_output_path("--output", args.output)
     url = server_url(args)
-    service, request = _load(
+    service, request, places = _load(
         args, remote=url is not None, budget=args.budget, min_avg_quality=args.min_avg_quality,
         min_quality=args.min_quality, max_latency_ms=args.max_latency_ms, capacity=args.capacity,
         solver=args.solver, allow_low_confidence=args.allow_low_confidence, allow_base_models=args.allow_base_models,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
-        plan = _plan_remote(url, request) if url else service.plan(request)
+        plan = _plan_remote(url, request, places) if url else service.plan(request)
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {at_least(exc.min_budget)} USD") from None
     _warn_low_confidence(plan.low_confidence, args.quiet)
@@ -196,19 +205,37 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_remote(url: str, request: PlanRequest) -> PlanResponse:
+def _plan_remote(url: str, request: PlanRequest, places: list[str]) -> PlanResponse:
     """POST /v1/plan; a batch over the server's inline limit (its 413 says where to send it) goes to
-    POST /v1/plans as a job, polled until it ends."""
+    POST /v1/plans as a job, polled until it ends. A line the server refuses is named by `places`."""
     server = Server(url)
     body = request.model_dump_json(exclude_none=True)
     status, answer = server.call("POST", "/v1/plan", body)
     if status == 413 and isinstance(answer, dict) and answer.get("jobs"):
-        status, answer = server.wait_for_job(server.answer("POST", answer["jobs"], body, ok=(202,)))
+        status, answer = server.call("POST", answer["jobs"], body)
+        if status == 202:
+            status, answer = server.wait_for_job(answer)
     if status == 200:
         return PlanResponse.model_validate(answer)
     if isinstance(answer, dict) and answer.get("reason") == "budget" and answer.get("min_budget") is not None:
         raise CliError(f"{server.refusal(status, answer)}\nminimum feasible budget: {at_least(answer['min_budget'])} USD")
+    if lines := _refused_lines(answer, places):
+        raise CliError(f"the pickwise server at {url} refused input lines:\n{listed_problems(lines)}")
     raise server.refusal(status, answer)
+
+
+def _refused_lines(answer, places: list[str]) -> list[str]:
+    """The server's validation errors that point at a prompt ('prompts', i, ...), as 'file:line: field:
+    what' (the server counts prompts from 0, without the file's blank lines)."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    named = []
+    for error in errors if isinstance(errors, list) else []:
+        loc = [str(x) for x in error.get("loc", [])] if isinstance(error, dict) else []
+        loc = loc[1:] if loc[:1] == ["body"] else loc
+        if len(loc) >= 2 and loc[0] == "prompts" and loc[1].isdigit() and int(loc[1]) < len(places):
+            field = ".".join(loc[2:])
+            named.append(f"{places[int(loc[1])]}: {f'{field}: ' if field else ''}{error.get('msg')}")
+    return named
 
 
 def plan_summary(plan: PlanResponse, predicted: int) -> str:
@@ -234,7 +261,7 @@ def plan_summary(plan: PlanResponse, predicted: int) -> str:
 def cmd_universe(args: argparse.Namespace) -> int:
     if args.max_models is None and args.max_mean_cost is None:
         raise CliError("give --max-models and/or --max-mean-cost")
-    service, request = _load(args, allow_base_models=args.allow_base_models)
+    service, request, _ = _load(args, allow_base_models=args.allow_base_models)
     planned = service.workload(request)
     workload = planned.workload
     _warn_low_confidence(workload.low_confidence, args.quiet)
