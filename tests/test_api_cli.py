@@ -239,6 +239,9 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     inside_a_file = prompts / "out.jsonl"
     assert main([command, "--input", str(prompts), "--output", str(inside_a_file)]) == 2
     assert f"{prompts} is a file, not a directory" in capsys.readouterr().err
+    # a directory as the output: found only after the work, as "cannot write DIR: Is a directory"
+    assert main([command, "--input", str(prompts), "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path}: is a directory; name a file in it" in capsys.readouterr().err
 
 
 def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):

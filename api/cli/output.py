@@ -22,6 +22,8 @@ def check_output_path(option: str, path: str | None) -> None:
     does not exist or cannot be written (predict, plan and eval spend minutes before they write)."""
     if not path or path == "-":
         return
+    if Path(path).is_dir():
+        raise CliError(f"{option} {path}: is a directory; name a file in it")
     parent = Path(path).resolve().parent
     if parent.exists() and not parent.is_dir():
         raise CliError(f"{option} {path}: {parent} is a file, not a directory")
