@@ -227,3 +227,20 @@ def test_the_minimum_budget_printed_is_a_budget_that_plans(tmp_path, names, caps
     assert float(printed) > 0, err
     assert main([*argv, printed]) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["cost_usd"] <= float(printed)
+
+
+@pytest.mark.parametrize("command", [["plan", "--budget", "1"], ["universe", "--max-models", "1"]])
+def test_a_prompt_too_long_for_every_model_is_told_so(tmp_path, names, capsys, command):
+    """A prompt longer than its models' context windows (or an --expected-output-tokens past every
+    max_output_tokens) was refused as having 'no allowed model after floors, latency caps and
+    allow-lists', none of which the user had given; the refusal now names the length."""
+    cheap, _ = names
+    window = load_registry(default_registry_dir()).get(cheap).context_window
+    rows = [workload(names)[0], {"id": "long", "quality": {cheap: 0.9}, "prompt_tokens": window}]
+    assert main([command[0], "--input", write(tmp_path, rows), *command[1:], "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "long" in err and "context window" in err, err
+    path = write(tmp_path, workload(names))
+    assert main([command[0], "--input", path, *command[1:], "--quiet", "--expected-output-tokens", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert "max_output_tokens" in err and "--expected-output-tokens" in err, err
