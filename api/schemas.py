@@ -189,7 +189,7 @@ class PlanRequest(BaseModel):
     expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS)
     solver: Solver = "auto"
     time_limit: float | None = Field(None, gt=0.0, description="seconds for the exact solver (default: none)")
-    gap_tolerance: float = Field(1e-4, ge=0.0, description="accepted certified relative gap of the exact solver")
+    gap_tolerance: float = Field(1e-4, ge=0.0, le=1.0, description="accepted certified relative gap of the exact solver")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PlanRequest:

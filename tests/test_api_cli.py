@@ -167,11 +167,16 @@ def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_
     (["predict", "--input", "x.jsonl", "--batch-size", "-3"], "argument --batch-size: must be an integer >= 1, got -3"),
     (["serve", "--port", "99999"], "argument --port: must be an integer >= 1 and <= 65535, got 99999"),
     (["plan", "--input", "x.jsonl", "--expected-output-tokens", "-5"],
-     "argument --expected-output-tokens: must be an integer >= 0, got -5"),
+     "argument --expected-output-tokens: must be an integer >= 0 and <= 1e+07, got -5"),
     (["plan", "--input", "x.jsonl", "--budget", "inf"], "argument --budget: must be a finite number >= 0, got inf"),
     (["plan", "--input", "x.jsonl", "--min-quality", "2"],
      "argument --min-quality: must be a finite number >= 0 and <= 1, got 2"),
     (["plan", "--input", "x.jsonl", "--time-limit", "-1"], "argument --time-limit: must be a finite number > 0, got -1"),
+    # both passed argparse and were refused only after every prompt was encoded (and as `gap_tolerance`)
+    (["plan", "--input", "x.jsonl", "--gap-tolerance", "5"],
+     "argument --gap-tolerance: must be a finite number >= 0 and <= 1, got 5"),
+    (["universe", "--input", "x.jsonl", "--expected-output-tokens", "20000000"],
+     "argument --expected-output-tokens: must be an integer >= 0 and <= 1e+07, got 20000000"),
     (["universe", "--input", "x.jsonl", "--max-models", "two"],
      "argument --max-models: must be an integer >= 1, got 'two'"),
 ])

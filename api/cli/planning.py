@@ -29,7 +29,7 @@ from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.plan_way_out import plan_way_out
-from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse, SelectRequest
+from pickwise.api.schemas import MAX_OUTPUT_TOKENS, PlanPrompt, PlanRequest, PlanResponse, SelectRequest
 from pickwise.api.service import PickwiseService, check_model_list
 from pickwise.registry import RegistrySnapshot
 from pickwise.registry.jsonl import listed_problems
@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     plan.add_argument("--allow-base-models", action="store_true",
                       help="let base (not instruction-tuned) models take prompts read as open-ended")
     plan.add_argument("--solver", choices=SOLVERS, default="auto")
-    plan.add_argument("--gap-tolerance", type=number(low=0), default=1e-4, help="accepted certified relative gap (default 1e-4)")
+    plan.add_argument("--gap-tolerance", type=number(low=0, high=1), default=1e-4,
+                      help="accepted certified relative gap (default 1e-4)")
     plan.add_argument("--time-limit", type=number(above=0), help="seconds for the MILP")
     plan.add_argument("--output", metavar="FILE", help="write plan lines here (default: stdout)")
     add_server_option(plan)
@@ -84,7 +85,8 @@ def _workload_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=name_list, metavar="A,B",
                         help="candidate models, names or aliases (default: every enabled model)")
     parser.add_argument("--exclude", type=name_list, default=[], metavar="A,B", help="models never to use (names or aliases)")
-    parser.add_argument("--expected-output-tokens", type=number(int, low=0), help="override each model's expected answer length")
+    parser.add_argument("--expected-output-tokens", type=number(int, low=0, high=MAX_OUTPUT_TOKENS),
+                        help="override each model's expected answer length")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_registry_option(parser)
     add_artifact_option(parser)
