@@ -244,3 +244,17 @@ def test_a_prompt_too_long_for_every_model_is_told_so(tmp_path, names, capsys, c
     assert main([command[0], "--input", path, *command[1:], "--quiet", "--expected-output-tokens", "1000000"]) == 2
     err = capsys.readouterr().err
     assert "max_output_tokens" in err and "--expected-output-tokens" in err, err
+
+
+def test_universe_answers_under_the_names_asked_for(tmp_path, names, capsys):
+    """`plan` answers under the name a model was asked for by (an alias too); `universe` answered
+    under the registry name, which the user may never have seen."""
+    cheap, _ = names
+    spec = next(s for s in load_registry(default_registry_dir()).enabled() if s.aliases and s.context_window >= 8000)
+    alias = spec.aliases[0]
+    rows = [{"id": "a", "prompt": "Say hi.", "quality": {alias: 0.9, cheap: 0.5}}]
+    assert main(["universe", "--input", write(tmp_path, rows), "--max-models", "1", "--quiet"]) == 0
+    pool = json.loads(capsys.readouterr().out)
+    assert pool["models"] == [alias] and pool["share"] == {alias: 1.0}
+    assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == alias

@@ -30,7 +30,7 @@ from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_pro
 from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.plan_way_out import plan_way_out
 from pickwise.api.schemas import MAX_OUTPUT_TOKENS, PlanPrompt, PlanRequest, PlanResponse, SelectRequest
-from pickwise.api.service import PickwiseService, check_model_list
+from pickwise.api.service import PickwiseService, caller_names, check_model_list
 from pickwise.registry import RegistrySnapshot
 from pickwise.registry.jsonl import listed_problems
 from pickwise.selector.batch import SOLVERS
@@ -267,10 +267,11 @@ def cmd_universe(args: argparse.Namespace) -> int:
     planned = service.workload(request)
     workload = planned.workload
     _warn_low_confidence(workload.low_confidence, args.quiet)
+    called = caller_names(planned.snapshot, request.models, *(p.quality for p in request.prompts))  # as plan answers
     try:
         plan = build_universe(
-            workload.quality, max_models=args.max_models, cost=workload.cost_usd,
-            max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
+            workload.quality, max_models=args.max_models, cost=workload.cost_usd, max_mean_cost=args.max_mean_cost,
+            model_names=[called.get(n, n) for n in workload.names], allowed=workload.allowed,
             solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
         )
     except PlanInfeasible as exc:  # say which rule the request can lift, as plan's 409 does
