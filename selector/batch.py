@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from pickwise.selector import validation
-from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError, at_most
 from pickwise.selector.mckp import MCKP, MCKPSolution, solve_lp_greedy
 from pickwise.selector.milp import SolverFailed, solve_exact, solve_lp_rounded
 from pickwise.selector.pulp_models import PULP_SOLVERS, solve_pulp
@@ -247,7 +247,7 @@ def _check_quality_target(problem: MCKP, target: float, n: int, solver: str, tim
     if best < n * target:
         raise PlanInfeasible(
             "quality target",
-            f"mean quality {target:.6g} is out of reach: the best allowed model per prompt averages {best / n:.6g}",
+            f"mean quality {target:.6g} is out of reach: the best allowed model per prompt averages {at_most(best / n)}",
         )
 
 

@@ -258,3 +258,14 @@ def test_universe_answers_under_the_names_asked_for(tmp_path, names, capsys):
     assert pool["models"] == [alias] and pool["share"] == {alias: 1.0}
     assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == alias
+
+
+def test_the_best_mean_quality_named_is_a_target_that_plans(tmp_path, names, capsys):
+    """`mean quality 0.9 is out of reach: the best ... averages 0.763943` for a best of 0.7639427:
+    asking for 0.763943 was refused again. The figure named must be reachable."""
+    cheap, _ = names
+    path = write(tmp_path, [{"id": "a", "quality": {cheap: 0.7639427}, "prompt_tokens": 10}])
+    assert main(["plan", "--input", path, "--min-avg-quality", "0.9", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    named = err.split("averages ")[1].split()[0]
+    assert main(["plan", "--input", path, "--min-avg-quality", named, "--quiet"]) == 0, capsys.readouterr().err
