@@ -247,6 +247,11 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     # a directory as the output: found only after the work, as "cannot write DIR: Is a directory"
     assert main([command, "--input", str(prompts), "--output", str(tmp_path)]) == 2
     assert f"--output {tmp_path}: is a directory; name a file in it" in capsys.readouterr().err
+    # the input itself: replaced by lines without the prompts, which were then lost
+    for same in (prompts, tmp_path / "." / "p.jsonl"):
+        assert main([command, "--input", str(prompts), "--output", str(same)]) == 2
+        assert f"--output {same}: is the --input file" in capsys.readouterr().err
+        assert prompts.read_text() == '{"id": "a", "prompt": "hi"}\n'
 
 
 def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):
