@@ -161,3 +161,29 @@ def test_a_line_the_server_refuses_is_named_by_its_file_and_line(served, loads, 
     assert local[0] == remote[0] == 2
     assert f"{prompts}:3: unknown model 'nope'" in local[2]
     assert url in remote[2] and f"{prompts}:3: " in remote[2] and "unknown model 'nope'" in remote[2], remote[2]
+
+
+def test_a_job_cancelled_elsewhere_is_told_as_such_not_as_an_http_400(served, loads, capsys, tmp_path, monkeypatch):
+    """A job that ended cancelled (or failed with server_stopped) read 'answered HTTP 400: ...', a
+    status the server never sent; it now says the job ended so."""
+    import httpx
+
+    from pickwise.api.cli import remote
+
+    _, url = served
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"{PROMPT} #{i}"}) + "\n" for i in range(5)))
+    cancelled = []
+    wait = remote.Server.wait_for_job
+
+    def cancelled_first(self, job):
+        cancelled.append(httpx.delete(f"{url}/v1/plans/{job['id']}").status_code == 200)
+        return wait(self, job)
+
+    monkeypatch.setattr(remote.Server, "wait_for_job", cancelled_first)
+    code, _, err = _run(capsys, "plan", "--input", str(prompts), "--budget", "1", "--server", url, "--quiet")
+    if cancelled[0]:  # else the tiny predictor's plan had already ended
+        assert code == 2 and "HTTP 400" not in err, err
+        assert re.search(rf"plan job [0-9a-f]{{32}} on the pickwise server at {url} ended cancelled: cancelled at", err)
+    else:
+        assert code == 0

@@ -75,7 +75,8 @@ class Server:
         return answer
 
     def wait_for_job(self, job: dict) -> tuple[int, Any]:
-        """Poll a plan job until it ends: (200, the plan) or (status, error body) like an inline plan."""
+        """Poll a plan job until it ends: (200, the plan) or (status, error body) like an inline plan's
+        for a refusal that has one (infeasible, invalid); a CliError saying how it ended otherwise."""
         deadline = time.monotonic() + JOB_WAIT_S
         delay = 0.1
         try:
@@ -92,7 +93,12 @@ class Server:
         if job.get("status") == "done":
             return 200, job["result"]
         error = job.get("error") or {}
-        return (409 if str(error.get("error", "")).endswith("infeasible") else 400), error
+        code = str(error.get("error", ""))
+        if code.endswith("infeasible") or code == "validation_error":  # as the inline plan answers them
+            return (409 if code.endswith("infeasible") else 422), error
+        # cancelled, its server stopped, ...: no HTTP status of the server's to quote
+        raise CliError(f"plan job {job.get('id')} on the pickwise server at {self.url} ended {job.get('status')}: "
+                       f"{error.get('detail') or code or 'no reason given'}")
 
     def _cancel_job(self, job_id: str) -> None:
         """Ctrl-C while polling: cancel the job, which would else hold one of the server's few places
