@@ -312,3 +312,16 @@ def test_an_infeasible_select_lists_only_the_models_asked_for():
     lines = text.splitlines()
     assert "what blocks each model asked for:" in lines and any(line.strip().startswith("asked") for line in lines)
     assert not any("other" in line for line in lines) and "(41 more not in the allow-list or denied" in text
+
+
+def test_plan_min_quality_zero_is_no_floor_as_over_http(registry_dir, tiny_loader, tmp_path, capsys):
+    """`min_quality: 0` is no floor (POST /v1/plan, `plan --server`); the local CLI built its request
+    unvalidated, kept 0 as a floor, and the low-confidence rule then refused every prompt."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    argv = ["plan", "--input", str(prompts), "--registry", str(registry_dir), "--models", UNTRAINED, "--budget", "1",
+            "--quiet"]
+    assert main(argv) == 0
+    unfloored = capsys.readouterr().out
+    assert main([*argv, "--min-quality", "0"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == unfloored

@@ -172,8 +172,12 @@ def _load(args: argparse.Namespace, remote: bool = False,
 
         return load_predictor(args.artifact)
 
-    request = PlanRequest.model_construct(prompts=prompts, models=names, exclude=args.exclude,
-                                          expected_output_tokens=args.expected_output_tokens, **options)
+    try:  # validated as POST /v1/plan's body is (min_quality 0 is no floor); the lines are PlanPrompts already
+        request = PlanRequest.model_validate(dict(prompts=prompts, models=names, exclude=args.exclude,
+                                                  expected_output_tokens=args.expected_output_tokens, **options))
+    except ValidationError as exc:
+        raise CliError("; ".join(f"--{'.'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}"
+                                 for e in exc.errors())) from None
     service = None if remote else PickwiseService(registry, load_on_demand=load_predictor, models_listing=MODELS_LISTING)
     return service, request, places
 
