@@ -83,6 +83,8 @@ class PlanInfeasibleBody(ErrorBody):
 
 
 PromptText = Annotated[str, AfterValidator(not_blank)]  # a prompt that is more than whitespace
+# the length checked before the blank check, so an optional prompt's error says "characters", not "items after validation"
+BoundedPromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS), AfterValidator(not_blank)]
 
 
 # ---- selection ---------------------------------------------------------------------------
@@ -146,7 +148,7 @@ class PlanPrompt(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     id: str = Field(min_length=1, max_length=256)
-    prompt: PromptText | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    prompt: BoundedPromptText | None = None
     quality: dict[str, Probability] | None = Field(
         None, min_length=1, description="your own P(answers well) per model; only these models are considered"
     )

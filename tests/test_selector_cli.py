@@ -73,6 +73,8 @@ def test_plan_tight_budget_moves_the_easy_prompt_and_reports_min_budget(tmp_path
     ('{"id": "x", "quality": {"CHEAP": 0.5}, "prompt_tokens": 1' + "0" * 30 + '}',
      "prompts.jsonl:2: 'prompt_tokens': Input should be less than or equal to"),
     ('{"id": "' + "x" * 300 + '", "prompt": "p", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: 'id': String should have at most 256"),
+    # said "Value should have at most 200000 items after validation" (POST /v1/plan too)
+    ('{"id": "x", "prompt": "' + "p" * 200_001 + '"}', "prompts.jsonl:2: 'prompt': String should have at most 200000 characters"),
     # a per-prompt floor or cap on a line was dropped without a word, and the plan ignored it
     ('{"id": "x", "prompt": "p", "min_quality": 0.99}', "prompts.jsonl:2: 'min_quality' is not read from a line"),
     ('{"id": "x", "prompt": "p", "max_cost_usd": 0.001}', "prompts.jsonl:2: 'max_cost_usd' is not read from a line"),
