@@ -271,3 +271,14 @@ def test_the_best_mean_quality_named_is_a_target_that_plans(tmp_path, names, cap
     err = capsys.readouterr().err
     named = err.split("averages ")[1].split()[0]
     assert main(["plan", "--input", path, "--min-avg-quality", named, "--quiet"]) == 0, capsys.readouterr().err
+
+
+def test_the_summary_shows_a_small_total_cost_and_budget(tmp_path, names, capsys):
+    """`total cost: 0.000000 USD of budget 0.000000` for a plan of a few cheap short calls."""
+    cheap, _ = names
+    path = write(tmp_path, [{"id": "a", "quality": {cheap: 0.5}, "prompt_tokens": 1}])
+    assert main(["plan", "--input", path, "--expected-output-tokens", "0", "--budget", "5e-7"]) == 0
+    out, err = capsys.readouterr()
+    line = next(row for row in err.splitlines() if row.startswith("total cost:"))
+    shown_cost, shown_budget = float(line.split()[2]), float(line.split()[-1])
+    assert shown_cost == pytest.approx(json.loads(out)["cost_usd"], rel=1e-5) and shown_budget == 5e-7, line

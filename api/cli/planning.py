@@ -249,7 +249,7 @@ def plan_summary(plan: PlanResponse, predicted: int) -> str:
     rows = [
         f"prompts: {n} ({predicted} scored by the predictor), candidate models: {len(plan.model_names)}",
         f"objective: {plan.objective}; solver: {plan.solver} ({plan.status}), certified gap {plan.gap:.2e}, {plan.seconds:.3f} s",
-        f"total cost: {plan.total_cost:.6f} USD" + (f" of budget {plan.budget:.6f}" if plan.budget is not None else ""),
+        f"total cost: {plan.total_cost:.6g} USD" + (f" of budget {plan.budget:.6g}" if plan.budget is not None else ""),
         f"expected quality: mean {plan.quality_mean:.4f}, sum {plan.quality_sum:.2f}",
         "prompts per model:",
     ]
