@@ -2,6 +2,7 @@
 low-confidence rule (under a floor, a quality needs evidence) and the base-model rule (open-ended
 prompts go to instruction-tuned models). Found by asking the selector again with the rule lifted,
 as select's way out is (api.way_out), so the 409 names the switch that helps and no other.
+Prompts too long for every candidate are told too (no switch lifts that: the 409 only says so).
 """
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ _WHY = {
                             "allow_low_confidence: true or --allow-low-confidence lets such qualities meet the floor",
     "allow_base_models": "for the base-model rule: they read as open-ended, and base models (not instruction-tuned) "
                          "do not take those; allow_base_models: true or --allow-base-models lets them",
+    "too_long": "for length: with its expected answer the prompt is longer than every candidate's context window, "
+                "or the answer than its max_output_tokens (expected_output_tokens or --expected-output-tokens sets "
+                "the answer's length)",
 }
+LIFTABLE = ("allow_low_confidence", "allow_base_models")  # the request fields `way_out` may name
 
 
 def held_back(workload: Workload, held: dict[str, np.ndarray], *, min_quality=None,
@@ -47,4 +52,5 @@ def plan_way_out(exc: PlanInfeasible, set_aside: dict[str, list[int]]) -> PlanIn
         return exc
     why = "; ".join(f"{k} of them {_WHY[field]}" for field, k in counts.items())
     told = PlanInfeasible(exc.reason, f"{exc} ({why})", rows=exc.rows)
-    return told.add_context(**exc.context, way_out={field: True for field in counts})
+    way_out = {field: True for field in counts if field in LIFTABLE}
+    return told.add_context(**exc.context, **({"way_out": way_out} if way_out else {}))

@@ -83,6 +83,8 @@ class PlanInfeasibleBody(ErrorBody):
 
 
 PromptText = Annotated[str, AfterValidator(not_blank)]  # a prompt that is more than whitespace
+# the length checked before the blank check, so an optional prompt's error says "characters", not "items after validation"
+BoundedPromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS), AfterValidator(not_blank)]
 
 
 # ---- selection ---------------------------------------------------------------------------
@@ -146,7 +148,7 @@ class PlanPrompt(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     id: str = Field(min_length=1, max_length=256)
-    prompt: PromptText | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    prompt: BoundedPromptText | None = None
     quality: dict[str, Probability] | None = Field(
         None, min_length=1, description="your own P(answers well) per model; only these models are considered"
     )
@@ -189,7 +191,7 @@ class PlanRequest(BaseModel):
     expected_output_tokens: int | None = Field(None, ge=0, le=MAX_OUTPUT_TOKENS)
     solver: Solver = "auto"
     time_limit: float | None = Field(None, gt=0.0, description="seconds for the exact solver (default: none)")
-    gap_tolerance: float = Field(1e-4, ge=0.0, description="accepted certified relative gap of the exact solver")
+    gap_tolerance: float = Field(1e-4, ge=0.0, le=1.0, description="accepted certified relative gap of the exact solver")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PlanRequest:

@@ -196,7 +196,7 @@ class PlanWorkload(NamedTuple):
     truncated_ids: list[str]  # prompts the predictor read only the head and tail of
     predictor: object = None  # the one that scored the prompts without given qualities (None: none did)
     unreadable_ids: list[str] = []  # prompts the encoder could not read (every quality low-confidence)
-    set_aside: dict[str, list[int]] = {}  # way-out field -> prompts (rows) only its rule left with no model
+    set_aside: dict[str, list[int]] = {}  # way-out field (or too_long) -> prompts (rows) only its rule left with no model
     guessed: np.ndarray | None = None  # [N, M] the quality is low-confidence (no evidence behind it)
 
 
@@ -581,6 +581,8 @@ class PickwiseService:
             held["allow_base_models"][rows_open] = workload.allowed[rows_open] & base
             workload.allowed[rows_open] &= ~base
         set_aside = held_back(workload, held, min_quality=request.min_quality, max_latency_ms=request.max_latency_ms)
+        if workload.too_long.any():
+            set_aside["too_long"] = np.flatnonzero(workload.too_long).tolist()
         guessed = np.zeros_like(workload.allowed)
         if unsure:
             guessed[predicted] = unsure[0]

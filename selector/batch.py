@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from pickwise.selector import validation
-from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, SelectorInputError, SolverTimedOut, at_most
 from pickwise.selector.mckp import MCKP, MCKPSolution, solve_lp_greedy
 from pickwise.selector.milp import SolverFailed, solve_exact, solve_lp_rounded
 from pickwise.selector.pulp_models import PULP_SOLVERS, solve_pulp
@@ -100,20 +100,26 @@ def plan_batch(
     if cap is not None and (short := _capacity_shortfall(ok, cap, names, prompts)) is not None:
         raise short
 
-    if objective == "min_cost":
-        problem = MCKP(profit=-c, weight=-q, allowed=ok, limit=-n * min_avg_quality, capacity=cap)
-        _check_quality_target(problem, min_avg_quality, n, solver, time_limit)
-    else:
-        problem = MCKP(profit=q, weight=c, allowed=ok, limit=math.inf if budget is None else budget, capacity=cap)
-        if budget is not None:
-            _check_budget(problem, c, ok, cap, budget, time_limit)
-        elif cap is not None:
-            _check_capacity(problem, time_limit)
+    try:
+        if objective == "min_cost":
+            problem = MCKP(profit=-c, weight=-q, allowed=ok, limit=-n * min_avg_quality, capacity=cap)
+            _check_quality_target(problem, min_avg_quality, n, solver, time_limit)
+        else:
+            problem = MCKP(profit=q, weight=c, allowed=ok, limit=math.inf if budget is None else budget, capacity=cap)
+            if budget is not None:
+                _check_budget(problem, c, ok, cap, budget, time_limit)
+            elif cap is not None:
+                _check_capacity(problem, time_limit)
 
-    solution = _solve(problem, solver, gap_tolerance, time_limit)
-    notes = list(solution.notes)
-    if objective == "min_cost" and budget is not None:
-        solution = _respect_budget(problem, solution, budget, time_limit, notes)
+        solution = _solve(problem, solver, gap_tolerance, time_limit)
+        notes = list(solution.notes)
+        if objective == "min_cost" and budget is not None:
+            solution = _respect_budget(problem, solution, budget, time_limit, notes)
+    except SolverFailed as exc:
+        if exc.infeasible or time_limit is None:
+            raise
+        raise SolverTimedOut(f"the plan's solver found no plan within its time limit ({time_limit:g} s): give it "
+                             "more time (--time-limit, time_limit) or leave the limit out", time_limit) from None
 
     rows = np.arange(n)
     chosen_q, chosen_c = q[rows, solution.choice], c[rows, solution.choice]
@@ -247,7 +253,7 @@ def _check_quality_target(problem: MCKP, target: float, n: int, solver: str, tim
     if best < n * target:
         raise PlanInfeasible(
             "quality target",
-            f"mean quality {target:.6g} is out of reach: the best allowed model per prompt averages {best / n:.6g}",
+            f"mean quality {target:.6g} is out of reach: the best allowed model per prompt averages {at_most(best / n)}",
         )
 
 

@@ -5,7 +5,30 @@ while the API and CLI can read the fields (blocking constraints, minimum budget)
 """
 from __future__ import annotations
 
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
 from pickwise.errors import PickwiseError
+
+
+def at_least(value: float, digits: int = 6) -> str:
+    """`value` to `digits` significant digits, never below it: a minimum budget shown rounded down
+    (0.000264 for 0.00026415, 0.000000 for 1e-07) is refused when passed back."""
+    return _rounded(value, digits, up=True)
+
+
+def at_most(value: float, digits: int = 6) -> str:
+    """`value` to `digits` significant digits, never above it: the best reachable mean quality shown
+    rounded up is refused when asked for."""
+    return _rounded(value, digits, up=False)
+
+
+def _rounded(value: float, digits: int, up: bool) -> str:
+    text = f"{value:.{digits}g}"
+    if (float(text) >= value) if up else (float(text) <= value):
+        return text
+    exact = Decimal(value)
+    step = Decimal(1).scaleb(exact.adjusted() - digits + 1)
+    return f"{float(exact.quantize(step, rounding=ROUND_CEILING if up else ROUND_FLOOR)):.{digits}g}"
 
 
 class SelectorInputError(PickwiseError, ValueError):
@@ -59,7 +82,7 @@ class BudgetInfeasible(PlanInfeasible):
         self.min_budget = float(min_budget)
         message = (
             f"budget {budget:.6g} USD is infeasible: the cheapest assignment meeting the other "
-            f"constraints costs {min_budget:.6g} USD"
+            f"constraints costs {at_least(min_budget)} USD"
         )
         super().__init__("budget", message + (f" ({detail})" if detail else ""))
 

@@ -31,7 +31,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from pickwise.selector import validation
-from pickwise.selector.errors import PlanInfeasible, SelectorInputError, SolverTimedOut
+from pickwise.selector.errors import PlanInfeasible, SelectorInputError, SolverTimedOut, at_least
 from pickwise.selector.solver_output import solver_stdout_to_stderr
 from pickwise.selector.types import UniversePlan
 
@@ -89,7 +89,7 @@ def build_universe(
         cheapest = float(np.where(ok, c, np.inf).min(axis=1).mean())
         if cheapest > max_mean_cost:
             raise PlanInfeasible("budget", f"max_mean_cost {max_mean_cost:.6g} USD is below the cheapest "
-                                 f"possible mean cost per prompt, {cheapest:.6g} USD")
+                                 f"possible mean cost per prompt, {at_least(cheapest)} USD")
     price = None
     if max_total_price is not None:
         if model_price is None:

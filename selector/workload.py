@@ -34,6 +34,7 @@ class Workload:
     allowed: np.ndarray  # [N, M] bool: scored (given or predicted) and fits the context window
     predicted_lines: int = 0
     low_confidence: dict[str, str] = field(default_factory=dict)
+    too_long: np.ndarray | None = None  # [N] bool: scored for some model, but fits none (context, max output)
 
     @property
     def names(self) -> list[str]:
@@ -45,7 +46,7 @@ class Workload:
         kept = {s.name for s in specs}
         return Workload(self.ids, specs, self.quality[:, keep], self.cost_usd[:, keep], self.latency_ms[:, keep],
                         self.allowed[:, keep], self.predicted_lines,
-                        {n: why for n, why in self.low_confidence.items() if n in kept})
+                        {n: why for n, why in self.low_confidence.items() if n in kept}, self.too_long)
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,10 @@ def build_workload(
     if need_count:
         tokens[need_count] = count_tokens_batch([rows[i].prompt for i in need_count])
     figures = batch_figures(specs, tokens, output_tokens)
+    scored = allowed.any(axis=1)
     allowed &= figures.fits_context
     return Workload(
         ids=[row.id for row in rows], specs=list(specs), quality=np.where(allowed, quality, 0.0),
         cost_usd=figures.cost_usd, latency_ms=figures.latency_ms, allowed=allowed, predicted_lines=len(to_predict),
+        too_long=scored & ~allowed.any(axis=1),
     )

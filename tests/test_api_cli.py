@@ -172,11 +172,16 @@ def test_predict_writes_one_line_per_prompt_and_forwards_the_precision(registry_
     (["predict", "--input", "x.jsonl", "--batch-size", "-3"], "argument --batch-size: must be an integer >= 1, got -3"),
     (["serve", "--port", "99999"], "argument --port: must be an integer >= 1 and <= 65535, got 99999"),
     (["plan", "--input", "x.jsonl", "--expected-output-tokens", "-5"],
-     "argument --expected-output-tokens: must be an integer >= 0, got -5"),
+     "argument --expected-output-tokens: must be an integer >= 0 and <= 1e+07, got -5"),
     (["plan", "--input", "x.jsonl", "--budget", "inf"], "argument --budget: must be a finite number >= 0, got inf"),
     (["plan", "--input", "x.jsonl", "--min-quality", "2"],
      "argument --min-quality: must be a finite number >= 0 and <= 1, got 2"),
     (["plan", "--input", "x.jsonl", "--time-limit", "-1"], "argument --time-limit: must be a finite number > 0, got -1"),
+    # both passed argparse and were refused only after every prompt was encoded (and as `gap_tolerance`)
+    (["plan", "--input", "x.jsonl", "--gap-tolerance", "5"],
+     "argument --gap-tolerance: must be a finite number >= 0 and <= 1, got 5"),
+    (["universe", "--input", "x.jsonl", "--expected-output-tokens", "20000000"],
+     "argument --expected-output-tokens: must be an integer >= 0 and <= 1e+07, got 20000000"),
     (["universe", "--input", "x.jsonl", "--max-models", "two"],
      "argument --max-models: must be an integer >= 1, got 'two'"),
 ])
@@ -244,6 +249,14 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     inside_a_file = prompts / "out.jsonl"
     assert main([command, "--input", str(prompts), "--output", str(inside_a_file)]) == 2
     assert f"{prompts} is a file, not a directory" in capsys.readouterr().err
+    # a directory as the output: found only after the work, as "cannot write DIR: Is a directory"
+    assert main([command, "--input", str(prompts), "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path}: is a directory; name a file in it" in capsys.readouterr().err
+    # the input itself: replaced by lines without the prompts, which were then lost
+    for same in (prompts, tmp_path / "." / "p.jsonl"):
+        assert main([command, "--input", str(prompts), "--output", str(same)]) == 2
+        assert f"--output {same}: is the --input file" in capsys.readouterr().err
+        assert prompts.read_text() == '{"id": "a", "prompt": "hi"}\n'
 
 
 def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):
@@ -304,3 +317,16 @@ def test_an_infeasible_select_lists_only_the_models_asked_for():
     lines = text.splitlines()
     assert "what blocks each model asked for:" in lines and any(line.strip().startswith("asked") for line in lines)
     assert not any("other" in line for line in lines) and "(41 more not in the allow-list or denied" in text
+
+
+def test_plan_min_quality_zero_is_no_floor_as_over_http(registry_dir, tiny_loader, tmp_path, capsys):
+    """`min_quality: 0` is no floor (POST /v1/plan, `plan --server`); the local CLI built its request
+    unvalidated, kept 0 as a floor, and the low-confidence rule then refused every prompt."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    argv = ["plan", "--input", str(prompts), "--registry", str(registry_dir), "--models", UNTRAINED, "--budget", "1",
+            "--quiet"]
+    assert main(argv) == 0
+    unfloored = capsys.readouterr().out
+    assert main([*argv, "--min-quality", "0"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == unfloored

@@ -91,7 +91,8 @@ def test_plan_constraints_and_their_errors(api):
     r = api.post("/v1/plan", json={"prompts": [{"id": "a", "quality": {"Llama-2-7b-hf": 1.5}}]})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "Llama-2-7b-hf"
     assert api.post("/v1/plan", json={"prompts": []}).json()["status"] == "empty"
-    for bad in ({"budget": True}, {"budget": "0.01"}, {"min_avg_quality": False}, {"models": []}):  # strict; no empty allow-list
+    # strict; no empty allow-list; a gap past 1 was refused by the solver, after every prompt was encoded
+    for bad in ({"budget": True}, {"budget": "0.01"}, {"min_avg_quality": False}, {"models": []}, {"gap_tolerance": 5.0}):
         r = api.post("/v1/plan", json={"prompts": PROMPTS, **bad})
         assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", *bad], r.text
 

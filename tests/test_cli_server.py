@@ -194,3 +194,71 @@ def test_a_server_whose_predictor_failed_to_load_is_an_error_at_once(tmp_path, l
             threading.Event().wait(0.02)  # the load fails in the background: wait until it has
         code, _, err = _run(capsys, "select", PROMPT, "--server", url)
     assert code == 2 and "failed to load" in err and "no artifact here" in err, err
+
+
+def test_ctrl_c_while_a_plan_job_runs_cancels_the_job(served, loads, capsys, tmp_path, monkeypatch):
+    """Ctrl-C while `plan` polled its job left the job queued or running on the server, holding one
+    of the few places for jobs (4 by default) until it ended; the CLI now cancels it, and says so."""
+    import httpx
+
+    from pickwise.api.cli import remote
+
+    _, url = served
+    prompts = tmp_path / "prompts.jsonl"  # over the server's inline limit of 3: a job
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"{PROMPT} #{i}"}) + "\n" for i in range(5)))
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote.time, "sleep", interrupted)
+    code, out, err = _run(capsys, "plan", "--input", str(prompts), "--budget", "1", "--server", url)
+    assert code == 130 and out == ""
+    job_id = re.search(r"plan job ([0-9a-f]{32})", err).group(1)
+    job = httpx.get(f"{url}/v1/plans/{job_id}").json()
+    if job["status"] == "cancelled":  # else the tiny predictor's plan had already ended
+        assert f"cancelled plan job {job_id} on the pickwise server at {url}" in err
+    else:
+        assert job["status"] == "done" and f"plan job {job_id} had already finished" in err
+
+
+@pytest.mark.parametrize("more", [0, 3], ids=["inline", "job"])
+def test_a_line_the_server_refuses_is_named_by_its_file_and_line(served, loads, capsys, tmp_path, more):
+    """With --server the CLI cannot check model names in a line's "quality" (the server's registry is
+    not here); the server's 422 said `prompts.1.quality.nope`, counting prompts from 0 and skipping
+    blank lines, so the user looked for the wrong line. It now reads as the local path's `file:line`."""
+    registry, url = served
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n\n"
+                       + json.dumps({"id": "b", "prompt": PROMPT, "quality": {"nope": 0.5}}) + "\n"
+                       + "".join(json.dumps({"id": f"c{i}", "prompt": PROMPT}) + "\n" for i in range(more)))
+    local = _run(capsys, "plan", "--input", str(prompts), "--registry", str(registry), "--budget", "1")
+    remote = _run(capsys, "plan", "--input", str(prompts), "--server", url, "--budget", "1")
+    assert local[0] == remote[0] == 2
+    assert f"{prompts}:3: unknown model 'nope'" in local[2]
+    assert url in remote[2] and f"{prompts}:3: " in remote[2] and "unknown model 'nope'" in remote[2], remote[2]
+
+
+def test_a_job_cancelled_elsewhere_is_told_as_such_not_as_an_http_400(served, loads, capsys, tmp_path, monkeypatch):
+    """A job that ended cancelled (or failed with server_stopped) read 'answered HTTP 400: ...', a
+    status the server never sent; it now says the job ended so."""
+    import httpx
+
+    from pickwise.api.cli import remote
+
+    _, url = served
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"{PROMPT} #{i}"}) + "\n" for i in range(5)))
+    cancelled = []
+    wait = remote.Server.wait_for_job
+
+    def cancelled_first(self, job):
+        cancelled.append(httpx.delete(f"{url}/v1/plans/{job['id']}").status_code == 200)
+        return wait(self, job)
+
+    monkeypatch.setattr(remote.Server, "wait_for_job", cancelled_first)
+    code, _, err = _run(capsys, "plan", "--input", str(prompts), "--budget", "1", "--server", url, "--quiet")
+    if cancelled[0]:  # else the tiny predictor's plan had already ended
+        assert code == 2 and "HTTP 400" not in err, err
+        assert re.search(rf"plan job [0-9a-f]{{32}} on the pickwise server at {url} ended cancelled: cancelled at", err)
+    else:
+        assert code == 0

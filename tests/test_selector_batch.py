@@ -217,3 +217,21 @@ def test_infeasible_capacities_say_their_numbers():
         plan_batch(q, c, capacity=[1, 5, 5], allowed=allowed, model_names=["A", "B", "C"],
                    prompt_ids=[f"p{i}" for i in range(5)])
     assert err.value.rows == [0, 1]
+
+
+def test_a_time_limit_reached_without_a_plan_is_a_domain_error_not_a_traceback():
+    """With capacities, --time-limit bounds the exact min-cost check too; HiGHS stopping there with no
+    plan raised SolverFailed, a RuntimeError: a traceback from `pickwise plan`, a 500 from /v1/plan.
+    (A machine fast enough to finish within the limit plans instead.)"""
+    from pickwise.selector.errors import SolverTimedOut
+
+    rng = np.random.default_rng(0)
+    q, c = rng.random((2000, 40)), rng.random((2000, 40)) * 1e-3
+    cap = np.full(40, 2000)
+    cap[:2] = 200
+    try:
+        plan = plan_batch(q, c, budget=float(c.mean() * 2000), capacity=cap, solver="exact", time_limit=1e-4)
+    except SolverTimedOut as exc:
+        assert exc.time_limit == 1e-4 and "--time-limit" in str(exc) and "time_limit" in str(exc)
+    else:
+        assert plan.total_cost <= c.mean() * 2000

@@ -73,6 +73,11 @@ def test_plan_tight_budget_moves_the_easy_prompt_and_reports_min_budget(tmp_path
     ('{"id": "x", "quality": {"CHEAP": 0.5}, "prompt_tokens": 1' + "0" * 30 + '}',
      "prompts.jsonl:2: 'prompt_tokens': Input should be less than or equal to"),
     ('{"id": "' + "x" * 300 + '", "prompt": "p", "quality": {"CHEAP": 0.5}}', "prompts.jsonl:2: 'id': String should have at most 256"),
+    # said "Value should have at most 200000 items after validation" (POST /v1/plan too)
+    ('{"id": "x", "prompt": "' + "p" * 200_001 + '"}', "prompts.jsonl:2: 'prompt': String should have at most 200000 characters"),
+    # a per-prompt floor or cap on a line was dropped without a word, and the plan ignored it
+    ('{"id": "x", "prompt": "p", "min_quality": 0.99}', "prompts.jsonl:2: 'min_quality' is not read from a line"),
+    ('{"id": "x", "prompt": "p", "max_cost_usd": 0.001}', "prompts.jsonl:2: 'max_cost_usd' is not read from a line"),
 ])
 def test_plan_bad_lines_name_file_and_line(tmp_path, names, capsys, bad, message):
     cheap, _ = names
@@ -199,3 +204,81 @@ def test_plan_allow_list_naming_a_disabled_model_plans_as_the_api_does(tmp_path,
     assert main(["plan", "--input", path, "--budget", "1", "--models", dear, "--registry", str(registry)]) == 2
     assert f"--models: no enabled, scorable model is left after the allow- and deny-lists ({dear} is disabled)" \
         in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rounds", ["down at 6 decimals", "below a millionth of a dollar"])
+def test_the_minimum_budget_printed_is_a_budget_that_plans(tmp_path, names, capsys, rounds):
+    """`minimum feasible budget: 0.000264 USD` for a true minimum of 0.00026415: that budget was then
+    refused; and a minimum under $0.000001 printed as 0.000000. The figure printed must plan."""
+    from pickwise.registry import estimate_cost_usd
+
+    cheap, _ = names
+    spec = load_registry(default_registry_dir()).get(cheap)
+    tokens = range(1, 20_000) if rounds == "down at 6 decimals" else range(1, 3)
+
+    def printed_too_low(t):
+        cost = estimate_cost_usd(spec, t, 0)
+        return cost > 1e-5 and float(f"{cost:.6f}") < cost if rounds == "down at 6 decimals" else cost < 5e-7
+
+    t = next(t for t in tokens if printed_too_low(t))
+    path = write(tmp_path, [{"id": "a", "quality": {cheap: 0.5}, "prompt_tokens": t}])
+    argv = ["plan", "--input", path, "--expected-output-tokens", "0", "--quiet", "--budget"]
+    assert main([*argv, "0"]) == 2
+    err = capsys.readouterr().err
+    printed = err.split("minimum feasible budget:")[1].split()[0]
+    assert float(printed) > 0, err
+    assert main([*argv, printed]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["cost_usd"] <= float(printed)
+
+
+@pytest.mark.parametrize("command", [["plan", "--budget", "1"], ["universe", "--max-models", "1"]])
+def test_a_prompt_too_long_for_every_model_is_told_so(tmp_path, names, capsys, command):
+    """A prompt longer than its models' context windows (or an --expected-output-tokens past every
+    max_output_tokens) was refused as having 'no allowed model after floors, latency caps and
+    allow-lists', none of which the user had given; the refusal now names the length."""
+    cheap, _ = names
+    window = load_registry(default_registry_dir()).get(cheap).context_window
+    rows = [workload(names)[0], {"id": "long", "quality": {cheap: 0.9}, "prompt_tokens": window}]
+    assert main([command[0], "--input", write(tmp_path, rows), *command[1:], "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "long" in err and "context window" in err, err
+    path = write(tmp_path, workload(names))
+    assert main([command[0], "--input", path, *command[1:], "--quiet", "--expected-output-tokens", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert "max_output_tokens" in err and "--expected-output-tokens" in err, err
+
+
+def test_universe_answers_under_the_names_asked_for(tmp_path, names, capsys):
+    """`plan` answers under the name a model was asked for by (an alias too); `universe` answered
+    under the registry name, which the user may never have seen."""
+    cheap, _ = names
+    spec = next(s for s in load_registry(default_registry_dir()).enabled() if s.aliases and s.context_window >= 8000)
+    alias = spec.aliases[0]
+    rows = [{"id": "a", "prompt": "Say hi.", "quality": {alias: 0.9, cheap: 0.5}}]
+    assert main(["universe", "--input", write(tmp_path, rows), "--max-models", "1", "--quiet"]) == 0
+    pool = json.loads(capsys.readouterr().out)
+    assert pool["models"] == [alias] and pool["share"] == {alias: 1.0}
+    assert main(["plan", "--input", write(tmp_path, rows), "--budget", "1", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == alias
+
+
+def test_the_best_mean_quality_named_is_a_target_that_plans(tmp_path, names, capsys):
+    """`mean quality 0.9 is out of reach: the best ... averages 0.763943` for a best of 0.7639427:
+    asking for 0.763943 was refused again. The figure named must be reachable."""
+    cheap, _ = names
+    path = write(tmp_path, [{"id": "a", "quality": {cheap: 0.7639427}, "prompt_tokens": 10}])
+    assert main(["plan", "--input", path, "--min-avg-quality", "0.9", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    named = err.split("averages ")[1].split()[0]
+    assert main(["plan", "--input", path, "--min-avg-quality", named, "--quiet"]) == 0, capsys.readouterr().err
+
+
+def test_the_summary_shows_a_small_total_cost_and_budget(tmp_path, names, capsys):
+    """`total cost: 0.000000 USD of budget 0.000000` for a plan of a few cheap short calls."""
+    cheap, _ = names
+    path = write(tmp_path, [{"id": "a", "quality": {cheap: 0.5}, "prompt_tokens": 1}])
+    assert main(["plan", "--input", path, "--expected-output-tokens", "0", "--budget", "5e-7"]) == 0
+    out, err = capsys.readouterr()
+    line = next(row for row in err.splitlines() if row.startswith("total cost:"))
+    shown_cost, shown_budget = float(line.split()[2]), float(line.split()[-1])
+    assert shown_cost == pytest.approx(json.loads(out)["cost_usd"], rel=1e-5) and shown_budget == 5e-7, line

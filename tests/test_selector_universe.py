@@ -88,3 +88,14 @@ def test_a_time_limit_with_no_pool_found_says_what_to_change():
     with pytest.raises(SolverTimedOut, match=r"within its time limit \(1e-06 s\).*--time-limit") as info:
         build_universe(q, max_models=3, cost=c, max_mean_cost=3e-4, time_limit=1e-6)
     assert info.value.time_limit == 1e-6
+
+
+def test_the_cheapest_mean_cost_named_is_a_limit_that_plans():
+    """`below the cheapest possible mean cost per prompt, 1.97717e-05 USD` for 1.977174e-05: passing
+    the figure back was refused again."""
+    q = np.array([[0.9, 0.6]])
+    c = np.array([[1.0, 1.977174e-05]])
+    with pytest.raises(PlanInfeasible, match="below the cheapest") as refused:
+        build_universe(q, max_models=2, cost=c, max_mean_cost=0.0)
+    named = float(str(refused.value).split(", ")[-1].split()[0])
+    assert build_universe(q, max_models=2, cost=c, max_mean_cost=named).models == ["model_1"]

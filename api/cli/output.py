@@ -17,11 +17,16 @@ from pickwise.api.cli.options import CliError
 from pickwise.files import atomic_file
 
 
-def check_output_path(option: str, path: str | None) -> None:
+def check_output_path(option: str, path: str | None, source: str | None = None) -> None:
     """Fail before the work, not after it: a CliError when `path` (not '-') lies in a directory that
-    does not exist or cannot be written (predict, plan and eval spend minutes before they write)."""
+    does not exist or cannot be written (predict, plan and eval spend minutes before they write), or
+    is the `source` file the command reads (its lines would replace the input, which would be lost)."""
     if not path or path == "-":
         return
+    if source and source != "-" and Path(path).exists() and Path(source).exists() and os.path.samefile(path, source):
+        raise CliError(f"{option} {path}: is the --input file; write the results to another file")
+    if Path(path).is_dir():
+        raise CliError(f"{option} {path}: is a directory; name a file in it")
     parent = Path(path).resolve().parent
     if parent.exists() and not parent.is_dir():
         raise CliError(f"{option} {path}: {parent} is a file, not a directory")

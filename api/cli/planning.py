@@ -29,11 +29,12 @@ from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.api.cli.prompt_file import PromptFileError, PromptRecord, read_prompt_file
 from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.plan_way_out import plan_way_out
-from pickwise.api.schemas import PlanPrompt, PlanRequest, PlanResponse
-from pickwise.api.service import PickwiseService, check_model_list
+from pickwise.api.schemas import MAX_OUTPUT_TOKENS, PlanPrompt, PlanRequest, PlanResponse, SelectRequest
+from pickwise.api.service import PickwiseService, caller_names, check_model_list
 from pickwise.registry import RegistrySnapshot
+from pickwise.registry.jsonl import listed_problems
 from pickwise.selector.batch import SOLVERS
-from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible
+from pickwise.selector.errors import BudgetInfeasible, PlanInfeasible, at_least
 from pickwise.selector.types import UniversePlan
 from pickwise.selector.universe import build_universe
 from pickwise.selector.workload import ModelKeyError, values_by_column
@@ -57,7 +58,8 @@ def register(subparsers) -> None:
     plan.add_argument("--allow-base-models", action="store_true",
                       help="let base (not instruction-tuned) models take prompts read as open-ended")
     plan.add_argument("--solver", choices=SOLVERS, default="auto")
-    plan.add_argument("--gap-tolerance", type=number(low=0), default=1e-4, help="accepted certified relative gap (default 1e-4)")
+    plan.add_argument("--gap-tolerance", type=number(low=0, high=1), default=1e-4,
+                      help="accepted certified relative gap (default 1e-4)")
     plan.add_argument("--time-limit", type=number(above=0), help="seconds for the MILP")
     plan.add_argument("--output", metavar="FILE", help="write plan lines here (default: stdout)")
     add_server_option(plan)
@@ -83,10 +85,15 @@ def _workload_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=name_list, metavar="A,B",
                         help="candidate models, names or aliases (default: every enabled model)")
     parser.add_argument("--exclude", type=name_list, default=[], metavar="A,B", help="models never to use (names or aliases)")
-    parser.add_argument("--expected-output-tokens", type=number(int, low=0), help="override each model's expected answer length")
+    parser.add_argument("--expected-output-tokens", type=number(int, low=0, high=MAX_OUTPUT_TOKENS),
+                        help="override each model's expected answer length")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_registry_option(parser)
     add_artifact_option(parser)
+
+
+# a request's options (a floor, a cap, ...) found on a line: the line would seem to set its own, and be ignored
+_REQUEST_OPTIONS = (set(PlanRequest.model_fields) | set(SelectRequest.model_fields)) - set(PlanPrompt.model_fields)
 
 
 def _prompt_parser(snapshot: RegistrySnapshot | None):
@@ -97,6 +104,10 @@ def _prompt_parser(snapshot: RegistrySnapshot | None):
 
     def parse(record: PromptRecord) -> PlanPrompt:
         obj = record.fields
+        if options := sorted(_REQUEST_OPTIONS.intersection(obj)):
+            raise ValueError(f"{', '.join(repr(k) for k in options)} {'is' if len(options) == 1 else 'are'} not read "
+                             "from a line (a line gives id, prompt, quality and prompt_tokens); floors, caps and the "
+                             "other constraints apply to the whole batch, as options")
         tokens = obj.get("prompt_tokens")
         if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
             raise ValueError("'prompt_tokens' must be a non-negative integer")
@@ -130,9 +141,10 @@ def _problem(error: dict) -> str:
     return f"'{'.'.join(str(x) for x in error['loc'])}': {message}" if error["loc"] else message
 
 
-def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[PickwiseService | None, PlanRequest]:
-    """The service over --registry (the predictor loads on demand; None when `remote`) and the request
-    the input and options make."""
+def _load(args: argparse.Namespace, remote: bool = False,
+          **options) -> tuple[PickwiseService | None, PlanRequest, list[str]]:
+    """The service over --registry (the predictor loads on demand; None when `remote`), the request
+    the input and options make, and where each of its prompts is ('file:line')."""
     names = args.models
     registry = snapshot = None
     if not remote:
@@ -140,9 +152,16 @@ def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[Pi
         snapshot = registry.snapshot
         for field, listed in (("models", names), ("exclude", args.exclude)):  # the service's checks, before any work
             check_model_list(snapshot, listed, field, MODELS_LISTING)
+    parse, places = _prompt_parser(snapshot), []
+    source = "<stdin>" if args.input == "-" else args.input
+
+    def parse_line(record: PromptRecord) -> PlanPrompt:
+        prompt = parse(record)
+        places.append(f"{source}:{record.line}")
+        return prompt
+
     try:
-        prompts = read_prompt_file(args.input, require_prompt=False, parse=_prompt_parser(snapshot),
-                                   progress=not args.quiet)
+        prompts = read_prompt_file(args.input, require_prompt=False, parse=parse_line, progress=not args.quiet)
     except PromptFileError as exc:
         raise CliError(str(exc)) from None
     if not prompts:
@@ -153,10 +172,14 @@ def _load(args: argparse.Namespace, remote: bool = False, **options) -> tuple[Pi
 
         return load_predictor(args.artifact)
 
-    request = PlanRequest.model_construct(prompts=prompts, models=names, exclude=args.exclude,
-                                          expected_output_tokens=args.expected_output_tokens, **options)
+    try:  # validated as POST /v1/plan's body is (min_quality 0 is no floor); the lines are PlanPrompts already
+        request = PlanRequest.model_validate(dict(prompts=prompts, models=names, exclude=args.exclude,
+                                                  expected_output_tokens=args.expected_output_tokens, **options))
+    except ValidationError as exc:
+        raise CliError("; ".join(f"--{'.'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}"
+                                 for e in exc.errors())) from None
     service = None if remote else PickwiseService(registry, load_on_demand=load_predictor, models_listing=MODELS_LISTING)
-    return service, request
+    return service, request, places
 
 
 def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
@@ -166,17 +189,17 @@ def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    check_output_path("--output", args.output)
+    check_output_path("--output", args.output, args.input)
     url = server_url(args)
-    service, request = _load(
+    service, request, places = _load(
         args, remote=url is not None, budget=args.budget, min_avg_quality=args.min_avg_quality,
         min_quality=args.min_quality, max_latency_ms=args.max_latency_ms, capacity=args.capacity,
         solver=args.solver, allow_low_confidence=args.allow_low_confidence, allow_base_models=args.allow_base_models,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
-        plan = _plan_remote(url, request, args) if url else service.plan(request)
+        plan = _plan_remote(url, request, args, places) if url else service.plan(request)
     except BudgetInfeasible as exc:
-        raise CliError(f"{exc}\nminimum feasible budget: {exc.min_budget:.6f} USD") from None
+        raise CliError(f"{exc}\nminimum feasible budget: {at_least(exc.min_budget)} USD") from None
     _warn_low_confidence(plan.low_confidence, args.quiet)
     with open_output(args.output or "-") as out:
         for a in plan.assignments:
@@ -188,19 +211,37 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_remote(url: str, request: PlanRequest, args: argparse.Namespace) -> PlanResponse:
+def _plan_remote(url: str, request: PlanRequest, args: argparse.Namespace, places: list[str]) -> PlanResponse:
     """POST /v1/plan; a batch over the server's inline limit (its 413 says where to send it) goes to
-    POST /v1/plans as a job, polled until it ends."""
+    POST /v1/plans as a job, polled until it ends. A line the server refuses is named by `places`."""
     server = Server(url, args)
     body = request.model_dump_json(exclude_none=True)
     status, answer = server.call("POST", "/v1/plan", body)
     if status == 413 and isinstance(answer, dict) and answer.get("jobs"):
-        status, answer = server.wait_for_job(server.answer("POST", answer["jobs"], body, ok=(202,)))
+        status, answer = server.call("POST", answer["jobs"], body)
+        if status == 202:
+            status, answer = server.wait_for_job(answer)
     if status == 200:
         return PlanResponse.model_validate(answer)
     if isinstance(answer, dict) and answer.get("reason") == "budget" and answer.get("min_budget") is not None:
-        raise CliError(f"{server.refusal(status, answer)}\nminimum feasible budget: {answer['min_budget']:.6f} USD")
+        raise CliError(f"{server.refusal(status, answer)}\nminimum feasible budget: {at_least(answer['min_budget'])} USD")
+    if lines := _refused_lines(answer, places):
+        raise CliError(f"the pickwise server at {url} refused input lines:\n{listed_problems(lines)}")
     raise server.refusal(status, answer)
+
+
+def _refused_lines(answer, places: list[str]) -> list[str]:
+    """The server's validation errors that point at a prompt ('prompts', i, ...), as 'file:line: field:
+    what' (the server counts prompts from 0, without the file's blank lines)."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    named = []
+    for error in errors if isinstance(errors, list) else []:
+        loc = [str(x) for x in error.get("loc", [])] if isinstance(error, dict) else []
+        loc = loc[1:] if loc[:1] == ["body"] else loc
+        if len(loc) >= 2 and loc[0] == "prompts" and loc[1].isdigit() and int(loc[1]) < len(places):
+            field = ".".join(loc[2:])
+            named.append(f"{places[int(loc[1])]}: {f'{field}: ' if field else ''}{error.get('msg')}")
+    return named
 
 
 def plan_summary(plan: PlanResponse, predicted: int) -> str:
@@ -208,7 +249,7 @@ def plan_summary(plan: PlanResponse, predicted: int) -> str:
     rows = [
         f"prompts: {n} ({predicted} scored by the predictor), candidate models: {len(plan.model_names)}",
         f"objective: {plan.objective}; solver: {plan.solver} ({plan.status}), certified gap {plan.gap:.2e}, {plan.seconds:.3f} s",
-        f"total cost: {plan.total_cost:.6f} USD" + (f" of budget {plan.budget:.6f}" if plan.budget is not None else ""),
+        f"total cost: {plan.total_cost:.6g} USD" + (f" of budget {plan.budget:.6g}" if plan.budget is not None else ""),
         f"expected quality: mean {plan.quality_mean:.4f}, sum {plan.quality_sum:.2f}",
         "prompts per model:",
     ]
@@ -226,14 +267,15 @@ def plan_summary(plan: PlanResponse, predicted: int) -> str:
 def cmd_universe(args: argparse.Namespace) -> int:
     if args.max_models is None and args.max_mean_cost is None:
         raise CliError("give --max-models and/or --max-mean-cost")
-    service, request = _load(args, allow_base_models=args.allow_base_models)
+    service, request, _ = _load(args, allow_base_models=args.allow_base_models)
     planned = service.workload(request)
     workload = planned.workload
     _warn_low_confidence(workload.low_confidence, args.quiet)
+    called = caller_names(planned.snapshot, request.models, *(p.quality for p in request.prompts))  # as plan answers
     try:
         plan = build_universe(
-            workload.quality, max_models=args.max_models, cost=workload.cost_usd,
-            max_mean_cost=args.max_mean_cost, model_names=workload.names, allowed=workload.allowed,
+            workload.quality, max_models=args.max_models, cost=workload.cost_usd, max_mean_cost=args.max_mean_cost,
+            model_names=[called.get(n, n) for n in workload.names], allowed=workload.allowed,
             solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
         )
     except PlanInfeasible as exc:  # say which rule the request can lift, as plan's 409 does

@@ -18,6 +18,7 @@ from pickwise.api.cli.options import CliError, option_for
 SERVER_ENV = "PICKWISE_SERVER"
 TIMEOUT_S = 600.0  # a plan or a predict chunk the server is still computing
 CONNECT_TIMEOUT_S = 10.0
+CANCEL_TIMEOUT_S = 10.0  # the DELETE sent for an interrupted job: Ctrl-C should not hang
 JOB_WAIT_S = 3600.0  # how long `plan` polls a job (the server keeps one an hour by default)
 LOAD_WAIT_S = 300.0  # how long a call waits for a server still loading its predictor (503, loading: true)
 LOAD_POLL_S = 1.0
@@ -48,13 +49,13 @@ class Server:
         self.args = args
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
 
-    def call(self, method: str, path: str, body: str | None = None) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: str | None = None, timeout: float = TIMEOUT_S) -> tuple[int, Any]:
         """(status, parsed JSON body); a CliError naming the URL when there is no JSON answer. A server
         still loading its predictor (just started) is waited for, as the local path waits for its own load."""
         deadline = time.monotonic() + LOAD_WAIT_S
         told = False
         while True:
-            status, answer = self._call_once(method, path, body)
+            status, answer = self._call_once(method, path, body, timeout)
             loading = status == 503 and isinstance(answer, dict) and answer.get("loading") is True
             if not loading or time.monotonic() > deadline:
                 return status, answer
@@ -64,15 +65,15 @@ class Server:
                 told = True
             _wait(LOAD_POLL_S)
 
-    def _call_once(self, method: str, path: str, body: str | None) -> tuple[int, Any]:
+    def _call_once(self, method: str, path: str, body: str | None, timeout: float) -> tuple[int, Any]:
         import httpx
 
         try:
-            response = self._client.request(method, path, content=body,
-                                            headers={"Content-Type": "application/json"} if body else None)
+            response = self._client.request(method, path, content=body, timeout=httpx.Timeout(
+                timeout, connect=CONNECT_TIMEOUT_S), headers={"Content-Type": "application/json"} if body else None)
         except httpx.TimeoutException:
             raise CliError(f"the pickwise server at {self.url} did not answer {method} {path} within "
-                           f"{TIMEOUT_S:g} s") from None
+                           f"{timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach the pickwise server at {self.url}: {exc}") from None
         try:
@@ -96,20 +97,46 @@ class Server:
         return answer
 
     def wait_for_job(self, job: dict) -> tuple[int, Any]:
-        """Poll a plan job until it ends: (200, the plan) or (status, error body) like an inline plan."""
+        """Poll a plan job until it ends: (200, the plan) or (status, error body) like an inline plan's
+        for a refusal that has one (infeasible, invalid); a CliError saying how it ended otherwise."""
         deadline = time.monotonic() + JOB_WAIT_S
         delay = 0.1
-        while job.get("status") in ("queued", "running"):
-            if time.monotonic() > deadline:
-                raise CliError(f"plan job {job.get('id')} on the pickwise server at {self.url} did not finish "
-                               f"within {JOB_WAIT_S:g} s")
-            time.sleep(delay)
-            delay = min(1.0, delay * 2)
-            job = self.answer("GET", f"/v1/plans/{job['id']}")
+        try:
+            while job.get("status") in ("queued", "running"):
+                if time.monotonic() > deadline:
+                    raise CliError(f"plan job {job.get('id')} on the pickwise server at {self.url} did not finish "
+                                   f"within {JOB_WAIT_S:g} s")
+                time.sleep(delay)
+                delay = min(1.0, delay * 2)
+                job = self.answer("GET", f"/v1/plans/{job['id']}")
+        except KeyboardInterrupt:
+            self._cancel_job(job["id"])
+            raise
         if job.get("status") == "done":
             return 200, job["result"]
         error = job.get("error") or {}
-        return (409 if str(error.get("error", "")).endswith("infeasible") else 400), error
+        code = str(error.get("error", ""))
+        if code.endswith("infeasible") or code == "validation_error":  # as the inline plan answers them
+            return (409 if code.endswith("infeasible") else 422), error
+        # cancelled, its server stopped, ...: no HTTP status of the server's to quote
+        raise CliError(f"plan job {job.get('id')} on the pickwise server at {self.url} ended {job.get('status')}: "
+                       f"{error.get('detail') or code or 'no reason given'}")
+
+    def _cancel_job(self, job_id: str) -> None:
+        """Ctrl-C while polling: cancel the job, which would else hold one of the server's few places
+        for jobs until it ended, and say what became of it (stderr)."""
+        path = f"/v1/plans/{job_id}"
+        try:
+            status, _ = self.call("DELETE", path, timeout=CANCEL_TIMEOUT_S)
+        except CliError:
+            status = None
+        if status == 200:
+            note = f"cancelled plan job {job_id} on the pickwise server at {self.url}"
+        elif status == 409:
+            note = f"plan job {job_id} had already finished on the pickwise server at {self.url}"
+        else:
+            note = f"could not cancel plan job {job_id} on the pickwise server at {self.url} (DELETE {path} does)"
+        print(f"interrupted: {note}", file=sys.stderr)
 
 
 def _wait(seconds: float) -> None:
