@@ -49,6 +49,13 @@ def test_a_cost_limit_holds_whatever_the_request_or_its_fallback_asks(served, ti
         assert infeasible.value.body["server_limits"] == {"max_cost_usd": 0.0}
 
 
+def test_a_limited_floor_fallback_takes_a_low_confidence_model_the_request_allows(served, tiny_predictor):
+    # every quality here is low-confidence, which the request allows and the limits do not forbid: 'mid'
+    # (0.6) keeps the limited floor, so the cheapest fallback past the request's own cap is 'mid'
+    with limited(served, tiny_predictor, {"min_quality": 0.5}) as url:
+        assert routed(sdk(url), allow_low_confidence=True, max_cost_usd=1e-9, on_infeasible="cheapest") == "mid"
+
+
 def test_a_floor_and_flags_cannot_be_lowered(served, tiny_predictor):
     with limited(served, tiny_predictor, {"min_quality": 0.5, "allow_low_confidence": False}) as url:
         with pytest.raises(openai.ConflictError) as infeasible:  # every quality here is low-confidence

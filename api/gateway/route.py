@@ -103,12 +103,13 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
     return SelectRequest.model_validate({**fields, "prompt": cut_prompt(prompt)})
 
 
-def _within(candidate, limits: GatewayLimits) -> bool:
-    """Whether a candidate's figures keep the limited caps and floor (as a fallback must)."""
+def _within(candidate, limits: GatewayLimits, allow_low_confidence: bool) -> bool:
+    """Whether a candidate's figures keep the limited caps and floor (as a fallback must); a quality
+    without evidence counts toward the floor where the request allows it (and so the limits did)."""
     return ((limits.max_cost_usd is None or candidate.cost_usd <= cost_limit(limits.max_cost_usd))
             and (limits.max_latency_ms is None or candidate.latency_ms <= limits.max_latency_ms)
             and (limits.min_quality is None or (candidate.quality >= limits.min_quality * (1 - REL_TOL)
-                                                and candidate.low_confidence is None)))
+                                                and (allow_low_confidence or candidate.low_confidence is None))))
 
 
 def _fallback_within(request: SelectRequest, decide, limits: GatewayLimits):
@@ -118,7 +119,8 @@ def _fallback_within(request: SelectRequest, decide, limits: GatewayLimits):
     broken = broken_limits(decision.violates, limits) if decision.fallback else []
     if not broken:
         return decision
-    within = [c.name for c in decision.candidates if c.name in (request.models or ()) and _within(c, limits)]
+    within = [c.name for c in decision.candidates
+              if c.name in (request.models or ()) and _within(c, limits, request.allow_low_confidence)]
     if not within:
         blocking = {c.name: c.excluded_by for c in decision.candidates if c.name in (request.models or ())}
         raise NoFeasibleModel(blocking, {}, f"no model satisfies the constraints, and no fallback "
