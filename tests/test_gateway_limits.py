@@ -56,6 +56,17 @@ def test_a_limited_floor_fallback_takes_a_low_confidence_model_the_request_allow
         assert routed(sdk(url), allow_low_confidence=True, max_cost_usd=1e-9, on_infeasible="cheapest") == "mid"
 
 
+def test_a_limited_fallback_never_counts_a_model_a_hard_constraint_rules_out(served, tiny_predictor):
+    # within the cost limit are 'cheap' and 'mid', both excluded by the request: no fallback keeps the
+    # limit, and the 409 says so rather than blaming an allow-list the caller never sent
+    with limited(served, tiny_predictor, {"max_cost_usd": 0.001}) as url:
+        with pytest.raises(openai.ConflictError) as infeasible:
+            routed(sdk(url), exclude=["down", "cheap", "mid"], min_quality=0.99, allow_low_confidence=True,
+                   on_infeasible="best_quality")
+    assert "keeps the server's limits on max_cost_usd" in infeasible.value.message
+    assert "allow-list" not in infeasible.value.message
+
+
 def test_a_floor_and_flags_cannot_be_lowered(served, tiny_predictor):
     with limited(served, tiny_predictor, {"min_quality": 0.5, "allow_low_confidence": False}) as url:
         with pytest.raises(openai.ConflictError) as infeasible:  # every quality here is low-confidence

@@ -20,6 +20,7 @@ from pickwise.api.way_out import describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import ranking
+from pickwise.selector.request import HARD_REASONS
 from pickwise.selector.sets import REL_TOL, cost_limit
 
 AUTO_MODEL = "pickwise/auto"
@@ -104,9 +105,11 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
 
 
 def _within(candidate, limits: GatewayLimits, allow_low_confidence: bool) -> bool:
-    """Whether a candidate's figures keep the limited caps and floor (as a fallback must); a quality
-    without evidence counts toward the floor where the request allows it (and so the limits did)."""
-    return ((limits.max_cost_usd is None or candidate.cost_usd <= cost_limit(limits.max_cost_usd))
+    """Whether a candidate passes the hard constraints and its figures keep the limited caps and floor (as
+    a fallback must); a quality without evidence counts toward the floor where the request allows it (and
+    so the limits did)."""
+    return (not any(reason in HARD_REASONS for reason in candidate.excluded_by)
+            and (limits.max_cost_usd is None or candidate.cost_usd <= cost_limit(limits.max_cost_usd))
             and (limits.max_latency_ms is None or candidate.latency_ms <= limits.max_latency_ms)
             and (limits.min_quality is None or (candidate.quality >= limits.min_quality * (1 - REL_TOL)
                                                 and (allow_low_confidence or candidate.low_confidence is None))))
