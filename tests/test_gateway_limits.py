@@ -67,11 +67,21 @@ def test_a_limited_fallback_never_counts_a_model_a_hard_constraint_rules_out(ser
     assert "allow-list" not in infeasible.value.message
 
 
+def test_a_409_offers_no_way_out_beyond_the_limits(served, tiny_predictor):
+    with limited(served, tiny_predictor, {"max_cost_usd": 0.001}) as url:  # 'dear' costs ~0.002 a call
+        with pytest.raises(openai.ConflictError) as infeasible:
+            routed(sdk(url), models=["dear"])
+    assert infeasible.value.body["way_out"] == {}
+    assert "way out" not in infeasible.value.message
+    assert "within the server's limits on max_cost_usd (PICKWISE_GATEWAY_LIMITS)" in infeasible.value.message
+
+
 def test_a_floor_and_flags_cannot_be_lowered(served, tiny_predictor):
     with limited(served, tiny_predictor, {"min_quality": 0.5, "allow_low_confidence": False}) as url:
         with pytest.raises(openai.ConflictError) as infeasible:  # every quality here is low-confidence
             routed(sdk(url), min_quality=0.1, allow_low_confidence=True)
         assert "low confidence" in infeasible.value.message
+        assert infeasible.value.body["way_out"] == {}  # allow_low_confidence is no way out the limits allow
         assert infeasible.value.body["server_limits"] == {"min_quality": 0.5, "allow_low_confidence": False}
 
 

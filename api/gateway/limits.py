@@ -102,3 +102,23 @@ def check_named(spec: ModelSpec, limits: GatewayLimits, snapshot: RegistrySnapsh
 def broken_limits(violates: list[str], limits: GatewayLimits) -> list[str]:
     """The limits a fallback decision breaks (its `violates`), by field name."""
     return list(dict.fromkeys(_BROKEN[v] for v in violates if v in _BROKEN and getattr(limits, _BROKEN[v]) is not None))
+
+
+def _bars(limits: GatewayLimits, field: str, value: float | bool) -> bool:
+    """Whether the limits forbid a request to set `field` to `value`."""
+    limit = getattr(limits, field, None)
+    if limit is None:
+        return False
+    if field in ("max_cost_usd", "max_latency_ms"):
+        return value > limit
+    if field == "min_quality":
+        return value < limit
+    return value is True and limit is False  # allow_low_confidence, allow_base_models
+
+
+def ways_within(ways: dict[str, float | bool], limits: GatewayLimits) -> tuple[dict[str, float | bool], list[str]]:
+    """The ways out of a 409 (`api.way_out`) a caller may take under the limits, and the fields of those
+    the limits bar (a caller told to raise a cap past its limit would only get the same 409)."""
+    barred = [k for k, v in ways.items() if _bars(limits, k, v)]
+    return {k: v for k, v in ways.items() if k not in barred}, barred
+

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
-from pickwise.api.gateway.limits import LIMITS_ENV, GatewayLimits, broken_limits
+from pickwise.api.gateway.limits import LIMITS_ENV, GatewayLimits, broken_limits, ways_within
 from pickwise.api.gateway.options import GatewayOptions
 from pickwise.api.gateway.output_cap import OutputCap, fits_none
 from pickwise.api.schemas import MAX_PROMPT_CHARS, SelectRequest
@@ -143,8 +143,9 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
                               output_cap=None if cap is None else cap.tokens, answers=answers,
                               predictor=encoded.predictor)
 
+    limits = limits or GatewayLimits()
     try:
-        decision = _fallback_within(request, decide, limits or GatewayLimits())
+        decision = _fallback_within(request, decide, limits)
     except NoFeasibleModel as exc:  # only the models the gateway could have called are of interest
         if exc.context.get("fallback_limited"):
             raise
@@ -154,12 +155,17 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
                                                       cap, prompt_tokens)
         if too_long is not None:
             raise too_long from None
-        message = describe(blocking, exc.way_out, request.on_infeasible, exc.way_out_together,
-                           bool(exc.context.get("unreadable")))
+        ways, barred = ways_within(exc.way_out, limits)
+        together, barred_together = ways_within(exc.way_out_together, limits)
+        together = {} if barred_together else together  # a pair of changes helps only together
+        message = describe(blocking, ways, request.on_infeasible, together, bool(exc.context.get("unreadable")))
+        if barred or barred_together:
+            message += (f" within the server's limits on {', '.join(dict.fromkeys([*barred, *barred_together]))} "
+                        f"({LIMITS_ENV})")
         if cap is not None and any("context window" in why for why in blocking.values()):
             message += (f"; 'context window' counts the conversation's {prompt_tokens:,} prompt tokens plus "
                         f"{cap.field} {cap.tokens:,}")
-        raise NoFeasibleModel(blocking, exc.way_out, message, exc.way_out_together).add_context(**exc.context) from None
+        raise NoFeasibleModel(blocking, ways, message, together).add_context(**exc.context) from None
     except RequestFieldError as exc:
         if exc.field.startswith("pickwise."):
             raise
