@@ -110,6 +110,13 @@ def test_bad_limits_stop_serve_naming_the_field(registry_dir, tmp_path, capsys, 
     monkeypatch.setenv("PICKWISE_GATEWAY_LIMITS", '{"models": ["gpt-4-1106-previw"]}')
     assert main([*args[:-1], str(tmp_path / "missing")]) == 2
     assert "PICKWISE_GATEWAY_LIMITS: models: unknown model 'gpt-4-1106-previw'" in capsys.readouterr().err
+    # defaults routing every call outside the limits would refuse every call that sends no models (403)
+    monkeypatch.setenv("PICKWISE_GATEWAY_LIMITS", '{"models": ["gpt-4-1106-preview"]}')
+    assert main([*args[:-1], str(tmp_path / "missing"), "--gateway-defaults",
+                 '{"models": ["gemini-1.5-flash-002", "gpt-4-1106-preview"]}']) == 2
+    assert ("--gateway-defaults: models: 'gemini-1.5-flash-002' is outside the models PICKWISE_GATEWAY_LIMITS "
+            "lets callers reach") in capsys.readouterr().err
+    monkeypatch.delenv("PICKWISE_GATEWAY_LIMITS")
     settings = ServiceSettings(gateway_limits='{"max_cost_usd": 0.01}')  # serve --workers hands them over
     for name, value in settings.environment().items():
         monkeypatch.setenv(name, value)

@@ -92,6 +92,14 @@ def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySn
     return options.model_copy(update=update)
 
 
+def check_defaults(defaults: dict[str, Any], limits: GatewayLimits, snapshot: RegistrySnapshot) -> None:
+    """ValueError naming a model of the server's default allow-list that the limits keep callers from:
+    every call that sends no `models` of its own would be refused (403) for the server's setting."""
+    for name in defaults.get("models") or ():
+        if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
+            raise ValueError(f"models: {name!r} is outside the models {LIMITS_ENV} lets callers reach")
+
+
 def check_named(spec: ModelSpec, limits: GatewayLimits, snapshot: RegistrySnapshot) -> None:
     """OutsideLimits for a named call to a model callers may not reach."""
     if not limits.allows(spec, snapshot):
