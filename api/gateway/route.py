@@ -16,7 +16,7 @@ from pickwise.api.gateway.options import GatewayOptions
 from pickwise.api.gateway.output_cap import OutputCap, fits_none
 from pickwise.api.schemas import MAX_PROMPT_CHARS, SelectRequest
 from pickwise.api.service import Encoded, PickwiseService
-from pickwise.api.way_out import describe
+from pickwise.api.way_out import declared_elsewhere, describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import ranking
@@ -158,7 +158,8 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
         ways, barred = ways_within(exc.way_out, limits)
         together, barred_together = ways_within(exc.way_out_together, limits)
         together = {} if barred_together else together  # a pair of changes helps only together
-        message = describe(blocking, ways, request.on_infeasible, together, bool(exc.context.get("unreadable")))
+        message = describe(blocking, ways, request.on_infeasible, together, bool(exc.context.get("unreadable")),
+                           declared_elsewhere(snapshot, blocking))
         if barred or barred_together:
             message += (f" within the server's limits on {', '.join(dict.fromkeys([*barred, *barred_together]))} "
                         f"({LIMITS_ENV})")
