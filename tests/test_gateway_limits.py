@@ -121,3 +121,10 @@ def test_bad_limits_stop_serve_naming_the_field(registry_dir, tmp_path, capsys, 
     for name, value in settings.environment().items():
         monkeypatch.setenv(name, value)
     assert ServiceSettings().limits.max_cost_usd == 0.01
+
+
+def test_a_request_naming_an_excluded_model_is_refused_as_outside_the_limits(served, tiny_predictor):
+    with limited(served, tiny_predictor, {"exclude": ["dear"]}) as url:  # no `models` limit: exclude alone
+        with pytest.raises(openai.PermissionDeniedError) as outside:
+            routed(sdk(url), models=["dear", "mid"])
+    assert outside.value.body["param"] == "pickwise.models" and "'dear' is outside" in outside.value.message

@@ -79,11 +79,11 @@ def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySn
         "allow_base_models": options.allow_base_models and limits.allow_base_models is None,
         "max_attempts": min(options.max_attempts, limits.max_attempts or options.max_attempts),
     }
+    for name in options.models or ():
+        if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
+            raise OutsideLimits(f"{quoted(name)} is outside the models this server lets callers reach "
+                                f"({LIMITS_ENV})", param="pickwise.models")
     if limits.models is not None:
-        for name in options.models or ():
-            if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
-                raise OutsideLimits(f"{quoted(name)} is outside the models this server lets callers reach "
-                                    f"({LIMITS_ENV})", param="pickwise.models")
         if options.models is None:
             update["models"] = [s.name for s in served if limits.allows(s, snapshot)]
             if not update["models"]:
