@@ -121,6 +121,10 @@ def test_bad_limits_stop_serve_naming_the_field(registry_dir, tmp_path, capsys, 
     for name, value in settings.environment().items():
         monkeypatch.setenv(name, value)
     assert ServiceSettings().limits.max_cost_usd == 0.01
+    # `--gateway-limits ''` over limits in the environment: none, in every worker as with one
+    for name, value in ServiceSettings(gateway_limits="", gateway_defaults=" ").environment().items():
+        monkeypatch.setenv(name, value)
+    assert ServiceSettings().limits.set_fields() == {} and ServiceSettings().gateway_options == {}
 
 
 def test_a_request_naming_an_excluded_model_is_refused_as_outside_the_limits(served, tiny_predictor):
