@@ -116,6 +116,10 @@ def test_bad_limits_stop_serve_naming_the_field(registry_dir, tmp_path, capsys, 
                  '{"models": ["gemini-1.5-flash-002", "gpt-4-1106-preview"]}']) == 2
     assert ("--gateway-defaults: models: 'gemini-1.5-flash-002' is outside the models PICKWISE_GATEWAY_LIMITS "
             "lets callers reach") in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "missing"), "--gateway-defaults", '{"expected_output_tokens": 50}',
+                 "--gateway-limits", '{"max_latency_ms": 5000}']) == 2
+    assert "--gateway-defaults: expected_output_tokens: --gateway-limits limits the estimated latency" \
+        in capsys.readouterr().err
     monkeypatch.delenv("PICKWISE_GATEWAY_LIMITS")
     settings = ServiceSettings(gateway_limits='{"max_cost_usd": 0.01}')  # serve --workers hands them over
     for name, value in settings.environment().items():
@@ -132,3 +136,15 @@ def test_a_request_naming_an_excluded_model_is_refused_as_outside_the_limits(ser
         with pytest.raises(openai.PermissionDeniedError) as outside:
             routed(sdk(url), models=["dear", "mid"])
     assert outside.value.body["param"] == "pickwise.models" and "'dear' is outside" in outside.value.message
+
+
+def test_a_caller_cannot_shrink_the_estimate_a_cost_limit_is_checked_on(served, tiny_predictor):
+    # 'dear' costs ~0.002 a call at its expected answer: a claimed 0-token answer would price it under the
+    # limit, while nothing holds its answer to that; max_tokens does, and is how to bound one
+    with limited(served, tiny_predictor, {"max_cost_usd": 0.001}) as url:
+        with pytest.raises(openai.PermissionDeniedError) as outside:
+            routed(sdk(url), objective="max_quality", expected_output_tokens=0)
+        assert outside.value.body["param"] == "pickwise.expected_output_tokens"
+        assert "max_tokens" in outside.value.message
+        assert create(sdk(url), max_tokens=1, extra_body={"pickwise": {**SKIP_DOWN, "objective": "max_quality"}}
+                      )[0].headers["x-pickwise-model"] == "dear"  # a 1-token answer is within the limit

@@ -209,7 +209,7 @@ def _check_policy_names(batching: dict, snapshot) -> None:
         except ValueError as exc:
             raise CliError(f"{_option_name(field, batching)}: {exc}") from None
     try:
-        check_defaults(settings.gateway_options, settings.limits, snapshot)
+        check_defaults(settings.gateway_options, settings.limits, snapshot, _option_name("gateway_limits", batching))
     except ValueError as exc:
         raise CliError(f"{_option_name('gateway_defaults', batching)}: {exc}") from None
 

@@ -48,6 +48,12 @@ class GatewayLimits(BaseModel):
             return False
         return self.models is None or any(n in snapshot and snapshot.get(n).name == spec.name for n in self.models)
 
+    def prices_answers(self) -> str:
+        """What the limits cap that an answer's length drives ('cost', 'latency', both or ''): a request's
+        expected_output_tokens, a claim nothing holds the answer to, may not lower those estimates."""
+        return " and ".join(w for w, cap in (("cost", self.max_cost_usd), ("latency", self.max_latency_ms))
+                            if cap is not None)
+
     def set_fields(self) -> dict[str, Any]:
         """The limits set, as JSON (what a 409 or 403 reports)."""
         return self.model_dump(exclude_defaults=True)
@@ -79,6 +85,10 @@ def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySn
         "allow_base_models": options.allow_base_models and limits.allow_base_models is None,
         "max_attempts": min(options.max_attempts, limits.max_attempts or options.max_attempts),
     }
+    if options.expected_output_tokens is not None and limits.prices_answers():
+        raise OutsideLimits(f"this server limits each call's estimated {limits.prices_answers()} ({LIMITS_ENV}), "
+                            "which prices every model's own expected answer: bound the answer with max_tokens "
+                            "instead", param="pickwise.expected_output_tokens")
     for name in options.models or ():
         if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
             raise OutsideLimits(f"{quoted(name)} is outside the models this server lets callers reach "
@@ -92,12 +102,17 @@ def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySn
     return options.model_copy(update=update)
 
 
-def check_defaults(defaults: dict[str, Any], limits: GatewayLimits, snapshot: RegistrySnapshot) -> None:
-    """ValueError naming a model of the server's default allow-list that the limits keep callers from:
-    every call that sends no `models` of its own would be refused (403) for the server's setting."""
+def check_defaults(defaults: dict[str, Any], limits: GatewayLimits, snapshot: RegistrySnapshot,
+                   limits_from: str = LIMITS_ENV) -> None:
+    """ValueError naming a default the limits refuse (a model of the allow-list they keep callers from, an
+    expected_output_tokens under a cost or latency limit): every call that does not override it would be
+    refused (403) for the server's setting. `limits_from`: the option or variable the limits came from."""
     for name in defaults.get("models") or ():
         if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
-            raise ValueError(f"models: {name!r} is outside the models {LIMITS_ENV} lets callers reach")
+            raise ValueError(f"models: {name!r} is outside the models {limits_from} lets callers reach")
+    if defaults.get("expected_output_tokens") is not None and limits.prices_answers():
+        raise ValueError(f"expected_output_tokens: {limits_from} limits the estimated {limits.prices_answers()}, "
+                         "which prices every model's own expected answer")
 
 
 def check_named(spec: ModelSpec, limits: GatewayLimits, snapshot: RegistrySnapshot) -> None:
