@@ -324,3 +324,12 @@ def test_a_trained_model_registered_under_another_name_is_scored_from_its_refit(
     assert first.model_vector(spec, snapshot).bias < tiny_predictor.model_vector(spec, snapshot).bias  # all failures
     assert np.allclose(second.model_vector(spec, snapshot).vector, first.model_vector(spec, snapshot).vector)
     assert second.model_vector(spec, snapshot).bias == pytest.approx(first.model_vector(spec, snapshot).bias)
+
+
+def test_fit_help_says_a_refit_is_a_fine_base(capsys):
+    from pickwise.api.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "count its outcomes twice" not in text and "counted once" in text
