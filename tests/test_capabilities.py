@@ -63,6 +63,9 @@ def test_the_gateway_reads_what_a_chat_request_needs():
     audio_part = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
     assert required_capabilities({"messages": [{"role": "user", "content": [audio_part]}]}) == ["audio"]
     assert required_capabilities({"messages": ask, "modalities": ["text", "audio"]}) == ["audio"]
+    # a conversation going on from an audio answer refers to it by id in the assistant's message
+    spoken = {"role": "assistant", "content": None, "audio": {"id": "audio_abc123"}}
+    assert required_capabilities({"messages": [*ask, spoken, {"role": "user", "content": "again"}]}) == ["audio"]
 
 
 def test_cli_select_requires_and_says_where_a_capability_is_declared(tmp_path, capsys, tiny_loader):
