@@ -42,7 +42,7 @@ from pickwise.api.schemas import (
     SelectRequest,
     SelectResponse,
 )
-from pickwise.api.way_out import describe, way_out, way_out_together
+from pickwise.api.way_out import declared_elsewhere, describe, way_out, way_out_together
 from pickwise.errors import PickwiseError
 from pickwise.predictor.scale import OPEN_ENDED_AT
 from pickwise.registry import (
@@ -458,7 +458,8 @@ class PickwiseService:
             together = {} if ways else way_out_together(candidates, constraints, predictor.set_rho)
             unreadable = evidence.unreadable[0]
             short = NoFeasibleModel(blocking, ways,
-                                    describe(blocking, ways, constraints.on_infeasible, together, unreadable), together)
+                                    describe(blocking, ways, constraints.on_infeasible, together, unreadable,
+                                             declared_elsewhere(snapshot, blocking)), together)
             short.add_context(registry_version=snapshot.version, predictor_version=predictor.version)
             if unreadable:
                 short.add_context(unreadable=True)

@@ -8,10 +8,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from pickwise.registry import RegistrySnapshot
+from pickwise.registry.schema import CAPABILITIES
 from pickwise.selector.errors import InfeasibleSelection
 from pickwise.selector.request import select_models
 from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 
+NAMED = 5  # models named in a 409 as declaring what the call needs, the rest counted
 WAY_OUT_FIELDS = ("min_quality", "max_cost_usd", "max_latency_ms", "allow_low_confidence", "allow_base_models")
 
 
@@ -107,10 +110,19 @@ def _options(ways: dict[str, float | bool], joiner: str) -> str:
     return joiner.join(f"{k} {str(v).lower() if isinstance(v, bool) else f'{v:g}'}" for k, v in ways.items())
 
 
+def declared_elsewhere(snapshot: RegistrySnapshot, blocking: dict[str, list[str]]) -> dict[str, list[str]]:
+    """{capability: the registry's models declaring it that are not among `blocking`'s}: those a call
+    needing it could not go to (an allow-list, disabled, no endpoint, a server's limits)."""
+    inside = {snapshot.get(n).name for n in blocking if n in snapshot}
+    return {c: [s.name for s in snapshot.models if c in s.capabilities and s.name not in inside] for c in CAPABILITIES}
+
+
 def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fallback: str = "error",
-             together: dict[str, float | bool] | None = None, unreadable: bool = False) -> str:
+             together: dict[str, float | bool] | None = None, unreadable: bool = False,
+             elsewhere: dict[str, list[str]] | None = None) -> str:
     """One sentence: how many models each constraint rules out (and, for a prompt the encoder cannot
-    read, why every quality is low-confidence), then the way out."""
+    read, why every quality is low-confidence), then the way out. `elsewhere` (`declared_elsewhere`):
+    the models outside `blocking` that declare a capability none of them does."""
     counts = Counter(reason for why in blocking.values() for reason in (why or ["no feasible set"]))
     ruled = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
     text = f"no model satisfies the constraints ({len(blocking)} models; ruled out by {ruled})"
@@ -121,6 +133,12 @@ def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fall
         text += f"; no model passes the hard constraints for fallback '{fallback}'"
     lacking = [reason.removeprefix("lacks ") for reason in counts if reason.startswith("lacks ")
                and all(reason in why for why in blocking.values())]
+    others = sorted({n for c in lacking for n in (elsewhere or {}).get(c, ())})
+    if others:  # declared already, by models this call may not go to
+        named = others[:NAMED] + ([f"{len(others) - NAMED} more"] if len(others) > NAMED else [])
+        return text + (f"; the call needs {' and '.join(lacking)}, which no model here declares; "
+                       f"{' and '.join([', '.join(named[:-1]), named[-1]] if len(named) > 1 else named)} "
+                       f"declare{'s' if len(others) == 1 else ''} it, outside the models this call may go to")
     if lacking:  # no request option changes what a model can do: the registry entry must say it
         return text + (f"; the call needs {' and '.join(lacking)}, which no model here declares: list "
                        f"{'it' if len(lacking) == 1 else 'them'} under "

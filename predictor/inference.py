@@ -292,6 +292,8 @@ class QualityPredictor:
             if fitted.get("evidence") and self.scale is not None:
                 evidence = OutcomeEvidence.from_dict(fitted["evidence"], len(self.scale.tasks), name)
             j = self._index.get(name)
+            if j is None:  # a registry entry that renamed a trained model: `refit` says its trained name
+                j = self._index.get(fitted.get("trained_as"))
             if j is not None:
                 self._vectors[j], self._bias[j] = vector, bias
                 if evidence is not None:

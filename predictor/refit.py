@@ -196,9 +196,11 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
         e, b, before = fit_one(predictor, spec, snapshot, u, rows.scores[idx], trust_trained, trust_new)
         fitted[name] = {"vector": [float(x) for x in e], "bias": float(b), "rows": len(idx),
                         "prompts": len({rows.shas[i] for i in idx}), "before": before}
+        index = predictor.model_vector(spec, snapshot).index  # its trained row, by name or alias
+        if index is not None and predictor.model_names[index] != name:  # trained under an alias: say which
+            fitted[name]["trained_as"] = predictor.model_names[index]
         read = [i for i in idx if rows.shas[i] in reading]  # a hash-only prompt has no task posterior
         if read:
-            index = predictor.model_vector(spec, snapshot).index  # its trained row, by name or alias
             cut, difficulty = (np.array([reading[rows.shas[i]][k] for i in read]) for k in (0, 1))
             evidence = predictor.outcome_evidence(index, np.stack([features.tasks[rows.shas[i]] for i in read]),
                                                   cut, difficulty, rows.scores[read])
@@ -358,7 +360,8 @@ def refit(base_predictor, snapshot, store, out_dir: str | Path, *, holdout: floa
     features = prompt_features(base_predictor, rows, store, progress=progress)
     encoded_at = time.perf_counter()
     held = holdout_mask(rows, holdout)
-    origin = base_predictor.without_outcomes(set(rows.models))  # a refit of a refit counts each outcome once
+    # a refit of a refit counts each outcome once (by every name: a trained model may be known by an alias)
+    origin = base_predictor.without_outcomes({n for m in set(rows.models) for n in snapshot.get(m).all_names()})
     fitted = fit_vectors(origin, snapshot, rows, features, ~held, trust_trained, trust_new)
     lengths = refit_lengths(origin, snapshot, rows, features, held, trust_trained)
     fitted_at = time.perf_counter()

@@ -63,6 +63,9 @@ def test_the_gateway_reads_what_a_chat_request_needs():
     audio_part = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
     assert required_capabilities({"messages": [{"role": "user", "content": [audio_part]}]}) == ["audio"]
     assert required_capabilities({"messages": ask, "modalities": ["text", "audio"]}) == ["audio"]
+    # a conversation going on from an audio answer refers to it by id in the assistant's message
+    spoken = {"role": "assistant", "content": None, "audio": {"id": "audio_abc123"}}
+    assert required_capabilities({"messages": [*ask, spoken, {"role": "user", "content": "again"}]}) == ["audio"]
 
 
 def test_cli_select_requires_and_says_where_a_capability_is_declared(tmp_path, capsys, tiny_loader):
@@ -107,3 +110,17 @@ def test_the_gateway_routes_a_call_only_to_models_that_take_what_it_sends(served
         assert "the call needs json_schema, which no model here declares" in err.value.body["message"]
         raw, _ = create(client, model="cheap", tools=[TOOL])  # a named model is the caller's choice
         assert raw.headers["x-pickwise-model"] == "cheap"
+
+
+def test_a_409_names_the_models_that_declare_what_the_call_needs_outside_its_pool(served, tiny_predictor):
+    """'mid' and 'dear' declare tools but the call may not go to them (an allow-list, the server's limits):
+    the 409 names them, rather than asking for a declaration they already have."""
+    limits = json.dumps({"exclude": ["dear"]})
+    with pickwise_server(served[0], tiny_predictor, gateway_limits=limits) as url:
+        with pytest.raises(openai.ConflictError) as err:
+            create(sdk(url), tools=[TOOL], extra_body={"pickwise": {"models": ["cheap"]}})
+    message = err.value.body["message"]
+    # the served models, and those registered without an endpoint (gemini-1.5-flash-002, gpt-4-1106-preview)
+    assert ("the call needs tools, which no model here declares; dear, gemini-1.5-flash-002, gpt-4-1106-preview "
+            "and mid declare it, outside the models this call may go to") in message
+    assert "list it under `capabilities`" not in message

@@ -297,3 +297,39 @@ def test_fitting_a_refit_to_the_same_store_counts_each_outcome_once(tmp_path, ti
                                                                      UNTRAINED: "population"}
     assert json.loads((tmp_path / "first" / "outcome_vectors.json").read_text()) == \
         json.loads((tmp_path / "second" / "outcome_vectors.json").read_text())
+
+
+def test_a_trained_model_registered_under_another_name_is_scored_from_its_refit(tmp_path, tiny_predictor):
+    """A registry entry renaming a trained model (its trained name an alias) gets its refitted vector when
+    served, and a refit of that refit starts it from its trained vector again."""
+    import yaml
+
+    from pickwise.predictor.backbone import tiny_backbone
+    from pickwise.predictor.inference import load_predictor
+    from pickwise.registry import default_registry_dir
+    from tests.api_support import copy_models
+
+    trained = load_registry(default_registry_dir()).get("gpt-4-1106-preview").model_dump(exclude_defaults=True)
+    copy_models(tmp_path / "reg", names=("Llama-2-7b-hf", UNTRAINED))
+    renamed = {**trained, "name": "gpt4", "aliases": ["gpt-4-1106-preview"]}
+    (tmp_path / "reg" / "renamed.yaml").write_text(yaml.safe_dump([renamed], sort_keys=False))
+    snapshot = load_registry(tmp_path / "reg")
+    spec = snapshot.get("gpt4")
+    _store(tmp_path / "s.sqlite", prompts(80, seed=23), "gpt4", [0.0] * 80)
+    with OutcomeStore(tmp_path / "s.sqlite") as store:
+        refit(tiny_predictor, snapshot, store, tmp_path / "first", holdout=0.0)
+        first = load_predictor(tmp_path / "first", device="cpu", backbone=tiny_backbone())
+        refit(first, snapshot, store, tmp_path / "second", holdout=0.0)
+    second = load_predictor(tmp_path / "second", device="cpu", backbone=tiny_backbone())
+    assert first.model_vector(spec, snapshot).bias < tiny_predictor.model_vector(spec, snapshot).bias  # all failures
+    assert np.allclose(second.model_vector(spec, snapshot).vector, first.model_vector(spec, snapshot).vector)
+    assert second.model_vector(spec, snapshot).bias == pytest.approx(first.model_vector(spec, snapshot).bias)
+
+
+def test_fit_help_says_a_refit_is_a_fine_base(capsys):
+    from pickwise.api.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "count its outcomes twice" not in text and "counted once" in text

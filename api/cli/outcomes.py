@@ -71,8 +71,9 @@ def register(sub) -> None:
     add_store_option(p)
     add_registry_option(p)
     p.add_argument("--artifact", metavar="BASE", default=None,
-                   help="the base artifact whose encoder is kept (default: the shipped one; fitting on top "
-                        "of an earlier fit would count its outcomes twice)")
+                   help="the base artifact whose encoder is kept (default: the shipped one; an earlier fit, "
+                        "the promoted one say, works too: each model with outcomes in the store starts from what "
+                        "it had before any refit, so they are counted once)")
     p.add_argument("--out", required=True, metavar="DIR", help="where the refitted artifact goes")
     p.add_argument("--holdout", type=number(float, low=0.0, high=0.9), default=0.2, metavar="SHARE",
                    help="share of prompts, the newest, held out to compare the candidate with its base "

@@ -197,6 +197,7 @@ def _check_paths(args: argparse.Namespace, batching: dict) -> tuple[Path, Path]:
 def _check_policy_names(batching: dict, snapshot) -> None:
     """The routing policy's model names, against the registry serve starts with: a typo stops it here,
     so a name missing later was removed while serving (`gateway.route.for_registry`)."""
+    from pickwise.api.gateway.limits import check_defaults
     from pickwise.api.gateway.options import check_names
     from pickwise.api.http.settings import ServiceSettings
 
@@ -207,6 +208,10 @@ def _check_policy_names(batching: dict, snapshot) -> None:
             check_names(names, snapshot)
         except ValueError as exc:
             raise CliError(f"{_option_name(field, batching)}: {exc}") from None
+    try:
+        check_defaults(settings.gateway_options, settings.limits, snapshot, _option_name("gateway_limits", batching))
+    except ValueError as exc:
+        raise CliError(f"{_option_name('gateway_defaults', batching)}: {exc}") from None
 
 
 def _check_store(target: str | None) -> None:

@@ -17,6 +17,8 @@ def _message_needs(message: Any) -> set[str]:
     needs = set()
     if message.get("role") in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
         needs.add("tools")  # a conversation that holds tool calls needs a model that reads them
+    if message.get("audio") is not None:
+        needs.add("audio")  # an assistant's earlier audio answer, referred to by id
     content = message.get("content")
     if isinstance(content, list):
         needs.update(_PART_NEEDS[p["type"]] for p in content if isinstance(p, dict) and p.get("type") in _PART_NEEDS)

@@ -48,6 +48,12 @@ class GatewayLimits(BaseModel):
             return False
         return self.models is None or any(n in snapshot and snapshot.get(n).name == spec.name for n in self.models)
 
+    def prices_answers(self) -> str:
+        """What the limits cap that an answer's length drives ('cost', 'latency', both or ''): a request's
+        expected_output_tokens, a claim nothing holds the answer to, may not lower those estimates."""
+        return " and ".join(w for w, cap in (("cost", self.max_cost_usd), ("latency", self.max_latency_ms))
+                            if cap is not None)
+
     def set_fields(self) -> dict[str, Any]:
         """The limits set, as JSON (what a 409 or 403 reports)."""
         return self.model_dump(exclude_defaults=True)
@@ -79,17 +85,34 @@ def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySn
         "allow_base_models": options.allow_base_models and limits.allow_base_models is None,
         "max_attempts": min(options.max_attempts, limits.max_attempts or options.max_attempts),
     }
+    if options.expected_output_tokens is not None and limits.prices_answers():
+        raise OutsideLimits(f"this server limits each call's estimated {limits.prices_answers()} ({LIMITS_ENV}), "
+                            "which prices every model's own expected answer: bound the answer with max_tokens "
+                            "instead", param="pickwise.expected_output_tokens")
+    for name in options.models or ():
+        if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
+            raise OutsideLimits(f"{quoted(name)} is outside the models this server lets callers reach "
+                                f"({LIMITS_ENV})", param="pickwise.models")
     if limits.models is not None:
-        for name in options.models or ():
-            if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
-                raise OutsideLimits(f"{quoted(name)} is outside the models this server lets callers reach "
-                                    f"({LIMITS_ENV})", param="pickwise.models")
         if options.models is None:
             update["models"] = [s.name for s in served if limits.allows(s, snapshot)]
             if not update["models"]:
                 raise ModelNotServed(f"none of the models this server lets callers reach ({LIMITS_ENV}) can be "
                                      "called now: each is disabled, without an endpoint or removed", param="model")
     return options.model_copy(update=update)
+
+
+def check_defaults(defaults: dict[str, Any], limits: GatewayLimits, snapshot: RegistrySnapshot,
+                   limits_from: str = LIMITS_ENV) -> None:
+    """ValueError naming a default the limits refuse (a model of the allow-list they keep callers from, an
+    expected_output_tokens under a cost or latency limit): every call that does not override it would be
+    refused (403) for the server's setting. `limits_from`: the option or variable the limits came from."""
+    for name in defaults.get("models") or ():
+        if name in snapshot and not limits.allows(snapshot.get(name), snapshot):
+            raise ValueError(f"models: {name!r} is outside the models {limits_from} lets callers reach")
+    if defaults.get("expected_output_tokens") is not None and limits.prices_answers():
+        raise ValueError(f"expected_output_tokens: {limits_from} limits the estimated {limits.prices_answers()}, "
+                         "which prices every model's own expected answer")
 
 
 def check_named(spec: ModelSpec, limits: GatewayLimits, snapshot: RegistrySnapshot) -> None:
@@ -102,3 +125,23 @@ def check_named(spec: ModelSpec, limits: GatewayLimits, snapshot: RegistrySnapsh
 def broken_limits(violates: list[str], limits: GatewayLimits) -> list[str]:
     """The limits a fallback decision breaks (its `violates`), by field name."""
     return list(dict.fromkeys(_BROKEN[v] for v in violates if v in _BROKEN and getattr(limits, _BROKEN[v]) is not None))
+
+
+def _bars(limits: GatewayLimits, field: str, value: float | bool) -> bool:
+    """Whether the limits forbid a request to set `field` to `value`."""
+    limit = getattr(limits, field, None)
+    if limit is None:
+        return False
+    if field in ("max_cost_usd", "max_latency_ms"):
+        return value > limit
+    if field == "min_quality":
+        return value < limit
+    return value is True and limit is False  # allow_low_confidence, allow_base_models
+
+
+def ways_within(ways: dict[str, float | bool], limits: GatewayLimits) -> tuple[dict[str, float | bool], list[str]]:
+    """The ways out of a 409 (`api.way_out`) a caller may take under the limits, and the fields of those
+    the limits bar (a caller told to raise a cap past its limit would only get the same 409)."""
+    barred = [k for k, v in ways.items() if _bars(limits, k, v)]
+    return {k: v for k, v in ways.items() if k not in barred}, barred
+

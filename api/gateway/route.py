@@ -11,15 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from pickwise.api.errors import ModelNotServed, NoFeasibleModel, RequestFieldError, quoted
-from pickwise.api.gateway.limits import LIMITS_ENV, GatewayLimits, broken_limits
+from pickwise.api.gateway.limits import LIMITS_ENV, GatewayLimits, broken_limits, ways_within
 from pickwise.api.gateway.options import GatewayOptions
 from pickwise.api.gateway.output_cap import OutputCap, fits_none
 from pickwise.api.schemas import MAX_PROMPT_CHARS, SelectRequest
 from pickwise.api.service import Encoded, PickwiseService
-from pickwise.api.way_out import describe
+from pickwise.api.way_out import declared_elsewhere, describe
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import ranking
+from pickwise.selector.request import HARD_REASONS
 from pickwise.selector.sets import REL_TOL, cost_limit
 
 AUTO_MODEL = "pickwise/auto"
@@ -103,12 +104,15 @@ def select_request(service: PickwiseService, snapshot: RegistrySnapshot, options
     return SelectRequest.model_validate({**fields, "prompt": cut_prompt(prompt)})
 
 
-def _within(candidate, limits: GatewayLimits) -> bool:
-    """Whether a candidate's figures keep the limited caps and floor (as a fallback must)."""
-    return ((limits.max_cost_usd is None or candidate.cost_usd <= cost_limit(limits.max_cost_usd))
+def _within(candidate, limits: GatewayLimits, allow_low_confidence: bool) -> bool:
+    """Whether a candidate passes the hard constraints and its figures keep the limited caps and floor (as
+    a fallback must); a quality without evidence counts toward the floor where the request allows it (and
+    so the limits did)."""
+    return (not any(reason in HARD_REASONS for reason in candidate.excluded_by)
+            and (limits.max_cost_usd is None or candidate.cost_usd <= cost_limit(limits.max_cost_usd))
             and (limits.max_latency_ms is None or candidate.latency_ms <= limits.max_latency_ms)
             and (limits.min_quality is None or (candidate.quality >= limits.min_quality * (1 - REL_TOL)
-                                                and candidate.low_confidence is None)))
+                                                and (allow_low_confidence or candidate.low_confidence is None))))
 
 
 def _fallback_within(request: SelectRequest, decide, limits: GatewayLimits):
@@ -118,7 +122,8 @@ def _fallback_within(request: SelectRequest, decide, limits: GatewayLimits):
     broken = broken_limits(decision.violates, limits) if decision.fallback else []
     if not broken:
         return decision
-    within = [c.name for c in decision.candidates if c.name in (request.models or ()) and _within(c, limits)]
+    within = [c.name for c in decision.candidates
+              if c.name in (request.models or ()) and _within(c, limits, request.allow_low_confidence)]
     if not within:
         blocking = {c.name: c.excluded_by for c in decision.candidates if c.name in (request.models or ())}
         raise NoFeasibleModel(blocking, {}, f"no model satisfies the constraints, and no fallback "
@@ -138,8 +143,9 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
                               output_cap=None if cap is None else cap.tokens, answers=answers,
                               predictor=encoded.predictor)
 
+    limits = limits or GatewayLimits()
     try:
-        decision = _fallback_within(request, decide, limits or GatewayLimits())
+        decision = _fallback_within(request, decide, limits)
     except NoFeasibleModel as exc:  # only the models the gateway could have called are of interest
         if exc.context.get("fallback_limited"):
             raise
@@ -149,12 +155,18 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
                                                       cap, prompt_tokens)
         if too_long is not None:
             raise too_long from None
-        message = describe(blocking, exc.way_out, request.on_infeasible, exc.way_out_together,
-                           bool(exc.context.get("unreadable")))
+        ways, barred = ways_within(exc.way_out, limits)
+        together, barred_together = ways_within(exc.way_out_together, limits)
+        together = {} if barred_together else together  # a pair of changes helps only together
+        message = describe(blocking, ways, request.on_infeasible, together, bool(exc.context.get("unreadable")),
+                           declared_elsewhere(snapshot, blocking))
+        if barred or barred_together:
+            message += (f" within the server's limits on {', '.join(dict.fromkeys([*barred, *barred_together]))} "
+                        f"({LIMITS_ENV})")
         if cap is not None and any("context window" in why for why in blocking.values()):
             message += (f"; 'context window' counts the conversation's {prompt_tokens:,} prompt tokens plus "
                         f"{cap.field} {cap.tokens:,}")
-        raise NoFeasibleModel(blocking, exc.way_out, message, exc.way_out_together).add_context(**exc.context) from None
+        raise NoFeasibleModel(blocking, ways, message, together).add_context(**exc.context) from None
     except RequestFieldError as exc:
         if exc.field.startswith("pickwise."):
             raise

@@ -149,4 +149,8 @@ class ServiceSettings(BaseSettings):
         hold a password: `serve --workers` hands it over in a file)."""
         values = self.model_dump(exclude={"admin_token", "api_keys", "feedback_token", "outcome_store"},
                                  exclude_defaults=True)
+        # a policy set to none (`serve --gateway-limits ''`) stays none in a worker that inherits one from the
+        # environment, as it does with one worker
+        values |= {name: "" for name in ("gateway_defaults", "gateway_limits")
+                   if name in self.model_fields_set and getattr(self, name) is None}
         return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}
