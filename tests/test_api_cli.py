@@ -241,6 +241,40 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     assert f"{prompts} is a file, not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["predict", "plan"])
+def test_an_output_path_that_is_the_input_or_a_directory_fails_before_any_work(command, tmp_path, capsys,
+                                                                              monkeypatch):
+    """`--output` naming the input file replaced the prompts with the answers (the input was lost); a
+    directory failed only after every prompt was predicted."""
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded the predictor before checking --output")
+
+    monkeypatch.setattr(predictor_inference, "load_predictor", must_not_load)
+    prompts = tmp_path / "p.jsonl"
+    text = '{"id": "a", "prompt": "hi"}\n'
+    prompts.write_text(text)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(prompts)
+    for target in (prompts, link):
+        assert main([command, "--input", str(prompts), "--output", str(target)]) == 2
+        assert f"--output {target}: is the --input file; writing there would replace the input" \
+            in capsys.readouterr().err
+    assert prompts.read_text() == text
+    assert main([command, "--input", str(prompts), "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path}: is a directory; give a file name" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_json_or_plot_path_that_is_a_table_or_a_directory(tmp_path, capsys):
+    table = tmp_path / "t.parquet"
+    table.write_bytes(b"PAR1")
+    for option, target in (("--json", table), ("--plot", table), ("--json", tmp_path)):
+        assert main(["eval", "--data", str(table), option, str(target)]) == 2
+        err = capsys.readouterr().err
+        assert (f"{option} {target}: is the --data file" in err) if target == table else \
+            f"{option} {target}: is a directory" in err
+    assert table.read_bytes() == b"PAR1"
+
+
 def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):
     from tests.api_support import registry_with_alias
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from pickwise.api.cli.options import (
     CliError,
@@ -15,7 +14,7 @@ from pickwise.api.cli.options import (
     load_tables_option,
     number,
 )
-from pickwise.api.cli.output import check_output_path
+from pickwise.api.cli.output import check_output_path, open_output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,8 +53,9 @@ def _load_snapshot(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pickwise.predictor.evaluate import evaluate_table, format_report
 
-    check_output_path("--plot", args.plot)
-    check_output_path("--json", args.json)
+    tables = [("--data", path) for path in args.data]
+    check_output_path("--plot", args.plot, tables)
+    check_output_path("--json", args.json, tables)
     if args.plot:
         from pickwise.predictor.plots import plot_path
 
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     print(format_report(reports))
     if args.json:
-        Path(args.json).write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
+        with open_output(args.json) as out:  # whole or not at all, and a CliError, not a traceback, if it fails
+            out.write(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
         from pickwise.predictor.plots import plot_reports

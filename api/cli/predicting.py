@@ -182,7 +182,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from pickwise.predictor.artifact import ArtifactError
     from pickwise.predictor.inference import load_predictor
 
-    check_output_path("--output", args.output)
+    check_output_path("--output", args.output, [("--input", args.input)])
     try:
         lines = read_prompt_file(args.input)
     except PromptFileError as exc:

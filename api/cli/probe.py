@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option
 from pickwise.api.cli.options import number as number_type
-from pickwise.api.cli.output import open_output
+from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.registry import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
 from pickwise.registry.loader import parse_registry_text
@@ -91,6 +91,7 @@ def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeE
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    check_output_path("--output", args.output, [("--responses", args.responses)])
     pairs = read_responses(args.responses, probe_index())
     rows = [(entry.prompt_id, grade_response(entry, response), tokens) for entry, response, tokens in pairs]
     scored = [(pid, score) for pid, score, _ in rows if score is not None]
