@@ -266,6 +266,8 @@ def table_file(tmp_path):
     (["--max-len", "0"], "argument --max-len: must be an integer >= 3 and <= 512, got 0"),
     (["--backbone-layers", "2"], "--lora-layers 4 exceeds the backbone's 2 layers"),
     (["--device", "foo"], "--device foo: Expected one of cpu, cuda"),
+    (["--device", "mps"], "--device mps: expected cpu or cuda"),  # a valid torch kind: a traceback once loaded
+    (["--device", "meta"], "--device meta: expected cpu or cuda"),
     (["--exclude-models", "nosuch"], "--exclude-models: nosuch not among the tables' models"),
     (["--exclude-models", ",".join(TINY_MODELS)], "--exclude-models leaves no model to train on"),
     (["--data-twice"], "listed twice"),

@@ -142,8 +142,13 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
             device = torch.device(args.device)
         except RuntimeError as exc:
             raise CliError(f"--device {args.device}: {exc}") from None
+        if device.type not in ("cpu", "cuda"):  # torch knows more kinds; training runs on these two
+            raise CliError(f"--device {args.device}: expected cpu or cuda (cuda:N for one GPU of several)")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise CliError(f"--device {args.device}: CUDA is not available on this machine")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise CliError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     trained = {canonical_name(snapshot, m) for t in tables for m in t.model_names}  # as build_training_set names them
     unknown = [m for m in config.exclude_models if canonical_name(snapshot, m) not in trained]
     if unknown:
