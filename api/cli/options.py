@@ -122,6 +122,8 @@ def load_tables_option(paths: list[str], option: str = "--data") -> list:
     tables, seen = [], set()
     for raw in paths:
         path = Path(raw)
+        if path.is_dir():
+            raise CliError(f"{option} {raw}: is a directory; name the table files in it")
         if not path.is_file():
             raise CliError(f"{option} {raw}: no such file")
         if path.resolve() in seen:
