@@ -222,3 +222,23 @@ def test_a_price_typed_per_token_is_added_with_a_warning(tmp_path, capsys):
     make_registry(tmp_path / "plain")
     code, _, err = run(capsys, "models", "validate", "--registry", str(tmp_path / "plain"))  # plausible prices
     assert code == 0 and "warning" not in err
+
+
+def test_add_and_probe_check_read_a_model_from_stdin(tmp_path, capsys, monkeypatch):
+    """The README says files given as `-` are stdin; `models add -` said "cannot read -: No such file"."""
+    reg = make_registry(tmp_path / "reg")
+    monkeypatch.chdir(tmp_path)  # probe.results paths in stdin's text are read from the working directory
+    (tmp_path / "p.csv").write_text(csv_text(scores(60)))
+    text = yaml.safe_dump(model("piped", probe={"results": "p.csv"}))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    code, out, _ = run(capsys, "probe", "check", "-", "--registry", str(reg))
+    assert code == 0 and out.startswith("piped: ")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    code, out, err = run(capsys, "models", "add", "-", "--registry", str(reg))
+    assert code == 0 and "added model 'piped'" in out, err
+    assert load_registry(reg).get("piped").probe.results[0].prompt_id
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(model("json-piped")).encode())))
+    assert run(capsys, "models", "add", "-", "--registry", str(reg))[0] == 0  # JSON is YAML too
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"name: \xff")))
+    code, _, err = run(capsys, "models", "add", "-", "--registry", str(reg))
+    assert code == 2 and "cannot read <stdin>: not UTF-8 text (byte 6)" in err
