@@ -41,7 +41,7 @@ NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before i
 
 def safe_file_stem(name: str) -> str:
     """A file-name-safe stem for a model name (`mistralai/Mixtral-8x7B` -> `mistralai_Mixtral-8x7B`)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")  # a leading dash reads as an option in a shell
     return stem or "model"
 
 
