@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pickwise.api.cli.main import main
@@ -242,3 +243,16 @@ def test_add_and_probe_check_read_a_model_from_stdin(tmp_path, capsys, monkeypat
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"name: \xff")))
     code, _, err = run(capsys, "models", "add", "-", "--registry", str(reg))
     assert code == 2 and "cannot read <stdin>: not UTF-8 text (byte 6)" in err
+
+
+def test_errors_name_the_sub_command_with_its_own_usage(tmp_path, capsys):
+    """`artifact status --json` said `pickwise: error: unrecognized arguments` under the top-level usage,
+    and `models show ghost` said `pickwise models: error:`; both now name the command that was run."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["models", "list", "--registry", str(tmp_path), "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("usage: pickwise models list ")
+    assert "pickwise models list: error: unrecognized arguments: --bogus" in err
+    make_registry(tmp_path)
+    code, _, err = run(capsys, "models", "show", "ghost", "--registry", str(tmp_path))
+    assert code == 2 and err.startswith("pickwise models show: error: unknown model 'ghost'")
