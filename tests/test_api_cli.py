@@ -275,6 +275,14 @@ def test_eval_refuses_a_json_or_plot_path_that_is_a_table_or_a_directory(tmp_pat
     assert table.read_bytes() == b"PAR1"
 
 
+def test_predict_draws_no_progress_bar_on_a_stderr_that_is_no_terminal(tmp_path, registry_dir, tiny_loader, capsys):
+    """Logged or piped stderr kept the bar's frames, glued to the summary line after them."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir)]) == 0
+    assert capsys.readouterr().err.startswith("predicted 1 prompts x ")
+
+
 def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):
     from tests.api_support import registry_with_alias
 
