@@ -225,6 +225,21 @@ def test_a_price_typed_per_token_is_added_with_a_warning(tmp_path, capsys):
     assert code == 0 and "warning" not in err
 
 
+def test_a_base_model_tag_spelled_otherwise_is_added_with_a_warning(tmp_path, capsys):
+    """Tags match exactly: `Base-Model` silently left a pretrained-only model routed open-ended prompts."""
+    make_registry(tmp_path / "reg")
+    entry = model("acme-base", tags=["Base-Model", "base_model", "api"])
+    code, out, err = run(capsys, "models", "add", str(write(tmp_path, "b.yaml", entry)), "--registry",
+                         str(tmp_path / "reg"))
+    assert code == 0 and "added model 'acme-base'" in out
+    assert "warning: model 'acme-base': tag 'Base-Model' is not 'base-model' (tags are matched exactly)" in err
+    assert "tag 'base_model' is not" in err and "'api'" not in err
+    code, _, err = run(capsys, "models", "validate", "--registry", str(tmp_path / "reg"))
+    assert code == 0 and err.count("warning:") == 2
+    exact = write(tmp_path, "c.yaml", model("acme-base-2", tags=["base-model"]))
+    assert run(capsys, "models", "add", str(exact), "--registry", str(tmp_path / "reg"))[2] == ""
+
+
 def test_add_and_probe_check_read_a_model_from_stdin(tmp_path, capsys, monkeypatch):
     """The README says files given as `-` are stdin; `models add -` said "cannot read -: No such file"."""
     reg = make_registry(tmp_path / "reg")

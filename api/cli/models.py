@@ -20,7 +20,7 @@ from pickwise.api.cli.options import (
 )
 from pickwise.registry import ModelSpec, RegistryError, load_registry
 from pickwise.registry.errors import display_path
-from pickwise.registry.plausibility import price_warnings
+from pickwise.registry.plausibility import entry_warnings
 from pickwise.registry.store import specs_to_yaml
 
 
@@ -87,7 +87,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(issue)
         raise CliError(f"{len(exc.errors)} error(s) in registry {directory}", code=1) from None
     for spec in snapshot.models:
-        for line in price_warnings(spec):
+        for line in entry_warnings(spec):
             print(f"warning: {line}", file=sys.stderr)
     print(f"OK: {len(snapshot)} models, version {snapshot.version}")
     return 0
@@ -103,7 +103,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                                   label=path, replace=args.replace)
     except RegistryError as exc:
         raise CliError(f"not added:\n{exc}") from None
-    for line in price_warnings(spec):
+    for line in entry_warnings(spec):
         print(f"warning: {line}", file=sys.stderr)
     verb = "replaced" if spec.name in before else "added"
     print(f"{verb} model '{spec.name}' in {display_path(registry.snapshot.source_file(spec.name))} "
