@@ -271,6 +271,8 @@ def table_file(tmp_path):
     (["--exclude-models", "nosuch"], "--exclude-models: nosuch not among the tables' models"),
     (["--exclude-models", ",".join(TINY_MODELS)], "--exclude-models leaves no model to train on"),
     (["--data-twice"], "listed twice"),
+    (["--stem-cache", "TABLE"], "is a file, not a directory"),  # a traceback once every row was encoded
+    (["--stem-cache", "TABLE/cache"], "is a file, not a directory"),
 ])
 def test_train_refuses_bad_options_before_loading_anything(extra, message, table_file, tmp_path, capsys, monkeypatch):
     """Each used to fail after minutes (or hours) of work with a traceback, or to train on nonsense."""
@@ -279,7 +281,8 @@ def test_train_refuses_bad_options_before_loading_anything(extra, message, table
 
     monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: pytest.fail("loaded the backbone"))
     data = [str(table_file)] * (2 if extra == ["--data-twice"] else 1)
-    argv = ["train", "--data", *data, "--out", str(tmp_path / "out"), *[x for x in extra if x != "--data-twice"]]
+    argv = ["train", "--data", *data, "--out", str(tmp_path / "out"),
+            *[x.replace("TABLE", str(table_file)) for x in extra if x != "--data-twice"]]
     try:
         code = main(argv)
     except SystemExit as exit_:  # argparse's usage errors

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
         check_artifact_target(args.out)
     except ArtifactError as exc:
         raise CliError(f"--out {args.out}: {exc}") from None
+    _check_stem_cache(args.stem_cache)
     mc = config.model
     depth = mc.backbone_layers or MINILM_LAYERS
     if mc.lora_layers > depth:
@@ -155,6 +157,19 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
         raise CliError(f"--exclude-models: {', '.join(unknown)} not among the tables' models")
     if trained <= {canonical_name(snapshot, m) for m in config.exclude_models}:
         raise CliError("--exclude-models leaves no model to train on")
+
+
+def _check_stem_cache(option: str | None) -> None:
+    """`--stem-cache` is written after the stem has encoded every row (minutes on a CPU): a path that is a
+    file, or under one, or in a directory that cannot be written fails there with a traceback."""
+    if not option:
+        return
+    path = Path(option)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # the nearest part that is there
+    if not existing.is_dir():
+        raise CliError(f"--stem-cache {option}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK):
+        raise CliError(f"--stem-cache {option}: directory {existing} is not writable")
 
 
 def run_train(args: argparse.Namespace) -> int:
