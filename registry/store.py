@@ -235,7 +235,7 @@ class Registry:
             if issues:
                 raise RegistryError(issues)
             if len(entries) != 1:
-                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})"))
+                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})", file=label))
             spec = entries[0].spec
             current = self._snapshot
             wanted = current.get(name).name if name is not None and name in current else name

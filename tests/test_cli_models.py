@@ -104,6 +104,9 @@ def test_add_bad_input(tmp_path, capsys):
     broken.write_text('{"name": "x",\n"provider": }')
     code, _, err = run(capsys, "models", "add", str(broken), "--registry", str(reg))
     assert code == 2 and f"{broken}:2: invalid JSON: Expecting value" in err  # the file and line, like YAML
+    two = write(tmp_path, "two.yaml", [model("t1"), model("t2")])
+    code, _, err = run(capsys, "models", "add", str(two), "--registry", str(reg))
+    assert code == 2 and f"{two}: add one model at a time (the input holds 2)" in err  # said which input
 
 
 def test_add_errors_name_the_users_file_never_the_registry_file_it_would_have_become(tmp_path, capsys):
