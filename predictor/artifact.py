@@ -159,9 +159,16 @@ def artifact_version(directory: str | Path) -> str:
 def read_meta(directory: str | Path) -> dict:
     directory = Path(directory)
     path = directory / META_FILE
+    if not directory.exists():
+        raise ArtifactError(f"{directory}: no such predictor artifact directory; train one with `pickwise train`")
     if not path.exists():
         raise ArtifactError(f"{directory}: not a predictor artifact (no {META_FILE}); train one with `pickwise train`")
-    meta = json.loads(path.read_text())
+    try:  # a truncated or hand-edited meta.json raised a JSONDecodeError traceback from every command
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format_version") not in READABLE_FORMATS:
         raise ArtifactError(f"{path}: format_version {meta.get('format_version')!r}, this code reads "
                             f"{' and '.join(map(str, READABLE_FORMATS))}")

@@ -179,6 +179,11 @@ def test_saving_replaces_only_an_artifact_never_a_foreign_directory_or_file(tiny
 def test_missing_artifact_is_a_clear_error(tmp_path):
     with pytest.raises(ArtifactError, match="not a predictor artifact"):
         read_meta(tmp_path)
+    assert "no such predictor artifact directory" in str(pytest.raises(ArtifactError, read_meta, tmp_path / "nope").value)
+    for text in ("{half", "[1]"):  # a JSONDecodeError, an AttributeError: tracebacks from predict and select
+        (tmp_path / "meta.json").write_text(text)
+        with pytest.raises(ArtifactError, match=r"meta.json: (cannot be read|expected a JSON object)"):
+            read_meta(tmp_path)
     (tmp_path / "meta.json").write_text(json.dumps({"format_version": 999}))
     with pytest.raises(ArtifactError, match="format_version"):
         read_meta(tmp_path)
