@@ -183,6 +183,10 @@ def test_cli_eval_runs_the_shipped_predictor_at_the_requested_precision(tmp_path
     assert [r["predictor_precision"] for r in reports.values()] == ["fp32", "bf16"]
     brier = [r["figures"]["routers"]["pickwise"]["brier"] for r in reports.values()]
     assert brier[0] != brier[1] and abs(brier[0] - brier[1]) < 0.01
+    # `--json -`: stdout is the JSON alone (the table moves to stderr), not the table with JSON after it
+    assert main(["eval", "--data", str(path), "--cost-estimate", "table", "--bootstrap", "0", "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["figures"] == reports["fp32"]["figures"] and "router" in err
     frame["q__zz-untrained"], frame["cost__zz-untrained"] = table.quality[:, 0], table.cost[:, 0]
     frame.to_parquet(path)  # a model the artifact never saw: a clear error, not a KeyError traceback
     assert main(["eval", "--data", str(path), "--cost-estimate", "table", "--bootstrap", "0"]) == 2
