@@ -72,7 +72,12 @@ def _pointer_problem(pointer) -> str | None:
 def promoted_artifact_dir(home: Path | None = None) -> Path | None:
     """The promoted artifact, or None when nothing was promoted (or the pointer was rolled back past
     the first promotion)."""
+    home = home or pickwise_home()
     current = read_pointer(home).get("current")
+    if current and not Path(current["path"]).is_dir():  # said "no such predictor artifact directory" of a path
+        # the user never typed: name where it comes from and the way back
+        raise ArtifactError(f"the promoted artifact {current['path']} (named by {home / POINTER_FILE}) no longer "
+                            "exists; `pickwise artifact rollback` serves the one promoted before it")
     return Path(current["path"]) if current else None
 
 
