@@ -156,6 +156,8 @@ def test_cli_reports_missing_and_unreadable_tables(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "--data", str(junk), "--plot", str(tmp_path / "x.xyz")]) == 2  # before reading any table
     assert "cannot draw a '.xyz' file" in capsys.readouterr().err
+    assert main(["eval", "--data", str(junk), "--plot", "-"]) == 2  # wrote a file named '-.png'
+    assert "--plot -: the plot is a PNG (or another image) file; give its file name" in capsys.readouterr().err
 
 
 @pytest.mark.integration

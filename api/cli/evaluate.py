@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from pickwise.predictor.evaluate import evaluate_table, format_report
 
     tables = [("--data", path) for path in args.data]
+    if args.plot == "-":  # '-' is stdout elsewhere; here it became a file named '-.png', written after the work
+        raise CliError("--plot -: the plot is a PNG (or another image) file; give its file name")
     check_output_path("--plot", args.plot, tables)
     check_output_path("--json", args.json, tables)
     if args.plot:
