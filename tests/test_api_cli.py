@@ -283,6 +283,19 @@ def test_predict_draws_no_progress_bar_on_a_stderr_that_is_no_terminal(tmp_path,
     assert capsys.readouterr().err.startswith("predicted 1 prompts x ")
 
 
+def test_an_output_that_is_a_link_is_written_through_it(tmp_path, registry_dir, tiny_loader, capsys):
+    """The output replaced the link with a plain file: the file it pointed to kept the old answers."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    (tmp_path / "results").mkdir()
+    real = tmp_path / "results" / "q.jsonl"
+    real.write_text("old\n")
+    link = tmp_path / "q.jsonl"
+    link.symlink_to(real)
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir), "--output", str(link)]) == 0
+    assert link.is_symlink() and json.loads(real.read_text())["id"] == "a"
+
+
 def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):
     from tests.api_support import registry_with_alias
 

@@ -52,13 +52,15 @@ def open_output(path: str) -> Iterator[IO[str]]:
     """stdout for '-', else a UTF-8 text file written in full before it replaces `path`.
 
     A file that cannot be written is a CliError naming it; on any failure the partial
-    temporary file is removed and `path` is left as it was.
+    temporary file is removed and `path` is left as it was. A link is written through, to its target.
     """
     if path == "-":
         yield sys.stdout
         return
+    # through a symbolic link, not over it: replacing the link left its target stale and the link gone
+    target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        with atomic_file(path, "w") as fh:
+        with atomic_file(target, "w") as fh:
             yield fh
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror}") from None
