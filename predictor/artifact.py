@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -55,6 +56,12 @@ def check_artifact_target(out_dir: str | Path) -> Path:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / META_FILE).is_file():
         raise ArtifactError(f"{out_dir} holds other files and is not a pickwise artifact (no {META_FILE}); "
                             "choose another --out or an empty directory (nothing was written)")
+    if not out_dir.exists():  # made at the end, after training: a place it cannot be made failed only then
+        existing = next(p for p in out_dir.resolve().parents if p.exists())
+        if not existing.is_dir():
+            raise ArtifactError(f"{out_dir} lies under {existing}, a file; choose another --out")
+        if not os.access(existing, os.W_OK):
+            raise ArtifactError(f"{out_dir} cannot be made: directory {existing} is not writable; choose another --out")
     return out_dir
 
 

@@ -305,6 +305,9 @@ def test_train_refuses_a_foreign_out_directory_and_an_unreadable_table(table_fil
     (mine / "notes.txt").write_text("keep me")
     assert main(["train", "--data", str(table_file), "--out", str(mine)]) == 2
     assert "is not a pickwise artifact" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"
+    under_a_file = mine / "notes.txt" / "art"  # failed only when saving, after the whole training
+    assert main(["train", "--data", str(table_file), "--out", str(under_a_file)]) == 2
+    assert f"{under_a_file} lies under {mine / 'notes.txt'}, a file" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2  # said "no such file"
     assert f"--data {tmp_path}: is a directory; name the table files in it" in capsys.readouterr().err
     junk = tmp_path / "junk.parquet"
