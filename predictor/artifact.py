@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -55,6 +56,12 @@ def check_artifact_target(out_dir: str | Path) -> Path:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / META_FILE).is_file():
         raise ArtifactError(f"{out_dir} holds other files and is not a pickwise artifact (no {META_FILE}); "
                             "choose another --out or an empty directory (nothing was written)")
+    if not out_dir.exists():  # made at the end, after training: a place it cannot be made failed only then
+        existing = next(p for p in out_dir.resolve().parents if p.exists())
+        if not existing.is_dir():
+            raise ArtifactError(f"{out_dir} lies under {existing}, a file; choose another --out")
+        if not os.access(existing, os.W_OK):
+            raise ArtifactError(f"{out_dir} cannot be made: directory {existing} is not writable; choose another --out")
     return out_dir
 
 
@@ -159,9 +166,16 @@ def artifact_version(directory: str | Path) -> str:
 def read_meta(directory: str | Path) -> dict:
     directory = Path(directory)
     path = directory / META_FILE
+    if not directory.exists():
+        raise ArtifactError(f"{directory}: no such predictor artifact directory; train one with `pickwise train`")
     if not path.exists():
         raise ArtifactError(f"{directory}: not a predictor artifact (no {META_FILE}); train one with `pickwise train`")
-    meta = json.loads(path.read_text())
+    try:  # a truncated or hand-edited meta.json raised a JSONDecodeError traceback from every command
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format_version") not in READABLE_FORMATS:
         raise ArtifactError(f"{path}: format_version {meta.get('format_version')!r}, this code reads "
                             f"{' and '.join(map(str, READABLE_FORMATS))}")

@@ -74,7 +74,8 @@ def encode_prompt_features(
     tasks = np.zeros((len(texts), model.config.n_tasks), dtype=np.float32) if model.config.uses_tasks else None
     pooled_all = None
     buckets = length_buckets([len(x) for x in encoded.ids], batch_size)
-    for batch in tqdm(buckets, desc="predicting", disable=not progress, leave=False, unit="batch"):
+    # the bar only on a terminal (disable=None): a logged or piped stderr kept its frames, glued to the next line
+    for batch in tqdm(buckets, desc="predicting", disable=None if progress else True, leave=False, unit="batch"):
         input_ids, mask = pad_batch([encoded.ids[i] for i in batch])
         if prompt_encoder is not None:
             u, posterior, pooled = _encoder_features(prompt_encoder, input_ids, mask)

@@ -51,6 +51,8 @@ def outcomes_table(path: str | Path, resolve_model: Callable[[str], str] | None 
         raise ValueError(f"{path}: {len(bad)} bad row(s) in the long format:\n  "
                          + "\n  ".join(bad[:MAX_PROBLEMS_SHOWN]) + more)
     kept = [o for o in good if o.prompt is not None]
+    if not good:
+        raise ValueError(f"{path}: no outcome rows (expected one per prompt and model: prompt, model, score, ...)")
     if not kept:
         raise ValueError(f"{path}: none of its {len(good)} row(s) keeps the prompt's text (only its hash), "
                          "so none can train or evaluate an encoder")

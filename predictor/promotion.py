@@ -36,16 +36,48 @@ def _now() -> str:
 
 
 def read_pointer(home: Path | None = None) -> dict:
+    """The pointer ({"current": entry or None, "history": [entries]}); nothing promoted when it is absent.
+
+    A pointer that cannot be read or is not that shape (a hand edit, a full disk) is an ArtifactError
+    naming the file: every command without --artifact reads it, and raised a traceback."""
     path = (home or pickwise_home()) / POINTER_FILE
     if not path.exists():
         return {"current": None, "history": []}
-    return json.loads(path.read_text())
+    try:
+        pointer = json.loads(path.read_text(encoding="utf-8"))
+        why = _pointer_problem(pointer)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+    if why:
+        raise ArtifactError(f"the promotion pointer {path} cannot be read ({why}); mend it, or delete it to serve "
+                            "the shipped artifact (the promoted ones stay in its artifacts/ folder)")
+    return pointer
+
+
+def _pointer_problem(pointer) -> str | None:
+    """What makes a parsed pointer unusable, or None."""
+    def entry_problem(entry, where: str) -> str | None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) \
+                or not isinstance(entry.get("version"), str):
+            return f"{where} is not an entry with a 'path' and a 'version'"
+        return None
+
+    if not isinstance(pointer, dict) or "current" not in pointer or not isinstance(pointer.get("history"), list):
+        return "expected an object with 'current' and a 'history' list"
+    if pointer["current"] is not None and (why := entry_problem(pointer["current"], "'current'")):
+        return why
+    return next((why for i, e in enumerate(pointer["history"]) if (why := entry_problem(e, f"history[{i}]"))), None)
 
 
 def promoted_artifact_dir(home: Path | None = None) -> Path | None:
     """The promoted artifact, or None when nothing was promoted (or the pointer was rolled back past
     the first promotion)."""
+    home = home or pickwise_home()
     current = read_pointer(home).get("current")
+    if current and not Path(current["path"]).is_dir():  # said "no such predictor artifact directory" of a path
+        # the user never typed: name where it comes from and the way back
+        raise ArtifactError(f"the promoted artifact {current['path']} (named by {home / POINTER_FILE}) no longer "
+                            "exists; `pickwise artifact rollback` serves the one promoted before it")
     return Path(current["path"]) if current else None
 
 

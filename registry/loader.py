@@ -321,7 +321,8 @@ def load_registry(directory: str | os.PathLike, *, overlay: Mapping[str, bytes |
     directory = Path(directory)
     base = Path(base) if base is not None else None
     if not directory.is_dir() and (base is None or directory.exists()):
-        raise RegistryError(RegistryIssue("registry directory not found (expected a directory of *.yaml files)", file=directory))
+        what = "is a file, not a registry directory" if directory.exists() else "registry directory not found"
+        raise RegistryError(RegistryIssue(f"{what} (expected a directory of *.yaml files)", file=directory))
     contents: dict[Path, bytes] = {}
     unreadable = []
     try:

@@ -2,7 +2,9 @@
 model is real, and so may be a price no one has seen yet)."""
 from __future__ import annotations
 
-from pickwise.registry.schema import ModelSpec
+import re
+
+from pickwise.registry.schema import BASE_MODEL_TAG, ModelSpec
 
 # a non-zero price per million tokens below this is almost surely a per-token price typed into a
 # per-million field ($0.30 per million is $3e-07 per token)
@@ -19,3 +21,17 @@ def price_warnings(spec: ModelSpec) -> list[str]:
                        f"million tokens; prices are per million tokens (a per-token price of ${price:g} is "
                        f"${price * 1e6:g} per million)")
     return out
+
+
+def tag_warnings(spec: ModelSpec) -> list[str]:
+    """One line per tag that is spelled like BASE_MODEL_TAG but is not it: tags are matched exactly, so
+    `Base-Model` or `base_model` leaves a pretrained-only model routed open-ended prompts."""
+    return [f"model '{spec.name}': tag '{tag}' is not '{BASE_MODEL_TAG}' (tags are matched exactly), so the model "
+            "is treated as instruction-tuned; write it as shown to mark a pretrained-only model"
+            for tag in spec.tags
+            if tag != BASE_MODEL_TAG and re.sub(r"[\s_]+", "-", tag.strip().lower()) == BASE_MODEL_TAG]
+
+
+def entry_warnings(spec: ModelSpec) -> list[str]:
+    """Every warning above for one model: what `models add` and `models validate` print."""
+    return price_warnings(spec) + tag_warnings(spec)

@@ -41,7 +41,7 @@ NEW_MODEL_LABEL = Path("<new model>")  # how errors name a model's text before i
 
 def safe_file_stem(name: str) -> str:
     """A file-name-safe stem for a model name (`mistralai/Mixtral-8x7B` -> `mistralai_Mixtral-8x7B`)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")  # a leading dash reads as an option in a shell
     return stem or "model"
 
 
@@ -236,7 +236,7 @@ class Registry:
             if issues:
                 raise RegistryError(issues)
             if len(entries) != 1:
-                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})"))
+                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})", file=label))
             spec = entries[0].spec
             current = self._snapshot
             wanted = current.get(name).name if name is not None and name in current else name

@@ -251,12 +251,67 @@ def test_an_output_path_in_a_missing_directory_fails_before_any_work(command, tm
     assert f"{prompts} is a file, not a directory" in capsys.readouterr().err
     # a directory as the output: found only after the work, as "cannot write DIR: Is a directory"
     assert main([command, "--input", str(prompts), "--output", str(tmp_path)]) == 2
-    assert f"--output {tmp_path}: is a directory; name a file in it" in capsys.readouterr().err
+    assert f"--output {tmp_path}: is a directory; give a file name" in capsys.readouterr().err
     # the input itself: replaced by lines without the prompts, which were then lost
     for same in (prompts, tmp_path / "." / "p.jsonl"):
         assert main([command, "--input", str(prompts), "--output", str(same)]) == 2
         assert f"--output {same}: is the --input file" in capsys.readouterr().err
         assert prompts.read_text() == '{"id": "a", "prompt": "hi"}\n'
+
+
+@pytest.mark.parametrize("command", ["predict", "plan"])
+def test_an_output_path_that_is_the_input_or_a_directory_fails_before_any_work(command, tmp_path, capsys,
+                                                                              monkeypatch):
+    """`--output` naming the input file replaced the prompts with the answers (the input was lost); a
+    directory failed only after every prompt was predicted."""
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded the predictor before checking --output")
+
+    monkeypatch.setattr(predictor_inference, "load_predictor", must_not_load)
+    prompts = tmp_path / "p.jsonl"
+    text = '{"id": "a", "prompt": "hi"}\n'
+    prompts.write_text(text)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(prompts)
+    for target in (prompts, link):
+        assert main([command, "--input", str(prompts), "--output", str(target)]) == 2
+        assert f"--output {target}: is the --input file; writing there would replace the input" \
+            in capsys.readouterr().err
+    assert prompts.read_text() == text
+    assert main([command, "--input", str(prompts), "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path}: is a directory; give a file name" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_json_or_plot_path_that_is_a_table_or_a_directory(tmp_path, capsys):
+    table = tmp_path / "t.parquet"
+    table.write_bytes(b"PAR1")
+    for option, target in (("--json", table), ("--plot", table), ("--json", tmp_path)):
+        assert main(["eval", "--data", str(table), option, str(target)]) == 2
+        err = capsys.readouterr().err
+        assert (f"{option} {target}: is the --data file" in err) if target == table else \
+            f"{option} {target}: is a directory" in err
+    assert table.read_bytes() == b"PAR1"
+
+
+def test_predict_draws_no_progress_bar_on_a_stderr_that_is_no_terminal(tmp_path, registry_dir, tiny_loader, capsys):
+    """Logged or piped stderr kept the bar's frames, glued to the summary line after them."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir)]) == 0
+    assert capsys.readouterr().err.startswith("predicted 1 prompts x ")
+
+
+def test_an_output_that_is_a_link_is_written_through_it(tmp_path, registry_dir, tiny_loader, capsys):
+    """The output replaced the link with a plain file: the file it pointed to kept the old answers."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": PROMPT}) + "\n")
+    (tmp_path / "results").mkdir()
+    real = tmp_path / "results" / "q.jsonl"
+    real.write_text("old\n")
+    link = tmp_path / "q.jsonl"
+    link.symlink_to(real)
+    assert main(["predict", "--input", str(prompts), "--registry", str(registry_dir), "--output", str(link)]) == 0
+    assert link.is_symlink() and json.loads(real.read_text())["id"] == "a"
 
 
 def test_predict_answers_under_the_names_asked_for(tmp_path, tiny_loader, capsys):

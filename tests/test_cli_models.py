@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pickwise.api.cli.main import main
@@ -103,6 +104,9 @@ def test_add_bad_input(tmp_path, capsys):
     broken.write_text('{"name": "x",\n"provider": }')
     code, _, err = run(capsys, "models", "add", str(broken), "--registry", str(reg))
     assert code == 2 and f"{broken}:2: invalid JSON (column 13): Expecting value" in err  # file, line, column: as YAML
+    two = write(tmp_path, "two.yaml", [model("t1"), model("t2")])
+    code, _, err = run(capsys, "models", "add", str(two), "--registry", str(reg))
+    assert code == 2 and f"{two}: add one model at a time (the input holds 2)" in err  # said which input
 
 
 def test_add_errors_name_the_users_file_never_the_registry_file_it_would_have_become(tmp_path, capsys):
@@ -222,3 +226,51 @@ def test_a_price_typed_per_token_is_added_with_a_warning(tmp_path, capsys):
     make_registry(tmp_path / "plain")
     code, _, err = run(capsys, "models", "validate", "--registry", str(tmp_path / "plain"))  # plausible prices
     assert code == 0 and "warning" not in err
+
+
+def test_a_base_model_tag_spelled_otherwise_is_added_with_a_warning(tmp_path, capsys):
+    """Tags match exactly: `Base-Model` silently left a pretrained-only model routed open-ended prompts."""
+    make_registry(tmp_path / "reg")
+    entry = model("acme-base", tags=["Base-Model", "base_model", "api"])
+    code, out, err = run(capsys, "models", "add", str(write(tmp_path, "b.yaml", entry)), "--registry",
+                         str(tmp_path / "reg"))
+    assert code == 0 and "added model 'acme-base'" in out
+    assert "warning: model 'acme-base': tag 'Base-Model' is not 'base-model' (tags are matched exactly)" in err
+    assert "tag 'base_model' is not" in err and "'api'" not in err
+    code, _, err = run(capsys, "models", "validate", "--registry", str(tmp_path / "reg"))
+    assert code == 0 and err.count("warning:") == 2
+    exact = write(tmp_path, "c.yaml", model("acme-base-2", tags=["base-model"]))
+    assert run(capsys, "models", "add", str(exact), "--registry", str(tmp_path / "reg"))[2] == ""
+
+
+def test_add_and_probe_check_read_a_model_from_stdin(tmp_path, capsys, monkeypatch):
+    """The README says files given as `-` are stdin; `models add -` said "cannot read -: No such file"."""
+    reg = make_registry(tmp_path / "reg")
+    monkeypatch.chdir(tmp_path)  # probe.results paths in stdin's text are read from the working directory
+    (tmp_path / "p.csv").write_text(csv_text(scores(60)))
+    text = yaml.safe_dump(model("piped", probe={"results": "p.csv"}))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    code, out, _ = run(capsys, "probe", "check", "-", "--registry", str(reg))
+    assert code == 0 and out.startswith("piped: ")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    code, out, err = run(capsys, "models", "add", "-", "--registry", str(reg))
+    assert code == 0 and "added model 'piped'" in out, err
+    assert load_registry(reg).get("piped").probe.results[0].prompt_id
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(model("json-piped")).encode())))
+    assert run(capsys, "models", "add", "-", "--registry", str(reg))[0] == 0  # JSON is YAML too
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"name: \xff")))
+    code, _, err = run(capsys, "models", "add", "-", "--registry", str(reg))
+    assert code == 2 and "cannot read <stdin>: not UTF-8 text (byte 6)" in err
+
+
+def test_errors_name_the_sub_command_with_its_own_usage(tmp_path, capsys):
+    """`artifact status --json` said `pickwise: error: unrecognized arguments` under the top-level usage,
+    and `models show ghost` said `pickwise models: error:`; both now name the command that was run."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["models", "list", "--registry", str(tmp_path), "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("usage: pickwise models list ")
+    assert "pickwise models list: error: unrecognized arguments: --bogus" in err
+    make_registry(tmp_path)
+    code, _, err = run(capsys, "models", "show", "ghost", "--registry", str(tmp_path))
+    assert code == 2 and err.startswith("pickwise models show: error: unknown model 'ghost'")

@@ -156,6 +156,8 @@ def test_cli_reports_missing_and_unreadable_tables(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "--data", str(junk), "--plot", str(tmp_path / "x.xyz")]) == 2  # before reading any table
     assert "cannot draw a '.xyz' file" in capsys.readouterr().err
+    assert main(["eval", "--data", str(junk), "--plot", "-"]) == 2  # wrote a file named '-.png'
+    assert "--plot -: the plot is a PNG (or another image) file; give its file name" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -183,6 +185,10 @@ def test_cli_eval_runs_the_shipped_predictor_at_the_requested_precision(tmp_path
     assert [r["predictor_precision"] for r in reports.values()] == ["fp32", "bf16"]
     brier = [r["figures"]["routers"]["pickwise"]["brier"] for r in reports.values()]
     assert brier[0] != brier[1] and abs(brier[0] - brier[1]) < 0.01
+    # `--json -`: stdout is the JSON alone (the table moves to stderr), not the table with JSON after it
+    assert main(["eval", "--data", str(path), "--cost-estimate", "table", "--bootstrap", "0", "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["figures"] == reports["fp32"]["figures"] and "router" in err
     frame["q__zz-untrained"], frame["cost__zz-untrained"] = table.quality[:, 0], table.cost[:, 0]
     frame.to_parquet(path)  # a model the artifact never saw: a clear error, not a KeyError traceback
     assert main(["eval", "--data", str(path), "--cost-estimate", "table", "--bootstrap", "0"]) == 2

@@ -56,6 +56,10 @@ def test_bad_rows_are_named_by_line_and_hash_only_files_are_refused(tmp_path):
     hashed.write_text(f"prompt_sha256,model,score\n{prompt_sha256('x')},a,1\n")
     with pytest.raises(ValueError, match="keeps the prompt's text"):
         load_table(hashed)
+    for name, text in (("empty.jsonl", ""), ("header.csv", "prompt,model,score\n")):
+        (tmp_path / name).write_text(text)  # said "none of its 0 row(s) keeps the prompt's text (only its hash)"
+        with pytest.raises(ValueError, match=f"{name}: no outcome rows"):
+            load_table(tmp_path / name)
 
 
 def test_the_encoder_trains_on_logged_outcomes(tmp_path):

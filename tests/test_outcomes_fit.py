@@ -175,6 +175,45 @@ def test_cli_promote_and_rollback(tmp_path, home, tiny_predictor, registry_dir, 
     assert promoted_artifact_dir() is None
 
 
+@pytest.mark.parametrize("text", ["{half a pointer", "[1, 2]", '{"current": "x", "history": []}',
+                                  '{"current": null}', '{"current": null, "history": [{"path": 3}]}', None])
+def test_a_broken_pointer_is_an_error_naming_it_not_a_traceback(home, text, tmp_path, capsys):
+    """A hand-edited (or directory) artifact.json raised JSONDecodeError, AttributeError or
+    IsADirectoryError from `artifact status` and from every command that loads the default artifact."""
+    from pickwise.api.cli.main import main
+
+    pointer = home / "artifact.json"
+    home.mkdir(parents=True)
+    pointer.mkdir() if text is None else pointer.write_text(text)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hi"}\n')
+    for argv in (["artifact", "status"], ["artifact", "rollback"], ["predict", "--input", str(prompts)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"error: the promotion pointer {pointer} cannot be read (" in err and "delete it" in err, err
+
+
+def test_a_promoted_artifact_that_is_gone_is_named_with_the_way_back(tmp_path, home, tiny_predictor, registry_dir,
+                                                                      capsys):
+    """predict said "<path>: not a predictor artifact (no meta.json)" of a path the user never gave."""
+    import shutil
+
+    from pickwise.api.cli.main import main
+
+    better = _better_candidate(tmp_path, tiny_predictor, load_registry(registry_dir))
+    assert main(["artifact", "promote", better]) == 0
+    shutil.rmtree(promoted_artifact_dir())
+    capsys.readouterr()
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hi"}\n')
+    for argv in (["predict", "--input", str(prompts)], ["artifact", "status"]):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert "no longer exists; `pickwise artifact rollback` serves the one promoted before it" in err, err
+    assert json.loads(out)["serving"] is None and json.loads(out)["current"]
+    assert main(["artifact", "rollback"]) == 0 and main(["artifact", "status"]) == 0
+
+
 def test_promote_says_when_what_served_was_not_what_it_was_judged_against(tmp_path, home, tiny_predictor,
                                                                            registry_dir, capsys):
     # both candidates were fitted on the same base: the second is judged against it, not the first

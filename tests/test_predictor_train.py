@@ -179,6 +179,11 @@ def test_saving_replaces_only_an_artifact_never_a_foreign_directory_or_file(tiny
 def test_missing_artifact_is_a_clear_error(tmp_path):
     with pytest.raises(ArtifactError, match="not a predictor artifact"):
         read_meta(tmp_path)
+    assert "no such predictor artifact directory" in str(pytest.raises(ArtifactError, read_meta, tmp_path / "nope").value)
+    for text in ("{half", "[1]"):  # a JSONDecodeError, an AttributeError: tracebacks from predict and select
+        (tmp_path / "meta.json").write_text(text)
+        with pytest.raises(ArtifactError, match=r"meta.json: (cannot be read|expected a JSON object)"):
+            read_meta(tmp_path)
     (tmp_path / "meta.json").write_text(json.dumps({"format_version": 999}))
     with pytest.raises(ArtifactError, match="format_version"):
         read_meta(tmp_path)
@@ -266,9 +271,13 @@ def table_file(tmp_path):
     (["--max-len", "0"], "argument --max-len: must be an integer >= 3 and <= 512, got 0"),
     (["--backbone-layers", "2"], "--lora-layers 4 exceeds the backbone's 2 layers"),
     (["--device", "foo"], "--device foo: Expected one of cpu, cuda"),
+    (["--device", "mps"], "--device mps: expected cpu or cuda"),  # a valid torch kind: a traceback once loaded
+    (["--device", "meta"], "--device meta: expected cpu or cuda"),
     (["--exclude-models", "nosuch"], "--exclude-models: nosuch not among the tables' models"),
     (["--exclude-models", ",".join(TINY_MODELS)], "--exclude-models leaves no model to train on"),
     (["--data-twice"], "listed twice"),
+    (["--stem-cache", "TABLE"], "is a file, not a directory"),  # a traceback once every row was encoded
+    (["--stem-cache", "TABLE/cache"], "is a file, not a directory"),
 ])
 def test_train_refuses_bad_options_before_loading_anything(extra, message, table_file, tmp_path, capsys, monkeypatch):
     """Each used to fail after minutes (or hours) of work with a traceback, or to train on nonsense."""
@@ -277,7 +286,8 @@ def test_train_refuses_bad_options_before_loading_anything(extra, message, table
 
     monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: pytest.fail("loaded the backbone"))
     data = [str(table_file)] * (2 if extra == ["--data-twice"] else 1)
-    argv = ["train", "--data", *data, "--out", str(tmp_path / "out"), *[x for x in extra if x != "--data-twice"]]
+    argv = ["train", "--data", *data, "--out", str(tmp_path / "out"),
+            *[x.replace("TABLE", str(table_file)) for x in extra if x != "--data-twice"]]
     try:
         code = main(argv)
     except SystemExit as exit_:  # argparse's usage errors
@@ -295,6 +305,11 @@ def test_train_refuses_a_foreign_out_directory_and_an_unreadable_table(table_fil
     (mine / "notes.txt").write_text("keep me")
     assert main(["train", "--data", str(table_file), "--out", str(mine)]) == 2
     assert "is not a pickwise artifact" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"
+    under_a_file = mine / "notes.txt" / "art"  # failed only when saving, after the whole training
+    assert main(["train", "--data", str(table_file), "--out", str(under_a_file)]) == 2
+    assert f"{under_a_file} lies under {mine / 'notes.txt'}, a file" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2  # said "no such file"
+    assert f"--data {tmp_path}: is a directory; name the table files in it" in capsys.readouterr().err
     junk = tmp_path / "junk.parquet"
     junk.write_text("not parquet")
     assert main(["train", "--data", str(junk), "--out", str(tmp_path / "o")]) == 2

@@ -147,3 +147,14 @@ def test_score_keeps_answer_lengths_given_with_the_responses(tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text(json.dumps({**lines[0], "output_tokens": -1}) + "\n")
     code, _, err = run(capsys, "probe", "score", "--responses", tmp_path / "bad.jsonl", "--output", tmp_path / "b.csv")
     assert code == 2 and "line 1: output_tokens -1 is outside [0, 1,000,000,000]" in err
+
+
+def test_score_refuses_to_write_over_its_responses(tmp_path, capsys):
+    """`--output` naming the responses file replaced the model's answers with their scores."""
+    responses = tmp_path / "responses.jsonl"
+    gradable = next(e for e in load_probe_set() if e.gradable)
+    text = json.dumps({"prompt_id": gradable.prompt_id, "response": "A"}) + "\n"
+    responses.write_text(text)
+    assert main(["probe", "score", "--responses", str(responses), "--output", str(responses)]) == 2
+    assert "is the --responses file; writing there would replace the input" in capsys.readouterr().err
+    assert responses.read_text() == text

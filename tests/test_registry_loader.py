@@ -234,6 +234,8 @@ def test_similar_to_pointing_nowhere(tmp_path):
 def test_missing_directory_and_directory_without_yaml(tmp_path):
     assert "registry directory not found" in str(load_error(tmp_path / "nope"))
     assert "no *.yaml or *.yml files" in str(load_error(tmp_path))
+    one = write(tmp_path, "one.yaml", model("a"))  # said "registry directory not found" of a file that is there
+    assert f"{one}: is a file, not a registry directory (expected a directory of *.yaml files)" in str(load_error(one))
 
 
 def test_version_changes_with_content_only(tmp_path):

@@ -83,6 +83,19 @@ def test_add_never_reuses_a_taken_file_name(tmp_path):
     assert (tmp_path / "a-2.yaml").exists() and reg.snapshot.source_file("a").name == "a-2.yaml"
 
 
+def test_a_file_name_never_starts_with_a_dash(tmp_path):
+    """A name in another script became '-.yaml' and then '--2.yaml': files `rm` and `ls` take for options."""
+    from pickwise.registry.store import safe_file_stem
+
+    assert [safe_file_stem(n) for n in ("мой-модель", "-x-", "mistralai/Mixtral-8x7B", "日本")] == \
+        ["model", "x", "mistralai_Mixtral-8x7B", "model"]
+    reg = Registry(make_registry(tmp_path))
+    reg.add_model(model("мой-модель"))
+    reg.add_model(model("тест-модель"))
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("-")]
+    assert {reg.snapshot.source_file(n).name for n in ("мой-модель", "тест-модель")} == {"model.yaml", "model-2.yaml"}
+
+
 def test_remove_single_model_file_deletes_it(tmp_path):
     reg = Registry(make_registry(tmp_path))
     b_before = file_state(tmp_path)["b.yaml"]

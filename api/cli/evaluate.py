@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from pickwise.api.cli.options import (
     CliError,
@@ -15,7 +14,7 @@ from pickwise.api.cli.options import (
     load_tables_option,
     number,
 )
-from pickwise.api.cli.output import check_output_path
+from pickwise.api.cli.output import check_output_path, open_output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score the predictor and baselines on held-out rows (capture, c2m, AIQ, calibration)",
         description=(
             "Score the predictor on the rows of each table it did not train on, next to the prior and "
-            "TF-IDF baselines trained here on the artifact's training rows, with every figure of METRICS.md."
+            "TF-IDF baselines trained here on the artifact's training rows, with every figure of ../shared/METRICS.md."
         ),
     )
     p.add_argument("--data", nargs="+", required=True, metavar="TABLE",
@@ -33,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_precision_option(p)
     add_registry_option(p)
     p.add_argument("--plot", metavar="FILE.png", help="write the cost-quality curves of every table to this PNG")
-    p.add_argument("--json", metavar="FILE", help="write the full reports (curves included) as JSON")
+    p.add_argument("--json", metavar="FILE", help="write the full reports (curves included) as JSON (- for stdout, the table then on stderr)")
     p.add_argument("--bootstrap", type=number(int, low=0), default=200, metavar="N",
                    help="paired bootstrap resamples over prompts (0 = none; default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -54,8 +53,11 @@ def _load_snapshot(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pickwise.predictor.evaluate import evaluate_table, format_report
 
-    check_output_path("--plot", args.plot)
-    check_output_path("--json", args.json)
+    tables = [("--data", path) for path in args.data]
+    if args.plot == "-":  # '-' is stdout elsewhere; here it became a file named '-.png', written after the work
+        raise CliError("--plot -: the plot is a PNG (or another image) file; give its file name")
+    check_output_path("--plot", args.plot, tables)
+    check_output_path("--json", args.json, tables)
     if args.plot:
         from pickwise.predictor.plots import plot_path
 
@@ -86,10 +88,13 @@ def run(args: argparse.Namespace) -> int:
                                           bootstrap=args.bootstrap, seed=args.seed, progress=True))
         except ValueError as exc:
             raise CliError(str(exc)) from None
-    print(format_report(reports))
+    # `--json -` puts the JSON on stdout, so the table goes to stderr: stdout stays one JSON document
+    print(format_report(reports), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
-        Path(args.json).write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
-        print(f"wrote {args.json}", file=sys.stderr)
+        with open_output(args.json) as out:  # whole or not at all, and a CliError, not a traceback, if it fails
+            out.write(json.dumps([r.model_dump(mode="json") for r in reports], indent=1) + "\n")
+        if args.json != "-":
+            print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
         from pickwise.predictor.plots import plot_reports
 

@@ -39,23 +39,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub-)command `args` ran, `pickwise models show` say: an error it reports
+    comes with that command's usage line, not the top level's."""
+    while True:
+        chosen = next((action.choices.get(getattr(args, action.dest, None)) for action in parser._actions
+                       if isinstance(action, argparse._SubParsersAction)), None)
+        if chosen is None:
+            return parser
+        parser = chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    command = _command_parser(parser, args)
+    if extra:  # argparse's own parse_args reports these with the top-level usage, as `pickwise: error:`
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    name = command.prog  # how errors name the command: `pickwise models show`
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at interpreter exit
         return code
     except CliError as exc:
-        print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return exc.code
     except RequestFieldError as exc:  # a field the service refused, named as the option it came from
-        print(f"pickwise {args.command}: error: {option_for(args, exc.field)}: {exc.message}", file=sys.stderr)
+        print(f"{name}: error: {option_for(args, exc.field)}: {exc.message}", file=sys.stderr)
         return 2
     except PickwiseError as exc:
-        print(f"pickwise {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return EXIT_CODES.get(error_code(exc), 2)
     except KeyboardInterrupt:
         return 130

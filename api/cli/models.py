@@ -11,10 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option, registry_location
+from pickwise.api.cli.options import (
+    CliError,
+    add_registry_option,
+    load_registry_option,
+    read_text_argument,
+    registry_location,
+)
 from pickwise.registry import ModelSpec, RegistryError, load_registry
 from pickwise.registry.errors import display_path
-from pickwise.registry.plausibility import price_warnings
+from pickwise.registry.plausibility import entry_warnings
 from pickwise.registry.store import specs_to_yaml
 
 
@@ -81,18 +87,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(issue)
         raise CliError(f"{len(exc.errors)} error(s) in registry {directory}", code=1) from None
     for spec in snapshot.models:
-        for line in price_warnings(spec):
+        for line in entry_warnings(spec):
             print(f"warning: {line}", file=sys.stderr)
     print(f"OK: {len(snapshot)} models, version {snapshot.version}")
     return 0
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {path}: {exc}") from None
+    text, path = read_text_argument(args.file)
     registry = load_registry_option(args.registry, writable=True)
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     before = set(registry.snapshot.names())
@@ -101,7 +103,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                                   label=path, replace=args.replace)
     except RegistryError as exc:
         raise CliError(f"not added:\n{exc}") from None
-    for line in price_warnings(spec):
+    for line in entry_warnings(spec):
         print(f"warning: {line}", file=sys.stderr)
     verb = "replaced" if spec.name in before else "added"
     print(f"{verb} model '{spec.name}' in {display_path(registry.snapshot.source_file(spec.name))} "
@@ -142,8 +144,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("directory", metavar="DIR", nargs="?", help="registry to check (default: --registry)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("add", help="add the model in FILE (.yaml or .json) as a new registry file;"
-                                   " a probe.results path (relative to FILE) is read and written inline")
+    p = sub.add_parser("add", help="add the model in FILE (.yaml or .json; - reads YAML or JSON from stdin) as a new "
+                                   "registry file; a probe.results path (relative to FILE) is read and written inline")
     add_registry_option(p)
     p.add_argument("file", metavar="FILE")
     p.add_argument("--replace", action="store_true",

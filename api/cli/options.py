@@ -92,6 +92,21 @@ def capacity_list(text: str) -> dict[str, int]:
     return caps
 
 
+def read_text_argument(raw: str) -> tuple[str, Path]:
+    """The UTF-8 text of the file `raw` names, or of stdin for '-', and how errors should name it
+    (`<stdin>`, whose parent is the working directory: relative paths in it are read from there).
+    A file that cannot be read, or is not UTF-8, is a CliError saying which and why."""
+    from pickwise.registry.jsonl import read_input
+
+    label = Path("<stdin>") if raw == "-" else Path(raw)
+    try:
+        return read_input(raw).decode("utf-8"), label
+    except OSError as exc:
+        raise CliError(f"cannot read {label}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"cannot read {label}: not UTF-8 text (byte {exc.start})") from None
+
+
 def add_registry_option(parser: argparse.ArgumentParser) -> None:
     """The shared `--registry DIR` option; defaults to the shipped registry."""
     parser.add_argument(
@@ -140,6 +155,8 @@ def load_tables_option(paths: list[str], option: str = "--data") -> list:
     tables, seen = [], set()
     for raw in paths:
         path = Path(raw)
+        if path.is_dir():
+            raise CliError(f"{option} {raw}: is a directory; name the table files in it")
         if not path.is_file():
             raise CliError(f"{option} {raw}: no such file")
         if path.resolve() in seen:

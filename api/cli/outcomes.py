@@ -314,8 +314,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_artifact_status(args: argparse.Namespace) -> int:
+    from pickwise.predictor.artifact import ArtifactError
     from pickwise.predictor.promotion import read_pointer, serving_artifact_dir
 
     pointer = read_pointer()
-    print(json.dumps({"serving": str(serving_artifact_dir()), **pointer}, indent=2))
+    try:
+        serving, problem = str(serving_artifact_dir()), None
+    except ArtifactError as exc:  # the promoted artifact is gone: show the pointer, then say so
+        serving, problem = None, exc
+    print(json.dumps({"serving": serving, **pointer}, indent=2))
+    if problem is not None:
+        raise CliError(str(problem))
     return 0

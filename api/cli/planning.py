@@ -189,7 +189,7 @@ def _warn_low_confidence(low_confidence: dict[str, str], quiet: bool) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    check_output_path("--output", args.output, args.input)
+    check_output_path("--output", args.output, [("--input", args.input)])
     url = server_url(args)
     service, request, places = _load(
         args, remote=url is not None, budget=args.budget, min_avg_quality=args.min_avg_quality,

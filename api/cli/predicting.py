@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
         check_artifact_target(args.out)
     except ArtifactError as exc:
         raise CliError(f"--out {args.out}: {exc}") from None
+    _check_stem_cache(args.stem_cache)
     mc = config.model
     depth = mc.backbone_layers or MINILM_LAYERS
     if mc.lora_layers > depth:
@@ -142,14 +144,32 @@ def _check_train_inputs(args: argparse.Namespace, config, tables, snapshot) -> N
             device = torch.device(args.device)
         except RuntimeError as exc:
             raise CliError(f"--device {args.device}: {exc}") from None
+        if device.type not in ("cpu", "cuda"):  # torch knows more kinds; training runs on these two
+            raise CliError(f"--device {args.device}: expected cpu or cuda (cuda:N for one GPU of several)")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise CliError(f"--device {args.device}: CUDA is not available on this machine")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise CliError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     trained = {canonical_name(snapshot, m) for t in tables for m in t.model_names}  # as build_training_set names them
     unknown = [m for m in config.exclude_models if canonical_name(snapshot, m) not in trained]
     if unknown:
         raise CliError(f"--exclude-models: {', '.join(unknown)} not among the tables' models")
     if trained <= {canonical_name(snapshot, m) for m in config.exclude_models}:
         raise CliError("--exclude-models leaves no model to train on")
+
+
+def _check_stem_cache(option: str | None) -> None:
+    """`--stem-cache` is written after the stem has encoded every row (minutes on a CPU): a path that is a
+    file, or under one, or in a directory that cannot be written fails there with a traceback."""
+    if not option:
+        return
+    path = Path(option)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # the nearest part that is there
+    if not existing.is_dir():
+        raise CliError(f"--stem-cache {option}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK):
+        raise CliError(f"--stem-cache {option}: directory {existing} is not writable")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -182,7 +202,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from pickwise.predictor.artifact import ArtifactError
     from pickwise.predictor.inference import load_predictor
 
-    check_output_path("--output", args.output, args.input)
+    check_output_path("--output", args.output, [("--input", args.input)])
     try:
         lines = read_prompt_file(args.input)
     except PromptFileError as exc:

@@ -16,11 +16,10 @@ import argparse
 import csv
 import json
 import sys
-from pathlib import Path
 
-from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option
+from pickwise.api.cli.options import CliError, add_registry_option, load_registry_option, read_text_argument
 from pickwise.api.cli.options import number as number_type
-from pickwise.api.cli.output import open_output
+from pickwise.api.cli.output import check_output_path, open_output
 from pickwise.registry import RegistryError, RegistryIssue
 from pickwise.registry.jsonl import json_object_lines, listed_problems, read_input
 from pickwise.registry.loader import parse_registry_text
@@ -91,6 +90,7 @@ def read_responses(path: str, index: dict[str, ProbeEntry]) -> list[tuple[ProbeE
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    check_output_path("--output", args.output, [("--responses", args.responses)])
     pairs = read_responses(args.responses, probe_index())
     rows = [(entry.prompt_id, grade_response(entry, response), tokens) for entry, response, tokens in pairs]
     scored = [(pid, score) for pid, score, _ in rows if score is not None]
@@ -142,11 +142,7 @@ def _describe(spec, evidence) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {path}: {exc}") from None
+    text, path = read_text_argument(args.file)
     issues: list[RegistryIssue] = []
     entries = [e for e in parse_registry_text(text, path, issues) if e.spec is not None]
     report: list[str] = []
@@ -217,6 +213,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate the probe section of a model YAML file against the probe set")
-    p.add_argument("file", metavar="FILE", help="model YAML file (one model or a list)")
+    p.add_argument("file", metavar="FILE", help="model YAML file (one model or a list; - for stdin)")
     add_registry_option(p)
     p.set_defaults(func=cmd_check)

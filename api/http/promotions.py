@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pickwise.api.service import PickwiseService
+from pickwise.predictor.artifact import ArtifactError
 from pickwise.predictor.promotion import POINTER_FILE, serving_artifact_dir
 from pickwise.registry import pickwise_home
 
@@ -78,7 +79,10 @@ class PromotionWatcher:
         serving = self.service.current_predictor
         try:
             target = serving_artifact_dir(self._home).resolve()
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # a hand-edited pointer that does not parse
+        except ArtifactError as exc:  # a hand-edited pointer that does not parse: the error names the file
+            self.error = self._failed(str(exc), serving)
+            return
+        except OSError as exc:
             self.error = self._failed(f"{self._pointer} cannot be read ({type(exc).__name__}: {exc})", serving)
             return
         if serving is not None and Path(serving.directory).resolve() == target:
