@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +230,7 @@ class ModelVector:
     bias: float
     source: str  # "trained" | "outcomes" | "probe" | "similar_to" | "benchmark_score" | "population"
     low_confidence: str | None = None
-    index: int | None = None  # row among the artifact's trained models ("trained" only)
+    index: int | None = None  # row among the artifact's trained models ("trained", or the "similar_to" target's)
     # "probe" with a one-scale layer: its results per scale task (where its evidence is) and its ability
     # on the joint scale, so its predictions get support and are placed on the scale where it has none
     task_rows: np.ndarray | None = None
@@ -472,6 +472,8 @@ class QualityPredictor:
                 j = v.index
                 quality[:, col] = sigmoid(out["logits"][:, j])
                 scale_z[:, col] = out["scale_logits"][:, j]
+                if v.source == "similar_to":  # scored as its target, with no results of its own
+                    continue
                 support[:, col], rows[:, col] = out["support"][:, j], out["rows"][:, j]
                 for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
                     low[i][v.name] = self.scale.reason(j, support[i, col], p_open[i], top[i])
@@ -714,8 +716,10 @@ class QualityPredictor:
         if probe is not None and probe.similar_to:
             target = snapshot.get(probe.similar_to) if snapshot is not None else probe.similar_to
             base = self.model_vector(target, snapshot)
-            return ModelVector(model.name, base.vector, base.bias, "similar_to",
-                               f"no probe results; scored like {probe.similar_to!r}")
+            # scored as its target is, placement on the joint scale included (with its vector alone, the
+            # scale's blend lowered the target on unsupported prompts, not the model said to be like it)
+            return replace(base, name=model.name, source="similar_to",
+                                       low_confidence=f"no probe results; scored like {probe.similar_to!r}")
         from pickwise.predictor.coldstart import population_prior
 
         vector, bias = population_prior(*self.trained_vectors)

@@ -196,7 +196,8 @@ def fit_vectors(predictor, snapshot, rows: OutcomeRows, features: Features, mask
         e, b, before = fit_one(predictor, spec, snapshot, u, rows.scores[idx], trust_trained, trust_new)
         fitted[name] = {"vector": [float(x) for x in e], "bias": float(b), "rows": len(idx),
                         "prompts": len({rows.shas[i] for i in idx}), "before": before}
-        index = predictor.model_vector(spec, snapshot).index  # its trained row, by name or alias
+        current = predictor.model_vector(spec, snapshot)
+        index = current.index if current.source == "trained" else None  # its trained row, by name or alias
         if index is not None and predictor.model_names[index] != name:  # trained under an alias: say which
             fitted[name]["trained_as"] = predictor.model_names[index]
         read = [i for i in idx if rows.shas[i] in reading]  # a hash-only prompt has no task posterior

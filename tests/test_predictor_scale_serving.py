@@ -63,3 +63,26 @@ def test_predict_with_evidence_reports_support_and_flags_unsupported_pairs(scale
     vectors = [predictor.model_vector(m) for m in models]
     np.testing.assert_allclose(predictor.probabilities(f.u.astype(float), vectors, f.tasks), result.quality)
     assert predictor.set_rho == 0.3 and set_quality(result.quality[:, :2], predictor.set_rho).shape == (3,)
+
+
+def test_a_similar_to_model_is_scored_as_its_target_where_the_scale_blends_it_in(scaled_artifact, registry_dir):
+    """Model 0 has no results off its first task, so the scale blends its placement in there; a model
+    said to be like it got model 0's vector without the blend, and beat its own target (0.96 against
+    0.70 on a poem, shipped artifact)."""
+    import yaml
+
+    from pickwise.predictor.inference import load_predictor
+    from pickwise.registry import load_registry
+    from tests.api_support import new_model
+
+    predictor = load_predictor(scaled_artifact, device="cpu", backbone=tiny_backbone())
+    target = predictor.model_names[0]
+    (registry_dir / "alike.yaml").write_text(yaml.safe_dump([new_model("alike", probe={"similar_to": target})]))
+    snapshot = load_registry(registry_dir)
+    f = predictor.prompt_features(PROMPTS)
+    vectors = [predictor.model_vector(snapshot.get(n), snapshot) for n in (target, "alike")]
+    result = predictor.evidence(f.u.astype(float), vectors, f.tasks)
+    assert result.support[:, 0].min() < 0.5  # the blend applies to the target on some prompt
+    np.testing.assert_allclose(result.quality[:, 1], result.quality[:, 0])
+    assert np.isnan(result.support[:, 1]).all()  # no results of its own
+    assert all(low["alike"] == f"no probe results; scored like {target!r}" for low in result.low_confidence)
