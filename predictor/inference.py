@@ -719,7 +719,7 @@ class QualityPredictor:
             # scored as its target is, placement on the joint scale included (with its vector alone, the
             # scale's blend lowered the target on unsupported prompts, not the model said to be like it)
             return replace(base, name=model.name, source="similar_to",
-                                       low_confidence=f"no probe results; scored like {probe.similar_to!r}")
+                           low_confidence=f"no probe results; scored like {probe.similar_to!r}")
         from pickwise.predictor.coldstart import population_prior
 
         vector, bias = population_prior(*self.trained_vectors)

@@ -39,9 +39,6 @@ class GatewayLimits(BaseModel):
         None, description="false: base models never take open-ended prompts, whatever a request says")
     max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_LIMIT, description="the most models tried")
 
-    def names(self) -> list[str]:
-        return [*(self.models or ()), *self.exclude]
-
     def allows(self, spec: ModelSpec, snapshot: RegistrySnapshot) -> bool:
         """Whether callers may reach this model (names compared as the registry resolves them)."""
         if any(n in snapshot and snapshot.get(n).name == spec.name for n in self.exclude):
@@ -144,4 +141,3 @@ def ways_within(ways: dict[str, float | bool], limits: GatewayLimits) -> tuple[d
     the limits bar (a caller told to raise a cap past its limit would only get the same 409)."""
     barred = [k for k, v in ways.items() if _bars(limits, k, v)]
     return {k: v for k, v in ways.items() if k not in barred}, barred
-
