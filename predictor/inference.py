@@ -467,6 +467,8 @@ class QualityPredictor:
             for col, v in enumerate(vectors):
                 if v.outcomes is not None or (v.index is None and v.task_rows is not None):
                     self._place_with_evidence(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
+                    if v.source == "similar_to":  # scored as its target, whose evidence is not its own
+                        support[:, col] = rows[:, col] = np.nan
                     continue
                 if v.index is None and v.ability is not None:  # a prior only: the average model, shifted
                     self._place_prior(col, v, own, out, tasks, quality, scale_z)
