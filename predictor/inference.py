@@ -232,7 +232,8 @@ class ModelVector:
     low_confidence: str | None = None
     index: int | None = None  # row among the artifact's trained models ("trained", or the "similar_to" target's)
     # "probe" with a one-scale layer: its results per scale task (where its evidence is) and its ability
-    # on the joint scale, so its predictions get support and are placed on the scale where it has none
+    # on the joint scale, so its predictions get support and are placed on the scale where it has none;
+    # "benchmark_score" / "population": its ability alone (placed as the average trained model, shifted)
     task_rows: np.ndarray | None = None
     ability: float | None = None
     outcomes: OutcomeEvidence | None = None  # "trained" or "outcomes" refitted by `pickwise fit`
@@ -466,6 +467,11 @@ class QualityPredictor:
             for col, v in enumerate(vectors):
                 if v.outcomes is not None or (v.index is None and v.task_rows is not None):
                     self._place_with_evidence(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
+                    if v.source == "similar_to":  # scored as its target, whose evidence is not its own
+                        support[:, col] = rows[:, col] = np.nan
+                    continue
+                if v.index is None and v.ability is not None:  # a prior only: the average model, shifted
+                    self._place_prior(col, v, own, out, tasks, quality, scale_z)
                     continue
                 if v.index is None:
                     continue
@@ -532,6 +538,19 @@ class QualityPredictor:
         open_ability = ability_at(difficulty, scores, cut, start=ability, centre=ability, l2=OPEN_ABILITY_PRIOR)
         return OutcomeEvidence(((1.0 - cut)[:, None] * np.asarray(tasks, dtype=np.float64)).sum(0),
                                float(cut.sum()), None if index is not None else ability, open_ability)
+
+    def _place_prior(self, col, v: ModelVector, own, out, tasks, quality, scale_z):
+        """A model with only a prior (`benchmark_score`, or nothing): the average trained model shifted by its
+        bias, so where the trained models are supported (on average) its own logit stands, and elsewhere
+        (open-ended prompts) it is placed on the joint scale as they are. With its raw logit there, one at
+        gpt-4's mean quality over the probe set beat gpt-4 on every poem. It has no support of its own."""
+        from pickwise.predictor.scale import sigmoid
+
+        scale = self.scale
+        s = scale.support(tasks, out["open_ended"], scale.rows_weight(scale.rows).mean(0))[:, 0]
+        place = v.ability - out["difficulty"]
+        quality[:, col] = sigmoid((s * own[:, col] + (1.0 - s) * place) / scale.temperature)
+        scale_z[:, col] = place
 
     def _place_with_evidence(self, col, v: ModelVector, own, out, tasks, quality, scale_z, support, rows, low, top):
         """A model with evidence beyond training rows: probe results, whose tables support it as a trained
@@ -724,11 +743,19 @@ class QualityPredictor:
 
         vector, bias = population_prior(*self.trained_vectors)
         if probe is not None and probe.benchmark_score is not None:
-            bias = self.bias_for_mean(vector, probe.benchmark_score)
-            return ModelVector(model.name, vector, bias, "benchmark_score",
-                               f"no probe results; prior from benchmark_score={probe.benchmark_score}")
+            shifted = self.bias_for_mean(vector, probe.benchmark_score)
+            return ModelVector(model.name, vector, shifted, "benchmark_score",
+                               f"no probe results; prior from benchmark_score={probe.benchmark_score}",
+                               ability=self.prior_ability(shifted - bias))
         return ModelVector(model.name, vector, bias, "population",
-                           "no probe results or prior: scored as an average model")
+                           "no probe results or prior: scored as an average model", ability=self.prior_ability(0.0))
+
+    def prior_ability(self, shift: float) -> float | None:
+        """The place on the joint scale of the average trained model with its bias moved by `shift` (None
+        without a one-scale layer): the trained models' mean ability, moved as its calibrated logit is."""
+        if self.scale is None:
+            return None
+        return float(np.mean(self.scale.ability)) + shift / self.temperature
 
     def fit_probe(self, scores: dict[str, float]) -> tuple[np.ndarray, float]:
         """Vectors for a new model from its probe results; cached by the results' content."""

@@ -237,6 +237,26 @@ def test_a_probe_registered_model_says_where_its_evidence_is(service):
     assert np.all((result.quality > 0.5) & (result.quality < 1.0))  # a strong model stays strong, flagged
 
 
+def test_a_model_like_a_probe_registered_one_has_no_evidence_of_its_own(service, tmp_path):
+    # scored as its target is, but its target's probe results are not its own: it showed the target's
+    # support and evidence rows as if they were
+    from pickwise.registry import Probe, ProbeResult
+    from pickwise.registry.probes.probe_set import probe_index
+    from pickwise.registry.snapshot import RegistrySnapshot
+    from tests.test_predictor_inference import spec
+
+    ids = [pid for pid, entry in probe_index().items() if entry.table == "mmlu_pro_25models"]
+    strong = spec("acme-strong", Probe(results=[ProbeResult(prompt_id=i, score=float(k % 50 != 0))
+                                                for k, i in enumerate(ids)]))
+    alike = spec("acme-alike", Probe(similar_to="acme-strong"))
+    snapshot = RegistrySnapshot((strong, alike), "v", tmp_path)
+    mmlu_pro = next(e.prompt for e in probe_index().values() if e.table == "mmlu_pro_25models")
+    result = service.predictor.predict_with_evidence([mmlu_pro, POEM], [strong, alike], snapshot=snapshot)
+    np.testing.assert_allclose(result.quality[:, 1], result.quality[:, 0])
+    assert result.support[0, 0] >= 0.5 and np.isnan(result.support[:, 1]).all() and np.isnan(result.rows[:, 1]).all()
+    assert all(low["acme-alike"] == "no probe results; scored like 'acme-strong'" for low in result.low_confidence)
+
+
 def test_a_probe_registered_model_keeps_its_probe_support_after_a_refit_adds_outcomes(service, tmp_path):
     # `fit` fits it to its probe results and outcomes together: forty legal outcomes must not take away
     # the support its 220 MMLU-Pro probe results gave it (it lost it, and was "fitted to only 40 outcomes")
