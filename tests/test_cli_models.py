@@ -59,6 +59,21 @@ def test_validate_ok_and_default(tmp_path, capsys):
     assert code == 0 and out.startswith("OK: ")
 
 
+def test_validate_of_the_user_registry_dir_reads_it_over_the_shipped_one(tmp_path, monkeypatch, capsys):
+    """`models validate ~/.pickwise/registry` names the folder `serve` reads over the shipped models: a
+    `similar_to` a shipped model is valid there, as it is for every command, not 'not a model name'."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("PICKWISE_HOME", str(home))
+    (home / "registry").mkdir(parents=True)
+    write(home / "registry", "team.yaml", [model("team-coder", probe={"similar_to": "codegemma-7b"})])
+    code, out, err = run(capsys, "models", "validate", str(home / "registry"))
+    assert code == 0 and out.startswith("OK: ") and "not a model name" not in out, (out, err)
+    other = make_registry(tmp_path / "alone")  # any other folder is still a whole registry on its own
+    write(other, "team.yaml", [model("team-coder", probe={"similar_to": "codegemma-7b"})])
+    code, out, _ = run(capsys, "models", "validate", str(other))
+    assert code == 1 and "similar_to 'codegemma-7b' is not a model name" in out
+
+
 def test_validate_broken_yaml_lists_every_error(tmp_path, capsys):
     make_registry(tmp_path)
     write(tmp_path, "broken.yaml", "- name: x\n  pricing: {input_per_million: 1\n")

@@ -18,7 +18,7 @@ from pickwise.api.cli.options import (
     read_text_argument,
     registry_location,
 )
-from pickwise.registry import ModelSpec, RegistryError, load_registry
+from pickwise.registry import ModelSpec, RegistryError, load_registry, user_registry_dir
 from pickwise.registry.errors import display_path
 from pickwise.registry.plausibility import entry_warnings
 from pickwise.registry.store import specs_to_yaml
@@ -79,7 +79,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    directory, base = (Path(args.directory), None) if args.directory else registry_location(args.registry)
+    directory, base = registry_location(args.registry)
+    if args.directory:  # your registry's folder is read over the shipped models, as by every command; others alone
+        directory, base = registry_location(None) if _same_dir(args.directory, user_registry_dir()) \
+            else (Path(args.directory), None)
     try:
         snapshot = load_registry(directory, base=base)
     except RegistryError as exc:
@@ -91,6 +94,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"warning: {line}", file=sys.stderr)
     print(f"OK: {len(snapshot)} models, version {snapshot.version}")
     return 0
+
+
+def _same_dir(a: str | Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -141,7 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("validate", help="check a registry directory; print every error")
     add_registry_option(p)
-    p.add_argument("directory", metavar="DIR", nargs="?", help="registry to check (default: --registry)")
+    p.add_argument("directory", metavar="DIR", nargs="?", help="registry to check (default: --registry; $PICKWISE_HOME/registry is read over the shipped models, any other DIR alone)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("add", help="add the model in FILE (.yaml or .json; - reads YAML or JSON from stdin) as a new "
