@@ -148,3 +148,21 @@ def test_a_caller_cannot_shrink_the_estimate_a_cost_limit_is_checked_on(served, 
         assert "max_tokens" in outside.value.message
         assert create(sdk(url), max_tokens=1, extra_body={"pickwise": {**SKIP_DOWN, "objective": "max_quality"}}
                       )[0].headers["x-pickwise-model"] == "dear"  # a 1-token answer is within the limit
+
+
+def test_a_model_removed_while_serving_leaves_the_limits_exclude_instead_of_refusing_every_call(served, tiny_predictor):
+    # serve checks the limits' names at startup; a model removed later (it cannot be reached anyway) made every
+    # routed call a 422 on `pickwise.exclude`, a field the caller never sent, as the defaults' lists once did
+    import httpx
+
+    from tests.api_support import TOKEN
+
+    with limited(served, tiny_predictor, {"exclude": ["dear", "down"]}) as url:
+        client = sdk(url)
+        assert create(client)[0].headers["x-pickwise-model"] == "cheap"
+        assert httpx.delete(url + "/v1/models/dear", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert create(client)[0].headers["x-pickwise-model"] == "cheap"
+        assert create(client, extra_body={"pickwise": {"objective": "max_quality"}})[0].headers["x-pickwise-model"] == "mid"
+        with pytest.raises(openai.ConflictError) as infeasible:  # a 409 reports the limits as they were set
+            create(client, extra_body={"pickwise": {"min_quality": 0.999}})
+        assert infeasible.value.body["server_limits"]["exclude"] == ["dear", "down"]

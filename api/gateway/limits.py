@@ -76,7 +76,8 @@ def bounded(options: GatewayOptions, limits: GatewayLimits, snapshot: RegistrySn
         "max_cost_usd": _smaller(options.max_cost_usd, limits.max_cost_usd),
         "max_latency_ms": _smaller(options.max_latency_ms, limits.max_latency_ms),
         "min_quality": max((q for q in (options.min_quality, limits.min_quality) if q is not None), default=None),
-        "exclude": list(dict.fromkeys([*options.exclude, *limits.exclude])),
+        # a limited name removed while serving (serve checked them all) can be reached by no one: it excludes nothing
+        "exclude": list(dict.fromkeys([*options.exclude, *(n for n in limits.exclude if n in snapshot)])),
         "requires": list(dict.fromkeys([*options.requires, *limits.requires])),
         "allow_low_confidence": options.allow_low_confidence and limits.allow_low_confidence is None,
         "allow_base_models": options.allow_base_models and limits.allow_base_models is None,
