@@ -236,7 +236,9 @@ class Registry:
             if issues:
                 raise RegistryError(issues)
             if len(entries) != 1:
-                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)})", file=label))
+                names = ", ".join(repr(e.spec.name) for e in entries[:5]) + (", ..." if len(entries) > 5 else "")
+                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)}: {names}): "
+                                                  "add each in a file (or request) of its own", file=label))
             spec = entries[0].spec
             current = self._snapshot
             wanted = current.get(name).name if name is not None and name in current else name

@@ -121,7 +121,8 @@ def test_add_bad_input(tmp_path, capsys):
     assert code == 2 and f"{broken}:2: invalid JSON (column 13): Expecting value" in err  # file, line, column: as YAML
     two = write(tmp_path, "two.yaml", [model("t1"), model("t2")])
     code, _, err = run(capsys, "models", "add", str(two), "--registry", str(reg))
-    assert code == 2 and f"{two}: add one model at a time (the input holds 2)" in err  # said which input
+    assert code == 2 and f"{two}: add one model at a time (the input holds 2: 't1', 't2')" in err  # said which input
+    assert "each in a file (or request) of its own" in err  # and what to do
 
 
 def test_add_errors_name_the_users_file_never_the_registry_file_it_would_have_become(tmp_path, capsys):
