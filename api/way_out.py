@@ -117,6 +117,13 @@ def declared_elsewhere(snapshot: RegistrySnapshot, blocking: dict[str, list[str]
     return {c: [s.name for s in snapshot.models if c in s.capabilities and s.name not in inside] for c in CAPABILITIES}
 
 
+def nothing_satisfies(blocking: dict[str, list[str]]) -> str:
+    """The head of every 409's message: how many models each constraint rules out."""
+    counts = Counter(reason for why in blocking.values() for reason in (why or ["no feasible set"]))
+    ruled = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
+    return f"no model satisfies the constraints ({len(blocking)} models; ruled out by {ruled})"
+
+
 def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fallback: str = "error",
              together: dict[str, float | bool] | None = None, unreadable: bool = False,
              elsewhere: dict[str, list[str]] | None = None) -> str:
@@ -124,8 +131,7 @@ def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fall
     read, why every quality is low-confidence), then the way out. `elsewhere` (`declared_elsewhere`):
     the models outside `blocking` that declare a capability none of them does."""
     counts = Counter(reason for why in blocking.values() for reason in (why or ["no feasible set"]))
-    ruled = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
-    text = f"no model satisfies the constraints ({len(blocking)} models; ruled out by {ruled})"
+    text = nothing_satisfies(blocking)
     if unreadable:
         text += ("; the predictor cannot read the prompt (mostly unknown tokens: emoji, or a script outside its "
                  "vocabulary), so every quality is a low-confidence guess")

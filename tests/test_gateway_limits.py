@@ -46,6 +46,8 @@ def test_a_cost_limit_holds_whatever_the_request_or_its_fallback_asks(served, ti
         with pytest.raises(openai.ConflictError) as infeasible:  # no model is free: no fallback keeps the limit
             routed(sdk(url), on_infeasible="cheapest")
         assert "keeps the server's limits on max_cost_usd (PICKWISE_GATEWAY_LIMITS)" in infeasible.value.message
+        # and, as every 409, what ruled the models out (each costs more than nothing; down, excluded)
+        assert "(4 models; ruled out by cost cap 4, deny-list 1), and no fallback" in infeasible.value.message
         assert infeasible.value.body["server_limits"] == {"max_cost_usd": 0.0}
 
 

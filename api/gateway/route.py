@@ -16,7 +16,7 @@ from pickwise.api.gateway.options import GatewayOptions
 from pickwise.api.gateway.output_cap import OutputCap, fits_none
 from pickwise.api.schemas import MAX_PROMPT_CHARS, SelectRequest
 from pickwise.api.service import Encoded, PickwiseService
-from pickwise.api.way_out import declared_elsewhere, describe
+from pickwise.api.way_out import declared_elsewhere, describe, nothing_satisfies
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import ranking
@@ -126,7 +126,7 @@ def _fallback_within(request: SelectRequest, decide, limits: GatewayLimits):
               if c.name in (request.models or ()) and _within(c, limits, request.allow_low_confidence)]
     if not within:
         blocking = {c.name: c.excluded_by for c in decision.candidates if c.name in (request.models or ())}
-        raise NoFeasibleModel(blocking, {}, f"no model satisfies the constraints, and no fallback "
+        raise NoFeasibleModel(blocking, {}, f"{nothing_satisfies(blocking)}, and no fallback "
                                             f"'{request.on_infeasible}' keeps the server's limits on "
                                             f"{', '.join(broken)} ({LIMITS_ENV})").add_context(fallback_limited=True)
     return decide(request.model_copy(update={"models": within}))
