@@ -732,7 +732,8 @@ class PickwiseService:
             keep = self.decisions.keep_s
             span = f"{keep / 86400:g} day(s)" if keep >= 86400 else f"{keep / 3600:g} hour(s)"
             raise DecisionNotFound(f"unknown decision {decision_id!r}: decisions are kept in the outcome store for "
-                                   f"{span}, at most {self.decisions.max_rows:,}; send the prompt and model instead")
+                                   f"{span}, at most {self.decisions.max_rows:,} (a gateway call naming its model, or "
+                                   "answered by none, keeps none); send the prompt and model instead")
         return decision
 
     # ---- registry ----------------------------------------------------------------------------

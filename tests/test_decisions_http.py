@@ -57,7 +57,8 @@ def test_an_unknown_decision_is_404_saying_how_long_they_are_kept(registry, tiny
         r = api.post("/v1/feedback", json={"decision_id": decision_id, "score": 1}, headers=AUTH)
     assert r.status_code == 404
     assert r.json()["detail"] == (f"unknown decision {decision_id!r}: decisions are kept in the outcome store for "
-                                  "2 day(s), at most 5,000; send the prompt and model instead")
+                                  "2 day(s), at most 5,000 (a gateway call naming its model, or answered by none, "
+                                  "keeps none); send the prompt and model instead")
 
 
 def test_a_server_that_keeps_no_prompt_text(registry, tiny_predictor, store_path):

@@ -112,6 +112,8 @@ def test_calls_that_route_nothing_or_answer_nothing_keep_no_decision(gateway):
                         failed.value.response.headers["x-pickwise-decision-id"]):
         r = _feedback(url, decision_id=decision_id, score=1)
         assert r.status_code == 404 and "unknown decision" in r.text
+        # the id came from a header a second ago: 'kept for 7 days' alone would send the caller hunting
+        assert "a gateway call naming its model, or answered by none, keeps none" in r.json()["detail"]
 
 
 def test_a_stream_cut_midway_keeps_no_decision(gateway):
