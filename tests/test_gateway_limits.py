@@ -122,6 +122,14 @@ def test_bad_limits_stop_serve_naming_the_field(registry_dir, tmp_path, capsys, 
                  "--gateway-limits", '{"max_latency_ms": 5000}']) == 2
     assert "--gateway-defaults: expected_output_tokens: --gateway-limits limits the estimated latency" \
         in capsys.readouterr().err
+    # an allow-list of which the gateway can call nothing (no endpoint here): every routed call would be refused
+    monkeypatch.setenv("PICKWISE_GATEWAY_LIMITS", '{"models": ["gpt-4-1106-preview"]}')
+    assert main([*args[:-1], str(tmp_path / "missing")]) == 2
+    assert ("PICKWISE_GATEWAY_LIMITS: models: the gateway can call none of them ('gpt-4-1106-preview': no "
+            "endpoint)") in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "missing"), "--gateway-limits", "{}", "--gateway-defaults",
+                 '{"models": ["gpt-4-1106-preview"]}']) == 2
+    assert "--gateway-defaults: models: the gateway can call none of them" in capsys.readouterr().err
     monkeypatch.delenv("PICKWISE_GATEWAY_LIMITS")
     settings = ServiceSettings(gateway_limits='{"max_cost_usd": 0.01}')  # serve --workers hands them over
     for name, value in settings.environment().items():

@@ -199,6 +199,7 @@ def _check_policy_names(batching: dict, snapshot) -> None:
     so a name missing later was removed while serving (`gateway.route.for_registry`)."""
     from pickwise.api.gateway.limits import check_defaults
     from pickwise.api.gateway.options import check_names
+    from pickwise.api.gateway.route import check_served
     from pickwise.api.http.settings import ServiceSettings
 
     settings = ServiceSettings(**batching)
@@ -212,6 +213,12 @@ def _check_policy_names(batching: dict, snapshot) -> None:
         check_defaults(settings.gateway_options, settings.limits, snapshot, _option_name("gateway_limits", batching))
     except ValueError as exc:
         raise CliError(f"{_option_name('gateway_defaults', batching)}: {exc}") from None
+    for field, models in (("gateway_limits", settings.limits.models),
+                          ("gateway_defaults", settings.gateway_options.get("models"))):
+        try:
+            check_served(models, snapshot)
+        except ValueError as exc:
+            raise CliError(f"{_option_name(field, batching)}: {exc}") from None
 
 
 def _check_store(target: str | None) -> None:

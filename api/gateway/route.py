@@ -32,6 +32,15 @@ def served(snapshot: RegistrySnapshot) -> list[ModelSpec]:
     return [s for s in snapshot.models if s.enabled and s.endpoint is not None]
 
 
+def check_served(names: list[str] | None, snapshot: RegistrySnapshot) -> None:
+    """ValueError when an allow-list of the server's policy names models (known ones: `check_names` came
+    first) of which the gateway can call none: every routed call that sends no list of its own would fail."""
+    if not names or any(snapshot.get(n).name in {s.name for s in served(snapshot)} for n in names):
+        return
+    why = ", ".join(f"{n!r}: {'disabled' if not snapshot.get(n).enabled else 'no endpoint'}" for n in names)
+    raise ValueError(f"models: the gateway can call none of them ({why}), so every routed call would be refused")
+
+
 def for_registry(defaults: dict[str, Any], snapshot: RegistrySnapshot) -> dict[str, Any]:
     """The server's defaults as the registry stands now. `serve` checked their model names at startup,
     so a name the registry no longer holds (or no longer serves) was removed while serving: it excludes
