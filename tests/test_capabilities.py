@@ -121,6 +121,7 @@ def test_a_409_names_the_models_that_declare_what_the_call_needs_outside_its_poo
             create(sdk(url), tools=[TOOL], extra_body={"pickwise": {"models": ["cheap"]}})
     message = err.value.body["message"]
     # the served models, and those registered without an endpoint (gemini-1.5-flash-002, gpt-4-1106-preview)
-    assert ("the call needs tools, which no model here declares; dear, gemini-1.5-flash-002, gpt-4-1106-preview "
-            "and mid declare it, outside the models this call may go to") in message
+    # those without an endpoint say so: no allow-list reaches them, their registry entry needs one
+    assert ("the call needs tools, which no model here declares; dear, gemini-1.5-flash-002 (no endpoint), "
+            "gpt-4-1106-preview (no endpoint) and mid declare it, outside the models this call may go to") in message
     assert "list it under `capabilities`" not in message

@@ -141,6 +141,12 @@ def _fallback_within(request: SelectRequest, decide, limits: GatewayLimits):
     return decide(request.model_copy(update={"models": within}))
 
 
+def _callable_or_not(elsewhere: dict[str, list[str]], snapshot: RegistrySnapshot) -> dict[str, list[str]]:
+    """`declared_elsewhere`'s models, those without an endpoint marked so: no allow-list reaches them."""
+    return {c: [n if snapshot.get(n).endpoint is not None else f"{n} (no endpoint)" for n in names]
+            for c, names in elsewhere.items()}
+
+
 def decide_route(service: PickwiseService, request: SelectRequest, encoded: Encoded, truncated: bool,
                  snapshot: RegistrySnapshot, prompt_tokens: int, cap: OutputCap | None = None, answers: int = 1,
                  limits: GatewayLimits | None = None):
@@ -168,7 +174,7 @@ def decide_route(service: PickwiseService, request: SelectRequest, encoded: Enco
         together, barred_together = ways_within(exc.way_out_together, limits)
         together = {} if barred_together else together  # a pair of changes helps only together
         message = describe(blocking, ways, request.on_infeasible, together, bool(exc.context.get("unreadable")),
-                           declared_elsewhere(snapshot, blocking))
+                           _callable_or_not(declared_elsewhere(snapshot, blocking), snapshot))
         if barred or barred_together:
             message += (f" within the server's limits on {', '.join(dict.fromkeys([*barred, *barred_together]))} "
                         f"({LIMITS_ENV})")
