@@ -46,7 +46,7 @@ def test_feedback_on_a_decision_counts_once(api, store_path):
     body = api.post("/v1/select", json={"prompt": PROMPT}).json()
     first = api.post("/v1/feedback", json={"decision_id": body["decision_id"], "score": 1}, headers=AUTH)
     again = api.post("/v1/feedback", json={"decision_id": body["decision_id"], "score": 0.25}, headers=AUTH)
-    assert (first.status_code, again.status_code) == (201, 201)
+    assert (first.status_code, again.status_code) == (201, 201), (first.text, again.text)
     assert (first.json()["replaced"], again.json()["replaced"]) == (False, True)
     other = api.post("/v1/feedback", json={"prompt": PROMPT, "model": body["chosen"][0], "score": 0}, headers=AUTH)
     assert other.json()["replaced"] is False
