@@ -157,7 +157,7 @@ def holdout_mask(rows: OutcomeRows, share: float) -> np.ndarray:
 def fit_one(predictor, spec, snapshot, u: np.ndarray, y: np.ndarray, trust_trained: float,
             trust_new: float = TRUST_NEW) -> tuple[np.ndarray, float, str]:
     """(e, b, what the model was scored from before) for one registry model and its outcomes."""
-    from pickwise.predictor.inference import probe_results
+    from pickwise.predictor.inference import MIN_OUTCOME_ROWS, probe_results
 
     current = predictor.model_vector(spec, snapshot)
     vectors, bias = predictor.trained_vectors
@@ -176,9 +176,9 @@ def fit_one(predictor, spec, snapshot, u: np.ndarray, y: np.ndarray, trust_train
         ref = predictor.reference_models({index[pid].table for pid in known if pid in index})
         e, b = fit_model_vector(np.vstack([probe_u[[position[p] for p in known]], u]),
                                 np.concatenate([[scores[p] for p in known], y]), vectors[ref], bias[ref], temperature)
-    else:
+    else:  # below MIN_OUTCOME_ROWS the loose prior let one thumbs-up lift a model to 0.95 everywhere
         e, b = fit_model_vector(u, y, vectors, bias, temperature, center=(current.vector, current.bias),
-                                trust=trust_new)
+                                trust=trust_new if len(y) >= MIN_OUTCOME_ROWS else 1.0)
     return e, b, current.source
 
 

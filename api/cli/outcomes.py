@@ -81,8 +81,8 @@ def register(sub) -> None:
     p.add_argument("--trust-trained", type=number(float, above=0.0), default=10.0, metavar="K",
                    help="how many population priors' worth of evidence a trained vector stands for (default 10)")
     p.add_argument("--trust-new", type=number(float, above=0.0), default=None, metavar="K",
-                   help="the population prior's weight on a model without a trained vector "
-                        "(default 0.03, chosen in docs/decisions/outcome-prior.md)")
+                   help="the population prior's weight on a model without a trained vector, from 50 of its "
+                        "outcomes on (default 0.03, chosen in docs/decisions/outcome-prior.md; fewer: 1)")
     p.add_argument("--json", action="store_true", help="print the fit's report as JSON")
     p.set_defaults(func=cmd_fit)
 
