@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,6 +293,11 @@ def test_cli_import_fit_promote(tmp_path, home, tiny_predictor, registry_dir, mo
     assert promoted_artifact_dir().parent == home / "artifacts"
     assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(registry_dir)]) == 2
     assert "not a pickwise artifact" in capsys.readouterr().err
+    # the next fit starts from what serves now, the promoted artifact, and is judged against it
+    loaded = []
+    monkeypatch.setattr(inference, "load_predictor", lambda *args, **kwargs: loaded.append(args[0]) or tiny_predictor)
+    assert main(["fit", "--store", store, "--registry", str(registry_dir), "--out", str(tmp_path / "next")]) == 0
+    assert [Path(p) for p in loaded] == [promoted_artifact_dir()]
 
 
 def test_import_with_hashed_prompts_keeps_vectors_not_text(tmp_path, tiny_predictor, registry_dir, monkeypatch):

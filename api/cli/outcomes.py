@@ -71,9 +71,9 @@ def register(sub) -> None:
     add_store_option(p)
     add_registry_option(p)
     p.add_argument("--artifact", metavar="BASE", default=None,
-                   help="the base artifact whose encoder is kept (default: the shipped one; an earlier fit, "
-                        "the promoted one say, works too: each model with outcomes in the store starts from what "
-                        "it had before any refit, so they are counted once)")
+                   help="the base artifact whose encoder is kept (default: the serving one, the promoted "
+                        "artifact if any, else the shipped one; each model with outcomes in the store starts from "
+                        "what it had before any refit, so they are counted once)")
     p.add_argument("--out", required=True, metavar="DIR", help="where the refitted artifact goes")
     p.add_argument("--holdout", type=number(float, low=0.0, high=0.9), default=0.2, metavar="SHARE",
                    help="share of prompts, the newest, held out to compare the candidate with its base "
@@ -200,15 +200,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from pickwise.predictor.artifact import ArtifactError, check_artifact_target, default_artifact_dir
+    from pickwise.predictor.artifact import ArtifactError, check_artifact_target
     from pickwise.predictor.inference import load_predictor
+    from pickwise.predictor.promotion import serving_artifact_dir
     from pickwise.predictor.refit import refit
 
     try:
         check_artifact_target(args.out)
     except ArtifactError as exc:
         raise CliError(str(exc)) from None
-    base = Path(args.artifact) if args.artifact else default_artifact_dir()
+    try:  # what serves: the candidate is judged against it, and promoting it replaces it
+        base = Path(args.artifact) if args.artifact else serving_artifact_dir()
+    except ArtifactError as exc:
+        raise CliError(str(exc)) from None
     if base.resolve() == Path(args.out).resolve():
         raise CliError("--out must differ from the base artifact")
     snapshot = load_registry_option(args.registry)
