@@ -467,8 +467,6 @@ class QualityPredictor:
             for col, v in enumerate(vectors):
                 if v.outcomes is not None or (v.index is None and v.task_rows is not None):
                     self._place_with_evidence(col, v, own, out, tasks, quality, scale_z, support, rows, low, top)
-                    if v.source == "similar_to":  # scored as its target, whose evidence is not its own
-                        support[:, col] = rows[:, col] = np.nan
                     continue
                 if v.index is None and v.ability is not None:  # a prior only: the average model, shifted
                     self._place_prior(col, v, own, out, tasks, quality, scale_z)
@@ -478,11 +476,14 @@ class QualityPredictor:
                 j = v.index
                 quality[:, col] = sigmoid(out["logits"][:, j])
                 scale_z[:, col] = out["scale_logits"][:, j]
-                if v.source == "similar_to":  # scored as its target, with no results of its own
-                    continue
                 support[:, col], rows[:, col] = out["support"][:, j], out["rows"][:, j]
                 for i in np.flatnonzero(support[:, col] < LOW_SUPPORT):
                     low[i][v.name] = self.scale.reason(j, support[i, col], p_open[i], top[i])
+            # a similar_to model is scored as its target, whose evidence is not its own (its reason, set
+            # below, replaces the target's)
+            for col, v in enumerate(vectors):
+                if v.source == "similar_to":
+                    support[:, col] = rows[:, col] = np.nan
         for v in vectors:
             if v.low_confidence:
                 for i in range(n):
