@@ -16,7 +16,16 @@ from pickwise.predictor.scale import set_quality as correlated_set_quality
 from pickwise.registry.schema import CAPABILITIES
 from pickwise.selector.errors import InfeasibleSelection, SelectorInputError
 from pickwise.selector.request_ilp import solve_set_ilp
-from pickwise.selector.sets import REL_TOL, cost_limit, floor_limit, log_miss, member_sum, set_quality, subsets
+from pickwise.selector.sets import (
+    REL_TOL,
+    cost_limit,
+    floor_limit,
+    log_miss,
+    meets_floor,
+    member_sum,
+    set_quality,
+    subsets,
+)
 from pickwise.selector.types import Candidate, Decision, SelectionConstraints
 
 ENUMERATION_LIMIT = 60
@@ -108,7 +117,7 @@ def _exclusions(pool: _Pool, cons: SelectionConstraints) -> list[list[str]]:
     if cons.max_cost_usd is not None:  # costs are >= 0, so a set costs at least each member
         checks.append(("cost cap", pool.cost > cost_limit(cons.max_cost_usd)))
     if cons.min_quality is not None and cons.max_models == 1:
-        misses = log_miss(pool.quality) > floor_limit(cons.min_quality)
+        misses = ~meets_floor(pool.quality, cons.min_quality)
         checks.append(("quality floor", misses))
         if not cons.allow_low_confidence:
             checks.append(("low confidence", pool.low & ~misses))

@@ -40,6 +40,12 @@ def floor_limit(min_quality: float | None) -> float:
     return limit + REL_TOL * max(1.0, abs(limit))
 
 
+def meets_floor(quality, min_quality: float | None):
+    """Whether each single model's quality reaches `min_quality` (True without a floor), as the selector
+    tests a floor: in log(1 - q), with its tolerance."""
+    return log_miss(quality) <= floor_limit(min_quality)
+
+
 def cost_limit(max_cost: float | None) -> float:
     if max_cost is None:
         return math.inf

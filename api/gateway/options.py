@@ -18,7 +18,6 @@ from pickwise.selector import SelectionConstraints
 
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_ATTEMPTS_LIMIT = 10
-DEFAULTS_ENV = "PICKWISE_GATEWAY_DEFAULTS"
 Policy = Literal["built-in", "server", "request", "server+request"]
 
 

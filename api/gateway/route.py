@@ -21,7 +21,7 @@ from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.prompt_text import is_blank
 from pickwise.selector import ranking
 from pickwise.selector.request import HARD_REASONS
-from pickwise.selector.sets import REL_TOL, cost_limit
+from pickwise.selector.sets import cost_limit, meets_floor
 
 AUTO_MODEL = "pickwise/auto"
 EMPTY_PROMPT = "(no text)"  # a conversation of images, tool calls or whitespace only: the predictor needs text
@@ -120,7 +120,7 @@ def _within(candidate, limits: GatewayLimits, allow_low_confidence: bool) -> boo
     return (not any(reason in HARD_REASONS for reason in candidate.excluded_by)
             and (limits.max_cost_usd is None or candidate.cost_usd <= cost_limit(limits.max_cost_usd))
             and (limits.max_latency_ms is None or candidate.latency_ms <= limits.max_latency_ms)
-            and (limits.min_quality is None or (candidate.quality >= limits.min_quality * (1 - REL_TOL)
+            and (limits.min_quality is None or (bool(meets_floor(candidate.quality, limits.min_quality))
                                                 and (allow_low_confidence or candidate.low_confidence is None))))
 
 
