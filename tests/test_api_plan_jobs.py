@@ -277,3 +277,25 @@ def test_the_service_stops_encoding_a_plan_when_asked(registry_dir, tiny_predict
         service.encode(prompts, stop=stop)
     assert len(service.encode(prompts[:5], stop=lambda: False)) == 5
 
+
+
+def test_workers_opening_a_new_jobs_file_together_all_get_in(tmp_path):
+    # `serve --workers N` starts N processes that create the jobs file at once: one of them used to get
+    # "database is locked" switching the new file to WAL (SQLite does not wait for that lock)
+    from pickwise.api.http import job_store
+
+    failures: list[BaseException] = []
+
+    def open_it(path):
+        try:
+            job_store.connect(path).close()
+        except BaseException as exc:  # noqa: BLE001 - collected, asserted below
+            failures.append(exc)
+
+    for trial in range(40):
+        threads = [threading.Thread(target=open_it, args=(tmp_path / f"jobs{trial}.sqlite",)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures[0]

@@ -426,3 +426,28 @@ def test_unknown_csv_and_parquet_columns_are_named_once_for_the_header(tmp_path)
         tmp_path / "indexed.parquet")
     good, bad = parse_file(tmp_path / "indexed.parquet", lambda m: "gpt-4-1106-preview")
     assert [o.prompt for o in good] == ["a", "b"] and not bad
+
+
+def test_writers_opening_a_new_store_together_all_get_in(tmp_path):
+    # the service's decision writer and a first feedback open a fresh file at the same moment: switching
+    # it to WAL takes a lock SQLite does not wait for, which failed one of them as "database is locked"
+    import threading
+
+    failures: list[BaseException] = []
+
+    def write(path, i):
+        try:
+            with OutcomeStore(path) as store:
+                store.add([Outcome(model="m", score=1, prompt=f"p{i}")])
+        except BaseException as exc:  # noqa: BLE001 - collected, asserted below
+            failures.append(exc)
+
+    for trial in range(40):
+        path = tmp_path / f"s{trial}.sqlite"
+        threads = [threading.Thread(target=write, args=(path, i)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures[0]
+        assert len(_rows(path)) == 4

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pickwise.api.http.errors import HttpError
 from pickwise.registry.loader import pickwise_home
-from pickwise.registry.sql import is_url
+from pickwise.registry.sql import is_url, use_wal
 
 JOBS_FILE = "jobs.sqlite"
 BUSY_TIMEOUT_S = 10.0
@@ -70,7 +70,7 @@ def connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db, BUSY_TIMEOUT_S)
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
         except sqlite3.Error:
