@@ -3,7 +3,7 @@
 A select, or a routed gateway call, records what feedback by `decision_id` needs later: the prompt
 (only its sha256 when the service keeps no prompt text), the registry names chosen, the prompt's
 vector u and the encoder that made it (so feedback that keeps only the hash still refits vectors)
-and, for a gateway call, the model that answered, its output tokens and its latency. They live in
+and, for a gateway call, the model that answered, its output tokens, its latency and what it cost. They live in
 the store's `decisions` table: a restarted server, and every replica or worker sharing the store
 (a file on one host, a Postgres database across hosts), knows every decision (a SQLite file shared
 across hosts is not safe: see `pickwise.registry.outcomes`).
@@ -55,7 +55,7 @@ PRUNE_CHUNK = 5_000
 WRITER_BUSY_TIMEOUT_S = 60.0  # the writer is off the request path: it may wait out a long import
 
 _COLUMNS = ("id", "created", "prompt", "prompt_sha256", "chosen", "prompt_vector", "vector_encoder", "answered_by",
-            "output_tokens", "latency_ms")
+            "output_tokens", "latency_ms", "cost_usd")
 _INSERT = f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM decisions WHERE id = ?"
 
@@ -75,18 +75,19 @@ class Decision:
     answered_by: str | None = None
     output_tokens: int | None = None  # the upstream's usage.completion_tokens
     latency_ms: float | None = None
+    cost_usd: float | None = None  # the call at the registry's list prices, from the upstream's usage
 
     def row(self) -> tuple:
         vector = None if self.u is None else np.asarray(self.u, dtype="<f4").tobytes()
         return (self.id, self.created, self.prompt, self.prompt_sha256, json.dumps(list(self.chosen)), vector,
-                self.encoder, self.answered_by, self.output_tokens, self.latency_ms)
+                self.encoder, self.answered_by, self.output_tokens, self.latency_ms, self.cost_usd)
 
     @classmethod
     def from_row(cls, row: Sequence) -> Decision:
-        (id_, created, prompt, sha, chosen, vector, encoder, answered_by, output_tokens, latency_ms) = row
+        (id_, created, prompt, sha, chosen, vector, encoder, answered_by, output_tokens, latency_ms, cost_usd) = row
         u = None if vector is None else np.frombuffer(vector, dtype="<f4").astype(np.float32)
         return cls(id_, tuple(json.loads(chosen)), prompt, sha, u, encoder, created, answered_by, output_tokens,
-                   latency_ms)
+                   latency_ms, cost_usd)
 
 
 def _insert(db: Database, decisions: list[Decision]) -> None:
@@ -118,14 +119,14 @@ class DecisionStore:
     # ---- the request path ----------------------------------------------------------------------
     def record(self, prompt: str, chosen: Sequence[str], u=None, encoder: str | None = None, *,
                decision_id: str | None = None, answered_by: str | None = None, output_tokens: int | None = None,
-               latency_ms: float | None = None) -> str | None:
+               latency_ms: float | None = None, cost_usd: float | None = None) -> str | None:
         """Queue one decision; its id (`decision_id`, or a new uuid4 hex), or None when it cannot be kept
         (the queue is full: the store has been unwritable for a while)."""
         decision = Decision(
             id=decision_id or uuid.uuid4().hex, chosen=tuple(chosen), prompt=prompt if self.keep_prompt else None,
             prompt_sha256=prompt_sha256(prompt), u=None if u is None else np.array(u, dtype=np.float32),
             encoder=encoder, created=utc_timestamp(self._clock()), answered_by=answered_by,
-            output_tokens=output_tokens, latency_ms=latency_ms)
+            output_tokens=output_tokens, latency_ms=latency_ms, cost_usd=cost_usd)
         with self._lock:
             if self._closed:
                 return None

@@ -93,10 +93,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     vector_encoder {text},
     answered_by {text},
     output_tokens {int},
-    latency_ms {real}
+    latency_ms {real},
+    cost_usd {real}
 );
 CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created)
 """
+# columns added since a table was first shipped, nullable: a store made by older code gains them
+_ADDED_COLUMNS = {"decisions": {"cost_usd": "{real}"}}
 
 
 def default_store_path() -> Path:
@@ -193,6 +196,8 @@ def _create_schema(db: Database) -> None:
     with _schema_lock:
         if db.location not in _schema_done:
             db.create_schema([part.strip().format(**db.dialect.types) for part in _SCHEMA.split(";")])
+            for table, columns in _ADDED_COLUMNS.items():
+                db.add_columns(table, {name: kind.format(**db.dialect.types) for name, kind in columns.items()})
             _check_version(db)
             _schema_done.add(db.location)
             return

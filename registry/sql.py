@@ -246,6 +246,28 @@ class Database:
             for statement in statements:
                 self.execute(statement)
 
+    def add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Add the nullable `columns` ({name: type}) a table created by older code lacks: code that names
+        its columns keeps reading and writing the table, so replicas of either version can share a store.
+        Postgres: under the schema lock; SQLite: a replica that added one first is no error."""
+        if self.dialect is POSTGRES:
+            with self.transaction():
+                self.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+                for name, kind in columns.items():
+                    self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}")
+            return
+        for name, kind in columns.items():
+            if name in self._sqlite_columns(table):
+                continue
+            try:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError:
+                if name not in self._sqlite_columns(table):
+                    raise
+
+    def _sqlite_columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+
     def close(self) -> None:
         self._conn.close()
 

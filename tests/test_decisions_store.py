@@ -153,3 +153,25 @@ def test_an_unusable_store_drops_decisions_and_says_so(tmp_path, caplog):
         store.get(decision_id)
     assert "decisions cannot be stored" in caplog.text and "not a usable outcome store" in caplog.text
     store.close()  # the writer lives on: close does not hang
+
+
+def test_a_store_made_before_decisions_kept_their_cost_gains_the_column(new_store, monkeypatch):
+    # a store written by older code has no decisions.cost_usd: a newly started server adds it, and keeps
+    # the decisions already there
+    from pickwise.registry import outcomes
+
+    path = new_store()
+    old = DecisionStore(path)
+    kept = old.record("What is 2+2?", ["m1"], U, "enc-1", answered_by="m1", output_tokens=3)
+    old.close()
+    db = connect(path)
+    db.execute("ALTER TABLE decisions DROP COLUMN cost_usd")
+    db.close()
+    monkeypatch.setattr(outcomes, "_schema_done", set())  # as a new process finds it
+    store = DecisionStore(path)
+    new = store.record("What is 3+3?", ["m1"], U, "enc-1", answered_by="m1", output_tokens=3, cost_usd=0.25)
+    store.close()
+    restarted = DecisionStore(path)
+    assert (restarted.get(kept).output_tokens, restarted.get(kept).cost_usd) == (3, None)
+    assert restarted.get(new).cost_usd == 0.25
+    restarted.close()
