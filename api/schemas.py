@@ -390,7 +390,8 @@ class FeedbackRequest(BaseModel):
                                                                "set of models was chosen (one of them); for a gateway "
                                                                "call, the model that answered")
     score: Probability = Field(description="how well the model answered, in [0, 1] (1: acceptably)")
-    cost_usd: float | None = Field(None, ge=0.0, description="what the call cost")
+    cost_usd: float | None = Field(None, ge=0.0, description="what the call cost; by default a gateway call's, "
+                                                               "from its usage at the registry's list prices")
     latency_ms: float | None = Field(None, ge=0.0, description="by default a gateway call's answer time")
     output_tokens: int | None = Field(None, ge=0, description="the answer's length, at most the model's registry "
                                                               "max_output_tokens; by default a gateway call's "

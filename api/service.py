@@ -694,13 +694,14 @@ class PickwiseService:
                 raise RequestFieldError("model", f"unknown model {request.model!r}{snapshot.did_you_mean(request.model)} "
                                                  "(not in the registry)")
             model = snapshot.get(request.model).name
-        output_tokens, latency_ms = request.output_tokens, request.latency_ms
+        output_tokens, latency_ms, cost_usd = request.output_tokens, request.latency_ms, request.cost_usd
         if request.decision_id is not None:
             decision = self._decision(request.decision_id)
             model = _decided_model(decision, model, request.model)
             prompt, sha, u, encoder = decision.prompt, decision.prompt_sha256, decision.u, decision.encoder
             output_tokens = output_tokens if output_tokens is not None else decision.output_tokens
             latency_ms = latency_ms if latency_ms is not None else decision.latency_ms
+            cost_usd = cost_usd if cost_usd is not None else decision.cost_usd
         else:
             prompt, sha, u, encoder = request.prompt, prompt_sha256(request.prompt), None, None
         if model in snapshot:  # the caller's length only: a decision's own is what the gateway saw answered
@@ -716,7 +717,7 @@ class PickwiseService:
             model=model, score=float(request.score), prompt=prompt if keep else None, prompt_sha256=sha,
             prompt_vector=None if keep else tuple(float(x) for x in np.asarray(u, dtype=np.float32)),
             vector_encoder=None if keep else encoder,
-            cost_usd=request.cost_usd, latency_ms=latency_ms, output_tokens=output_tokens,
+            cost_usd=cost_usd, latency_ms=latency_ms, output_tokens=output_tokens,
             decision_id=request.decision_id, tags=request.tags)
         if request.decision_id is None:
             self.outcome_store.add([outcome])

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from bench.openai_upstream import Upstream
+from pickwise.api.http.telemetry import sample_total
 from pickwise.registry.outcomes import OutcomeStore
 from tests.api_support import TOKEN
 from tests.gateway_support import KEY_ENV, SERVED, UPSTREAM_KEY, pickwise_server, served_registry
@@ -62,6 +63,45 @@ def test_feedback_on_a_routed_call_scores_the_model_that_answered(gateway):
     [row] = _outcomes(store)
     assert (row.model, row.score, row.output_tokens, row.decision_id) == ("mid", 0.75, 11, decision_id)
     assert row.prompt == QUESTION[0]["content"] and row.latency_ms > 0
+
+
+def _list_cost(model: str, usage) -> float:
+    """What SERVED's list prices charge for `usage` (input at the model's price, output at twice it)."""
+    price = SERVED[model][0]
+    return (usage.prompt_tokens * price + usage.completion_tokens * 2 * price) / 1e6
+
+
+def test_a_call_says_what_it_cost_and_feedback_keeps_it(gateway):
+    url, up, store = gateway
+    up.behave("provider-cheap", "status", status=503)
+    raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=QUESTION)
+    usage = raw.parse().usage
+    cost = _list_cost("mid", usage)  # 'mid' answered: the failed attempts cost nothing
+    assert float(raw.headers["x-pickwise-cost-usd"]) == pytest.approx(cost, rel=1e-6)
+    assert _feedback(url, decision_id=raw.headers["x-pickwise-decision-id"], score=1).status_code == 201
+    [row] = _outcomes(store)
+    assert row.cost_usd == pytest.approx(cost)
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    assert sample_total(metrics, "pickwise_upstream_cost_usd_total", model="mid") == pytest.approx(cost)
+
+
+def test_feedback_may_give_its_own_cost_and_a_stream_keeps_its_cost(gateway):
+    url, _, store = gateway
+    raw = _sdk(url).chat.completions.with_raw_response.create(model=AUTO, messages=QUESTION)
+    r = _feedback(url, decision_id=raw.headers["x-pickwise-decision-id"], score=1, cost_usd=0.5)
+    assert r.status_code == 201, r.text
+    with _sdk(url).chat.completions.with_streaming_response.create(
+            model=AUTO, messages=QUESTION, stream=True, stream_options={"include_usage": True}) as streamed:
+        usage = list(streamed.parse())[-1].usage
+        decision_id, model = streamed.headers["x-pickwise-decision-id"], streamed.headers["x-pickwise-model"]
+        assert "x-pickwise-cost-usd" not in streamed.headers  # sent before the stream's usage exists
+    deadline = time.monotonic() + 5
+    while (r := _feedback(url, decision_id=decision_id, score=1)).status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.status_code == 201, r.text
+    first, second = _outcomes(store)
+    assert first.cost_usd == 0.5
+    assert second.cost_usd == pytest.approx(_list_cost(model, usage))
 
 
 @pytest.mark.parametrize("include_usage, tokens", [(True, 3), (False, None)])

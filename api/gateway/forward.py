@@ -42,7 +42,8 @@ class Observer:
     def fallback(self, model: str) -> None:
         """`model` failed and the next one is tried."""
 
-    def usage(self, model: str, usage: dict) -> None: ...
+    def usage(self, spec: ModelSpec, usage: dict) -> None:
+        """The `usage` an answer from `spec`'s model reported (tokens, and so cost)."""
 
     def interrupted(self, model: str) -> None:
         """A stream from `model` failed after its first event had gone to the caller."""
@@ -50,12 +51,16 @@ class Observer:
 
 @dataclass
 class Forwarded:
-    """The answer: from `model`, after `attempts` (the answering one last), as a reply or an open stream."""
+    """The answer: from `spec`'s model, after `attempts` (the answering one last), as a reply or an open stream."""
 
-    model: str
+    spec: ModelSpec
     attempts: list[Attempt]
     reply: UpstreamReply | None = None
     stream: UpstreamStream | None = None
+
+    @property
+    def model(self) -> str:
+        return self.spec.name
 
 
 def upstream_body(body: dict, spec: ModelSpec) -> bytes:
@@ -99,14 +104,14 @@ class Forwarder:
                 continue
             if isinstance(answer, UpstreamStream):
                 outcome, seconds = "ok", answer.first_byte_seconds
-                done = Forwarded(spec.name, attempts, stream=answer)
+                done = Forwarded(spec, attempts, stream=answer)
             else:
                 outcome = "ok" if answer.status < 400 else f"client error {answer.status}"
                 seconds = answer.seconds
-                done = Forwarded(spec.name, attempts, reply=answer)
+                done = Forwarded(spec, attempts, reply=answer)
                 usage = answer.usage() if answer.status < 400 else None
                 if usage:
-                    self.observer.usage(spec.name, usage)
+                    self.observer.usage(spec, usage)
             attempts.append(Attempt(spec.name, outcome, seconds))
             self.observer.attempt(spec.name, outcome, seconds)
             self.cooldown.attempted(spec.name, outcome)

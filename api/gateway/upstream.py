@@ -28,6 +28,7 @@ import httpx
 from pickwise.api.errors import GatewayBusy
 from pickwise.errors import PickwiseError
 from pickwise.registry import ModelSpec
+from pickwise.registry.estimates import estimate_cost_usd
 
 DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
@@ -115,10 +116,24 @@ def usage_of(body: bytes) -> dict | None:
     return usage if isinstance(usage, dict) else None
 
 
+def usage_count(usage: dict | None, kind: str) -> int | None:
+    """`usage[kind]` (prompt_tokens, completion_tokens) when it is a count."""
+    value = (usage or {}).get(kind)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def completion_tokens(usage: dict | None) -> int | None:
     """`usage.completion_tokens`, the answer's length as the upstream counts it, when it is a count."""
-    value = (usage or {}).get("completion_tokens")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return usage_count(usage, "completion_tokens")
+
+
+def usage_cost_usd(spec: ModelSpec, usage: dict | None) -> float | None:
+    """What a call cost at the registry's list prices: the prompt and completion tokens the upstream's
+    `usage` counts, plus the per-request fee; None unless it counts both."""
+    prompt, completion = usage_count(usage, "prompt_tokens"), usage_count(usage, "completion_tokens")
+    if prompt is None or completion is None:
+        return None
+    return estimate_cost_usd(spec, prompt, completion)
 
 
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -6,9 +6,11 @@ body's `pickwise` object) and forwards it down the decision's ranking until a mo
 registered name or alias is forwarded to that model alone. The upstream's answer comes back as it
 was sent (JSON, or its server-sent events as they arrive), with `x-pickwise-model`,
 `x-pickwise-attempts` and `x-pickwise-decision-id` (and, routed, `x-pickwise-policy`: whether the
-server's routing defaults, PICKWISE_GATEWAY_DEFAULTS, applied). Errors take OpenAI's shape (`errors.py`).
-A routed call that was answered keeps its decision under that id, with the model that answered and
-the upstream's usage.completion_tokens (a stream's once it ends whole), for POST /v1/feedback.
+server's routing defaults, PICKWISE_GATEWAY_DEFAULTS, applied), and on a whole JSON answer whose usage
+counts its tokens `x-pickwise-cost-usd` (at the registry's list prices; a stream's headers go before its
+usage). Errors take OpenAI's shape (`errors.py`). A routed call that was answered keeps its decision
+under that id, with the model that answered, the upstream's usage.completion_tokens and the call's cost
+(a stream's once it ends whole), for POST /v1/feedback.
 """
 from __future__ import annotations
 
@@ -48,7 +50,13 @@ from pickwise.api.gateway.route import (
     select_request,
     served,
 )
-from pickwise.api.gateway.upstream import UpstreamError, UpstreamStream, completion_tokens, usage_of
+from pickwise.api.gateway.upstream import (
+    UpstreamError,
+    UpstreamStream,
+    completion_tokens,
+    usage_cost_usd,
+    usage_of,
+)
 from pickwise.api.http.auth import check_bearer
 from pickwise.api.http.batcher import QueueFull
 from pickwise.api.http.errors import ClientGone, HttpError, error_response
@@ -195,15 +203,16 @@ async def _route(request: Request, body: dict[str, Any], options: GatewayOptions
     return Route(decision, models, select.prompt, encoded, answers)
 
 
-def _keep(service, route: Route, decision_id: str, model: str, usage: dict | None, seconds: float) -> None:
+def _keep(service, route: Route, decision_id: str, spec: ModelSpec, usage: dict | None, seconds: float) -> None:
     """Keep a routed call's decision for feedback by `decision_id`: with the model that answered, one
-    answer's length (usage.completion_tokens over the request's n; None when the upstream sent no usage)
-    and the answer's seconds."""
+    answer's length (usage.completion_tokens over the request's n; None when the upstream sent no usage),
+    the answer's seconds and what the call cost."""
     tokens = completion_tokens(usage)
     if tokens is not None and route.answers > 1:
         tokens = round(tokens / route.answers)
     service.record_decision(route.prompt, route.decision, route.encoded, decision_id=decision_id,
-                            answered_by=model, output_tokens=tokens, latency_ms=seconds * 1000.0)
+                            answered_by=spec.name, output_tokens=tokens, latency_ms=seconds * 1000.0,
+                            cost_usd=usage_cost_usd(spec, usage))
 
 
 async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None, float], None] | None = None
@@ -229,7 +238,7 @@ async def _relay(forwarded: Forwarded, observer, finished: Callable[[dict | None
         yield b"\n\ndata: " + json.dumps(error).encode() + b"\n\n"
     finally:
         if last_usage:  # counted once, however the stream ended: what the upstream says it billed
-            observer.usage(model, last_usage)
+            observer.usage(forwarded.spec, last_usage)
         if finished is not None and whole:  # before the await below, which a cancelled request may not get past
             finished(last_usage, stream.first_byte_seconds + time.perf_counter() - started)
         await stream.aclose()
@@ -280,12 +289,15 @@ async def chat_completions(request: Request) -> Response:
     headers = _headers(forwarded.model, forwarded.attempts, decision_id, applied)
     if forwarded.stream is None:
         reply = forwarded.reply
+        cost = usage_cost_usd(forwarded.spec, reply.usage()) if reply.status < 400 else None
+        if cost is not None:
+            headers["x-pickwise-cost-usd"] = f"{cost:.10f}".rstrip("0").rstrip(".")
         if route is not None and route.scorable and reply.status < 400:  # a client error is no answer to score
-            _keep(st.service, route, decision_id, forwarded.model, reply.usage(), reply.seconds)
+            _keep(st.service, route, decision_id, forwarded.spec, reply.usage(), reply.seconds)
         return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
     headers["cache-control"] = "no-cache"
     finished = None if route is None or not route.scorable else partial(_keep, st.service, route, decision_id,
-                                                                        forwarded.model)
+                                                                        forwarded.spec)
     return StreamingResponse(_relay(forwarded, st.metrics, finished), status_code=forwarded.stream.status,
                              media_type=forwarded.stream.content_type, headers=headers)
 

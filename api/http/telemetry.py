@@ -14,6 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pickwise.api.gateway.upstream import usage_cost_usd, usage_count
+from pickwise.registry import ModelSpec
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -51,6 +54,8 @@ class ServiceMetrics:
                                           registry=self.registry)
         self.upstream_tokens = Counter("pickwise_upstream_tokens", "tokens the upstreams' `usage` reports",
                                        ["model", "kind"], registry=self.registry)
+        self.upstream_cost = Counter("pickwise_upstream_cost_usd", "what answered calls cost at the registry's list "
+                                     "prices, from their `usage`", ["model"], registry=self.registry)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -75,11 +80,14 @@ class ServiceMetrics:
     def interrupted(self, model: str) -> None:
         self.upstream_failures.labels(model=model, kind="interrupted").inc()
 
-    def usage(self, model: str, usage: dict) -> None:
+    def usage(self, spec: ModelSpec, usage: dict) -> None:
         for kind in TOKEN_KINDS:
-            value = usage.get(kind)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                self.upstream_tokens.labels(model=model, kind=kind.removesuffix("_tokens")).inc(value)
+            value = usage_count(usage, kind)
+            if value is not None:
+                self.upstream_tokens.labels(model=spec.name, kind=kind.removesuffix("_tokens")).inc(value)
+        cost = usage_cost_usd(spec, usage)
+        if cost is not None:
+            self.upstream_cost.labels(model=spec.name).inc(cost)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
