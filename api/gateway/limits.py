@@ -11,12 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pickwise.api.environment import GATEWAY_LIMITS_ENV as LIMITS_ENV
 from pickwise.api.errors import ModelNotServed, OutsideLimits, quoted
 from pickwise.api.gateway.options import MAX_ATTEMPTS_LIMIT, GatewayOptions, parse_json_object
 from pickwise.registry import ModelSpec, RegistrySnapshot
 from pickwise.registry.schema import Capability
 
-LIMITS_ENV = "PICKWISE_GATEWAY_LIMITS"
 # a fallback's broken constraints (`Decision.violates`) and the limit each belongs to
 _BROKEN = {"cost cap": "max_cost_usd", "latency cap": "max_latency_ms", "quality floor": "min_quality",
            "low confidence": "min_quality"}

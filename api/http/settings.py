@@ -13,12 +13,17 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENV_PREFIX = "PICKWISE_"
-ADMIN_TOKEN_ENV = ENV_PREFIX + "ADMIN_TOKEN"
-API_KEYS_ENV = ENV_PREFIX + "API_KEYS"
-FEEDBACK_TOKEN_ENV = ENV_PREFIX + "FEEDBACK_TOKEN"
-GATEWAY_DEFAULTS_ENV = ENV_PREFIX + "GATEWAY_DEFAULTS"
-GATEWAY_LIMITS_ENV = ENV_PREFIX + "GATEWAY_LIMITS"
+from pickwise.api.environment import (
+    ADMIN_TOKEN_ENV,
+    API_KEYS_ENV,
+    ENV_PREFIX,
+    FEEDBACK_TOKEN_ENV,
+    GATEWAY_DEFAULTS_ENV,
+    GATEWAY_LIMITS_ENV,
+)
+
+__all__ = ["ADMIN_TOKEN_ENV", "API_KEYS_ENV", "ENV_PREFIX", "FEEDBACK_TOKEN_ENV", "GATEWAY_DEFAULTS_ENV",
+           "GATEWAY_LIMITS_ENV", "ServiceSettings"]
 
 
 class ServiceSettings(BaseSettings):
