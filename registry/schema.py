@@ -49,10 +49,11 @@ ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), Afte
 BASE_MODEL_TAG = "base-model"
 
 # What a chat request may need of the model beyond text in, text out, in OpenAI's terms: tool (function)
-# calling, image inputs, audio inputs, and structured outputs (`response_format` of type json_schema).
+# calling, image inputs, audio inputs, structured outputs (`response_format` of type json_schema) and
+# file inputs (a `file` content part: a PDF, say).
 # A model serves such a request only if its entry declares the capability: an endpoint that lacks one
 # refuses the request, or worse, answers it while ignoring the tools or the image.
-Capability = Literal["tools", "vision", "audio", "json_schema"]
+Capability = Literal["tools", "vision", "audio", "json_schema", "files"]
 CAPABILITIES: tuple[str, ...] = get_args(Capability)
 
 

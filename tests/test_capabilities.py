@@ -1,4 +1,4 @@
-"""Capabilities beyond text (tools, vision, audio, json_schema): declared in the registry, required by
+"""Capabilities beyond text (tools, vision, audio, json_schema, files): declared in the registry, required by
 a request (`requires`, or read from a chat request's body by the gateway), never broken by a fallback."""
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ def test_the_gateway_reads_what_a_chat_request_needs():
     audio_part = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
     assert required_capabilities({"messages": [{"role": "user", "content": [audio_part]}]}) == ["audio"]
     assert required_capabilities({"messages": ask, "modalities": ["text", "audio"]}) == ["audio"]
+    pdf = {"type": "file", "file": {"filename": "lease.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}
+    assert required_capabilities({"messages": [{"role": "user", "content": [{"type": "text", "text": "Sum up"}, pdf]}],
+                                  "tools": [TOOL]}) == ["tools", "files"]
     # a conversation going on from an audio answer refers to it by id in the assistant's message
     spoken = {"role": "assistant", "content": None, "audio": {"id": "audio_abc123"}}
     assert required_capabilities({"messages": [*ask, spoken, {"role": "user", "content": "again"}]}) == ["audio"]
@@ -86,9 +89,9 @@ def test_cli_select_requires_and_says_where_a_capability_is_declared(tmp_path, c
 
 @pytest.fixture
 def served(tmp_path, monkeypatch):
-    """A loopback upstream serving 'cheap' < 'mid' (tools) < 'dear' (tools, vision) by price."""
+    """A loopback upstream serving 'cheap' < 'mid' (tools) < 'dear' (tools, vision, files) by price."""
     monkeypatch.setenv(KEY_ENV, UPSTREAM_KEY)
-    fields = {"mid": {"capabilities": ["tools"]}, "dear": {"capabilities": ["tools", "vision"]}}
+    fields = {"mid": {"capabilities": ["tools"]}, "dear": {"capabilities": ["tools", "vision", "files"]}}
     with Upstream(key=UPSTREAM_KEY).running() as up:
         yield served_registry(tmp_path / "registry", up.base_url, fields=fields), up
 
@@ -103,6 +106,10 @@ def test_the_gateway_routes_a_call_only_to_models_that_take_what_it_sends(served
         assert raw.headers["x-pickwise-model"] == "mid"  # the cheapest that declares tools
         raw, _ = create(client, messages=[{"role": "user", "content": [{"type": "text", "text": "What is this?"},
                                                                       IMAGE]}], extra_body=skip_down)
+        assert raw.headers["x-pickwise-model"] == "dear"
+        pdf = {"type": "file", "file": {"filename": "lease.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}
+        raw, _ = create(client, messages=[{"role": "user", "content": [{"type": "text", "text": "Can I sublet?"}, pdf]}],
+                        extra_body=skip_down)
         assert raw.headers["x-pickwise-model"] == "dear"
         with pytest.raises(openai.ConflictError) as err:  # nothing declares json_schema
             create(client, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},

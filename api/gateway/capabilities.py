@@ -7,8 +7,8 @@ from typing import Any
 from pickwise.api.gateway.prompt import request_tools
 from pickwise.registry.schema import CAPABILITIES
 
-# content part types (OpenAI chat) that carry an image or audio rather than text
-_PART_NEEDS = {"image_url": "vision", "input_audio": "audio"}
+# content part types (OpenAI chat) that carry an image, audio or a file rather than text
+_PART_NEEDS = {"image_url": "vision", "input_audio": "audio", "file": "files"}
 
 
 def _message_needs(message: Any) -> set[str]:
@@ -28,7 +28,8 @@ def _message_needs(message: Any) -> set[str]:
 def required_capabilities(body: dict[str, Any]) -> list[str]:
     """The capabilities a chat request needs, in the registry's order: tools (tool definitions, or tool
     calls in the conversation), vision (image parts), audio (audio parts, or an audio answer asked
-    for), json_schema (`response_format` of type json_schema; json_object is plain JSON mode)."""
+    for), json_schema (`response_format` of type json_schema; json_object is plain JSON mode), files
+    (file parts)."""
     needs: set[str] = set()
     if request_tools(body):
         needs.add("tools")
