@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 
 from pickwise.api.cli.main import main
@@ -282,3 +287,26 @@ def test_the_summary_shows_a_small_total_cost_and_budget(tmp_path, names, capsys
     line = next(row for row in err.splitlines() if row.startswith("total cost:"))
     shown_cost, shown_budget = float(line.split()[2]), float(line.split()[-1])
     assert shown_cost == pytest.approx(json.loads(out)["cost_usd"], rel=1e-5) and shown_budget == 5e-7, line
+
+
+def test_ctrl_c_stops_a_universe_solve_at_once(tmp_path):
+    # HiGHS runs in C and sees no Ctrl-C: the command used to wait out its time limit (78 s for 60 here)
+    rng = np.random.default_rng(1)
+    models = [s.name for s in load_registry(default_registry_dir()).enabled()][:25]
+    rows = []
+    for i in range(3000):  # random qualities: an ILP HiGHS cannot close within its time limit
+        base = rng.uniform(0.2, 0.8)
+        rows.append({"id": str(i), "prompt_tokens": 200,
+                     "quality": {m: float(np.clip(base + rng.normal(0, 0.2), 0, 1)) for m in models}})
+    command = [sys.executable, "-m", "pickwise.api.cli.main", "universe", "--input", write(tmp_path, rows),
+               "--max-models", "4", "--max-mean-cost", "0.0003", "--solver", "ilp", "--time-limit", "120"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)  # reading 3,000 lines takes ~2 s, the solve 20 s and more: inside it by now
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 130

@@ -12,9 +12,11 @@ import argparse
 import json
 import math
 import sys
+from functools import partial
 
 from pydantic import ValidationError
 
+from pickwise.api.cli.interruptible import interruptible
 from pickwise.api.cli.options import (
     MODELS_LISTING,
     CliError,
@@ -197,7 +199,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         solver=args.solver, allow_low_confidence=args.allow_low_confidence, allow_base_models=args.allow_base_models,
         time_limit=args.time_limit, gap_tolerance=args.gap_tolerance)
     try:
-        plan = _plan_remote(url, request, args, places) if url else service.plan(request)
+        plan = _plan_remote(url, request, args, places) if url else interruptible(partial(service.plan, request))
     except BudgetInfeasible as exc:
         raise CliError(f"{exc}\nminimum feasible budget: {at_least(exc.min_budget)} USD") from None
     _warn_low_confidence(plan.low_confidence, args.quiet)
@@ -273,11 +275,11 @@ def cmd_universe(args: argparse.Namespace) -> int:
     _warn_low_confidence(workload.low_confidence, args.quiet)
     called = caller_names(planned.snapshot, request.models, *(p.quality for p in request.prompts))  # as plan answers
     try:
-        plan = build_universe(
-            workload.quality, max_models=args.max_models, cost=workload.cost_usd, max_mean_cost=args.max_mean_cost,
-            model_names=[called.get(n, n) for n in workload.names], allowed=workload.allowed,
-            solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
-        )
+        plan = interruptible(partial(
+            build_universe, workload.quality, max_models=args.max_models, cost=workload.cost_usd,
+            max_mean_cost=args.max_mean_cost, model_names=[called.get(n, n) for n in workload.names],
+            allowed=workload.allowed, solver=args.solver, time_limit=args.time_limit, prompt_ids=workload.ids,
+        ))
     except PlanInfeasible as exc:  # say which rule the request can lift, as plan's 409 does
         raise plan_way_out(exc, planned.set_aside) from None
     print(plan.model_dump_json(indent=2))
