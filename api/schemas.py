@@ -304,6 +304,9 @@ class ModelInfo(ModelSpec):
     """A registry entry plus how the predictor scores it."""
 
     source_file: str = Field(description="registry file (name only) that defines the model")
+    source: Literal["shipped", "user", "registry"] = Field(
+        description="shipped: ships with pickwise; user: the server's own registry folder over the shipped one; "
+                    "registry: a registry of one directory (`serve --registry DIR`)")
     scoring: str | None = Field(
         None, description="trained | outcomes | probe | similar_to | benchmark_score | population (None before the predictor loads)"
     )

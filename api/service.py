@@ -743,6 +743,7 @@ class PickwiseService:
         return ModelInfo.model_validate({
             **spec.model_dump(),
             "source_file": snapshot.source_file(spec.name).name,
+            "source": snapshot.source(spec.name),
             "scoring": scoring.sources.get(spec.name) if scoring else None,
             "low_confidence": (scoring.low_confidence.get(spec.name) or scoring.left_out.get(spec.name))
             if scoring else None,

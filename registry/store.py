@@ -27,7 +27,7 @@ from pickwise.files import atomic_file
 from pickwise.registry.disk import DiskRecord, digest, read_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
 from pickwise.registry.jsonl import RepeatedKey, unique_keys
-from pickwise.registry.loader import ParseCache, load_registry, parse_registry_text, registry_files
+from pickwise.registry.loader import LoadedEntry, ParseCache, load_registry, parse_registry_text, registry_files
 from pickwise.registry.names import skeleton
 from pickwise.registry.probes.inline import self_contained_text
 from pickwise.registry.schema import ModelSpec
@@ -78,6 +78,66 @@ def specs_to_yaml(specs: ModelSpec | list[ModelSpec]) -> str:
     if isinstance(specs, ModelSpec):
         return _to_yaml(specs.model_dump(mode="json", exclude_none=True))
     return _to_yaml([spec.model_dump(mode="json", exclude_none=True) for spec in specs])
+
+
+def _new_model_text(spec_or_text: Any, fmt: str | None, label: Path) -> str:
+    """A new model given as a spec, data, JSON or YAML, as the YAML text to check and write."""
+    if isinstance(spec_or_text, ModelSpec):
+        return specs_to_yaml(spec_or_text)
+    if isinstance(spec_or_text, Mapping):
+        return _to_yaml(spec_or_text)
+    if not isinstance(spec_or_text, str):
+        raise TypeError(f"add_model takes a ModelSpec, a mapping or text, not {type(spec_or_text).__name__}")
+    if fmt == "json":
+        try:
+            return _to_yaml(json.loads(spec_or_text, object_pairs_hook=unique_keys))
+        except RepeatedKey as exc:  # as the YAML loader refuses a repeated key
+            raise RegistryError(RegistryIssue(f"invalid JSON: {exc}", file=label)) from None
+        except json.JSONDecodeError as exc:
+            raise RegistryError(RegistryIssue(f"invalid JSON (column {exc.colno}): {exc.msg}", file=label,
+                                              line=exc.lineno)) from None  # as invalid YAML says it
+        except RecursionError:
+            raise RegistryError(RegistryIssue("invalid JSON: nested too deeply", file=label)) from None
+    if fmt not in (None, "yaml"):
+        raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
+    return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included
+
+
+def _one_entry(text: str, label: Path) -> LoadedEntry:
+    """The one model entry of a new model's text; RegistryError listing every problem of it alone."""
+    issues: list[RegistryIssue] = []
+    entries = parse_registry_text(text, label, issues)
+    if issues:
+        raise RegistryError(issues)
+    if len(entries) != 1:
+        names = ", ".join(repr(e.spec.name) for e in entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)}: {names}): "
+                                          "add each in a file (or request) of its own", file=label))
+    return entries[0]
+
+
+def _as_the_user_gave_it(exc: RegistryError, spec_or_text: Any, fmt: str | None, label: Path) -> RegistryError:
+    """`exc` as the user should read it: a model given as JSON or data was turned into YAML here, whose
+    line numbers would point nowhere the user can see, so its problems lose them."""
+    if isinstance(spec_or_text, str) and fmt != "json":
+        return exc
+    return type(exc)([dataclasses.replace(issue, line=None) if issue.file == label else issue
+                      for issue in exc.errors])
+
+
+def standalone_model_text(spec_or_text: Any, *, fmt: str | None = None, source_dir: str | os.PathLike | None = None,
+                          label: str | os.PathLike | None = None) -> tuple[str, ModelSpec]:
+    """(the YAML text `Registry.add_model` would write, the model) for one new model checked on its own:
+    what a client sends a server, which cannot read the client's files, so a `probe.results` path is read
+    here (relative to `source_dir`) and inline. Problems of the entry itself are raised as `add_model`
+    raises them; those only a registry shows (a taken name, a `similar_to` no model has) are left to it."""
+    label = Path(label) if label is not None else NEW_MODEL_LABEL
+    text = _new_model_text(spec_or_text, fmt, label)
+    try:
+        spec = _one_entry(text, label).spec
+        return self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label), spec
+    except RegistryError as exc:
+        raise _as_the_user_gave_it(exc, spec_or_text, fmt, label) from None
 
 
 class Registry:
@@ -179,27 +239,6 @@ class Registry:
         """The registry as it would be with `overlay` (file name -> bytes, None: removed) written."""
         return load_registry(self._directory, overlay=overlay, base=self._base, record=record, parsed=self._parsed)
 
-    def _new_model_text(self, spec_or_text: Any, fmt: str | None, label: Path) -> str:
-        if isinstance(spec_or_text, ModelSpec):
-            return specs_to_yaml(spec_or_text)
-        if isinstance(spec_or_text, Mapping):
-            return _to_yaml(spec_or_text)
-        if not isinstance(spec_or_text, str):
-            raise TypeError(f"add_model takes a ModelSpec, a mapping or text, not {type(spec_or_text).__name__}")
-        if fmt == "json":
-            try:
-                return _to_yaml(json.loads(spec_or_text, object_pairs_hook=unique_keys))
-            except RepeatedKey as exc:  # as the YAML loader refuses a repeated key
-                raise RegistryError(RegistryIssue(f"invalid JSON: {exc}", file=label)) from None
-            except json.JSONDecodeError as exc:
-                raise RegistryError(RegistryIssue(f"invalid JSON (column {exc.colno}): {exc.msg}", file=label,
-                                                  line=exc.lineno)) from None  # as invalid YAML says it
-            except RecursionError:
-                raise RegistryError(RegistryIssue("invalid JSON: nested too deeply", file=label)) from None
-        if fmt not in (None, "yaml"):
-            raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
-        return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included
-
     def add_model(self, spec_or_text: Any, *, fmt: str | None = None,
                   source_dir: str | os.PathLike | None = None, label: str | os.PathLike | None = None,
                   replace: bool = False, name: str | None = None) -> ModelSpec:
@@ -217,29 +256,18 @@ class Registry:
         the registry file it was about to become.
         """
         label = Path(label) if label is not None else NEW_MODEL_LABEL
-        text = self._new_model_text(spec_or_text, fmt, label)
+        text = _new_model_text(spec_or_text, fmt, label)
         self._refresh_now()  # a model written to disk by hand since is a taken name too
         try:
             return self._add_text(text, label, source_dir, replace, name)
         except RegistryError as exc:
-            if isinstance(spec_or_text, str) and fmt != "json":
-                raise
-            # the text was written here from JSON or data: its line numbers would point nowhere the user can see
-            raise type(exc)([dataclasses.replace(issue, line=None) if issue.file == label else issue
-                             for issue in exc.errors]) from None
+            raise _as_the_user_gave_it(exc, spec_or_text, fmt, label) from None
 
     def _add_text(self, text: str, label: Path, source_dir: str | os.PathLike | None, replace: bool,
                   name: str | None) -> ModelSpec:
         with self._lock:
-            issues: list[RegistryIssue] = []
-            entries = parse_registry_text(text, label, issues)
-            if issues:
-                raise RegistryError(issues)
-            if len(entries) != 1:
-                names = ", ".join(repr(e.spec.name) for e in entries[:5]) + (", ..." if len(entries) > 5 else "")
-                raise RegistryError(RegistryIssue(f"add one model at a time (the input holds {len(entries)}: {names}): "
-                                                  "add each in a file (or request) of its own", file=label))
-            spec = entries[0].spec
+            entry = _one_entry(text, label)
+            spec = entry.spec
             current = self._snapshot
             wanted = current.get(name).name if name is not None and name in current else name
             if wanted is not None and spec.name != wanted:
@@ -258,7 +286,7 @@ class Registry:
                         f"{name!a}{looks} is already taken by model '{owner.name}' in registry file "
                         f"{current.source_file(owner.name).name}; {how}",
                         file=label, model=spec.name, field="name" if len(loc) == 1 else f"aliases[{loc[1]}]",
-                        line=entries[0].line_of(loc),
+                        line=entry.line_of(loc),
                     ))
             written = self_contained_text(text, spec, Path(source_dir) if source_dir is not None else None, label)
             target, data = self._target(written, spec.name, replaced)

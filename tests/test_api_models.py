@@ -8,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
+from pickwise.api.http.app import create_app
+from pickwise.api.http.settings import ServiceSettings
 from pickwise.registry import load_registry, store
 from pickwise.registry.store import specs_to_yaml
 from tests.api_support import PROMPT, TOKEN, TRAINED, UNTRAINED, client, copy_models, new_model
@@ -24,12 +27,25 @@ def test_list_and_get_models(api, registry_dir):
     by_name = {m["name"]: m for m in body["models"]}
     assert by_name["gpt-4-1106-preview"]["scoring"] == "trained"
     assert by_name[UNTRAINED]["scoring"] == "population" and by_name[UNTRAINED]["low_confidence"]
+    assert {m["source"] for m in body["models"]} == {"registry"}  # one directory: no shipped layer under it
     one = api.get("/v1/models/Llama-2-7b-hf").json()
     assert one["model"]["pricing"]["input_per_million"] == 0.2 and one["registry_version"] == body["registry_version"]
     r = api.get("/v1/models/no-such-model")
     assert r.status_code == 404 and "no-such-model" in r.json()["detail"]
     assert str(registry_dir) not in r.json()["detail"]  # the server's paths are not the client's business
     assert "did you mean 'gpt-4-1106-preview'" in api.get("/v1/models/gpt-4").json()["detail"]
+
+
+def test_a_layered_registry_says_which_models_ship_and_which_are_the_users(tmp_path, monkeypatch, tiny_predictor):
+    """`source`, as `pickwise models list` shows it: a client can tell the user's models from the shipped ones."""
+    monkeypatch.setenv("PICKWISE_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "registry").mkdir(parents=True)
+    (tmp_path / "home" / "registry" / "mine.yaml").write_text(yaml.safe_dump(new_model("mine")))
+    app = create_app(None, predictor=tiny_predictor, settings=ServiceSettings(job_store=str(tmp_path / "jobs.sqlite")))
+    with TestClient(app) as api:
+        sources = {m["name"]: m["source"] for m in api.get("/v1/models").json()["models"]}
+        assert api.get("/v1/models/mine").json()["model"]["source"] == "user"
+    assert sources.pop("mine") == "user" and set(sources.values()) == {"shipped"}
 
 
 def test_writes_are_refused_when_no_token_is_configured(registry_dir, tiny_predictor):

@@ -24,10 +24,10 @@ LOAD_WAIT_S = 300.0  # how long a call waits for a server still loading its pred
 LOAD_POLL_S = 1.0
 
 
-def add_server_option(parser: argparse.ArgumentParser) -> None:
+def add_server_option(parser: argparse.ArgumentParser, instead: str = "loading the predictor here") -> None:
     parser.add_argument("--server", metavar="URL", default=None,
-                        help=f"ask the pickwise service at URL (e.g. http://127.0.0.1:8000) instead of loading the "
-                             f"predictor here (default: ${SERVER_ENV}; --server '' runs locally)")
+                        help=f"ask the pickwise service at URL (e.g. http://127.0.0.1:8000) instead of {instead} "
+                             f"(default: ${SERVER_ENV}; --server '' runs locally)")
 
 
 def server_url(args: argparse.Namespace) -> str | None:
@@ -39,23 +39,26 @@ def server_url(args: argparse.Namespace) -> str | None:
 class Server:
     """A pickwise service at `url`, over HTTP/JSON."""
 
-    def __init__(self, url: str, args: argparse.Namespace | None = None):
-        """`args`: the command's options, so a request field the server refuses is named as the option."""
+    def __init__(self, url: str, args: argparse.Namespace | None = None, token: str | None = None):
+        """`args`: the command's options, so a request field the server refuses is named as the option.
+        `token`: sent as `Authorization: Bearer` (the registry's writes need the server's admin token)."""
         import httpx
 
         if not url.startswith(("http://", "https://")):
             raise CliError(f"--server {url!r}: expected an http:// or https:// URL")
         self.url = url
         self.args = args
-        self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+        self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                                    headers={"Authorization": f"Bearer {token}"} if token else None)
 
-    def call(self, method: str, path: str, body: str | None = None, timeout: float = TIMEOUT_S) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: str | None = None, timeout: float = TIMEOUT_S,
+             content_type: str = "application/json") -> tuple[int, Any]:
         """(status, parsed JSON body); a CliError naming the URL when there is no JSON answer. A server
         still loading its predictor (just started) is waited for, as the local path waits for its own load."""
         deadline = time.monotonic() + LOAD_WAIT_S
         told = False
         while True:
-            status, answer = self._call_once(method, path, body, timeout)
+            status, answer = self._call_once(method, path, body, timeout, content_type)
             loading = status == 503 and isinstance(answer, dict) and answer.get("loading") is True
             if not loading or time.monotonic() > deadline:
                 return status, answer
@@ -65,12 +68,13 @@ class Server:
                 told = True
             _wait(LOAD_POLL_S)
 
-    def _call_once(self, method: str, path: str, body: str | None, timeout: float) -> tuple[int, Any]:
+    def _call_once(self, method: str, path: str, body: str | None, timeout: float,
+                   content_type: str) -> tuple[int, Any]:
         import httpx
 
         try:
             response = self._client.request(method, path, content=body, timeout=httpx.Timeout(
-                timeout, connect=CONNECT_TIMEOUT_S), headers={"Content-Type": "application/json"} if body else None)
+                timeout, connect=CONNECT_TIMEOUT_S), headers={"Content-Type": content_type} if body else None)
         except httpx.TimeoutException:
             raise CliError(f"the pickwise server at {self.url} did not answer {method} {path} within "
                            f"{timeout:g} s") from None
