@@ -204,3 +204,16 @@ def test_a_server_that_is_down_is_named(capsys, tmp_path):
     for argv in (["list"], ["show", "x"], ["remove", "x"], ["add", str(write(tmp_path, "n.yaml", model("n")))]):
         code, out, err = _run(capsys, "models", *argv, "--server", down)
         assert code == 2 and out == "" and f"cannot reach the pickwise server at {down}" in err, argv
+
+
+@pytest.mark.parametrize("argv", [["select", "hi"], ["predict", "--input", "x.jsonl"], ["plan", "--input", "x.jsonl",
+                                                                                          "--budget", "1"]])
+@pytest.mark.parametrize("option, what", [("--registry", "a registry"), ("--artifact", "a predictor artifact")])
+def test_every_remote_command_refuses_a_registry_or_artifact_here(capsys, monkeypatch, tmp_path, argv, option, what):
+    # the server answers from its own registry and predictor: a local one named beside it would be ignored
+    monkeypatch.setenv("PICKWISE_SERVER", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.jsonl").write_text('{"id": "a", "prompt": "hi"}\n')
+    code, out, err = _run(capsys, *argv, option, str(tmp_path / "mine"))
+    assert code == 2 and out == "" and f"{option} {tmp_path / 'mine'} names {what} here" in err
+    assert "--server ''" in err

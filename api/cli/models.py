@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from pickwise.api.cli.models_remote import ADMIN_TOKEN_ENV, RemoteRegistry, chosen_server, spec_of
+from pickwise.api.cli.models_remote import ADMIN_TOKEN_ENV, RemoteRegistry, spec_of
 from pickwise.api.cli.options import (
     CliError,
     add_registry_option,
@@ -21,7 +21,7 @@ from pickwise.api.cli.options import (
     read_text_argument,
     registry_location,
 )
-from pickwise.api.cli.remote import add_server_option
+from pickwise.api.cli.remote import add_server_option, server_url
 from pickwise.registry import ModelSpec, RegistryError, load_registry, user_registry_dir
 from pickwise.registry.errors import display_path
 from pickwise.registry.plausibility import entry_warnings
@@ -60,7 +60,7 @@ def format_table(specs: tuple[ModelSpec, ...], sources: Mapping[str, str]) -> st
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    url = chosen_server(args)
+    url = server_url(args)
     if url:
         remote = RemoteRegistry(url, args)
         listing = remote.listing()
@@ -82,7 +82,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    url = chosen_server(args)
+    url = server_url(args)
     if url:
         remote = RemoteRegistry(url, args)
         info = remote.get(args.name).model
@@ -126,7 +126,7 @@ def _same_dir(a: str | Path, b: Path) -> bool:
 
 def cmd_add(args: argparse.Namespace) -> int:
     text, path = read_text_argument(args.file)
-    url = chosen_server(args)
+    url = server_url(args)
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     source_dir = path.resolve().parent  # probe paths: relative to FILE
     try:
@@ -153,7 +153,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    url = chosen_server(args)
+    url = server_url(args)
     if url:
         remote = RemoteRegistry(url, args)
         removed = remote.remove(args.name)

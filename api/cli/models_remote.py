@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pickwise.api.cli.options import CliError
-from pickwise.api.cli.remote import Server, server_url
+from pickwise.api.cli.remote import Server
 from pickwise.api.http.settings import ADMIN_TOKEN_ENV
 from pickwise.api.schemas import ModelInfo, ModelList, ModelRemoved, ModelWritten
 from pickwise.registry import ModelSpec, RegistryError
@@ -21,17 +21,6 @@ from pickwise.registry.errors import RegistryIssue
 from pickwise.registry.store import NEW_MODEL_LABEL
 
 YAML_TYPE = "application/yaml"
-
-
-def chosen_server(args: argparse.Namespace) -> str | None:
-    """The server a models command asks, or None for the registry here. `--registry DIR` names a registry
-    here: with a server named too (by --server or the environment) the command is refused rather than
-    change, or list, a registry the user did not mean."""
-    url = server_url(args)
-    if url and args.registry:
-        raise CliError(f"--registry {args.registry} names a registry here and --server (default $PICKWISE_SERVER) "
-                       f"the pickwise server at {url}: give --server '' to use --registry")
-    return url
 
 
 def spec_of(info: ModelInfo) -> ModelSpec:

@@ -30,10 +30,22 @@ def add_server_option(parser: argparse.ArgumentParser, instead: str = "loading t
                              f"(default: ${SERVER_ENV}; --server '' runs locally)")
 
 
+# options that name something on this machine the server's answer would not use
+LOCAL_ONLY = {"registry": "a registry", "artifact": "a predictor artifact"}
+
+
 def server_url(args: argparse.Namespace) -> str | None:
-    """The server the command should ask, or None to run locally."""
+    """The server the command should ask, or None to run locally. An option naming a registry or an
+    artifact here, with a server named too (by --server or the environment), is refused: the server
+    would answer from its own, and a write would go where the user did not mean."""
     url = args.server if args.server is not None else os.environ.get(SERVER_ENV, "")
-    return url.strip().rstrip("/") or None
+    url = url.strip().rstrip("/") or None
+    for option, what in LOCAL_ONLY.items():
+        given = getattr(args, option, None)
+        if url and given:
+            raise CliError(f"--{option} {given} names {what} here and --server (default ${SERVER_ENV}) the "
+                           f"pickwise server at {url}, which uses its own: give --server '' to use --{option}")
+    return url
 
 
 class Server:
