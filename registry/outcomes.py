@@ -315,21 +315,23 @@ class OutcomeStore:
             last = (found[-1][10], found[-1][0])
 
     def stats(self) -> dict:
-        """Counts per model and per day (UTC), the time range and how many rows keep only a hash."""
+        """Counts per model and per day (UTC), with what the outcomes that record a cost cost in all, the
+        time range and how many rows keep only a hash."""
         with self._lock:
             db = self._db
             total, first, last = db.execute("SELECT COUNT(*), MIN(ts), MAX(ts) FROM outcomes").fetchone()
-            per_model = db.execute("SELECT model, COUNT(*), AVG(score), COUNT(DISTINCT prompt_sha256) FROM outcomes "
-                                   "GROUP BY model ORDER BY COUNT(*) DESC, model").fetchall()
-            per_day = db.execute("SELECT substr(ts, 1, 10), COUNT(*) FROM outcomes GROUP BY 1 ORDER BY 1").fetchall()
+            per_model = db.execute("SELECT model, COUNT(*), AVG(score), COUNT(DISTINCT prompt_sha256), SUM(cost_usd), "
+                                   "COUNT(cost_usd) FROM outcomes GROUP BY model ORDER BY COUNT(*) DESC, model").fetchall()
+            per_day = db.execute("SELECT substr(ts, 1, 10), COUNT(*), SUM(cost_usd), COUNT(cost_usd) FROM outcomes "
+                                 "GROUP BY 1 ORDER BY 1").fetchall()
             hashed = db.execute("SELECT COUNT(*), COUNT(prompt_vector) FROM outcomes WHERE prompt IS NULL").fetchone()
             prompts = db.execute("SELECT COUNT(DISTINCT prompt_sha256) FROM outcomes").fetchone()[0]
         return {
             "store": self.location, "outcomes": total, "prompts": prompts, "first": first, "last": last,
             "hashed_prompts": {"rows": hashed[0], "with_vector": hashed[1]},
-            "per_model": [{"model": m, "outcomes": n, "mean_score": round(s, 6), "prompts": p}
-                          for m, n, s, p in per_model],
-            "per_day": [{"day": d, "outcomes": n} for d, n in per_day],
+            "per_model": [{"model": m, "outcomes": n, "mean_score": round(s, 6), "prompts": p, **_spend(c, k)}
+                          for m, n, s, p, c, k in per_model],
+            "per_day": [{"day": d, "outcomes": n, **_spend(c, k)} for d, n, c, k in per_day],
         }
 
     # ---- the encoder's features, cached per prompt and encoder -------------------------------
@@ -345,6 +347,11 @@ class OutcomeStore:
             db.executemany("INSERT INTO feature_cache VALUES (?, ?, ?) ON CONFLICT (prompt_sha256, encoder) "
                            "DO UPDATE SET features = excluded.features",
                            [(sha, encoder, blob) for sha, blob in items.items()])
+
+
+def _spend(total: float | None, rows: int) -> dict:
+    """`cost_usd`: the sum over the rows that record a cost (`costed` of them; None when none does)."""
+    return {"cost_usd": None if total is None else round(float(total), 9), "costed": rows}
 
 
 # ---- the long format: JSONL, CSV, parquet ---------------------------------------------------

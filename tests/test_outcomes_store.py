@@ -150,6 +150,13 @@ def test_stats_counts_per_model_and_day(tmp_path, aliased, capsys, new_store):
     assert {r["model"]: r["outcomes"] for r in stats["per_model"]} == {
         "gpt-4-1106-preview": 1, "Llama-2-7b-hf": 1, "claude-v2": 1}
     assert [d["day"] for d in stats["per_day"]] == ["2025-12-01", "2026-11-30", "2026-12-01"]
+    # spend: summed over the rows that record a cost, and how many do
+    assert {r["model"]: (r["cost_usd"], r["costed"]) for r in stats["per_model"]} == {
+        "gpt-4-1106-preview": (0.0021, 1), "Llama-2-7b-hf": (None, 0), "claude-v2": (None, 0)}
+    assert [(d["cost_usd"], d["costed"]) for d in stats["per_day"]] == [(None, 0), (0.0021, 1), (None, 0)]
+    assert main(["outcomes", "stats", "--store", str(store)]) == 0
+    table = capsys.readouterr().out
+    assert "COST USD    COSTED" in table and "0.002100         1" in table and "(COSTED of them)" in table
     assert main(["outcomes", "stats", "--store", str(tmp_path / "none.sqlite")]) == 2
 
 

@@ -62,7 +62,7 @@ def register(sub) -> None:
     q.add_argument("--output", required=True, metavar="FILE", help=".jsonl, .csv or .parquet")
     q.set_defaults(func=cmd_export)
 
-    q = osub.add_parser("stats", help="counts per model and per day")
+    q = osub.add_parser("stats", help="counts and cost per model and per day")
     add_store_option(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_stats)
@@ -190,13 +190,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{hashed['rows']:,} keep only the prompt's hash ({hashed['with_vector']:,} with its vector)")
     if stats["per_model"]:
         width = max(len(r["model"]) for r in stats["per_model"])
-        print(f"\n{'MODEL'.ljust(width)}  OUTCOMES   PROMPTS  MEAN SCORE")
+        print(f"\n{'MODEL'.ljust(width)}  OUTCOMES   PROMPTS  MEAN SCORE      COST USD    COSTED")
         for r in stats["per_model"]:
-            print(f"{r['model'].ljust(width)}  {r['outcomes']:>8,}  {r['prompts']:>8,}  {r['mean_score']:>10.3f}")
-        print("\nDAY (UTC)   OUTCOMES")
+            print(f"{r['model'].ljust(width)}  {r['outcomes']:>8,}  {r['prompts']:>8,}  {r['mean_score']:>10.3f}  "
+                  f"{_usd(r['cost_usd'])}  {r['costed']:>8,}")
+        print("\nDAY (UTC)   OUTCOMES      COST USD    COSTED")
         for r in stats["per_day"]:
-            print(f"{r['day']}  {r['outcomes']:>8,}")
+            print(f"{r['day']}  {r['outcomes']:>8,}  {_usd(r['cost_usd'])}  {r['costed']:>8,}")
+        if any(r["costed"] < r["outcomes"] for r in stats["per_model"]):
+            print("\nCOST USD sums the outcomes that record a cost (COSTED of them)")
     return 0
+
+
+def _usd(value: float | None) -> str:
+    return f"{'-':>12}" if value is None else f"{value:>12.6f}"
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
