@@ -131,7 +131,8 @@ def utc_timestamp(value: Any = None) -> str:
         moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
     else:
         raise ValueError(f"expected an ISO 8601 string or epoch seconds, got {type(value).__name__}")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime('%Y'): glibc writes the year 999 as '999', which sorts after '2026'
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(frozen=True)

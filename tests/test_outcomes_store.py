@@ -426,3 +426,16 @@ def test_unknown_csv_and_parquet_columns_are_named_once_for_the_header(tmp_path)
         tmp_path / "indexed.parquet")
     good, bad = parse_file(tmp_path / "indexed.parquet", lambda m: "gpt-4-1106-preview")
     assert [o.prompt for o in good] == ["a", "b"] and not bad
+
+
+def test_timestamps_before_the_year_1000_keep_four_digits(tmp_path):
+    """strftime('%Y') gives '999' for the year 999 on glibc: the stored text then sorted after 2026 (a fit
+    held it out as the newest), `stats` made a day of '999-06-01T' and an export did not import again."""
+    assert utc_timestamp("0999-06-01T00:00:00Z") == "0999-06-01T00:00:00.000000Z"
+    assert utc_timestamp(-62135596800) == "0001-01-01T00:00:00.000000Z"
+    assert sorted(map(utc_timestamp, ["2026-06-01", "0999-06-01"]))[0].startswith("0999")
+    source = _jsonl(tmp_path / "old.jsonl", [{"prompt": "old", "model": "gpt4", "score": 1, "timestamp": "0999-06-01"}])
+    good, _ = parse_file(source, lambda m: "gpt-4-1106-preview")
+    write_records(good, tmp_path / "out.jsonl")
+    again, bad = parse_file(tmp_path / "out.jsonl", lambda m: "gpt-4-1106-preview")
+    assert again == good and not bad
