@@ -468,13 +468,17 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        try:
-            table = pq.read_table(path)
+        try:  # the columns first: reading a table with a column named twice fails with pyarrow's internals
+            schema = pq.read_schema(path)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise OutcomeError(f"{path}: not a readable parquet file ({exc})") from None
-        index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
-        table = table.drop_columns([c for c in index if c in table.column_names])  # pandas' saved row index
-        _check_columns(table.column_names, f"{path}")
+        index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+        _check_columns([c for c in schema.names if c not in index], f"{path}")  # less pandas' saved row index
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:
+            raise OutcomeError(f"{path}: not a readable parquet file ({exc})") from None
+        table = table.drop_columns([c for c in index if c in table.column_names])
         rows = table.to_pylist()
         for i, row in enumerate(rows, start=1):
             cleaned = {}
@@ -535,7 +539,8 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
 
 def _check_columns(columns: Sequence[str], where: str) -> None:
     """OutcomeError naming a CSV header's or parquet schema's columns that are no field of the long format
-    (once for the file: every row would repeat it), with the field meant where only the case differs."""
+    (once for the file: every row would repeat it), with the field meant where only the case differs,
+    or that are named twice."""
     unknown = [c for c in columns if c not in FIELDS]
     if unknown:
         named = ", ".join(repr(c) + (f" (did you mean {c.strip().lower()!r}?)" if c.strip().lower() in FIELDS else "")
@@ -546,6 +551,10 @@ def _check_columns(columns: Sequence[str], where: str) -> None:
                                "the CSV import reads comma-separated values")
         raise OutcomeError(f"{where}: unknown column(s) {named} (the long format's: {', '.join(FIELDS)}); "
                            "rename or drop them (anything else to keep goes in the 'tags' JSON object)")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:  # each row would be read with the last of them, silently dropping the others
+        raise OutcomeError(f"{where}: column(s) named more than once: {', '.join(map(repr, repeated))}; "
+                           "keep one of each")
 
 
 def _quote_left_open(text: str) -> bool:

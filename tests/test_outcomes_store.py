@@ -439,3 +439,20 @@ def test_timestamps_before_the_year_1000_keep_four_digits(tmp_path):
     write_records(good, tmp_path / "out.jsonl")
     again, bad = parse_file(tmp_path / "out.jsonl", lambda m: "gpt-4-1106-preview")
     assert again == good and not bad
+
+
+def test_a_column_named_twice_is_refused_not_read_as_its_last_cell(tmp_path):
+    """'score,score' read each row's last cell: a row whose first score said 1 was stored with 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "in.csv"
+    source.write_text("prompt,model,score,score\na,gpt4,1,0\n")
+    with pytest.raises(OutcomeError, match=r"in.csv: line 1: column\(s\) named more than once: 'score'"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["gpt4"]), pa.array([1.0]), pa.array([0.0])],
+                                        names=["prompt", "model", "score", "score"]), tmp_path / "in.parquet")
+    with pytest.raises(OutcomeError, match=r"in.parquet: column\(s\) named more than once: 'score'"):
+        parse_file(tmp_path / "in.parquet", lambda m: "gpt-4-1106-preview")
