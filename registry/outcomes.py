@@ -512,22 +512,33 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             except json.JSONDecodeError as exc:
                 yield f"line {n}", ValueError(f"not JSON ({exc.msg})")
         return
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    # strict: the lenient reader reads '"Yes" or no?' as 'Yes or no?', another prompt than the log's
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error:
+        raise OutcomeError(f"{path}: line 1: the header is not valid CSV") from None
     if header is None:
         return
     _check_columns(header, f"{path}: line 1")
-    last_line = text.count("\n") + (not text.endswith("\n"))
     end = reader.line_num
-    for row in reader:
-        start, n = end + 1, reader.line_num  # a quoted cell may span lines: the row's first and last
-        end = n
+    while True:
+        start = end + 1  # a quoted cell may span lines: the row's first line, and then (n) its last
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "end of data" in str(exc):  # an unclosed quote ran to the end: no later row can be told apart
+                raise OutcomeError(f"{path}: line {start}: a quoted cell is never closed (it runs to the end of the "
+                                   "file); close the quote, or double a quote inside a quoted cell") from None
+            end = reader.line_num  # the reader goes on at the next line
+            yield f"line {end}", ValueError("a quoted cell has text after its closing quote: quote the whole cell "
+                                            "and double each quote inside it")
+            continue
+        n = end = reader.line_num
         if not any(row):
             continue
-        if n > start and n >= last_line and _quote_left_open(text):
-            # csv reads an unclosed quote to the end of the file: no later row can be told apart
-            raise OutcomeError(f"{path}: line {start}: a quoted cell is never closed (it runs to the end of the "
-                               "file); close the quote, or double a quote inside a quoted cell")
         if len(row) != len(header):
             yield f"line {n}", ValueError(f"{len(row)} cells, the header has {len(header)}")
             continue
@@ -555,16 +566,6 @@ def _check_columns(columns: Sequence[str], where: str) -> None:
     if repeated:  # each row would be read with the last of them, silently dropping the others
         raise OutcomeError(f"{where}: column(s) named more than once: {', '.join(map(repr, repeated))}; "
                            "keep one of each")
-
-
-def _quote_left_open(text: str) -> bool:
-    """Whether a CSV text ends inside a quoted cell (the lenient reader would swallow the rest)."""
-    try:
-        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
-            pass
-    except csv.Error as exc:
-        return "end of data" in str(exc)
-    return False
 
 
 def parse_file(path: str | os.PathLike, resolve_model, max_output_tokens=None) -> tuple[list[Outcome], list[str]]:

@@ -456,3 +456,14 @@ def test_a_column_named_twice_is_refused_not_read_as_its_last_cell(tmp_path):
                                         names=["prompt", "model", "score", "score"]), tmp_path / "in.parquet")
     with pytest.raises(OutcomeError, match=r"in.parquet: column\(s\) named more than once: 'score'"):
         parse_file(tmp_path / "in.parquet", lambda m: "gpt-4-1106-preview")
+
+
+def test_a_csv_cell_with_text_after_its_closing_quote_is_a_bad_row(tmp_path):
+    """The lenient reader read '"Yes" or no?' as 'Yes or no?': a prompt stored with other text than the log's."""
+    source = tmp_path / "in.csv"
+    source.write_text('prompt,model,score\n"Yes" or no?,gpt4,1\nok,gpt4,1\n"multi\nline" x,gpt4,1\n'
+                      'He said "hi",gpt4,0\n"a ""b""",gpt4,1\n')
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert [o.prompt for o in good] == ["ok", 'He said "hi"', 'a "b"']
+    fix = "a quoted cell has text after its closing quote: quote the whole cell and double each quote inside it"
+    assert bad == [f"line 2: {fix}", f"line 5: {fix}"]
