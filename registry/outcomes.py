@@ -415,11 +415,12 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     except (ValueError, OverflowError, OSError) as exc:
         raise ValueError(f"field 'timestamp': {exc}") from None
     encoder = record.get("vector_encoder")
-    if encoder is not None and (not isinstance(encoder, str) or vector is None):
-        raise ValueError("field 'vector_encoder': a string, given only with 'prompt_vector'")
+    # non-empty: CSV writes "" as an empty cell, which reads back as null
+    if encoder is not None and (not isinstance(encoder, str) or not encoder or vector is None):
+        raise ValueError("field 'vector_encoder': a non-empty string, given only with 'prompt_vector'")
     decision = record.get("decision_id")
-    if decision is not None and not isinstance(decision, str):
-        raise ValueError(f"field 'decision_id': expected a string, got {type(decision).__name__}")
+    if decision is not None and (not isinstance(decision, str) or not decision):
+        raise ValueError(f"field 'decision_id': expected a non-empty string, got {decision!r}"[:120])
     tokens = None if record.get("output_tokens") is None \
         else _number(record["output_tokens"], "output_tokens", low=0, integer=True)
     if max_output_tokens is not None:

@@ -467,3 +467,14 @@ def test_a_csv_cell_with_text_after_its_closing_quote_is_a_bad_row(tmp_path):
     assert [o.prompt for o in good] == ["ok", 'He said "hi"', 'a "b"']
     fix = "a quoted cell has text after its closing quote: quote the whole cell and double each quote inside it"
     assert bad == [f"line 2: {fix}", f"line 5: {fix}"]
+
+
+def test_an_empty_decision_id_is_a_bad_row(tmp_path):
+    """CSV writes an empty decision_id as an empty cell, which reads back as none: the export of a row
+    imported with "" did not import as that row. Feedback refuses "" too (min_length 1)."""
+    source = _jsonl(tmp_path / "in.jsonl", [{"prompt": "a", "model": "gpt4", "score": 1, "decision_id": ""},
+                                            {"prompt_sha256": prompt_sha256("b"), "model": "gpt4", "score": 1,
+                                             "prompt_vector": [0.5], "vector_encoder": ""}])
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert not good and bad[0].startswith("line 1: field 'decision_id': expected a non-empty string")
+    assert bad[1].startswith("line 2: field 'vector_encoder'")
