@@ -496,6 +496,10 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
         return
     with open(path, "rb") as fh:
         raw = fh.read()
+    for magic, what in ((b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip)"),
+                        (b"PAR1", "a parquet file: name it .parquet"), (b"PK\x03\x04", "a zip archive: unzip it first")):
+        if raw.startswith(magic):  # else "not UTF-8 text (byte 1)", which says nothing of why
+            raise OutcomeError(f"{path}: {what}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -478,3 +478,18 @@ def test_an_empty_decision_id_is_a_bad_row(tmp_path):
     good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
     assert not good and bad[0].startswith("line 1: field 'decision_id': expected a non-empty string")
     assert bad[1].startswith("line 2: field 'vector_encoder'")
+
+
+def test_a_compressed_file_is_named_as_such(tmp_path):
+    """A gzip log (or a parquet file) under a .jsonl or .csv name said only 'not UTF-8 text (byte 1)'."""
+    import gzip
+
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "log.jsonl"
+    source.write_bytes(gzip.compress(b'{"prompt": "a", "model": "gpt4", "score": 1}\n'))
+    with pytest.raises(OutcomeError, match=r"log.jsonl: gzip-compressed: decompress it first \(gunzip\)"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    (tmp_path / "t.csv").write_bytes(b"PAR1\x15\x04\x15")
+    with pytest.raises(OutcomeError, match=r"t.csv: a parquet file: name it \.parquet"):
+        parse_file(tmp_path / "t.csv", lambda m: "gpt-4-1106-preview")
