@@ -366,6 +366,20 @@ def check_output_tokens(tokens: int | None, model: str, limit: int) -> None:
         raise ValueError(f"{tokens:,} is above {model}'s max_output_tokens ({limit:,}) in the registry")
 
 
+def check_tags(tags: Any) -> None:
+    """ValueError naming the first NaN or infinity in tags: Python's JSON reader takes them, but what the
+    store and every export would then write is not JSON to any other reader. A loop, not recursion: JSON
+    nested nearly as deep as the reader allows would exceed Python's stack here."""
+    pending = [(tags, "tags")]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"NaN or an infinity is not JSON (at {where})")
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        pending.extend((item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
+                       for key, item in reversed(list(items)))
+
+
 def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     """One row of the long format as an Outcome; ValueError naming the field when it is bad.
 
@@ -410,6 +424,10 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     tags = record.get("tags")
     if tags is not None and not isinstance(tags, dict):
         raise ValueError(f"field 'tags': expected a JSON object, got {type(tags).__name__}")
+    try:
+        check_tags(tags)
+    except ValueError as exc:
+        raise ValueError(f"field 'tags': {exc}") from None
     try:
         timestamp = utc_timestamp(record.get("timestamp"))
     except (ValueError, OverflowError, OSError) as exc:

@@ -493,3 +493,14 @@ def test_a_compressed_file_is_named_as_such(tmp_path):
     (tmp_path / "t.csv").write_bytes(b"PAR1\x15\x04\x15")
     with pytest.raises(OutcomeError, match=r"t.csv: a parquet file: name it \.parquet"):
         parse_file(tmp_path / "t.csv", lambda m: "gpt-4-1106-preview")
+
+
+def test_tags_with_a_non_finite_number_are_a_bad_row(tmp_path):
+    """Python's JSON reader takes NaN and Infinity: such tags were stored, and every export then wrote a
+    line that is not JSON to any other reader (jq, a JSON-lines loader, Postgres' json type)."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "a", "model": "gpt4", "score": 1, "tags": {"latency": {"p": NaN}}}\n'
+                      '{"prompt": "b", "model": "gpt4", "score": 1, "tags": {"x": [1, -Infinity]}}\n')
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert not good and bad == ["line 1: field 'tags': NaN or an infinity is not JSON (at tags.latency.p)",
+                                "line 2: field 'tags': NaN or an infinity is not JSON (at tags.x[1])"]
