@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from pickwise.registry.errors import OutcomeError, StoreUnavailable
-from pickwise.registry.jsonl import RepeatedKey, unique_keys
+from pickwise.registry.jsonl import unique_keys
 from pickwise.registry.loader import pickwise_home
 from pickwise.registry.prompt_text import not_blank
 from pickwise.registry.sql import Database, store_exists
@@ -455,6 +455,15 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     )
 
 
+def _json(text: str) -> Any:
+    """A JSON value, refusing a repeated key (RepeatedKey); ValueError, not RecursionError, when nested
+    deeper than json.loads goes (about 1,000 levels), so such a row is bad, not the end of the import."""
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise ValueError("not JSON (nested too deeply)") from None
+
+
 def _csv_cell(name: str, text: str) -> Any:
     """A CSV cell as the JSON value it stands for: empty is null, numbers and JSON fields parsed."""
     if text == "":
@@ -471,9 +480,11 @@ def _csv_cell(name: str, text: str) -> Any:
             return text  # parse_record names it
     if name in ("tags", "prompt_vector"):
         try:
-            return json.loads(text)
+            return _json(text)
         except json.JSONDecodeError:
             raise ValueError(f"field {name!r}: not JSON: {text[:60]!r}") from None
+        except ValueError as exc:
+            raise ValueError(f"field {name!r}: {exc}") from None
     return text
 
 
@@ -506,9 +517,9 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
                     v = None
                 if k in ("tags", "prompt_vector") and isinstance(v, str):
                     try:
-                        v = json.loads(v)
-                    except json.JSONDecodeError:
-                        pass
+                        v = _json(v)
+                    except ValueError:
+                        pass  # parse_record names a string where an object or list belongs
                 cleaned[k] = v
             yield f"row {i}", cleaned
         return
@@ -529,11 +540,11 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield f"line {n}", json.loads(line, object_pairs_hook=unique_keys)
-            except RepeatedKey as exc:
-                yield f"line {n}", exc
+                yield f"line {n}", _json(line)
             except json.JSONDecodeError as exc:
                 yield f"line {n}", ValueError(f"not JSON ({exc.msg})")
+            except ValueError as exc:  # a repeated key, or nested too deeply
+                yield f"line {n}", exc
         return
     # strict: the lenient reader reads '"Yes" or no?' as 'Yes or no?', another prompt than the log's
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)

@@ -504,3 +504,18 @@ def test_tags_with_a_non_finite_number_are_a_bad_row(tmp_path):
     good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
     assert not good and bad == ["line 1: field 'tags': NaN or an infinity is not JSON (at tags.latency.p)",
                                 "line 2: field 'tags': NaN or an infinity is not JSON (at tags.x[1])"]
+
+
+def test_json_nested_too_deeply_is_a_bad_row_not_a_crash(tmp_path):
+    """json.loads raises RecursionError past ~1,000 levels: the import died with a traceback."""
+    deep = '{"a": ' * 5000 + "1" + "}" * 5000
+    source = tmp_path / "in.jsonl"
+    source.write_text(f'{{"prompt": "a", "model": "gpt4", "score": 1, "tags": {deep}}}\n')
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert not good and bad == ["line 1: not JSON (nested too deeply)"]
+    table = tmp_path / "in.csv"  # a tags cell is read by the same reader: deep, or a key given twice
+    table.write_text('prompt,model,score,tags\n' + f'a,gpt4,1,"{deep.replace(chr(34), 2 * chr(34))}"\n'
+                     'b,gpt4,1,"{""k"": 1, ""k"": 2}"\n')
+    good, bad = parse_file(table, lambda m: "gpt-4-1106-preview")
+    assert not good and bad == ["line 2: field 'tags': not JSON (nested too deeply)",
+                                "line 3: field 'tags': key 'k' appears twice in one JSON object; give each key once"]
