@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from pickwise.registry.errors import OutcomeError, StoreUnavailable
-from pickwise.registry.jsonl import unique_keys
+from pickwise.registry.jsonl import lone_surrogate, unique_keys
 from pickwise.registry.loader import pickwise_home
 from pickwise.registry.prompt_text import not_blank
 from pickwise.registry.sql import Database, store_exists
@@ -391,6 +391,10 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     unknown = sorted(set(record) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(FIELDS)})")
+    for name, value in record.items():  # else the store's encoding of it fails, after the file passed
+        surrogate = lone_surrogate(value)
+        if surrogate:
+            raise ValueError(f"field {name!r}: {surrogate}")
     missing = [k for k in REQUIRED if record.get(k) is None]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(map(repr, missing))}")

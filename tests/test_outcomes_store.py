@@ -519,3 +519,17 @@ def test_json_nested_too_deeply_is_a_bad_row_not_a_crash(tmp_path):
     good, bad = parse_file(table, lambda m: "gpt-4-1106-preview")
     assert not good and bad == ["line 2: field 'tags': not JSON (nested too deeply)",
                                 "line 3: field 'tags': key 'k' appears twice in one JSON object; give each key once"]
+
+
+def test_a_lone_surrogate_is_a_bad_row_naming_its_field(tmp_path, aliased, capsys, new_store):
+    """JSON may escape "\\udc00", which is no character: in a decision_id the import died with a traceback
+    when the store encoded it, after parsing had passed the row."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "a", "model": "gpt4", "score": 1, "decision_id": "\\udc00x"}\n'
+                      '{"prompt": "b\\ud800", "model": "gpt4", "score": 1}\n'
+                      '{"prompt": "c", "model": "gpt4", "score": 1, "tags": {"k": ["\\ud800"]}}\n')
+    store = new_store()
+    assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased)]) == 2
+    err = capsys.readouterr().err
+    for n, field in ((1, "decision_id"), (2, "prompt"), (3, "tags")):
+        assert f"line {n}: field '{field}': holds a lone surrogate" in err, err
