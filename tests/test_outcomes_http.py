@@ -177,3 +177,15 @@ def test_feedback_with_a_non_finite_number_in_its_tags_is_refused(api, store_pat
                  headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 422 and "NaN or an infinity is not JSON (at tags.a)" in r.text, r.text
     assert not store_path.exists() or _stored(store_path) == []
+
+
+@pytest.mark.parametrize("field, body", [
+    ("prompt", '{"prompt": "x\\ud800", "model": "gpt4", "score": 1}'),
+    ("tags", '{"prompt": "x", "model": "gpt4", "score": 1, "tags": {"k": "\\udc00"}}'),
+])
+def test_feedback_with_a_lone_surrogate_is_refused(api, store_path, field, body):
+    """In the prompt it was a 500 (hashing it failed); in tags it was stored, and every later export of
+    the store then failed to write it as UTF-8."""
+    r = api.post("/v1/feedback", content=body, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and "holds a lone surrogate" in r.text and field in r.text, r.text
+    assert not store_path.exists() or _stored(store_path) == []
