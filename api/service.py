@@ -685,8 +685,17 @@ class PickwiseService:
     def feedback(self, request: FeedbackRequest) -> FeedbackStored:
         """Store one outcome (committed before this returns), by decision id or by prompt and model; feedback
         on a decision replaces earlier feedback on that decision and model."""
-        from pickwise.registry.outcomes import Outcome, check_output_tokens, prompt_sha256
+        from pickwise.registry.jsonl import lone_surrogate
+        from pickwise.registry.outcomes import Outcome, check_output_tokens, check_tags, prompt_sha256
 
+        for name, value in (("prompt", request.prompt), ("model", request.model), ("tags", request.tags)):
+            surrogate = lone_surrogate(value)  # no hash or UTF-8 export can encode it
+            if surrogate:
+                raise RequestFieldError(name, f"{name} {surrogate}")
+        try:
+            check_tags(request.tags)
+        except ValueError as exc:
+            raise RequestFieldError("tags", str(exc)) from None
         snapshot = self.registry.refresh()
         model = None
         if request.model is not None:

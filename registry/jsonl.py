@@ -81,27 +81,27 @@ def json_object_lines(
         yield number, record
 
 
-def lone_surrogate(value, _seen: set[int] | None = None) -> str | None:
+def lone_surrogate(value) -> str | None:
     """What is wrong when a parsed JSON or YAML value holds a lone surrogate ("\\ud800"), else None.
 
     Both formats allow the escape, but it is no character: the tokenizer raised a TypeError on it,
     and a response or a terminal quoting it cannot encode it as UTF-8 (the service answered 500).
     Each list or mapping is looked at once: YAML aliases share them, and a few hundred bytes of
-    aliases of aliases would otherwise be walked billions of times."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"holds a lone surrogate ({ascii(value[exc.start])}), which is not text"
-        return None
-    if not isinstance(value, (dict, list)):
-        return None
-    seen = set() if _seen is None else _seen
-    if id(value) in seen:
-        return None
-    seen.add(id(value))
-    parts = [part for pair in value.items() for part in pair] if isinstance(value, dict) else value
-    return next((found for part in parts if (found := lone_surrogate(part, seen))), None)
+    aliases of aliases would otherwise be walked billions of times. A loop, not recursion: JSON
+    nested nearly as deep as its reader allows would exceed Python's stack here."""
+    pending, seen = [value], set()
+    while pending:
+        part = pending.pop()
+        if isinstance(part, str):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"holds a lone surrogate ({ascii(part[exc.start])}), which is not text"
+        elif isinstance(part, (dict, list)) and id(part) not in seen:
+            seen.add(id(part))
+            parts = [p for pair in part.items() for p in pair] if isinstance(part, dict) else part
+            pending.extend(reversed(parts))  # first part first, as written
+    return None
 
 
 def listed_problems(problems: list[str], limit: int = MAX_REPORTED_ERRORS) -> str:

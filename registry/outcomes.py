@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from pickwise.registry.errors import OutcomeError, StoreUnavailable
-from pickwise.registry.jsonl import RepeatedKey, unique_keys
+from pickwise.registry.jsonl import lone_surrogate, unique_keys
 from pickwise.registry.loader import pickwise_home
 from pickwise.registry.prompt_text import not_blank
 from pickwise.registry.sql import Database, store_exists
@@ -134,7 +134,8 @@ def utc_timestamp(value: Any = None) -> str:
         moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
     else:
         raise ValueError(f"expected an ISO 8601 string or epoch seconds, got {type(value).__name__}")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime('%Y'): glibc writes the year 999 as '999', which sorts after '2026'
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(frozen=True)
@@ -377,6 +378,20 @@ def check_output_tokens(tokens: int | None, model: str, limit: int) -> None:
         raise ValueError(f"{tokens:,} is above {model}'s max_output_tokens ({limit:,}) in the registry")
 
 
+def check_tags(tags: Any) -> None:
+    """ValueError naming the first NaN or infinity in tags: Python's JSON reader takes them, but what the
+    store and every export would then write is not JSON to any other reader. A loop, not recursion: JSON
+    nested nearly as deep as the reader allows would exceed Python's stack here."""
+    pending = [(tags, "tags")]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"NaN or an infinity is not JSON (at {where})")
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        pending.extend((item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
+                       for key, item in reversed(list(items)))
+
+
 def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     """One row of the long format as an Outcome; ValueError naming the field when it is bad.
 
@@ -388,6 +403,10 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     unknown = sorted(set(record) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(FIELDS)})")
+    for name, value in record.items():  # else the store's encoding of it fails, after the file passed
+        surrogate = lone_surrogate(value)
+        if surrogate:
+            raise ValueError(f"field {name!r}: {surrogate}")
     missing = [k for k in REQUIRED if record.get(k) is None]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(map(repr, missing))}")
@@ -422,15 +441,20 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     if tags is not None and not isinstance(tags, dict):
         raise ValueError(f"field 'tags': expected a JSON object, got {type(tags).__name__}")
     try:
+        check_tags(tags)
+    except ValueError as exc:
+        raise ValueError(f"field 'tags': {exc}") from None
+    try:
         timestamp = utc_timestamp(record.get("timestamp"))
     except (ValueError, OverflowError, OSError) as exc:
         raise ValueError(f"field 'timestamp': {exc}") from None
     encoder = record.get("vector_encoder")
-    if encoder is not None and (not isinstance(encoder, str) or vector is None):
-        raise ValueError("field 'vector_encoder': a string, given only with 'prompt_vector'")
+    # non-empty: CSV writes "" as an empty cell, which reads back as null
+    if encoder is not None and (not isinstance(encoder, str) or not encoder or vector is None):
+        raise ValueError("field 'vector_encoder': a non-empty string, given only with 'prompt_vector'")
     decision = record.get("decision_id")
-    if decision is not None and not isinstance(decision, str):
-        raise ValueError(f"field 'decision_id': expected a string, got {type(decision).__name__}")
+    if decision is not None and (not isinstance(decision, str) or not decision):
+        raise ValueError(f"field 'decision_id': expected a non-empty string, got {decision!r}"[:120])
     tokens = None if record.get("output_tokens") is None \
         else _number(record["output_tokens"], "output_tokens", low=0, integer=True)
     if max_output_tokens is not None:
@@ -445,6 +469,15 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
         latency_ms=None if record.get("latency_ms") is None else float(_number(record["latency_ms"], "latency_ms", low=0.0)),
         output_tokens=tokens, timestamp=timestamp, decision_id=decision, tags=tags,
     )
+
+
+def _json(text: str) -> Any:
+    """A JSON value, refusing a repeated key (RepeatedKey); ValueError, not RecursionError, when nested
+    deeper than json.loads goes (about 1,000 levels), so such a row is bad, not the end of the import."""
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise ValueError("not JSON (nested too deeply)") from None
 
 
 def _csv_cell(name: str, text: str) -> Any:
@@ -463,9 +496,11 @@ def _csv_cell(name: str, text: str) -> Any:
             return text  # parse_record names it
     if name in ("tags", "prompt_vector"):
         try:
-            return json.loads(text)
+            return _json(text)
         except json.JSONDecodeError:
             raise ValueError(f"field {name!r}: not JSON: {text[:60]!r}") from None
+        except ValueError as exc:
+            raise ValueError(f"field {name!r}: {exc}") from None
     return text
 
 
@@ -479,13 +514,17 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        try:
-            table = pq.read_table(path)
+        try:  # the columns first: reading a table with a column named twice fails with pyarrow's internals
+            schema = pq.read_schema(path)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise OutcomeError(f"{path}: not a readable parquet file ({exc})") from None
-        index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
-        table = table.drop_columns([c for c in index if c in table.column_names])  # pandas' saved row index
-        _check_columns(table.column_names, f"{path}")
+        index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+        _check_columns([c for c in schema.names if c not in index], f"{path}")  # less pandas' saved row index
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:
+            raise OutcomeError(f"{path}: not a readable parquet file ({exc})") from None
+        table = table.drop_columns([c for c in index if c in table.column_names])
         rows = table.to_pylist()
         for i, row in enumerate(rows, start=1):
             cleaned = {}
@@ -494,14 +533,18 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
                     v = None
                 if k in ("tags", "prompt_vector") and isinstance(v, str):
                     try:
-                        v = json.loads(v)
-                    except json.JSONDecodeError:
-                        pass
+                        v = _json(v)
+                    except ValueError:
+                        pass  # parse_record names a string where an object or list belongs
                 cleaned[k] = v
             yield f"row {i}", cleaned
         return
     with open(path, "rb") as fh:
         raw = fh.read()
+    for magic, what in ((b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip)"),
+                        (b"PAR1", "a parquet file: name it .parquet"), (b"PK\x03\x04", "a zip archive: unzip it first")):
+        if raw.startswith(magic):  # else "not UTF-8 text (byte 1)", which says nothing of why
+            raise OutcomeError(f"{path}: {what}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -513,28 +556,39 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield f"line {n}", json.loads(line, object_pairs_hook=unique_keys)
-            except RepeatedKey as exc:
-                yield f"line {n}", exc
+                yield f"line {n}", _json(line)
             except json.JSONDecodeError as exc:
                 yield f"line {n}", ValueError(f"not JSON ({exc.msg})")
+            except ValueError as exc:  # a repeated key, or nested too deeply
+                yield f"line {n}", exc
         return
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    # strict: the lenient reader reads '"Yes" or no?' as 'Yes or no?', another prompt than the log's
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error:
+        raise OutcomeError(f"{path}: line 1: the header is not valid CSV") from None
     if header is None:
         return
     _check_columns(header, f"{path}: line 1")
-    last_line = text.count("\n") + (not text.endswith("\n"))
     end = reader.line_num
-    for row in reader:
-        start, n = end + 1, reader.line_num  # a quoted cell may span lines: the row's first and last
-        end = n
+    while True:
+        start = end + 1  # a quoted cell may span lines: the row's first line, and then (n) its last
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "end of data" in str(exc):  # an unclosed quote ran to the end: no later row can be told apart
+                raise OutcomeError(f"{path}: line {start}: a quoted cell is never closed (it runs to the end of the "
+                                   "file); close the quote, or double a quote inside a quoted cell") from None
+            end = reader.line_num  # the reader goes on at the next line
+            yield f"line {end}", ValueError("a quoted cell has text after its closing quote: quote the whole cell "
+                                            "and double each quote inside it")
+            continue
+        n = end = reader.line_num
         if not any(row):
             continue
-        if n > start and n >= last_line and _quote_left_open(text):
-            # csv reads an unclosed quote to the end of the file: no later row can be told apart
-            raise OutcomeError(f"{path}: line {start}: a quoted cell is never closed (it runs to the end of the "
-                               "file); close the quote, or double a quote inside a quoted cell")
         if len(row) != len(header):
             yield f"line {n}", ValueError(f"{len(row)} cells, the header has {len(header)}")
             continue
@@ -546,7 +600,8 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
 
 def _check_columns(columns: Sequence[str], where: str) -> None:
     """OutcomeError naming a CSV header's or parquet schema's columns that are no field of the long format
-    (once for the file: every row would repeat it), with the field meant where only the case differs."""
+    (once for the file: every row would repeat it), with the field meant where only the case differs,
+    or that are named twice."""
     unknown = [c for c in columns if c not in FIELDS]
     if unknown:
         named = ", ".join(repr(c) + (f" (did you mean {c.strip().lower()!r}?)" if c.strip().lower() in FIELDS else "")
@@ -557,16 +612,10 @@ def _check_columns(columns: Sequence[str], where: str) -> None:
                                "the CSV import reads comma-separated values")
         raise OutcomeError(f"{where}: unknown column(s) {named} (the long format's: {', '.join(FIELDS)}); "
                            "rename or drop them (anything else to keep goes in the 'tags' JSON object)")
-
-
-def _quote_left_open(text: str) -> bool:
-    """Whether a CSV text ends inside a quoted cell (the lenient reader would swallow the rest)."""
-    try:
-        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
-            pass
-    except csv.Error as exc:
-        return "end of data" in str(exc)
-    return False
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:  # each row would be read with the last of them, silently dropping the others
+        raise OutcomeError(f"{where}: column(s) named more than once: {', '.join(map(repr, repeated))}; "
+                           "keep one of each")
 
 
 def parse_file(path: str | os.PathLike, resolve_model, max_output_tokens=None) -> tuple[list[Outcome], list[str]]:

@@ -395,3 +395,19 @@ def test_below_fifty_outcomes_a_new_model_is_held_by_cold_starts_prior(tmp_path,
 
     assert vector(3, 0.03, "few-loose") == vector(3, 1.0, "few-cold-start")
     assert vector(60, 0.03, "many-loose") != vector(60, 1.0, "many-cold-start")
+
+
+def test_fit_says_how_many_outcomes_it_left_out(tmp_path, tiny_predictor, registry_dir):
+    """Outcomes of a model gone from the registry (or imported with another --registry) were left out of the
+    fit with only a count in --json: the summary line read as if every stored outcome had been fitted."""
+    from pickwise.api.cli.outcomes import fitted_line
+
+    texts = prompts(20, seed=7)
+    _store(tmp_path / "o.sqlite", texts, "gpt-4-1106-preview", [1.0, 0.0] * 10)
+    _store(tmp_path / "o.sqlite", texts, "a-model-since-removed", [1.0] * 20, start=100)
+    with OutcomeStore(tmp_path / "o.sqlite") as store:
+        report = refit(tiny_predictor, load_registry(registry_dir), store, tmp_path / "fit", holdout=0.2)
+    line = fitted_line(report, tmp_path / "fit")
+    assert line.endswith("; left out: 20 outcomes of models not in the registry"), line
+    report["outcomes"]["skipped"] = {"unknown_model": 0, "hashed_without_vector": 0}
+    assert "left out" not in fitted_line(report, tmp_path / "fit")

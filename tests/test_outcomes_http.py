@@ -169,3 +169,23 @@ def test_feedback_on_a_decision_longer_than_its_model_may_answer_keeps_the_earli
                                        "output_tokens": 1_000_000_000}, headers=AUTH)
     assert r.status_code == 422 and chosen in r.text and f"{_limit(tmp_path, chosen):,}" in r.text, r.text
     assert [(o.score, o.output_tokens) for o in _stored(store_path)] == [(1.0, 50)]
+
+
+def test_feedback_with_a_non_finite_number_in_its_tags_is_refused(api, store_path):
+    """Python's JSON reader takes NaN: stored, it made every later export write a line that is not JSON."""
+    r = api.post("/v1/feedback", content='{"prompt": "x", "model": "gpt4", "score": 1, "tags": {"a": NaN}}',
+                 headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and "NaN or an infinity is not JSON (at tags.a)" in r.text, r.text
+    assert not store_path.exists() or _stored(store_path) == []
+
+
+@pytest.mark.parametrize("field, body", [
+    ("prompt", '{"prompt": "x\\ud800", "model": "gpt4", "score": 1}'),
+    ("tags", '{"prompt": "x", "model": "gpt4", "score": 1, "tags": {"k": "\\udc00"}}'),
+])
+def test_feedback_with_a_lone_surrogate_is_refused(api, store_path, field, body):
+    """In the prompt it was a 500 (hashing it failed); in tags it was stored, and every later export of
+    the store then failed to write it as UTF-8."""
+    r = api.post("/v1/feedback", content=body, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and "holds a lone surrogate" in r.text and field in r.text, r.text
+    assert not store_path.exists() or _stored(store_path) == []

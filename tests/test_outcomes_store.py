@@ -458,3 +458,110 @@ def test_writers_opening_a_new_store_together_all_get_in(tmp_path):
             t.join()
         assert not failures, failures[0]
         assert len(_rows(path)) == 4
+
+
+def test_timestamps_before_the_year_1000_keep_four_digits(tmp_path):
+    """strftime('%Y') gives '999' for the year 999 on glibc: the stored text then sorted after 2026 (a fit
+    held it out as the newest), `stats` made a day of '999-06-01T' and an export did not import again."""
+    assert utc_timestamp("0999-06-01T00:00:00Z") == "0999-06-01T00:00:00.000000Z"
+    assert utc_timestamp(-62135596800) == "0001-01-01T00:00:00.000000Z"
+    assert sorted(map(utc_timestamp, ["2026-06-01", "0999-06-01"]))[0].startswith("0999")
+    source = _jsonl(tmp_path / "old.jsonl", [{"prompt": "old", "model": "gpt4", "score": 1, "timestamp": "0999-06-01"}])
+    good, _ = parse_file(source, lambda m: "gpt-4-1106-preview")
+    write_records(good, tmp_path / "out.jsonl")
+    again, bad = parse_file(tmp_path / "out.jsonl", lambda m: "gpt-4-1106-preview")
+    assert again == good and not bad
+
+
+def test_a_column_named_twice_is_refused_not_read_as_its_last_cell(tmp_path):
+    """'score,score' read each row's last cell: a row whose first score said 1 was stored with 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "in.csv"
+    source.write_text("prompt,model,score,score\na,gpt4,1,0\n")
+    with pytest.raises(OutcomeError, match=r"in.csv: line 1: column\(s\) named more than once: 'score'"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["gpt4"]), pa.array([1.0]), pa.array([0.0])],
+                                        names=["prompt", "model", "score", "score"]), tmp_path / "in.parquet")
+    with pytest.raises(OutcomeError, match=r"in.parquet: column\(s\) named more than once: 'score'"):
+        parse_file(tmp_path / "in.parquet", lambda m: "gpt-4-1106-preview")
+
+
+def test_a_csv_cell_with_text_after_its_closing_quote_is_a_bad_row(tmp_path):
+    """The lenient reader read '"Yes" or no?' as 'Yes or no?': a prompt stored with other text than the log's."""
+    source = tmp_path / "in.csv"
+    source.write_text('prompt,model,score\n"Yes" or no?,gpt4,1\nok,gpt4,1\n"multi\nline" x,gpt4,1\n'
+                      'He said "hi",gpt4,0\n"a ""b""",gpt4,1\n')
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert [o.prompt for o in good] == ["ok", 'He said "hi"', 'a "b"']
+    fix = "a quoted cell has text after its closing quote: quote the whole cell and double each quote inside it"
+    assert bad == [f"line 2: {fix}", f"line 5: {fix}"]
+
+
+def test_an_empty_decision_id_is_a_bad_row(tmp_path):
+    """CSV writes an empty decision_id as an empty cell, which reads back as none: the export of a row
+    imported with "" did not import as that row. Feedback refuses "" too (min_length 1)."""
+    source = _jsonl(tmp_path / "in.jsonl", [{"prompt": "a", "model": "gpt4", "score": 1, "decision_id": ""},
+                                            {"prompt_sha256": prompt_sha256("b"), "model": "gpt4", "score": 1,
+                                             "prompt_vector": [0.5], "vector_encoder": ""}])
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert not good and bad[0].startswith("line 1: field 'decision_id': expected a non-empty string")
+    assert bad[1].startswith("line 2: field 'vector_encoder'")
+
+
+def test_a_compressed_file_is_named_as_such(tmp_path):
+    """A gzip log (or a parquet file) under a .jsonl or .csv name said only 'not UTF-8 text (byte 1)'."""
+    import gzip
+
+    from pickwise.registry.outcomes import OutcomeError
+
+    source = tmp_path / "log.jsonl"
+    source.write_bytes(gzip.compress(b'{"prompt": "a", "model": "gpt4", "score": 1}\n'))
+    with pytest.raises(OutcomeError, match=r"log.jsonl: gzip-compressed: decompress it first \(gunzip\)"):
+        parse_file(source, lambda m: "gpt-4-1106-preview")
+    (tmp_path / "t.csv").write_bytes(b"PAR1\x15\x04\x15")
+    with pytest.raises(OutcomeError, match=r"t.csv: a parquet file: name it \.parquet"):
+        parse_file(tmp_path / "t.csv", lambda m: "gpt-4-1106-preview")
+
+
+def test_tags_with_a_non_finite_number_are_a_bad_row(tmp_path):
+    """Python's JSON reader takes NaN and Infinity: such tags were stored, and every export then wrote a
+    line that is not JSON to any other reader (jq, a JSON-lines loader, Postgres' json type)."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "a", "model": "gpt4", "score": 1, "tags": {"latency": {"p": NaN}}}\n'
+                      '{"prompt": "b", "model": "gpt4", "score": 1, "tags": {"x": [1, -Infinity]}}\n')
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert not good and bad == ["line 1: field 'tags': NaN or an infinity is not JSON (at tags.latency.p)",
+                                "line 2: field 'tags': NaN or an infinity is not JSON (at tags.x[1])"]
+
+
+def test_json_nested_too_deeply_is_a_bad_row_not_a_crash(tmp_path):
+    """json.loads raises RecursionError past ~1,000 levels: the import died with a traceback."""
+    deep = '{"a": ' * 5000 + "1" + "}" * 5000
+    source = tmp_path / "in.jsonl"
+    source.write_text(f'{{"prompt": "a", "model": "gpt4", "score": 1, "tags": {deep}}}\n')
+    good, bad = parse_file(source, lambda m: "gpt-4-1106-preview")
+    assert not good and bad == ["line 1: not JSON (nested too deeply)"]
+    table = tmp_path / "in.csv"  # a tags cell is read by the same reader: deep, or a key given twice
+    table.write_text('prompt,model,score,tags\n' + f'a,gpt4,1,"{deep.replace(chr(34), 2 * chr(34))}"\n'
+                     'b,gpt4,1,"{""k"": 1, ""k"": 2}"\n')
+    good, bad = parse_file(table, lambda m: "gpt-4-1106-preview")
+    assert not good and bad == ["line 2: field 'tags': not JSON (nested too deeply)",
+                                "line 3: field 'tags': key 'k' appears twice in one JSON object; give each key once"]
+
+
+def test_a_lone_surrogate_is_a_bad_row_naming_its_field(tmp_path, aliased, capsys, new_store):
+    """JSON may escape "\\udc00", which is no character: in a decision_id the import died with a traceback
+    when the store encoded it, after parsing had passed the row."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "a", "model": "gpt4", "score": 1, "decision_id": "\\udc00x"}\n'
+                      '{"prompt": "b\\ud800", "model": "gpt4", "score": 1}\n'
+                      '{"prompt": "c", "model": "gpt4", "score": 1, "tags": {"k": ["\\ud800"]}}\n')
+    store = new_store()
+    assert main(["outcomes", "import", str(source), "--store", str(store), "--registry", str(aliased)]) == 2
+    err = capsys.readouterr().err
+    for n, field in ((1, "decision_id"), (2, "prompt"), (3, "tags")):
+        assert f"line {n}: field '{field}': holds a lone surrogate" in err, err

@@ -231,13 +231,24 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    used = report["outcomes"]
-    print(f"fitted {len(report['models'])} models from {used['fit']:,} outcomes ({used['held_out']:,} held out, "
-          f"{used['prompts']:,} prompts, {report['time_range'][0]} .. {report['time_range'][1]}) "
-          f"in {report['seconds']['total']:.1f} s; wrote {args.out}")
+    print(fitted_line(report, args.out))
     print(_figures_line(report["holdout"]))
     print(_lengths_line(report))
     return 0
+
+
+def fitted_line(report: dict, out) -> str:
+    """What was fitted from how many outcomes and, where the store holds rows the fit could not use
+    (models not in the registry, hashed prompts without this encoder's vector), how many."""
+    used = report["outcomes"]
+    line = (f"fitted {len(report['models'])} models from {used['fit']:,} outcomes ({used['held_out']:,} held out, "
+            f"{used['prompts']:,} prompts, {report['time_range'][0]} .. {report['time_range'][1]}) "
+            f"in {report['seconds']['total']:.1f} s; wrote {out}")
+    skipped = used["skipped"]
+    left_out = [f"{skipped['unknown_model']:,} outcomes of models not in the registry"] * bool(skipped["unknown_model"]) + [
+        f"{skipped['hashed_without_vector']:,} keeping only the prompt's hash without this encoder's vector"] * bool(
+        skipped["hashed_without_vector"])
+    return line + (f"; left out: {', '.join(left_out)}" if left_out else "")
 
 
 def _lengths_line(report: dict) -> str:
