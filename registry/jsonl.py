@@ -43,6 +43,24 @@ def unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return dict(pairs)
 
 
+class NestedTooDeeply(ValueError):
+    """JSON nested deeper than `json.loads` goes (about 1,000 levels): a RecursionError there."""
+
+    msg = "nested too deeply"  # as json.JSONDecodeError.msg: what is wrong, without where
+
+    def __init__(self) -> None:
+        super().__init__(self.msg)
+
+
+def loads_unique(text: str | bytes):
+    """`json.loads` refusing a repeated key (RepeatedKey); JSON nested too deeply is NestedTooDeeply, a
+    ValueError a caller reports like bad syntax, not a RecursionError that ends the whole file."""
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise NestedTooDeeply() from None
+
+
 def json_object_lines(
     data: bytes | str, where: Callable[[int], str], problems: list[str], shape: str = ""
 ) -> Iterator[tuple[int, dict]]:
@@ -60,10 +78,12 @@ def json_object_lines(
         if not chunk.strip():
             continue
         try:
-            record = json.loads(chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk,
-                                object_pairs_hook=unique_keys)
+            record = loads_unique(chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk)
         except RepeatedKey as exc:
             problems.append(f"{where(number)}: {exc}")
+            continue
+        except NestedTooDeeply as exc:
+            problems.append(f"{where(number)}: not valid JSON ({exc.msg})")
             continue
         except UnicodeDecodeError as exc:
             problems.append(f"{where(number)}: not UTF-8 text (byte {exc.start})")

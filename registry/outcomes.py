@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from pickwise.registry.errors import OutcomeError, StoreUnavailable
-from pickwise.registry.jsonl import lone_surrogate, unique_keys
+from pickwise.registry.jsonl import NestedTooDeeply, loads_unique, lone_surrogate
 from pickwise.registry.loader import pickwise_home
 from pickwise.registry.prompt_text import not_blank
 from pickwise.registry.sql import Database, store_exists
@@ -471,15 +471,6 @@ def parse_record(record: Any, resolve_model, max_output_tokens=None) -> Outcome:
     )
 
 
-def _json(text: str) -> Any:
-    """A JSON value, refusing a repeated key (RepeatedKey); ValueError, not RecursionError, when nested
-    deeper than json.loads goes (about 1,000 levels), so such a row is bad, not the end of the import."""
-    try:
-        return json.loads(text, object_pairs_hook=unique_keys)
-    except RecursionError:
-        raise ValueError("not JSON (nested too deeply)") from None
-
-
 def _csv_cell(name: str, text: str) -> Any:
     """A CSV cell as the JSON value it stands for: empty is null, numbers and JSON fields parsed."""
     if text == "":
@@ -496,9 +487,11 @@ def _csv_cell(name: str, text: str) -> Any:
             return text  # parse_record names it
     if name in ("tags", "prompt_vector"):
         try:
-            return _json(text)
+            return loads_unique(text)
         except json.JSONDecodeError:
             raise ValueError(f"field {name!r}: not JSON: {text[:60]!r}") from None
+        except NestedTooDeeply as exc:
+            raise ValueError(f"field {name!r}: not JSON ({exc.msg})") from None
         except ValueError as exc:
             raise ValueError(f"field {name!r}: {exc}") from None
     return text
@@ -533,7 +526,7 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
                     v = None
                 if k in ("tags", "prompt_vector") and isinstance(v, str):
                     try:
-                        v = _json(v)
+                        v = loads_unique(v)
                     except ValueError:
                         pass  # parse_record names a string where an object or list belongs
                 cleaned[k] = v
@@ -556,10 +549,10 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield f"line {n}", _json(line)
-            except json.JSONDecodeError as exc:
+                yield f"line {n}", loads_unique(line)
+            except (json.JSONDecodeError, NestedTooDeeply) as exc:
                 yield f"line {n}", ValueError(f"not JSON ({exc.msg})")
-            except ValueError as exc:  # a repeated key, or nested too deeply
+            except ValueError as exc:  # a repeated key
                 yield f"line {n}", exc
         return
     # strict: the lenient reader reads '"Yes" or no?' as 'Yes or no?', another prompt than the log's

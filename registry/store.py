@@ -26,7 +26,7 @@ import yaml
 from pickwise.files import atomic_file
 from pickwise.registry.disk import DiskRecord, digest, read_file
 from pickwise.registry.errors import NameTakenError, RegistryConflict, RegistryError, RegistryIssue
-from pickwise.registry.jsonl import RepeatedKey, unique_keys
+from pickwise.registry.jsonl import NestedTooDeeply, RepeatedKey, loads_unique
 from pickwise.registry.loader import LoadedEntry, ParseCache, load_registry, parse_registry_text, registry_files
 from pickwise.registry.names import skeleton
 from pickwise.registry.probes.inline import self_contained_text
@@ -90,14 +90,12 @@ def _new_model_text(spec_or_text: Any, fmt: str | None, label: Path) -> str:
         raise TypeError(f"add_model takes a ModelSpec, a mapping or text, not {type(spec_or_text).__name__}")
     if fmt == "json":
         try:
-            return _to_yaml(json.loads(spec_or_text, object_pairs_hook=unique_keys))
-        except RepeatedKey as exc:  # as the YAML loader refuses a repeated key
+            return _to_yaml(loads_unique(spec_or_text))
+        except (RepeatedKey, NestedTooDeeply) as exc:  # as the YAML loader refuses a repeated key
             raise RegistryError(RegistryIssue(f"invalid JSON: {exc}", file=label)) from None
         except json.JSONDecodeError as exc:
             raise RegistryError(RegistryIssue(f"invalid JSON (column {exc.colno}): {exc.msg}", file=label,
                                               line=exc.lineno)) from None  # as invalid YAML says it
-        except RecursionError:
-            raise RegistryError(RegistryIssue("invalid JSON: nested too deeply", file=label)) from None
     if fmt not in (None, "yaml"):
         raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
     return spec_or_text  # YAML (JSON is YAML too) is written as given, comments included

@@ -108,3 +108,13 @@ def test_a_utf8_byte_order_mark_and_crlf_line_ends_are_read(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"id": "a", "prompt": "hi"}\r\n{"id": "b", "prompt": "there"}\r\n')
     assert [(r.id, r.prompt) for r in read_prompt_file(path)] == [("a", "hi"), ("b", "there")]
+
+
+def test_json_nested_too_deeply_is_a_bad_line_not_a_traceback(tmp_path):
+    # json.loads raises RecursionError past ~1,000 levels: predict, plan and probe files ended in a traceback
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "prompt": "fine"}\n{"id": "b", "prompt": "x", "extra": ' + "[" * 100_000
+                    + "]" * 100_000 + "}\n")
+    with pytest.raises(PromptFileError) as err:
+        read_prompt_file(path)
+    assert err.value.problems == [f"{path}:2: not valid JSON (nested too deeply)"]
