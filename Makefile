@@ -18,7 +18,7 @@ $(BIN)/pickwise: pyproject.toml
 
 venv: $(BIN)/pickwise
 
-## Start the service on the shipped default registry and predictor.
+## Start the service: your models ($PICKWISE_HOME/registry) over the shipped ones, the serving predictor.
 serve: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pickwise serve --host $(HOST) --port $(PORT) --precision $(PRECISION)
 

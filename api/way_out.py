@@ -110,6 +110,21 @@ def _options(ways: dict[str, float | bool], joiner: str) -> str:
     return joiner.join(f"{k} {str(v).lower() if isinstance(v, bool) else f'{v:g}'}" for k, v in ways.items())
 
 
+def way_out_clause(ways: dict[str, float | bool], together: dict[str, float | bool] | None) -> str:
+    """The end of `describe`'s sentence, "; way out: ..." in the HTTP fields' names ("" with no way
+    out): the command line puts its own options in its place."""
+    if ways:
+        return "; way out: " + _options(ways, " or ")
+    if together:
+        return "; way out, both together: " + _options(together, " and ")
+    return ""
+
+
+def no_way_out_clause(fields: Sequence[str] = WAY_OUT_FIELDS) -> str:
+    """The end of `describe`'s sentence when no single change helps (`fields` as a front end names them)."""
+    return f"; no single change of {', '.join(fields[:-1])} or {fields[-1]} helps"
+
+
 def declared_elsewhere(snapshot: RegistrySnapshot, blocking: dict[str, list[str]]) -> dict[str, list[str]]:
     """{capability: the registry's models declaring it that are not among `blocking`'s}: those a call
     needing it could not go to (an allow-list, disabled, no endpoint, a server's limits)."""
@@ -149,8 +164,6 @@ def describe(blocking: dict[str, list[str]], ways: dict[str, float | bool], fall
         return text + (f"; the call needs {' and '.join(lacking)}, which no model here declares: list "
                        f"{'it' if len(lacking) == 1 else 'them'} under "
                        "`capabilities` in the registry entries of models whose endpoints support it")
-    if ways:
-        return text + "; way out: " + _options(ways, " or ")
-    if together:
-        return text + "; way out, both together: " + _options(together, " and ")
-    return text + f"; no single change of {', '.join(WAY_OUT_FIELDS[:-1])} or {WAY_OUT_FIELDS[-1]} helps"
+    if ways or together:
+        return text + way_out_clause(ways, together)
+    return text + no_way_out_clause()

@@ -278,10 +278,16 @@ class Registry:
                 if taken is not None and current.get(taken) is not replaced:
                     owner = current.get(taken)
                     looks = "" if taken == name else f" looks like '{taken}', which"
-                    how = "remove that model first to replace it, or add it with --replace (PUT /v1/models/NAME)" \
-                        if replaced is None and owner.name == spec.name else "rename or remove one of them"
+                    shipped = current.source(owner.name) == "shipped"
+                    if replaced is not None or owner.name != spec.name:
+                        how = "rename or remove one of them"
+                    elif shipped:  # a shipped model cannot be removed, only overridden
+                        how = "add it with --replace (PUT /v1/models/NAME) to override the shipped one"
+                    else:
+                        how = "remove that model first to replace it, or add it with --replace (PUT /v1/models/NAME)"
+                    where = "shipped registry file" if shipped else "registry file"
                     raise NameTakenError(RegistryIssue(
-                        f"{name!a}{looks} is already taken by model '{owner.name}' in registry file "
+                        f"{name!a}{looks} is already taken by model '{owner.name}' in {where} "
                         f"{current.source_file(owner.name).name}; {how}",
                         file=label, model=spec.name, field="name" if len(loc) == 1 else f"aliases[{loc[1]}]",
                         line=entry.line_of(loc),

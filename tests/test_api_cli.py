@@ -331,8 +331,10 @@ def test_an_infeasible_select_leads_with_the_sentence_and_the_way_out(registry_d
     code = main(["select", PROMPT, "--registry", str(registry_dir), "--max-cost-usd", "1e-9"])
     err = capsys.readouterr().err.splitlines()
     assert code == 1
-    assert err[0].startswith("pickwise select: error: no model satisfies the constraints") and "way out" in err[0]
-    assert err[1].startswith("way out: --max-cost-usd ")
+    assert err[0].startswith("pickwise select: error: no model satisfies the constraints")
+    # the way out once, in the sentence, as options of this command (not the HTTP field max_cost_usd)
+    assert "; way out: --max-cost-usd " in err[0] and "max_cost_usd" not in err[0]
+    assert sum("way out" in line for line in err) == 1 and err[1] == "what blocks each model:"
 
 
 def test_predict_estimates_show_each_models_answer_length_cost_and_latency(registry_dir, tmp_path, tiny_loader,

@@ -211,7 +211,10 @@ def test_without_registry_models_go_to_the_user_registry_over_the_shipped_one(tm
     assert main(["models", "show", "my-model"]) == 0
     # a shipped model is replaced only explicitly, and removing the replacement brings it back
     override = write(tmp_path, "gpt4.yaml", model("gpt-4-1106-preview", provider="my-proxy"))
+    capsys.readouterr()
     assert main(["models", "add", str(override)]) == 2
+    err = capsys.readouterr().err  # a shipped model cannot be removed: only --replace is the way
+    assert "shipped" in err and "--replace" in err and "remove that model" not in err
     assert main(["models", "add", str(override), "--replace"]) == 0
     capsys.readouterr()
     assert main(["models", "show", "gpt-4-1106-preview"]) == 0

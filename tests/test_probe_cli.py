@@ -158,3 +158,20 @@ def test_score_refuses_to_write_over_its_responses(tmp_path, capsys):
     assert main(["probe", "score", "--responses", str(responses), "--output", str(responses)]) == 2
     assert "is the --responses file; writing there would replace the input" in capsys.readouterr().err
     assert responses.read_text() == text
+
+
+def test_check_says_a_trained_model_keeps_its_trained_vector(tmp_path, capsys):
+    # a shipped model overridden (models add --replace) with probe results, or under an alias of a trained
+    # name, is still scored from the predictor's trained vector: saying "N probe results" misled
+    results = [{"prompt_id": e.prompt_id, "score": float(i % 2)} for i, e in enumerate(GRADABLE[:60])]
+    path = write(tmp_path, "m.yaml", [
+        model("gemini-1.5-flash-002", probe={"results": results}),
+        model("my-proxy", aliases=["gpt-4-1106-preview"]),
+    ])
+    code, out, _ = run(capsys, "probe", "check", path)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("gemini-1.5-flash-002: 60 probe results") and "trained vector" in lines[0]
+    assert "not from these probe results" in lines[0]
+    assert lines[1].startswith("my-proxy: ") and "the trained vector of 'gpt-4-1106-preview'" in lines[1]
+    assert "average model" not in lines[1]

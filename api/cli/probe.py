@@ -141,21 +141,57 @@ def _describe(spec, evidence) -> str:
     return f"no probe results: prior from benchmark_score {probe.benchmark_score} (low-confidence)"
 
 
+def _trained_names() -> dict[str, str]:
+    """{name or alias: trained model} of the serving predictor, read from its meta.json (no model loaded);
+    empty when it cannot be read (the check of the YAML does not depend on it)."""
+    from pickwise.predictor.artifact import ArtifactError, read_meta
+    from pickwise.predictor.promotion import serving_artifact_dir
+
+    try:
+        meta = read_meta(serving_artifact_dir())
+    except (ArtifactError, OSError):
+        return {}
+    names = {name: name for name in meta.get("model_names", [])}
+    names.update({alias: name for alias, name in meta.get("aliases", {}).items() if name in names})
+    return names
+
+
+def _trained_note(spec, trained: dict[str, str], evidence) -> str | None:
+    """A model named (or aliased) as a trained one is scored from that trained vector, whatever its
+    probe section says (`pickwise fit` on its outcomes refines it); its probe answer lengths still count."""
+    hit = next((trained[n] for n in spec.all_names() if n in trained), None)
+    if hit is None:
+        return None
+    whose = "its trained vector" if hit == spec.name else f"the trained vector of '{hit}'"
+    note = f"scored from {whose} in the serving predictor"
+    if evidence is not None:
+        note += ", not from these probe results" + ("; their answer lengths set its length estimates"
+                                                    if evidence.lengths else "")
+    return note
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     text, path = read_text_argument(args.file)
     issues: list[RegistryIssue] = []
     entries = [e for e in parse_registry_text(text, path, issues) if e.spec is not None]
+    trained = _trained_names()
     report: list[str] = []
     for entry in entries:
         if entry.spec.probe is None:
-            report.append(f"{entry.spec.name}: no probe section: scored as an average model (low-confidence)")
+            note = _trained_note(entry.spec, trained, None)
+            report.append(f"{entry.spec.name}: no probe section: "
+                          + (note or "scored as an average model (low-confidence)"))
             continue
         try:
             evidence = parse_probe(entry.spec.probe, path, entry.spec.name, entry.spec.max_output_tokens)
         except RegistryError as exc:
             issues.extend(exc.errors)
             continue
-        report.append(f"{entry.spec.name}: {_describe(entry.spec, evidence)}")
+        note = _trained_note(entry.spec, trained, evidence)
+        if note and evidence is None:
+            report.append(f"{entry.spec.name}: {note} (its probe priors are not used)")
+        else:
+            report.append(f"{entry.spec.name}: {_describe(entry.spec, evidence)}" + (f"; {note}" if note else ""))
     issues.extend(_similar_to_issues(entries, args.registry))
     if issues:
         what = "probe section invalid" if all((i.field or "").startswith("probe") for i in issues) else "invalid"

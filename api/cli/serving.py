@@ -32,6 +32,7 @@ from pickwise.api.cli.options import (
 from pickwise.api.cli.remote import Server, add_server_option, server_url
 from pickwise.api.errors import error_body
 from pickwise.api.http.settings import ENV_PREFIX
+from pickwise.api.way_out import WAY_OUT_FIELDS, no_way_out_clause, way_out_clause
 from pickwise.predictor import CPU_ONLY_PRECISIONS, PRECISIONS
 from pickwise.registry.schema import CAPABILITIES
 from pickwise.selector.errors import InfeasibleSelection
@@ -423,13 +424,21 @@ def format_infeasible(body: dict) -> str:
     """An infeasible select's error body (`error_body`, or a server's 409) as text: the sentence, the
     way out as options, then what blocks each model."""
     blocking = body.get("blocking") or {}
-    lines = [body.get("detail", "no model satisfies the constraints")]
+    detail = body.get("detail", "no model satisfies the constraints")
     ways, together = body.get("way_out") or {}, body.get("way_out_together") or {}
     option = lambda k, v: "--" + k.replace("_", "-") + ("" if v is True else f" {v:g}")  # noqa: E731
+    # the sentence ends with the way out in HTTP field names: said once, as this command's options
+    said = way_out_clause(ways, together)
     if ways:
-        lines.append("way out: " + " or ".join(option(k, v) for k, v in ways.items()))
-    elif together:
-        lines.append("way out: " + " ".join(option(k, v) for k, v in together.items()) + " (both together)")
+        way = "; way out: " + " or ".join(option(k, v) for k, v in ways.items())
+    else:
+        way = "; way out, both together: " + " ".join(option(k, v) for k, v in together.items())
+    if said and detail.endswith(said):
+        detail, way = detail.removesuffix(said) + way, ""
+    elif detail.endswith(no_way_out_clause()):
+        detail = detail.removesuffix(no_way_out_clause()) + no_way_out_clause(
+            ["--" + field.replace("_", "-") for field in WAY_OUT_FIELDS])
+    lines = [detail] + ([way.removeprefix("; ")] if said and way else [])
     # models the caller left out of the allow-list or denied are not worth a line each
     listed = {n: why for n, why in blocking.items() if not {"not in allow-list", "deny-list"} & set(why)}
     width = max((len(n) for n in listed), default=0)
