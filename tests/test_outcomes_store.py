@@ -399,7 +399,7 @@ def test_importing_a_file_again_is_refused_or_skips_what_is_stored(tmp_path, ali
     assert "2 of its 3 rows are in the store already" in err and "nothing stored" in err
     assert len(_rows(store)) == 2
     assert main(["outcomes", "import", str(grown), *args, "--duplicates", "skip"]) == 0
-    assert "stored 1 outcomes" in capsys.readouterr().err and len(_rows(store)) == 3
+    assert "stored 1 outcome from" in capsys.readouterr().err and len(_rows(store)) == 3
     assert main(["outcomes", "import", str(first), *args, "--duplicates", "add"]) == 0
     assert len(_rows(store)) == 5
     assert main(["outcomes", "import", str(_jsonl(tmp_path / "now.jsonl", [{"prompt": "x", "model": "gpt4", "score": 1}])),

@@ -138,7 +138,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             good = _hashed(good, args.artifact)
         added = store.add(good)  # one transaction: all of the file's good rows, or none
     skipped = [f"{len(bad)} bad rows"] * bool(bad) + [f"{len(repeated)} stored already"] * bool(repeated)
-    print(f"stored {added} outcomes from {path} in {store.location}" + (f" ({', '.join(skipped)} skipped)" if skipped else ""),
+    print(f"stored {added:,} outcome{'' if added == 1 else 's'} from {path} in {store.location}" + (f" ({', '.join(skipped)} skipped)" if skipped else ""),
           file=sys.stderr)
     return 0
 

@@ -206,7 +206,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     with open_output(args.output or "-") as out:
         for a in plan.assignments:
             out.write(json.dumps({"id": a.id, "model": a.model, "quality": round(a.quality, 6),
-                                  "cost_usd": a.cost_usd}) + "\n")
+                                  "cost_usd": round(a.cost_usd, 10)}) + "\n")  # float noise off: 1e-10 USD
     if not args.quiet:
         predicted = sum(p.quality is None for p in request.prompts)
         print(plan_summary(plan, predicted), file=sys.stderr)
