@@ -82,6 +82,12 @@ CREATE TABLE IF NOT EXISTS feature_cache (
     PRIMARY KEY (prompt_sha256, encoder)
 );
 CREATE TABLE IF NOT EXISTS store_meta (key {text} PRIMARY KEY, value {text} NOT NULL);
+CREATE TABLE IF NOT EXISTS imports (
+    file_sha256 {text} PRIMARY KEY,
+    name {text} NOT NULL,
+    rows {int} NOT NULL,
+    imported_at {text} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS decisions (
     seq {key},
     id {text} NOT NULL UNIQUE,
@@ -257,12 +263,25 @@ class OutcomeStore:
             yield db
 
     # ---- writes ----------------------------------------------------------------------------
-    def add(self, outcomes: Iterable[Outcome]) -> int:
-        """Store a batch in one transaction (all or nothing); returns how many rows were added."""
+    def add(self, outcomes: Iterable[Outcome], *, from_file: tuple[str, str] | None = None) -> int:
+        """Store a batch in one transaction (all or nothing); returns how many rows were added.
+        `from_file`: (the file's sha256, its name), recorded with the rows for `imported`."""
         rows = [_row(o) for o in outcomes]
         with self._transaction() as db:
             db.executemany(_INSERT, rows)
+            if from_file is not None:
+                db.execute("INSERT INTO imports VALUES (?, ?, ?, ?) ON CONFLICT (file_sha256) DO UPDATE SET "
+                           "name = excluded.name, rows = excluded.rows, imported_at = excluded.imported_at",
+                           (*from_file, len(rows), utc_timestamp()))
         return len(rows)
+
+    def imported(self, file_sha256: str) -> tuple[str, int, str] | None:
+        """(name, rows stored, when) of the last import of a file with this content, if any: a file
+        imported again would add its rows again, and those without a timestamp match no stored row."""
+        with self._lock:
+            row = self._db.execute("SELECT name, rows, imported_at FROM imports WHERE file_sha256 = ?",
+                                   (file_sha256,)).fetchone()
+        return None if row is None else (row[0], int(row[1]), row[2])
 
     def stored_already(self, outcomes: Sequence[Outcome]) -> list[int]:
         """Indexes of `outcomes` identical to a stored row in prompt, model, score, timestamp and decision:

@@ -403,8 +403,18 @@ def test_importing_a_file_again_is_refused_or_skips_what_is_stored(tmp_path, ali
     assert main(["outcomes", "import", str(first), *args, "--duplicates", "add"]) == 0
     assert len(_rows(store)) == 5
     assert main(["outcomes", "import", str(_jsonl(tmp_path / "now.jsonl", [{"prompt": "x", "model": "gpt4", "score": 1}])),
-                 *args]) == 0  # a row without a timestamp is stored at its import's time: never a duplicate
-    assert main(["outcomes", "import", str(tmp_path / "now.jsonl"), *args]) == 0
+                 *args]) == 0  # a row without a timestamp is stored at its import's time: it matches no row
+    capsys.readouterr()
+    # so the same file imported again is known by its content: its rows would be stored twice
+    assert main(["outcomes", "import", str(tmp_path / "now.jsonl"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "the same content was imported at 20" in err and f"as {tmp_path / 'now.jsonl'}, 1 row stored" in err
+    assert main(["outcomes", "import", str(tmp_path / "now.jsonl"), *args, "--duplicates", "skip"]) == 0
+    assert "nothing stored (--duplicates skip)" in capsys.readouterr().err and len(_rows(store)) == 6
+    (tmp_path / "copy.jsonl").write_bytes((tmp_path / "now.jsonl").read_bytes())  # same content, another name
+    assert main(["outcomes", "import", str(tmp_path / "copy.jsonl"), *args]) == 2
+    assert main(["outcomes", "import", str(tmp_path / "copy.jsonl"), *args, "--duplicates", "add"]) == 0
+    assert len(_rows(store)) == 7
 
 
 def test_unknown_csv_and_parquet_columns_are_named_once_for_the_header(tmp_path):

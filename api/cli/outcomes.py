@@ -7,6 +7,7 @@ URL); docs/outcomes.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ def register(sub) -> None:
                                                           "(default: store nothing, name every bad row)")
     q.add_argument("--duplicates", choices=("refuse", "skip", "add"), default="refuse",
                    help="rows identical to stored ones (prompt, model, score, timestamp, decision; a file imported "
-                        "before, or one that grew since): refuse the file (default), skip those rows, or add them again")
+                        "before, or one that grew since), or a file whose content was imported before: refuse the "
+                        "file (default), skip those rows (that file), or add them again")
     q.add_argument("--hash-prompts", action="store_true",
                    help="keep each prompt's sha256 and its vector from --artifact's encoder, not its text")
     q.add_argument("--artifact", metavar="DIR", default=None,
@@ -122,8 +124,19 @@ def cmd_import(args: argparse.Namespace) -> int:
     if bad and not args.skip_bad:
         raise CliError(f"{path}: {len(bad)} bad row(s), nothing stored (--skip-bad stores the {len(good)} good ones):\n"
                        + "\n".join(f"  {path}: {b}" for b in _first(bad)))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     store = open_store(args.store)
     with store:
+        before = store.imported(digest) if args.duplicates != "add" else None
+        if before is not None:
+            name, rows, when = before
+            stored = f"{rows:,} row{'' if rows == 1 else 's'} stored"
+            said = (f"{path}: the same content was imported at {when} (as {name}, {stored}); a row without a "
+                    "timestamp would be stored again")
+            if args.duplicates == "refuse":
+                raise CliError(f"{said}; nothing stored; --duplicates add stores the file again")
+            print(f"pickwise outcomes import: {said}; nothing stored (--duplicates skip)", file=sys.stderr)
+            return 0
         repeated = store.stored_already(good) if args.duplicates != "add" else []
         if repeated and args.duplicates == "refuse":
             raise CliError(f"{path}: {len(repeated)} of its {len(good)} rows are in the store already (identical prompt, "
@@ -136,7 +149,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             good = [o for i, o in enumerate(good) if i not in dropped]
         if args.hash_prompts:
             good = _hashed(good, args.artifact)
-        added = store.add(good)  # one transaction: all of the file's good rows, or none
+        added = store.add(good, from_file=(digest, str(path)))  # one transaction: all of the good rows, or none
     skipped = [f"{len(bad)} bad rows"] * bool(bad) + [f"{len(repeated)} stored already"] * bool(repeated)
     print(f"stored {added:,} outcome{'' if added == 1 else 's'} from {path} in {store.location}" + (f" ({', '.join(skipped)} skipped)" if skipped else ""),
           file=sys.stderr)
