@@ -429,16 +429,14 @@ def format_infeasible(body: dict) -> str:
     option = lambda k, v: "--" + k.replace("_", "-") + ("" if v is True else f" {v:g}")  # noqa: E731
     # the sentence ends with the way out in HTTP field names: said once, as this command's options
     said = way_out_clause(ways, together)
-    if ways:
-        way = "; way out: " + " or ".join(option(k, v) for k, v in ways.items())
-    else:
-        way = "; way out, both together: " + " ".join(option(k, v) for k, v in together.items())
-    if said and detail.endswith(said):
-        detail, way = detail.removesuffix(said) + way, ""
+    lines = [detail]
+    if said:
+        way = ("way out: " + " or ".join(option(k, v) for k, v in ways.items()) if ways else
+               "way out, both together: " + " ".join(option(k, v) for k, v in together.items()))
+        lines = [detail.removesuffix(said) + "; " + way] if detail.endswith(said) else [detail, way]
     elif detail.endswith(no_way_out_clause()):
-        detail = detail.removesuffix(no_way_out_clause()) + no_way_out_clause(
-            ["--" + field.replace("_", "-") for field in WAY_OUT_FIELDS])
-    lines = [detail] + ([way.removeprefix("; ")] if said and way else [])
+        lines = [detail.removesuffix(no_way_out_clause())
+                 + no_way_out_clause(["--" + field.replace("_", "-") for field in WAY_OUT_FIELDS])]
     # models the caller left out of the allow-list or denied are not worth a line each
     listed = {n: why for n, why in blocking.items() if not {"not in allow-list", "deny-list"} & set(why)}
     width = max((len(n) for n in listed), default=0)
